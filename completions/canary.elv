@@ -1,0 +1,56 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[canary] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'canary'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'canary'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand validate 'Check Canary, MetricTemplate and AlertProvider files offline'
+            cand plan 'Show what a rollout will do, without touching a cluster'
+            cand completions 'Print a shell completion script to standard output'
+        }
+        &'canary;validate'= {
+            cand -o 'Output format'
+            cand --output 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'canary;plan'= {
+            cand --name 'Which Canary of the file, when it holds several'
+            cand --mesh-provider 'Service mesh or ingress provider for canaries whose spec names none (Flagger''s `-mesh-provider` install flag), e.g. linkerd, istio, nginx'
+            cand --metrics-server 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider''s own)'
+            cand -o 'Output format'
+            cand --output 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'canary;completions'= {
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+    ]
+    $completions[$command]
+}

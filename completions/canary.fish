@@ -1,0 +1,44 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_canary_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_canary_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_canary_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_canary_using_subcommand
+    set -l cmd (__fish_canary_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c canary -n "__fish_canary_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_needs_command" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
+complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
+complete -c canary -n "__fish_canary_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output'
+complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
+json\t'One JSON document for machines'"
+complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand plan" -l name -d 'Which Canary of the file, when it holds several' -r
+complete -c canary -n "__fish_canary_using_subcommand plan" -l mesh-provider -d 'Service mesh or ingress provider for canaries whose spec names none (Flagger\'s `-mesh-provider` install flag), e.g. linkerd, istio, nginx' -r
+complete -c canary -n "__fish_canary_using_subcommand plan" -l metrics-server -d 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider\'s own)' -r
+complete -c canary -n "__fish_canary_using_subcommand plan" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
+json\t'One JSON document for machines'"
+complete -c canary -n "__fish_canary_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand completions" -s V -l version -d 'Print version'

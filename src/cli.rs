@@ -1,0 +1,124 @@
+//! The command line, as clap definitions only.
+//!
+//! Completions and man pages are generated from these definitions (see
+//! `generate.rs`), so help text written here is what users read everywhere.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_STATUS_HEADING: &str = "Exit status:";
+
+/// The exit status table, shown after `--help`.
+fn after_help() -> String {
+    format!("{EXIT_STATUS_HEADING}\n{}", crate::exit::table_text())
+}
+
+/// Flagger-style canary releases, driven from outside the cluster.
+///
+/// Reads Flagger `Canary` specs (flagger.app/v1beta1, unchanged), checks them
+/// offline and shows, step by step, what a rollout will do.
+#[derive(Debug, Parser)]
+#[command(
+    name = "canary",
+    version,
+    about,
+    long_about,
+    after_long_help = after_help(),
+    propagate_version = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check Canary, MetricTemplate and AlertProvider files offline.
+    ///
+    /// Every problem is reported with its file, line, column and field path.
+    /// Prints one line per valid canary: name, namespace, strategy, provider
+    /// and steps.
+    Validate(ValidateArgs),
+    /// Show what a rollout will do, without touching a cluster.
+    ///
+    /// Lists the strategy, every step with its primary/canary weights, the
+    /// webhooks called and the checks run at that step (with their rendered
+    /// queries), the promotion and finalisation steps, the objects that will
+    /// be created or changed, and the shortest possible duration.
+    Plan(PlanArgs),
+    /// Print a shell completion script to standard output.
+    ///
+    /// For example, for bash: `canary completions bash > /etc/bash_completion.d/canary`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Spec files (YAML, one or more documents each).
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Spec file holding the Canary (and any MetricTemplate it uses).
+    #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub file: PathBuf,
+
+    /// Which Canary of the file, when it holds several.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Service mesh or ingress provider for canaries whose spec names none
+    /// (Flagger's `-mesh-provider` install flag), e.g. linkerd, istio, nginx.
+    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    pub mesh_provider: Option<String>,
+
+    /// Prometheus address used by the built-in metrics, when the spec sets
+    /// no `metricsServer` (default: the provider's own).
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL")]
+    pub metrics_server: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables and lines for people.
+    Table,
+    /// One JSON document for machines.
+    Json,
+}
+
+/// The clap command, named for how the binary was invoked: `kubectl canary`
+/// when installed as the kubectl plugin `kubectl-canary`.
+pub fn command_for(argv0: Option<&std::ffi::OsStr>) -> clap::Command {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let as_plugin = argv0
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .and_then(|s| s.to_str())
+        .is_some_and(|s| s.starts_with("kubectl-canary"));
+    if as_plugin {
+        cmd.bin_name("kubectl canary")
+            .display_name("kubectl-canary")
+    } else {
+        cmd
+    }
+}

@@ -1,0 +1,13 @@
+//! `canary`: Flagger-style progressive delivery driven from outside the cluster.
+//!
+//! The binary in `main.rs` is a thin shell over this library so that tests and
+//! generators (completions, man pages) reach the same definitions.
+
+pub mod app;
+pub mod cli;
+pub mod engine;
+pub mod exit;
+pub mod generate;
+pub mod metrics;
+pub mod spec;
+pub mod ui;

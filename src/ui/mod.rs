@@ -1,0 +1,252 @@
+//! Output policy: results to stdout, problems to stderr; tables for people,
+//! one JSON document for machines. Commands hand values to these functions
+//! and never print themselves.
+
+use std::io::{self, Write};
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::app::ValidateReport;
+use crate::engine::plan::Plan;
+use crate::engine::schedule::Routing;
+use crate::spec::Diagnostic;
+use crate::spec::resolve::ProviderSource;
+
+/// Writes a value as pretty JSON to stdout.
+pub fn print_json<T: Serialize>(value: &T) {
+    let mut out = io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// Writes diagnostics to stderr, followed by a count.
+pub fn diagnostics(errors: &[Diagnostic]) {
+    let mut err = io::stderr().lock();
+    for d in errors {
+        let _ = writeln!(err, "{}", d.render());
+    }
+    let files: std::collections::BTreeSet<&str> = errors.iter().map(|d| d.file.as_str()).collect();
+    let _ = writeln!(
+        err,
+        "{} problem{} in {} file{}; nothing was changed",
+        errors.len(),
+        plural(errors.len()),
+        files.len(),
+        plural(files.len())
+    );
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `validate`'s human output: one line per valid canary on stdout, every
+/// problem on stderr.
+pub fn validate_report(r: &ValidateReport) {
+    let mut out = io::stdout().lock();
+    for c in &r.canaries {
+        let provider = c
+            .provider
+            .as_deref()
+            .map(|p| format!("provider {p}"))
+            .unwrap_or_else(|| "provider chosen at run time".to_string());
+        let steps = match (c.weights.first(), c.weights.last()) {
+            (Some(first), Some(last)) => {
+                format!("{} step{} ({first}% → {last}%)", c.steps, plural(c.steps))
+            }
+            _ => format!("{} step{}", c.steps, plural(c.steps)),
+        };
+        let _ = writeln!(
+            out,
+            "ok  {}.{}  {}  {}  {}  ({})",
+            c.name, c.namespace, c.strategy, provider, steps, c.file
+        );
+        for n in &c.notes {
+            let _ = writeln!(out, "    note: {n}");
+        }
+    }
+    drop(out);
+    if !r.errors.is_empty() {
+        diagnostics(&r.errors);
+    }
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if let Some((w, _)) = terminal_width() {
+        t.set_width(w);
+    } else {
+        t.set_width(120);
+    }
+    t
+}
+
+fn terminal_width() -> Option<(u16, u16)> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    let t = Table::new();
+    t.width().map(|w| (w, 0))
+}
+
+fn fmt_duration(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// `plan`'s human output.
+pub fn plan_table(p: &Plan) {
+    let mut out = io::stdout().lock();
+    let provider = match (&p.provider, p.provider_source) {
+        (Some(pr), ProviderSource::Spec) => format!("{pr} (spec.provider)"),
+        (Some(pr), ProviderSource::Flag) => format!("{pr} (--mesh-provider)"),
+        _ => "chosen at run time (detected from the cluster; or pass --mesh-provider)".to_string(),
+    };
+    let _ = writeln!(out, "Canary {}.{}", p.canary, p.namespace);
+    let _ = writeln!(out, "  strategy        {}", p.strategy);
+    let _ = writeln!(out, "  target          {}", p.target);
+    let _ = writeln!(out, "  service         {}", p.service);
+    let _ = writeln!(out, "  provider        {provider}");
+    if let Some(m) = &p.metrics_server {
+        let _ = writeln!(out, "  metrics server  {m}");
+    }
+    let _ = writeln!(
+        out,
+        "  interval        {}, rollback after {} failed check{}",
+        fmt_duration(p.interval),
+        p.threshold,
+        plural(p.threshold as usize)
+    );
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "Start");
+    for (i, s) in p.start.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {s}", i + 1);
+    }
+    let _ = writeln!(out);
+
+    if !p.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "Steps ({}; each runs its hooks and checks one interval after its routing)",
+            p.steps.len()
+        );
+        let any_before = p.steps.iter().any(|s| !s.before.is_empty());
+        let mut t = table();
+        let mut header = vec!["step", "at", "primary", "canary", "routing"];
+        if any_before {
+            header.push("before the step");
+        }
+        header.push("one interval later");
+        t.set_header(header);
+        for s in &p.steps {
+            let routing = match s.routing {
+                Routing::Weighted { .. } => "weighted",
+                Routing::Mirrored => "mirrored to canary",
+                Routing::Matched => "matching requests to canary",
+                Routing::CanaryService => "canary service only",
+            };
+            let mut row = vec![
+                Cell::new(s.number),
+                Cell::new(fmt_duration(s.at)),
+                Cell::new(format!("{}%", s.primary_weight)),
+                Cell::new(format!("{}%", s.canary_weight)),
+                Cell::new(routing),
+            ];
+            if any_before {
+                row.push(Cell::new(s.before.join(", ")));
+            }
+            // The checks are the same every step and listed below; name the
+            // hooks and count the checks.
+            let checks = s.after.iter().filter(|a| a.starts_with("check ")).count();
+            let mut later: Vec<String> = s
+                .after
+                .iter()
+                .filter(|a| !a.starts_with("check "))
+                .cloned()
+                .collect();
+            if checks > 0 {
+                later.push(format!("{checks} check{}", plural(checks)));
+            }
+            row.push(Cell::new(later.join(", ")));
+            t.add_row(row);
+        }
+        let _ = writeln!(out, "{t}");
+        let _ = writeln!(out);
+    }
+
+    if !p.checks.is_empty() {
+        let _ = writeln!(out, "Checks");
+        let mut t = table();
+        t.set_header(vec!["metric", "pass when", "window", "source", "query"]);
+        for c in &p.checks {
+            let q = match (&c.query, &c.note) {
+                (Some(q), _) => q.clone(),
+                (None, Some(n)) => format!("({n})"),
+                (None, None) => String::new(),
+            };
+            t.add_row(vec![
+                Cell::new(&c.name),
+                Cell::new(&c.condition),
+                Cell::new(&c.interval),
+                Cell::new(&c.source),
+                Cell::new(q),
+            ]);
+        }
+        let _ = writeln!(out, "{t}");
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "Promotion");
+    for (i, s) in p.promotion.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {s}", i + 1);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Rollback");
+    for s in &p.rollback {
+        let _ = writeln!(out, "  - {s}");
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "Objects");
+    let mut t = table();
+    t.set_header(vec!["kind", "name", "action"]);
+    for o in &p.objects {
+        t.add_row(vec![
+            Cell::new(&o.kind),
+            Cell::new(&o.name),
+            Cell::new(&o.action),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    let _ = writeln!(out);
+
+    let extra = ((p.min_duration.as_millis() / p.interval.as_millis().max(1)) as u64)
+        .saturating_sub(p.steps.len() as u64);
+    let promotion_steps = if extra > 0 {
+        format!(
+            ", plus {extra} gradual promotion interval{}",
+            plural(extra as usize)
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "Minimum duration: {} from a ready canary to promotion ({} step{} × {}{promotion_steps}), \
+         plus readiness and promotion time; a failing canary is rolled back after at least {}.",
+        fmt_duration(p.min_duration),
+        p.steps.len(),
+        plural(p.steps.len()),
+        fmt_duration(p.interval),
+        fmt_duration(p.min_rollback)
+    );
+    for n in &p.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+}

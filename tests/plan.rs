@@ -1,0 +1,269 @@
+//! `canary plan`: the seed's canary and the other strategies.
+
+use crate::util::{canary, stdout};
+
+fn plan_json(args: &[&str]) -> serde_json::Value {
+    let out = canary()
+        .arg("plan")
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_seed_canary_on_linkerd_has_twenty_steps_and_linkerd_queries() {
+    let p = plan_json(&["examples/podinfo.yaml", "--mesh-provider", "linkerd"]);
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 20);
+    assert_eq!(steps[0]["canaryWeight"], 5);
+    assert_eq!(steps[0]["primaryWeight"], 95);
+    assert_eq!(steps[19]["canaryWeight"], 100);
+    for s in steps {
+        let sum = s["canaryWeight"].as_u64().unwrap() + s["primaryWeight"].as_u64().unwrap();
+        assert_eq!(sum, 100);
+        let after: Vec<&str> = s["after"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            after,
+            [
+                "rollout load-test",
+                "check request-success-rate",
+                "check request-duration"
+            ]
+        );
+    }
+    assert_eq!(p["provider"], "linkerd");
+    assert_eq!(p["providerSource"], "flag");
+    assert_eq!(p["metricsServer"], "http://prometheus.linkerd-viz:9090");
+    assert_eq!(p["minDuration"], "3m 20s");
+    assert_eq!(p["minRollback"], "50s");
+    let checks = p["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    for c in checks {
+        let q = c["query"].as_str().unwrap();
+        assert!(
+            q.contains("response_total") || q.contains("response_latency_ms_bucket"),
+            "{q}"
+        );
+        assert!(q.contains(r#"namespace="prod""#), "{q}");
+        assert!(q.contains(r#"deployment=~"podinfo""#), "{q}");
+        assert!(q.contains("[1m]"), "{q}");
+        assert!(!q.contains("{{"), "{q}");
+    }
+    assert_eq!(checks[0]["condition"], ">= 99");
+    assert_eq!(checks[1]["condition"], "<= 500");
+    let objects: Vec<(String, String)> = p["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (kind, name) in [
+        ("Deployment", "podinfo-primary"),
+        ("Deployment", "podinfo"),
+        ("Service", "podinfo"),
+        ("Service", "podinfo-primary"),
+        ("Service", "podinfo-canary"),
+        ("TrafficSplit (split.smi-spec.io/v1alpha2)", "podinfo"),
+    ] {
+        assert!(
+            objects.iter().any(|(k, n)| k == kind && n == name),
+            "{kind} {name} missing from {objects:?}"
+        );
+    }
+    let start = p["start"].as_array().unwrap();
+    assert!(
+        start
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("pre-rollout acceptance-test"))
+    );
+}
+
+#[test]
+fn the_seed_canary_plan_reads_well_as_a_table() {
+    let out = canary()
+        .args([
+            "plan",
+            "examples/podinfo.yaml",
+            "--mesh-provider",
+            "linkerd",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    insta::assert_snapshot!(stdout(&out));
+}
+
+#[test]
+fn the_mesh_provider_also_comes_from_the_environment() {
+    let out = canary()
+        .args(["plan", "examples/podinfo.yaml", "-o", "json"])
+        .env("CANARY_MESH_PROVIDER", "linkerd")
+        .output()
+        .unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["provider"], "linkerd");
+}
+
+#[test]
+fn without_a_provider_the_plan_says_it_is_chosen_at_run_time() {
+    let p = plan_json(&["examples/podinfo.yaml"]);
+    assert_eq!(p["provider"], serde_json::Value::Null);
+    assert_eq!(p["providerSource"], "runTime");
+    assert_eq!(p["steps"].as_array().unwrap().len(), 20);
+    assert!(p["checks"][0]["query"].is_null());
+    assert!(
+        p["checks"][0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("provider chosen at run time")
+    );
+    let table = stdout(
+        &canary()
+            .args(["plan", "examples/podinfo.yaml"])
+            .output()
+            .unwrap(),
+    );
+    assert!(table.contains("chosen at run time"), "{table}");
+}
+
+#[test]
+fn an_unknown_mesh_provider_is_a_usage_error() {
+    let out = canary()
+        .args(["plan", "examples/podinfo.yaml", "--mesh-provider", "linkrd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `linkerd`?"));
+}
+
+#[test]
+fn istio_plans_use_istio_queries_and_objects() {
+    let p = plan_json(&["examples/istio.yaml"]);
+    let weights: Vec<u64> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["canaryWeight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [10, 20, 30, 40, 50]);
+    let q = p["checks"][0]["query"].as_str().unwrap();
+    assert!(q.contains("istio_requests_total"), "{q}");
+    let names: Vec<&str> = p["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"podinfo-canary"));
+    assert!(
+        p["promotion"][0]
+            .as_str()
+            .unwrap()
+            .contains("confirm-promotion promotion-gate")
+    );
+    assert!(names.contains(&"podinfo-primary"));
+}
+
+#[test]
+fn a_b_testing_routes_matching_requests_for_each_iteration() {
+    let p = plan_json(&["examples/ab-testing.yaml"]);
+    assert_eq!(p["strategy"], "A/B testing");
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 10);
+    assert!(steps.iter().all(|s| s["routing"]["kind"] == "matched"));
+    assert_eq!(p["minDuration"], "10m");
+}
+
+#[test]
+fn blue_green_with_kubernetes_tests_the_canary_service_alone() {
+    let p = plan_json(&["examples/blue-green.yaml"]);
+    assert_eq!(p["strategy"], "blue/green");
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 10);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["routing"]["kind"] == "canaryService")
+    );
+    let q = p["checks"][0]["query"].as_str().unwrap();
+    assert!(q.contains(r#"job="podinfo-canary""#), "{q}");
+    assert!(q.contains("[1m]"), "{q}");
+    assert_eq!(p["checks"][0]["source"], "MetricTemplate test/error-rate");
+}
+
+#[test]
+fn gateway_api_follows_step_weights_and_promotes_gradually() {
+    let p = plan_json(&["examples/gateway-api.yaml"]);
+    let weights: Vec<u64> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["canaryWeight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [1, 5, 10, 25, 50]);
+    let promotion: Vec<&str> = p["promotion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        promotion.iter().any(|s| s.contains("75 → 100")),
+        "{promotion:?}"
+    );
+    // Five steps plus one more interval for the second promotion shift.
+    assert_eq!(p["minDuration"], "6m");
+    assert!(p["checks"][0]["note"].as_str().unwrap().contains("cluster"));
+}
+
+#[test]
+fn metric_template_variables_are_substituted() {
+    let p = plan_json(&["examples/metric-template.yaml"]);
+    let q = p["checks"][1]["query"].as_str().unwrap();
+    assert!(q.contains(r#"status_code!="404""#), "{q}");
+    assert_eq!(
+        p["checks"][1]["source"],
+        "MetricTemplate prod/not-found-percentage"
+    );
+}
+
+#[test]
+fn plan_picks_a_canary_by_name_when_a_file_holds_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("two.yaml");
+    let one = std::fs::read_to_string(crate::util::path("examples/podinfo.yaml")).unwrap();
+    let two = one.replace(
+        "name: podinfo\n  namespace: prod",
+        "name: other\n  namespace: prod",
+    );
+    std::fs::write(&f, format!("{one}---\n{two}")).unwrap();
+    let out = canary().arg("plan").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one with --name"));
+    let out = canary()
+        .arg("plan")
+        .arg(&f)
+        .args(["--name", "other", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["canary"], "other");
+}

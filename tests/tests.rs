@@ -1,0 +1,10 @@
+//! The integration test binary: every test that runs the built `canary`
+//! lives in a module here, so the crate links one test executable.
+
+mod util;
+
+mod cli;
+mod examples;
+mod generated;
+mod malformed;
+mod plan;
