@@ -124,37 +124,48 @@ impl TemplateModel {
 /// of the action's opening `{{` in the template.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("unclosed action at byte {offset}")]
+    #[error("unclosed action: `{{{{` without `}}}}`")]
     UnclosedAction { offset: usize },
-    #[error("unclosed comment at byte {offset}")]
+    #[error("unclosed comment: `{{{{/*` without `*/}}}}`")]
     UnclosedComment { offset: usize },
-    #[error(
-        "unknown function `{name}` in {action} at byte {offset} (known: name, namespace, \
-         target, service, ingress, route, interval, variables)"
-    )]
+    #[error("unknown function `{name}` in {action}")]
     UnknownFunction {
         name: String,
         action: String,
         offset: usize,
     },
-    #[error("variable `{name}` is not set in templateVariables ({action} at byte {offset})")]
+    #[error("variable `{name}` is not set in templateVariables ({action})")]
     MissingVariable {
         name: String,
         action: String,
         offset: usize,
     },
-    #[error("failed to parse string literal in {action} at byte {offset}: {reason}")]
+    #[error("failed to parse string literal in {action}: {reason}")]
     BadString {
         action: String,
         offset: usize,
         reason: String,
     },
-    #[error("unsupported template syntax {action} at byte {offset}: {reason}")]
+    #[error("unsupported template syntax {action}: {reason}")]
     Unsupported {
         action: String,
         offset: usize,
         reason: String,
     },
+}
+
+impl TemplateError {
+    /// Byte offset in the template where the problem starts.
+    pub fn offset(&self) -> usize {
+        match self {
+            TemplateError::UnclosedAction { offset }
+            | TemplateError::UnclosedComment { offset }
+            | TemplateError::UnknownFunction { offset, .. }
+            | TemplateError::MissingVariable { offset, .. }
+            | TemplateError::BadString { offset, .. }
+            | TemplateError::Unsupported { offset, .. } => *offset,
+        }
+    }
 }
 
 /// Renders `template` with the values in `model`.
@@ -679,10 +690,8 @@ mod tests {
                 offset: 9,
             }
         );
-        assert!(
-            err.to_string()
-                .starts_with("unknown function `foo` in {{ foo }} at byte 9")
-        );
+        assert_eq!(err.to_string(), "unknown function `foo` in {{ foo }}");
+        assert_eq!(err.offset(), 9);
         // A field chain on an unknown head names the head, as Go does.
         assert!(matches!(
             render("{{ foo.bar }}", &model()),
@@ -694,7 +703,7 @@ mod tests {
     fn unclosed_action() {
         let err = render("rate(x[{{ interval ])", &model()).unwrap_err();
         assert_eq!(err, TemplateError::UnclosedAction { offset: 7 });
-        assert_eq!(err.to_string(), "unclosed action at byte 7");
+        assert_eq!(err.to_string(), "unclosed action: `{{` without `}}`");
         assert_eq!(
             placeholders("{{ namespace }} {{"),
             Err(TemplateError::UnclosedAction { offset: 16 })

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeSet;
 
-use serde::de::DeserializeOwned;
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
@@ -45,34 +46,16 @@ pub struct Deserialized<T> {
 /// is too broken for more messages to help.
 const MAX_ERRORS: usize = 50;
 
-pub fn deserialize_all<T: DeserializeOwned + serde::Serialize>(
-    mut value: Value,
-) -> Deserialized<T> {
+pub fn deserialize_all<T: DeserializeOwned>(mut value: Value) -> Deserialized<T> {
     let mut errors = Vec::new();
     let mut poisoned = BTreeSet::new();
     // Replacement attempts per list item: an empty mapping, then an empty
     // string, then the item is given up on with its whole list.
     let mut attempts: std::collections::HashMap<String, usize> = Default::default();
     loop {
-        let result: Result<T, _> = serde_path_to_error::deserialize(&value);
+        let result: Result<T, _> = serde_path_to_error::deserialize(Strict(&value));
         let err = match result {
             Ok(v) => {
-                // serde lets a struct be written as a list of its fields in
-                // order; Kubernetes does not, so catch it by comparing shapes.
-                if let Ok(typed) = serde_json::to_value(&v) {
-                    for path in lists_read_as_mappings(&value, &typed, "") {
-                        poisoned.insert(path.clone());
-                        errors.push(FieldError {
-                            message: format!(
-                                "wrong type for `{}`: expected a mapping, found a list",
-                                last_segment(&path)
-                            ),
-                            path,
-                            help: None,
-                            at_key: false,
-                        });
-                    }
-                }
                 return Deserialized {
                     value: Some(v),
                     errors,
@@ -120,25 +103,6 @@ pub fn deserialize_all<T: DeserializeOwned + serde::Serialize>(
     }
 }
 
-/// Paths where the input has a list and the typed value a mapping.
-fn lists_read_as_mappings(input: &Value, typed: &Value, path: &str) -> Vec<String> {
-    match (input, typed) {
-        (Value::Array(_), Value::Object(_)) => vec![path.to_string()],
-        (Value::Object(a), Value::Object(b)) => a
-            .iter()
-            .filter_map(|(k, v)| b.get(k).map(|t| (k, v, t)))
-            .flat_map(|(k, v, t)| lists_read_as_mappings(v, t, &join_key(path, k)))
-            .collect(),
-        (Value::Array(a), Value::Array(b)) => a
-            .iter()
-            .zip(b)
-            .enumerate()
-            .flat_map(|(i, (v, t))| lists_read_as_mappings(v, t, &join_index(path, i)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Renders serde_path_to_error segments in the spec's path notation.
 fn render_path(segments: &[Segment]) -> String {
     let mut p = String::new();
@@ -170,10 +134,14 @@ fn expected_fields(message: &str) -> Vec<&str> {
 fn translate(path: &str, message: &str) -> FieldError {
     if let Some(name) = unknown_field_name(message) {
         let known = expected_fields(message);
-        let help = match did_you_mean(&name, known.iter().copied()) {
-            Some(s) => Some(format!("did you mean `{s}`?")),
-            None if known.is_empty() => Some("this field takes no keys".to_string()),
-            None => Some(format!("known fields here: {}", known.join(", "))),
+        let help = match (
+            did_you_mean(&name, known.iter().copied()),
+            misplaced(path, &name),
+        ) {
+            (Some(s), _) => Some(format!("did you mean `{s}`?")),
+            (None, Some(home)) => Some(format!("`{name}` belongs under `{home}`")),
+            (None, None) if known.is_empty() => Some("this field takes no keys".to_string()),
+            (None, None) => Some(format!("known fields here: {}", known.join(", "))),
         };
         let where_ = if path.is_empty() {
             "at the top level".to_string()
@@ -190,15 +158,23 @@ fn translate(path: &str, message: &str) -> FieldError {
     if let Some(rest) = message.strip_prefix("invalid type: ")
         && let Some((found, expected)) = rest.split_once(", expected ")
     {
+        let field = last_segment(path);
+        // A bare number where Flagger wants a duration string.
+        let help = (expected == "a string"
+            && (found.starts_with("integer") || found.starts_with("floating"))
+            && matches!(field, "interval" | "timeout" | "backendTimeout"))
+        .then(|| {
+            let n = found.split('`').nth(1).unwrap_or("30");
+            format!("durations are strings with a unit: write `{n}s` or `{n}m`")
+        });
         return FieldError {
             path: path.to_string(),
             message: format!(
-                "wrong type for `{}`: expected {}, found {}",
-                last_segment(path),
+                "wrong type for `{field}`: expected {}, found {}",
                 plain_type(expected),
                 plain_found(found)
             ),
-            help: None,
+            help,
             at_key: false,
         };
     }
@@ -222,6 +198,34 @@ fn translate(path: &str, message: &str) -> FieldError {
         message: format!("invalid `{}`: {message}", last_segment(path)),
         help: None,
         at_key: false,
+    }
+}
+
+/// Where a field that is unknown at `path` probably belongs.
+fn misplaced(path: &str, name: &str) -> Option<&'static str> {
+    const META: &[&str] = &["name", "namespace", "labels", "annotations"];
+    const ANALYSIS: &[&str] = &[
+        "interval",
+        "threshold",
+        "maxWeight",
+        "stepWeight",
+        "stepWeights",
+        "stepWeightPromotion",
+        "iterations",
+        "metrics",
+        "webhooks",
+        "alerts",
+        "mirror",
+        "mirrorWeight",
+        "sessionAffinity",
+    ];
+    const SERVICE: &[&str] = &["port", "portName", "targetPort", "hosts", "gateways"];
+    match path {
+        "" if META.contains(&name) => Some("metadata"),
+        "" if name == "analysis" || name == "targetRef" => Some("spec"),
+        "spec" if ANALYSIS.contains(&name) => Some("spec.analysis"),
+        "spec" if SERVICE.contains(&name) => Some("spec.service"),
+        _ => None,
     }
 }
 
@@ -316,13 +320,155 @@ fn repair(value: &mut Value, segments: &[Segment], attempt: usize) -> bool {
     }
 }
 
+/// A deserializer over a `serde_json::Value` as strict as Kubernetes:
+/// serde (and `serde_json::Value`'s own deserializer) accepts a struct
+/// written as a list of its fields in order, which no Kubernetes client
+/// would; here a struct must be a mapping.
+struct Strict<'v>(&'v Value);
+
+type DeError = serde::de::value::Error;
+
+impl<'de> serde::Deserializer<'de> for Strict<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    visitor.visit_u64(u)
+                } else if let Some(i) = n.as_i64() {
+                    visitor.visit_i64(i)
+                } else {
+                    visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(s) => visitor.visit_borrowed_str(s),
+            Value::Array(a) => visitor.visit_seq(StrictSeq(a.iter())),
+            Value::Object(m) => visitor.visit_map(StrictMap {
+                iter: m.iter(),
+                value: None,
+            }),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::Object(_) => self.deserialize_any(visitor),
+            other => Err(serde::de::Error::invalid_type(unexpected(other), &visitor)),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        self.0
+            .deserialize_enum(name, variants, visitor)
+            .map_err(serde::de::Error::custom)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier
+        ignored_any
+    }
+}
+
+fn unexpected(v: &Value) -> Unexpected<'_> {
+    match v {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Unexpected::Unsigned(u),
+            (_, Some(i)) => Unexpected::Signed(i),
+            _ => Unexpected::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
+struct StrictSeq<'v>(std::slice::Iter<'v, Value>);
+
+impl<'de> SeqAccess<'de> for StrictSeq<'de> {
+    type Error = DeError;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, DeError> {
+        self.0
+            .next()
+            .map(|v| seed.deserialize(Strict(v)))
+            .transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct StrictMap<'v> {
+    iter: serde_json::map::Iter<'v>,
+    value: Option<&'v Value>,
+}
+
+impl<'de> MapAccess<'de> for StrictMap<'de> {
+    type Error = DeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        match self.iter.next() {
+            Some((k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(BorrowedStrDeserializer::new(k)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, DeError> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(Strict(v)),
+            None => Err(serde::de::Error::custom("value is missing")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::{Deserialize, Serialize};
+    use serde::Deserialize;
     use serde_json::json;
 
-    #[derive(Debug, Deserialize, Serialize, Default)]
+    #[derive(Debug, Deserialize, Default)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct Outer {
         #[serde(default)]
@@ -333,7 +479,7 @@ mod tests {
         step_weight: Option<i64>,
     }
 
-    #[derive(Debug, Deserialize, Serialize, Default)]
+    #[derive(Debug, Deserialize, Default)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct Item {
         #[serde(default)]
@@ -374,6 +520,9 @@ mod tests {
             "wrong type for `min`: expected a number, found the string \"x\""
         );
         let value = d.value.unwrap();
+        // Mistyped fields are dropped, so their defaults apply.
+        assert_eq!(value.name, None);
+        assert_eq!(value.step_weight, None);
         assert_eq!(value.items.len(), 3);
         assert_eq!(value.items[2].min, Some(1.0));
         assert!(d.poisoned.contains("items[1]"));
@@ -381,7 +530,7 @@ mod tests {
 
     #[test]
     fn a_struct_written_as_a_list_is_refused() {
-        let d: Deserialized<Outer> = deserialize_all(json!({"items": [[1.5]]}));
+        let d: Deserialized<Outer> = deserialize_all(json!({"items": [[1.5]], "name": "x"}));
         assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
         assert_eq!(d.errors[0].path, "items[0]");
         assert!(

@@ -34,7 +34,9 @@ impl Diagnostic {
             .lines()
             .nth(span.start.line.saturating_sub(1))
             .map(str::to_string);
-        let width = if span.end.line == span.start.line && span.end.column > span.start.column {
+        let width = if span.end == span.start {
+            1
+        } else if span.end.line == span.start.line && span.end.column > span.start.column {
             span.end.column - span.start.column
         } else {
             source_line

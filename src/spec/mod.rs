@@ -128,6 +128,9 @@ pub fn load_str(name: &str, text: &str) -> Result<SpecFile, Vec<Diagnostic>> {
             if let Some(p) = e.path {
                 d = d.with_path(p);
             }
+            if let Some(h) = e.help {
+                d = d.with_help(h);
+            }
             return Err(vec![d]);
         }
     };
@@ -182,10 +185,19 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
     };
     let nth = doc.index + 1;
     let Value::Object(map) = &doc.value else {
-        return Err(Box::new(at(
-            "",
-            format!("document {nth} is not a mapping; expected a Kubernetes object"),
-        )));
+        let found = match &doc.value {
+            Value::Array(_) => "a list".to_string(),
+            Value::String(t) if t.contains(' ') => "plain text".to_string(),
+            Value::String(t) => format!("the text `{t}`"),
+            other => format!("the value `{other}`"),
+        };
+        return Err(Box::new(
+            at(
+                "",
+                format!("document {nth} is {found}, not a Kubernetes object"),
+            )
+            .with_help("a spec file holds YAML mappings such as `kind: Canary`"),
+        ));
     };
     let kind = match map.get("kind") {
         Some(Value::String(k)) => k.as_str(),
@@ -199,23 +211,24 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
     };
     let api = map.get("apiVersion").and_then(Value::as_str);
     let Some(known) = KINDS.iter().copied().find(|k| *k == kind) else {
-        let help = match diagnostic::did_you_mean(kind, KINDS.iter().copied()) {
+        let suggestion = diagnostic::did_you_mean(kind, KINDS.iter().copied());
+        let flagger_group = api.is_some_and(|a| a.starts_with("flagger.app/"));
+        let message = if flagger_group || suggestion.is_some() {
+            format!("unknown kind `{kind}`")
+        } else {
+            let what = match api {
+                Some(a) => format!("{kind} ({a})"),
+                None => kind.to_string(),
+            };
+            format!("document {nth} is a {what}, not a Flagger document")
+        };
+        let help = match suggestion {
             Some(k) => format!("did you mean `{k}`?"),
             None => "canary reads Canary, MetricTemplate and AlertProvider documents \
                      (flagger.app/v1beta1); keep other objects in other files"
                 .to_string(),
         };
-        let what = match api {
-            Some(a) => format!("`{a}` `{kind}`"),
-            None => format!("`{kind}`"),
-        };
-        return Err(Box::new(
-            at(
-                "kind",
-                format!("document {nth} is a {what}, not a Flagger document"),
-            )
-            .with_help(help),
-        ));
+        return Err(Box::new(at("kind", message).with_help(help)));
     };
     match api {
         Some(API_VERSION) => Ok(known),
@@ -234,7 +247,7 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
 }
 
 /// Deserializes one document, turning each serde error into a diagnostic.
-fn typed<T: DeserializeOwned + serde::Serialize>(
+fn typed<T: DeserializeOwned>(
     file: &SpecFile,
     doc: RawDocument,
     errors: &mut Vec<Diagnostic>,
@@ -243,7 +256,7 @@ fn typed<T: DeserializeOwned + serde::Serialize>(
     for e in &out.errors {
         let span = match doc.spans.get(&e.path) {
             Some(n) if e.at_key => n.key.unwrap_or(n.value),
-            Some(n) => n.value,
+            Some(_) => doc.spans.locate_value(&e.path),
             None => doc.spans.locate(&e.path),
         };
         let mut d = Diagnostic::at(&file.name, &file.text, span, &e.message).with_path(&e.path);

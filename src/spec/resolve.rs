@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::types::{Canary, MetricTemplate};
 use super::{Doc, SpecFile};
@@ -93,7 +93,7 @@ pub struct ResolvedMetric {
 }
 
 /// A webhook's type, in Flagger's spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookType {
     ConfirmRollout,
@@ -217,13 +217,61 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
-/// Parses a Kubernetes-style duration (`30s`, `1m`, `1h30m`).
+/// Parses a duration as Go's `time.ParseDuration` does (Flagger parses
+/// every duration of a spec with it): a sequence of decimal numbers, each
+/// with an optional fraction and a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`,
+/// `h`), such as `30s`, `1m30s` or `1.5h`. Negative durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("empty duration".to_string());
+    let expected = || "expected a number and a unit, such as 30s, 1m or 1m30s".to_string();
+    if s.is_empty() {
+        return Err(expected());
     }
-    humantime::parse_duration(t).map_err(|e| e.to_string())
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.starts_with('-') {
+        return Err("must not be negative".to_string());
+    }
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_end);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(expected());
+        }
+        let value: f64 = num.parse().map_err(|_| expected())?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(format!("missing unit after `{num}`; {}", expected())),
+            other => return Err(format!("unknown unit `{other}`; {}", expected())),
+        };
+        nanos += value * scale;
+        rest = next;
+    }
+    if nanos > u64::MAX as f64 {
+        return Err("is too long".to_string());
+    }
+    Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// Whether a duration has the shape Flagger's CRD schema demands of
+/// `analysis.interval`, `metrics[].interval` and `webhooks[].timeout`
+/// (pattern `^[0-9]+(m|s)`): it starts with digits followed by `m` or `s`.
+pub fn matches_flagger_pattern(s: &str) -> bool {
+    let digits = s.chars().take_while(char::is_ascii_digit).count();
+    digits > 0 && matches!(s[digits..].chars().next(), Some('m') | Some('s'))
 }
 
 /// Settings from the command line that fill in what a spec leaves open.
@@ -428,5 +476,47 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         metrics,
         webhooks,
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_go_does() {
+        let ok = [
+            ("30s", 30_000),
+            ("1m", 60_000),
+            ("1m30s", 90_000),
+            ("1.5h", 5_400_000),
+            ("300ms", 300),
+            ("0", 0),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(parse_duration(text).unwrap().as_millis(), ms, "{text}");
+        }
+        for bad in [
+            "",
+            "10",
+            "10 seconds",
+            "1d",
+            "fast",
+            "-5s",
+            "1m 30s",
+            "1..5s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn flagger_schema_pattern() {
+        for good in ["10s", "1m", "1m30s", "300ms"] {
+            assert!(matches_flagger_pattern(good), "{good}");
+        }
+        for bad in ["1h", "1.5m", "s", "10 s"] {
+            assert!(!matches_flagger_pattern(bad), "{bad}");
+        }
     }
 }

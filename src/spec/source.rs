@@ -135,24 +135,20 @@ pub struct SyntaxError {
     pub span: Span,
     pub path: Option<String>,
     pub message: String,
+    pub help: Option<String>,
 }
 
 /// Parses every document of a YAML stream. Empty documents (a stray `---`)
 /// are skipped, as kubectl does.
 pub fn parse_documents(text: &str) -> Result<Vec<RawDocument>, SyntaxError> {
-    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
-        let m = e.marker();
-        SyntaxError {
-            span: Span::point(m.line(), m.col() + 1),
-            path: None,
-            message: format!("invalid YAML: {}", e.info()),
-        }
-    })?;
+    let docs = MarkedYamlOwned::load_from_str(text)
+        .map_err(|e| explain_scan_error(text, e.marker().line(), e.marker().col() + 1, e.info()))?;
     let mut out = Vec::new();
-    for (index, node) in docs.iter().enumerate() {
-        if matches!(node.data, YamlDataOwned::Value(ScalarOwned::Null)) {
-            continue;
-        }
+    // Documents are numbered as a reader counts them: empty ones do not count.
+    let non_empty = docs
+        .iter()
+        .filter(|n| !matches!(n.data, YamlDataOwned::Value(ScalarOwned::Null)));
+    for (index, node) in non_empty.enumerate() {
         let mut spans = SpanIndex::default();
         let value = convert(node, "", None, &mut spans)?;
         out.push(RawDocument {
@@ -188,6 +184,7 @@ fn convert(
         span,
         path: Some(path.to_string()),
         message,
+        help: None,
     };
     Ok(match &node.data {
         YamlDataOwned::Value(s) => scalar(s).map_err(err)?,
@@ -201,6 +198,7 @@ fn convert(
         }
         YamlDataOwned::Mapping(map) => {
             let mut out = Map::new();
+            let mut merges = Vec::new();
             for (k, v) in map.iter() {
                 let key_span = Span::from_saphyr(&k.span);
                 let name = match &k.data {
@@ -214,12 +212,52 @@ fn convert(
                             span: key_span,
                             path: Some(path.to_string()),
                             message: "mapping keys must be plain scalars".to_string(),
+                            help: None,
                         });
                     }
                 };
+                // `<<: *anchor` merge keys, which kubectl's YAML reader
+                // honours: resolved after the explicit keys, which win.
+                if name == "<<" {
+                    match &v.data {
+                        YamlDataOwned::Mapping(_) => merges.push(v),
+                        YamlDataOwned::Sequence(items)
+                            if items
+                                .iter()
+                                .all(|i| matches!(i.data, YamlDataOwned::Mapping(_))) =>
+                        {
+                            merges.extend(items.iter())
+                        }
+                        _ => {
+                            return Err(SyntaxError {
+                                span: key_span,
+                                path: Some(path.to_string()),
+                                message: "a `<<` merge key needs a mapping or a list of mappings"
+                                    .to_string(),
+                                help: None,
+                            });
+                        }
+                    }
+                    continue;
+                }
                 let child = join_key(path, &name);
                 let value = convert(v, &child, Some(key_span), spans)?;
                 out.insert(name, value);
+            }
+            for source in merges {
+                if let YamlDataOwned::Mapping(m) = &source.data {
+                    for (k, v) in m.iter() {
+                        let YamlDataOwned::Value(ScalarOwned::String(name)) = &k.data else {
+                            continue;
+                        };
+                        if out.contains_key(name) {
+                            continue;
+                        }
+                        let child = join_key(path, name);
+                        let value = convert(v, &child, Some(Span::from_saphyr(&k.span)), spans)?;
+                        out.insert(name.clone(), value);
+                    }
+                }
             }
             Value::Object(out)
         }
@@ -236,6 +274,108 @@ fn convert(
             ));
         }
     })
+}
+
+/// Turns the parser's message into one that says what to fix, and points
+/// at the place a person would look.
+fn explain_scan_error(text: &str, line: usize, column: usize, info: &str) -> SyntaxError {
+    let lines: Vec<&str> = text.lines().collect();
+    // The parser may report a position past the end of the file.
+    let (line, column) = if line > lines.len() && !lines.is_empty() {
+        let last = lines.len();
+        (last, lines[last - 1].chars().count().max(1))
+    } else {
+        (line.max(1), column)
+    };
+    let source = lines.get(line - 1).copied().unwrap_or("");
+    let at = |l: usize, c: usize, message: String, help: Option<&str>| SyntaxError {
+        span: Span::point(l, c),
+        path: None,
+        message,
+        help: help.map(str::to_string),
+    };
+    if info.contains("tab")
+        && let Some(i) = source.chars().position(|c| c == '\t')
+    {
+        return at(
+            line,
+            i + 1,
+            "invalid YAML: a tab character is used for indentation".to_string(),
+            Some("indent with spaces"),
+        );
+    }
+    if info.contains("duplicated key") {
+        let key: String = source
+            .chars()
+            .skip(column.saturating_sub(1))
+            .take_while(|c| *c != ':')
+            .collect();
+        let key = key.trim().trim_matches(['"', '\'']);
+        let first = lines[..line - 1]
+            .iter()
+            .rposition(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .map(|i| format!("the first `{key}` is on line {}", i + 1));
+        return at(
+            line,
+            column,
+            format!("invalid YAML: duplicate key `{key}`"),
+            first.as_deref(),
+        );
+    }
+    // An unclosed `[` or `{` makes the parser stumble on a later line;
+    // point at the bracket instead.
+    for l in (1..line).rev().take(3) {
+        if let Some(c) = unclosed_bracket(lines[l - 1]) {
+            let ch = lines[l - 1].chars().nth(c - 1).unwrap_or('[');
+            let close = if ch == '[' { ']' } else { '}' };
+            return at(
+                l,
+                c,
+                format!("invalid YAML: this `{ch}` is never closed"),
+                Some(&format!("add the closing `{close}`")),
+            );
+        }
+        if !lines[l - 1].trim().is_empty() {
+            break;
+        }
+    }
+    if let Some(c) = unclosed_bracket(source).filter(|_| info.contains("flow")) {
+        return at(
+            line,
+            c,
+            "invalid YAML: this bracket is never closed".to_string(),
+            None,
+        );
+    }
+    let help = if info.contains("quoted scalar") {
+        Some("a quoted string may be missing its closing quote")
+    } else if info.contains("did not find expected key") || info.contains("mapping values") {
+        Some("check the indentation of this line against the lines above it")
+    } else {
+        None
+    };
+    at(line, column, format!("invalid YAML: {info}"), help)
+}
+
+/// The 1-based column of the last `[` or `{` on a line that is not closed
+/// on it, ignoring quoted text and comments.
+fn unclosed_bracket(line: &str) -> Option<usize> {
+    let mut stack = Vec::new();
+    let mut quote: Option<char> = None;
+    for (i, c) in line.chars().enumerate() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"') | (None, '\'') => quote = Some(c),
+            (None, '#') => break,
+            (None, '[') | (None, '{') => stack.push(i + 1),
+            (None, ']') | (None, '}') => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    stack.last().copied()
 }
 
 fn scalar(s: &ScalarOwned) -> Result<Value, String> {
@@ -278,7 +418,7 @@ mod tests {
     fn several_documents_and_empty_ones() {
         let docs = parse_documents("---\na: 1\n---\n---\nb: 2\n").unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1].index, 2);
+        assert_eq!(docs[1].index, 1);
         assert_eq!(docs[1].spans.locate("b").start.line, 5);
     }
 
@@ -287,8 +427,12 @@ mod tests {
         let e = parse_documents("a: [1, 2\n").unwrap_err();
         assert!(e.message.starts_with("invalid YAML"), "{}", e.message);
         let e = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert!(e.message.contains("duplicated key"), "{}", e.message);
+        assert_eq!(e.message, "invalid YAML: duplicate key `a`");
+        assert_eq!(e.help.as_deref(), Some("the first `a` is on line 1"));
         assert_eq!(e.span.start.line, 3);
+        let e = parse_documents("a:\n  b: [1, 2\nc: 3\n").unwrap_err();
+        assert_eq!(e.message, "invalid YAML: this `[` is never closed");
+        assert_eq!(e.span.start, Pos { line: 2, column: 6 });
     }
 
     #[test]
@@ -297,6 +441,14 @@ mod tests {
         assert_eq!(docs[0].value["a"], serde_json::json!("5"));
         assert_eq!(docs[0].value["b"], serde_json::json!("6"));
         assert_eq!(docs[0].value["c"], serde_json::json!("1m"));
+    }
+
+    #[test]
+    fn merge_keys_are_honoured_and_explicit_keys_win() {
+        let text = "base: &b\n  x: 1\n  y: 2\nitem:\n  <<: *b\n  y: 3\n";
+        let docs = parse_documents(text).unwrap();
+        assert_eq!(docs[0].value["item"], serde_json::json!({"y": 3, "x": 1}));
+        assert_eq!(docs[0].spans.locate("item.x").start.line, 2);
     }
 
     #[test]

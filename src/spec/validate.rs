@@ -2,7 +2,8 @@
 //! to the field path (and so the line) that caused it.
 
 use super::diagnostic::did_you_mean;
-use super::resolve::{HookType, parse_duration};
+use super::resolve::{HookType, matches_flagger_pattern, parse_duration};
+use super::source::Span;
 use super::types::{
     ALERT_PROVIDERS, ALERT_SEVERITIES, AUTOSCALER_KINDS, AlertProvider, BUILTIN_METRICS, Canary,
     CanaryAnalysis, INGRESS_KINDS, METRIC_PROVIDERS, MetricTemplate, PROVIDERS, TARGET_KINDS,
@@ -86,6 +87,21 @@ impl<'a, T> Checker<'a, T> {
         if self.doc.is_poisoned(&path) || self.doc.has_poisoned_child(parent) {
             return;
         }
+        // `spec:` with nothing under it reads as null: say it is empty, at
+        // the key that is there.
+        if let Some(n) = self.doc.spans.get(&path) {
+            let span = n.key.unwrap_or(n.value);
+            self.out.push(
+                Diagnostic::at(
+                    &self.file.name,
+                    &self.file.text,
+                    span,
+                    format!("`{field}` is empty"),
+                )
+                .with_path(path),
+            );
+            return;
+        }
         let where_ = if parent.is_empty() {
             "the document".to_string()
         } else {
@@ -103,6 +119,56 @@ impl<'a, T> Checker<'a, T> {
         );
     }
 
+    /// A query template's error, placed on the line and column of the
+    /// mistake inside the (often multi-line) query.
+    fn template_err(&mut self, path: &str, query: &str, e: &template::TemplateError) {
+        if self.doc.is_poisoned(path) {
+            return;
+        }
+        let base = self.doc.spans.locate_value(path);
+        let before = &query[..e.offset().min(query.len())];
+        let line_in_query = before.matches('\n').count();
+        let col_in_line = before.rsplit('\n').next().unwrap_or("").chars().count();
+        let query_line = query.lines().nth(line_in_query).unwrap_or("");
+        let lines: Vec<&str> = self.file.text.lines().collect();
+        // The query starts on the value's line (plain or quoted) or just
+        // after it (`|`, `>`): find the first source line at or after the
+        // expected one that holds this line of the query.
+        let needle = query_line.trim_start();
+        let lead = query_line.len() - needle.len();
+        let first = base.start.line + line_in_query;
+        let mut span = base;
+        if !needle.is_empty() {
+            for l in first..=(first + 1).min(lines.len()) {
+                if let Some(i) = lines[l - 1].find(needle) {
+                    let col = lines[l - 1][..i].chars().count() + col_in_line.saturating_sub(lead);
+                    span = Span::point(l, col + 1);
+                    break;
+                }
+            }
+        }
+        let help = match e {
+            template::TemplateError::UnknownFunction { name, .. } => {
+                match did_you_mean(name, template::FUNCTIONS.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known: {}", template::FUNCTIONS.join(", ")),
+                }
+            }
+            _ => "placeholders look like {{ namespace }}, {{ target }}, {{ interval }} or \
+                  {{ variables.name }}"
+                .to_string(),
+        };
+        let d = Diagnostic::at(
+            &self.file.name,
+            &self.file.text,
+            span,
+            format!("invalid query template: {e}"),
+        )
+        .with_path(path)
+        .with_help(help);
+        self.out.push(d);
+    }
+
     fn one_of(&mut self, path: &str, what: &str, value: &str, known: &[&str]) {
         if known.contains(&value) {
             return;
@@ -115,16 +181,29 @@ impl<'a, T> Checker<'a, T> {
     }
 
     fn duration(&mut self, path: &str, value: Option<&str>) {
-        if let Some(v) = value {
-            match parse_duration(v) {
-                Ok(d) if d.is_zero() => self.err(path, format!("`{v}` must be longer than zero")),
-                Ok(_) => {}
-                Err(e) => self.err_help(
-                    path,
-                    format!("invalid duration `{v}`: {e}"),
-                    "use a number and a unit, such as 30s, 1m or 1h30m",
-                ),
-            }
+        self.check_duration(path, value, false);
+    }
+
+    /// A duration Flagger's CRD also constrains to `^[0-9]+(m|s)`.
+    fn flagger_duration(&mut self, path: &str, value: Option<&str>) {
+        self.check_duration(path, value, true);
+    }
+
+    fn check_duration(&mut self, path: &str, value: Option<&str>, flagger_pattern: bool) {
+        let Some(v) = value else { return };
+        match parse_duration(v) {
+            Err(e) => self.err_help(
+                path,
+                format!("invalid duration `{v}`: {e}"),
+                "write a number and a unit without spaces, such as 30s, 1m or 1m30s",
+            ),
+            Ok(d) if d.is_zero() => self.err(path, format!("`{v}` must be longer than zero")),
+            Ok(_) if flagger_pattern && !matches_flagger_pattern(v) => self.err_help(
+                path,
+                format!("duration `{v}` is not accepted by Flagger's schema"),
+                "Flagger wants whole seconds or minutes here, such as 30s, 5m or 1m30s",
+            ),
+            Ok(_) => {}
         }
     }
 
@@ -344,7 +423,7 @@ fn analysis_rules(
     file: &SpecFile,
 ) {
     let p = |f: &str| join(path, f);
-    c.duration(&p("interval"), a.interval.as_deref());
+    c.flagger_duration(&p("interval"), a.interval.as_deref());
 
     let mut kinds = Vec::new();
     if a.step_weight.is_some_and(|w| w != 0) {
@@ -400,6 +479,7 @@ fn analysis_rules(
     if let (Some(s), Some(m)) = (a.step_weight, a.max_weight)
         && s > m
         && m > 0
+        && s <= 100
     {
         c.err(
             &p("stepWeight"),
@@ -445,7 +525,7 @@ fn analysis_rules(
     for (i, m) in a.metrics.iter().enumerate() {
         let mp = format!("{}[{i}]", p("metrics"));
         let name_ok = c.required_str(&mp, "name", m.name.as_deref());
-        c.duration(&join(&mp, "interval"), m.interval.as_deref());
+        c.flagger_duration(&join(&mp, "interval"), m.interval.as_deref());
         if let Some(r) = &m.threshold_range
             && let (Some(lo), Some(hi)) = (r.min, r.max)
             && lo > hi
@@ -489,8 +569,9 @@ fn analysis_rules(
                 }
             }
             None if has_query => {
-                if let Err(e) = template::placeholders(m.query.as_deref().unwrap_or_default()) {
-                    c.err(&join(&mp, "query"), format!("invalid query template: {e}"));
+                let q = m.query.as_deref().unwrap_or_default();
+                if let Err(e) = template::placeholders(q) {
+                    c.template_err(&join(&mp, "query"), q, &e);
                 }
             }
             None if name_ok => {
@@ -531,7 +612,7 @@ fn analysis_rules(
         {
             c.one_of(&join(&wp, "type"), "webhook type", t, WEBHOOK_TYPES);
         }
-        c.duration(&join(&wp, "timeout"), w.timeout.as_deref());
+        c.flagger_duration(&join(&wp, "timeout"), w.timeout.as_deref());
         if let Some(r) = w.retries
             && r < 0
         {
@@ -584,10 +665,11 @@ fn metric_template(c: &mut Checker<'_, MetricTemplate>) {
             }
         }
     }
+    let q = spec.query.as_deref().unwrap_or_default();
     if c.required_str("spec", "query", spec.query.as_deref())
-        && let Err(e) = template::placeholders(spec.query.as_deref().unwrap_or_default())
+        && let Err(e) = template::placeholders(q)
     {
-        c.err("spec.query", format!("invalid query template: {e}"));
+        c.template_err("spec.query", q, &e);
     }
 }
 
