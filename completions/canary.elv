@@ -24,6 +24,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --version 'Print version'
             cand validate 'Check Canary, MetricTemplate and AlertProvider files offline'
             cand plan 'Show what a rollout will do, without touching a cluster'
+            cand demo 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
             cand completions 'Print a shell completion script to standard output'
         }
         &'canary;validate'= {
@@ -40,6 +41,15 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --metrics-server 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider''s own)'
             cand -o 'Output format'
             cand --output 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'canary;demo'= {
+            cand --kubeconfig 'Where to write the kubeconfig'
+            cand --scenario 'A scenario file to run instead of the built-in one'
+            cand --serve 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -28,6 +28,7 @@ complete -c canary -n "__fish_canary_needs_command" -s h -l help -d 'Print help 
 complete -c canary -n "__fish_canary_needs_command" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
+complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
@@ -40,5 +41,10 @@ complete -c canary -n "__fish_canary_using_subcommand plan" -s o -l output -d 'O
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand demo" -l kubeconfig -d 'Where to write the kubeconfig' -r -F
+complete -c canary -n "__fish_canary_using_subcommand demo" -l scenario -d 'A scenario file to run instead of the built-in one' -r -F
+complete -c canary -n "__fish_canary_using_subcommand demo" -l serve -d 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals'
+complete -c canary -n "__fish_canary_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand completions" -s V -l version -d 'Print version'

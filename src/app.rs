@@ -16,6 +16,10 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Validate(args) => validate(args),
         Command::Plan(args) => plan_cmd(args),
+        Command::Demo(args) => crate::sim::world::serve_demo(crate::sim::world::DemoOptions {
+            kubeconfig: args.kubeconfig,
+            scenario: args.scenario,
+        }),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "canary", &mut std::io::stdout());

@@ -49,6 +49,14 @@ pub enum Command {
     /// queries), the promotion and finalisation steps, the objects that will
     /// be created or changed, and the shortest possible duration.
     Plan(PlanArgs),
+    /// Run a simulated cluster with podinfo, Linkerd, Prometheus and the load
+    /// tester, for trying `canary` without a cluster.
+    ///
+    /// With `--serve`, the cluster stays up until Ctrl-C and a kubeconfig is
+    /// written for other terminals: `kubectl` works against it as against a
+    /// real cluster (the deployment podinfo in namespace prod, images 3.1.0
+    /// and 3.1.1 healthy, 3.1.2 failing).
+    Demo(DemoArgs),
     /// Print a shell completion script to standard output.
     ///
     /// For example, for bash: `canary completions bash > /etc/bash_completion.d/canary`.
@@ -89,6 +97,27 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the simulated cluster running until Ctrl-C and write a
+    /// kubeconfig for other terminals.
+    #[arg(long, required = true)]
+    pub serve: bool,
+
+    /// Where to write the kubeconfig.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "canary-demo.kubeconfig",
+        value_hint = clap::ValueHint::FilePath
+    )]
+    pub kubeconfig: PathBuf,
+
+    /// A scenario file to run instead of the built-in one.
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub scenario: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

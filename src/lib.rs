@@ -9,5 +9,6 @@ pub mod engine;
 pub mod exit;
 pub mod generate;
 pub mod metrics;
+pub mod sim;
 pub mod spec;
 pub mod ui;

@@ -16,7 +16,7 @@ fn help_lists_the_offline_commands_and_the_exit_codes() {
 
 #[test]
 fn commands_not_built_yet_are_absent_rather_than_placeholders() {
-    for missing in ["run", "status", "abort", "promote", "demo"] {
+    for missing in ["run", "status", "abort", "promote"] {
         let out = canary().arg(missing).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{missing}");
         assert!(

@@ -8,3 +8,6 @@ mod examples;
 mod generated;
 mod malformed;
 mod plan;
+mod sim_api;
+mod sim_promql;
+mod sim_world;
