@@ -25,10 +25,27 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the analysis of one or more canaries to a verdict')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check Canary, MetricTemplate and AlertProvider files offline')
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Show what a rollout will do, without touching a cluster')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to standard output')
+            break
+        }
+        'canary;run' {
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
+            [CompletionResult]::new('--mesh-provider', '--mesh-provider', [CompletionResultType]::ParameterName, 'Service mesh or ingress provider for canaries whose spec names none (Flagger''s `-mesh-provider`); detected from the cluster when absent')
+            [CompletionResult]::new('--metrics-server', '--metrics-server', [CompletionResultType]::ParameterName, 'Prometheus address for the built-in metrics (overrides the spec''s `metricsServer`; default: the provider''s own)')
+            [CompletionResult]::new('--wait-for-change', '--wait-for-change', [CompletionResultType]::ParameterName, 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later')
+            [CompletionResult]::new('--set-image', '--set-image', [CompletionResultType]::ParameterName, 'Set a container''s image on the target first (repeatable), for pipelines that deploy with `canary` itself')
+            [CompletionResult]::new('--retry', '--retry', [CompletionResultType]::ParameterName, 'Analyse a revision that already failed, instead of reporting it')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'canary;validate' {
@@ -53,9 +70,9 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;demo' {
-            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Where to write the kubeconfig')
-            [CompletionResult]::new('--scenario', '--scenario', [CompletionResultType]::ParameterName, 'A scenario file to run instead of the built-in one')
-            [CompletionResult]::new('--serve', '--serve', [CompletionResultType]::ParameterName, 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals')
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Where to write the kubeconfig (with --serve)')
+            [CompletionResult]::new('--scenario', '--scenario', [CompletionResultType]::ParameterName, 'A scenario file to run instead of the built-in one (with --serve)')
+            [CompletionResult]::new('--serve', '--serve', [CompletionResultType]::ParameterName, 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals, instead of playing the story')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

@@ -22,10 +22,26 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
+            cand run 'Run the analysis of one or more canaries to a verdict'
             cand validate 'Check Canary, MetricTemplate and AlertProvider files offline'
             cand plan 'Show what a rollout will do, without touching a cluster'
             cand demo 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
             cand completions 'Print a shell completion script to standard output'
+        }
+        &'canary;run'= {
+            cand --kubeconfig 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)'
+            cand --context 'The kubeconfig context to use'
+            cand -n 'Namespace of canaries whose spec names none (default: the context''s)'
+            cand --namespace 'Namespace of canaries whose spec names none (default: the context''s)'
+            cand --mesh-provider 'Service mesh or ingress provider for canaries whose spec names none (Flagger''s `-mesh-provider`); detected from the cluster when absent'
+            cand --metrics-server 'Prometheus address for the built-in metrics (overrides the spec''s `metricsServer`; default: the provider''s own)'
+            cand --wait-for-change 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later'
+            cand --set-image 'Set a container''s image on the target first (repeatable), for pipelines that deploy with `canary` itself'
+            cand --retry 'Analyse a revision that already failed, instead of reporting it'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
         }
         &'canary;validate'= {
             cand -o 'Output format'
@@ -47,9 +63,9 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --version 'Print version'
         }
         &'canary;demo'= {
-            cand --kubeconfig 'Where to write the kubeconfig'
-            cand --scenario 'A scenario file to run instead of the built-in one'
-            cand --serve 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals'
+            cand --kubeconfig 'Where to write the kubeconfig (with --serve)'
+            cand --scenario 'A scenario file to run instead of the built-in one (with --serve)'
+            cand --serve 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals, instead of playing the story'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -26,10 +26,21 @@ end
 
 complete -c canary -n "__fish_canary_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_needs_command" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_needs_command" -f -a "run" -d 'Run the analysis of one or more canaries to a verdict'
 complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output'
+complete -c canary -n "__fish_canary_using_subcommand run" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand run" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l mesh-provider -d 'Service mesh or ingress provider for canaries whose spec names none (Flagger\'s `-mesh-provider`); detected from the cluster when absent' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l metrics-server -d 'Prometheus address for the built-in metrics (overrides the spec\'s `metricsServer`; default: the provider\'s own)' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l wait-for-change -d 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l set-image -d 'Set a container\'s image on the target first (repeatable), for pipelines that deploy with `canary` itself' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l retry -d 'Analyse a revision that already failed, instead of reporting it'
+complete -c canary -n "__fish_canary_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand run" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -41,9 +52,9 @@ complete -c canary -n "__fish_canary_using_subcommand plan" -s o -l output -d 'O
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand plan" -s V -l version -d 'Print version'
-complete -c canary -n "__fish_canary_using_subcommand demo" -l kubeconfig -d 'Where to write the kubeconfig' -r -F
-complete -c canary -n "__fish_canary_using_subcommand demo" -l scenario -d 'A scenario file to run instead of the built-in one' -r -F
-complete -c canary -n "__fish_canary_using_subcommand demo" -l serve -d 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals'
+complete -c canary -n "__fish_canary_using_subcommand demo" -l kubeconfig -d 'Where to write the kubeconfig (with --serve)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand demo" -l scenario -d 'A scenario file to run instead of the built-in one (with --serve)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand demo" -l serve -d 'Keep the simulated cluster running until Ctrl-C and write a kubeconfig for other terminals, instead of playing the story'
 complete -c canary -n "__fish_canary_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'

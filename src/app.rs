@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, OutputFormat, PlanArgs, ValidateArgs};
+use crate::cli::{Cli, Command, OutputFormat, PlanArgs, RunArgs, ValidateArgs};
 use crate::engine::{plan, schedule};
 use crate::exit::Outcome;
 use crate::spec::resolve::{self, Overrides};
@@ -14,12 +14,16 @@ use crate::ui;
 
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {
+        Command::Run(args) => run_cmd(args),
         Command::Validate(args) => validate(args),
         Command::Plan(args) => plan_cmd(args),
-        Command::Demo(args) => crate::sim::world::serve_demo(crate::sim::world::DemoOptions {
-            kubeconfig: args.kubeconfig,
-            scenario: args.scenario,
-        }),
+        Command::Demo(args) if args.serve => {
+            crate::sim::world::serve_demo(crate::sim::world::DemoOptions {
+                kubeconfig: args.kubeconfig,
+                scenario: args.scenario,
+            })
+        }
+        Command::Demo(_) => crate::demo::demo(),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "canary", &mut std::io::stdout());
@@ -171,5 +175,162 @@ fn pick_canary<'f>(
             .iter()
             .find(|d| d.value.name() == n)
             .ok_or_else(|| format!("{}: no Canary named `{n}` (found: {})", file.name, names())),
+    }
+}
+
+/// `canary run`: every canary of every file, concurrently.
+fn run_cmd(args: RunArgs) -> Outcome {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in &args.files {
+        match spec::load_file(path) {
+            Ok(f) => files.push(f),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        ui::diagnostics(&errors);
+        return Outcome::Usage;
+    }
+    if let Some(p) = args.mesh_provider.as_deref().filter(|p| !p.is_empty())
+        && let Some(msg) = spec::validate::provider_problem(p)
+    {
+        let _ = writeln!(std::io::stderr(), "error: --mesh-provider: {msg}");
+        return Outcome::Usage;
+    }
+    block_on(run_files(args, files))
+}
+
+async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
+    use crate::run::{Driver, RunError, Settings};
+    let conn = match crate::cluster::connect::connect(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            ui::error(&e.to_string());
+            return Outcome::Cluster;
+        }
+    };
+    let settings = Settings {
+        kubeconfig: args.cluster.kubeconfig.clone(),
+        context: args.cluster.context.clone(),
+        namespace: args.cluster.namespace.clone(),
+        wait_for_change: args.wait_for_change,
+        set_image: args.set_image.clone(),
+        retry: args.retry,
+        holder: crate::run::holder(),
+    };
+    let overrides = Overrides {
+        mesh_provider: args.mesh_provider.clone().filter(|p| !p.is_empty()),
+        metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
+    };
+    let reporter = ui::EventLines::new();
+    let mut canaries = Vec::new();
+    for file in &files {
+        let templates: Vec<_> = file
+            .metric_templates
+            .iter()
+            .map(|d| d.value.clone())
+            .collect();
+        for doc in &file.canaries {
+            let mut c = resolve::resolve(file, doc, &overrides);
+            if doc
+                .value
+                .metadata
+                .as_ref()
+                .and_then(|m| m.namespace.as_ref())
+                .is_none()
+            {
+                c.namespace = settings
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| conn.namespace.clone());
+            }
+            canaries.push((c, templates.clone()));
+        }
+    }
+    let mut outcome = Outcome::Success;
+    let mut drives = Vec::new();
+    for (mut c, templates) in canaries {
+        if c.provider.is_none() {
+            match crate::run::detect_provider(&conn.client).await {
+                Ok((p, why)) => {
+                    reporter.line(
+                        &format!("{}.{}", c.name, c.namespace),
+                        &format!("Using provider {p}: {why}"),
+                    );
+                    c.provider = Some(p);
+                }
+                Err(e) => {
+                    ui::error(&e.to_string());
+                    return Outcome::Usage;
+                }
+            }
+        }
+        drives.push((c, templates));
+    }
+    let results = futures::future::join_all(drives.into_iter().map(|(c, templates)| {
+        let conn = &conn;
+        let settings = &settings;
+        let reporter = &reporter;
+        async move {
+            let id = format!("{}.{}", c.name, c.namespace);
+            let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
+            let result = match Driver::new(conn, c, templates, settings, reporter) {
+                Ok(mut d) => d.drive().await,
+                Err(e) => Err(e),
+            };
+            (id, target, result)
+        }
+    }))
+    .await;
+    for (id, target, result) in results {
+        let o = match result {
+            Ok(v) => ui::verdict(&id, &target, &v),
+            Err(RunError::Setup(msg)) => {
+                ui::error(&format!("{id}: {msg}"));
+                Outcome::Usage
+            }
+            Err(e) => {
+                ui::error(&format!("{id}: {e}"));
+                Outcome::Cluster
+            }
+        };
+        outcome = worst(outcome, o);
+    }
+    outcome
+}
+
+/// The outcome that matters most when several canaries ran.
+fn worst(a: Outcome, b: Outcome) -> Outcome {
+    let rank = |o: Outcome| match o {
+        Outcome::Success => 0,
+        Outcome::RolledBack => 3,
+        Outcome::Usage => 2,
+        Outcome::Cluster => 4,
+        Outcome::Aborted => 1,
+        Outcome::TimedOut => 1,
+        Outcome::Interrupted => 5,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// Runs a command's async work on a small runtime: two workers are plenty
+/// for a driver that mostly waits.
+pub fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outcome {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r.block_on(work),
+        Err(e) => {
+            ui::error(&format!("failed to start the async runtime: {e}"));
+            Outcome::Cluster
+        }
     }
 }

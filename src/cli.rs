@@ -36,6 +36,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the analysis of one or more canaries to a verdict.
+    ///
+    /// The first run for a target initialises it (creates `<target>-primary`,
+    /// the Services and the router) and exits. Later runs detect a new
+    /// revision of the target and analyse it: traffic is shifted step by step,
+    /// metrics are checked every interval, webhooks are called, and the
+    /// canary is promoted or rolled back. The exit code is the verdict. A run
+    /// that is stopped resumes where it stopped when started again.
+    Run(RunArgs),
     /// Check Canary, MetricTemplate and AlertProvider files offline.
     ///
     /// Every problem is reported with its file, line, column and field path.
@@ -52,15 +61,81 @@ pub enum Command {
     /// Run a simulated cluster with podinfo, Linkerd, Prometheus and the load
     /// tester, for trying `canary` without a cluster.
     ///
-    /// With `--serve`, the cluster stays up until Ctrl-C and a kubeconfig is
-    /// written for other terminals: `kubectl` works against it as against a
-    /// real cluster (the deployment podinfo in namespace prod, images 3.1.0
-    /// and 3.1.1 healthy, 3.1.2 failing).
+    /// Plain `canary demo` plays the Flagger + Linkerd walkthrough in about a
+    /// minute: podinfo 3.1.0 is initialised, 3.1.1 is released and promoted,
+    /// 3.1.2 is released and rolled back, each by the same code as
+    /// `canary run`. With `--serve`, the cluster stays up until Ctrl-C and a kubeconfig is
+    /// written for other terminals: `kubectl` and `canary run` work against
+    /// it as against a real cluster (the deployment podinfo in namespace
+    /// prod, images 3.1.0 and 3.1.1 healthy, 3.1.2 failing).
     Demo(DemoArgs),
     /// Print a shell completion script to standard output.
     ///
     /// For example, for bash: `canary completions bash > /etc/bash_completion.d/canary`.
     Completions(CompletionsArgs),
+}
+
+/// How to reach the cluster, as kubectl takes it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Namespace of canaries whose spec names none (default: the context's).
+    #[arg(short, long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Spec files holding the Canary documents (and any MetricTemplate they use).
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Service mesh or ingress provider for canaries whose spec names none
+    /// (Flagger's `-mesh-provider`); detected from the cluster when absent.
+    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    pub mesh_provider: Option<String>,
+
+    /// Prometheus address for the built-in metrics (overrides the spec's
+    /// `metricsServer`; default: the provider's own).
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL")]
+    pub metrics_server: Option<String>,
+
+    /// With nothing to analyse, wait this long (e.g. 10m) for the target to
+    /// change, as when a GitOps tool applies the change later.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait_for_change: Option<std::time::Duration>,
+
+    /// Set a container's image on the target first (repeatable), for
+    /// pipelines that deploy with `canary` itself.
+    #[arg(long, value_name = "CONTAINER=IMAGE", value_parser = parse_set_image)]
+    pub set_image: Vec<(String, String)>,
+
+    /// Analyse a revision that already failed, instead of reporting it.
+    #[arg(long)]
+    pub retry: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::spec::resolve::parse_duration(s)
+}
+
+fn parse_set_image(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
+        _ => {
+            Err("expected CONTAINER=IMAGE, e.g. podinfod=ghcr.io/stefanprodan/podinfo:3.1.1".into())
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -102,11 +177,11 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Keep the simulated cluster running until Ctrl-C and write a
-    /// kubeconfig for other terminals.
-    #[arg(long, required = true)]
+    /// kubeconfig for other terminals, instead of playing the story.
+    #[arg(long)]
     pub serve: bool,
 
-    /// Where to write the kubeconfig.
+    /// Where to write the kubeconfig (with --serve).
     #[arg(
         long,
         value_name = "PATH",
@@ -115,8 +190,8 @@ pub struct DemoArgs {
     )]
     pub kubeconfig: PathBuf,
 
-    /// A scenario file to run instead of the built-in one.
-    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// A scenario file to run instead of the built-in one (with --serve).
+    #[arg(long, value_name = "FILE", requires = "serve", value_hint = clap::ValueHint::FilePath)]
     pub scenario: Option<PathBuf>,
 }
 

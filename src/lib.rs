@@ -5,10 +5,15 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
+pub mod demo;
 pub mod engine;
 pub mod exit;
 pub mod generate;
+pub mod hooks;
 pub mod metrics;
+pub mod router;
+pub mod run;
 pub mod sim;
 pub mod spec;
 pub mod ui;

@@ -4,10 +4,12 @@
 mod util;
 
 mod cli;
+mod edge;
 mod examples;
 mod generated;
 mod malformed;
 mod plan;
+mod run;
 mod sim_api;
 mod sim_promql;
 mod sim_world;

@@ -291,17 +291,7 @@ fn condition(m: &ResolvedMetric) -> String {
 }
 
 fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) -> PlanCheck {
-    let model = template::TemplateModel {
-        name: c.name.clone(),
-        namespace: c.namespace.clone(),
-        target: c.target.name.clone(),
-        service: c.service.clone(),
-        // Flagger falls back to the target's name for both.
-        ingress: c.ingress.clone().unwrap_or_else(|| c.target.name.clone()),
-        route: c.route.clone().unwrap_or_else(|| c.target.name.clone()),
-        interval: m.interval.clone(),
-        variables: m.template_variables.clone(),
-    };
+    let model = c.template_model(m);
     let render = |t: &str| match template::render(t, &model) {
         Ok(q) => (Some(template::compact(&q)), None),
         Err(e) => (None, Some(e.to_string())),

@@ -15,8 +15,9 @@
 //! canary (name, namespace, target, interval, `templateVariables`, ...);
 //! [`template`] renders the subset of that language Flagger's templates use.
 //!
-//! Running the rendered queries (the Prometheus client and friends) is not
-//! here yet.
+//! [`prometheus`] runs a rendered query against a Prometheus-compatible
+//! server, reached directly or through the API server's service proxy.
 
 pub mod builtin;
+pub mod prometheus;
 pub mod template;

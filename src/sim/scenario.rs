@@ -76,50 +76,11 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// Parses a Go `time.Duration` string: a sequence of decimal numbers with
-/// units `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`, e.g. `1m30s`, `1.5h`.
-/// A bare `0` is allowed, as in Go.
+/// Parses a Go `time.Duration` string (`1m30s`, `1.5h`, `150ms`), as the
+/// spec's durations are parsed.
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration \"{s}\": expected a number with a unit such as 2s, 150ms or 1m30s"
-        )
-    };
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if t.is_empty() || t.starts_with('-') {
-        return Err(bad());
-    }
-    let t = t.strip_prefix('+').unwrap_or(t);
-    let mut total = 0f64;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let secs = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * secs;
-        rest = &rest[unit_len..];
-    }
-    Ok(Duration::from_secs_f64(total))
+    crate::spec::resolve::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration \"{s}\": {e}"))
 }
 
 /// A percentage, written `60`, `60%` or `"99.5%"`; kept as a fraction 0..=1.

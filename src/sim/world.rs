@@ -580,21 +580,7 @@ pub fn serve_demo(opts: DemoOptions) -> Outcome {
         },
         None => Scenario::seed(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: failed to start the async runtime: {e}"
-            );
-            return Outcome::Cluster;
-        }
-    };
-    runtime.block_on(serve(scenario, opts.kubeconfig))
+    crate::app::block_on(serve(scenario, opts.kubeconfig))
 }
 
 async fn serve(scenario: Scenario, kubeconfig: PathBuf) -> Outcome {

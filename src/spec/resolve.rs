@@ -178,6 +178,9 @@ pub struct ResolvedCanary {
     pub service: String,
     pub port: u32,
     pub port_name: String,
+    /// The container port the Services forward to (default: `port`).
+    pub target_port: Option<super::types::IntOrString>,
+    pub app_protocol: Option<String>,
     /// `None` when neither the spec nor `--mesh-provider` names one.
     pub provider: Option<String>,
     pub provider_source: ProviderSource,
@@ -206,6 +209,27 @@ impl ResolvedCanary {
     /// swaps Service selectors).
     pub fn routes_traffic(&self) -> bool {
         self.provider.as_deref() != Some("kubernetes")
+    }
+
+    /// What a metric's query template may refer to, as Flagger fills it:
+    /// the ingress and route fall back to the target's name.
+    pub fn template_model(&self, m: &ResolvedMetric) -> crate::metrics::template::TemplateModel {
+        crate::metrics::template::TemplateModel {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            target: self.target.name.clone(),
+            service: self.service.clone(),
+            ingress: self
+                .ingress
+                .clone()
+                .unwrap_or_else(|| self.target.name.clone()),
+            route: self
+                .route
+                .clone()
+                .unwrap_or_else(|| self.target.name.clone()),
+            interval: m.interval.clone(),
+            variables: m.template_variables.clone(),
+        }
     }
 
     pub fn hooks(&self, kind: HookType) -> impl Iterator<Item = &ResolvedWebhook> {
@@ -450,6 +474,8 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| defaults::PORT_NAME.to_string()),
+        target_port: service.target_port.clone(),
+        app_protocol: service.app_protocol.clone(),
         provider,
         provider_source,
         metrics_server: overrides

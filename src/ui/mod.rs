@@ -250,3 +250,75 @@ pub fn plan_table(p: &Plan) {
         let _ = writeln!(out, "note: {n}");
     }
 }
+
+/// An error for people, on stderr.
+pub fn error(message: &str) {
+    let _ = writeln!(io::stderr(), "error: {message}");
+}
+
+/// Event lines of running canaries: one timestamped line per event on
+/// stderr (results go to stdout).
+pub struct EventLines {
+    out: std::sync::Mutex<()>,
+}
+
+impl EventLines {
+    pub fn new() -> Self {
+        EventLines {
+            out: std::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn line(&self, canary: &str, message: &str) {
+        let _guard = self.out.lock();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let _ = writeln!(io::stderr(), "{now} {canary} {message}");
+    }
+}
+
+impl Default for EventLines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::run::Reporter for EventLines {
+    fn event(&self, canary: &str, message: &str) {
+        self.line(canary, message);
+    }
+}
+
+/// The final line of a run, on stdout, and its exit outcome.
+pub fn verdict(
+    canary: &str,
+    target: &str,
+    v: &crate::engine::decide::Verdict,
+) -> crate::exit::Outcome {
+    use crate::engine::decide::Verdict;
+    use crate::exit::Outcome;
+    let (line, outcome) = match v {
+        Verdict::Initialized => (
+            format!("{canary}: initialised; the next change to {target} starts an analysis"),
+            Outcome::Success,
+        ),
+        Verdict::NoChange => (
+            format!("{canary}: nothing to do; {target} runs the promoted revision"),
+            Outcome::Success,
+        ),
+        Verdict::Promoted => (format!("{canary}: promoted"), Outcome::Success),
+        Verdict::RolledBack { reason } => (
+            format!("{canary}: rolled back ({reason})"),
+            Outcome::RolledBack,
+        ),
+        Verdict::AlreadyFailed(f) => (
+            format!(
+                "{canary}: this revision already failed at {} ({}); run with --retry to analyse it again",
+                f.time.to_rfc3339(),
+                f.reason
+            ),
+            Outcome::RolledBack,
+        ),
+    };
+    let _ = writeln!(io::stdout(), "{line}");
+    outcome
+}

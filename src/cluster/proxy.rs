@@ -1,0 +1,861 @@
+//! Reaching the URLs a spec names from outside the cluster.
+//!
+//! Specs are written for Flagger, which runs inside the cluster, so their
+//! webhook and metrics URLs name cluster-internal hosts
+//! (`http://flagger-loadtester.prod/`, `http://prometheus.linkerd-viz:9090`)
+//! that do not resolve on a laptop or a CI runner. [`route`] decides, from
+//! the host alone, whether a URL names a Service:
+//!
+//! | host                                   | route                                   |
+//! |----------------------------------------|-----------------------------------------|
+//! | `name`                                 | Service `name` in the canary's namespace |
+//! | `name.namespace`                       | Service `name` in `namespace`, else direct (see below) |
+//! | `name.namespace.svc`                   | Service `name` in `namespace`           |
+//! | `name.namespace.svc.cluster.local`     | Service `name` in `namespace` (also with the configured cluster domain) |
+//! | IP addresses, `localhost`, anything else | direct                                |
+//!
+//! A Service is reached through the API server's service proxy,
+//! `/api/v1/namespaces/NS/services/SCHEME:NAME:PORT/proxy/PATH?QUERY`, with
+//! the user's own kubeconfig (a `kube::Client` built without kube's
+//! automatic retries, see [`HttpEdge::from_config`]), so its credentials,
+//! TLS settings and exec plugins apply and nothing is installed in the
+//! cluster.
+//! The port is the URL's, else 80 or 443 by scheme, as a Pod resolving the
+//! name would use. Everything else goes direct with `reqwest` (rustls).
+//!
+//! `name.namespace` is ambiguous: inside the cluster the DNS search path
+//! tries it as a Service first and as a public name second (`example.com`
+//! is "Service `example` in namespace `com`" until that turns out not to
+//! exist). [`HttpEdge::send`] does the same: the service proxy first, and
+//! when the API server says there is no such Service, the URL directly.
+//!
+//! Through the proxy the caller's `Authorization` header is never sent:
+//! the API server authenticates the request with the kubeconfig's
+//! credentials, and a second `Authorization` header would either be
+//! refused or (after authentication) stripped before the backend sees it.
+//! Errors name the URL without its userinfo and query and never carry a
+//! header value.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, HeaderMap, PROXY_AUTHORIZATION, RETRY_AFTER};
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use reqwest::Url;
+
+/// The cluster domain Kubernetes uses unless configured otherwise.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Through the API server's service proxy.
+    Proxy(ServiceProxy),
+    /// Straight to the URL.
+    Direct(Url),
+}
+
+/// A Service reached through the API server's service proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceProxy {
+    pub namespace: String,
+    pub service: String,
+    /// `http` or `https`: how the API server talks to the Service.
+    pub scheme: String,
+    /// The Service port (its `port`, not the target port).
+    pub port: u16,
+    /// Path and query of the original URL; the path starts with `/`.
+    pub path_and_query: String,
+    /// The original URL when the host could also be a public name
+    /// (`name.tld`): tried directly when the cluster has no such Service.
+    pub public: Option<Url>,
+}
+
+impl ServiceProxy {
+    /// The API path of the request, relative to the API server.
+    pub fn api_path(&self) -> String {
+        format!(
+            "/api/v1/namespaces/{}/services/{}:{}:{}/proxy{}",
+            self.namespace, self.scheme, self.service, self.port, self.path_and_query
+        )
+    }
+}
+
+/// Why a request did not get an answer from its target.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("invalid URL `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("failed to reach {target}: no answer within {}", humantime::format_duration(*.timeout))]
+    Timeout { target: String, timeout: Duration },
+    #[error("failed to connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    /// The Service exists but no ready Pod backs it (the proxy's 503).
+    #[error("failed to reach {target}: service {namespace}/{service} has no ready endpoints")]
+    NoEndpoints {
+        target: String,
+        namespace: String,
+        service: String,
+    },
+    /// The proxy's 404: no such Service (or namespace).
+    #[error("failed to reach {target}: service {namespace}/{service} does not exist")]
+    ServiceNotFound {
+        target: String,
+        namespace: String,
+        service: String,
+    },
+    /// The API server itself refused or failed the proxied request
+    /// (401, 403, 5xx with a Kubernetes `Status` body).
+    #[error(
+        "failed to reach {target} through the API server's service proxy: {message} (HTTP {status})"
+    )]
+    Proxy {
+        target: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "failed to reach {target}: it names a cluster Service and no cluster connection is configured"
+    )]
+    NoCluster { target: String },
+    /// `name.namespace` was neither a Service nor reachable as a public name.
+    #[error(
+        "failed to reach {target}: there is no service {namespace}/{service} in the cluster, and {direct}"
+    )]
+    NotReachable {
+        target: String,
+        namespace: String,
+        service: String,
+        direct: Box<EdgeError>,
+    },
+    /// The target answered, with a status the caller does not accept.
+    #[error("failed to call {target}: HTTP {status}{}", excerpt_suffix(.excerpt))]
+    Status {
+        target: String,
+        status: u16,
+        excerpt: String,
+    },
+}
+
+fn excerpt_suffix(excerpt: &str) -> String {
+    if excerpt.is_empty() {
+        String::new()
+    } else {
+        format!(": {excerpt}")
+    }
+}
+
+impl EdgeError {
+    /// Whether trying again may help: timeouts, connection failures and the
+    /// proxy's 5xx (not 501) and 429, as go-retryablehttp's default policy
+    /// (which Flagger's webhooks use) decides.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EdgeError::Timeout { .. } | EdgeError::Connect { .. } => true,
+            EdgeError::NoEndpoints { .. } => true,
+            EdgeError::Proxy { status, .. } | EdgeError::Status { status, .. } => {
+                status_is_retryable(*status)
+            }
+            EdgeError::NotReachable { direct, .. } => direct.is_retryable(),
+            EdgeError::InvalidUrl { .. }
+            | EdgeError::ServiceNotFound { .. }
+            | EdgeError::NoCluster { .. } => false,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, EdgeError::Timeout { .. })
+    }
+}
+
+/// go-retryablehttp's `DefaultRetryPolicy` on a response: 429 and 5xx
+/// except 501.
+pub fn status_is_retryable(status: u16) -> bool {
+    status == 429 || (status >= 500 && status != 501)
+}
+
+/// What the target answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: u16,
+    /// The body, decoded lossily as UTF-8.
+    pub body: String,
+    /// `Retry-After` in seconds, when the answer carried one.
+    pub retry_after: Option<Duration>,
+}
+
+/// How much of a body error messages quote.
+pub const EXCERPT_LEN: usize = 200;
+
+/// The start of `body` on one line: whitespace runs collapsed, cut at
+/// `max` characters with an ellipsis.
+pub fn excerpt(body: &str, max: usize) -> String {
+    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(max).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// A request to send.
+#[derive(Debug, Clone)]
+pub struct HttpRequest<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    /// Namespace of single-label hosts; the edge's default when `None`.
+    pub namespace: Option<&'a str>,
+    pub headers: HeaderMap,
+    pub body: Option<Vec<u8>>,
+    /// For the whole exchange: connecting, sending, reading the answer.
+    pub timeout: Duration,
+    /// Skip TLS verification of a direct `https` target (`disableTLS`,
+    /// `insecureSkipVerify`). The API server connection is never affected.
+    pub insecure_skip_verify: bool,
+}
+
+impl<'a> HttpRequest<'a> {
+    pub fn new(method: Method, url: &'a str, timeout: Duration) -> Self {
+        HttpRequest {
+            method,
+            url,
+            namespace: None,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+/// Sends requests to in-cluster and public URLs alike.
+pub struct HttpEdge {
+    kube: Option<kube::Client>,
+    direct: reqwest::Client,
+    insecure: OnceLock<reqwest::Client>,
+    default_namespace: String,
+    cluster_domain: String,
+    /// `name.tld` hosts the cluster said are not Services.
+    public_hosts: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for HttpEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEdge")
+            .field("cluster", &self.kube.is_some())
+            .field("default_namespace", &self.default_namespace)
+            .field("cluster_domain", &self.cluster_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpEdge {
+    /// An edge that reaches Services through the API server of `config`
+    /// and everything else directly. Prefer this to [`Self::new`]: the
+    /// client it builds does not retry.
+    ///
+    /// kube's default client retries every 429, 503 and 504 answer up to 15
+    /// times with a growing backoff. Through the service proxy those are
+    /// the backend's own answers (or the proxy's "no endpoints"), which
+    /// must reach the caller at once: a webhook's retries are its
+    /// `retries`, and a missing endpoint is an error to report, not a wait
+    /// until the time limit.
+    pub fn from_config(
+        mut config: kube::Config,
+        default_namespace: impl Into<String>,
+    ) -> Result<Self, EdgeError> {
+        config.default_retry = false;
+        let kube = kube::Client::try_from(config).map_err(|e| EdgeError::Connect {
+            target: "the API server".to_string(),
+            reason: format!("failed to build a client: {}", error_chain(&e)),
+        })?;
+        Self::build(Some(kube), default_namespace.into())
+    }
+
+    /// An edge over an existing client. If that client was built with
+    /// kube's default retries (`Config::default_retry`), a proxied 429,
+    /// 503 or 504 is retried inside the client until the request's time
+    /// limit: build it with `default_retry = false`, or use
+    /// [`Self::from_config`].
+    pub fn new(
+        kube: kube::Client,
+        default_namespace: impl Into<String>,
+    ) -> Result<Self, EdgeError> {
+        Self::build(Some(kube), default_namespace.into())
+    }
+
+    /// An edge with no cluster: in-cluster URLs fail with
+    /// [`EdgeError::NoCluster`] (`name.tld` hosts go direct).
+    pub fn direct_only(default_namespace: impl Into<String>) -> Result<Self, EdgeError> {
+        Self::build(None, default_namespace.into())
+    }
+
+    fn build(kube: Option<kube::Client>, default_namespace: String) -> Result<Self, EdgeError> {
+        Ok(HttpEdge {
+            kube,
+            direct: http_client(false)?,
+            insecure: OnceLock::new(),
+            default_namespace,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            public_hosts: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Also recognise `*.svc.<domain>` hosts (`cluster.local` always is).
+    pub fn with_cluster_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cluster_domain = domain.into().trim_matches('.').to_ascii_lowercase();
+        self
+    }
+
+    pub fn default_namespace(&self) -> &str {
+        &self.default_namespace
+    }
+
+    pub fn has_cluster(&self) -> bool {
+        self.kube.is_some()
+    }
+
+    /// Where `url` goes; single-label hosts are Services in `namespace`
+    /// (else the edge's default namespace).
+    pub fn route(&self, url: &str, namespace: Option<&str>) -> Result<Route, EdgeError> {
+        route_with_domain(
+            url,
+            namespace.unwrap_or(&self.default_namespace),
+            &self.cluster_domain,
+        )
+    }
+
+    /// Sends `req` and returns whatever the target answered, any status.
+    /// Errors are about not getting that answer: the URL, the network, the
+    /// time limit, or the API server's proxy.
+    pub async fn send(&self, req: HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
+        let route = self.route(req.url, req.namespace)?;
+        let proxy = match route {
+            Route::Direct(url) => return self.send_direct(&url, &req).await,
+            Route::Proxy(p) => p,
+        };
+        let public = proxy.public.clone();
+        if let Some(url) = &public {
+            let known_public = self
+                .public_hosts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(url.host_str().unwrap_or_default());
+            if known_public || self.kube.is_none() {
+                return self.send_direct(url, &req).await;
+            }
+        }
+        let Some(kube) = &self.kube else {
+            return Err(EdgeError::NoCluster {
+                target: display_url_str(req.url),
+            });
+        };
+        match (send_proxied(kube, &proxy, &req).await, public) {
+            (
+                Err(EdgeError::ServiceNotFound {
+                    target,
+                    namespace,
+                    service,
+                }),
+                Some(url),
+            ) => match self.send_direct(&url, &req).await {
+                Ok(reply) => {
+                    self.public_hosts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(url.host_str().unwrap_or_default().to_string());
+                    Ok(reply)
+                }
+                Err(direct) => Err(EdgeError::NotReachable {
+                    target,
+                    namespace,
+                    service,
+                    direct: Box::new(direct),
+                }),
+            },
+            (other, _) => other,
+        }
+    }
+
+    async fn send_direct(&self, url: &Url, req: &HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
+        let target = display_url(url);
+        let client = if req.insecure_skip_verify {
+            match self.insecure.get() {
+                Some(c) => c,
+                None => {
+                    let c = http_client(true)?;
+                    self.insecure.get_or_init(|| c)
+                }
+            }
+        } else {
+            &self.direct
+        };
+        let mut builder = client
+            .request(req.method.clone(), url.clone())
+            .headers(req.headers.clone());
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let exchange = async {
+            let resp = builder.send().await?;
+            let status = resp.status().as_u16();
+            let retry_after = retry_after(resp.headers());
+            let bytes = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(HttpReply {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+                retry_after,
+            })
+        };
+        match tokio::time::timeout(req.timeout, exchange).await {
+            Err(_) => Err(EdgeError::Timeout {
+                target,
+                timeout: req.timeout,
+            }),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) if e.is_timeout() => Err(EdgeError::Timeout {
+                target,
+                timeout: req.timeout,
+            }),
+            Ok(Err(e)) => Err(EdgeError::Connect {
+                target,
+                reason: error_chain(&e.without_url()),
+            }),
+        }
+    }
+}
+
+/// [`route_with_domain`] with the default cluster domain.
+pub fn route(url: &str, default_namespace: &str) -> Result<Route, EdgeError> {
+    route_with_domain(url, default_namespace, DEFAULT_CLUSTER_DOMAIN)
+}
+
+/// Where `url` goes: see the module documentation for the rules.
+pub fn route_with_domain(
+    url: &str,
+    default_namespace: &str,
+    cluster_domain: &str,
+) -> Result<Route, EdgeError> {
+    let invalid = |reason: &str| EdgeError::InvalidUrl {
+        url: display_url_str(url),
+        reason: reason.to_string(),
+    };
+    let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    let scheme = parsed.scheme().to_string();
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    let Some(host) = parsed.domain() else {
+        // IP addresses (and hostless URLs, which http(s) does not allow).
+        return Ok(Route::Direct(parsed));
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let domain = cluster_domain.trim_matches('.').to_ascii_lowercase();
+    let is_cluster_domain = |rest: &[&str]| {
+        let rest = rest.join(".");
+        rest == DEFAULT_CLUSTER_DOMAIN || (!domain.is_empty() && rest == domain)
+    };
+    let (service, namespace, ambiguous) = match labels.as_slice() {
+        ["localhost"] => return Ok(Route::Direct(parsed)),
+        [name] => (*name, default_namespace, false),
+        [name, ns] => (*name, *ns, true),
+        [name, ns, "svc"] => (*name, *ns, false),
+        [name, ns, "svc", rest @ ..] if is_cluster_domain(rest) => (*name, *ns, false),
+        _ => return Ok(Route::Direct(parsed)),
+    };
+    if !is_dns_label(service) || !is_dns_label(namespace) {
+        return Ok(Route::Direct(parsed));
+    }
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| invalid("no port"))?;
+    let mut path_and_query = parsed.path().to_string();
+    if !path_and_query.starts_with('/') {
+        path_and_query.insert(0, '/');
+    }
+    if let Some(q) = parsed.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    Ok(Route::Proxy(ServiceProxy {
+        namespace: namespace.to_string(),
+        service: service.to_string(),
+        scheme,
+        port,
+        path_and_query,
+        public: ambiguous.then_some(parsed),
+    }))
+}
+
+/// An RFC 1123 label, which Service and namespace names are.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A URL for messages: no userinfo, no query, no fragment.
+pub fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// [`display_url`] for a string that may not parse.
+pub fn display_url_str(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => display_url(&u),
+        // Do not echo what could be credentials: keep scheme and host-ish
+        // part only.
+        Err(_) => {
+            let cut = url.find(['?', '#']).unwrap_or(url.len());
+            let s = &url[..cut];
+            match (s.find("://"), s.rfind('@')) {
+                (Some(i), Some(j)) if j > i => format!("{}{}", &s[..i + 3], &s[j + 1..]),
+                _ => s.to_string(),
+            }
+        }
+    }
+}
+
+fn http_client(insecure: bool) -> Result<reqwest::Client, EdgeError> {
+    // reqwest is built without a bundled crypto provider; use ring, as
+    // kube and the simulated cluster do. Installing twice is harmless.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("canary/", env!("CARGO_PKG_VERSION")))
+        .tls_danger_accept_invalid_certs(insecure)
+        .build()
+        .map_err(|e| EdgeError::Connect {
+            target: "any URL".to_string(),
+            reason: format!("failed to build the HTTP client: {}", error_chain(&e)),
+        })
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// An error and its sources on one line, each message once.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let msg = err.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+async fn send_proxied(
+    kube: &kube::Client,
+    proxy: &ServiceProxy,
+    req: &HttpRequest<'_>,
+) -> Result<HttpReply, EdgeError> {
+    let target = format!(
+        "{} (service {}/{} port {} through the API server)",
+        display_url_str(req.url),
+        proxy.namespace,
+        proxy.service,
+        proxy.port
+    );
+    let mut builder = Request::builder()
+        .method(req.method.clone())
+        .uri(proxy.api_path());
+    for (name, value) in &req.headers {
+        if name == AUTHORIZATION || name == PROXY_AUTHORIZATION {
+            continue;
+        }
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(kube::client::Body::from(
+            req.body.clone().unwrap_or_default(),
+        ))
+        .map_err(|e| EdgeError::InvalidUrl {
+            url: display_url_str(req.url),
+            reason: e.to_string(),
+        })?;
+    let exchange = async {
+        let resp = kube.send(request).await.map_err(|e| EdgeError::Connect {
+            target: target.clone(),
+            reason: format!("the API server: {}", error_chain(&e)),
+        })?;
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| EdgeError::Connect {
+                target: target.clone(),
+                reason: format!("failed to read the answer: {}", error_chain(&e)),
+            })?
+            .to_bytes();
+        Ok(HttpReply {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            retry_after,
+        })
+    };
+    let reply = match tokio::time::timeout(req.timeout, exchange).await {
+        Err(_) => {
+            return Err(EdgeError::Timeout {
+                target,
+                timeout: req.timeout,
+            });
+        }
+        Ok(r) => r?,
+    };
+    match api_status(&reply) {
+        None => Ok(reply),
+        Some(s) => Err(proxy_error(target, proxy, reply.status, s)),
+    }
+}
+
+/// A Kubernetes `Status` the API server answered instead of the backend.
+struct ApiStatus {
+    reason: String,
+    message: String,
+    details_kind: String,
+}
+
+fn api_status(reply: &HttpReply) -> Option<ApiStatus> {
+    if reply.status < 400 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
+    if v["kind"] != "Status" || v["status"] != "Failure" {
+        return None;
+    }
+    let s = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_string();
+    Some(ApiStatus {
+        reason: s(&v["reason"]),
+        message: s(&v["message"]),
+        details_kind: s(&v["details"]["kind"]),
+    })
+}
+
+fn proxy_error(target: String, proxy: &ServiceProxy, status: u16, s: ApiStatus) -> EdgeError {
+    let (namespace, service) = (proxy.namespace.clone(), proxy.service.clone());
+    if status == 404
+        && s.reason == "NotFound"
+        && (s.details_kind == "services" || s.message.starts_with("services "))
+    {
+        return EdgeError::ServiceNotFound {
+            target,
+            namespace,
+            service,
+        };
+    }
+    if status == 503 && s.message.starts_with("no endpoints available") {
+        return EdgeError::NoEndpoints {
+            target,
+            namespace,
+            service,
+        };
+    }
+    if status == 503 && s.message.contains("error trying to reach service") {
+        return EdgeError::Connect {
+            target,
+            reason: s.message,
+        };
+    }
+    let message = if s.message.is_empty() {
+        s.reason
+    } else {
+        s.message
+    };
+    EdgeError::Proxy {
+        target,
+        status,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxied(url: &str, ns: &str) -> ServiceProxy {
+        match route(url, ns).expect("valid") {
+            Route::Proxy(p) => p,
+            Route::Direct(u) => panic!("{url} went direct: {u}"),
+        }
+    }
+
+    fn is_direct(url: &str) -> bool {
+        matches!(route(url, "default").expect("valid"), Route::Direct(_))
+    }
+
+    #[test]
+    fn a_namespaced_host_is_a_service_proxy_with_the_default_port() {
+        let p = proxied("http://flagger-loadtester.prod/", "test");
+        assert_eq!(p.namespace, "prod");
+        assert_eq!(p.service, "flagger-loadtester");
+        assert_eq!(p.scheme, "http");
+        assert_eq!(p.port, 80);
+        assert_eq!(p.path_and_query, "/");
+        assert!(p.public.is_some(), "name.namespace could be public");
+        assert_eq!(
+            p.api_path(),
+            "/api/v1/namespaces/prod/services/http:flagger-loadtester:80/proxy/"
+        );
+    }
+
+    #[test]
+    fn an_explicit_port_path_and_query_are_kept() {
+        let p = proxied(
+            "http://prometheus.linkerd-viz:9090/api/v1/query?query=up%7Bjob%3D%22x%22%7D&time=1",
+            "x",
+        );
+        assert_eq!(p.port, 9090);
+        assert_eq!(
+            p.api_path(),
+            "/api/v1/namespaces/linkerd-viz/services/http:prometheus:9090/proxy/api/v1/query?query=up%7Bjob%3D%22x%22%7D&time=1"
+        );
+    }
+
+    #[test]
+    fn a_single_label_host_is_a_service_in_the_canary_namespace() {
+        let p = proxied("https://loadtester/gate/check", "test");
+        assert_eq!(
+            (p.namespace.as_str(), p.service.as_str()),
+            ("test", "loadtester")
+        );
+        assert_eq!((p.scheme.as_str(), p.port), ("https", 443));
+        assert!(p.public.is_none());
+    }
+
+    #[test]
+    fn svc_and_cluster_domain_forms_are_services() {
+        for url in [
+            "http://podinfo.test.svc:9898/",
+            "http://podinfo.test.svc.cluster.local:9898/",
+            "http://PODINFO.Test.svc.cluster.local.:9898/",
+        ] {
+            let p = proxied(url, "other");
+            assert_eq!(
+                (p.namespace.as_str(), p.service.as_str(), p.port),
+                ("test", "podinfo", 9898)
+            );
+            assert!(p.public.is_none(), "{url}");
+        }
+        match route_with_domain("http://a.b.svc.corp.internal/", "x", "corp.internal").unwrap() {
+            Route::Proxy(p) => assert_eq!((p.namespace.as_str(), p.service.as_str()), ("b", "a")),
+            other => panic!("{other:?}"),
+        }
+        assert!(is_direct("http://a.b.svc.corp.internal/"));
+    }
+
+    #[test]
+    fn public_hosts_ips_and_localhost_go_direct() {
+        for url in [
+            "https://hooks.slack.com/services/T/B/X",
+            "http://127.0.0.1:9090/",
+            "http://[::1]:9090/",
+            "http://localhost:9090/",
+            "http://a.b.c.d/",
+            "http://under_score.ns/",
+        ] {
+            assert!(is_direct(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_their_credentials() {
+        let e = route("ftp://x.y/", "d").unwrap_err();
+        assert!(matches!(e, EdgeError::InvalidUrl { .. }), "{e}");
+        let e = route("not a url with secret@host?token=abc", "d").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("token=abc"), "{msg}");
+    }
+
+    #[test]
+    fn displayed_urls_drop_userinfo_and_query() {
+        let u = Url::parse("https://user:pw@example.com/x?token=abc#f").unwrap();
+        assert_eq!(display_url(&u), "https://example.com/x");
+        assert_eq!(
+            display_url_str("http://u:p@bad host/?q"),
+            "http://bad host/"
+        );
+    }
+
+    #[test]
+    fn excerpts_are_one_short_line() {
+        assert_eq!(excerpt("  gate\n closed  ", 50), "gate closed");
+        let long = "x".repeat(300);
+        let e = excerpt(&long, 10);
+        assert_eq!(e, format!("{}…", "x".repeat(10)));
+    }
+
+    #[tokio::test]
+    async fn without_a_cluster_an_in_cluster_url_is_a_clear_error() {
+        let edge = HttpEdge::direct_only("test").unwrap();
+        let e = edge
+            .send(HttpRequest::new(
+                Method::GET,
+                "http://loadtester/",
+                Duration::from_secs(1),
+            ))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EdgeError::NoCluster { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_and_a_slow_answer_are_told_apart() {
+        // A port nothing listens on.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let edge = HttpEdge::direct_only("test").unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        let e = edge
+            .send(HttpRequest::new(Method::GET, &url, Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EdgeError::Connect { .. }), "{e}");
+        assert!(e.is_retryable());
+
+        // A server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let e = edge
+            .send(HttpRequest::new(
+                Method::GET,
+                &url,
+                Duration::from_millis(200),
+            ))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        assert!(e.to_string().contains("no answer within 200ms"), "{e}");
+        hold.abort();
+    }
+}

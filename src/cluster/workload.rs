@@ -1,0 +1,258 @@
+//! The target Deployment and its `-primary` copy: readiness, revision, the
+//! primary's construction and promotion, and scaling.
+//!
+//! Names and labels are Flagger's, so a team can move between Flagger and
+//! `canary` without renaming anything: the primary is `<target>-primary`,
+//! its selector label (the first of `app`, `name`, `app.kubernetes.io/name`
+//! the target selects on) carries `<value>-primary`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use sha2::{Digest, Sha256};
+
+use super::configs::{ConfigRef, rewrite_refs};
+use super::error::{ClusterError, Result};
+use crate::engine::decide::Workload;
+
+/// Labels Flagger accepts as the selector label, in order.
+pub const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
+
+/// Label marking the objects `canary` created.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
+
+pub fn primary_name(target: &str) -> String {
+    format!("{target}-primary")
+}
+
+/// The selector label of a target and its value.
+pub fn selector_label(dep: &Deployment) -> Result<(String, String)> {
+    let name = dep.metadata.name.clone().unwrap_or_default();
+    let labels = dep.spec.selector.match_labels.clone().unwrap_or_default();
+    SELECTOR_LABELS
+        .iter()
+        .find_map(|l| labels.get(*l).map(|v| (l.to_string(), v.clone())))
+        .ok_or_else(|| {
+            ClusterError::Invalid(format!(
+                "deployment/{name} selects its pods by none of the labels {}; \
+                 add one of them to spec.selector.matchLabels",
+                SELECTOR_LABELS.join(", ")
+            ))
+        })
+}
+
+/// Readiness as the engine sees it.
+pub fn observe(dep: &Deployment) -> Workload {
+    let desired = dep.spec.replicas.unwrap_or(1).max(0) as u32;
+    let status = dep.status.clone().unwrap_or_default();
+    let generation = dep.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0).max(0) as u32;
+    let total = status.replicas.unwrap_or(0).max(0) as u32;
+    let ready = status.ready_replicas.unwrap_or(0).max(0) as u32;
+    let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
+        c.type_.as_deref() == Some("Progressing")
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    Workload {
+        desired,
+        ready: ready.min(updated),
+        // Every replica runs the latest template the controller has seen,
+        // and it has seen the latest spec.
+        rolled_out: observed >= generation && updated >= desired && total <= updated,
+        deadline_exceeded,
+    }
+}
+
+/// A stable hash of a JSON value: keys sorted, so field order in the API
+/// server's answer does not matter.
+pub fn canonical_hash(value: &serde_json::Value, extra: &BTreeMap<String, String>) -> String {
+    fn canon(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                out.push('{');
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    canon(&m[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canon(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canon(value, &mut text);
+    for (k, v) in extra {
+        text.push('\n');
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The revision of a target: its pod template plus the data of the
+/// ConfigMaps and Secrets it uses.
+pub fn revision(dep: &Deployment, configs: &BTreeMap<String, String>) -> String {
+    let template = serde_json::to_value(&dep.spec.template).unwrap_or_default();
+    canonical_hash(&template, configs)
+}
+
+/// The primary's pod template: the target's, with the selector label
+/// pointing at the primary and tracked configs renamed to their copies.
+pub fn primary_template(
+    target: &Deployment,
+    label: &str,
+    primary_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+) -> PodTemplateSpec {
+    let mut template = target.spec.template.clone();
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(label.to_string(), primary_value.to_string());
+    rewrite_refs(&mut template, tracked);
+    template
+}
+
+/// A new primary Deployment for a target.
+pub fn build_primary(
+    target: &Deployment,
+    label: &str,
+    label_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+    state_annotation: (&str, String),
+) -> Deployment {
+    let name = target.metadata.name.clone().unwrap_or_default();
+    let primary = primary_name(&name);
+    let primary_value = primary_name(label_value);
+    let mut labels = target.metadata.labels.clone().unwrap_or_default();
+    labels.insert(label.to_string(), primary_value.clone());
+    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+    let mut annotations = BTreeMap::new();
+    annotations.insert(state_annotation.0.to_string(), state_annotation.1);
+    let spec = target.spec.clone();
+    let replicas = spec.replicas.filter(|r| *r > 0).unwrap_or(1);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(primary),
+            namespace: target.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: k8s_openapi::api::apps::v1::DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([(label.to_string(), primary_value.clone())])),
+                match_expressions: None,
+            },
+            template: primary_template(target, label, &primary_value, tracked),
+            ..spec
+        },
+        status: None,
+    }
+}
+
+/// Whether a Flagger installed in the cluster owns this primary.
+pub fn flagger_owner(primary: &Deployment) -> Option<String> {
+    primary
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
+        .map(|o| o.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "podinfo", "namespace": "prod", "labels": {"app": "podinfo"}, "generation": 3},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {
+                    "metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfod", "image": "podinfo:3.1.0",
+                        "envFrom": [{"configMapRef": {"name": "settings"}}]}]}
+                }
+            },
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_primary_selects_its_own_pods_and_uses_config_copies() {
+        let t = target();
+        let tracked = BTreeSet::from([ConfigRef::config_map("settings")]);
+        let p = build_primary(&t, "app", "podinfo", &tracked, ("a", "{}".into()));
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
+        let spec = p.spec;
+        assert_eq!(
+            spec.selector.match_labels.unwrap()["app"],
+            "podinfo-primary"
+        );
+        let tpl = spec.template;
+        assert_eq!(
+            tpl.metadata.unwrap().labels.unwrap()["app"],
+            "podinfo-primary"
+        );
+        let c = &tpl.spec.unwrap().containers[0];
+        assert_eq!(
+            c.env_from.as_ref().unwrap()[0]
+                .config_map_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "settings-primary"
+        );
+    }
+
+    #[test]
+    fn revisions_change_with_the_template_and_the_configs_only() {
+        let t = target();
+        let r1 = revision(&t, &BTreeMap::new());
+        let mut t2 = t.clone();
+        t2.spec.replicas = Some(0);
+        assert_eq!(r1, revision(&t2, &BTreeMap::new()));
+        let configs = BTreeMap::from([("configmap/settings".to_string(), "abc".to_string())]);
+        assert_ne!(r1, revision(&t, &configs));
+        t2.spec.template.spec.as_mut().unwrap().containers[0].image = Some("podinfo:3.1.1".into());
+        assert_ne!(r1, revision(&t2, &BTreeMap::new()));
+    }
+
+    #[test]
+    fn readiness_needs_the_latest_generation_rolled_out() {
+        let t = target();
+        assert!(observe(&t).is_ready(100));
+        let mut stale = t.clone();
+        stale.metadata.generation = Some(4);
+        assert!(!observe(&stale).is_ready(100));
+    }
+}

@@ -1,0 +1,163 @@
+//! `canary demo`: the Flagger + Linkerd walkthrough's story on the embedded
+//! simulated cluster, in about a minute: initialise podinfo 3.1.0, release
+//! 3.1.1 and promote it, release 3.1.2 and watch its errors and latency
+//! roll it back.
+//!
+//! Every step goes through the same driver (`run.rs`) as `canary run`
+//! against a real cluster, over HTTP with a kubeconfig; only the spec's
+//! interval is shorter than the walkthrough's.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+use crate::engine::decide::Verdict;
+use crate::exit::Outcome;
+use crate::run::{Driver, Settings};
+use crate::sim::scenario::Scenario;
+use crate::sim::world::World;
+use crate::spec::resolve::{self, Overrides};
+use crate::ui::EventLines;
+
+/// The walkthrough's canary with a 2 s interval and a 10 s metric window.
+pub const DEMO_CANARY: &str = include_str!("sim/demo-canary.yaml");
+
+const IMAGE: &str = "ghcr.io/stefanprodan/podinfo";
+
+pub fn demo() -> Outcome {
+    crate::app::block_on(story())
+}
+
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+async fn story() -> Outcome {
+    let started = Instant::now();
+    let world = match World::start(Scenario::seed()).await {
+        Ok(w) => w,
+        Err(e) => {
+            crate::ui::error(&format!("failed to start the simulated cluster: {e:#}"));
+            return Outcome::Cluster;
+        }
+    };
+    let outcome = chapters(&world).await;
+    world.shutdown().await;
+    if outcome == Outcome::Success {
+        say(&format!(
+            "\nThe whole story took {}. Try it yourself with `canary demo --serve` and \
+             `canary run` from another terminal.",
+            humantime::format_duration(std::time::Duration::from_secs(started.elapsed().as_secs()))
+        ));
+    }
+    outcome
+}
+
+async fn chapters(world: &World) -> Outcome {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            crate::ui::error(&format!("failed to create a temporary directory: {e}"));
+            return Outcome::Cluster;
+        }
+    };
+    let kubeconfig = dir.path().join("kubeconfig");
+    if let Err(e) = world.write_kubeconfig(&kubeconfig) {
+        crate::ui::error(&format!("failed to write the kubeconfig: {e}"));
+        return Outcome::Cluster;
+    }
+    let conn = match crate::cluster::connect::connect(Some(&kubeconfig), None).await {
+        Ok(c) => c,
+        Err(e) => {
+            crate::ui::error(&e.to_string());
+            return Outcome::Cluster;
+        }
+    };
+    let file = match crate::spec::load_str("demo-canary.yaml", DEMO_CANARY) {
+        Ok(f) => f,
+        Err(errors) => {
+            crate::ui::diagnostics(&errors);
+            return Outcome::Usage;
+        }
+    };
+    let canary = resolve::resolve(&file, &file.canaries[0], &Overrides::default());
+    let settings = Settings {
+        holder: crate::run::holder(),
+        ..Settings::default()
+    };
+    let reporter = EventLines::new();
+    let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), "prod");
+
+    say(&format!(
+        "canary demo: a simulated cluster with podinfo {IMAGE}:3.1.0 in namespace prod, \
+         Linkerd, Prometheus and the flagger-loadtester ({})\n",
+        conn.server
+    ));
+    let chapters: [(&str, Option<&str>, &str); 3] = [
+        (
+            "1/3  Initialise: create podinfo-primary, the services and the TrafficSplit",
+            None,
+            "initialised",
+        ),
+        (
+            "2/3  Release 3.1.1: traffic shifts 5% per step while the metrics stay healthy",
+            Some("3.1.1"),
+            "promoted",
+        ),
+        (
+            "3/3  Release 3.1.2: errors and one-second answers; rolled back after 5 failed checks",
+            Some("3.1.2"),
+            "rolled back",
+        ),
+    ];
+    for (title, tag, expected) in chapters {
+        say(title);
+        if let Some(tag) = tag {
+            // What `kubectl set image` sends.
+            let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "podinfod", "image": format!("{IMAGE}:{tag}")}
+            ]}}}});
+            if let Err(e) = deployments
+                .patch(
+                    "podinfo",
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                )
+                .await
+            {
+                crate::ui::error(&format!("failed to set the image: {e}"));
+                return Outcome::Cluster;
+            }
+            say(&format!(
+                "     kubectl -n prod set image deployment/podinfo podinfod={IMAGE}:{tag}"
+            ));
+        }
+        say("     canary run podinfo.yaml");
+        let verdict = match Driver::new(&conn, canary.clone(), Vec::new(), &settings, &reporter) {
+            Ok(mut d) => d.drive().await,
+            Err(e) => Err(e),
+        };
+        let got = match &verdict {
+            Ok(Verdict::Initialized) => "initialised",
+            Ok(Verdict::Promoted) => "promoted",
+            Ok(Verdict::RolledBack { .. }) => "rolled back",
+            Ok(_) => "something else",
+            Err(e) => {
+                crate::ui::error(&e.to_string());
+                return Outcome::Cluster;
+            }
+        };
+        let code = if got == "rolled back" { 1 } else { 0 };
+        say(&format!("     => {got} (canary run would exit {code})\n"));
+        if got != expected {
+            crate::ui::error(&format!("the demo expected `{expected}` here"));
+            return Outcome::Cluster;
+        }
+    }
+    Outcome::Success
+}

@@ -1,0 +1,163 @@
+//! SMI TrafficSplit (`split.smi-spec.io`), as Flagger writes it for
+//! Linkerd (v1alpha2), OSM (v1alpha3) and the `smi:` providers: one object
+//! named after the apex Service, with the primary and canary Services as
+//! weighted backends.
+
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::Router;
+use crate::cluster::error::{ClusterError, Result};
+use crate::cluster::workload::MANAGED_BY;
+use crate::engine::decide::Routes;
+use crate::spec::resolve::ResolvedCanary;
+
+pub struct SmiRouter {
+    client: kube::Client,
+    version: String,
+}
+
+impl SmiRouter {
+    pub fn new(client: kube::Client, version: &str) -> Self {
+        SmiRouter {
+            client,
+            version: version.to_string(),
+        }
+    }
+
+    fn resource(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("split.smi-spec.io", &self.version, "TrafficSplit"),
+            "trafficsplits",
+        )
+    }
+
+    fn api(&self, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), ns, &self.resource())
+    }
+
+    /// A weight as the version writes it: v1alpha1 uses quantities.
+    fn weight(&self, w: u32) -> serde_json::Value {
+        if self.version == "v1alpha1" {
+            json!(w.to_string())
+        } else {
+            json!(w)
+        }
+    }
+
+    fn backends(&self, c: &ResolvedCanary, r: Routes) -> serde_json::Value {
+        json!([
+            {"service": format!("{}-canary", c.service), "weight": self.weight(r.canary)},
+            {"service": format!("{}-primary", c.service), "weight": self.weight(r.primary)},
+        ])
+    }
+
+    fn object(&self, c: &ResolvedCanary) -> String {
+        format!("trafficsplit/{} in {}", c.service, c.namespace)
+    }
+}
+
+/// Reads a backend weight: an integer, or (v1alpha1) a quantity string.
+fn parse_weight(v: &serde_json::Value) -> Option<u32> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            match s.strip_suffix('m') {
+                Some(milli) => milli.parse::<u64>().ok().map(|m| (m / 1000) as u32),
+                None => s.parse().ok(),
+            }
+        }
+        _ => None,
+    }
+}
+
+impl Router for SmiRouter {
+    async fn reconcile(&self, c: &ResolvedCanary) -> Result<()> {
+        let api = self.api(&c.namespace);
+        let object = self.object(c);
+        if api
+            .get_opt(&c.service)
+            .await
+            .map_err(|e| ClusterError::api("read", &object, e))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut ts = DynamicObject::new(&c.service, &self.resource()).within(&c.namespace);
+        ts.metadata.labels = Some(
+            [(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        ts.data = json!({
+            "spec": {
+                "service": c.service,
+                "backends": self.backends(c, Routes { primary: 100, canary: 0, mirrored: false }),
+            }
+        });
+        api.create(&PostParams::default(), &ts)
+            .await
+            .map_err(|e| ClusterError::api("create", &object, e))?;
+        Ok(())
+    }
+
+    async fn get_routes(&self, c: &ResolvedCanary) -> Result<Option<Routes>> {
+        let object = self.object(c);
+        let Some(ts) = self
+            .api(&c.namespace)
+            .get_opt(&c.service)
+            .await
+            .map_err(|e| ClusterError::api("read", &object, e))?
+        else {
+            return Ok(None);
+        };
+        let mut primary = None;
+        let mut canary = None;
+        for b in ts.data["spec"]["backends"].as_array().into_iter().flatten() {
+            let service = b["service"].as_str().unwrap_or_default();
+            let w = parse_weight(&b["weight"]);
+            if service == format!("{}-primary", c.service) {
+                primary = w;
+            } else if service == format!("{}-canary", c.service) {
+                canary = w;
+            }
+        }
+        match (primary, canary) {
+            (Some(primary), Some(canary)) => Ok(Some(Routes {
+                primary,
+                canary,
+                mirrored: false,
+            })),
+            _ => Err(ClusterError::Invalid(format!(
+                "{object} has no {0}-primary and {0}-canary backends; delete it so canary \
+                 recreates it",
+                c.service
+            ))),
+        }
+    }
+
+    async fn set_routes(&self, c: &ResolvedCanary, routes: Routes) -> Result<()> {
+        let patch = json!({"spec": {"backends": self.backends(c, routes)}});
+        self.api(&c.namespace)
+            .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| ClusterError::api("update", self.object(c), e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_read_as_integers_or_quantities() {
+        assert_eq!(parse_weight(&json!(95)), Some(95));
+        assert_eq!(parse_weight(&json!("5")), Some(5));
+        assert_eq!(parse_weight(&json!("500m")), Some(0));
+        assert_eq!(parse_weight(&json!("100000m")), Some(100));
+        assert_eq!(parse_weight(&json!(null)), None);
+    }
+}

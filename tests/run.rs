@@ -1,0 +1,612 @@
+//! `canary run` end to end: the built binary against the simulated
+//! cluster, through its kubeconfig, as a user would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use canary::sim::scenario::{Dur, Scenario};
+use canary::sim::world::World;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+
+use crate::util::{stderr, stdout};
+
+/// The seed's podinfo canary, fast: 1 s interval, five 20% steps.
+const FAST: &str = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: linkerd
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1s
+    stepWeight: 20
+    threshold: 3
+    metrics:
+      - name: request-success-rate
+        thresholdRange:
+          min: 99
+        interval: 10s
+      - name: request-duration
+        thresholdRange:
+          max: 500
+        interval: 10s
+    webhooks:
+      - name: acceptance-test
+        type: pre-rollout
+        url: http://flagger-loadtester.prod/
+        timeout: 30s
+        metadata:
+          type: bash
+          cmd: \"curl -sd 'test' http://podinfo-canary.prod:9898/token | grep token\"
+      - name: load-test
+        type: rollout
+        url: http://flagger-loadtester.prod/
+        metadata:
+          cmd: \"hey -z 1m -q 10 -c 2 http://podinfo-canary.prod:9898/\"
+";
+
+struct Cluster {
+    world: World,
+    /// Holds the kubeconfig and spec files for the test's lifetime.
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    spec: PathBuf,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        Self::start_with(FAST).await
+    }
+
+    async fn start_with(spec: &str) -> Cluster {
+        let mut scenario = Scenario::seed();
+        scenario.readiness_delay = Dur(Duration::from_millis(200));
+        let world = World::start(scenario).await.expect("world starts");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        world.write_kubeconfig(&kubeconfig).unwrap();
+        let spec_path = dir.path().join("podinfo.yaml");
+        std::fs::write(&spec_path, spec).unwrap();
+        Cluster {
+            world,
+            _dir: dir,
+            kubeconfig,
+            spec: spec_path,
+        }
+    }
+
+    /// Runs `canary run SPEC ARGS...` to completion.
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = crate::util::canary();
+        cmd.arg("run")
+            .arg(&self.spec)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_as(args, None)
+    }
+
+    fn spawn_as(&self, args: &[&str], holder: Option<&str>) -> std::process::Child {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"));
+        if let Some(h) = holder {
+            cmd.env("CANARY_LEASE_HOLDER", h);
+        }
+        cmd.arg("run")
+            .arg(&self.spec)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    }
+
+    async fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.world.client().await.unwrap(), "prod")
+    }
+
+    async fn image(&self, name: &str) -> String {
+        let d = self.deployments().await.get(name).await.unwrap();
+        d.spec.template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+
+    async fn replicas(&self, name: &str) -> i32 {
+        let d = self.deployments().await.get(name).await.unwrap();
+        d.spec.replicas.unwrap_or(1)
+    }
+
+    fn weights(&self) -> (i64, i64) {
+        let ts = self
+            .world
+            .store()
+            .get(
+                "split.smi-spec.io/v1alpha2",
+                "TrafficSplit",
+                "prod",
+                "podinfo",
+            )
+            .expect("traffic split exists");
+        let mut primary = -1;
+        let mut canary = -1;
+        for b in ts["spec"]["backends"].as_array().unwrap() {
+            let w = b["weight"].as_i64().unwrap();
+            match b["service"].as_str().unwrap() {
+                "podinfo-primary" => primary = w,
+                "podinfo-canary" => canary = w,
+                _ => {}
+            }
+        }
+        (primary, canary)
+    }
+
+    fn set_image(&self, tag: &str) {
+        self.world
+            .set_image(
+                "prod",
+                "podinfo",
+                "podinfod",
+                &format!("ghcr.io/stefanprodan/podinfo:{tag}"),
+            )
+            .unwrap();
+    }
+
+    async fn initialise(&self) {
+        let out = self.run(&[]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_initialises_the_primary_services_and_traffic_split() {
+    let c = Cluster::start().await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(
+            "podinfo.prod: initialised; the next change to deployment/podinfo starts an analysis"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("Initialization done! podinfo.prod"));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    assert_eq!(c.replicas("podinfo").await, 0);
+    assert_eq!(c.replicas("podinfo-primary").await, 2);
+    for svc in ["podinfo", "podinfo-primary", "podinfo-canary"] {
+        assert!(
+            c.world.store().get("v1", "Service", "prod", svc).is_some(),
+            "service {svc}"
+        );
+    }
+    assert_eq!(c.weights(), (100, 0));
+
+    // Nothing changed: nothing to do.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_release_is_promoted() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    let log = stderr(&out);
+    for line in [
+        "New revision detected! Scaling up podinfo.prod",
+        "Pre-rollout check acceptance-test passed",
+        "Advance podinfo.prod canary weight 20",
+        "Advance podinfo.prod canary weight 100",
+        "Copying podinfo.prod template spec to podinfo-primary.prod",
+        "Promotion completed! Scaling down podinfo.prod",
+    ] {
+        assert!(log.contains(line), "missing `{line}` in:\n{log}");
+    }
+    assert!(stdout(&out).contains("podinfo.prod: promoted"));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(c.replicas("podinfo").await, 0);
+    assert_eq!(c.weights(), (100, 0));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_release_is_rolled_back_and_the_primary_is_untouched() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    let log = stderr(&out);
+    assert!(log.contains("Halt podinfo.prod advancement"), "{log}");
+    assert!(
+        log.contains("Rolling back podinfo.prod failed checks threshold reached 3"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Canary failed! Scaling down podinfo.prod"),
+        "{log}"
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    assert_eq!(c.replicas("podinfo").await, 0);
+    assert_eq!(c.weights(), (100, 0));
+
+    // The same revision again: the verdict stands unless retried.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("already failed"), "{}", stdout(&out));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_image_deploys_the_new_version_and_analyses_it() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    let out = c
+        .run(&["--set-image", "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1"])
+        .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    let out = c.run(&["--set-image", "nope=x:1"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("has no container `nope`"),
+        "{}",
+        stderr(&out)
+    );
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_change_picks_up_a_later_change() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    let child = c.spawn(&["--wait-for-change", "30s"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.set_image("3.1.1");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("Waiting up to 30s for a change"));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_map_change_alone_starts_an_analysis() {
+    let c = Cluster::start().await;
+    let client = c.world.client().await.unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "prod");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "podinfo-settings", "namespace": "prod"},
+        "data": {"color": "blue"}
+    }))
+    .unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "podinfod", "envFrom": [{"configMapRef": {"name": "podinfo-settings"}}]}
+    ]}}}});
+    c.deployments()
+        .await
+        .patch(
+            "podinfo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    c.initialise().await;
+    assert!(
+        c.world
+            .store()
+            .get("v1", "ConfigMap", "prod", "podinfo-settings-primary")
+            .is_some()
+    );
+    let cm_patch = serde_json::json!({"data": {"color": "green"}});
+    cms.patch(
+        "podinfo-settings",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&cm_patch),
+    )
+    .await
+    .unwrap();
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("New revision detected!"));
+    let copy = c
+        .world
+        .store()
+        .get("v1", "ConfigMap", "prod", "podinfo-settings-primary")
+        .unwrap();
+    assert_eq!(copy["data"]["color"], "green");
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_is_refused_while_the_first_holds_the_lease() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut first = c.spawn(&[]);
+    // Let the first run take the lease and start its analysis.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("is being driven by"),
+        "{}",
+        stderr(&out)
+    );
+    let status = tokio::task::spawn_blocking(move || first.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_gate_holds_the_rollout_until_it_is_opened() {
+    let spec = FAST.replace(
+        "    webhooks:\n",
+        "    webhooks:\n      - name: approval\n        type: confirm-promotion\n        url: http://flagger-loadtester.prod/gate/check\n",
+    );
+    let c = Cluster::start_with(&spec).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let child = c.spawn(&[]);
+    // The gate is closed by default: the rollout reaches 100% and waits.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(c.weights(), (0, 100));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    let client = reqwest::Client::new();
+    let token = kubeconfig_token(&c.kubeconfig);
+    let url = format!(
+        "{}{}/gate/open",
+        c.world.sim().url(),
+        c.world.loadtester_proxy_path().unwrap()
+    );
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"name": "podinfo", "namespace": "prod"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("waiting for promotion approval approval"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    c.world.shutdown().await;
+}
+
+fn kubeconfig_token(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    v["users"][0]["user"]["token"].as_str().unwrap().to_string()
+}
+
+/// Kills `canary run` with SIGKILL at many moments of a rollout and runs
+/// it again each time: every restart converges to the same verdict, and at
+/// every observation the weights sum to 100 and the primary exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_resume_and_converge_to_the_same_verdict() {
+    // Twenty 5% steps, so the rollout outlasts the twenty kills.
+    let c = Cluster::start_with(&FAST.replace("stepWeight: 20", "stepWeight: 5")).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    // Between 100 and 700 ms into each restart: every phase of the rollout
+    // (readiness, pre-rollout hooks, steps, promotion) is hit.
+    let kill_points_ms: Vec<u64> = (0..20).map(|i| 100 + (i * 137) % 600).collect();
+    let mut kills = 0;
+    let mut last = None;
+    for wait in kill_points_ms {
+        // The same driver identity each time, as a retried CI job has: it
+        // takes its own lease back at once.
+        let mut child = c.spawn_as(&[], Some("ci-job-42"));
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let (p, w) = c.weights();
+        assert_eq!(p + w, 100);
+        assert!(
+            c.world
+                .store()
+                .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+                .is_some()
+        );
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                last = status.code();
+                break;
+            }
+            None => {
+                child.kill().unwrap();
+                let _ = child.wait();
+                kills += 1;
+            }
+        }
+    }
+    let out = {
+        let child = c.spawn_as(&[], Some("ci-job-42"));
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap()
+    };
+    if last.is_none() {
+        assert_exit(&out, 0);
+    }
+    assert_eq!(kills, 20, "the rollout ended after {kills} kills");
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(c.weights(), (100, 0));
+    assert_eq!(c.replicas("podinfo").await, 0);
+    c.world.shutdown().await;
+}
+
+/// The README's first command: the walkthrough's story, start to end.
+#[test]
+fn the_demo_initialises_promotes_and_rolls_back() {
+    let out = crate::util::canary()
+        .arg("demo")
+        .timeout(Duration::from_secs(240))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    for line in [
+        "=> initialised (canary run would exit 0)",
+        "=> promoted (canary run would exit 0)",
+        "=> rolled back (canary run would exit 1)",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    let log = stderr(&out);
+    assert!(
+        log.contains("Advance podinfo.prod canary weight 100"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Rolling back podinfo.prod failed checks threshold reached 5"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_flagger_manages_is_left_alone() {
+    let c = Cluster::start().await;
+    let target = c
+        .world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo")
+        .unwrap();
+    let mut primary = target.clone();
+    primary["metadata"] = serde_json::json!({
+        "name": "podinfo-primary",
+        "namespace": "prod",
+        "labels": {"app": "podinfo-primary"},
+        "ownerReferences": [{
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo",
+            "uid": "5c5b1e0e-0000-4000-8000-000000000001", "controller": true
+        }]
+    });
+    primary["spec"]["selector"] = serde_json::json!({"matchLabels": {"app": "podinfo-primary"}});
+    primary["spec"]["template"]["metadata"]["labels"] =
+        serde_json::json!({"app": "podinfo-primary"});
+    primary.as_object_mut().unwrap().remove("status");
+    c.world.store().create(primary).unwrap();
+    let out = c.run(&[]).await;
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("managed by Flagger"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(c.replicas("podinfo").await, 2);
+    assert!(
+        c.world
+            .store()
+            .get("v1", "Service", "prod", "podinfo")
+            .is_none()
+    );
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaled_target_gets_a_primary_autoscaler() {
+    let spec = FAST.replace(
+        "  service:\n",
+        "  autoscalerRef:\n    apiVersion: autoscaling/v2\n    kind: HorizontalPodAutoscaler\n    name: podinfo\n  service:\n",
+    );
+    let c = Cluster::start_with(&spec).await;
+    c.world
+        .store()
+        .create(serde_json::json!({
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "podinfo", "namespace": "prod"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "minReplicas": 2,
+                "maxReplicas": 4,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}}}]
+            }
+        }))
+        .unwrap();
+    c.initialise().await;
+    let hpa = c
+        .world
+        .store()
+        .get(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "prod",
+            "podinfo-primary",
+        )
+        .expect("primary autoscaler");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+    assert_eq!(hpa["spec"]["maxReplicas"], 4);
+    c.world.shutdown().await;
+}
