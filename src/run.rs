@@ -324,7 +324,7 @@ impl<'a> Driver<'a> {
             {
                 return Err(RunError::Refused(format!(
                     "{} is being driven by {} (lease renewed {}, valid until {}); \
-                     wait for it to finish, or stop it with `canary abort`",
+                     wait for it to finish: a lease that is not renewed expires and is taken over",
                     self.id(),
                     lease.holder,
                     lease.renew_time.to_rfc3339(),
