@@ -376,8 +376,15 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lease() {
     c.initialise().await;
     c.set_image("3.1.1");
     let mut first = c.spawn(&[]);
-    // Let the first run take the lease and start its analysis.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait until the first run holds the lease and has started its analysis.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.weights().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let out = c.run(&[]).await;
     assert_exit(&out, 3);
     assert!(
@@ -403,8 +410,13 @@ async fn a_closed_gate_holds_the_rollout_until_it_is_opened() {
     c.set_image("3.1.1");
     let child = c.spawn(&[]);
     // The gate is closed by default: the rollout reaches 100% and waits.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(c.weights(), (0, 100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while c.weights() != (0, 100) {
+        assert!(std::time::Instant::now() < deadline, "never reached 100%");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.weights(), (0, 100), "the closed gate must hold the step");
     assert_eq!(
         c.image("podinfo-primary").await,
         "ghcr.io/stefanprodan/podinfo:3.1.0"
