@@ -305,8 +305,23 @@ async fn set_image_deploys_the_new_version_and_analyses_it() {
 async fn wait_for_change_picks_up_a_later_change() {
     let c = Cluster::start().await;
     c.initialise().await;
+    c.world.sim().clear_request_log();
     let child = c.spawn(&["--wait-for-change", "30s"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Change the target once the run is watching it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !c
+        .world
+        .sim()
+        .request_log()
+        .iter()
+        .any(|r| r.path.contains("/deployments?") && r.path.contains("watch=true"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never watched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.set_image("3.1.1");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
