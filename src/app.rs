@@ -273,7 +273,17 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
         }
         drives.push((c, templates));
     }
-    let results = futures::future::join_all(drives.into_iter().map(|(c, templates)| {
+    let driven: Vec<(String, String, String)> = drives
+        .iter()
+        .map(|(c, _)| {
+            (
+                format!("{}.{}", c.name, c.namespace),
+                c.namespace.clone(),
+                c.target.name.clone(),
+            )
+        })
+        .collect();
+    let all = futures::future::join_all(drives.into_iter().map(|(c, templates)| {
         let conn = &conn;
         let settings = &settings;
         let reporter = &reporter;
@@ -286,8 +296,26 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
             };
             (id, target, result)
         }
-    }))
-    .await;
+    }));
+    // Ctrl-C stops driving between two effects: every round is idempotent,
+    // so the state left behind resumes. The lease is released so the next
+    // `canary run` continues at once.
+    let results = tokio::select! {
+        results = all => results,
+        _ = tokio::signal::ctrl_c() => {
+            for (id, namespace, target) in &driven {
+                if let Err(e) =
+                    crate::run::release_lease(&conn, namespace, target, &settings.holder).await
+                {
+                    ui::error(&format!("{id}: {e}"));
+                }
+                ui::error(&format!(
+                    "{id}: interrupted; the state is kept: run `canary run` again to resume"
+                ));
+            }
+            return Outcome::Interrupted;
+        }
+    };
     for (id, target, result) in results {
         let o = match result {
             Ok(v) => ui::verdict(&id, &target, &v),

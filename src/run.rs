@@ -753,6 +753,41 @@ impl<'a> Driver<'a> {
     }
 }
 
+/// Gives up this driver's lease on a canary, if it holds it, so another
+/// run may continue at once.
+pub async fn release_lease(
+    conn: &Connection,
+    namespace: &str,
+    target: &str,
+    holder: &str,
+) -> Result<(), RunError> {
+    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
+    let name = workload::primary_name(target);
+    for _ in 0..5 {
+        let Some(p) = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?
+        else {
+            return Ok(());
+        };
+        let Some(mut state) = statestore::read(&p)? else {
+            return Ok(());
+        };
+        if state.lease.as_ref().is_none_or(|l| l.holder != holder) {
+            return Ok(());
+        }
+        state.lease = None;
+        let rv = p.metadata.resource_version.unwrap_or_default();
+        match statestore::write(&api, &name, &rv, &state).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Whether two states are the same apart from lease renewal times.
 fn same_state(a: &State, b: &State) -> bool {
     let strip = |s: &State| {

@@ -637,3 +637,50 @@ async fn an_autoscaled_target_gets_a_primary_autoscaler() {
     assert_eq!(hpa["spec"]["maxReplicas"], 4);
     c.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_the_state_and_frees_the_canary_for_the_next_run() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let child = c.spawn(&[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.weights().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 130);
+    assert!(
+        stderr(&out).contains("interrupted; the state is kept"),
+        "{}",
+        stderr(&out)
+    );
+    // Another process resumes at once: the lease was released.
+    let (_, weight) = c.weights();
+    assert!(
+        weight > 0,
+        "the interrupted run left the traffic where it was"
+    );
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        !stderr(&out).contains("New revision detected"),
+        "resumed, not restarted"
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    c.world.shutdown().await;
+}
