@@ -29,8 +29,9 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
     };
     let config = match kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+            // kube's message names the file already.
+            let kc =
+                Kubeconfig::read_from(path).map_err(|e| ClusterError::Config(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?
