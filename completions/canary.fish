@@ -27,6 +27,7 @@ end
 complete -c canary -n "__fish_canary_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_needs_command" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_needs_command" -f -a "run" -d 'Run the analysis of one or more canaries to a verdict'
+complete -c canary -n "__fish_canary_needs_command" -f -a "status" -d 'Show the canaries `canary` manages: phase, weight, failed checks and who drives them, read from the cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
@@ -41,6 +42,16 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l set-image -d 'Set 
 complete -c canary -n "__fish_canary_using_subcommand run" -l retry -d 'Analyse a revision that already failed, instead of reporting it'
 complete -c canary -n "__fish_canary_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand run" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand status" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t''
+wide\t'The table with target, iterations and revisions'
+json\t''
+yaml\t''"
+complete -c canary -n "__fish_canary_using_subcommand status" -s A -l all-namespaces -d 'List canaries in every namespace'
+complete -c canary -n "__fish_canary_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand status" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, OutputFormat, PlanArgs, RunArgs, ValidateArgs};
+use crate::cli::{Cli, Command, OutputFormat, PlanArgs, RunArgs, StatusArgs, ValidateArgs};
 use crate::engine::{plan, schedule};
 use crate::exit::Outcome;
 use crate::spec::resolve::{self, Overrides};
@@ -15,6 +15,7 @@ use crate::ui;
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Run(args) => run_cmd(args),
+        Command::Status(args) => block_on(status_cmd(args)),
         Command::Validate(args) => validate(args),
         Command::Plan(args) => plan_cmd(args),
         Command::Demo(args) if args.serve => {
@@ -361,4 +362,55 @@ pub fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outcome {
             Outcome::Cluster
         }
     }
+}
+
+/// `canary status`.
+async fn status_cmd(args: StatusArgs) -> Outcome {
+    let conn = match crate::cluster::connect::connect(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            ui::error(&e.to_string());
+            return Outcome::Cluster;
+        }
+    };
+    let namespace = if args.all_namespaces {
+        None
+    } else {
+        Some(
+            args.cluster
+                .namespace
+                .clone()
+                .unwrap_or_else(|| conn.namespace.clone()),
+        )
+    };
+    let mut all = match crate::status::list(&conn, namespace.as_deref()).await {
+        Ok(l) => l,
+        Err(e) => {
+            ui::error(&e.to_string());
+            return Outcome::Cluster;
+        }
+    };
+    if let Some(name) = &args.name {
+        all.retain(|c| &c.name == name || &c.target == name);
+        if all.is_empty() {
+            let where_ = namespace
+                .map(|n| format!("namespace {n}"))
+                .unwrap_or_else(|| "any namespace".to_string());
+            ui::error(&format!(
+                "no canary named `{name}` in {where_}; `canary status` lists them"
+            ));
+            return Outcome::Usage;
+        }
+    } else {
+        for c in &mut all {
+            c.history.clear();
+        }
+    }
+    ui::status(&all, args.output, args.name.is_some(), args.all_namespaces);
+    Outcome::Success
 }

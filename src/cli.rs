@@ -45,6 +45,12 @@ pub enum Command {
     /// canary is promoted or rolled back. The exit code is the verdict. A run
     /// that is stopped resumes where it stopped when started again.
     Run(RunArgs),
+    /// Show the canaries `canary` manages: phase, weight, failed checks and
+    /// who drives them, read from the cluster.
+    ///
+    /// With a NAME, also the step history with its metric values. A driver
+    /// whose lease ran out is shown as lost: `canary run` takes over.
+    Status(StatusArgs),
     /// Check Canary, MetricTemplate and AlertProvider files offline.
     ///
     /// Every problem is reported with its file, line, column and field path.
@@ -136,6 +142,34 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
             Err("expected CONTAINER=IMAGE, e.g. podinfod=ghcr.io/stefanprodan/podinfo:3.1.1".into())
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One canary, for its detail and step history.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// List canaries in every namespace.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    /// The table with target, iterations and revisions.
+    Wide,
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, Args)]

@@ -16,4 +16,5 @@ pub mod router;
 pub mod run;
 pub mod sim;
 pub mod spec;
+pub mod status;
 pub mod ui;

@@ -186,6 +186,7 @@ impl<'a> Driver<'a> {
             let done = matches!(decision.next, Next::Done(_));
             let mut state = decision.state.clone();
             state.lease = if done { None } else { Some(self.lease()) };
+            state.canary = Some(self.canary.name.clone());
             if let Some(rv) = rv
                 && !self.persist(&rv, &snap.state, &state).await?
             {
@@ -517,6 +518,7 @@ impl<'a> Driver<'a> {
                         .await?;
                     let mut state = next_state.clone();
                     state.lease = Some(self.lease());
+                    state.canary = Some(c.name.clone());
                     let primary = workload::build_primary(
                         &snap.target,
                         label,

@@ -684,3 +684,70 @@ async fn ctrl_c_keeps_the_state_and_frees_the_canary_for_the_next_run() {
     );
     c.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_canary_its_driver_and_its_history() {
+    let c = Cluster::start().await;
+    let status = |args: &[&str]| {
+        let mut cmd = crate::util::canary();
+        cmd.arg("status")
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .args(["-n", "prod"])
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let out = status(&[]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("No canaries found."));
+
+    c.initialise().await;
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    let out = status(&[]);
+    assert_exit(&out, 0);
+    let table = stdout(&out);
+    let row = table.lines().find(|l| l.contains("podinfo")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[..4], ["podinfo", "Failed", "0", "3"], "{table}");
+
+    let out = status(&["podinfo", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["phase"], "Failed");
+    assert_eq!(v[0]["driver"], serde_json::Value::Null);
+    let history = v[0]["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["message"].as_str().unwrap().contains("Canary failed!"))
+    );
+
+    // A driver killed mid-analysis is shown as lost once its lease runs out.
+    c.set_image("3.1.1");
+    let mut child = c.spawn(&[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.weights().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let out = status(&["-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["driver"]["alive"], true);
+    tokio::time::sleep(LEASE_FOR_TESTS).await;
+    let out = status(&[]);
+    assert!(stdout(&out).contains("lost ("), "{}", stdout(&out));
+
+    let out = status(&["nope"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no canary named `nope`"));
+    c.world.shutdown().await;
+}
+
+/// How long to wait for a killed driver's lease to run out.
+pub const LEASE_FOR_TESTS: Duration = Duration::from_secs(16);

@@ -167,6 +167,9 @@ pub struct Failure {
 #[serde(rename_all = "camelCase")]
 pub struct State {
     pub schema: u32,
+    /// The Canary's `metadata.name`, for `canary status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     pub phase: Phase,
     pub canary_weight: u32,
     pub failed_checks: u32,
@@ -210,6 +213,7 @@ impl State {
     pub fn new(now: Time) -> State {
         State {
             schema: SCHEMA,
+            canary: None,
             phase: Phase::Initializing,
             canary_weight: 0,
             failed_checks: 0,

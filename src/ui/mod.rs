@@ -322,3 +322,117 @@ pub fn verdict(
     let _ = writeln!(io::stdout(), "{line}");
     outcome
 }
+
+/// `canary status`: the table `kubectl get canaries` shows, plus the
+/// driver; with one canary, its step history.
+pub fn status(
+    all: &[crate::status::CanaryStatus],
+    format: crate::cli::StatusFormat,
+    detail: bool,
+    all_namespaces: bool,
+) {
+    use crate::cli::StatusFormat;
+    match format {
+        StatusFormat::Json => return print_json(&all),
+        StatusFormat::Yaml => {
+            let _ = write!(
+                io::stdout(),
+                "{}",
+                serde_yaml::to_string(&all).unwrap_or_default()
+            );
+            return;
+        }
+        _ => {}
+    }
+    let wide = format == StatusFormat::Wide;
+    let mut out = io::stdout().lock();
+    if all.is_empty() {
+        let _ = writeln!(out, "No canaries found.");
+        return;
+    }
+    // Like kubectl: columns as wide as their content, never wrapped.
+    let mut t = Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    let mut header = Vec::new();
+    if all_namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend([
+        "NAME",
+        "STATUS",
+        "WEIGHT",
+        "FAILEDCHECKS",
+        "LASTTRANSITIONTIME",
+        "DRIVER",
+    ]);
+    if wide {
+        header.extend(["TARGET", "ITERATIONS", "REVISION", "PROMOTED"]);
+    }
+    t.set_header(header);
+    for c in all {
+        let driver = match &c.driver {
+            Some(d) if d.alive => d.holder.clone(),
+            Some(d) => format!("lost ({}, last seen {})", d.holder, d.renew_time),
+            None => "-".to_string(),
+        };
+        let mut row = Vec::new();
+        if all_namespaces {
+            row.push(c.namespace.clone());
+        }
+        row.extend([
+            c.name.clone(),
+            c.phase.clone(),
+            c.weight.to_string(),
+            c.failed_checks.to_string(),
+            c.last_transition_time.clone(),
+            driver,
+        ]);
+        if wide {
+            row.extend([
+                format!("deployment/{}", c.target),
+                c.iterations.to_string(),
+                c.revision.clone().unwrap_or_default(),
+                c.promoted_revision.clone().unwrap_or_default(),
+            ]);
+        }
+        t.add_row(row);
+    }
+    let _ = writeln!(out, "{t}");
+    if detail {
+        for c in all {
+            if c.history.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\nHistory of {}.{}", c.name, c.namespace);
+            let mut h = table();
+            h.set_header(vec![
+                "time", "phase", "weight", "failed", "metrics", "message",
+            ]);
+            for e in &c.history {
+                let metrics: Vec<String> = e
+                    .metrics
+                    .iter()
+                    .map(|m| match m.value {
+                        Some(v) => format!(
+                            "{} {:.2}{}",
+                            m.name,
+                            v,
+                            if m.passed { "" } else { " (failed)" }
+                        ),
+                        None => format!("{} no value", m.name),
+                    })
+                    .collect();
+                h.add_row(vec![
+                    e.time.to_rfc3339(),
+                    e.phase.as_str().to_string(),
+                    e.canary_weight.to_string(),
+                    e.failed_checks.to_string(),
+                    metrics.join(", "),
+                    e.message.clone(),
+                ]);
+            }
+            let _ = writeln!(out, "{h}");
+        }
+    }
+}
