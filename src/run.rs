@@ -88,7 +88,8 @@ struct Snapshot {
     label: (String, String),
 }
 
-fn now() -> Time {
+/// The wall clock, as the engine's time.
+pub fn now() -> Time {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

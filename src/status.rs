@@ -11,6 +11,7 @@ use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
 use crate::engine::state::{HistoryEntry, State, Time};
+use crate::run::now;
 
 /// One canary as `status` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -40,15 +41,6 @@ pub struct Driver {
     /// `false` when the lease ran out: the driver was lost (killed, or its
     /// machine went away); `canary run` takes over.
     pub alive: bool,
-}
-
-fn now() -> Time {
-    Time(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
 }
 
 fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {

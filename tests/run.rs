@@ -170,6 +170,23 @@ impl Cluster {
             .unwrap();
     }
 
+    /// Polls `done` every 100 ms until it holds; fails after `limit`.
+    async fn wait_until(&self, what: &str, limit: Duration, done: impl Fn(&Cluster) -> bool) {
+        let deadline = std::time::Instant::now() + limit;
+        while !done(self) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until a run has set the first canary weight.
+    async fn wait_for_analysis(&self) {
+        self.wait_until("the run never started", Duration::from_secs(60), |c| {
+            c.weights().1 > 0
+        })
+        .await;
+    }
+
     async fn initialise(&self) {
         let out = self.run(&[]).await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -308,20 +325,14 @@ async fn wait_for_change_picks_up_a_later_change() {
     c.world.sim().clear_request_log();
     let child = c.spawn(&["--wait-for-change", "30s"]);
     // Change the target once the run is watching it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !c
-        .world
-        .sim()
-        .request_log()
-        .iter()
-        .any(|r| r.path.contains("/deployments?") && r.path.contains("watch=true"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never watched"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.wait_until("the run never watched", Duration::from_secs(60), |c| {
+        c.world
+            .sim()
+            .request_log()
+            .iter()
+            .any(|r| r.path.contains("/deployments?") && r.path.contains("watch=true"))
+    })
+    .await;
     c.set_image("3.1.1");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -392,14 +403,7 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lease() {
     c.set_image("3.1.1");
     let mut first = c.spawn(&[]);
     // Wait until the first run holds the lease and has started its analysis.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while c.weights().1 == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.wait_for_analysis().await;
     let out = c.run(&[]).await;
     assert_exit(&out, 3);
     assert!(
@@ -425,11 +429,10 @@ async fn a_closed_gate_holds_the_rollout_until_it_is_opened() {
     c.set_image("3.1.1");
     let child = c.spawn(&[]);
     // The gate is closed by default: the rollout reaches 100% and waits.
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while c.weights() != (0, 100) {
-        assert!(std::time::Instant::now() < deadline, "never reached 100%");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.wait_until("never reached 100%", Duration::from_secs(90), |c| {
+        c.weights() == (0, 100)
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(c.weights(), (0, 100), "the closed gate must hold the step");
     assert_eq!(
@@ -644,14 +647,7 @@ async fn ctrl_c_keeps_the_state_and_frees_the_canary_for_the_next_run() {
     c.initialise().await;
     c.set_image("3.1.1");
     let child = c.spawn(&[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while c.weights().1 == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.wait_for_analysis().await;
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -726,14 +722,7 @@ async fn status_shows_each_canary_its_driver_and_its_history() {
     // A driver killed mid-analysis is shown as lost once its lease runs out.
     c.set_image("3.1.1");
     let mut child = c.spawn(&[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while c.weights().1 == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.wait_for_analysis().await;
     child.kill().unwrap();
     let _ = child.wait();
     let out = status(&["-o", "json"]);

@@ -607,6 +607,18 @@ struct World {
 }
 
 impl World {
+    /// Revision r2 applied to a target whose primary runs r1.
+    fn released() -> (World, State) {
+        let world = World {
+            revision: "r2".into(),
+            primary_revision: "r1".into(),
+            target_replicas: 0,
+            routes: all_primary(),
+            primary: true,
+        };
+        (world, initialized("r1"))
+    }
+
     fn observe(&self, now: i64) -> Observed {
         Observed {
             now: Time(now),
@@ -637,7 +649,29 @@ impl World {
     }
 }
 
-/// Drives one canary to a verdict, answering every question with `answer`;
+/// One round: every question answered yes (gates open, no rollback
+/// asked, hooks pass), the analysis by `analysis(weight)`.
+fn round(
+    c: &ResolvedCanary,
+    state: &State,
+    o: &Observed,
+    analysis: &dyn Fn(u32) -> Analysis,
+) -> Decision {
+    let mut answers = Answers::default();
+    loop {
+        match decide(c, state, o, &answers) {
+            Step::Act(d) => return *d,
+            Step::Ask(Question::Gate(g)) => {
+                answers.gates.insert(g, true);
+            }
+            Step::Ask(Question::Rollback) => answers.rollback = Some(false),
+            Step::Ask(Question::PreRollout) => answers.pre_rollout = Some(HookOutcome::Passed),
+            Step::Ask(Question::Analysis) => answers.analysis = Some(analysis(state.canary_weight)),
+        }
+    }
+}
+
+/// Drives one canary to a verdict, one [`round`] after another;
 /// returns the verdict, the time it took and every weight set.
 fn drive(
     c: &ResolvedCanary,
@@ -650,20 +684,7 @@ fn drive(
     let mut weights = Vec::new();
     for _ in 0..10_000 {
         let o = world.observe(now);
-        let mut answers = Answers::default();
-        let d = loop {
-            match decide(c, state, &o, &answers) {
-                Step::Act(d) => break *d,
-                Step::Ask(Question::Gate(g)) => {
-                    answers.gates.insert(g, true);
-                }
-                Step::Ask(Question::Rollback) => answers.rollback = Some(false),
-                Step::Ask(Question::PreRollout) => answers.pre_rollout = Some(HookOutcome::Passed),
-                Step::Ask(Question::Analysis) => {
-                    answers.analysis = Some(analysis(state.canary_weight))
-                }
-            }
-        };
+        let d = round(c, state, &o, &analysis);
         for a in &d.actions {
             world.apply(a);
             if let Action::SetRoutes(r) = a {
@@ -718,14 +739,7 @@ fn the_seed_rollout_promotes_in_exactly_steps_times_interval() {
 #[test]
 fn a_failing_release_rolls_back_after_threshold_checks_and_leaves_the_primary() {
     let c = seed();
-    let mut world = World {
-        revision: "r2".into(),
-        primary_revision: "r1".into(),
-        target_replicas: 0,
-        routes: all_primary(),
-        primary: true,
-    };
-    let mut state = initialized("r1");
+    let (mut world, mut state) = World::released();
     // Healthy for the first two steps, then failing (as in the seed's log).
     let (v, took, weights) = drive(&c, &mut world, &mut state, 0, |w| {
         if w >= 15 {
@@ -748,14 +762,7 @@ fn a_failing_release_rolls_back_after_threshold_checks_and_leaves_the_primary() 
 fn a_b_testing_routes_matched_traffic_for_each_iteration() {
     let yaml = std::fs::read_to_string("examples/ab-testing.yaml").unwrap();
     let c = canary_from(&yaml);
-    let mut world = World {
-        revision: "r2".into(),
-        primary_revision: "r1".into(),
-        target_replicas: 0,
-        routes: all_primary(),
-        primary: true,
-    };
-    let mut state = initialized("r1");
+    let (mut world, mut state) = World::released();
     let (v, took, weights) = drive(&c, &mut world, &mut state, 0, |_| passing());
     assert_eq!(v, Verdict::Promoted);
     assert_eq!(took, 10 * 60_000);
@@ -768,14 +775,7 @@ fn blue_green_on_kubernetes_checks_iterations_then_promotes() {
     let yaml = std::fs::read_to_string("examples/blue-green.yaml").unwrap();
     let c = canary_from(&yaml);
     assert!(!c.routes_traffic());
-    let mut world = World {
-        revision: "r2".into(),
-        primary_revision: "r1".into(),
-        target_replicas: 0,
-        routes: all_primary(),
-        primary: true,
-    };
-    let mut state = initialized("r1");
+    let (mut world, mut state) = World::released();
     let metrics = |_| Analysis {
         hooks: HookOutcome::Passed,
         metrics: vec![MetricValue {
@@ -793,14 +793,7 @@ fn blue_green_on_kubernetes_checks_iterations_then_promotes() {
 fn gradual_promotion_raises_the_primary_one_interval_apart() {
     let yaml = std::fs::read_to_string("examples/gateway-api.yaml").unwrap();
     let c = canary_from(&yaml);
-    let mut world = World {
-        revision: "r2".into(),
-        primary_revision: "r1".into(),
-        target_replicas: 0,
-        routes: all_primary(),
-        primary: true,
-    };
-    let mut state = initialized("r1");
+    let (mut world, mut state) = World::released();
     let metrics = |_| Analysis {
         hooks: HookOutcome::Passed,
         metrics: vec![
@@ -828,31 +821,11 @@ fn resuming_from_any_persisted_state_reaches_the_same_verdict() {
     // driver from the persisted state (a killed process resuming).
     let c = seed();
     for kill_after in 0..25 {
-        let mut world = World {
-            revision: "r2".into(),
-            primary_revision: "r1".into(),
-            target_replicas: 0,
-            routes: all_primary(),
-            primary: true,
-        };
-        let mut state = initialized("r1");
+        let (mut world, mut state) = World::released();
         let mut now = 0;
         for _ in 0..kill_after {
             let o = world.observe(now);
-            let mut answers = Answers::default();
-            let d = loop {
-                match decide(&c, &state, &o, &answers) {
-                    Step::Act(d) => break *d,
-                    Step::Ask(Question::Gate(g)) => {
-                        answers.gates.insert(g, true);
-                    }
-                    Step::Ask(Question::Rollback) => answers.rollback = Some(false),
-                    Step::Ask(Question::PreRollout) => {
-                        answers.pre_rollout = Some(HookOutcome::Passed)
-                    }
-                    Step::Ask(Question::Analysis) => answers.analysis = Some(passing()),
-                }
-            };
+            let d = round(&c, &state, &o, &|_| passing());
             // The process dies after applying the effects but before
             // persisting the state every other time.
             for a in &d.actions {
