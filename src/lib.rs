@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod demo;
 pub mod engine;
+pub mod event;
 pub mod exit;
 pub mod generate;
 pub mod hooks;

@@ -879,6 +879,13 @@ pub fn judge_metric(
             .and_then(|p| builtin::builtin_query(p, &m.name)),
         _ => None,
     };
+    let (min, max) = match builtin {
+        Some(b) if b.unit == "ms" => (
+            m.min.map(builtin::duration_threshold_ms),
+            m.max.map(builtin::duration_threshold_ms),
+        ),
+        _ => (m.min, m.max),
+    };
     let value = match raw {
         Ok(v) if v.is_nan() => Err("no values found".to_string()),
         other => other,
@@ -902,19 +909,16 @@ pub fn judge_metric(
                     value: None,
                     passed: false,
                     error: Some(e),
+                    min,
+                    max,
                 },
                 Some(halt),
             );
         }
     };
-    let (value, min, max) = match builtin {
-        Some(b) if b.unit == "ms" => (
-            b.value_in_unit(value),
-            m.min.map(builtin::duration_threshold_ms),
-            m.max.map(builtin::duration_threshold_ms),
-        ),
-        Some(b) => (b.value_in_unit(value), m.min, m.max),
-        None => (value, m.min, m.max),
+    let value = match builtin {
+        Some(b) => b.value_in_unit(value),
+        None => value,
     };
     let below = min.is_some_and(|lo| value < lo);
     let above = max.is_some_and(|hi| value > hi);
@@ -924,6 +928,8 @@ pub fn judge_metric(
         value: Some(value),
         passed,
         error: None,
+        min,
+        max,
     };
     if passed {
         return (record, None);

@@ -138,6 +138,19 @@ pub struct MetricRecord {
     pub passed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The thresholds the value was judged against, in its unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Who paused the analysis, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paused {
+    pub by: String,
+    pub since: Time,
 }
 
 /// One entry of the step history.
@@ -202,6 +215,9 @@ pub struct State {
     pub rollout_started: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// `canary pause`: the weight is held and no checks run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +243,7 @@ impl State {
             awaiting_gate: None,
             rollout_started: None,
             failure: None,
+            paused: None,
             history: Vec::new(),
             lease: None,
         }
