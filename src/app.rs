@@ -16,6 +16,10 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Run(args) => run_cmd(args),
         Command::Status(args) => block_on(status_cmd(args)),
+        Command::Abort(args) => block_on(crate::act::act(crate::act::Request::Abort, args)),
+        Command::Promote(args) => block_on(crate::act::act(crate::act::Request::Promote, args)),
+        Command::Pause(args) => block_on(crate::act::act(crate::act::Request::Pause, args)),
+        Command::Resume(args) => block_on(crate::act::act(crate::act::Request::Resume, args)),
         Command::Validate(args) => validate(args),
         Command::Plan(args) => plan_cmd(args),
         Command::Demo(args) if args.serve => {

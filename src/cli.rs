@@ -51,6 +51,24 @@ pub enum Command {
     /// With a NAME, also the step history with its metric values. A driver
     /// whose lease ran out is shown as lost: `canary run` takes over.
     Status(StatusArgs),
+    /// Stop a rollout: route all traffic to the primary and scale the
+    /// canary down.
+    ///
+    /// A running `canary run` acts on the request within a second and exits
+    /// with 4. With no live driver, `abort` does the work itself. The
+    /// aborted revision is not analysed again unless `canary run --retry`.
+    Abort(ActArgs),
+    /// Skip the remaining analysis and promote the canary now.
+    ///
+    /// Also opens a closed confirm-promotion gate. A running `canary run`
+    /// acts on the request within a second; with no live driver, `promote`
+    /// drives the promotion itself to the end.
+    Promote(ActArgs),
+    /// Hold the rollout: the weight stays where it is and no checks run
+    /// until `canary resume`.
+    Pause(ActArgs),
+    /// Continue a paused rollout; the next check is one interval later.
+    Resume(ActArgs),
     /// Check Canary, MetricTemplate and AlertProvider files offline.
     ///
     /// Every problem is reported with its file, line, column and field path.
@@ -129,6 +147,63 @@ pub struct RunArgs {
     /// Analyse a revision that already failed, instead of reporting it.
     #[arg(long)]
     pub retry: bool,
+
+    /// Give up after this long for the whole run (e.g. 30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// What a timed-out run does to a rollout under way.
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStop::Rollback)]
+    pub on_timeout: OnStop,
+
+    /// What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once).
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStop::Leave)]
+    pub on_interrupt: OnStop,
+
+    /// Drive at most this many canaries at a time (default: all).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+
+    /// Output: a live view on a terminal and timestamped lines otherwise
+    /// (`auto`), or one JSON event per line on stdout (`json`).
+    #[arg(short, long, value_enum, default_value_t = RunFormat::Auto)]
+    pub output: RunFormat,
+
+    /// Print errors only (the exit code is the verdict).
+    #[arg(short, long, conflicts_with = "output")]
+    pub quiet: bool,
+}
+
+/// What to do with a rollout under way when the run stops early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnStop {
+    /// Route all traffic to the primary and scale the canary down.
+    Rollback,
+    /// Leave it as it is; `canary run` resumes it, `canary abort` ends it.
+    Leave,
+}
+
+/// How `run` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    Auto,
+    Json,
+}
+
+/// Arguments of `abort`, `promote`, `pause` and `resume`.
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// The canary (its name, or its target's).
+    #[arg(value_name = "NAME", required_unless_present = "file")]
+    pub name: Option<String>,
+
+    /// Take the canary from this spec file instead (and its spec, when no
+    /// driver is running).
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "name")]
+    pub file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -147,8 +222,16 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One canary, for its detail and step history.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", conflicts_with = "file")]
     pub name: Option<String>,
+
+    /// The canaries of this spec file.
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+
+    /// Keep watching and print each change as it happens.
+    #[arg(short, long)]
+    pub watch: bool,
 
     #[command(flatten)]
     pub cluster: ClusterArgs,

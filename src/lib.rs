@@ -3,6 +3,7 @@
 //! The binary in `main.rs` is a thin shell over this library so that tests and
 //! generators (completions, man pages) reach the same definitions.
 
+pub mod act;
 pub mod app;
 pub mod cli;
 pub mod cluster;
