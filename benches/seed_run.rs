@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use canary::cluster::connect::connect;
 use canary::engine::decide::Verdict;
-use canary::run::{Driver, Reporter, Settings};
+use canary::event::{Event, Reporter};
+use canary::run::{Driver, Settings};
 use canary::sim::scenario::{Dur, Scenario};
 use canary::sim::world::World;
 use canary::spec::resolve::{Overrides, resolve};
@@ -16,7 +17,7 @@ use canary::spec::resolve::{Overrides, resolve};
 struct Quiet;
 
 impl Reporter for Quiet {
-    fn event(&self, _canary: &str, _message: &str) {}
+    fn emit(&self, _event: &Event) {}
 }
 
 fn main() {

@@ -28,6 +28,10 @@ complete -c canary -n "__fish_canary_needs_command" -s h -l help -d 'Print help 
 complete -c canary -n "__fish_canary_needs_command" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_needs_command" -f -a "run" -d 'Run the analysis of one or more canaries to a verdict'
 complete -c canary -n "__fish_canary_needs_command" -f -a "status" -d 'Show the canaries `canary` manages: phase, weight, failed checks and who drives them, read from the cluster'
+complete -c canary -n "__fish_canary_needs_command" -f -a "abort" -d 'Stop a rollout: route all traffic to the primary and scale the canary down'
+complete -c canary -n "__fish_canary_needs_command" -f -a "promote" -d 'Skip the remaining analysis and promote the canary now'
+complete -c canary -n "__fish_canary_needs_command" -f -a "pause" -d 'Hold the rollout: the weight stays where it is and no checks run until `canary resume`'
+complete -c canary -n "__fish_canary_needs_command" -f -a "resume" -d 'Continue a paused rollout; the next check is one interval later'
 complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
@@ -39,9 +43,19 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l mesh-provider -d '
 complete -c canary -n "__fish_canary_using_subcommand run" -l metrics-server -d 'Prometheus address for the built-in metrics (overrides the spec\'s `metricsServer`; default: the provider\'s own)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l wait-for-change -d 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l set-image -d 'Set a container\'s image on the target first (repeatable), for pipelines that deploy with `canary` itself' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l timeout -d 'Give up after this long for the whole run (e.g. 30m)' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l on-timeout -d 'What a timed-out run does to a rollout under way' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
+leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
+complete -c canary -n "__fish_canary_using_subcommand run" -l on-interrupt -d 'What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once)' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
+leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
+complete -c canary -n "__fish_canary_using_subcommand run" -l max-parallel -d 'Drive at most this many canaries at a time (default: all)' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -s o -l output -d 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)' -r -f -a "auto\t''
+json\t''"
 complete -c canary -n "__fish_canary_using_subcommand run" -l retry -d 'Analyse a revision that already failed, instead of reporting it'
+complete -c canary -n "__fish_canary_using_subcommand run" -s q -l quiet -d 'Print errors only (the exit code is the verdict)'
 complete -c canary -n "__fish_canary_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand run" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand status" -s f -l file -d 'The canaries of this spec file' -r -F
 complete -c canary -n "__fish_canary_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand status" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
@@ -49,9 +63,34 @@ complete -c canary -n "__fish_canary_using_subcommand status" -s o -l output -d 
 wide\t'The table with target, iterations and revisions'
 json\t''
 yaml\t''"
+complete -c canary -n "__fish_canary_using_subcommand status" -s w -l watch -d 'Keep watching and print each change as it happens'
 complete -c canary -n "__fish_canary_using_subcommand status" -s A -l all-namespaces -d 'List canaries in every namespace'
 complete -c canary -n "__fish_canary_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand status" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand abort" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand abort" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand abort" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand abort" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand abort" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand abort" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand promote" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand promote" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand promote" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand promote" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand promote" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand promote" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand pause" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand pause" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand pause" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand pause" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c canary -n "__fish_canary_using_subcommand pause" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand resume" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand resume" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand resume" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand resume" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c canary -n "__fish_canary_using_subcommand resume" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'

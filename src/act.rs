@@ -1,7 +1,30 @@
-//! `canary abort`, `promote`, `pause` and `resume`: requests to a rollout.
+//! `canary abort`, `promote`, `pause` and `resume`: an operator's requests
+//! to a rollout.
+//!
+//! The request is checked against the canary's phase first (a clear error,
+//! nothing written). With a live driver (a `canary run` holding the lease),
+//! it is written to the primary's request annotation; the driver watches
+//! the primary, acts on it within a second and clears it, and this command
+//! waits for that and says how long it took. With no live driver, `abort`
+//! and `promote` do the work themselves, under the lease like any driver,
+//! from the spec the last driver stored on the primary (or `-f FILE`);
+//! `pause` and `resume` write the state, which the next driver honours.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 
 use crate::cli::ActArgs;
+use crate::cluster::connect::Connection;
+use crate::cluster::error::ClusterError;
+use crate::cluster::{state as statestore, workload};
+use crate::engine::decide::{self, RequestKind};
+use crate::engine::state::{Paused, State};
 use crate::exit::Outcome;
+use crate::run::{self, Driver, RunError, Settings, now};
+use crate::spec::resolve::{self, Overrides};
+use crate::{spec, ui};
 
 /// What an operator asks of a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,8 +35,374 @@ pub enum Request {
     Resume,
 }
 
+impl Request {
+    fn kind(self) -> RequestKind {
+        match self {
+            Request::Abort => RequestKind::Abort,
+            Request::Promote => RequestKind::Promote,
+            Request::Pause => RequestKind::Pause,
+            Request::Resume => RequestKind::Resume,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Request::Abort => "aborted",
+            Request::Promote => "promotion started",
+            Request::Pause => "paused",
+            Request::Resume => "resumed",
+        }
+    }
+}
+
+/// How long to wait for a live driver to act before saying so.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request could not be made.
+#[derive(Debug, thiserror::Error)]
+enum ActError {
+    /// The request makes no sense here; nothing was written.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
 pub async fn act(request: Request, args: ActArgs) -> Outcome {
-    let _ = (request, args);
-    crate::ui::error("not built yet");
-    Outcome::Usage
+    match act_inner(request, args).await {
+        Ok(o) => o,
+        Err(ActError::Usage(m)) => {
+            ui::error(&m);
+            Outcome::Usage
+        }
+        Err(ActError::Run(RunError::Setup(m))) => {
+            ui::error(&m);
+            Outcome::Usage
+        }
+        Err(e) => {
+            ui::error(&e.to_string());
+            Outcome::Cluster
+        }
+    }
+}
+
+/// The canary named on the command line: its name, namespace and target,
+/// and the spec text from `-f FILE` when given.
+struct Named {
+    name: String,
+    namespace: String,
+    target: String,
+    spec: Option<String>,
+}
+
+async fn find(conn: &Connection, args: &ActArgs) -> Result<Named, ActError> {
+    let default_ns = args
+        .cluster
+        .namespace
+        .clone()
+        .unwrap_or_else(|| conn.namespace.clone());
+    if let Some(path) = &args.file {
+        let file = spec::load_file(path).map_err(|errors| {
+            ui::diagnostics(&errors);
+            ActError::Usage(format!("{}: not a valid spec", path.display()))
+        })?;
+        let doc = match file.canaries.as_slice() {
+            [one] => one,
+            [] => {
+                return Err(ActError::Usage(format!(
+                    "{}: holds no Canary document",
+                    path.display()
+                )));
+            }
+            _ => {
+                return Err(ActError::Usage(format!(
+                    "{}: holds several canaries; name one instead of -f",
+                    path.display()
+                )));
+            }
+        };
+        let mut c = resolve::resolve(&file, doc, &Overrides::default());
+        if doc
+            .value
+            .metadata
+            .as_ref()
+            .and_then(|m| m.namespace.as_ref())
+            .is_none()
+        {
+            c.namespace = default_ns;
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        return Ok(Named {
+            name: c.name,
+            namespace: c.namespace,
+            target: c.target.name,
+            spec: Some(text),
+        });
+    }
+    let name = args.name.clone().unwrap_or_default();
+    let all = crate::status::list(conn, Some(&default_ns)).await?;
+    let found = all
+        .into_iter()
+        .find(|c| c.name == name || c.target == name)
+        .ok_or_else(|| {
+            ActError::Usage(format!(
+                "no canary named `{name}` in namespace {default_ns}; `canary status` lists them"
+            ))
+        })?;
+    Ok(Named {
+        name: found.name,
+        namespace: found.namespace,
+        target: found.target,
+        spec: None,
+    })
+}
+
+async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError> {
+    let conn = crate::cluster::connect::connect(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )
+    .await?;
+    let named = find(&conn, &args).await?;
+    let id = format!("{}.{}", named.name, named.namespace);
+    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+    let primary_name = workload::primary_name(&named.target);
+    let primary = api
+        .get_opt(&primary_name)
+        .await
+        .map_err(|e| ClusterError::api("read", format!("deployment/{primary_name}"), e))?;
+    let Some(primary) = primary else {
+        return Err(ActError::Usage(format!(
+            "{id} is not initialised (no deployment/{primary_name}); `canary run` initialises it"
+        )));
+    };
+    let state = statestore::read(&primary)?.ok_or_else(|| {
+        ActError::Usage(format!(
+            "deployment/{primary_name} carries no canary state; `canary run` initialises it"
+        ))
+    })?;
+    request
+        .kind()
+        .applies(state.phase, state.paused.is_some())
+        .map_err(|why| ActError::Usage(format!("cannot {} {id}: {why}", request.verb())))?;
+
+    let me = run::holder();
+    let started = std::time::Instant::now();
+    if let Some(lease) = state.lease.as_ref().filter(|l| l.is_live(now())) {
+        let stored = statestore::StoredRequest {
+            action: request.verb().to_string(),
+            by: me.clone(),
+            at: now(),
+        };
+        statestore::write_request(&api, &primary_name, &stored).await?;
+        match wait_for_ack(&api, &primary_name, &stored).await? {
+            Ack::Acted(state) => {
+                println!(
+                    "{id}: {} by the running driver ({}) after {} ms; phase {}, canary weight {}%",
+                    request.done(),
+                    lease.holder,
+                    started.elapsed().as_millis(),
+                    state.phase.as_str(),
+                    state.canary_weight
+                );
+                return Ok(Outcome::Success);
+            }
+            Ack::DriverLost => {
+                ui::error(&format!(
+                    "{id}: the driver ({}) stopped without acting; acting directly",
+                    lease.holder
+                ));
+            }
+            Ack::Pending => {
+                return Err(ActError::Usage(format!(
+                    "{id}: the running driver ({}) has not acted on the request within {}s; \
+                     it stays on the primary and is acted on when the driver next wakes",
+                    lease.holder,
+                    ACK_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+    direct(request, &conn, &named, &id, &me).await
+}
+
+enum Ack {
+    Acted(Box<State>),
+    /// The lease ran out with the request still there.
+    DriverLost,
+    Pending,
+}
+
+/// Waits for the driver to clear `stored` from the primary.
+async fn wait_for_ack(
+    api: &Api<Deployment>,
+    primary: &str,
+    stored: &statestore::StoredRequest,
+) -> Result<Ack, ActError> {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let config = watcher::Config::default().fields(&format!("metadata.name={primary}"));
+    let mut events = std::pin::pin!(watcher::watcher(api.clone(), config));
+    let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+    loop {
+        let ev = tokio::select! {
+            ev = events.next() => ev,
+            _ = tokio::time::sleep_until(deadline) => return Ok(Ack::Pending),
+            // The watch only reports changes: look at the lease now and then.
+            _ = tokio::time::sleep(Duration::from_secs(2)) => None,
+        };
+        let p = match ev {
+            Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => p,
+            _ => match api.get_opt(primary).await {
+                Ok(Some(p)) => p,
+                _ => continue,
+            },
+        };
+        let pending = statestore::read_request(&p).as_ref() == Some(stored);
+        let state = statestore::read(&p)?;
+        if !pending {
+            return Ok(Ack::Acted(Box::new(
+                state.unwrap_or_else(|| State::new(now())),
+            )));
+        }
+        if state
+            .as_ref()
+            .and_then(|s| s.lease.as_ref())
+            .is_none_or(|l| !l.is_live(now()))
+        {
+            return Ok(Ack::DriverLost);
+        }
+    }
+}
+
+/// No live driver: do it here.
+async fn direct(
+    request: Request,
+    conn: &Connection,
+    named: &Named,
+    id: &str,
+    me: &str,
+) -> Result<Outcome, ActError> {
+    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+    let primary_name = workload::primary_name(&named.target);
+    match request {
+        Request::Pause | Request::Resume => {
+            set_paused(&api, &primary_name, request, me).await?;
+            let next = if request == Request::Pause {
+                "`canary run` holds the weight until `canary resume`"
+            } else {
+                "`canary run` continues the analysis"
+            };
+            println!("{id}: {} (no driver is running: {next})", request.done());
+            Ok(Outcome::Success)
+        }
+        Request::Abort | Request::Promote => {
+            let text = match &named.spec {
+                Some(t) => t.clone(),
+                None => {
+                    let p = api.get(&primary_name).await.map_err(|e| {
+                        ClusterError::api("read", format!("deployment/{primary_name}"), e)
+                    })?;
+                    statestore::read_spec(&p).ok_or_else(|| {
+                        ActError::Usage(format!(
+                            "{id}: no driver is running and deployment/{primary_name} holds no \
+                             spec; pass the Canary file with -f FILE"
+                        ))
+                    })?
+                }
+            };
+            let source = format!(
+                "deployment/{primary_name} annotation {}",
+                statestore::SPEC_ANNOTATION
+            );
+            let file = spec::load_str(&source, &text).map_err(|errors| {
+                ui::diagnostics(&errors);
+                ActError::Usage(format!("{id}: the stored spec is not valid"))
+            })?;
+            let doc = file
+                .canaries
+                .first()
+                .ok_or_else(|| ActError::Usage(format!("{id}: the spec holds no Canary")))?;
+            let mut canary = resolve::resolve(&file, doc, &Overrides::default());
+            canary.namespace = named.namespace.clone();
+            if canary.provider.is_none() {
+                let (p, _) = run::detect_provider(&conn.client).await?;
+                canary.provider = Some(p);
+            }
+            let templates = file
+                .metric_templates
+                .iter()
+                .map(|d| d.value.clone())
+                .collect();
+            let settings = Settings {
+                holder: me.to_string(),
+                ..Settings::default()
+            };
+            let output = ui::RunOutput::for_run(false, false);
+            let mut driver = Driver::new(conn, canary, templates, &settings, &output)?
+                .with_request(decide::Request {
+                    kind: request.kind(),
+                    by: me.to_string(),
+                    at: now(),
+                });
+            let verdict = driver.drive().await?;
+            let what = match verdict {
+                decide::Verdict::Aborted { .. } => {
+                    "aborted: all traffic is on the primary and the canary is scaled down"
+                }
+                decide::Verdict::Promoted => "promoted",
+                _ => "nothing was under way",
+            };
+            println!("{id}: {what} (no driver was running, so this command drove it)");
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// Pauses or resumes by writing the state, guarded by its resourceVersion.
+async fn set_paused(
+    api: &Api<Deployment>,
+    primary: &str,
+    request: Request,
+    me: &str,
+) -> Result<(), ActError> {
+    for _ in 0..10 {
+        let p = api
+            .get(primary)
+            .await
+            .map_err(|e| ClusterError::api("read", format!("deployment/{primary}"), e))?;
+        let Some(mut state) = statestore::read(&p)? else {
+            return Ok(());
+        };
+        let now = now();
+        state.paused = match request {
+            Request::Pause => Some(Paused {
+                by: me.to_string(),
+                since: now,
+            }),
+            _ => None,
+        };
+        let verb = if request == Request::Pause {
+            "Paused"
+        } else {
+            "Resumed"
+        };
+        state.record(now, format!("{verb} as requested by {me}"), Vec::new());
+        let rv = p.metadata.resource_version.unwrap_or_default();
+        match statestore::write(api, primary, &rv, &state, &statestore::Extra::default()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ClusterError::Conflict {
+        object: format!("deployment/{primary}"),
+    }
+    .into())
 }

@@ -207,7 +207,8 @@ fn run_cmd(args: RunArgs) -> Outcome {
 }
 
 async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
-    use crate::run::{Driver, RunError, Settings};
+    use crate::cli::OnStop;
+    use crate::run::{Driver, RunError, Settings, Stop};
     let conn = match crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
         args.cluster.context.as_deref(),
@@ -233,8 +234,8 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
         mesh_provider: args.mesh_provider.clone().filter(|p| !p.is_empty()),
         metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
     };
-    let reporter = ui::EventLines::new();
-    let mut canaries = Vec::new();
+    let output = ui::RunOutput::for_run(args.output == crate::cli::RunFormat::Json, args.quiet);
+    let mut drives = Vec::new();
     for file in &files {
         let templates: Vec<_> = file
             .metric_templates
@@ -255,87 +256,228 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                     .clone()
                     .unwrap_or_else(|| conn.namespace.clone());
             }
-            canaries.push((c, templates.clone()));
-        }
-    }
-    let mut outcome = Outcome::Success;
-    let mut drives = Vec::new();
-    for (mut c, templates) in canaries {
-        if c.provider.is_none() {
-            match crate::run::detect_provider(&conn.client).await {
-                Ok((p, why)) => {
-                    reporter.line(
-                        &format!("{}.{}", c.name, c.namespace),
-                        &format!("Using provider {p}: {why}"),
-                    );
-                    c.provider = Some(p);
-                }
-                Err(e) => {
-                    ui::error(&e.to_string());
-                    return Outcome::Usage;
+            if c.provider.is_none() {
+                match crate::run::detect_provider(&conn.client).await {
+                    Ok((p, why)) => {
+                        output.note(
+                            &format!("{}.{}", c.name, c.namespace),
+                            &format!("Using provider {p}: {why}"),
+                        );
+                        c.provider = Some(p);
+                    }
+                    Err(e) => {
+                        output.error(&e.to_string());
+                        return Outcome::Usage;
+                    }
                 }
             }
+            let stored = stored_spec(&doc.value, &c, &templates);
+            drives.push((c, templates.clone(), stored));
         }
-        drives.push((c, templates));
     }
-    let driven: Vec<(String, String, String)> = drives
-        .iter()
-        .map(|(c, _)| {
-            (
-                format!("{}.{}", c.name, c.namespace),
-                c.namespace.clone(),
-                c.target.name.clone(),
-            )
-        })
-        .collect();
-    let all = futures::future::join_all(drives.into_iter().map(|(c, templates)| {
-        let conn = &conn;
-        let settings = &settings;
-        let reporter = &reporter;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
+    let limit = args
+        .max_parallel
+        .map(|n| n as usize)
+        .unwrap_or(drives.len())
+        .max(1);
+    let slots = tokio::sync::Semaphore::new(limit);
+    let all = futures::future::join_all(drives.into_iter().map(|(c, templates, stored)| {
+        let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
+        let stop = stop_rx.clone();
         async move {
             let id = format!("{}.{}", c.name, c.namespace);
             let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
-            let result = match Driver::new(conn, c, templates, settings, reporter) {
-                Ok(mut d) => d.drive().await,
-                Err(e) => Err(e),
+            let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
+            let _slot = slots.acquire().await;
+            if stop.borrow().is_some() {
+                // Stopped before its turn: never started.
+                return (id, target, Err(RunError::Stopped), None);
+            }
+            let (result, state) = match Driver::new(conn, c, templates, settings, output) {
+                Ok(d) => {
+                    let mut d = d.with_spec(stored).with_stop(stop);
+                    let r = d.drive().await;
+                    (r, Some(d.last_shown().0))
+                }
+                Err(e) => (Err(e), None),
             };
-            (id, target, result)
+            if matches!(result, Err(RunError::Stopped))
+                && let Err(e) =
+                    crate::run::release_lease(conn, &namespace, &target_name, &settings.holder)
+                        .await
+            {
+                output.error(&format!("{id}: {e}"));
+            }
+            (id, target, result, state)
         }
     }));
-    // Ctrl-C stops driving between two effects: every round is idempotent,
-    // so the state left behind resumes. The lease is released so the next
-    // `canary run` continues at once.
-    let results = tokio::select! {
-        results = all => results,
-        _ = tokio::signal::ctrl_c() => {
-            for (id, namespace, target) in &driven {
-                if let Err(e) =
-                    crate::run::release_lease(&conn, namespace, target, &settings.holder).await
-                {
-                    ui::error(&format!("{id}: {e}"));
+    tokio::pin!(all);
+
+    // --timeout and Ctrl-C tell the drivers to stop; they stop between two
+    // effects (every round is idempotent, so what is left resumes).
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut cause: Option<Outcome> = None;
+    let results = loop {
+        tokio::select! {
+            results = &mut all => break results,
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
                 }
-                ui::error(&format!(
-                    "{id}: interrupted; the state is kept: run `canary run` again to resume"
-                ));
+            }, if cause.is_none() => {
+                let t = humantime::format_duration(args.timeout.unwrap_or_default());
+                cause = Some(Outcome::TimedOut);
+                let stop = match args.on_timeout {
+                    OnStop::Rollback => Stop::RollBack(format!("timed out after {t}")),
+                    OnStop::Leave => Stop::Leave,
+                };
+                output.error(&format!("timed out after {t}; {}", match stop {
+                    Stop::Leave => "leaving rollouts under way as they are",
+                    Stop::RollBack(_) => "rolling back rollouts under way",
+                }));
+                let _ = stop_tx.send(Some(stop));
             }
-            return Outcome::Interrupted;
+            _ = tokio::signal::ctrl_c() => {
+                if cause == Some(Outcome::Interrupted) {
+                    output.error("interrupted again: exiting now");
+                    return Outcome::Interrupted;
+                }
+                cause = Some(Outcome::Interrupted);
+                let stop = match args.on_interrupt {
+                    OnStop::Rollback => Stop::RollBack("interrupted".to_string()),
+                    OnStop::Leave => Stop::Leave,
+                };
+                output.error(match stop {
+                    Stop::Leave => "interrupted: stopping, the state is kept (Ctrl-C again to exit at once)",
+                    Stop::RollBack(_) => "interrupted: rolling back (Ctrl-C again to exit at once)",
+                });
+                let _ = stop_tx.send(Some(stop));
+            }
         }
     };
-    for (id, target, result) in results {
-        let o = match result {
-            Ok(v) => ui::verdict(&id, &target, &v),
-            Err(RunError::Setup(msg)) => {
-                ui::error(&format!("{id}: {msg}"));
-                Outcome::Usage
+
+    let mut outcome = Outcome::Success;
+    for (id, target, result, state) in results {
+        let (o, result_name, reason) = match (&result, cause) {
+            (Err(RunError::Stopped), Some(c)) => {
+                let files = args
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                output.error(&format!(
+                    "{id}: stopped with the rollout as it was; `canary run {files}` resumes it, \
+                     `canary abort {}` rolls it back",
+                    id.replacen('.', " -n ", 1)
+                ));
+                (
+                    c,
+                    stop_name(c),
+                    Some("stopped; the state is kept".to_string()),
+                )
             }
-            Err(e) => {
-                ui::error(&format!("{id}: {e}"));
-                Outcome::Cluster
+            (Ok(v), Some(c)) if !matches!(v, crate::engine::decide::Verdict::Promoted) => {
+                // Rolled back, or nothing done, because the run was stopped.
+                let reason = match v {
+                    crate::engine::decide::Verdict::RolledBack { reason } => reason.clone(),
+                    _ => "stopped before a change came".to_string(),
+                };
+                (c, stop_name(c), Some(reason))
+            }
+            (Ok(v), _) => {
+                let (o, name, reason) = verdict_outcome(v);
+                (o, name, reason)
+            }
+            (Err(RunError::Setup(msg)), _) => {
+                output.error(&format!("{id}: {msg}"));
+                (Outcome::Usage, "error", Some(msg.clone()))
+            }
+            (Err(e), _) => {
+                output.error(&format!("{id}: {e}"));
+                (Outcome::Cluster, "error", Some(e.to_string()))
             }
         };
+        let (name, namespace) = id.split_once('.').unwrap_or((&id, ""));
+        let state = state.unwrap_or_else(|| crate::engine::state::State::new(crate::run::now()));
+        let mut e = crate::event::Event::new(
+            crate::event::Kind::Verdict,
+            crate::run::now(),
+            name,
+            namespace,
+            &state,
+        );
+        e.run = None;
+        e.message = Some(target);
+        e.outcome = Some(crate::event::OutcomeInfo {
+            result: result_name.to_string(),
+            exit_code: o.code(),
+            reason,
+        });
+        crate::event::Reporter::emit(&output, &e);
         outcome = worst(outcome, o);
     }
+    output.finish();
     outcome
+}
+
+/// The outcome, its name in events, and its reason, for a verdict.
+fn verdict_outcome(v: &crate::engine::decide::Verdict) -> (Outcome, &'static str, Option<String>) {
+    use crate::engine::decide::Verdict;
+    match v {
+        Verdict::Initialized => (Outcome::Success, "initialized", None),
+        Verdict::NoChange => (Outcome::Success, "noChange", None),
+        Verdict::Promoted => (Outcome::Success, "promoted", None),
+        Verdict::RolledBack { reason } => (Outcome::RolledBack, "rolledBack", Some(reason.clone())),
+        Verdict::AlreadyFailed(f) => (
+            Outcome::RolledBack,
+            "alreadyFailed",
+            Some(format!(
+                "this revision already failed at {} ({}); run with --retry to analyse it again",
+                f.time.to_rfc3339(),
+                f.reason
+            )),
+        ),
+        Verdict::Aborted { by } => (
+            Outcome::Aborted,
+            "aborted",
+            Some(format!("aborted by {by}")),
+        ),
+    }
+}
+
+fn stop_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::TimedOut => "timedOut",
+        _ => "interrupted",
+    }
+}
+
+/// The Canary document as a driver ran it, with its namespace, provider
+/// and metrics server resolved, followed by the file's MetricTemplates:
+/// what `abort` and `promote` need to act with no spec file at hand.
+fn stored_spec(
+    doc: &spec::types::Canary,
+    c: &resolve::ResolvedCanary,
+    templates: &[spec::types::MetricTemplate],
+) -> String {
+    let mut doc = doc.clone();
+    doc.status = None;
+    let meta = doc.metadata.get_or_insert_with(Default::default);
+    meta.namespace = Some(c.namespace.clone());
+    let spec = doc.spec.get_or_insert_with(Default::default);
+    spec.provider = c.provider.clone();
+    if c.metrics_server.is_some() {
+        spec.metrics_server = c.metrics_server.clone();
+    }
+    let mut parts = vec![serde_json::to_string(&doc).expect("specs serialize")];
+    for t in templates {
+        parts.push(serde_json::to_string(t).expect("specs serialize"));
+    }
+    parts.join("\n---\n")
 }
 
 /// The outcome that matters most when several canaries ran.
@@ -382,15 +524,46 @@ async fn status_cmd(args: StatusArgs) -> Outcome {
             return Outcome::Cluster;
         }
     };
-    let namespace = if args.all_namespaces {
-        None
-    } else {
-        Some(
-            args.cluster
-                .namespace
-                .clone()
-                .unwrap_or_else(|| conn.namespace.clone()),
-        )
+    let default_ns = args
+        .cluster
+        .namespace
+        .clone()
+        .unwrap_or_else(|| conn.namespace.clone());
+    // -f FILE: the canaries of the file, by name and namespace.
+    let mut wanted: Option<Vec<(String, String)>> = None;
+    if let Some(path) = &args.file {
+        let file = match spec::load_file(path) {
+            Ok(f) => f,
+            Err(errors) => {
+                ui::diagnostics(&errors);
+                return Outcome::Usage;
+            }
+        };
+        wanted = Some(
+            file.canaries
+                .iter()
+                .map(|d| {
+                    let ns = d
+                        .value
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.namespace.clone())
+                        .unwrap_or_else(|| default_ns.clone());
+                    (d.value.name().to_string(), ns)
+                })
+                .collect(),
+        );
+    }
+    let namespace = match &wanted {
+        Some(w) if w.iter().all(|(_, ns)| ns == &w[0].1) && !w.is_empty() => Some(w[0].1.clone()),
+        Some(_) => None,
+        None if args.all_namespaces => None,
+        None => Some(default_ns.clone()),
+    };
+    let keep = |c: &crate::status::CanaryStatus| match (&wanted, &args.name) {
+        (Some(w), _) => w.iter().any(|(n, ns)| n == &c.name && ns == &c.namespace),
+        (None, Some(name)) => &c.name == name || &c.target == name,
+        (None, None) => true,
     };
     let mut all = match crate::status::list(&conn, namespace.as_deref()).await {
         Ok(l) => l,
@@ -399,22 +572,107 @@ async fn status_cmd(args: StatusArgs) -> Outcome {
             return Outcome::Cluster;
         }
     };
-    if let Some(name) = &args.name {
-        all.retain(|c| &c.name == name || &c.target == name);
-        if all.is_empty() {
-            let where_ = namespace
-                .map(|n| format!("namespace {n}"))
-                .unwrap_or_else(|| "any namespace".to_string());
-            ui::error(&format!(
-                "no canary named `{name}` in {where_}; `canary status` lists them"
-            ));
-            return Outcome::Usage;
-        }
-    } else {
+    all.retain(|c| keep(c));
+    let detail = args.name.is_some();
+    if let Some(name) = &args.name
+        && all.is_empty()
+    {
+        let where_ = namespace
+            .map(|n| format!("namespace {n}"))
+            .unwrap_or_else(|| "any namespace".to_string());
+        ui::error(&format!(
+            "no canary named `{name}` in {where_}; `canary status` lists them"
+        ));
+        return Outcome::Usage;
+    }
+    if !detail {
         for c in &mut all {
             c.history.clear();
         }
     }
-    ui::status(&all, args.output, args.name.is_some(), args.all_namespaces);
-    Outcome::Success
+    let all_namespaces = namespace.is_none();
+    if !args.watch {
+        ui::status(&all, args.output, detail, all_namespaces);
+        return Outcome::Success;
+    }
+    match watch_status(
+        &conn,
+        namespace.as_deref(),
+        all,
+        &keep,
+        &args,
+        all_namespaces,
+    )
+    .await
+    {
+        Ok(()) => Outcome::Success,
+        Err(e) => {
+            ui::error(&e.to_string());
+            Outcome::Cluster
+        }
+    }
+}
+
+/// `canary status -w`: the table, then one row per change, from a watch
+/// of the primaries. A driver whose lease runs out shows as lost when it
+/// does, without an API call: the lease is in the objects already seen.
+async fn watch_status(
+    conn: &crate::cluster::connect::Connection,
+    namespace: Option<&str>,
+    first: Vec<crate::status::CanaryStatus>,
+    keep: &dyn Fn(&crate::status::CanaryStatus) -> bool,
+    args: &StatusArgs,
+    all_namespaces: bool,
+) -> Result<(), crate::cluster::error::ClusterError> {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::watcher;
+    let api: kube::Api<Deployment> = match namespace {
+        Some(ns) => kube::Api::namespaced(conn.client.clone(), ns),
+        None => kube::Api::all(conn.client.clone()),
+    };
+    let mut rows = ui::StatusRows::new(args.output, all_namespaces, &first);
+    let mut seen: std::collections::BTreeMap<(String, String), Deployment> = Default::default();
+    for c in &first {
+        rows.print(c);
+    }
+    let mut shown: std::collections::BTreeMap<(String, String), crate::status::RowKey> = first
+        .iter()
+        .map(|c| ((c.namespace.clone(), c.name.clone()), c.row_key()))
+        .collect();
+    let config = watcher::Config::default().labels(&crate::status::selector());
+    let mut events = std::pin::pin!(watcher::watcher(api, config));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let changed: Vec<Deployment> = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => vec![d],
+                Some(Ok(_)) => Vec::new(),
+                Some(Err(e)) => {
+                    return Err(crate::cluster::error::ClusterError::Refused(format!(
+                        "the watch of the canaries failed: {e}"
+                    )));
+                }
+                None => return Ok(()),
+            },
+            _ = tick.tick() => seen.values().cloned().collect(),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let now = crate::run::now();
+        for d in changed {
+            let Some(c) = crate::status::of_primary(&d, now) else {
+                continue;
+            };
+            if !keep(&c) {
+                continue;
+            }
+            let key = (c.namespace.clone(), c.name.clone());
+            let row = c.row_key();
+            seen.insert(key.clone(), d);
+            if shown.get(&key) != Some(&row) {
+                rows.print(&c);
+                shown.insert(key, row);
+            }
+        }
+    }
 }

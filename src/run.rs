@@ -22,10 +22,11 @@ use crate::cluster::error::ClusterError;
 use crate::cluster::proxy::HttpEdge;
 use crate::cluster::{services, state as statestore, workload};
 use crate::engine::decide::{
-    self, Action, Analysis, Answers, HookOutcome, MetricValue, Next, Observed, Question, Scale,
-    Step, Verdict,
+    self, Action, Analysis, Answers, Decision, HookOutcome, MetricValue, Next, Observed, Question,
+    Request, RequestKind, Scale, Step, Verdict,
 };
 use crate::engine::state::{Lease, State, Time};
+use crate::event::{self, Event, Kind, Reporter};
 use crate::hooks::Hooks;
 use crate::metrics::prometheus::{self, MetricError, MetricServer};
 use crate::metrics::{builtin, template};
@@ -58,12 +59,22 @@ pub enum RunError {
     Refused(String),
     #[error("{0}")]
     Setup(String),
+    /// The run was told to stop and left the rollout as it was.
+    #[error("stopped; the state is kept")]
+    Stopped,
 }
 
-/// A line for people, with the canary it concerns.
-pub trait Reporter: Send + Sync {
-    fn event(&self, canary: &str, message: &str);
+/// Why a run stops before its verdict (`--timeout`, Ctrl-C).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Leave the rollout as it is; a later run resumes it.
+    Leave,
+    /// Roll back a rollout under way, for this reason.
+    RollBack(String),
 }
+
+/// How a driver is told to stop.
+pub type StopSignal = tokio::sync::watch::Receiver<Option<Stop>>;
 
 /// One canary being driven.
 pub struct Driver<'a> {
@@ -75,6 +86,15 @@ pub struct Driver<'a> {
     edge: HttpEdge,
     router: AnyRouter,
     deployments: Api<Deployment>,
+    /// The spec to store on the primary for `abort`/`promote` without a
+    /// driver, when not yet stored there.
+    spec: Option<String>,
+    stop: Option<StopSignal>,
+    /// A request to act on in the first round (`canary abort` with no
+    /// running driver).
+    request: Option<Request>,
+    /// What was last shown: the state, and what the rollout waits for.
+    shown: std::sync::Mutex<(State, Option<String>)>,
 }
 
 /// What one round observed, beyond what the engine sees.
@@ -86,6 +106,10 @@ struct Snapshot {
     tracked: Tracked,
     observed: Observed,
     label: (String, String),
+    /// The request annotation as read, and whether the spec annotation
+    /// needs writing.
+    raw_request: Option<String>,
+    spec_stored: bool,
 }
 
 /// The wall clock, as the engine's time.
@@ -110,6 +134,7 @@ impl<'a> Driver<'a> {
         let edge = HttpEdge::from_config(conn.config.clone(), canary.namespace.clone())
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
+        let shown = std::sync::Mutex::new((State::new(now()), None));
         Ok(Driver {
             conn,
             canary,
@@ -119,7 +144,225 @@ impl<'a> Driver<'a> {
             edge,
             router,
             deployments,
+            spec: None,
+            stop: None,
+            request: None,
+            shown,
         })
+    }
+
+    /// Stores `spec` (a Canary document, with its provider resolved) on the
+    /// primary, for `canary abort` and `canary promote` without a driver.
+    pub fn with_spec(mut self, spec: String) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+
+    pub fn with_stop(mut self, stop: StopSignal) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Acts on `request` in the first round.
+    pub fn with_request(mut self, request: Request) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    fn stop_requested(&self) -> Option<Stop> {
+        self.stop.as_ref().and_then(|s| s.borrow().clone())
+    }
+
+    /// An event of `kind` carrying `state`.
+    fn event(&self, kind: Kind, state: &State) -> Event {
+        Event::new(
+            kind,
+            now(),
+            &self.canary.name,
+            &self.canary.namespace,
+            state,
+        )
+    }
+
+    fn emit(&self, e: Event) {
+        self.reporter.emit(&e);
+    }
+
+    /// The state last shown, and what the rollout waited for then.
+    pub fn last_shown(&self) -> (State, Option<String>) {
+        self.shown
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| (State::new(now()), None))
+    }
+
+    fn warn(&self, msg: &str) {
+        let (state, waiting) = self.last_shown();
+        let mut e = self.event(Kind::Warning, &state).with_message(msg);
+        e.waiting_for = waiting;
+        self.emit(e);
+    }
+
+    fn started(&self, state: &State) {
+        let c = &self.canary;
+        let weights = match c.strategy {
+            crate::spec::resolve::Strategy::Canary { .. } => {
+                crate::engine::schedule::canary_weights(
+                    c.step_weight,
+                    &c.step_weights,
+                    c.max_weight,
+                )
+            }
+            _ => Vec::new(),
+        };
+        let metrics = c
+            .metrics
+            .iter()
+            .map(|m| {
+                let b = match m.source {
+                    MetricSource::Builtin => c
+                        .provider
+                        .as_deref()
+                        .and_then(|p| builtin::builtin_query(p, &m.name)),
+                    _ => None,
+                };
+                let ms = b.is_some_and(|b| b.unit == "ms");
+                let bound = |v: Option<f64>| {
+                    if ms {
+                        v.map(builtin::duration_threshold_ms)
+                    } else {
+                        v
+                    }
+                };
+                event::MetricInfo {
+                    name: m.name.clone(),
+                    min: bound(m.min),
+                    max: bound(m.max),
+                    unit: b.map(|b| b.unit.to_string()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let mut e = self.event(Kind::Started, state);
+        e.run = Some(event::RunInfo {
+            target: format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
+            provider: c.provider.clone().unwrap_or_default(),
+            strategy: c.strategy.label().to_string(),
+            interval_seconds: c.interval.as_secs_f64(),
+            threshold: c.threshold,
+            weights,
+            max_weight: c.max_weight,
+            iterations: c.iterations,
+            metrics,
+        });
+        self.emit(e);
+    }
+
+    /// Shows what a round decided: its messages, its checks, what it now
+    /// waits for.
+    fn show(&self, d: &Decision, state: &State, answers: &Answers, at: Time) {
+        if let Some(pre) = &answers.pre_rollout {
+            let mut e = self.event(Kind::Check, state);
+            e.hooks = self.hook_records(crate::spec::resolve::HookType::PreRollout, pre);
+            self.emit(e);
+        }
+        if let Some(a) = &answers.analysis {
+            let mut e = self.event(Kind::Check, state);
+            e.hooks = self.hook_records(HookType::Rollout, &a.hooks);
+            if let Some(judged) = state
+                .history
+                .iter()
+                .rev()
+                .take_while(|h| h.time == at)
+                .find(|h| !h.metrics.is_empty())
+            {
+                e.metrics = judged.metrics.clone();
+            }
+            self.emit(e);
+        }
+        for m in &d.events {
+            self.emit(self.event(Kind::Progress, state).with_message(m));
+        }
+        let changed = {
+            let mut shown = match self.shown.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            let changed = shown.1 != d.waiting;
+            *shown = (state.clone(), d.waiting.clone());
+            changed
+        };
+        if changed {
+            let mut e = self.event(Kind::Waiting, state);
+            e.waiting_for = d.waiting.clone();
+            self.emit(e);
+        }
+    }
+
+    /// The hooks of `kind` as one check called them: all passed, or the
+    /// ones before the failed one passed and the rest were not called.
+    fn hook_records(&self, kind: HookType, outcome: &HookOutcome) -> Vec<event::HookRecord> {
+        let mut failed_seen = false;
+        self.canary
+            .hooks(kind)
+            .map(|h| {
+                let (result, message) = match outcome {
+                    HookOutcome::Passed => ("passed", None),
+                    HookOutcome::Failed { hook, reason } if *hook == h.name => {
+                        failed_seen = true;
+                        ("failed", Some(reason.clone()))
+                    }
+                    HookOutcome::Failed { .. } if failed_seen => ("skipped", None),
+                    HookOutcome::Failed { .. } => ("passed", None),
+                };
+                event::HookRecord {
+                    name: h.name.clone(),
+                    result: result.to_string(),
+                    message,
+                }
+            })
+            .collect()
+    }
+
+    /// Request rate, success rate and p99 of the primary and the canary.
+    async fn traffic(&self, state: &State) {
+        let c = &self.canary;
+        let Some(provider) = c.provider.as_deref() else {
+            return;
+        };
+        let Ok(address) = self.default_server() else {
+            return;
+        };
+        let server = MetricServer::new(address);
+        let window = c.interval.max(Duration::from_secs(30));
+        let window_text = format!("{}s", window.as_secs());
+        let mut stats = Vec::new();
+        for workload in [self.primary_name(), c.target.name.clone()] {
+            let Some(q) =
+                crate::metrics::traffic::queries(provider, &c.namespace, &workload, &window_text)
+            else {
+                return;
+            };
+            let value = |r: Result<f64, MetricError>| r.ok().filter(|v| v.is_finite());
+            let rate = value(prometheus::query(&self.edge, &server, &q.request_rate, None).await);
+            let success =
+                value(prometheus::query(&self.edge, &server, &q.success_rate, None).await);
+            let p99 = value(prometheus::query(&self.edge, &server, &q.latency_p99, None).await)
+                .map(|v| v * q.latency_scale);
+            stats.push(event::VersionStats {
+                request_rate: rate,
+                success_rate: success,
+                latency_p99_ms: p99,
+            });
+        }
+        let canary = stats.pop().unwrap_or_default();
+        let primary = stats.pop().unwrap_or_default();
+        let mut e = self.event(Kind::Traffic, state);
+        e.traffic = Some(event::Traffic {
+            window_seconds: window.as_secs(),
+            primary,
+            canary,
+        });
+        self.emit(e);
     }
 
     fn id(&self) -> String {
@@ -131,11 +374,15 @@ impl<'a> Driver<'a> {
     }
 
     fn say(&self, msg: &str) {
-        self.reporter.event(&self.id(), msg);
+        let (state, waiting) = self.last_shown();
+        let mut e = self.event(Kind::Progress, &state).with_message(msg);
+        e.waiting_for = waiting;
+        self.emit(e);
     }
 
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
+        use futures::StreamExt;
         if self.canary.target.kind != "Deployment" {
             return Err(RunError::Setup(format!(
                 "`canary run` drives Deployments; {} is a {}",
@@ -145,9 +392,51 @@ impl<'a> Driver<'a> {
         if !self.settings.set_image.is_empty() {
             self.set_image().await?;
         }
+        // Changes to the primary wake the driver at once: that is how an
+        // operator's request reaches it.
+        let watch = kube::runtime::watcher::watcher(
+            self.deployments.clone(),
+            kube::runtime::watcher::Config::default()
+                .fields(&format!("metadata.name={}", self.primary_name())),
+        )
+        .boxed();
+        let mut wake = Wake { watch };
         let mut waited_since: Option<Time> = None;
+        let mut started = false;
+        let mut first_request = self.request.take();
         loop {
-            let snap = self.observe().await?;
+            let stop = self.stop_requested();
+            if stop == Some(Stop::Leave) {
+                return Err(RunError::Stopped);
+            }
+            let mut snap = self.observe().await?;
+            if !started {
+                started = true;
+                self.started(&snap.state);
+            }
+            let stored = snap.raw_request.as_deref().and_then(|t| {
+                let r: statestore::StoredRequest = serde_json::from_str(t).ok()?;
+                let kind = match r.action.as_str() {
+                    "abort" => RequestKind::Abort,
+                    "promote" => RequestKind::Promote,
+                    "pause" => RequestKind::Pause,
+                    "resume" => RequestKind::Resume,
+                    _ => return None,
+                };
+                Some(Request {
+                    kind,
+                    by: r.by,
+                    at: r.at,
+                })
+            });
+            snap.observed.request = match &stop {
+                Some(Stop::RollBack(reason)) => Some(Request {
+                    kind: RequestKind::RollBack(reason.clone()),
+                    by: self.settings.holder.clone(),
+                    at: snap.observed.now,
+                }),
+                _ => first_request.take().or(stored),
+            };
             let mut answers = Answers::default();
             let decision = loop {
                 match decide::decide(&self.canary, &snap.state, &snap.observed, &answers) {
@@ -159,6 +448,7 @@ impl<'a> Driver<'a> {
             // --wait-for-change: nothing to do yet, so wait for a change.
             if decision.next == Next::Done(Verdict::NoChange)
                 && let Some(limit) = self.settings.wait_for_change
+                && stop.is_none()
             {
                 let since = match waited_since {
                     Some(t) => t,
@@ -188,19 +478,50 @@ impl<'a> Driver<'a> {
             let mut state = decision.state.clone();
             state.lease = if done { None } else { Some(self.lease()) };
             state.canary = Some(self.canary.name.clone());
+            let extra = statestore::Extra {
+                clear_request: snap.raw_request.is_some(),
+                spec: if snap.spec_stored {
+                    None
+                } else {
+                    self.spec.as_deref()
+                },
+            };
             if let Some(rv) = rv
-                && !self.persist(&rv, &snap.state, &state).await?
+                && !self.persist(&rv, &snap, &state, &extra).await?
             {
                 // Another writer changed the state: decide again from it.
                 continue;
             }
-            for e in &decision.events {
-                self.say(e);
+            if let Some(r) = &snap.observed.request
+                && !matches!(r.kind, RequestKind::RollBack(_))
+            {
+                let mut e = self.event(Kind::Request, &state);
+                e.request = Some(event::RequestInfo {
+                    action: r.kind.as_str().to_string(),
+                    by: r.by.clone(),
+                    requested_at: r.at,
+                    reacted_after_ms: now().since(r.at).as_millis() as u64,
+                });
+                self.emit(e);
+            }
+            self.show(&decision, &state, &answers, snap.observed.now);
+            if answers.analysis.is_some() {
+                self.traffic(&state).await;
             }
             self.notify_events(&decision.events, &state).await;
+            if stop.is_some()
+                && !done
+                && !matches!(
+                    state.phase,
+                    crate::engine::state::Phase::Promoting
+                        | crate::engine::state::Phase::Finalising
+                )
+            {
+                return Err(RunError::Stopped);
+            }
             match decision.next {
                 Next::Now => {}
-                Next::At(t) => self.sleep_until(t).await?,
+                Next::At(t) => self.sleep_until(t, &mut wake).await?,
                 Next::Done(v) => return Ok(v),
             }
         }
@@ -212,11 +533,18 @@ impl<'a> Driver<'a> {
     /// the one this round decided from, the write is repeated with the new
     /// version; when another writer changed the state, `false` is returned
     /// and the round is decided again.
-    async fn persist(&self, rv: &str, based_on: &State, state: &State) -> Result<bool, RunError> {
+    async fn persist(
+        &self,
+        rv: &str,
+        snap: &Snapshot,
+        state: &State,
+        extra: &statestore::Extra<'_>,
+    ) -> Result<bool, RunError> {
+        let based_on = &snap.state;
         let name = self.primary_name();
         let mut rv = rv.to_string();
         for _ in 0..10 {
-            match statestore::write(&self.deployments, &name, &rv, state).await {
+            match statestore::write(&self.deployments, &name, &rv, state, extra).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.is_conflict() => {
                     let fresh =
@@ -224,6 +552,11 @@ impl<'a> Driver<'a> {
                             ClusterError::api("read", format!("deployment/{name}"), e)
                         })?;
                     let current = statestore::read(&fresh)?;
+                    // A request written since the round read the primary
+                    // must not be cleared unseen.
+                    if statestore::raw_request(&fresh) != snap.raw_request {
+                        return Ok(false);
+                    }
                     let unchanged = match &current {
                         // A primary created this round carries the state it
                         // was created with.
@@ -352,6 +685,12 @@ impl<'a> Driver<'a> {
             primary: primary.as_ref().map(workload::observe),
             routes,
             retry: self.settings.retry,
+            request: None,
+        };
+        let raw_request = primary.as_ref().and_then(statestore::raw_request);
+        let spec_stored = match (&primary, &self.spec) {
+            (Some(p), Some(spec)) => statestore::read_spec(p).as_deref() == Some(spec.as_str()),
+            _ => true,
         };
         Ok(Snapshot {
             target,
@@ -361,6 +700,8 @@ impl<'a> Driver<'a> {
             tracked,
             observed,
             label,
+            raw_request,
+            spec_stored,
         })
     }
 
@@ -627,7 +968,7 @@ impl<'a> Driver<'a> {
                     )
                     .await
                 {
-                    self.say(&w);
+                    self.warn(&w);
                 }
                 Ok(None)
             }
@@ -677,22 +1018,44 @@ impl<'a> Driver<'a> {
                 )
                 .await
             {
-                self.say(&w);
+                self.warn(&w);
             }
         }
     }
 
-    /// Sleeps until `t`, renewing the lease on the way.
-    async fn sleep_until(&self, t: Time) -> Result<(), RunError> {
+    /// Sleeps until `t`, renewing the lease on the way; returns early when
+    /// a request lands on the primary or the run is told to stop.
+    async fn sleep_until(&self, t: Time, wake: &mut Wake) -> Result<(), RunError> {
+        use futures::StreamExt;
+        let mut renewed = now();
         loop {
             let left = t.since(now());
             if left.is_zero() {
                 return Ok(());
             }
-            let chunk = left.min(LEASE / 3);
-            tokio::time::sleep(chunk).await;
-            if chunk < left {
+            let until_renewal = (LEASE / 3).saturating_sub(now().since(renewed));
+            let chunk = left.min(until_renewal);
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(chunk) => {}
+                ev = wake.watch.next() => {
+                    use kube::runtime::watcher::Event as W;
+                    if let Some(Ok(W::Apply(p) | W::InitApply(p))) = ev
+                        && statestore::raw_request(&p).is_some()
+                    {
+                        return Ok(());
+                    }
+                }
+                _ = async {
+                    match stop.as_mut() {
+                        Some(s) => { let _ = s.changed().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => return Ok(()),
+            }
+            if now().since(renewed) >= LEASE / 3 && !t.since(now()).is_zero() {
                 self.renew_lease().await?;
+                renewed = now();
             }
         }
     }
@@ -723,7 +1086,8 @@ impl<'a> Driver<'a> {
         }
         state.lease = Some(self.lease());
         let rv = p.metadata.resource_version.unwrap_or_default();
-        match statestore::write(&self.deployments, &name, &rv, &state).await {
+        let keep = statestore::Extra::default();
+        match statestore::write(&self.deployments, &name, &rv, &state, &keep).await {
             Ok(_) => Ok(()),
             // Renewal lost a race: the next round re-reads everything.
             Err(e) if e.is_conflict() => Ok(()),
@@ -743,9 +1107,16 @@ impl<'a> Driver<'a> {
         let mut events = std::pin::pin!(watcher::watcher(self.deployments.clone(), config));
         while now() < until {
             let left = until.since(now()).min(Duration::from_secs(5));
+            let mut stop = self.stop.clone();
             tokio::select! {
                 _ = events.next() => {}
                 _ = tokio::time::sleep(left) => {}
+                _ = async {
+                    match stop.as_mut() {
+                        Some(s) => { let _ = s.changed().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => return Ok(()),
             }
             let snap = self.observe().await?;
             if snap.observed.revision != revision {
@@ -754,6 +1125,14 @@ impl<'a> Driver<'a> {
         }
         Ok(())
     }
+}
+
+/// What wakes a sleeping driver besides its clock.
+struct Wake {
+    watch: futures::stream::BoxStream<
+        'static,
+        Result<kube::runtime::watcher::Event<Deployment>, kube::runtime::watcher::Error>,
+    >,
 }
 
 /// Gives up this driver's lease on a canary, if it holds it, so another
@@ -782,7 +1161,8 @@ pub async fn release_lease(
         }
         state.lease = None;
         let rv = p.metadata.resource_version.unwrap_or_default();
-        match statestore::write(&api, &name, &rv, &state).await {
+        let keep = statestore::Extra::default();
+        match statestore::write(&api, &name, &rv, &state, &keep).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e.into()),

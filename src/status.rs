@@ -43,6 +43,43 @@ pub struct Driver {
     pub alive: bool,
 }
 
+/// The status of one managed primary; `None` for a Deployment that is
+/// not one. A state that cannot be read is shown as `Unknown`.
+pub fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
+    match statestore::read(d) {
+        Ok(Some(state)) => Some(status_of(d, state, now)),
+        Ok(None) => None,
+        Err(_) => {
+            let mut s = status_of(d, State::new(now), now);
+            s.phase = "Unknown".to_string();
+            Some(s)
+        }
+    }
+}
+
+/// The label selector of the primaries `canary` manages.
+pub fn selector() -> String {
+    format!("{}={}", workload::MANAGED_BY.0, workload::MANAGED_BY.1)
+}
+
+/// What tells two rows of one canary apart.
+pub type RowKey = (String, String, u32, u32, String, Option<(String, bool)>);
+
+impl CanaryStatus {
+    /// What a watcher prints a new row for: everything but the history
+    /// and the lease's renewal ticks.
+    pub fn row_key(&self) -> RowKey {
+        (
+            self.name.clone(),
+            self.phase.clone(),
+            self.weight,
+            self.failed_checks,
+            self.last_transition_time.clone(),
+            self.driver.as_ref().map(|d| (d.holder.clone(), d.alive)),
+        )
+    }
+}
+
 fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
     let primary_name = primary.metadata.name.clone().unwrap_or_default();
     let target = primary_name
@@ -53,7 +90,10 @@ fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
         name: state.canary.clone().unwrap_or_else(|| target.clone()),
         namespace: primary.metadata.namespace.clone().unwrap_or_default(),
         target,
-        phase: state.phase.as_str().to_string(),
+        phase: match &state.paused {
+            Some(_) if state.phase.is_active() => format!("{} (paused)", state.phase.as_str()),
+            _ => state.phase.as_str().to_string(),
+        },
         weight: state.canary_weight,
         failed_checks: state.failed_checks,
         iterations: state.iterations,
@@ -78,7 +118,7 @@ pub async fn list(
         Some(ns) => Api::namespaced(conn.client.clone(), ns),
         None => Api::all(conn.client.clone()),
     };
-    let selector = format!("{}={}", workload::MANAGED_BY.0, workload::MANAGED_BY.1);
+    let selector = selector();
     let where_ = namespace
         .map(|n| format!("namespace {n}"))
         .unwrap_or_else(|| "all namespaces".to_string());
@@ -89,16 +129,7 @@ pub async fn list(
     let now = now();
     let mut out = Vec::new();
     for d in list.items {
-        // A primary whose state cannot be read is still shown, as Unknown.
-        match statestore::read(&d) {
-            Ok(Some(state)) => out.push(status_of(&d, state, now)),
-            Ok(None) => {}
-            Err(_) => {
-                let mut s = status_of(&d, State::new(now), now);
-                s.phase = "Unknown".to_string();
-                out.push(s);
-            }
-        }
+        out.extend(of_primary(&d, now));
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)

@@ -13,7 +13,7 @@ use kube::Api;
 use crate::util::{stderr, stdout};
 
 /// The seed's podinfo canary, fast: 1 s interval, five 20% steps.
-const FAST: &str = "apiVersion: flagger.app/v1beta1
+pub const FAST: &str = "apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata:
   name: podinfo
@@ -54,21 +54,25 @@ spec:
           cmd: \"hey -z 1m -q 10 -c 2 http://podinfo-canary.prod:9898/\"
 ";
 
-struct Cluster {
-    world: World,
+pub struct Cluster {
+    pub world: World,
     /// Holds the kubeconfig and spec files for the test's lifetime.
     _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    spec: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub spec: PathBuf,
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    pub async fn start() -> Cluster {
         Self::start_with(FAST).await
     }
 
-    async fn start_with(spec: &str) -> Cluster {
-        let mut scenario = Scenario::seed();
+    pub async fn start_with(spec: &str) -> Cluster {
+        Self::start_in(Scenario::seed(), spec).await
+    }
+
+    /// `spec` on the world of `scenario`, made quick to become ready.
+    pub async fn start_in(mut scenario: Scenario, spec: &str) -> Cluster {
         scenario.readiness_delay = Dur(Duration::from_millis(200));
         let world = World::start(scenario).await.expect("world starts");
         let dir = tempfile::tempdir().unwrap();
@@ -85,7 +89,7 @@ impl Cluster {
     }
 
     /// Runs `canary run SPEC ARGS...` to completion.
-    async fn run(&self, args: &[&str]) -> Output {
+    pub async fn run(&self, args: &[&str]) -> Output {
         let mut cmd = crate::util::canary();
         cmd.arg("run")
             .arg(&self.spec)
@@ -98,11 +102,11 @@ impl Cluster {
             .unwrap()
     }
 
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.spawn_as(args, None)
     }
 
-    fn spawn_as(&self, args: &[&str], holder: Option<&str>) -> std::process::Child {
+    pub fn spawn_as(&self, args: &[&str], holder: Option<&str>) -> std::process::Child {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"));
         if let Some(h) = holder {
             cmd.env("CANARY_LEASE_HOLDER", h);
@@ -118,11 +122,11 @@ impl Cluster {
         cmd.spawn().unwrap()
     }
 
-    async fn deployments(&self) -> Api<Deployment> {
+    pub async fn deployments(&self) -> Api<Deployment> {
         Api::namespaced(self.world.client().await.unwrap(), "prod")
     }
 
-    async fn image(&self, name: &str) -> String {
+    pub async fn image(&self, name: &str) -> String {
         let d = self.deployments().await.get(name).await.unwrap();
         d.spec.template.spec.unwrap().containers[0]
             .image
@@ -130,12 +134,12 @@ impl Cluster {
             .unwrap()
     }
 
-    async fn replicas(&self, name: &str) -> i32 {
+    pub async fn replicas(&self, name: &str) -> i32 {
         let d = self.deployments().await.get(name).await.unwrap();
         d.spec.replicas.unwrap_or(1)
     }
 
-    fn weights(&self) -> (i64, i64) {
+    pub fn weights(&self) -> (i64, i64) {
         let ts = self
             .world
             .store()
@@ -159,7 +163,7 @@ impl Cluster {
         (primary, canary)
     }
 
-    fn set_image(&self, tag: &str) {
+    pub fn set_image(&self, tag: &str) {
         self.world
             .set_image(
                 "prod",
@@ -171,7 +175,7 @@ impl Cluster {
     }
 
     /// Polls `done` every 100 ms until it holds; fails after `limit`.
-    async fn wait_until(&self, what: &str, limit: Duration, done: impl Fn(&Cluster) -> bool) {
+    pub async fn wait_until(&self, what: &str, limit: Duration, done: impl Fn(&Cluster) -> bool) {
         let deadline = std::time::Instant::now() + limit;
         while !done(self) {
             assert!(std::time::Instant::now() < deadline, "{what}");
@@ -180,20 +184,20 @@ impl Cluster {
     }
 
     /// Waits until a run has set the first canary weight.
-    async fn wait_for_analysis(&self) {
+    pub async fn wait_for_analysis(&self) {
         self.wait_until("the run never started", Duration::from_secs(60), |c| {
             c.weights().1 > 0
         })
         .await;
     }
 
-    async fn initialise(&self) {
+    pub async fn initialise(&self) {
         let out = self.run(&[]).await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
 }
 
-fn assert_exit(out: &Output, code: i32) {
+pub fn assert_exit(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -658,7 +662,7 @@ async fn ctrl_c_keeps_the_state_and_frees_the_canary_for_the_next_run() {
         .unwrap();
     assert_exit(&out, 130);
     assert!(
-        stderr(&out).contains("interrupted; the state is kept"),
+        stderr(&out).contains("interrupted: stopping, the state is kept"),
         "{}",
         stderr(&out)
     );

@@ -8,6 +8,7 @@ mod edge;
 mod examples;
 mod generated;
 mod malformed;
+mod operate;
 mod plan;
 mod run;
 mod sim_api;

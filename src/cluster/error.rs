@@ -14,6 +14,16 @@ pub enum ClusterError {
     },
     #[error("{object} not found")]
     NotFound { object: String },
+    /// The credentials lack a permission (RBAC).
+    #[error(
+        "failed to {action} {object}: permission denied: {message} \
+         (examples/rbac.yaml lists the permissions canary needs)"
+    )]
+    Forbidden {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
     /// Someone else changed the object since it was read.
     #[error("{object} changed while it was being updated")]
     Conflict { object: String },
@@ -34,6 +44,15 @@ impl ClusterError {
             }
             if s.code == 409 && s.reason == "Conflict" {
                 return ClusterError::Conflict { object };
+            }
+            if s.code == 403 {
+                // The API server's message names the user, the verb and the
+                // resource: `... cannot patch resource "deployments" ...`.
+                return ClusterError::Forbidden {
+                    action,
+                    object,
+                    message: s.message.clone(),
+                };
             }
         }
         ClusterError::Api {

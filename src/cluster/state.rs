@@ -8,7 +8,71 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::error::{ClusterError, Result};
-use crate::engine::state::{ANNOTATION, State};
+use crate::engine::state::{ANNOTATION, State, Time};
+
+/// The annotation holding an operator's request to a rollout
+/// (`canary abort|promote|pause|resume`), until a driver acts on it.
+pub const REQUEST_ANNOTATION: &str = "canary.flagger.app/request";
+
+/// The annotation holding the Canary spec the last driver ran with, so that
+/// `canary abort` and `canary promote` can act with no spec file and no
+/// running driver.
+pub const SPEC_ANNOTATION: &str = "canary.flagger.app/spec";
+
+/// An operator's request as stored on the primary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRequest {
+    /// `abort`, `promote`, `pause` or `resume`.
+    pub action: String,
+    pub by: String,
+    pub at: Time,
+}
+
+fn annotation<'a>(d: &'a Deployment, key: &str) -> Option<&'a String> {
+    d.metadata.annotations.as_ref().and_then(|a| a.get(key))
+}
+
+/// The raw request annotation, if any (compared as text to tell requests
+/// apart).
+pub fn raw_request(primary: &Deployment) -> Option<String> {
+    annotation(primary, REQUEST_ANNOTATION).cloned()
+}
+
+/// The request stored on a primary; an unreadable one is ignored (and
+/// cleared by the next state write).
+pub fn read_request(primary: &Deployment) -> Option<StoredRequest> {
+    raw_request(primary).and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// The spec stored on a primary, if any.
+pub fn read_spec(primary: &Deployment) -> Option<String> {
+    annotation(primary, SPEC_ANNOTATION).cloned()
+}
+
+/// Stores a request for the driver (no precondition: the latest request
+/// wins, and the driver reads it under its own resourceVersion guard).
+pub async fn write_request(
+    api: &Api<Deployment>,
+    primary: &str,
+    request: &StoredRequest,
+) -> Result<()> {
+    let text = serde_json::to_string(request).expect("requests serialize");
+    let patch = json!({ "metadata": { "annotations": { REQUEST_ANNOTATION: text } } });
+    api.patch(primary, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| ClusterError::api("write a request to", format!("deployment/{primary}"), e))?;
+    Ok(())
+}
+
+/// Besides the state, what a write changes.
+#[derive(Debug, Clone, Default)]
+pub struct Extra<'a> {
+    /// Remove the request annotation: the request was acted on.
+    pub clear_request: bool,
+    /// Store this spec text.
+    pub spec: Option<&'a str>,
+}
 
 /// The state stored on a primary, if any.
 pub fn read(primary: &Deployment) -> Result<Option<State>> {
@@ -36,13 +100,22 @@ pub async fn write(
     primary: &str,
     resource_version: &str,
     state: &State,
+    extra: &Extra<'_>,
 ) -> Result<String> {
     // A merge patch carrying metadata.resourceVersion is a precondition: the
     // API server refuses it with 409 when the object moved on.
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(ANNOTATION.into(), state.to_annotation().into());
+    if extra.clear_request {
+        annotations.insert(REQUEST_ANNOTATION.into(), serde_json::Value::Null);
+    }
+    if let Some(spec) = extra.spec {
+        annotations.insert(SPEC_ANNOTATION.into(), spec.into());
+    }
     let patch = json!({
         "metadata": {
             "resourceVersion": resource_version,
-            "annotations": { ANNOTATION: state.to_annotation() },
+            "annotations": annotations,
         }
     });
     let object = format!("deployment/{primary}");

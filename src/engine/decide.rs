@@ -81,6 +81,75 @@ pub struct Observed {
     pub routes: Option<Routes>,
     /// `--retry`: analyse a revision that already failed.
     pub retry: bool,
+    /// An operator's request (`canary abort` ...) or the run's own stop
+    /// (`--timeout`, Ctrl-C with rollback), to act on in this round.
+    pub request: Option<Request>,
+}
+
+/// A request to act on a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub kind: RequestKind,
+    /// Who asked: `user@host pid N`, or the run itself.
+    pub by: String,
+    pub at: Time,
+}
+
+/// What a [`Request`] asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Route all traffic to the primary, scale the canary down, end as
+    /// `Aborted`.
+    Abort,
+    /// Skip the remaining analysis (and an unapproved promotion gate).
+    Promote,
+    /// Hold the weight; no checks until resumed.
+    Pause,
+    Resume,
+    /// Roll back for this reason, as a failed analysis would.
+    RollBack(String),
+}
+
+impl RequestKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RequestKind::Abort => "abort",
+            RequestKind::Promote => "promote",
+            RequestKind::Pause => "pause",
+            RequestKind::Resume => "resume",
+            RequestKind::RollBack(_) => "rollback",
+        }
+    }
+
+    /// Whether a canary in `phase` (paused or not) can honour the request;
+    /// `Err` says why not.
+    pub fn applies(&self, phase: Phase, paused: bool) -> Result<(), String> {
+        let analysing = matches!(
+            phase,
+            Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion
+        );
+        let promoting = matches!(phase, Phase::Promoting | Phase::Finalising);
+        match self {
+            RequestKind::Abort | RequestKind::RollBack(_) | RequestKind::Promote if analysing => {
+                Ok(())
+            }
+            RequestKind::Abort | RequestKind::RollBack(_) if promoting => Err(format!(
+                "it is {}: the primary already runs the new revision",
+                phase.as_str()
+            )),
+            RequestKind::Promote if promoting => {
+                Err(format!("it is already being promoted ({})", phase.as_str()))
+            }
+            RequestKind::Pause if analysing && paused => Err("it is already paused".into()),
+            RequestKind::Pause if analysing => Ok(()),
+            RequestKind::Resume if paused => Ok(()),
+            RequestKind::Resume if analysing => Err("it is not paused".into()),
+            _ => Err(format!(
+                "no analysis is under way (it is {})",
+                phase.as_str()
+            )),
+        }
+    }
 }
 
 /// Something only the outside world can tell.
@@ -169,6 +238,10 @@ pub enum Verdict {
     },
     /// This revision failed before; `--retry` analyses it again.
     AlreadyFailed(Failure),
+    /// `canary abort`: traffic back on the primary, the canary scaled down.
+    Aborted {
+        by: String,
+    },
 }
 
 /// When to decide again.
@@ -188,6 +261,9 @@ pub struct Decision {
     /// Messages for people, in Flagger's words.
     pub events: Vec<String>,
     pub next: Next,
+    /// What the rollout waits for besides time (readiness, a gate, a
+    /// resume), for people.
+    pub waiting: Option<String>,
 }
 
 /// What [`decide`] returns.
@@ -208,6 +284,7 @@ pub fn decide(c: &ResolvedCanary, prev: &State, o: &Observed, a: &Answers) -> St
             actions: Vec::new(),
             events: Vec::new(),
             next: Next::Now,
+            waiting: None,
         },
     }
     .run()
@@ -268,6 +345,21 @@ impl Round<'_> {
         if self.o.primary.is_none() || s.phase == Phase::Initializing {
             return self.initialize();
         }
+        if let Some(r) = &self.o.request
+            && self.request(r)
+        {
+            return Ok(());
+        }
+        if let Some(p) = &self.d.state.paused
+            && self.d.state.phase.is_active()
+        {
+            // Hold everything, the progress deadline included; the driver
+            // wakes on the resume request.
+            self.d.waiting = Some(format!("`canary resume` (paused by {})", p.by));
+            self.wait(GATE_POLL);
+            return Ok(());
+        }
+        let s = &self.d.state;
         match s.phase {
             Phase::Initializing => unreachable!("handled above"),
             Phase::Initialized
@@ -280,6 +372,76 @@ impl Round<'_> {
             Phase::Finalising => {
                 self.finalise();
                 Ok(())
+            }
+        }
+    }
+
+    /// Acts on a request; `true` when that decided the round.
+    fn request(&mut self, r: &Request) -> bool {
+        let id = self.id();
+        let phase = self.d.state.phase;
+        if let Err(why) = r.kind.applies(phase, self.d.state.paused.is_some()) {
+            if matches!(r.kind, RequestKind::RollBack(_)) {
+                // The run's own stop: nothing under way to roll back.
+                return false;
+            }
+            self.event(format!(
+                "Ignored {} requested by {} for {id}: {why}",
+                r.kind.as_str(),
+                r.by
+            ));
+            return false;
+        }
+        let now = self.now();
+        match &r.kind {
+            RequestKind::Abort => {
+                self.event(format!(
+                    "Aborting {id} as requested by {}: routing all traffic to the primary",
+                    r.by
+                ));
+                self.roll_back(format!("aborted by {}", r.by), Phase::Aborted);
+                self.d.next = Next::Done(Verdict::Aborted { by: r.by.clone() });
+                true
+            }
+            RequestKind::RollBack(reason) => {
+                self.event(format!("Rolling back {id} {reason}"));
+                self.rollback(reason.clone());
+                true
+            }
+            RequestKind::Promote => {
+                self.d.state.paused = None;
+                self.event(format!(
+                    "Promotion of {id} requested by {}: skipping the rest of the analysis",
+                    r.by
+                ));
+                self.promote();
+                true
+            }
+            RequestKind::Pause => {
+                self.d.state.paused = Some(super::state::Paused {
+                    by: r.by.clone(),
+                    since: now,
+                });
+                let msg = format!(
+                    "Paused {id} at canary weight {} as requested by {}",
+                    self.d.state.canary_weight, r.by
+                );
+                self.d.state.record(now, &msg, Vec::new());
+                self.event(msg);
+                self.d.waiting = Some(format!("`canary resume` (paused by {})", r.by));
+                self.wait(GATE_POLL);
+                true
+            }
+            RequestKind::Resume => {
+                self.d.state.paused = None;
+                // A full interval at the current weight before the next checks.
+                if self.d.state.next_check.is_some() {
+                    self.d.state.next_check = Some(now.plus(self.c.interval));
+                }
+                let msg = format!("Resumed {id} as requested by {}", r.by);
+                self.d.state.record(now, &msg, Vec::new());
+                self.event(msg);
+                false
             }
         }
     }
@@ -301,6 +463,7 @@ impl Round<'_> {
             return Ok(());
         }
         if !primary.is_ready(self.c.primary_ready_threshold) {
+            self.d.waiting = Some(readiness("primary", primary));
             self.wait(READINESS_POLL);
             return Ok(());
         }
@@ -347,6 +510,10 @@ impl Round<'_> {
                 ));
             }
             self.phase(Phase::Waiting);
+            self.d.waiting = Some(format!(
+                "rollout approval ({})",
+                hook_names(self.c, HookType::ConfirmRollout)
+            ));
             self.wait(GATE_POLL.min(self.c.interval));
             return Ok(());
         }
@@ -402,6 +569,7 @@ impl Round<'_> {
                 self.rollback(reason);
                 return Ok(());
             }
+            self.d.waiting = Some(readiness("canary", &self.o.target));
             self.wait(READINESS_POLL);
             return Ok(());
         }
@@ -561,6 +729,7 @@ impl Round<'_> {
             self.phase(Phase::WaitingPromotion);
         }
         self.d.state.awaiting_gate = Some(g);
+        self.d.waiting = Some(gate_wait(self.c, g));
         if self.d.state.next_check.is_none_or(|t| t <= self.now()) {
             self.d.state.next_check = Some(self.now().plus(self.c.interval));
         }
@@ -573,6 +742,7 @@ impl Round<'_> {
     /// Re-asks the gate a passed step waits for.
     fn after_gate(&mut self, g: HookType) -> Flow {
         if !self.gate(g)? {
+            self.d.waiting = Some(gate_wait(self.c, g));
             let poll = self.now().plus(GATE_POLL.min(self.c.interval));
             let check = self.d.state.next_check.unwrap_or(poll);
             self.d.next = Next::At(poll.min(check));
@@ -724,6 +894,7 @@ impl Round<'_> {
     fn promoting(&mut self) -> Flow {
         let primary = self.o.primary.clone().unwrap_or_default();
         if !primary.is_ready(self.c.primary_ready_threshold) {
+            self.d.waiting = Some(readiness("primary", &primary));
             self.wait(READINESS_POLL);
             return Ok(());
         }
@@ -785,6 +956,13 @@ impl Round<'_> {
     }
 
     fn rollback(&mut self, reason: String) {
+        self.roll_back(reason.clone(), Phase::Failed);
+        self.d.next = Next::Done(Verdict::RolledBack { reason });
+    }
+
+    /// Traffic back on the primary and the canary scaled down, ending in
+    /// `phase` (`Failed`, or `Aborted`).
+    fn roll_back(&mut self, reason: String, phase: Phase) {
         self.d.actions.push(Action::SetRoutes(all_primary()));
         self.d.actions.push(Action::ScaleTarget(Scale::Zero));
         if self.c.hooks(HookType::PostRollout).next().is_some() {
@@ -796,16 +974,20 @@ impl Round<'_> {
         s.next_check = None;
         s.step_started = None;
         s.awaiting_gate = None;
+        s.paused = None;
         s.failure = Some(Failure {
             revision: self.o.revision.clone(),
             time: now,
-            reason: reason.clone(),
+            reason,
         });
-        self.phase(Phase::Failed);
-        let msg = format!("Canary failed! Scaling down {}", self.target_id());
+        self.phase(phase);
+        let msg = if phase == Phase::Aborted {
+            format!("Canary aborted! Scaling down {}", self.target_id())
+        } else {
+            format!("Canary failed! Scaling down {}", self.target_id())
+        };
         self.d.state.record(now, &msg, Vec::new());
         self.event(msg);
-        self.d.next = Next::Done(Verdict::RolledBack { reason });
     }
 
     /// Judges an analysis: passed, the records for the history, and
@@ -855,6 +1037,24 @@ fn all_primary() -> Routes {
         canary: 0,
         mirrored: false,
     }
+}
+
+/// "canary ready (1/2 replicas)", for what a rollout waits for.
+fn readiness(which: &str, w: &Workload) -> String {
+    if w.rolled_out {
+        format!("{which} ready ({}/{} replicas)", w.ready, w.desired)
+    } else {
+        format!("{which} rollout ({}/{} replicas ready)", w.ready, w.desired)
+    }
+}
+
+fn gate_wait(c: &ResolvedCanary, g: HookType) -> String {
+    let what = match g {
+        HookType::ConfirmPromotion => "promotion approval",
+        HookType::ConfirmTrafficIncrease => "traffic increase approval",
+        _ => "approval",
+    };
+    format!("{what} ({}) or `canary promote`", hook_names(c, g))
 }
 
 fn hook_names(c: &ResolvedCanary, kind: HookType) -> String {

@@ -51,6 +51,7 @@ fn observed(now: i64, revision: &str) -> Observed {
             mirrored: false,
         }),
         retry: false,
+        request: None,
     }
 }
 
@@ -631,6 +632,7 @@ impl World {
             primary: self.primary.then(|| ready(2)),
             routes: self.primary.then_some(self.routes),
             retry: false,
+            request: None,
         }
     }
 
@@ -859,4 +861,178 @@ fn duration_formatting_follows_go() {
     assert_eq!(fmt_num(99.0), "99");
     assert_eq!(fmt_num(0.5), "0.5");
     let _ = Duration::ZERO;
+}
+
+fn asked(kind: RequestKind, at: i64) -> Option<Request> {
+    Some(Request {
+        kind,
+        by: "ops@laptop pid 1".into(),
+        at: Time(at),
+    })
+}
+
+#[test]
+fn abort_routes_all_traffic_to_the_primary_and_ends_aborted() {
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::Abort, 44_900);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetRoutes(all_primary()),
+            Action::ScaleTarget(Scale::Zero)
+        ]
+    );
+    assert_eq!(d.state.phase, Phase::Aborted);
+    assert_eq!(
+        d.next,
+        Next::Done(Verdict::Aborted {
+            by: "ops@laptop pid 1".into()
+        })
+    );
+    assert_eq!(
+        d.state.failure.as_ref().map(|f| f.reason.as_str()),
+        Some("aborted by ops@laptop pid 1")
+    );
+    // The aborted revision is reported, not analysed again, by later runs.
+    let mut later = observed(60_000, "r2");
+    later.routes = Some(all_primary());
+    let again = act(decide(&seed(), &d.state, &later, &Answers::default()));
+    assert!(matches!(again.next, Next::Done(Verdict::AlreadyFailed(_))));
+}
+
+#[test]
+fn promote_skips_the_analysis_and_a_closed_promotion_gate() {
+    let c = seed_with_hooks(
+        "      - name: approve\n        type: confirm-promotion\n        url: http://gate.prod/gate/check\n",
+    );
+    let (mut s, mut o) = at_weight(30, 50_000);
+    s.awaiting_gate = Some(HookType::ConfirmPromotion);
+    s.phase = Phase::WaitingPromotion;
+    o.now = Time(41_000);
+    o.request = asked(RequestKind::Promote, 40_000);
+    // No question asked: neither the gate nor the metrics.
+    let d = act(decide(&c, &s, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::Promote]);
+    assert_eq!(d.state.phase, Phase::Promoting);
+}
+
+#[test]
+fn pause_holds_the_weight_until_resumed() {
+    let c = seed();
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::Pause, 45_000);
+    let paused = act(decide(&c, &s, &o, &Answers::default()));
+    assert!(paused.actions.is_empty());
+    assert!(paused.state.paused.is_some());
+    assert!(paused.waiting.as_deref().unwrap().contains("canary resume"));
+
+    // Checks that fall due while paused do not run; nothing is asked.
+    let mut later = o.clone();
+    later.now = Time(500_000);
+    later.request = None;
+    let held = act(decide(&c, &paused.state, &later, &Answers::default()));
+    assert!(held.actions.is_empty());
+    assert_eq!(held.state.canary_weight, 15);
+
+    // Resumed: a full interval at this weight before the next checks.
+    later.request = asked(RequestKind::Resume, 500_000);
+    let resumed = act(decide(&c, &held.state, &later, &Answers::default()));
+    assert!(resumed.state.paused.is_none());
+    assert_eq!(
+        resumed.state.next_check,
+        Some(Time(500_000).plus(c.interval))
+    );
+    assert_eq!(resumed.next, Next::At(Time(500_000).plus(c.interval)));
+}
+
+#[test]
+fn the_runs_own_stop_rolls_back_like_a_failed_analysis() {
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::RollBack("timed out after 30m".into()), 45_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.state.phase, Phase::Failed);
+    assert_eq!(
+        d.next,
+        Next::Done(Verdict::RolledBack {
+            reason: "timed out after 30m".into()
+        })
+    );
+    // With nothing under way, the stop changes nothing and says nothing.
+    let mut idle = observed(45_000, "r1");
+    idle.request = asked(RequestKind::RollBack("interrupted".into()), 45_000);
+    let d = act(decide(
+        &seed(),
+        &initialized("r1"),
+        &idle,
+        &Answers::default(),
+    ));
+    assert_eq!(d.next, Next::Done(Verdict::NoChange));
+    assert!(d.events.is_empty());
+}
+
+#[test]
+fn requests_that_do_not_fit_the_phase_are_refused_with_a_reason() {
+    assert!(
+        RequestKind::Abort
+            .applies(Phase::Progressing, false)
+            .is_ok()
+    );
+    assert!(
+        RequestKind::Abort
+            .applies(Phase::Promoting, false)
+            .unwrap_err()
+            .contains("Promoting")
+    );
+    assert!(
+        RequestKind::Promote
+            .applies(Phase::Succeeded, false)
+            .unwrap_err()
+            .contains("no analysis")
+    );
+    assert!(
+        RequestKind::Pause
+            .applies(Phase::Progressing, true)
+            .unwrap_err()
+            .contains("already paused")
+    );
+    assert!(
+        RequestKind::Resume
+            .applies(Phase::Progressing, false)
+            .unwrap_err()
+            .contains("not paused")
+    );
+    assert!(
+        RequestKind::Resume
+            .applies(Phase::Progressing, true)
+            .is_ok()
+    );
+    // A request that races a phase change is ignored, with an event.
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::Resume, 45_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(
+        d.events[0].starts_with("Ignored resume requested by ops@laptop pid 1"),
+        "{:?}",
+        d.events
+    );
+    assert_eq!(d.next, Next::At(Time(50_000)));
+}
+
+#[test]
+fn what_a_rollout_waits_for_is_said() {
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.target = Workload {
+        desired: 2,
+        ready: 1,
+        rolled_out: true,
+        deadline_exceeded: false,
+    };
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.waiting.as_deref(), Some("canary ready (1/2 replicas)"));
 }

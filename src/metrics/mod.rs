@@ -21,3 +21,4 @@
 pub mod builtin;
 pub mod prometheus;
 pub mod template;
+pub mod traffic;

@@ -282,9 +282,11 @@ impl Default for EventLines {
     }
 }
 
-impl crate::run::Reporter for EventLines {
-    fn event(&self, canary: &str, message: &str) {
-        self.line(canary, message);
+impl crate::event::Reporter for EventLines {
+    fn emit(&self, e: &crate::event::Event) {
+        if let Some(m) = &e.message {
+            self.line(&e.id(), m);
+        }
     }
 }
 
@@ -317,6 +319,10 @@ pub fn verdict(
                 f.reason
             ),
             Outcome::RolledBack,
+        ),
+        Verdict::Aborted { by } => (
+            format!("{canary}: aborted by {by}; all traffic is on the primary"),
+            Outcome::Aborted,
         ),
     };
     let _ = writeln!(io::stdout(), "{line}");
@@ -434,5 +440,182 @@ pub fn status(
             }
             let _ = writeln!(out, "{h}");
         }
+    }
+}
+
+/// The output of `canary run`: events rendered by the output policy.
+pub struct RunOutput {
+    json: bool,
+    quiet: bool,
+    lines: EventLines,
+}
+
+impl RunOutput {
+    pub fn for_run(json: bool, quiet: bool) -> RunOutput {
+        RunOutput {
+            json,
+            quiet,
+            lines: EventLines::new(),
+        }
+    }
+
+    /// A line about a canary that is not an event of its rollout.
+    pub fn note(&self, canary: &str, message: &str) {
+        if !self.json && !self.quiet {
+            self.lines.line(canary, message);
+        }
+    }
+
+    pub fn error(&self, message: &str) {
+        error(message);
+    }
+
+    pub fn finish(&self) {}
+}
+
+impl crate::event::Reporter for RunOutput {
+    fn emit(&self, e: &crate::event::Event) {
+        if self.json {
+            let _ = writeln!(io::stdout(), "{}", e.to_json_line());
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        if let Some(o) = &e.outcome {
+            let line = match (o.result.as_str(), &o.reason) {
+                ("initialized", _) => format!(
+                    "{}: initialised; the next change to {} starts an analysis",
+                    e.id(),
+                    e.message.as_deref().unwrap_or_default()
+                ),
+                ("noChange", _) => format!(
+                    "{}: nothing to do; {} runs the promoted revision",
+                    e.id(),
+                    e.message.as_deref().unwrap_or_default()
+                ),
+                ("promoted", _) => format!("{}: promoted", e.id()),
+                ("rolledBack", Some(r)) => format!("{}: rolled back ({r})", e.id()),
+                (other, Some(r)) => format!("{}: {other}: {r}", e.id()),
+                (other, None) => format!("{}: {other}", e.id()),
+            };
+            let _ = writeln!(io::stdout(), "{line}");
+            return;
+        }
+        crate::event::Reporter::emit(&self.lines, e);
+    }
+}
+
+/// `canary status -w`: a header, then a row per change, in columns as wide
+/// as the first listing needed (as `kubectl get -w`); with `-o json|yaml`,
+/// one document per change.
+pub struct StatusRows {
+    format: crate::cli::StatusFormat,
+    all_namespaces: bool,
+    widths: Vec<usize>,
+    header_done: bool,
+}
+
+impl StatusRows {
+    const HEADER: [&'static str; 6] = [
+        "NAME",
+        "STATUS",
+        "WEIGHT",
+        "FAILEDCHECKS",
+        "LASTTRANSITIONTIME",
+        "DRIVER",
+    ];
+
+    pub fn new(
+        format: crate::cli::StatusFormat,
+        all_namespaces: bool,
+        first: &[crate::status::CanaryStatus],
+    ) -> Self {
+        let mut rows = StatusRows {
+            format,
+            all_namespaces,
+            widths: Vec::new(),
+            header_done: false,
+        };
+        let mut widths: Vec<usize> = rows.header().iter().map(|h| h.len()).collect();
+        // Room for a phase like "WaitingPromotion (paused)".
+        widths[rows.offset() + 1] = widths[rows.offset() + 1].max(25);
+        widths[rows.offset() + 4] = widths[rows.offset() + 4].max(24);
+        for c in first {
+            for (w, cell) in widths.iter_mut().zip(rows.cells(c)) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        rows.widths = widths;
+        rows
+    }
+
+    fn offset(&self) -> usize {
+        usize::from(self.all_namespaces)
+    }
+
+    fn header(&self) -> Vec<String> {
+        let mut h = Vec::new();
+        if self.all_namespaces {
+            h.push("NAMESPACE".to_string());
+        }
+        h.extend(Self::HEADER.iter().map(|s| s.to_string()));
+        h
+    }
+
+    fn cells(&self, c: &crate::status::CanaryStatus) -> Vec<String> {
+        let driver = match &c.driver {
+            Some(d) if d.alive => d.holder.clone(),
+            Some(d) => format!("lost ({}, last seen {})", d.holder, d.renew_time),
+            None => "-".to_string(),
+        };
+        let mut row = Vec::new();
+        if self.all_namespaces {
+            row.push(c.namespace.clone());
+        }
+        row.extend([
+            c.name.clone(),
+            c.phase.clone(),
+            c.weight.to_string(),
+            c.failed_checks.to_string(),
+            c.last_transition_time.clone(),
+            driver,
+        ]);
+        row
+    }
+
+    fn line(&self, cells: &[String]) -> String {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                let w = self.widths.get(i).copied().unwrap_or(0);
+                out.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        out.trim_end().to_string()
+    }
+
+    /// Prints one canary's row (the header first, once).
+    pub fn print(&mut self, c: &crate::status::CanaryStatus) {
+        use crate::cli::StatusFormat;
+        let mut out = io::stdout().lock();
+        match self.format {
+            StatusFormat::Json => {
+                let _ = writeln!(out, "{}", serde_json::to_string(c).unwrap_or_default());
+            }
+            StatusFormat::Yaml => {
+                let _ = write!(out, "---\n{}", serde_yaml::to_string(c).unwrap_or_default());
+            }
+            StatusFormat::Table | StatusFormat::Wide => {
+                if !self.header_done {
+                    self.header_done = true;
+                    let _ = writeln!(out, "{}", self.line(&self.header()));
+                }
+                let _ = writeln!(out, "{}", self.line(&self.cells(c)));
+            }
+        }
+        let _ = out.flush();
     }
 }

@@ -1,0 +1,479 @@
+//! Operating rollouts end to end: `abort`, `promote`, `pause`, `resume`
+//! from a second process, with and without a live driver; `status -w`;
+//! `--timeout`; Ctrl-C; several canaries in one run. The built binary
+//! against the simulated cluster.
+
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use canary::sim::scenario::Scenario;
+
+use crate::run::{Cluster, FAST, assert_exit};
+use crate::util::{stderr, stdout};
+
+/// The seed canary with ten 10% steps every 2 s: long enough to act on.
+fn slow() -> String {
+    FAST.replace("interval: 1s", "interval: 2s")
+        .replace("stepWeight: 20", "stepWeight: 10")
+}
+
+impl Cluster {
+    /// `canary ACTION podinfo -n prod`.
+    async fn act(&self, action: &str) -> (Output, Duration) {
+        let mut cmd = crate::util::canary();
+        cmd.arg(action)
+            .arg("podinfo")
+            .args(["-n", "prod", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .timeout(Duration::from_secs(60));
+        let started = Instant::now();
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        (out, started.elapsed())
+    }
+
+    /// The state annotation of the primary.
+    fn state(&self) -> serde_json::Value {
+        let d = self
+            .world
+            .store()
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .expect("primary exists");
+        let text = d["metadata"]["annotations"]["canary.flagger.app/state"]
+            .as_str()
+            .expect("state annotation")
+            .to_string();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn phase(&self) -> String {
+        self.state()["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Polls until `done` holds and returns how long that took.
+    async fn time_until(&self, what: &str, done: impl Fn(&Cluster) -> bool) -> Duration {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        started.elapsed()
+    }
+}
+
+async fn finish(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn interrupt(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The `request` events of a `-o json` run: action and reaction time.
+fn reactions(out: &Output) -> Vec<(String, u64)> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str::<canary::event::Event>(l).expect("a JSON event"))
+        .filter_map(|e| e.request)
+        .map(|r| (r.action, r.reacted_after_ms))
+        .collect()
+}
+
+/// Generous bound on reacting to a request: the driver acts within a
+/// second; CI machines get slack.
+const REACTION: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_promote_reach_a_running_driver_within_a_second() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let child = c.spawn(&["-o", "json"]);
+    c.wait_for_analysis().await;
+
+    let (out, _) = c.act("pause").await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("podinfo.prod: paused by the running driver"));
+    let paused = c
+        .time_until("never paused", |c| !c.state()["paused"].is_null())
+        .await;
+    let weight = c.weights().1;
+    // Held for two intervals: no step, no check.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(c.weights().1, weight, "the weight moved while paused");
+    let out = c.act("status").await.0;
+    assert!(
+        stdout(&out).contains("Progressing (paused)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let (out, _) = c.act("resume").await;
+    assert_exit(&out, 0);
+    let resumed = c
+        .time_until("never resumed", |c| c.state()["paused"].is_null())
+        .await;
+    c.wait_until("no step after resuming", Duration::from_secs(10), |c| {
+        c.weights().1 > weight
+    })
+    .await;
+
+    let (out, wall) = c.act("promote").await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("promotion started by the running driver"),
+        "{}",
+        stdout(&out)
+    );
+    let run = finish(child).await;
+    assert_exit(&run, 0);
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    let acted = reactions(&run);
+    let actions: Vec<&str> = acted.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, ["pause", "resume", "promote"]);
+    for (action, ms) in &acted {
+        eprintln!("reaction to {action}: {ms} ms after the request was written");
+        assert!(
+            Duration::from_millis(*ms) < REACTION,
+            "{action} took {ms} ms"
+        );
+    }
+    eprintln!(
+        "seen by the test: paused after {paused:?}, resumed after {resumed:?}, \
+         promote acknowledged after {wall:?} (process start to exit)"
+    );
+    assert!(paused < REACTION && resumed < REACTION && wall < REACTION);
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_from_a_second_process_rolls_back_and_the_run_exits_4() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let child = c.spawn(&["-o", "json"]);
+    c.wait_for_analysis().await;
+    let (out, wall) = c.act("abort").await;
+    assert_exit(&out, 0);
+    let run = finish(child).await;
+    assert_exit(&run, 4);
+    assert_eq!(c.weights(), (100, 0));
+    assert_eq!(c.replicas("podinfo").await, 0);
+    assert_eq!(c.phase(), "Aborted");
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    let acted = reactions(&run);
+    assert_eq!(acted.len(), 1);
+    eprintln!(
+        "reaction to abort: {} ms; acknowledged to the operator after {wall:?}",
+        acted[0].1
+    );
+    assert!(Duration::from_millis(acted[0].1) < REACTION);
+    // The aborted revision is not analysed again by accident.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("aborted by"), "{}", stdout(&out));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_live_driver_abort_and_promote_do_the_work_themselves() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    // A run stopped by Ctrl-C leaves the rollout half way and no driver.
+    let child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    interrupt(&child);
+    assert_exit(&finish(child).await, 130);
+    assert!(c.state()["lease"].is_null());
+    assert!(c.weights().1 > 0);
+
+    // Pause and resume are recorded for the next driver.
+    let (out, _) = c.act("pause").await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("no driver is running"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!c.state()["paused"].is_null());
+    let (out, _) = c.act("resume").await;
+    assert_exit(&out, 0);
+    assert!(c.state()["paused"].is_null());
+
+    // Promote with no driver: this command drives the promotion to the end,
+    // from the spec the last run stored on the primary.
+    let (out, _) = c.act("promote").await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("podinfo.prod: promoted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(c.phase(), "Succeeded");
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(c.weights(), (100, 0));
+
+    // Abort with no driver.
+    c.set_image("3.1.2");
+    let child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    interrupt(&child);
+    assert_exit(&finish(child).await, 130);
+    let (out, _) = c.act("abort").await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("podinfo.prod: aborted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(c.phase(), "Aborted");
+    assert_eq!(c.weights(), (100, 0));
+    assert_eq!(c.replicas("podinfo").await, 0);
+
+    // Nothing under way now: each request is refused, nothing written.
+    for action in ["abort", "promote", "pause", "resume"] {
+        let (out, _) = c.act(action).await;
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(&format!(
+                "cannot {action} podinfo.prod: no analysis is under way (it is Aborted)"
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = crate::util::canary()
+        .args(["abort", "nope", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("no canary named `nope` in namespace prod"));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_roll_back_or_leave_the_rollout_and_exit_5() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&["--timeout", "4s"]).await;
+    assert_exit(&out, 5);
+    assert!(
+        stderr(&out).contains("timed out after 4s"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(c.weights(), (100, 0));
+    assert_eq!(c.phase(), "Failed");
+    assert_eq!(c.replicas("podinfo").await, 0);
+
+    let out = c
+        .run(&["--retry", "--timeout", "4s", "--on-timeout", "leave"])
+        .await;
+    assert_exit(&out, 5);
+    assert!(c.weights().1 > 0, "left where it was");
+    assert_eq!(c.phase(), "Progressing");
+    assert!(c.state()["lease"].is_null(), "the lease is released");
+    // The next run resumes at once.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("New revision detected"));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_with_rollback_rolls_back_and_a_second_ctrl_c_exits_at_once() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let child = c.spawn(&["--on-interrupt", "rollback"]);
+    c.wait_for_analysis().await;
+    interrupt(&child);
+    let out = finish(child).await;
+    assert_exit(&out, 130);
+    assert!(
+        stderr(&out).contains("interrupted: rolling back"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(c.weights(), (100, 0));
+    assert_eq!(c.phase(), "Failed");
+
+    // Every API call now takes 3 s: the first Ctrl-C waits for the call in
+    // flight, the second does not.
+    let child = c.spawn(&["--retry"]);
+    c.wait_for_analysis().await;
+    c.world.faults().set_latency(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    interrupt(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = Instant::now();
+    interrupt(&child);
+    let out = finish(child).await;
+    let exit_after = second.elapsed();
+    c.world.faults().clear();
+    assert_exit(&out, 130);
+    assert!(
+        stderr(&out).contains("interrupted again: exiting now"),
+        "{}",
+        stderr(&out)
+    );
+    eprintln!("second Ctrl-C: exited after {exit_after:?}");
+    assert!(exit_after < Duration::from_secs(2), "{exit_after:?}");
+    c.world.shutdown().await;
+}
+
+/// The seed world with two more services beside podinfo, each with traffic.
+fn three_apps() -> Scenario {
+    let mut text = include_str!("../src/sim/seed.yaml").to_string();
+    let extra_deployments = "
+  - name: frontend
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 1
+    labels: {app: frontend}
+    ports:
+      - {name: http, containerPort: 9898}
+  - name: backend
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 1
+    labels: {app: backend}
+    ports:
+      - {name: http, containerPort: 9898}
+";
+    text = text.replacen(
+        "\nbehaviours:",
+        &format!("{extra_deployments}\nbehaviours:"),
+        1,
+    );
+    text.push_str(
+        "  - service: frontend\n    namespace: prod\n    port: 9898\n    rps: 10\n  \
+         - service: backend\n    namespace: prod\n    port: 9898\n    rps: 10\n",
+    );
+    Scenario::from_yaml("three-apps.yaml", &text).expect("scenario parses")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_canaries_run_concurrently_and_the_worst_verdict_is_the_exit_code() {
+    let spec = [
+        FAST.to_string(),
+        FAST.replace("name: podinfo\n  namespace", "name: frontend\n  namespace")
+            .replace(
+                "    name: podinfo\n  service",
+                "    name: frontend\n  service",
+            )
+            .replace("podinfo-canary", "frontend-canary"),
+        FAST.replace("name: podinfo\n  namespace", "name: backend\n  namespace")
+            .replace(
+                "    name: podinfo\n  service",
+                "    name: backend\n  service",
+            )
+            .replace("podinfo-canary", "backend-canary"),
+    ]
+    .join("---\n");
+    let c = Cluster::start_in(three_apps(), &spec).await;
+    let out = c.run(&["--max-parallel", "2"]).await;
+    assert_exit(&out, 0);
+    for name in ["podinfo", "frontend", "backend"] {
+        assert!(
+            stdout(&out).contains(&format!("{name}.prod: initialised")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    // Two healthy releases and a failing one: rolled back wins.
+    let set = |name: &str, tag: &str| {
+        c.world
+            .set_image(
+                "prod",
+                name,
+                "podinfod",
+                &format!("ghcr.io/stefanprodan/podinfo:{tag}"),
+            )
+            .unwrap()
+    };
+    set("podinfo", "3.1.1");
+    set("frontend", "3.1.1");
+    set("backend", "3.1.2");
+    let started = Instant::now();
+    let out = c.run(&["-o", "json"]).await;
+    let took = started.elapsed();
+    assert_exit(&out, 1);
+    let verdicts: Vec<(String, String, u8)> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<canary::event::Event>(l).expect("a JSON event"))
+        .filter_map(|e| e.outcome.map(|o| (e.canary, o.result, o.exit_code)))
+        .collect();
+    let mut verdicts = verdicts;
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        [
+            ("backend".to_string(), "rolledBack".to_string(), 1),
+            ("frontend".to_string(), "promoted".to_string(), 0),
+            ("podinfo".to_string(), "promoted".to_string(), 0),
+        ]
+    );
+    eprintln!("three canaries in one run: {took:?}");
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_prints_each_change_as_it_happens() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    let watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+        .args(["status", "-w", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.set_image("3.1.1");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    interrupt(&watch);
+    let out = finish(watch).await;
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{text}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("NAME")).count(), 1);
+    let phases: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(phases.first(), Some(&"Initialized"), "{text}");
+    assert!(phases.contains(&"Progressing"), "{text}");
+    assert_eq!(phases.last(), Some(&"Succeeded"), "{text}");
+    let weights: Vec<u32> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert!(weights.contains(&20) && weights.contains(&100), "{text}");
+    c.world.shutdown().await;
+}
