@@ -1,6 +1,14 @@
 //! Output policy: results to stdout, problems to stderr; tables for people,
 //! one JSON document for machines. Commands hand values to these functions
-//! and never print themselves.
+//! and never print themselves. `canary run` renders its events with
+//! `lines`, `live` and `summary`.
+
+#[cfg(test)]
+mod fixtures;
+mod fmt;
+pub mod lines;
+pub mod live;
+pub mod summary;
 
 use std::io::{self, Write};
 
@@ -294,33 +302,90 @@ pub fn verdict(
     target: &str,
     v: &crate::engine::decide::Verdict,
 ) -> crate::exit::Outcome {
+    let (line, outcome) = verdict_line(canary, target, v);
+    let _ = writeln!(io::stdout(), "{line}");
+    outcome
+}
+
+/// The words of [`verdict`], and its exit outcome.
+pub fn verdict_line(
+    canary: &str,
+    target: &str,
+    v: &crate::engine::decide::Verdict,
+) -> (String, crate::exit::Outcome) {
     use crate::engine::decide::Verdict;
     use crate::exit::Outcome;
-    let (line, outcome) = match v {
-        Verdict::Initialized => (
-            format!("{canary}: initialised; the next change to {target} starts an analysis"),
-            Outcome::Success,
-        ),
-        Verdict::NoChange => (
-            format!("{canary}: nothing to do; {target} runs the promoted revision"),
-            Outcome::Success,
-        ),
+    match v {
+        Verdict::Initialized => (initialised_line(canary, target), Outcome::Success),
+        Verdict::NoChange => (no_change_line(canary, target), Outcome::Success),
         Verdict::Promoted => (format!("{canary}: promoted"), Outcome::Success),
         Verdict::RolledBack { reason } => (
             format!("{canary}: rolled back ({reason})"),
             Outcome::RolledBack,
         ),
         Verdict::AlreadyFailed(f) => (
-            format!(
-                "{canary}: this revision already failed at {} ({}); run with --retry to analyse it again",
-                f.time.to_rfc3339(),
-                f.reason
+            already_failed_line(
+                canary,
+                Some(&format!("at {} ({})", f.time.to_rfc3339(), f.reason)),
             ),
             Outcome::RolledBack,
         ),
+    }
+}
+
+fn initialised_line(canary: &str, target: &str) -> String {
+    format!("{canary}: initialised; the next change to {target} starts an analysis")
+}
+
+fn no_change_line(canary: &str, target: &str) -> String {
+    format!("{canary}: nothing to do; {target} runs the promoted revision")
+}
+
+fn already_failed_line(canary: &str, detail: Option<&str>) -> String {
+    let detail = detail.map(|d| format!(" {d}")).unwrap_or_default();
+    format!("{canary}: this revision already failed{detail}; run with --retry to analyse it again")
+}
+
+/// The stdout line of a `verdict` event, in the words of [`verdict`];
+/// `target` is the `started` event's (`deployment/podinfo`). `None` for
+/// an interruption or an error: those are told on stderr with [`error`].
+pub fn outcome_line(
+    canary: &str,
+    target: Option<&str>,
+    o: &crate::event::OutcomeInfo,
+) -> Option<String> {
+    let target = target.unwrap_or("the target");
+    let line = match o.result.as_str() {
+        "initialized" => initialised_line(canary, target),
+        "noChange" => no_change_line(canary, target),
+        "alreadyFailed" => already_failed_line(
+            canary,
+            o.reason.as_deref().map(|r| format!("({r})")).as_deref(),
+        ),
+        "interrupted" | "error" => return None,
+        _ => format!("{canary}: {}", outcome_words(o)),
     };
-    let _ = writeln!(io::stdout(), "{line}");
-    outcome
+    Some(line)
+}
+
+/// How a run ended, in a few words: `promoted`, `rolled back (reason)`.
+pub fn outcome_words(o: &crate::event::OutcomeInfo) -> String {
+    let with = |w: &str| match o.reason.as_deref() {
+        Some(r) if !r.is_empty() => format!("{w} ({r})"),
+        _ => w.to_string(),
+    };
+    match o.result.as_str() {
+        "promoted" => "promoted".to_string(),
+        "rolledBack" => with("rolled back"),
+        "initialized" => "initialised".to_string(),
+        "noChange" => "nothing to do".to_string(),
+        "alreadyFailed" => with("this revision already failed"),
+        "aborted" => with("aborted"),
+        "timedOut" => with("timed out"),
+        "interrupted" => with("interrupted"),
+        "error" => with("stopped by an error"),
+        other => with(other),
+    }
 }
 
 /// `canary status`: the table `kubectl get canaries` shows, plus the
