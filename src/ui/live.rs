@@ -492,7 +492,9 @@ impl Screen {
             self.width(),
             self.color,
         );
-        self.bars[i].set_message(lines.join("\n"));
+        // A blank line between two canaries, as `Board::render` has.
+        let gap = if i > 0 { "\n" } else { "" };
+        self.bars[i].set_message(format!("{gap}{}", lines.join("\n")));
     }
 }
 

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, ContentArrangement, Table};
+use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table};
 
 use super::fmt;
 use crate::engine::state::{Phase, Time};
@@ -41,8 +41,9 @@ pub struct Row {
     pub offset: Duration,
     pub canary_weight: u32,
     pub iterations: u32,
-    /// `request-success-rate 99.87%` and whether it passed.
-    pub metrics: Vec<(String, bool)>,
+    /// Each metric's name, its value (`99.87%`, `no value (why)`) and
+    /// whether it passed.
+    pub metrics: Vec<(String, String, bool)>,
     /// `load-test` and its result (`passed`, `failed`, `skipped`).
     pub hooks: Vec<(String, String)>,
     /// What happened, in order.
@@ -115,8 +116,11 @@ pub fn summarize(events: &[Event]) -> Vec<CanarySummary> {
                     .metrics
                     .iter()
                     .map(|m| {
-                        let v = fmt::metric_value(m, fmt::unit_of(run, &m.name));
-                        (format!("{} {v}", m.name), m.passed)
+                        let v = match m.value {
+                            Some(v) => fmt::value(v, fmt::unit_of(run, &m.name)),
+                            None => "no value".to_string(),
+                        };
+                        (m.name.clone(), v, m.passed)
                     })
                     .collect();
                 row.hooks = e
@@ -132,6 +136,29 @@ pub fn summarize(events: &[Event]) -> Vec<CanarySummary> {
                 } else {
                     format!("checks failed ({}{threshold})", e.failed_checks)
                 });
+                // Why a metric has no value is too long for its cell.
+                for m in &e.metrics {
+                    if m.value.is_none() {
+                        let why = m.error.as_deref().unwrap_or("no value");
+                        row.notes.push(format!("{}: {why}", m.name));
+                    }
+                }
+                if !e.hooks.is_empty() {
+                    let hooks: Vec<String> = e
+                        .hooks
+                        .iter()
+                        .map(|h| {
+                            let why = h
+                                .message
+                                .as_deref()
+                                .filter(|m| !m.is_empty())
+                                .map(|m| format!(" ({m})"))
+                                .unwrap_or_default();
+                            format!("{} {}{why}", h.name, hook_mark(&h.result))
+                        })
+                        .collect();
+                    row.notes.push(format!("hooks: {}", hooks.join(", ")));
+                }
                 s.rows.push(row);
             }
             Kind::Request => {
@@ -193,10 +220,6 @@ fn by_iterations(s: &CanarySummary) -> bool {
     s.run.as_ref().is_some_and(|r| r.iterations > 0)
 }
 
-fn has_hooks(s: &CanarySummary) -> bool {
-    s.rows.iter().any(|r| !r.hooks.is_empty())
-}
-
 fn mark(passed: bool) -> &'static str {
     if passed { "✓" } else { "✗" }
 }
@@ -209,42 +232,51 @@ fn hook_mark(result: &str) -> &'static str {
     }
 }
 
-/// The header and the cells of each row, one line per item in a cell.
-fn grid(s: &CanarySummary) -> (Vec<&'static str>, Vec<Vec<Vec<String>>>) {
+/// The columns of a canary's table: `short` ones (time, weights, one per
+/// metric in the order they first appear, each cell a value and its mark)
+/// and then what happened, which takes the rest of the width.
+struct Grid {
+    header: Vec<String>,
+    rows: Vec<Vec<Vec<String>>>,
+}
+
+fn grid(s: &CanarySummary) -> Grid {
     let iterations = by_iterations(s);
-    let hooks = has_hooks(s);
-    let mut header = vec!["time", "primary", "canary"];
+    let mut names: Vec<&str> = Vec::new();
+    for r in &s.rows {
+        for (name, _, _) in &r.metrics {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut header: Vec<String> = vec!["time".into(), "primary/canary".into()];
     if iterations {
-        header.push("iteration");
+        header.push("iteration".into());
     }
-    header.push("checks");
-    if hooks {
-        header.push("hooks");
-    }
-    header.push("what happened");
+    header.extend(names.iter().map(|n| n.to_string()));
+    header.push("what happened".into());
     let rows = s
         .rows
         .iter()
         .map(|r| {
             let mut cells = vec![
                 vec![format!("+{}", fmt::span(r.offset))],
-                vec![format!("{}%", 100u32.saturating_sub(r.canary_weight))],
-                vec![format!("{}%", r.canary_weight)],
+                vec![format!(
+                    "{}/{}",
+                    100u32.saturating_sub(r.canary_weight),
+                    r.canary_weight
+                )],
             ];
             if iterations {
                 cells.push(vec![r.iterations.to_string()]);
             }
-            cells.push(
-                r.metrics
-                    .iter()
-                    .map(|(m, passed)| format!("{m} {}", mark(*passed)))
-                    .collect(),
-            );
-            if hooks {
+            for name in &names {
                 cells.push(
-                    r.hooks
+                    r.metrics
                         .iter()
-                        .map(|(h, result)| format!("{h} {}", hook_mark(result)))
+                        .filter(|(n, _, _)| n == name)
+                        .map(|(_, v, passed)| format!("{v} {}", mark(*passed)))
                         .collect(),
                 );
             }
@@ -252,7 +284,26 @@ fn grid(s: &CanarySummary) -> (Vec<&'static str>, Vec<Vec<Vec<String>>>) {
             cells
         })
         .collect();
-    (header, rows)
+    Grid { header, rows }
+}
+
+/// A long header broken after its dashes and slashes, so that a column
+/// is as wide as its values rather than its name.
+fn stacked(name: &str) -> String {
+    if name.len() <= 10 {
+        return name.to_string();
+    }
+    let mut out = String::new();
+    let mut line = 0;
+    for part in name.split_inclusive(['-', '/']) {
+        if line > 0 && line + part.len() > 10 {
+            out.push('\n');
+            line = 0;
+        }
+        out.push_str(part);
+        line += part.len();
+    }
+    out
 }
 
 /// The summary as text tables for a terminal of `width` columns.
@@ -267,18 +318,22 @@ pub fn table(events: &[Event], width: u16) -> String {
         if s.rows.is_empty() {
             continue;
         }
-        let (header, rows) = grid(s);
+        let g = grid(s);
+        let short = g.header.len() - 1;
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_width(width)
-            .set_header(header);
-        for r in rows {
+            .set_header(g.header.iter().map(|h| stacked(h)));
+        for r in g.rows {
             t.add_row(r.into_iter().map(|c| c.join("\n")));
         }
-        for i in 0..3 {
+        for i in 0..short {
             if let Some(c) = t.column_mut(i) {
-                c.set_cell_alignment(CellAlignment::Right);
+                c.set_constraint(ColumnConstraint::ContentWidth);
+                if i < 2 {
+                    c.set_cell_alignment(CellAlignment::Right);
+                }
             }
         }
         out.push_str(&t.to_string());
@@ -296,13 +351,14 @@ pub fn markdown(events: &[Event]) -> String {
         if s.rows.is_empty() {
             continue;
         }
-        let (header, rows) = grid(&s);
+        let g = grid(&s);
+        let header: Vec<String> = g.header.iter().map(|h| md_escape(h)).collect();
         out.push_str(&format!("| {} |\n", header.join(" | ")));
         let align: Vec<&str> = (0..header.len())
-            .map(|i| if i < 3 { "---:" } else { "---" })
+            .map(|i| if i < 2 { "---:" } else { "---" })
             .collect();
         out.push_str(&format!("| {} |\n", align.join(" | ")));
-        for r in rows {
+        for r in g.rows {
             let cells: Vec<String> = r
                 .iter()
                 .map(|c| {
@@ -360,7 +416,7 @@ mod tests {
             [
                 "New revision detected! Scaling up podinfo.test / Advance podinfo.test canary weight 10",
                 "checks passed / Advance podinfo.test canary weight 30",
-                "checks passed / Advance podinfo.test canary weight 50",
+                "checks passed / hooks: load-test ✓ / Advance podinfo.test canary weight 50",
                 "checks passed",
                 "Copying podinfo.test template spec to podinfo-primary.test",
                 "Routing all traffic to primary",
@@ -403,7 +459,7 @@ mod tests {
 
     #[test]
     fn the_table_for_stdout() {
-        insta::assert_snapshot!(table(&both(), 110));
+        insta::assert_snapshot!(table(&both(), 80));
     }
 
     #[test]
