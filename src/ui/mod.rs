@@ -1,14 +1,17 @@
 //! Output policy: results to stdout, problems to stderr; tables for people,
 //! one JSON document for machines. Commands hand values to these functions
-//! and never print themselves. `canary run` renders its events with
-//! `lines`, `live` and `summary`.
+//! and never print themselves. `canary run` renders its events through
+//! [`output::RunOutput`] (live view, plain lines, JSON events, summary).
 
 #[cfg(test)]
 mod fixtures;
 mod fmt;
 pub mod lines;
 pub mod live;
+pub mod output;
 pub mod summary;
+
+pub use output::{Mode, RunOutput};
 
 use std::io::{self, Write};
 
