@@ -344,7 +344,11 @@ async fn direct(
                 holder: me.to_string(),
                 ..Settings::default()
             };
-            let output = ui::RunOutput::for_run(false, false);
+            let output = ui::RunOutput::new(ui::output::choose(
+                false,
+                false,
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ));
             let mut driver = Driver::new(conn, canary, templates, &settings, &output)?
                 .with_request(decide::Request {
                     kind: request.kind(),

@@ -234,7 +234,12 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
         mesh_provider: args.mesh_provider.clone().filter(|p| !p.is_empty()),
         metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
     };
-    let output = ui::RunOutput::for_run(args.output == crate::cli::RunFormat::Json, args.quiet);
+    let mode = ui::output::choose(
+        args.output == crate::cli::RunFormat::Json,
+        args.quiet,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    let output = ui::RunOutput::new(mode);
     let mut drives = Vec::new();
     for file in &files {
         let templates: Vec<_> = file
@@ -256,13 +261,11 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                     .clone()
                     .unwrap_or_else(|| conn.namespace.clone());
             }
+            let mut note = None;
             if c.provider.is_none() {
                 match crate::run::detect_provider(&conn.client).await {
                     Ok((p, why)) => {
-                        output.note(
-                            &format!("{}.{}", c.name, c.namespace),
-                            &format!("Using provider {p}: {why}"),
-                        );
+                        note = Some(format!("Using provider {p}: {why}"));
                         c.provider = Some(p);
                     }
                     Err(e) => {
@@ -272,7 +275,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                 }
             }
             let stored = stored_spec(&doc.value, &c, &templates);
-            drives.push((c, templates.clone(), stored));
+            drives.push((c, templates.clone(), stored, note));
         }
     }
 
@@ -283,7 +286,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
         .unwrap_or(drives.len())
         .max(1);
     let slots = tokio::sync::Semaphore::new(limit);
-    let all = futures::future::join_all(drives.into_iter().map(|(c, templates, stored)| {
+    let all = futures::future::join_all(drives.into_iter().map(|(c, templates, stored, note)| {
         let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
         let stop = stop_rx.clone();
         async move {
@@ -295,9 +298,15 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                 // Stopped before its turn: never started.
                 return (id, target, Err(RunError::Stopped), None);
             }
-            let (result, state) = match Driver::new(conn, c, templates, settings, output) {
+            let (result, state) = match Driver::new(
+                conn,
+                c,
+                templates,
+                settings,
+                output as &dyn crate::event::Reporter,
+            ) {
                 Ok(d) => {
-                    let mut d = d.with_spec(stored).with_stop(stop);
+                    let mut d = d.with_spec(stored).with_stop(stop).with_note(note);
                     let r = d.drive().await;
                     (r, Some(d.last_shown().0))
                 }
@@ -435,11 +444,7 @@ fn verdict_outcome(v: &crate::engine::decide::Verdict) -> (Outcome, &'static str
         Verdict::AlreadyFailed(f) => (
             Outcome::RolledBack,
             "alreadyFailed",
-            Some(format!(
-                "this revision already failed at {} ({}); run with --retry to analyse it again",
-                f.time.to_rfc3339(),
-                f.reason
-            )),
+            Some(format!("at {}: {}", f.time.to_rfc3339(), f.reason)),
         ),
         Verdict::Aborted { by } => (
             Outcome::Aborted,

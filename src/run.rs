@@ -93,6 +93,8 @@ pub struct Driver<'a> {
     /// A request to act on in the first round (`canary abort` with no
     /// running driver).
     request: Option<Request>,
+    /// Said once the rollout is started (how the provider was chosen).
+    note: Option<String>,
     /// What was last shown: the state, and what the rollout waits for.
     shown: std::sync::Mutex<(State, Option<String>)>,
 }
@@ -147,6 +149,7 @@ impl<'a> Driver<'a> {
             spec: None,
             stop: None,
             request: None,
+            note: None,
             shown,
         })
     }
@@ -155,6 +158,12 @@ impl<'a> Driver<'a> {
     /// primary, for `canary abort` and `canary promote` without a driver.
     pub fn with_spec(mut self, spec: String) -> Self {
         self.spec = Some(spec);
+        self
+    }
+
+    /// Says `note` right after the rollout is started.
+    pub fn with_note(mut self, note: Option<String>) -> Self {
+        self.note = note;
         self
     }
 
@@ -413,6 +422,9 @@ impl<'a> Driver<'a> {
             if !started {
                 started = true;
                 self.started(&snap.state);
+                if let Some(n) = self.note.take() {
+                    self.emit(self.event(Kind::Progress, &snap.state).with_message(n));
+                }
             }
             let stored = snap.raw_request.as_deref().and_then(|t| {
                 let r: statestore::StoredRequest = serde_json::from_str(t).ok()?;

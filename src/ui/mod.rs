@@ -1,6 +1,17 @@
 //! Output policy: results to stdout, problems to stderr; tables for people,
 //! one JSON document for machines. Commands hand values to these functions
-//! and never print themselves.
+//! and never print themselves. `canary run` renders its events through
+//! [`output::RunOutput`] (live view, plain lines, JSON events, summary).
+
+#[cfg(test)]
+mod fixtures;
+mod fmt;
+pub mod lines;
+pub mod live;
+pub mod output;
+pub mod summary;
+
+pub use output::{Mode, RunOutput};
 
 use std::io::{self, Write};
 
@@ -296,27 +307,31 @@ pub fn verdict(
     target: &str,
     v: &crate::engine::decide::Verdict,
 ) -> crate::exit::Outcome {
+    let (line, outcome) = verdict_line(canary, target, v);
+    let _ = writeln!(io::stdout(), "{line}");
+    outcome
+}
+
+/// The words of [`verdict`], and its exit outcome.
+pub fn verdict_line(
+    canary: &str,
+    target: &str,
+    v: &crate::engine::decide::Verdict,
+) -> (String, crate::exit::Outcome) {
     use crate::engine::decide::Verdict;
     use crate::exit::Outcome;
-    let (line, outcome) = match v {
-        Verdict::Initialized => (
-            format!("{canary}: initialised; the next change to {target} starts an analysis"),
-            Outcome::Success,
-        ),
-        Verdict::NoChange => (
-            format!("{canary}: nothing to do; {target} runs the promoted revision"),
-            Outcome::Success,
-        ),
+    match v {
+        Verdict::Initialized => (initialised_line(canary, target), Outcome::Success),
+        Verdict::NoChange => (no_change_line(canary, target), Outcome::Success),
         Verdict::Promoted => (format!("{canary}: promoted"), Outcome::Success),
         Verdict::RolledBack { reason } => (
             format!("{canary}: rolled back ({reason})"),
             Outcome::RolledBack,
         ),
         Verdict::AlreadyFailed(f) => (
-            format!(
-                "{canary}: this revision already failed at {} ({}); run with --retry to analyse it again",
-                f.time.to_rfc3339(),
-                f.reason
+            already_failed_line(
+                canary,
+                Some(&format!("at {} ({})", f.time.to_rfc3339(), f.reason)),
             ),
             Outcome::RolledBack,
         ),
@@ -324,9 +339,62 @@ pub fn verdict(
             format!("{canary}: aborted by {by}; all traffic is on the primary"),
             Outcome::Aborted,
         ),
+    }
+}
+
+fn initialised_line(canary: &str, target: &str) -> String {
+    format!("{canary}: initialised; the next change to {target} starts an analysis")
+}
+
+fn no_change_line(canary: &str, target: &str) -> String {
+    format!("{canary}: nothing to do; {target} runs the promoted revision")
+}
+
+fn already_failed_line(canary: &str, detail: Option<&str>) -> String {
+    let detail = detail.map(|d| format!(" {d}")).unwrap_or_default();
+    format!("{canary}: this revision already failed{detail}; run with --retry to analyse it again")
+}
+
+/// The stdout line of a `verdict` event, in the words of [`verdict`];
+/// `target` is the `started` event's (`deployment/podinfo`). `None` for
+/// an interruption or an error: those are told on stderr with [`error`].
+pub fn outcome_line(
+    canary: &str,
+    target: Option<&str>,
+    o: &crate::event::OutcomeInfo,
+) -> Option<String> {
+    let target = target.unwrap_or("the target");
+    let line = match o.result.as_str() {
+        "initialized" => initialised_line(canary, target),
+        "noChange" => no_change_line(canary, target),
+        "alreadyFailed" => already_failed_line(
+            canary,
+            o.reason.as_deref().map(|r| format!("({r})")).as_deref(),
+        ),
+        "interrupted" | "error" => return None,
+        _ => format!("{canary}: {}", outcome_words(o)),
     };
-    let _ = writeln!(io::stdout(), "{line}");
-    outcome
+    Some(line)
+}
+
+/// How a run ended, in a few words: `promoted`, `rolled back (reason)`.
+pub fn outcome_words(o: &crate::event::OutcomeInfo) -> String {
+    let with = |w: &str| match o.reason.as_deref() {
+        Some(r) if !r.is_empty() => format!("{w} ({r})"),
+        _ => w.to_string(),
+    };
+    match o.result.as_str() {
+        "promoted" => "promoted".to_string(),
+        "rolledBack" => with("rolled back"),
+        "initialized" => "initialised".to_string(),
+        "noChange" => "nothing to do".to_string(),
+        "alreadyFailed" => with("this revision already failed"),
+        "aborted" => with("aborted"),
+        "timedOut" => with("timed out"),
+        "interrupted" => with("interrupted"),
+        "error" => with("stopped by an error"),
+        other => with(other),
+    }
 }
 
 /// `canary status`: the table `kubectl get canaries` shows, plus the
@@ -440,69 +508,6 @@ pub fn status(
             }
             let _ = writeln!(out, "{h}");
         }
-    }
-}
-
-/// The output of `canary run`: events rendered by the output policy.
-pub struct RunOutput {
-    json: bool,
-    quiet: bool,
-    lines: EventLines,
-}
-
-impl RunOutput {
-    pub fn for_run(json: bool, quiet: bool) -> RunOutput {
-        RunOutput {
-            json,
-            quiet,
-            lines: EventLines::new(),
-        }
-    }
-
-    /// A line about a canary that is not an event of its rollout.
-    pub fn note(&self, canary: &str, message: &str) {
-        if !self.json && !self.quiet {
-            self.lines.line(canary, message);
-        }
-    }
-
-    pub fn error(&self, message: &str) {
-        error(message);
-    }
-
-    pub fn finish(&self) {}
-}
-
-impl crate::event::Reporter for RunOutput {
-    fn emit(&self, e: &crate::event::Event) {
-        if self.json {
-            let _ = writeln!(io::stdout(), "{}", e.to_json_line());
-            return;
-        }
-        if self.quiet {
-            return;
-        }
-        if let Some(o) = &e.outcome {
-            let line = match (o.result.as_str(), &o.reason) {
-                ("initialized", _) => format!(
-                    "{}: initialised; the next change to {} starts an analysis",
-                    e.id(),
-                    e.message.as_deref().unwrap_or_default()
-                ),
-                ("noChange", _) => format!(
-                    "{}: nothing to do; {} runs the promoted revision",
-                    e.id(),
-                    e.message.as_deref().unwrap_or_default()
-                ),
-                ("promoted", _) => format!("{}: promoted", e.id()),
-                ("rolledBack", Some(r)) => format!("{}: rolled back ({r})", e.id()),
-                (other, Some(r)) => format!("{}: {other}: {r}", e.id()),
-                (other, None) => format!("{}: {other}", e.id()),
-            };
-            let _ = writeln!(io::stdout(), "{line}");
-            return;
-        }
-        crate::event::Reporter::emit(&self.lines, e);
     }
 }
 

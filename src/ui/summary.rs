@@ -1,0 +1,484 @@
+//! The end-of-run summary: per canary, how the run ended and its history
+//! in one row per step, as a text table for stdout and as Markdown for a
+//! CI job's summary page (`GITHUB_STEP_SUMMARY`).
+//!
+//! Rows come from checks, progress messages, operator requests and
+//! warnings; progress messages of the same second join the row before
+//! them, so a step (its check, then "Advance ... weight 30") is one row.
+//! Waiting and traffic events make no rows: they would drown the steps of
+//! a long rollout. Metrics and hooks are marked ✓ or ✗ in both forms.
+
+use std::time::Duration;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table};
+
+use super::fmt;
+use crate::engine::state::{Phase, Time};
+use crate::event::{Event, Kind, OutcomeInfo, RunInfo};
+
+/// One canary's run, folded from its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanarySummary {
+    /// `name.namespace`.
+    pub id: String,
+    /// The rollout of the last `started` event.
+    pub run: Option<RunInfo>,
+    /// The first and the last event's time.
+    pub start: Time,
+    pub end: Time,
+    pub outcome: Option<OutcomeInfo>,
+    /// The state after the last event.
+    pub phase: Phase,
+    pub canary_weight: u32,
+    pub rows: Vec<Row>,
+}
+
+/// One step of the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Since the canary's first event.
+    pub offset: Duration,
+    pub canary_weight: u32,
+    pub iterations: u32,
+    /// Each metric's name, its value (`99.87%`, `no value (why)`) and
+    /// whether it passed.
+    pub metrics: Vec<(String, String, bool)>,
+    /// `load-test` and its result (`passed`, `failed`, `skipped`).
+    pub hooks: Vec<(String, String)>,
+    /// What happened, in order.
+    pub notes: Vec<String>,
+    /// Whether progress messages of the same second may join this row.
+    joinable: bool,
+}
+
+/// The canaries of `events`, in the order they first appear.
+pub fn summarize(events: &[Event]) -> Vec<CanarySummary> {
+    let mut all: Vec<CanarySummary> = Vec::new();
+    for e in events {
+        let id = e.id();
+        let s = match all.iter().position(|s| s.id == id) {
+            Some(i) => &mut all[i],
+            None => {
+                all.push(CanarySummary {
+                    id,
+                    run: None,
+                    start: e.time,
+                    end: e.time,
+                    outcome: None,
+                    phase: e.phase,
+                    canary_weight: e.canary_weight,
+                    rows: Vec::new(),
+                });
+                all.last_mut().expect("just pushed")
+            }
+        };
+        s.end = s.end.max(e.time);
+        s.phase = e.phase;
+        s.canary_weight = e.canary_weight;
+        let offset = Duration::from_secs(e.time.since(s.start).as_secs());
+        let new_row = |notes: Vec<String>, joinable: bool| Row {
+            offset,
+            canary_weight: e.canary_weight,
+            iterations: e.iterations,
+            metrics: Vec::new(),
+            hooks: Vec::new(),
+            notes,
+            joinable,
+        };
+        match e.kind {
+            Kind::Started => {
+                if e.run.is_some() {
+                    s.run = e.run.clone();
+                }
+            }
+            Kind::Progress => {
+                let Some(m) = e.message.clone() else {
+                    continue;
+                };
+                match s.rows.last_mut() {
+                    Some(r) if r.joinable && r.offset == offset => {
+                        // A check's row keeps the weight it measured; a row
+                        // of steps shows where they led.
+                        if r.metrics.is_empty() {
+                            r.canary_weight = e.canary_weight;
+                            r.iterations = e.iterations;
+                        }
+                        r.notes.push(m);
+                    }
+                    _ => s.rows.push(new_row(vec![m], true)),
+                }
+            }
+            Kind::Check => {
+                let run = s.run.as_ref();
+                let mut row = new_row(Vec::new(), true);
+                row.metrics = e
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let v = match m.value {
+                            Some(v) => fmt::value(v, fmt::unit_of(run, &m.name)),
+                            None => "no value".to_string(),
+                        };
+                        (m.name.clone(), v, m.passed)
+                    })
+                    .collect();
+                row.hooks = e
+                    .hooks
+                    .iter()
+                    .map(|h| (h.name.clone(), h.result.clone()))
+                    .collect();
+                let passed = e.metrics.iter().all(|m| m.passed)
+                    && e.hooks.iter().all(|h| h.result != "failed");
+                let threshold = run.map(|r| format!("/{}", r.threshold)).unwrap_or_default();
+                row.notes.push(if passed {
+                    "checks passed".to_string()
+                } else {
+                    format!("checks failed ({}{threshold})", e.failed_checks)
+                });
+                // Why a metric has no value is too long for its cell.
+                for m in &e.metrics {
+                    if m.value.is_none() {
+                        let why = m.error.as_deref().unwrap_or("no value");
+                        row.notes.push(format!("{}: {why}", m.name));
+                    }
+                }
+                if !e.hooks.is_empty() {
+                    let hooks: Vec<String> = e
+                        .hooks
+                        .iter()
+                        .map(|h| {
+                            let why = h
+                                .message
+                                .as_deref()
+                                .filter(|m| !m.is_empty())
+                                .map(|m| format!(" ({m})"))
+                                .unwrap_or_default();
+                            format!("{} {}{why}", h.name, hook_mark(&h.result))
+                        })
+                        .collect();
+                    row.notes.push(format!("hooks: {}", hooks.join(", ")));
+                }
+                s.rows.push(row);
+            }
+            Kind::Request => {
+                let note = match &e.request {
+                    Some(r) => format!(
+                        "{} requested by {}, acted on after {}",
+                        r.action,
+                        r.by,
+                        fmt::span(Duration::from_millis(r.reacted_after_ms))
+                    ),
+                    None => e.message.clone().unwrap_or_default(),
+                };
+                s.rows.push(new_row(vec![note], false));
+            }
+            Kind::Warning => {
+                let note = format!("warning: {}", e.message.as_deref().unwrap_or_default());
+                s.rows.push(new_row(vec![note], false));
+            }
+            Kind::Verdict => s.outcome = e.outcome.clone(),
+            Kind::Traffic | Kind::Waiting => {}
+        }
+    }
+    all
+}
+
+/// `podinfo.test: promoted in 6m`, `podinfo.test: rolled back after 2m 1s
+/// (failed checks threshold reached 2)`.
+pub fn heading(s: &CanarySummary) -> String {
+    let took = fmt::span(Duration::from_secs(s.end.since(s.start).as_secs()));
+    match &s.outcome {
+        Some(o) => {
+            let reason = o
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            match o.result.as_str() {
+                "promoted" => format!("{}: promoted in {took}", s.id),
+                "initialized" => format!("{}: initialised{reason}", s.id),
+                "noChange" => format!("{}: nothing to do{reason}", s.id),
+                "alreadyFailed" => format!("{}: this revision already failed{reason}", s.id),
+                _ => {
+                    let words = super::outcome_words(o);
+                    let what = words.split(" (").next().unwrap_or_default();
+                    format!("{}: {what} after {took}{reason}", s.id)
+                }
+            }
+        }
+        None => format!(
+            "{}: no verdict after {took}; last {} at {}%",
+            s.id,
+            s.phase.as_str(),
+            s.canary_weight
+        ),
+    }
+}
+
+fn by_iterations(s: &CanarySummary) -> bool {
+    s.run.as_ref().is_some_and(|r| r.iterations > 0)
+}
+
+fn mark(passed: bool) -> &'static str {
+    if passed { "✓" } else { "✗" }
+}
+
+fn hook_mark(result: &str) -> &'static str {
+    match result {
+        "passed" => "✓",
+        "failed" => "✗",
+        _ => "-",
+    }
+}
+
+/// The columns of a canary's table: `short` ones (time, weights, one per
+/// metric in the order they first appear, each cell a value and its mark)
+/// and then what happened, which takes the rest of the width.
+struct Grid {
+    header: Vec<String>,
+    rows: Vec<Vec<Vec<String>>>,
+}
+
+fn grid(s: &CanarySummary) -> Grid {
+    let iterations = by_iterations(s);
+    let mut names: Vec<&str> = Vec::new();
+    for r in &s.rows {
+        for (name, _, _) in &r.metrics {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut header: Vec<String> = vec!["time".into(), "primary/canary".into()];
+    if iterations {
+        header.push("iteration".into());
+    }
+    header.extend(names.iter().map(|n| n.to_string()));
+    header.push("what happened".into());
+    let rows = s
+        .rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                vec![format!("+{}", fmt::span(r.offset))],
+                vec![format!(
+                    "{}/{}",
+                    100u32.saturating_sub(r.canary_weight),
+                    r.canary_weight
+                )],
+            ];
+            if iterations {
+                cells.push(vec![r.iterations.to_string()]);
+            }
+            for name in &names {
+                cells.push(
+                    r.metrics
+                        .iter()
+                        .filter(|(n, _, _)| n == name)
+                        .map(|(_, v, passed)| format!("{v} {}", mark(*passed)))
+                        .collect(),
+                );
+            }
+            cells.push(r.notes.clone());
+            cells
+        })
+        .collect();
+    Grid { header, rows }
+}
+
+/// A long header broken after its dashes and slashes, so that a column
+/// is as wide as its values rather than its name.
+fn stacked(name: &str) -> String {
+    if name.len() <= 10 {
+        return name.to_string();
+    }
+    let mut out = String::new();
+    let mut line = 0;
+    for part in name.split_inclusive(['-', '/']) {
+        if line > 0 && line + part.len() > 10 {
+            out.push('\n');
+            line = 0;
+        }
+        out.push_str(part);
+        line += part.len();
+    }
+    out
+}
+
+/// The summary as text tables for a terminal of `width` columns.
+pub fn table(events: &[Event], width: u16) -> String {
+    let mut out = String::new();
+    for (i, s) in summarize(events).iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&heading(s));
+        out.push('\n');
+        if s.rows.is_empty() {
+            continue;
+        }
+        let g = grid(s);
+        let short = g.header.len() - 1;
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(width)
+            .set_header(g.header.iter().map(|h| stacked(h)));
+        for r in g.rows {
+            t.add_row(r.into_iter().map(|c| c.join("\n")));
+        }
+        for i in 0..short {
+            if let Some(c) = t.column_mut(i) {
+                c.set_constraint(ColumnConstraint::ContentWidth);
+                if i < 2 {
+                    c.set_cell_alignment(CellAlignment::Right);
+                }
+            }
+        }
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// The summary as GitHub-flavoured Markdown: a heading and a table per
+/// canary.
+pub fn markdown(events: &[Event]) -> String {
+    let mut out = String::new();
+    for s in summarize(events) {
+        out.push_str(&format!("### {}\n\n", md_escape(&heading(&s))));
+        if s.rows.is_empty() {
+            continue;
+        }
+        let g = grid(&s);
+        let header: Vec<String> = g.header.iter().map(|h| md_escape(h)).collect();
+        out.push_str(&format!("| {} |\n", header.join(" | ")));
+        let align: Vec<&str> = (0..header.len())
+            .map(|i| if i < 2 { "---:" } else { "---" })
+            .collect();
+        out.push_str(&format!("| {} |\n", align.join(" | ")));
+        for r in g.rows {
+            let cells: Vec<String> = r
+                .iter()
+                .map(|c| {
+                    c.iter()
+                        .map(|l| md_escape(l))
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                })
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Text that stays text in a Markdown table cell.
+fn md_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::fixtures;
+
+    fn both() -> Vec<Event> {
+        fixtures::interleaved(
+            fixtures::promoted(),
+            fixtures::renamed(fixtures::rolled_back(), "frontend", "prod"),
+        )
+    }
+
+    #[test]
+    fn headings_say_how_each_run_ended() {
+        let all = summarize(&both());
+        assert_eq!(all.len(), 2);
+        assert_eq!(heading(&all[0]), "podinfo.test: promoted in 6m");
+        assert_eq!(
+            heading(&all[1]),
+            "frontend.prod: rolled back after 2m 1s (failed checks threshold reached 2)"
+        );
+    }
+
+    #[test]
+    fn a_step_is_one_row_and_waiting_makes_none() {
+        let s = &summarize(&fixtures::promoted())[0];
+        let notes: Vec<String> = s.rows.iter().map(|r| r.notes.join(" / ")).collect();
+        assert_eq!(
+            notes,
+            [
+                "New revision detected! Scaling up podinfo.test / Advance podinfo.test canary weight 10",
+                "checks passed / Advance podinfo.test canary weight 30",
+                "checks passed / hooks: load-test ✓ / Advance podinfo.test canary weight 50",
+                "checks passed",
+                "Copying podinfo.test template spec to podinfo-primary.test",
+                "Routing all traffic to primary",
+                "Promotion completed! Scaling down podinfo.test",
+            ]
+        );
+        assert!(
+            s.rows
+                .iter()
+                .all(|r| !r.notes.iter().any(|n| n.contains("waiting")))
+        );
+    }
+
+    #[test]
+    fn requests_and_warnings_have_rows_of_their_own() {
+        let s = &summarize(&fixtures::rolled_back())[0];
+        let notes: Vec<&str> = s
+            .rows
+            .iter()
+            .flat_map(|r| r.notes.iter().map(String::as_str))
+            .collect();
+        assert!(notes.contains(&"pause requested by alice@laptop pid 4242, acted on after 312ms"));
+        assert!(notes.contains(&"checks failed (2/2)"));
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("warning: metrics server answered 503"))
+        );
+    }
+
+    #[test]
+    fn a_run_without_a_verdict_says_where_it_stopped() {
+        let events = &fixtures::promoted()[..6];
+        let s = &summarize(events)[0];
+        assert_eq!(
+            heading(s),
+            "podinfo.test: no verdict after 1m; last Progressing at 30%"
+        );
+    }
+
+    #[test]
+    fn the_table_for_stdout() {
+        insta::assert_snapshot!(table(&both(), 80));
+    }
+
+    #[test]
+    fn the_table_fits_a_narrow_terminal() {
+        let text = table(&fixtures::rolled_back(), 60);
+        for l in text.lines().skip(1) {
+            assert!(fmt::width(l) <= 60, "{l}");
+        }
+    }
+
+    #[test]
+    fn the_markdown_for_a_ci_summary() {
+        let md = markdown(&both());
+        assert!(md.contains("91.20% &lt; 99%"), "{md}");
+        insta::assert_snapshot!(md);
+    }
+
+    #[test]
+    fn markdown_cells_cannot_break_the_table() {
+        assert_eq!(md_escape("a | b\nc <d>"), "a \\| b c &lt;d&gt;");
+    }
+}
