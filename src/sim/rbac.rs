@@ -521,21 +521,48 @@ impl Rules {
     /// one group, one name when the rule lists names; or one verb on one
     /// URL) that none of `requests` used. Wildcards count as used when
     /// anything matched them.
+    ///
+    /// A request is put down to the namespaced grants that allow it, and
+    /// to cluster-wide grants only when no namespaced grant does: a
+    /// cluster-wide permission is used only by what needs the cluster
+    /// scope, not by requests a Role already covers.
     pub fn unused(&self, requests: &[Attributes]) -> Vec<Permission> {
-        let mut out = Vec::new();
-        for g in &self.grants {
-            for p in permissions(g) {
-                let narrowed = Grant {
-                    scope: g.scope.clone(),
-                    rule: p.rule(),
-                    origin: String::new(),
-                };
-                if !requests.iter().any(|a| narrowed.applies_to(a)) {
-                    out.push(p);
-                }
+        let all: Vec<(Permission, Grant)> = self
+            .grants
+            .iter()
+            .flat_map(|g| {
+                permissions(g).into_iter().map(|p| {
+                    let narrowed = Grant {
+                        scope: g.scope.clone(),
+                        rule: p.rule(),
+                        origin: String::new(),
+                    };
+                    (p, narrowed)
+                })
+            })
+            .collect();
+        let mut used = vec![false; all.len()];
+        for a in requests {
+            let matching = |cluster: bool| -> Vec<usize> {
+                all.iter()
+                    .enumerate()
+                    .filter(|(_, (_, g))| (g.scope == Scope::Cluster) == cluster && g.applies_to(a))
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            let mut by = matching(false);
+            if by.is_empty() {
+                by = matching(true);
+            }
+            for i in by {
+                used[i] = true;
             }
         }
-        out
+        all.into_iter()
+            .zip(used)
+            .filter(|(_, u)| !u)
+            .map(|((p, _), _)| p)
+            .collect()
     }
 }
 
@@ -1176,6 +1203,28 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: missing}",
                 "ClusterRole secrets-reader (bound in staging): get secrets",
             ]
         );
+    }
+
+    #[test]
+    fn a_cluster_wide_permission_is_used_only_where_no_role_covers_the_request() {
+        let rules = Rules::from_yaml(
+            "kind: Role
+metadata: {name: r, namespace: prod}
+rules: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}]
+---
+kind: ClusterRole
+metadata: {name: c}
+rules: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}]
+",
+        )
+        .unwrap();
+        let used = [
+            attrs("GET", "/apis/apps/v1/namespaces/prod/deployments?watch=1"),
+            attrs("GET", "/apis/apps/v1/namespaces/prod/deployments"),
+            attrs("GET", "/apis/apps/v1/deployments"),
+        ];
+        let unused: Vec<String> = rules.unused(&used).iter().map(|p| p.to_string()).collect();
+        assert_eq!(unused, ["ClusterRole c: watch deployments.apps"]);
     }
 
     #[test]
