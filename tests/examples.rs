@@ -1,15 +1,42 @@
-//! Every example under `examples/` is a valid spec.
+//! Every spec example under `examples/` is a valid spec; the other
+//! examples (RBAC, CI workflows) load as what they are.
 
 use crate::util::{canary, root, stdout};
+
+/// Examples that are not Canary spec files: the spec loader rightly
+/// refuses their Kubernetes kinds.
+const NOT_SPECS: &[&str] = &["rbac.yaml"];
 
 fn example_files() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("examples"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|p| {
+            !NOT_SPECS
+                .iter()
+                .any(|n| p.file_name().is_some_and(|f| f == *n))
+        })
         .collect();
     files.sort();
     files
+}
+
+#[test]
+fn the_rbac_example_is_not_a_spec_and_loads_as_rbac() {
+    let out = canary()
+        .args(["validate", "examples/rbac.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a Flagger document"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(root().join("examples/rbac.yaml")).unwrap();
+    let rules = canary::sim::rbac::Rules::from_yaml(&text).unwrap();
+    assert!(!rules.grants().is_empty());
 }
 
 #[test]

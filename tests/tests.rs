@@ -9,6 +9,7 @@ mod examples;
 mod generated;
 mod malformed;
 mod plan;
+mod rbac;
 mod run;
 mod sim_api;
 mod sim_promql;
