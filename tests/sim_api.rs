@@ -18,6 +18,8 @@ use kube::runtime::watcher;
 use kube::{Client, Config, Discovery};
 use serde_json::{Value, json};
 
+use crate::util::{Kubectl, kubectl_available};
+
 async fn client_for(kubeconfig: &str) -> Client {
     let kc = Kubeconfig::from_yaml(kubeconfig).expect("kubeconfig parses");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -113,49 +115,6 @@ fn deployment(name: &str, image: &str) -> Deployment {
         },
     }))
     .unwrap()
-}
-
-fn kubectl_available() -> bool {
-    std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-struct Kubectl {
-    dir: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(sim: &Sim) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(dir.path().join("config")).unwrap();
-        Self { dir }
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let kubeconfig = self.dir.path().join("config");
-        let cache = self.dir.path().join("cache");
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new("kubectl")
-                .args(&args)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .env("KUBECONFIG", &kubeconfig)
-                .env_remove("KUBECTL_EXTERNAL_DIFF")
-                .output()
-                .expect("kubectl runs");
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-        .await
-        .unwrap()
-    }
 }
 
 fn dynamic_api(

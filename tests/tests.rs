@@ -10,6 +10,7 @@ mod generated;
 mod malformed;
 mod operate;
 mod plan;
+mod rbac;
 mod run;
 mod sim_api;
 mod sim_promql;

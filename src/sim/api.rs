@@ -1,5 +1,6 @@
-//! The HTTP face of the simulated API server: authentication, fault
-//! injection, the request log, discovery (legacy and aggregated), CRUD,
+//! The HTTP face of the simulated API server: authentication, RBAC
+//! authorization (when rules are enforced, see `rbac`), fault injection,
+//! the request log, discovery (legacy and aggregated), CRUD,
 //! patch, watch, the scale and status subresources, server-side Table
 //! printing for `kubectl get`, and the service proxy. Errors are `Status`
 //! objects shaped exactly like the real server's.
@@ -24,6 +25,7 @@ use tower::ServiceExt;
 use crate::sim::patch::{self as engine, PatchType};
 
 use crate::sim::kinds::{self, KindInfo};
+use crate::sim::rbac::{self, Attributes, Rules};
 use crate::sim::store::{
     self, ApiError, ChangeType, DeleteOptions, DeleteOutcome, FieldSelector, FieldValidation,
     LabelSelector, Propagation, Selectors, Store, Subresource, WatchStart, WriteOptions,
@@ -177,6 +179,13 @@ pub struct RequestRecord {
     pub status: u16,
     /// Until the response head (for watches: until the stream opened).
     pub duration: Duration,
+    /// What the request asked for, as the authorizer sees it (derived for
+    /// every request, whether or not rules are enforced), so a log can be
+    /// checked against rules after the fact.
+    pub attributes: Attributes,
+    /// Whether authentication and authorization let the request through:
+    /// `false` for a 401 and for a 403 of the enforced rules.
+    pub allowed: bool,
 }
 
 /// The log of every request the server received.
@@ -231,6 +240,8 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// Flips to true when the server shuts down; open watches end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The rules the token is held to; `None`: everything is allowed.
+    pub rules: RwLock<Option<Arc<Rules>>>,
 }
 
 /// Handles one request. `None` means: drop the connection (fault).
@@ -245,18 +256,33 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Body>) -> Option<Response
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    // Authorization needs nothing but the method and URL, as in the real
+    // server, where it runs before any handler looks at the request.
+    let attributes = Attributes::from_request(&method, &path);
+    let authenticated = authorized(&state.token, req.headers());
+    let rules = state
+        .rules
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let permitted = rules.as_ref().is_none_or(|r| r.allows(&attributes));
+    let allowed = authenticated && permitted;
     let record = |status: u16| RequestRecord {
         method: method.clone(),
         path: path.clone(),
         status,
         duration: started.elapsed(),
+        attributes: attributes.clone(),
+        allowed,
     };
     if let FaultAction::Drop = action {
         state.log.push(record(0));
         return None;
     }
-    let resp = if !authorized(&state.token, req.headers()) {
+    let resp = if !authenticated {
         status_response(&ApiError::unauthorized())
+    } else if let Some(r) = rules.as_ref().filter(|_| !permitted) {
+        status_response(&rbac::forbidden(r.user(), &attributes))
     } else if let FaultAction::Fail(s) = action {
         status_response(&match s {
             FaultStatus::InternalError => ApiError::internal("injected fault"),

@@ -15,6 +15,7 @@
 //! - `patch`: merge, JSON and strategic-merge patches, server-side apply;
 //! - `api`: the HTTP API (axum), `Status` errors, the service proxy, the
 //!   request log and API fault injection;
+//! - `rbac`: request attributes, RBAC rules and the 403 of a refusal;
 //! - `kubeconfig`: the generated kubeconfig;
 //! - `series`: time series samples recorded from the traffic model;
 //! - `promql`: the PromQL evaluator and Prometheus' HTTP query API;
@@ -33,6 +34,7 @@ pub mod kubeconfig;
 pub mod loadtester;
 pub mod patch;
 pub mod promql;
+pub mod rbac;
 pub mod scenario;
 pub mod series;
 pub mod server;

@@ -1,6 +1,6 @@
 //! [`Sim`]: a running simulated API server on 127.0.0.1 with a generated
 //! kubeconfig, direct access to its [`Store`], the request log, switchable
-//! faults, service-proxy backends and graceful shutdown.
+//! RBAC enforcement, switchable faults, service-proxy backends and graceful shutdown.
 //!
 //! One port speaks both plain HTTP ([`Sim::url`]) and HTTPS
 //! ([`Sim::https_url`], with a CA made per sim): the first byte of a
@@ -32,6 +32,7 @@ pub use crate::sim::kinds::CrdGroups;
 use crate::sim::kinds::Kinds;
 use crate::sim::kubeconfig;
 pub use crate::sim::patch::PatchType;
+pub use crate::sim::rbac::{Attributes, Rules};
 pub use crate::sim::store::{ApiError, Store};
 
 /// How to start a simulated cluster.
@@ -99,6 +100,7 @@ impl Sim {
             server_version: config.server_version.clone(),
             bookmark_interval: config.bookmark_interval,
             shutdown: shutdown_rx.clone(),
+            rules: RwLock::default(),
         });
         let (acceptor, ca_pem) = make_tls()?;
         let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
@@ -190,6 +192,22 @@ impl Sim {
 
     pub fn clear_request_log(&self) {
         self.state.log.clear()
+    }
+
+    /// Holds the token to `rules` from the next request on (RBAC as the
+    /// real API server enforces it, see [`crate::sim::rbac`]); `None`
+    /// lifts every restriction again, which is how a sim starts.
+    pub fn restrict(&self, rules: Option<Rules>) {
+        *self.state.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.map(Arc::new);
+    }
+
+    /// The rules being enforced, if any.
+    pub fn restriction(&self) -> Option<Arc<Rules>> {
+        self.state
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The switchable faults (also holds the metrics-outage flag).

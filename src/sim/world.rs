@@ -223,6 +223,12 @@ impl World {
         self.sim.faults()
     }
 
+    /// Holds the API server's token to `rules` (`None`: no restriction);
+    /// see [`Sim::restrict`].
+    pub fn restrict(&self, rules: Option<crate::sim::rbac::Rules>) {
+        self.sim.restrict(rules);
+    }
+
     /// Makes the Prometheus answer 503 (or recover).
     pub fn set_metrics_outage(&self, down: bool) {
         self.sim.faults().set_metrics_outage(down);
