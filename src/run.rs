@@ -268,7 +268,7 @@ impl<'a> Driver<'a> {
 
     /// Shows what a round decided: its messages, its checks, what it now
     /// waits for.
-    fn show(&self, d: &Decision, state: &State, answers: &Answers, at: Time) {
+    fn show(&self, d: &Decision, before: &State, state: &State, answers: &Answers, at: Time) {
         if let Some(pre) = &answers.pre_rollout {
             let mut e = self.event(Kind::Check, state);
             e.hooks = self.hook_records(crate::spec::resolve::HookType::PreRollout, pre);
@@ -276,6 +276,8 @@ impl<'a> Driver<'a> {
         }
         if let Some(a) = &answers.analysis {
             let mut e = self.event(Kind::Check, state);
+            // The checks were made at the weight before this round moved it.
+            e.canary_weight = before.canary_weight;
             e.hooks = self.hook_records(HookType::Rollout, &a.hooks);
             if let Some(judged) = state
                 .history
@@ -516,7 +518,7 @@ impl<'a> Driver<'a> {
                 });
                 self.emit(e);
             }
-            self.show(&decision, &state, &answers, snap.observed.now);
+            self.show(&decision, &snap.state, &state, &answers, snap.observed.now);
             if answers.analysis.is_some() {
                 self.traffic(&state).await;
             }

@@ -24,11 +24,7 @@ const SERVICE_ACCOUNT: &str = "system:serviceaccount:prod:canary";
 
 /// Permissions the example grants for commands this test cannot run yet.
 /// Empty it as they land.
-const NOT_EXERCISED_YET: &[&str] = &[
-    // `canary status -A -w` watches the primaries of every namespace; the
-    // `-w` of status is not built yet.
-    "ClusterRole canary-cluster: watch deployments.apps",
-];
+const NOT_EXERCISED_YET: &[&str] = &[];
 
 fn example_rules() -> Rules {
     let text = std::fs::read_to_string(crate::util::path("examples/rbac.yaml")).unwrap();
@@ -458,6 +454,52 @@ async fn canary(f: &Files, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Starts the built `canary` with ARGS and `--kubeconfig`.
+fn spawn(f: &Files, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&f.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until podinfo's TrafficSplit sends the canary some traffic.
+async fn wait_for_analysis(world: &World) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let split = world.store().get(
+            "split.smi-spec.io/v1alpha2",
+            "TrafficSplit",
+            "prod",
+            "podinfo",
+        );
+        let canary_weight = split
+            .as_ref()
+            .and_then(|ts| ts["spec"]["backends"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b["service"] == "podinfo-canary")
+            .filter_map(|b| b["weight"].as_i64())
+            .sum::<i64>();
+        if canary_weight > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the analysis never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn assert_exit(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
@@ -522,6 +564,44 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
         assert_exit(&out, 0);
         assert!(stdout(&out).contains("podinfo"), "{}", stdout(&out));
     }
+
+    // An operator pauses, resumes and promotes a running rollout, with
+    // `status -A -w` watching from a third terminal.
+    let watch = spawn(&f, &["status", "-A", "-w"]);
+    let run = spawn(
+        &f,
+        &[
+            "run",
+            spec,
+            "--set-image",
+            "podinfod=ghcr.io/stefanprodan/podinfo:3.1.0",
+        ],
+    );
+    wait_for_analysis(&world).await;
+    for action in ["pause", "resume", "promote"] {
+        let out = canary(&f, &[action, "podinfo", "-n", "prod"]).await;
+        assert_exit(&out, 0);
+    }
+    let out = run.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    interrupt(&watch);
+    let out = watch.wait_with_output().unwrap();
+    assert!(stdout(&out).contains("Succeeded"), "{}", stdout(&out));
+    // With no driver left (Ctrl-C), abort does the work itself.
+    let run = spawn(
+        &f,
+        &[
+            "run",
+            spec,
+            "--set-image",
+            "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1",
+        ],
+    );
+    wait_for_analysis(&world).await;
+    interrupt(&run);
+    assert_exit(&run.wait_with_output().unwrap(), 130);
+    let out = canary(&f, &["abort", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
 
     let log = world.sim().request_log();
     let refused: Vec<String> = log

@@ -9,6 +9,7 @@ mod examples;
 mod generated;
 mod malformed;
 mod operate;
+mod output;
 mod plan;
 mod rbac;
 mod run;

@@ -14,6 +14,15 @@ pub enum ClusterError {
     },
     #[error("{object} not found")]
     NotFound { object: String },
+    /// The API server refused the request; its own words.
+    #[error("failed to {action} {object}: {message} ({reason}, HTTP {code})")]
+    Refusal {
+        action: &'static str,
+        object: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
     /// The credentials lack a permission (RBAC).
     #[error(
         "failed to {action} {object}: permission denied: {message} \
@@ -51,6 +60,15 @@ impl ClusterError {
                 return ClusterError::Forbidden {
                     action,
                     object,
+                    message: s.message.clone(),
+                };
+            }
+            if !s.message.is_empty() {
+                return ClusterError::Refusal {
+                    action,
+                    object,
+                    code: s.code,
+                    reason: s.reason.clone(),
                     message: s.message.clone(),
                 };
             }

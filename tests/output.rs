@@ -1,0 +1,271 @@
+//! What `canary run` shows, pinned by snapshots of real rollouts on the
+//! simulated cluster: the JSON events (decoded strictly), the log lines,
+//! the live view's frames at 80 and 200 columns, the summary and its
+//! Markdown for `GITHUB_STEP_SUMMARY`, and `canary status`.
+//!
+//! Timestamps, durations and measured values differ from run to run: the
+//! recorded events get fixed ones before they are rendered, and the
+//! binary's own text (status, the step summary) has them redacted;
+//! everything else (which events, phases, weights, verdicts, which checks
+//! passed, messages, layout) is pinned. `waiting` events are left out:
+//! whether a run sees the canary not yet ready depends on timing.
+
+use std::process::Output;
+
+use canary::event::{Event, Kind};
+use canary::sim::scenario::Scenario;
+
+use crate::run::{Cluster, FAST, assert_exit};
+use crate::util::stdout;
+
+/// Redacts what differs between runs: times, durations, measured values.
+fn redact(text: &str) -> String {
+    let rules = [
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
+        (r"\d+(\.\d+)?(ms|s)\b", "[dur]"),
+        (r"\b\d+m( [dur])?", "[dur]"),
+        (r"\d+\.\d+", "[n]"),
+        (r"pid \d+", "pid [pid]"),
+    ];
+    let mut out = text.to_string();
+    for (pattern, with) in rules {
+        out = regex::Regex::new(pattern)
+            .unwrap()
+            .replace_all(&out, with)
+            .into_owned();
+    }
+    out
+}
+
+/// The seed world made predictable: ten times the traffic, and a 3.1.2
+/// that answers fast but fails half its requests, so its success rate
+/// fails every check while its latency passes.
+fn predictable() -> Scenario {
+    let text = include_str!("../src/sim/seed.yaml")
+        .replace("rps: 10", "rps: 100")
+        .replace(
+            "successRate: 60%\n    latency: {median: 1s, p99: 1500ms}",
+            "successRate: 50%\n    latency: {median: 9ms, p99: 35ms}",
+        );
+    assert!(text.contains("rps: 100") && !text.contains("60%"));
+    Scenario::from_yaml("predictable.yaml", &text).expect("scenario parses")
+}
+
+/// Three 40% steps every 3 s (the Prometheus of the simulated cluster
+/// scrapes every second, so even the first check has two samples of the
+/// canary's series to rate), with the load test but without the
+/// acceptance test, which a failing release would fail before any check.
+fn spec() -> String {
+    let spec = FAST
+        .replace("interval: 1s", "interval: 3s")
+        .replace("stepWeight: 20", "stepWeight: 40");
+    let start = spec.find("      - name: acceptance-test").unwrap();
+    let end = spec.find("      - name: load-test").unwrap();
+    format!("{}{}", &spec[..start], &spec[end..])
+}
+
+/// The events of a `-o json` run, each line decoded strictly (an unknown
+/// field is an error), without the timing-dependent `waiting` events.
+fn events(out: &Output) -> Vec<Event> {
+    stdout(out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Event>(l).unwrap_or_else(|e| panic!("{e}: not an event: {l}"))
+        })
+        .filter(|e| e.kind != Kind::Waiting)
+        .collect()
+}
+
+/// The events with what differs between runs set to fixed values before
+/// anything is rendered (so table layouts hold still too): times count
+/// seconds from a fixed start, metric values are a passing or a failing
+/// value, traffic figures are fixed, durations in messages are redacted.
+fn normalized(events: &[Event]) -> Vec<Event> {
+    use canary::engine::state::Time;
+    let t0 = Time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap().0;
+    let at = |i: usize| Time(t0 + 1000 * i as i64);
+    let fixed = canary::event::VersionStats {
+        request_rate: Some(10.0),
+        success_rate: Some(100.0),
+        latency_p99_ms: Some(30.0),
+    };
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut e = e.clone();
+            e.time = at(i);
+            e.next_check = e.next_check.map(|_| at(i + 3));
+            for m in &mut e.metrics {
+                m.value = m.value.map(|_| match (m.name.as_str(), m.passed) {
+                    ("request-duration", true) => 30.0,
+                    ("request-duration", false) => 1000.0,
+                    (_, true) => 100.0,
+                    (_, false) => 50.0,
+                });
+            }
+            if let Some(t) = &mut e.traffic {
+                let keep = |v: &canary::event::VersionStats| {
+                    if v.request_rate.is_some() {
+                        fixed.clone()
+                    } else {
+                        v.clone()
+                    }
+                };
+                t.primary = keep(&t.primary);
+                t.canary = keep(&t.canary);
+            }
+            if let Some(r) = &mut e.request {
+                r.requested_at = at(i);
+                r.reacted_after_ms = 10;
+            }
+            e.message = e.message.map(|m| redact(&m));
+            e
+        })
+        .collect()
+}
+
+fn json_lines(events: &[Event]) -> String {
+    let lines: Vec<String> = events.iter().map(Event::to_json_line).collect();
+    lines.join("\n")
+}
+
+fn log_lines(events: &[Event]) -> String {
+    let mut lines = canary::ui::lines::Lines::new();
+    let out: Vec<String> = events.iter().filter_map(|e| lines.line(e, false)).collect();
+    out.join("\n")
+}
+
+/// The live view after each check and at the end, as a terminal of
+/// `width` columns shows it.
+fn frames(events: &[Event], width: usize) -> String {
+    let mut board = canary::ui::live::Board::default();
+    let mut out = String::new();
+    for e in events {
+        board.apply(e);
+        if matches!(e.kind, Kind::Check | Kind::Verdict) {
+            out.push_str(&format!("── after {} ──\n", e.kind.as_str()));
+            for line in board.render(e.time, width, false) {
+                assert!(unicode_width(&line) <= width, "wider than {width}: {line}");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn unicode_width(s: &str) -> usize {
+    console::measure_text_width(s)
+}
+
+async fn status(c: &Cluster, args: &[&str]) -> String {
+    let out = crate::util::canary()
+        .arg("status")
+        .args(["-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    redact(&stdout(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
+    let c = Cluster::start_in(predictable(), &spec()).await;
+    c.initialise().await;
+    let summary = c.spec.with_file_name("step-summary.md");
+
+    c.set_image("3.1.1");
+    let out = {
+        let mut cmd = crate::util::canary();
+        cmd.arg("run")
+            .arg(&c.spec)
+            .args(["-o", "json", "--kubeconfig"])
+            .arg(&c.kubeconfig)
+            .env("GITHUB_STEP_SUMMARY", &summary);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    };
+    assert_exit(&out, 0);
+    let promoted = events(&out);
+    assert_eq!(promoted.first().map(|e| e.kind), Some(Kind::Started));
+    assert_eq!(
+        promoted
+            .last()
+            .and_then(|e| e.outcome.as_ref())
+            .map(|o| o.result.as_str()),
+        Some("promoted")
+    );
+    let promoted = normalized(&promoted);
+    insta::assert_snapshot!("promoted_json", json_lines(&promoted));
+    insta::assert_snapshot!("promoted_lines", log_lines(&promoted));
+    insta::assert_snapshot!("promoted_frames_80", frames(&promoted, 80));
+    insta::assert_snapshot!("promoted_frames_200", frames(&promoted, 200));
+    insta::assert_snapshot!(
+        "promoted_summary",
+        canary::ui::summary::table(&promoted, 100)
+    );
+    insta::assert_snapshot!("promoted_status", status(&c, &[]).await);
+
+    c.set_image("3.1.2");
+    let out = {
+        let mut cmd = crate::util::canary();
+        cmd.arg("run")
+            .arg(&c.spec)
+            .args(["-o", "json", "--kubeconfig"])
+            .arg(&c.kubeconfig)
+            .env("GITHUB_STEP_SUMMARY", &summary);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    };
+    assert_exit(&out, 1);
+    let rolled_back = normalized(&events(&out));
+    insta::assert_snapshot!("rolled_back_json", json_lines(&rolled_back));
+    insta::assert_snapshot!("rolled_back_lines", log_lines(&rolled_back));
+    insta::assert_snapshot!("rolled_back_frames_80", frames(&rolled_back, 80));
+    insta::assert_snapshot!("rolled_back_frames_200", frames(&rolled_back, 200));
+    insta::assert_snapshot!(
+        "rolled_back_summary",
+        canary::ui::summary::table(&rolled_back, 100)
+    );
+    insta::assert_snapshot!("rolled_back_status", status(&c, &[]).await);
+
+    // Both runs appended their summary for the CI job's page.
+    let markdown = std::fs::read_to_string(&summary).expect("step summary written");
+    insta::assert_snapshot!("step_summary_markdown", redact(&markdown));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_a_terminal_the_run_prints_lines_then_the_verdict_and_the_summary() {
+    let c = Cluster::start_in(predictable(), &spec()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Append-only lines: no carriage returns, no cursor movement.
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    let event_line = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ podinfo\.prod ").unwrap();
+    for line in err.lines() {
+        assert!(
+            event_line.is_match(line),
+            "not a timestamped event line: {line}"
+        );
+    }
+    let text = stdout(&out);
+    assert!(text.starts_with("podinfo.prod: promoted\n"), "{text}");
+    assert!(text.contains("podinfo.prod: promoted in "), "{text}");
+    assert!(text.contains("checks passed"), "{text}");
+
+    // -q: nothing but the exit code.
+    c.set_image("3.1.0");
+    let out = c.run(&["-q"]).await;
+    assert_exit(&out, 0);
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    c.world.shutdown().await;
+}
