@@ -410,31 +410,46 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                 (Outcome::Cluster, "error", Some(e.to_string()))
             }
         };
-        let (name, namespace) = id.split_once('.').unwrap_or((&id, ""));
-        let state = state.unwrap_or_else(|| crate::engine::state::State::new(crate::run::now()));
-        let mut e = crate::event::Event::new(
-            crate::event::Kind::Verdict,
-            crate::run::now(),
-            name,
-            namespace,
-            &state,
-        );
-        e.run = None;
-        e.message = Some(target);
-        e.outcome = Some(crate::event::OutcomeInfo {
-            result: result_name.to_string(),
-            exit_code: o.code(),
-            reason,
-        });
-        crate::event::Reporter::emit(&output, &e);
+        emit_verdict(&output, &id, target, state, o, result_name, reason);
         outcome = worst(outcome, o);
     }
     output.finish();
     outcome
 }
 
+/// Reports how a run ended for canary `id` (`name.namespace`), with the
+/// state its driver last showed.
+pub(crate) fn emit_verdict(
+    output: &dyn crate::event::Reporter,
+    id: &str,
+    target: String,
+    state: Option<crate::engine::state::State>,
+    o: Outcome,
+    result: &str,
+    reason: Option<String>,
+) {
+    let (name, namespace) = id.split_once('.').unwrap_or((id, ""));
+    let state = state.unwrap_or_else(|| crate::engine::state::State::new(crate::run::now()));
+    let mut e = crate::event::Event::new(
+        crate::event::Kind::Verdict,
+        crate::run::now(),
+        name,
+        namespace,
+        &state,
+    );
+    e.message = Some(target);
+    e.outcome = Some(crate::event::OutcomeInfo {
+        result: result.to_string(),
+        exit_code: o.code(),
+        reason,
+    });
+    output.emit(&e);
+}
+
 /// The outcome, its name in events, and its reason, for a verdict.
-fn verdict_outcome(v: &crate::engine::decide::Verdict) -> (Outcome, &'static str, Option<String>) {
+pub(crate) fn verdict_outcome(
+    v: &crate::engine::decide::Verdict,
+) -> (Outcome, &'static str, Option<String>) {
     use crate::engine::decide::Verdict;
     match v {
         Verdict::Initialized => (Outcome::Success, "initialized", None),

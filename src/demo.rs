@@ -20,7 +20,6 @@ use crate::run::{Driver, Settings};
 use crate::sim::scenario::Scenario;
 use crate::sim::world::World;
 use crate::spec::resolve::{self, Overrides};
-use crate::ui::EventLines;
 
 /// The walkthrough's canary with a 2 s interval and a 10 s metric window.
 pub const DEMO_CANARY: &str = include_str!("sim/demo-canary.yaml");
@@ -90,7 +89,6 @@ async fn chapters(world: &World) -> Outcome {
         holder: crate::run::holder(),
         ..Settings::default()
     };
-    let reporter = EventLines::new();
     let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), "prod");
 
     say(&format!(
@@ -138,10 +136,34 @@ async fn chapters(world: &World) -> Outcome {
             ));
         }
         say("     canary run podinfo.yaml");
-        let verdict = match Driver::new(&conn, canary.clone(), Vec::new(), &settings, &reporter) {
-            Ok(mut d) => d.drive().await,
-            Err(e) => Err(e),
-        };
+        // What `canary run` shows: the live view on a terminal, lines
+        // otherwise, then the verdict and the summary.
+        let output = crate::ui::RunOutput::new(crate::ui::output::choose(
+            false,
+            false,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ));
+        let (verdict, state) =
+            match Driver::new(&conn, canary.clone(), Vec::new(), &settings, &output) {
+                Ok(mut d) => {
+                    let v = d.drive().await;
+                    (v, Some(d.last_shown().0))
+                }
+                Err(e) => (Err(e), None),
+            };
+        if let Ok(v) = &verdict {
+            let (o, result, reason) = crate::app::verdict_outcome(v);
+            crate::app::emit_verdict(
+                &output,
+                "podinfo.prod",
+                "deployment/podinfo".to_string(),
+                state,
+                o,
+                result,
+                reason,
+            );
+        }
+        output.finish();
         let got = match &verdict {
             Ok(Verdict::Initialized) => "initialised",
             Ok(Verdict::Promoted) => "promoted",

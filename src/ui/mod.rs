@@ -267,40 +267,6 @@ pub fn error(message: &str) {
     let _ = writeln!(io::stderr(), "error: {message}");
 }
 
-/// Event lines of running canaries: one timestamped line per event on
-/// stderr (results go to stdout).
-pub struct EventLines {
-    out: std::sync::Mutex<()>,
-}
-
-impl EventLines {
-    pub fn new() -> Self {
-        EventLines {
-            out: std::sync::Mutex::new(()),
-        }
-    }
-
-    pub fn line(&self, canary: &str, message: &str) {
-        let _guard = self.out.lock();
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let _ = writeln!(io::stderr(), "{now} {canary} {message}");
-    }
-}
-
-impl Default for EventLines {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl crate::event::Reporter for EventLines {
-    fn emit(&self, e: &crate::event::Event) {
-        if let Some(m) = &e.message {
-            self.line(&e.id(), m);
-        }
-    }
-}
-
 /// The final line of a run, on stdout, and its exit outcome.
 pub fn verdict(
     canary: &str,
