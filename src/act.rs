@@ -248,7 +248,9 @@ async fn wait_for_ack(
     use futures::StreamExt;
     use kube::runtime::watcher;
     let config = watcher::Config::default().fields(&format!("metadata.name={primary}"));
-    let mut events = std::pin::pin!(watcher::watcher(api.clone(), config));
+    let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(
+        watcher::watcher(api.clone(), config)
+    ));
     let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
     loop {
         let ev = tokio::select! {

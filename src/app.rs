@@ -661,7 +661,9 @@ async fn watch_status(
         .map(|c| ((c.namespace.clone(), c.name.clone()), c.row_key()))
         .collect();
     let config = watcher::Config::default().labels(&crate::status::selector());
-    let mut events = std::pin::pin!(watcher::watcher(api, config));
+    let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(
+        watcher::watcher(api, config)
+    ));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let changed: Vec<Deployment> = tokio::select! {

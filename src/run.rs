@@ -7,6 +7,14 @@
 //! in order, and writes the new state guarded by the primary's
 //! resourceVersion. A conflict means someone else wrote in between: the
 //! round is thrown away and decided again from a fresh read.
+//!
+//! Between rounds the driver sleeps on three things: its clock, a watch of
+//! the primary (an operator's request, written there by `canary abort` and
+//! friends, wakes it at once; the request is cleared by the same guarded
+//! write that stores the round's state), and the run's stop signal
+//! (`--timeout`, Ctrl-C). Requests and stops are inputs of the engine like
+//! any observation. What happens is reported as typed events
+//! ([`crate::event`]) to one reporter.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -405,13 +413,16 @@ impl<'a> Driver<'a> {
         }
         // Changes to the primary wake the driver at once: that is how an
         // operator's request reaches it.
-        let watch = kube::runtime::watcher::watcher(
-            self.deployments.clone(),
-            kube::runtime::watcher::Config::default()
-                .fields(&format!("metadata.name={}", self.primary_name())),
-        )
-        .boxed();
-        let mut wake = Wake { watch };
+        // A failing watch (no permission, a flaky server) retries with a
+        // backoff rather than spinning; the clock still wakes the driver.
+        let watch =
+            kube::runtime::WatchStreamExt::default_backoff(kube::runtime::watcher::watcher(
+                self.deployments.clone(),
+                kube::runtime::watcher::Config::default()
+                    .fields(&format!("metadata.name={}", self.primary_name())),
+            ))
+            .boxed();
+        let mut wake = Wake { watch, open: true };
         let mut waited_since: Option<Time> = None;
         let mut started = false;
         let mut first_request = self.request.take();
@@ -1052,12 +1063,16 @@ impl<'a> Driver<'a> {
             let mut stop = self.stop.clone();
             tokio::select! {
                 _ = tokio::time::sleep(chunk) => {}
-                ev = wake.watch.next() => {
+                ev = wake.watch.next(), if wake.open => {
                     use kube::runtime::watcher::Event as W;
-                    if let Some(Ok(W::Apply(p) | W::InitApply(p))) = ev
-                        && statestore::raw_request(&p).is_some()
-                    {
-                        return Ok(());
+                    match ev {
+                        Some(Ok(W::Apply(p) | W::InitApply(p)))
+                            if statestore::raw_request(&p).is_some() =>
+                        {
+                            return Ok(());
+                        }
+                        None => wake.open = false,
+                        _ => {}
                     }
                 }
                 _ = async {
@@ -1118,7 +1133,9 @@ impl<'a> Driver<'a> {
         use kube::runtime::watcher;
         let config = watcher::Config::default()
             .fields(&format!("metadata.name={}", self.canary.target.name));
-        let mut events = std::pin::pin!(watcher::watcher(self.deployments.clone(), config));
+        let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(
+            watcher::watcher(self.deployments.clone(), config)
+        ));
         while now() < until {
             let left = until.since(now()).min(Duration::from_secs(5));
             let mut stop = self.stop.clone();
@@ -1147,6 +1164,8 @@ struct Wake {
         'static,
         Result<kube::runtime::watcher::Event<Deployment>, kube::runtime::watcher::Error>,
     >,
+    /// `false` once the stream ended: only the clock wakes the driver then.
+    open: bool,
 }
 
 /// Gives up this driver's lease on a canary, if it holds it, so another

@@ -477,3 +477,52 @@ async fn status_watch_prints_each_change_as_it_happens() {
     assert!(weights.contains(&20) && weights.contains(&100), "{text}");
     c.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_a_file_and_a_missing_permission_named_with_its_verb_and_resource() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    let out = crate::util::canary()
+        .args(["status", "-f"])
+        .arg(&c.spec)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("podinfo  Initialized"),
+        "{}",
+        stdout(&out)
+    );
+
+    c.set_image("3.1.1");
+    let child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    interrupt(&child);
+    assert_exit(&finish(child).await, 130);
+    // Someone who may read the canary but not change it.
+    let read_only = canary::sim::rbac::Rules::from_yaml(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: viewer, namespace: prod}
+rules:
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get, list, watch]
+",
+    )
+    .unwrap();
+    c.world.restrict(Some(read_only));
+    let (out, _) = c.act("pause").await;
+    c.world.restrict(None);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("permission denied")
+            && err.contains("cannot patch resource \"deployments\" in API group \"apps\""),
+        "{err}"
+    );
+    assert!(c.state()["paused"].is_null(), "nothing was changed");
+    c.world.shutdown().await;
+}
