@@ -352,29 +352,43 @@ impl<'a> Driver<'a> {
             return;
         };
         let server = MetricServer::new(address);
-        let window = c.interval.max(Duration::from_secs(30));
+        // One interval, as the checks see it; ten seconds at least, for
+        // Prometheus to have two samples to rate.
+        let window = c.interval.max(Duration::from_secs(10));
         let window_text = format!("{}s", window.as_secs());
-        let mut stats = Vec::new();
-        for workload in [self.primary_name(), c.target.name.clone()] {
-            let Some(q) =
-                crate::metrics::traffic::queries(provider, &c.namespace, &workload, &window_text)
-            else {
-                return;
+        let primary_name = self.primary_name();
+        let Some(q) = crate::metrics::traffic::queries(
+            provider,
+            &c.namespace,
+            &primary_name,
+            &c.target.name,
+            &window_text,
+        ) else {
+            return;
+        };
+        let ask = |query: String| {
+            let server = server.clone();
+            async move {
+                prometheus::query_by(&self.edge, &server, &query, q.label)
+                    .await
+                    .unwrap_or_default()
+            }
+        };
+        let rate = ask(q.request_rate.clone()).await;
+        let success = ask(q.success_rate.clone()).await;
+        let p99 = ask(q.latency_p99.clone()).await;
+        let stats = |w: &str| {
+            let finite = |m: &std::collections::BTreeMap<String, f64>| {
+                m.get(w).copied().filter(|v| v.is_finite())
             };
-            let value = |r: Result<f64, MetricError>| r.ok().filter(|v| v.is_finite());
-            let rate = value(prometheus::query(&self.edge, &server, &q.request_rate, None).await);
-            let success =
-                value(prometheus::query(&self.edge, &server, &q.success_rate, None).await);
-            let p99 = value(prometheus::query(&self.edge, &server, &q.latency_p99, None).await)
-                .map(|v| v * q.latency_scale);
-            stats.push(event::VersionStats {
-                request_rate: rate,
-                success_rate: success,
-                latency_p99_ms: p99,
-            });
-        }
-        let canary = stats.pop().unwrap_or_default();
-        let primary = stats.pop().unwrap_or_default();
+            event::VersionStats {
+                request_rate: finite(&rate),
+                success_rate: finite(&success),
+                latency_p99_ms: finite(&p99),
+            }
+        };
+        let primary = stats(&primary_name);
+        let canary = stats(&c.target.name);
         let mut e = self.event(Kind::Traffic, state);
         e.traffic = Some(event::Traffic {
             window_seconds: window.as_secs(),

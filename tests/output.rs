@@ -223,7 +223,20 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
             .unwrap()
     };
     assert_exit(&out, 1);
-    let rolled_back = normalized(&events(&out));
+    let rolled_back = events(&out);
+    // What each version served, as the metrics server measured it: the
+    // primary (3.1.1) answers every request, the canary (3.1.2) half.
+    let seen = rolled_back
+        .iter()
+        .filter_map(|e| e.traffic.clone())
+        .find(|t| t.canary.success_rate.is_some())
+        .expect("a traffic event with the canary's success rate");
+    let (primary, canary) = (seen.primary, seen.canary);
+    assert!(primary.success_rate.unwrap() > 99.9, "{primary:?}");
+    assert!(canary.success_rate.unwrap() < 95.0, "{canary:?}");
+    assert!(primary.request_rate.unwrap() > 0.0 && canary.request_rate.unwrap() > 0.0);
+    assert!(canary.latency_p99_ms.unwrap() < 100.0, "{canary:?}");
+    let rolled_back = normalized(&rolled_back);
     insta::assert_snapshot!("rolled_back_json", json_lines(&rolled_back));
     insta::assert_snapshot!("rolled_back_lines", log_lines(&rolled_back));
     insta::assert_snapshot!("rolled_back_frames_80", frames(&rolled_back, 80));

@@ -2,75 +2,102 @@
 //! 99th percentile latency of the primary and of the canary — for the live
 //! view: the `linkerd top` of one rollout.
 //!
-//! The success rate and latency are the provider's built-in queries (see
-//! [`super::builtin`]) aimed at one workload instead of the target; the
-//! request rate is the success rate's denominator. Only observers whose
+//! Three queries per look, each grouped by workload so that one answer
+//! holds both versions. The success rate counts a version that fails every
+//! request as 0% rather than as having no value. Only observers whose
 //! series name the workload (Linkerd, Istio) can tell the versions apart;
 //! for the others there is nothing to show.
 
 use super::builtin;
-use super::template::{self, TemplateModel};
 
-/// The rendered queries for one workload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VersionQueries {
+/// The queries for one look at both versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficQueries {
+    /// The label whose value names the workload in every answer.
+    pub label: &'static str,
     /// Requests per second.
     pub request_rate: String,
     /// Percent of non-failed responses.
     pub success_rate: String,
-    /// 99th percentile latency, in the observer's unit (see `latency_scale`).
+    /// 99th percentile latency, in milliseconds.
     pub latency_p99: String,
-    /// Factor from the latency query's value to milliseconds.
-    pub latency_scale: f64,
 }
 
-const LINKERD_RATE: &str = "sum(rate(response_total{namespace=\"{{ namespace }}\", \
-     deployment=~\"{{ target }}\", direction=\"inbound\"}[{{ interval }}]))";
+/// How one observer's series are named.
+struct Series {
+    label: &'static str,
+    /// Every response, with `{selector}` for the label matchers.
+    total: &'static str,
+    /// The matcher that keeps successful responses.
+    success: &'static str,
+    /// The latency histogram's buckets, in milliseconds.
+    buckets: &'static str,
+    /// Matchers every series needs besides namespace and workload.
+    fixed: &'static str,
+    namespace_label: &'static str,
+}
 
-const ISTIO_RATE: &str = "sum(rate(istio_requests_total{reporter=\"destination\", \
-     destination_workload_namespace=\"{{ namespace }}\", \
-     destination_workload=~\"{{ target }}\"}[{{ interval }}]))";
+const LINKERD: Series = Series {
+    label: "deployment",
+    total: "response_total",
+    success: "classification!=\"failure\"",
+    buckets: "response_latency_ms_bucket",
+    fixed: "direction=\"inbound\"",
+    namespace_label: "namespace",
+};
 
-/// The queries for `workload` in `namespace` over `window` (a Prometheus
-/// duration such as `1m`), or `None` when `provider`'s series do not name
-/// workloads.
+const ISTIO: Series = Series {
+    label: "destination_workload",
+    total: "istio_requests_total",
+    success: "response_code!~\"5.*\"",
+    buckets: "istio_request_duration_milliseconds_bucket",
+    fixed: "reporter=\"destination\"",
+    namespace_label: "destination_workload_namespace",
+};
+
+/// The queries for the workloads `primary` and `canary` in `namespace`
+/// over `window` (a Prometheus duration such as `1m`), or `None` when
+/// `provider`'s series do not name workloads.
 pub fn queries(
     provider: &str,
     namespace: &str,
-    workload: &str,
+    primary: &str,
+    canary: &str,
     window: &str,
-) -> Option<VersionQueries> {
-    let observer = builtin::observer_for(provider)?;
-    let rate = match observer {
-        "linkerd" => LINKERD_RATE,
-        "istio" => ISTIO_RATE,
+) -> Option<TrafficQueries> {
+    let s = match builtin::observer_for(provider)? {
+        "linkerd" => LINKERD,
+        "istio" => ISTIO,
         _ => return None,
     };
-    let success = builtin::builtin_query(provider, "request-success-rate")?;
-    let duration = builtin::builtin_query(provider, "request-duration")?;
-    let model = TemplateModel {
-        name: workload.to_string(),
-        namespace: namespace.to_string(),
-        // The built-in queries match `{{ target }}` as a regular expression:
-        // a workload name matches itself only.
-        target: workload.to_string(),
-        service: workload.to_string(),
-        ingress: workload.to_string(),
-        route: workload.to_string(),
-        interval: window.to_string(),
-        variables: Default::default(),
-    };
-    let render = |t: &str| template::render(t, &model).ok();
-    Some(VersionQueries {
-        request_rate: render(rate)?,
-        success_rate: render(success.template)?,
-        latency_p99: render(duration.template)?,
-        latency_scale: if duration.unit == "ms" {
-            duration.scale
-        } else {
-            1.0
-        },
+    let select = format!(
+        "{}=\"{namespace}\", {}=~\"{}|{}\", {}",
+        s.namespace_label,
+        s.label,
+        escape(primary),
+        escape(canary),
+        s.fixed
+    );
+    let by = s.label;
+    let all = format!("sum by ({by}) (rate({}{{{select}}}[{window}]))", s.total);
+    let ok = format!(
+        "sum by ({by}) (rate({}{{{select}, {}}}[{window}]))",
+        s.total, s.success
+    );
+    Some(TrafficQueries {
+        label: by,
+        request_rate: all.clone(),
+        success_rate: format!("({ok} or {all} * 0) / {all} * 100"),
+        latency_p99: format!(
+            "histogram_quantile(0.99, sum by ({by}, le) (rate({}{{{select}}}[{window}])))",
+            s.buckets
+        ),
     })
+}
+
+/// A workload name as a regular expression matching itself.
+fn escape(name: &str) -> String {
+    name.replace('.', "\\\\.")
 }
 
 #[cfg(test)]
@@ -78,29 +105,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn linkerd_queries_name_one_workload() {
-        let q = queries("linkerd", "test", "podinfo-primary", "1m").unwrap();
+    fn linkerd_queries_group_both_workloads() {
+        let q = queries("linkerd", "test", "podinfo-primary", "podinfo", "1m").unwrap();
+        assert_eq!(q.label, "deployment");
         assert_eq!(
             q.request_rate,
-            "sum(rate(response_total{namespace=\"test\", deployment=~\"podinfo-primary\", \
-             direction=\"inbound\"}[1m]))"
+            "sum by (deployment) (rate(response_total{namespace=\"test\", \
+             deployment=~\"podinfo-primary|podinfo\", direction=\"inbound\"}[1m]))"
         );
-        assert!(q.success_rate.contains("deployment=~\"podinfo-primary\""));
-        assert!(q.latency_p99.contains("histogram_quantile"));
-        assert_eq!(q.latency_scale, 1.0);
+        assert!(q.success_rate.contains("classification!=\"failure\""));
+        assert!(q.success_rate.contains(" or "));
+        assert!(
+            q.latency_p99
+                .starts_with("histogram_quantile(0.99, sum by (deployment, le)")
+        );
     }
 
     #[test]
-    fn istio_queries_name_one_workload() {
-        let q = queries("istio", "prod", "app", "30s").unwrap();
-        assert!(q.request_rate.contains("destination_workload=~\"app\""));
+    fn istio_queries_name_the_destination_workload() {
+        let q = queries("istio", "prod", "app-primary", "app", "30s").unwrap();
+        assert_eq!(q.label, "destination_workload");
+        assert!(
+            q.request_rate
+                .contains("destination_workload=~\"app-primary|app\"")
+        );
         assert!(q.request_rate.contains("[30s]"));
-        assert!(q.success_rate.contains("destination_workload=~\"app\""));
     }
 
     #[test]
     fn observers_without_workload_series_have_none() {
-        assert!(queries("nginx", "test", "podinfo", "1m").is_none());
-        assert!(queries("unknown", "test", "podinfo", "1m").is_none());
+        assert!(queries("nginx", "test", "a-primary", "a", "1m").is_none());
+        assert!(queries("unknown", "test", "a-primary", "a", "1m").is_none());
     }
 }
