@@ -208,6 +208,7 @@ fn run_cmd(args: RunArgs) -> Outcome {
 
 async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
     use crate::cli::OnStop;
+    use crate::engine::decide::Verdict;
     use crate::run::{Driver, RunError, Settings, Stop};
     let conn = match crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
@@ -294,10 +295,12 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
             let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
             let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
             let _slot = slots.acquire().await;
+            let hint = format!("{} -n {}", c.name, c.namespace);
             if stop.borrow().is_some() {
                 // Stopped before its turn: never started.
-                return (id, target, Err(RunError::Stopped), None);
+                return (id, hint, target, Err(RunError::Stopped), None, false);
             }
+            let watched = stop.clone();
             let (result, state) = match Driver::new(
                 conn,
                 c,
@@ -319,7 +322,15 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
             {
                 output.error(&format!("{id}: {e}"));
             }
-            (id, target, result, state)
+            // Whether the stop made this verdict: its own rollback, or the
+            // end of a wait for a change. A verdict the analysis reached
+            // on its own stands.
+            let by_stop = match (&result, watched.borrow().as_ref()) {
+                (Ok(Verdict::RolledBack { reason }), Some(Stop::RollBack(why))) => reason == why,
+                (Ok(Verdict::NoChange), Some(_)) => settings.wait_for_change.is_some(),
+                _ => false,
+            };
+            (id, hint, target, result, state, by_stop)
         }
     }));
     tokio::pin!(all);
@@ -369,7 +380,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
     };
 
     let mut outcome = Outcome::Success;
-    for (id, target, result, state) in results {
+    for (id, hint, target, result, state, by_stop) in results {
         let (o, result_name, reason) = match (&result, cause) {
             (Err(RunError::Stopped), Some(c)) => {
                 let files = args
@@ -380,8 +391,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                     .join(" ");
                 output.error(&format!(
                     "{id}: stopped with the rollout as it was; `canary run {files}` resumes it, \
-                     `canary abort {}` rolls it back",
-                    id.replacen('.', " -n ", 1)
+                     `canary abort {hint}` rolls it back"
                 ));
                 (
                     c,
@@ -389,10 +399,9 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                     Some("stopped; the state is kept".to_string()),
                 )
             }
-            (Ok(v), Some(c)) if !matches!(v, crate::engine::decide::Verdict::Promoted) => {
-                // Rolled back, or nothing done, because the run was stopped.
+            (Ok(v), Some(c)) if by_stop => {
                 let reason = match v {
-                    crate::engine::decide::Verdict::RolledBack { reason } => reason.clone(),
+                    Verdict::RolledBack { reason } => reason.clone(),
                     _ => "stopped before a change came".to_string(),
                 };
                 (c, stop_name(c), Some(reason))

@@ -299,6 +299,17 @@ async fn timeouts_roll_back_or_leave_the_rollout_and_exit_5() {
     let out = c.run(&[]).await;
     assert_exit(&out, 0);
     assert!(!stderr(&out).contains("New revision detected"));
+
+    // Waiting for a change that does not come in time is a timeout too.
+    let out = c
+        .run(&["--wait-for-change", "1m", "--timeout", "2s", "-o", "json"])
+        .await;
+    assert_exit(&out, 5);
+    assert!(
+        stdout(&out).contains(r#""result":"timedOut","exitCode":5"#),
+        "{}",
+        stdout(&out)
+    );
     c.world.shutdown().await;
 }
 
