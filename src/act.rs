@@ -218,6 +218,8 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
                     "{id}: the driver ({}) stopped without acting; acting directly",
                     lease.holder
                 ));
+                // Done here instead: no later driver should act on it too.
+                statestore::clear_request(&api, &primary_name).await?;
             }
             Ack::Pending => {
                 return Err(ActError::Usage(format!(

@@ -537,3 +537,40 @@ rules:
     assert!(c.state()["paused"].is_null(), "nothing was changed");
     c.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_driver_that_died_is_carried_out_when_its_lease_runs_out() {
+    let c = Cluster::start_with(&slow()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    // The lease still looks live: the request is written and waited on.
+    let (out, took) = c.act("abort").await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("stopped without acting; acting directly"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("podinfo.prod: aborted"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(took <= Duration::from_secs(30), "{took:?}");
+    assert_eq!(c.phase(), "Aborted");
+    assert_eq!(c.weights(), (100, 0));
+    let primary = c
+        .world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+        .unwrap();
+    assert!(
+        primary["metadata"]["annotations"]["canary.flagger.app/request"].is_null(),
+        "the request is not left for a later driver"
+    );
+    c.world.shutdown().await;
+}

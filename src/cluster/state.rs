@@ -65,6 +65,17 @@ pub async fn write_request(
     Ok(())
 }
 
+/// Removes a request no driver took up (its driver went away).
+pub async fn clear_request(api: &Api<Deployment>, primary: &str) -> Result<()> {
+    let patch = json!({ "metadata": { "annotations": { REQUEST_ANNOTATION: null } } });
+    api.patch(primary, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            ClusterError::api("clear the request on", format!("deployment/{primary}"), e)
+        })?;
+    Ok(())
+}
+
 /// Besides the state, what a write changes.
 #[derive(Debug, Clone, Default)]
 pub struct Extra<'a> {
