@@ -339,6 +339,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
     // effects (every round is idempotent, so what is left resumes).
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut cause: Option<Outcome> = None;
+    let mut interrupts = Interrupts::new();
     let results = loop {
         tokio::select! {
             results = &mut all => break results,
@@ -360,7 +361,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                 }));
                 let _ = stop_tx.send(Some(stop));
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupts.next() => {
                 if cause == Some(Outcome::Interrupted) {
                     output.error("interrupted again: exiting now");
                     return Outcome::Interrupted;
@@ -507,6 +508,31 @@ fn stored_spec(
         parts.push(serde_json::to_string(t).expect("specs serialize"));
     }
     parts.join("\n---\n")
+}
+
+/// Ctrl-C as a stream with one listener for the whole command, so that a
+/// signal arriving while the command is busy is kept rather than lost.
+struct Interrupts {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    fn new() -> Interrupts {
+        Interrupts {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            s.recv().await;
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The outcome that matters most when several canaries ran.
@@ -674,6 +700,7 @@ async fn watch_status(
         watcher::watcher(api, config)
     ));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut interrupts = Interrupts::new();
     loop {
         let changed: Vec<Deployment> = tokio::select! {
             ev = events.next() => match ev {
@@ -687,7 +714,7 @@ async fn watch_status(
                 None => return Ok(()),
             },
             _ = tick.tick() => seen.values().cloned().collect(),
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupts.next() => return Ok(()),
         };
         let now = crate::run::now();
         for d in changed {

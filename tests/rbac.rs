@@ -466,6 +466,13 @@ fn spawn(f: &Files, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits for a child without holding up the runtime the sim runs on.
+async fn finish(child: std::process::Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
 fn interrupt(child: &std::process::Child) {
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -582,10 +589,9 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
         let out = canary(&f, &[action, "podinfo", "-n", "prod"]).await;
         assert_exit(&out, 0);
     }
-    let out = run.wait_with_output().unwrap();
-    assert_exit(&out, 0);
+    assert_exit(&finish(run).await, 0);
     interrupt(&watch);
-    let out = watch.wait_with_output().unwrap();
+    let out = finish(watch).await;
     assert!(stdout(&out).contains("Succeeded"), "{}", stdout(&out));
     // With no driver left (Ctrl-C), abort does the work itself.
     let run = spawn(
@@ -599,7 +605,7 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     );
     wait_for_analysis(&world).await;
     interrupt(&run);
-    assert_exit(&run.wait_with_output().unwrap(), 130);
+    assert_exit(&finish(run).await, 130);
     let out = canary(&f, &["abort", "podinfo", "-n", "prod"]).await;
     assert_exit(&out, 0);
 
