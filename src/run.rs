@@ -236,25 +236,12 @@ impl<'a> Driver<'a> {
             .metrics
             .iter()
             .map(|m| {
-                let b = match m.source {
-                    MetricSource::Builtin => c
-                        .provider
-                        .as_deref()
-                        .and_then(|p| builtin::builtin_query(p, &m.name)),
-                    _ => None,
-                };
-                let ms = b.is_some_and(|b| b.unit == "ms");
-                let bound = |v: Option<f64>| {
-                    if ms {
-                        v.map(builtin::duration_threshold_ms)
-                    } else {
-                        v
-                    }
-                };
+                let b = decide::builtin_of(c, m);
+                let (min, max) = decide::thresholds(b, m);
                 event::MetricInfo {
                     name: m.name.clone(),
-                    min: bound(m.min),
-                    max: bound(m.max),
+                    min,
+                    max,
                     unit: b.map(|b| b.unit.to_string()).unwrap_or_default(),
                 }
             })

@@ -1064,6 +1064,35 @@ fn hook_names(c: &ResolvedCanary, kind: HookType) -> String {
         .join(", ")
 }
 
+/// The built-in query Flagger runs for metric `m` of `c`, if it is one.
+pub fn builtin_of(
+    c: &ResolvedCanary,
+    m: &ResolvedMetric,
+) -> Option<&'static builtin::BuiltinQuery> {
+    match m.source {
+        MetricSource::Builtin => c
+            .provider
+            .as_deref()
+            .and_then(|p| builtin::builtin_query(p, &m.name)),
+        _ => None,
+    }
+}
+
+/// A metric's bounds in the unit its values are compared in (whole
+/// milliseconds for a built-in duration).
+pub fn thresholds(
+    builtin: Option<&builtin::BuiltinQuery>,
+    m: &ResolvedMetric,
+) -> (Option<f64>, Option<f64>) {
+    match builtin {
+        Some(b) if b.unit == "ms" => (
+            m.min.map(builtin::duration_threshold_ms),
+            m.max.map(builtin::duration_threshold_ms),
+        ),
+        _ => (m.min, m.max),
+    }
+}
+
 /// Checks one metric value against its thresholds as Flagger does, and
 /// words a failure the way Flagger's log does.
 pub fn judge_metric(
@@ -1072,20 +1101,8 @@ pub fn judge_metric(
     raw: Result<f64, String>,
     id: &str,
 ) -> (MetricRecord, Option<String>) {
-    let builtin = match m.source {
-        MetricSource::Builtin => c
-            .provider
-            .as_deref()
-            .and_then(|p| builtin::builtin_query(p, &m.name)),
-        _ => None,
-    };
-    let (min, max) = match builtin {
-        Some(b) if b.unit == "ms" => (
-            m.min.map(builtin::duration_threshold_ms),
-            m.max.map(builtin::duration_threshold_ms),
-        ),
-        _ => (m.min, m.max),
-    };
+    let builtin = builtin_of(c, m);
+    let (min, max) = thresholds(builtin, m);
     let value = match raw {
         Ok(v) if v.is_nan() => Err("no values found".to_string()),
         other => other,
