@@ -1061,7 +1061,12 @@ impl<'a> Driver<'a> {
             }
             let until_renewal = (LEASE / 3).saturating_sub(now().since(renewed));
             let chunk = left.min(until_renewal);
-            let mut stop = self.stop.clone();
+            // A stop already given was acted on by the round (a promotion
+            // under way finishes): only a new one cuts the sleep short.
+            let mut stop = self
+                .stop
+                .clone()
+                .filter(|_| self.stop_requested().is_none());
             tokio::select! {
                 _ = tokio::time::sleep(chunk) => {}
                 ev = wake.watch.next(), if wake.open => {
