@@ -151,6 +151,44 @@ pub async fn query(
     query: &str,
     at: Option<Time>,
 ) -> Result<f64, MetricError> {
+    parse_value(&fetch(edge, server, query, at).await?)
+}
+
+/// Runs `query` now and returns each sample of its instant vector by the
+/// value of `label` (samples without it are left out).
+pub async fn query_by(
+    edge: &HttpEdge,
+    server: &MetricServer,
+    query: &str,
+    label: &str,
+) -> Result<BTreeMap<String, f64>, MetricError> {
+    let body = fetch(edge, server, query, None).await?;
+    if let Some(msg) = error_message(&body) {
+        return Err(MetricError::Query(msg));
+    }
+    let v: Value = serde_json::from_str(&body)
+        .map_err(|e| MetricError::Query(format!("failed to decode the answer: {e}")))?;
+    let mut out = BTreeMap::new();
+    for s in v["data"]["result"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if let (Some(key), Some(text)) = (s["metric"][label].as_str(), s["value"][1].as_str()) {
+            out.insert(key.to_string(), parse_float(text)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Sends `query` to `server` with its headers and credentials and returns
+/// the answer's body; a refusal or an error status is a [`MetricError`].
+async fn fetch(
+    edge: &HttpEdge,
+    server: &MetricServer,
+    query: &str,
+    at: Option<Time>,
+) -> Result<String, MetricError> {
     let url = query_url(&server.address, &collapse_whitespace(query), at)?;
     let mut req = HttpRequest::new(Method::GET, &url, server.timeout);
     req.namespace = server.namespace.as_deref();
@@ -198,49 +236,7 @@ pub async fn query(
         }
         .into());
     }
-    parse_value(&reply.body)
-}
-
-/// Runs `query` now and returns each sample of its instant vector by the
-/// value of `label` (samples without it are left out).
-pub async fn query_by(
-    edge: &HttpEdge,
-    server: &MetricServer,
-    query: &str,
-    label: &str,
-) -> Result<BTreeMap<String, f64>, MetricError> {
-    let url = query_url(&server.address, &collapse_whitespace(query), None)?;
-    let mut req = HttpRequest::new(Method::GET, &url, server.timeout);
-    req.namespace = server.namespace.as_deref();
-    req.insecure_skip_verify = server.insecure_skip_verify;
-    if let Some(auth) = &server.auth {
-        req.headers.insert(AUTHORIZATION, auth.header()?);
-    }
-    let reply = edge.send(req).await?;
-    if let Some(msg) = error_message(&reply.body) {
-        return Err(MetricError::Query(msg));
-    }
-    if reply.status >= 400 {
-        return Err(EdgeError::Status {
-            target: display_url_str(&url),
-            status: reply.status,
-            excerpt: excerpt(&reply.body, EXCERPT_LEN),
-        }
-        .into());
-    }
-    let v: Value = serde_json::from_str(&reply.body)
-        .map_err(|e| MetricError::Query(format!("failed to decode the answer: {e}")))?;
-    let mut out = BTreeMap::new();
-    for s in v["data"]["result"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        if let (Some(key), Some(text)) = (s["metric"][label].as_str(), s["value"][1].as_str()) {
-            out.insert(key.to_string(), parse_float(text)?);
-        }
-    }
-    Ok(out)
+    Ok(reply.body)
 }
 
 /// Checks that the server answers queries: a clear error before the
