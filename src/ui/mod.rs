@@ -267,47 +267,6 @@ pub fn error(message: &str) {
     let _ = writeln!(io::stderr(), "error: {message}");
 }
 
-/// The final line of a run, on stdout, and its exit outcome.
-pub fn verdict(
-    canary: &str,
-    target: &str,
-    v: &crate::engine::decide::Verdict,
-) -> crate::exit::Outcome {
-    let (line, outcome) = verdict_line(canary, target, v);
-    let _ = writeln!(io::stdout(), "{line}");
-    outcome
-}
-
-/// The words of [`verdict`], and its exit outcome.
-pub fn verdict_line(
-    canary: &str,
-    target: &str,
-    v: &crate::engine::decide::Verdict,
-) -> (String, crate::exit::Outcome) {
-    use crate::engine::decide::Verdict;
-    use crate::exit::Outcome;
-    match v {
-        Verdict::Initialized => (initialised_line(canary, target), Outcome::Success),
-        Verdict::NoChange => (no_change_line(canary, target), Outcome::Success),
-        Verdict::Promoted => (format!("{canary}: promoted"), Outcome::Success),
-        Verdict::RolledBack { reason } => (
-            format!("{canary}: rolled back ({reason})"),
-            Outcome::RolledBack,
-        ),
-        Verdict::AlreadyFailed(f) => (
-            already_failed_line(
-                canary,
-                Some(&format!("at {} ({})", f.time.to_rfc3339(), f.reason)),
-            ),
-            Outcome::RolledBack,
-        ),
-        Verdict::Aborted { by } => (
-            format!("{canary}: aborted by {by}; all traffic is on the primary"),
-            Outcome::Aborted,
-        ),
-    }
-}
-
 fn initialised_line(canary: &str, target: &str) -> String {
     format!("{canary}: initialised; the next change to {target} starts an analysis")
 }
@@ -321,7 +280,7 @@ fn already_failed_line(canary: &str, detail: Option<&str>) -> String {
     format!("{canary}: this revision already failed{detail}; run with --retry to analyse it again")
 }
 
-/// The stdout line of a `verdict` event, in the words of [`verdict`];
+/// The stdout line of a `verdict` event, as `canary run` prints it;
 /// `target` is the `started` event's (`deployment/podinfo`). `None` for
 /// an interruption or an error: those are told on stderr with [`error`].
 pub fn outcome_line(
