@@ -44,7 +44,7 @@ async fn bench() {
     let file = canary::spec::load_str("podinfo.yaml", &text).unwrap();
     let overrides = Overrides {
         mesh_provider: Some("linkerd".into()),
-        metrics_server: None,
+        ..Overrides::default()
     };
     let canary = resolve(&file, &file.canaries[0], &overrides);
     let steps = canary::engine::schedule::steps(&canary).len() as u64;

@@ -127,16 +127,11 @@ async fn find(conn: &Connection, args: &ActArgs) -> Result<Named, ActError> {
                 )));
             }
         };
-        let mut c = resolve::resolve(&file, doc, &Overrides::default());
-        if doc
-            .value
-            .metadata
-            .as_ref()
-            .and_then(|m| m.namespace.as_ref())
-            .is_none()
-        {
-            c.namespace = default_ns;
-        }
+        let overrides = Overrides {
+            namespace: Some(default_ns),
+            ..Overrides::default()
+        };
+        let c = resolve::resolve(&file, doc, &overrides);
         let text = std::fs::read_to_string(path).unwrap_or_default();
         return Ok(Named {
             name: c.name,
@@ -249,10 +244,7 @@ async fn wait_for_ack(
 ) -> Result<Ack, ActError> {
     use futures::StreamExt;
     use kube::runtime::watcher;
-    let config = watcher::Config::default().fields(&format!("metadata.name={primary}"));
-    let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(
-        watcher::watcher(api.clone(), config)
-    ));
+    let mut events = workload::watch_one(api, primary);
     let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
     loop {
         let ev = tokio::select! {
@@ -380,14 +372,7 @@ async fn set_paused(
     request: Request,
     me: &str,
 ) -> Result<(), ActError> {
-    for _ in 0..10 {
-        let p = api
-            .get(primary)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{primary}"), e))?;
-        let Some(mut state) = statestore::read(&p)? else {
-            return Ok(());
-        };
+    statestore::update(api, primary, 10, |state| {
         let now = now();
         state.paused = match request {
             Request::Pause => Some(Paused {
@@ -402,15 +387,8 @@ async fn set_paused(
             "Resumed"
         };
         state.record(now, format!("{verb} as requested by {me}"), Vec::new());
-        let rv = p.metadata.resource_version.unwrap_or_default();
-        match statestore::write(api, primary, &rv, &state, &statestore::Extra::default()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ClusterError::Conflict {
-        object: format!("deployment/{primary}"),
-    }
-    .into())
+        true
+    })
+    .await?;
+    Ok(())
 }

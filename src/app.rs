@@ -136,6 +136,7 @@ fn plan_cmd(args: PlanArgs) -> Outcome {
     let overrides = Overrides {
         mesh_provider: args.mesh_provider.filter(|p| !p.is_empty()),
         metrics_server: args.metrics_server.filter(|s| !s.is_empty()),
+        namespace: None,
     };
     if let Some(p) = &overrides.mesh_provider
         && let Some(msg) = spec::validate::provider_problem(p)
@@ -234,6 +235,12 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
     let overrides = Overrides {
         mesh_provider: args.mesh_provider.clone().filter(|p| !p.is_empty()),
         metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
+        namespace: Some(
+            settings
+                .namespace
+                .clone()
+                .unwrap_or_else(|| conn.namespace.clone()),
+        ),
     };
     let mode = ui::output::choose(
         args.output == crate::cli::RunFormat::Json,
@@ -250,18 +257,6 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
             .collect();
         for doc in &file.canaries {
             let mut c = resolve::resolve(file, doc, &overrides);
-            if doc
-                .value
-                .metadata
-                .as_ref()
-                .and_then(|m| m.namespace.as_ref())
-                .is_none()
-            {
-                c.namespace = settings
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| conn.namespace.clone());
-            }
             let mut note = None;
             if c.provider.is_none() {
                 match crate::run::detect_provider(&conn.client).await {
@@ -598,13 +593,8 @@ async fn status_cmd(args: StatusArgs) -> Outcome {
             file.canaries
                 .iter()
                 .map(|d| {
-                    let ns = d
-                        .value
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.namespace.clone())
-                        .unwrap_or_else(|| default_ns.clone());
-                    (d.value.name().to_string(), ns)
+                    let ns = d.value.explicit_namespace().unwrap_or(&default_ns);
+                    (d.value.name().to_string(), ns.to_string())
                 })
                 .collect(),
         );

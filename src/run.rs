@@ -213,11 +213,16 @@ impl<'a> Driver<'a> {
             .unwrap_or_else(|_| (State::new(now()), None))
     }
 
-    fn warn(&self, msg: &str) {
+    /// A message of `kind` between rounds, with the state last shown.
+    fn tell(&self, kind: Kind, msg: &str) {
         let (state, waiting) = self.last_shown();
-        let mut e = self.event(Kind::Warning, &state).with_message(msg);
+        let mut e = self.event(kind, &state).with_message(msg);
         e.waiting_for = waiting;
         self.emit(e);
+    }
+
+    fn warn(&self, msg: &str) {
+        self.tell(Kind::Warning, msg);
     }
 
     fn started(&self, state: &State) {
@@ -394,15 +399,11 @@ impl<'a> Driver<'a> {
     }
 
     fn say(&self, msg: &str) {
-        let (state, waiting) = self.last_shown();
-        let mut e = self.event(Kind::Progress, &state).with_message(msg);
-        e.waiting_for = waiting;
-        self.emit(e);
+        self.tell(Kind::Progress, msg);
     }
 
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
-        use futures::StreamExt;
         if self.canary.target.kind != "Deployment" {
             return Err(RunError::Setup(format!(
                 "`canary run` drives Deployments; {} is a {}",
@@ -414,15 +415,7 @@ impl<'a> Driver<'a> {
         }
         // Changes to the primary wake the driver at once: that is how an
         // operator's request reaches it.
-        // A failing watch (no permission, a flaky server) retries with a
-        // backoff rather than spinning; the clock still wakes the driver.
-        let watch =
-            kube::runtime::WatchStreamExt::default_backoff(kube::runtime::watcher::watcher(
-                self.deployments.clone(),
-                kube::runtime::watcher::Config::default()
-                    .fields(&format!("metadata.name={}", self.primary_name())),
-            ))
-            .boxed();
+        let watch = workload::watch_one(&self.deployments, &self.primary_name());
         let mut wake = Wake { watch, open: true };
         let mut waited_since: Option<Time> = None;
         let mut started = false;
@@ -442,15 +435,8 @@ impl<'a> Driver<'a> {
             }
             let stored = snap.raw_request.as_deref().and_then(|t| {
                 let r: statestore::StoredRequest = serde_json::from_str(t).ok()?;
-                let kind = match r.action.as_str() {
-                    "abort" => RequestKind::Abort,
-                    "promote" => RequestKind::Promote,
-                    "pause" => RequestKind::Pause,
-                    "resume" => RequestKind::Resume,
-                    _ => return None,
-                };
                 Some(Request {
-                    kind,
+                    kind: RequestKind::from_action(&r.action)?,
                     by: r.by,
                     at: r.at,
                 })
@@ -1081,12 +1067,7 @@ impl<'a> Driver<'a> {
                         _ => {}
                     }
                 }
-                _ = async {
-                    match stop.as_mut() {
-                        Some(s) => { let _ = s.changed().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => return Ok(()),
+                _ = stop_changed(stop.as_mut()) => return Ok(()),
             }
             if now().since(renewed) >= LEASE / 3 && !t.since(now()).is_zero() {
                 self.renew_lease().await?;
@@ -1096,37 +1077,29 @@ impl<'a> Driver<'a> {
     }
 
     async fn renew_lease(&self) -> Result<(), RunError> {
-        let name = self.primary_name();
-        let Some(p) = self
-            .deployments
-            .get_opt(&name)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?
-        else {
-            return Ok(());
-        };
-        let Some(mut state) = statestore::read(&p)? else {
-            return Ok(());
-        };
-        if state
-            .lease
-            .as_ref()
-            .is_some_and(|l| l.holder != self.settings.holder && l.is_live(now()))
-        {
+        let mut taken_by = None;
+        let renewed = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
+            if let Some(l) = &state.lease
+                && l.holder != self.settings.holder
+                && l.is_live(now())
+            {
+                taken_by = Some(l.holder.clone());
+                return false;
+            }
+            state.lease = Some(self.lease());
+            true
+        })
+        .await;
+        if let Some(holder) = taken_by {
             return Err(RunError::Refused(format!(
-                "{} was taken over by {}",
-                self.id(),
-                state.lease.map(|l| l.holder).unwrap_or_default()
+                "{} was taken over by {holder}",
+                self.id()
             )));
         }
-        state.lease = Some(self.lease());
-        let rv = p.metadata.resource_version.unwrap_or_default();
-        let keep = statestore::Extra::default();
-        match statestore::write(&self.deployments, &name, &rv, &state, &keep).await {
-            Ok(_) => Ok(()),
+        match renewed {
             // Renewal lost a race: the next round re-reads everything.
             Err(e) if e.is_conflict() => Ok(()),
-            Err(e) => Err(e.into()),
+            other => other.map(|_| ()).map_err(RunError::from),
         }
     }
 
@@ -1136,24 +1109,14 @@ impl<'a> Driver<'a> {
     /// revision too.
     async fn wait_for_target_change(&self, revision: &str, until: Time) -> Result<(), RunError> {
         use futures::StreamExt;
-        use kube::runtime::watcher;
-        let config = watcher::Config::default()
-            .fields(&format!("metadata.name={}", self.canary.target.name));
-        let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(
-            watcher::watcher(self.deployments.clone(), config)
-        ));
+        let mut events = workload::watch_one(&self.deployments, &self.canary.target.name);
         while now() < until {
             let left = until.since(now()).min(Duration::from_secs(5));
             let mut stop = self.stop.clone();
             tokio::select! {
                 _ = events.next() => {}
                 _ = tokio::time::sleep(left) => {}
-                _ = async {
-                    match stop.as_mut() {
-                        Some(s) => { let _ = s.changed().await; }
-                        None => std::future::pending::<()>().await,
-                    }
-                } => return Ok(()),
+                _ = stop_changed(stop.as_mut()) => return Ok(()),
             }
             let snap = self.observe().await?;
             if snap.observed.revision != revision {
@@ -1161,6 +1124,16 @@ impl<'a> Driver<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves when the stop signal changes; never without one.
+async fn stop_changed(stop: Option<&mut StopSignal>) {
+    match stop {
+        Some(s) => {
+            let _ = s.changed().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -1184,30 +1157,19 @@ pub async fn release_lease(
 ) -> Result<(), RunError> {
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
     let name = workload::primary_name(target);
-    for _ in 0..5 {
-        let Some(p) = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?
-        else {
-            return Ok(());
-        };
-        let Some(mut state) = statestore::read(&p)? else {
-            return Ok(());
-        };
+    let released = statestore::update(&api, &name, 5, |state| {
         if state.lease.as_ref().is_none_or(|l| l.holder != holder) {
-            return Ok(());
+            return false;
         }
         state.lease = None;
-        let rv = p.metadata.resource_version.unwrap_or_default();
-        let keep = statestore::Extra::default();
-        match statestore::write(&api, &name, &rv, &state, &keep).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
+        true
+    })
+    .await;
+    match released {
+        // Still contended after five tries: the lease runs out by itself.
+        Err(e) if e.is_conflict() => Ok(()),
+        other => other.map(|_| ()).map_err(RunError::from),
     }
-    Ok(())
 }
 
 /// Whether two states are the same apart from lease renewal times.

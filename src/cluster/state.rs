@@ -65,6 +65,41 @@ pub async fn write_request(
     Ok(())
 }
 
+/// Changes the state on `primary` with `change`, read-modify-write under
+/// the primary's resourceVersion, reading again after a conflict (up to
+/// `tries` times). `change` returns `false` when there is nothing to
+/// write. `Ok(false)`: no primary, no state, or nothing to write.
+pub async fn update(
+    api: &Api<Deployment>,
+    primary: &str,
+    tries: usize,
+    mut change: impl FnMut(&mut State) -> bool,
+) -> Result<bool> {
+    let object = format!("deployment/{primary}");
+    for _ in 0..tries {
+        let Some(p) = api
+            .get_opt(primary)
+            .await
+            .map_err(|e| ClusterError::api("read", &object, e))?
+        else {
+            return Ok(false);
+        };
+        let Some(mut state) = read(&p)? else {
+            return Ok(false);
+        };
+        if !change(&mut state) {
+            return Ok(false);
+        }
+        let rv = p.metadata.resource_version.unwrap_or_default();
+        match write(api, primary, &rv, &state, &Extra::default()).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ClusterError::Conflict { object })
+}
+
 /// Removes a request no driver took up (its driver went away).
 pub async fn clear_request(api: &Api<Deployment>, primary: &str) -> Result<()> {
     let patch = json!({ "metadata": { "annotations": { REQUEST_ANNOTATION: null } } });

@@ -184,6 +184,26 @@ pub fn flagger_owner(primary: &Deployment) -> Option<String> {
         .map(|o| o.name.clone())
 }
 
+/// The changes to one Deployment, by name, as a stream that starts with
+/// its current state; a failing watch retries with a backoff rather than
+/// spinning.
+pub fn watch_one(
+    api: &kube::Api<Deployment>,
+    name: &str,
+) -> futures::stream::BoxStream<
+    'static,
+    std::result::Result<kube::runtime::watcher::Event<Deployment>, kube::runtime::watcher::Error>,
+> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    watcher::watcher(
+        api.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff()
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,6 +121,18 @@ impl RequestKind {
         }
     }
 
+    /// An operator's request by its [`as_str`](Self::as_str) name, as
+    /// stored on the primary (the run's own rollback is never stored).
+    pub fn from_action(action: &str) -> Option<RequestKind> {
+        match action {
+            "abort" => Some(RequestKind::Abort),
+            "promote" => Some(RequestKind::Promote),
+            "pause" => Some(RequestKind::Pause),
+            "resume" => Some(RequestKind::Resume),
+            _ => None,
+        }
+    }
+
     /// Whether a canary in `phase` (paused or not) can honour the request;
     /// `Err` says why not.
     pub fn applies(&self, phase: Phase, paused: bool) -> Result<(), String> {

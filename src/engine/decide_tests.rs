@@ -15,7 +15,7 @@ fn canary_from(yaml: &str) -> ResolvedCanary {
         &file.canaries[0],
         &Overrides {
             mesh_provider: Some("linkerd".into()),
-            metrics_server: None,
+            ..Overrides::default()
         },
     )
 }

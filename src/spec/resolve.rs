@@ -303,6 +303,9 @@ pub fn matches_flagger_pattern(s: &str) -> bool {
 pub struct Overrides {
     pub mesh_provider: Option<String>,
     pub metrics_server: Option<String>,
+    /// Namespace of a canary whose metadata names none (kubectl's `-n`,
+    /// else the kubeconfig context's); `default` when `None`.
+    pub namespace: Option<String>,
 }
 
 /// Applies Flagger's defaults to a Canary that passed validation.
@@ -374,7 +377,11 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         .unwrap_or(defaults::INTERVAL);
 
     let templates_in_file: Vec<&Doc<MetricTemplate>> = file.metric_templates.iter().collect();
-    let namespace = c.namespace().to_string();
+    let namespace = c
+        .explicit_namespace()
+        .or(overrides.namespace.as_deref())
+        .unwrap_or("default")
+        .to_string();
     let metrics = analysis
         .metrics
         .iter()

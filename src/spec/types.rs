@@ -288,6 +288,14 @@ impl Canary {
         meta_namespace(&self.metadata)
     }
 
+    /// `metadata.namespace` when the document names one.
+    pub fn explicit_namespace(&self) -> Option<&str> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.namespace.as_deref())
+            .filter(|ns| !ns.is_empty())
+    }
+
     /// The analysis block (`analysis`, else the legacy `canaryAnalysis`).
     pub fn analysis(&self) -> Option<&CanaryAnalysis> {
         self.spec.as_ref().and_then(CanarySpec::analysis)
