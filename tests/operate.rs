@@ -3,13 +3,13 @@
 //! `--timeout`; Ctrl-C; several canaries in one run. The built binary
 //! against the simulated cluster.
 
-use std::process::{Child, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use canary::sim::scenario::Scenario;
 
 use crate::run::{Cluster, FAST, assert_exit};
-use crate::util::{stderr, stdout};
+use crate::util::{finish, interrupt, stderr, stdout};
 
 /// The seed canary with ten 10% steps every 2 s: long enough to act on.
 fn slow() -> String {
@@ -65,25 +65,10 @@ impl Cluster {
     }
 }
 
-async fn finish(child: Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn interrupt(child: &Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// The `request` events of a `-o json` run: action and reaction time.
 fn reactions(out: &Output) -> Vec<(String, u64)> {
-    stdout(out)
-        .lines()
-        .map(|l| serde_json::from_str::<canary::event::Event>(l).expect("a JSON event"))
+    crate::output::events(out)
+        .into_iter()
         .filter_map(|e| e.request)
         .map(|r| (r.action, r.reacted_after_ms))
         .collect()
@@ -434,9 +419,8 @@ async fn three_canaries_run_concurrently_and_the_worst_verdict_is_the_exit_code(
     let out = c.run(&["-o", "json"]).await;
     let took = started.elapsed();
     assert_exit(&out, 1);
-    let verdicts: Vec<(String, String, u8)> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<canary::event::Event>(l).expect("a JSON event"))
+    let verdicts: Vec<(String, String, u8)> = crate::output::events(&out)
+        .into_iter()
         .filter_map(|e| e.outcome.map(|o| (e.canary, o.result, o.exit_code)))
         .collect();
     let mut verdicts = verdicts;

@@ -66,7 +66,7 @@ fn spec() -> String {
 
 /// The events of a `-o json` run, each line decoded strictly (an unknown
 /// field is an error), without the timing-dependent `waiting` events.
-fn events(out: &Output) -> Vec<Event> {
+pub fn events(out: &Output) -> Vec<Event> {
     stdout(out)
         .lines()
         .map(|l| {
@@ -159,6 +159,20 @@ fn unicode_width(s: &str) -> usize {
     console::measure_text_width(s)
 }
 
+/// `canary run -o json`, appending its summary to `summary` as a CI job's
+/// step summary.
+async fn run_json(c: &Cluster, summary: &std::path::Path) -> Output {
+    let mut cmd = crate::util::canary();
+    cmd.arg("run")
+        .arg(&c.spec)
+        .args(["-o", "json", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .env("GITHUB_STEP_SUMMARY", summary);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
 async fn status(c: &Cluster, args: &[&str]) -> String {
     let out = crate::util::canary()
         .arg("status")
@@ -178,17 +192,7 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
     let summary = c.spec.with_file_name("step-summary.md");
 
     c.set_image("3.1.1");
-    let out = {
-        let mut cmd = crate::util::canary();
-        cmd.arg("run")
-            .arg(&c.spec)
-            .args(["-o", "json", "--kubeconfig"])
-            .arg(&c.kubeconfig)
-            .env("GITHUB_STEP_SUMMARY", &summary);
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
-    };
+    let out = run_json(&c, &summary).await;
     assert_exit(&out, 0);
     let promoted = events(&out);
     assert_eq!(promoted.first().map(|e| e.kind), Some(Kind::Started));
@@ -211,17 +215,7 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
     insta::assert_snapshot!("promoted_status", status(&c, &[]).await);
 
     c.set_image("3.1.2");
-    let out = {
-        let mut cmd = crate::util::canary();
-        cmd.arg("run")
-            .arg(&c.spec)
-            .args(["-o", "json", "--kubeconfig"])
-            .arg(&c.kubeconfig)
-            .env("GITHUB_STEP_SUMMARY", &summary);
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
-    };
+    let out = run_json(&c, &summary).await;
     assert_exit(&out, 1);
     let rolled_back = events(&out);
     // What each version served, as the metrics server measured it: the

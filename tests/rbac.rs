@@ -17,7 +17,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::util::{Kubectl, kubectl_available, stderr, stdout};
+use crate::run::assert_exit;
+use crate::util::{Kubectl, finish, interrupt, kubectl_available, stderr, stdout};
 
 /// Who the example's bindings name: the ServiceAccount `canary` of `prod`.
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:prod:canary";
@@ -466,55 +467,13 @@ fn spawn(f: &Files, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
-/// Waits for a child without holding up the runtime the sim runs on.
-async fn finish(child: std::process::Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn interrupt(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Waits until podinfo's TrafficSplit sends the canary some traffic.
 async fn wait_for_analysis(world: &World) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let split = world.store().get(
-            "split.smi-spec.io/v1alpha2",
-            "TrafficSplit",
-            "prod",
-            "podinfo",
-        );
-        let canary_weight = split
-            .as_ref()
-            .and_then(|ts| ts["spec"]["backends"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter(|b| b["service"] == "podinfo-canary")
-            .filter_map(|b| b["weight"].as_i64())
-            .sum::<i64>();
-        if canary_weight > 0 {
-            return;
-        }
+    while crate::util::podinfo_weights(world).is_none_or(|(_, canary)| canary <= 0) {
         assert!(Instant::now() < deadline, "the analysis never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(out),
-        stderr(out)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

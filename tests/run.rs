@@ -140,27 +140,7 @@ impl Cluster {
     }
 
     pub fn weights(&self) -> (i64, i64) {
-        let ts = self
-            .world
-            .store()
-            .get(
-                "split.smi-spec.io/v1alpha2",
-                "TrafficSplit",
-                "prod",
-                "podinfo",
-            )
-            .expect("traffic split exists");
-        let mut primary = -1;
-        let mut canary = -1;
-        for b in ts["spec"]["backends"].as_array().unwrap() {
-            let w = b["weight"].as_i64().unwrap();
-            match b["service"].as_str().unwrap() {
-                "podinfo-primary" => primary = w,
-                "podinfo-canary" => canary = w,
-                _ => {}
-            }
-        }
-        (primary, canary)
+        crate::util::podinfo_weights(&self.world).expect("traffic split exists")
     }
 
     pub fn set_image(&self, tag: &str) {
@@ -652,14 +632,8 @@ async fn ctrl_c_keeps_the_state_and_frees_the_canary_for_the_next_run() {
     c.set_image("3.1.1");
     let child = c.spawn(&[]);
     c.wait_for_analysis().await;
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    crate::util::interrupt(&child);
+    let out = crate::util::finish(child).await;
     assert_exit(&out, 130);
     assert!(
         stderr(&out).contains("interrupted: stopping, the state is kept"),

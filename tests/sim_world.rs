@@ -829,11 +829,7 @@ fn canary_demo_serve_writes_a_kubeconfig_kubectl_can_use_and_stops_cleanly_on_si
     } else {
         eprintln!("SKIPPED: kubectl not on PATH (the kubectl part of the demo test did not run)");
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    crate::util::interrupt(&child);
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         assert!(

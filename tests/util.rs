@@ -82,3 +82,42 @@ impl Kubectl {
         .unwrap()
     }
 }
+
+/// Sends SIGINT to a child, as Ctrl-C in its terminal would.
+pub fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a child and collects its output without holding up the
+/// async runtime (the simulated cluster may run on it).
+pub async fn finish(child: std::process::Child) -> std::process::Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The (primary, canary) weights of podinfo's TrafficSplit in `prod`, once
+/// it exists.
+pub fn podinfo_weights(world: &canary::sim::world::World) -> Option<(i64, i64)> {
+    let ts = world.store().get(
+        "split.smi-spec.io/v1alpha2",
+        "TrafficSplit",
+        "prod",
+        "podinfo",
+    )?;
+    let mut primary = -1;
+    let mut canary = -1;
+    for b in ts["spec"]["backends"].as_array()? {
+        let w = b["weight"].as_i64()?;
+        match b["service"].as_str()? {
+            "podinfo-primary" => primary = w,
+            "podinfo-canary" => canary = w,
+            _ => {}
+        }
+    }
+    Some((primary, canary))
+}
