@@ -101,17 +101,28 @@ struct Named {
     spec: Option<String>,
 }
 
-async fn find(conn: &Connection, args: &ActArgs) -> Result<Named, ActError> {
+/// The spec file of `-f`, checked before anything else happens: its
+/// text and what it holds.
+fn load(path: &std::path::Path) -> Result<(spec::SpecFile, String), ActError> {
+    let file = spec::load_file(path).map_err(|errors| {
+        ui::diagnostics(&errors);
+        ActError::Usage(format!("{}: not a valid spec", path.display()))
+    })?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Ok((file, text))
+}
+
+async fn find(
+    conn: &Connection,
+    args: &ActArgs,
+    from_file: Option<(spec::SpecFile, String)>,
+) -> Result<Named, ActError> {
     let default_ns = args
         .cluster
         .namespace
         .clone()
         .unwrap_or_else(|| conn.namespace.clone());
-    if let Some(path) = &args.file {
-        let file = spec::load_file(path).map_err(|errors| {
-            ui::diagnostics(&errors);
-            ActError::Usage(format!("{}: not a valid spec", path.display()))
-        })?;
+    if let (Some(path), Some((file, text))) = (&args.file, from_file) {
         let doc = match file.canaries.as_slice() {
             [one] => one,
             [] => {
@@ -132,7 +143,6 @@ async fn find(conn: &Connection, args: &ActArgs) -> Result<Named, ActError> {
             ..Overrides::default()
         };
         let c = resolve::resolve(&file, doc, &overrides);
-        let text = std::fs::read_to_string(path).unwrap_or_default();
         return Ok(Named {
             name: c.name,
             namespace: c.namespace,
@@ -159,12 +169,13 @@ async fn find(conn: &Connection, args: &ActArgs) -> Result<Named, ActError> {
 }
 
 async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError> {
+    let from_file = args.file.as_deref().map(load).transpose()?;
     let conn = crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
         args.cluster.context.as_deref(),
     )
     .await?;
-    let named = find(&conn, &args).await?;
+    let named = find(&conn, &args, from_file).await?;
     let id = format!("{}.{}", named.name, named.namespace);
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
     let primary_name = workload::primary_name(&named.target);

@@ -562,6 +562,27 @@ pub fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outcome {
 
 /// `canary status`.
 async fn status_cmd(args: StatusArgs) -> Outcome {
+    // -f FILE: the canaries of the file, by name and the namespace they
+    // name, checked before the cluster is asked anything.
+    let mut from_file: Option<Vec<(String, Option<String>)>> = None;
+    if let Some(path) = &args.file {
+        let file = match spec::load_file(path) {
+            Ok(f) => f,
+            Err(errors) => {
+                ui::diagnostics(&errors);
+                return Outcome::Usage;
+            }
+        };
+        from_file = Some(
+            file.canaries
+                .iter()
+                .map(|d| {
+                    let ns = d.value.explicit_namespace().map(str::to_string);
+                    (d.value.name().to_string(), ns)
+                })
+                .collect(),
+        );
+    }
     let conn = match crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
         args.cluster.context.as_deref(),
@@ -579,26 +600,12 @@ async fn status_cmd(args: StatusArgs) -> Outcome {
         .namespace
         .clone()
         .unwrap_or_else(|| conn.namespace.clone());
-    // -f FILE: the canaries of the file, by name and namespace.
-    let mut wanted: Option<Vec<(String, String)>> = None;
-    if let Some(path) = &args.file {
-        let file = match spec::load_file(path) {
-            Ok(f) => f,
-            Err(errors) => {
-                ui::diagnostics(&errors);
-                return Outcome::Usage;
-            }
-        };
-        wanted = Some(
-            file.canaries
-                .iter()
-                .map(|d| {
-                    let ns = d.value.explicit_namespace().unwrap_or(&default_ns);
-                    (d.value.name().to_string(), ns.to_string())
-                })
-                .collect(),
-        );
-    }
+    let wanted: Option<Vec<(String, String)>> = from_file.map(|canaries| {
+        canaries
+            .into_iter()
+            .map(|(name, ns)| (name, ns.unwrap_or_else(|| default_ns.clone())))
+            .collect()
+    });
     let namespace = match &wanted {
         Some(w) if w.iter().all(|(_, ns)| ns == &w[0].1) && !w.is_empty() => Some(w[0].1.clone()),
         Some(_) => None,

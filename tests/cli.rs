@@ -109,3 +109,21 @@ fn completions_print_for_every_shell() {
         assert!(stdout(&out).contains("validate"), "{shell}");
     }
 }
+
+#[test]
+fn a_bad_spec_file_is_reported_before_any_cluster_is_asked() {
+    // No kubeconfig exists here: the spec error must come first.
+    for cmd in ["status", "abort", "promote", "pause", "resume"] {
+        let out = canary()
+            .args([cmd, "-f", "tests/malformed/unknown-field-typo.yaml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("tests/malformed/unknown-field-typo.yaml:17:5"),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("kubeconfig"), "{cmd}: {err}");
+    }
+}
