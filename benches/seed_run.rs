@@ -7,12 +7,12 @@
 use std::time::{Duration, Instant};
 
 use canary::cluster::connect::connect;
-use canary::engine::decide::Verdict;
-use canary::event::{Event, Reporter};
 use canary::run::{Driver, Settings};
-use canary::sim::scenario::{Dur, Scenario};
-use canary::sim::world::World;
-use canary::spec::resolve::{Overrides, resolve};
+use canary_core::engine::decide::Verdict;
+use canary_core::event::{Event, Reporter};
+use canary_core::spec::resolve::{Overrides, resolve};
+use canary_sim::scenario::{Dur, Scenario};
+use canary_sim::world::World;
 
 struct Quiet;
 
@@ -41,13 +41,13 @@ async fn bench() {
     let text = std::fs::read_to_string("examples/podinfo.yaml")
         .unwrap()
         .replace("interval: 10s", "interval: 1s");
-    let file = canary::spec::load_str("podinfo.yaml", &text).unwrap();
+    let file = canary_core::spec::load_str("podinfo.yaml", &text).unwrap();
     let overrides = Overrides {
         mesh_provider: Some("linkerd".into()),
         ..Overrides::default()
     };
     let canary = resolve(&file, &file.canaries[0], &overrides);
-    let steps = canary::engine::schedule::steps(&canary).len() as u64;
+    let steps = canary_core::engine::schedule::steps(&canary).len() as u64;
     let settings = Settings {
         holder: "bench".into(),
         ..Settings::default()

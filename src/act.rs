@@ -19,12 +19,13 @@ use crate::cli::ActArgs;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
-use crate::engine::decide::{self, RequestKind};
-use crate::engine::state::{Paused, State};
 use crate::exit::Outcome;
 use crate::run::{self, Driver, RunError, Settings, now};
-use crate::spec::resolve::{self, Overrides};
-use crate::{spec, ui};
+use crate::ui;
+use canary_core::engine::decide::{self, RequestKind};
+use canary_core::engine::state::{Paused, State};
+use canary_core::spec;
+use canary_core::spec::resolve::{self, Overrides};
 
 /// What an operator asks of a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use std::io::Write as _;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, OutputFormat, PlanArgs, RunArgs, StatusArgs, ValidateArgs};
-use crate::engine::{plan, schedule};
 use crate::exit::Outcome;
-use crate::spec::resolve::{self, Overrides};
-use crate::spec::{self, Diagnostic, SpecFile};
 use crate::ui;
+use canary_core::engine::{plan, schedule};
+use canary_core::spec::resolve::{self, Overrides};
+use canary_core::spec::{self, Diagnostic, SpecFile};
 
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {
@@ -22,13 +22,18 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Resume(args) => block_on(crate::act::act(crate::act::Request::Resume, args)),
         Command::Validate(args) => validate(args),
         Command::Plan(args) => plan_cmd(args),
-        Command::Demo(args) if args.serve => {
-            crate::sim::world::serve_demo(crate::sim::world::DemoOptions {
-                kubeconfig: args.kubeconfig,
-                scenario: args.scenario,
-            })
-        }
+        #[cfg(feature = "demo")]
+        Command::Demo(args) if args.serve => crate::demo::serve(args.kubeconfig, args.scenario),
+        #[cfg(feature = "demo")]
         Command::Demo(_) => crate::demo::demo(),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => {
+            ui::error(
+                "this canary was built without the simulated cluster (cargo feature `demo`); \
+                 `cargo install canary` with default features has `canary demo`",
+            );
+            Outcome::Usage
+        }
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "canary", &mut std::io::stdout());
@@ -209,8 +214,8 @@ fn run_cmd(args: RunArgs) -> Outcome {
 
 async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
     use crate::cli::OnStop;
-    use crate::engine::decide::Verdict;
     use crate::run::{Driver, RunError, Settings, Stop};
+    use canary_core::engine::decide::Verdict;
     let conn = match crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
         args.cluster.context.as_deref(),
@@ -301,7 +306,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
                 c,
                 templates,
                 settings,
-                output as &dyn crate::event::Reporter,
+                output as &dyn canary_core::event::Reporter,
             ) {
                 Ok(d) => {
                     let mut d = d.with_spec(stored).with_stop(stop).with_note(note);
@@ -425,25 +430,25 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
 /// Reports how a run ended for canary `id` (`name.namespace`), with the
 /// state its driver last showed.
 pub(crate) fn emit_verdict(
-    output: &dyn crate::event::Reporter,
+    output: &dyn canary_core::event::Reporter,
     id: &str,
     target: String,
-    state: Option<crate::engine::state::State>,
+    state: Option<canary_core::engine::state::State>,
     o: Outcome,
     result: &str,
     reason: Option<String>,
 ) {
     let (name, namespace) = id.split_once('.').unwrap_or((id, ""));
-    let state = state.unwrap_or_else(|| crate::engine::state::State::new(crate::run::now()));
-    let mut e = crate::event::Event::new(
-        crate::event::Kind::Verdict,
+    let state = state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::run::now()));
+    let mut e = canary_core::event::Event::new(
+        canary_core::event::Kind::Verdict,
         crate::run::now(),
         name,
         namespace,
         &state,
     );
     e.message = Some(target);
-    e.outcome = Some(crate::event::OutcomeInfo {
+    e.outcome = Some(canary_core::event::OutcomeInfo {
         result: result.to_string(),
         exit_code: o.code(),
         reason,
@@ -453,9 +458,9 @@ pub(crate) fn emit_verdict(
 
 /// The outcome, its name in events, and its reason, for a verdict.
 pub(crate) fn verdict_outcome(
-    v: &crate::engine::decide::Verdict,
+    v: &canary_core::engine::decide::Verdict,
 ) -> (Outcome, &'static str, Option<String>) {
-    use crate::engine::decide::Verdict;
+    use canary_core::engine::decide::Verdict;
     match v {
         Verdict::Initialized => (Outcome::Success, "initialized", None),
         Verdict::NoChange => (Outcome::Success, "noChange", None),

@@ -207,7 +207,7 @@ pub struct ActArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::spec::resolve::parse_duration(s)
+    canary_core::spec::resolve::parse_duration(s)
 }
 
 fn parse_set_image(s: &str) -> Result<(String, String), String> {

@@ -5,24 +5,26 @@
 //!
 //! Every step goes through the same driver (`run.rs`) as `canary run`
 //! against a real cluster, over HTTP with a kubeconfig; only the spec's
-//! interval is shorter than the walkthrough's.
+//! interval is shorter than the walkthrough's. `canary demo --serve` keeps
+//! the simulated cluster up for other terminals instead.
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use crate::engine::decide::Verdict;
 use crate::exit::Outcome;
 use crate::run::{Driver, Settings};
-use crate::sim::scenario::Scenario;
-use crate::sim::world::World;
-use crate::spec::resolve::{self, Overrides};
+use canary_core::engine::decide::Verdict;
+use canary_core::spec::resolve::{self, Overrides};
+use canary_sim::scenario::Scenario;
+use canary_sim::world::World;
 
 /// The walkthrough's canary with a 2 s interval and a 10 s metric window.
-pub const DEMO_CANARY: &str = include_str!("sim/demo-canary.yaml");
+pub const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
 
 const IMAGE: &str = "ghcr.io/stefanprodan/podinfo";
 
@@ -77,7 +79,7 @@ async fn chapters(world: &World) -> Outcome {
             return Outcome::Cluster;
         }
     };
-    let file = match crate::spec::load_str("demo-canary.yaml", DEMO_CANARY) {
+    let file = match canary_core::spec::load_str("demo-canary.yaml", DEMO_CANARY) {
         Ok(f) => f,
         Err(errors) => {
             crate::ui::diagnostics(&errors);
@@ -182,4 +184,96 @@ async fn chapters(world: &World) -> Outcome {
         }
     }
     Outcome::Success
+}
+
+/// Runs the demo world until Ctrl-C (or SIGTERM), with a kubeconfig for
+/// other terminals; removes the kubeconfig on the way out.
+pub fn serve(kubeconfig: PathBuf, scenario: Option<PathBuf>) -> Outcome {
+    let scenario = match &scenario {
+        Some(p) => match Scenario::load(p) {
+            Ok(s) => s,
+            Err(e) => {
+                crate::ui::diagnostics(&e.diagnostics);
+                return Outcome::Usage;
+            }
+        },
+        None => Scenario::seed(),
+    };
+    crate::app::block_on(keep_serving(scenario, kubeconfig))
+}
+
+async fn keep_serving(scenario: Scenario, kubeconfig: PathBuf) -> Outcome {
+    let mut err = std::io::stderr();
+    let world = match World::start(scenario).await {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = writeln!(err, "error: failed to start the simulated cluster: {e:#}");
+            return Outcome::Cluster;
+        }
+    };
+    let path = std::path::absolute(&kubeconfig).unwrap_or(kubeconfig);
+    let yaml = world.kubeconfig_yaml();
+    if let Err(e) = write_atomically(&path, &yaml) {
+        let _ = writeln!(
+            err,
+            "error: failed to write the kubeconfig {}: {e}",
+            path.display()
+        );
+        world.shutdown().await;
+        return Outcome::Cluster;
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(canary_sim::world::demo_banner(&world, &path).as_bytes());
+        let _ = out.flush();
+    }
+    wait_for_stop_signal().await;
+    let _ = writeln!(err, "stopping the simulated cluster...");
+    world.shutdown().await;
+    // Only our own file: someone may have replaced it meanwhile.
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == yaml) {
+        let _ = std::fs::remove_file(&path);
+        let _ = writeln!(err, "stopped; removed {}", path.display());
+    } else {
+        let _ = writeln!(err, "stopped");
+    }
+    Outcome::Success
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Writes through a temporary file and a rename, so a reader polling for
+/// the file never sees half of it; mode 0600.
+fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("kubeconfig"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)
 }

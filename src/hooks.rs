@@ -50,8 +50,8 @@ use serde::Serialize;
 use crate::cluster::proxy::{
     EXCERPT_LEN, HttpEdge, HttpReply, HttpRequest, excerpt, status_is_retryable,
 };
-use crate::engine::decide::HookOutcome;
-use crate::spec::resolve::{HookType, ResolvedCanary, ResolvedWebhook};
+use canary_core::engine::decide::HookOutcome;
+use canary_core::spec::resolve::{HookType, ResolvedCanary, ResolvedWebhook};
 
 /// The body Flagger posts to a webhook (`CanaryWebhookPayload`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -330,7 +330,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::spec::resolve::{Overrides, resolve};
+    use canary_core::spec::resolve::{Overrides, resolve};
 
     /// What the test server received, and what it answers next.
     #[derive(Default)]
@@ -426,8 +426,9 @@ mod tests {
 
     /// The seed example (podinfo, moved to namespace test) with `webhooks` instead of its own.
     fn canary(webhooks: Vec<ResolvedWebhook>) -> ResolvedCanary {
-        let file = crate::spec::load_str("podinfo.yaml", include_str!("../examples/podinfo.yaml"))
-            .expect("the example is valid");
+        let file =
+            canary_core::spec::load_str("podinfo.yaml", include_str!("../examples/podinfo.yaml"))
+                .expect("the example is valid");
         let mut c = resolve(&file, &file.canaries[0], &Overrides::default());
         c.namespace = "test".to_string();
         c.webhooks = webhooks;

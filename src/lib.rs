@@ -7,16 +7,15 @@ pub mod act;
 pub mod app;
 pub mod cli;
 pub mod cluster;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod engine;
-pub mod event;
+
 pub mod exit;
 pub mod generate;
 pub mod hooks;
 pub mod metrics;
 pub mod router;
 pub mod run;
-pub mod sim;
-pub mod spec;
+
 pub mod status;
 pub mod ui;

@@ -14,7 +14,7 @@
 //! write that stores the round's state), and the run's stop signal
 //! (`--timeout`, Ctrl-C). Requests and stops are inputs of the engine like
 //! any observation. What happens is reported as typed events
-//! ([`crate::event`]) to one reporter.
+//! ([`canary_core::event`]) to one reporter.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,18 +29,19 @@ use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::proxy::HttpEdge;
 use crate::cluster::{services, state as statestore, workload};
-use crate::engine::decide::{
+use crate::hooks::Hooks;
+use crate::metrics::prometheus::{self, MetricError, MetricServer};
+use crate::router::{AnyRouter, Router};
+use canary_core::engine::decide::{
     self, Action, Analysis, Answers, Decision, HookOutcome, MetricValue, Next, Observed, Question,
     Request, RequestKind, Scale, Step, Verdict,
 };
-use crate::engine::state::{Lease, State, Time};
-use crate::event::{self, Event, Kind, Reporter};
-use crate::hooks::Hooks;
-use crate::metrics::prometheus::{self, MetricError, MetricServer};
-use crate::metrics::{builtin, template};
-use crate::router::{AnyRouter, Router};
-use crate::spec::resolve::{HookType, MetricSource, ResolvedCanary, ResolvedMetric};
-use crate::spec::types::MetricTemplate;
+use canary_core::engine::state::{Lease, State};
+use canary_core::event::{self, Event, Kind, Reporter};
+use canary_core::queries::{builtin, template};
+use canary_core::spec::resolve::{HookType, MetricSource, ResolvedCanary, ResolvedMetric};
+use canary_core::spec::types::MetricTemplate;
+use canary_core::time::Time;
 
 /// How long a driver's claim on a canary holds without renewal.
 pub const LEASE: Duration = Duration::from_secs(15);
@@ -228,8 +229,8 @@ impl<'a> Driver<'a> {
     fn started(&self, state: &State) {
         let c = &self.canary;
         let weights = match c.strategy {
-            crate::spec::resolve::Strategy::Canary { .. } => {
-                crate::engine::schedule::canary_weights(
+            canary_core::spec::resolve::Strategy::Canary { .. } => {
+                canary_core::engine::schedule::canary_weights(
                     c.step_weight,
                     &c.step_weights,
                     c.max_weight,
@@ -271,7 +272,7 @@ impl<'a> Driver<'a> {
     fn show(&self, d: &Decision, before: &State, state: &State, answers: &Answers, at: Time) {
         if let Some(pre) = &answers.pre_rollout {
             let mut e = self.event(Kind::Check, state);
-            e.hooks = self.hook_records(crate::spec::resolve::HookType::PreRollout, pre);
+            e.hooks = self.hook_records(canary_core::spec::resolve::HookType::PreRollout, pre);
             self.emit(e);
         }
         if let Some(a) = &answers.analysis {
@@ -349,7 +350,7 @@ impl<'a> Driver<'a> {
         let window = c.interval.max(Duration::from_secs(10));
         let window_text = format!("{}s", window.as_secs());
         let primary_name = self.primary_name();
-        let Some(q) = crate::metrics::traffic::queries(
+        let Some(q) = canary_core::queries::traffic::queries(
             provider,
             &c.namespace,
             &primary_name,
@@ -525,8 +526,8 @@ impl<'a> Driver<'a> {
                 && !done
                 && !matches!(
                     state.phase,
-                    crate::engine::state::Phase::Promoting
-                        | crate::engine::state::Phase::Finalising
+                    canary_core::engine::state::Phase::Promoting
+                        | canary_core::engine::state::Phase::Finalising
                 )
             {
                 return Err(RunError::Stopped);
@@ -772,7 +773,7 @@ impl<'a> Driver<'a> {
                 self.canary
                     .provider
                     .as_deref()
-                    .and_then(crate::engine::plan::default_metrics_server)
+                    .and_then(canary_core::engine::plan::default_metrics_server)
                     .map(str::to_string)
             })
             .ok_or_else(|| {
@@ -878,7 +879,10 @@ impl<'a> Driver<'a> {
                         label,
                         value,
                         &snap.tracked.refs(),
-                        (crate::engine::state::ANNOTATION, state.to_annotation()),
+                        (
+                            canary_core::engine::state::ANNOTATION,
+                            state.to_annotation(),
+                        ),
                     );
                     let created = self
                         .deployments

@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
-use crate::engine::state::{HistoryEntry, State, Time};
 use crate::run::now;
+use canary_core::engine::state::{HistoryEntry, State};
+use canary_core::time::Time;
 
 /// One canary as `status` shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -9,11 +9,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use canary::cluster::proxy::{EdgeError, HttpEdge, HttpRequest};
-use canary::engine::decide::HookOutcome;
 use canary::hooks::Hooks;
 use canary::metrics::prometheus::{self, Auth, MetricError, MetricServer};
-use canary::sim::server::{Sim, SimConfig};
-use canary::spec::resolve::{HookType, Overrides, ResolvedCanary, ResolvedWebhook, resolve};
+use canary_core::engine::decide::HookOutcome;
+use canary_core::spec::resolve::{HookType, Overrides, ResolvedCanary, ResolvedWebhook, resolve};
+use canary_sim::server::{Sim, SimConfig};
 use http::Method;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
@@ -118,8 +118,9 @@ fn hook(name: &str, kind: HookType, url: &str) -> ResolvedWebhook {
 }
 
 fn podinfo(webhooks: Vec<ResolvedWebhook>) -> ResolvedCanary {
-    let file = canary::spec::load_str("podinfo.yaml", include_str!("../examples/podinfo.yaml"))
-        .expect("the example is valid");
+    let file =
+        canary_core::spec::load_str("podinfo.yaml", include_str!("../examples/podinfo.yaml"))
+            .expect("the example is valid");
     let mut c = resolve(&file, &file.canaries[0], &Overrides::default());
     c.webhooks = webhooks;
     c

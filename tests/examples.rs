@@ -35,7 +35,7 @@ fn the_rbac_example_is_not_a_spec_and_loads_as_rbac() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(root().join("examples/rbac.yaml")).unwrap();
-    let rules = canary::sim::rbac::Rules::from_yaml(&text).unwrap();
+    let rules = canary_sim::rbac::Rules::from_yaml(&text).unwrap();
     assert!(!rules.grants().is_empty());
 }
 

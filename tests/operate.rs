@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use canary::sim::scenario::Scenario;
+use canary_sim::scenario::Scenario;
 
 use crate::run::{Cluster, FAST, assert_exit};
 use crate::util::{finish, interrupt, stderr, stdout};
@@ -342,7 +342,7 @@ async fn ctrl_c_with_rollback_rolls_back_and_a_second_ctrl_c_exits_at_once() {
 
 /// The seed world with two more services beside podinfo, each with traffic.
 fn three_apps() -> Scenario {
-    let mut text = include_str!("../src/sim/seed.yaml").to_string();
+    let mut text = canary_sim::scenario::SEED.to_string();
     let extra_deployments = "
   - name: frontend
     namespace: prod
@@ -497,7 +497,7 @@ async fn status_of_a_file_and_a_missing_permission_named_with_its_verb_and_resou
     interrupt(&child);
     assert_exit(&finish(child).await, 130);
     // Someone who may read the canary but not change it.
-    let read_only = canary::sim::rbac::Rules::from_yaml(
+    let read_only = canary_sim::rbac::Rules::from_yaml(
         "apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: viewer, namespace: prod}

@@ -12,8 +12,8 @@
 
 use std::process::Output;
 
-use canary::event::{Event, Kind};
-use canary::sim::scenario::Scenario;
+use canary_core::event::{Event, Kind};
+use canary_sim::scenario::Scenario;
 
 use crate::run::{Cluster, FAST, assert_exit};
 use crate::util::stdout;
@@ -41,7 +41,7 @@ fn redact(text: &str) -> String {
 /// that answers fast but fails half its requests, so its success rate
 /// fails every check while its latency passes.
 fn predictable() -> Scenario {
-    let text = include_str!("../src/sim/seed.yaml")
+    let text = canary_sim::scenario::SEED
         .replace("rps: 10", "rps: 100")
         .replace(
             "successRate: 60%\n    latency: {median: 1s, p99: 1500ms}",
@@ -81,10 +81,10 @@ pub fn events(out: &Output) -> Vec<Event> {
 /// seconds from a fixed start, metric values are a passing or a failing
 /// value, traffic figures are fixed, durations in messages are redacted.
 fn normalized(events: &[Event]) -> Vec<Event> {
-    use canary::engine::state::Time;
+    use canary_core::time::Time;
     let t0 = Time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap().0;
     let at = |i: usize| Time(t0 + 1000 * i as i64);
-    let fixed = canary::event::VersionStats {
+    let fixed = canary_core::event::VersionStats {
         request_rate: Some(10.0),
         success_rate: Some(100.0),
         latency_p99_ms: Some(30.0),
@@ -105,7 +105,7 @@ fn normalized(events: &[Event]) -> Vec<Event> {
                 });
             }
             if let Some(t) = &mut e.traffic {
-                let keep = |v: &canary::event::VersionStats| {
+                let keep = |v: &canary_core::event::VersionStats| {
                     if v.request_rate.is_some() {
                         fixed.clone()
                     } else {

@@ -7,18 +7,19 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use canary::sim::rbac::{Attributes, Rules};
-use canary::sim::scenario::Scenario;
-use canary::sim::server::{Sim, SimConfig};
-use canary::sim::store::Subresource;
-use canary::sim::world::World;
+use canary_sim::rbac::{Attributes, Rules};
+use canary_sim::scenario::Scenario;
+use canary_sim::server::{Sim, SimConfig};
+use canary_sim::store::Subresource;
+use canary_sim::world::World;
 use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::run::assert_exit;
-use crate::util::{Kubectl, finish, interrupt, kubectl_available, stderr, stdout};
+use crate::util::{finish, interrupt, stderr, stdout};
+use canary_sim::kubectl::{self, Kubectl};
 
 /// Who the example's bindings name: the ServiceAccount `canary` of `prod`.
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:prod:canary";
@@ -204,12 +205,12 @@ fn patch_body() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_reports_the_refusal_as_a_real_cluster_would() {
-    if !kubectl_available() {
+    if !kubectl::available() {
         eprintln!("SKIPPED: kubectl not on PATH");
         return;
     }
     let (sim, _client) = read_only_sim().await;
-    let k = Kubectl::new(&sim);
+    let k = Kubectl::new(&sim).unwrap();
 
     let (ok, out, err) = k.run(&["get", "deployment", "podinfo-primary"]).await;
     assert!(ok, "{err}");
@@ -622,7 +623,7 @@ async fn without_the_optional_cluster_role_run_needs_a_provider_and_status_a_nam
         rules
             .grants()
             .iter()
-            .all(|g| g.scope != canary::sim::rbac::Scope::Cluster)
+            .all(|g| g.scope != canary_sim::rbac::Scope::Cluster)
     );
     let world = world().await;
     let f = files(&world);

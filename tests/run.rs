@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use canary::sim::scenario::{Dur, Scenario};
-use canary::sim::world::World;
+use canary_sim::scenario::{Dur, Scenario};
+use canary_sim::world::World;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 

@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod demo;
 mod edge;
 mod examples;
 mod generated;
@@ -13,6 +14,3 @@ mod output;
 mod plan;
 mod rbac;
 mod run;
-mod sim_api;
-mod sim_promql;
-mod sim_world;

@@ -35,54 +35,6 @@ pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Whether `kubectl` is on PATH; tests that need it say loudly when it is
-/// missing and skip.
-pub fn kubectl_available() -> bool {
-    std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `kubectl` against a simulated cluster, with its own kubeconfig and
-/// discovery cache in a temporary directory.
-pub struct Kubectl {
-    pub dir: tempfile::TempDir,
-}
-
-impl Kubectl {
-    pub fn new(sim: &canary::sim::server::Sim) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(dir.path().join("config")).unwrap();
-        Self { dir }
-    }
-
-    /// Runs `kubectl ARGS...`: (success, stdout, stderr).
-    pub async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let kubeconfig = self.dir.path().join("config");
-        let cache = self.dir.path().join("cache");
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new("kubectl")
-                .args(&args)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .env("KUBECONFIG", &kubeconfig)
-                .env_remove("KUBECTL_EXTERNAL_DIFF")
-                .output()
-                .expect("kubectl runs");
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-        .await
-        .unwrap()
-    }
-}
-
 /// Sends SIGINT to a child, as Ctrl-C in its terminal would.
 pub fn interrupt(child: &std::process::Child) {
     let status = std::process::Command::new("kill")
@@ -102,7 +54,7 @@ pub async fn finish(child: std::process::Child) -> std::process::Output {
 
 /// The (primary, canary) weights of podinfo's TrafficSplit in `prod`, once
 /// it exists.
-pub fn podinfo_weights(world: &canary::sim::world::World) -> Option<(i64, i64)> {
+pub fn podinfo_weights(world: &canary_sim::world::World) -> Option<(i64, i64)> {
     let ts = world.store().get(
         "split.smi-spec.io/v1alpha2",
         "TrafficSplit",

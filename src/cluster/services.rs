@@ -10,8 +10,8 @@ use kube::api::PostParams;
 
 use super::error::{ClusterError, Result};
 use super::workload::{MANAGED_BY, primary_name};
-use crate::spec::resolve::ResolvedCanary;
-use crate::spec::types;
+use canary_core::spec::resolve::ResolvedCanary;
+use canary_core::spec::types;
 
 fn port(c: &ResolvedCanary) -> ServicePort {
     let target_port = match &c.target_port {

@@ -8,7 +8,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::error::{ClusterError, Result};
-use crate::engine::state::{ANNOTATION, State, Time};
+use canary_core::engine::state::{ANNOTATION, State};
+use canary_core::time::Time;
 
 /// The annotation holding an operator's request to a rollout
 /// (`canary abort|promote|pause|resume`), until a driver acts on it.

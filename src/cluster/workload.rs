@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::configs::{ConfigRef, rewrite_refs};
 use super::error::{ClusterError, Result};
-use crate::engine::decide::Workload;
+use canary_core::engine::decide::Workload;
 
 /// Labels Flagger accepts as the selector label, in order.
 pub const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];

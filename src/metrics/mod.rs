@@ -1,24 +1,6 @@
-//! Metrics: the queries a canary analysis runs and how they are rendered.
-//!
-//! Flagger checks a canary with two kinds of metric:
-//!
-//! * the built-ins `request-success-rate` and `request-duration`, whose
-//!   Prometheus queries depend on the mesh or ingress named by
-//!   `spec.provider` (or Flagger's `--mesh-provider`); [`builtin`] holds
-//!   those queries per provider together with the units and comparison
-//!   rules Flagger applies to their results;
-//! * custom metrics, from an inline `query` or a `MetricTemplate`'s
-//!   `spec.query`, run against the metric provider the template names
-//!   (Prometheus, Datadog, CloudWatch, ...).
-//!
-//! Both kinds are Go `text/template` strings that Flagger fills in from the
-//! canary (name, namespace, target, interval, `templateVariables`, ...);
-//! [`template`] renders the subset of that language Flagger's templates use.
-//!
-//! [`prometheus`] runs a rendered query against a Prometheus-compatible
-//! server, reached directly or through the API server's service proxy.
+//! Metric servers: [`prometheus`] runs a rendered query against a
+//! Prometheus-compatible server, reached directly or through the API
+//! server's service proxy. The queries themselves and their rendering are
+//! in `canary_core::queries`.
 
-pub mod builtin;
 pub mod prometheus;
-pub mod template;
-pub mod traffic;

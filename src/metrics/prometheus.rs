@@ -33,11 +33,11 @@ use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
-use super::template::collapse_whitespace;
 use crate::cluster::proxy::{
     EXCERPT_LEN, EdgeError, HttpEdge, HttpRequest, Route, display_url_str, excerpt,
 };
-use crate::engine::state::Time;
+use canary_core::queries::template::collapse_whitespace;
+use canary_core::time::Time;
 
 /// Flagger's per-query time limit.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

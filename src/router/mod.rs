@@ -7,8 +7,8 @@
 pub mod smi;
 
 use crate::cluster::error::Result;
-use crate::engine::decide::Routes;
-use crate::spec::resolve::ResolvedCanary;
+use canary_core::engine::decide::Routes;
+use canary_core::spec::resolve::ResolvedCanary;
 
 /// What every traffic provider does.
 #[allow(async_fn_in_trait)]

@@ -10,8 +10,8 @@ use serde_json::json;
 use super::Router;
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::workload::MANAGED_BY;
-use crate::engine::decide::Routes;
-use crate::spec::resolve::ResolvedCanary;
+use canary_core::engine::decide::Routes;
+use canary_core::spec::resolve::ResolvedCanary;
 
 pub struct SmiRouter {
     client: kube::Client,

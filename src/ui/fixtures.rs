@@ -2,10 +2,11 @@
 //! the tests of every rendering: one promoted after a gate, one rolled back
 //! by a failing metric after the operator paused and resumed it.
 
-use crate::engine::state::{MetricRecord, Phase, State, Time};
-use crate::event::{
+use canary_core::engine::state::{MetricRecord, Phase, State};
+use canary_core::event::{
     Event, HookRecord, Kind, MetricInfo, OutcomeInfo, RequestInfo, RunInfo, Traffic, VersionStats,
 };
+use canary_core::time::Time;
 
 /// `17:41:03` on the day of the fixtures.
 pub fn t(hms: &str) -> Time {

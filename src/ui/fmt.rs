@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crate::engine::state::{MetricRecord, Time};
-use crate::event::{MetricInfo, RunInfo};
+use canary_core::engine::state::MetricRecord;
+use canary_core::event::{MetricInfo, RunInfo};
+use canary_core::time::Time;
 
 /// A colour (or weight) for a piece of text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

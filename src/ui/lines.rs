@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::fmt::{self, Paint, paint};
-use crate::event::{Event, Kind, RunInfo, Traffic, VersionStats};
+use canary_core::event::{Event, Kind, RunInfo, Traffic, VersionStats};
 
 /// Renders the events of several canaries, remembering each one's rollout.
 #[derive(Debug, Default)]

@@ -15,8 +15,9 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::fmt::{self, Paint, paint};
-use crate::engine::state::{MetricRecord, Phase, Time};
-use crate::event::{Event, HookRecord, Kind, OutcomeInfo, RunInfo, Traffic};
+use canary_core::engine::state::{MetricRecord, Phase};
+use canary_core::event::{Event, HookRecord, Kind, OutcomeInfo, RunInfo, Traffic};
+use canary_core::time::Time;
 
 /// What the view knows about one canary: the fold of its events.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -388,7 +389,7 @@ fn metric_lines(view: &CanaryView, width: usize, color: bool) -> Vec<String> {
         .collect()
 }
 
-fn row(name: &str, s: &crate::event::VersionStats) -> (String, String, String, String) {
+fn row(name: &str, s: &canary_core::event::VersionStats) -> (String, String, String, String) {
     (
         name.to_string(),
         s.request_rate

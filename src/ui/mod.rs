@@ -20,10 +20,10 @@ use comfy_table::{Cell, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::app::ValidateReport;
-use crate::engine::plan::Plan;
-use crate::engine::schedule::Routing;
-use crate::spec::Diagnostic;
-use crate::spec::resolve::ProviderSource;
+use canary_core::engine::plan::Plan;
+use canary_core::engine::schedule::Routing;
+use canary_core::spec::Diagnostic;
+use canary_core::spec::resolve::ProviderSource;
 
 /// Writes a value as pretty JSON to stdout.
 pub fn print_json<T: Serialize>(value: &T) {
@@ -286,7 +286,7 @@ fn already_failed_line(canary: &str, detail: Option<&str>) -> String {
 pub fn outcome_line(
     canary: &str,
     target: Option<&str>,
-    o: &crate::event::OutcomeInfo,
+    o: &canary_core::event::OutcomeInfo,
 ) -> Option<String> {
     let target = target.unwrap_or("the target");
     let line = match o.result.as_str() {
@@ -303,7 +303,7 @@ pub fn outcome_line(
 }
 
 /// How a run ended, in a few words: `promoted`, `rolled back (reason)`.
-pub fn outcome_words(o: &crate::event::OutcomeInfo) -> String {
+pub fn outcome_words(o: &canary_core::event::OutcomeInfo) -> String {
     let with = |w: &str| match o.reason.as_deref() {
         Some(r) if !r.is_empty() => format!("{w} ({r})"),
         _ => w.to_string(),

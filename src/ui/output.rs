@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::lines::Lines;
 use super::live::Live;
 use super::summary;
-use crate::event::{Event, Kind, Reporter};
+use canary_core::event::{Event, Kind, Reporter};
 
 /// How a run shows its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,7 +468,7 @@ mod tests {
         let mut events = fixtures::promoted();
         events.truncate(1);
         let mut v = fixtures::ev(Kind::Verdict, "17:40:04");
-        v.outcome = Some(crate::event::OutcomeInfo {
+        v.outcome = Some(canary_core::event::OutcomeInfo {
             result: "initialized".into(),
             exit_code: 0,
             reason: None,

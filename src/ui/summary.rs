@@ -14,8 +14,9 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, ColumnConstraint, ContentArrangement, Table};
 
 use super::fmt;
-use crate::engine::state::{Phase, Time};
-use crate::event::{Event, Kind, OutcomeInfo, RunInfo};
+use canary_core::engine::state::Phase;
+use canary_core::event::{Event, Kind, OutcomeInfo, RunInfo};
+use canary_core::time::Time;
 
 /// One canary's run, folded from its events.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,1038 @@
+//! Table tests of every decision, and whole rollouts driven through a
+//! small in-memory world. No I/O, no clock.
+
+use std::time::Duration;
+
+use super::*;
+use crate::spec::resolve::{Overrides, resolve};
+
+const SEED: &str = include_str!("../../../../examples/podinfo.yaml");
+
+fn canary_from(yaml: &str) -> ResolvedCanary {
+    let file = crate::spec::load_str("test.yaml", yaml).expect("valid spec");
+    resolve(
+        &file,
+        &file.canaries[0],
+        &Overrides {
+            mesh_provider: Some("linkerd".into()),
+            ..Overrides::default()
+        },
+    )
+}
+
+fn seed() -> ResolvedCanary {
+    canary_from(SEED)
+}
+
+/// The seed with extra webhooks added to its analysis.
+fn seed_with_hooks(hooks: &str) -> ResolvedCanary {
+    let yaml = SEED.replace("    webhooks:\n", &format!("    webhooks:\n{hooks}"));
+    canary_from(&yaml)
+}
+
+fn ready(n: u32) -> Workload {
+    Workload {
+        desired: n,
+        ready: n,
+        rolled_out: true,
+        deadline_exceeded: false,
+    }
+}
+
+fn observed(now: i64, revision: &str) -> Observed {
+    Observed {
+        now: Time(now),
+        revision: revision.into(),
+        target: ready(2),
+        primary: Some(ready(2)),
+        routes: Some(Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: false,
+        }),
+        retry: false,
+        request: None,
+    }
+}
+
+fn initialized(rev: &str) -> State {
+    let mut s = State::new(Time(0));
+    s.phase = Phase::Initialized;
+    s.last_applied_spec = Some(rev.into());
+    s.last_promoted_spec = Some(rev.into());
+    s
+}
+
+fn act(step: Step) -> Decision {
+    match step {
+        Step::Act(d) => *d,
+        Step::Ask(q) => panic!("expected a decision, got question {q:?}"),
+    }
+}
+
+fn passing() -> Analysis {
+    Analysis {
+        hooks: HookOutcome::Passed,
+        metrics: vec![
+            MetricValue {
+                name: "request-success-rate".into(),
+                value: Ok(100.0),
+            },
+            MetricValue {
+                name: "request-duration".into(),
+                value: Ok(12.0),
+            },
+        ],
+    }
+}
+
+fn failing_success_rate(v: f64) -> Analysis {
+    let mut a = passing();
+    a.metrics[0].value = Ok(v);
+    a
+}
+
+#[test]
+fn a_first_run_creates_the_primary_services_and_router() {
+    let mut o = observed(0, "r1");
+    o.primary = None;
+    o.routes = None;
+    let d = act(decide(
+        &seed(),
+        &State::new(Time(0)),
+        &o,
+        &Answers::default(),
+    ));
+    assert_eq!(d.actions, vec![Action::Initialize]);
+    assert_eq!(d.state.phase, Phase::Initializing);
+    assert_eq!(d.next, Next::Now);
+}
+
+#[test]
+fn initialisation_waits_for_the_primary_then_scales_the_target_to_zero() {
+    let mut o = observed(1000, "r1");
+    o.primary = Some(Workload {
+        desired: 2,
+        ready: 1,
+        rolled_out: true,
+        deadline_exceeded: false,
+    });
+    let s = State::new(Time(0));
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next, Next::At(Time(1000).plus(READINESS_POLL)));
+
+    o.primary = Some(ready(2));
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::ScaleTarget(Scale::Zero)]);
+    assert_eq!(d.state.phase, Phase::Initialized);
+    assert_eq!(d.state.last_promoted_spec.as_deref(), Some("r1"));
+    assert_eq!(d.events, vec!["Initialization done! podinfo.prod"]);
+    assert_eq!(d.next, Next::Done(Verdict::Initialized));
+}
+
+#[test]
+fn an_unchanged_target_needs_nothing() {
+    let d = act(decide(
+        &seed(),
+        &initialized("r1"),
+        &observed(5000, "r1"),
+        &Answers::default(),
+    ));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next, Next::Done(Verdict::NoChange));
+}
+
+#[test]
+fn a_new_revision_scales_the_canary_up_and_starts_progressing() {
+    let d = act(decide(
+        &seed(),
+        &initialized("r1"),
+        &observed(5000, "r2"),
+        &Answers::default(),
+    ));
+    assert_eq!(d.actions, vec![Action::ScaleTarget(Scale::Up)]);
+    assert_eq!(d.state.phase, Phase::Progressing);
+    assert_eq!(d.state.last_applied_spec.as_deref(), Some("r2"));
+    assert_eq!(d.state.rollout_started, Some(Time(5000)));
+    assert_eq!(
+        d.events,
+        vec!["New revision detected! Scaling up podinfo.prod"]
+    );
+}
+
+#[test]
+fn a_closed_confirm_rollout_gate_waits_with_a_reason() {
+    let c = seed_with_hooks(
+        "      - name: approve\n        type: confirm-rollout\n        url: http://gate.prod/\n",
+    );
+    let s = initialized("r1");
+    let o = observed(5000, "r2");
+    assert_eq!(
+        decide(&c, &s, &o, &Answers::default()),
+        Step::Ask(Question::Gate(HookType::ConfirmRollout))
+    );
+    let mut a = Answers::default();
+    a.gates.insert(HookType::ConfirmRollout, false);
+    let d = act(decide(&c, &s, &o, &a));
+    assert_eq!(d.state.phase, Phase::Waiting);
+    assert!(d.actions.is_empty());
+    assert_eq!(
+        d.events,
+        vec!["Halt podinfo.prod advancement waiting for approval approve"]
+    );
+    assert_eq!(d.next, Next::At(Time(10_000)));
+
+    a.gates.insert(HookType::ConfirmRollout, true);
+    let d = act(decide(&c, &d.state, &observed(10_000, "r2"), &a));
+    assert_eq!(d.state.phase, Phase::Progressing);
+    assert_eq!(d.actions, vec![Action::ScaleTarget(Scale::Up)]);
+}
+
+fn progressing(rev: &str, started: i64) -> State {
+    let mut s = initialized("r1");
+    s.phase = Phase::Progressing;
+    s.last_applied_spec = Some(rev.into());
+    s.rollout_started = Some(Time(started));
+    s
+}
+
+#[test]
+fn an_unready_canary_is_waited_for_until_the_progress_deadline() {
+    let s = progressing("r2", 0);
+    let mut o = observed(1000, "r2");
+    o.target = Workload {
+        desired: 2,
+        ready: 0,
+        rolled_out: false,
+        deadline_exceeded: false,
+    };
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next, Next::At(Time(2000)));
+
+    o.now = Time(601_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.state.phase, Phase::Failed);
+    assert!(
+        matches!(d.next, Next::Done(Verdict::RolledBack { ref reason }) if reason.contains("progress deadline"))
+    );
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetRoutes(all_primary()),
+            Action::ScaleTarget(Scale::Zero)
+        ]
+    );
+}
+
+#[test]
+fn the_first_weight_follows_the_pre_rollout_hooks_at_once() {
+    let s = progressing("r2", 0);
+    let o = observed(3000, "r2");
+    assert_eq!(
+        decide(&seed(), &s, &o, &Answers::default()),
+        Step::Ask(Question::PreRollout)
+    );
+    let a = Answers {
+        pre_rollout: Some(HookOutcome::Passed),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &o, &a));
+    assert_eq!(
+        d.actions,
+        vec![Action::SetRoutes(Routes {
+            primary: 95,
+            canary: 5,
+            mirrored: false
+        })]
+    );
+    assert_eq!(d.state.canary_weight, 5);
+    assert_eq!(d.state.next_check, Some(Time(13_000)));
+    assert_eq!(d.next, Next::At(Time(13_000)));
+    assert_eq!(
+        d.events,
+        vec![
+            "Pre-rollout check acceptance-test passed",
+            "Starting canary analysis for podinfo.prod",
+            "Advance podinfo.prod canary weight 5"
+        ]
+    );
+}
+
+#[test]
+fn a_failing_pre_rollout_hook_counts_a_failed_check_and_retries_an_interval_later() {
+    let s = progressing("r2", 0);
+    let a = Answers {
+        pre_rollout: Some(HookOutcome::Failed {
+            hook: "acceptance-test".into(),
+            reason: "status 500".into(),
+        }),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &observed(3000, "r2"), &a));
+    assert_eq!(d.state.failed_checks, 1);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next, Next::At(Time(13_000)));
+    assert_eq!(
+        d.events,
+        vec!["Halt podinfo.prod advancement pre-rollout check acceptance-test failed status 500"]
+    );
+}
+
+fn at_weight(w: u32, next_check: i64) -> (State, Observed) {
+    let mut s = progressing("r2", 0);
+    s.canary_weight = w;
+    s.next_check = Some(Time(next_check));
+    s.step_started = Some(Time(next_check - 10_000));
+    let mut o = observed(next_check, "r2");
+    o.routes = Some(Routes {
+        primary: 100 - w,
+        canary: w,
+        mirrored: false,
+    });
+    (s, o)
+}
+
+#[test]
+fn nothing_happens_before_the_checks_are_due() {
+    let (s, mut o) = at_weight(5, 20_000);
+    o.now = Time(15_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next, Next::At(Time(20_000)));
+}
+
+#[test]
+fn passing_checks_advance_the_weight() {
+    let (s, o) = at_weight(5, 20_000);
+    assert_eq!(
+        decide(&seed(), &s, &o, &Answers::default()),
+        Step::Ask(Question::Analysis)
+    );
+    let a = Answers {
+        analysis: Some(passing()),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &o, &a));
+    assert_eq!(
+        d.actions,
+        vec![Action::SetRoutes(Routes {
+            primary: 90,
+            canary: 10,
+            mirrored: false
+        })]
+    );
+    assert_eq!(d.events, vec!["Advance podinfo.prod canary weight 10"]);
+    let last = &d.state.history[d.state.history.len() - 2];
+    assert_eq!(last.metrics.len(), 2);
+    assert!(last.metrics.iter().all(|m| m.passed));
+}
+
+#[test]
+fn failing_checks_halt_and_then_roll_back_at_the_threshold() {
+    let (mut s, o) = at_weight(15, 50_000);
+    let a = Answers {
+        analysis: Some(failing_success_rate(69.17)),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &o, &a));
+    assert_eq!(d.state.failed_checks, 1);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.state.canary_weight, 15);
+    assert_eq!(
+        d.events,
+        vec!["Halt podinfo.prod advancement success rate 69.17% < 99%"]
+    );
+    assert_eq!(d.next, Next::At(Time(60_000)));
+
+    s.failed_checks = 4;
+    let d = act(decide(&seed(), &s, &o, &a));
+    assert_eq!(d.state.phase, Phase::Failed);
+    assert_eq!(d.state.canary_weight, 0);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetRoutes(all_primary()),
+            Action::ScaleTarget(Scale::Zero)
+        ]
+    );
+    assert_eq!(
+        d.events[1..],
+        [
+            "Rolling back podinfo.prod failed checks threshold reached 5",
+            "Canary failed! Scaling down podinfo.prod"
+        ]
+    );
+    assert_eq!(d.state.failure.as_ref().unwrap().revision, "r2");
+}
+
+#[test]
+fn slow_responses_halt_with_flagger_s_duration_wording() {
+    let (s, o) = at_weight(15, 50_000);
+    let mut a = passing();
+    a.metrics[1].value = Ok(1200.7);
+    let d = act(decide(
+        &seed(),
+        &s,
+        &o,
+        &Answers {
+            analysis: Some(a),
+            ..Answers::default()
+        },
+    ));
+    assert_eq!(
+        d.events,
+        vec!["Halt podinfo.prod advancement request duration 1.2s > 500ms"]
+    );
+}
+
+#[test]
+fn no_data_and_query_errors_are_failed_checks() {
+    let (s, o) = at_weight(15, 50_000);
+    let mut a = passing();
+    a.metrics[0].value = Err("no values found".into());
+    a.metrics[1].value = Err("connection refused".into());
+    let d = act(decide(
+        &seed(),
+        &s,
+        &o,
+        &Answers {
+            analysis: Some(a),
+            ..Answers::default()
+        },
+    ));
+    assert_eq!(d.state.failed_checks, 1);
+    assert_eq!(d.events.len(), 2);
+    assert!(d.events[0].contains("no values found for linkerd metric request-success-rate"));
+    assert!(d.events[1].contains("request-duration query failed: connection refused"));
+}
+
+#[test]
+fn a_failing_rollout_hook_is_a_failed_check() {
+    let (s, o) = at_weight(15, 50_000);
+    let a = Analysis {
+        hooks: HookOutcome::Failed {
+            hook: "load-test".into(),
+            reason: "timeout".into(),
+        },
+        metrics: Vec::new(),
+    };
+    let d = act(decide(
+        &seed(),
+        &s,
+        &o,
+        &Answers {
+            analysis: Some(a),
+            ..Answers::default()
+        },
+    ));
+    assert_eq!(d.state.failed_checks, 1);
+    assert_eq!(
+        d.events,
+        vec!["Halt podinfo.prod advancement external check load-test failed timeout"]
+    );
+}
+
+#[test]
+fn checks_passing_at_max_weight_promote() {
+    let (s, o) = at_weight(100, 200_000);
+    let a = Answers {
+        analysis: Some(passing()),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &o, &a));
+    assert_eq!(d.actions, vec![Action::Promote]);
+    assert_eq!(d.state.phase, Phase::Promoting);
+    assert_eq!(
+        d.events,
+        vec!["Copying podinfo.prod template spec to podinfo-primary.prod"]
+    );
+}
+
+#[test]
+fn a_closed_promotion_gate_holds_and_is_polled_without_rerunning_checks() {
+    let c = seed_with_hooks(
+        "      - name: promote-gate\n        type: confirm-promotion\n        url: http://gate.prod/\n",
+    );
+    let (s, o) = at_weight(100, 200_000);
+    let mut a = Answers {
+        analysis: Some(passing()),
+        ..Answers::default()
+    };
+    assert_eq!(
+        decide(&c, &s, &o, &a),
+        Step::Ask(Question::Gate(HookType::ConfirmPromotion))
+    );
+    a.gates.insert(HookType::ConfirmPromotion, false);
+    let d = act(decide(&c, &s, &o, &a));
+    assert_eq!(d.state.phase, Phase::WaitingPromotion);
+    assert_eq!(d.state.awaiting_gate, Some(HookType::ConfirmPromotion));
+    assert_eq!(d.next, Next::At(Time(205_000)));
+
+    // Five seconds later only the gate is asked.
+    let mut o2 = o.clone();
+    o2.now = Time(205_000);
+    assert_eq!(
+        decide(&c, &d.state, &o2, &Answers::default()),
+        Step::Ask(Question::Gate(HookType::ConfirmPromotion))
+    );
+    let mut open = Answers::default();
+    open.gates.insert(HookType::ConfirmPromotion, true);
+    let d2 = act(decide(&c, &d.state, &o2, &open));
+    assert_eq!(d2.actions, vec![Action::Promote]);
+    assert_eq!(d2.state.phase, Phase::Promoting);
+}
+
+#[test]
+fn promotion_waits_for_the_primary_then_routes_back_and_finalises() {
+    let mut s = progressing("r2", 0);
+    s.phase = Phase::Promoting;
+    s.canary_weight = 100;
+    let mut o = observed(300_000, "r2");
+    o.routes = Some(Routes {
+        primary: 0,
+        canary: 100,
+        mirrored: false,
+    });
+    o.primary = Some(Workload {
+        desired: 2,
+        ready: 2,
+        rolled_out: false,
+        deadline_exceeded: false,
+    });
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty());
+
+    o.primary = Some(ready(2));
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::SetRoutes(all_primary())]);
+    assert_eq!(d.state.phase, Phase::Finalising);
+    assert_eq!(d.events, vec!["Routing all traffic to primary"]);
+
+    o.routes = Some(all_primary());
+    let d = act(decide(&seed(), &d.state, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::ScaleTarget(Scale::Zero)]);
+    assert_eq!(d.state.phase, Phase::Succeeded);
+    assert_eq!(d.state.last_promoted_spec.as_deref(), Some("r2"));
+    assert_eq!(
+        d.events,
+        vec!["Promotion completed! Scaling down podinfo.prod"]
+    );
+    assert_eq!(d.next, Next::Done(Verdict::Promoted));
+}
+
+#[test]
+fn a_new_revision_during_the_analysis_restarts_it() {
+    let (s, mut o) = at_weight(30, 80_000);
+    o.revision = "r3".into();
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetRoutes(all_primary()),
+            Action::ScaleTarget(Scale::Up)
+        ]
+    );
+    assert_eq!(d.state.canary_weight, 0);
+    assert_eq!(d.state.last_applied_spec.as_deref(), Some("r3"));
+    assert_eq!(d.state.next_check, None);
+}
+
+#[test]
+fn a_revision_that_already_failed_is_reported_unless_retried() {
+    let mut s = initialized("r1");
+    s.phase = Phase::Failed;
+    s.last_applied_spec = Some("r2".into());
+    s.failure = Some(Failure {
+        revision: "r2".into(),
+        time: Time(1000),
+        reason: "failed checks threshold reached 5".into(),
+    });
+    let mut o = observed(9000, "r2");
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(
+        matches!(d.next, Next::Done(Verdict::AlreadyFailed(ref f)) if f.reason.contains("threshold"))
+    );
+    assert!(d.actions.is_empty());
+
+    o.retry = true;
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.state.phase, Phase::Progressing);
+    assert_eq!(d.state.failure, None);
+}
+
+#[test]
+fn going_back_to_the_promoted_revision_does_nothing() {
+    let mut s = initialized("r1");
+    s.phase = Phase::Failed;
+    s.last_applied_spec = Some("r2".into());
+    let d = act(decide(
+        &seed(),
+        &s,
+        &observed(9000, "r1"),
+        &Answers::default(),
+    ));
+    assert_eq!(d.next, Next::Done(Verdict::NoChange));
+}
+
+#[test]
+fn a_rollback_hook_that_answers_yes_rolls_back() {
+    let c = seed_with_hooks(
+        "      - name: stop\n        type: rollback\n        url: http://gate.prod/rollback/check\n",
+    );
+    let (s, o) = at_weight(15, 50_000);
+    assert_eq!(
+        decide(&c, &s, &o, &Answers::default()),
+        Step::Ask(Question::Rollback)
+    );
+    let a = Answers {
+        rollback: Some(true),
+        ..Answers::default()
+    };
+    let d = act(decide(&c, &s, &o, &a));
+    assert_eq!(d.state.phase, Phase::Failed);
+    assert_eq!(
+        d.events[0],
+        "Rolling back podinfo.prod manual webhook invoked"
+    );
+}
+
+/// A world that applies actions the way a cluster would, instantly.
+struct World {
+    revision: String,
+    primary_revision: String,
+    target_replicas: u32,
+    routes: Routes,
+    primary: bool,
+}
+
+impl World {
+    /// Revision r2 applied to a target whose primary runs r1.
+    fn released() -> (World, State) {
+        let world = World {
+            revision: "r2".into(),
+            primary_revision: "r1".into(),
+            target_replicas: 0,
+            routes: all_primary(),
+            primary: true,
+        };
+        (world, initialized("r1"))
+    }
+
+    fn observe(&self, now: i64) -> Observed {
+        Observed {
+            now: Time(now),
+            revision: self.revision.clone(),
+            target: if self.target_replicas > 0 {
+                ready(self.target_replicas)
+            } else {
+                Workload::default()
+            },
+            primary: self.primary.then(|| ready(2)),
+            routes: self.primary.then_some(self.routes),
+            retry: false,
+            request: None,
+        }
+    }
+
+    fn apply(&mut self, a: &Action) {
+        match a {
+            Action::Initialize => {
+                self.primary = true;
+                self.primary_revision = self.revision.clone();
+            }
+            Action::ScaleTarget(Scale::Up) => self.target_replicas = 2,
+            Action::ScaleTarget(Scale::Zero) => self.target_replicas = 0,
+            Action::SetRoutes(r) => self.routes = *r,
+            Action::Promote => self.primary_revision = self.revision.clone(),
+            Action::RunHooks(_) => {}
+        }
+    }
+}
+
+/// One round: every question answered yes (gates open, no rollback
+/// asked, hooks pass), the analysis by `analysis(weight)`.
+fn round(
+    c: &ResolvedCanary,
+    state: &State,
+    o: &Observed,
+    analysis: &dyn Fn(u32) -> Analysis,
+) -> Decision {
+    let mut answers = Answers::default();
+    loop {
+        match decide(c, state, o, &answers) {
+            Step::Act(d) => return *d,
+            Step::Ask(Question::Gate(g)) => {
+                answers.gates.insert(g, true);
+            }
+            Step::Ask(Question::Rollback) => answers.rollback = Some(false),
+            Step::Ask(Question::PreRollout) => answers.pre_rollout = Some(HookOutcome::Passed),
+            Step::Ask(Question::Analysis) => answers.analysis = Some(analysis(state.canary_weight)),
+        }
+    }
+}
+
+/// Drives one canary to a verdict, one [`round`] after another;
+/// returns the verdict, the time it took and every weight set.
+fn drive(
+    c: &ResolvedCanary,
+    world: &mut World,
+    state: &mut State,
+    start: i64,
+    analysis: impl Fn(u32) -> Analysis,
+) -> (Verdict, i64, Vec<Routes>) {
+    let mut now = start;
+    let mut weights = Vec::new();
+    for _ in 0..10_000 {
+        let o = world.observe(now);
+        let d = round(c, state, &o, &analysis);
+        for a in &d.actions {
+            world.apply(a);
+            if let Action::SetRoutes(r) = a {
+                weights.push(*r);
+                assert_eq!(r.primary + r.canary, 100);
+            }
+        }
+        *state = d.state;
+        match d.next {
+            Next::Now => {}
+            Next::At(t) => now = t.0.max(now),
+            Next::Done(v) => return (v, now - start, weights),
+        }
+    }
+    panic!("no verdict after 10000 rounds");
+}
+
+#[test]
+fn the_seed_rollout_promotes_in_exactly_steps_times_interval() {
+    let c = seed();
+    let mut world = World {
+        revision: "r1".into(),
+        primary_revision: String::new(),
+        target_replicas: 2,
+        routes: all_primary(),
+        primary: false,
+    };
+    let mut state = State::new(Time(0));
+    let (v, _, _) = drive(&c, &mut world, &mut state, 0, |_| passing());
+    assert_eq!(v, Verdict::Initialized);
+    assert_eq!(world.target_replicas, 0);
+
+    world.revision = "r2".into();
+    let (v, took, weights) = drive(&c, &mut world, &mut state, 1_000_000, |_| passing());
+    assert_eq!(v, Verdict::Promoted);
+    // 20 steps of 10 s: the last check at weight 100 is followed by the
+    // promotion at once.
+    assert_eq!(took, 200_000);
+    let canary: Vec<u32> = weights.iter().map(|r| r.canary).collect();
+    let mut expected: Vec<u32> = (1..=20).map(|i| i * 5).collect();
+    expected.push(0);
+    assert_eq!(canary, expected);
+    assert_eq!(world.primary_revision, "r2");
+    assert_eq!(world.target_replicas, 0);
+    assert_eq!(state.phase, Phase::Succeeded);
+
+    // Nothing to do afterwards.
+    let (v, _, _) = drive(&c, &mut world, &mut state, 2_000_000, |_| passing());
+    assert_eq!(v, Verdict::NoChange);
+}
+
+#[test]
+fn a_failing_release_rolls_back_after_threshold_checks_and_leaves_the_primary() {
+    let c = seed();
+    let (mut world, mut state) = World::released();
+    // Healthy for the first two steps, then failing (as in the seed's log).
+    let (v, took, weights) = drive(&c, &mut world, &mut state, 0, |w| {
+        if w >= 15 {
+            failing_success_rate(69.17)
+        } else {
+            passing()
+        }
+    });
+    assert!(matches!(v, Verdict::RolledBack { .. }));
+    let canary: Vec<u32> = weights.iter().map(|r| r.canary).collect();
+    assert_eq!(canary, vec![5, 10, 15, 0]);
+    // Two passing checks, then five failing ones, 10 s apart.
+    assert_eq!(took, 70_000);
+    assert_eq!(world.primary_revision, "r1");
+    assert_eq!(world.target_replicas, 0);
+    assert_eq!(state.failed_checks, 5);
+}
+
+#[test]
+fn a_b_testing_routes_matched_traffic_for_each_iteration() {
+    let yaml = include_str!("../../../../examples/ab-testing.yaml").to_string();
+    let c = canary_from(&yaml);
+    let (mut world, mut state) = World::released();
+    let (v, took, weights) = drive(&c, &mut world, &mut state, 0, |_| passing());
+    assert_eq!(v, Verdict::Promoted);
+    assert_eq!(took, 10 * 60_000);
+    assert_eq!(weights.len(), 11);
+    assert!(weights[..10].iter().all(|r| r.canary == 100));
+}
+
+#[test]
+fn blue_green_on_kubernetes_checks_iterations_then_promotes() {
+    let yaml = include_str!("../../../../examples/blue-green.yaml").to_string();
+    let c = canary_from(&yaml);
+    assert!(!c.routes_traffic());
+    let (mut world, mut state) = World::released();
+    let metrics = |_| Analysis {
+        hooks: HookOutcome::Passed,
+        metrics: vec![MetricValue {
+            name: "error-rate".into(),
+            value: Ok(0.1),
+        }],
+    };
+    let (v, took, weights) = drive(&c, &mut world, &mut state, 0, metrics);
+    assert_eq!(v, Verdict::Promoted);
+    assert_eq!(took, 10 * 30_000);
+    assert!(weights.iter().all(|r| r.canary == 0));
+}
+
+#[test]
+fn gradual_promotion_raises_the_primary_one_interval_apart() {
+    let yaml = include_str!("../../../../examples/gateway-api.yaml").to_string();
+    let c = canary_from(&yaml);
+    let (mut world, mut state) = World::released();
+    let metrics = |_| Analysis {
+        hooks: HookOutcome::Passed,
+        metrics: vec![
+            MetricValue {
+                name: "error-rate".into(),
+                value: Ok(0.1),
+            },
+            MetricValue {
+                name: "latency".into(),
+                value: Ok(100.0),
+            },
+        ],
+    };
+    let (v, took, weights) = drive(&c, &mut world, &mut state, 0, metrics);
+    assert_eq!(v, Verdict::Promoted);
+    let canary: Vec<u32> = weights.iter().map(|r| r.canary).collect();
+    assert_eq!(canary, vec![1, 5, 10, 25, 50, 25, 0]);
+    // Five steps, then one interval between the two promotion shifts.
+    assert_eq!(took, 6 * 60_000);
+}
+
+#[test]
+fn resuming_from_any_persisted_state_reaches_the_same_verdict() {
+    // Replays the seed rollout, and after every round starts a fresh
+    // driver from the persisted state (a killed process resuming).
+    let c = seed();
+    for kill_after in 0..25 {
+        let (mut world, mut state) = World::released();
+        let mut now = 0;
+        for _ in 0..kill_after {
+            let o = world.observe(now);
+            let d = round(&c, &state, &o, &|_| passing());
+            // The process dies after applying the effects but before
+            // persisting the state every other time.
+            for a in &d.actions {
+                world.apply(a);
+            }
+            if kill_after % 2 == 0 {
+                state = d.state;
+            }
+            if let Next::At(t) = d.next {
+                now = t.0;
+            }
+            if matches!(d.next, Next::Done(_)) {
+                break;
+            }
+        }
+        let (v, _, _) = drive(&c, &mut world, &mut state, now, |_| passing());
+        assert!(
+            v == Verdict::Promoted || v == Verdict::NoChange,
+            "kill after {kill_after}: {v:?}"
+        );
+        assert_eq!(world.primary_revision, "r2", "kill after {kill_after}");
+        assert_eq!(world.routes, all_primary(), "kill after {kill_after}");
+    }
+}
+
+#[test]
+fn duration_formatting_follows_go() {
+    assert_eq!(fmt_ms(500.0), "500ms");
+    assert_eq!(fmt_ms(1200.0), "1.2s");
+    assert_eq!(fmt_ms(1450.0), "1.45s");
+    assert_eq!(fmt_num(99.0), "99");
+    assert_eq!(fmt_num(0.5), "0.5");
+    let _ = Duration::ZERO;
+}
+
+fn asked(kind: RequestKind, at: i64) -> Option<Request> {
+    Some(Request {
+        kind,
+        by: "ops@laptop pid 1".into(),
+        at: Time(at),
+    })
+}
+
+#[test]
+fn abort_routes_all_traffic_to_the_primary_and_ends_aborted() {
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::Abort, 44_900);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetRoutes(all_primary()),
+            Action::ScaleTarget(Scale::Zero)
+        ]
+    );
+    assert_eq!(d.state.phase, Phase::Aborted);
+    assert_eq!(
+        d.next,
+        Next::Done(Verdict::Aborted {
+            by: "ops@laptop pid 1".into()
+        })
+    );
+    assert_eq!(
+        d.state.failure.as_ref().map(|f| f.reason.as_str()),
+        Some("aborted by ops@laptop pid 1")
+    );
+    // The aborted revision is reported, not analysed again, by later runs.
+    let mut later = observed(60_000, "r2");
+    later.routes = Some(all_primary());
+    let again = act(decide(&seed(), &d.state, &later, &Answers::default()));
+    assert!(matches!(again.next, Next::Done(Verdict::AlreadyFailed(_))));
+}
+
+#[test]
+fn promote_skips_the_analysis_and_a_closed_promotion_gate() {
+    let c = seed_with_hooks(
+        "      - name: approve\n        type: confirm-promotion\n        url: http://gate.prod/gate/check\n",
+    );
+    let (mut s, mut o) = at_weight(30, 50_000);
+    s.awaiting_gate = Some(HookType::ConfirmPromotion);
+    s.phase = Phase::WaitingPromotion;
+    o.now = Time(41_000);
+    o.request = asked(RequestKind::Promote, 40_000);
+    // No question asked: neither the gate nor the metrics.
+    let d = act(decide(&c, &s, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::Promote]);
+    assert_eq!(d.state.phase, Phase::Promoting);
+}
+
+#[test]
+fn pause_holds_the_weight_until_resumed() {
+    let c = seed();
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::Pause, 45_000);
+    let paused = act(decide(&c, &s, &o, &Answers::default()));
+    assert!(paused.actions.is_empty());
+    assert!(paused.state.paused.is_some());
+    assert!(paused.waiting.as_deref().unwrap().contains("canary resume"));
+
+    // Checks that fall due while paused do not run; nothing is asked.
+    let mut later = o.clone();
+    later.now = Time(500_000);
+    later.request = None;
+    let held = act(decide(&c, &paused.state, &later, &Answers::default()));
+    assert!(held.actions.is_empty());
+    assert_eq!(held.state.canary_weight, 15);
+
+    // Resumed: a full interval at this weight before the next checks.
+    later.request = asked(RequestKind::Resume, 500_000);
+    let resumed = act(decide(&c, &held.state, &later, &Answers::default()));
+    assert!(resumed.state.paused.is_none());
+    assert_eq!(
+        resumed.state.next_check,
+        Some(Time(500_000).plus(c.interval))
+    );
+    assert_eq!(resumed.next, Next::At(Time(500_000).plus(c.interval)));
+}
+
+#[test]
+fn the_runs_own_stop_rolls_back_like_a_failed_analysis() {
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::RollBack("timed out after 30m".into()), 45_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.state.phase, Phase::Failed);
+    assert_eq!(
+        d.next,
+        Next::Done(Verdict::RolledBack {
+            reason: "timed out after 30m".into()
+        })
+    );
+    // With nothing under way, the stop changes nothing and says nothing.
+    let mut idle = observed(45_000, "r1");
+    idle.request = asked(RequestKind::RollBack("interrupted".into()), 45_000);
+    let d = act(decide(
+        &seed(),
+        &initialized("r1"),
+        &idle,
+        &Answers::default(),
+    ));
+    assert_eq!(d.next, Next::Done(Verdict::NoChange));
+    assert!(d.events.is_empty());
+}
+
+#[test]
+fn requests_that_do_not_fit_the_phase_are_refused_with_a_reason() {
+    assert!(
+        RequestKind::Abort
+            .applies(Phase::Progressing, false)
+            .is_ok()
+    );
+    assert!(
+        RequestKind::Abort
+            .applies(Phase::Promoting, false)
+            .unwrap_err()
+            .contains("Promoting")
+    );
+    assert!(
+        RequestKind::Promote
+            .applies(Phase::Succeeded, false)
+            .unwrap_err()
+            .contains("no analysis")
+    );
+    assert!(
+        RequestKind::Pause
+            .applies(Phase::Progressing, true)
+            .unwrap_err()
+            .contains("already paused")
+    );
+    assert!(
+        RequestKind::Resume
+            .applies(Phase::Progressing, false)
+            .unwrap_err()
+            .contains("not paused")
+    );
+    assert!(
+        RequestKind::Resume
+            .applies(Phase::Progressing, true)
+            .is_ok()
+    );
+    // A request that races a phase change is ignored, with an event.
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.request = asked(RequestKind::Resume, 45_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(
+        d.events[0].starts_with("Ignored resume requested by ops@laptop pid 1"),
+        "{:?}",
+        d.events
+    );
+    assert_eq!(d.next, Next::At(Time(50_000)));
+}
+
+#[test]
+fn what_a_rollout_waits_for_is_said() {
+    let (s, mut o) = at_weight(15, 50_000);
+    o.now = Time(45_000);
+    o.target = Workload {
+        desired: 2,
+        ready: 1,
+        rolled_out: true,
+        deadline_exceeded: false,
+    };
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.waiting.as_deref(), Some("canary ready (1/2 replicas)"));
+}

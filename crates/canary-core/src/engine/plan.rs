@@ -1,0 +1,445 @@
+//! `canary plan`: what a rollout of one Canary will do, as data.
+//!
+//! Pure: a resolved spec and the MetricTemplates at hand in, a [`Plan`] out.
+//! The same schedule functions drive the engine, so the plan cannot drift
+//! from what `run` does.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::schedule::{self, Routing, TOTAL_WEIGHT};
+use crate::queries::{builtin, template};
+use crate::spec::resolve::{
+    HookType, MetricSource, ProviderSource, ResolvedCanary, ResolvedMetric, Strategy,
+};
+use crate::spec::types::MetricTemplate;
+
+/// The whole plan for one Canary.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub canary: String,
+    pub namespace: String,
+    pub strategy: String,
+    pub target: String,
+    pub service: String,
+    pub provider: Option<String>,
+    pub provider_source: ProviderSource,
+    pub metrics_server: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    pub threshold: u32,
+    /// Before the first step: readiness, gates, pre-rollout hooks.
+    pub start: Vec<String>,
+    pub steps: Vec<PlanStep>,
+    /// The checks run at the end of every step.
+    pub checks: Vec<PlanCheck>,
+    /// From the last successful check to Succeeded.
+    pub promotion: Vec<String>,
+    /// What happens when `threshold` checks have failed.
+    pub rollback: Vec<String>,
+    pub objects: Vec<PlanObject>,
+    /// Shortest time from a ready canary to promotion, when every check
+    /// passes and no gate waits.
+    #[serde(serialize_with = "ser_duration")]
+    pub min_duration: Duration,
+    /// Shortest time to a rollback when every check fails.
+    #[serde(serialize_with = "ser_duration")]
+    pub min_rollback: Duration,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStep {
+    pub number: usize,
+    /// When the step's routing is applied, from the start of the analysis.
+    #[serde(serialize_with = "ser_duration")]
+    pub at: Duration,
+    pub routing: Routing,
+    pub primary_weight: u32,
+    pub canary_weight: u32,
+    /// Gates and hooks called before the routing is applied.
+    pub before: Vec<String>,
+    /// Hooks called, then checks run, one interval later.
+    pub after: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanCheck {
+    pub name: String,
+    pub interval: String,
+    /// `>= 99`, `<= 500`, `between 1 and 5`.
+    pub condition: String,
+    /// `built-in linkerd`, `template prod/error-rate`, `inline`.
+    pub source: String,
+    /// The rendered query, when it can be known offline.
+    pub query: Option<String>,
+    /// Why the query is not shown, or other remarks.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanObject {
+    pub kind: String,
+    pub name: String,
+    pub action: String,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn hook_label(kind: HookType, name: &str) -> String {
+    format!("{} {name}", kind.as_str())
+}
+
+/// Builds the plan.
+pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
+    let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
+    let hooks = |kind: HookType| -> Vec<String> {
+        c.hooks(kind).map(|h| hook_label(kind, &h.name)).collect()
+    };
+    let mut notes = c.notes.clone();
+    if c.provider.is_none() {
+        notes.push(
+            "no provider in the spec and no --mesh-provider: `canary run` detects the mesh from \
+             the cluster; built-in queries and router objects depend on it"
+                .to_string(),
+        );
+    }
+
+    let mut start = Vec::new();
+    for g in c.hooks(HookType::ConfirmRollout) {
+        start.push(format!(
+            "wait for gate {} ({}) to open",
+            hook_label(HookType::ConfirmRollout, &g.name),
+            g.url
+        ));
+    }
+    start.push(format!(
+        "scale {target} up and wait until {}% of its pods are ready (deadline {}s)",
+        c.canary_ready_threshold, c.progress_deadline_seconds
+    ));
+    for h in c.hooks(HookType::PreRollout) {
+        start.push(format!(
+            "call {} ({}, timeout {}); a failure counts as a failed check",
+            hook_label(HookType::PreRollout, &h.name),
+            h.url,
+            humantime::format_duration(h.timeout)
+        ));
+    }
+
+    let mut steps = Vec::new();
+    let mut checks = Vec::new();
+    if !c.skip_analysis {
+        let raw = schedule::steps(c);
+        let check_names: Vec<String> = c.metrics.iter().map(|m| m.name.clone()).collect();
+        for (i, s) in raw.iter().enumerate() {
+            let (primary, canary) = s.routing.weights();
+            let mut before = Vec::new();
+            if matches!(c.strategy, Strategy::Canary { .. })
+                && matches!(s.routing, Routing::Weighted { .. })
+            {
+                before.extend(hooks(HookType::ConfirmTrafficIncrease));
+            }
+            if matches!(c.strategy, Strategy::BlueGreen { .. })
+                && matches!(s.routing, Routing::Weighted { .. })
+            {
+                before.extend(hooks(HookType::ConfirmPromotion));
+            }
+            let mut after = hooks(HookType::Rollout);
+            after.extend(check_names.iter().map(|n| format!("check {n}")));
+            steps.push(PlanStep {
+                number: s.number,
+                at: c.interval * i as u32,
+                routing: s.routing,
+                primary_weight: primary,
+                canary_weight: canary,
+                before,
+                after,
+            });
+        }
+        checks = c.metrics.iter().map(|m| check(c, m, templates)).collect();
+    } else {
+        notes
+            .push("skipAnalysis is set: the canary is promoted as soon as it is ready".to_string());
+    }
+
+    let mut promotion = Vec::new();
+    let gated_in_steps = matches!(c.strategy, Strategy::BlueGreen { .. }) && c.routes_traffic();
+    if !gated_in_steps {
+        for g in c.hooks(HookType::ConfirmPromotion) {
+            promotion.push(format!(
+                "wait for gate {} ({}) to open",
+                hook_label(HookType::ConfirmPromotion, &g.name),
+                g.url
+            ));
+        }
+    }
+    promotion.push(format!(
+        "copy the pod template of {target} (and the ConfigMaps/Secrets it uses) to {}-primary",
+        target
+    ));
+    promotion.push(format!(
+        "wait until {}% of the primary's pods are ready",
+        c.primary_ready_threshold
+    ));
+    let last_canary = steps.last().map(|s| s.canary_weight).unwrap_or(0);
+    let gradual = if c.routes_traffic() && c.step_weight_promotion > 0 && last_canary > 0 {
+        schedule::promotion_weights(last_canary, c.step_weight_promotion)
+    } else {
+        Vec::new()
+    };
+    if !c.routes_traffic() {
+        promotion.push("point the apex service back at the primary".to_string());
+    } else if gradual.len() > 1 {
+        let ws: Vec<String> = gradual.iter().map(|w| w.to_string()).collect();
+        promotion.push(format!(
+            "raise the primary's weight step by step, one interval apart: {}",
+            ws.join(" → ")
+        ));
+    } else {
+        promotion.push(format!(
+            "route all traffic to the primary ({TOTAL_WEIGHT}/0)"
+        ));
+    }
+    promotion.push(format!("scale {target} to 0"));
+    for h in c.hooks(HookType::PostRollout) {
+        promotion.push(format!(
+            "call {}",
+            hook_label(HookType::PostRollout, &h.name)
+        ));
+    }
+    promotion.push("phase Succeeded".to_string());
+
+    let mut rollback = vec![format!(
+        "after {} failed check{} (a failed metric, a query error or no data each count one), \
+         route all traffic to the primary and scale {target} to 0",
+        c.threshold,
+        if c.threshold == 1 { "" } else { "s" }
+    )];
+    for h in c.hooks(HookType::Rollback) {
+        rollback.push(format!(
+            "{} is asked during the analysis; when it answers 200 the canary is rolled back",
+            hook_label(HookType::Rollback, &h.name)
+        ));
+    }
+    for h in c.hooks(HookType::PostRollout) {
+        rollback.push(format!(
+            "call {} after the rollback",
+            hook_label(HookType::PostRollout, &h.name)
+        ));
+    }
+
+    let extra_promotion_steps = gradual.len().saturating_sub(1) as u32;
+    let min_duration = c.interval * (steps.len() as u32 + extra_promotion_steps);
+    let min_rollback = if c.skip_analysis {
+        Duration::ZERO
+    } else {
+        c.interval * c.threshold
+    };
+
+    Plan {
+        canary: c.name.clone(),
+        namespace: c.namespace.clone(),
+        strategy: c.strategy.label().to_string(),
+        target,
+        service: format!("{}:{}", c.service, c.port),
+        provider: c.provider.clone(),
+        provider_source: c.provider_source,
+        metrics_server: c.metrics_server.clone().or_else(|| {
+            c.provider
+                .as_deref()
+                .and_then(default_metrics_server)
+                .map(str::to_string)
+        }),
+        interval: c.interval,
+        threshold: c.threshold,
+        start,
+        steps,
+        checks,
+        promotion,
+        rollback,
+        objects: objects(c),
+        min_duration,
+        min_rollback,
+        notes,
+    }
+}
+
+/// The Prometheus a provider's built-in metrics are read from when the spec
+/// names none.
+pub fn default_metrics_server(provider: &str) -> Option<&'static str> {
+    match builtin::observer_for(provider)? {
+        "linkerd" => Some("http://prometheus.linkerd-viz:9090"),
+        "istio" => Some("http://prometheus.istio-system:9090"),
+        _ => None,
+    }
+}
+
+fn condition(m: &ResolvedMetric) -> String {
+    match (m.min, m.max) {
+        (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
+        (Some(lo), None) => format!(">= {lo}"),
+        (None, Some(hi)) => format!("<= {hi}"),
+        (None, None) => "any value".to_string(),
+    }
+}
+
+fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) -> PlanCheck {
+    let model = c.template_model(m);
+    let render = |t: &str| match template::render(t, &model) {
+        Ok(q) => (Some(template::compact(&q)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (source, (query, note)) = match &m.source {
+        MetricSource::Inline { query } => ("inline query".to_string(), render(query)),
+        MetricSource::Template {
+            name, namespace, ..
+        } => {
+            let found = templates
+                .iter()
+                .find(|t| t.name() == name.as_str() && t.namespace() == namespace.as_str());
+            let label = format!("MetricTemplate {namespace}/{name}");
+            match found
+                .and_then(|t| t.spec.as_ref())
+                .and_then(|s| s.query.clone())
+            {
+                Some(q) => (label, render(&q)),
+                None => (
+                    label,
+                    (
+                        None,
+                        Some("not in this file; read from the cluster at run time".to_string()),
+                    ),
+                ),
+            }
+        }
+        MetricSource::Builtin => match c.provider.as_deref() {
+            None => (
+                "built-in".to_string(),
+                (
+                    None,
+                    Some("query depends on the provider chosen at run time".to_string()),
+                ),
+            ),
+            Some(p) => match builtin::builtin_query(p, &m.name) {
+                Some(b) => (format!("built-in {}", b.provider), render(b.template)),
+                None => (
+                    format!("built-in {p}"),
+                    (
+                        None,
+                        Some(format!("provider {p} has no built-in `{}`", m.name)),
+                    ),
+                ),
+            },
+        },
+    };
+    PlanCheck {
+        name: m.name.clone(),
+        interval: m.interval.clone(),
+        condition: condition(m),
+        source,
+        query,
+        note,
+    }
+}
+
+/// The objects a run creates or changes, named as Flagger names them.
+fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
+    let o = |kind: &str, name: String, action: &str| PlanObject {
+        kind: kind.to_string(),
+        name,
+        action: action.to_string(),
+    };
+    let kind = c.target.kind.clone();
+    let t = &c.target.name;
+    let svc = &c.service;
+    let mut out = vec![
+        o(
+            &kind,
+            format!("{t}-primary"),
+            "create: copy of the target, selector and labels suffixed -primary; holds canary's state",
+        ),
+        o(
+            &kind,
+            t.clone(),
+            "scale: 0 when idle, up during an analysis; spec otherwise untouched",
+        ),
+        o(
+            "Service",
+            svc.clone(),
+            "create or update: apex service, selects the primary pods",
+        ),
+        o("Service", format!("{svc}-primary"), "create"),
+        o("Service", format!("{svc}-canary"), "create"),
+    ];
+    if let Some(a) = &c.autoscaler {
+        out.push(o(
+            &a.kind,
+            format!("{}-primary", a.name),
+            "create: copy targeting the primary",
+        ));
+    }
+    out.push(o(
+        "ConfigMap/Secret",
+        "<name>-primary".to_string(),
+        "create: a copy of each one the target references (found at run time)",
+    ));
+    let provider = c.provider.as_deref().unwrap_or("");
+    let route = |kind: &str, name: String| o(kind, name, "create: traffic routing");
+    match provider {
+        "" => out.push(o(
+            "router",
+            svc.clone(),
+            "depends on the provider chosen at run time",
+        )),
+        "kubernetes" => {}
+        p if p == "linkerd" || p == "osm" || p.starts_with("smi") => {
+            let version = p.strip_prefix("smi:").unwrap_or(match p {
+                "osm" => "v1alpha3",
+                _ => "v1alpha2",
+            });
+            out.push(route(
+                &format!("TrafficSplit (split.smi-spec.io/{version})"),
+                svc.clone(),
+            ));
+        }
+        "istio" => {
+            out.push(route("VirtualService", svc.clone()));
+            out.push(route("DestinationRule", format!("{svc}-primary")));
+            out.push(route("DestinationRule", format!("{svc}-canary")));
+        }
+        p if p.starts_with("gatewayapi") => {
+            let version = p.strip_prefix("gatewayapi:").unwrap_or("v1");
+            out.push(route(
+                &format!("HTTPRoute (gateway.networking.k8s.io/{version})"),
+                svc.clone(),
+            ));
+        }
+        "nginx" | "skipper" => {
+            let ing = c.ingress.clone().unwrap_or_else(|| svc.clone());
+            out.push(route("Ingress", format!("{ing}-canary")));
+        }
+        "contour" => out.push(route("HTTPProxy", svc.clone())),
+        "gloo" => out.push(route("RouteTable", svc.clone())),
+        "traefik" => out.push(route("TraefikService", svc.clone())),
+        "kuma" => out.push(route("TrafficRoute", svc.clone())),
+        "apisix" => {
+            let r = c.route.clone().unwrap_or_else(|| svc.clone());
+            out.push(route("ApisixRoute", format!("{r}-{svc}-canary")));
+        }
+        p if p.starts_with("appmesh") => {
+            out.push(route("VirtualNode", format!("{svc}-primary")));
+            out.push(route("VirtualNode", format!("{svc}-canary")));
+            out.push(route("VirtualService", svc.clone()));
+            out.push(route("VirtualRouter", svc.clone()));
+        }
+        p => out.push(route(&format!("{p} route"), svc.clone())),
+    }
+    out
+}

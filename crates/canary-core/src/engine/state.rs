@@ -1,0 +1,303 @@
+//! The state of one canary, as kept in one annotation on the tool-owned
+//! `<target>-primary` workload.
+//!
+//! One schema-versioned JSON document holds everything a later run needs to
+//! resume: phase, weight, failed checks, iterations, which revision is under
+//! analysis and which was last promoted, when the phase last changed, a
+//! bounded history of steps with their metric values, and the lease of the
+//! driver currently acting on it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Time;
+
+/// The annotation holding the state document.
+pub const ANNOTATION: &str = "canary.flagger.app/state";
+
+/// Version of the state document's schema.
+pub const SCHEMA: u32 = 1;
+
+/// How many history entries are kept.
+pub const HISTORY_LIMIT: usize = 50;
+
+/// Flagger's phases, plus `Aborted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Phase {
+    #[default]
+    Initializing,
+    Initialized,
+    Waiting,
+    Progressing,
+    WaitingPromotion,
+    Promoting,
+    Finalising,
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+impl Phase {
+    /// Whether an analysis is under way (a driver is needed to finish it).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            Phase::Waiting
+                | Phase::Progressing
+                | Phase::WaitingPromotion
+                | Phase::Promoting
+                | Phase::Finalising
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Initializing => "Initializing",
+            Phase::Initialized => "Initialized",
+            Phase::Waiting => "Waiting",
+            Phase::Progressing => "Progressing",
+            Phase::WaitingPromotion => "WaitingPromotion",
+            Phase::Promoting => "Promoting",
+            Phase::Finalising => "Finalising",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Aborted => "Aborted",
+        }
+    }
+}
+
+/// Who is driving the canary, and until when that claim holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// `user@host pid N`, for messages.
+    pub holder: String,
+    pub renew_time: Time,
+    pub duration_seconds: u64,
+}
+
+impl Lease {
+    pub fn expires(&self) -> Time {
+        self.renew_time
+            .plus(std::time::Duration::from_secs(self.duration_seconds))
+    }
+
+    pub fn is_live(&self, now: Time) -> bool {
+        now < self.expires()
+    }
+}
+
+/// One metric value recorded at a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricRecord {
+    pub name: String,
+    /// `None` when the query failed or returned no data.
+    pub value: Option<f64>,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The thresholds the value was judged against, in its unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Who paused the analysis, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paused {
+    pub by: String,
+    pub since: Time,
+}
+
+/// One entry of the step history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub time: Time,
+    pub phase: Phase,
+    pub canary_weight: u32,
+    pub failed_checks: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricRecord>,
+    pub message: String,
+}
+
+/// Why and when a revision failed, so a later run can report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub revision: String,
+    pub time: Time,
+    pub reason: String,
+}
+
+/// The whole state document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub schema: u32,
+    /// The Canary's `metadata.name`, for `canary status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
+    pub phase: Phase,
+    pub canary_weight: u32,
+    pub failed_checks: u32,
+    pub iterations: u32,
+    /// Revision (canonical hash of the target's pod template and tracked
+    /// configs) that the current or last analysis is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_spec: Option<String>,
+    /// Revision the primary runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promoted_spec: Option<String>,
+    /// Hashes of the ConfigMaps and Secrets the target references, by
+    /// `configmap/NAME` or `secret/NAME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tracked_configs: BTreeMap<String, String>,
+    pub last_transition_time: Time,
+    /// When the current routing was applied; the next check is one
+    /// interval later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started: Option<Time>,
+    /// When the next checks are due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check: Option<Time>,
+    /// The checks of the current step passed and this gate holds the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_gate: Option<crate::spec::resolve::HookType>,
+    /// When the canary was scaled up for the current analysis, for the
+    /// progress deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_started: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// `canary pause`: the weight is held and no checks run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+impl State {
+    /// The state of a canary being initialised.
+    pub fn new(now: Time) -> State {
+        State {
+            schema: SCHEMA,
+            canary: None,
+            phase: Phase::Initializing,
+            canary_weight: 0,
+            failed_checks: 0,
+            iterations: 0,
+            last_applied_spec: None,
+            last_promoted_spec: None,
+            tracked_configs: BTreeMap::new(),
+            last_transition_time: now,
+            step_started: None,
+            next_check: None,
+            awaiting_gate: None,
+            rollout_started: None,
+            failure: None,
+            paused: None,
+            history: Vec::new(),
+            lease: None,
+        }
+    }
+
+    /// Reads the annotation; a document of a newer schema is refused rather
+    /// than misread.
+    pub fn from_annotation(text: &str) -> Result<State, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("unreadable state: {e}"))?;
+        let schema = v.get("schema").and_then(|s| s.as_u64()).unwrap_or(0);
+        if schema != u64::from(SCHEMA) {
+            return Err(format!(
+                "state schema {schema} is not the {SCHEMA} this version of canary reads"
+            ));
+        }
+        serde_json::from_value(v).map_err(|e| format!("unreadable state: {e}"))
+    }
+
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).expect("state serializes")
+    }
+
+    /// Moves to `phase`, stamping the transition time when it changes.
+    pub fn set_phase(&mut self, phase: Phase, now: Time) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.last_transition_time = now;
+        }
+    }
+
+    /// Appends to the bounded history.
+    pub fn record(&mut self, now: Time, message: impl Into<String>, metrics: Vec<MetricRecord>) {
+        self.history.push(HistoryEntry {
+            time: now,
+            phase: self.phase,
+            canary_weight: self.canary_weight,
+            failed_checks: self.failed_checks,
+            metrics,
+            message: message.into(),
+        });
+        if self.history.len() > HISTORY_LIMIT {
+            let excess = self.history.len() - HISTORY_LIMIT;
+            self.history.drain(..excess);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_annotation_round_trips_and_reads_as_text() {
+        let mut s = State::new(Time(1_700_000_000_000));
+        s.set_phase(Phase::Progressing, Time(1_700_000_010_000));
+        s.canary_weight = 15;
+        s.lease = Some(Lease {
+            holder: "ci@runner pid 7".into(),
+            renew_time: Time(1_700_000_010_000),
+            duration_seconds: 15,
+        });
+        let text = s.to_annotation();
+        assert!(
+            text.contains("\"lastTransitionTime\":\"2023-11-14T22:13:30.000Z\""),
+            "{text}"
+        );
+        assert_eq!(State::from_annotation(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let e = State::from_annotation(r#"{"schema": 2, "phase": "Progressing"}"#).unwrap_err();
+        assert!(e.contains("schema 2"), "{e}");
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut s = State::new(Time(0));
+        for i in 0..(HISTORY_LIMIT + 5) {
+            s.record(Time(i as i64), format!("step {i}"), Vec::new());
+        }
+        assert_eq!(s.history.len(), HISTORY_LIMIT);
+        assert_eq!(s.history[0].message, "step 5");
+    }
+
+    #[test]
+    fn leases_expire() {
+        let l = Lease {
+            holder: "a".into(),
+            renew_time: Time(1000),
+            duration_seconds: 10,
+        };
+        assert!(l.is_live(Time(10_999)));
+        assert!(!l.is_live(Time(11_000)));
+    }
+}

@@ -1,0 +1,20 @@
+//! The pure core of `canary`: everything that decides, and nothing that
+//! does I/O.
+//!
+//! - [`spec`]: Flagger's `flagger.app/v1beta1` documents read with spans,
+//!   diagnostics, validation, and Flagger's defaults applied;
+//! - [`queries`]: Flagger's built-in metric queries per provider, the Go
+//!   template subset their queries use, and the traffic view's queries;
+//! - [`engine`]: the schedule of a rollout, the decision of each round,
+//!   the state document and the plan;
+//! - [`event`]: the events of a run, as every output renders them;
+//! - [`time`]: time as a value passed in; the core never reads the clock.
+//!
+//! No tokio, kube, k8s-openapi, reqwest, hyper or axum here: the binary
+//! and the simulated cluster build on this crate, never the other way.
+
+pub mod engine;
+pub mod event;
+pub mod queries;
+pub mod spec;
+pub mod time;

@@ -1,0 +1,701 @@
+//! Flagger's semantic rules, checked on typed documents, each problem tied
+//! to the field path (and so the line) that caused it.
+
+use super::diagnostic::did_you_mean;
+use super::resolve::{HookType, matches_flagger_pattern, parse_duration};
+use super::source::Span;
+use super::types::{
+    ALERT_PROVIDERS, ALERT_SEVERITIES, AUTOSCALER_KINDS, AlertProvider, BUILTIN_METRICS, Canary,
+    CanaryAnalysis, INGRESS_KINDS, METRIC_PROVIDERS, MetricTemplate, PROVIDERS, TARGET_KINDS,
+    WEBHOOK_TYPES,
+};
+use super::{Diagnostic, Doc, SpecFile};
+use crate::queries::template;
+
+/// Every semantic problem of a file.
+pub fn file(file: &SpecFile) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for doc in &file.canaries {
+        let mut c = Checker::new(file, doc);
+        canary(&mut c, file);
+        out.extend(c.out);
+    }
+    for doc in &file.metric_templates {
+        let mut c = Checker::new(file, doc);
+        metric_template(&mut c);
+        out.extend(c.out);
+    }
+    for doc in &file.alert_providers {
+        let mut c = Checker::new(file, doc);
+        alert_provider(&mut c);
+        out.extend(c.out);
+    }
+    out
+}
+
+/// Why a provider name is not one Flagger knows, if it is not.
+pub fn provider_problem(p: &str) -> Option<String> {
+    if PROVIDERS.contains(&p) {
+        return None;
+    }
+    let hint = match did_you_mean(p, PROVIDERS.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("known providers: {}", PROVIDERS.join(", ")),
+    };
+    Some(format!("unknown provider `{p}`; {hint}"))
+}
+
+struct Checker<'a, T> {
+    file: &'a SpecFile,
+    doc: &'a Doc<T>,
+    out: Vec<Diagnostic>,
+}
+
+impl<'a, T> Checker<'a, T> {
+    fn new(file: &'a SpecFile, doc: &'a Doc<T>) -> Self {
+        Checker {
+            file,
+            doc,
+            out: Vec::new(),
+        }
+    }
+
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.push(path, message.into(), None);
+    }
+
+    fn err_help(&mut self, path: &str, message: impl Into<String>, help: impl Into<String>) {
+        self.push(path, message.into(), Some(help.into()));
+    }
+
+    fn push(&mut self, path: &str, message: String, help: Option<String>) {
+        if self.doc.is_poisoned(path) || self.doc.has_poisoned_child(path) {
+            return;
+        }
+        // A value's problem points at the value; a missing field at the
+        // mapping that lacks it.
+        let span = self.doc.spans.locate_value(path);
+        let mut d = Diagnostic::at(&self.file.name, &self.file.text, span, message).with_path(path);
+        if let Some(h) = help {
+            d = d.with_help(h);
+        }
+        self.out.push(d);
+    }
+
+    fn missing(&mut self, parent: &str, field: &str) {
+        let path = join(parent, field);
+        if self.doc.is_poisoned(&path) || self.doc.has_poisoned_child(parent) {
+            return;
+        }
+        // `spec:` with nothing under it reads as null: say it is empty, at
+        // the key that is there.
+        if let Some(n) = self.doc.spans.get(&path) {
+            let span = n.key.unwrap_or(n.value);
+            self.out.push(
+                Diagnostic::at(
+                    &self.file.name,
+                    &self.file.text,
+                    span,
+                    format!("`{field}` is empty"),
+                )
+                .with_path(path),
+            );
+            return;
+        }
+        let where_ = if parent.is_empty() {
+            "the document".to_string()
+        } else {
+            format!("`{parent}`")
+        };
+        let span = self.doc.spans.locate(parent);
+        self.out.push(
+            Diagnostic::at(
+                &self.file.name,
+                &self.file.text,
+                span,
+                format!("missing required field `{field}` in {where_}"),
+            )
+            .with_path(path),
+        );
+    }
+
+    /// A query template's error, placed on the line and column of the
+    /// mistake inside the (often multi-line) query.
+    fn template_err(&mut self, path: &str, query: &str, e: &template::TemplateError) {
+        if self.doc.is_poisoned(path) {
+            return;
+        }
+        let base = self.doc.spans.locate_value(path);
+        let before = &query[..e.offset().min(query.len())];
+        let line_in_query = before.matches('\n').count();
+        let col_in_line = before.rsplit('\n').next().unwrap_or("").chars().count();
+        let query_line = query.lines().nth(line_in_query).unwrap_or("");
+        let lines: Vec<&str> = self.file.text.lines().collect();
+        // The query starts on the value's line (plain or quoted) or just
+        // after it (`|`, `>`): find the first source line at or after the
+        // expected one that holds this line of the query.
+        let needle = query_line.trim_start();
+        let lead = query_line.len() - needle.len();
+        let first = base.start.line + line_in_query;
+        let mut span = base;
+        if !needle.is_empty() {
+            for l in first..=(first + 1).min(lines.len()) {
+                if let Some(i) = lines[l - 1].find(needle) {
+                    let col = lines[l - 1][..i].chars().count() + col_in_line.saturating_sub(lead);
+                    span = Span::point(l, col + 1);
+                    break;
+                }
+            }
+        }
+        let help = match e {
+            template::TemplateError::UnknownFunction { name, .. } => {
+                match did_you_mean(name, template::FUNCTIONS.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known: {}", template::FUNCTIONS.join(", ")),
+                }
+            }
+            _ => "placeholders look like {{ namespace }}, {{ target }}, {{ interval }} or \
+                  {{ variables.name }}"
+                .to_string(),
+        };
+        let d = Diagnostic::at(
+            &self.file.name,
+            &self.file.text,
+            span,
+            format!("invalid query template: {e}"),
+        )
+        .with_path(path)
+        .with_help(help);
+        self.out.push(d);
+    }
+
+    fn one_of(&mut self, path: &str, what: &str, value: &str, known: &[&str]) {
+        if known.contains(&value) {
+            return;
+        }
+        let help = match did_you_mean(value, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("expected one of: {}", known.join(", ")),
+        };
+        self.err_help(path, format!("unknown {what} `{value}`"), help);
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>) {
+        self.check_duration(path, value, false);
+    }
+
+    /// A duration Flagger's CRD also constrains to `^[0-9]+(m|s)`.
+    fn flagger_duration(&mut self, path: &str, value: Option<&str>) {
+        self.check_duration(path, value, true);
+    }
+
+    fn check_duration(&mut self, path: &str, value: Option<&str>, flagger_pattern: bool) {
+        let Some(v) = value else { return };
+        match parse_duration(v) {
+            Err(e) => self.err_help(
+                path,
+                format!("invalid duration `{v}`: {e}"),
+                "write a number and a unit without spaces, such as 30s, 1m or 1m30s",
+            ),
+            Ok(d) if d.is_zero() => self.err(path, format!("`{v}` must be longer than zero")),
+            Ok(_) if flagger_pattern && !matches_flagger_pattern(v) => self.err_help(
+                path,
+                format!("duration `{v}` is not accepted by Flagger's schema"),
+                "Flagger wants whole seconds or minutes here, such as 30s, 5m or 1m30s",
+            ),
+            Ok(_) => {}
+        }
+    }
+
+    fn percent(&mut self, path: &str, value: Option<i64>, min: i64) {
+        if let Some(v) = value
+            && !(min..=100).contains(&v)
+        {
+            self.err(path, format!("must be between {min} and 100, found {v}"));
+        }
+    }
+
+    fn required_str(&mut self, parent: &str, field: &str, value: Option<&str>) -> bool {
+        match value {
+            Some(v) if !v.trim().is_empty() => true,
+            Some(_) => {
+                self.err(&join(parent, field), format!("`{field}` must not be empty"));
+                false
+            }
+            None => {
+                self.missing(parent, field);
+                false
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, value: &str) {
+        let ok = (value.starts_with("http://") || value.starts_with("https://"))
+            && value.split("://").nth(1).is_some_and(|rest| {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                !host.is_empty() && !host.contains(char::is_whitespace)
+            });
+        if !ok {
+            self.err_help(
+                path,
+                format!("invalid URL `{value}`"),
+                "expected an http:// or https:// URL with a host",
+            );
+        }
+    }
+}
+
+fn join(parent: &str, field: &str) -> String {
+    super::source::join_key(parent, field)
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn metadata<T>(c: &mut Checker<'_, T>, name: Option<&str>, namespace: Option<&str>) {
+    if c.required_str("metadata", "name", name) {
+        let n = name.unwrap_or_default();
+        if !is_dns_subdomain(n) {
+            c.err_help(
+                "metadata.name",
+                format!("invalid name `{n}`"),
+                "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+            );
+        }
+    }
+    if let Some(ns) = namespace
+        && (!is_dns_subdomain(ns) || ns.contains('.'))
+    {
+        c.err("metadata.namespace", format!("invalid namespace `{ns}`"));
+    }
+}
+
+fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
+    let doc = &c.doc.value;
+    let meta = doc.metadata.as_ref();
+    if meta.is_none() {
+        c.missing("", "metadata");
+    } else {
+        metadata(
+            c,
+            meta.and_then(|m| m.name.as_deref()),
+            meta.and_then(|m| m.namespace.as_deref()),
+        );
+    }
+    let Some(spec) = &doc.spec else {
+        c.missing("", "spec");
+        return;
+    };
+
+    let provider = spec.provider.as_deref().filter(|p| !p.is_empty());
+    if let Some(p) = provider {
+        c.one_of("spec.provider", "provider", p, PROVIDERS);
+    }
+    if let Some(m) = &spec.metrics_server {
+        c.url("spec.metricsServer", m);
+    }
+
+    match &spec.target_ref {
+        None => c.missing("spec", "targetRef"),
+        Some(t) => {
+            c.required_str("spec.targetRef", "name", t.name.as_deref());
+            match t.kind.as_deref() {
+                None => c.missing("spec.targetRef", "kind"),
+                Some(k) => c.one_of("spec.targetRef.kind", "target kind", k, TARGET_KINDS),
+            }
+        }
+    }
+    if let Some(a) = &spec.autoscaler_ref {
+        c.required_str("spec.autoscalerRef", "name", a.name.as_deref());
+        match a.kind.as_deref() {
+            None => c.missing("spec.autoscalerRef", "kind"),
+            Some(k) => c.one_of(
+                "spec.autoscalerRef.kind",
+                "autoscaler kind",
+                k,
+                AUTOSCALER_KINDS,
+            ),
+        }
+    }
+    if let Some(i) = &spec.ingress_ref {
+        c.required_str("spec.ingressRef", "name", i.name.as_deref());
+        if let Some(k) = i.kind.as_deref() {
+            c.one_of("spec.ingressRef.kind", "ingress kind", k, INGRESS_KINDS);
+        }
+    }
+    if matches!(provider, Some("nginx") | Some("skipper")) && spec.ingress_ref.is_none() {
+        c.err_help(
+            "spec.provider",
+            format!(
+                "provider `{}` needs `spec.ingressRef`",
+                provider.unwrap_or_default()
+            ),
+            "name the Ingress whose traffic is split",
+        );
+    }
+    if provider == Some("apisix") && spec.route_ref.is_none() {
+        c.err_help(
+            "spec.provider",
+            "provider `apisix` needs `spec.routeRef`",
+            "name the ApisixRoute whose traffic is split",
+        );
+    }
+    if let Some(d) = spec.progress_deadline_seconds
+        && d < 0
+    {
+        c.err(
+            "spec.progressDeadlineSeconds",
+            format!("must not be negative, found {d}"),
+        );
+    }
+
+    match &spec.service {
+        None => c.missing("spec", "service"),
+        Some(s) => {
+            match s.port {
+                None => c.missing("spec.service", "port"),
+                Some(p) if !(1..=65535).contains(&p) => c.err(
+                    "spec.service.port",
+                    format!("port must be between 1 and 65535, found {p}"),
+                ),
+                Some(_) => {}
+            }
+            if let Some(t) = &s.target_port
+                && let Some(n) = t.as_int()
+                && !(1..=65535).contains(&n)
+            {
+                c.err(
+                    "spec.service.targetPort",
+                    format!("port must be between 1 and 65535, found {n}"),
+                );
+            }
+            c.duration("spec.service.timeout", s.timeout.as_deref());
+            c.duration("spec.service.backendTimeout", s.backend_timeout.as_deref());
+            if provider.is_some_and(|p| p.starts_with("gatewayapi")) && s.gateway_refs.is_empty() {
+                c.err_help(
+                    "spec.service",
+                    "provider gatewayapi needs `spec.service.gatewayRefs`",
+                    "name the Gateway(s) the HTTPRoute attaches to",
+                );
+            }
+        }
+    }
+
+    let (path, analysis) = match (&spec.analysis, &spec.canary_analysis) {
+        (Some(a), None) => ("spec.analysis", a),
+        (None, Some(a)) => ("spec.canaryAnalysis", a),
+        (Some(a), Some(_)) => {
+            c.err_help(
+                "spec.canaryAnalysis",
+                "both `analysis` and the older `canaryAnalysis` are set",
+                "keep `analysis` only",
+            );
+            ("spec.analysis", a)
+        }
+        (None, None) => {
+            c.missing("spec", "analysis");
+            return;
+        }
+    };
+    analysis_rules(
+        c,
+        path,
+        analysis,
+        provider,
+        spec.skip_analysis.unwrap_or(false),
+        file,
+    );
+}
+
+fn analysis_rules(
+    c: &mut Checker<'_, Canary>,
+    path: &str,
+    a: &CanaryAnalysis,
+    provider: Option<&str>,
+    skip: bool,
+    file: &SpecFile,
+) {
+    let p = |f: &str| join(path, f);
+    c.flagger_duration(&p("interval"), a.interval.as_deref());
+
+    let mut kinds = Vec::new();
+    if a.step_weight.is_some_and(|w| w != 0) {
+        kinds.push("stepWeight");
+    }
+    if !a.step_weights.is_empty() {
+        kinds.push("stepWeights");
+    }
+    if a.iterations.is_some_and(|i| i != 0) {
+        kinds.push("iterations");
+    }
+    match kinds.len() {
+        0 if skip || provider == Some("kubernetes") => {}
+        0 => c.err_help(
+            path,
+            "no analysis steps: set one of `stepWeight`, `stepWeights` or `iterations`",
+            "stepWeight/stepWeights shift traffic progressively; iterations run A/B testing \
+             (with `match`) or blue/green",
+        ),
+        1 => {}
+        _ => c.err_help(
+            &p(kinds[1]),
+            format!("`{}` and `{}` are both set", kinds[0], kinds[1]),
+            "set exactly one of `stepWeight`, `stepWeights` or `iterations`",
+        ),
+    }
+    c.percent(&p("stepWeight"), a.step_weight, 0);
+    c.percent(&p("maxWeight"), a.max_weight, 0);
+    c.percent(&p("stepWeightPromotion"), a.step_weight_promotion, 0);
+    c.percent(&p("mirrorWeight"), a.mirror_weight, 0);
+    c.percent(&p("primaryReadyThreshold"), a.primary_ready_threshold, 0);
+    c.percent(&p("canaryReadyThreshold"), a.canary_ready_threshold, 0);
+    if let Some(i) = a.iterations
+        && i < 0
+    {
+        c.err(&p("iterations"), format!("must not be negative, found {i}"));
+    }
+    for (i, w) in a.step_weights.iter().enumerate() {
+        let wp = format!("{}[{i}]", p("stepWeights"));
+        if !(1..=100).contains(w) {
+            c.err(&wp, format!("must be between 1 and 100, found {w}"));
+        } else if i > 0 && *w <= a.step_weights[i - 1] {
+            c.err_help(
+                &wp,
+                format!(
+                    "step weights must increase, but {w} follows {}",
+                    a.step_weights[i - 1]
+                ),
+                "list the weights in increasing order, e.g. [1, 5, 10, 50]",
+            );
+        }
+    }
+    if let (Some(s), Some(m)) = (a.step_weight, a.max_weight)
+        && s > m
+        && m > 0
+        && s <= 100
+    {
+        c.err(
+            &p("stepWeight"),
+            format!("stepWeight {s} is above maxWeight {m}"),
+        );
+    }
+    if a.mirror_weight.is_some() && a.mirror != Some(true) {
+        c.err_help(
+            &p("mirrorWeight"),
+            "`mirrorWeight` is set but `mirror` is not",
+            "add `mirror: true`",
+        );
+    }
+    if a.mirror == Some(true)
+        && let Some(pr) = provider
+        && pr != "istio"
+        && !pr.starts_with("gatewayapi")
+    {
+        c.err_help(
+            &p("mirror"),
+            format!("provider `{pr}` cannot mirror traffic"),
+            "traffic mirroring works with istio and gatewayapi",
+        );
+    }
+    if !a.r#match.is_empty() && a.iterations.unwrap_or(0) == 0 && a.step_weight.is_none() {
+        c.err_help(
+            &p("match"),
+            "`match` routes A/B traffic, which needs `iterations`",
+            "add `iterations: N`",
+        );
+    }
+    if let Some(s) = &a.session_affinity {
+        let sp = p("sessionAffinity");
+        c.required_str(&sp, "cookieName", s.cookie_name.as_deref());
+        if s.cookie_name.is_some() && s.cookie_name == s.primary_cookie_name {
+            c.err(
+                &join(&sp, "primaryCookieName"),
+                "`primaryCookieName` must differ from `cookieName`",
+            );
+        }
+    }
+
+    for (i, m) in a.metrics.iter().enumerate() {
+        let mp = format!("{}[{i}]", p("metrics"));
+        let name_ok = c.required_str(&mp, "name", m.name.as_deref());
+        c.flagger_duration(&join(&mp, "interval"), m.interval.as_deref());
+        if let Some(r) = &m.threshold_range
+            && let (Some(lo), Some(hi)) = (r.min, r.max)
+            && lo > hi
+        {
+            c.err(
+                &join(&mp, "thresholdRange.min"),
+                format!("min {lo} is above max {hi}"),
+            );
+        }
+        let has_query = m.query.as_deref().is_some_and(|q| !q.trim().is_empty());
+        match &m.template_ref {
+            Some(t) => {
+                let tp = join(&mp, "templateRef");
+                if c.required_str(&tp, "name", t.name.as_deref()) {
+                    let ns = t
+                        .namespace
+                        .as_deref()
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or(c.doc.value.namespace());
+                    let name = t.name.as_deref().unwrap_or_default();
+                    let found = file
+                        .metric_templates
+                        .iter()
+                        .find(|d| d.value.name() == name && d.value.namespace() == ns);
+                    if let Some(q) = found.and_then(|d| d.value.spec.as_ref()?.query.as_deref())
+                        && let Ok(used) = template::placeholders(q)
+                    {
+                        for v in used.iter().filter_map(|u| u.strip_prefix("variables.")) {
+                            if !m.template_variables.contains_key(v) {
+                                c.err_help(
+                                    &join(&mp, "templateVariables"),
+                                    format!(
+                                        "MetricTemplate {ns}/{name} uses `variables.{v}`, \
+                                             which is not set here"
+                                    ),
+                                    format!("add `templateVariables: {{{v}: ...}}`"),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            None if has_query => {
+                let q = m.query.as_deref().unwrap_or_default();
+                if let Err(e) = template::placeholders(q) {
+                    c.template_err(&join(&mp, "query"), q, &e);
+                }
+            }
+            None if name_ok => {
+                let n = m.name.as_deref().unwrap_or_default();
+                if !BUILTIN_METRICS.contains(&n) {
+                    let help = match did_you_mean(n, BUILTIN_METRICS.iter().copied()) {
+                        Some(s) => format!("did you mean the built-in `{s}`?"),
+                        None => "add a `templateRef` to a MetricTemplate, or use a built-in \
+                                 (request-success-rate, request-duration)"
+                            .to_string(),
+                    };
+                    c.err_help(
+                        &join(&mp, "name"),
+                        format!("`{n}` is not a built-in metric and has no templateRef or query"),
+                        help,
+                    );
+                }
+            }
+            None => {}
+        }
+        if !m.template_variables.is_empty() && m.template_ref.is_none() {
+            c.err_help(
+                &join(&mp, "templateVariables"),
+                "`templateVariables` only apply to a metric with a `templateRef`",
+                "add a templateRef or remove templateVariables",
+            );
+        }
+    }
+
+    for (i, w) in a.webhooks.iter().enumerate() {
+        let wp = format!("{}[{i}]", p("webhooks"));
+        c.required_str(&wp, "name", w.name.as_deref());
+        if c.required_str(&wp, "url", w.url.as_deref()) {
+            c.url(&join(&wp, "url"), w.url.as_deref().unwrap_or_default());
+        }
+        if let Some(t) = w.r#type.as_deref().filter(|t| !t.is_empty())
+            && HookType::parse(Some(t)).is_none()
+        {
+            c.one_of(&join(&wp, "type"), "webhook type", t, WEBHOOK_TYPES);
+        }
+        c.flagger_duration(&join(&wp, "timeout"), w.timeout.as_deref());
+        if let Some(r) = w.retries
+            && r < 0
+        {
+            c.err(
+                &join(&wp, "retries"),
+                format!("must not be negative, found {r}"),
+            );
+        }
+    }
+
+    for (i, al) in a.alerts.iter().enumerate() {
+        let ap = format!("{}[{i}]", p("alerts"));
+        c.required_str(&ap, "name", al.name.as_deref());
+        match &al.provider_ref {
+            None => c.missing(&ap, "providerRef"),
+            Some(r) => {
+                c.required_str(&join(&ap, "providerRef"), "name", r.name.as_deref());
+            }
+        }
+        if let Some(s) = al.severity.as_deref().filter(|s| !s.is_empty()) {
+            c.one_of(
+                &join(&ap, "severity"),
+                "alert severity",
+                s,
+                ALERT_SEVERITIES,
+            );
+        }
+    }
+}
+
+fn metric_template(c: &mut Checker<'_, MetricTemplate>) {
+    let doc = &c.doc.value;
+    match doc.metadata.as_ref() {
+        None => c.missing("", "metadata"),
+        Some(m) => metadata(c, m.name.as_deref(), m.namespace.as_deref()),
+    }
+    let Some(spec) = &doc.spec else {
+        c.missing("", "spec");
+        return;
+    };
+    match &spec.provider {
+        None => c.missing("spec", "provider"),
+        Some(p) => {
+            match p.r#type.as_deref() {
+                None => c.missing("spec.provider", "type"),
+                Some(t) => c.one_of("spec.provider.type", "metric provider", t, METRIC_PROVIDERS),
+            }
+            if let Some(a) = p.address.as_deref().filter(|a| !a.is_empty()) {
+                c.url("spec.provider.address", a);
+            }
+        }
+    }
+    let q = spec.query.as_deref().unwrap_or_default();
+    if c.required_str("spec", "query", spec.query.as_deref())
+        && let Err(e) = template::placeholders(q)
+    {
+        c.template_err("spec.query", q, &e);
+    }
+}
+
+fn alert_provider(c: &mut Checker<'_, AlertProvider>) {
+    let doc = &c.doc.value;
+    match doc.metadata.as_ref() {
+        None => c.missing("", "metadata"),
+        Some(m) => metadata(c, m.name.as_deref(), m.namespace.as_deref()),
+    }
+    let Some(spec) = &doc.spec else {
+        c.missing("", "spec");
+        return;
+    };
+    match spec.r#type.as_deref() {
+        None => c.missing("spec", "type"),
+        Some(t) => c.one_of("spec.type", "alert provider", t, ALERT_PROVIDERS),
+    }
+    let address = spec.address.as_deref().filter(|a| !a.is_empty());
+    if let Some(a) = address {
+        c.url("spec.address", a);
+    }
+    if address.is_none() && spec.secret_ref.is_none() {
+        c.err_help(
+            "spec",
+            "an AlertProvider needs `address` or `secretRef`",
+            "put the webhook URL in `address`, or in a Secret's `address` key named by `secretRef`",
+        );
+    }
+}

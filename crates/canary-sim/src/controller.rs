@@ -1,0 +1,1160 @@
+//! The simulated kube-controller-manager and kubelet: Deployments roll out
+//! through ReplicaSet-like revisions with the real rolling-update arithmetic
+//! (`maxSurge`/`maxUnavailable`, `Recreate`), their pods turn Ready after a
+//! delay (never, for an image the scenario marks `broken`: it crash-loops),
+//! and `status` moves as on a real cluster: `observedGeneration`,
+//! `replicas`, `updatedReplicas`, `readyReplicas`, `availableReplicas`,
+//! `unavailableReplicas`, conditions `Available` and `Progressing`
+//! (`NewReplicaSetCreated`, `ReplicaSetUpdated`, `NewReplicaSetAvailable`,
+//! `ProgressDeadlineExceeded`, `DeploymentPaused`). DaemonSets get the
+//! one-node equivalent.
+//!
+//! Pods are real objects in the store (template labels plus
+//! `pod-template-hash`, an owner reference, phase and conditions), so
+//! `kubectl get pods` works and Services select them by label. ReplicaSets
+//! themselves are not served by the sim; the controller keeps them in
+//! memory and names them in the pods' owner references.
+//!
+//! Status is written through the status subresource with the object's
+//! resourceVersion as precondition, so a spec change racing with a status
+//! write conflicts and is re-read on the next pass, as with the real
+//! controller. A pass runs on every store change and every `resync`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+use crate::scenario::{Behaviours, Rng, SAFE_ALPHABET};
+use crate::store::{
+    ApiError, DeleteOptions, Store, Subresource, WriteOptions, now_rfc3339, stable_uid,
+};
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How long a new pod takes to turn Ready (per-image overrides come
+    /// from the behaviours).
+    pub readiness_delay: Duration,
+    /// How often a pass runs without store changes (readiness is timed).
+    pub resync: Duration,
+    /// Seed of pod name suffixes.
+    pub seed: u64,
+    /// The single node every pod runs on.
+    pub node_name: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            readiness_delay: Duration::from_secs(2),
+            resync: Duration::from_millis(50),
+            seed: 1,
+            node_name: "sim-node-1".to_string(),
+        }
+    }
+}
+
+/// The Deployment/DaemonSet controller and kubelet of one simulated cluster.
+pub struct Controller {
+    store: Arc<Store>,
+    behaviours: Arc<RwLock<Behaviours>>,
+    config: ControllerConfig,
+    state: Mutex<State>,
+}
+
+struct State {
+    rng: Rng,
+    /// By Deployment uid.
+    deployments: HashMap<String, DeployState>,
+    /// By DaemonSet uid: the last template hash.
+    daemonsets: HashMap<String, String>,
+    /// By (namespace, pod name).
+    pods: HashMap<(String, String), PodRt>,
+    next_ip: u32,
+}
+
+struct DeployState {
+    namespace: String,
+    revision: u64,
+    rss: Vec<Rs>,
+    /// When progress was last seen (the Progressing condition's
+    /// `lastUpdateTime`, at full resolution for short test deadlines).
+    progress_at: Instant,
+}
+
+/// A ReplicaSet kept in memory.
+struct Rs {
+    hash: String,
+    name: String,
+    uid: String,
+    replicas: i32,
+    revision: u64,
+}
+
+/// What the kubelet knows of a pod.
+struct PodRt {
+    uid: String,
+    created: Instant,
+    delay: Duration,
+    broken: bool,
+    ip: String,
+    scheduled_at: String,
+    started_at: Option<String>,
+    ready_at: Option<String>,
+    /// When the pod turned Ready (never for a broken one).
+    ready_since: Option<Instant>,
+    /// (stage, restarts) last written to the store.
+    written: Option<(Stage, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Pending,
+    Running,
+    Ready,
+    CrashLoop,
+}
+
+/// A pod of a workload, as one pass sees it.
+#[derive(Clone)]
+struct PodView {
+    name: String,
+    owner_uid: String,
+    created: Instant,
+    ready: bool,
+    available: bool,
+}
+
+const APPS: &str = "apps/v1";
+
+fn opts(manager: &str) -> WriteOptions {
+    WriteOptions {
+        field_manager: Some(manager.to_string()),
+        ..WriteOptions::default()
+    }
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<Store>,
+        behaviours: Arc<RwLock<Behaviours>>,
+        config: ControllerConfig,
+    ) -> Arc<Controller> {
+        let rng = Rng::derive(config.seed, "controller");
+        Arc::new(Controller {
+            store,
+            behaviours,
+            config,
+            state: Mutex::new(State {
+                rng,
+                deployments: HashMap::new(),
+                daemonsets: HashMap::new(),
+                pods: HashMap::new(),
+                next_ip: 10,
+            }),
+        })
+    }
+
+    /// Runs passes until `shutdown` turns true: after every store change
+    /// (coalesced) and every `resync`.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut rx = self.store.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            self.sync();
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(self.config.resync) => {}
+                r = rx.recv() => match r {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Let a burst of writes land, then take them all.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        while rx.try_recv().is_ok() {}
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// One pass over every pod, Deployment and DaemonSet.
+    pub fn sync(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        self.sync_kubelet(&mut st, now);
+        let deployments = self.store.list(APPS, "Deployment", None);
+        let mut live = std::collections::HashSet::new();
+        for d in &deployments {
+            live.insert(uid_of(d).to_string());
+            // A conflict or a vanished object is retried on the next pass.
+            let _ = self.sync_deployment(&mut st, d, now);
+        }
+        let gone: Vec<String> = st
+            .deployments
+            .keys()
+            .filter(|u| !live.contains(*u))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(ds) = st.deployments.remove(&uid) {
+                // What garbage collection of the ReplicaSets would do.
+                let owners: Vec<String> = ds.rss.iter().map(|r| r.uid.clone()).collect();
+                for p in self.store.list("v1", "Pod", Some(&ds.namespace)) {
+                    if owners.iter().any(|o| o == owner_uid(&p)) {
+                        let _ = self.delete_pod(&ds.namespace, name_of(&p));
+                    }
+                }
+            }
+        }
+        let daemonsets = self.store.list(APPS, "DaemonSet", None);
+        let live: std::collections::HashSet<String> =
+            daemonsets.iter().map(|d| uid_of(d).to_string()).collect();
+        st.daemonsets.retain(|u, _| live.contains(u));
+        for d in &daemonsets {
+            let _ = self.sync_daemonset(&mut st, d, now);
+        }
+    }
+
+    // -- kubelet -----------------------------------------------------------
+
+    fn sync_kubelet(&self, st: &mut State, now: Instant) {
+        let pods = self.store.list("v1", "Pod", None);
+        let mut seen = std::collections::HashSet::new();
+        for pod in &pods {
+            let key = (ns_of(pod).to_string(), name_of(pod).to_string());
+            seen.insert(key.clone());
+            if !pod["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let uid = uid_of(pod).to_string();
+            if st.pods.get(&key).is_some_and(|rt| rt.uid != uid) {
+                st.pods.remove(&key);
+            }
+            if !st.pods.contains_key(&key) {
+                let (delay, broken) = self.readiness_of(pod);
+                let ip = next_ip(st);
+                st.pods.insert(
+                    key.clone(),
+                    PodRt {
+                        uid,
+                        created: now,
+                        delay,
+                        broken,
+                        ip,
+                        scheduled_at: now_rfc3339(),
+                        started_at: None,
+                        ready_at: None,
+                        ready_since: None,
+                        written: None,
+                    },
+                );
+            }
+            let rt = st.pods.get_mut(&key).expect("just inserted");
+            let elapsed = now.duration_since(rt.created);
+            let (stage, restarts) = if elapsed < rt.delay / 2 {
+                (Stage::Pending, 0)
+            } else if rt.broken {
+                let period = rt.delay.max(Duration::from_secs(1));
+                let n = ((elapsed - rt.delay / 2).as_secs_f64() / period.as_secs_f64()) as u32 + 1;
+                (Stage::CrashLoop, n)
+            } else if elapsed < rt.delay {
+                (Stage::Running, 0)
+            } else {
+                (Stage::Ready, 0)
+            };
+            if stage != Stage::Pending && rt.started_at.is_none() {
+                rt.started_at = Some(now_rfc3339());
+            }
+            if stage == Stage::Ready && rt.ready_since.is_none() {
+                rt.ready_since = Some(now);
+                rt.ready_at = Some(now_rfc3339());
+            }
+            if rt.written == Some((stage, restarts)) {
+                continue;
+            }
+            let status = pod_status(pod, rt, stage, restarts);
+            let mut obj = pod.clone();
+            obj["status"] = status;
+            let Ok(k) = self.store.kind("v1", "Pod") else {
+                continue;
+            };
+            match self.store.update_in(
+                k,
+                &key.0,
+                &key.1,
+                obj,
+                Subresource::Status,
+                &opts("kubelet"),
+            ) {
+                Ok(_) => rt.written = Some((stage, restarts)),
+                Err(_) => rt.written = None,
+            }
+        }
+        st.pods.retain(|k, _| seen.contains(k));
+    }
+
+    /// The readiness delay and brokenness of a pod's images.
+    fn readiness_of(&self, pod: &Value) -> (Duration, bool) {
+        let b = self.behaviours.read().unwrap_or_else(|e| e.into_inner());
+        let mut delay = Duration::ZERO;
+        let mut broken = false;
+        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+            let beh = b.for_image(c["image"].as_str().unwrap_or(""));
+            delay = delay.max(beh.readiness_delay.unwrap_or(self.config.readiness_delay));
+            broken |= beh.broken;
+        }
+        (delay, broken)
+    }
+
+    /// Whether the kubelet has this pod Ready, and since when.
+    fn ready_since(&self, st: &State, ns: &str, name: &str) -> Option<Instant> {
+        st.pods
+            .get(&(ns.to_string(), name.to_string()))
+            .and_then(|rt| rt.ready_since)
+    }
+
+    // -- Deployments ---------------------------------------------------------
+
+    fn sync_deployment(&self, st: &mut State, d: &Value, now: Instant) -> Result<(), ApiError> {
+        let ns = ns_of(d).to_string();
+        let name = name_of(d).to_string();
+        let uid = uid_of(d).to_string();
+        let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
+        let spec = &d["spec"];
+        let desired = spec["replicas"].as_i64().unwrap_or(1).max(0) as i32;
+        let paused = spec["paused"].as_bool().unwrap_or(false);
+        let min_ready = Duration::from_secs(spec["minReadySeconds"].as_u64().unwrap_or(0));
+        let deadline = spec["progressDeadlineSeconds"]
+            .as_u64()
+            .map(Duration::from_secs);
+        let recreate = spec["strategy"]["type"].as_str() == Some("Recreate");
+        let (surge, unavailable) = if recreate {
+            (0, 0)
+        } else {
+            let ru = &spec["strategy"]["rollingUpdate"];
+            let s = int_or_percent(&ru["maxSurge"], desired, true, 25);
+            let u = int_or_percent(&ru["maxUnavailable"], desired, false, 25);
+            // Kubernetes' ResolveFenceposts.
+            if s == 0 && u == 0 { (0, 1) } else { (s, u) }
+        };
+        let template = &spec["template"];
+        let hash = template_hash(template);
+
+        let ds = st
+            .deployments
+            .entry(uid.clone())
+            .or_insert_with(|| DeployState {
+                namespace: ns.clone(),
+                revision: 0,
+                rss: Vec::new(),
+                progress_at: now,
+            });
+        let mut created_new = false;
+        if !paused {
+            match ds.rss.iter_mut().find(|r| r.hash == hash) {
+                Some(rs) => {
+                    // Going back to an older template revives its ReplicaSet.
+                    if rs.revision != ds.revision {
+                        ds.revision += 1;
+                        rs.revision = ds.revision;
+                    }
+                }
+                None => {
+                    ds.revision += 1;
+                    let rs_name = format!("{name}-{hash}");
+                    ds.rss.push(Rs {
+                        uid: stable_uid(&format!("{uid}/{rs_name}")),
+                        name: rs_name,
+                        hash: hash.clone(),
+                        replicas: 0,
+                        revision: ds.revision,
+                    });
+                    created_new = true;
+                }
+            }
+        }
+        ds.rss.sort_by_key(|r| r.revision);
+
+        let views = |st: &State, ds_rss: &[Rs]| -> Vec<PodView> {
+            self.pods_of(
+                st,
+                &ns,
+                ds_rss.iter().map(|r| r.uid.as_str()),
+                min_ready,
+                now,
+            )
+        };
+        let ds = st.deployments.get(&uid).expect("present");
+        let pods = views(st, &ds.rss);
+        let new_idx = ds.rss.iter().position(|r| r.hash == hash && !paused);
+        let count = |rs: &Rs, f: &dyn Fn(&PodView) -> bool| -> i32 {
+            pods.iter()
+                .filter(|p| p.owner_uid == rs.uid && f(p))
+                .count() as i32
+        };
+
+        // Scaling decisions, as the rolling-update and recreate strategies.
+        let mut targets: Vec<i32> = ds.rss.iter().map(|r| r.replicas).collect();
+        if let Some(ni) = new_idx {
+            let old_total: i32 = targets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != ni)
+                .map(|(_, r)| r)
+                .sum();
+            if recreate {
+                let old_pods = pods.iter().any(|p| p.owner_uid != ds.rss[ni].uid);
+                for (i, t) in targets.iter_mut().enumerate() {
+                    if i != ni {
+                        *t = 0;
+                    }
+                }
+                if !old_pods {
+                    targets[ni] = desired;
+                }
+            } else if old_total == 0 {
+                targets[ni] = desired;
+            } else {
+                let current: i32 = targets.iter().sum();
+                let max_total = desired + surge;
+                if targets[ni] < desired && current < max_total {
+                    targets[ni] += (max_total - current).min(desired - targets[ni]);
+                } else if targets[ni] > desired {
+                    targets[ni] = desired;
+                }
+                let all: i32 = targets.iter().sum();
+                let min_available = desired - unavailable.min(desired);
+                let new_available = count(&ds.rss[ni], &|p| p.available);
+                let new_unavailable = targets[ni] - new_available;
+                let mut max_down = all - min_available - new_unavailable;
+                if max_down > 0 {
+                    // Old replicas that are not available go first.
+                    for (i, rs) in ds.rss.iter().enumerate() {
+                        if i == ni || max_down <= 0 {
+                            continue;
+                        }
+                        let unhealthy = targets[i] - count(rs, &|p| p.available).min(targets[i]);
+                        let down = unhealthy.min(max_down);
+                        if down > 0 {
+                            targets[i] -= down;
+                            max_down -= down;
+                        }
+                    }
+                    let available: i32 = ds
+                        .rss
+                        .iter()
+                        .enumerate()
+                        .map(|(i, rs)| count(rs, &|p| p.available).min(targets[i]))
+                        .sum();
+                    let mut total_down = available - min_available;
+                    for (i, t) in targets.iter_mut().enumerate() {
+                        if i == ni || total_down <= 0 || *t == 0 {
+                            continue;
+                        }
+                        let down = (*t).min(total_down);
+                        *t -= down;
+                        total_down -= down;
+                    }
+                }
+            }
+        }
+        let rs_list: Vec<(String, String, String, i32)> = ds
+            .rss
+            .iter()
+            .zip(&targets)
+            .map(|(r, t)| (r.uid.clone(), r.name.clone(), r.hash.clone(), *t))
+            .collect();
+        let ds = st.deployments.get_mut(&uid).expect("present");
+        for (rs, t) in ds.rss.iter_mut().zip(&targets) {
+            rs.replicas = *t;
+        }
+
+        // Pods to match the ReplicaSets.
+        for (rs_uid, rs_name, rs_hash, target) in &rs_list {
+            let mut mine: Vec<&PodView> = pods.iter().filter(|p| &p.owner_uid == rs_uid).collect();
+            let have = mine.len() as i32;
+            if have < *target {
+                for _ in 0..(*target - have) {
+                    let pod = self.new_pod(
+                        st,
+                        &ns,
+                        template,
+                        ("ReplicaSet", rs_name, rs_uid),
+                        ("pod-template-hash", rs_hash),
+                    );
+                    if let Ok(k) = self.store.kind("v1", "Pod") {
+                        self.store
+                            .create_in(k, &ns, pod, &opts("kube-controller-manager"))?;
+                    }
+                }
+            } else if have > *target {
+                // Not-ready pods first, then the newest (the real ranking,
+                // simplified).
+                mine.sort_by(|a, b| a.ready.cmp(&b.ready).then(b.created.cmp(&a.created)));
+                for p in mine.iter().take((have - *target) as usize) {
+                    self.delete_pod(&ns, &p.name)?;
+                    st.pods.remove(&(ns.clone(), p.name.clone()));
+                }
+            }
+        }
+
+        // Status, from what exists after this pass.
+        let ds = st.deployments.get(&uid).expect("present");
+        let pods = views(st, &ds.rss);
+        let replicas = pods.len() as i64;
+        let new_rs = new_idx.map(|i| &ds.rss[i]);
+        let updated = new_rs.map_or(0, |rs| {
+            pods.iter().filter(|p| p.owner_uid == rs.uid).count()
+        }) as i64;
+        let ready = pods.iter().filter(|p| p.ready).count() as i64;
+        let available = pods.iter().filter(|p| p.available).count() as i64;
+        let total_target: i64 = ds.rss.iter().map(|r| i64::from(r.replicas)).sum();
+        let unavailable_count = (total_target - available).max(0);
+        let rs_display = new_rs
+            .map(|r| r.name.clone())
+            .or_else(|| ds.rss.last().map(|r| r.name.clone()))
+            .unwrap_or_default();
+
+        let old = &d["status"];
+        let old_n = |f: &str| old[f].as_i64().unwrap_or(0);
+        let mut conds: Vec<Value> = old["conditions"].as_array().cloned().unwrap_or_default();
+        let stamp = now_rfc3339();
+        let mut progress_at = ds.progress_at;
+        if created_new {
+            set_condition(
+                &mut conds,
+                condition(
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetCreated",
+                    &format!("Created new replica set \"{rs_display}\""),
+                    &stamp,
+                ),
+            );
+            progress_at = now;
+        }
+        let max_unavailable = if recreate || desired == 0 {
+            0
+        } else {
+            unavailable.min(desired)
+        };
+        if available >= i64::from(desired - max_unavailable) {
+            set_condition(
+                &mut conds,
+                condition(
+                    "Available",
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                    &stamp,
+                ),
+            );
+        } else {
+            set_condition(
+                &mut conds,
+                condition(
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                    &stamp,
+                ),
+            );
+        }
+        let current = conds.iter().find(|c| c["type"] == "Progressing").cloned();
+        let reason = current
+            .as_ref()
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if deadline.is_none() {
+            conds.retain(|c| c["type"] != "Progressing");
+        } else if paused {
+            set_condition(
+                &mut conds,
+                condition(
+                    "Progressing",
+                    "Unknown",
+                    "DeploymentPaused",
+                    "Deployment is paused",
+                    &stamp,
+                ),
+            );
+        } else if reason == "DeploymentPaused" {
+            set_condition(
+                &mut conds,
+                condition(
+                    "Progressing",
+                    "Unknown",
+                    "DeploymentResumed",
+                    "Deployment is resumed",
+                    &stamp,
+                ),
+            );
+            progress_at = now;
+        } else {
+            let d_i = i64::from(desired);
+            let complete = updated == d_i && replicas == d_i && available == d_i;
+            let progressing = updated > old_n("updatedReplicas")
+                || ready > old_n("readyReplicas")
+                || (replicas - updated) < (old_n("replicas") - old_n("updatedReplicas"))
+                || available > old_n("availableReplicas");
+            if complete {
+                set_condition(
+                    &mut conds,
+                    condition(
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetAvailable",
+                        &format!("ReplicaSet \"{rs_display}\" has successfully progressed."),
+                        &stamp,
+                    ),
+                );
+            } else if progressing {
+                let mut c = condition(
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{rs_display}\" is progressing."),
+                    &stamp,
+                );
+                if let Some(cur) = &current
+                    && cur["status"] == "True"
+                {
+                    c["lastTransitionTime"] = cur["lastTransitionTime"].clone();
+                }
+                conds.retain(|c| c["type"] != "Progressing");
+                conds.push(c);
+                progress_at = now;
+            } else {
+                let timed_out = match reason.as_str() {
+                    "" => false,
+                    "ProgressDeadlineExceeded" => true,
+                    "NewReplicaSetAvailable" => false,
+                    _ => deadline.is_some_and(|dl| now.duration_since(progress_at) > dl),
+                };
+                if timed_out {
+                    set_condition(
+                        &mut conds,
+                        condition(
+                            "Progressing",
+                            "False",
+                            "ProgressDeadlineExceeded",
+                            &format!("ReplicaSet \"{rs_display}\" has timed out progressing."),
+                            &stamp,
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(ds) = st.deployments.get_mut(&uid) {
+            ds.progress_at = progress_at;
+        }
+
+        // Zero counts are left out, as the real server's JSON does.
+        let mut status = json!({"observedGeneration": generation});
+        for (k, v) in [
+            ("replicas", replicas),
+            ("updatedReplicas", updated),
+            ("readyReplicas", ready),
+            ("availableReplicas", available),
+            ("unavailableReplicas", unavailable_count),
+        ] {
+            if v != 0 {
+                status[k] = json!(v);
+            }
+        }
+        if !conds.is_empty() {
+            status["conditions"] = Value::Array(conds);
+        }
+        if !old["collisionCount"].is_null() {
+            status["collisionCount"] = old["collisionCount"].clone();
+        }
+        if status_equal(old, &status) {
+            return Ok(());
+        }
+        let mut obj = d.clone();
+        obj["status"] = status;
+        let k = self.store.kind(APPS, "Deployment")?;
+        self.store.update_in(
+            k,
+            &ns,
+            &name,
+            obj,
+            Subresource::Status,
+            &opts("kube-controller-manager"),
+        )?;
+        Ok(())
+    }
+
+    /// The live pods owned by any of `owners`.
+    fn pods_of<'a>(
+        &self,
+        st: &State,
+        ns: &str,
+        owners: impl Iterator<Item = &'a str>,
+        min_ready: Duration,
+        now: Instant,
+    ) -> Vec<PodView> {
+        let owners: Vec<&str> = owners.collect();
+        self.store
+            .list("v1", "Pod", Some(ns))
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| owners.contains(&owner_uid(p)))
+            .map(|p| {
+                let name = name_of(&p).to_string();
+                let since = self.ready_since(st, ns, &name);
+                let created = st
+                    .pods
+                    .get(&(ns.to_string(), name.clone()))
+                    .map_or(now, |rt| rt.created);
+                PodView {
+                    owner_uid: owner_uid(&p).to_string(),
+                    name,
+                    created,
+                    ready: since.is_some(),
+                    available: since.is_some_and(|s| now.duration_since(s) >= min_ready),
+                }
+            })
+            .collect()
+    }
+
+    fn new_pod(
+        &self,
+        st: &mut State,
+        ns: &str,
+        template: &Value,
+        owner: (&str, &str, &str),
+        hash_label: (&str, &str),
+    ) -> Value {
+        let (owner_kind, owner_name, owner_uid) = owner;
+        let name = format!("{owner_name}-{}", st.rng.suffix(5));
+        let mut labels = template["metadata"]["labels"].clone();
+        if !labels.is_object() {
+            labels = json!({});
+        }
+        labels[hash_label.0] = json!(hash_label.1);
+        let mut meta = json!({
+            "name": name,
+            "generateName": format!("{owner_name}-"),
+            "namespace": ns,
+            "labels": labels,
+            "ownerReferences": [{
+                "apiVersion": APPS,
+                "kind": owner_kind,
+                "name": owner_name,
+                "uid": owner_uid,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }],
+        });
+        if template["metadata"]["annotations"].is_object() {
+            meta["annotations"] = template["metadata"]["annotations"].clone();
+        }
+        let mut spec = template["spec"].clone();
+        spec["nodeName"] = json!(self.config.node_name);
+        if spec["serviceAccountName"].is_null() {
+            spec["serviceAccountName"] = json!("default");
+        }
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": spec,
+            "status": {"phase": "Pending", "qosClass": "BestEffort"},
+        })
+    }
+
+    fn delete_pod(&self, ns: &str, name: &str) -> Result<(), ApiError> {
+        let k = self.store.kind("v1", "Pod")?;
+        match self.store.delete_in(k, ns, name, &DeleteOptions::default()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    // -- DaemonSets ----------------------------------------------------------
+
+    fn sync_daemonset(&self, st: &mut State, d: &Value, now: Instant) -> Result<(), ApiError> {
+        let ns = ns_of(d).to_string();
+        let name = name_of(d).to_string();
+        let uid = uid_of(d).to_string();
+        let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
+        let template = &d["spec"]["template"];
+        let hash = template_hash(template);
+        let min_ready = Duration::from_secs(d["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
+        st.daemonsets.insert(uid.clone(), hash.clone());
+        let pods = self.pods_of(st, &ns, std::iter::once(uid.as_str()), min_ready, now);
+        let hash_of = |p: &PodView| -> String {
+            self.store
+                .get("v1", "Pod", &ns, &p.name)
+                .and_then(|o| {
+                    o["metadata"]["labels"]["controller-revision-hash"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .unwrap_or_default()
+        };
+        // One node: one pod. An outdated pod is replaced (maxUnavailable 1).
+        let (current, outdated): (Vec<&PodView>, Vec<&PodView>) =
+            pods.iter().partition(|p| hash_of(p) == hash);
+        for p in &outdated {
+            self.delete_pod(&ns, &p.name)?;
+        }
+        for p in current.iter().skip(1) {
+            self.delete_pod(&ns, &p.name)?;
+        }
+        if current.is_empty() {
+            let pod = self.new_pod(
+                st,
+                &ns,
+                template,
+                ("DaemonSet", &name, &uid),
+                ("controller-revision-hash", &hash),
+            );
+            let k = self.store.kind("v1", "Pod")?;
+            self.store
+                .create_in(k, &ns, pod, &opts("kube-controller-manager"))?;
+        }
+        let pods = self.pods_of(st, &ns, std::iter::once(uid.as_str()), min_ready, now);
+        let updated = pods.iter().filter(|p| hash_of(p) == hash).count() as i64;
+        let ready = pods.iter().filter(|p| p.ready).count() as i64;
+        let available = pods.iter().filter(|p| p.available).count() as i64;
+        let mut status = json!({
+            "currentNumberScheduled": pods.len().min(1),
+            "desiredNumberScheduled": 1,
+            "numberMisscheduled": 0,
+            "numberReady": ready,
+            "observedGeneration": generation,
+        });
+        if updated > 0 {
+            status["updatedNumberScheduled"] = json!(updated);
+        }
+        if available > 0 {
+            status["numberAvailable"] = json!(available);
+        }
+        if 1 - available > 0 {
+            status["numberUnavailable"] = json!(1 - available);
+        }
+        if status_equal(&d["status"], &status) {
+            return Ok(());
+        }
+        let mut obj = d.clone();
+        obj["status"] = status;
+        let k = self.store.kind(APPS, "DaemonSet")?;
+        self.store.update_in(
+            k,
+            &ns,
+            &name,
+            obj,
+            Subresource::Status,
+            &opts("kube-controller-manager"),
+        )?;
+        Ok(())
+    }
+}
+
+/// Starts the controller as a task.
+pub fn spawn(
+    store: Arc<Store>,
+    behaviours: Arc<RwLock<Behaviours>>,
+    config: ControllerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> (Arc<Controller>, tokio::task::JoinHandle<()>) {
+    let c = Controller::new(store, behaviours, config);
+    let task = tokio::spawn(c.clone().run(shutdown));
+    (c, task)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+// ---------------------------------------------------------------------------
+
+fn ns_of(o: &Value) -> &str {
+    o["metadata"]["namespace"].as_str().unwrap_or("")
+}
+
+fn name_of(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn uid_of(o: &Value) -> &str {
+    o["metadata"]["uid"].as_str().unwrap_or("")
+}
+
+fn owner_uid(o: &Value) -> &str {
+    o["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r["controller"] == true)
+                .or(refs.first())
+        })
+        .and_then(|r| r["uid"].as_str())
+        .unwrap_or("")
+}
+
+fn next_ip(st: &mut State) -> String {
+    let n = st.next_ip;
+    st.next_ip += 1;
+    format!("10.244.{}.{}", (n >> 8) & 0xff, n & 0xff)
+}
+
+/// `maxSurge`/`maxUnavailable`: an integer, or a percentage of `total`
+/// rounded up (surge) or down (unavailable).
+fn int_or_percent(v: &Value, total: i32, round_up: bool, default_percent: i32) -> i32 {
+    let percent = |p: f64| {
+        let x = p * f64::from(total) / 100.0;
+        (if round_up { x.ceil() } else { x.floor() }) as i32
+    };
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0) as i32,
+        Value::String(s) => match s
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<f64>().ok())
+        {
+            Some(p) => percent(p),
+            None => s.parse().unwrap_or(0),
+        },
+        _ => percent(f64::from(default_percent)),
+    }
+}
+
+/// The `pod-template-hash` of a template: FNV-32a over its canonical JSON,
+/// written as Kubernetes writes it (the decimal digits mapped into the
+/// safe alphabet).
+pub fn template_hash(template: &Value) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut feed = |b: u8| {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    };
+    fn walk(v: &Value, feed: &mut dyn FnMut(u8)) {
+        match v {
+            Value::Object(m) => {
+                let sorted: BTreeMap<&String, &Value> = m.iter().collect();
+                feed(b'{');
+                for (k, v) in sorted {
+                    k.bytes().for_each(&mut *feed);
+                    feed(b':');
+                    walk(v, feed);
+                    feed(b',');
+                }
+                feed(b'}');
+            }
+            Value::Array(a) => {
+                feed(b'[');
+                for v in a {
+                    walk(v, feed);
+                    feed(b',');
+                }
+                feed(b']');
+            }
+            other => other.to_string().bytes().for_each(feed),
+        }
+    }
+    walk(template, &mut feed);
+    h.to_string()
+        .bytes()
+        .map(|b| SAFE_ALPHABET[usize::from(b) % SAFE_ALPHABET.len()] as char)
+        .collect()
+}
+
+fn condition(kind: &str, status: &str, reason: &str, message: &str, stamp: &str) -> Value {
+    json!({
+        "type": kind,
+        "status": status,
+        "lastUpdateTime": stamp,
+        "lastTransitionTime": stamp,
+        "reason": reason,
+        "message": message,
+    })
+}
+
+/// Kubernetes' `SetDeploymentCondition`: no change when status and reason
+/// are the same; the transition time is kept when only the reason changes.
+fn set_condition(conds: &mut Vec<Value>, mut c: Value) {
+    if let Some(cur) = conds.iter().find(|x| x["type"] == c["type"]) {
+        if cur["status"] == c["status"] && cur["reason"] == c["reason"] {
+            return;
+        }
+        if cur["status"] == c["status"] {
+            c["lastTransitionTime"] = cur["lastTransitionTime"].clone();
+        }
+    }
+    let kind = c["type"].clone();
+    match conds.iter_mut().find(|x| x["type"] == kind) {
+        Some(slot) => *slot = c,
+        None => conds.push(c),
+    }
+}
+
+/// Status equality that ignores key order.
+fn status_equal(a: &Value, b: &Value) -> bool {
+    fn norm(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let sorted: BTreeMap<String, Value> =
+                    m.iter().map(|(k, v)| (k.clone(), norm(v))).collect();
+                serde_json::to_value(sorted).unwrap_or(Value::Null)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
+            other => other.clone(),
+        }
+    }
+    norm(a) == norm(b)
+}
+
+/// A pod's status at one stage of its life.
+fn pod_status(pod: &Value, rt: &PodRt, stage: Stage, restarts: u32) -> Value {
+    let t = |s: &Option<String>| s.clone().unwrap_or_else(|| rt.scheduled_at.clone());
+    let started = t(&rt.started_at);
+    let ready = stage == Stage::Ready;
+    let names: Vec<String> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let containers: Vec<Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            let cname = c["name"].as_str().unwrap_or("");
+            let image = c["image"].as_str().unwrap_or("");
+            let mut s = json!({
+                "name": cname,
+                "image": image,
+                "imageID": format!("{}@sha256:{:064x}", image.split(':').next().unwrap_or(image), u128::from(fnv64(image))),
+                "ready": ready,
+                "started": matches!(stage, Stage::Running | Stage::Ready),
+                "restartCount": restarts,
+            });
+            match stage {
+                Stage::Pending => s["state"] = json!({"waiting": {"reason": "ContainerCreating"}}),
+                Stage::Running | Stage::Ready => {
+                    s["state"] = json!({"running": {"startedAt": started}});
+                    s["containerID"] = json!(format!("containerd://{:016x}{:016x}", fnv64(&rt.uid), i));
+                }
+                Stage::CrashLoop => {
+                    s["containerID"] = json!(format!("containerd://{:016x}{:016x}", fnv64(&rt.uid), restarts));
+                    s["state"] = json!({"waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": format!("back-off 10s restarting failed container={cname} pod={}", pod["metadata"]["name"].as_str().unwrap_or("")),
+                    }});
+                    s["lastState"] = json!({"terminated": {
+                        "exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": started,
+                    }});
+                }
+            }
+            s
+        })
+        .collect();
+    let not_ready_msg = format!("containers with unready status: [{}]", names.join(" "));
+    let cond = |kind: &str, ok: bool, at: &str| {
+        let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastTransitionTime": at});
+        if !ok && (kind == "Ready" || kind == "ContainersReady") {
+            c["reason"] = json!("ContainersNotReady");
+            c["message"] = json!(not_ready_msg);
+        }
+        c
+    };
+    let sched = rt.scheduled_at.as_str();
+    let ready_at = if ready {
+        t(&rt.ready_at)
+    } else {
+        sched.to_string()
+    };
+    let mut status = json!({
+        "phase": if stage == Stage::Pending { "Pending" } else { "Running" },
+        "conditions": [
+            cond("PodReadyToStartContainers", stage != Stage::Pending, &started),
+            cond("Initialized", true, sched),
+            cond("Ready", ready, &ready_at),
+            cond("ContainersReady", ready, &ready_at),
+            cond("PodScheduled", true, sched),
+        ],
+        "hostIP": "172.18.0.2",
+        "hostIPs": [{"ip": "172.18.0.2"}],
+        "startTime": sched,
+        "containerStatuses": containers,
+        "qosClass": "BestEffort",
+    });
+    if stage != Stage::Pending {
+        status["podIP"] = json!(rt.ip);
+        status["podIPs"] = json!([{"ip": rt.ip}]);
+    }
+    status
+}
+
+fn fnv64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_hashes_are_stable_and_safe() {
+        let a = json!({"metadata": {"labels": {"app": "x", "b": "y"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}});
+        let b = json!({"spec": {"containers": [{"image": "i:1", "name": "c"}]}, "metadata": {"labels": {"b": "y", "app": "x"}}});
+        assert_eq!(template_hash(&a), template_hash(&b));
+        let c = json!({"metadata": {"labels": {"app": "x", "b": "y"}}, "spec": {"containers": [{"name": "c", "image": "i:2"}]}});
+        assert_ne!(template_hash(&a), template_hash(&c));
+        assert!(
+            template_hash(&a)
+                .bytes()
+                .all(|b| SAFE_ALPHABET.contains(&b))
+        );
+    }
+
+    #[test]
+    fn surge_and_unavailable_round_like_kubernetes() {
+        assert_eq!(int_or_percent(&json!("25%"), 2, true, 25), 1);
+        assert_eq!(int_or_percent(&json!("25%"), 2, false, 25), 0);
+        assert_eq!(int_or_percent(&Value::Null, 4, false, 25), 1);
+        assert_eq!(int_or_percent(&json!(3), 4, false, 25), 3);
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time() {
+        let mut conds = vec![condition(
+            "Progressing",
+            "True",
+            "NewReplicaSetCreated",
+            "m",
+            "t1",
+        )];
+        set_condition(
+            &mut conds,
+            condition("Progressing", "True", "NewReplicaSetAvailable", "m2", "t2"),
+        );
+        assert_eq!(conds[0]["lastTransitionTime"], "t1");
+        assert_eq!(conds[0]["lastUpdateTime"], "t2");
+        set_condition(
+            &mut conds,
+            condition(
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                "m3",
+                "t3",
+            ),
+        );
+        assert_eq!(conds[0]["lastTransitionTime"], "t3");
+    }
+}

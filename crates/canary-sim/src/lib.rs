@@ -1,0 +1,48 @@
+//! The simulated cluster used by `canary demo` and the tests.
+//!
+//! No real Kubernetes runs where `canary` is built and tested, so the
+//! project carries its own: a Kubernetes API subset served over real HTTP
+//! (reached through a generated kubeconfig by the real `kube` client and by
+//! `kubectl`), controllers that move Deployments like the real ones, a
+//! traffic model that turns router weights into Linkerd/Istio/NGINX series,
+//! a PromQL evaluator over those series, and a flagger-loadtester compatible
+//! webhook receiver. It is meant to be at least as strict as a real API
+//! server wherever the tool touches it.
+//!
+//! Layout:
+//! - `kinds`: the served resource kinds (discovery data);
+//! - `store`: objects, resourceVersions, watch history;
+//! - `patch`: merge, JSON and strategic-merge patches, server-side apply;
+//! - `api`: the HTTP API (axum), `Status` errors, the service proxy, the
+//!   request log and API fault injection;
+//! - `rbac`: request attributes, RBAC rules and the 403 of a refusal;
+//! - `kubeconfig`: the generated kubeconfig;
+//! - `kubectl`: the real kubectl pointed at a simulated cluster, for tests;
+//! - `series`: time series samples recorded from the traffic model;
+//! - `promql`: the PromQL evaluator and Prometheus' HTTP query API;
+//! - `exposition`: the Prometheus text format at `/metrics`.
+//! - `scenario`: the YAML that seeds a world (and the demo's `seed.yaml`);
+//! - `controller`: Deployments and DaemonSets roll out, pods turn Ready;
+//! - `traffic`: requests through the routers to pods, recorded as series;
+//! - `loadtester`: a flagger-loadtester behind the service proxy;
+//! - `world`: all of it started from a scenario.
+//!
+//! It depends on `canary-core` (the spec reader, for scenario files) and
+//! never on the `canary` binary.
+
+pub mod api;
+pub mod controller;
+pub mod exposition;
+pub mod kinds;
+pub mod kubeconfig;
+pub mod kubectl;
+pub mod loadtester;
+pub mod patch;
+pub mod promql;
+pub mod rbac;
+pub mod scenario;
+pub mod series;
+pub mod server;
+pub mod store;
+pub mod traffic;
+pub mod world;

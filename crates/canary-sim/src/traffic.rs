@@ -1,0 +1,2124 @@
+//! The traffic model: requests flow from clients to Services, through
+//! whichever router object exists (SMI TrafficSplit, Gateway API HTTPRoute,
+//! Istio VirtualService, NGINX canary Ingress), to a Ready pod the chosen
+//! Service selects. The pod's image decides the answer (success rate,
+//! latency distribution, changes over time, from the scenario) and the
+//! path can override it the way podinfo's API does (`/status/500`,
+//! `/delay/1`, `/token`).
+//!
+//! Every answer is recorded in the [`SeriesStore`] as the destination's
+//! mesh would: Linkerd's `response_total`, `request_total` and
+//! `response_latency_ms` (for pods in a namespace annotated
+//! `linkerd.io/inject: enabled`), Istio's `istio_requests_total` and
+//! `istio_request_duration_milliseconds` (namespaces labelled
+//! `istio-injection: enabled`), and, for requests entering through an
+//! Ingress, the NGINX ingress controller's
+//! `nginx_ingress_controller_requests`,
+//! `nginx_ingress_controller_ingress_upstream_latency_seconds` and
+//! `nginx_ingress_controller_response_duration_seconds` (with `canary` set
+//! for the canary ingress's traffic). Label sets are those Flagger's
+//! built-in queries select on, plus the usual neighbours.
+//!
+//! Two sources of requests run on the traffic task's tick: steady flows
+//! (the scenario's `traffic`) and load jobs (the load tester's `hey`),
+//! whose workers pace themselves like hey's (`-q` per worker, never faster
+//! than the answers come back). Single requests (`curl`) go through
+//! [`Traffic::request`]. Random choices come from one seeded generator.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use crate::scenario::{Behaviours, Rng, TrafficSpec};
+use crate::series::{Matcher, SeriesStore, now_ms};
+use crate::store::Store;
+
+/// Linkerd proxy's latency histogram bounds (ms).
+pub const LINKERD_BUCKETS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+/// Istio's default `istio_request_duration_milliseconds` bounds.
+pub const ISTIO_BUCKETS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// ingress-nginx's `response_duration_seconds` bounds (Prometheus' defaults).
+pub const NGINX_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Where a request is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A Service by name; `port` is a Service port (its first when `None`).
+    Service {
+        namespace: String,
+        name: String,
+        port: Option<u16>,
+    },
+    /// A URL's host as a pod in `namespace` resolves it: `svc`, `svc.ns`,
+    /// `svc.ns.svc[.cluster.local]`, or a host name served by an Ingress,
+    /// VirtualService or HTTPRoute. `port` 80 when `None`.
+    Host {
+        host: String,
+        port: Option<u16>,
+        namespace: String,
+    },
+}
+
+/// The workload a request comes from (Istio's `source_*` labels).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Source {
+    pub workload: String,
+    pub namespace: String,
+}
+
+/// One HTTP request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub target: Target,
+    pub method: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub source: Source,
+}
+
+impl Request {
+    pub fn get(target: Target, path: &str) -> Request {
+        Request {
+            target,
+            method: "GET".to_string(),
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: None,
+            source: Source::default(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// The HTTP status; 0 when no answer came (see `error`).
+    pub status: u16,
+    pub latency: Duration,
+    pub body: String,
+    /// Why no answer came, as Go's HTTP client words it.
+    pub error: Option<String>,
+    /// The pod that answered.
+    pub pod: Option<String>,
+}
+
+impl Response {
+    fn failed(error: String) -> Response {
+        Response {
+            status: 0,
+            latency: Duration::ZERO,
+            body: String::new(),
+            error: Some(error),
+            pod: None,
+        }
+    }
+}
+
+/// A steady stream of requests.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub request: Request,
+    /// Requests per second.
+    pub rps: f64,
+    carry: f64,
+}
+
+impl Flow {
+    pub fn new(request: Request, rps: f64) -> Flow {
+        Flow {
+            request,
+            rps,
+            carry: 0.0,
+        }
+    }
+
+    pub fn from_spec(s: &TrafficSpec) -> Flow {
+        let target = match (&s.service, &s.host) {
+            (Some(svc), _) => Target::Service {
+                namespace: s.namespace.clone(),
+                name: svc.clone(),
+                port: s.port,
+            },
+            (None, Some(host)) => Target::Host {
+                host: host.clone(),
+                port: s.port,
+                namespace: s.namespace.clone(),
+            },
+            (None, None) => Target::Host {
+                host: String::new(),
+                port: None,
+                namespace: s.namespace.clone(),
+            },
+        };
+        let mut request = Request::get(target, &s.path);
+        request.method = s.method.clone();
+        request.headers = s
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        request.source = Source {
+            workload: "unknown".to_string(),
+            namespace: s.namespace.clone(),
+        };
+        Flow::new(request, s.rps)
+    }
+}
+
+/// A hey-like load: `concurrency` workers, each at most `qps` requests per
+/// second, for `duration` or until `requests` were sent.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub request: Request,
+    pub concurrency: u32,
+    /// Per worker; unlimited (as fast as answers come) when `None`.
+    pub qps: Option<f64>,
+    pub duration: Option<Duration>,
+    /// Total requests when no duration is given (hey's `-n`, default 200).
+    pub requests: u64,
+    /// Per-request timeout (hey's `-t`, default 20 s).
+    pub timeout: Duration,
+}
+
+/// What a load job saw, as hey summarises it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadStats {
+    pub total: u64,
+    pub by_status: BTreeMap<u16, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub latency_sum: Duration,
+    pub fastest: Option<Duration>,
+    pub slowest: Option<Duration>,
+    pub elapsed: Duration,
+    pub finished: bool,
+}
+
+impl LoadStats {
+    fn add(&mut self, r: &Response) {
+        self.total += 1;
+        match &r.error {
+            Some(e) => *self.errors.entry(e.clone()).or_default() += 1,
+            None => {
+                *self.by_status.entry(r.status).or_default() += 1;
+                self.latency_sum += r.latency;
+                self.fastest = Some(self.fastest.map_or(r.latency, |f| f.min(r.latency)));
+                self.slowest = Some(self.slowest.map_or(r.latency, |s| s.max(r.latency)));
+            }
+        }
+    }
+
+    /// hey's summary text.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let answered: u64 = self.by_status.values().sum();
+        let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+        let avg = if answered > 0 {
+            self.latency_sum.as_secs_f64() / answered as f64
+        } else {
+            0.0
+        };
+        let total = self.elapsed.as_secs_f64();
+        let rps = if total > 0.0 {
+            self.total as f64 / total
+        } else {
+            0.0
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "\nSummary:");
+        let _ = writeln!(out, "  Total:\t{total:.4} secs");
+        let _ = writeln!(out, "  Slowest:\t{:.4} secs", secs(self.slowest));
+        let _ = writeln!(out, "  Fastest:\t{:.4} secs", secs(self.fastest));
+        let _ = writeln!(out, "  Average:\t{avg:.4} secs");
+        let _ = writeln!(out, "  Requests/sec:\t{rps:.4}");
+        let _ = writeln!(out, "\n\nStatus code distribution:");
+        for (code, n) in &self.by_status {
+            let _ = writeln!(out, "  [{code}]\t{n} responses");
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(out, "\nError distribution:");
+            for (e, n) in &self.errors {
+                let _ = writeln!(out, "  [{n}]\t{e}");
+            }
+        }
+        out
+    }
+}
+
+/// A running load job, shared with whoever started it.
+#[derive(Debug, Clone)]
+pub struct LoadHandle {
+    stats: Arc<Mutex<LoadStats>>,
+    done: watch::Receiver<bool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoadHandle {
+    pub fn stats(&self) -> LoadStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Ends the job at the next tick.
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits for the job to end and returns its statistics.
+    pub async fn wait(&self) -> LoadStats {
+        let mut rx = self.done.clone();
+        let _ = rx.wait_for(|d| *d).await;
+        self.stats()
+    }
+}
+
+struct LoadJob {
+    spec: LoadSpec,
+    started: Instant,
+    /// Next send time of each worker.
+    workers: Vec<Instant>,
+    /// When each worker's last answer arrives.
+    busy_until: Vec<Instant>,
+    sent: u64,
+    stats: Arc<Mutex<LoadStats>>,
+    done: watch::Sender<bool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The traffic model of one world.
+pub struct Traffic {
+    store: Arc<Store>,
+    series: Arc<SeriesStore>,
+    behaviours: Arc<RwLock<Behaviours>>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    rng: Rng,
+    flows: Vec<Flow>,
+    loads: Vec<LoadJob>,
+    /// When each pod (by uid) was first seen Ready.
+    ready_seen: HashMap<String, Instant>,
+    /// Pods with series, to end them (staleness) when the pod goes.
+    pods_with_series: HashSet<(String, String)>,
+    last_tick: Option<Instant>,
+}
+
+impl Traffic {
+    pub fn new(
+        store: Arc<Store>,
+        series: Arc<SeriesStore>,
+        behaviours: Arc<RwLock<Behaviours>>,
+        seed: u64,
+    ) -> Arc<Traffic> {
+        for (name, help) in [
+            ("response_total", "Total count of HTTP responses."),
+            ("request_total", "Total count of HTTP requests."),
+            (
+                "response_latency_ms",
+                "Elapsed times between a request's headers being received and its response stream completing",
+            ),
+            ("istio_requests_total", "requests_total"),
+            (
+                "istio_request_duration_milliseconds",
+                "request_duration_milliseconds",
+            ),
+            (
+                "nginx_ingress_controller_requests",
+                "The total number of client requests",
+            ),
+            (
+                "nginx_ingress_controller_ingress_upstream_latency_seconds",
+                "Upstream service latency per Ingress",
+            ),
+            (
+                "nginx_ingress_controller_response_duration_seconds",
+                "The time spent on receiving the response from the upstream server",
+            ),
+        ] {
+            series.set_help(name, help);
+        }
+        Arc::new(Traffic {
+            store,
+            series,
+            behaviours,
+            inner: Mutex::new(Inner {
+                rng: Rng::derive(seed, "traffic"),
+                flows: Vec::new(),
+                loads: Vec::new(),
+                ready_seen: HashMap::new(),
+                pods_with_series: HashSet::new(),
+                last_tick: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn series(&self) -> &Arc<SeriesStore> {
+        &self.series
+    }
+
+    /// Adds a steady flow.
+    pub fn add_flow(&self, flow: Flow) {
+        self.lock().flows.push(flow);
+    }
+
+    /// Sets the rate of every flow to `target` (adding one if none);
+    /// 0 stops it.
+    pub fn set_rate(&self, target: Target, rps: f64) {
+        let mut g = self.lock();
+        let mut found = false;
+        for f in g.flows.iter_mut().filter(|f| f.request.target == target) {
+            f.rps = rps;
+            found = true;
+        }
+        if !found {
+            g.flows.push(Flow::new(Request::get(target, "/"), rps));
+        }
+    }
+
+    /// The current flows.
+    pub fn flows(&self) -> Vec<Flow> {
+        self.lock().flows.clone()
+    }
+
+    /// Sends one request now and records it.
+    pub fn request(&self, req: &Request) -> Response {
+        let cluster = Cluster::read(&self.store);
+        let now = Instant::now();
+        let mut g = self.lock();
+        note_ready(&mut g, &cluster, now);
+        let mut rec = Recorder::default();
+        let r = self.send(&mut g, &cluster, req, now, &mut rec);
+        self.flush(&mut g, rec);
+        r
+    }
+
+    /// Starts a load job (served on the traffic task's ticks).
+    pub fn start_load(&self, spec: LoadSpec) -> LoadHandle {
+        let (tx, rx) = watch::channel(false);
+        let stats = Arc::new(Mutex::new(LoadStats::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let now = Instant::now();
+        let workers = vec![now; spec.concurrency.max(1) as usize];
+        self.lock().loads.push(LoadJob {
+            spec,
+            started: now,
+            busy_until: workers.clone(),
+            workers,
+            sent: 0,
+            stats: stats.clone(),
+            done: tx,
+            stop: stop.clone(),
+        });
+        LoadHandle {
+            stats,
+            done: rx,
+            stop,
+        }
+    }
+
+    /// Runs ticks every `interval` until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    self.stop_all();
+                    return;
+                }
+                _ = ticker.tick() => self.tick(),
+            }
+        }
+    }
+
+    fn stop_all(&self) {
+        let mut g = self.lock();
+        for job in g.loads.drain(..) {
+            if let Ok(mut s) = job.stats.lock() {
+                s.finished = true;
+                s.elapsed = job.started.elapsed();
+            }
+            let _ = job.done.send(true);
+        }
+    }
+
+    /// One tick: the flows' requests since the last tick, the load jobs'
+    /// due requests, then everything is recorded at once.
+    pub fn tick(&self) {
+        let cluster = Cluster::read(&self.store);
+        let now = Instant::now();
+        let mut g = self.lock();
+        let dt = g
+            .last_tick
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        g.last_tick = Some(now);
+        note_ready(&mut g, &cluster, now);
+        let mut rec = Recorder::default();
+        // Flows: rate × elapsed, the fraction carried over.
+        let mut flows = std::mem::take(&mut g.flows);
+        for f in &mut flows {
+            f.carry += f.rps * dt.as_secs_f64();
+            let n = f.carry.floor();
+            f.carry -= n;
+            for _ in 0..n as u64 {
+                self.send(&mut g, &cluster, &f.request, now, &mut rec);
+            }
+        }
+        g.flows = flows;
+        // Load jobs: each worker sends whenever it is due and its previous
+        // answer is back.
+        let mut jobs = std::mem::take(&mut g.loads);
+        for job in &mut jobs {
+            let min_gap = job
+                .spec
+                .qps
+                .filter(|q| *q > 0.0)
+                .map_or(Duration::from_millis(5), |q| {
+                    Duration::from_secs_f64(1.0 / q)
+                });
+            let end = job.spec.duration.map(|d| job.started + d);
+            let more = |job: &LoadJob, at: Instant| match end {
+                Some(e) => at < e,
+                None => job.sent < job.spec.requests,
+            };
+            if !job.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for w in 0..job.workers.len() {
+                    while job.workers[w] <= now && more(job, job.workers[w]) {
+                        let at = job.workers[w];
+                        let mut r = self.send(&mut g, &cluster, &job.spec.request, now, &mut rec);
+                        if r.error.is_none() && r.latency > job.spec.timeout {
+                            r = Response {
+                                error: Some(format!(
+                                    "{} \"{}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                                    go_method(&job.spec.request.method),
+                                    describe_url(&job.spec.request)
+                                )),
+                                status: 0,
+                                ..r
+                            };
+                        }
+                        job.sent += 1;
+                        let busy = if r.error.is_some() {
+                            job.spec
+                                .timeout
+                                .min(r.latency)
+                                .max(Duration::from_millis(1))
+                        } else {
+                            r.latency
+                        };
+                        job.busy_until[w] = at + busy;
+                        job.workers[w] = (at + min_gap).max(at + busy);
+                        job.stats.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
+                    }
+                }
+            }
+            // Done when nothing more is due and the answers in flight are in.
+            let sending_over = job.stop.load(std::sync::atomic::Ordering::SeqCst)
+                || job.workers.iter().all(|t| !more(job, *t));
+            let in_flight = job.busy_until.iter().any(|t| *t > now);
+            if sending_over && !in_flight {
+                let mut s = job.stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.finished = true;
+                s.elapsed = now.duration_since(job.started);
+                drop(s);
+                let _ = job.done.send(true);
+            }
+        }
+        jobs.retain(|j| !*j.done.borrow());
+        g.loads = jobs;
+        // Pods that went away: their series end, as when Prometheus loses
+        // a scrape target.
+        let live: HashSet<(String, String)> = cluster
+            .pods
+            .values()
+            .flatten()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        let gone: Vec<(String, String)> = g
+            .pods_with_series
+            .iter()
+            .filter(|k| !live.contains(*k))
+            .cloned()
+            .collect();
+        let at = now_ms();
+        for (ns, pod) in gone {
+            self.series.mark_stale(
+                &[
+                    Matcher::equal("namespace", &ns),
+                    Matcher::equal("pod", &pod),
+                ],
+                at,
+            );
+            g.pods_with_series.remove(&(ns, pod));
+        }
+        g.ready_seen.retain(|uid, _| cluster.pod_uids.contains(uid));
+        self.flush(&mut g, rec);
+        self.series.advance_to(at);
+    }
+
+    fn flush(&self, g: &mut Inner, rec: Recorder) {
+        let at = now_ms();
+        for key in rec.pods {
+            g.pods_with_series.insert(key);
+        }
+        for ((name, labels), v) in rec.counters {
+            let l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            self.series.counter_add(&name, &l, v, at);
+        }
+        for ((name, labels), (buckets, obs)) in rec.histograms {
+            let l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let obs: Vec<(f64, u64)> = obs.into_iter().map(|v| (v, 1)).collect();
+            self.series
+                .histogram_observe_many(&name, &l, &obs, buckets, at);
+        }
+        for ((name, labels), obs) in rec.summaries {
+            let l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            for v in obs {
+                self.series.summary_observe_n(&name, &l, v, 1, at);
+            }
+        }
+    }
+
+    // -- one request ---------------------------------------------------------
+
+    fn send(
+        &self,
+        g: &mut Inner,
+        c: &Cluster,
+        req: &Request,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Response {
+        let entry = match self.entry(c, req, &mut g.rng) {
+            Ok(e) => e,
+            Err(e) => return Response::failed(e),
+        };
+        match entry {
+            Entry::Service {
+                ns,
+                name,
+                port,
+                authority,
+            } => {
+                let Some((_, port)) = c.service_port(&ns, &name, port) else {
+                    return Response::failed(refused(c, &ns, &name, port.unwrap_or(80)));
+                };
+                // The mesh's routers apply to traffic aimed at the apex.
+                let backend = mesh_route(c, &ns, &name, req, &mut g.rng);
+                // A flow aimed at a Service that an NGINX Ingress serves
+                // enters through the ingress controller.
+                if backend.is_none()
+                    && matches!(req.target, Target::Service { .. })
+                    && let Some(hit) = c.ingress_to_service(&ns, &name)
+                {
+                    return self.through_ingress(g, c, req, hit, now, rec);
+                }
+                let (bns, bname) = match backend {
+                    Some(Routed::To(bns, bname)) => (bns, bname),
+                    Some(Routed::Nowhere) => {
+                        return answer_503("no healthy upstream");
+                    }
+                    None => (ns.clone(), name.clone()),
+                };
+                self.to_service(
+                    g,
+                    c,
+                    req,
+                    &bns,
+                    &bname,
+                    Some(port),
+                    &authority,
+                    None,
+                    now,
+                    rec,
+                )
+            }
+            Entry::Ingress(hit) => self.through_ingress(g, c, req, *hit, now, rec),
+            Entry::Routed {
+                ns,
+                name,
+                port,
+                authority,
+            } => self.to_service(g, c, req, &ns, &name, port, &authority, None, now, rec),
+        }
+    }
+
+    /// A request through the NGINX ingress controller: the canary Ingress
+    /// decides, then the chosen backend Service's pods answer.
+    fn through_ingress(
+        &self,
+        g: &mut Inner,
+        c: &Cluster,
+        req: &Request,
+        hit: IngressHit,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Response {
+        let canary = hit
+            .canary
+            .as_ref()
+            .is_some_and(|cn| nginx_use_canary(cn, req, &mut g.rng));
+        let (svc, port) = match (&hit.canary, canary) {
+            (Some(cn), true) => (cn.service.clone(), cn.port.clone()),
+            _ => (hit.service.clone(), hit.port.clone()),
+        };
+        let ns = hit.namespace.clone();
+        let svc_port = match &port {
+            PortRef::Number(n) => Some(*n),
+            PortRef::Name(pn) => c.services.get(&(ns.clone(), svc.clone())).and_then(|s| {
+                s["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["name"] == pn.as_str())
+                    .and_then(|p| p["port"].as_u64())
+                    .map(|p| p as u16)
+            }),
+        };
+        let nginx = NginxHit {
+            namespace: ns.clone(),
+            ingress: hit.main.clone(),
+            service: svc.clone(),
+            canary: canary.then(|| format!("{ns}-{svc}-{}", svc_port.unwrap_or(80))),
+            host: hit.host.clone(),
+            path: hit.path.clone(),
+        };
+        let authority = hit.host.clone();
+        self.to_service(
+            g,
+            c,
+            req,
+            &ns,
+            &svc,
+            svc_port,
+            &authority,
+            Some(nginx),
+            now,
+            rec,
+        )
+    }
+
+    /// Where a request enters the cluster's routing.
+    fn entry(&self, c: &Cluster, req: &Request, rng: &mut Rng) -> Result<Entry, String> {
+        match &req.target {
+            Target::Service {
+                namespace,
+                name,
+                port,
+            } => {
+                let port = port.or_else(|| c.first_port(namespace, name));
+                Ok(Entry::Service {
+                    authority: format!(
+                        "{name}.{namespace}.svc.cluster.local:{}",
+                        port.unwrap_or(80)
+                    ),
+                    ns: namespace.clone(),
+                    name: name.clone(),
+                    port,
+                })
+            }
+            Target::Host {
+                host,
+                port,
+                namespace,
+            } => {
+                let host_header = req
+                    .header("host")
+                    .map(|h| h.split(':').next().unwrap_or(h).to_string());
+                let path = req.path.split('?').next().unwrap_or("/");
+                // A Host header naming an ingress host: the URL is the
+                // ingress controller.
+                if let Some(h) = &host_header
+                    && h != host
+                    && let Some(hit) = c.ingress_for(h, path)
+                {
+                    return Ok(Entry::Ingress(Box::new(hit)));
+                }
+                if let Some((ns, name)) = c.resolve_service(host, namespace) {
+                    let p = port.unwrap_or(80);
+                    return Ok(Entry::Service {
+                        authority: format!("{host}:{p}"),
+                        ns,
+                        name,
+                        port: Some(p),
+                    });
+                }
+                if let Some(hit) = c.ingress_for(host, path) {
+                    return Ok(Entry::Ingress(Box::new(hit)));
+                }
+                if let Some(routed) = gateway_route(c, host, req, rng) {
+                    return match routed {
+                        (Routed::To(ns, name), p) => Ok(Entry::Routed {
+                            authority: host.clone(),
+                            ns,
+                            name,
+                            port: p,
+                        }),
+                        (Routed::Nowhere, _) => Err(format!(
+                            "{} \"{}\": EOF",
+                            go_method(&req.method),
+                            describe_url(req)
+                        )),
+                    };
+                }
+                Err(format!(
+                    "{} \"{}\": dial tcp: lookup {host} on 10.96.0.10:53: no such host",
+                    go_method(&req.method),
+                    describe_url(req)
+                ))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn to_service(
+        &self,
+        g: &mut Inner,
+        c: &Cluster,
+        req: &Request,
+        ns: &str,
+        svc_name: &str,
+        port: Option<u16>,
+        authority: &str,
+        nginx: Option<NginxHit>,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Response {
+        let Some((svc, port)) = c.service_port(ns, svc_name, port) else {
+            if let Some(n) = &nginx {
+                rec.nginx(n, req, 503, 0.0);
+                return answer_503("503 Service Temporarily Unavailable");
+            }
+            return Response::failed(refused(c, ns, svc_name, port.unwrap_or(80)));
+        };
+        let endpoints = c.endpoints(ns, &svc);
+        if endpoints.is_empty() {
+            if let Some(n) = &nginx {
+                rec.nginx(n, req, 503, 0.0);
+                return answer_503("503 Service Temporarily Unavailable");
+            }
+            if c.meshed(&req.source.namespace) {
+                return answer_503("");
+            }
+            return Response::failed(refused(c, ns, svc_name, port));
+        }
+        let pod = endpoints[g.rng.below(endpoints.len())];
+        let ready_for = g
+            .ready_seen
+            .get(&pod.uid)
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t));
+        let behaviours = self.behaviours.read().unwrap_or_else(|e| e.into_inner());
+        let image = pod.image_for_port(target_port(&svc, port)).to_string();
+        let answer = behaviours.for_image(&image).at(ready_for);
+        drop(behaviours);
+        let (status, latency_ms, body) = serve(pod, &image, req, answer, &mut g.rng);
+        let target_port = pod_port(pod, &svc, port);
+        let fqdn = format!("{svc_name}.{ns}.svc.cluster.local");
+        if pod.linkerd {
+            rec.linkerd(pod, authority, target_port, status, latency_ms);
+        }
+        if pod.istio {
+            rec.istio(
+                pod,
+                &fqdn,
+                svc_name,
+                ns,
+                &req.source,
+                c.istio(&req.source.namespace),
+                status,
+                latency_ms,
+            );
+        }
+        if let Some(n) = &nginx {
+            rec.nginx(n, req, status, latency_ms);
+        }
+        rec.pods.insert((pod.namespace.clone(), pod.name.clone()));
+        Response {
+            status,
+            latency: Duration::from_secs_f64(latency_ms / 1000.0),
+            body,
+            error: None,
+            pod: Some(pod.name.clone()),
+        }
+    }
+}
+
+/// Starts the traffic task with the scenario's flows.
+pub fn spawn(
+    traffic: Arc<Traffic>,
+    interval: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(traffic.run(interval, shutdown))
+}
+
+fn answer_503(body: &str) -> Response {
+    Response {
+        status: 503,
+        latency: Duration::from_millis(1),
+        body: body.to_string(),
+        error: None,
+        pod: None,
+    }
+}
+
+fn refused(c: &Cluster, ns: &str, svc: &str, port: u16) -> String {
+    let ip = c
+        .services
+        .get(&(ns.to_string(), svc.to_string()))
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "10.96.0.1".to_string());
+    format!("dial tcp {ip}:{port}: connect: connection refused")
+}
+
+fn go_method(m: &str) -> String {
+    let m = m.to_ascii_uppercase();
+    // Go's client error text capitalises the method: `Get "http://..."`.
+    let mut c = m.chars();
+    match c.next() {
+        Some(f) => f.to_string() + &c.as_str().to_ascii_lowercase(),
+        None => "Get".to_string(),
+    }
+}
+
+fn describe_url(req: &Request) -> String {
+    match &req.target {
+        Target::Service {
+            namespace,
+            name,
+            port,
+        } => {
+            format!(
+                "http://{name}.{namespace}:{}{}",
+                port.unwrap_or(80),
+                req.path
+            )
+        }
+        Target::Host { host, port, .. } => match port {
+            Some(p) => format!("http://{host}:{p}{}", req.path),
+            None => format!("http://{host}{}", req.path),
+        },
+    }
+}
+
+fn note_ready(g: &mut Inner, c: &Cluster, now: Instant) {
+    for p in c.pods.values().flatten() {
+        if p.ready {
+            g.ready_seen.entry(p.uid.clone()).or_insert(now);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The cluster as one tick sees it.
+// ---------------------------------------------------------------------------
+
+struct PodInfo {
+    name: String,
+    namespace: String,
+    uid: String,
+    labels: Map<String, Value>,
+    ready: bool,
+    ip: String,
+    /// (image, container ports as (name, number)).
+    containers: Vec<(String, Vec<(String, u16)>)>,
+    /// (label, name): ("deployment", "podinfo"), ("daemonset", ...).
+    workload: Option<(&'static str, String)>,
+    template_hash: String,
+    linkerd: bool,
+    istio: bool,
+}
+
+impl PodInfo {
+    fn image_for_port(&self, port: Option<u16>) -> &str {
+        port.and_then(|p| {
+            self.containers
+                .iter()
+                .find(|(_, ports)| ports.iter().any(|(_, n)| *n == p))
+        })
+        .or(self.containers.first())
+        .map_or("", |(i, _)| i.as_str())
+    }
+
+    fn workload_name(&self) -> &str {
+        self.workload
+            .as_ref()
+            .map_or(self.name.as_str(), |(_, n)| n.as_str())
+    }
+
+    fn label(&self, k: &str) -> &str {
+        self.labels.get(k).and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+struct Cluster {
+    namespaces: HashMap<String, Value>,
+    services: HashMap<(String, String), Value>,
+    pods: HashMap<String, Vec<PodInfo>>,
+    pod_uids: HashSet<String>,
+    splits: Vec<Value>,
+    httproutes: Vec<Value>,
+    virtualservices: Vec<Value>,
+    ingresses: Vec<Value>,
+}
+
+impl Cluster {
+    fn read(store: &Store) -> Cluster {
+        let namespaces: HashMap<String, Value> = store
+            .list("v1", "Namespace", None)
+            .into_iter()
+            .map(|n| (n["metadata"]["name"].as_str().unwrap_or("").to_string(), n))
+            .collect();
+        let services = store
+            .list("v1", "Service", None)
+            .into_iter()
+            .map(|s| {
+                (
+                    (
+                        s["metadata"]["namespace"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        s["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    ),
+                    s,
+                )
+            })
+            .collect();
+        let mut pods: HashMap<String, Vec<PodInfo>> = HashMap::new();
+        let mut pod_uids = HashSet::new();
+        for p in store.list("v1", "Pod", None) {
+            let info = pod_info(&p, &namespaces);
+            pod_uids.insert(info.uid.clone());
+            pods.entry(info.namespace.clone()).or_default().push(info);
+        }
+        let list_any = |group: &str, versions: &[&str], kind: &str| -> Vec<Value> {
+            versions
+                .iter()
+                .find_map(|v| {
+                    let av = format!("{group}/{v}");
+                    store
+                        .kind(&av, kind)
+                        .ok()
+                        .map(|_| store.list(&av, kind, None))
+                })
+                .unwrap_or_default()
+        };
+        Cluster {
+            namespaces,
+            services,
+            pods,
+            pod_uids,
+            splits: list_any(
+                "split.smi-spec.io",
+                &["v1alpha3", "v1alpha2", "v1alpha1"],
+                "TrafficSplit",
+            ),
+            httproutes: list_any("gateway.networking.k8s.io", &["v1", "v1beta1"], "HTTPRoute"),
+            virtualservices: list_any(
+                "networking.istio.io",
+                &["v1", "v1beta1", "v1alpha3"],
+                "VirtualService",
+            ),
+            ingresses: store.list("networking.k8s.io/v1", "Ingress", None),
+        }
+    }
+
+    fn meshed(&self, ns: &str) -> bool {
+        self.namespaces.get(ns).is_some_and(|n| {
+            n["metadata"]["annotations"]["linkerd.io/inject"] == "enabled" || ns_istio(n)
+        })
+    }
+
+    fn istio(&self, ns: &str) -> bool {
+        self.namespaces.get(ns).is_some_and(ns_istio)
+    }
+
+    fn first_port(&self, ns: &str, name: &str) -> Option<u16> {
+        self.services
+            .get(&(ns.to_string(), name.to_string()))
+            .and_then(|s| s["spec"]["ports"][0]["port"].as_u64())
+            .map(|p| p as u16)
+    }
+
+    /// The Service and the port asked for (its first when `None`), if both
+    /// exist.
+    fn service_port(&self, ns: &str, name: &str, port: Option<u16>) -> Option<(Value, u16)> {
+        let svc = self.services.get(&(ns.to_string(), name.to_string()))?;
+        let ports = svc["spec"]["ports"].as_array()?;
+        let chosen = match port {
+            Some(p) => ports
+                .iter()
+                .find(|x| x["port"].as_u64() == Some(u64::from(p)))?,
+            None => ports.first()?,
+        };
+        Some((svc.clone(), chosen["port"].as_u64()? as u16))
+    }
+
+    /// Ready pods the Service selects.
+    fn endpoints(&self, ns: &str, svc: &Value) -> Vec<&PodInfo> {
+        let Some(sel) = svc["spec"]["selector"]
+            .as_object()
+            .filter(|m| !m.is_empty())
+        else {
+            return Vec::new();
+        };
+        self.pods
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.ready && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+            .collect()
+    }
+
+    /// `svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`, as a pod
+    /// in `client_ns` resolves them.
+    fn resolve_service(&self, host: &str, client_ns: &str) -> Option<(String, String)> {
+        let h = host.trim_end_matches('.');
+        let h = h
+            .strip_suffix(".svc.cluster.local")
+            .or_else(|| h.strip_suffix(".svc"))
+            .unwrap_or(h);
+        let parts: Vec<&str> = h.split('.').collect();
+        let (ns, name) = match parts.as_slice() {
+            [name] => (client_ns, *name),
+            [name, ns] => (*ns, *name),
+            _ => return None,
+        };
+        self.services
+            .contains_key(&(ns.to_string(), name.to_string()))
+            .then(|| (ns.to_string(), name.to_string()))
+    }
+
+    /// The Ingress (and NGINX canary Ingress) serving `host` + `path`.
+    fn ingress_for(&self, host: &str, path: &str) -> Option<IngressHit> {
+        let mut best: Option<(usize, IngressHit)> = None;
+        for ing in self.ingresses.iter().filter(|i| !is_canary_ingress(i)) {
+            let ns = ing["metadata"]["namespace"].as_str().unwrap_or("");
+            let name = ing["metadata"]["name"].as_str().unwrap_or("");
+            for (rule_host, rule_path, backend) in ingress_paths(ing) {
+                if !host_matches(&rule_host, host) {
+                    continue;
+                }
+                let Some(len) = path_match(&rule_path.0, &rule_path.1, path) else {
+                    continue;
+                };
+                if best.as_ref().is_some_and(|(l, _)| *l >= len) {
+                    continue;
+                }
+                let Some((svc, port)) = backend else { continue };
+                let canary = self.canary_ingress(ns, &rule_host, &rule_path.0);
+                best = Some((
+                    len,
+                    IngressHit {
+                        namespace: ns.to_string(),
+                        main: name.to_string(),
+                        service: svc,
+                        port,
+                        host: host.to_string(),
+                        path: rule_path.0.clone(),
+                        canary,
+                    },
+                ));
+            }
+        }
+        best.map(|(_, h)| h)
+    }
+
+    /// The main Ingress routing to Service `ns/svc` (its first such rule).
+    fn ingress_to_service(&self, ns: &str, svc: &str) -> Option<IngressHit> {
+        self.ingresses
+            .iter()
+            .filter(|i| !is_canary_ingress(i) && i["metadata"]["namespace"] == ns)
+            .find_map(|ing| {
+                ingress_paths(ing)
+                    .into_iter()
+                    .find_map(|(host, path, backend)| {
+                        let (service, port) = backend?;
+                        (service == svc).then(|| IngressHit {
+                            namespace: ns.to_string(),
+                            main: ing["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                            canary: self.canary_ingress(ns, &host, &path.0),
+                            service,
+                            port,
+                            host: if host.is_empty() {
+                                svc.to_string()
+                            } else {
+                                host
+                            },
+                            path: path.0,
+                        })
+                    })
+            })
+    }
+
+    fn canary_ingress(&self, ns: &str, host: &str, path: &str) -> Option<CanaryIngress> {
+        self.ingresses
+            .iter()
+            .filter(|i| is_canary_ingress(i) && i["metadata"]["namespace"] == ns)
+            .find_map(|i| {
+                let a = &i["metadata"]["annotations"];
+                let ann = |k: &str| {
+                    a[format!("nginx.ingress.kubernetes.io/{k}")]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                };
+                ingress_paths(i).into_iter().find_map(|(h, p, backend)| {
+                    (h == host && p.0 == path).then_some(())?;
+                    let (service, port) = backend?;
+                    Some(CanaryIngress {
+                        service,
+                        port,
+                        weight: ann("canary-weight").parse().unwrap_or(0.0),
+                        weight_total: ann("canary-weight-total").parse().unwrap_or(100.0),
+                        header: ann("canary-by-header"),
+                        header_value: ann("canary-by-header-value"),
+                        header_pattern: ann("canary-by-header-pattern"),
+                        cookie: ann("canary-by-cookie"),
+                    })
+                })
+            })
+    }
+}
+
+fn ns_istio(n: &Value) -> bool {
+    n["metadata"]["labels"]["istio-injection"] == "enabled"
+        || n["metadata"]["labels"]["istio.io/rev"].is_string()
+}
+
+fn pod_info(p: &Value, namespaces: &HashMap<String, Value>) -> PodInfo {
+    let meta = &p["metadata"];
+    let namespace = meta["namespace"].as_str().unwrap_or("").to_string();
+    let labels = meta["labels"].as_object().cloned().unwrap_or_default();
+    let ready = meta["deletionTimestamp"].is_null()
+        && p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let template_hash = labels
+        .get("pod-template-hash")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let owner = meta["ownerReferences"]
+        .as_array()
+        .and_then(|r| r.iter().find(|o| o["controller"] == true).or(r.first()));
+    let workload = owner.and_then(|o| {
+        let name = o["name"].as_str()?;
+        match o["kind"].as_str()? {
+            "ReplicaSet" => Some((
+                "deployment",
+                name.strip_suffix(&format!("-{template_hash}"))
+                    .unwrap_or(name)
+                    .to_string(),
+            )),
+            "DaemonSet" => Some(("daemonset", name.to_string())),
+            "StatefulSet" => Some(("statefulset", name.to_string())),
+            _ => None,
+        }
+    });
+    let containers = p["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let ports = c["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| {
+                    Some((
+                        x["name"].as_str().unwrap_or("").to_string(),
+                        x["containerPort"].as_u64()? as u16,
+                    ))
+                })
+                .collect();
+            (c["image"].as_str().unwrap_or("").to_string(), ports)
+        })
+        .collect();
+    let ns_obj = namespaces.get(&namespace);
+    let ann = &meta["annotations"];
+    let linkerd = ann["linkerd.io/inject"] != "disabled"
+        && (ann["linkerd.io/inject"] == "enabled"
+            || ns_obj
+                .is_some_and(|n| n["metadata"]["annotations"]["linkerd.io/inject"] == "enabled"));
+    let istio = labels
+        .get("sidecar.istio.io/inject")
+        .and_then(Value::as_str)
+        != Some("false")
+        && (labels
+            .get("sidecar.istio.io/inject")
+            .and_then(Value::as_str)
+            == Some("true")
+            || ns_obj.is_some_and(ns_istio));
+    PodInfo {
+        name: meta["name"].as_str().unwrap_or("").to_string(),
+        uid: meta["uid"].as_str().unwrap_or("").to_string(),
+        namespace,
+        labels,
+        ready,
+        ip: p["status"]["podIP"].as_str().unwrap_or("").to_string(),
+        containers,
+        workload,
+        template_hash,
+        linkerd,
+        istio,
+    }
+}
+
+/// The Service's target port for a Service port, as a number if known.
+fn target_port(svc: &Value, port: u16) -> Option<u16> {
+    let p = svc["spec"]["ports"]
+        .as_array()?
+        .iter()
+        .find(|x| x["port"].as_u64() == Some(u64::from(port)))?;
+    match &p["targetPort"] {
+        Value::Number(n) => n.as_u64().map(|n| n as u16),
+        Value::Null => Some(port),
+        _ => None,
+    }
+}
+
+/// The pod's port that a Service port lands on (named target ports
+/// resolved through the pod's containers).
+fn pod_port(pod: &PodInfo, svc: &Value, port: u16) -> u16 {
+    let tp = svc["spec"]["ports"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|x| x["port"].as_u64() == Some(u64::from(port)))
+        })
+        .map(|p| p["targetPort"].clone())
+        .unwrap_or(Value::Null);
+    match tp {
+        Value::Number(n) => n.as_u64().map_or(port, |n| n as u16),
+        Value::String(name) => pod
+            .containers
+            .iter()
+            .flat_map(|(_, ps)| ps.iter())
+            .find(|(n, _)| *n == name)
+            .map_or(port, |(_, p)| *p),
+        _ => port,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Routers.
+// ---------------------------------------------------------------------------
+
+/// A routing destination: (namespace, service, port).
+type Dest = (String, String, Option<u16>);
+
+enum Entry {
+    Service {
+        ns: String,
+        name: String,
+        port: Option<u16>,
+        authority: String,
+    },
+    Ingress(Box<IngressHit>),
+    /// Chosen by a gateway's route for a host name.
+    Routed {
+        ns: String,
+        name: String,
+        port: Option<u16>,
+        authority: String,
+    },
+}
+
+enum Routed {
+    To(String, String),
+    /// A router exists but sends nowhere (all weights 0, no match).
+    Nowhere,
+}
+
+#[derive(Clone)]
+enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+struct IngressHit {
+    namespace: String,
+    main: String,
+    service: String,
+    port: PortRef,
+    host: String,
+    path: String,
+    canary: Option<CanaryIngress>,
+}
+
+struct CanaryIngress {
+    service: String,
+    port: PortRef,
+    weight: f64,
+    weight_total: f64,
+    header: String,
+    header_value: String,
+    header_pattern: String,
+    cookie: String,
+}
+
+struct NginxHit {
+    namespace: String,
+    ingress: String,
+    service: String,
+    canary: Option<String>,
+    host: String,
+    path: String,
+}
+
+fn is_canary_ingress(i: &Value) -> bool {
+    i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] == "true"
+}
+
+type IngressPath = (String, (String, String), Option<(String, PortRef)>);
+
+/// (host, (path, pathType), backend) of every rule path, plus the default
+/// backend as host "" path "/".
+fn ingress_paths(i: &Value) -> Vec<IngressPath> {
+    let backend = |b: &Value| -> Option<(String, PortRef)> {
+        let s = &b["service"];
+        let name = s["name"].as_str()?.to_string();
+        let port = match (&s["port"]["number"], &s["port"]["name"]) {
+            (Value::Number(n), _) => PortRef::Number(n.as_u64().unwrap_or(80) as u16),
+            (_, Value::String(n)) => PortRef::Name(n.clone()),
+            _ => PortRef::Number(80),
+        };
+        Some((name, port))
+    };
+    let mut out = Vec::new();
+    for rule in i["spec"]["rules"].as_array().into_iter().flatten() {
+        let host = rule["host"].as_str().unwrap_or("").to_string();
+        for p in rule["http"]["paths"].as_array().into_iter().flatten() {
+            out.push((
+                host.clone(),
+                (
+                    p["path"].as_str().unwrap_or("/").to_string(),
+                    p["pathType"]
+                        .as_str()
+                        .unwrap_or("ImplementationSpecific")
+                        .to_string(),
+                ),
+                backend(&p["backend"]),
+            ));
+        }
+    }
+    if i["spec"]["defaultBackend"].is_object() {
+        out.push((
+            String::new(),
+            ("/".to_string(), "Prefix".to_string()),
+            backend(&i["spec"]["defaultBackend"]),
+        ));
+    }
+    out
+}
+
+fn host_matches(rule: &str, host: &str) -> bool {
+    if rule.is_empty() {
+        return true;
+    }
+    if let Some(suffix) = rule.strip_prefix("*.") {
+        return host
+            .split_once('.')
+            .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix);
+    }
+    rule.eq_ignore_ascii_case(host)
+}
+
+/// How much of `path` a rule path matches (longest wins), if at all.
+fn path_match(rule: &str, kind: &str, path: &str) -> Option<usize> {
+    match kind {
+        "Exact" => (rule == path).then_some(rule.len()),
+        "Prefix" => {
+            let r = rule.trim_end_matches('/');
+            if r.is_empty() {
+                return Some(1);
+            }
+            (path == r || path.starts_with(&format!("{r}/"))).then_some(r.len())
+        }
+        _ => path.starts_with(rule).then_some(rule.len()),
+    }
+}
+
+/// ingress-nginx's canary decision: header, then cookie, then weight.
+fn nginx_use_canary(c: &CanaryIngress, req: &Request, rng: &mut Rng) -> bool {
+    if !c.header.is_empty()
+        && let Some(v) = req.header(&c.header)
+    {
+        if !c.header_value.is_empty() {
+            if v == c.header_value {
+                return true;
+            }
+        } else if !c.header_pattern.is_empty() {
+            if regex::Regex::new(&c.header_pattern).is_ok_and(|re| re.is_match(v)) {
+                return true;
+            }
+        } else if v == "always" {
+            return true;
+        } else if v == "never" {
+            return false;
+        }
+    }
+    if !c.cookie.is_empty()
+        && let Some(cookies) = req.header("cookie")
+    {
+        for kv in cookies.split(';') {
+            if let Some((k, v)) = kv.trim().split_once('=')
+                && k == c.cookie
+            {
+                match v {
+                    "always" => return true,
+                    "never" => return false,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let total = if c.weight_total > 0.0 {
+        c.weight_total
+    } else {
+        100.0
+    };
+    c.weight > 0.0 && rng.f64() * total < c.weight
+}
+
+/// A weighted choice; `None` when every weight is 0.
+fn pick_weighted<T: Clone>(items: &[(T, f64)], rng: &mut Rng) -> Option<T> {
+    let total: f64 = items.iter().map(|(_, w)| w.max(0.0)).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let mut r = rng.f64() * total;
+    for (item, w) in items {
+        let w = w.max(0.0);
+        if r < w {
+            return Some(item.clone());
+        }
+        r -= w;
+    }
+    items
+        .iter()
+        .rev()
+        .find(|(_, w)| *w > 0.0)
+        .map(|(i, _)| i.clone())
+}
+
+/// An SMI weight: an integer, or a Kubernetes quantity (`"500m"`).
+fn smi_weight(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Some(m) = s.strip_suffix('m') {
+                m.parse::<f64>().map_or(0.0, |x| x / 1000.0)
+            } else if let Some(k) = s.strip_suffix('k') {
+                k.parse::<f64>().map_or(0.0, |x| x * 1000.0)
+            } else {
+                s.parse().unwrap_or(0.0)
+            }
+        }
+        _ => 0.0,
+    }
+}
+
+/// The short Service name a router destination host means in `ns`.
+fn dest_service(host: &str, ns: &str) -> Option<(String, String)> {
+    let h = host
+        .strip_suffix(".svc.cluster.local")
+        .or_else(|| host.strip_suffix(".svc"))
+        .unwrap_or(host);
+    let parts: Vec<&str> = h.split('.').collect();
+    match parts.as_slice() {
+        [name] => Some((ns.to_string(), name.to_string())),
+        [name, n] => Some((n.to_string(), name.to_string())),
+        _ => None,
+    }
+}
+
+fn names_service(host: &str, ns: &str, svc: &str) -> bool {
+    dest_service(host, ns).is_some_and(|(n, s)| n == ns && s == svc)
+}
+
+/// The mesh's routing of traffic aimed at Service `ns/svc`: TrafficSplit,
+/// then an HTTPRoute attached to the Service, then a mesh VirtualService.
+fn mesh_route(c: &Cluster, ns: &str, svc: &str, req: &Request, rng: &mut Rng) -> Option<Routed> {
+    if let Some(ts) = c.splits.iter().find(|t| {
+        t["metadata"]["namespace"] == ns
+            && t["spec"]["service"]
+                .as_str()
+                .is_some_and(|s| names_service(s, ns, svc))
+    }) {
+        let backends: Vec<((String, String), f64)> = ts["spec"]["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                Some((
+                    dest_service(b["service"].as_str()?, ns)?,
+                    smi_weight(&b["weight"]),
+                ))
+            })
+            .collect();
+        return Some(match pick_weighted(&backends, rng) {
+            Some((n, s)) => Routed::To(n, s),
+            None => Routed::Nowhere,
+        });
+    }
+    if let Some(route) = c.httproutes.iter().find(|r| {
+        r["metadata"]["namespace"] == ns
+            && r["spec"]["parentRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| {
+                    p["kind"] == "Service"
+                        && p["name"] == svc
+                        && (p["namespace"].is_null() || p["namespace"] == ns)
+                })
+    }) {
+        return Some(
+            httproute_pick(route, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
+        );
+    }
+    if let Some(vs) = c.virtualservices.iter().find(|v| {
+        let gateways: Vec<&str> = v["spec"]["gateways"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let vns = v["metadata"]["namespace"].as_str().unwrap_or("");
+        (gateways.is_empty() || gateways.contains(&"mesh"))
+            && v["spec"]["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|h| dest_service(h, vns).is_some_and(|(n, s)| n == ns && s == svc))
+    }) {
+        return Some(vs_pick(vs, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)));
+    }
+    // A gateway's router made for this Service (as Flagger names them
+    // `<svc>`, with backends `<svc>-primary` and `<svc>-canary`) also
+    // splits traffic aimed at it, so a scenario's flow follows whichever
+    // router exists.
+    let made_for = |r: &Value, backends: Vec<String>| {
+        r["metadata"]["namespace"] == ns
+            && (r["metadata"]["name"] == svc
+                || backends
+                    .iter()
+                    .any(|b| *b == format!("{svc}-primary") || *b == format!("{svc}-canary")))
+    };
+    if let Some(route) = c.httproutes.iter().find(|r| {
+        let names = r["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| rule["backendRefs"].as_array().into_iter().flatten())
+            .filter_map(|b| b["name"].as_str().map(str::to_string))
+            .collect();
+        made_for(r, names)
+    }) {
+        return Some(
+            httproute_pick(route, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
+        );
+    }
+    if let Some(vs) = c.virtualservices.iter().find(|v| {
+        let names = v["spec"]["http"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|h| h["route"].as_array().into_iter().flatten())
+            .filter_map(|d| dest_service(d["destination"]["host"].as_str()?, ns).map(|(_, s)| s))
+            .collect();
+        made_for(v, names)
+    }) {
+        return Some(vs_pick(vs, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)));
+    }
+    None
+}
+
+/// A gateway's routing of a host name: an Istio VirtualService bound to a
+/// gateway, or a Gateway API HTTPRoute with that host name.
+fn gateway_route(
+    c: &Cluster,
+    host: &str,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<(Routed, Option<u16>)> {
+    if let Some(vs) = c.virtualservices.iter().find(|v| {
+        v["spec"]["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|h| host_matches(h, host))
+    }) {
+        return Some(match vs_pick(vs, req, rng) {
+            Some((n, s, p)) => (Routed::To(n, s), p),
+            None => (Routed::Nowhere, None),
+        });
+    }
+    if let Some(r) = c.httproutes.iter().find(|r| {
+        r["spec"]["hostnames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|h| host_matches(h, host))
+    }) {
+        return Some(match httproute_pick(r, req, rng) {
+            Some((n, s, p)) => (Routed::To(n, s), p),
+            None => (Routed::Nowhere, None),
+        });
+    }
+    None
+}
+
+fn string_match(m: &Value, v: Option<&str>) -> bool {
+    let Some(v) = v else { return false };
+    if let Some(e) = m["exact"].as_str() {
+        return v == e;
+    }
+    if let Some(p) = m["prefix"].as_str() {
+        return v.starts_with(p);
+    }
+    if let Some(r) = m["regex"].as_str() {
+        return regex::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| re.is_match(v));
+    }
+    true
+}
+
+/// The first Istio HTTP route matching the request, then a destination by
+/// weight: (namespace, service, port).
+fn vs_pick(vs: &Value, req: &Request, rng: &mut Rng) -> Option<(String, String, Option<u16>)> {
+    let ns = vs["metadata"]["namespace"].as_str().unwrap_or("");
+    let path = req.path.split('?').next().unwrap_or("/");
+    let http = vs["spec"]["http"].as_array()?;
+    let route = http.iter().find(|h| {
+        let matches = h["match"].as_array().filter(|m| !m.is_empty());
+        matches.is_none_or(|ms| {
+            ms.iter().any(|m| {
+                (m["uri"].is_null() || string_match(&m["uri"], Some(path)))
+                    && (m["method"].is_null() || string_match(&m["method"], Some(&req.method)))
+                    && m["headers"].as_object().is_none_or(|hs| {
+                        hs.iter().all(|(k, cond)| string_match(cond, req.header(k)))
+                    })
+            })
+        })
+    })?;
+    let dests: Vec<&Value> = route["route"].as_array()?.iter().collect();
+    let single = dests.len() == 1;
+    let weighted: Vec<(Dest, f64)> = dests
+        .iter()
+        .filter_map(|d| {
+            let (n, s) = dest_service(d["destination"]["host"].as_str()?, ns)?;
+            let port = d["destination"]["port"]["number"]
+                .as_u64()
+                .map(|p| p as u16);
+            let w = d["weight"]
+                .as_f64()
+                .unwrap_or(if single { 100.0 } else { 0.0 });
+            Some(((n, s, port), w))
+        })
+        .collect();
+    pick_weighted(&weighted, rng)
+}
+
+/// The first HTTPRoute rule matching the request, then a backend by
+/// weight: (namespace, service, port).
+fn httproute_pick(
+    r: &Value,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<(String, String, Option<u16>)> {
+    let ns = r["metadata"]["namespace"].as_str().unwrap_or("");
+    let path = req.path.split('?').next().unwrap_or("/");
+    let rule = r["spec"]["rules"].as_array()?.iter().find(|rule| {
+        let matches = rule["matches"].as_array().filter(|m| !m.is_empty());
+        matches.is_none_or(|ms| {
+            ms.iter().any(|m| {
+                let path_ok = m["path"].is_null() || {
+                    let v = m["path"]["value"].as_str().unwrap_or("/");
+                    match m["path"]["type"].as_str().unwrap_or("PathPrefix") {
+                        "Exact" => path == v,
+                        "RegularExpression" => regex::Regex::new(&format!("^(?:{v})$"))
+                            .is_ok_and(|re| re.is_match(path)),
+                        _ => path_match(v, "Prefix", path).is_some(),
+                    }
+                };
+                let headers_ok = m["headers"].as_array().into_iter().flatten().all(|h| {
+                    let got = req.header(h["name"].as_str().unwrap_or(""));
+                    let want = h["value"].as_str().unwrap_or("");
+                    match h["type"].as_str().unwrap_or("Exact") {
+                        "RegularExpression" => got.is_some_and(|g| {
+                            regex::Regex::new(&format!("^(?:{want})$"))
+                                .is_ok_and(|re| re.is_match(g))
+                        }),
+                        _ => got == Some(want),
+                    }
+                });
+                let method_ok = m["method"]
+                    .as_str()
+                    .is_none_or(|mm| mm.eq_ignore_ascii_case(&req.method));
+                path_ok && headers_ok && method_ok
+            })
+        })
+    })?;
+    let backends: Vec<(Dest, f64)> = rule["backendRefs"]
+        .as_array()?
+        .iter()
+        .filter(|b| b["kind"].is_null() || b["kind"] == "Service")
+        .filter_map(|b| {
+            let n = b["namespace"].as_str().unwrap_or(ns).to_string();
+            let port = b["port"].as_u64().map(|p| p as u16);
+            Some((
+                (n, b["name"].as_str()?.to_string(), port),
+                b["weight"].as_f64().unwrap_or(1.0),
+            ))
+        })
+        .collect();
+    pick_weighted(&backends, rng)
+}
+
+// ---------------------------------------------------------------------------
+// The pod's answer.
+// ---------------------------------------------------------------------------
+
+/// A podinfo-like answer: the behaviour's success roll and latency, then
+/// podinfo's API paths.
+fn serve(
+    pod: &PodInfo,
+    image: &str,
+    req: &Request,
+    a: crate::scenario::Answer,
+    rng: &mut Rng,
+) -> (u16, f64, String) {
+    let latency = rng.latency_ms(a.median_ms, a.p99_ms);
+    if rng.f64() >= a.success_rate {
+        let s = a.error_status;
+        return (
+            s,
+            latency,
+            format!("{{\"code\":{s},\"message\":\"simulated failure of {image}\"}}"),
+        );
+    }
+    let path = req.path.split('?').next().unwrap_or("/");
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let tag = image
+        .rsplit('/')
+        .next()
+        .and_then(|l| l.split_once(':'))
+        .map_or("latest", |(_, t)| t);
+    let post = req.method.eq_ignore_ascii_case("POST");
+    match segs.as_slice() {
+        [] | ["api", "info"] => (
+            200,
+            latency,
+            json!({
+                "hostname": pod.name,
+                "version": tag,
+                "revision": "",
+                "color": "#34577c",
+                "logo": "https://raw.githubusercontent.com/stefanprodan/podinfo/gh-pages/cuddle_clap.gif",
+                "message": format!("greetings from podinfo v{tag}"),
+                "goos": "linux",
+                "goarch": "amd64",
+                "runtime": "go1.13.1",
+                "num_goroutine": "8",
+                "num_cpu": "2",
+            })
+            .to_string(),
+        ),
+        ["status", code] => match code.parse::<u16>() {
+            Ok(c) if (100..=599).contains(&c) => (c, latency, json!({"status": c}).to_string()),
+            _ => (400, latency, "invalid status code\n".to_string()),
+        },
+        ["delay", secs] => match secs.parse::<f64>() {
+            Ok(s) if s >= 0.0 => (200, latency + s * 1000.0, json!({"delay": s}).to_string()),
+            _ => (400, latency, "invalid delay\n".to_string()),
+        },
+        ["token"] if post => {
+            let token = format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{:016x}.{:016x}", rng.next_u64(), rng.next_u64());
+            (200, latency, json!({"token": token, "expires_at": "2030-01-01T00:00:00Z"}).to_string())
+        }
+        ["token"] => (405, latency, String::new()),
+        ["healthz"] | ["readyz"] => (200, latency, json!({"status": "OK"}).to_string()),
+        ["version"] => (200, latency, json!({"version": tag, "commit": ""}).to_string()),
+        ["echo"] | ["api", "echo"] => (202, latency, req.body.clone().unwrap_or_default()),
+        ["headers"] => {
+            let h: Map<String, Value> = req.headers.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
+            (200, latency, Value::Object(h).to_string())
+        }
+        ["env"] => (200, latency, "[]".to_string()),
+        _ => (404, latency, "404 page not found\n".to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Recording.
+// ---------------------------------------------------------------------------
+
+type LabelVec = Vec<(String, String)>;
+type Buckets = &'static [f64];
+
+/// One tick's observations, written to the series store at once.
+#[derive(Default)]
+struct Recorder {
+    counters: HashMap<(String, LabelVec), f64>,
+    histograms: HashMap<(String, LabelVec), (Buckets, Vec<f64>)>,
+    summaries: HashMap<(String, LabelVec), Vec<f64>>,
+    pods: HashSet<(String, String)>,
+}
+
+fn lv(pairs: &[(&str, &str)]) -> LabelVec {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Recorder {
+    fn count(&mut self, name: &str, labels: LabelVec) {
+        *self.counters.entry((name.to_string(), labels)).or_default() += 1.0;
+    }
+
+    fn observe(&mut self, name: &str, labels: LabelVec, buckets: &'static [f64], v: f64) {
+        self.histograms
+            .entry((name.to_string(), labels))
+            .or_insert_with(|| (buckets, Vec::new()))
+            .1
+            .push(v);
+    }
+
+    /// The Linkerd proxy's inbound series, with the labels linkerd-viz's
+    /// Prometheus adds from the pod.
+    fn linkerd(&mut self, pod: &PodInfo, authority: &str, port: u16, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let class = if status >= 500 { "failure" } else { "success" };
+        let port_s = port.to_string();
+        let addr = format!("{}:{port}", pod.ip);
+        let instance = format!("{}:4191", pod.ip);
+        let (wk, wn) = pod
+            .workload
+            .as_ref()
+            .map_or(("", ""), |(k, n)| (*k, n.as_str()));
+        let base: Vec<(&str, &str)> = vec![
+            ("namespace", pod.namespace.as_str()),
+            ("pod", pod.name.as_str()),
+            (wk, wn),
+            ("pod_template_hash", pod.template_hash.as_str()),
+            ("control_plane_ns", "linkerd"),
+            ("job", "linkerd-proxy"),
+            ("instance", instance.as_str()),
+            ("direction", "inbound"),
+            ("authority", authority),
+            ("target_addr", addr.as_str()),
+            ("target_ip", pod.ip.as_str()),
+            ("target_port", port_s.as_str()),
+            ("tls", "true"),
+        ];
+        let base: Vec<(&str, &str)> = base.into_iter().filter(|(k, _)| !k.is_empty()).collect();
+        self.count("request_total", lv(&base));
+        let mut full = base.clone();
+        full.push(("status_code", code.as_str()));
+        full.push(("classification", class));
+        self.count("response_total", lv(&full));
+        self.observe(
+            "response_latency_ms",
+            lv(&full),
+            LINKERD_BUCKETS,
+            latency_ms,
+        );
+    }
+
+    /// Istio's destination-reported series.
+    #[allow(clippy::too_many_arguments)]
+    fn istio(
+        &mut self,
+        pod: &PodInfo,
+        fqdn: &str,
+        svc: &str,
+        svc_ns: &str,
+        source: &Source,
+        source_in_mesh: bool,
+        status: u16,
+        latency_ms: f64,
+    ) {
+        let code = status.to_string();
+        let app = [pod.label("app"), pod.label("app.kubernetes.io/name")]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string();
+        let version = Some(pod.label("version"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown");
+        let canonical = Some(pod.label("service.istio.io/canonical-name"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&app)
+            .to_string();
+        let source_workload = if source.workload.is_empty() {
+            "unknown"
+        } else {
+            &source.workload
+        };
+        let source_ns = if source.namespace.is_empty() {
+            "unknown"
+        } else {
+            &source.namespace
+        };
+        let labels = lv(&[
+            ("namespace", &pod.namespace),
+            ("pod", &pod.name),
+            ("reporter", "destination"),
+            ("source_workload", source_workload),
+            ("source_workload_namespace", source_ns),
+            ("destination_workload", pod.workload_name()),
+            ("destination_workload_namespace", &pod.namespace),
+            ("destination_app", &app),
+            ("destination_version", version),
+            ("destination_service", fqdn),
+            ("destination_service_name", svc),
+            ("destination_service_namespace", svc_ns),
+            ("destination_canonical_service", &canonical),
+            ("destination_canonical_revision", "latest"),
+            ("destination_cluster", "Kubernetes"),
+            ("request_protocol", "http"),
+            ("response_code", &code),
+            ("grpc_response_status", ""),
+            ("response_flags", "-"),
+            (
+                "connection_security_policy",
+                if source_in_mesh { "mutual_tls" } else { "none" },
+            ),
+        ]);
+        self.count("istio_requests_total", labels.clone());
+        self.observe(
+            "istio_request_duration_milliseconds",
+            labels,
+            ISTIO_BUCKETS,
+            latency_ms,
+        );
+    }
+
+    /// The NGINX ingress controller's series for a request through it.
+    fn nginx(&mut self, n: &NginxHit, req: &Request, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let canary = n.canary.clone().unwrap_or_default();
+        let common: Vec<(&str, &str)> = vec![
+            ("controller_class", "k8s.io/ingress-nginx"),
+            ("controller_namespace", "ingress-nginx"),
+            (
+                "controller_pod",
+                "ingress-nginx-controller-7d4db76476-sim01",
+            ),
+            ("namespace", &n.namespace),
+            ("ingress", &n.ingress),
+            ("service", &n.service),
+            ("canary", &canary),
+        ];
+        let mut req_labels = common.clone();
+        req_labels.extend([
+            ("host", n.host.as_str()),
+            ("path", n.path.as_str()),
+            ("method", req.method.as_str()),
+            ("status", code.as_str()),
+        ]);
+        self.count("nginx_ingress_controller_requests", lv(&req_labels));
+        if status != 503 || latency_ms > 0.0 {
+            let secs = latency_ms / 1000.0;
+            self.summaries
+                .entry((
+                    "nginx_ingress_controller_ingress_upstream_latency_seconds".to_string(),
+                    lv(&common),
+                ))
+                .or_default()
+                .push(secs);
+            self.observe(
+                "nginx_ingress_controller_response_duration_seconds",
+                lv(&req_labels),
+                NGINX_BUCKETS,
+                secs,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_pick_in_proportion() {
+        let mut rng = Rng::new(9);
+        let items = vec![("a", 90.0), ("b", 10.0), ("c", 0.0)];
+        let mut n = HashMap::new();
+        for _ in 0..10_000 {
+            *n.entry(pick_weighted(&items, &mut rng).unwrap())
+                .or_insert(0) += 1;
+        }
+        assert!((n["a"] as f64 / 10_000.0 - 0.9).abs() < 0.02, "{n:?}");
+        assert!(!n.contains_key("c"));
+        assert!(pick_weighted(&[("a", 0.0)], &mut rng).is_none());
+    }
+
+    #[test]
+    fn smi_weights_read_quantities() {
+        assert_eq!(smi_weight(&json!(95)), 95.0);
+        assert_eq!(smi_weight(&json!("95")), 95.0);
+        assert_eq!(smi_weight(&json!("500m")), 0.5);
+    }
+
+    #[test]
+    fn ingress_paths_match_like_kubernetes() {
+        assert_eq!(path_match("/", "Prefix", "/anything"), Some(1));
+        assert_eq!(path_match("/api", "Prefix", "/api/v1"), Some(4));
+        assert_eq!(path_match("/api", "Prefix", "/apis"), None);
+        assert_eq!(path_match("/x", "Exact", "/x"), Some(2));
+        assert!(host_matches("*.example.com", "app.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+    }
+}

@@ -1,0 +1,1040 @@
+//! The simulated world seen from outside, as `canary` will see it: the real
+//! `kube` client against Deployments that roll out, traffic recorded as
+//! Linkerd series and queried through the Prometheus behind the service
+//! proxy, and the flagger-loadtester protocol.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use canary_core::queries::builtin::builtin_query;
+use canary_core::queries::template::{TemplateModel, render};
+use canary_sim::scenario::{Dur, Scenario};
+use canary_sim::world::World;
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+async fn world(yaml: &str) -> (World, Client) {
+    let scenario = Scenario::from_yaml("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let world = World::start(scenario).await.expect("world starts");
+    let client = world.client().await.expect("client");
+    (world, client)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A raw request through the authenticated client: (status, body).
+async fn raw(client: &Client, method: &str, path: &str, body: &str) -> (u16, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(body.as_bytes().to_vec()))
+        .unwrap();
+    let resp = client.send(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// An instant query through the Prometheus behind the service proxy:
+/// (labels, value) per series.
+async fn query(world: &World, client: &Client, q: &str) -> Vec<(Value, f64)> {
+    let base = world
+        .prometheus_proxy_path()
+        .expect("scenario has a prometheus");
+    let enc: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = raw(
+        client,
+        "GET",
+        &format!("{base}/api/v1/query?query={enc}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{q}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"].clone(),
+                r["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn status_of(d: &Deployment) -> (i64, i64, i32, i32, i32, i32, i32) {
+    let s = d.status.clone().unwrap_or_default();
+    (
+        d.metadata.generation.unwrap_or(0),
+        s.observed_generation.unwrap_or(0),
+        s.replicas.unwrap_or(0),
+        s.updated_replicas.unwrap_or(0),
+        s.ready_replicas.unwrap_or(0),
+        s.available_replicas.unwrap_or(0),
+        s.unavailable_replicas.unwrap_or(0),
+    )
+}
+
+fn condition(d: &Deployment, kind: &str) -> Option<(String, String)> {
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_deref() == Some(kind))
+        .map(|c| {
+            (
+                c.status.clone().unwrap_or_default(),
+                c.reason.clone().unwrap_or_default(),
+            )
+        })
+}
+
+/// Rolled out as `kubectl rollout status` and Flagger judge it.
+fn rolled_out(d: &Deployment, desired: i32) -> bool {
+    let (generation, observed, replicas, updated, ready, available, _) = status_of(d);
+    observed >= generation
+        && updated == desired
+        && ready == desired
+        && available == desired
+        && replicas == desired
+}
+
+const PODINFO: &str = "
+namespace: prod
+readinessDelay: 300ms
+namespaces: [{name: prod, mesh: linkerd}]
+deployments:
+  - name: podinfo
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 2
+    ports: [{name: http, containerPort: 9898}]
+    progressDeadlineSeconds: 1
+behaviours:
+  \"3.1.3\": {broken: true}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_becomes_ready_after_the_delay_and_reports_its_status_and_conditions() {
+    let started = Instant::now();
+    let (world, client) = world(PODINFO).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    let d = api.get("podinfo").await.unwrap();
+    assert_eq!(
+        status_of(&d).4,
+        0,
+        "no pod is ready before the delay: {:?}",
+        d.status
+    );
+
+    let d = eventually("podinfo ready", Duration::from_secs(5), || async {
+        let d = api.get("podinfo").await.ok()?;
+        rolled_out(&d, 2).then_some(d)
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "ready too early"
+    );
+    assert_eq!(status_of(&d), (1, 1, 2, 2, 2, 2, 0));
+    assert_eq!(
+        condition(&d, "Available"),
+        Some(("True".into(), "MinimumReplicasAvailable".into()))
+    );
+    assert_eq!(
+        condition(&d, "Progressing"),
+        Some(("True".into(), "NewReplicaSetAvailable".into()))
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client, "prod");
+    let list = pods
+        .list(&ListParams::default().labels("app=podinfo"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 2);
+    for p in &list.items {
+        let labels = p.metadata.labels.as_ref().unwrap();
+        assert!(labels.contains_key("pod-template-hash"), "{labels:?}");
+        let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "ReplicaSet");
+        assert!(owner.name.starts_with("podinfo-"));
+        let status = p.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(
+            status
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        );
+        assert!(status.pod_ip.is_some());
+    }
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_change_rolls_out_through_observed_generation_and_updated_replicas() {
+    let (world, client) = world(PODINFO).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    eventually("podinfo ready", Duration::from_secs(5), || async {
+        rolled_out(&api.get("podinfo").await.ok()?, 2).then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    let hashes = |list: &[Pod]| -> Vec<String> {
+        list.iter()
+            .map(|p| p.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone())
+            .collect()
+    };
+    let old = pods
+        .list(&ListParams::default().labels("app=podinfo"))
+        .await
+        .unwrap()
+        .items;
+    let old_hash = hashes(&old)[0].clone();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "podinfod", "image": "ghcr.io/stefanprodan/podinfo:3.1.1"}]}}}});
+    let after = api
+        .patch(
+            "podinfo",
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.metadata.generation, Some(2));
+    assert!(
+        !rolled_out(&after, 2),
+        "a fresh generation is not rolled out yet"
+    );
+
+    // Watch the rollout go through its intermediate states.
+    let surged = AtomicBool::new(false);
+    let partly_updated = AtomicBool::new(false);
+    let done = eventually("the rollout", Duration::from_secs(6), || async {
+        let d = api.get("podinfo").await.ok()?;
+        let (_, observed, replicas, updated, ..) = status_of(&d);
+        if replicas > 2 {
+            surged.store(true, Ordering::SeqCst);
+        }
+        if observed == 2 && updated < 2 {
+            partly_updated.store(true, Ordering::SeqCst);
+        }
+        rolled_out(&d, 2).then_some(d)
+    })
+    .await;
+    assert!(
+        surged.load(Ordering::SeqCst),
+        "a rolling update surges above the desired replicas"
+    );
+    assert!(
+        partly_updated.load(Ordering::SeqCst),
+        "updatedReplicas lags the new generation"
+    );
+    assert_eq!(status_of(&done), (2, 2, 2, 2, 2, 2, 0));
+    assert_eq!(
+        condition(&done, "Progressing").unwrap().1,
+        "NewReplicaSetAvailable"
+    );
+
+    let new = pods
+        .list(&ListParams::default().labels("app=podinfo"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(new.len(), 2);
+    for (p, hash) in new.iter().zip(hashes(&new)) {
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/stefanprodan/podinfo:3.1.1")
+        );
+        assert_ne!(hash, old_hash);
+    }
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_image_ends_in_progress_deadline_exceeded() {
+    let (world, client) = world(PODINFO).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    eventually("podinfo ready", Duration::from_secs(5), || async {
+        rolled_out(&api.get("podinfo").await.ok()?, 2).then_some(())
+    })
+    .await;
+    world
+        .set_image(
+            "prod",
+            "podinfo",
+            "podinfod",
+            "ghcr.io/stefanprodan/podinfo:3.1.3",
+        )
+        .unwrap();
+    let d = eventually(
+        "ProgressDeadlineExceeded",
+        Duration::from_secs(6),
+        || async {
+            let d = api.get("podinfo").await.ok()?;
+            (condition(&d, "Progressing")? == ("False".into(), "ProgressDeadlineExceeded".into()))
+                .then_some(d)
+        },
+    )
+    .await;
+    let (generation, observed, replicas, updated, ready, available, unavailable) = status_of(&d);
+    assert_eq!((generation, observed), (2, 2));
+    // One surge pod of the new revision never turns Ready; the old ones stay.
+    assert_eq!(
+        (replicas, updated, ready, available, unavailable),
+        (3, 1, 2, 2, 1)
+    );
+    assert!(!rolled_out(&d, 2));
+    assert_eq!(condition(&d, "Available").unwrap().0, "True");
+
+    let pods: Api<Pod> = Api::namespaced(client, "prod");
+    let crashing = pods
+        .list(&ListParams::default().labels("app=podinfo"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| {
+            let cs = &p
+                .status
+                .as_ref()
+                .unwrap()
+                .container_statuses
+                .as_ref()
+                .unwrap()[0];
+            cs.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some("CrashLoopBackOff")
+        })
+        .count();
+    assert_eq!(crashing, 1);
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_to_zero_removes_the_pods() {
+    let (world, client) = world(PODINFO).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    eventually("podinfo ready", Duration::from_secs(5), || async {
+        rolled_out(&api.get("podinfo").await.ok()?, 2).then_some(())
+    })
+    .await;
+    api.patch(
+        "podinfo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "prod");
+    eventually("no pods", Duration::from_secs(3), || async {
+        pods.list(&ListParams::default().labels("app=podinfo"))
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let d = eventually("status at zero", Duration::from_secs(3), || async {
+        let d = api.get("podinfo").await.ok()?;
+        (status_of(&d).1 == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(status_of(&d), (2, 2, 0, 0, 0, 0, 0));
+    assert!(rolled_out(&d, 0));
+    assert_eq!(condition(&d, "Available").unwrap().0, "True");
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_follows_the_weights_of_a_traffic_split() {
+    let (world, client) = world(
+        "
+namespace: prod
+seed: 3
+readinessDelay: 100ms
+trafficInterval: 100ms
+crds: [smi]
+namespaces: [{name: prod, mesh: linkerd}, {name: linkerd-viz}]
+deployments:
+  - {name: podinfo-primary, namespace: prod, image: 'ghcr.io/stefanprodan/podinfo:3.1.0', replicas: 2, ports: [9898]}
+  - {name: podinfo, namespace: prod, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', replicas: 1, ports: [9898]}
+services:
+  - {name: podinfo-primary, namespace: prod, selector: {app: podinfo-primary}, ports: [{name: http, port: 9898}]}
+  - {name: podinfo-canary, namespace: prod, selector: {app: podinfo}, ports: [{name: http, port: 9898}]}
+prometheus: {name: prometheus, namespace: linkerd-viz, port: 9090}
+traffic:
+  - {service: podinfo, namespace: prod, port: 9898, rps: 200}
+",
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    eventually("both ready", Duration::from_secs(5), || async {
+        let p = deployments.get("podinfo-primary").await.ok()?;
+        let c = deployments.get("podinfo").await.ok()?;
+        (rolled_out(&p, 2) && rolled_out(&c, 1)).then_some(())
+    })
+    .await;
+    // The router first, then the apex Service the traffic is aimed at.
+    let (status, body) = raw(
+        &client,
+        "POST",
+        "/apis/split.smi-spec.io/v1alpha2/namespaces/prod/trafficsplits",
+        &json!({
+            "apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit",
+            "metadata": {"name": "podinfo", "namespace": "prod"},
+            "spec": {"service": "podinfo", "backends": [
+                {"service": "podinfo-primary", "weight": 70},
+                {"service": "podinfo-canary", "weight": 30}]},
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "prod");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "podinfo", "namespace": "prod"},
+                "spec": {"selector": {"app": "podinfo-primary"}, "ports": [{"name": "http", "port": 9898}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let result = query(
+        &world,
+        &client,
+        "sum(rate(response_total[10s])) by (deployment)",
+    )
+    .await;
+    let rate = |d: &str| {
+        result
+            .iter()
+            .find(|(m, _)| m["deployment"] == d)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    let (primary, canary) = (rate("podinfo-primary"), rate("podinfo"));
+    let share = canary / (primary + canary);
+    assert!(
+        (share - 0.30).abs() < 0.07,
+        "canary share {share:.3} (primary {primary:.1}/s, canary {canary:.1}/s)"
+    );
+    world.shutdown().await;
+}
+
+/// A built-in query of Flagger's for `target` in `prod`, through the proxy.
+async fn builtin(world: &World, client: &Client, metric: &str, target: &str) -> Option<f64> {
+    let q = builtin_query("linkerd", metric).unwrap();
+    let model = TemplateModel {
+        name: target.into(),
+        namespace: "prod".into(),
+        target: target.into(),
+        service: target.into(),
+        ingress: target.into(),
+        route: target.into(),
+        interval: "1m".into(),
+        variables: Default::default(),
+    };
+    let rendered = render(q.template, &model).unwrap();
+    query(world, client, &rendered)
+        .await
+        .first()
+        .map(|(_, v)| *v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_builtin_queries_see_a_healthy_version_succeed_and_3_1_2_fail() {
+    // The demo's seed, with short delays and one Service per version.
+    let mut scenario = Scenario::seed();
+    scenario.readiness_delay = Dur(Duration::from_millis(100));
+    scenario.traffic_interval = Dur(Duration::from_millis(100));
+    scenario.traffic.clear();
+    scenario.deployments.clear();
+    let extra = Scenario::from_yaml(
+        "extra.yaml",
+        "
+deployments:
+  - {name: good, namespace: prod, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', replicas: 2, ports: [9898]}
+  - {name: bad, namespace: prod, image: 'ghcr.io/stefanprodan/podinfo:3.1.2', replicas: 2, ports: [9898]}
+services:
+  - {name: good, namespace: prod, selector: {app: good}, ports: [{port: 9898}]}
+  - {name: bad, namespace: prod, selector: {app: bad}, ports: [{port: 9898}]}
+traffic:
+  - {service: good, namespace: prod, rps: 100}
+  - {service: bad, namespace: prod, rps: 100}
+",
+    )
+    .unwrap();
+    scenario.deployments = extra.deployments;
+    scenario.services = extra.services;
+    scenario.traffic = extra.traffic;
+    let world = World::start(scenario).await.unwrap();
+    let client = world.client().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+
+    let good = builtin(&world, &client, "request-success-rate", "good")
+        .await
+        .expect("good has traffic");
+    let bad = builtin(&world, &client, "request-success-rate", "bad")
+        .await
+        .expect("bad has traffic");
+    assert!(good > 99.9, "3.1.1 success rate {good}");
+    assert!((45.0..75.0).contains(&bad), "3.1.2 success rate {bad}");
+    let good_p99 = builtin(&world, &client, "request-duration", "good")
+        .await
+        .unwrap();
+    let bad_p99 = builtin(&world, &client, "request-duration", "bad")
+        .await
+        .unwrap();
+    assert!(good_p99 < 100.0, "3.1.1 p99 {good_p99} ms");
+    assert!(bad_p99 > 500.0, "3.1.2 p99 {bad_p99} ms");
+    world.shutdown().await;
+}
+
+const LOADTESTER: &str = "
+namespace: prod
+readinessDelay: 100ms
+trafficInterval: 100ms
+crds: [smi]
+namespaces: [{name: prod, mesh: linkerd}, {name: linkerd-viz}]
+deployments:
+  - {name: podinfo, namespace: prod, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', replicas: 1, ports: [9898]}
+  - {name: broken, namespace: prod, image: 'ghcr.io/stefanprodan/podinfo:6.6.6', replicas: 1, ports: [9898]}
+services:
+  - {name: podinfo-canary, namespace: prod, selector: {app: podinfo}, ports: [{name: http, port: 9898}]}
+  - {name: broken-canary, namespace: prod, selector: {app: broken}, ports: [{name: http, port: 9898}]}
+  - {name: nobody-canary, namespace: prod, selector: {app: nobody}, ports: [{name: http, port: 9898}]}
+behaviours:
+  '6.6.6': {successRate: 0%}
+loadtester: {name: flagger-loadtester, namespace: prod, port: 80}
+prometheus: {name: prometheus, namespace: linkerd-viz, port: 9090}
+";
+
+fn payload(metadata: Value) -> String {
+    json!({"name": "podinfo", "namespace": "prod", "phase": "Progressing", "checksum": "abc", "metadata": metadata}).to_string()
+}
+
+async fn loadtester_ready(world: &World, client: &Client) -> String {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    eventually("pods ready", Duration::from_secs(5), || async {
+        let a = api.get("podinfo").await.ok()?;
+        let b = api.get("broken").await.ok()?;
+        (rolled_out(&a, 1) && rolled_out(&b, 1)).then_some(())
+    })
+    .await;
+    world.loadtester_proxy_path().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_testers_bash_acceptance_test_passes_for_a_healthy_canary_and_fails_for_a_broken_one()
+ {
+    let (world, client) = world(LOADTESTER).await;
+    let lt = loadtester_ready(&world, &client).await;
+    let acceptance = |svc: &str| {
+        payload(
+            json!({"type": "bash", "cmd": format!("curl -sd 'test' http://{svc}.prod:9898/token | grep token")}),
+        )
+    };
+    let (status, body) = raw(
+        &client,
+        "POST",
+        &format!("{lt}/"),
+        &acceptance("podinfo-canary"),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    let (status, body) = raw(
+        &client,
+        "POST",
+        &format!("{lt}/"),
+        &acceptance("broken-canary"),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        body,
+        "command curl -sd 'test' http://broken-canary.prod:9898/token | grep token failed: : exit status 1"
+    );
+    let (status, _) = raw(
+        &client,
+        "POST",
+        &format!("{lt}/"),
+        &acceptance("nobody-canary"),
+    )
+    .await;
+    assert_eq!(status, 500, "no ready pod behind the Service");
+
+    // returnCmdOutput gives the output back.
+    let (status, body) = raw(
+        &client,
+        "POST",
+        &format!("{lt}/"),
+        &payload(json!({"type": "bash", "returnCmdOutput": "true", "cmd": "curl -s http://podinfo-canary:9898/version"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"version\":\"3.1.1\""), "{body}");
+
+    let (status, body) = raw(
+        &client,
+        "POST",
+        &format!("{lt}/"),
+        &payload(json!({"type": "bash", "cmd": "kubectl get pods"})),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("kubectl: command not found") && body.ends_with("exit status 127"),
+        "{body}"
+    );
+
+    let calls = world.webhook_calls();
+    assert_eq!(calls.len(), 5);
+    assert_eq!(
+        calls[0].payload.as_ref().unwrap()["metadata"]["type"],
+        "bash"
+    );
+    assert_eq!(calls[1].status, 500);
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_test_command_runs_in_the_background_and_its_requests_are_recorded() {
+    let (world, client) = world(LOADTESTER).await;
+    let lt = loadtester_ready(&world, &client).await;
+    let load = payload(json!({"cmd": "hey -z 1s -q 10 -c 2 http://podinfo-canary.prod:9898/"}));
+    let started = Instant::now();
+    let (status, body) = raw(&client, "POST", &format!("{lt}/"), &load).await;
+    assert_eq!((status, body.as_str()), (202, ""));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "cmd tasks answer at once"
+    );
+    // The same command again while it runs is skipped, as Flagger's runner does.
+    let (status, _) = raw(&client, "POST", &format!("{lt}/"), &load).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let tasks = world.loadtester().unwrap().tasks();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(!tasks[0].skipped && tasks[1].skipped);
+    assert_eq!(tasks[0].ok, Some(true), "{}", tasks[0].output);
+    assert!(
+        tasks[0].output.contains("[200]\t20 responses"),
+        "{}",
+        tasks[0].output
+    );
+
+    // Every answer, once the next scrape has seen it.
+    let q = "sum(response_total{namespace=\"prod\",deployment=\"podinfo\",direction=\"inbound\"})";
+    let w = &world;
+    let c = &client;
+    eventually(
+        "20 responses recorded",
+        Duration::from_secs(3),
+        || async move {
+            let total = query(w, c, q).await;
+            (total.first().map(|(_, v)| *v) == Some(20.0)).then_some(())
+        },
+    )
+    .await;
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_open_close_and_check_with_the_load_testers_status_codes() {
+    let (world, client) = world(LOADTESTER).await;
+    let lt = world.loadtester_proxy_path().unwrap();
+    let p = payload(Value::Null);
+    let call = |path: &'static str, body: String| {
+        let (client, lt) = (client.clone(), lt.clone());
+        async move { raw(&client, "POST", &format!("{lt}{path}"), &body).await }
+    };
+    assert_eq!(
+        call("/gate/check", p.clone()).await,
+        (403, "Forbidden".into())
+    );
+    assert_eq!(call("/gate/open", p.clone()).await, (202, String::new()));
+    assert!(world.loadtester().unwrap().gate_open("podinfo", "prod"));
+    assert_eq!(
+        call("/gate/check", p.clone()).await,
+        (200, "Approved".into())
+    );
+    assert_eq!(call("/gate/close", p.clone()).await, (202, String::new()));
+    assert_eq!(
+        call("/gate/check", p.clone()).await,
+        (403, "Forbidden".into())
+    );
+    assert_eq!(
+        call("/gate/approve", String::new()).await,
+        (200, "OK".into())
+    );
+    assert_eq!(
+        call("/gate/halt", String::new()).await,
+        (403, "Forbidden".into())
+    );
+    assert_eq!(
+        call("/rollback/check", p.clone()).await,
+        (403, "Forbidden".into())
+    );
+    assert_eq!(
+        call("/rollback/open", p.clone()).await,
+        (202, String::new())
+    );
+    assert_eq!(
+        call("/rollback/check", p.clone()).await,
+        (200, "Approved".into())
+    );
+    assert_eq!(
+        call("/rollback/close", p.clone()).await,
+        (202, String::new())
+    );
+    assert_eq!(
+        call("/rollback/check", p.clone()).await,
+        (403, "Forbidden".into())
+    );
+    // Gates are per canary.
+    let other = json!({"name": "other", "namespace": "prod"}).to_string();
+    assert_eq!(call("/gate/open", p.clone()).await.0, 202);
+    assert_eq!(call("/gate/check", other).await.0, 403);
+    // What the real one answers to bad requests.
+    assert_eq!(
+        call("/gate/check", "{not json".into()).await,
+        (400, String::new())
+    );
+    assert_eq!(
+        call("/", p.clone()).await,
+        (400, "metadata not found in payload".into())
+    );
+    assert_eq!(
+        call("/", payload(json!({"type": "jmeter", "cmd": "x"}))).await,
+        (400, "unknown task type jmeter".into())
+    );
+    assert_eq!(
+        call("/", payload(json!({"type": "cmd"}))).await,
+        (400, "cmd not found in metadata".into())
+    );
+    world.shutdown().await;
+}
+
+/// POSTs an object to its collection and expects 201.
+async fn create(client: &Client, collection: &str, obj: Value) {
+    let (status, body) = raw(client, "POST", collection, &obj.to_string()).await;
+    assert_eq!(status, 201, "{collection}: {body}");
+}
+
+fn apex(name: &str, selector: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": selector}, "ports": [{"name": "http", "port": 9898}]},
+    })
+}
+
+/// The share of `of` in a `by (label)` result.
+fn share(result: &[(Value, f64)], label: &str, of: &dyn Fn(&str) -> bool) -> f64 {
+    let total: f64 = result.iter().map(|(_, v)| v).sum();
+    let part: f64 = result
+        .iter()
+        .filter(|(m, _)| of(m[label].as_str().unwrap_or("")))
+        .map(|(_, v)| v)
+        .sum();
+    part / total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_istio_and_gateway_api_routers_split_traffic_by_their_weights() {
+    let (world, client) = world(
+        "
+namespace: shop
+seed: 5
+readinessDelay: 100ms
+trafficInterval: 100ms
+crds: [istio, gatewayApi]
+namespaces: [{name: shop, mesh: istio}, {name: istio-system}]
+deployments:
+  - {name: web-primary, namespace: shop, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', ports: [9898]}
+  - {name: web, namespace: shop, image: 'ghcr.io/stefanprodan/podinfo:3.1.2', ports: [9898]}
+  - {name: api-primary, namespace: shop, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', ports: [9898]}
+  - {name: api, namespace: shop, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', ports: [9898]}
+  - {name: gw-primary, namespace: shop, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', ports: [9898]}
+  - {name: gw, namespace: shop, image: 'ghcr.io/stefanprodan/podinfo:3.1.1', ports: [9898]}
+services:
+  - {name: web-primary, namespace: shop, selector: {app: web-primary}, ports: [{name: http, port: 9898}]}
+  - {name: web-canary, namespace: shop, selector: {app: web}, ports: [{name: http, port: 9898}]}
+  - {name: api-primary, namespace: shop, selector: {app: api-primary}, ports: [{name: http, port: 9898}]}
+  - {name: api-canary, namespace: shop, selector: {app: api}, ports: [{name: http, port: 9898}]}
+  - {name: gw-primary, namespace: shop, selector: {app: gw-primary}, ports: [{name: http, port: 9898}]}
+  - {name: gw-canary, namespace: shop, selector: {app: gw}, ports: [{name: http, port: 9898}]}
+behaviours:
+  '3.1.2': {successRate: 60%, latency: {median: 1s, p99: 1500ms}}
+prometheus: {name: prometheus, namespace: istio-system, port: 9090}
+traffic:
+  - {host: web.example.com, namespace: shop, rps: 150}
+  - {service: api, namespace: shop, port: 9898, rps: 150}
+  - {service: gw, namespace: shop, port: 9898, rps: 150}
+",
+    )
+    .await;
+    let ing = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses";
+    let rule = |backend: &str| {
+        json!([{"host": "web.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": backend, "port": {"number": 9898}}}}]}}])
+    };
+    create(
+        &client,
+        ing,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web-canary", "annotations": {
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "30"}},
+            "spec": {"ingressClassName": "nginx", "rules": rule("web-canary")},
+        }),
+    )
+    .await;
+    create(
+        &client,
+        "/api/v1/namespaces/shop/services",
+        apex("web", "web-primary"),
+    )
+    .await;
+    create(
+        &client,
+        ing,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web"},
+            "spec": {"ingressClassName": "nginx", "rules": rule("web")},
+        }),
+    )
+    .await;
+    create(
+        &client,
+        "/apis/networking.istio.io/v1beta1/namespaces/shop/virtualservices",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "api"},
+            "spec": {"hosts": ["api"], "gateways": ["mesh"], "http": [{"route": [
+                {"destination": {"host": "api-primary"}, "weight": 60},
+                {"destination": {"host": "api-canary.shop.svc.cluster.local"}, "weight": 40}]}]},
+        }),
+    )
+    .await;
+    create(
+        &client,
+        "/api/v1/namespaces/shop/services",
+        apex("api", "api-primary"),
+    )
+    .await;
+    create(
+        &client,
+        "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes",
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "gw"},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "gw", "port": 9898}],
+                "rules": [{"backendRefs": [
+                    {"name": "gw-primary", "port": 9898, "weight": 50},
+                    {"name": "gw-canary", "port": 9898, "weight": 50}]}]},
+        }),
+    )
+    .await;
+    create(
+        &client,
+        "/api/v1/namespaces/shop/services",
+        apex("gw", "gw-primary"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    let nginx = query(&world, &client, "sum(rate(nginx_ingress_controller_requests{namespace=\"shop\",ingress=\"web\"}[10s])) by (canary)").await;
+    let canary_share = share(&nginx, "canary", &|c| c == "shop-web-canary-9898");
+    assert!(
+        (canary_share - 0.30).abs() < 0.08,
+        "nginx canary share {canary_share:.3}: {nginx:?}"
+    );
+    let istio = |svc: &'static str| {
+        let (w, c) = (&world, &client);
+        async move {
+            let q = format!(
+                "sum(rate(istio_requests_total{{reporter=\"destination\",destination_workload_namespace=\"shop\",destination_service_name=~\"{svc}-.*\"}}[10s])) by (destination_workload)"
+            );
+            query(w, c, &q).await
+        }
+    };
+    let api = istio("api").await;
+    let api_share = share(&api, "destination_workload", &|w| w == "api");
+    assert!(
+        (api_share - 0.40).abs() < 0.08,
+        "VirtualService canary share {api_share:.3}: {api:?}"
+    );
+    let gw = istio("gw").await;
+    let gw_share = share(&gw, "destination_workload", &|w| w == "gw");
+    assert!(
+        (gw_share - 0.50).abs() < 0.08,
+        "HTTPRoute canary share {gw_share:.3}: {gw:?}"
+    );
+
+    // Flagger's built-in queries for NGINX and Istio read these series.
+    let model = |target: &str| TemplateModel {
+        name: target.into(),
+        namespace: "shop".into(),
+        target: target.into(),
+        service: target.into(),
+        ingress: target.into(),
+        route: target.into(),
+        interval: "1m".into(),
+        variables: Default::default(),
+    };
+    let run = |provider: &'static str, metric: &'static str, target: &'static str| {
+        let (w, c) = (&world, &client);
+        let q = render(
+            builtin_query(provider, metric).unwrap().template,
+            &model(target),
+        )
+        .unwrap();
+        async move { query(w, c, &q).await.first().map(|(_, v)| *v) }
+    };
+    let web_rate = run("nginx", "request-success-rate", "web")
+        .await
+        .expect("nginx canary traffic");
+    assert!(
+        (40.0..80.0).contains(&web_rate),
+        "3.1.2 behind the canary ingress: {web_rate}"
+    );
+    let web_ms = run("nginx", "request-duration", "web").await.unwrap();
+    assert!(web_ms > 500.0, "mean upstream latency {web_ms} ms");
+    let api_rate = run("istio", "request-success-rate", "api").await.unwrap();
+    assert!(api_rate > 99.9, "istio success rate {api_rate}");
+
+    // A metrics outage: the Prometheus answers 503 until it is over. (The
+    // kube client's default policy retries a 503 for minutes; a client that
+    // reports it at once is what a metrics check needs.)
+    let kc = kube::config::Kubeconfig::from_yaml(&world.kubeconfig_yaml()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.default_retry = false;
+    let client = Client::try_from(config).unwrap();
+    world.set_metrics_outage(true);
+    let base = world.prometheus_proxy_path().unwrap();
+    let (status, _) = raw(&client, "GET", &format!("{base}/api/v1/query?query=up"), "").await;
+    assert_eq!(status, 503);
+    world.set_metrics_outage(false);
+    let (status, _) = raw(&client, "GET", &format!("{base}/api/v1/query?query=up"), "").await;
+    assert_eq!(status, 200);
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_runs_one_ready_pod_and_replaces_it_on_a_new_template() {
+    let (world, client) =
+        world("namespace: prod\nreadinessDelay: 100ms\nnamespaces: [{name: prod}]\n").await;
+    let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "prod");
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": "prod"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}},
+    });
+    api.create(&PostParams::default(), &serde_json::from_value(ds).unwrap())
+        .await
+        .unwrap();
+    let ready = |generation: i64| {
+        let api = api.clone();
+        async move {
+            let d = api.get("agent").await.ok()?;
+            let s = d.status?;
+            (s.observed_generation == Some(generation)
+                && s.desired_number_scheduled == 1
+                && s.number_ready == 1
+                && s.updated_number_scheduled == Some(1)
+                && s.number_unavailable.is_none())
+            .then_some(())
+        }
+    };
+    eventually("agent ready", Duration::from_secs(3), || ready(1)).await;
+    api.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "agent:2"}]}}}})),
+    )
+    .await
+    .unwrap();
+    eventually("agent updated", Duration::from_secs(3), || ready(2)).await;
+    let pods: Api<Pod> = Api::namespaced(client, "prod");
+    let list = pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0].metadata.owner_references.as_ref().unwrap()[0].kind,
+        "DaemonSet"
+    );
+    assert!(
+        list[0]
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key("controller-revision-hash")
+    );
+    assert_eq!(
+        list[0].spec.as_ref().unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("agent:2")
+    );
+    world.shutdown().await;
+}
