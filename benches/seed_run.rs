@@ -43,7 +43,7 @@ async fn bench() {
         .replace("interval: 10s", "interval: 1s");
     let file = canary_core::spec::load_str("podinfo.yaml", &text).unwrap();
     let overrides = Overrides {
-        mesh_provider: Some("linkerd".into()),
+        mesh_provider: Some(canary_core::provider::Provider::Linkerd),
         ..Overrides::default()
     };
     let canary = resolve(&file, &file.canaries[0], &overrides);

@@ -179,7 +179,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
     let named = find(&conn, &args, from_file).await?;
     let id = format!("{}.{}", named.name, named.namespace);
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
-    let primary_name = workload::primary_name(&named.target);
+    let primary_name = canary_core::names::primary(&named.target);
     let primary = api
         .get_opt(&primary_name)
         .await
@@ -298,7 +298,7 @@ async fn direct(
     me: &str,
 ) -> Result<Outcome, ActError> {
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
-    let primary_name = workload::primary_name(&named.target);
+    let primary_name = canary_core::names::primary(&named.target);
     match request {
         Request::Pause | Request::Resume => {
             set_paused(&api, &primary_name, request, me).await?;
@@ -340,8 +340,11 @@ async fn direct(
             let mut canary = resolve::resolve(&file, doc, &Overrides::default());
             canary.namespace = named.namespace.clone();
             if canary.provider.is_none() {
-                let (p, _) = run::detect_provider(&conn.client).await?;
-                canary.provider = Some(p);
+                let found = crate::router::detect::detect(&conn.client)
+                    .await
+                    .map_err(ActError::Usage)?;
+                canary.provider = Some(found.provider);
+                canary.provider_source = resolve::ProviderSource::Detected;
             }
             let templates = file
                 .metric_templates

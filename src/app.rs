@@ -9,8 +9,10 @@ use crate::cli::{Cli, Command, OutputFormat, PlanArgs, RunArgs, StatusArgs, Vali
 use crate::exit::Outcome;
 use crate::ui;
 use canary_core::engine::{plan, schedule};
+use canary_core::provider::Provider;
 use canary_core::spec::resolve::{self, Overrides};
 use canary_core::spec::{self, Diagnostic, SpecFile};
+use canary_core::support;
 
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {
@@ -50,7 +52,7 @@ pub struct ValidCanary {
     pub name: String,
     pub namespace: String,
     pub strategy: String,
-    pub provider: Option<String>,
+    pub provider: Option<Provider>,
     /// Traffic steps or iterations of the analysis.
     pub steps: usize,
     /// Weights in order, for a progressive canary.
@@ -80,9 +82,24 @@ fn validate(args: ValidateArgs) -> Outcome {
         match spec::load_file(path) {
             Ok(file) => {
                 report.metric_templates += file.metric_templates.len();
+                for t in &file.metric_templates {
+                    let refused = support::check_template(&file, t);
+                    report.valid &= refused.is_empty();
+                    report.errors.extend(refused);
+                }
                 report.alert_providers += file.alert_providers.len();
                 for doc in &file.canaries {
                     let r = resolve::resolve(&file, doc, &Overrides::default());
+                    let refused = support::check(&file, doc, &r);
+                    if !refused.is_empty() {
+                        report.valid = false;
+                        report.errors.extend(refused);
+                        continue;
+                    }
+                    let mut notes = r.notes.clone();
+                    if let Some(d) = support::check_metrics_server(&file, doc, &r) {
+                        notes.push(format!("{}: {}", d.message, d.help.unwrap_or_default()));
+                    }
                     let steps = if r.skip_analysis {
                         Vec::new()
                     } else {
@@ -99,10 +116,10 @@ fn validate(args: ValidateArgs) -> Outcome {
                         name: r.name.clone(),
                         namespace: r.namespace.clone(),
                         strategy: r.strategy.label().to_string(),
-                        provider: r.provider.clone(),
+                        provider: r.provider,
                         steps: steps.len(),
                         weights,
-                        notes: r.notes.clone(),
+                        notes,
                     });
                 }
             }
@@ -138,18 +155,20 @@ fn plan_cmd(args: PlanArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
+    let Ok(mesh_provider) = mesh_provider(args.mesh_provider.as_deref()) else {
+        return Outcome::Usage;
+    };
     let overrides = Overrides {
-        mesh_provider: args.mesh_provider.filter(|p| !p.is_empty()),
+        mesh_provider,
         metrics_server: args.metrics_server.filter(|s| !s.is_empty()),
         namespace: None,
     };
-    if let Some(p) = &overrides.mesh_provider
-        && let Some(msg) = spec::validate::provider_problem(p)
-    {
-        let _ = writeln!(std::io::stderr(), "error: --mesh-provider: {msg}");
+    let resolved = resolve::resolve(&file, doc, &overrides);
+    let refused = refusals(&file, doc, &resolved);
+    if !refused.is_empty() {
+        ui::diagnostics(&refused);
         return Outcome::Usage;
     }
-    let resolved = resolve::resolve(&file, doc, &overrides);
     let templates: Vec<_> = file.metric_templates.iter().map(|d| &d.value).collect();
     let p = plan::plan(&resolved, &templates);
     match args.output {
@@ -203,16 +222,51 @@ fn run_cmd(args: RunArgs) -> Outcome {
         ui::diagnostics(&errors);
         return Outcome::Usage;
     }
-    if let Some(p) = args.mesh_provider.as_deref().filter(|p| !p.is_empty())
-        && let Some(msg) = spec::validate::provider_problem(p)
-    {
-        let _ = writeln!(std::io::stderr(), "error: --mesh-provider: {msg}");
+    let Ok(mesh_provider) = mesh_provider(args.mesh_provider.as_deref()) else {
         return Outcome::Usage;
-    }
-    block_on(run_files(args, files))
+    };
+    block_on(run_files(args, files, mesh_provider))
 }
 
-async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
+/// `--mesh-provider`, parsed once; an unknown name is reported here.
+fn mesh_provider(arg: Option<&str>) -> Result<Option<Provider>, ()> {
+    match arg.map(str::trim).filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(p) => Provider::parse(p).map(Some).map_err(|e| {
+            ui::error(&format!("--mesh-provider: {e}"));
+        }),
+    }
+}
+
+/// What `canary run` could not carry out for one canary of `file`: its own
+/// fields and the MetricTemplates of the file it uses.
+fn refusals(
+    file: &SpecFile,
+    doc: &spec::Doc<spec::types::Canary>,
+    c: &resolve::ResolvedCanary,
+) -> Vec<Diagnostic> {
+    let mut out = support::check(file, doc, c);
+    out.extend(support::check_metrics_server(file, doc, c));
+    for m in &c.metrics {
+        if let resolve::MetricSource::Template {
+            name, namespace, ..
+        } = &m.source
+            && let Some(t) = file
+                .metric_templates
+                .iter()
+                .find(|t| t.value.name() == name && t.value.namespace() == namespace)
+        {
+            out.extend(support::check_template(file, t));
+        }
+    }
+    out
+}
+
+async fn run_files(
+    args: RunArgs,
+    files: Vec<SpecFile>,
+    mesh_provider: Option<Provider>,
+) -> Outcome {
     use crate::cli::OnStop;
     use crate::run::{Driver, RunError, Settings, Stop};
     use canary_core::engine::decide::Verdict;
@@ -238,7 +292,7 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
         holder: crate::run::holder(),
     };
     let overrides = Overrides {
-        mesh_provider: args.mesh_provider.clone().filter(|p| !p.is_empty()),
+        mesh_provider,
         metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
         namespace: Some(
             settings
@@ -253,7 +307,11 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
     let output = ui::RunOutput::new(mode);
+    // Everything is checked before the first canary is driven: a spec
+    // that cannot be carried out changes nothing, not even for the other
+    // canaries of the run.
     let mut drives = Vec::new();
+    let mut refused = Vec::new();
     for file in &files {
         let templates: Vec<_> = file
             .metric_templates
@@ -264,20 +322,28 @@ async fn run_files(args: RunArgs, files: Vec<SpecFile>) -> Outcome {
             let mut c = resolve::resolve(file, doc, &overrides);
             let mut note = None;
             if c.provider.is_none() {
-                match crate::run::detect_provider(&conn.client).await {
-                    Ok((p, why)) => {
-                        note = Some(format!("Using provider {p}: {why}"));
-                        c.provider = Some(p);
+                match crate::router::detect::detect(&conn.client).await {
+                    Ok(found) => {
+                        note = Some(format!("Using provider {}: {}", found.provider, found.why));
+                        c.provider = Some(found.provider);
+                        c.provider_source = resolve::ProviderSource::Detected;
                     }
                     Err(e) => {
-                        output.error(&e.to_string());
+                        output.error(&e);
                         return Outcome::Usage;
                     }
                 }
             }
+            refused.extend(refusals(file, doc, &c));
+            refused.extend(crate::metrics::templates::refusals(&conn.client, file, doc, &c).await);
             let stored = stored_spec(&doc.value, &c, &templates);
             drives.push((c, templates.clone(), stored, note));
         }
+    }
+
+    if !refused.is_empty() {
+        ui::diagnostics(&refused);
+        return Outcome::Usage;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
@@ -476,6 +542,11 @@ pub(crate) fn verdict_outcome(
             "aborted",
             Some(format!("aborted by {by}")),
         ),
+        Verdict::Suspended => (
+            Outcome::Success,
+            "suspended",
+            Some("spec.suspend is set: nothing was initialised or analysed".to_string()),
+        ),
     }
 }
 
@@ -499,7 +570,7 @@ fn stored_spec(
     let meta = doc.metadata.get_or_insert_with(Default::default);
     meta.namespace = Some(c.namespace.clone());
     let spec = doc.spec.get_or_insert_with(Default::default);
-    spec.provider = c.provider.clone();
+    spec.provider = c.provider.map(|p| p.name().to_string());
     if c.metrics_server.is_some() {
         spec.metrics_server = c.metrics_server.clone();
     }

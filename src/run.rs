@@ -140,8 +140,10 @@ impl<'a> Driver<'a> {
         settings: &'a Settings,
         reporter: &'a dyn Reporter,
     ) -> Result<Self, RunError> {
-        let provider = canary.provider.clone().unwrap_or_default();
-        let router = AnyRouter::for_provider(&conn.client, &provider).map_err(RunError::Setup)?;
+        let provider = canary.provider.ok_or_else(|| {
+            RunError::Setup("no provider: name one with --mesh-provider".to_string())
+        })?;
+        let router = AnyRouter::for_provider(&conn.client, provider).map_err(RunError::Setup)?;
         let edge = HttpEdge::from_config(conn.config.clone(), canary.namespace.clone())
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
@@ -255,7 +257,7 @@ impl<'a> Driver<'a> {
         let mut e = self.event(Kind::Started, state);
         e.run = Some(event::RunInfo {
             target: format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
-            provider: c.provider.clone().unwrap_or_default(),
+            provider: c.provider.map(|p| p.name().to_string()).unwrap_or_default(),
             strategy: c.strategy.label().to_string(),
             interval_seconds: c.interval.as_secs_f64(),
             threshold: c.threshold,
@@ -338,7 +340,7 @@ impl<'a> Driver<'a> {
     /// Request rate, success rate and p99 of the primary and the canary.
     async fn traffic(&self, state: &State) {
         let c = &self.canary;
-        let Some(provider) = c.provider.as_deref() else {
+        let Some(provider) = c.provider else {
             return;
         };
         let Ok(address) = self.default_server() else {
@@ -396,7 +398,7 @@ impl<'a> Driver<'a> {
     }
 
     fn primary_name(&self) -> String {
-        workload::primary_name(&self.canary.target.name)
+        canary_core::names::primary(&self.canary.target.name)
     }
 
     fn say(&self, msg: &str) {
@@ -412,7 +414,13 @@ impl<'a> Driver<'a> {
             )));
         }
         if !self.settings.set_image.is_empty() {
-            self.set_image().await?;
+            if self.canary.suspended {
+                // A suspended canary is not touched at all, its target
+                // included.
+                self.warn("spec.suspend is set: --set-image was not applied");
+            } else {
+                self.set_image().await?;
+            }
         }
         // Changes to the primary wake the driver at once: that is how an
         // operator's request reaches it.
@@ -457,6 +465,10 @@ impl<'a> Driver<'a> {
                     Step::Ask(q) => self.answer(q, &snap, &mut answers).await,
                 }
             };
+            if decision.next == Next::Done(Verdict::Suspended) {
+                // Left exactly as it is: no state write, no lease.
+                return Ok(Verdict::Suspended);
+            }
 
             // --wait-for-change: nothing to do yet, so wait for a change.
             if decision.next == Next::Done(Verdict::NoChange)
@@ -766,19 +778,9 @@ impl<'a> Driver<'a> {
     }
 
     fn default_server(&self) -> Result<String, String> {
-        self.canary
-            .metrics_server
-            .clone()
-            .or_else(|| {
-                self.canary
-                    .provider
-                    .as_deref()
-                    .and_then(canary_core::engine::plan::default_metrics_server)
-                    .map(str::to_string)
-            })
-            .ok_or_else(|| {
-                "no metrics server: set spec.metricsServer or --metrics-server".to_string()
-            })
+        self.canary.metrics_server_or_default().ok_or_else(|| {
+            "no metrics server: set spec.metricsServer or --metrics-server".to_string()
+        })
     }
 
     async fn query_for(&self, m: &ResolvedMetric) -> Result<(String, MetricServer), String> {
@@ -787,10 +789,10 @@ impl<'a> Driver<'a> {
         let render = |t: &str| template::render(t, &model).map_err(|e| e.to_string());
         match &m.source {
             MetricSource::Builtin => {
-                let provider = c.provider.as_deref().unwrap_or_default();
-                let b = builtin::builtin_query(provider, &m.name).ok_or_else(|| {
-                    format!("provider {provider} has no built-in metric `{}`", m.name)
-                })?;
+                let b = c
+                    .provider
+                    .and_then(|p| builtin::builtin_query(p, &m.name))
+                    .ok_or_else(|| format!("no built-in metric `{}` for this provider", m.name))?;
                 Ok((
                     render(b.template)?,
                     MetricServer::new(self.default_server()?),
@@ -803,15 +805,14 @@ impl<'a> Driver<'a> {
                 name, namespace, ..
             } => {
                 let t = self.template(name, namespace).await?;
+                // Refused before the run started; a template changed in the
+                // cluster since then fails its checks rather than being
+                // queried as something it is not.
+                if let Some((why, _)) = canary_core::support::template_refusal(&t) {
+                    return Err(why);
+                }
                 let spec = t.spec.clone().unwrap_or_default();
                 let provider = spec.provider.clone().unwrap_or_default();
-                let kind = provider.r#type.as_deref().unwrap_or("prometheus");
-                if kind != "prometheus" {
-                    return Err(format!(
-                        "MetricTemplate {namespace}/{name}: provider `{kind}` is not supported \
-                         yet (prometheus is)"
-                    ));
-                }
                 let address = match provider.address.filter(|a| !a.is_empty()) {
                     Some(a) => a,
                     None => self.default_server()?,
@@ -838,20 +839,7 @@ impl<'a> Driver<'a> {
         {
             return Ok(t.clone());
         }
-        let ar = kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("flagger.app", "v1beta1", "MetricTemplate"),
-            "metrictemplates",
-        );
-        let api: Api<kube::api::DynamicObject> =
-            Api::namespaced_with(self.conn.client.clone(), namespace, &ar);
-        let obj = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("failed to read MetricTemplate {namespace}/{name}: {e}"))?
-            .ok_or_else(|| format!("MetricTemplate {namespace}/{name} not found"))?;
-        let value = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
-        serde_json::from_value(value)
-            .map_err(|e| format!("MetricTemplate {namespace}/{name} is invalid: {e}"))
+        crate::metrics::templates::get(&self.conn.client, namespace, name).await
     }
 
     /// Applies one effect; returns the primary's new resourceVersion when
@@ -934,7 +922,7 @@ impl<'a> Driver<'a> {
                 let template = workload::primary_template(
                     &snap.target,
                     label,
-                    &workload::primary_name(value),
+                    &canary_core::names::primary(value),
                     &snap.tracked.refs(),
                 );
                 let replicas = if c.autoscaler.is_none() {
@@ -1160,7 +1148,7 @@ pub async fn release_lease(
     holder: &str,
 ) -> Result<(), RunError> {
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
-    let name = workload::primary_name(target);
+    let name = canary_core::names::primary(target);
     let released = statestore::update(&api, &name, 5, |state| {
         if state.lease.as_ref().is_none_or(|l| l.holder != holder) {
             return false;
@@ -1186,49 +1174,6 @@ fn same_state(a: &State, b: &State) -> bool {
         s
     };
     strip(a) == strip(b)
-}
-
-/// Picks the mesh from what is installed: Linkerd when its namespace and
-/// the SMI TrafficSplit CRD are there, Istio when its namespace and
-/// VirtualService CRD are. Says which and why.
-pub async fn detect_provider(client: &kube::Client) -> Result<(String, String), RunError> {
-    use k8s_openapi::api::core::v1::Namespace;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let has_crd = |name: &'static str| {
-        let crds = crds.clone();
-        async move { crds.get_opt(name).await.ok().flatten().is_some() }
-    };
-    let has_ns = |name: &'static str| {
-        let namespaces = namespaces.clone();
-        async move { namespaces.get_opt(name).await.ok().flatten().is_some() }
-    };
-    let mut found = Vec::new();
-    if has_ns("linkerd").await && has_crd("trafficsplits.split.smi-spec.io").await {
-        found.push((
-            "linkerd",
-            "namespace linkerd and CRD trafficsplits.split.smi-spec.io exist",
-        ));
-    }
-    if has_ns("istio-system").await && has_crd("virtualservices.networking.istio.io").await {
-        found.push((
-            "istio",
-            "namespace istio-system and CRD virtualservices.networking.istio.io exist",
-        ));
-    }
-    match found.as_slice() {
-        [(p, why)] => Ok((p.to_string(), why.to_string())),
-        [] => Err(RunError::Setup(
-            "no provider in the spec and none detected (no Linkerd or Istio found); \
-             name one with --mesh-provider (or spec.provider)"
-                .to_string(),
-        )),
-        many => Err(RunError::Setup(format!(
-            "several meshes found ({}); choose one with --mesh-provider (or spec.provider)",
-            many.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
-        ))),
-    }
 }
 
 /// Who this driver is, for leases and messages: `CANARY_LEASE_HOLDER`

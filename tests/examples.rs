@@ -1,11 +1,22 @@
-//! Every spec example under `examples/` is a valid spec; the other
-//! examples (RBAC, CI workflows) load as what they are.
+//! Every spec example under `examples/` is a valid Flagger spec that
+//! `canary validate` accepts, or names the field that asks for what
+//! `canary run` does not carry out yet; the other examples (RBAC, CI
+//! workflows) load as what they are.
 
 use crate::util::{canary, root, stdout};
 
 /// Examples that are not Canary spec files: the spec loader rightly
 /// refuses their Kubernetes kinds.
 const NOT_SPECS: &[&str] = &["rbac.yaml"];
+
+/// Examples of Flagger features `canary run` does not carry out yet, with
+/// the fields `validate` refuses.
+const NOT_RUN_YET: &[(&str, &[&str])] = &[
+    ("ab-testing.yaml", &["spec.provider"]),
+    ("alert-provider.yaml", &["spec.analysis.alerts"]),
+    ("gateway-api.yaml", &["spec.provider"]),
+    ("istio.yaml", &["spec.analysis.alerts", "spec.provider"]),
+];
 
 fn example_files() -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("examples"))
@@ -40,17 +51,24 @@ fn the_rbac_example_is_not_a_spec_and_loads_as_rbac() {
 }
 
 #[test]
-fn every_example_validates() {
+fn every_example_validates_or_names_what_canary_does_not_run_yet() {
     let files = example_files();
     assert!(files.len() >= 7, "{files:?}");
     for f in files {
         let out = canary().arg("validate").arg(&f).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}:\n{}",
-            f.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        match NOT_RUN_YET.iter().find(|(n, _)| *n == name) {
+            None => assert!(out.status.success(), "{name}:\n{err}"),
+            Some((_, fields)) => {
+                assert_eq!(out.status.code(), Some(2), "{name}:\n{err}");
+                let named: Vec<&str> = err
+                    .lines()
+                    .filter_map(|l| l.rsplit_once(" (")?.1.strip_suffix(')'))
+                    .collect();
+                assert_eq!(named, *fields, "{name}:\n{err}");
+            }
+        }
     }
 }
 
@@ -60,7 +78,7 @@ fn validate_prints_one_line_per_canary_with_strategy_provider_and_steps() {
         .args([
             "validate",
             "examples/podinfo.yaml",
-            "examples/ab-testing.yaml",
+            "examples/metric-template.yaml",
             "examples/blue-green.yaml",
         ])
         .output()
@@ -74,7 +92,7 @@ fn validate_prints_one_line_per_canary_with_strategy_provider_and_steps() {
     assert!(lines[0].contains("provider chosen at run time"), "{text}");
     assert!(lines[0].contains("20 steps (5% → 100%)"), "{text}");
     assert!(
-        lines[1].contains("abtest.test  A/B testing  provider istio  10 steps"),
+        lines[1].contains("podinfo.prod  canary  provider linkerd  5 steps (10% → 50%)"),
         "{text}"
     );
     assert!(

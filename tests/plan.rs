@@ -154,41 +154,45 @@ fn an_unknown_mesh_provider_is_a_usage_error() {
 }
 
 #[test]
-fn istio_plans_use_istio_queries_and_objects() {
-    let p = plan_json(&["examples/istio.yaml"]);
-    let weights: Vec<u64> = p["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["canaryWeight"].as_u64().unwrap())
-        .collect();
-    assert_eq!(weights, [10, 20, 30, 40, 50]);
-    let q = p["checks"][0]["query"].as_str().unwrap();
-    assert!(q.contains("istio_requests_total"), "{q}");
-    let names: Vec<&str> = p["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
-    assert!(names.contains(&"podinfo-canary"));
-    assert!(
-        p["promotion"][0]
-            .as_str()
-            .unwrap()
-            .contains("confirm-promotion promotion-gate")
-    );
-    assert!(names.contains(&"podinfo-primary"));
+fn a_plan_for_what_canary_does_not_run_is_refused_with_the_fields() {
+    let out = canary()
+        .args(["plan", "examples/istio.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(spec.provider)"), "{err}");
+    assert!(err.contains("(spec.analysis.alerts)"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
-fn a_b_testing_routes_matching_requests_for_each_iteration() {
-    let p = plan_json(&["examples/ab-testing.yaml"]);
-    assert_eq!(p["strategy"], "A/B testing");
-    let steps = p["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 10);
-    assert!(steps.iter().all(|s| s["routing"]["kind"] == "matched"));
-    assert_eq!(p["minDuration"], "10m");
+fn a_b_testing_on_a_weight_only_router_is_refused_naming_match() {
+    let out = canary()
+        .args([
+            "plan",
+            "examples/ab-testing.yaml",
+            "--mesh-provider",
+            "linkerd",
+        ])
+        .output()
+        .unwrap();
+    // The file names istio, which wins over the flag, and is not driven.
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ab.yaml");
+    let text = std::fs::read_to_string(crate::util::path("examples/ab-testing.yaml")).unwrap();
+    std::fs::write(&f, text.replace("  provider: istio\n", "")).unwrap();
+    let out = canary()
+        .arg("plan")
+        .arg(&f)
+        .args(["--mesh-provider", "linkerd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(spec.analysis.match[0])"), "{err}");
+    assert!(err.contains("A/B testing (`match`) cannot run"), "{err}");
 }
 
 #[test]
@@ -209,8 +213,17 @@ fn blue_green_with_kubernetes_tests_the_canary_service_alone() {
 }
 
 #[test]
-fn gateway_api_follows_step_weights_and_promotes_gradually() {
-    let p = plan_json(&["examples/gateway-api.yaml"]);
+fn step_weights_and_a_gradual_promotion_are_planned_step_by_step() {
+    // The Gateway API example's analysis, on Linkerd.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("steps.yaml");
+    let text = std::fs::read_to_string(crate::util::path("examples/gateway-api.yaml")).unwrap();
+    std::fs::write(
+        &f,
+        text.replace("provider: gatewayapi:v1", "provider: linkerd"),
+    )
+    .unwrap();
+    let p = plan_json(&[f.to_str().unwrap()]);
     let weights: Vec<u64> = p["steps"]
         .as_array()
         .unwrap()

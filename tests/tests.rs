@@ -14,3 +14,4 @@ mod output;
 mod plan;
 mod rbac;
 mod run;
+mod support;

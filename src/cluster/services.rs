@@ -9,7 +9,8 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::error::{ClusterError, Result};
-use super::workload::{MANAGED_BY, primary_name};
+use super::workload::MANAGED_BY;
+use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;
 use canary_core::spec::types;
 
@@ -39,12 +40,12 @@ pub async fn reconcile(
     label_value: &str,
 ) -> Result<()> {
     let api: Api<Service> = Api::namespaced(client.clone(), &c.namespace);
-    let primary_selector = BTreeMap::from([(label.to_string(), primary_name(label_value))]);
+    let primary_selector = BTreeMap::from([(label.to_string(), names::primary(label_value))]);
     let canary_selector = BTreeMap::from([(label.to_string(), label_value.to_string())]);
     for (name, selector) in [
         (c.service.clone(), &primary_selector),
-        (format!("{}-primary", c.service), &primary_selector),
-        (format!("{}-canary", c.service), &canary_selector),
+        (names::primary(&c.service), &primary_selector),
+        (names::canary(&c.service), &canary_selector),
     ] {
         let object = format!("service/{name} in {}", c.namespace);
         let live = api

@@ -23,10 +23,6 @@ pub const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
 /// Label marking the objects `canary` created.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
 
-pub fn primary_name(target: &str) -> String {
-    format!("{target}-primary")
-}
-
 /// The selector label of a target and its value.
 pub fn selector_label(dep: &Deployment) -> Result<(String, String)> {
     let name = dep.metadata.name.clone().unwrap_or_default();
@@ -143,8 +139,8 @@ pub fn build_primary(
     state_annotation: (&str, String),
 ) -> Deployment {
     let name = target.metadata.name.clone().unwrap_or_default();
-    let primary = primary_name(&name);
-    let primary_value = primary_name(label_value);
+    let primary = canary_core::names::primary(&name);
+    let primary_value = canary_core::names::primary(label_value);
     let mut labels = target.metadata.labels.clone().unwrap_or_default();
     labels.insert(label.to_string(), primary_value.clone());
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());

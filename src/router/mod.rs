@@ -2,12 +2,16 @@
 //!
 //! A router owns the object that splits traffic between the primary and
 //! canary Services and is the truth for the current weights, as in
-//! Flagger: after a crash, the weights are read back from it.
+//! Flagger: after a crash, the weights are read back from it. [`detect`]
+//! finds the mesh of a cluster when no provider is named.
 
+pub mod detect;
 pub mod smi;
 
 use crate::cluster::error::Result;
 use canary_core::engine::decide::Routes;
+use canary_core::names;
+use canary_core::provider::Provider;
 use canary_core::spec::resolve::ResolvedCanary;
 
 /// What every traffic provider does.
@@ -28,31 +32,25 @@ pub enum AnyRouter {
 }
 
 impl AnyRouter {
+    /// The router for `provider`: the only place that matches on it. A
+    /// provider `canary run` does not drive was refused before any write
+    /// (`canary_core::support`); asking for one anyway is an error, never
+    /// a guess.
     pub fn for_provider(
         client: &kube::Client,
-        provider: &str,
+        provider: Provider,
     ) -> std::result::Result<Self, String> {
         match provider {
-            "linkerd" => Ok(AnyRouter::Smi(smi::SmiRouter::new(
-                client.clone(),
-                "v1alpha2",
-            ))),
-            "osm" => Ok(AnyRouter::Smi(smi::SmiRouter::new(
-                client.clone(),
-                "v1alpha3",
-            ))),
-            p if p.starts_with("smi:") => {
-                let v = &p["smi:".len()..];
-                if ["v1alpha1", "v1alpha2", "v1alpha3"].contains(&v) {
-                    Ok(AnyRouter::Smi(smi::SmiRouter::new(client.clone(), v)))
-                } else {
-                    Err(format!("unknown SMI version in provider `{p}`"))
-                }
-            }
-            "kubernetes" => Ok(AnyRouter::None),
+            Provider::Linkerd | Provider::Osm | Provider::Smi(_) => Ok(AnyRouter::Smi(
+                smi::SmiRouter::new(client.clone(), names::smi_version(provider)),
+            )),
+            Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
-                "provider `{other}` is not supported by `canary run` yet; supported: linkerd, \
-                 smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, osm, kubernetes"
+                "provider `{other}`: {}",
+                other
+                    .capabilities()
+                    .not_driven
+                    .unwrap_or("`canary run` does not drive it")
             )),
         }
     }

@@ -11,6 +11,7 @@ use super::Router;
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::workload::MANAGED_BY;
 use canary_core::engine::decide::Routes;
+use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;
 
 pub struct SmiRouter {
@@ -19,7 +20,7 @@ pub struct SmiRouter {
 }
 
 impl SmiRouter {
-    pub fn new(client: kube::Client, version: &str) -> Self {
+    pub fn new(client: kube::Client, version: &'static str) -> Self {
         SmiRouter {
             client,
             version: version.to_string(),
@@ -48,8 +49,8 @@ impl SmiRouter {
 
     fn backends(&self, c: &ResolvedCanary, r: Routes) -> serde_json::Value {
         json!([
-            {"service": format!("{}-canary", c.service), "weight": self.weight(r.canary)},
-            {"service": format!("{}-primary", c.service), "weight": self.weight(r.primary)},
+            {"service": names::canary(&c.service), "weight": self.weight(r.canary)},
+            {"service": names::primary(&c.service), "weight": self.weight(r.primary)},
         ])
     }
 
@@ -118,9 +119,9 @@ impl Router for SmiRouter {
         for b in ts.data["spec"]["backends"].as_array().into_iter().flatten() {
             let service = b["service"].as_str().unwrap_or_default();
             let w = parse_weight(&b["weight"]);
-            if service == format!("{}-primary", c.service) {
+            if service == names::primary(&c.service) {
                 primary = w;
-            } else if service == format!("{}-canary", c.service) {
+            } else if service == names::canary(&c.service) {
                 canary = w;
             }
         }

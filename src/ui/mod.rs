@@ -61,7 +61,6 @@ pub fn validate_report(r: &ValidateReport) {
     for c in &r.canaries {
         let provider = c
             .provider
-            .as_deref()
             .map(|p| format!("provider {p}"))
             .unwrap_or_else(|| "provider chosen at run time".to_string());
         let steps = match (c.weights.first(), c.weights.last()) {

@@ -7,6 +7,9 @@
 //!   template subset their queries use, and the traffic view's queries;
 //! - [`engine`]: the schedule of a rollout, the decision of each round,
 //!   the state document and the plan;
+//! - [`provider`]: traffic and metric providers, parsed once, and the one
+//!   table of what each can do; [`support`] checks a spec against it;
+//! - [`names`]: the objects a rollout creates, named as Flagger names them;
 //! - [`event`]: the events of a run, as every output renders them;
 //! - [`time`]: time as a value passed in; the core never reads the clock.
 //!
@@ -15,6 +18,9 @@
 
 pub mod engine;
 pub mod event;
+pub mod names;
+pub mod provider;
 pub mod queries;
 pub mod spec;
+pub mod support;
 pub mod time;

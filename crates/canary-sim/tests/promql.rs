@@ -218,7 +218,11 @@ fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for provider in ["linkerd", "istio", "nginx"] {
         for metric in ["request-success-rate", "request-duration"] {
-            let q = builtin_query(provider, metric).unwrap();
+            let q = builtin_query(
+                canary_core::provider::Provider::parse(provider).unwrap(),
+                metric,
+            )
+            .unwrap();
             let query = render(q.template, &model(target, interval)).unwrap();
             out.push((format!("{provider} {metric}"), query));
         }

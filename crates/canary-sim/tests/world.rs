@@ -471,7 +471,7 @@ traffic:
 
 /// A built-in query of Flagger's for `target` in `prod`, through the proxy.
 async fn builtin(world: &World, client: &Client, metric: &str, target: &str) -> Option<f64> {
-    let q = builtin_query("linkerd", metric).unwrap();
+    let q = builtin_query(canary_core::provider::Provider::Linkerd, metric).unwrap();
     let model = TemplateModel {
         name: target.into(),
         namespace: "prod".into(),
@@ -937,7 +937,12 @@ traffic:
     let run = |provider: &'static str, metric: &'static str, target: &'static str| {
         let (w, c) = (&world, &client);
         let q = render(
-            builtin_query(provider, metric).unwrap().template,
+            builtin_query(
+                canary_core::provider::Provider::parse(provider).unwrap(),
+                metric,
+            )
+            .unwrap()
+            .template,
             &model(target),
         )
         .unwrap();

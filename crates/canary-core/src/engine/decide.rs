@@ -255,6 +255,8 @@ pub enum Verdict {
     Aborted {
         by: String,
     },
+    /// `spec.suspend` is set: nothing was initialised or analysed.
+    Suspended,
 }
 
 /// When to decide again.
@@ -354,6 +356,12 @@ impl Round<'_> {
     }
 
     fn step(&mut self) -> Flow {
+        if self.c.suspended {
+            // As Flagger: a suspended canary is not reconciled at all, and
+            // an analysis under way holds where it is until unsuspended.
+            self.d.next = Next::Done(Verdict::Suspended);
+            return Ok(());
+        }
         let s = &self.d.state;
         if self.o.primary.is_none() || s.phase == Phase::Initializing {
             return self.initialize();
@@ -1083,10 +1091,7 @@ pub fn builtin_of(
     m: &ResolvedMetric,
 ) -> Option<&'static builtin::BuiltinQuery> {
     match m.source {
-        MetricSource::Builtin => c
-            .provider
-            .as_deref()
-            .and_then(|p| builtin::builtin_query(p, &m.name)),
+        MetricSource::Builtin => c.provider.and_then(|p| builtin::builtin_query(p, &m.name)),
         _ => None,
     }
 }
@@ -1127,7 +1132,7 @@ pub fn judge_metric(
                 format!(
                     "Halt advancement no values found for {} metric {} probably {id} is not \
                      receiving traffic",
-                    c.provider.as_deref().unwrap_or("metrics"),
+                    c.provider.map(|p| p.name()).unwrap_or("metrics"),
                     m.name
                 )
             } else {

@@ -14,7 +14,7 @@ fn canary_from(yaml: &str) -> ResolvedCanary {
         &file,
         &file.canaries[0],
         &Overrides {
-            mesh_provider: Some("linkerd".into()),
+            mesh_provider: Some(crate::provider::Provider::Linkerd),
             ..Overrides::default()
         },
     )
@@ -129,6 +129,29 @@ fn initialisation_waits_for_the_primary_then_scales_the_target_to_zero() {
     assert_eq!(d.state.last_promoted_spec.as_deref(), Some("r1"));
     assert_eq!(d.events, vec!["Initialization done! podinfo.prod"]);
     assert_eq!(d.next, Next::Done(Verdict::Initialized));
+}
+
+#[test]
+fn a_suspended_canary_is_neither_initialised_nor_analysed() {
+    let mut c = seed();
+    c.suspended = true;
+    let mut o = observed(0, "r1");
+    o.primary = None;
+    o.routes = None;
+    let d = act(decide(&c, &State::new(Time(0)), &o, &Answers::default()));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next, Next::Done(Verdict::Suspended));
+
+    // A new revision of an initialised canary is left alone too.
+    let d = act(decide(
+        &c,
+        &initialized("r1"),
+        &observed(5000, "r2"),
+        &Answers::default(),
+    ));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.state, initialized("r1"));
+    assert_eq!(d.next, Next::Done(Verdict::Suspended));
 }
 
 #[test]

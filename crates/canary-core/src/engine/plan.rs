@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::schedule::{self, Routing, TOTAL_WEIGHT};
+use crate::names;
+use crate::provider::Provider;
 use crate::queries::{builtin, template};
 use crate::spec::resolve::{
     HookType, MetricSource, ProviderSource, ResolvedCanary, ResolvedMetric, Strategy,
@@ -24,7 +26,7 @@ pub struct Plan {
     pub strategy: String,
     pub target: String,
     pub service: String,
-    pub provider: Option<String>,
+    pub provider: Option<Provider>,
     pub provider_source: ProviderSource,
     pub metrics_server: Option<String>,
     #[serde(serialize_with = "ser_duration")]
@@ -249,14 +251,9 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         strategy: c.strategy.label().to_string(),
         target,
         service: format!("{}:{}", c.service, c.port),
-        provider: c.provider.clone(),
+        provider: c.provider,
         provider_source: c.provider_source,
-        metrics_server: c.metrics_server.clone().or_else(|| {
-            c.provider
-                .as_deref()
-                .and_then(default_metrics_server)
-                .map(str::to_string)
-        }),
+        metrics_server: c.metrics_server_or_default(),
         interval: c.interval,
         threshold: c.threshold,
         start,
@@ -268,16 +265,6 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         min_duration,
         min_rollback,
         notes,
-    }
-}
-
-/// The Prometheus a provider's built-in metrics are read from when the spec
-/// names none.
-pub fn default_metrics_server(provider: &str) -> Option<&'static str> {
-    match builtin::observer_for(provider)? {
-        "linkerd" => Some("http://prometheus.linkerd-viz:9090"),
-        "istio" => Some("http://prometheus.istio-system:9090"),
-        _ => None,
     }
 }
 
@@ -319,7 +306,7 @@ fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) 
                 ),
             }
         }
-        MetricSource::Builtin => match c.provider.as_deref() {
+        MetricSource::Builtin => match c.provider {
             None => (
                 "built-in".to_string(),
                 (
@@ -362,7 +349,7 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
     let mut out = vec![
         o(
             &kind,
-            format!("{t}-primary"),
+            names::primary(t),
             "create: copy of the target, selector and labels suffixed -primary; holds canary's state",
         ),
         o(
@@ -375,13 +362,13 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
             svc.clone(),
             "create or update: apex service, selects the primary pods",
         ),
-        o("Service", format!("{svc}-primary"), "create"),
-        o("Service", format!("{svc}-canary"), "create"),
+        o("Service", names::primary(svc), "create"),
+        o("Service", names::canary(svc), "create"),
     ];
     if let Some(a) = &c.autoscaler {
         out.push(o(
             &a.kind,
-            format!("{}-primary", a.name),
+            names::primary(&a.name),
             "create: copy targeting the primary",
         ));
     }
@@ -390,56 +377,19 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
         "<name>-primary".to_string(),
         "create: a copy of each one the target references (found at run time)",
     ));
-    let provider = c.provider.as_deref().unwrap_or("");
-    let route = |kind: &str, name: String| o(kind, name, "create: traffic routing");
-    match provider {
-        "" => out.push(o(
+    match c.provider {
+        None => out.push(o(
             "router",
             svc.clone(),
             "depends on the provider chosen at run time",
         )),
-        "kubernetes" => {}
-        p if p == "linkerd" || p == "osm" || p.starts_with("smi") => {
-            let version = p.strip_prefix("smi:").unwrap_or(match p {
-                "osm" => "v1alpha3",
-                _ => "v1alpha2",
-            });
-            out.push(route(
-                &format!("TrafficSplit (split.smi-spec.io/{version})"),
-                svc.clone(),
-            ));
-        }
-        "istio" => {
-            out.push(route("VirtualService", svc.clone()));
-            out.push(route("DestinationRule", format!("{svc}-primary")));
-            out.push(route("DestinationRule", format!("{svc}-canary")));
-        }
-        p if p.starts_with("gatewayapi") => {
-            let version = p.strip_prefix("gatewayapi:").unwrap_or("v1");
-            out.push(route(
-                &format!("HTTPRoute (gateway.networking.k8s.io/{version})"),
-                svc.clone(),
-            ));
-        }
-        "nginx" | "skipper" => {
-            let ing = c.ingress.clone().unwrap_or_else(|| svc.clone());
-            out.push(route("Ingress", format!("{ing}-canary")));
-        }
-        "contour" => out.push(route("HTTPProxy", svc.clone())),
-        "gloo" => out.push(route("RouteTable", svc.clone())),
-        "traefik" => out.push(route("TraefikService", svc.clone())),
-        "kuma" => out.push(route("TrafficRoute", svc.clone())),
-        "apisix" => {
-            let r = c.route.clone().unwrap_or_else(|| svc.clone());
-            out.push(route("ApisixRoute", format!("{r}-{svc}-canary")));
-        }
-        p if p.starts_with("appmesh") => {
-            out.push(route("VirtualNode", format!("{svc}-primary")));
-            out.push(route("VirtualNode", format!("{svc}-canary")));
-            out.push(route("VirtualService", svc.clone()));
-            out.push(route("VirtualRouter", svc.clone()));
-        }
-        p => out.push(route(&format!("{p} route"), svc.clone())),
+        Some(p) => out.extend(names::router_objects(p, c).into_iter().map(|r| {
+            o(
+                &format!("{} ({})", r.kind, r.api_version),
+                r.name,
+                "create: traffic routing",
+            )
+        })),
     }
     out
 }

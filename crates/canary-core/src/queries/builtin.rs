@@ -50,8 +50,8 @@
 //!   Linkerd end up with Linkerd queries; there is no such global setting
 //!   here, so no guess is made.)
 //! * anything else: Flagger would quietly use the Istio observer as well;
-//!   [`observer_for`] returns `None` instead so a typo does not turn into
-//!   Istio queries.
+//!   [`Provider::observer`] returns `None` instead so a typo does not turn
+//!   into Istio queries.
 //!
 //! Flagger also appends `:service` to the provider when the target is a
 //! `Service` (not a Knative one), which sends every provider except the
@@ -81,6 +81,8 @@
 //!   Flagger reports that the target is probably not receiving traffic.
 //! * The query runs over `[{{ interval }}]`, the metric's `interval` as
 //!   written, `1m` when unset.
+
+use crate::provider::Provider;
 
 /// One of Flagger's built-in queries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,37 +130,9 @@ pub const OBSERVERS: &[&str] = &[
     "http", "knative",
 ];
 
-/// The observer whose built-in queries Flagger runs for `provider` (as
-/// written in `spec.provider` or `--mesh-provider`), or `None` when this
-/// crate has none for it; see the module doc for the mapping and its gaps.
-pub fn observer_for(provider: &str) -> Option<&'static str> {
-    // Same order and matching (exact or prefix) as Flagger's factory.
-    let p = provider;
-    if p.starts_with("appmesh") {
-        Some("appmesh")
-    } else if p.starts_with("gloo") {
-        Some("gloo")
-    } else if p == "kubernetes" || p.starts_with("gatewayapi") {
-        Some("http")
-    } else {
-        match p {
-            "linkerd" => Some("linkerd"),
-            "istio" => Some("istio"),
-            "contour" => Some("contour"),
-            "nginx" => Some("nginx"),
-            "traefik" => Some("traefik"),
-            "osm" => Some("osm"),
-            "kuma" => Some("kuma"),
-            "apisix" => Some("apisix"),
-            "knative" => Some("knative"),
-            _ => None,
-        }
-    }
-}
-
 /// Flagger's built-in `metric` for `provider`, if there is one.
-pub fn builtin_query(provider: &str, metric: &str) -> Option<&'static BuiltinQuery> {
-    let observer = observer_for(provider)?;
+pub fn builtin_query(provider: Provider, metric: &str) -> Option<&'static BuiltinQuery> {
+    let observer = provider.observer()?;
     QUERIES
         .iter()
         .find(|q| q.provider == observer && q.metric == metric)
@@ -757,6 +731,10 @@ const KNATIVE_DURATION: &str = "\n\
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn p(name: &str) -> Provider {
+        Provider::parse(name).unwrap()
+    }
     use crate::queries::template::{TemplateModel, collapse_whitespace, render};
 
     fn model(namespace: &str, target: &str) -> TemplateModel {
@@ -773,8 +751,8 @@ mod tests {
     }
 
     fn rendered(provider: &str, metric: &str, namespace: &str, target: &str) -> String {
-        let q =
-            builtin_query(provider, metric).unwrap_or_else(|| panic!("no {metric} for {provider}"));
+        let q = builtin_query(p(provider), metric)
+            .unwrap_or_else(|| panic!("no {metric} for {provider}"));
         render(q.template, &model(namespace, target)).unwrap()
     }
 
@@ -806,12 +784,9 @@ mod tests {
         assert_eq!(all().len(), OBSERVERS.len() * BUILTIN_METRICS.len());
         for observer in OBSERVERS {
             for metric in BUILTIN_METRICS {
-                let q = builtin_query(observer, metric)
-                    .or_else(|| {
-                        all()
-                            .iter()
-                            .find(|q| q.provider == *observer && q.metric == *metric)
-                    })
+                let q = all()
+                    .iter()
+                    .find(|q| q.provider == *observer && q.metric == *metric)
                     .unwrap_or_else(|| panic!("{observer} lacks {metric}"));
                 let out = render(q.template, &model("prod", "podinfo")).unwrap();
                 assert!(!out.contains("{{"), "{observer} {metric}: {out}");
@@ -916,22 +891,26 @@ mod tests {
             ("", None),
             ("Istio", None),
         ] {
-            assert_eq!(observer_for(provider), observer, "{provider:?}");
+            assert_eq!(
+                Provider::parse(provider).ok().and_then(Provider::observer),
+                observer,
+                "{provider:?}"
+            );
         }
         assert_eq!(
-            builtin_query("gatewayapi:v1", "request-duration").map(|q| q.provider),
+            builtin_query(p("gatewayapi:v1"), "request-duration").map(|q| q.provider),
             Some("http")
         );
-        assert!(builtin_query("istio", "error-rate").is_none());
+        assert!(builtin_query(p("istio"), "error-rate").is_none());
     }
 
     #[test]
     fn values_convert_like_flagger() {
-        let http = builtin_query("kubernetes", "request-duration").unwrap();
+        let http = builtin_query(p("kubernetes"), "request-duration").unwrap();
         assert_eq!(http.value_in_unit(0.2349), 234.0);
-        let linkerd = builtin_query("linkerd", "request-duration").unwrap();
+        let linkerd = builtin_query(p("linkerd"), "request-duration").unwrap();
         assert_eq!(linkerd.value_in_unit(499.99), 499.0);
-        let rate = builtin_query("linkerd", "request-success-rate").unwrap();
+        let rate = builtin_query(p("linkerd"), "request-success-rate").unwrap();
         assert_eq!(rate.value_in_unit(99.5), 99.5);
         assert_eq!(duration_threshold_ms(500.9), 500.0);
     }

@@ -823,7 +823,8 @@ mod tests {
 
     #[test]
     fn compact_makes_the_linkerd_query_one_line() {
-        let q = builtin::builtin_query("linkerd", "request-success-rate").unwrap();
+        let q = builtin::builtin_query(crate::provider::Provider::Linkerd, "request-success-rate")
+            .unwrap();
         let rendered = render(q.template, &model()).unwrap();
         assert!(rendered.contains('\n'));
         let one = compact(&rendered);

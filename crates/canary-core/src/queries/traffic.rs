@@ -8,7 +8,7 @@
 //! series name the workload (Linkerd, Istio) can tell the versions apart;
 //! for the others there is nothing to show.
 
-use super::builtin;
+use crate::provider::Provider;
 
 /// The queries for one look at both versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +59,13 @@ const ISTIO: Series = Series {
 /// over `window` (a Prometheus duration such as `1m`), or `None` when
 /// `provider`'s series do not name workloads.
 pub fn queries(
-    provider: &str,
+    provider: Provider,
     namespace: &str,
     primary: &str,
     canary: &str,
     window: &str,
 ) -> Option<TrafficQueries> {
-    let s = match builtin::observer_for(provider)? {
+    let s = match provider.observer()? {
         "linkerd" => LINKERD,
         "istio" => ISTIO,
         _ => return None,
@@ -106,7 +106,14 @@ mod tests {
 
     #[test]
     fn linkerd_queries_group_both_workloads() {
-        let q = queries("linkerd", "test", "podinfo-primary", "podinfo", "1m").unwrap();
+        let q = queries(
+            Provider::parse("linkerd").unwrap(),
+            "test",
+            "podinfo-primary",
+            "podinfo",
+            "1m",
+        )
+        .unwrap();
         assert_eq!(q.label, "deployment");
         assert_eq!(
             q.request_rate,
@@ -123,7 +130,14 @@ mod tests {
 
     #[test]
     fn istio_queries_name_the_destination_workload() {
-        let q = queries("istio", "prod", "app-primary", "app", "30s").unwrap();
+        let q = queries(
+            Provider::parse("istio").unwrap(),
+            "prod",
+            "app-primary",
+            "app",
+            "30s",
+        )
+        .unwrap();
         assert_eq!(q.label, "destination_workload");
         assert!(
             q.request_rate
@@ -134,7 +148,25 @@ mod tests {
 
     #[test]
     fn observers_without_workload_series_have_none() {
-        assert!(queries("nginx", "test", "a-primary", "a", "1m").is_none());
-        assert!(queries("unknown", "test", "a-primary", "a", "1m").is_none());
+        assert!(
+            queries(
+                Provider::parse("nginx").unwrap(),
+                "test",
+                "a-primary",
+                "a",
+                "1m"
+            )
+            .is_none()
+        );
+        assert!(
+            queries(
+                Provider::parse("smi:v1alpha2").unwrap(),
+                "test",
+                "a-primary",
+                "a",
+                "1m"
+            )
+            .is_none()
+        );
     }
 }

@@ -81,6 +81,18 @@ impl SpecFile {
     pub fn diagnostic_at<T>(&self, doc: &Doc<T>, path: &str, message: &str) -> Diagnostic {
         Diagnostic::at(&self.name, &self.text, doc.spans.locate(path), message).with_path(path)
     }
+
+    /// A diagnostic about the value at `path` (underlining the value
+    /// rather than its key).
+    pub fn diagnostic_at_value<T>(&self, doc: &Doc<T>, path: &str, message: &str) -> Diagnostic {
+        Diagnostic::at(
+            &self.name,
+            &self.text,
+            doc.spans.locate_value(path),
+            message,
+        )
+        .with_path(path)
+    }
 }
 
 /// Reads and validates one file. Every problem is returned, not just the

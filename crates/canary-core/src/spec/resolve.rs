@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{Canary, MetricTemplate};
 use super::{Doc, SpecFile};
+use crate::provider::Provider;
 
 /// Flagger's defaults.
 pub mod defaults {
@@ -60,6 +61,8 @@ pub enum ProviderSource {
     Flag,
     /// Neither: `canary run` detects it from the cluster.
     RunTime,
+    /// Detected from the cluster by `canary run`.
+    Detected,
 }
 
 /// Where a metric's query comes from.
@@ -182,7 +185,7 @@ pub struct ResolvedCanary {
     pub target_port: Option<super::types::IntOrString>,
     pub app_protocol: Option<String>,
     /// `None` when neither the spec nor `--mesh-provider` names one.
-    pub provider: Option<String>,
+    pub provider: Option<Provider>,
     pub provider_source: ProviderSource,
     pub metrics_server: Option<String>,
     pub strategy: Strategy,
@@ -198,6 +201,8 @@ pub struct ResolvedCanary {
     pub canary_ready_threshold: u32,
     pub progress_deadline_seconds: u64,
     pub skip_analysis: bool,
+    /// `spec.suspend`: leave the canary alone, as Flagger does.
+    pub suspended: bool,
     pub metrics: Vec<ResolvedMetric>,
     pub webhooks: Vec<ResolvedWebhook>,
     /// Things Flagger would silently change, said out loud.
@@ -208,7 +213,7 @@ impl ResolvedCanary {
     /// Whether a traffic router takes part (the `kubernetes` provider only
     /// swaps Service selectors).
     pub fn routes_traffic(&self) -> bool {
-        self.provider.as_deref() != Some("kubernetes")
+        self.provider.is_none_or(Provider::routes_traffic)
     }
 
     /// What a metric's query template may refer to, as Flagger fills it:
@@ -230,6 +235,17 @@ impl ResolvedCanary {
             interval: m.interval.clone(),
             variables: m.template_variables.clone(),
         }
+    }
+
+    /// The Prometheus the built-in and inline queries go to: the one the
+    /// spec or the command line names, else where the provider's mesh
+    /// installs it.
+    pub fn metrics_server_or_default(&self) -> Option<String> {
+        self.metrics_server.clone().or_else(|| {
+            self.provider
+                .and_then(Provider::default_metrics_server)
+                .map(str::to_string)
+        })
     }
 
     pub fn hooks(&self, kind: HookType) -> impl Iterator<Item = &ResolvedWebhook> {
@@ -301,7 +317,7 @@ pub fn matches_flagger_pattern(s: &str) -> bool {
 /// Settings from the command line that fill in what a spec leaves open.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub mesh_provider: Option<String>,
+    pub mesh_provider: Option<Provider>,
     pub metrics_server: Option<String>,
     /// Namespace of a canary whose metadata names none (kubectl's `-n`,
     /// else the kubeconfig context's); `default` when `None`.
@@ -317,12 +333,17 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
     let target_ref = spec.target_ref.clone().unwrap_or_default();
     let mut notes = Vec::new();
 
-    let (provider, provider_source) = match (&spec.provider, &overrides.mesh_provider) {
-        (Some(p), _) if !p.is_empty() => (Some(p.clone()), ProviderSource::Spec),
-        (_, Some(p)) if !p.is_empty() => (Some(p.clone()), ProviderSource::Flag),
+    // Validation has refused a name Flagger does not know.
+    let spec_provider = spec
+        .provider
+        .as_deref()
+        .and_then(|p| Provider::parse(p).ok());
+    let (provider, provider_source) = match (spec_provider, overrides.mesh_provider) {
+        (Some(p), _) => (Some(p), ProviderSource::Spec),
+        (_, Some(p)) => (Some(p), ProviderSource::Flag),
         _ => (None, ProviderSource::RunTime),
     };
-    let kubernetes = provider.as_deref() == Some("kubernetes");
+    let kubernetes = provider == Some(Provider::Kubernetes);
 
     let nonneg = |v: Option<i64>| v.unwrap_or(0).max(0) as u32;
     let step_weight = nonneg(analysis.step_weight);
@@ -342,13 +363,8 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
     let has_match = !analysis.r#match.is_empty();
     let mirror = analysis.mirror.unwrap_or(false);
     let strategy = if kubernetes {
-        if has_match {
-            notes.push(
-                "the kubernetes provider cannot route by request; `analysis.match` is ignored \
-                 (as Flagger does)"
-                    .to_string(),
-            );
-        }
+        // `analysis.match` cannot be honoured without a router: Flagger
+        // ignores it, `crate::support` refuses it.
         if iterations == 0 {
             notes.push(format!(
                 "the kubernetes provider cannot shift traffic; running {} blue/green iterations \
@@ -506,6 +522,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
             .map(|s| s as u64)
             .unwrap_or(defaults::PROGRESS_DEADLINE_SECONDS),
         skip_analysis: spec.skip_analysis.unwrap_or(false),
+        suspended: spec.suspend.unwrap_or(false),
         metrics,
         webhooks,
         notes,

@@ -35,45 +35,6 @@ pub const WEBHOOK_TYPES: &[&str] = &[
     "confirm-traffic-increase",
 ];
 
-/// Mesh / ingress providers Flagger accepts in `spec.provider` (CRD enum).
-pub const PROVIDERS: &[&str] = &[
-    "apisix",
-    "appmesh",
-    "appmesh:v1beta2",
-    "contour",
-    "gatewayapi:v1",
-    "gatewayapi:v1beta1",
-    "gloo",
-    "istio",
-    "knative",
-    "kubernetes",
-    "kuma",
-    "linkerd",
-    "nginx",
-    "osm",
-    "skipper",
-    "smi:v1alpha1",
-    "smi:v1alpha2",
-    "smi:v1alpha3",
-    "traefik",
-];
-
-/// Metric providers Flagger accepts in a `MetricTemplate`'s
-/// `spec.provider.type` (CRD enum).
-pub const METRIC_PROVIDERS: &[&str] = &[
-    "prometheus",
-    "influxdb",
-    "datadog",
-    "externalmetrics",
-    "stackdriver",
-    "cloudwatch",
-    "newrelic",
-    "graphite",
-    "dynatrace",
-    "keptn",
-    "splunk",
-];
-
 /// Alert providers Flagger accepts in an `AlertProvider`'s `spec.type` (CRD
 /// enum).
 pub const ALERT_PROVIDERS: &[&str] = &["slack", "msteams", "discord", "rocket", "gchat"];
@@ -307,7 +268,7 @@ impl Canary {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanarySpec {
     /// Overrides Flagger's `-mesh-provider` flag for this canary; one of
-    /// [`PROVIDERS`].
+    /// [`crate::provider::Provider`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// Overrides Flagger's `-metrics-server` flag (Prometheus URL) used by
@@ -1191,7 +1152,7 @@ pub struct MetricTemplateSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricTemplateProvider {
-    /// One of [`METRIC_PROVIDERS`].
+    /// One of [`crate::provider::MetricProvider`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
     /// API address of the provider.
@@ -1639,7 +1600,7 @@ spec:
         let p = t.spec.as_ref().unwrap().provider.as_ref().unwrap();
         assert_eq!(p.r#type.as_deref(), Some("prometheus"));
         assert_eq!(p.headers["X-Scope-OrgID"], ["tenant-1"]);
-        assert!(METRIC_PROVIDERS.contains(&"prometheus"));
+        assert!(crate::provider::MetricProvider::parse("prometheus").is_some());
 
         let a: AlertProvider = serde_yaml::from_str(
             r#"

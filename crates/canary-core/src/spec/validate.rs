@@ -6,10 +6,10 @@ use super::resolve::{HookType, matches_flagger_pattern, parse_duration};
 use super::source::Span;
 use super::types::{
     ALERT_PROVIDERS, ALERT_SEVERITIES, AUTOSCALER_KINDS, AlertProvider, BUILTIN_METRICS, Canary,
-    CanaryAnalysis, INGRESS_KINDS, METRIC_PROVIDERS, MetricTemplate, PROVIDERS, TARGET_KINDS,
-    WEBHOOK_TYPES,
+    CanaryAnalysis, INGRESS_KINDS, MetricTemplate, TARGET_KINDS, WEBHOOK_TYPES,
 };
 use super::{Diagnostic, Doc, SpecFile};
+use crate::provider::{MetricProvider, Provider};
 use crate::queries::template;
 
 /// Every semantic problem of a file.
@@ -31,18 +31,6 @@ pub fn file(file: &SpecFile) -> Vec<Diagnostic> {
         out.extend(c.out);
     }
     out
-}
-
-/// Why a provider name is not one Flagger knows, if it is not.
-pub fn provider_problem(p: &str) -> Option<String> {
-    if PROVIDERS.contains(&p) {
-        return None;
-    }
-    let hint = match did_you_mean(p, PROVIDERS.iter().copied()) {
-        Some(s) => format!("did you mean `{s}`?"),
-        None => format!("known providers: {}", PROVIDERS.join(", ")),
-    };
-    Some(format!("unknown provider `{p}`; {hint}"))
 }
 
 struct Checker<'a, T> {
@@ -296,7 +284,7 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
 
     let provider = spec.provider.as_deref().filter(|p| !p.is_empty());
     if let Some(p) = provider {
-        c.one_of("spec.provider", "provider", p, PROVIDERS);
+        c.one_of("spec.provider", "provider", p, &Provider::names());
     }
     if let Some(m) = &spec.metrics_server {
         c.url("spec.metricsServer", m);
@@ -493,17 +481,6 @@ fn analysis_rules(
             "add `mirror: true`",
         );
     }
-    if a.mirror == Some(true)
-        && let Some(pr) = provider
-        && pr != "istio"
-        && !pr.starts_with("gatewayapi")
-    {
-        c.err_help(
-            &p("mirror"),
-            format!("provider `{pr}` cannot mirror traffic"),
-            "traffic mirroring works with istio and gatewayapi",
-        );
-    }
     if !a.r#match.is_empty() && a.iterations.unwrap_or(0) == 0 && a.step_weight.is_none() {
         c.err_help(
             &p("match"),
@@ -658,7 +635,12 @@ fn metric_template(c: &mut Checker<'_, MetricTemplate>) {
         Some(p) => {
             match p.r#type.as_deref() {
                 None => c.missing("spec.provider", "type"),
-                Some(t) => c.one_of("spec.provider.type", "metric provider", t, METRIC_PROVIDERS),
+                Some(t) => c.one_of(
+                    "spec.provider.type",
+                    "metric provider",
+                    t,
+                    &MetricProvider::names(),
+                ),
             }
             if let Some(a) = p.address.as_deref().filter(|a| !a.is_empty()) {
                 c.url("spec.provider.address", a);

@@ -1,0 +1,465 @@
+//! Traffic providers and metric providers, parsed once, with one table of
+//! what each can do.
+//!
+//! `spec.provider` (or `--mesh-provider`) is read into a [`Provider`] as
+//! soon as a spec is resolved; nothing else in the product looks at the
+//! string. Each provider has one row in [`Provider::capabilities`]: what
+//! its router can express (weights, request matching, mirroring, session
+//! affinity, as Flagger drives it) and whether this version of `canary`
+//! drives it, for which targets and autoscalers. MetricTemplate providers
+//! have the same kind of row in [`MetricProvider::driven`].
+//!
+//! `validate`, `plan` and `run` all read these rows through
+//! [`crate::support`], so a spec that `run` cannot carry out is refused by
+//! all three, before anything is written to a cluster.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// An SMI TrafficSplit API version (`smi:v1alpha1` ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SmiVersion {
+    V1Alpha1,
+    V1Alpha2,
+    V1Alpha3,
+}
+
+impl SmiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmiVersion::V1Alpha1 => "v1alpha1",
+            SmiVersion::V1Alpha2 => "v1alpha2",
+            SmiVersion::V1Alpha3 => "v1alpha3",
+        }
+    }
+}
+
+/// A Gateway API version (`gatewayapi:v1`, `gatewayapi:v1beta1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GatewayApiVersion {
+    V1,
+    V1Beta1,
+}
+
+impl GatewayApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayApiVersion::V1 => "v1",
+            GatewayApiVersion::V1Beta1 => "v1beta1",
+        }
+    }
+}
+
+/// Which App Mesh API Flagger writes: `appmesh` (v1beta1) or
+/// `appmesh:v1beta2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AppMeshVersion {
+    V1Beta1,
+    V1Beta2,
+}
+
+/// A traffic provider, by Flagger's names (`spec.provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Provider {
+    /// No router: the apex Service's selector is switched (blue/green).
+    Kubernetes,
+    Linkerd,
+    Istio,
+    Osm,
+    Smi(SmiVersion),
+    GatewayApi(GatewayApiVersion),
+    Nginx,
+    Contour,
+    Gloo,
+    Traefik,
+    Kuma,
+    Apisix,
+    Skipper,
+    Knative,
+    AppMesh(AppMeshVersion),
+}
+
+/// What a provider's router can express, and what `canary run` drives
+/// with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Splits traffic between primary and canary by weight.
+    pub weights: bool,
+    /// Routes requests to the canary by HTTP header (A/B testing).
+    pub header_match: bool,
+    /// Routes requests to the canary by cookie (A/B testing).
+    pub cookie_match: bool,
+    /// Routes requests to the canary by the calling workload's labels.
+    pub source_labels: bool,
+    /// Copies live traffic to the canary (`analysis.mirror`).
+    pub mirroring: bool,
+    /// Keeps a client on the version it was sent to
+    /// (`analysis.sessionAffinity`).
+    pub session_affinity: bool,
+    /// Target kinds `canary run` drives with this provider; empty when it
+    /// does not drive the provider at all.
+    pub targets: &'static [&'static str],
+    /// Autoscaler kinds `canary run` copies for the primary.
+    pub autoscalers: &'static [&'static str],
+    /// Why `canary run` does not drive this provider; `None` when it does.
+    pub not_driven: Option<&'static str>,
+}
+
+impl Capabilities {
+    pub fn is_driven(&self) -> bool {
+        self.not_driven.is_none()
+    }
+}
+
+/// The targets and autoscalers `canary run` drives with every provider it
+/// drives.
+pub(crate) const DRIVEN_TARGETS: &[&str] = &["Deployment"];
+pub(crate) const DRIVEN_AUTOSCALERS: &[&str] = &["HorizontalPodAutoscaler"];
+const NOT_YET: &str = "`canary run` does not drive its router yet";
+
+/// A router that can only split by weight (SMI TrafficSplit), driven.
+const WEIGHTS_ONLY: Capabilities = Capabilities {
+    weights: true,
+    header_match: false,
+    cookie_match: false,
+    source_labels: false,
+    mirroring: false,
+    session_affinity: false,
+    targets: DRIVEN_TARGETS,
+    autoscalers: DRIVEN_AUTOSCALERS,
+    not_driven: None,
+};
+
+/// What Flagger's router for a provider does, not driven here yet.
+const fn flagger(
+    header_match: bool,
+    cookie_match: bool,
+    source_labels: bool,
+    mirroring: bool,
+    session_affinity: bool,
+) -> Capabilities {
+    Capabilities {
+        weights: true,
+        header_match,
+        cookie_match,
+        source_labels,
+        mirroring,
+        session_affinity,
+        targets: &[],
+        autoscalers: &[],
+        not_driven: Some(NOT_YET),
+    }
+}
+
+impl Provider {
+    /// Every provider Flagger accepts, in the order its CRD lists them.
+    pub const ALL: [Provider; 19] = [
+        Provider::Apisix,
+        Provider::AppMesh(AppMeshVersion::V1Beta1),
+        Provider::AppMesh(AppMeshVersion::V1Beta2),
+        Provider::Contour,
+        Provider::GatewayApi(GatewayApiVersion::V1),
+        Provider::GatewayApi(GatewayApiVersion::V1Beta1),
+        Provider::Gloo,
+        Provider::Istio,
+        Provider::Knative,
+        Provider::Kubernetes,
+        Provider::Kuma,
+        Provider::Linkerd,
+        Provider::Nginx,
+        Provider::Osm,
+        Provider::Skipper,
+        Provider::Smi(SmiVersion::V1Alpha1),
+        Provider::Smi(SmiVersion::V1Alpha2),
+        Provider::Smi(SmiVersion::V1Alpha3),
+        Provider::Traefik,
+    ];
+
+    /// Flagger's spelling, as written in `spec.provider`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Kubernetes => "kubernetes",
+            Provider::Linkerd => "linkerd",
+            Provider::Istio => "istio",
+            Provider::Osm => "osm",
+            Provider::Smi(SmiVersion::V1Alpha1) => "smi:v1alpha1",
+            Provider::Smi(SmiVersion::V1Alpha2) => "smi:v1alpha2",
+            Provider::Smi(SmiVersion::V1Alpha3) => "smi:v1alpha3",
+            Provider::GatewayApi(GatewayApiVersion::V1) => "gatewayapi:v1",
+            Provider::GatewayApi(GatewayApiVersion::V1Beta1) => "gatewayapi:v1beta1",
+            Provider::Nginx => "nginx",
+            Provider::Contour => "contour",
+            Provider::Gloo => "gloo",
+            Provider::Traefik => "traefik",
+            Provider::Kuma => "kuma",
+            Provider::Apisix => "apisix",
+            Provider::Skipper => "skipper",
+            Provider::Knative => "knative",
+            Provider::AppMesh(AppMeshVersion::V1Beta1) => "appmesh",
+            Provider::AppMesh(AppMeshVersion::V1Beta2) => "appmesh:v1beta2",
+        }
+    }
+
+    /// Every name Flagger accepts, for messages and suggestions.
+    pub fn names() -> Vec<&'static str> {
+        Provider::ALL.iter().map(|p| p.name()).collect()
+    }
+
+    /// Reads a provider by Flagger's name (its CRD's enum).
+    pub fn parse(s: &str) -> Result<Provider, UnknownProvider> {
+        let s = s.trim();
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownProvider(s.to_string()))
+    }
+
+    /// The row of the capability table.
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            Provider::Kubernetes => Capabilities {
+                weights: false,
+                ..WEIGHTS_ONLY
+            },
+            Provider::Linkerd | Provider::Osm | Provider::Smi(_) => WEIGHTS_ONLY,
+            //                                 headers cookies labels mirror affinity
+            Provider::Istio => flagger(true, true, true, true, true),
+            Provider::GatewayApi(_) => flagger(true, true, false, true, true),
+            Provider::Nginx => flagger(true, true, false, false, false),
+            Provider::Contour => flagger(true, true, false, false, false),
+            Provider::Gloo => flagger(true, true, false, false, false),
+            Provider::AppMesh(_) => flagger(true, true, false, false, false),
+            Provider::Traefik
+            | Provider::Kuma
+            | Provider::Apisix
+            | Provider::Skipper
+            | Provider::Knative => flagger(false, false, false, false, false),
+        }
+    }
+
+    /// Whether a traffic router takes part (the `kubernetes` provider only
+    /// switches the apex Service's selector).
+    pub fn routes_traffic(self) -> bool {
+        self != Provider::Kubernetes
+    }
+
+    /// The observer whose built-in queries Flagger runs for this provider
+    /// (`pkg/metrics/observers/factory.go`), when there are queries for it
+    /// here: `smi:*` and `skipper` have none (see `queries::builtin`).
+    pub fn observer(self) -> Option<&'static str> {
+        match self {
+            Provider::Linkerd => Some("linkerd"),
+            Provider::Istio => Some("istio"),
+            Provider::Osm => Some("osm"),
+            Provider::Kubernetes | Provider::GatewayApi(_) => Some("http"),
+            Provider::Nginx => Some("nginx"),
+            Provider::Contour => Some("contour"),
+            Provider::Gloo => Some("gloo"),
+            Provider::Traefik => Some("traefik"),
+            Provider::Kuma => Some("kuma"),
+            Provider::Apisix => Some("apisix"),
+            Provider::Knative => Some("knative"),
+            Provider::AppMesh(_) => Some("appmesh"),
+            Provider::Smi(_) | Provider::Skipper => None,
+        }
+    }
+
+    /// The Prometheus the built-in metrics are read from when neither the
+    /// spec nor the command line names one (where the mesh installs it).
+    pub fn default_metrics_server(self) -> Option<&'static str> {
+        match self.observer()? {
+            "linkerd" => Some("http://prometheus.linkerd-viz:9090"),
+            "istio" => Some("http://prometheus.istio-system:9090"),
+            _ => None,
+        }
+    }
+
+    /// The providers `canary run` drives, for messages.
+    pub fn driven() -> Vec<Provider> {
+        Provider::ALL
+            .into_iter()
+            .filter(|p| p.capabilities().is_driven())
+            .collect()
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Provider {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = UnknownProvider;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::parse(s)
+    }
+}
+
+/// A provider name Flagger does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProvider(pub String);
+
+impl fmt::Display for UnknownProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = Provider::names();
+        match crate::spec::diagnostic::did_you_mean(&self.0, names.iter().copied()) {
+            Some(s) => write!(f, "unknown provider `{}`; did you mean `{s}`?", self.0),
+            None => write!(
+                f,
+                "unknown provider `{}`; known providers: {}",
+                self.0,
+                names.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UnknownProvider {}
+
+/// A MetricTemplate's `spec.provider.type`, by Flagger's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricProvider {
+    Prometheus,
+    Influxdb,
+    Datadog,
+    ExternalMetrics,
+    Stackdriver,
+    Cloudwatch,
+    Newrelic,
+    Graphite,
+    Dynatrace,
+    Keptn,
+    Splunk,
+}
+
+impl MetricProvider {
+    /// Every type Flagger accepts, in the order its CRD lists them.
+    pub const ALL: [MetricProvider; 11] = [
+        MetricProvider::Prometheus,
+        MetricProvider::Influxdb,
+        MetricProvider::Datadog,
+        MetricProvider::ExternalMetrics,
+        MetricProvider::Stackdriver,
+        MetricProvider::Cloudwatch,
+        MetricProvider::Newrelic,
+        MetricProvider::Graphite,
+        MetricProvider::Dynatrace,
+        MetricProvider::Keptn,
+        MetricProvider::Splunk,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricProvider::Prometheus => "prometheus",
+            MetricProvider::Influxdb => "influxdb",
+            MetricProvider::Datadog => "datadog",
+            MetricProvider::ExternalMetrics => "externalmetrics",
+            MetricProvider::Stackdriver => "stackdriver",
+            MetricProvider::Cloudwatch => "cloudwatch",
+            MetricProvider::Newrelic => "newrelic",
+            MetricProvider::Graphite => "graphite",
+            MetricProvider::Dynatrace => "dynatrace",
+            MetricProvider::Keptn => "keptn",
+            MetricProvider::Splunk => "splunk",
+        }
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        MetricProvider::ALL.iter().map(|p| p.name()).collect()
+    }
+
+    pub fn parse(s: &str) -> Option<MetricProvider> {
+        MetricProvider::ALL
+            .into_iter()
+            .find(|p| p.name() == s.trim())
+    }
+
+    /// Whether `canary run` queries this provider; `Err` says why not.
+    pub fn driven(self) -> Result<(), &'static str> {
+        match self {
+            MetricProvider::Prometheus => Ok(()),
+            _ => Err("`canary run` does not query this metric provider yet"),
+        }
+    }
+}
+
+impl fmt::Display for MetricProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_reads_back_as_its_provider() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::parse(p.name()), Ok(p));
+            assert_eq!(p.to_string(), p.name());
+        }
+        let mut names = Provider::names();
+        names.dedup();
+        assert_eq!(names.len(), Provider::ALL.len());
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_with_the_known_ones() {
+        let e = Provider::parse("linkerdd").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown provider `linkerdd`; did you mean `linkerd`?"
+        );
+        let e = Provider::parse("envoy-gateway").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("unknown provider `envoy-gateway`; known providers: apisix, appmesh"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_routers_canary_drives_are_marked_driven() {
+        let driven: Vec<&str> = Provider::driven().iter().map(|p| p.name()).collect();
+        assert_eq!(
+            driven,
+            [
+                "kubernetes",
+                "linkerd",
+                "osm",
+                "smi:v1alpha1",
+                "smi:v1alpha2",
+                "smi:v1alpha3"
+            ]
+        );
+        for p in Provider::ALL {
+            let c = p.capabilities();
+            assert_eq!(c.is_driven(), !c.targets.is_empty(), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_traffic_split_can_only_split_by_weight() {
+        let c = Provider::Linkerd.capabilities();
+        assert!(c.weights);
+        assert!(!c.header_match && !c.cookie_match && !c.mirroring && !c.session_affinity);
+        assert!(!Provider::Kubernetes.capabilities().weights);
+    }
+
+    #[test]
+    fn only_prometheus_is_queried() {
+        for m in MetricProvider::ALL {
+            assert_eq!(m.driven().is_ok(), m == MetricProvider::Prometheus, "{m}");
+            assert_eq!(MetricProvider::parse(m.name()), Some(m));
+        }
+    }
+}

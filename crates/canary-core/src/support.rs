@@ -1,0 +1,416 @@
+//! What `canary run` can carry out, checked before anything moves.
+//!
+//! A spec can be valid Flagger (see [`crate::spec::validate`]) and still
+//! ask for something this version of `canary` does not do: a router it
+//! does not drive, A/B matching on a router that can only split by weight,
+//! a metric provider it does not query, alerts. Such a spec must be refused
+//! up front with the field that needs it, not discovered after traffic has
+//! moved. `validate`, `plan` and `run` all call [`check`] on the resolved
+//! canary (with the provider as the command line and, for `run`, the
+//! cluster settle it) and [`check_template`] on MetricTemplates, so the
+//! three cannot disagree. The facts come from one table:
+//! [`Provider::capabilities`] and [`MetricProvider::driven`].
+
+use crate::provider::{Capabilities, DRIVEN_AUTOSCALERS, DRIVEN_TARGETS, MetricProvider, Provider};
+use crate::queries::builtin;
+use crate::spec::resolve::{MetricSource, ProviderSource, ResolvedCanary};
+use crate::spec::source::{join_index, join_key};
+use crate::spec::types::{Canary, MetricTemplate};
+use crate::spec::{Diagnostic, Doc, SpecFile};
+
+/// Everything in `c` (resolved from `doc` of `file`) that `canary run`
+/// cannot carry out, each at the field that asks for it.
+///
+/// With no provider yet (`run` detects it from the cluster), a feature is
+/// refused when no provider `canary run` drives has it, whichever is
+/// detected; `run` checks again once it knows.
+pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diagnostic> {
+    let mut out = Refusals {
+        file,
+        doc,
+        out: Vec::new(),
+    };
+    let spec = doc.value.spec.clone().unwrap_or_default();
+    let analysis_path = if spec.analysis.is_none() && spec.canary_analysis.is_some() {
+        "spec.canaryAnalysis"
+    } else {
+        "spec.analysis"
+    };
+    let analysis = spec.analysis().cloned().unwrap_or_default();
+    let at = |field: &str| join_key(analysis_path, field);
+
+    if !analysis.alerts.is_empty() {
+        out.push(
+            &at("alerts"),
+            "alerts are not sent by this version of canary",
+            "remove `alerts`; the run's events (`canary run -o json`) and its exit code \
+             report every step",
+        );
+    }
+
+    let (caps, named) = match c.provider {
+        Some(p) => {
+            let caps = p.capabilities();
+            let named = provider_words(p, c.provider_source);
+            if let Some(why) = caps.not_driven {
+                let drivable: Vec<&str> = Provider::driven().iter().map(|p| p.name()).collect();
+                let help = format!("`canary run` drives: {}", drivable.join(", "));
+                match c.provider_source {
+                    ProviderSource::Spec => {
+                        out.push("spec.provider", format!("{named}: {why}"), help)
+                    }
+                    _ => out.file_level(format!("{named}: {why}"), help),
+                }
+                return out.out;
+            }
+            (caps, named)
+        }
+        None => (any_driven(), String::new()),
+    };
+    // "provider `linkerd` cannot ...", or before the provider is known,
+    // "no provider `canary run` drives can ...".
+    let cannot = |what: &str| match c.provider {
+        Some(_) => format!("{named} cannot {what}"),
+        None => format!("no provider `canary run` drives can {what}"),
+    };
+
+    let kind = c.target.kind.as_str();
+    if !kind.is_empty() && !caps.targets.contains(&kind) {
+        out.push(
+            "spec.targetRef.kind",
+            match c.provider {
+                Some(_) => format!("`canary run` does not drive a {kind} target with {named}"),
+                None => format!("`canary run` does not drive a {kind} target"),
+            },
+            format!("supported: {}", caps.targets.join(", ")),
+        );
+    }
+    if let Some(a) = &c.autoscaler
+        && !caps.autoscalers.contains(&a.kind.as_str())
+    {
+        out.push(
+            "spec.autoscalerRef.kind",
+            format!("`canary run` does not copy a {} for the primary", a.kind),
+            format!("supported: {}", caps.autoscalers.join(", ")),
+        );
+    }
+
+    for (i, m) in analysis.r#match.iter().enumerate() {
+        let cookie = m.headers.contains_key("cookie");
+        let headers = m.headers.keys().any(|h| h != "cookie");
+        let other = m.uri.is_some()
+            || m.scheme.is_some()
+            || m.method.is_some()
+            || m.authority.is_some()
+            || !m.without_headers.is_empty()
+            || !m.query_params.is_empty();
+        let cannot_match = !caps.header_match && !caps.cookie_match;
+        let why = if cannot_match {
+            let how = match c.provider {
+                Some(p) if !p.routes_traffic() => ": it has no router",
+                Some(_) => ": its router only splits traffic by weight",
+                None => "",
+            };
+            Some(format!(
+                "{}, so A/B testing (`match`) cannot run{how}",
+                cannot("route requests by their content")
+            ))
+        } else if (headers || other) && !caps.header_match {
+            Some(cannot("route requests by header"))
+        } else if cookie && !caps.cookie_match {
+            Some(cannot("route requests by cookie"))
+        } else if !m.source_labels.is_empty() && !caps.source_labels {
+            Some(cannot(
+                "route requests by the caller's labels (`sourceLabels`)",
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            out.push(&join_index(&at("match"), i), why, match_help());
+            // One refusal says it; the other entries would repeat it.
+            if cannot_match {
+                break;
+            }
+        }
+    }
+
+    if analysis.mirror == Some(true) && !caps.mirroring {
+        out.push(
+            &at("mirror"),
+            cannot("mirror traffic"),
+            "remove `mirror`; Flagger mirrors with istio and gatewayapi",
+        );
+    }
+    if analysis.session_affinity.is_some() && !caps.session_affinity {
+        out.push(
+            &at("sessionAffinity"),
+            cannot("keep a client on one version (session affinity)"),
+            "remove `sessionAffinity`; Flagger supports it with istio and gatewayapi",
+        );
+    }
+
+    if let Some(provider) = c.provider {
+        for (i, m) in c.metrics.iter().enumerate() {
+            if m.source == MetricSource::Builtin
+                && builtin::builtin_query(provider, &m.name).is_none()
+            {
+                out.push(
+                    &join_key(&join_index(&at("metrics"), i), "name"),
+                    format!("{named} has no built-in `{}` query", m.name),
+                    "give the metric a `templateRef` to a MetricTemplate, or a `query`",
+                );
+            }
+        }
+    }
+    out.out
+}
+
+/// What at least one driven provider can do: the capabilities a spec may
+/// ask for before its provider is known.
+fn any_driven() -> Capabilities {
+    let driven: Vec<Capabilities> = Provider::driven()
+        .into_iter()
+        .map(Provider::capabilities)
+        .collect();
+    let any = |f: fn(&Capabilities) -> bool| driven.iter().any(f);
+    Capabilities {
+        weights: any(|c| c.weights),
+        header_match: any(|c| c.header_match),
+        cookie_match: any(|c| c.cookie_match),
+        source_labels: any(|c| c.source_labels),
+        mirroring: any(|c| c.mirroring),
+        session_affinity: any(|c| c.session_affinity),
+        targets: DRIVEN_TARGETS,
+        autoscalers: DRIVEN_AUTOSCALERS,
+        not_driven: None,
+    }
+}
+
+/// A metric of `c` that no Prometheus is known for: a built-in or inline
+/// query needs `spec.metricsServer`, `--metrics-server` or a provider whose
+/// mesh installs one. A setting rather than a capability, so `validate`
+/// (which has no `--metrics-server`) only notes it; `plan` and `run`
+/// refuse it.
+pub fn check_metrics_server(
+    file: &SpecFile,
+    doc: &Doc<Canary>,
+    c: &ResolvedCanary,
+) -> Option<Diagnostic> {
+    if c.provider.is_none() || c.metrics_server_or_default().is_some() {
+        return None;
+    }
+    let (i, m) = c.metrics.iter().enumerate().find(|(_, m)| {
+        matches!(
+            m.source,
+            MetricSource::Builtin | MetricSource::Inline { .. }
+        )
+    })?;
+    let spec = doc.value.spec.as_ref()?;
+    let analysis = if spec.analysis.is_none() && spec.canary_analysis.is_some() {
+        "spec.canaryAnalysis"
+    } else {
+        "spec.analysis"
+    };
+    let path = join_key(&join_index(&join_key(analysis, "metrics"), i), "name");
+    Some(
+        file.diagnostic_at(
+            doc,
+            &path,
+            &format!(
+                "metric `{}` has no Prometheus to query: provider `{}` does not say where \
+                 its metrics are",
+                m.name,
+                c.provider.map(|p| p.name()).unwrap_or_default()
+            ),
+        )
+        .with_help("set `spec.metricsServer`, or pass --metrics-server"),
+    )
+}
+
+/// A MetricTemplate whose provider `canary run` does not query.
+pub fn check_template(file: &SpecFile, doc: &Doc<MetricTemplate>) -> Vec<Diagnostic> {
+    match template_refusal(&doc.value) {
+        None => Vec::new(),
+        Some((message, help)) => vec![
+            file.diagnostic_at_value(doc, "spec.provider.type", &message)
+                .with_help(help),
+        ],
+    }
+}
+
+/// Why `canary run` cannot query `t`, with a hint; for templates read from
+/// a cluster as well as from files.
+pub fn template_refusal(t: &MetricTemplate) -> Option<(String, String)> {
+    let kind = t
+        .spec
+        .as_ref()
+        .and_then(|s| s.provider.as_ref())
+        .and_then(|p| p.r#type.as_deref())
+        .unwrap_or("prometheus");
+    let why = match MetricProvider::parse(kind) {
+        Some(m) => m.driven().err()?,
+        None => "it is not a metric provider Flagger knows",
+    };
+    let drivable: Vec<&str> = MetricProvider::ALL
+        .into_iter()
+        .filter(|m| m.driven().is_ok())
+        .map(MetricProvider::name)
+        .collect();
+    Some((
+        format!(
+            "MetricTemplate {}/{}: metric provider `{kind}`: {why}",
+            t.namespace(),
+            t.name()
+        ),
+        format!("metric providers canary queries: {}", drivable.join(", ")),
+    ))
+}
+
+fn match_help() -> String {
+    let can: Vec<&str> = Provider::ALL
+        .into_iter()
+        .filter(|p| p.capabilities().header_match)
+        .map(Provider::name)
+        .collect();
+    format!(
+        "A/B testing needs a router that matches requests ({} in Flagger); with a \
+         weight-only router, drop `match` and `iterations` and shift traffic with `stepWeight`",
+        can.join(", ")
+    )
+}
+
+/// How a message names the provider and where it came from.
+fn provider_words(p: Provider, source: ProviderSource) -> String {
+    match source {
+        ProviderSource::Spec => format!("provider `{p}`"),
+        ProviderSource::Flag => format!("provider `{p}` (from --mesh-provider)"),
+        ProviderSource::RunTime | ProviderSource::Detected => {
+            format!("provider `{p}` (detected in the cluster)")
+        }
+    }
+}
+
+struct Refusals<'a> {
+    file: &'a SpecFile,
+    doc: &'a Doc<Canary>,
+    out: Vec<Diagnostic>,
+}
+
+impl Refusals<'_> {
+    fn push(&mut self, path: &str, message: impl Into<String>, help: impl Into<String>) {
+        self.out.push(
+            self.file
+                .diagnostic_at_value(self.doc, path, &message.into())
+                .with_help(help),
+        );
+    }
+
+    /// A refusal caused by the command line or the cluster rather than a
+    /// field of the file: it points at the Canary document.
+    fn file_level(&mut self, message: String, help: String) {
+        self.out.push(
+            self.file
+                .diagnostic_at(self.doc, "kind", &message)
+                .with_help(help),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::resolve::{Overrides, resolve};
+
+    fn refusals(yaml: &str, flag: Option<Provider>) -> Vec<Diagnostic> {
+        let file = crate::spec::load_str("c.yaml", yaml).expect("valid Flagger spec");
+        let doc = &file.canaries[0];
+        let c = resolve(
+            &file,
+            doc,
+            &Overrides {
+                mesh_provider: flag,
+                ..Overrides::default()
+            },
+        );
+        check(&file, doc, &c)
+    }
+
+    const AB: &str = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis:
+    interval: 1m
+    threshold: 5
+    iterations: 10
+    match:
+      - headers:
+          x-canary: {exact: insider}
+";
+
+    #[test]
+    fn ab_testing_on_a_traffic_split_is_refused_at_match() {
+        let d = refusals(AB, Some(Provider::Linkerd));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.analysis.match[0]"));
+        assert_eq!((d[0].line, d[0].column), (12, 9));
+        assert!(
+            d[0].message.starts_with(
+                "provider `linkerd` (from --mesh-provider) cannot route requests by their content"
+            ),
+            "{}",
+            d[0].message
+        );
+    }
+
+    #[test]
+    fn ab_testing_on_kubernetes_is_refused_too() {
+        let yaml = AB.replace("spec:\n", "spec:\n  provider: kubernetes\n");
+        let d = refusals(&yaml, None);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].message.contains("it has no router"),
+            "{}",
+            d[0].message
+        );
+    }
+
+    #[test]
+    fn a_provider_canary_does_not_drive_is_refused_at_spec_provider() {
+        let yaml = AB.replace("spec:\n", "spec:\n  provider: istio\n");
+        let d = refusals(&yaml, None);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.provider"));
+        assert!(d[0].help.as_deref().unwrap().contains("linkerd"));
+    }
+
+    #[test]
+    fn without_a_provider_what_no_driven_provider_can_do_is_refused() {
+        let d = refusals(AB, None);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(
+            d[0].message,
+            "no provider `canary run` drives can route requests by their content, so A/B \
+             testing (`match`) cannot run"
+        );
+        let weighted = AB.replace("    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n", "    stepWeight: 10\n");
+        assert!(refusals(&weighted, None).is_empty(), "{weighted}");
+    }
+
+    #[test]
+    fn the_table_decides_not_the_provider_name() {
+        // Every provider the table says is not driven is refused, each
+        // driven one is not (a weighted canary asks nothing special).
+        let weighted = AB.replace("    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n", "    stepWeight: 10\n");
+        for p in Provider::ALL {
+            let d = refusals(&weighted, Some(p));
+            let refused = d
+                .iter()
+                .any(|d| d.message.contains("does not drive its router"));
+            assert_eq!(refused, !p.capabilities().is_driven(), "{p}: {d:#?}");
+        }
+    }
+}

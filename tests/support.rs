@@ -1,0 +1,385 @@
+//! What `canary run` cannot carry out is refused by `validate`, `plan` and
+//! `run` alike, with the field that asks for it, and `run` refuses it
+//! before it writes anything to the cluster. The test walks the capability
+//! table rather than a list of names, so a provider that becomes driven
+//! (or stops being) is covered without touching it.
+
+use std::path::Path;
+use std::process::Output;
+
+use canary_core::provider::{MetricProvider, Provider};
+use canary_sim::scenario::Scenario;
+use canary_sim::world::World;
+
+use crate::util::{canary, stderr, stdout};
+
+/// A weighted canary of the seed's podinfo with `extra` under `spec:` and
+/// `analysis` under `spec.analysis:`.
+fn spec(extra: &str, analysis: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+{extra}  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+    gatewayRefs:
+      - name: gateway
+        namespace: istio-ingress
+  ingressRef:
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    name: podinfo
+  routeRef:
+    apiVersion: apisix.apache.org/v2
+    kind: ApisixRoute
+    name: podinfo
+  analysis:
+    interval: 10s
+    threshold: 5
+{analysis}"
+    )
+}
+
+const WEIGHTED: &str = "    stepWeight: 20\n";
+
+const AB: &str = "    iterations: 10
+    match:
+      - headers:
+          x-canary:
+            exact: insider
+";
+
+struct Sim {
+    world: World,
+    dir: tempfile::TempDir,
+}
+
+impl Sim {
+    async fn start() -> Sim {
+        Sim::start_in(Scenario::seed()).await
+    }
+
+    async fn start_in(scenario: Scenario) -> Sim {
+        let world = World::start(scenario).await.expect("world starts");
+        let dir = tempfile::tempdir().unwrap();
+        world
+            .write_kubeconfig(dir.path().join("kubeconfig"))
+            .unwrap();
+        Sim { world, dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `canary ARGS...` with the world's kubeconfig for `run`.
+    async fn canary(&self, args: Vec<String>) -> Output {
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = canary();
+            cmd.args(&args);
+            if args[0] == "run" {
+                cmd.arg("--kubeconfig").arg(&kubeconfig);
+            }
+            cmd.output().unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Every request since the log was cleared that changed something.
+    fn writes(&self) -> Vec<String> {
+        self.world
+            .sim()
+            .request_log()
+            .into_iter()
+            .filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD" | "OPTIONS"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}
+
+/// `validate FILE`, `plan FILE ARGS` and `run FILE ARGS` all exit 2 naming
+/// `path` in a message containing `words`, and `run` writes nothing.
+async fn refused_everywhere(sim: &Sim, file: &Path, args: &[&str], path: &str, words: &str) {
+    let file = file.display().to_string();
+    let with = |cmd: &str, flags: bool| {
+        let mut v = vec![cmd.to_string(), file.clone()];
+        if flags {
+            v.extend(args.iter().map(|a| a.to_string()));
+        }
+        v
+    };
+    // `validate` has no --mesh-provider: with the provider on the command
+    // line it cannot know, so it is only asked when the file names it.
+    let mut commands = vec![with("plan", true), with("run", true)];
+    if args.is_empty() {
+        commands.insert(0, with("validate", false));
+    }
+    sim.world.sim().clear_request_log();
+    for argv in commands {
+        let out = sim.canary(argv.clone()).await;
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{argv:?}: {err}{}",
+            stdout(&out)
+        );
+        assert!(
+            err.contains(&format!("({path})")),
+            "{argv:?} names {path}: {err}"
+        );
+        assert!(err.contains(words), "{argv:?} says {words:?}: {err}");
+        assert!(err.contains("nothing was changed"), "{argv:?}: {err}");
+    }
+    assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_the_table_does_not_drive_is_refused_before_anything_is_written() {
+    let sim = Sim::start().await;
+    let not_driven: Vec<Provider> = Provider::ALL
+        .into_iter()
+        .filter(|p| !p.capabilities().is_driven())
+        .collect();
+    assert!(not_driven.contains(&Provider::Istio));
+    for p in not_driven {
+        let file = sim.write(
+            "in-spec.yaml",
+            &spec(&format!("  provider: \"{p}\"\n"), WEIGHTED),
+        );
+        refused_everywhere(
+            &sim,
+            &file,
+            &[],
+            "spec.provider",
+            "does not drive its router",
+        )
+        .await;
+
+        // The same provider from the command line.
+        let file = sim.write("from-flag.yaml", &spec("", WEIGHTED));
+        let out = sim
+            .canary(vec!["validate".into(), file.display().to_string()])
+            .await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        let refused = canary()
+            .args(["plan", "--mesh-provider", p.name()])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{p}: {}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains(&format!("provider `{p}` (from --mesh-provider)")),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_provider_the_table_does_not_query_is_refused_before_anything_is_written() {
+    let sim = Sim::start().await;
+    let analysis = format!(
+        "{WEIGHTED}    metrics:
+      - name: errors
+        templateRef:
+          name: errors
+        thresholdRange:
+          max: 1
+"
+    );
+    for m in MetricProvider::ALL
+        .into_iter()
+        .filter(|m| m.driven().is_err())
+    {
+        let template = format!(
+            "apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: errors
+  namespace: prod
+spec:
+  provider:
+    type: {m}
+    address: https://metrics.example.com
+  query: errors
+---
+"
+        );
+        let file = sim.write(
+            "template.yaml",
+            &(template + &spec("  provider: linkerd\n", &analysis)),
+        );
+        refused_everywhere(
+            &sim,
+            &file,
+            &[],
+            "spec.provider.type",
+            &format!("metric provider `{m}`"),
+        )
+        .await;
+    }
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_template_in_the_cluster_is_checked_before_the_run_changes_anything() {
+    use canary_sim::scenario::CrdName;
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+    let mut scenario = Scenario::seed();
+    scenario.crds = Some(vec![CrdName::Smi, CrdName::Flagger]);
+    let sim = Sim::start_in(scenario).await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("flagger.app", "v1beta1", "MetricTemplate"),
+        "metrictemplates",
+    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(sim.world.client().await.unwrap(), "prod", &ar);
+    let mut t = DynamicObject::new("errors", &ar).within("prod");
+    t.data = serde_json::json!({"spec": {
+        "provider": {"type": "datadog", "address": "https://api.datadoghq.com"},
+        "query": "sum:errors{*}"
+    }});
+    api.create(&PostParams::default(), &t).await.unwrap();
+    let analysis = format!(
+        "{WEIGHTED}    metrics:
+      - name: errors
+        templateRef:
+          name: errors
+        thresholdRange:
+          max: 1
+      - name: latency
+        templateRef:
+          name: latency
+        thresholdRange:
+          max: 1
+"
+    );
+    let file = sim.write(
+        "cluster-template.yaml",
+        &spec("  provider: linkerd\n", &analysis),
+    );
+    sim.world.sim().clear_request_log();
+    let out = sim
+        .canary(vec!["run".into(), file.display().to_string()])
+        .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("MetricTemplate prod/errors: metric provider `datadog`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(spec.analysis.metrics[0].templateRef)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("MetricTemplate prod/latency not found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(spec.analysis.metrics[1].templateRef)"),
+        "{err}"
+    );
+    assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is written");
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_testing_on_linkerd_is_refused_naming_match_and_changes_nothing() {
+    let sim = Sim::start().await;
+    // The provider on the command line, as the seed's walkthrough does.
+    let file = sim.write("ab.yaml", &spec("", AB));
+    refused_everywhere(
+        &sim,
+        &file,
+        &["--mesh-provider", "linkerd"],
+        "spec.analysis.match[0]",
+        "A/B testing (`match`) cannot run",
+    )
+    .await;
+    // Detected from the cluster: the seed runs Linkerd.
+    sim.world.sim().clear_request_log();
+    let out = sim
+        .canary(vec!["run".into(), file.display().to_string()])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("provider `linkerd` (detected in the cluster) cannot route"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sim.writes(), Vec::<String>::new());
+    // In the file, and on the kubernetes provider, which has no router.
+    for provider in ["linkerd", "kubernetes"] {
+        let file = sim.write(
+            "ab-in-spec.yaml",
+            &spec(&format!("  provider: {provider}\n"), AB),
+        );
+        refused_everywhere(&sim, &file, &[], "spec.analysis.match[0]", "cannot route").await;
+    }
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirroring_session_affinity_and_alerts_are_refused_where_they_cannot_work() {
+    let sim = Sim::start().await;
+    for (analysis, path, words) in [
+        (
+            format!("{WEIGHTED}    mirror: true\n"),
+            "spec.analysis.mirror",
+            "cannot mirror traffic",
+        ),
+        (
+            format!("{WEIGHTED}    sessionAffinity:\n      cookieName: flagger-cookie\n"),
+            "spec.analysis.sessionAffinity",
+            "session affinity",
+        ),
+        (
+            format!(
+                "{WEIGHTED}    alerts:\n      - name: on-call\n        severity: error\n        \
+                 providerRef:\n          name: on-call\n"
+            ),
+            "spec.analysis.alerts",
+            "alerts are not sent",
+        ),
+    ] {
+        let file = sim.write("feature.yaml", &spec("  provider: linkerd\n", &analysis));
+        refused_everywhere(&sim, &file, &[], path, words).await;
+    }
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_canary_is_left_alone_and_the_run_says_so() {
+    let sim = Sim::start().await;
+    let file = sim.write(
+        "suspended.yaml",
+        &spec("  provider: linkerd\n  suspend: true\n", WEIGHTED),
+    );
+    sim.world.sim().clear_request_log();
+    let out = sim
+        .canary(vec![
+            "run".into(),
+            file.display().to_string(),
+            "--set-image".into(),
+            "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1".into(),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("suspended"), "{}", stdout(&out));
+    assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is initialised");
+    sim.world.shutdown().await;
+}
