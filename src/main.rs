@@ -10,5 +10,5 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    canary::app::run(cli).into()
+    canary::commands::run(cli).into()
 }

@@ -11,4 +11,5 @@ pub mod error;
 pub mod proxy;
 pub mod services;
 pub mod state;
+pub mod status;
 pub mod workload;

@@ -19,11 +19,37 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::app::ValidateReport;
 use canary_core::engine::plan::Plan;
 use canary_core::engine::schedule::Routing;
+use canary_core::provider::Provider;
 use canary_core::spec::Diagnostic;
 use canary_core::spec::resolve::ProviderSource;
+
+/// One valid canary, as `validate` reports it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidCanary {
+    pub file: String,
+    pub name: String,
+    pub namespace: String,
+    pub strategy: String,
+    pub provider: Option<Provider>,
+    /// Traffic steps or iterations of the analysis.
+    pub steps: usize,
+    /// Weights in order, for a progressive canary.
+    pub weights: Vec<u32>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateReport {
+    pub valid: bool,
+    pub canaries: Vec<ValidCanary>,
+    pub metric_templates: usize,
+    pub alert_providers: usize,
+    pub errors: Vec<Diagnostic>,
+}
 
 /// Writes a value as pretty JSON to stdout.
 pub fn print_json<T: Serialize>(value: &T) {
@@ -324,7 +350,7 @@ pub fn outcome_words(o: &canary_core::event::OutcomeInfo) -> String {
 /// `canary status`: the table `kubectl get canaries` shows, plus the
 /// driver; with one canary, its step history.
 pub fn status(
-    all: &[crate::status::CanaryStatus],
+    all: &[crate::cluster::status::CanaryStatus],
     format: crate::cli::StatusFormat,
     detail: bool,
     all_namespaces: bool,
@@ -458,7 +484,7 @@ impl StatusRows {
     pub fn new(
         format: crate::cli::StatusFormat,
         all_namespaces: bool,
-        first: &[crate::status::CanaryStatus],
+        first: &[crate::cluster::status::CanaryStatus],
     ) -> Self {
         let mut rows = StatusRows {
             format,
@@ -492,7 +518,7 @@ impl StatusRows {
         h
     }
 
-    fn cells(&self, c: &crate::status::CanaryStatus) -> Vec<String> {
+    fn cells(&self, c: &crate::cluster::status::CanaryStatus) -> Vec<String> {
         let driver = match &c.driver {
             Some(d) if d.alive => d.holder.clone(),
             Some(d) => format!("lost ({}, last seen {})", d.holder, d.renew_time),
@@ -527,7 +553,7 @@ impl StatusRows {
     }
 
     /// Prints one canary's row (the header first, once).
-    pub fn print(&mut self, c: &crate::status::CanaryStatus) {
+    pub fn print(&mut self, c: &crate::cluster::status::CanaryStatus) {
         use crate::cli::StatusFormat;
         let mut out = io::stdout().lock();
         match self.format {

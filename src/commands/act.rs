@@ -152,7 +152,7 @@ async fn find(
         });
     }
     let name = args.name.clone().unwrap_or_default();
-    let all = crate::status::list(conn, Some(&default_ns)).await?;
+    let all = crate::cluster::status::list(conn, Some(&default_ns)).await?;
     let found = all
         .into_iter()
         .find(|c| c.name == name || c.target == name)

@@ -29,7 +29,7 @@ pub const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
 const IMAGE: &str = "ghcr.io/stefanprodan/podinfo";
 
 pub fn demo() -> Outcome {
-    crate::app::block_on(story())
+    super::block_on(story())
 }
 
 fn say(text: &str) {
@@ -154,8 +154,8 @@ async fn chapters(world: &World) -> Outcome {
                 Err(e) => (Err(e), None),
             };
         if let Ok(v) = &verdict {
-            let (o, result, reason) = crate::app::verdict_outcome(v);
-            crate::app::emit_verdict(
+            let (o, result, reason) = super::run::verdict_outcome(v);
+            super::run::emit_verdict(
                 &output,
                 "podinfo.prod",
                 "deployment/podinfo".to_string(),
@@ -199,7 +199,7 @@ pub fn serve(kubeconfig: PathBuf, scenario: Option<PathBuf>) -> Outcome {
         },
         None => Scenario::seed(),
     };
-    crate::app::block_on(keep_serving(scenario, kubeconfig))
+    super::block_on(keep_serving(scenario, kubeconfig))
 }
 
 async fn keep_serving(scenario: Scenario, kubeconfig: PathBuf) -> Outcome {

@@ -1,0 +1,364 @@
+//! `canary run`: every canary of every file driven concurrently to a
+//! verdict, with `--timeout`, Ctrl-C and `--max-parallel`; the exit code
+//! is the worst verdict.
+
+use super::{Interrupts, block_on, mesh_provider, refusals};
+use crate::cli::RunArgs;
+use crate::exit::Outcome;
+use crate::ui;
+use canary_core::provider::Provider;
+use canary_core::spec::resolve::{self, Overrides};
+use canary_core::spec::{self, SpecFile};
+
+/// `canary run`: every canary of every file, concurrently.
+pub(super) fn run(args: RunArgs) -> Outcome {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in &args.files {
+        match spec::load_file(path) {
+            Ok(f) => files.push(f),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        ui::diagnostics(&errors);
+        return Outcome::Usage;
+    }
+    let Ok(mesh_provider) = mesh_provider(args.mesh_provider.as_deref()) else {
+        return Outcome::Usage;
+    };
+    block_on(run_files(args, files, mesh_provider))
+}
+
+async fn run_files(
+    args: RunArgs,
+    files: Vec<SpecFile>,
+    mesh_provider: Option<Provider>,
+) -> Outcome {
+    use crate::cli::OnStop;
+    use crate::run::{Driver, RunError, Settings, Stop};
+    use canary_core::engine::decide::Verdict;
+    let conn = match crate::cluster::connect::connect(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            ui::error(&e.to_string());
+            return Outcome::Cluster;
+        }
+    };
+    let settings = Settings {
+        kubeconfig: args.cluster.kubeconfig.clone(),
+        context: args.cluster.context.clone(),
+        namespace: args.cluster.namespace.clone(),
+        wait_for_change: args.wait_for_change,
+        set_image: args.set_image.clone(),
+        retry: args.retry,
+        holder: crate::run::holder(),
+    };
+    let overrides = Overrides {
+        mesh_provider,
+        metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
+        namespace: Some(
+            settings
+                .namespace
+                .clone()
+                .unwrap_or_else(|| conn.namespace.clone()),
+        ),
+    };
+    let mode = ui::output::choose(
+        args.output == crate::cli::RunFormat::Json,
+        args.quiet,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    let output = ui::RunOutput::new(mode);
+    // Everything is checked before the first canary is driven: a spec
+    // that cannot be carried out changes nothing, not even for the other
+    // canaries of the run.
+    let mut drives = Vec::new();
+    let mut refused = Vec::new();
+    for file in &files {
+        let templates: Vec<_> = file
+            .metric_templates
+            .iter()
+            .map(|d| d.value.clone())
+            .collect();
+        for doc in &file.canaries {
+            let mut c = resolve::resolve(file, doc, &overrides);
+            let mut note = None;
+            if c.provider.is_none() {
+                match crate::router::detect::detect(&conn.client).await {
+                    Ok(found) => {
+                        note = Some(format!("Using provider {}: {}", found.provider, found.why));
+                        c.provider = Some(found.provider);
+                        c.provider_source = resolve::ProviderSource::Detected;
+                    }
+                    Err(e) => {
+                        output.error(&e);
+                        return Outcome::Usage;
+                    }
+                }
+            }
+            refused.extend(refusals(file, doc, &c));
+            refused.extend(crate::metrics::templates::refusals(&conn.client, file, doc, &c).await);
+            let stored = stored_spec(&doc.value, &c, &templates);
+            drives.push((c, templates.clone(), stored, note));
+        }
+    }
+
+    if !refused.is_empty() {
+        ui::diagnostics(&refused);
+        return Outcome::Usage;
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
+    let limit = args
+        .max_parallel
+        .map(|n| n as usize)
+        .unwrap_or(drives.len())
+        .max(1);
+    let slots = tokio::sync::Semaphore::new(limit);
+    let all = futures::future::join_all(drives.into_iter().map(|(c, templates, stored, note)| {
+        let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
+        let stop = stop_rx.clone();
+        async move {
+            let id = format!("{}.{}", c.name, c.namespace);
+            let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
+            let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
+            let _slot = slots.acquire().await;
+            let hint = format!("{} -n {}", c.name, c.namespace);
+            if stop.borrow().is_some() {
+                // Stopped before its turn: never started.
+                return (id, hint, target, Err(RunError::Stopped), None, false);
+            }
+            let watched = stop.clone();
+            let (result, state) = match Driver::new(
+                conn,
+                c,
+                templates,
+                settings,
+                output as &dyn canary_core::event::Reporter,
+            ) {
+                Ok(d) => {
+                    let mut d = d.with_spec(stored).with_stop(stop).with_note(note);
+                    let r = d.drive().await;
+                    (r, Some(d.last_shown().0))
+                }
+                Err(e) => (Err(e), None),
+            };
+            if matches!(result, Err(RunError::Stopped))
+                && let Err(e) =
+                    crate::run::release_lease(conn, &namespace, &target_name, &settings.holder)
+                        .await
+            {
+                output.error(&format!("{id}: {e}"));
+            }
+            // Whether the stop made this verdict: its own rollback, or the
+            // end of a wait for a change. A verdict the analysis reached
+            // on its own stands.
+            let by_stop = match (&result, watched.borrow().as_ref()) {
+                (Ok(Verdict::RolledBack { reason }), Some(Stop::RollBack(why))) => reason == why,
+                (Ok(Verdict::NoChange), Some(_)) => settings.wait_for_change.is_some(),
+                _ => false,
+            };
+            (id, hint, target, result, state, by_stop)
+        }
+    }));
+    tokio::pin!(all);
+
+    // --timeout and Ctrl-C tell the drivers to stop; they stop between two
+    // effects (every round is idempotent, so what is left resumes).
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut cause: Option<Outcome> = None;
+    let mut interrupts = Interrupts::new();
+    let results = loop {
+        tokio::select! {
+            results = &mut all => break results,
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            }, if cause.is_none() => {
+                let t = humantime::format_duration(args.timeout.unwrap_or_default());
+                cause = Some(Outcome::TimedOut);
+                let stop = match args.on_timeout {
+                    OnStop::Rollback => Stop::RollBack(format!("timed out after {t}")),
+                    OnStop::Leave => Stop::Leave,
+                };
+                output.error(&format!("timed out after {t}; {}", match stop {
+                    Stop::Leave => "leaving rollouts under way as they are",
+                    Stop::RollBack(_) => "rolling back rollouts under way",
+                }));
+                let _ = stop_tx.send(Some(stop));
+            }
+            _ = interrupts.next() => {
+                if cause == Some(Outcome::Interrupted) {
+                    output.error("interrupted again: exiting now");
+                    return Outcome::Interrupted;
+                }
+                cause = Some(Outcome::Interrupted);
+                let stop = match args.on_interrupt {
+                    OnStop::Rollback => Stop::RollBack("interrupted".to_string()),
+                    OnStop::Leave => Stop::Leave,
+                };
+                output.error(match stop {
+                    Stop::Leave => "interrupted: stopping, the state is kept (Ctrl-C again to exit at once)",
+                    Stop::RollBack(_) => "interrupted: rolling back (Ctrl-C again to exit at once)",
+                });
+                let _ = stop_tx.send(Some(stop));
+            }
+        }
+    };
+
+    let mut outcome = Outcome::Success;
+    for (id, hint, target, result, state, by_stop) in results {
+        let (o, result_name, reason) = match (&result, cause) {
+            (Err(RunError::Stopped), Some(c)) => {
+                let files = args
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                output.error(&format!(
+                    "{id}: stopped with the rollout as it was; `canary run {files}` resumes it, \
+                     `canary abort {hint}` rolls it back"
+                ));
+                (
+                    c,
+                    stop_name(c),
+                    Some("stopped; the state is kept".to_string()),
+                )
+            }
+            (Ok(v), Some(c)) if by_stop => {
+                let reason = match v {
+                    Verdict::RolledBack { reason } => reason.clone(),
+                    _ => "stopped before a change came".to_string(),
+                };
+                (c, stop_name(c), Some(reason))
+            }
+            (Ok(v), _) => {
+                let (o, name, reason) = verdict_outcome(v);
+                (o, name, reason)
+            }
+            (Err(RunError::Setup(msg)), _) => {
+                output.error(&format!("{id}: {msg}"));
+                (Outcome::Usage, "error", Some(msg.clone()))
+            }
+            (Err(e), _) => {
+                output.error(&format!("{id}: {e}"));
+                (Outcome::Cluster, "error", Some(e.to_string()))
+            }
+        };
+        emit_verdict(&output, &id, target, state, o, result_name, reason);
+        outcome = worst(outcome, o);
+    }
+    output.finish();
+    outcome
+}
+
+/// Reports how a run ended for canary `id` (`name.namespace`), with the
+/// state its driver last showed.
+pub(crate) fn emit_verdict(
+    output: &dyn canary_core::event::Reporter,
+    id: &str,
+    target: String,
+    state: Option<canary_core::engine::state::State>,
+    o: Outcome,
+    result: &str,
+    reason: Option<String>,
+) {
+    let (name, namespace) = id.split_once('.').unwrap_or((id, ""));
+    let state = state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::run::now()));
+    let mut e = canary_core::event::Event::new(
+        canary_core::event::Kind::Verdict,
+        crate::run::now(),
+        name,
+        namespace,
+        &state,
+    );
+    e.message = Some(target);
+    e.outcome = Some(canary_core::event::OutcomeInfo {
+        result: result.to_string(),
+        exit_code: o.code(),
+        reason,
+    });
+    output.emit(&e);
+}
+
+/// The outcome, its name in events, and its reason, for a verdict.
+pub(crate) fn verdict_outcome(
+    v: &canary_core::engine::decide::Verdict,
+) -> (Outcome, &'static str, Option<String>) {
+    use canary_core::engine::decide::Verdict;
+    match v {
+        Verdict::Initialized => (Outcome::Success, "initialized", None),
+        Verdict::NoChange => (Outcome::Success, "noChange", None),
+        Verdict::Promoted => (Outcome::Success, "promoted", None),
+        Verdict::RolledBack { reason } => (Outcome::RolledBack, "rolledBack", Some(reason.clone())),
+        Verdict::AlreadyFailed(f) => (
+            Outcome::RolledBack,
+            "alreadyFailed",
+            Some(format!("at {}: {}", f.time.to_rfc3339(), f.reason)),
+        ),
+        Verdict::Aborted { by } => (
+            Outcome::Aborted,
+            "aborted",
+            Some(format!("aborted by {by}")),
+        ),
+        Verdict::Suspended => (
+            Outcome::Success,
+            "suspended",
+            Some("spec.suspend is set: nothing was initialised or analysed".to_string()),
+        ),
+    }
+}
+
+fn stop_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::TimedOut => "timedOut",
+        _ => "interrupted",
+    }
+}
+
+/// The Canary document as a driver ran it, with its namespace, provider
+/// and metrics server resolved, followed by the file's MetricTemplates:
+/// what `abort` and `promote` need to act with no spec file at hand.
+fn stored_spec(
+    doc: &spec::types::Canary,
+    c: &resolve::ResolvedCanary,
+    templates: &[spec::types::MetricTemplate],
+) -> String {
+    let mut doc = doc.clone();
+    doc.status = None;
+    let meta = doc.metadata.get_or_insert_with(Default::default);
+    meta.namespace = Some(c.namespace.clone());
+    let spec = doc.spec.get_or_insert_with(Default::default);
+    spec.provider = c.provider.map(|p| p.name().to_string());
+    if c.metrics_server.is_some() {
+        spec.metrics_server = c.metrics_server.clone();
+    }
+    let mut parts = vec![serde_json::to_string(&doc).expect("specs serialize")];
+    for t in templates {
+        parts.push(serde_json::to_string(t).expect("specs serialize"));
+    }
+    parts.join("\n---\n")
+}
+
+/// The outcome that matters most when several canaries ran.
+fn worst(a: Outcome, b: Outcome) -> Outcome {
+    let rank = |o: Outcome| match o {
+        Outcome::Success => 0,
+        Outcome::RolledBack => 3,
+        Outcome::Usage => 2,
+        Outcome::Cluster => 4,
+        Outcome::Aborted => 1,
+        Outcome::TimedOut => 1,
+        Outcome::Interrupted => 5,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}

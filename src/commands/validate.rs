@@ -1,0 +1,80 @@
+//! `canary validate`: every file checked offline, Flagger's rules and what
+//! `canary run` can carry out, with one line per valid canary.
+
+use crate::cli::{OutputFormat, ValidateArgs};
+use crate::exit::Outcome;
+use crate::ui::{self, ValidCanary, ValidateReport};
+use canary_core::engine::schedule;
+use canary_core::spec;
+use canary_core::spec::resolve::{self, Overrides};
+use canary_core::support;
+
+pub(super) fn validate(args: ValidateArgs) -> Outcome {
+    let mut report = ValidateReport {
+        valid: true,
+        canaries: Vec::new(),
+        metric_templates: 0,
+        alert_providers: 0,
+        errors: Vec::new(),
+    };
+    for path in &args.files {
+        match spec::load_file(path) {
+            Ok(file) => {
+                report.metric_templates += file.metric_templates.len();
+                for t in &file.metric_templates {
+                    let refused = support::check_template(&file, t);
+                    report.valid &= refused.is_empty();
+                    report.errors.extend(refused);
+                }
+                report.alert_providers += file.alert_providers.len();
+                for doc in &file.canaries {
+                    let r = resolve::resolve(&file, doc, &Overrides::default());
+                    let refused = support::check(&file, doc, &r);
+                    if !refused.is_empty() {
+                        report.valid = false;
+                        report.errors.extend(refused);
+                        continue;
+                    }
+                    let mut notes = r.notes.clone();
+                    if let Some(d) = support::check_metrics_server(&file, doc, &r) {
+                        notes.push(format!("{}: {}", d.message, d.help.unwrap_or_default()));
+                    }
+                    let steps = if r.skip_analysis {
+                        Vec::new()
+                    } else {
+                        schedule::steps(&r)
+                    };
+                    let weights = match r.strategy {
+                        resolve::Strategy::Canary { .. } => {
+                            steps.iter().map(|s| s.routing.weights().1).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    report.canaries.push(ValidCanary {
+                        file: file.name.clone(),
+                        name: r.name.clone(),
+                        namespace: r.namespace.clone(),
+                        strategy: r.strategy.label().to_string(),
+                        provider: r.provider,
+                        steps: steps.len(),
+                        weights,
+                        notes,
+                    });
+                }
+            }
+            Err(errors) => {
+                report.valid = false;
+                report.errors.extend(errors);
+            }
+        }
+    }
+    match args.output {
+        OutputFormat::Json => ui::print_json(&report),
+        OutputFormat::Table => ui::validate_report(&report),
+    }
+    if report.valid {
+        Outcome::Success
+    } else {
+        Outcome::Usage
+    }
+}
