@@ -83,14 +83,10 @@ fn validate(args: ValidateArgs) -> Outcome {
                 report.alert_providers += file.alert_providers.len();
                 for doc in &file.canaries {
                     let r = resolve::resolve(&file, doc, &Overrides::default());
-                    let steps = if r.skip_analysis {
-                        Vec::new()
-                    } else {
-                        schedule::steps(&r)
-                    };
+                    let steps = schedule::Schedule::of(&r).steps;
                     let weights = match r.strategy {
                         resolve::Strategy::Canary { .. } => {
-                            steps.iter().map(|s| s.routing.weights().1).collect()
+                            steps.iter().map(|s| s.routing.canary_weight()).collect()
                         }
                         _ => Vec::new(),
                     };
