@@ -1026,3 +1026,278 @@ fn what_a_rollout_waits_for_is_said() {
     let d = act(decide(&seed(), &s, &o, &Answers::default()));
     assert_eq!(d.waiting.as_deref(), Some("canary ready (1/2 replicas)"));
 }
+
+/// What a rollout did that a plan promises: each gate it asked and each
+/// routing it set, in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Done {
+    Gate(HookType),
+    Route(Routing),
+}
+
+/// Both step gates, for strategies to place.
+const GATES: &str = "      - name: more\n        type: confirm-traffic-increase\n        url: http://gate.prod/more\n      - name: ship\n        type: confirm-promotion\n        url: http://gate.prod/ship\n";
+
+/// The seed on `provider` with its weight settings replaced by the
+/// `analysis` lines, and both step gates added.
+fn seed_as(provider: &str, analysis: &str) -> ResolvedCanary {
+    let yaml = SEED
+        .replace("spec:\n", &format!("spec:\n  provider: {provider}\n"))
+        .replace("    maxWeight: 100\n    stepWeight: 5\n", analysis)
+        .replace("    webhooks:\n", &format!("    webhooks:\n{GATES}"));
+    canary_from(&yaml)
+}
+
+/// An example file with both step gates added.
+fn example_with_gates(yaml: &str) -> ResolvedCanary {
+    canary_from(&yaml.replacen("    webhooks:\n", &format!("    webhooks:\n{GATES}"), 1))
+}
+
+/// Every metric of `c` within its bounds.
+fn all_pass(c: &ResolvedCanary) -> Analysis {
+    Analysis {
+        hooks: HookOutcome::Passed,
+        metrics: c
+            .metrics
+            .iter()
+            .map(|m| MetricValue {
+                name: m.name.clone(),
+                value: Ok(m.min.unwrap_or(0.0)),
+            })
+            .collect(),
+    }
+}
+
+/// Drives a release of `c` where every gate is open and every check
+/// passes, and returns what it did.
+fn run_through(c: &ResolvedCanary) -> Vec<Done> {
+    let (mut world, mut state) = World::released();
+    let mut done = Vec::new();
+    let mut now = 0;
+    for _ in 0..10_000 {
+        let o = world.observe(now);
+        let mut answers = Answers::default();
+        let d = loop {
+            match decide(c, &state, &o, &answers) {
+                Step::Act(d) => break *d,
+                Step::Ask(Question::Gate(g)) => {
+                    done.push(Done::Gate(g));
+                    answers.gates.insert(g, true);
+                }
+                Step::Ask(Question::Rollback) => answers.rollback = Some(false),
+                Step::Ask(Question::PreRollout) => answers.pre_rollout = Some(HookOutcome::Passed),
+                Step::Ask(Question::Analysis) => answers.analysis = Some(all_pass(c)),
+            }
+        };
+        for a in &d.actions {
+            world.apply(a);
+            if let Action::SetRouting(r) = a {
+                done.push(Done::Route(r.clone()));
+            }
+        }
+        state = d.state;
+        match d.next {
+            Next::Now => {}
+            Next::At(t) => now = t.0.max(now),
+            Next::Done(v) => {
+                assert_eq!(v, Verdict::Promoted);
+                assert_eq!(world.primary_revision, "r2");
+                return done;
+            }
+        }
+    }
+    panic!("no verdict after 10000 rounds");
+}
+
+/// What `canary plan` lists for `c`, in the same terms.
+fn planned(c: &ResolvedCanary) -> Vec<Done> {
+    let p = super::super::plan::plan(c, &[]);
+    let mut out = Vec::new();
+    for s in &p.steps {
+        if let Some(g) = s.gates.first() {
+            out.push(Done::Gate(g.kind));
+        }
+        out.push(Done::Route(s.routing.clone()));
+    }
+    if let Some(g) = p.promotion_gates.first() {
+        out.push(Done::Gate(g.kind));
+    }
+    out.extend(p.promotion_routing.iter().cloned().map(Done::Route));
+    out
+}
+
+fn gates(done: &[Done]) -> Vec<HookType> {
+    done.iter()
+        .filter_map(|d| match d {
+            Done::Gate(g) => Some(*g),
+            Done::Route(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_step_weight_canary_runs_as_planned() {
+    let c = seed_as("linkerd", "    maxWeight: 50\n    stepWeight: 20\n");
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    assert_eq!(
+        run,
+        [
+            Done::Gate(HookType::ConfirmTrafficIncrease),
+            Done::Route(Routing::weighted(20)),
+            Done::Gate(HookType::ConfirmTrafficIncrease),
+            Done::Route(Routing::weighted(40)),
+            Done::Gate(HookType::ConfirmTrafficIncrease),
+            Done::Route(Routing::weighted(60)),
+            Done::Gate(HookType::ConfirmPromotion),
+            Done::Route(all_primary()),
+        ]
+    );
+}
+
+#[test]
+fn a_step_weights_canary_runs_as_planned() {
+    let c = seed_as("linkerd", "    stepWeights: [1, 2, 10, 80]\n");
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    let routes: Vec<u32> = run
+        .iter()
+        .filter_map(|d| match d {
+            Done::Route(r) => Some(r.canary_weight()),
+            Done::Gate(_) => None,
+        })
+        .collect();
+    assert_eq!(routes, [1, 2, 10, 80, 0]);
+}
+
+#[test]
+fn a_gradual_promotion_runs_as_planned() {
+    let c = seed_as(
+        "linkerd",
+        "    maxWeight: 50\n    stepWeight: 20\n    stepWeightPromotion: 20\n",
+    );
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    assert_eq!(
+        run[run.len() - 4..],
+        [
+            Done::Gate(HookType::ConfirmPromotion),
+            Done::Route(Routing::weighted(40)),
+            Done::Route(Routing::weighted(20)),
+            Done::Route(all_primary()),
+        ]
+    );
+}
+
+#[test]
+fn a_mirroring_canary_runs_as_planned() {
+    let c = seed_as(
+        "istio",
+        "    maxWeight: 30\n    stepWeight: 10\n    mirror: true\n    mirrorWeight: 50\n",
+    );
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    // One interval of copies before any live traffic moves: no gate.
+    assert_eq!(
+        run[0],
+        Done::Route(Routing::Mirrored {
+            mirror_weight: Some(50)
+        })
+    );
+    assert_eq!(run[1], Done::Gate(HookType::ConfirmTrafficIncrease));
+}
+
+#[test]
+fn an_a_b_test_runs_as_planned_and_routes_only_matching_requests() {
+    let c = example_with_gates(include_str!("../../../../examples/ab-testing.yaml"));
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    let matched = run
+        .iter()
+        .filter(|d| matches!(d, Done::Route(Routing::Matched { matches }) if matches.len() == 2))
+        .count();
+    assert_eq!(matched, 10);
+    assert_eq!(gates(&run), [HookType::ConfirmPromotion]);
+    assert_eq!(run.last(), Some(&Done::Route(all_primary())));
+}
+
+#[test]
+fn a_blue_green_rollout_runs_as_planned_with_its_gate_on_the_switch() {
+    let c = seed_as("linkerd", "    iterations: 3\n");
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    assert_eq!(
+        run,
+        [
+            Done::Route(Routing::CanaryService),
+            Done::Route(Routing::CanaryService),
+            Done::Route(Routing::CanaryService),
+            Done::Gate(HookType::ConfirmPromotion),
+            Done::Route(Routing::weighted(100)),
+            Done::Route(all_primary()),
+        ]
+    );
+}
+
+#[test]
+fn a_mirroring_blue_green_rollout_runs_as_planned() {
+    let c = seed_as("istio", "    iterations: 2\n    mirror: true\n");
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    let mirrored = Routing::Mirrored {
+        mirror_weight: None,
+    };
+    assert_eq!(
+        run,
+        [
+            Done::Route(mirrored.clone()),
+            Done::Route(mirrored),
+            Done::Gate(HookType::ConfirmPromotion),
+            Done::Route(Routing::weighted(100)),
+            Done::Route(all_primary()),
+        ]
+    );
+}
+
+#[test]
+fn a_blue_green_rollout_on_the_kubernetes_provider_runs_as_planned() {
+    let c = example_with_gates(include_str!("../../../../examples/blue-green.yaml"));
+    assert!(!c.routes_traffic());
+    let run = run_through(&c);
+    assert_eq!(run, planned(&c));
+    // No switch step: the promotion itself is gated.
+    assert_eq!(run.len(), 12);
+    assert_eq!(gates(&run), [HookType::ConfirmPromotion]);
+    assert_eq!(run[10], Done::Gate(HookType::ConfirmPromotion));
+}
+
+#[test]
+fn a_state_written_before_the_step_was_kept_resumes_at_its_weight() {
+    // A mirroring canary at weight 20 whose document has no `step`.
+    let c = seed_as(
+        "istio",
+        "    maxWeight: 30\n    stepWeight: 10\n    mirror: true\n",
+    );
+    let (mut s, o) = at_weight(20, 50_000);
+    let text = s.to_annotation();
+    assert!(!text.contains("\"step\""), "{text}");
+    s = State::from_annotation(&text).unwrap();
+    let mut a = Answers {
+        analysis: Some(all_pass(&c)),
+        ..Answers::default()
+    };
+    a.gates.insert(HookType::ConfirmTrafficIncrease, true);
+    let d = act(decide(&c, &s, &o, &a));
+    assert_eq!(d.actions, vec![Action::SetRouting(Routing::weighted(30))]);
+    assert_eq!(d.state.step, Some(4));
+
+    // Blue/green counts iterations.
+    let c = seed_as("linkerd", "    iterations: 3\n");
+    let (mut s, mut o) = at_weight(0, 50_000);
+    s.iterations = 3;
+    o.routing = Some(all_primary());
+    a.gates.insert(HookType::ConfirmPromotion, true);
+    let d = act(decide(&c, &s, &o, &a));
+    assert_eq!(d.actions, vec![Action::SetRouting(Routing::weighted(100))]);
+    assert_eq!(d.state.iterations, 4);
+}
