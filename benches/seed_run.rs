@@ -47,7 +47,9 @@ async fn bench() {
         ..Overrides::default()
     };
     let canary = resolve(&file, &file.canaries[0], &overrides);
-    let steps = canary_core::engine::schedule::steps(&canary).len() as u64;
+    let steps = canary_core::engine::schedule::Schedule::of(&canary)
+        .steps
+        .len() as u64;
     let settings = Settings {
         holder: "bench".into(),
         ..Settings::default()

@@ -32,9 +32,10 @@ use crate::cluster::{services, state as statestore, workload};
 use crate::hooks::Hooks;
 use crate::metrics::prometheus::{self, MetricError, MetricServer};
 use crate::router::{AnyRouter, Router};
+use canary_core::engine::Message;
 use canary_core::engine::decide::{
-    self, Action, Analysis, Answers, Decision, HookOutcome, MetricValue, Next, Observed, Question,
-    Request, RequestKind, Scale, Step, Verdict,
+    self, Action, Analysis, Answers, Decision, HookOutcome, MetricFailure, MetricValue, Next,
+    Observed, Question, Request, RequestKind, Scale, Step, Verdict,
 };
 use canary_core::engine::state::{Lease, State};
 use canary_core::event::{self, Event, Kind, Reporter};
@@ -230,16 +231,7 @@ impl<'a> Driver<'a> {
 
     fn started(&self, state: &State) {
         let c = &self.canary;
-        let weights = match c.strategy {
-            canary_core::spec::resolve::Strategy::Canary { .. } => {
-                canary_core::engine::schedule::canary_weights(
-                    c.step_weight,
-                    &c.step_weights,
-                    c.max_weight,
-                )
-            }
-            _ => Vec::new(),
-        };
+        let weights = canary_core::engine::schedule::Schedule::of(c).progressive_weights();
         let metrics = c
             .metrics
             .iter()
@@ -294,7 +286,10 @@ impl<'a> Driver<'a> {
             self.emit(e);
         }
         for m in &d.events {
-            self.emit(self.event(Kind::Progress, state).with_message(m));
+            self.emit(
+                self.event(Kind::Progress, state)
+                    .with_message(m.to_string()),
+            );
         }
         let changed = {
             let mut shown = match self.shown.lock() {
@@ -699,8 +694,8 @@ impl<'a> Driver<'a> {
         )
         .await?;
         let revision = workload::revision(&target, &tracked.hashes);
-        let routes = match &primary {
-            Some(_) => self.router.get_routes(&self.canary).await?,
+        let routing = match &primary {
+            Some(_) => self.router.current_routing(&self.canary).await?,
             None => None,
         };
         let observed = Observed {
@@ -708,7 +703,7 @@ impl<'a> Driver<'a> {
             revision,
             target: workload::observe(&target),
             primary: primary.as_ref().map(workload::observe),
-            routes,
+            routing,
             retry: self.settings.retry,
             request: None,
         };
@@ -768,12 +763,12 @@ impl<'a> Driver<'a> {
     }
 
     /// Renders and runs one metric's query.
-    async fn measure(&self, m: &ResolvedMetric) -> Result<f64, String> {
-        let (query, server) = self.query_for(m).await?;
+    async fn measure(&self, m: &ResolvedMetric) -> Result<f64, MetricFailure> {
+        let (query, server) = self.query_for(m).await.map_err(MetricFailure::Query)?;
         match prometheus::query(&self.edge, &server, &query, None).await {
             Ok(v) => Ok(v),
-            Err(MetricError::NoValues) => Err("no values found".to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(MetricError::NoValues) => Err(MetricFailure::NoValues),
+            Err(e) => Err(MetricFailure::Query(e.to_string())),
         }
     }
 
@@ -912,8 +907,8 @@ impl<'a> Driver<'a> {
                     .map_err(|e| ClusterError::api("scale", format!("deployment/{target}"), e))?;
                 Ok(None)
             }
-            Action::SetRoutes(r) => {
-                self.router.set_routes(c, *r).await?;
+            Action::SetRouting(r) => {
+                self.router.set_routing(c, r).await?;
                 Ok(None)
             }
             Action::Promote => {
@@ -1001,24 +996,20 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    async fn notify_events(&self, events: &[String], state: &State) {
+    async fn notify_events(&self, events: &[Message], state: &State) {
         if self.canary.hooks(HookType::Event).next().is_none() {
             return;
         }
         let hooks = Hooks::new(&self.edge, &self.canary);
         let revision = state.last_applied_spec.clone().unwrap_or_default();
         for e in events {
-            let kind = if e.starts_with("Halt") || e.starts_with("Rolling back") {
-                "Warning"
-            } else {
-                "Normal"
-            };
+            let text = e.to_string();
             for w in hooks
                 .notify(
                     HookType::Event,
                     state.phase.as_str(),
                     &revision,
-                    Some((kind, e)),
+                    Some((e.severity().as_str(), &text)),
                 )
                 .await
             {

@@ -28,20 +28,15 @@ fn the_seed_canary_on_linkerd_has_twenty_steps_and_linkerd_queries() {
     for s in steps {
         let sum = s["canaryWeight"].as_u64().unwrap() + s["primaryWeight"].as_u64().unwrap();
         assert_eq!(sum, 100);
-        let after: Vec<&str> = s["after"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
         assert_eq!(
-            after,
-            [
-                "rollout load-test",
-                "check request-success-rate",
-                "check request-duration"
-            ]
+            s["hooks"],
+            serde_json::json!([{"type": "rollout", "name": "load-test"}])
         );
+        assert_eq!(
+            s["checks"],
+            serde_json::json!(["request-success-rate", "request-duration"])
+        );
+        assert_eq!(s["gates"], serde_json::json!([]));
     }
     assert_eq!(p["provider"], "linkerd");
     assert_eq!(p["providerSource"], "flag");

@@ -39,14 +39,10 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
                     if let Some(d) = support::check_metrics_server(&file, doc, &r) {
                         notes.push(format!("{}: {}", d.message, d.help.unwrap_or_default()));
                     }
-                    let steps = if r.skip_analysis {
-                        Vec::new()
-                    } else {
-                        schedule::steps(&r)
-                    };
+                    let steps = schedule::Schedule::of(&r).steps;
                     let weights = match r.strategy {
                         resolve::Strategy::Canary { .. } => {
-                            steps.iter().map(|s| s.routing.weights().1).collect()
+                            steps.iter().map(|s| s.routing.canary_weight()).collect()
                         }
                         _ => Vec::new(),
                     };

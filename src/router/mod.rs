@@ -1,15 +1,17 @@
 //! Traffic routers: one module per provider, behind one trait.
 //!
 //! A router owns the object that splits traffic between the primary and
-//! canary Services and is the truth for the current weights, as in
-//! Flagger: after a crash, the weights are read back from it. [`detect`]
-//! finds the mesh of a cluster when no provider is named.
+//! canary Services and is the truth for the current routing, as in
+//! Flagger: after a crash, the weights are read back from it. A router
+//! refuses a [`Routing`] its object cannot express rather than writing
+//! something else. [`detect`] finds the mesh of a cluster when no
+//! provider is named.
 
 pub mod detect;
 pub mod smi;
 
 use crate::cluster::error::Result;
-use canary_core::engine::decide::Routes;
+use canary_core::engine::schedule::Routing;
 use canary_core::names;
 use canary_core::provider::Provider;
 use canary_core::spec::resolve::ResolvedCanary;
@@ -19,9 +21,10 @@ use canary_core::spec::resolve::ResolvedCanary;
 pub trait Router {
     /// Creates the routing object at 100/0 when missing.
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()>;
-    /// The current weights; `None` when the object does not exist.
-    async fn get_routes(&self, c: &ResolvedCanary) -> Result<Option<Routes>>;
-    async fn set_routes(&self, c: &ResolvedCanary, routes: Routes) -> Result<()>;
+    /// What the router does now; `None` when the object does not exist.
+    async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>>;
+    /// Makes the router do `routing`, or fails when it cannot.
+    async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()>;
 }
 
 /// The router for a provider, or why there is none.
@@ -64,22 +67,20 @@ impl Router for AnyRouter {
         }
     }
 
-    async fn get_routes(&self, c: &ResolvedCanary) -> Result<Option<Routes>> {
+    async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         match self {
-            AnyRouter::Smi(r) => r.get_routes(c).await,
+            AnyRouter::Smi(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
-            AnyRouter::None => Ok(Some(Routes {
-                primary: 100,
-                canary: 0,
-                mirrored: false,
-            })),
+            AnyRouter::None => Ok(Some(Routing::all_primary())),
         }
     }
 
-    async fn set_routes(&self, c: &ResolvedCanary, routes: Routes) -> Result<()> {
+    async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
         match self {
-            AnyRouter::Smi(r) => r.set_routes(c, routes).await,
+            AnyRouter::Smi(r) => r.set_routing(c, routing).await,
+            // The apex Service keeps selecting the primary; the checks of a
+            // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
         }
     }

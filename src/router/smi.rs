@@ -1,7 +1,9 @@
 //! SMI TrafficSplit (`split.smi-spec.io`), as Flagger writes it for
 //! Linkerd (v1alpha2), OSM (v1alpha3) and the `smi:` providers: one object
 //! named after the apex Service, with the primary and canary Services as
-//! weighted backends.
+//! weighted backends. A TrafficSplit only splits by weight: it cannot
+//! route matching requests to the canary (A/B testing) nor mirror them, so
+//! those routings are refused instead of being written as weights.
 
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
@@ -10,7 +12,7 @@ use serde_json::json;
 use super::Router;
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::workload::MANAGED_BY;
-use canary_core::engine::decide::Routes;
+use canary_core::engine::schedule::Routing;
 use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;
 
@@ -47,15 +49,32 @@ impl SmiRouter {
         }
     }
 
-    fn backends(&self, c: &ResolvedCanary, r: Routes) -> serde_json::Value {
+    fn backends(&self, c: &ResolvedCanary, (primary, canary): (u32, u32)) -> serde_json::Value {
         json!([
-            {"service": names::canary(&c.service), "weight": self.weight(r.canary)},
-            {"service": names::primary(&c.service), "weight": self.weight(r.primary)},
+            {"service": names::canary(&c.service), "weight": self.weight(canary)},
+            {"service": names::primary(&c.service), "weight": self.weight(primary)},
         ])
     }
 
     fn object(&self, c: &ResolvedCanary) -> String {
         format!("trafficsplit/{} in {}", c.service, c.namespace)
+    }
+}
+
+/// The (primary, canary) weights a TrafficSplit carries for `routing`, or
+/// what it cannot do.
+fn weights_of(routing: &Routing) -> std::result::Result<(u32, u32), &'static str> {
+    match routing {
+        Routing::Matched { .. } => Err(
+            "route requests by match (A/B testing): an SMI TrafficSplit only splits traffic by \
+             weight",
+        ),
+        Routing::Mirrored { .. } => {
+            Err("mirror traffic to the canary: an SMI TrafficSplit only splits traffic by weight")
+        }
+        other => other
+            .weights()
+            .ok_or("express this routing: an SMI TrafficSplit only splits traffic by weight"),
     }
 }
 
@@ -95,7 +114,7 @@ impl Router for SmiRouter {
         ts.data = json!({
             "spec": {
                 "service": c.service,
-                "backends": self.backends(c, Routes { primary: 100, canary: 0, mirrored: false }),
+                "backends": self.backends(c, (100, 0)),
             }
         });
         api.create(&PostParams::default(), &ts)
@@ -104,7 +123,7 @@ impl Router for SmiRouter {
         Ok(())
     }
 
-    async fn get_routes(&self, c: &ResolvedCanary) -> Result<Option<Routes>> {
+    async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         let object = self.object(c);
         let Some(ts) = self
             .api(&c.namespace)
@@ -126,11 +145,7 @@ impl Router for SmiRouter {
             }
         }
         match (primary, canary) {
-            (Some(primary), Some(canary)) => Ok(Some(Routes {
-                primary,
-                canary,
-                mirrored: false,
-            })),
+            (Some(primary), Some(canary)) => Ok(Some(Routing::Weighted { primary, canary })),
             _ => Err(ClusterError::Invalid(format!(
                 "{object} has no {0}-primary and {0}-canary backends; delete it so canary \
                  recreates it",
@@ -139,8 +154,10 @@ impl Router for SmiRouter {
         }
     }
 
-    async fn set_routes(&self, c: &ResolvedCanary, routes: Routes) -> Result<()> {
-        let patch = json!({"spec": {"backends": self.backends(c, routes)}});
+    async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
+        let weights = weights_of(routing)
+            .map_err(|why| ClusterError::Refused(format!("{} cannot {why}", self.object(c))))?;
+        let patch = json!({"spec": {"backends": self.backends(c, weights)}});
         self.api(&c.namespace)
             .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -160,5 +177,19 @@ mod tests {
         assert_eq!(parse_weight(&json!("500m")), Some(0));
         assert_eq!(parse_weight(&json!("100000m")), Some(100));
         assert_eq!(parse_weight(&json!(null)), None);
+    }
+
+    #[test]
+    fn matching_and_mirroring_are_refused_never_written_as_weights() {
+        assert_eq!(weights_of(&Routing::weighted(5)), Ok((95, 5)));
+        assert_eq!(weights_of(&Routing::CanaryService), Ok((100, 0)));
+        let ab = Routing::Matched {
+            matches: vec![Default::default()],
+        };
+        assert!(weights_of(&ab).unwrap_err().contains("A/B testing"));
+        let mirrored = Routing::Mirrored {
+            mirror_weight: None,
+        };
+        assert!(weights_of(&mirrored).unwrap_err().contains("mirror"));
     }
 }

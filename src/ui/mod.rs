@@ -172,7 +172,7 @@ pub fn plan_table(p: &Plan) {
             "Steps ({}; each runs its hooks and checks one interval after its routing)",
             p.steps.len()
         );
-        let any_before = p.steps.iter().any(|s| !s.before.is_empty());
+        let any_before = p.steps.iter().any(|s| !s.gates.is_empty());
         let mut t = table();
         let mut header = vec!["step", "at", "primary", "canary", "routing"];
         if any_before {
@@ -181,11 +181,16 @@ pub fn plan_table(p: &Plan) {
         header.push("one interval later");
         t.set_header(header);
         for s in &p.steps {
-            let routing = match s.routing {
-                Routing::Weighted { .. } => "weighted",
-                Routing::Mirrored => "mirrored to canary",
-                Routing::Matched => "matching requests to canary",
-                Routing::CanaryService => "canary service only",
+            let routing = match &s.routing {
+                Routing::Weighted { .. } => "weighted".to_string(),
+                Routing::Mirrored {
+                    mirror_weight: None,
+                } => "mirrored to canary".to_string(),
+                Routing::Mirrored {
+                    mirror_weight: Some(w),
+                } => format!("{w}% mirrored to canary"),
+                Routing::Matched { .. } => "matching requests to canary".to_string(),
+                Routing::CanaryService => "canary service only".to_string(),
             };
             let mut row = vec![
                 Cell::new(s.number),
@@ -195,17 +200,13 @@ pub fn plan_table(p: &Plan) {
                 Cell::new(routing),
             ];
             if any_before {
-                row.push(Cell::new(s.before.join(", ")));
+                let gates: Vec<String> = s.gates.iter().map(ToString::to_string).collect();
+                row.push(Cell::new(gates.join(", ")));
             }
             // The checks are the same every step and listed below; name the
             // hooks and count the checks.
-            let checks = s.after.iter().filter(|a| a.starts_with("check ")).count();
-            let mut later: Vec<String> = s
-                .after
-                .iter()
-                .filter(|a| !a.starts_with("check "))
-                .cloned()
-                .collect();
+            let checks = s.checks.len();
+            let mut later: Vec<String> = s.hooks.iter().map(ToString::to_string).collect();
             if checks > 0 {
                 later.push(format!("{checks} check{}", plural(checks)));
             }

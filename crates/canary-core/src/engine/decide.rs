@@ -7,23 +7,29 @@
 //! hooks pass, what do the metrics say), [`decide`] returns
 //! [`Step::Ask`] and the driver calls it again with the answer added. When
 //! it has what it needs it returns [`Step::Act`]: the effects to apply, in
-//! order, the new state to persist, the events to show, and when to decide
-//! again. Asking changes nothing, so a round interrupted half way simply
-//! starts again.
+//! order, the new state to persist, the [`Message`]s to show, and when to
+//! decide again. Asking changes nothing, so a round interrupted half way
+//! simply starts again.
 //!
-//! The rules are Flagger's (strategy, weights, thresholds, gates, hook
-//! semantics), with its timing improved: the first weight is set as soon as
-//! the canary is ready and the pre-rollout hooks pass, and promotion follows
-//! the last successful check at once, so an analysis takes
-//! `steps x interval` instead of Flagger's `steps + 4` intervals.
+//! What a rollout routes, and which gates it passes, is not decided here:
+//! the engine walks the rollout's [`Schedule`] by the step number kept in
+//! the state, applying each step's [`Routing`] once its gate is open and
+//! its predecessor's checks passed, then promotes through the schedule's
+//! promotion gate and promotion weights. The rules around the walk are
+//! Flagger's (readiness, thresholds, hook semantics, rollback), with its
+//! timing improved: the first step is applied as soon as the canary is
+//! ready and the pre-rollout hooks pass, and promotion follows the last
+//! successful check at once, so an analysis takes `steps x interval`
+//! instead of Flagger's `steps + 4` intervals.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::schedule::{self, TOTAL_WEIGHT};
+use super::message::{Message, Wording};
+use super::schedule::{self, Routing, Schedule};
 use super::state::{Failure, MetricRecord, Phase, State};
 use crate::queries::builtin;
-use crate::spec::resolve::{HookType, MetricSource, ResolvedCanary, ResolvedMetric, Strategy};
+use crate::spec::resolve::{HookType, MetricSource, ResolvedCanary, ResolvedMetric};
 use crate::time::Time;
 
 /// How often readiness is re-checked while waiting (the driver also wakes
@@ -60,14 +66,6 @@ impl Workload {
     }
 }
 
-/// The router's current weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Routes {
-    pub primary: u32,
-    pub canary: u32,
-    pub mirrored: bool,
-}
-
 /// Everything the driver observed for this round.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
@@ -78,8 +76,10 @@ pub struct Observed {
     pub target: Workload,
     /// `None` before initialisation created it.
     pub primary: Option<Workload>,
-    /// `None` when the router object does not exist yet.
-    pub routes: Option<Routes>,
+    /// What the router does now, as it reports it (it is the truth for
+    /// the current weights, as in Flagger); `None` when the router object
+    /// does not exist yet.
+    pub routing: Option<Routing>,
     /// `--retry`: analyse a revision that already failed.
     pub retry: bool,
     /// An operator's request (`canary abort` ...) or the run's own stop
@@ -193,8 +193,28 @@ pub enum HookOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricValue {
     pub name: String,
-    /// The query's value, or why there is none (error, no data).
-    pub value: Result<f64, String>,
+    /// The query's value, or why there is none.
+    pub value: Result<f64, MetricFailure>,
+}
+
+/// Why a metric has no value. Either way the check fails, as in Flagger;
+/// the two are worded apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricFailure {
+    /// The query ran and found no data: usually no traffic reached the
+    /// canary.
+    NoValues,
+    /// The query could not be made or was refused; the error's text.
+    Query(String),
+}
+
+impl std::fmt::Display for MetricFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricFailure::NoValues => f.write_str("no values found"),
+            MetricFailure::Query(e) => f.write_str(e),
+        }
+    }
 }
 
 /// The answer to [`Question::Analysis`].
@@ -223,14 +243,14 @@ pub enum Scale {
 }
 
 /// An effect for the driver to apply. Every effect is idempotent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Create what is missing: `<target>-primary` as a copy of the target,
     /// the apex, primary and canary Services, the primary autoscaler, the
     /// router at 100/0.
     Initialize,
     ScaleTarget(Scale),
-    SetRoutes(Routes),
+    SetRouting(Routing),
     /// Copy the target's pod template (and the ConfigMaps and Secrets it
     /// references) to the primary.
     Promote,
@@ -274,7 +294,7 @@ pub struct Decision {
     pub state: State,
     pub actions: Vec<Action>,
     /// Messages for people, in Flagger's words.
-    pub events: Vec<String>,
+    pub events: Vec<Message>,
     pub next: Next,
     /// What the rollout waits for besides time (readiness, a gate, a
     /// resume), for people.
@@ -335,8 +355,14 @@ impl Round<'_> {
         self.o.now
     }
 
-    fn event(&mut self, msg: impl Into<String>) {
-        self.d.events.push(msg.into());
+    fn event(&mut self, m: Message) {
+        self.d.events.push(m);
+    }
+
+    /// Says `m` and keeps it in the history.
+    fn event_and_record(&mut self, m: Message) {
+        self.d.state.record(self.now(), m.to_string(), Vec::new());
+        self.event(m);
     }
 
     fn phase(&mut self, p: Phase) {
@@ -399,42 +425,46 @@ impl Round<'_> {
 
     /// Acts on a request; `true` when that decided the round.
     fn request(&mut self, r: &Request) -> bool {
-        let id = self.id();
+        let canary = self.id();
         let phase = self.d.state.phase;
         if let Err(why) = r.kind.applies(phase, self.d.state.paused.is_some()) {
             if matches!(r.kind, RequestKind::RollBack(_)) {
                 // The run's own stop: nothing under way to roll back.
                 return false;
             }
-            self.event(format!(
-                "Ignored {} requested by {} for {id}: {why}",
-                r.kind.as_str(),
-                r.by
-            ));
+            self.event(Message::Ignored {
+                canary,
+                request: r.kind.as_str().to_string(),
+                by: r.by.clone(),
+                why,
+            });
             return false;
         }
         let now = self.now();
         match &r.kind {
             RequestKind::Abort => {
-                self.event(format!(
-                    "Aborting {id} as requested by {}: routing all traffic to the primary",
-                    r.by
-                ));
+                self.event(Message::Aborting {
+                    canary,
+                    by: r.by.clone(),
+                });
                 self.roll_back(format!("aborted by {}", r.by), Phase::Aborted);
                 self.d.next = Next::Done(Verdict::Aborted { by: r.by.clone() });
                 true
             }
             RequestKind::RollBack(reason) => {
-                self.event(format!("Rolling back {id} {reason}"));
+                self.event(Message::RollingBack {
+                    canary,
+                    reason: reason.clone(),
+                });
                 self.rollback(reason.clone());
                 true
             }
             RequestKind::Promote => {
                 self.d.state.paused = None;
-                self.event(format!(
-                    "Promotion of {id} requested by {}: skipping the rest of the analysis",
-                    r.by
-                ));
+                self.event(Message::PromotionRequested {
+                    canary,
+                    by: r.by.clone(),
+                });
                 self.promote();
                 true
             }
@@ -443,12 +473,11 @@ impl Round<'_> {
                     by: r.by.clone(),
                     since: now,
                 });
-                let msg = format!(
-                    "Paused {id} at canary weight {} as requested by {}",
-                    self.d.state.canary_weight, r.by
-                );
-                self.d.state.record(now, &msg, Vec::new());
-                self.event(msg);
+                self.event_and_record(Message::Paused {
+                    canary,
+                    canary_weight: self.d.state.canary_weight,
+                    by: r.by.clone(),
+                });
                 self.d.waiting = Some(format!("`canary resume` (paused by {})", r.by));
                 self.wait(GATE_POLL);
                 true
@@ -459,9 +488,10 @@ impl Round<'_> {
                 if self.d.state.next_check.is_some() {
                     self.d.state.next_check = Some(now.plus(self.c.interval));
                 }
-                let msg = format!("Resumed {id} as requested by {}", r.by);
-                self.d.state.record(now, &msg, Vec::new());
-                self.event(msg);
+                self.event_and_record(Message::Resumed {
+                    canary,
+                    by: r.by.clone(),
+                });
                 false
             }
         }
@@ -471,15 +501,14 @@ impl Round<'_> {
         self.phase(Phase::Initializing);
         let Some(primary) = &self.o.primary else {
             self.d.actions.push(Action::Initialize);
-            self.event(format!(
-                "Initializing {}: creating {}-primary, services and router",
-                self.id(),
-                self.c.target.name
-            ));
+            self.event(Message::Initializing {
+                canary: self.id(),
+                primary: format!("{}-primary", self.c.target.name),
+            });
             return Ok(());
         };
         // Re-applying is idempotent and repairs a half-finished first run.
-        if self.o.routes.is_none() {
+        if self.o.routing.is_none() {
             self.d.actions.push(Action::Initialize);
             return Ok(());
         }
@@ -493,9 +522,7 @@ impl Round<'_> {
         self.d.state.last_applied_spec = Some(rev.clone());
         self.d.state.last_promoted_spec = Some(rev);
         self.phase(Phase::Initialized);
-        let msg = format!("Initialization done! {}", self.id());
-        self.d.state.record(self.now(), &msg, Vec::new());
-        self.event(msg);
+        self.event_and_record(Message::Initialized { canary: self.id() });
         self.d.next = Next::Done(Verdict::Initialized);
         Ok(())
     }
@@ -524,11 +551,11 @@ impl Round<'_> {
         }
         if !self.gate(HookType::ConfirmRollout)? {
             if self.d.state.phase != Phase::Waiting {
-                self.event(format!(
-                    "Halt {} advancement waiting for approval {}",
-                    self.id(),
-                    hook_names(self.c, HookType::ConfirmRollout)
-                ));
+                self.event(Message::WaitingForApproval {
+                    canary: self.id(),
+                    gate: HookType::ConfirmRollout,
+                    hooks: hook_names(self.c, HookType::ConfirmRollout),
+                });
             }
             self.phase(Phase::Waiting);
             self.d.waiting = Some(format!(
@@ -548,6 +575,7 @@ impl Round<'_> {
         s.canary_weight = 0;
         s.failed_checks = 0;
         s.iterations = 0;
+        s.step = Some(0);
         s.last_applied_spec = Some(self.o.revision.clone());
         s.rollout_started = Some(now);
         s.step_started = None;
@@ -556,25 +584,26 @@ impl Round<'_> {
         s.failure = None;
         self.phase(Phase::Progressing);
         self.d.actions.push(Action::ScaleTarget(Scale::Up));
-        let msg = format!("New revision detected! Scaling up {}", self.target_id());
-        self.d.state.record(now, &msg, Vec::new());
-        self.event(msg);
+        self.event_and_record(Message::NewRevision {
+            target: self.target_id(),
+        });
     }
 
     fn progressing(&mut self) -> Flow {
         // A new revision during the analysis starts it over.
         if self.d.state.last_applied_spec.as_ref() != Some(&self.o.revision) {
-            self.d.actions.push(Action::SetRoutes(all_primary()));
-            self.event(format!(
-                "New revision detected! Restarting analysis for {}",
-                self.target_id()
-            ));
+            self.d
+                .actions
+                .push(Action::SetRouting(Routing::all_primary()));
+            self.event(Message::Restarting {
+                target: self.target_id(),
+            });
             self.start_analysis();
             return Ok(());
         }
         // The router is the truth for the current weight.
-        if let Some(r) = self.o.routes {
-            self.d.state.canary_weight = r.canary;
+        if let Some(r) = &self.o.routing {
+            self.d.state.canary_weight = r.canary_weight();
         }
 
         if !self.o.target.is_ready(self.c.canary_ready_threshold) {
@@ -586,7 +615,10 @@ impl Round<'_> {
                     self.target_id(),
                     self.c.progress_deadline_seconds
                 );
-                self.event(format!("Rolling back {} {reason}", self.id()));
+                self.event(Message::RollingBack {
+                    canary: self.id(),
+                    reason: reason.clone(),
+                });
                 self.rollback(reason);
                 return Ok(());
             }
@@ -596,11 +628,12 @@ impl Round<'_> {
         }
 
         if self.c.skip_analysis {
-            self.event(format!(
-                "Promotion with analysis skipped for {}",
-                self.target_id()
-            ));
-            self.d.actions.push(Action::SetRoutes(all_primary()));
+            self.event(Message::AnalysisSkipped {
+                target: self.target_id(),
+            });
+            self.d
+                .actions
+                .push(Action::SetRouting(Routing::all_primary()));
             self.promote();
             return Ok(());
         }
@@ -621,30 +654,35 @@ impl Round<'_> {
         if self.c.hooks(HookType::Rollback).next().is_some() {
             let roll_back = self.a.rollback.ok_or(Question::Rollback)?;
             if roll_back {
-                self.event(format!("Rolling back {} manual webhook invoked", self.id()));
+                self.event(Message::RollingBack {
+                    canary: self.id(),
+                    reason: "manual webhook invoked".to_string(),
+                });
                 self.rollback("a rollback webhook asked for it".to_string());
                 return Ok(());
             }
         }
         let analysis = self.a.analysis.clone().ok_or(Question::Analysis)?;
-        let (passed, records, halts) = self.judge(&analysis);
-        if !passed {
+        let (records, halts) = self.judge(&analysis);
+        if !halts.is_empty() {
             self.d.state.failed_checks += 1;
-            for h in &halts {
-                self.event(h.clone());
-            }
-            let msg = halts.join("; ");
+            let msg = halts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.d.events.extend(halts);
             self.d.state.record(self.now(), msg, records);
             if self.d.state.failed_checks >= self.c.threshold {
-                self.event(format!(
-                    "Rolling back {} failed checks threshold reached {}",
-                    self.id(),
-                    self.d.state.failed_checks
-                ));
-                self.rollback(format!(
+                let reason = format!(
                     "failed checks threshold reached {}",
                     self.d.state.failed_checks
-                ));
+                );
+                self.event(Message::RollingBack {
+                    canary: self.id(),
+                    reason: reason.clone(),
+                });
+                self.rollback(reason);
                 return Ok(());
             }
             self.schedule_check();
@@ -654,31 +692,35 @@ impl Round<'_> {
         self.advance()
     }
 
-    /// Pre-rollout hooks, then the first routing.
+    /// Pre-rollout hooks, then the first step.
     fn first_step(&mut self) -> Flow {
         if self.c.hooks(HookType::PreRollout).next().is_some() {
             match self.a.pre_rollout.clone().ok_or(Question::PreRollout)? {
                 HookOutcome::Passed => {
-                    for h in self.c.hooks(HookType::PreRollout) {
-                        self.d
-                            .events
-                            .push(format!("Pre-rollout check {} passed", h.name));
-                    }
+                    let passed: Vec<Message> = self
+                        .c
+                        .hooks(HookType::PreRollout)
+                        .map(|h| Message::PreRolloutPassed {
+                            hook: h.name.clone(),
+                        })
+                        .collect();
+                    self.d.events.extend(passed);
                 }
                 HookOutcome::Failed { hook, reason } => {
                     self.d.state.failed_checks += 1;
-                    let msg = format!(
-                        "Halt {} advancement pre-rollout check {hook} failed {reason}",
-                        self.id()
-                    );
-                    self.event(msg.clone());
-                    self.d.state.record(self.now(), msg, Vec::new());
+                    self.event_and_record(Message::PreRolloutFailed {
+                        canary: self.id(),
+                        hook: hook.clone(),
+                        reason,
+                    });
                     if self.d.state.failed_checks >= self.c.threshold {
-                        self.event(format!(
-                            "Rolling back {} failed checks threshold reached {}",
-                            self.id(),
-                            self.d.state.failed_checks
-                        ));
+                        self.event(Message::RollingBack {
+                            canary: self.id(),
+                            reason: format!(
+                                "failed checks threshold reached {}",
+                                self.d.state.failed_checks
+                            ),
+                        });
                         self.rollback(format!("pre-rollout check {hook} failed"));
                         return Ok(());
                     }
@@ -688,7 +730,9 @@ impl Round<'_> {
                 }
             }
         }
-        self.event(format!("Starting canary analysis for {}", self.target_id()));
+        self.event(Message::Starting {
+            target: self.target_id(),
+        });
         self.advance()
     }
 
@@ -698,35 +742,41 @@ impl Round<'_> {
         self.d.next = Next::At(at);
     }
 
+    /// How many steps of `schedule` are applied. A state document written
+    /// before the step was kept says it by weight and iterations.
+    fn steps_done(&self, schedule: &Schedule) -> usize {
+        let s = &self.d.state;
+        match s.step {
+            Some(n) => n as usize,
+            None if s.next_check.is_none() => 0,
+            None => schedule.steps_reached(s.canary_weight, s.iterations),
+        }
+    }
+
     /// The checks of the current step passed (or there is no step yet):
-    /// move to the next step, or promote.
+    /// apply the next step of the schedule, or promote after the last.
     fn advance(&mut self) -> Flow {
-        match self.next_move() {
-            Move::Route {
-                routes,
-                gate,
-                message,
-            } => {
-                if let Some(g) = gate
+        let schedule = Schedule::of(self.c);
+        let done = self.steps_done(&schedule);
+        match schedule.steps.get(done) {
+            Some(step) => {
+                if let Some(g) = step.gate
                     && !self.gate_open_or_wait(g)?
                 {
                     return Ok(());
                 }
-                self.apply_route(routes, message);
-                Ok(())
+                self.apply(step);
             }
-            Move::Promote => {
-                if !self.gate_open_or_wait(HookType::ConfirmPromotion)? {
+            None => {
+                if let Some(g) = schedule.promotion_gate
+                    && !self.gate_open_or_wait(g)?
+                {
                     return Ok(());
                 }
                 self.promote();
-                Ok(())
-            }
-            Move::PromoteUngated => {
-                self.promote();
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// Asks a gate; when closed, holds the step and polls it.
@@ -735,16 +785,11 @@ impl Round<'_> {
             return Ok(true);
         }
         if self.d.state.awaiting_gate != Some(g) {
-            let what = match g {
-                HookType::ConfirmPromotion => "promotion approval",
-                HookType::ConfirmTrafficIncrease => "traffic increase approval",
-                _ => "approval",
-            };
-            self.event(format!(
-                "Halt {} advancement waiting for {what} {}",
-                self.id(),
-                hook_names(self.c, g)
-            ));
+            self.event(Message::WaitingForApproval {
+                canary: self.id(),
+                gate: g,
+                hooks: hook_names(self.c, g),
+            });
         }
         if g == HookType::ConfirmPromotion {
             self.phase(Phase::WaitingPromotion);
@@ -776,120 +821,25 @@ impl Round<'_> {
         self.advance()
     }
 
-    fn apply_route(&mut self, routes: Routes, message: String) {
-        self.d.state.awaiting_gate = None;
-        self.d.state.canary_weight = routes.canary;
-        if matches!(
-            self.c.strategy,
-            Strategy::AbTesting | Strategy::BlueGreen { .. }
-        ) {
-            self.d.state.iterations += 1;
+    /// Applies one step of the schedule; its checks are due one interval
+    /// later.
+    fn apply(&mut self, step: &schedule::Step) {
+        let s = &mut self.d.state;
+        s.awaiting_gate = None;
+        s.step = Some(step.number as u32);
+        s.canary_weight = step.routing.canary_weight();
+        if let Some(i) = step.iteration {
+            s.iterations = i;
         }
-        self.d.state.step_started = Some(self.now());
-        self.d.actions.push(Action::SetRoutes(routes));
-        self.d.state.record(self.now(), &message, Vec::new());
-        self.event(message);
+        s.step_started = Some(self.o.now);
+        self.d
+            .actions
+            .push(Action::SetRouting(step.routing.clone()));
+        self.event_and_record(Message::Advanced {
+            canary: self.id(),
+            advance: step.advance,
+        });
         self.schedule_check();
-    }
-
-    fn next_move(&self) -> Move {
-        let s = &self.d.state;
-        let id = self.id();
-        match self.c.strategy {
-            Strategy::Canary { mirror } => {
-                let current = s.canary_weight;
-                let mirrored = self.o.routes.is_some_and(|r| r.mirrored);
-                if mirror && current == 0 && !mirrored {
-                    return Move::Route {
-                        routes: Routes {
-                            primary: TOTAL_WEIGHT,
-                            canary: 0,
-                            mirrored: true,
-                        },
-                        gate: None,
-                        message: format!("Advance {id} mirroring traffic to the canary"),
-                    };
-                }
-                if current < self.c.max_weight {
-                    let next = schedule::canary_weights(
-                        self.c.step_weight,
-                        &self.c.step_weights,
-                        self.c.max_weight,
-                    )
-                    .into_iter()
-                    .find(|w| *w > current)
-                    .unwrap_or(TOTAL_WEIGHT);
-                    return Move::Route {
-                        routes: Routes {
-                            primary: TOTAL_WEIGHT - next,
-                            canary: next,
-                            mirrored: false,
-                        },
-                        gate: Some(HookType::ConfirmTrafficIncrease),
-                        message: format!("Advance {id} canary weight {next}"),
-                    };
-                }
-                Move::Promote
-            }
-            Strategy::AbTesting => {
-                if s.iterations < self.c.iterations {
-                    Move::Route {
-                        routes: Routes {
-                            primary: 0,
-                            canary: TOTAL_WEIGHT,
-                            mirrored: false,
-                        },
-                        gate: None,
-                        message: format!(
-                            "Advance {id} canary iteration {}/{}",
-                            s.iterations + 1,
-                            self.c.iterations
-                        ),
-                    }
-                } else {
-                    Move::Promote
-                }
-            }
-            Strategy::BlueGreen { mirror } => {
-                let n = self.c.iterations;
-                if s.iterations < n {
-                    let routes = if mirror && self.c.routes_traffic() {
-                        Routes {
-                            primary: TOTAL_WEIGHT,
-                            canary: 0,
-                            mirrored: true,
-                        }
-                    } else {
-                        all_primary()
-                    };
-                    Move::Route {
-                        routes,
-                        gate: None,
-                        message: format!("Advance {id} canary iteration {}/{n}", s.iterations + 1),
-                    }
-                } else if s.iterations == n && self.c.routes_traffic() {
-                    // Flagger checks once more with all traffic on the
-                    // canary before promoting; the gate guards that switch.
-                    Move::Route {
-                        routes: Routes {
-                            primary: 0,
-                            canary: TOTAL_WEIGHT,
-                            mirrored: false,
-                        },
-                        gate: Some(HookType::ConfirmPromotion),
-                        message: if mirror {
-                            "Stop traffic mirroring and route all traffic to canary".to_string()
-                        } else {
-                            "Routing all traffic to canary".to_string()
-                        },
-                    }
-                } else if self.c.routes_traffic() {
-                    Move::PromoteUngated
-                } else {
-                    Move::Promote
-                }
-            }
-        }
     }
 
     fn promote(&mut self) {
@@ -899,19 +849,15 @@ impl Round<'_> {
         self.d.state.next_check = None;
         self.d.actions.push(Action::Promote);
         self.phase(Phase::Promoting);
-        let msg = format!(
-            "Copying {} template spec to {}-primary.{}",
-            self.target_id(),
-            self.c.target.name,
-            self.c.namespace
-        );
-        self.d.state.record(self.now(), &msg, Vec::new());
-        self.event(msg);
+        self.event_and_record(Message::Copying {
+            target: self.target_id(),
+            primary: format!("{}-primary.{}", self.c.target.name, self.c.namespace),
+        });
         self.d.next = Next::Now;
     }
 
     /// The primary runs the new template: once it is ready, route traffic
-    /// back to it, at once or by `stepWeightPromotion`.
+    /// back to it, through the schedule's promotion weights or at once.
     fn promoting(&mut self) -> Flow {
         let primary = self.o.primary.clone().unwrap_or_default();
         if !primary.is_ready(self.c.primary_ready_threshold) {
@@ -919,39 +865,51 @@ impl Round<'_> {
             self.wait(READINESS_POLL);
             return Ok(());
         }
-        let current = self.o.routes.map(|r| r.canary).unwrap_or(0);
-        let step = self.c.step_weight_promotion;
-        if !self.c.routes_traffic() || step == 0 || current == 0 {
-            if current > 0 || self.o.routes.is_some_and(|r| r.mirrored) {
-                self.event("Routing all traffic to primary");
+        let schedule = Schedule::of(self.c);
+        // The router says where the promotion stands: the next shift is the
+        // first that gives the primary more than it has.
+        let current = self
+            .o
+            .routing
+            .as_ref()
+            .map_or(schedule::TOTAL_WEIGHT, Routing::primary_weight);
+        let Some(weight) = schedule
+            .promotion_weights
+            .iter()
+            .copied()
+            .find(|w| *w > current)
+        else {
+            if self
+                .o
+                .routing
+                .as_ref()
+                .is_some_and(|r| *r != Routing::all_primary())
+            {
+                self.event(Message::RoutingAllToPrimary);
             }
-            self.d.actions.push(Action::SetRoutes(all_primary()));
+            self.d
+                .actions
+                .push(Action::SetRouting(Routing::all_primary()));
             self.d.state.canary_weight = 0;
             self.phase(Phase::Finalising);
             self.d.next = Next::Now;
             return Ok(());
-        }
+        };
         if let Some(due) = self.d.state.next_check
             && self.now() < due
         {
             self.d.next = Next::At(due);
             return Ok(());
         }
-        let canary = current.saturating_sub(step);
-        let routes = Routes {
-            primary: TOTAL_WEIGHT - canary,
-            canary,
-            mirrored: false,
-        };
-        self.d.actions.push(Action::SetRoutes(routes));
-        self.d.state.canary_weight = canary;
+        let routing = Routing::weighted(schedule::TOTAL_WEIGHT - weight);
+        self.d.state.canary_weight = routing.canary_weight();
+        self.d.actions.push(Action::SetRouting(routing));
         self.d.state.step_started = Some(self.now());
-        self.event(format!(
-            "Advance {} primary weight {}",
-            self.id(),
-            routes.primary
-        ));
-        if canary == 0 {
+        self.event(Message::PrimaryWeight {
+            canary: self.id(),
+            weight,
+        });
+        if weight >= schedule::TOTAL_WEIGHT {
             self.phase(Phase::Finalising);
             self.d.next = Next::Now;
         } else {
@@ -970,9 +928,9 @@ impl Round<'_> {
         self.d.state.next_check = None;
         self.d.state.step_started = None;
         self.phase(Phase::Succeeded);
-        let msg = format!("Promotion completed! Scaling down {}", self.target_id());
-        self.d.state.record(self.now(), &msg, Vec::new());
-        self.event(msg);
+        self.event_and_record(Message::Completed {
+            target: self.target_id(),
+        });
         self.d.next = Next::Done(Verdict::Promoted);
     }
 
@@ -984,7 +942,9 @@ impl Round<'_> {
     /// Traffic back on the primary and the canary scaled down, ending in
     /// `phase` (`Failed`, or `Aborted`).
     fn roll_back(&mut self, reason: String, phase: Phase) {
-        self.d.actions.push(Action::SetRoutes(all_primary()));
+        self.d
+            .actions
+            .push(Action::SetRouting(Routing::all_primary()));
         self.d.actions.push(Action::ScaleTarget(Scale::Zero));
         if self.c.hooks(HookType::PostRollout).next().is_some() {
             self.d.actions.push(Action::RunHooks(HookType::PostRollout));
@@ -1002,26 +962,26 @@ impl Round<'_> {
             reason,
         });
         self.phase(phase);
-        let msg = if phase == Phase::Aborted {
-            format!("Canary aborted! Scaling down {}", self.target_id())
+        let target = self.target_id();
+        self.event_and_record(if phase == Phase::Aborted {
+            Message::Aborted { target }
         } else {
-            format!("Canary failed! Scaling down {}", self.target_id())
-        };
-        self.d.state.record(now, &msg, Vec::new());
-        self.event(msg);
+            Message::Failed { target }
+        });
     }
 
-    /// Judges an analysis: passed, the records for the history, and
-    /// Flagger's "Halt" lines for what failed.
-    fn judge(&self, a: &Analysis) -> (bool, Vec<MetricRecord>, Vec<String>) {
+    /// Judges an analysis: the records for the history, and Flagger's
+    /// "Halt" messages for what failed (none when it passed).
+    fn judge(&self, a: &Analysis) -> (Vec<MetricRecord>, Vec<Message>) {
         let id = self.id();
         if let HookOutcome::Failed { hook, reason } = &a.hooks {
             return (
-                false,
                 Vec::new(),
-                vec![format!(
-                    "Halt {id} advancement external check {hook} failed {reason}"
-                )],
+                vec![Message::HookFailed {
+                    canary: id,
+                    hook: hook.clone(),
+                    reason: reason.clone(),
+                }],
             );
         }
         let mut records = Vec::new();
@@ -1032,31 +992,12 @@ impl Round<'_> {
                 .iter()
                 .find(|v| v.name == m.name)
                 .map(|v| v.value.clone())
-                .unwrap_or_else(|| Err("not queried".to_string()));
+                .unwrap_or_else(|| Err(MetricFailure::Query("not queried".to_string())));
             let (record, halt) = judge_metric(self.c, m, raw, &id);
             records.push(record);
             halts.extend(halt);
         }
-        (halts.is_empty(), records, halts)
-    }
-}
-
-enum Move {
-    Route {
-        routes: Routes,
-        gate: Option<HookType>,
-        message: String,
-    },
-    Promote,
-    /// Promotion whose gate was already passed (blue/green's switch).
-    PromoteUngated,
-}
-
-fn all_primary() -> Routes {
-    Routes {
-        primary: TOTAL_WEIGHT,
-        canary: 0,
-        mirrored: false,
+        (records, halts)
     }
 }
 
@@ -1116,34 +1057,41 @@ pub fn thresholds(
 pub fn judge_metric(
     c: &ResolvedCanary,
     m: &ResolvedMetric,
-    raw: Result<f64, String>,
+    raw: Result<f64, MetricFailure>,
     id: &str,
-) -> (MetricRecord, Option<String>) {
+) -> (MetricRecord, Option<Message>) {
     let builtin = builtin_of(c, m);
     let (min, max) = thresholds(builtin, m);
     let value = match raw {
-        Ok(v) if v.is_nan() => Err("no values found".to_string()),
+        // Prometheus answers NaN when a ratio has no requests to divide.
+        Ok(v) if v.is_nan() => Err(MetricFailure::NoValues),
         other => other,
     };
     let value = match value {
         Ok(v) => v,
-        Err(e) => {
-            let halt = if e.contains("no values") {
-                format!(
-                    "Halt advancement no values found for {} metric {} probably {id} is not \
-                     receiving traffic",
-                    c.provider.map(|p| p.name()).unwrap_or("metrics"),
-                    m.name
-                )
-            } else {
-                format!("Halt {id} advancement {} query failed: {e}", m.name)
+        Err(failure) => {
+            let halt = match &failure {
+                MetricFailure::NoValues => Message::NoValues {
+                    canary: id.to_string(),
+                    provider: c
+                        .provider
+                        .map(|p| p.name())
+                        .unwrap_or("metrics")
+                        .to_string(),
+                    metric: m.name.clone(),
+                },
+                MetricFailure::Query(e) => Message::QueryFailed {
+                    canary: id.to_string(),
+                    metric: m.name.clone(),
+                    error: e.clone(),
+                },
             };
             return (
                 MetricRecord {
                     name: m.name.clone(),
                     value: None,
                     passed: false,
-                    error: Some(e),
+                    error: Some(failure.to_string()),
                     min,
                     max,
                 },
@@ -1169,48 +1117,25 @@ pub fn judge_metric(
     if passed {
         return (record, None);
     }
-    let (op, bound) = if below {
-        ("<", min.unwrap_or_default())
+    let bound = if below {
+        min.unwrap_or_default()
     } else {
-        (">", max.unwrap_or_default())
+        max.unwrap_or_default()
     };
-    let halt = match builtin.map(|b| b.metric) {
-        Some("request-success-rate") => format!(
-            "Halt {id} advancement success rate {:.2}% {op} {}%",
-            value,
-            fmt_num(bound)
-        ),
-        Some("request-duration") => format!(
-            "Halt {id} advancement request duration {} {op} {}",
-            fmt_ms(value),
-            fmt_ms(bound)
-        ),
-        _ => format!(
-            "Halt {id} advancement {} {} {op} {}",
-            m.name,
-            fmt_num(value),
-            fmt_num(bound)
-        ),
+    let wording = match builtin.map(|b| b.metric) {
+        Some("request-success-rate") => Wording::SuccessRate,
+        Some("request-duration") => Wording::Duration,
+        _ => Wording::Plain,
+    };
+    let halt = Message::OutOfRange {
+        canary: id.to_string(),
+        metric: m.name.clone(),
+        wording,
+        value,
+        bound,
+        above: !below,
     };
     (record, Some(halt))
-}
-
-fn fmt_num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.4}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
-/// Milliseconds the way Go prints a `time.Duration`: `500ms`, `1.2s`.
-fn fmt_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{}s", fmt_num(ms / 1000.0))
-    } else {
-        format!("{}ms", fmt_num(ms))
-    }
 }
 
 #[cfg(test)]

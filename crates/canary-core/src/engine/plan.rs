@@ -1,19 +1,22 @@
 //! `canary plan`: what a rollout of one Canary will do, as data.
 //!
 //! Pure: a resolved spec and the MetricTemplates at hand in, a [`Plan`] out.
-//! The same schedule functions drive the engine, so the plan cannot drift
-//! from what `run` does.
+//! The steps, their routings and gates, the promotion gate and the
+//! promotion's routings are read from the rollout's [`Schedule`], the same
+//! value the engine walks, so the plan cannot drift from what `run` does;
+//! this module only adds what a reader needs around it (timing, hooks and
+//! checks by name, queries, objects).
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::schedule::{self, Routing, TOTAL_WEIGHT};
+use super::schedule::{Routing, Schedule, TOTAL_WEIGHT};
 use crate::names;
 use crate::provider::Provider;
 use crate::queries::{builtin, template};
 use crate::spec::resolve::{
-    HookType, MetricSource, ProviderSource, ResolvedCanary, ResolvedMetric, Strategy,
+    HookType, MetricSource, ProviderSource, ResolvedCanary, ResolvedMetric,
 };
 use crate::spec::types::MetricTemplate;
 
@@ -39,6 +42,11 @@ pub struct Plan {
     pub checks: Vec<PlanCheck>,
     /// From the last successful check to Succeeded.
     pub promotion: Vec<String>,
+    /// The gate webhooks asked after the last step's checks, before the
+    /// spec is copied to the primary.
+    pub promotion_gates: Vec<PlanHook>,
+    /// The routings set, in order, once the primary runs the new revision.
+    pub promotion_routing: Vec<Routing>,
     /// What happens when `threshold` checks have failed.
     pub rollback: Vec<String>,
     pub objects: Vec<PlanObject>,
@@ -60,12 +68,33 @@ pub struct PlanStep {
     #[serde(serialize_with = "ser_duration")]
     pub at: Duration,
     pub routing: Routing,
+    /// The shares of all live traffic by weight (matched requests and
+    /// mirrored copies are not counted: see `routing`).
     pub primary_weight: u32,
     pub canary_weight: u32,
-    /// Gates and hooks called before the routing is applied.
-    pub before: Vec<String>,
-    /// Hooks called, then checks run, one interval later.
-    pub after: Vec<String>,
+    /// The gate webhooks that must all answer yes before the routing is
+    /// applied; empty when the step is not gated.
+    pub gates: Vec<PlanHook>,
+    /// The webhooks called one interval later, before the checks.
+    pub hooks: Vec<PlanHook>,
+    /// The metrics checked one interval later, by name (see
+    /// [`Plan::checks`]).
+    pub checks: Vec<String>,
+}
+
+/// A webhook, by type and name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanHook {
+    #[serde(rename = "type")]
+    pub kind: HookType,
+    pub name: String,
+}
+
+impl std::fmt::Display for PlanHook {
+    /// `confirm-promotion approve`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.as_str(), self.name)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,9 +131,6 @@ fn hook_label(kind: HookType, name: &str) -> String {
 /// Builds the plan.
 pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
     let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
-    let hooks = |kind: HookType| -> Vec<String> {
-        c.hooks(kind).map(|h| hook_label(kind, &h.name)).collect()
-    };
     let mut notes = c.notes.clone();
     if c.provider.is_none() {
         notes.push(
@@ -135,49 +161,49 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         ));
     }
 
-    let mut steps = Vec::new();
-    let mut checks = Vec::new();
-    if !c.skip_analysis {
-        let raw = schedule::steps(c);
-        let check_names: Vec<String> = c.metrics.iter().map(|m| m.name.clone()).collect();
-        for (i, s) in raw.iter().enumerate() {
-            let (primary, canary) = s.routing.weights();
-            let mut before = Vec::new();
-            if matches!(c.strategy, Strategy::Canary { .. })
-                && matches!(s.routing, Routing::Weighted { .. })
-            {
-                before.extend(hooks(HookType::ConfirmTrafficIncrease));
-            }
-            if matches!(c.strategy, Strategy::BlueGreen { .. })
-                && matches!(s.routing, Routing::Weighted { .. })
-            {
-                before.extend(hooks(HookType::ConfirmPromotion));
-            }
-            let mut after = hooks(HookType::Rollout);
-            after.extend(check_names.iter().map(|n| format!("check {n}")));
-            steps.push(PlanStep {
-                number: s.number,
-                at: c.interval * i as u32,
-                routing: s.routing,
-                primary_weight: primary,
-                canary_weight: canary,
-                before,
-                after,
-            });
-        }
-        checks = c.metrics.iter().map(|m| check(c, m, templates)).collect();
-    } else {
+    let schedule = Schedule::of(c);
+    let plan_hooks = |kind: Option<HookType>| -> Vec<PlanHook> {
+        kind.map(|kind| {
+            c.hooks(kind)
+                .map(|h| PlanHook {
+                    kind,
+                    name: h.name.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let check_names: Vec<String> = c.metrics.iter().map(|m| m.name.clone()).collect();
+    let steps: Vec<PlanStep> = schedule
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PlanStep {
+            number: s.number,
+            at: c.interval * i as u32,
+            routing: s.routing.clone(),
+            primary_weight: s.routing.primary_weight(),
+            canary_weight: s.routing.canary_weight(),
+            gates: plan_hooks(s.gate),
+            hooks: plan_hooks(Some(HookType::Rollout)),
+            checks: check_names.clone(),
+        })
+        .collect();
+    let checks = if c.skip_analysis {
         notes
             .push("skipAnalysis is set: the canary is promoted as soon as it is ready".to_string());
-    }
+        Vec::new()
+    } else {
+        c.metrics.iter().map(|m| check(c, m, templates)).collect()
+    };
 
+    let promotion_gates = plan_hooks(schedule.promotion_gate);
     let mut promotion = Vec::new();
-    let gated_in_steps = matches!(c.strategy, Strategy::BlueGreen { .. }) && c.routes_traffic();
-    if !gated_in_steps {
-        for g in c.hooks(HookType::ConfirmPromotion) {
+    if let Some(gate) = schedule.promotion_gate {
+        for g in c.hooks(gate) {
             promotion.push(format!(
                 "wait for gate {} ({}) to open",
-                hook_label(HookType::ConfirmPromotion, &g.name),
+                hook_label(gate, &g.name),
                 g.url
             ));
         }
@@ -190,12 +216,7 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         "wait until {}% of the primary's pods are ready",
         c.primary_ready_threshold
     ));
-    let last_canary = steps.last().map(|s| s.canary_weight).unwrap_or(0);
-    let gradual = if c.routes_traffic() && c.step_weight_promotion > 0 && last_canary > 0 {
-        schedule::promotion_weights(last_canary, c.step_weight_promotion)
-    } else {
-        Vec::new()
-    };
+    let gradual = &schedule.promotion_weights;
     if !c.routes_traffic() {
         promotion.push("point the apex service back at the primary".to_string());
     } else if gradual.len() > 1 {
@@ -260,6 +281,8 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         steps,
         checks,
         promotion,
+        promotion_gates,
+        promotion_routing: schedule.promotion_routings(),
         rollback,
         objects: objects(c),
         min_duration,

@@ -2,10 +2,10 @@
 //! `<target>-primary` workload.
 //!
 //! One schema-versioned JSON document holds everything a later run needs to
-//! resume: phase, weight, failed checks, iterations, which revision is under
-//! analysis and which was last promoted, when the phase last changed, a
-//! bounded history of steps with their metric values, and the lease of the
-//! driver currently acting on it.
+//! resume: phase, weight, failed checks, iterations, the schedule step in
+//! place, which revision is under analysis and which was last promoted,
+//! when the phase last changed, a bounded history of steps with their
+//! metric values, and the lease of the driver currently acting on it.
 
 use std::collections::BTreeMap;
 
@@ -147,6 +147,11 @@ pub struct State {
     pub canary_weight: u32,
     pub failed_checks: u32,
     pub iterations: u32,
+    /// The number of the schedule step whose routing is in place (1-based;
+    /// 0 before the first). Absent from documents written before it was
+    /// kept: the engine then infers it from the weight and iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
     /// Revision (canonical hash of the target's pod template and tracked
     /// configs) that the current or last analysis is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +199,7 @@ impl State {
             canary_weight: 0,
             failed_checks: 0,
             iterations: 0,
+            step: None,
             last_applied_spec: None,
             last_promoted_spec: None,
             tracked_configs: BTreeMap::new(),

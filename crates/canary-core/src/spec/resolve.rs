@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Canary, MetricTemplate};
+use super::types::{Canary, HttpMatchRequest, MetricTemplate};
 use super::{Doc, SpecFile};
 use crate::provider::Provider;
 
@@ -197,6 +197,12 @@ pub struct ResolvedCanary {
     pub max_weight: u32,
     pub step_weight_promotion: u32,
     pub iterations: u32,
+    /// A/B testing: requests matching any of these go to the canary
+    /// (`analysis.match`; empty for every other strategy).
+    pub matches: Vec<HttpMatchRequest>,
+    /// The percentage of requests copied to the canary while mirroring
+    /// (`analysis.mirrorWeight`); `None` copies every request.
+    pub mirror_weight: Option<u32>,
     pub primary_ready_threshold: u32,
     pub canary_ready_threshold: u32,
     pub progress_deadline_seconds: u64,
@@ -382,6 +388,21 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         Strategy::Canary { mirror }
     };
 
+    // Only an A/B analysis routes by request; Flagger drops the match
+    // everywhere else (the kubernetes provider included).
+    let matches = match strategy {
+        Strategy::AbTesting => analysis.r#match.clone(),
+        _ => Vec::new(),
+    };
+    let mirrors = matches!(
+        strategy,
+        Strategy::Canary { mirror: true } | Strategy::BlueGreen { mirror: true }
+    );
+    let mirror_weight = match analysis.mirror_weight {
+        Some(w) if w > 0 && mirrors => Some((w as u32).min(100)),
+        _ => None,
+    };
+
     let threshold = match analysis.threshold.unwrap_or(0) {
         t if t <= 0 => 1,
         t => t as u32,
@@ -514,6 +535,8 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         max_weight,
         step_weight_promotion: nonneg(analysis.step_weight_promotion),
         iterations,
+        matches,
+        mirror_weight,
         primary_ready_threshold: percent(analysis.primary_ready_threshold.map(|v| v as f64)),
         canary_ready_threshold: percent(analysis.canary_ready_threshold.map(|v| v as f64)),
         progress_deadline_seconds: spec

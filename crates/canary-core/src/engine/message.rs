@@ -1,0 +1,441 @@
+//! What the engine tells people, as values.
+//!
+//! Each round's [`Message`]s say what happened in Flagger's words: their
+//! [`Display`](fmt::Display) is the exact text Flagger records (and the
+//! history, the live view, the log lines and the JSON events show), and
+//! [`Message::severity`] is the event type Flagger records it with
+//! (`recordEventWarningf` or `recordEventInfof`), which the `event`
+//! webhooks receive. Code that reacts to a message matches its variant;
+//! nothing decides on the text.
+
+use std::fmt;
+
+use super::schedule::Advance;
+use crate::spec::resolve::HookType;
+
+/// The type of a Kubernetes event, as Flagger records a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+impl Severity {
+    /// `Normal` or `Warning`, as in an event's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Normal => "Normal",
+            Severity::Warning => "Warning",
+        }
+    }
+}
+
+/// How a metric outside its bounds is worded: Flagger words its two
+/// built-in checks apart from every other metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wording {
+    /// `success rate 91.20% < 99%`.
+    SuccessRate,
+    /// `request duration 1.2s > 500ms` (values in milliseconds).
+    Duration,
+    /// `error-rate 3.5 > 1`.
+    Plain,
+}
+
+/// One message of a round. `canary` is `NAME.NAMESPACE` of the Canary,
+/// `target` the same of its target workload, as Flagger prints them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// The first run creates the primary (`primary` is its name), the
+    /// services and the router.
+    Initializing {
+        canary: String,
+        primary: String,
+    },
+    Initialized {
+        canary: String,
+    },
+    NewRevision {
+        target: String,
+    },
+    /// A new revision arrived while an analysis was under way.
+    Restarting {
+        target: String,
+    },
+    Starting {
+        target: String,
+    },
+    PreRolloutPassed {
+        hook: String,
+    },
+    /// A step of the schedule was applied.
+    Advanced {
+        canary: String,
+        advance: Advance,
+    },
+    /// A gate is closed; `hooks` names its webhooks.
+    WaitingForApproval {
+        canary: String,
+        gate: HookType,
+        hooks: String,
+    },
+    PreRolloutFailed {
+        canary: String,
+        hook: String,
+        reason: String,
+    },
+    /// A rollout webhook failed: the check fails without querying metrics.
+    HookFailed {
+        canary: String,
+        hook: String,
+        reason: String,
+    },
+    /// A metric query returned no data.
+    NoValues {
+        canary: String,
+        /// The provider the built-in queries are read for, or `metrics`.
+        provider: String,
+        metric: String,
+    },
+    QueryFailed {
+        canary: String,
+        metric: String,
+        error: String,
+    },
+    /// A metric value is outside its bounds (in the metric's unit).
+    OutOfRange {
+        canary: String,
+        metric: String,
+        wording: Wording,
+        value: f64,
+        bound: f64,
+        /// Above the maximum (else below the minimum).
+        above: bool,
+    },
+    /// The canary is being rolled back, and why.
+    RollingBack {
+        canary: String,
+        reason: String,
+    },
+    Failed {
+        target: String,
+    },
+    /// `canary abort`: traffic back to the primary.
+    Aborting {
+        canary: String,
+        by: String,
+    },
+    Aborted {
+        target: String,
+    },
+    PromotionRequested {
+        canary: String,
+        by: String,
+    },
+    Paused {
+        canary: String,
+        canary_weight: u32,
+        by: String,
+    },
+    Resumed {
+        canary: String,
+        by: String,
+    },
+    /// A request that does not fit the phase.
+    Ignored {
+        canary: String,
+        request: String,
+        by: String,
+        why: String,
+    },
+    AnalysisSkipped {
+        target: String,
+    },
+    /// Promotion: the target's spec is copied to `primary`.
+    Copying {
+        target: String,
+        primary: String,
+    },
+    RoutingAllToPrimary,
+    /// A shift of a gradual promotion.
+    PrimaryWeight {
+        canary: String,
+        weight: u32,
+    },
+    Completed {
+        target: String,
+    },
+}
+
+impl Message {
+    /// How Flagger records the message: the `Halt …`, `Rolling back …` and
+    /// `Canary failed! …` lines are warnings; so are their counterparts
+    /// for `canary abort`, which takes a rollout away as a rollback does.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Message::WaitingForApproval { .. }
+            | Message::PreRolloutFailed { .. }
+            | Message::HookFailed { .. }
+            | Message::NoValues { .. }
+            | Message::QueryFailed { .. }
+            | Message::OutOfRange { .. }
+            | Message::RollingBack { .. }
+            | Message::Failed { .. }
+            | Message::Aborting { .. }
+            | Message::Aborted { .. } => Severity::Warning,
+            Message::Initializing { .. }
+            | Message::Initialized { .. }
+            | Message::NewRevision { .. }
+            | Message::Restarting { .. }
+            | Message::Starting { .. }
+            | Message::PreRolloutPassed { .. }
+            | Message::Advanced { .. }
+            | Message::PromotionRequested { .. }
+            | Message::Paused { .. }
+            | Message::Resumed { .. }
+            | Message::Ignored { .. }
+            | Message::AnalysisSkipped { .. }
+            | Message::Copying { .. }
+            | Message::RoutingAllToPrimary
+            | Message::PrimaryWeight { .. }
+            | Message::Completed { .. } => Severity::Normal,
+        }
+    }
+
+    pub fn is_warning(&self) -> bool {
+        self.severity() == Severity::Warning
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::Initializing { canary, primary } => write!(
+                f,
+                "Initializing {canary}: creating {primary}, services and router"
+            ),
+            Message::Initialized { canary } => write!(f, "Initialization done! {canary}"),
+            Message::NewRevision { target } => {
+                write!(f, "New revision detected! Scaling up {target}")
+            }
+            Message::Restarting { target } => {
+                write!(f, "New revision detected! Restarting analysis for {target}")
+            }
+            Message::Starting { target } => write!(f, "Starting canary analysis for {target}"),
+            Message::PreRolloutPassed { hook } => write!(f, "Pre-rollout check {hook} passed"),
+            Message::Advanced { canary, advance } => match advance {
+                Advance::Weight(w) => write!(f, "Advance {canary} canary weight {w}"),
+                Advance::Mirror => write!(f, "Advance {canary} mirroring traffic to the canary"),
+                Advance::Iteration { number, of } => {
+                    write!(f, "Advance {canary} canary iteration {number}/{of}")
+                }
+                Advance::AllToCanary {
+                    after_mirroring: true,
+                } => f.write_str("Stop traffic mirroring and route all traffic to canary"),
+                Advance::AllToCanary {
+                    after_mirroring: false,
+                } => f.write_str("Routing all traffic to canary"),
+            },
+            Message::WaitingForApproval {
+                canary,
+                gate,
+                hooks,
+            } => {
+                let what = match gate {
+                    HookType::ConfirmPromotion => "promotion approval",
+                    HookType::ConfirmTrafficIncrease => "traffic increase approval",
+                    _ => "approval",
+                };
+                write!(f, "Halt {canary} advancement waiting for {what} {hooks}")
+            }
+            Message::PreRolloutFailed {
+                canary,
+                hook,
+                reason,
+            } => write!(
+                f,
+                "Halt {canary} advancement pre-rollout check {hook} failed {reason}"
+            ),
+            Message::HookFailed {
+                canary,
+                hook,
+                reason,
+            } => write!(
+                f,
+                "Halt {canary} advancement external check {hook} failed {reason}"
+            ),
+            Message::NoValues {
+                canary,
+                provider,
+                metric,
+            } => write!(
+                f,
+                "Halt advancement no values found for {provider} metric {metric} probably \
+                 {canary} is not receiving traffic"
+            ),
+            Message::QueryFailed {
+                canary,
+                metric,
+                error,
+            } => write!(
+                f,
+                "Halt {canary} advancement {metric} query failed: {error}"
+            ),
+            Message::OutOfRange {
+                canary,
+                metric,
+                wording,
+                value,
+                bound,
+                above,
+            } => {
+                let op = if *above { ">" } else { "<" };
+                match wording {
+                    Wording::SuccessRate => write!(
+                        f,
+                        "Halt {canary} advancement success rate {value:.2}% {op} {}%",
+                        fmt_num(*bound)
+                    ),
+                    Wording::Duration => write!(
+                        f,
+                        "Halt {canary} advancement request duration {} {op} {}",
+                        fmt_ms(*value),
+                        fmt_ms(*bound)
+                    ),
+                    Wording::Plain => write!(
+                        f,
+                        "Halt {canary} advancement {metric} {} {op} {}",
+                        fmt_num(*value),
+                        fmt_num(*bound)
+                    ),
+                }
+            }
+            Message::RollingBack { canary, reason } => write!(f, "Rolling back {canary} {reason}"),
+            Message::Failed { target } => write!(f, "Canary failed! Scaling down {target}"),
+            Message::Aborting { canary, by } => write!(
+                f,
+                "Aborting {canary} as requested by {by}: routing all traffic to the primary"
+            ),
+            Message::Aborted { target } => write!(f, "Canary aborted! Scaling down {target}"),
+            Message::PromotionRequested { canary, by } => write!(
+                f,
+                "Promotion of {canary} requested by {by}: skipping the rest of the analysis"
+            ),
+            Message::Paused {
+                canary,
+                canary_weight,
+                by,
+            } => write!(
+                f,
+                "Paused {canary} at canary weight {canary_weight} as requested by {by}"
+            ),
+            Message::Resumed { canary, by } => write!(f, "Resumed {canary} as requested by {by}"),
+            Message::Ignored {
+                canary,
+                request,
+                by,
+                why,
+            } => write!(f, "Ignored {request} requested by {by} for {canary}: {why}"),
+            Message::AnalysisSkipped { target } => {
+                write!(f, "Promotion with analysis skipped for {target}")
+            }
+            Message::Copying { target, primary } => {
+                write!(f, "Copying {target} template spec to {primary}")
+            }
+            Message::RoutingAllToPrimary => f.write_str("Routing all traffic to primary"),
+            Message::PrimaryWeight { canary, weight } => {
+                write!(f, "Advance {canary} primary weight {weight}")
+            }
+            Message::Completed { target } => {
+                write!(f, "Promotion completed! Scaling down {target}")
+            }
+        }
+    }
+}
+
+/// A number as Flagger's `%v` prints a float: no trailing zeros.
+pub(crate) fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Milliseconds the way Go prints a `time.Duration`: `500ms`, `1.2s`.
+pub(crate) fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{}s", fmt_num(ms / 1000.0))
+    } else {
+        format!("{}ms", fmt_num(ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_formatting_follows_go() {
+        assert_eq!(fmt_ms(500.0), "500ms");
+        assert_eq!(fmt_ms(1200.0), "1.2s");
+        assert_eq!(fmt_ms(1450.0), "1.45s");
+        assert_eq!(fmt_num(99.0), "99");
+        assert_eq!(fmt_num(0.5), "0.5");
+    }
+
+    #[test]
+    fn halts_rollbacks_and_failures_are_warnings_as_in_flagger() {
+        let canary = "podinfo.prod".to_string();
+        let target = "podinfo.prod".to_string();
+        let warnings = [
+            Message::OutOfRange {
+                canary: canary.clone(),
+                metric: "request-success-rate".into(),
+                wording: Wording::SuccessRate,
+                value: 91.2,
+                bound: 99.0,
+                above: false,
+            },
+            Message::RollingBack {
+                canary: canary.clone(),
+                reason: "failed checks threshold reached 5".into(),
+            },
+            Message::Failed {
+                target: target.clone(),
+            },
+        ];
+        let texts: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "Halt podinfo.prod advancement success rate 91.20% < 99%",
+                "Rolling back podinfo.prod failed checks threshold reached 5",
+                "Canary failed! Scaling down podinfo.prod",
+            ]
+        );
+        assert!(warnings.iter().all(Message::is_warning));
+
+        let normal = [
+            Message::NewRevision {
+                target: target.clone(),
+            },
+            Message::Advanced {
+                canary: canary.clone(),
+                advance: Advance::Weight(5),
+            },
+            Message::Completed { target },
+        ];
+        let texts: Vec<String> = normal.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "New revision detected! Scaling up podinfo.prod",
+                "Advance podinfo.prod canary weight 5",
+                "Promotion completed! Scaling down podinfo.prod",
+            ]
+        );
+        assert!(normal.iter().all(|m| m.severity() == Severity::Normal));
+    }
+}
