@@ -638,6 +638,9 @@ impl Round<'_> {
             return Ok(());
         }
 
+        if self.adopt_applied_step() {
+            return Ok(());
+        }
         let Some(next_check) = self.d.state.next_check else {
             return self.first_step();
         };
@@ -751,6 +754,39 @@ impl Round<'_> {
             None if s.next_check.is_none() => 0,
             None => schedule.steps_reached(s.canary_weight, s.iterations),
         }
+    }
+
+    /// A round that set the next step's routing and stopped before its
+    /// state was written (killed, or its write lost) leaves the router one
+    /// step ahead of the state. The router is the truth: the step is taken
+    /// as applied now, and its checks get a full interval, rather than
+    /// being applied and announced a second time. `true` when it did.
+    fn adopt_applied_step(&mut self) -> bool {
+        let Some(observed) = &self.o.routing else {
+            return false;
+        };
+        let schedule = Schedule::of(self.c);
+        let done = self.steps_done(&schedule);
+        let Some(next) = schedule.steps.get(done) else {
+            return false;
+        };
+        let current = match done.checked_sub(1) {
+            Some(i) => schedule.steps[i].routing.clone(),
+            None => Routing::all_primary(),
+        };
+        if next.routing != *observed || current == *observed {
+            return false;
+        }
+        let s = &mut self.d.state;
+        s.awaiting_gate = None;
+        s.step = Some(next.number as u32);
+        s.canary_weight = next.routing.canary_weight();
+        if let Some(i) = next.iteration {
+            s.iterations = i;
+        }
+        s.step_started = Some(self.o.now);
+        self.schedule_check();
+        true
     }
 
     /// The checks of the current step passed (or there is no step yet):

@@ -1295,6 +1295,41 @@ fn a_blue_green_rollout_on_the_kubernetes_provider_runs_as_planned() {
 }
 
 #[test]
+fn a_step_the_router_shows_but_the_state_missed_is_taken_as_applied_not_repeated() {
+    // Step 1 (5%) is in place and checked; the round that set step 2
+    // (10%) stopped before writing the state.
+    let (mut s, mut o) = at_weight(5, 20_000);
+    s.step = Some(1);
+    o.routing = Some(Routing::weighted(10));
+    o.now = Time(25_000);
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(d.events.is_empty(), "not announced twice: {:?}", d.events);
+    assert_eq!(d.state.step, Some(2));
+    assert_eq!(d.state.canary_weight, 10);
+    // A full interval at the new weight before its checks.
+    assert_eq!(d.state.next_check, Some(Time(25_000).plus(seed().interval)));
+    assert_eq!(d.next, Next::At(Time(25_000).plus(seed().interval)));
+
+    // The first step, set before the state said the analysis had begun.
+    let (mut s, mut o) = at_weight(0, 20_000);
+    s.step = Some(0);
+    s.next_check = None;
+    o.routing = Some(Routing::weighted(5));
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.state.step, Some(1));
+
+    // A router that matches the state is not a missed step.
+    let (mut s, o) = at_weight(5, 20_000);
+    s.step = Some(1);
+    assert_eq!(
+        decide(&seed(), &s, &o, &Answers::default()),
+        Step::Ask(Question::Analysis)
+    );
+}
+
+#[test]
 fn a_state_written_before_the_step_was_kept_resumes_at_its_weight() {
     // A mirroring canary at weight 20 whose document has no `step`.
     let c = seed_as(
