@@ -26,3 +26,40 @@ fn generated_completions_and_man_pages_are_up_to_date() {
         stale.join(", ")
     );
 }
+
+/// The README's table of what `canary run` drives says what the capability
+/// table says, provider by provider.
+#[test]
+fn the_readme_provider_table_agrees_with_the_capability_table() {
+    use canary_core::provider::Provider;
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## What `canary run` drives")
+        .nth(1)
+        .expect("README has the section");
+    let rows: Vec<&str> = section
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| `"))
+        .collect();
+    for p in Provider::ALL {
+        let name = p.name();
+        // `smi:v1alpha1`–`v1alpha3` stands for the three SMI versions.
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.split('|').nth(1).is_some_and(|cell| {
+                    cell.contains(&format!("`{name}`"))
+                        || (name.starts_with("smi:") && cell.contains("`smi:v1alpha1`"))
+                })
+            })
+            .unwrap_or_else(|| panic!("the README table has no row for {name}"));
+        let refused = row.contains("refused");
+        assert_eq!(
+            refused,
+            !p.capabilities().is_driven(),
+            "README says {name} is {}: {row}",
+            if refused { "refused" } else { "driven" }
+        );
+    }
+}
