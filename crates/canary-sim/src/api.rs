@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use base64::engine::general_purpose::{self, GeneralPurpose};
+use base64::{Engine as _, alphabet};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -1065,11 +1067,12 @@ static LIST_OPTIONS: KindInfo = KindInfo {
 /// A continue token in the real server's format.
 fn encode_continue(rv: u64, start: &str) -> String {
     let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
-    base64_url(raw.as_bytes())
+    CONTINUE_TOKEN.encode(raw)
 }
 
 fn decode_continue(token: &str) -> Option<(u64, String)> {
-    let raw = base64_url_decode(token)?;
+    // A padded token is taken too.
+    let raw = CONTINUE_TOKEN.decode(token.trim_end_matches('=')).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     if v["v"] != "meta.k8s.io/v1" {
         return None;
@@ -1077,42 +1080,13 @@ fn decode_continue(token: &str) -> Option<(u64, String)> {
     Some((v["rv"].as_u64()?, v["start"].as_str()?.to_string()))
 }
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64_url(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(B64URL[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-    }
-    out
-}
-
-fn base64_url_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut bits: u32 = 0;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes() {
-        let v = B64URL.iter().position(|&x| x == c)? as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    Some(out)
-}
+/// Go's `base64.RawURLEncoding`, which the API server writes its tokens
+/// with. Decoding, like Go's, does not insist that the unused bits of the
+/// last character are zero.
+const CONTINUE_TOKEN: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    general_purpose::NO_PAD.with_decode_allow_trailing_bits(true),
+);
 
 fn obj_key(o: &Value) -> String {
     let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
@@ -2277,6 +2251,18 @@ mod tests {
     fn continue_tokens_round_trip() {
         let t = encode_continue(42, "default/b");
         assert_eq!(decode_continue(&t), Some((42, "default/b".to_string())));
+    }
+
+    #[test]
+    fn continue_tokens_are_url_safe_base64_without_padding() {
+        let t = encode_continue(42, "a/~~~");
+        assert_eq!(
+            t,
+            "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NDIsInN0YXJ0IjoiYS9-fn4ifQ"
+        );
+        let padded = format!("{t}==");
+        assert_eq!(decode_continue(&padded), Some((42, "a/~~~".to_string())));
+        assert_eq!(decode_continue("not base64!"), None);
     }
 
     #[test]
