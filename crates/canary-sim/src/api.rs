@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use base64::engine::general_purpose::{self, GeneralPurpose};
 use base64::{Engine as _, alphabet};
 use bytes::Bytes;
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -375,42 +376,14 @@ fn success_status(k: &KindInfo, name: &str, uid: &str) -> Value {
 // Query parameters.
 // ---------------------------------------------------------------------------
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The parameters of a query string, decoded as a form (`+` is a space).
 struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
         Self(
-            q.unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| match p.split_once('=') {
-                    Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                    None => (percent_decode(p), String::new()),
-                })
+            form_urlencoded::parse(q.unwrap_or("").as_bytes())
+                .into_owned()
                 .collect(),
         )
     }
@@ -552,7 +525,11 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(|s| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let kinds = state.store.kinds();
@@ -2267,10 +2244,10 @@ mod tests {
 
     #[test]
     fn percent_decoding_handles_selectors() {
-        assert_eq!(
-            percent_decode("app%3Dpodinfo%2Cx+in+%28a%29"),
-            "app=podinfo,x in (a)"
-        );
-        assert_eq!(percent_decode("100%"), "100%");
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dpodinfo%2Cx+in+%28a%29&limit=100%",
+        ));
+        assert_eq!(q.get("labelSelector"), Some("app=podinfo,x in (a)"));
+        assert_eq!(q.get("limit"), Some("100%"));
     }
 }
