@@ -525,11 +525,8 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        // As Go's `URL.Path` has them: `+` stays a plus, unlike in a query.
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let kinds = state.store.kinds();
