@@ -147,8 +147,7 @@ impl Faults {
     }
 
     fn decide(&self) -> (Duration, FaultAction) {
-        let chance =
-            |rate: f64| rate > 0.0 && (store::random_u64() as f64 / u64::MAX as f64) < rate;
+        let chance = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
         self.with(|s| {
             let action = if s.drop_next > 0 {
                 s.drop_next -= 1;

@@ -86,11 +86,7 @@ impl Sim {
         let store = Arc::new(Store::new(Kinds::new(config.crds)));
         store.set_history_limit(config.watch_history);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let token = format!(
-            "sim-{:016x}{:016x}",
-            crate::store::random_u64(),
-            crate::store::random_u64()
-        );
+        let token = format!("sim-{:032x}", fastrand::u128(..));
         let state = Arc::new(ApiState {
             store,
             token,

@@ -11,7 +11,6 @@
 //! garbage collection and namespace lifecycle.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -646,26 +645,6 @@ pub struct Store {
     created: String,
 }
 
-static RNG: AtomicU64 = AtomicU64::new(0);
-
-/// A random 64-bit number (splitmix64 over a time-seeded counter).
-pub fn random_u64() -> u64 {
-    if RNG.load(Ordering::Relaxed) == 0 {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        let _ = RNG.compare_exchange(0, seed | 1, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    let mut z = RNG
-        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn format_uid(a: u64, b: u64) -> String {
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -678,7 +657,7 @@ fn format_uid(a: u64, b: u64) -> String {
 }
 
 pub fn new_uid() -> String {
-    format_uid(random_u64(), random_u64())
+    format_uid(fastrand::u64(..), fastrand::u64(..))
 }
 
 /// A uid derived from a name (for fixed objects such as CRDs).
@@ -1523,13 +1502,8 @@ impl Inner {
             let prefix = meta_str(&obj, "generateName").to_string();
             if !prefix.is_empty() {
                 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-                let mut r = random_u64();
                 let suffix: String = (0..5)
-                    .map(|_| {
-                        let c = ALPHABET[(r % ALPHABET.len() as u64) as usize] as char;
-                        r /= ALPHABET.len() as u64;
-                        c
-                    })
+                    .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
                     .collect();
                 let base: String = prefix.chars().take(58).collect();
                 obj["metadata"]["name"] = json!(format!("{base}{suffix}"));
