@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::scenario::{Behaviours, Rng, SAFE_ALPHABET};
 use crate::store::{
-    ApiError, DeleteOptions, Store, Subresource, WriteOptions, now_rfc3339, stable_uid,
+    ApiError, DeleteOptions, Store, Subresource, WriteOptions, fnv64, now_rfc3339, stable_uid,
 };
 
 /// How the controller behaves.
@@ -1094,14 +1094,6 @@ fn pod_status(pod: &Value, rt: &PodRt, stage: Stage, restarts: u32) -> Value {
         status["podIPs"] = json!([{"ip": rt.ip}]);
     }
     status
-}
-
-fn fnv64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

@@ -662,11 +662,17 @@ pub fn new_uid() -> String {
 
 /// A uid derived from a name (for fixed objects such as CRDs).
 pub fn stable_uid(name: &str) -> String {
+    let h = fnv64(name);
+    format_uid(h, h.rotate_left(17) ^ 0x5bd1_e995)
+}
+
+/// FNV-1a, 64 bits: a stable hash for the ids the sim derives from names.
+pub(crate) fn fnv64(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
+    for b in s.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
     }
-    format_uid(h, h.rotate_left(17) ^ 0x5bd1_e995)
+    h
 }
 
 /// Now as the API's `metav1.Time`.
