@@ -13,8 +13,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -511,16 +509,6 @@ pub enum ChangeType {
     Added,
     Modified,
     Deleted,
-}
-
-impl ChangeType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
 }
 
 /// One committed change, as kept in the watch history.
@@ -1068,22 +1056,6 @@ impl Store {
             .map(|o| o.object)
     }
 
-    /// Replaces an object; a `metadata.resourceVersion` in it is checked.
-    pub fn update(&self, obj: Value) -> Result<Value, ApiError> {
-        let (k, ns) = self.kind_of(&obj)?;
-        let name = meta_str(&obj, "name").to_string();
-        self.update_in(k, &ns, &name, obj, Subresource::Main, &controller_write())
-            .map(|o| o.object)
-    }
-
-    /// Replaces an object's status, as a write to `/status`.
-    pub fn update_status(&self, obj: Value) -> Result<Value, ApiError> {
-        let (k, ns) = self.kind_of(&obj)?;
-        let name = meta_str(&obj, "name").to_string();
-        self.update_in(k, &ns, &name, obj, Subresource::Status, &controller_write())
-            .map(|o| o.object)
-    }
-
     /// Atomically changes an object (never a conflict): `f` edits a copy of
     /// the live object, which is then written as an update of `sub`.
     pub fn modify(
@@ -1110,71 +1082,6 @@ impl Store {
         })
         .map(|o| o.object)
     }
-
-    /// Deletes an object (background propagation).
-    pub fn delete(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        let k = self.kind(api_version, kind)?;
-        match self.delete_in(k, namespace, name, &DeleteOptions::default())? {
-            DeleteOutcome::Deleted(v) | DeleteOutcome::Pending(v) => Ok(v),
-        }
-    }
-
-    /// A typed object, e.g. `store.get_as::<Deployment>("default", "podinfo")`.
-    pub fn get_as<K: k8s_openapi::Resource + DeserializeOwned>(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Option<K> {
-        self.get(K::API_VERSION, K::KIND, namespace, name)
-            .and_then(|v| serde_json::from_value(v).ok())
-    }
-
-    /// Typed objects of a kind.
-    pub fn list_as<K: k8s_openapi::Resource + DeserializeOwned>(
-        &self,
-        namespace: Option<&str>,
-    ) -> Vec<K> {
-        self.list(K::API_VERSION, K::KIND, namespace)
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
-    }
-
-    /// Creates a typed object.
-    pub fn create_as<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
-        &self,
-        obj: &K,
-    ) -> Result<K, ApiError> {
-        let v = serde_json::to_value(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let out = self.create(with_type::<K>(v))?;
-        serde_json::from_value(out).map_err(|e| ApiError::internal(&e.to_string()))
-    }
-
-    /// Replaces a typed object (resourceVersion checked if set).
-    pub fn update_as<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
-        &self,
-        obj: &K,
-    ) -> Result<K, ApiError> {
-        let v = serde_json::to_value(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let out = self.update(with_type::<K>(v))?;
-        serde_json::from_value(out).map_err(|e| ApiError::internal(&e.to_string()))
-    }
-
-    /// Replaces a typed object's status.
-    pub fn update_status_as<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
-        &self,
-        obj: &K,
-    ) -> Result<K, ApiError> {
-        let v = serde_json::to_value(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let out = self.update_status(with_type::<K>(v))?;
-        serde_json::from_value(out).map_err(|e| ApiError::internal(&e.to_string()))
-    }
 }
 
 /// How the sim's own controllers (and other direct users of [`Store`])
@@ -1184,12 +1091,6 @@ pub fn controller_write() -> WriteOptions {
         field_manager: Some("kube-controller-manager".to_string()),
         ..Default::default()
     }
-}
-
-fn with_type<K: k8s_openapi::Resource>(mut v: Value) -> Value {
-    v["apiVersion"] = json!(K::API_VERSION);
-    v["kind"] = json!(K::KIND);
-    v
 }
 
 fn forbidden_write(k: &KindInfo, verb: &str, name: &str) -> ApiError {
