@@ -90,10 +90,6 @@ impl Faults {
         f(&mut self.settings.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn settings(&self) -> FaultSettings {
-        self.with(|s| s.clone())
-    }
-
     pub fn set(&self, settings: FaultSettings) {
         self.with(|s| *s = settings);
     }

@@ -452,7 +452,6 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
 /// The kinds served by one simulated cluster.
 #[derive(Debug, Clone)]
 pub struct Kinds {
-    installed: CrdGroups,
     served: Vec<&'static KindInfo>,
 }
 
@@ -468,15 +467,7 @@ impl Kinds {
                 Some(CrdGroup::Flagger) => installed.flagger,
             })
             .collect();
-        Self { installed, served }
-    }
-
-    pub fn installed(&self) -> CrdGroups {
-        self.installed
-    }
-
-    pub fn all(&self) -> &[&'static KindInfo] {
-        &self.served
+        Self { served }
     }
 
     /// The resource served at `/apis/GROUP/VERSION/PLURAL`.

@@ -444,16 +444,6 @@ impl Rules {
         })
     }
 
-    /// Adds one rule in `scope` (for tests that build rules in code).
-    pub fn grant(mut self, scope: Scope, rule: PolicyRule) -> Rules {
-        self.grants.push(Grant {
-            scope,
-            rule,
-            origin: "rule given in code".to_string(),
-        });
-        self
-    }
-
     /// Reports refusals for this user name, e.g.
     /// `system:serviceaccount:prod:canary`.
     pub fn with_user(mut self, user: impl Into<String>) -> Rules {
@@ -472,11 +462,6 @@ impl Rules {
     /// Whether the token may do what `a` asks.
     pub fn allows(&self, a: &Attributes) -> bool {
         discovery_allows(a) || self.grants.iter().any(|g| g.applies_to(a))
-    }
-
-    /// The grants that allow `a`.
-    pub fn matching(&self, a: &Attributes) -> Vec<&Grant> {
-        self.grants.iter().filter(|g| g.applies_to(a)).collect()
     }
 
     /// Every single permission the grants hold (one verb on one resource of
