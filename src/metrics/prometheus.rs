@@ -28,6 +28,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+
 use http::Method;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::Secret;
@@ -69,7 +71,7 @@ impl Auth {
             Auth::Bearer(token) => format!("Bearer {token}"),
             Auth::Basic { username, password } => format!(
                 "Basic {}",
-                base64(format!("{username}:{password}").as_bytes())
+                BASE64_STANDARD.encode(format!("{username}:{password}"))
             ),
         };
         let mut v = HeaderValue::from_str(&value).map_err(|_| {
@@ -301,28 +303,6 @@ pub fn auth_from_data(
     let username = text("username").ok_or_else(|| missing("username"))?;
     let password = text("password").ok_or_else(|| missing("password"))?;
     Ok(Auth::Basic { username, password })
-}
-
-/// Standard base64 with padding, for basic auth.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `<address>/api/v1/query?query=...[&time=...]`.

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use base64::engine::general_purpose::{self, GeneralPurpose};
+use base64::{Engine as _, alphabet};
 use bytes::Bytes;
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -87,10 +90,6 @@ impl Faults {
         f(&mut self.settings.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn settings(&self) -> FaultSettings {
-        self.with(|s| s.clone())
-    }
-
     pub fn set(&self, settings: FaultSettings) {
         self.with(|s| *s = settings);
     }
@@ -144,8 +143,7 @@ impl Faults {
     }
 
     fn decide(&self) -> (Duration, FaultAction) {
-        let chance =
-            |rate: f64| rate > 0.0 && (store::random_u64() as f64 / u64::MAX as f64) < rate;
+        let chance = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
         self.with(|s| {
             let action = if s.drop_next > 0 {
                 s.drop_next -= 1;
@@ -373,42 +371,14 @@ fn success_status(k: &KindInfo, name: &str, uid: &str) -> Value {
 // Query parameters.
 // ---------------------------------------------------------------------------
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The parameters of a query string, decoded as a form (`+` is a space).
 struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
         Self(
-            q.unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| match p.split_once('=') {
-                    Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                    None => (percent_decode(p), String::new()),
-                })
+            form_urlencoded::parse(q.unwrap_or("").as_bytes())
+                .into_owned()
                 .collect(),
         )
     }
@@ -550,7 +520,8 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        // As Go's `URL.Path` has them: `+` stays a plus, unlike in a query.
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let kinds = state.store.kinds();
@@ -1065,11 +1036,12 @@ static LIST_OPTIONS: KindInfo = KindInfo {
 /// A continue token in the real server's format.
 fn encode_continue(rv: u64, start: &str) -> String {
     let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
-    base64_url(raw.as_bytes())
+    CONTINUE_TOKEN.encode(raw)
 }
 
 fn decode_continue(token: &str) -> Option<(u64, String)> {
-    let raw = base64_url_decode(token)?;
+    // A padded token is taken too.
+    let raw = CONTINUE_TOKEN.decode(token.trim_end_matches('=')).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     if v["v"] != "meta.k8s.io/v1" {
         return None;
@@ -1077,42 +1049,13 @@ fn decode_continue(token: &str) -> Option<(u64, String)> {
     Some((v["rv"].as_u64()?, v["start"].as_str()?.to_string()))
 }
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64_url(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(B64URL[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-    }
-    out
-}
-
-fn base64_url_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut bits: u32 = 0;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes() {
-        let v = B64URL.iter().position(|&x| x == c)? as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    Some(out)
-}
+/// Go's `base64.RawURLEncoding`, which the API server writes its tokens
+/// with. Decoding, like Go's, does not insist that the unused bits of the
+/// last character are zero.
+const CONTINUE_TOKEN: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    general_purpose::NO_PAD.with_decode_allow_trailing_bits(true),
+);
 
 fn obj_key(o: &Value) -> String {
     let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
@@ -2280,11 +2223,23 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding_handles_selectors() {
+    fn continue_tokens_are_url_safe_base64_without_padding() {
+        let t = encode_continue(42, "a/~~~");
         assert_eq!(
-            percent_decode("app%3Dpodinfo%2Cx+in+%28a%29"),
-            "app=podinfo,x in (a)"
+            t,
+            "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NDIsInN0YXJ0IjoiYS9-fn4ifQ"
         );
-        assert_eq!(percent_decode("100%"), "100%");
+        let padded = format!("{t}==");
+        assert_eq!(decode_continue(&padded), Some((42, "a/~~~".to_string())));
+        assert_eq!(decode_continue("not base64!"), None);
+    }
+
+    #[test]
+    fn percent_decoding_handles_selectors() {
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dpodinfo%2Cx+in+%28a%29&limit=100%",
+        ));
+        assert_eq!(q.get("labelSelector"), Some("app=podinfo,x in (a)"));
+        assert_eq!(q.get("limit"), Some("100%"));
     }
 }

@@ -21,7 +21,7 @@
 //! controller. A pass runs on every store change and every `resync`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::scenario::{Behaviours, Rng, SAFE_ALPHABET};
 use crate::store::{
-    ApiError, DeleteOptions, Store, Subresource, WriteOptions, now_rfc3339, stable_uid,
+    ApiError, DeleteOptions, Store, Subresource, WriteOptions, fnv64, now_rfc3339, stable_uid,
 };
 
 /// How the controller behaves.
@@ -60,7 +60,7 @@ impl Default for ControllerConfig {
 /// The Deployment/DaemonSet controller and kubelet of one simulated cluster.
 pub struct Controller {
     store: Arc<Store>,
-    behaviours: Arc<RwLock<Behaviours>>,
+    behaviours: Arc<Behaviours>,
     config: ControllerConfig,
     state: Mutex<State>,
 }
@@ -140,7 +140,7 @@ fn opts(manager: &str) -> WriteOptions {
 impl Controller {
     pub fn new(
         store: Arc<Store>,
-        behaviours: Arc<RwLock<Behaviours>>,
+        behaviours: Arc<Behaviours>,
         config: ControllerConfig,
     ) -> Arc<Controller> {
         let rng = Rng::derive(config.seed, "controller");
@@ -300,7 +300,7 @@ impl Controller {
 
     /// The readiness delay and brokenness of a pod's images.
     fn readiness_of(&self, pod: &Value) -> (Duration, bool) {
-        let b = self.behaviours.read().unwrap_or_else(|e| e.into_inner());
+        let b = &self.behaviours;
         let mut delay = Duration::ZERO;
         let mut broken = false;
         for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
@@ -864,13 +864,11 @@ impl Controller {
 /// Starts the controller as a task.
 pub fn spawn(
     store: Arc<Store>,
-    behaviours: Arc<RwLock<Behaviours>>,
+    behaviours: Arc<Behaviours>,
     config: ControllerConfig,
     shutdown: watch::Receiver<bool>,
-) -> (Arc<Controller>, tokio::task::JoinHandle<()>) {
-    let c = Controller::new(store, behaviours, config);
-    let task = tokio::spawn(c.clone().run(shutdown));
-    (c, task)
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(Controller::new(store, behaviours, config).run(shutdown))
 }
 
 // ---------------------------------------------------------------------------
@@ -1094,14 +1092,6 @@ fn pod_status(pod: &Value, rt: &PodRt, stage: Stage, restarts: u32) -> Value {
         status["podIPs"] = json!([{"ip": rt.ip}]);
     }
     status
-}
-
-fn fnv64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

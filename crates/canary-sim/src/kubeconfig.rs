@@ -5,6 +5,8 @@
 //! HTTPS because client-go (so `kubectl`) only sends user credentials over
 //! TLS: against an `http://` server it silently drops the token.
 
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+
 /// Renders the kubeconfig YAML. `ca_pem`, when given, is embedded as
 /// `certificate-authority-data`.
 pub fn render(server: &str, ca_pem: Option<&str>, token: &str, namespace: &str) -> String {
@@ -15,7 +17,7 @@ pub fn render(server: &str, ca_pem: Option<&str>, token: &str, namespace: &str) 
         .map(|pem| {
             format!(
                 "    certificate-authority-data: {}\n",
-                q(&base64(pem.as_bytes()))
+                q(&BASE64_STANDARD.encode(pem))
             )
         })
         .unwrap_or_default();
@@ -43,32 +45,6 @@ preferences: {{}}
         token = q(token),
         namespace = q(namespace),
     )
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
 }
 
 #[cfg(test)]

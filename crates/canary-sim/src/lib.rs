@@ -30,19 +30,21 @@
 //! It depends on `canary-core` (the spec reader, for scenario files) and
 //! never on the `canary` binary.
 
-pub mod api;
-pub mod controller;
+// Public: the modules the binary, the tests and the benches name. The
+// others stay private, so that rustc reports what no one uses.
+mod api;
+mod controller;
 pub mod exposition;
-pub mod kinds;
-pub mod kubeconfig;
+mod kinds;
+mod kubeconfig;
 pub mod kubectl;
-pub mod loadtester;
-pub mod patch;
+mod loadtester;
+mod patch;
 pub mod promql;
 pub mod rbac;
 pub mod scenario;
 pub mod series;
 pub mod server;
 pub mod store;
-pub mod traffic;
+mod traffic;
 pub mod world;

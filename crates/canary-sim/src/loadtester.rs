@@ -119,7 +119,6 @@ struct LtState {
     gates: HashMap<String, bool>,
     /// Running `cmd` tasks by canary + command (Flagger's task hash).
     running: HashMap<String, usize>,
-    logs: Vec<String>,
 }
 
 impl LoadTester {
@@ -145,18 +144,9 @@ impl LoadTester {
         self.lock().calls.clone()
     }
 
-    pub fn clear_calls(&self) {
-        self.lock().calls.clear();
-    }
-
     /// Every task started or skipped, oldest first.
     pub fn tasks(&self) -> Vec<TaskRecord> {
         self.lock().tasks.clone()
-    }
-
-    /// What the load tester would have logged.
-    pub fn logs(&self) -> Vec<String> {
-        self.lock().logs.clone()
     }
 
     /// Whether the confirm gate of `name.namespace` is open.
@@ -166,26 +156,6 @@ impl LoadTester {
             .get(&format!("{name}.{namespace}"))
             .copied()
             .unwrap_or(false)
-    }
-
-    /// Whether the rollback gate of `name.namespace` is open.
-    pub fn rollback_open(&self, name: &str, namespace: &str) -> bool {
-        self.lock()
-            .gates
-            .get(&format!("rollback.{name}.{namespace}"))
-            .copied()
-            .unwrap_or(false)
-    }
-
-    /// Opens or closes a confirm gate, as `/gate/open` and `/gate/close` do.
-    pub fn set_gate(&self, name: &str, namespace: &str, open: bool) {
-        self.lock()
-            .gates
-            .insert(format!("{name}.{namespace}"), open);
-    }
-
-    fn log(&self, line: String) {
-        self.lock().logs.push(line);
     }
 
     fn authorized(&self, p: &Payload) -> bool {
@@ -218,45 +188,23 @@ impl LoadTester {
         }
         let payload = match decode_payload(body) {
             Ok(p) => p,
-            Err(e) => {
-                self.log(format!("decoding the request body failed: {e}"));
-                return (400, String::new());
-            }
+            Err(_) => return (400, String::new()),
         };
         if !self.authorized(&payload) {
             return (403, "Forbidden".to_string());
         }
         let canary = format!("{}.{}", payload.name, payload.namespace);
         match path {
-            "/gate/check" => {
-                let r = gate(canary.clone());
-                self.log(format!("{canary} gate check: approved {}", r.0 == 200));
-                r
-            }
+            "/gate/check" => gate(canary),
             "/gate/open" | "/gate/close" => {
                 let open = path == "/gate/open";
-                self.lock().gates.insert(canary.clone(), open);
-                self.log(format!(
-                    "{canary} gate {}",
-                    if open { "opened" } else { "closed" }
-                ));
+                self.lock().gates.insert(canary, open);
                 (202, String::new())
             }
-            "/rollback/check" => {
-                let r = gate(format!("rollback.{canary}"));
-                self.log(format!(
-                    "rollback.{canary} rollback check: approved {}",
-                    r.0 == 200
-                ));
-                r
-            }
+            "/rollback/check" => gate(format!("rollback.{canary}")),
             "/rollback/open" | "/rollback/close" => {
                 let open = path == "/rollback/open";
                 self.lock().gates.insert(format!("rollback.{canary}"), open);
-                self.log(format!(
-                    "rollback.{canary} rollback {}",
-                    if open { "opened" } else { "closed" }
-                ));
                 (202, String::new())
             }
             _ => self.new_task(payload, canary).await,
@@ -285,13 +233,11 @@ impl LoadTester {
                     "kubectl" => format!("kubectl {command}"),
                     _ => command.clone(),
                 };
-                self.log(format!("{typ} command {command}"));
                 let idx = self.record_task(&canary, &typ, &line, false);
                 let shell = if typ == "bash" { "bash" } else { "sh" };
                 let exec = self.run_with_timeout(&line, shell).await;
                 self.finish_task(idx, &exec);
                 if exec.code == 0 {
-                    self.log(format!("command finished {line}"));
                     (
                         200,
                         if return_output {
@@ -302,7 +248,6 @@ impl LoadTester {
                     )
                 } else {
                     let err = exit_error(exec.code);
-                    self.log(format!("command failed {line} {err} {}", exec.output));
                     (
                         500,
                         format!("command {line} failed: {}: {err}", exec.output),
@@ -313,34 +258,17 @@ impl LoadTester {
                 let Some(command) = cmd else {
                     return (400, "cmd not found in metadata".to_string());
                 };
-                let log_output = metadata
-                    .get("logCmdOutput")
-                    .is_some_and(|v| go_parse_bool(v));
                 let key = format!("{canary}{command}");
                 if self.lock().running.contains_key(&key) {
-                    self.log(format!("command skipped {command} is already running"));
                     self.record_task(&canary, "cmd", &command, true);
                 } else {
                     let idx = self.record_task(&canary, "cmd", &command, false);
                     self.lock().running.insert(key.clone(), idx);
-                    self.log(format!("task starting {command}"));
                     let lt = self.clone();
                     tokio::spawn(async move {
                         let exec = lt.run_with_timeout(&command, "sh").await;
                         lt.finish_task(idx, &exec);
                         lt.lock().running.remove(&key);
-                        if exec.code == 0 {
-                            if log_output {
-                                lt.log(exec.output.clone());
-                            }
-                            lt.log(format!("command finished {command}"));
-                        } else {
-                            lt.log(format!(
-                                "command failed {command} {} {}",
-                                exit_error(exec.code),
-                                exec.output
-                            ));
-                        }
                     });
                 }
                 (202, String::new())

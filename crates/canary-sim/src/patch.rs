@@ -4,8 +4,8 @@
 //! server-side apply with `metadata.managedFields`.
 //!
 //! The HTTP layer maps the `Content-Type` to a [`PatchType`], calls
-//! [`apply_patch`] (or [`apply_patch_with`]) with the stored object, and turns
-//! a [`PatchError`] into a `Status` body with [`PatchError::status_code`],
+//! [`apply_patch_with`] with the stored object, and turns a [`PatchError`]
+//! into a `Status` body with [`PatchError::status_code`],
 //! [`PatchError::reason`], the `Display` message and [`PatchError::causes`].
 //! POST and PUT call [`record_update`] so that creators own their fields, as
 //! on a real server.
@@ -408,23 +408,6 @@ pub fn manager_or_user_agent(field_manager: Option<&str>, user_agent: Option<&st
 /// absent: only server-side apply creates) and returns the new object with
 /// its managedFields updated. See the module documentation for what the
 /// caller still checks.
-pub fn apply_patch(
-    kind: &str,
-    live: Option<&Value>,
-    patch: &[u8],
-    ty: PatchType,
-    field_manager: Option<&str>,
-    force: bool,
-) -> Result<Value, PatchError> {
-    let opts = PatchOptions {
-        field_manager,
-        force,
-        ..PatchOptions::default()
-    };
-    apply_patch_with(kind, live, patch, ty, &opts)
-}
-
-/// [`apply_patch`] with a subresource and a clock.
 pub fn apply_patch_with(
     kind: &str,
     live: Option<&Value>,
@@ -2315,6 +2298,23 @@ mod tests {
 
     fn now() -> Option<SystemTime> {
         Some(UNIX_EPOCH + Duration::from_secs(1_704_164_645))
+    }
+
+    /// A patch of the main resource at the system clock.
+    fn apply_patch(
+        kind: &str,
+        live: Option<&Value>,
+        patch: &[u8],
+        ty: PatchType,
+        field_manager: Option<&str>,
+        force: bool,
+    ) -> Result<Value, PatchError> {
+        let opts = PatchOptions {
+            field_manager,
+            force,
+            ..PatchOptions::default()
+        };
+        apply_patch_with(kind, live, patch, ty, &opts)
     }
 
     fn opts(manager: &str) -> PatchOptions<'_> {

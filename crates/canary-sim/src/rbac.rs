@@ -30,6 +30,7 @@
 use std::fmt;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use crate::kinds;
@@ -157,7 +158,10 @@ impl Attributes {
         a.resource = parts[0].clone();
 
         if a.name.is_empty() && a.verb == "get" {
-            let params = query_params(query);
+            // A query string, where `+` is a space too.
+            let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
             let param = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v);
             let watch = param("watch")
                 .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
@@ -214,51 +218,9 @@ fn exact_name(selector: &str) -> Option<String> {
     })
 }
 
-fn query_params(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (query_decode(k), query_decode(v)),
-            None => (query_decode(p), String::new()),
-        })
-        .collect()
-}
-
-/// `%XX` escapes decoded, as Go's `URL.Path` has them.
+/// `%XX` escapes decoded, as Go's `URL.Path` has them (`+` stays `+`).
 fn percent_decode(s: &str) -> String {
-    decode(s, false)
-}
-
-/// A query parameter: `+` is a space too.
-fn query_decode(s: &str) -> String {
-    decode(s, true)
-}
-
-fn decode(s: &str, plus_is_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus_is_space => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 // ---------------------------------------------------------------------------
@@ -482,16 +444,6 @@ impl Rules {
         })
     }
 
-    /// Adds one rule in `scope` (for tests that build rules in code).
-    pub fn grant(mut self, scope: Scope, rule: PolicyRule) -> Rules {
-        self.grants.push(Grant {
-            scope,
-            rule,
-            origin: "rule given in code".to_string(),
-        });
-        self
-    }
-
     /// Reports refusals for this user name, e.g.
     /// `system:serviceaccount:prod:canary`.
     pub fn with_user(mut self, user: impl Into<String>) -> Rules {
@@ -510,11 +462,6 @@ impl Rules {
     /// Whether the token may do what `a` asks.
     pub fn allows(&self, a: &Attributes) -> bool {
         discovery_allows(a) || self.grants.iter().any(|g| g.applies_to(a))
-    }
-
-    /// The grants that allow `a`.
-    pub fn matching(&self, a: &Attributes) -> Vec<&Grant> {
-        self.grants.iter().filter(|g| g.applies_to(a)).collect()
     }
 
     /// Every single permission the grants hold (one verb on one resource of

@@ -799,26 +799,6 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// A healthy version with this median and p99 latency.
-    pub fn healthy(median: Duration, p99: Duration) -> Self {
-        Behaviour {
-            answer: Answer {
-                median_ms: median.as_secs_f64() * 1000.0,
-                p99_ms: p99.as_secs_f64() * 1000.0,
-                ..Answer::default()
-            },
-            ..Behaviour::default()
-        }
-    }
-
-    /// A version that never turns Ready.
-    pub fn broken() -> Self {
-        Behaviour {
-            broken: true,
-            ..Behaviour::default()
-        }
-    }
-
     pub fn from_spec(s: &BehaviourSpec) -> Self {
         let base = apply(
             Answer::default(),
@@ -890,14 +870,6 @@ impl Behaviours {
             .or_else(|| self.rules.iter().find(|(k, _)| k == last))
             .or_else(|| tag.and_then(|t| self.rules.iter().find(|(k, _)| k == t)))
             .map_or(&self.default, |(_, b)| b)
-    }
-
-    /// Sets (or replaces) the behaviour of an image key, as in a scenario.
-    pub fn set(&mut self, key: &str, behaviour: Behaviour) {
-        match self.rules.iter_mut().find(|(k, _)| k == key) {
-            Some((_, b)) => *b = behaviour,
-            None => self.rules.push((key.to_string(), behaviour)),
-        }
     }
 }
 

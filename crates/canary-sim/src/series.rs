@@ -121,20 +121,8 @@ impl Labels {
         self
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Keeps only the named labels.
@@ -407,10 +395,6 @@ impl SeriesStore {
         }
     }
 
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
-    }
-
     /// The store's current time: what a query without a time is evaluated at.
     pub fn now(&self) -> i64 {
         let clock = self.read().clock;
@@ -503,18 +487,6 @@ impl SeriesStore {
     ) {
         self.batch()
             .summary_observe_many(name, labels, &[(value, count)], at);
-    }
-
-    /// Records `(value, count)` observations in a summary without quantiles.
-    pub fn summary_observe_many(
-        &self,
-        name: &str,
-        labels: &[(&str, &str)],
-        observations: &[(f64, u64)],
-        at: i64,
-    ) {
-        self.batch()
-            .summary_observe_many(name, labels, observations, at);
     }
 
     /// Writes a raw sample (a gauge-like set) into series `labels`, which

@@ -26,13 +26,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::api::{self, ApiState};
-pub use crate::api::{FaultSettings, FaultStatus, Faults, RequestLog, RequestRecord};
+use crate::api::{self, ApiState, RequestLog, RequestRecord};
+pub use crate::api::{FaultStatus, Faults};
 pub use crate::kinds::CrdGroups;
 use crate::kinds::Kinds;
 use crate::kubeconfig;
-pub use crate::patch::PatchType;
-pub use crate::rbac::{Attributes, Rules};
+use crate::rbac::Rules;
 pub use crate::store::{ApiError, Store};
 
 /// How to start a simulated cluster.
@@ -86,11 +85,7 @@ impl Sim {
         let store = Arc::new(Store::new(Kinds::new(config.crds)));
         store.set_history_limit(config.watch_history);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let token = format!(
-            "sim-{:016x}{:016x}",
-            crate::store::random_u64(),
-            crate::store::random_u64()
-        );
+        let token = format!("sim-{:032x}", fastrand::u128(..));
         let state = Arc::new(ApiState {
             store,
             token,
@@ -129,14 +124,9 @@ impl Sim {
     }
 
     /// `https://127.0.0.1:PORT`: the same API over TLS, as the kubeconfig
-    /// names it; the certificate is signed by [`Sim::ca_pem`].
+    /// names it; the certificate is signed by the CA the kubeconfig holds.
     pub fn https_url(&self) -> String {
         format!("https://{}", self.addr)
-    }
-
-    /// The PEM of the CA that signed the server certificate.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -156,16 +146,6 @@ impl Sim {
             Some(&self.ca_pem),
             &self.state.token,
             &self.namespace,
-        )
-    }
-
-    /// The same kubeconfig with another default namespace.
-    pub fn kubeconfig_yaml_in(&self, namespace: &str) -> String {
-        kubeconfig::render(
-            &self.https_url(),
-            Some(&self.ca_pem),
-            &self.state.token,
-            namespace,
         )
     }
 
@@ -199,15 +179,6 @@ impl Sim {
     /// lifts every restriction again, which is how a sim starts.
     pub fn restrict(&self, rules: Option<Rules>) {
         *self.state.rules.write().unwrap_or_else(|e| e.into_inner()) = rules.map(Arc::new);
-    }
-
-    /// The rules being enforced, if any.
-    pub fn restriction(&self) -> Option<Arc<Rules>> {
-        self.state
-            .rules
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// The switchable faults (also holds the metrics-outage flag).

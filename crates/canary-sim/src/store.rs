@@ -11,11 +11,8 @@
 //! garbage collection and namespace lifecycle.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -514,16 +511,6 @@ pub enum ChangeType {
     Deleted,
 }
 
-impl ChangeType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One committed change, as kept in the watch history.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -646,26 +633,6 @@ pub struct Store {
     created: String,
 }
 
-static RNG: AtomicU64 = AtomicU64::new(0);
-
-/// A random 64-bit number (splitmix64 over a time-seeded counter).
-pub fn random_u64() -> u64 {
-    if RNG.load(Ordering::Relaxed) == 0 {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        let _ = RNG.compare_exchange(0, seed | 1, Ordering::Relaxed, Ordering::Relaxed);
-    }
-    let mut z = RNG
-        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn format_uid(a: u64, b: u64) -> String {
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -678,16 +645,22 @@ fn format_uid(a: u64, b: u64) -> String {
 }
 
 pub fn new_uid() -> String {
-    format_uid(random_u64(), random_u64())
+    format_uid(fastrand::u64(..), fastrand::u64(..))
 }
 
 /// A uid derived from a name (for fixed objects such as CRDs).
 pub fn stable_uid(name: &str) -> String {
+    let h = fnv64(name);
+    format_uid(h, h.rotate_left(17) ^ 0x5bd1_e995)
+}
+
+/// FNV-1a, 64 bits: a stable hash for the ids the sim derives from names.
+pub(crate) fn fnv64(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
+    for b in s.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
     }
-    format_uid(h, h.rotate_left(17) ^ 0x5bd1_e995)
+    h
 }
 
 /// Now as the API's `metav1.Time`.
@@ -1083,22 +1056,6 @@ impl Store {
             .map(|o| o.object)
     }
 
-    /// Replaces an object; a `metadata.resourceVersion` in it is checked.
-    pub fn update(&self, obj: Value) -> Result<Value, ApiError> {
-        let (k, ns) = self.kind_of(&obj)?;
-        let name = meta_str(&obj, "name").to_string();
-        self.update_in(k, &ns, &name, obj, Subresource::Main, &controller_write())
-            .map(|o| o.object)
-    }
-
-    /// Replaces an object's status, as a write to `/status`.
-    pub fn update_status(&self, obj: Value) -> Result<Value, ApiError> {
-        let (k, ns) = self.kind_of(&obj)?;
-        let name = meta_str(&obj, "name").to_string();
-        self.update_in(k, &ns, &name, obj, Subresource::Status, &controller_write())
-            .map(|o| o.object)
-    }
-
     /// Atomically changes an object (never a conflict): `f` edits a copy of
     /// the live object, which is then written as an update of `sub`.
     pub fn modify(
@@ -1125,71 +1082,6 @@ impl Store {
         })
         .map(|o| o.object)
     }
-
-    /// Deletes an object (background propagation).
-    pub fn delete(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Value, ApiError> {
-        let k = self.kind(api_version, kind)?;
-        match self.delete_in(k, namespace, name, &DeleteOptions::default())? {
-            DeleteOutcome::Deleted(v) | DeleteOutcome::Pending(v) => Ok(v),
-        }
-    }
-
-    /// A typed object, e.g. `store.get_as::<Deployment>("default", "podinfo")`.
-    pub fn get_as<K: k8s_openapi::Resource + DeserializeOwned>(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Option<K> {
-        self.get(K::API_VERSION, K::KIND, namespace, name)
-            .and_then(|v| serde_json::from_value(v).ok())
-    }
-
-    /// Typed objects of a kind.
-    pub fn list_as<K: k8s_openapi::Resource + DeserializeOwned>(
-        &self,
-        namespace: Option<&str>,
-    ) -> Vec<K> {
-        self.list(K::API_VERSION, K::KIND, namespace)
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
-    }
-
-    /// Creates a typed object.
-    pub fn create_as<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
-        &self,
-        obj: &K,
-    ) -> Result<K, ApiError> {
-        let v = serde_json::to_value(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let out = self.create(with_type::<K>(v))?;
-        serde_json::from_value(out).map_err(|e| ApiError::internal(&e.to_string()))
-    }
-
-    /// Replaces a typed object (resourceVersion checked if set).
-    pub fn update_as<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
-        &self,
-        obj: &K,
-    ) -> Result<K, ApiError> {
-        let v = serde_json::to_value(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let out = self.update(with_type::<K>(v))?;
-        serde_json::from_value(out).map_err(|e| ApiError::internal(&e.to_string()))
-    }
-
-    /// Replaces a typed object's status.
-    pub fn update_status_as<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
-        &self,
-        obj: &K,
-    ) -> Result<K, ApiError> {
-        let v = serde_json::to_value(obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let out = self.update_status(with_type::<K>(v))?;
-        serde_json::from_value(out).map_err(|e| ApiError::internal(&e.to_string()))
-    }
 }
 
 /// How the sim's own controllers (and other direct users of [`Store`])
@@ -1199,12 +1091,6 @@ pub fn controller_write() -> WriteOptions {
         field_manager: Some("kube-controller-manager".to_string()),
         ..Default::default()
     }
-}
-
-fn with_type<K: k8s_openapi::Resource>(mut v: Value) -> Value {
-    v["apiVersion"] = json!(K::API_VERSION);
-    v["kind"] = json!(K::KIND);
-    v
 }
 
 fn forbidden_write(k: &KindInfo, verb: &str, name: &str) -> ApiError {
@@ -1523,13 +1409,8 @@ impl Inner {
             let prefix = meta_str(&obj, "generateName").to_string();
             if !prefix.is_empty() {
                 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-                let mut r = random_u64();
                 let suffix: String = (0..5)
-                    .map(|_| {
-                        let c = ALPHABET[(r % ALPHABET.len() as u64) as usize] as char;
-                        r /= ALPHABET.len() as u64;
-                        c
-                    })
+                    .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
                     .collect();
                 let base: String = prefix.chars().take(58).collect();
                 obj["metadata"]["name"] = json!(format!("{base}{suffix}"));

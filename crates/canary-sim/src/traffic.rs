@@ -26,7 +26,7 @@
 //! [`Traffic::request`]. Random choices come from one seeded generator.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -271,21 +271,11 @@ impl LoadStats {
 pub struct LoadHandle {
     stats: Arc<Mutex<LoadStats>>,
     done: watch::Receiver<bool>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LoadHandle {
     pub fn stats(&self) -> LoadStats {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn is_done(&self) -> bool {
-        *self.done.borrow()
-    }
-
-    /// Ends the job at the next tick.
-    pub fn stop(&self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Waits for the job to end and returns its statistics.
@@ -306,14 +296,13 @@ struct LoadJob {
     sent: u64,
     stats: Arc<Mutex<LoadStats>>,
     done: watch::Sender<bool>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The traffic model of one world.
 pub struct Traffic {
     store: Arc<Store>,
     series: Arc<SeriesStore>,
-    behaviours: Arc<RwLock<Behaviours>>,
+    behaviours: Arc<Behaviours>,
     inner: Mutex<Inner>,
 }
 
@@ -332,7 +321,7 @@ impl Traffic {
     pub fn new(
         store: Arc<Store>,
         series: Arc<SeriesStore>,
-        behaviours: Arc<RwLock<Behaviours>>,
+        behaviours: Arc<Behaviours>,
         seed: u64,
     ) -> Arc<Traffic> {
         for (name, help) in [
@@ -381,32 +370,9 @@ impl Traffic {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn series(&self) -> &Arc<SeriesStore> {
-        &self.series
-    }
-
     /// Adds a steady flow.
     pub fn add_flow(&self, flow: Flow) {
         self.lock().flows.push(flow);
-    }
-
-    /// Sets the rate of every flow to `target` (adding one if none);
-    /// 0 stops it.
-    pub fn set_rate(&self, target: Target, rps: f64) {
-        let mut g = self.lock();
-        let mut found = false;
-        for f in g.flows.iter_mut().filter(|f| f.request.target == target) {
-            f.rps = rps;
-            found = true;
-        }
-        if !found {
-            g.flows.push(Flow::new(Request::get(target, "/"), rps));
-        }
-    }
-
-    /// The current flows.
-    pub fn flows(&self) -> Vec<Flow> {
-        self.lock().flows.clone()
     }
 
     /// Sends one request now and records it.
@@ -425,7 +391,6 @@ impl Traffic {
     pub fn start_load(&self, spec: LoadSpec) -> LoadHandle {
         let (tx, rx) = watch::channel(false);
         let stats = Arc::new(Mutex::new(LoadStats::default()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let now = Instant::now();
         let workers = vec![now; spec.concurrency.max(1) as usize];
         self.lock().loads.push(LoadJob {
@@ -436,13 +401,8 @@ impl Traffic {
             sent: 0,
             stats: stats.clone(),
             done: tx,
-            stop: stop.clone(),
         });
-        LoadHandle {
-            stats,
-            done: rx,
-            stop,
-        }
+        LoadHandle { stats, done: rx }
     }
 
     /// Runs ticks every `interval` until `shutdown` turns true.
@@ -510,40 +470,37 @@ impl Traffic {
                 Some(e) => at < e,
                 None => job.sent < job.spec.requests,
             };
-            if !job.stop.load(std::sync::atomic::Ordering::SeqCst) {
-                for w in 0..job.workers.len() {
-                    while job.workers[w] <= now && more(job, job.workers[w]) {
-                        let at = job.workers[w];
-                        let mut r = self.send(&mut g, &cluster, &job.spec.request, now, &mut rec);
-                        if r.error.is_none() && r.latency > job.spec.timeout {
-                            r = Response {
-                                error: Some(format!(
-                                    "{} \"{}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
-                                    go_method(&job.spec.request.method),
-                                    describe_url(&job.spec.request)
-                                )),
-                                status: 0,
-                                ..r
-                            };
-                        }
-                        job.sent += 1;
-                        let busy = if r.error.is_some() {
-                            job.spec
-                                .timeout
-                                .min(r.latency)
-                                .max(Duration::from_millis(1))
-                        } else {
-                            r.latency
+            for w in 0..job.workers.len() {
+                while job.workers[w] <= now && more(job, job.workers[w]) {
+                    let at = job.workers[w];
+                    let mut r = self.send(&mut g, &cluster, &job.spec.request, now, &mut rec);
+                    if r.error.is_none() && r.latency > job.spec.timeout {
+                        r = Response {
+                            error: Some(format!(
+                                "{} \"{}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                                go_method(&job.spec.request.method),
+                                describe_url(&job.spec.request)
+                            )),
+                            status: 0,
+                            ..r
                         };
-                        job.busy_until[w] = at + busy;
-                        job.workers[w] = (at + min_gap).max(at + busy);
-                        job.stats.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
                     }
+                    job.sent += 1;
+                    let busy = if r.error.is_some() {
+                        job.spec
+                            .timeout
+                            .min(r.latency)
+                            .max(Duration::from_millis(1))
+                    } else {
+                        r.latency
+                    };
+                    job.busy_until[w] = at + busy;
+                    job.workers[w] = (at + min_gap).max(at + busy);
+                    job.stats.lock().unwrap_or_else(|e| e.into_inner()).add(&r);
                 }
             }
             // Done when nothing more is due and the answers in flight are in.
-            let sending_over = job.stop.load(std::sync::atomic::Ordering::SeqCst)
-                || job.workers.iter().all(|t| !more(job, *t));
+            let sending_over = job.workers.iter().all(|t| !more(job, *t));
             let in_flight = job.busy_until.iter().any(|t| *t > now);
             if sending_over && !in_flight {
                 let mut s = job.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -845,10 +802,8 @@ impl Traffic {
             .ready_seen
             .get(&pod.uid)
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t));
-        let behaviours = self.behaviours.read().unwrap_or_else(|e| e.into_inner());
         let image = pod.image_for_port(target_port(&svc, port)).to_string();
-        let answer = behaviours.for_image(&image).at(ready_for);
-        drop(behaviours);
+        let answer = self.behaviours.for_image(&image).at(ready_for);
         let (status, latency_ms, body) = serve(pod, &image, req, answer, &mut g.rng);
         let target_port = pod_port(pod, &svc, port);
         let fqdn = format!("{svc_name}.{ns}.svc.cluster.local");

@@ -5,8 +5,8 @@
 //! the banner `canary demo --serve` prints about it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
-use crate::controller::{self, Controller, ControllerConfig};
+use crate::controller::{self, ControllerConfig};
 use crate::exposition;
 use crate::loadtester::{LoadTester, LoadTesterConfig, WebhookCall};
 use crate::promql::PrometheusApi;
-use crate::scenario::{Behaviour, Behaviours, Mesh, Scenario};
+use crate::scenario::{Mesh, Scenario};
 use crate::series::{SeriesStore, StoreConfig};
 use crate::server::{ApiError, FaultStatus, Faults, Sim, SimConfig, Store};
 use crate::store::Subresource;
@@ -30,24 +30,10 @@ use crate::traffic::{self, Flow, Traffic};
 pub struct World {
     sim: Sim,
     scenario: Scenario,
-    series: Arc<SeriesStore>,
-    behaviours: Arc<RwLock<Behaviours>>,
-    controller: Arc<Controller>,
-    traffic: Arc<Traffic>,
     loadtester: Option<Arc<LoadTester>>,
     metrics_addr: SocketAddr,
-    kubeconfig: KubeconfigFile,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-}
-
-/// The world's kubeconfig on disk, removed with the world.
-struct KubeconfigFile(PathBuf);
-
-impl Drop for KubeconfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 impl World {
@@ -63,11 +49,11 @@ impl World {
             .map_err(|e| anyhow::anyhow!("failed to create the scenario's objects: {e}"))?;
 
         let series = Arc::new(SeriesStore::new(StoreConfig::realtime()));
-        let behaviours = Arc::new(RwLock::new(scenario.behaviours()));
+        let behaviours = Arc::new(scenario.behaviours());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let (controller, task) = controller::spawn(
+        tasks.push(controller::spawn(
             sim.store().clone(),
             behaviours.clone(),
             ControllerConfig {
@@ -76,8 +62,7 @@ impl World {
                 ..ControllerConfig::default()
             },
             shutdown_rx.clone(),
-        );
-        tasks.push(task);
+        ));
 
         let traffic = Traffic::new(
             sim.store().clone(),
@@ -155,23 +140,11 @@ impl World {
             faults.set_drop_rate(d.0);
         }
 
-        let kubeconfig = KubeconfigFile(std::env::temp_dir().join(format!(
-            "canary-sim-{}-{}.kubeconfig",
-            std::process::id(),
-            sim.addr().port()
-        )));
-        sim.write_kubeconfig(&kubeconfig.0)?;
-
         Ok(World {
             sim,
             scenario,
-            series,
-            behaviours,
-            controller,
-            traffic,
             loadtester,
             metrics_addr,
-            kubeconfig,
             shutdown_tx,
             tasks,
         })
@@ -188,19 +161,6 @@ impl World {
 
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
-    }
-
-    /// The recorded series (what the Prometheus answers from).
-    pub fn series(&self) -> &Arc<SeriesStore> {
-        &self.series
-    }
-
-    pub fn traffic(&self) -> &Arc<Traffic> {
-        &self.traffic
-    }
-
-    pub fn controller(&self) -> &Arc<Controller> {
-        &self.controller
     }
 
     /// The load tester, when the scenario has one.
@@ -232,23 +192,8 @@ impl World {
         self.sim.faults().set_metrics_outage(down);
     }
 
-    /// Changes how an image (full image, `name:tag` or tag) answers from
-    /// now on.
-    pub fn set_behaviour(&self, image: &str, behaviour: Behaviour) {
-        self.behaviours
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .set(image, behaviour);
-    }
-
     pub fn kubeconfig_yaml(&self) -> String {
         self.sim.kubeconfig_yaml()
-    }
-
-    /// A kubeconfig file for this world (in the temporary directory,
-    /// removed with the world), e.g. for `KUBECONFIG` of a child process.
-    pub fn kubeconfig_path(&self) -> &Path {
-        &self.kubeconfig.0
     }
 
     /// Writes the kubeconfig (mode 0600).

@@ -1092,6 +1092,10 @@ async fn errors_are_status_objects_shaped_like_the_real_servers() {
         "message": "deployments.apps \"x\" not found", "reason": "NotFound",
         "details": {"name": "x", "group": "apps", "kind": "deployments"}, "code": 404})
     );
+    // A path is not a form: `+` is a plus there, `%20` a space.
+    let (s, v) = raw(&client, "GET", &format!("{deps}/a+b%20c"), "", "").await;
+    assert_eq!(s, 404);
+    assert_eq!(v["message"], "deployments.apps \"a+b c\" not found");
     let (s, v) = raw(&client, "POST", deps, "application/json", "{not json").await;
     assert_eq!((s, v["reason"].as_str()), (400, Some("BadRequest")), "{v}");
     let (s, v) = raw(&client, "PUT", deps, "application/json", "{}").await;

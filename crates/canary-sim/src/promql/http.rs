@@ -19,13 +19,12 @@ use crate::series::{Labels, SeriesStore};
 /// Prometheus' limit on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
 
-/// The simulated Prometheus: a store, evaluation options and an outage
-/// switch. Cheap to clone; clones share the switch.
+/// The simulated Prometheus: a store and an outage switch, evaluating with
+/// the default [`EvalOptions`]. Cheap to clone; clones share the switch.
 #[derive(Clone, Debug)]
 pub struct PrometheusApi {
     store: Arc<SeriesStore>,
     outage: Arc<AtomicBool>,
-    options: EvalOptions,
 }
 
 impl PrometheusApi {
@@ -36,28 +35,11 @@ impl PrometheusApi {
     /// Uses `outage` as the switch: while it is `true` every endpoint
     /// answers 503.
     pub fn with_outage(store: Arc<SeriesStore>, outage: Arc<AtomicBool>) -> Self {
-        Self {
-            store,
-            outage,
-            options: EvalOptions::default(),
-        }
-    }
-
-    pub fn with_options(mut self, options: EvalOptions) -> Self {
-        self.options = options;
-        self
+        Self { store, outage }
     }
 
     pub fn set_outage(&self, down: bool) {
         self.outage.store(down, Ordering::SeqCst);
-    }
-
-    pub fn outage_switch(&self) -> Arc<AtomicBool> {
-        self.outage.clone()
-    }
-
-    pub fn store(&self) -> &Arc<SeriesStore> {
-        &self.store
     }
 
     pub fn router(&self) -> Router {
@@ -77,12 +59,6 @@ impl PrometheusApi {
             )
         })
     }
-}
-
-/// The query API over `store`, without an outage switch to flip; use
-/// [`PrometheusApi`] for one.
-pub fn router(store: Arc<SeriesStore>) -> Router {
-    PrometheusApi::new(store).router()
 }
 
 type Params = Vec<(String, String)>;
@@ -123,9 +99,10 @@ async fn query(
         }
     };
     let store = api.store.clone();
-    let options = api.options.clone();
-    let result =
-        tokio::task::spawn_blocking(move || eval_instant(&store, &expr, time, &options)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        eval_instant(&store, &expr, time, &EvalOptions::default())
+    })
+    .await;
     respond(result, time)
 }
 
@@ -174,10 +151,10 @@ async fn query_range(
         Err(e) => return bad(invalid_param("query", &e.to_string())),
     };
     let store = api.store.clone();
-    let options = api.options.clone();
-    let result =
-        tokio::task::spawn_blocking(move || eval_range(&store, &expr, start, end, step, &options))
-            .await;
+    let result = tokio::task::spawn_blocking(move || {
+        eval_range(&store, &expr, start, end, step, &EvalOptions::default())
+    })
+    .await;
     respond(result, end)
 }
 

@@ -38,7 +38,7 @@ use promql_parser::parser::Expr;
 
 use crate::series::{Labels, SeriesData, SeriesStore};
 
-pub use http::{PrometheusApi, router};
+pub use http::PrometheusApi;
 
 /// How the evaluator treats window boundaries and extrapolation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,13 +97,6 @@ impl Value {
             Value::String(_) => "string",
             Value::Vector(_) => "vector",
             Value::Matrix(_) => "matrix",
-        }
-    }
-
-    pub fn as_vector(&self) -> Option<&[InstantSample]> {
-        match self {
-            Value::Vector(v) => Some(v),
-            _ => None,
         }
     }
 
