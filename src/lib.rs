@@ -6,10 +6,10 @@
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod driver;
 pub mod exit;
 pub mod generate;
 pub mod hooks;
 pub mod metrics;
 pub mod router;
-pub mod run;
 pub mod ui;

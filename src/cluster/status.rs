@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
-use crate::run::now;
+use crate::driver::now;
 use canary_core::engine::state::{HistoryEntry, State};
 use canary_core::time::Time;
 

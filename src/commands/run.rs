@@ -36,7 +36,7 @@ async fn run_files(
     mesh_provider: Option<Provider>,
 ) -> Outcome {
     use crate::cli::OnStop;
-    use crate::run::{Driver, RunError, Settings, Stop};
+    use crate::driver::{Driver, RunError, Settings, Stop};
     use canary_core::engine::decide::Verdict;
     let conn = match crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
@@ -57,7 +57,7 @@ async fn run_files(
         wait_for_change: args.wait_for_change,
         set_image: args.set_image.clone(),
         retry: args.retry,
-        holder: crate::run::holder(),
+        holder: crate::driver::holder(),
     };
     let overrides = Overrides {
         mesh_provider,
@@ -151,7 +151,7 @@ async fn run_files(
             };
             if matches!(result, Err(RunError::Stopped))
                 && let Err(e) =
-                    crate::run::release_lease(conn, &namespace, &target_name, &settings.holder)
+                    crate::driver::release_lease(conn, &namespace, &target_name, &settings.holder)
                         .await
             {
                 output.error(&format!("{id}: {e}"));
@@ -273,10 +273,10 @@ pub(crate) fn emit_verdict(
     reason: Option<String>,
 ) {
     let (name, namespace) = id.split_once('.').unwrap_or((id, ""));
-    let state = state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::run::now()));
+    let state = state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::driver::now()));
     let mut e = canary_core::event::Event::new(
         canary_core::event::Kind::Verdict,
-        crate::run::now(),
+        crate::driver::now(),
         name,
         namespace,
         &state,

@@ -489,7 +489,7 @@ impl Screen {
         }
         let lines = render(
             &self.board.canaries[i],
-            crate::run::now(),
+            crate::driver::now(),
             self.width(),
             self.color,
         );
