@@ -4,6 +4,7 @@
 //! generators (completions, man pages) reach the same definitions.
 
 pub mod cli;
+mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod driver;

@@ -16,11 +16,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
 use crate::cli::ActArgs;
+use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
+use crate::driver::{Driver, RunError, Settings};
 use crate::exit::Outcome;
-use crate::driver::{self, Driver, RunError, Settings, now};
 use crate::ui;
 use canary_core::engine::decide::{self, RequestKind};
 use canary_core::engine::state::{Paused, State};
@@ -199,7 +200,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
         .applies(state.phase, state.paused.is_some())
         .map_err(|why| ActError::Usage(format!("cannot {} {id}: {why}", request.verb())))?;
 
-    let me = driver::holder();
+    let me = super::holder();
     let started = std::time::Instant::now();
     if let Some(lease) = state.lease.as_ref().filter(|l| l.is_live(now())) {
         let stored = statestore::StoredRequest {

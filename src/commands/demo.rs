@@ -16,8 +16,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use crate::exit::Outcome;
 use crate::driver::{Driver, Settings};
+use crate::exit::Outcome;
 use canary_core::engine::decide::Verdict;
 use canary_core::spec::resolve::{self, Overrides};
 use canary_sim::scenario::Scenario;
@@ -88,7 +88,7 @@ async fn chapters(world: &World) -> Outcome {
     };
     let canary = resolve::resolve(&file, &file.canaries[0], &Overrides::default());
     let settings = Settings {
-        holder: crate::driver::holder(),
+        holder: super::holder(),
         ..Settings::default()
     };
     let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), "prod");

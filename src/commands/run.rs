@@ -57,7 +57,7 @@ async fn run_files(
         wait_for_change: args.wait_for_change,
         set_image: args.set_image.clone(),
         retry: args.retry,
-        holder: crate::driver::holder(),
+        holder: super::holder(),
     };
     let overrides = Overrides {
         mesh_provider,
@@ -273,10 +273,11 @@ pub(crate) fn emit_verdict(
     reason: Option<String>,
 ) {
     let (name, namespace) = id.split_once('.').unwrap_or((id, ""));
-    let state = state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::driver::now()));
+    let state =
+        state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::clock::now()));
     let mut e = canary_core::event::Event::new(
         canary_core::event::Kind::Verdict,
-        crate::driver::now(),
+        crate::clock::now(),
         name,
         namespace,
         &state,

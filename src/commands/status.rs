@@ -161,7 +161,7 @@ async fn watch_status(
             _ = tick.tick() => seen.values().cloned().collect(),
             _ = interrupts.next() => return Ok(()),
         };
-        let now = crate::driver::now();
+        let now = crate::clock::now();
         for d in changed {
             let Some(c) = crate::cluster::status::of_primary(&d, now) else {
                 continue;

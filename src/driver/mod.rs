@@ -24,6 +24,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::clock::now;
 use crate::cluster::configs::{self, Tracked};
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
@@ -122,15 +123,6 @@ struct Snapshot {
     /// needs writing.
     raw_request: Option<String>,
     spec_stored: bool,
-}
-
-/// The wall clock, as the engine's time.
-pub fn now() -> Time {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    Time(ms)
 }
 
 impl<'a> Driver<'a> {
@@ -1165,23 +1157,4 @@ fn same_state(a: &State, b: &State) -> bool {
         s
     };
     strip(a) == strip(b)
-}
-
-/// Who this driver is, for leases and messages: `CANARY_LEASE_HOLDER`
-/// when set (a retried CI job with the same identity takes its own lease
-/// back at once), else `user@host pid N`.
-pub fn holder() -> String {
-    if let Ok(h) = std::env::var("CANARY_LEASE_HOLDER")
-        && !h.trim().is_empty()
-    {
-        return h;
-    }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".to_string());
-    format!("{user}@{host} pid {}", std::process::id())
 }
