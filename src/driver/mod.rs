@@ -21,8 +21,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use serde_json::json;
 
 use crate::clock::now;
 use crate::cluster::configs::{self, Tracked};
@@ -411,8 +409,11 @@ impl<'a> Driver<'a> {
         }
         // Changes to the primary wake the driver at once: that is how an
         // operator's request reaches it.
-        let watch = workload::watch_one(&self.deployments, &self.primary_name());
-        let mut wake = Wake { watch, open: true };
+        let requests = statestore::watch_requests(&self.deployments, &self.primary_name());
+        let mut wake = Wake {
+            requests,
+            open: true,
+        };
         let mut waited_since: Option<Time> = None;
         let mut started = false;
         let mut first_request = self.request.take();
@@ -552,38 +553,16 @@ impl<'a> Driver<'a> {
         state: &State,
         extra: &statestore::Extra<'_>,
     ) -> Result<bool, RunError> {
-        let based_on = &snap.state;
-        let name = self.primary_name();
-        let mut rv = rv.to_string();
-        for _ in 0..10 {
-            match statestore::write(&self.deployments, &name, &rv, state, extra).await {
-                Ok(_) => return Ok(true),
-                Err(e) if e.is_conflict() => {
-                    let fresh =
-                        self.deployments.get(&name).await.map_err(|e| {
-                            ClusterError::api("read", format!("deployment/{name}"), e)
-                        })?;
-                    let current = statestore::read(&fresh)?;
-                    // A request written since the round read the primary
-                    // must not be cleared unseen.
-                    if statestore::raw_request(&fresh) != snap.raw_request {
-                        return Ok(false);
-                    }
-                    let unchanged = match &current {
-                        // A primary created this round carries the state it
-                        // was created with.
-                        Some(c) => same_state(c, based_on) || same_state(c, state),
-                        None => false,
-                    };
-                    if !unchanged {
-                        return Ok(false);
-                    }
-                    rv = fresh.metadata.resource_version.unwrap_or_default();
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(false)
+        Ok(statestore::write_decided(
+            &self.deployments,
+            &self.primary_name(),
+            rv,
+            &snap.state,
+            snap.raw_request.as_deref(),
+            state,
+            extra,
+        )
+        .await?)
     }
 
     fn lease(&self) -> Lease {
@@ -596,35 +575,16 @@ impl<'a> Driver<'a> {
 
     async fn set_image(&self) -> Result<(), RunError> {
         let target = &self.canary.target.name;
-        let dep = self
-            .deployments
-            .get(target)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{target}"), e))?;
-        let containers: Vec<String> = dep
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default();
-        let mut patch_containers = Vec::new();
-        for (name, image) in &self.settings.set_image {
+        let containers = workload::containers(&self.deployments, target).await?;
+        for (name, _) in &self.settings.set_image {
             if !containers.contains(name) {
                 return Err(RunError::Setup(format!(
                     "--set-image: deployment/{target} has no container `{name}` (it has: {})",
                     containers.join(", ")
                 )));
             }
-            patch_containers.push(json!({"name": name, "image": image}));
         }
-        let patch = json!({"spec": {"template": {"spec": {"containers": patch_containers}}}});
-        self.deployments
-            .patch(target, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-            .map_err(|e| {
-                ClusterError::api("set the image of", format!("deployment/{target}"), e)
-            })?;
+        workload::set_images(&self.deployments, target, &self.settings.set_image).await?;
         for (name, image) in &self.settings.set_image {
             self.say(&format!("Set image of {target}/{name} to {image}"));
         }
@@ -633,11 +593,8 @@ impl<'a> Driver<'a> {
 
     async fn observe(&self) -> Result<Snapshot, RunError> {
         let target_name = &self.canary.target.name;
-        let target = self
-            .deployments
-            .get_opt(target_name)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{target_name}"), e))?
+        let target = workload::get(&self.deployments, target_name)
+            .await?
             .ok_or_else(|| ClusterError::NotFound {
                 object: format!(
                     "deployment/{target_name} in namespace {}",
@@ -646,11 +603,7 @@ impl<'a> Driver<'a> {
             })?;
         let label = workload::selector_label(&target)?;
         let primary_name = self.primary_name();
-        let primary = self
-            .deployments
-            .get_opt(&primary_name)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{primary_name}"), e))?;
+        let primary = workload::get(&self.deployments, &primary_name).await?;
         let now = now();
         let mut state = State::new(now);
         let mut primary_rv = None;
@@ -849,28 +802,15 @@ impl<'a> Driver<'a> {
                     let mut state = next_state.clone();
                     state.lease = Some(self.lease());
                     state.canary = Some(c.name.clone());
-                    let primary = workload::build_primary(
+                    rv = workload::create_primary(
+                        &self.deployments,
                         &snap.target,
                         label,
                         value,
                         &snap.tracked.refs(),
-                        (
-                            canary_core::engine::state::ANNOTATION,
-                            state.to_annotation(),
-                        ),
-                    );
-                    let created = self
-                        .deployments
-                        .create(&PostParams::default(), &primary)
-                        .await
-                        .map_err(|e| {
-                            ClusterError::api(
-                                "create",
-                                format!("deployment/{}", self.primary_name()),
-                                e,
-                            )
-                        })?;
-                    rv = created.metadata.resource_version;
+                        &state,
+                    )
+                    .await?;
                 }
                 services::reconcile(&self.conn.client, c, label, value).await?;
                 self.reconcile_autoscaler().await?;
@@ -892,11 +832,7 @@ impl<'a> Driver<'a> {
                             .unwrap_or(1)
                     }
                 };
-                let patch = json!({"spec": {"replicas": replicas}});
-                self.deployments
-                    .patch(target, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| ClusterError::api("scale", format!("deployment/{target}"), e))?;
+                workload::scale(&self.deployments, target, replicas).await?;
                 Ok(None)
             }
             Action::SetRouting(r) => {
@@ -905,48 +841,20 @@ impl<'a> Driver<'a> {
             }
             Action::Promote => {
                 configs::copy_to_primary(&self.conn.client, &c.namespace, &snap.tracked).await?;
-                let name = self.primary_name();
-                let template = workload::primary_template(
-                    &snap.target,
-                    label,
-                    &canary_core::names::primary(value),
-                    &snap.tracked.refs(),
-                );
                 let replicas = if c.autoscaler.is_none() {
                     snap.target.spec.replicas.filter(|r| *r > 0)
                 } else {
                     None
                 };
-                // Read, modify, replace: the controller's status updates
-                // move the resourceVersion, so a conflict is read again.
-                for _ in 0..10 {
-                    let mut primary =
-                        self.deployments.get(&name).await.map_err(|e| {
-                            ClusterError::api("read", format!("deployment/{name}"), e)
-                        })?;
-                    primary.spec.template = template.clone();
-                    if let Some(r) = replicas {
-                        primary.spec.replicas = Some(r);
-                    }
-                    match self
-                        .deployments
-                        .replace(&name, &PostParams::default(), &primary)
-                        .await
-                    {
-                        Ok(updated) => return Ok(updated.metadata.resource_version),
-                        Err(e) => {
-                            let e =
-                                ClusterError::api("promote to", format!("deployment/{name}"), e);
-                            if !e.is_conflict() {
-                                return Err(e.into());
-                            }
-                        }
-                    }
-                }
-                Err(ClusterError::Conflict {
-                    object: format!("deployment/{name}"),
-                }
-                .into())
+                Ok(workload::promote(
+                    &self.deployments,
+                    &snap.target,
+                    label,
+                    value,
+                    &snap.tracked.refs(),
+                    replicas,
+                )
+                .await?)
             }
             Action::RunHooks(kind) => {
                 let hooks = Hooks::new(&self.edge, c);
@@ -1030,18 +938,10 @@ impl<'a> Driver<'a> {
                 .filter(|_| self.stop_requested().is_none());
             tokio::select! {
                 _ = tokio::time::sleep(chunk) => {}
-                ev = wake.watch.next(), if wake.open => {
-                    use kube::runtime::watcher::Event as W;
-                    match ev {
-                        Some(Ok(W::Apply(p) | W::InitApply(p)))
-                            if statestore::raw_request(&p).is_some() =>
-                        {
-                            return Ok(());
-                        }
-                        None => wake.open = false,
-                        _ => {}
-                    }
-                }
+                request = wake.requests.next(), if wake.open => match request {
+                    Some(()) => return Ok(()),
+                    None => wake.open = false,
+                },
                 _ = stop_changed(stop.as_mut()) => return Ok(()),
             }
             if now().since(renewed) >= LEASE / 3 && !t.since(now()).is_zero() {
@@ -1084,12 +984,12 @@ impl<'a> Driver<'a> {
     /// revision too.
     async fn wait_for_target_change(&self, revision: &str, until: Time) -> Result<(), RunError> {
         use futures::StreamExt;
-        let mut events = workload::watch_one(&self.deployments, &self.canary.target.name);
+        let mut changes = workload::watch_changes(&self.deployments, &self.canary.target.name);
         while now() < until {
             let left = until.since(now()).min(Duration::from_secs(5));
             let mut stop = self.stop.clone();
             tokio::select! {
-                _ = events.next() => {}
+                _ = changes.next() => {}
                 _ = tokio::time::sleep(left) => {}
                 _ = stop_changed(stop.as_mut()) => return Ok(()),
             }
@@ -1114,10 +1014,8 @@ async fn stop_changed(stop: Option<&mut StopSignal>) {
 
 /// What wakes a sleeping driver besides its clock.
 struct Wake {
-    watch: futures::stream::BoxStream<
-        'static,
-        Result<kube::runtime::watcher::Event<Deployment>, kube::runtime::watcher::Error>,
-    >,
+    /// Requests landing on the primary.
+    requests: futures::stream::BoxStream<'static, ()>,
     /// `false` once the stream ended: only the clock wakes the driver then.
     open: bool,
 }
@@ -1145,16 +1043,4 @@ pub async fn release_lease(
         Err(e) if e.is_conflict() => Ok(()),
         other => other.map(|_| ()).map_err(RunError::from),
     }
-}
-
-/// Whether two states are the same apart from lease renewal times.
-fn same_state(a: &State, b: &State) -> bool {
-    let strip = |s: &State| {
-        let mut s = s.clone();
-        if let Some(l) = s.lease.as_mut() {
-            l.renew_time = Time(0);
-        }
-        s
-    };
-    strip(a) == strip(b)
 }
