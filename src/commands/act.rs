@@ -66,7 +66,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request could not be made.
 #[derive(Debug, thiserror::Error)]
-enum ActError {
+pub(crate) enum ActError {
     /// The request makes no sense here; nothing was written.
     #[error("{0}")]
     Usage(String),
@@ -79,17 +79,9 @@ enum ActError {
 pub async fn act(request: Request, args: ActArgs) -> Outcome {
     match act_inner(request, args).await {
         Ok(o) => o,
-        Err(ActError::Usage(m)) => {
-            ui::error(&m);
-            Outcome::Usage
-        }
-        Err(ActError::Run(RunError::Setup(m))) => {
-            ui::error(&m);
-            Outcome::Usage
-        }
         Err(e) => {
             ui::error(&e.to_string());
-            Outcome::Cluster
+            Outcome::from(&e)
         }
     }
 }

@@ -1,10 +1,11 @@
 //! One module per command: resolve the settings, do the work, render
-//! through `ui`, return an [`Outcome`]. `main.rs` maps the outcome to an
-//! exit code; nothing below reads the command line again.
+//! through `ui`, return an [`Outcome`] (an error's is the one `exit.rs`
+//! maps it to). `main.rs` maps the outcome to an exit code; nothing below
+//! reads the command line again.
 
-mod act;
+pub(crate) mod act;
 #[cfg(feature = "demo")]
-mod demo;
+pub(crate) mod demo;
 mod plan;
 mod run;
 mod status;

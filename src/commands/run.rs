@@ -47,7 +47,7 @@ async fn run_files(
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
-            return Outcome::Cluster;
+            return Outcome::from(&e);
         }
     };
     let settings = Settings {
@@ -245,13 +245,9 @@ async fn run_files(
                 let (o, name, reason) = verdict_outcome(v);
                 (o, name, reason)
             }
-            (Err(RunError::Setup(msg)), _) => {
-                output.error(&format!("{id}: {msg}"));
-                (Outcome::Usage, "error", Some(msg.clone()))
-            }
             (Err(e), _) => {
                 output.error(&format!("{id}: {e}"));
-                (Outcome::Cluster, "error", Some(e.to_string()))
+                (Outcome::from(e), "error", Some(e.to_string()))
             }
         };
         emit_verdict(&output, &id, target, state, o, result_name, reason);
@@ -296,27 +292,22 @@ pub(crate) fn verdict_outcome(
     v: &canary_core::engine::decide::Verdict,
 ) -> (Outcome, &'static str, Option<String>) {
     use canary_core::engine::decide::Verdict;
-    match v {
-        Verdict::Initialized => (Outcome::Success, "initialized", None),
-        Verdict::NoChange => (Outcome::Success, "noChange", None),
-        Verdict::Promoted => (Outcome::Success, "promoted", None),
-        Verdict::RolledBack { reason } => (Outcome::RolledBack, "rolledBack", Some(reason.clone())),
+    let (name, reason) = match v {
+        Verdict::Initialized => ("initialized", None),
+        Verdict::NoChange => ("noChange", None),
+        Verdict::Promoted => ("promoted", None),
+        Verdict::RolledBack { reason } => ("rolledBack", Some(reason.clone())),
         Verdict::AlreadyFailed(f) => (
-            Outcome::RolledBack,
             "alreadyFailed",
             Some(format!("at {}: {}", f.time.to_rfc3339(), f.reason)),
         ),
-        Verdict::Aborted { by } => (
-            Outcome::Aborted,
-            "aborted",
-            Some(format!("aborted by {by}")),
-        ),
+        Verdict::Aborted { by } => ("aborted", Some(format!("aborted by {by}"))),
         Verdict::Suspended => (
-            Outcome::Success,
             "suspended",
             Some("spec.suspend is set: nothing was initialised or analysed".to_string()),
         ),
-    }
+    };
+    (Outcome::from(v), name, reason)
 }
 
 fn stop_name(o: Outcome) -> &'static str {

@@ -39,7 +39,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
-            return Outcome::Cluster;
+            return Outcome::from(&e);
         }
     };
     let default_ns = args
@@ -68,7 +68,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         Ok(l) => l,
         Err(e) => {
             ui::error(&e.to_string());
-            return Outcome::Cluster;
+            return Outcome::from(&e);
         }
     };
     all.retain(|c| keep(c));
@@ -107,7 +107,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         Ok(()) => Outcome::Success,
         Err(e) => {
             ui::error(&e.to_string());
-            Outcome::Cluster
+            Outcome::from(&e)
         }
     }
 }
