@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use canary::cluster::connect::connect;
-use canary::run::{Driver, Settings};
+use canary::driver::{Driver, Settings};
 use canary_core::engine::decide::Verdict;
 use canary_core::event::{Event, Reporter};
 use canary_core::spec::resolve::{Overrides, resolve};

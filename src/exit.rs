@@ -1,7 +1,17 @@
-//! Exit codes: one enum, mapped to numbers in one place.
+//! Exit codes: one enum, mapped to numbers in one place, and the one
+//! mapping from every verdict and every error to it.
 //!
 //! A CI pipeline branches on these, so they are part of the interface and
-//! documented in the README and the man page (`EXIT STATUS`).
+//! documented in the README and the man page (`EXIT STATUS`). Commands
+//! report an error and return `Outcome::from(&error)`; they never pick a
+//! code for an error themselves.
+
+use crate::cluster::error::ClusterError;
+use crate::commands::act::ActError;
+#[cfg(feature = "demo")]
+use crate::commands::demo::DemoError;
+use crate::driver::RunError;
+use canary_core::engine::decide::Verdict;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +68,70 @@ impl Outcome {
             "interrupted; the state is kept and `canary run` resumes",
         ),
     ];
+}
+
+impl From<&Verdict> for Outcome {
+    fn from(v: &Verdict) -> Self {
+        match v {
+            Verdict::Initialized | Verdict::NoChange | Verdict::Promoted | Verdict::Suspended => {
+                Outcome::Success
+            }
+            // A revision that failed before fails a pipeline again until it
+            // is retried.
+            Verdict::RolledBack { .. } | Verdict::AlreadyFailed(_) => Outcome::RolledBack,
+            Verdict::Aborted { .. } => Outcome::Aborted,
+        }
+    }
+}
+
+impl From<&ClusterError> for Outcome {
+    /// Every cluster error, a kubeconfig that does not load included.
+    fn from(_: &ClusterError) -> Self {
+        Outcome::Cluster
+    }
+}
+
+impl From<&RunError> for Outcome {
+    fn from(e: &RunError) -> Self {
+        match e {
+            RunError::Cluster(e) => e.into(),
+            // A Flagger that owns the canary, another driver's live lease:
+            // the cluster's state stopped the run.
+            RunError::Refused(_) => Outcome::Cluster,
+            // The spec or the flags ask for what `canary run` cannot do.
+            RunError::Setup(_) => Outcome::Usage,
+            // Left as it was, to be resumed; `canary run` tells a timeout
+            // from an interrupt by what stopped it.
+            RunError::Stopped => Outcome::Interrupted,
+        }
+    }
+}
+
+impl From<&ActError> for Outcome {
+    fn from(e: &ActError) -> Self {
+        match e {
+            ActError::Usage(_) => Outcome::Usage,
+            ActError::Cluster(e) => e.into(),
+            ActError::Run(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(feature = "demo")]
+impl From<&DemoError> for Outcome {
+    fn from(e: &DemoError) -> Self {
+        match e {
+            DemoError::Spec(_) => Outcome::Usage,
+            // The demo brings its own cluster and canary: whatever else
+            // fails, the cluster did not do what the story needs.
+            DemoError::Start(_)
+            | DemoError::File { .. }
+            | DemoError::Cluster(_)
+            | DemoError::SetImage(_)
+            | DemoError::Run(_)
+            | DemoError::Unexpected(_) => Outcome::Cluster,
+        }
+    }
 }
 
 impl From<Outcome> for std::process::ExitCode {

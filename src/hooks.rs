@@ -135,7 +135,7 @@ impl<'a> Hooks<'a> {
         if let Some((kind, message)) = event {
             metadata.insert("eventMessage".to_string(), message.to_string());
             metadata.insert("eventType".to_string(), kind.to_string());
-            metadata.insert("timestamp".to_string(), unix_millis().to_string());
+            metadata.insert("timestamp".to_string(), crate::clock::now().0.to_string());
         }
         for (k, v) in &hook.metadata {
             metadata.entry(k.clone()).or_insert_with(|| v.clone());
@@ -311,13 +311,6 @@ fn capitalised(s: &str) -> String {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
     }
-}
-
-fn unix_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -4,12 +4,13 @@
 //! generators (completions, man pages) reach the same definitions.
 
 pub mod cli;
+mod clock;
 pub mod cluster;
 pub mod commands;
+pub mod driver;
 pub mod exit;
 pub mod generate;
 pub mod hooks;
 pub mod metrics;
 pub mod router;
-pub mod run;
 pub mod ui;

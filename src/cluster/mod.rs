@@ -2,7 +2,7 @@
 //! annotation, and reaching in-cluster services from outside.
 //!
 //! Every function here is one idempotent operation on the cluster; the
-//! decisions about which to call live in `engine`, the loop in `run.rs`.
+//! decisions about which to call live in `engine`, the loop in `driver/`.
 
 pub mod autoscaler;
 pub mod configs;

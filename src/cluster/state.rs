@@ -2,6 +2,7 @@
 //! primary has not changed since it was read (its resourceVersion), so two
 //! drivers never overwrite each other's decisions.
 
+use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -171,4 +172,81 @@ pub async fn write(
         .await
         .map_err(|e| ClusterError::api("write the state of", &object, e))?;
     Ok(updated.metadata.resource_version.unwrap_or_default())
+}
+
+/// Writes the state a driver decided from what it read on the primary
+/// (`decided_from`, and the request annotation `request_seen`), guarded by
+/// `resource_version`; returns whether it was written. The controller
+/// bumps that version with every status update, so on a conflict the
+/// primary is read again: when it still carries the request it had and
+/// the state decided from (or the one being written), the write is
+/// repeated with the new version. `Ok(false)`: another writer changed the
+/// state or the request, and the caller decides again from a fresh read.
+pub async fn write_decided(
+    api: &Api<Deployment>,
+    primary: &str,
+    resource_version: &str,
+    decided_from: &State,
+    request_seen: Option<&str>,
+    state: &State,
+    extra: &Extra<'_>,
+) -> Result<bool> {
+    let mut rv = resource_version.to_string();
+    for _ in 0..10 {
+        match write(api, primary, &rv, state, extra).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_conflict() => {
+                let fresh = api
+                    .get(primary)
+                    .await
+                    .map_err(|e| ClusterError::api("read", format!("deployment/{primary}"), e))?;
+                let current = read(&fresh)?;
+                // A request written since the driver read the primary must
+                // not be cleared unseen.
+                if raw_request(&fresh).as_deref() != request_seen {
+                    return Ok(false);
+                }
+                let unchanged = match &current {
+                    // A primary created this round carries the state it
+                    // was created with.
+                    Some(c) => same_state(c, decided_from) || same_state(c, state),
+                    None => false,
+                };
+                if !unchanged {
+                    return Ok(false);
+                }
+                rv = fresh.metadata.resource_version.unwrap_or_default();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// Whether two states are the same apart from lease renewal times.
+fn same_state(a: &State, b: &State) -> bool {
+    let strip = |s: &State| {
+        let mut s = s.clone();
+        if let Some(l) = s.lease.as_mut() {
+            l.renew_time = Time(0);
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// Wakes each time `primary` changes while it carries a request, so a
+/// driver acts on an operator's request at once; ends when the watch
+/// does.
+pub fn watch_requests(api: &Api<Deployment>, primary: &str) -> BoxStream<'static, ()> {
+    use futures::StreamExt;
+    use kube::runtime::watcher::Event;
+    super::workload::watch_one(api, primary)
+        .filter_map(|event| async move {
+            match event {
+                Ok(Event::Apply(p) | Event::InitApply(p)) if raw_request(&p).is_some() => Some(()),
+                _ => None,
+            }
+        })
+        .boxed()
 }

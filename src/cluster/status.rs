@@ -7,10 +7,10 @@ use kube::Api;
 use kube::api::ListParams;
 use serde::Serialize;
 
+use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
-use crate::run::now;
 use canary_core::engine::state::{HistoryEntry, State};
 use canary_core::time::Time;
 

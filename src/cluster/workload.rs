@@ -1,5 +1,5 @@
 //! The target Deployment and its `-primary` copy: readiness, revision, the
-//! primary's construction and promotion, and scaling.
+//! primary's construction and promotion, scaling, and setting images.
 //!
 //! Names and labels are Flagger's, so a team can move between Flagger and
 //! `canary` without renaming anything: the primary is `<target>-primary`,
@@ -11,11 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::configs::{ConfigRef, rewrite_refs};
 use super::error::{ClusterError, Result};
 use canary_core::engine::decide::Workload;
+use canary_core::engine::state::{ANNOTATION, State};
 
 /// Labels Flagger accepts as the selector label, in order.
 pub const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
@@ -169,6 +173,124 @@ pub fn build_primary(
     }
 }
 
+/// A Deployment by name; `None` when there is none.
+pub async fn get(api: &Api<Deployment>, name: &str) -> Result<Option<Deployment>> {
+    api.get_opt(name)
+        .await
+        .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))
+}
+
+/// Creates the primary of `target` (see [`build_primary`]) carrying
+/// `state`; returns its resourceVersion.
+pub async fn create_primary(
+    api: &Api<Deployment>,
+    target: &Deployment,
+    label: &str,
+    label_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+    state: &State,
+) -> Result<Option<String>> {
+    let primary = build_primary(
+        target,
+        label,
+        label_value,
+        tracked,
+        (ANNOTATION, state.to_annotation()),
+    );
+    let name = primary.metadata.name.clone().unwrap_or_default();
+    let created = api
+        .create(&PostParams::default(), &primary)
+        .await
+        .map_err(|e| ClusterError::api("create", format!("deployment/{name}"), e))?;
+    Ok(created.metadata.resource_version)
+}
+
+/// Gives the primary of `target` the target's pod template (see
+/// [`primary_template`]) and, when given, `replicas`; returns the primary's
+/// new resourceVersion.
+pub async fn promote(
+    api: &Api<Deployment>,
+    target: &Deployment,
+    label: &str,
+    label_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+    replicas: Option<i32>,
+) -> Result<Option<String>> {
+    let name = canary_core::names::primary(target.metadata.name.as_deref().unwrap_or_default());
+    let template = primary_template(
+        target,
+        label,
+        &canary_core::names::primary(label_value),
+        tracked,
+    );
+    // Read, modify, replace: the controller's status updates move the
+    // resourceVersion, so a conflict is read again.
+    for _ in 0..10 {
+        let mut primary = api
+            .get(&name)
+            .await
+            .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?;
+        primary.spec.template = template.clone();
+        if let Some(r) = replicas {
+            primary.spec.replicas = Some(r);
+        }
+        match api.replace(&name, &PostParams::default(), &primary).await {
+            Ok(updated) => return Ok(updated.metadata.resource_version),
+            Err(e) => {
+                let e = ClusterError::api("promote to", format!("deployment/{name}"), e);
+                if !e.is_conflict() {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(ClusterError::Conflict {
+        object: format!("deployment/{name}"),
+    })
+}
+
+/// Sets the replicas of a Deployment, and nothing else.
+pub async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+    let patch = json!({"spec": {"replicas": replicas}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| ClusterError::api("scale", format!("deployment/{name}"), e))?;
+    Ok(())
+}
+
+/// The names of a Deployment's containers.
+pub async fn containers(api: &Api<Deployment>, name: &str) -> Result<Vec<String>> {
+    let dep = api
+        .get(name)
+        .await
+        .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?;
+    Ok(dep
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default())
+}
+
+/// Sets the image of containers by name, with the strategic merge patch
+/// `kubectl set image` sends.
+pub async fn set_images(
+    api: &Api<Deployment>,
+    name: &str,
+    images: &[(String, String)],
+) -> Result<()> {
+    let containers: Vec<_> = images
+        .iter()
+        .map(|(container, image)| json!({"name": container, "image": image}))
+        .collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map_err(|e| ClusterError::api("set the image of", format!("deployment/{name}"), e))?;
+    Ok(())
+}
+
 /// Whether a Flagger installed in the cluster owns this primary.
 pub fn flagger_owner(primary: &Deployment) -> Option<String> {
     primary
@@ -198,6 +320,12 @@ pub fn watch_one(
     )
     .default_backoff()
     .boxed()
+}
+
+/// Wakes once for every change to one Deployment (see [`watch_one`]).
+pub fn watch_changes(api: &Api<Deployment>, name: &str) -> futures::stream::BoxStream<'static, ()> {
+    use futures::StreamExt;
+    watch_one(api, name).map(|_| ()).boxed()
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 
 use crate::cli::ActArgs;
+use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
+use crate::driver::{Driver, RunError, Settings};
 use crate::exit::Outcome;
-use crate::run::{self, Driver, RunError, Settings, now};
 use crate::ui;
 use canary_core::engine::decide::{self, RequestKind};
 use canary_core::engine::state::{Paused, State};
@@ -65,7 +66,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request could not be made.
 #[derive(Debug, thiserror::Error)]
-enum ActError {
+pub(crate) enum ActError {
     /// The request makes no sense here; nothing was written.
     #[error("{0}")]
     Usage(String),
@@ -78,17 +79,9 @@ enum ActError {
 pub async fn act(request: Request, args: ActArgs) -> Outcome {
     match act_inner(request, args).await {
         Ok(o) => o,
-        Err(ActError::Usage(m)) => {
-            ui::error(&m);
-            Outcome::Usage
-        }
-        Err(ActError::Run(RunError::Setup(m))) => {
-            ui::error(&m);
-            Outcome::Usage
-        }
         Err(e) => {
             ui::error(&e.to_string());
-            Outcome::Cluster
+            Outcome::from(&e)
         }
     }
 }
@@ -199,7 +192,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
         .applies(state.phase, state.paused.is_some())
         .map_err(|why| ActError::Usage(format!("cannot {} {id}: {why}", request.verb())))?;
 
-    let me = run::holder();
+    let me = super::holder();
     let started = std::time::Instant::now();
     if let Some(lease) = state.lease.as_ref().filter(|l| l.is_live(now())) {
         let stored = statestore::StoredRequest {

@@ -3,7 +3,7 @@
 //! 3.1.1 and promote it, release 3.1.2 and watch its errors and latency
 //! roll it back.
 //!
-//! Every step goes through the same driver (`run.rs`) as `canary run`
+//! Every step goes through the same driver (`driver/`) as `canary run`
 //! against a real cluster, over HTTP with a kubeconfig; only the spec's
 //! interval is shorter than the walkthrough's. `canary demo --serve` keeps
 //! the simulated cluster up for other terminals instead.
@@ -16,9 +16,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
+use crate::cluster::error::ClusterError;
+use crate::driver::{Driver, RunError, Settings};
 use crate::exit::Outcome;
-use crate::run::{Driver, Settings};
 use canary_core::engine::decide::Verdict;
+use canary_core::spec::Diagnostic;
 use canary_core::spec::resolve::{self, Overrides};
 use canary_sim::scenario::Scenario;
 use canary_sim::world::World;
@@ -27,6 +29,41 @@ use canary_sim::world::World;
 pub const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
 
 const IMAGE: &str = "ghcr.io/stefanprodan/podinfo";
+
+/// Why the demo could not tell its story or keep its cluster up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DemoError {
+    #[error("failed to start the simulated cluster: {0:#}")]
+    Start(anyhow::Error),
+    /// A file the demo needs: a temporary directory, a kubeconfig.
+    #[error("{what}: {source}")]
+    File {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The demo's canary or a `--scenario` file does not load.
+    #[error("the spec does not load")]
+    Spec(Vec<Diagnostic>),
+    #[error("failed to set the image: {0}")]
+    SetImage(kube::Error),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A chapter ended otherwise than the story says.
+    #[error("the demo expected `{0}` here")]
+    Unexpected(&'static str),
+}
+
+/// Says why the demo stopped; returns the exit code that means.
+fn failed(e: &DemoError) -> Outcome {
+    match e {
+        DemoError::Spec(errors) => crate::ui::diagnostics(errors),
+        e => crate::ui::error(&e.to_string()),
+    }
+    Outcome::from(e)
+}
 
 pub fn demo() -> Outcome {
     super::block_on(story())
@@ -42,12 +79,12 @@ async fn story() -> Outcome {
     let started = Instant::now();
     let world = match World::start(Scenario::seed()).await {
         Ok(w) => w,
-        Err(e) => {
-            crate::ui::error(&format!("failed to start the simulated cluster: {e:#}"));
-            return Outcome::Cluster;
-        }
+        Err(e) => return failed(&DemoError::Start(e)),
     };
-    let outcome = chapters(&world).await;
+    let outcome = match chapters(&world).await {
+        Ok(()) => Outcome::Success,
+        Err(e) => failed(&e),
+    };
     world.shutdown().await;
     if outcome == Outcome::Success {
         say(&format!(
@@ -59,36 +96,24 @@ async fn story() -> Outcome {
     outcome
 }
 
-async fn chapters(world: &World) -> Outcome {
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            crate::ui::error(&format!("failed to create a temporary directory: {e}"));
-            return Outcome::Cluster;
-        }
-    };
+async fn chapters(world: &World) -> Result<(), DemoError> {
+    let dir = tempfile::tempdir().map_err(|source| DemoError::File {
+        what: "failed to create a temporary directory".to_string(),
+        source,
+    })?;
     let kubeconfig = dir.path().join("kubeconfig");
-    if let Err(e) = world.write_kubeconfig(&kubeconfig) {
-        crate::ui::error(&format!("failed to write the kubeconfig: {e}"));
-        return Outcome::Cluster;
-    }
-    let conn = match crate::cluster::connect::connect(Some(&kubeconfig), None).await {
-        Ok(c) => c,
-        Err(e) => {
-            crate::ui::error(&e.to_string());
-            return Outcome::Cluster;
-        }
-    };
-    let file = match canary_core::spec::load_str("demo-canary.yaml", DEMO_CANARY) {
-        Ok(f) => f,
-        Err(errors) => {
-            crate::ui::diagnostics(&errors);
-            return Outcome::Usage;
-        }
-    };
+    world
+        .write_kubeconfig(&kubeconfig)
+        .map_err(|source| DemoError::File {
+            what: "failed to write the kubeconfig".to_string(),
+            source,
+        })?;
+    let conn = crate::cluster::connect::connect(Some(&kubeconfig), None).await?;
+    let file =
+        canary_core::spec::load_str("demo-canary.yaml", DEMO_CANARY).map_err(DemoError::Spec)?;
     let canary = resolve::resolve(&file, &file.canaries[0], &Overrides::default());
     let settings = Settings {
-        holder: crate::run::holder(),
+        holder: super::holder(),
         ..Settings::default()
     };
     let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), "prod");
@@ -122,17 +147,14 @@ async fn chapters(world: &World) -> Outcome {
             let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
                 {"name": "podinfod", "image": format!("{IMAGE}:{tag}")}
             ]}}}});
-            if let Err(e) = deployments
+            deployments
                 .patch(
                     "podinfo",
                     &PatchParams::default(),
                     &Patch::Strategic(&patch),
                 )
                 .await
-            {
-                crate::ui::error(&format!("failed to set the image: {e}"));
-                return Outcome::Cluster;
-            }
+                .map_err(DemoError::SetImage)?;
             say(&format!(
                 "     kubectl -n prod set image deployment/podinfo podinfod={IMAGE}:{tag}"
             ));
@@ -166,24 +188,20 @@ async fn chapters(world: &World) -> Outcome {
             );
         }
         output.finish();
+        let verdict = verdict?;
         let got = match &verdict {
-            Ok(Verdict::Initialized) => "initialised",
-            Ok(Verdict::Promoted) => "promoted",
-            Ok(Verdict::RolledBack { .. }) => "rolled back",
-            Ok(_) => "something else",
-            Err(e) => {
-                crate::ui::error(&e.to_string());
-                return Outcome::Cluster;
-            }
+            Verdict::Initialized => "initialised",
+            Verdict::Promoted => "promoted",
+            Verdict::RolledBack { .. } => "rolled back",
+            _ => "something else",
         };
-        let code = if got == "rolled back" { 1 } else { 0 };
+        let code = Outcome::from(&verdict).code();
         say(&format!("     => {got} (canary run would exit {code})\n"));
         if got != expected {
-            crate::ui::error(&format!("the demo expected `{expected}` here"));
-            return Outcome::Cluster;
+            return Err(DemoError::Unexpected(expected));
         }
     }
-    Outcome::Success
+    Ok(())
 }
 
 /// Runs the demo world until Ctrl-C (or SIGTERM), with a kubeconfig for
@@ -192,10 +210,7 @@ pub fn serve(kubeconfig: PathBuf, scenario: Option<PathBuf>) -> Outcome {
     let scenario = match &scenario {
         Some(p) => match Scenario::load(p) {
             Ok(s) => s,
-            Err(e) => {
-                crate::ui::diagnostics(&e.diagnostics);
-                return Outcome::Usage;
-            }
+            Err(e) => return failed(&DemoError::Spec(e.diagnostics)),
         },
         None => Scenario::seed(),
     };
@@ -206,21 +221,17 @@ async fn keep_serving(scenario: Scenario, kubeconfig: PathBuf) -> Outcome {
     let mut err = std::io::stderr();
     let world = match World::start(scenario).await {
         Ok(w) => w,
-        Err(e) => {
-            let _ = writeln!(err, "error: failed to start the simulated cluster: {e:#}");
-            return Outcome::Cluster;
-        }
+        Err(e) => return failed(&DemoError::Start(e)),
     };
     let path = std::path::absolute(&kubeconfig).unwrap_or(kubeconfig);
     let yaml = world.kubeconfig_yaml();
-    if let Err(e) = write_atomically(&path, &yaml) {
-        let _ = writeln!(
-            err,
-            "error: failed to write the kubeconfig {}: {e}",
-            path.display()
-        );
+    if let Err(source) = write_atomically(&path, &yaml) {
+        let outcome = failed(&DemoError::File {
+            what: format!("failed to write the kubeconfig {}", path.display()),
+            source,
+        });
         world.shutdown().await;
-        return Outcome::Cluster;
+        return outcome;
     }
     {
         let mut out = std::io::stdout().lock();

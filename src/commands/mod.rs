@@ -1,10 +1,11 @@
 //! One module per command: resolve the settings, do the work, render
-//! through `ui`, return an [`Outcome`]. `main.rs` maps the outcome to an
-//! exit code; nothing below reads the command line again.
+//! through `ui`, return an [`Outcome`] (an error's is the one `exit.rs`
+//! maps it to). `main.rs` maps the outcome to an exit code; nothing below
+//! reads the command line again.
 
-mod act;
+pub(crate) mod act;
 #[cfg(feature = "demo")]
-mod demo;
+pub(crate) mod demo;
 mod plan;
 mod run;
 mod status;
@@ -80,6 +81,25 @@ pub(super) fn refusals(
         }
     }
     out
+}
+
+/// Who this process is, for leases and requests: `CANARY_LEASE_HOLDER`
+/// when set (a retried CI job with the same identity takes its own lease
+/// back at once), else `user@host pid N`.
+pub(super) fn holder() -> String {
+    if let Ok(h) = std::env::var("CANARY_LEASE_HOLDER")
+        && !h.trim().is_empty()
+    {
+        return h;
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{user}@{host} pid {}", std::process::id())
 }
 
 /// Runs a command's async work on a small runtime: two workers are plenty

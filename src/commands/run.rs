@@ -36,7 +36,7 @@ async fn run_files(
     mesh_provider: Option<Provider>,
 ) -> Outcome {
     use crate::cli::OnStop;
-    use crate::run::{Driver, RunError, Settings, Stop};
+    use crate::driver::{Driver, RunError, Settings, Stop};
     use canary_core::engine::decide::Verdict;
     let conn = match crate::cluster::connect::connect(
         args.cluster.kubeconfig.as_deref(),
@@ -47,7 +47,7 @@ async fn run_files(
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
-            return Outcome::Cluster;
+            return Outcome::from(&e);
         }
     };
     let settings = Settings {
@@ -57,7 +57,7 @@ async fn run_files(
         wait_for_change: args.wait_for_change,
         set_image: args.set_image.clone(),
         retry: args.retry,
-        holder: crate::run::holder(),
+        holder: super::holder(),
     };
     let overrides = Overrides {
         mesh_provider,
@@ -151,7 +151,7 @@ async fn run_files(
             };
             if matches!(result, Err(RunError::Stopped))
                 && let Err(e) =
-                    crate::run::release_lease(conn, &namespace, &target_name, &settings.holder)
+                    crate::driver::release_lease(conn, &namespace, &target_name, &settings.holder)
                         .await
             {
                 output.error(&format!("{id}: {e}"));
@@ -245,13 +245,9 @@ async fn run_files(
                 let (o, name, reason) = verdict_outcome(v);
                 (o, name, reason)
             }
-            (Err(RunError::Setup(msg)), _) => {
-                output.error(&format!("{id}: {msg}"));
-                (Outcome::Usage, "error", Some(msg.clone()))
-            }
             (Err(e), _) => {
                 output.error(&format!("{id}: {e}"));
-                (Outcome::Cluster, "error", Some(e.to_string()))
+                (Outcome::from(e), "error", Some(e.to_string()))
             }
         };
         emit_verdict(&output, &id, target, state, o, result_name, reason);
@@ -273,10 +269,11 @@ pub(crate) fn emit_verdict(
     reason: Option<String>,
 ) {
     let (name, namespace) = id.split_once('.').unwrap_or((id, ""));
-    let state = state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::run::now()));
+    let state =
+        state.unwrap_or_else(|| canary_core::engine::state::State::new(crate::clock::now()));
     let mut e = canary_core::event::Event::new(
         canary_core::event::Kind::Verdict,
-        crate::run::now(),
+        crate::clock::now(),
         name,
         namespace,
         &state,
@@ -295,27 +292,22 @@ pub(crate) fn verdict_outcome(
     v: &canary_core::engine::decide::Verdict,
 ) -> (Outcome, &'static str, Option<String>) {
     use canary_core::engine::decide::Verdict;
-    match v {
-        Verdict::Initialized => (Outcome::Success, "initialized", None),
-        Verdict::NoChange => (Outcome::Success, "noChange", None),
-        Verdict::Promoted => (Outcome::Success, "promoted", None),
-        Verdict::RolledBack { reason } => (Outcome::RolledBack, "rolledBack", Some(reason.clone())),
+    let (name, reason) = match v {
+        Verdict::Initialized => ("initialized", None),
+        Verdict::NoChange => ("noChange", None),
+        Verdict::Promoted => ("promoted", None),
+        Verdict::RolledBack { reason } => ("rolledBack", Some(reason.clone())),
         Verdict::AlreadyFailed(f) => (
-            Outcome::RolledBack,
             "alreadyFailed",
             Some(format!("at {}: {}", f.time.to_rfc3339(), f.reason)),
         ),
-        Verdict::Aborted { by } => (
-            Outcome::Aborted,
-            "aborted",
-            Some(format!("aborted by {by}")),
-        ),
+        Verdict::Aborted { by } => ("aborted", Some(format!("aborted by {by}"))),
         Verdict::Suspended => (
-            Outcome::Success,
             "suspended",
             Some("spec.suspend is set: nothing was initialised or analysed".to_string()),
         ),
-    }
+    };
+    (Outcome::from(v), name, reason)
 }
 
 fn stop_name(o: Outcome) -> &'static str {

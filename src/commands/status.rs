@@ -39,7 +39,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
-            return Outcome::Cluster;
+            return Outcome::from(&e);
         }
     };
     let default_ns = args
@@ -68,7 +68,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         Ok(l) => l,
         Err(e) => {
             ui::error(&e.to_string());
-            return Outcome::Cluster;
+            return Outcome::from(&e);
         }
     };
     all.retain(|c| keep(c));
@@ -107,7 +107,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         Ok(()) => Outcome::Success,
         Err(e) => {
             ui::error(&e.to_string());
-            Outcome::Cluster
+            Outcome::from(&e)
         }
     }
 }
@@ -161,7 +161,7 @@ async fn watch_status(
             _ = tick.tick() => seen.values().cloned().collect(),
             _ = interrupts.next() => return Ok(()),
         };
-        let now = crate::run::now();
+        let now = crate::clock::now();
         for d in changed {
             let Some(c) = crate::cluster::status::of_primary(&d, now) else {
                 continue;

@@ -489,7 +489,7 @@ impl Screen {
         }
         let lines = render(
             &self.board.canaries[i],
-            crate::run::now(),
+            crate::clock::now(),
             self.width(),
             self.color,
         );

@@ -1,0 +1,131 @@
+//! Answering the engine's questions: gates and rollback requests through
+//! webhooks, the pre-rollout hooks, and an analysis (the rollout hooks,
+//! then every metric's query, built-in, inline or from a MetricTemplate).
+
+use super::Driver;
+use super::observe::Snapshot;
+use crate::hooks::Hooks;
+use crate::metrics::prometheus::{self, MetricError, MetricServer};
+use canary_core::engine::decide::{
+    Analysis, Answers, HookOutcome, MetricFailure, MetricValue, Question,
+};
+use canary_core::queries::{builtin, template};
+use canary_core::spec::resolve::{HookType, MetricSource, ResolvedMetric};
+use canary_core::spec::types::MetricTemplate;
+
+impl Driver<'_> {
+    /// Answers one question of the engine.
+    pub(super) async fn answer(&self, q: Question, snap: &Snapshot, answers: &mut Answers) {
+        let hooks = Hooks::new(&self.edge, &self.canary);
+        let phase = snap.state.phase.as_str();
+        let checksum = snap.observed.revision.as_str();
+        match q {
+            Question::Gate(kind) => {
+                let open = hooks.gate(kind, phase, checksum).await;
+                answers.gates.insert(kind, open);
+            }
+            Question::Rollback => {
+                answers.rollback = Some(hooks.rollback_requested(phase, checksum).await);
+            }
+            Question::PreRollout => {
+                answers.pre_rollout = Some(hooks.run(HookType::PreRollout, phase, checksum).await);
+            }
+            Question::Analysis => {
+                let outcome = hooks.run(HookType::Rollout, phase, checksum).await;
+                let metrics = if outcome == HookOutcome::Passed {
+                    let mut out = Vec::new();
+                    for m in &self.canary.metrics {
+                        out.push(MetricValue {
+                            name: m.name.clone(),
+                            value: self.measure(m).await,
+                        });
+                    }
+                    out
+                } else {
+                    Vec::new()
+                };
+                answers.analysis = Some(Analysis {
+                    hooks: outcome,
+                    metrics,
+                });
+            }
+        }
+    }
+
+    /// Renders and runs one metric's query.
+    async fn measure(&self, m: &ResolvedMetric) -> Result<f64, MetricFailure> {
+        let (query, server) = self.query_for(m).await.map_err(MetricFailure::Query)?;
+        match prometheus::query(&self.edge, &server, &query, None).await {
+            Ok(v) => Ok(v),
+            Err(MetricError::NoValues) => Err(MetricFailure::NoValues),
+            Err(e) => Err(MetricFailure::Query(e.to_string())),
+        }
+    }
+
+    /// The metrics server of the built-in and inline queries.
+    pub(super) fn default_server(&self) -> Result<String, String> {
+        self.canary.metrics_server_or_default().ok_or_else(|| {
+            "no metrics server: set spec.metricsServer or --metrics-server".to_string()
+        })
+    }
+
+    /// A metric's query, rendered, and the server to ask.
+    async fn query_for(&self, m: &ResolvedMetric) -> Result<(String, MetricServer), String> {
+        let c = &self.canary;
+        let model = c.template_model(m);
+        let render = |t: &str| template::render(t, &model).map_err(|e| e.to_string());
+        match &m.source {
+            MetricSource::Builtin => {
+                let b = c
+                    .provider
+                    .and_then(|p| builtin::builtin_query(p, &m.name))
+                    .ok_or_else(|| format!("no built-in metric `{}` for this provider", m.name))?;
+                Ok((
+                    render(b.template)?,
+                    MetricServer::new(self.default_server()?),
+                ))
+            }
+            MetricSource::Inline { query } => {
+                Ok((render(query)?, MetricServer::new(self.default_server()?)))
+            }
+            MetricSource::Template {
+                name, namespace, ..
+            } => {
+                let t = self.template(name, namespace).await?;
+                // Refused before the run started; a template changed in the
+                // cluster since then fails its checks rather than being
+                // queried as something it is not.
+                if let Some((why, _)) = canary_core::support::template_refusal(&t) {
+                    return Err(why);
+                }
+                let spec = t.spec.clone().unwrap_or_default();
+                let provider = spec.provider.clone().unwrap_or_default();
+                let address = match provider.address.filter(|a| !a.is_empty()) {
+                    Some(a) => a,
+                    None => self.default_server()?,
+                };
+                let mut server = MetricServer::new(address);
+                if let Some(secret) = provider.secret_ref.and_then(|s| s.name) {
+                    server.auth = Some(
+                        prometheus::auth_from_secret(&self.conn.client, namespace, &secret)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                Ok((render(spec.query.as_deref().unwrap_or_default())?, server))
+            }
+        }
+    }
+
+    /// A MetricTemplate from the spec files, else from the cluster.
+    async fn template(&self, name: &str, namespace: &str) -> Result<MetricTemplate, String> {
+        if let Some(t) = self
+            .templates
+            .iter()
+            .find(|t| t.name() == name && t.namespace() == namespace)
+        {
+            return Ok(t.clone());
+        }
+        crate::metrics::templates::get(&self.conn.client, namespace, name).await
+    }
+}

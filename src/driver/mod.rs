@@ -1,0 +1,290 @@
+//! The driver of `canary run`: the one loop that observes, decides,
+//! executes, persists, reports and waits, until a verdict.
+//!
+//! Each round reads the target, the primary (with the state annotation)
+//! and the router's routing (`observe.rs`), asks the engine what to do,
+//! answering its questions by calling webhooks and querying metrics
+//! (`answer.rs`), applies the actions in order and writes the new state
+//! guarded by the primary's resourceVersion (`execute.rs`). A conflict
+//! means someone else wrote in between: the round is thrown away and
+//! decided again from a fresh read. What happened is reported as typed
+//! events ([`canary_core::event`]) to one reporter (`report.rs`). The
+//! driver never prints and never builds a patch: its Kubernetes calls are
+//! functions of [`crate::cluster`].
+//!
+//! Between rounds the driver sleeps (`lease.rs`) on three things: its
+//! clock, renewing its lease on the way; a watch of the primary (an
+//! operator's request, written there by `canary abort` and friends, wakes
+//! it at once; the request is cleared by the same guarded write that
+//! stores the round's state); and the run's stop signal (`--timeout`,
+//! Ctrl-C). Requests and stops are inputs of the engine like any
+//! observation.
+
+mod answer;
+mod execute;
+mod lease;
+mod observe;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+
+use crate::clock::now;
+use crate::cluster::connect::Connection;
+use crate::cluster::error::ClusterError;
+use crate::cluster::proxy::HttpEdge;
+use crate::router::AnyRouter;
+use canary_core::engine::decide::{self, Answers, Next, Request, RequestKind, Step, Verdict};
+use canary_core::engine::state::{Phase, State};
+use canary_core::event::Reporter;
+use canary_core::spec::resolve::ResolvedCanary;
+use canary_core::spec::types::MetricTemplate;
+use canary_core::time::Time;
+
+pub(crate) use lease::release_lease;
+
+/// Settings of one `canary run`, resolved by the command from flags and
+/// environment.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub wait_for_change: Option<Duration>,
+    pub set_image: Vec<(String, String)>,
+    pub retry: bool,
+    /// Who drives, for the lease: `user@host pid N`.
+    pub holder: String,
+}
+
+/// Why a run stopped without a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Setup(String),
+    /// The run was told to stop and left the rollout as it was.
+    #[error("stopped; the state is kept")]
+    Stopped,
+}
+
+/// Why a run stops before its verdict (`--timeout`, Ctrl-C).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Leave the rollout as it is; a later run resumes it.
+    Leave,
+    /// Roll back a rollout under way, for this reason.
+    RollBack(String),
+}
+
+/// How a driver is told to stop.
+pub(crate) type StopSignal = tokio::sync::watch::Receiver<Option<Stop>>;
+
+/// One canary being driven.
+pub struct Driver<'a> {
+    conn: &'a Connection,
+    canary: ResolvedCanary,
+    templates: Vec<MetricTemplate>,
+    settings: &'a Settings,
+    reporter: &'a dyn Reporter,
+    edge: HttpEdge,
+    router: AnyRouter,
+    deployments: Api<Deployment>,
+    /// The spec to store on the primary for `abort`/`promote` without a
+    /// driver, when not yet stored there.
+    spec: Option<String>,
+    stop: Option<StopSignal>,
+    /// A request to act on in the first round (`canary abort` with no
+    /// running driver).
+    request: Option<Request>,
+    /// Said once the rollout is started (how the provider was chosen).
+    note: Option<String>,
+    /// What was last shown: the state, and what the rollout waits for.
+    shown: std::sync::Mutex<(State, Option<String>)>,
+}
+
+impl<'a> Driver<'a> {
+    /// A driver for `canary`; a canary whose provider `canary run` cannot
+    /// drive is refused here, before anything is read.
+    pub fn new(
+        conn: &'a Connection,
+        canary: ResolvedCanary,
+        templates: Vec<MetricTemplate>,
+        settings: &'a Settings,
+        reporter: &'a dyn Reporter,
+    ) -> Result<Self, RunError> {
+        let provider = canary.provider.ok_or_else(|| {
+            RunError::Setup("no provider: name one with --mesh-provider".to_string())
+        })?;
+        let router = AnyRouter::for_provider(&conn.client, provider).map_err(RunError::Setup)?;
+        let edge = HttpEdge::from_config(conn.config.clone(), canary.namespace.clone())
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
+        let shown = std::sync::Mutex::new((State::new(now()), None));
+        Ok(Driver {
+            conn,
+            canary,
+            templates,
+            settings,
+            reporter,
+            edge,
+            router,
+            deployments,
+            spec: None,
+            stop: None,
+            request: None,
+            note: None,
+            shown,
+        })
+    }
+
+    /// Stores `spec` (a Canary document, with its provider resolved) on the
+    /// primary, for `canary abort` and `canary promote` without a driver.
+    pub(crate) fn with_spec(mut self, spec: String) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+
+    /// Says `note` right after the rollout is started.
+    pub(crate) fn with_note(mut self, note: Option<String>) -> Self {
+        self.note = note;
+        self
+    }
+
+    /// Listens to `stop` (`--timeout`, Ctrl-C): the next round acts on it,
+    /// and a sleep between rounds is cut short.
+    pub(crate) fn with_stop(mut self, stop: StopSignal) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Acts on `request` in the first round.
+    pub(crate) fn with_request(mut self, request: Request) -> Self {
+        self.request = Some(request);
+        self
+    }
+
+    fn stop_requested(&self) -> Option<Stop> {
+        self.stop.as_ref().and_then(|s| s.borrow().clone())
+    }
+
+    fn id(&self) -> String {
+        format!("{}.{}", self.canary.name, self.canary.namespace)
+    }
+
+    fn primary_name(&self) -> String {
+        canary_core::names::primary(&self.canary.target.name)
+    }
+
+    /// Drives the canary to a verdict.
+    pub async fn drive(&mut self) -> Result<Verdict, RunError> {
+        if self.canary.target.kind != "Deployment" {
+            return Err(RunError::Setup(format!(
+                "`canary run` drives Deployments; {} is a {}",
+                self.canary.target.name, self.canary.target.kind
+            )));
+        }
+        if !self.settings.set_image.is_empty() {
+            if self.canary.suspended {
+                // A suspended canary is not touched at all, its target
+                // included.
+                self.report_warning("spec.suspend is set: --set-image was not applied");
+            } else {
+                self.set_image().await?;
+            }
+        }
+        let mut wake = self.wake();
+        let mut waited_since: Option<Time> = None;
+        let mut started = false;
+        let mut first_request = self.request.take();
+        loop {
+            let stop = self.stop_requested();
+            if stop == Some(Stop::Leave) {
+                return Err(RunError::Stopped);
+            }
+            let mut snap = self.observe().await?;
+            if !started {
+                started = true;
+                self.report_started(&snap.state);
+            }
+            snap.observed.request = match &stop {
+                Some(Stop::RollBack(reason)) => Some(Request {
+                    kind: RequestKind::RollBack(reason.clone()),
+                    by: self.settings.holder.clone(),
+                    at: snap.observed.now,
+                }),
+                _ => first_request.take().or(snap.stored_request.take()),
+            };
+            let mut answers = Answers::default();
+            let decision = loop {
+                match decide::decide(&self.canary, &snap.state, &snap.observed, &answers) {
+                    Step::Act(d) => break *d,
+                    Step::Ask(q) => self.answer(q, &snap, &mut answers).await,
+                }
+            };
+            if decision.next == Next::Done(Verdict::Suspended) {
+                // Left exactly as it is: no state write, no lease.
+                return Ok(Verdict::Suspended);
+            }
+
+            // --wait-for-change: nothing to do yet, so wait for a change.
+            if decision.next == Next::Done(Verdict::NoChange)
+                && let Some(limit) = self.settings.wait_for_change
+                && stop.is_none()
+            {
+                let since = match waited_since {
+                    Some(t) => t,
+                    None => {
+                        self.report_progress(&format!(
+                            "Waiting up to {} for a change to deployment/{}",
+                            humantime::format_duration(limit),
+                            self.canary.target.name
+                        ));
+                        *waited_since.insert(now())
+                    }
+                };
+                if now().since(since) < limit {
+                    self.wait_for_target_change(&snap.observed.revision, since.plus(limit))
+                        .await?;
+                    continue;
+                }
+            }
+
+            let mut rv = snap.primary_rv.clone();
+            for action in &decision.actions {
+                if let Some(new_rv) = self.execute(action, &snap, &decision.state).await? {
+                    rv = Some(new_rv);
+                }
+            }
+            let done = matches!(decision.next, Next::Done(_));
+            let mut state = decision.state.clone();
+            state.lease = if done { None } else { Some(self.lease()) };
+            state.canary = Some(self.canary.name.clone());
+            if let Some(rv) = rv
+                && !self.persist(&rv, &snap, &state).await?
+            {
+                // Another writer changed the state: decide again from it.
+                continue;
+            }
+            self.report_round(&snap, &decision, &answers, &state).await;
+            self.call_event_hooks(&decision.events, &state).await;
+            if stop.is_some()
+                && !done
+                && !matches!(state.phase, Phase::Promoting | Phase::Finalising)
+            {
+                return Err(RunError::Stopped);
+            }
+            match decision.next {
+                Next::Now => {}
+                Next::At(t) => self.sleep_until(t, &mut wake).await?,
+                Next::Done(v) => return Ok(v),
+            }
+        }
+    }
+}

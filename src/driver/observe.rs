@@ -1,0 +1,127 @@
+//! What one round of the driver sees: the target, the primary and the
+//! state on it, the configs the target uses, and the router's routing,
+//! as the engine's [`Observed`] plus what executing the round needs.
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::{Driver, RunError};
+use crate::clock::now;
+use crate::cluster::configs::{self, Tracked};
+use crate::cluster::error::ClusterError;
+use crate::cluster::{state as statestore, workload};
+use crate::router::Router;
+use canary_core::engine::decide::{Observed, Request, RequestKind};
+use canary_core::engine::state::State;
+
+/// What one round observed, beyond what the engine sees.
+pub(super) struct Snapshot {
+    pub(super) target: Deployment,
+    pub(super) primary: Option<Deployment>,
+    pub(super) primary_rv: Option<String>,
+    pub(super) state: State,
+    pub(super) tracked: Tracked,
+    pub(super) observed: Observed,
+    pub(super) label: (String, String),
+    /// The request annotation as read, and whether the spec annotation
+    /// needs writing.
+    pub(super) raw_request: Option<String>,
+    pub(super) spec_stored: bool,
+    /// The operator's request the annotation holds, when it reads as one.
+    pub(super) stored_request: Option<Request>,
+}
+
+impl Driver<'_> {
+    /// Reads what one round decides from: the target, the primary with
+    /// the state, the configs the target uses, and the router's routing.
+    /// A primary Flagger owns, or a live lease held by another driver,
+    /// stops the run.
+    pub(super) async fn observe(&self) -> Result<Snapshot, RunError> {
+        let target_name = &self.canary.target.name;
+        let target = workload::get(&self.deployments, target_name)
+            .await?
+            .ok_or_else(|| ClusterError::NotFound {
+                object: format!(
+                    "deployment/{target_name} in namespace {}",
+                    self.canary.namespace
+                ),
+            })?;
+        let label = workload::selector_label(&target)?;
+        let primary_name = self.primary_name();
+        let primary = workload::get(&self.deployments, &primary_name).await?;
+        let now = now();
+        let mut state = State::new(now);
+        let mut primary_rv = None;
+        if let Some(p) = &primary {
+            if let Some(owner) = workload::flagger_owner(p) {
+                return Err(RunError::Refused(format!(
+                    "deployment/{primary_name} is managed by Flagger (Canary {owner} owns it); \
+                     canary will not drive a canary that Flagger also drives"
+                )));
+            }
+            primary_rv = p.metadata.resource_version.clone();
+            if let Some(s) = statestore::read(p)? {
+                state = s;
+            }
+            if let Some(lease) = &state.lease
+                && lease.holder != self.settings.holder
+                && lease.is_live(now)
+            {
+                return Err(RunError::Refused(format!(
+                    "{} is being driven by {} (lease renewed {}, valid until {}); \
+                     wait for it to finish: a lease that is not renewed expires and is taken over",
+                    self.id(),
+                    lease.holder,
+                    lease.renew_time.to_rfc3339(),
+                    lease.expires().to_rfc3339()
+                )));
+            }
+        }
+        let tracked = configs::track(
+            &self.conn.client,
+            &self.canary.namespace,
+            &target.spec.template,
+        )
+        .await?;
+        let revision = workload::revision(&target, &tracked.hashes);
+        let routing = match &primary {
+            Some(_) => self.router.current_routing(&self.canary).await?,
+            None => None,
+        };
+        let observed = Observed {
+            now,
+            revision,
+            target: workload::observe(&target),
+            primary: primary.as_ref().map(workload::observe),
+            routing,
+            retry: self.settings.retry,
+            request: None,
+        };
+        let raw_request = primary.as_ref().and_then(statestore::raw_request);
+        let stored_request = primary
+            .as_ref()
+            .and_then(statestore::read_request)
+            .and_then(|r| {
+                Some(Request {
+                    kind: RequestKind::from_action(&r.action)?,
+                    by: r.by,
+                    at: r.at,
+                })
+            });
+        let spec_stored = match (&primary, &self.spec) {
+            (Some(p), Some(spec)) => statestore::read_spec(p).as_deref() == Some(spec.as_str()),
+            _ => true,
+        };
+        Ok(Snapshot {
+            target,
+            primary,
+            primary_rv,
+            state,
+            tracked,
+            observed,
+            label,
+            raw_request,
+            spec_stored,
+            stored_request,
+        })
+    }
+}
