@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use canary::cluster::connect::connect;
-use canary::driver::{Driver, Settings};
+use canary::connect;
+use canary::{Driver, Settings};
 use canary_core::engine::decide::Verdict;
 use canary_core::event::{Event, Reporter};
 use canary_core::spec::resolve::{Overrides, resolve};

@@ -141,7 +141,7 @@ impl From<Outcome> for std::process::ExitCode {
 }
 
 /// The exit status table as plain text, for `--help` and the man page.
-pub fn table_text() -> String {
+pub(crate) fn table_text() -> String {
     Outcome::TABLE
         .iter()
         .map(|(o, what)| format!("  {:<4}{what}\n", o.code()))

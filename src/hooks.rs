@@ -278,7 +278,7 @@ impl<'a> Hooks<'a> {
 /// canary is in `current`: `Progressing` for pre-rollout, rollout,
 /// confirm-traffic-increase and confirm-promotion hooks, `current` for the
 /// others (confirm-rollout, rollback, post-rollout, event).
-pub fn flagger_phase(kind: HookType, current: &str) -> &str {
+pub(crate) fn flagger_phase(kind: HookType, current: &str) -> &str {
     match kind {
         HookType::PreRollout
         | HookType::Rollout

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next();
-    let matches = canary::cli::command_for(argv0.as_deref()).get_matches();
-    let cli = match <canary::cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+    let matches = canary::command_for(argv0.as_deref()).get_matches();
+    let cli = match <canary::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    canary::commands::run(cli).into()
+    canary::run(cli).into()
 }

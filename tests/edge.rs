@@ -8,9 +8,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use canary::cluster::proxy::{EdgeError, HttpEdge, HttpRequest};
-use canary::hooks::Hooks;
-use canary::metrics::prometheus::{self, Auth, MetricError, MetricServer};
+use canary::edge::{
+    self as prometheus, Auth, EdgeError, Hooks, HttpEdge, HttpRequest, MetricError, MetricServer,
+};
 use canary_core::engine::decide::HookOutcome;
 use canary_core::spec::resolve::{HookType, Overrides, ResolvedCanary, ResolvedWebhook, resolve};
 use canary_sim::server::{Sim, SimConfig};

@@ -207,7 +207,7 @@ fn the_ci_workflows_use_only_flags_canary_has() {
         let commands = canary_commands(w);
         assert!(!commands.is_empty(), "{}: no canary command", w.display());
         for argv in commands {
-            if let Err(e) = canary::cli::Cli::try_parse_from(&argv) {
+            if let Err(e) = canary::Cli::try_parse_from(&argv) {
                 panic!("{}: `{}`:\n{e}", w.display(), argv.join(" "));
             }
         }
@@ -236,5 +236,5 @@ fn command_lines_are_split_like_a_shell_and_a_wrong_flag_is_caught() {
         ["canary", "run", "a b.yaml", "--timeout", "30m"]
     );
     let argv = shell_words("canary run deploy/canary.yaml --time-out 30m");
-    assert!(canary::cli::Cli::try_parse_from(&argv).is_err());
+    assert!(canary::Cli::try_parse_from(&argv).is_err());
 }

@@ -7,7 +7,7 @@ use crate::util::root;
 fn generated_completions_and_man_pages_are_up_to_date() {
     let regenerate = std::env::var_os("CANARY_REGENERATE").is_some();
     let mut stale = Vec::new();
-    for (rel, contents) in canary::generate::all() {
+    for (rel, contents) in canary::generated_files() {
         let path = root().join(&rel);
         let current = std::fs::read(&path).unwrap_or_default();
         if current != contents {

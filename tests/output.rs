@@ -131,7 +131,7 @@ fn json_lines(events: &[Event]) -> String {
 }
 
 fn log_lines(events: &[Event]) -> String {
-    let mut lines = canary::ui::lines::Lines::new();
+    let mut lines = canary::render::Lines::new();
     let out: Vec<String> = events.iter().filter_map(|e| lines.line(e, false)).collect();
     out.join("\n")
 }
@@ -139,7 +139,7 @@ fn log_lines(events: &[Event]) -> String {
 /// The live view after each check and at the end, as a terminal of
 /// `width` columns shows it.
 fn frames(events: &[Event], width: usize) -> String {
-    let mut board = canary::ui::live::Board::default();
+    let mut board = canary::render::Board::default();
     let mut out = String::new();
     for e in events {
         board.apply(e);
@@ -210,7 +210,7 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
     insta::assert_snapshot!("promoted_frames_200", frames(&promoted, 200));
     insta::assert_snapshot!(
         "promoted_summary",
-        canary::ui::summary::table(&promoted, 100)
+        canary::render::summary_table(&promoted, 100)
     );
     insta::assert_snapshot!("promoted_status", status(&c, &[]).await);
 
@@ -237,7 +237,7 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
     insta::assert_snapshot!("rolled_back_frames_200", frames(&rolled_back, 200));
     insta::assert_snapshot!(
         "rolled_back_summary",
-        canary::ui::summary::table(&rolled_back, 100)
+        canary::render::summary_table(&rolled_back, 100)
     );
     insta::assert_snapshot!("rolled_back_status", status(&c, &[]).await);
 

@@ -11,7 +11,7 @@ use super::workload::MANAGED_BY;
 
 /// Creates or updates `<hpa>-primary` from the target's HPA `hpa`, scaling
 /// the Deployment `primary`.
-pub async fn reconcile_primary(
+pub(crate) async fn reconcile_primary(
     client: &kube::Client,
     namespace: &str,
     hpa: &str,

@@ -17,38 +17,32 @@ use super::error::{ClusterError, Result};
 use super::workload::{MANAGED_BY, canonical_hash};
 
 /// Flagger's opt-out annotation.
-pub const TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";
+pub(crate) const TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ConfigKind {
+pub(crate) enum ConfigKind {
     ConfigMap,
     Secret,
 }
 
 /// A ConfigMap or Secret by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ConfigRef {
+pub(crate) struct ConfigRef {
     pub kind: ConfigKind,
     pub name: String,
 }
 
 impl ConfigRef {
-    pub fn config_map(name: &str) -> Self {
+    #[cfg(test)]
+    pub(crate) fn config_map(name: &str) -> Self {
         ConfigRef {
             kind: ConfigKind::ConfigMap,
             name: name.to_string(),
         }
     }
 
-    pub fn secret(name: &str) -> Self {
-        ConfigRef {
-            kind: ConfigKind::Secret,
-            name: name.to_string(),
-        }
-    }
-
     /// `configmap/NAME` or `secret/NAME`, the key in the state document.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self.kind {
             ConfigKind::ConfigMap => format!("configmap/{}", self.name),
             ConfigKind::Secret => format!("secret/{}", self.name),
@@ -57,7 +51,7 @@ impl ConfigRef {
 }
 
 /// Every ConfigMap and Secret a pod template references.
-pub fn referenced(template: &PodTemplateSpec) -> BTreeSet<ConfigRef> {
+pub(crate) fn referenced(template: &PodTemplateSpec) -> BTreeSet<ConfigRef> {
     let mut out = BTreeSet::new();
     let Some(spec) = &template.spec else {
         return out;
@@ -70,7 +64,7 @@ pub fn referenced(template: &PodTemplateSpec) -> BTreeSet<ConfigRef> {
 }
 
 /// Renames references to tracked configs to their `-primary` copies.
-pub fn rewrite_refs(template: &mut PodTemplateSpec, tracked: &BTreeSet<ConfigRef>) {
+pub(crate) fn rewrite_refs(template: &mut PodTemplateSpec, tracked: &BTreeSet<ConfigRef>) {
     if let Some(spec) = template.spec.as_mut() {
         visit_mut(spec, &mut |r| {
             tracked.contains(r).then(|| format!("{}-primary", r.name))
@@ -141,7 +135,7 @@ fn visit_mut(spec: &mut PodSpec, f: &mut dyn FnMut(&ConfigRef) -> Option<String>
 
 /// A tracked config's content.
 #[derive(Debug, Clone)]
-pub enum ConfigData {
+pub(crate) enum ConfigData {
     ConfigMap(ConfigMap),
     Secret(Secret),
 }
@@ -149,13 +143,13 @@ pub enum ConfigData {
 /// The configs a target tracks: hashes by key, and their contents for
 /// copying at promotion.
 #[derive(Debug, Clone, Default)]
-pub struct Tracked {
+pub(crate) struct Tracked {
     pub hashes: BTreeMap<String, String>,
     pub objects: BTreeMap<ConfigRef, ConfigData>,
 }
 
 impl Tracked {
-    pub fn refs(&self) -> BTreeSet<ConfigRef> {
+    pub(crate) fn refs(&self) -> BTreeSet<ConfigRef> {
         self.objects.keys().cloned().collect()
     }
 }
@@ -169,7 +163,7 @@ fn tracking_disabled(meta: &ObjectMeta) -> bool {
 
 /// Reads and hashes the configs a template references. Missing ones are
 /// skipped (the pod would not start; readiness will say so).
-pub async fn track(
+pub(crate) async fn track(
     client: &kube::Client,
     namespace: &str,
     template: &PodTemplateSpec,
@@ -230,7 +224,7 @@ fn copy_meta(meta: &ObjectMeta) -> ObjectMeta {
 }
 
 /// Creates or replaces the `-primary` copies of the tracked configs.
-pub async fn copy_to_primary(
+pub(crate) async fn copy_to_primary(
     client: &kube::Client,
     namespace: &str,
     tracked: &Tracked,

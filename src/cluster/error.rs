@@ -89,4 +89,4 @@ impl ClusterError {
     }
 }
 
-pub type Result<T> = std::result::Result<T, ClusterError>;
+pub(crate) type Result<T> = std::result::Result<T, ClusterError>;

@@ -4,12 +4,12 @@
 //! Every function here is one idempotent operation on the cluster; the
 //! decisions about which to call live in `engine`, the loop in `driver/`.
 
-pub mod autoscaler;
-pub mod configs;
-pub mod connect;
-pub mod error;
-pub mod proxy;
-pub mod services;
-pub mod state;
-pub mod status;
-pub mod workload;
+pub(crate) mod autoscaler;
+pub(crate) mod configs;
+pub(crate) mod connect;
+pub(crate) mod error;
+pub(crate) mod proxy;
+pub(crate) mod services;
+pub(crate) mod state;
+pub(crate) mod status;
+pub(crate) mod workload;

@@ -46,7 +46,7 @@ use http_body_util::BodyExt;
 use reqwest::Url;
 
 /// The cluster domain Kubernetes uses unless configured otherwise.
-pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub(crate) const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl EdgeError {
 
 /// go-retryablehttp's `DefaultRetryPolicy` on a response: 429 and 5xx
 /// except 501.
-pub fn status_is_retryable(status: u16) -> bool {
+pub(crate) fn status_is_retryable(status: u16) -> bool {
     status == 429 || (status >= 500 && status != 501)
 }
 
@@ -187,11 +187,11 @@ pub struct HttpReply {
 }
 
 /// How much of a body error messages quote.
-pub const EXCERPT_LEN: usize = 200;
+pub(crate) const EXCERPT_LEN: usize = 200;
 
 /// The start of `body` on one line: whitespace runs collapsed, cut at
 /// `max` characters with an ellipsis.
-pub fn excerpt(body: &str, max: usize) -> String {
+pub(crate) fn excerpt(body: &str, max: usize) -> String {
     let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= max {
         return one_line;
@@ -428,12 +428,13 @@ impl HttpEdge {
 }
 
 /// [`route_with_domain`] with the default cluster domain.
-pub fn route(url: &str, default_namespace: &str) -> Result<Route, EdgeError> {
+#[cfg(test)]
+pub(crate) fn route(url: &str, default_namespace: &str) -> Result<Route, EdgeError> {
     route_with_domain(url, default_namespace, DEFAULT_CLUSTER_DOMAIN)
 }
 
 /// Where `url` goes: see the module documentation for the rules.
-pub fn route_with_domain(
+pub(crate) fn route_with_domain(
     url: &str,
     default_namespace: &str,
     cluster_domain: &str,
@@ -501,7 +502,7 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// A URL for messages: no userinfo, no query, no fragment.
-pub fn display_url(url: &Url) -> String {
+pub(crate) fn display_url(url: &Url) -> String {
     let mut u = url.clone();
     let _ = u.set_username("");
     let _ = u.set_password(None);
@@ -511,7 +512,7 @@ pub fn display_url(url: &Url) -> String {
 }
 
 /// [`display_url`] for a string that may not parse.
-pub fn display_url_str(url: &str) -> String {
+pub(crate) fn display_url_str(url: &str) -> String {
     match Url::parse(url) {
         Ok(u) => display_url(&u),
         // Do not echo what could be credentials: keep scheme and host-ish

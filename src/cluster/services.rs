@@ -33,7 +33,7 @@ fn port(c: &ResolvedCanary) -> ServicePort {
 /// Creates the three Services, or points existing ones at the right pods.
 /// The apex Service selects the primary's pods, like the primary Service;
 /// the canary Service selects the target's.
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     client: &kube::Client,
     c: &ResolvedCanary,
     label: &str,

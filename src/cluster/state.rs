@@ -14,17 +14,17 @@ use canary_core::time::Time;
 
 /// The annotation holding an operator's request to a rollout
 /// (`canary abort|promote|pause|resume`), until a driver acts on it.
-pub const REQUEST_ANNOTATION: &str = "canary.flagger.app/request";
+pub(crate) const REQUEST_ANNOTATION: &str = "canary.flagger.app/request";
 
 /// The annotation holding the Canary spec the last driver ran with, so that
 /// `canary abort` and `canary promote` can act with no spec file and no
 /// running driver.
-pub const SPEC_ANNOTATION: &str = "canary.flagger.app/spec";
+pub(crate) const SPEC_ANNOTATION: &str = "canary.flagger.app/spec";
 
 /// An operator's request as stored on the primary.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StoredRequest {
+pub(crate) struct StoredRequest {
     /// `abort`, `promote`, `pause` or `resume`.
     pub action: String,
     pub by: String,
@@ -37,24 +37,24 @@ fn annotation<'a>(d: &'a Deployment, key: &str) -> Option<&'a String> {
 
 /// The raw request annotation, if any (compared as text to tell requests
 /// apart).
-pub fn raw_request(primary: &Deployment) -> Option<String> {
+pub(crate) fn raw_request(primary: &Deployment) -> Option<String> {
     annotation(primary, REQUEST_ANNOTATION).cloned()
 }
 
 /// The request stored on a primary; an unreadable one is ignored (and
 /// cleared by the next state write).
-pub fn read_request(primary: &Deployment) -> Option<StoredRequest> {
+pub(crate) fn read_request(primary: &Deployment) -> Option<StoredRequest> {
     raw_request(primary).and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// The spec stored on a primary, if any.
-pub fn read_spec(primary: &Deployment) -> Option<String> {
+pub(crate) fn read_spec(primary: &Deployment) -> Option<String> {
     annotation(primary, SPEC_ANNOTATION).cloned()
 }
 
 /// Stores a request for the driver (no precondition: the latest request
 /// wins, and the driver reads it under its own resourceVersion guard).
-pub async fn write_request(
+pub(crate) async fn write_request(
     api: &Api<Deployment>,
     primary: &str,
     request: &StoredRequest,
@@ -71,7 +71,7 @@ pub async fn write_request(
 /// the primary's resourceVersion, reading again after a conflict (up to
 /// `tries` times). `change` returns `false` when there is nothing to
 /// write. `Ok(false)`: no primary, no state, or nothing to write.
-pub async fn update(
+pub(crate) async fn update(
     api: &Api<Deployment>,
     primary: &str,
     tries: usize,
@@ -103,7 +103,7 @@ pub async fn update(
 }
 
 /// Removes a request no driver took up (its driver went away).
-pub async fn clear_request(api: &Api<Deployment>, primary: &str) -> Result<()> {
+pub(crate) async fn clear_request(api: &Api<Deployment>, primary: &str) -> Result<()> {
     let patch = json!({ "metadata": { "annotations": { REQUEST_ANNOTATION: null } } });
     api.patch(primary, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -115,7 +115,7 @@ pub async fn clear_request(api: &Api<Deployment>, primary: &str) -> Result<()> {
 
 /// Besides the state, what a write changes.
 #[derive(Debug, Clone, Default)]
-pub struct Extra<'a> {
+pub(crate) struct Extra<'a> {
     /// Remove the request annotation: the request was acted on.
     pub clear_request: bool,
     /// Store this spec text.
@@ -123,7 +123,7 @@ pub struct Extra<'a> {
 }
 
 /// The state stored on a primary, if any.
-pub fn read(primary: &Deployment) -> Result<Option<State>> {
+pub(crate) fn read(primary: &Deployment) -> Result<Option<State>> {
     let Some(text) = primary
         .metadata
         .annotations
@@ -143,7 +143,7 @@ pub fn read(primary: &Deployment) -> Result<Option<State>> {
 /// Writes the state if the primary is still at `resource_version`; returns
 /// the new resourceVersion. A conflict is [`ClusterError::Conflict`]: the
 /// caller re-reads and decides again.
-pub async fn write(
+pub(crate) async fn write(
     api: &Api<Deployment>,
     primary: &str,
     resource_version: &str,
@@ -182,7 +182,7 @@ pub async fn write(
 /// the state decided from (or the one being written), the write is
 /// repeated with the new version. `Ok(false)`: another writer changed the
 /// state or the request, and the caller decides again from a fresh read.
-pub async fn write_decided(
+pub(crate) async fn write_decided(
     api: &Api<Deployment>,
     primary: &str,
     resource_version: &str,
@@ -238,7 +238,7 @@ fn same_state(a: &State, b: &State) -> bool {
 /// Wakes each time `primary` changes while it carries a request, so a
 /// driver acts on an operator's request at once; ends when the watch
 /// does.
-pub fn watch_requests(api: &Api<Deployment>, primary: &str) -> BoxStream<'static, ()> {
+pub(crate) fn watch_requests(api: &Api<Deployment>, primary: &str) -> BoxStream<'static, ()> {
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     super::workload::watch_one(api, primary)

@@ -17,7 +17,7 @@ use canary_core::time::Time;
 /// One canary as `status` shows it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CanaryStatus {
+pub(crate) struct CanaryStatus {
     pub name: String,
     pub namespace: String,
     pub target: String,
@@ -36,7 +36,7 @@ pub struct CanaryStatus {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Driver {
+pub(crate) struct Driver {
     pub holder: String,
     pub renew_time: String,
     /// `false` when the lease ran out: the driver was lost (killed, or its
@@ -46,7 +46,7 @@ pub struct Driver {
 
 /// The status of one managed primary; `None` for a Deployment that is
 /// not one. A state that cannot be read is shown as `Unknown`.
-pub fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
+pub(crate) fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
     match statestore::read(d) {
         Ok(Some(state)) => Some(status_of(d, state, now)),
         Ok(None) => None,
@@ -59,17 +59,17 @@ pub fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
 }
 
 /// The label selector of the primaries `canary` manages.
-pub fn selector() -> String {
+pub(crate) fn selector() -> String {
     format!("{}={}", workload::MANAGED_BY.0, workload::MANAGED_BY.1)
 }
 
 /// What tells two rows of one canary apart.
-pub type RowKey = (String, String, u32, u32, String, Option<(String, bool)>);
+pub(crate) type RowKey = (String, String, u32, u32, String, Option<(String, bool)>);
 
 impl CanaryStatus {
     /// What a watcher prints a new row for: everything but the history
     /// and the lease's renewal ticks.
-    pub fn row_key(&self) -> RowKey {
+    pub(crate) fn row_key(&self) -> RowKey {
         (
             self.name.clone(),
             self.phase.clone(),
@@ -111,7 +111,7 @@ fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
 }
 
 /// Every canary in `namespace` (all namespaces when `None`), by name.
-pub async fn list(
+pub(crate) async fn list(
     conn: &Connection,
     namespace: Option<&str>,
 ) -> Result<Vec<CanaryStatus>, ClusterError> {

@@ -22,13 +22,13 @@ use canary_core::engine::decide::Workload;
 use canary_core::engine::state::{ANNOTATION, State};
 
 /// Labels Flagger accepts as the selector label, in order.
-pub const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
+pub(crate) const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
 
 /// Label marking the objects `canary` created.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
+pub(crate) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
 
 /// The selector label of a target and its value.
-pub fn selector_label(dep: &Deployment) -> Result<(String, String)> {
+pub(crate) fn selector_label(dep: &Deployment) -> Result<(String, String)> {
     let name = dep.metadata.name.clone().unwrap_or_default();
     let labels = dep.spec.selector.match_labels.clone().unwrap_or_default();
     SELECTOR_LABELS
@@ -44,7 +44,7 @@ pub fn selector_label(dep: &Deployment) -> Result<(String, String)> {
 }
 
 /// Readiness as the engine sees it.
-pub fn observe(dep: &Deployment) -> Workload {
+pub(crate) fn observe(dep: &Deployment) -> Workload {
     let desired = dep.spec.replicas.unwrap_or(1).max(0) as u32;
     let status = dep.status.clone().unwrap_or_default();
     let generation = dep.metadata.generation.unwrap_or(0);
@@ -68,7 +68,10 @@ pub fn observe(dep: &Deployment) -> Workload {
 
 /// A stable hash of a JSON value: keys sorted, so field order in the API
 /// server's answer does not matter.
-pub fn canonical_hash(value: &serde_json::Value, extra: &BTreeMap<String, String>) -> String {
+pub(crate) fn canonical_hash(
+    value: &serde_json::Value,
+    extra: &BTreeMap<String, String>,
+) -> String {
     fn canon(v: &serde_json::Value, out: &mut String) {
         match v {
             serde_json::Value::Object(m) => {
@@ -112,14 +115,14 @@ pub fn canonical_hash(value: &serde_json::Value, extra: &BTreeMap<String, String
 
 /// The revision of a target: its pod template plus the data of the
 /// ConfigMaps and Secrets it uses.
-pub fn revision(dep: &Deployment, configs: &BTreeMap<String, String>) -> String {
+pub(crate) fn revision(dep: &Deployment, configs: &BTreeMap<String, String>) -> String {
     let template = serde_json::to_value(&dep.spec.template).unwrap_or_default();
     canonical_hash(&template, configs)
 }
 
 /// The primary's pod template: the target's, with the selector label
 /// pointing at the primary and tracked configs renamed to their copies.
-pub fn primary_template(
+pub(crate) fn primary_template(
     target: &Deployment,
     label: &str,
     primary_value: &str,
@@ -135,7 +138,7 @@ pub fn primary_template(
 }
 
 /// A new primary Deployment for a target.
-pub fn build_primary(
+pub(crate) fn build_primary(
     target: &Deployment,
     label: &str,
     label_value: &str,
@@ -174,7 +177,7 @@ pub fn build_primary(
 }
 
 /// A Deployment by name; `None` when there is none.
-pub async fn get(api: &Api<Deployment>, name: &str) -> Result<Option<Deployment>> {
+pub(crate) async fn get(api: &Api<Deployment>, name: &str) -> Result<Option<Deployment>> {
     api.get_opt(name)
         .await
         .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))
@@ -182,7 +185,7 @@ pub async fn get(api: &Api<Deployment>, name: &str) -> Result<Option<Deployment>
 
 /// Creates the primary of `target` (see [`build_primary`]) carrying
 /// `state`; returns its resourceVersion.
-pub async fn create_primary(
+pub(crate) async fn create_primary(
     api: &Api<Deployment>,
     target: &Deployment,
     label: &str,
@@ -208,7 +211,7 @@ pub async fn create_primary(
 /// Gives the primary of `target` the target's pod template (see
 /// [`primary_template`]) and, when given, `replicas`; returns the primary's
 /// new resourceVersion.
-pub async fn promote(
+pub(crate) async fn promote(
     api: &Api<Deployment>,
     target: &Deployment,
     label: &str,
@@ -250,7 +253,7 @@ pub async fn promote(
 }
 
 /// Sets the replicas of a Deployment, and nothing else.
-pub async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+pub(crate) async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
     let patch = json!({"spec": {"replicas": replicas}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -259,7 +262,7 @@ pub async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<(
 }
 
 /// The names of a Deployment's containers.
-pub async fn containers(api: &Api<Deployment>, name: &str) -> Result<Vec<String>> {
+pub(crate) async fn containers(api: &Api<Deployment>, name: &str) -> Result<Vec<String>> {
     let dep = api
         .get(name)
         .await
@@ -275,7 +278,7 @@ pub async fn containers(api: &Api<Deployment>, name: &str) -> Result<Vec<String>
 
 /// Sets the image of containers by name, with the strategic merge patch
 /// `kubectl set image` sends.
-pub async fn set_images(
+pub(crate) async fn set_images(
     api: &Api<Deployment>,
     name: &str,
     images: &[(String, String)],
@@ -292,7 +295,7 @@ pub async fn set_images(
 }
 
 /// Whether a Flagger installed in the cluster owns this primary.
-pub fn flagger_owner(primary: &Deployment) -> Option<String> {
+pub(crate) fn flagger_owner(primary: &Deployment) -> Option<String> {
     primary
         .metadata
         .owner_references
@@ -305,7 +308,7 @@ pub fn flagger_owner(primary: &Deployment) -> Option<String> {
 /// The changes to one Deployment, by name, as a stream that starts with
 /// its current state; a failing watch retries with a backoff rather than
 /// spinning.
-pub fn watch_one(
+pub(crate) fn watch_one(
     api: &kube::Api<Deployment>,
     name: &str,
 ) -> futures::stream::BoxStream<
@@ -323,7 +326,10 @@ pub fn watch_one(
 }
 
 /// Wakes once for every change to one Deployment (see [`watch_one`]).
-pub fn watch_changes(api: &Api<Deployment>, name: &str) -> futures::stream::BoxStream<'static, ()> {
+pub(crate) fn watch_changes(
+    api: &Api<Deployment>,
+    name: &str,
+) -> futures::stream::BoxStream<'static, ()> {
     use futures::StreamExt;
     watch_one(api, name).map(|_| ()).boxed()
 }

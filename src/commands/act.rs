@@ -30,7 +30,7 @@ use canary_core::spec::resolve::{self, Overrides};
 
 /// What an operator asks of a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     Abort,
     Promote,
     Pause,
@@ -76,7 +76,7 @@ pub(crate) enum ActError {
     Run(#[from] RunError),
 }
 
-pub async fn act(request: Request, args: ActArgs) -> Outcome {
+pub(crate) async fn act(request: Request, args: ActArgs) -> Outcome {
     match act_inner(request, args).await {
         Ok(o) => o,
         Err(e) => {

@@ -26,7 +26,7 @@ use canary_sim::scenario::Scenario;
 use canary_sim::world::World;
 
 /// The walkthrough's canary with a 2 s interval and a 10 s metric window.
-pub const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
+pub(crate) const DEMO_CANARY: &str = include_str!("demo-canary.yaml");
 
 const IMAGE: &str = "ghcr.io/stefanprodan/podinfo";
 
@@ -65,7 +65,7 @@ fn failed(e: &DemoError) -> Outcome {
     Outcome::from(e)
 }
 
-pub fn demo() -> Outcome {
+pub(crate) fn demo() -> Outcome {
     super::block_on(story())
 }
 
@@ -206,7 +206,7 @@ async fn chapters(world: &World) -> Result<(), DemoError> {
 
 /// Runs the demo world until Ctrl-C (or SIGTERM), with a kubeconfig for
 /// other terminals; removes the kubeconfig on the way out.
-pub fn serve(kubeconfig: PathBuf, scenario: Option<PathBuf>) -> Outcome {
+pub(crate) fn serve(kubeconfig: PathBuf, scenario: Option<PathBuf>) -> Outcome {
     let scenario = match &scenario {
         Some(p) => match Scenario::load(p) {
             Ok(s) => s,

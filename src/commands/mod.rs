@@ -104,7 +104,7 @@ pub(super) fn holder() -> String {
 
 /// Runs a command's async work on a small runtime: two workers are plenty
 /// for a driver that mostly waits.
-pub fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outcome {
+pub(crate) fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outcome {
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,5 +4,5 @@
 //! file does not hold. The queries themselves and their rendering are in
 //! `canary_core::queries`.
 
-pub mod prometheus;
-pub mod templates;
+pub(crate) mod prometheus;
+pub(crate) mod templates;

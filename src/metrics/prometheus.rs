@@ -42,10 +42,10 @@ use canary_core::queries::template::collapse_whitespace;
 use canary_core::time::Time;
 
 /// Flagger's per-query time limit.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The query Flagger's `IsOnline` runs; the answer must be 1.
-pub const ONLINE_QUERY: &str = "vector(1)";
+pub(crate) const ONLINE_QUERY: &str = "vector(1)";
 
 /// Credentials for the metrics server. `Debug` never shows them.
 #[derive(Clone, PartialEq, Eq)]
@@ -158,7 +158,7 @@ pub async fn query(
 
 /// Runs `query` now and returns each sample of its instant vector by the
 /// value of `label` (samples without it are left out).
-pub async fn query_by(
+pub(crate) async fn query_by(
     edge: &HttpEdge,
     server: &MetricServer,
     query: &str,
@@ -286,7 +286,7 @@ pub async fn auth_from_secret(
 
 /// The credentials in a Secret's data: `token`, else `username` and
 /// `password`. Values are used as stored (Flagger does not trim them).
-pub fn auth_from_data(
+pub(crate) fn auth_from_data(
     data: &BTreeMap<String, Vec<u8>>,
     namespace: &str,
     name: &str,

@@ -13,7 +13,7 @@ use canary_core::spec::{Diagnostic, Doc, SpecFile};
 use canary_core::support;
 
 /// Reads MetricTemplate `namespace/name` from the cluster.
-pub async fn get(
+pub(crate) async fn get(
     client: &kube::Client,
     namespace: &str,
     name: &str,
@@ -35,7 +35,7 @@ pub async fn get(
 
 /// What stops canary `c` (document `doc` of `file`) from querying the
 /// MetricTemplates it reads from the cluster, each at its `templateRef`.
-pub async fn refusals(
+pub(crate) async fn refusals(
     client: &kube::Client,
     file: &SpecFile,
     doc: &Doc<Canary>,

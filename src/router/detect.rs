@@ -13,7 +13,7 @@ use canary_core::provider::Provider;
 
 /// A provider found in the cluster, and why it was chosen.
 #[derive(Debug, Clone)]
-pub struct Detected {
+pub(crate) struct Detected {
     pub provider: Provider,
     pub why: String,
 }
@@ -33,7 +33,7 @@ const MESHES: &[(Provider, &str, &str)] = &[
 ];
 
 /// Picks the mesh from what is installed; `Err` says why none could be.
-pub async fn detect(client: &kube::Client) -> Result<Detected, String> {
+pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut found = Vec::new();

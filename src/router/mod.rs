@@ -7,8 +7,8 @@
 //! something else. [`detect`] finds the mesh of a cluster when no
 //! provider is named.
 
-pub mod detect;
-pub mod smi;
+pub(crate) mod detect;
+pub(crate) mod smi;
 
 use crate::cluster::error::Result;
 use canary_core::engine::schedule::Routing;
@@ -18,7 +18,7 @@ use canary_core::spec::resolve::ResolvedCanary;
 
 /// What every traffic provider does.
 #[allow(async_fn_in_trait)]
-pub trait Router {
+pub(crate) trait Router {
     /// Creates the routing object at 100/0 when missing.
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()>;
     /// What the router does now; `None` when the object does not exist.
@@ -28,7 +28,7 @@ pub trait Router {
 }
 
 /// The router for a provider, or why there is none.
-pub enum AnyRouter {
+pub(crate) enum AnyRouter {
     Smi(smi::SmiRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
@@ -39,7 +39,7 @@ impl AnyRouter {
     /// provider `canary run` does not drive was refused before any write
     /// (`canary_core::support`); asking for one anyway is an error, never
     /// a guess.
-    pub fn for_provider(
+    pub(crate) fn for_provider(
         client: &kube::Client,
         provider: Provider,
     ) -> std::result::Result<Self, String> {

@@ -16,13 +16,13 @@ use canary_core::engine::schedule::Routing;
 use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;
 
-pub struct SmiRouter {
+pub(crate) struct SmiRouter {
     client: kube::Client,
     version: String,
 }
 
 impl SmiRouter {
-    pub fn new(client: kube::Client, version: &'static str) -> Self {
+    pub(crate) fn new(client: kube::Client, version: &'static str) -> Self {
         SmiRouter {
             client,
             version: version.to_string(),

@@ -9,18 +9,18 @@ use canary_core::event::{
 use canary_core::time::Time;
 
 /// `17:41:03` on the day of the fixtures.
-pub fn t(hms: &str) -> Time {
+pub(super) fn t(hms: &str) -> Time {
     Time::parse_rfc3339(&format!("2026-11-26T{hms}Z")).expect("fixture time")
 }
 
 /// An event of `podinfo.test` in phase Progressing with nothing else set.
-pub fn ev(kind: Kind, hms: &str) -> Event {
+pub(super) fn ev(kind: Kind, hms: &str) -> Event {
     let mut state = State::new(t(hms));
     state.phase = Phase::Progressing;
     Event::new(kind, t(hms), "podinfo", "test", &state)
 }
 
-pub fn run_info() -> RunInfo {
+pub(super) fn run_info() -> RunInfo {
     RunInfo {
         target: "deployment/podinfo".into(),
         provider: "linkerd".into(),
@@ -47,7 +47,7 @@ pub fn run_info() -> RunInfo {
     }
 }
 
-pub fn success_rate(v: Option<f64>) -> MetricRecord {
+pub(super) fn success_rate(v: Option<f64>) -> MetricRecord {
     MetricRecord {
         name: "request-success-rate".into(),
         value: v,
@@ -58,7 +58,7 @@ pub fn success_rate(v: Option<f64>) -> MetricRecord {
     }
 }
 
-pub fn duration(v: Option<f64>) -> MetricRecord {
+pub(super) fn duration(v: Option<f64>) -> MetricRecord {
     MetricRecord {
         name: "request-duration".into(),
         value: v,
@@ -69,7 +69,7 @@ pub fn duration(v: Option<f64>) -> MetricRecord {
     }
 }
 
-pub fn traffic(canary_success: f64, canary_p99: f64) -> Traffic {
+pub(super) fn traffic(canary_success: f64, canary_p99: f64) -> Traffic {
     Traffic {
         window_seconds: 60,
         primary: VersionStats {
@@ -107,7 +107,7 @@ fn verdict(hms: &str, phase: Phase, result: &str, exit_code: u8, reason: Option<
 }
 
 /// Three steps, a confirm-promotion gate, promotion.
-pub fn promoted() -> Vec<Event> {
+pub(super) fn promoted() -> Vec<Event> {
     let mut started = step(ev(Kind::Started, "17:40:03"), 0, "17:41:03");
     started.run = Some(run_info());
 
@@ -196,7 +196,7 @@ pub fn promoted() -> Vec<Event> {
 
 /// Paused and resumed by an operator, then rolled back after two failed
 /// checks (threshold 2), the second with a metric that has no value.
-pub fn rolled_back() -> Vec<Event> {
+pub(super) fn rolled_back() -> Vec<Event> {
     let mut run = run_info();
     run.threshold = 2;
     let mut started = step(ev(Kind::Started, "17:40:03"), 0, "17:41:03");
@@ -298,7 +298,7 @@ pub fn rolled_back() -> Vec<Event> {
 }
 
 /// The events of `events` as if they were another canary's.
-pub fn renamed(events: Vec<Event>, canary: &str, namespace: &str) -> Vec<Event> {
+pub(super) fn renamed(events: Vec<Event>, canary: &str, namespace: &str) -> Vec<Event> {
     events
         .into_iter()
         .map(|mut e| {
@@ -313,7 +313,7 @@ pub fn renamed(events: Vec<Event>, canary: &str, namespace: &str) -> Vec<Event> 
 }
 
 /// Two event lists merged in time order (stable: `a` first on ties).
-pub fn interleaved(a: Vec<Event>, b: Vec<Event>) -> Vec<Event> {
+pub(super) fn interleaved(a: Vec<Event>, b: Vec<Event>) -> Vec<Event> {
     let mut all: Vec<(usize, Event)> = a.into_iter().map(|e| (0, e)).collect();
     all.extend(b.into_iter().map(|e| (1, e)));
     all.sort_by_key(|(src, e)| (e.time, *src));

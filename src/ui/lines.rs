@@ -37,7 +37,7 @@ impl Lines {
 ///
 /// `run` is the rollout the canary's last `started` event described; without
 /// it, checks show no threshold count and values no unit.
-pub fn line(e: &Event, run: Option<&RunInfo>, color: bool) -> Option<String> {
+pub(crate) fn line(e: &Event, run: Option<&RunInfo>, color: bool) -> Option<String> {
     let what = match e.kind {
         Kind::Started => started(e, run),
         Kind::Progress => e.message.clone()?,

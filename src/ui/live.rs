@@ -116,7 +116,7 @@ impl CanaryView {
 }
 
 /// The lines of one canary at `now`, each at most `width` display columns.
-pub fn render(view: &CanaryView, now: Time, width: usize, color: bool) -> Vec<String> {
+pub(crate) fn render(view: &CanaryView, now: Time, width: usize, color: bool) -> Vec<String> {
     let mut lines = header(view, now, width, color);
     let run = view.run.as_ref();
 
@@ -436,7 +436,8 @@ impl Board {
 
 /// Replays `events` and returns the screen after each one, `now` being
 /// the event's time: what a terminal of `width` columns showed.
-pub fn frames(events: &[Event], width: usize, color: bool) -> String {
+#[cfg(test)]
+pub(crate) fn frames(events: &[Event], width: usize, color: bool) -> String {
     let mut board = Board::default();
     let mut out = String::new();
     for e in events {
@@ -458,7 +459,7 @@ pub fn frames(events: &[Event], width: usize, color: bool) -> String {
 
 /// The indicatif layer: one progress bar per canary on stderr whose
 /// message is that canary's rendered lines.
-pub struct Live {
+pub(crate) struct Live {
     multi: MultiProgress,
     inner: Arc<Mutex<Screen>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -502,12 +503,12 @@ impl Screen {
 impl Live {
     /// The live view on stderr. `width` fixes the width instead of
     /// asking the terminal at each redraw.
-    pub fn new(color: bool, width: Option<usize>) -> Live {
+    pub(crate) fn new(color: bool, width: Option<usize>) -> Live {
         Live::to(ProgressDrawTarget::stderr(), color, width)
     }
 
     /// The live view on `target` (a hidden one in tests).
-    pub fn to(target: ProgressDrawTarget, color: bool, width: Option<usize>) -> Live {
+    pub(crate) fn to(target: ProgressDrawTarget, color: bool, width: Option<usize>) -> Live {
         let inner = Arc::new(Mutex::new(Screen {
             board: Board::default(),
             bars: Vec::new(),
@@ -535,7 +536,7 @@ impl Live {
     }
 
     /// Takes in an event and redraws its canary; a verdict freezes it.
-    pub fn apply(&self, e: &Event) {
+    pub(crate) fn apply(&self, e: &Event) {
         let Ok(mut s) = self.inner.lock() else {
             return;
         };
@@ -554,17 +555,17 @@ impl Live {
     }
 
     /// Runs `f` (which prints) with the view cleared, then redraws it.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         self.multi.suspend(f)
     }
 
     /// A line above the view that stays when the view moves on.
-    pub fn println(&self, line: &str) {
+    pub(crate) fn println(&self, line: &str) {
         let _ = self.multi.println(line);
     }
 
     /// Stops ticking and leaves the last frame of every canary on screen.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         {
             let (stopped, wake) = &*self.stop;
             if let Ok(mut s) = stopped.lock() {
@@ -585,9 +586,12 @@ impl Live {
             }
         }
     }
+}
 
+#[cfg(test)]
+impl Live {
     /// The canaries as the view knows them.
-    pub fn board(&self) -> Board {
+    pub(crate) fn board(&self) -> Board {
         self.inner
             .lock()
             .map(|s| s.board.clone())

@@ -6,12 +6,12 @@
 #[cfg(test)]
 mod fixtures;
 mod fmt;
-pub mod lines;
-pub mod live;
-pub mod output;
-pub mod summary;
+pub(crate) mod lines;
+pub(crate) mod live;
+pub(crate) mod output;
+pub(crate) mod summary;
 
-pub use output::{Mode, RunOutput};
+pub(crate) use output::RunOutput;
 
 use std::io::{self, Write};
 
@@ -28,7 +28,7 @@ use canary_core::spec::resolve::ProviderSource;
 /// One valid canary, as `validate` reports it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ValidCanary {
+pub(crate) struct ValidCanary {
     pub file: String,
     pub name: String,
     pub namespace: String,
@@ -43,7 +43,7 @@ pub struct ValidCanary {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ValidateReport {
+pub(crate) struct ValidateReport {
     pub valid: bool,
     pub canaries: Vec<ValidCanary>,
     pub metric_templates: usize,
@@ -52,7 +52,7 @@ pub struct ValidateReport {
 }
 
 /// Writes a value as pretty JSON to stdout.
-pub fn print_json<T: Serialize>(value: &T) {
+pub(crate) fn print_json<T: Serialize>(value: &T) {
     let mut out = io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     let _ = serde_json::to_writer_pretty(&mut out, value);
@@ -60,7 +60,7 @@ pub fn print_json<T: Serialize>(value: &T) {
 }
 
 /// Writes diagnostics to stderr, followed by a count.
-pub fn diagnostics(errors: &[Diagnostic]) {
+pub(crate) fn diagnostics(errors: &[Diagnostic]) {
     let mut err = io::stderr().lock();
     for d in errors {
         let _ = writeln!(err, "{}", d.render());
@@ -82,7 +82,7 @@ fn plural(n: usize) -> &'static str {
 
 /// `validate`'s human output: one line per valid canary on stdout, every
 /// problem on stderr.
-pub fn validate_report(r: &ValidateReport) {
+pub(crate) fn validate_report(r: &ValidateReport) {
     let mut out = io::stdout().lock();
     for c in &r.canaries {
         let provider = c
@@ -136,7 +136,7 @@ fn fmt_duration(d: std::time::Duration) -> String {
 }
 
 /// `plan`'s human output.
-pub fn plan_table(p: &Plan) {
+pub(crate) fn plan_table(p: &Plan) {
     let mut out = io::stdout().lock();
     let provider = match (&p.provider, p.provider_source) {
         (Some(pr), ProviderSource::Spec) => format!("{pr} (spec.provider)"),
@@ -289,7 +289,7 @@ pub fn plan_table(p: &Plan) {
 }
 
 /// An error for people, on stderr.
-pub fn error(message: &str) {
+pub(crate) fn error(message: &str) {
     let _ = writeln!(io::stderr(), "error: {message}");
 }
 
@@ -309,7 +309,7 @@ fn already_failed_line(canary: &str, detail: Option<&str>) -> String {
 /// The stdout line of a `verdict` event, as `canary run` prints it;
 /// `target` is the `started` event's (`deployment/podinfo`). `None` for
 /// an interruption or an error: those are told on stderr with [`error`].
-pub fn outcome_line(
+pub(crate) fn outcome_line(
     canary: &str,
     target: Option<&str>,
     o: &canary_core::event::OutcomeInfo,
@@ -329,7 +329,7 @@ pub fn outcome_line(
 }
 
 /// How a run ended, in a few words: `promoted`, `rolled back (reason)`.
-pub fn outcome_words(o: &canary_core::event::OutcomeInfo) -> String {
+pub(crate) fn outcome_words(o: &canary_core::event::OutcomeInfo) -> String {
     let with = |w: &str| match o.reason.as_deref() {
         Some(r) if !r.is_empty() => format!("{w} ({r})"),
         _ => w.to_string(),
@@ -350,7 +350,7 @@ pub fn outcome_words(o: &canary_core::event::OutcomeInfo) -> String {
 
 /// `canary status`: the table `kubectl get canaries` shows, plus the
 /// driver; with one canary, its step history.
-pub fn status(
+pub(crate) fn status(
     all: &[crate::cluster::status::CanaryStatus],
     format: crate::cli::StatusFormat,
     detail: bool,
@@ -465,7 +465,7 @@ pub fn status(
 /// `canary status -w`: a header, then a row per change, in columns as wide
 /// as the first listing needed (as `kubectl get -w`); with `-o json|yaml`,
 /// one document per change.
-pub struct StatusRows {
+pub(crate) struct StatusRows {
     format: crate::cli::StatusFormat,
     all_namespaces: bool,
     widths: Vec<usize>,
@@ -482,7 +482,7 @@ impl StatusRows {
         "DRIVER",
     ];
 
-    pub fn new(
+    pub(crate) fn new(
         format: crate::cli::StatusFormat,
         all_namespaces: bool,
         first: &[crate::cluster::status::CanaryStatus],
@@ -554,7 +554,7 @@ impl StatusRows {
     }
 
     /// Prints one canary's row (the header first, once).
-    pub fn print(&mut self, c: &crate::cluster::status::CanaryStatus) {
+    pub(crate) fn print(&mut self, c: &crate::cluster::status::CanaryStatus) {
         use crate::cli::StatusFormat;
         let mut out = io::stdout().lock();
         match self.format {

@@ -24,7 +24,7 @@ use canary_core::event::{Event, Kind, Reporter};
 
 /// How a run shows its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A redrawn view on an interactive stderr.
     Live,
     /// Append-only timestamped lines on stderr.
@@ -37,7 +37,7 @@ pub enum Mode {
 
 /// The mode for `--output json` (`json`), `--quiet` and whether stderr is
 /// a terminal. JSON wins over quiet: a machine asked for the events.
-pub fn choose(json: bool, quiet: bool, stderr_is_terminal: bool) -> Mode {
+pub(crate) fn choose(json: bool, quiet: bool, stderr_is_terminal: bool) -> Mode {
     if json {
         Mode::Json
     } else if quiet {
@@ -52,7 +52,7 @@ pub fn choose(json: bool, quiet: bool, stderr_is_terminal: bool) -> Mode {
 /// Whether to colour: only for people (Live and Lines), only on a
 /// terminal, and not when `NO_COLOR` is set to anything but the empty
 /// string (<https://no-color.org>).
-pub fn color(mode: Mode, stream_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+pub(crate) fn color(mode: Mode, stream_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
     matches!(mode, Mode::Live | Mode::Lines)
         && stream_is_terminal
         && no_color.is_none_or(|v| v.is_empty())
@@ -60,7 +60,7 @@ pub fn color(mode: Mode, stream_is_terminal: bool, no_color: Option<&OsStr>) -> 
 
 /// What a [`RunOutput`] needs to know besides its mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Colour the human output (see [`color`]).
     pub color: bool,
     /// Columns of the live view and the summary table; `None` asks the
@@ -72,7 +72,7 @@ pub struct Options {
 
 impl Options {
     /// From the process' environment and terminals.
-    pub fn from_env(mode: Mode) -> Options {
+    pub(crate) fn from_env(mode: Mode) -> Options {
         let no_color = std::env::var_os("NO_COLOR");
         Options {
             color: color(mode, io::stderr().is_terminal(), no_color.as_deref()),
@@ -89,7 +89,7 @@ type Sink = Mutex<Box<dyn Write + Send>>;
 /// The output of one `canary run`: renders the events of all its
 /// canaries as the mode says, records them for the summary, and can be
 /// shared by the tasks that drive them.
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     mode: Mode,
     options: Options,
     events: Mutex<Vec<Event>>,
@@ -103,11 +103,11 @@ pub struct RunOutput {
 impl RunOutput {
     /// The output for `mode` on this process' stdout and stderr, with
     /// options from the environment.
-    pub fn new(mode: Mode) -> RunOutput {
+    pub(crate) fn new(mode: Mode) -> RunOutput {
         RunOutput::with_options(mode, Options::from_env(mode))
     }
 
-    pub fn with_options(mode: Mode, options: Options) -> RunOutput {
+    pub(crate) fn with_options(mode: Mode, options: Options) -> RunOutput {
         let live = (mode == Mode::Live).then(|| Live::new(options.color, options.width));
         RunOutput::build(
             mode,
@@ -120,7 +120,8 @@ impl RunOutput {
 
     /// The output written to `out` and `err` instead of stdout and stderr;
     /// the live view, which needs a terminal, is then drawn nowhere.
-    pub fn with_writers(
+    #[cfg(test)]
+    pub(crate) fn with_writers(
         mode: Mode,
         options: Options,
         out: Box<dyn Write + Send>,
@@ -155,21 +156,13 @@ impl RunOutput {
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
     /// Every event so far, in the order they were emitted.
-    pub fn events(&self) -> Vec<Event> {
+    pub(crate) fn events(&self) -> Vec<Event> {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     /// `error: msg` on stderr, in every mode, above the live view.
-    pub fn error(&self, msg: &str) {
+    pub(crate) fn error(&self, msg: &str) {
         let write = || {
             if let Ok(mut err) = self.err.lock() {
                 let _ = writeln!(err, "error: {msg}");
@@ -185,7 +178,7 @@ impl RunOutput {
     /// Ends the output: the live view stops with its last frame on screen,
     /// the summary goes to stdout (Live, Lines) and to the step summary
     /// file (every mode). Only the first call does anything.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -20,7 +20,7 @@ use canary_core::time::Time;
 
 /// One canary's run, folded from its events.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CanarySummary {
+pub(crate) struct CanarySummary {
     /// `name.namespace`.
     pub id: String,
     /// The rollout of the last `started` event.
@@ -37,7 +37,7 @@ pub struct CanarySummary {
 
 /// One step of the history.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Since the canary's first event.
     pub offset: Duration,
     pub canary_weight: u32,
@@ -54,7 +54,7 @@ pub struct Row {
 }
 
 /// The canaries of `events`, in the order they first appear.
-pub fn summarize(events: &[Event]) -> Vec<CanarySummary> {
+pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
     let mut all: Vec<CanarySummary> = Vec::new();
     for e in events {
         let id = e.id();
@@ -187,7 +187,7 @@ pub fn summarize(events: &[Event]) -> Vec<CanarySummary> {
 
 /// `podinfo.test: promoted in 6m`, `podinfo.test: rolled back after 2m 1s
 /// (failed checks threshold reached 2)`.
-pub fn heading(s: &CanarySummary) -> String {
+pub(crate) fn heading(s: &CanarySummary) -> String {
     let took = fmt::span(Duration::from_secs(s.end.since(s.start).as_secs()));
     match &s.outcome {
         Some(o) => {
@@ -345,7 +345,7 @@ pub fn table(events: &[Event], width: u16) -> String {
 
 /// The summary as GitHub-flavoured Markdown: a heading and a table per
 /// canary.
-pub fn markdown(events: &[Event]) -> String {
+pub(crate) fn markdown(events: &[Event]) -> String {
     let mut out = String::new();
     for s in summarize(events) {
         out.push_str(&format!("### {}\n\n", md_escape(&heading(&s))));

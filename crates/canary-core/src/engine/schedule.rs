@@ -93,11 +93,6 @@ impl Routing {
         TOTAL_WEIGHT - self.canary_weight().min(TOTAL_WEIGHT)
     }
 
-    /// Whether requests are copied to the canary.
-    pub fn is_mirrored(&self) -> bool {
-        matches!(self, Routing::Mirrored { .. })
-    }
-
     /// The request matches that reach the canary (A/B testing); empty
     /// otherwise.
     pub fn matches(&self) -> &[HttpMatchRequest] {

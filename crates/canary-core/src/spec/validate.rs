@@ -6,7 +6,8 @@ use super::resolve::{HookType, matches_flagger_pattern, parse_duration};
 use super::source::Span;
 use super::types::{
     ALERT_PROVIDERS, ALERT_SEVERITIES, AUTOSCALER_KINDS, AlertProvider, BUILTIN_METRICS, Canary,
-    CanaryAnalysis, INGRESS_KINDS, MetricTemplate, TARGET_KINDS, WEBHOOK_TYPES,
+    CanaryAnalysis, INGRESS_KINDS, MetricTemplate, ROUTE_KINDS, TARGET_KINDS, UPSTREAM_KINDS,
+    WEBHOOK_TYPES,
 };
 use super::{Diagnostic, Doc, SpecFile};
 use crate::provider::{MetricProvider, Provider};
@@ -316,6 +317,18 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
         c.required_str("spec.ingressRef", "name", i.name.as_deref());
         if let Some(k) = i.kind.as_deref() {
             c.one_of("spec.ingressRef.kind", "ingress kind", k, INGRESS_KINDS);
+        }
+    }
+    if let Some(r) = &spec.route_ref {
+        c.required_str("spec.routeRef", "name", r.name.as_deref());
+        if let Some(k) = r.kind.as_deref() {
+            c.one_of("spec.routeRef.kind", "route kind", k, ROUTE_KINDS);
+        }
+    }
+    if let Some(u) = &spec.upstream_ref {
+        c.required_str("spec.upstreamRef", "name", u.name.as_deref());
+        if let Some(k) = u.kind.as_deref() {
+            c.one_of("spec.upstreamRef.kind", "upstream kind", k, UPSTREAM_KINDS);
         }
     }
     if matches!(provider, Some("nginx") | Some("skipper")) && spec.ingress_ref.is_none() {
