@@ -127,7 +127,6 @@ impl From<&DemoError> for Outcome {
             DemoError::Start(_)
             | DemoError::File { .. }
             | DemoError::Cluster(_)
-            | DemoError::SetImage(_)
             | DemoError::Run(_)
             | DemoError::Unexpected(_) => Outcome::Cluster,
         }

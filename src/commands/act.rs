@@ -173,11 +173,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
     let id = format!("{}.{}", named.name, named.namespace);
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
     let primary_name = canary_core::names::primary(&named.target);
-    let primary = api
-        .get_opt(&primary_name)
-        .await
-        .map_err(|e| ClusterError::api("read", format!("deployment/{primary_name}"), e))?;
-    let Some(primary) = primary else {
+    let Some(primary) = workload::get(&api, &primary_name).await? else {
         return Err(ActError::Usage(format!(
             "{id} is not initialised (no deployment/{primary_name}); `canary run` initialises it"
         )));
@@ -203,14 +199,14 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
         statestore::write_request(&api, &primary_name, &stored).await?;
         match wait_for_ack(&api, &primary_name, &stored).await? {
             Ack::Acted(state) => {
-                println!(
+                ui::result(&format!(
                     "{id}: {} by the running driver ({}) after {} ms; phase {}, canary weight {}%",
                     request.done(),
                     lease.holder,
                     started.elapsed().as_millis(),
                     state.phase.as_str(),
                     state.canary_weight
-                );
+                ));
                 return Ok(Outcome::Success);
             }
             Ack::DriverLost => {
@@ -260,7 +256,7 @@ async fn wait_for_ack(
         };
         let p = match ev {
             Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => p,
-            _ => match api.get_opt(primary).await {
+            _ => match workload::get(api, primary).await {
                 Ok(Some(p)) => p,
                 _ => continue,
             },
@@ -300,17 +296,18 @@ async fn direct(
             } else {
                 "`canary run` continues the analysis"
             };
-            println!("{id}: {} (no driver is running: {next})", request.done());
+            ui::result(&format!(
+                "{id}: {} (no driver is running: {next})",
+                request.done()
+            ));
             Ok(Outcome::Success)
         }
         Request::Abort | Request::Promote => {
             let text = match &named.spec {
                 Some(t) => t.clone(),
                 None => {
-                    let p = api.get(&primary_name).await.map_err(|e| {
-                        ClusterError::api("read", format!("deployment/{primary_name}"), e)
-                    })?;
-                    statestore::read_spec(&p).ok_or_else(|| {
+                    let p = workload::get(&api, &primary_name).await?;
+                    p.as_ref().and_then(statestore::read_spec).ok_or_else(|| {
                         ActError::Usage(format!(
                             "{id}: no driver is running and deployment/{primary_name} holds no \
                              spec; pass the Canary file with -f FILE"
@@ -367,7 +364,9 @@ async fn direct(
                 decide::Verdict::Promoted => "promoted",
                 _ => "nothing was under way",
             };
-            println!("{id}: {what} (no driver was running, so this command drove it)");
+            ui::result(&format!(
+                "{id}: {what} (no driver was running, so this command drove it)"
+            ));
             Ok(Outcome::Success)
         }
     }

@@ -12,9 +12,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::cluster::workload;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 
 use crate::cluster::error::ClusterError;
 use crate::driver::{Driver, RunError, Settings};
@@ -47,8 +47,6 @@ pub(crate) enum DemoError {
     /// The demo's canary or a `--scenario` file does not load.
     #[error("the spec does not load")]
     Spec(Vec<Diagnostic>),
-    #[error("failed to set the image: {0}")]
-    SetImage(kube::Error),
     #[error(transparent)]
     Run(#[from] RunError),
     /// A chapter ended otherwise than the story says.
@@ -144,17 +142,8 @@ async fn chapters(world: &World) -> Result<(), DemoError> {
         say(title);
         if let Some(tag) = tag {
             // What `kubectl set image` sends.
-            let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "podinfod", "image": format!("{IMAGE}:{tag}")}
-            ]}}}});
-            deployments
-                .patch(
-                    "podinfo",
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-                .map_err(DemoError::SetImage)?;
+            let image = ("podinfod".to_string(), format!("{IMAGE}:{tag}"));
+            workload::set_images(&deployments, "podinfo", &[image]).await?;
             say(&format!(
                 "     kubectl -n prod set image deployment/podinfo podinfod={IMAGE}:{tag}"
             ));

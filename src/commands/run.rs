@@ -51,9 +51,6 @@ async fn run_files(
         }
     };
     let settings = Settings {
-        kubeconfig: args.cluster.kubeconfig.clone(),
-        context: args.cluster.context.clone(),
-        namespace: args.cluster.namespace.clone(),
         wait_for_change: args.wait_for_change,
         set_image: args.set_image.clone(),
         retry: args.retry,
@@ -63,7 +60,7 @@ async fn run_files(
         mesh_provider,
         metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
         namespace: Some(
-            settings
+            args.cluster
                 .namespace
                 .clone()
                 .unwrap_or_else(|| conn.namespace.clone()),

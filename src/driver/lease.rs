@@ -117,11 +117,13 @@ impl Driver<'_> {
     ) -> Result<(), RunError> {
         use futures::StreamExt;
         let mut changes = workload::watch_changes(&self.deployments, &self.canary.target.name);
+        let mut watching = true;
         while now() < until {
             let left = until.since(now()).min(Duration::from_secs(5));
             let mut stop = self.stop.clone();
             tokio::select! {
-                _ = changes.next() => {}
+                // A watch that ended leaves the five-second look.
+                change = changes.next(), if watching => watching = change.is_some(),
                 _ = tokio::time::sleep(left) => {}
                 _ = stop_changed(stop.as_mut()) => return Ok(()),
             }

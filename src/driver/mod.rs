@@ -26,7 +26,6 @@ mod lease;
 mod observe;
 mod report;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -50,9 +49,6 @@ pub(crate) use lease::release_lease;
 /// environment.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-    pub namespace: Option<String>,
     pub wait_for_change: Option<Duration>,
     pub set_image: Vec<(String, String)>,
     pub retry: bool,

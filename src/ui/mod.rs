@@ -288,6 +288,11 @@ pub(crate) fn plan_table(p: &Plan) {
     }
 }
 
+/// A command's result for people, on stdout (`canary pause` ...).
+pub(crate) fn result(message: &str) {
+    let _ = writeln!(io::stdout(), "{message}");
+}
+
 /// An error for people, on stderr.
 pub(crate) fn error(message: &str) {
     let _ = writeln!(io::stderr(), "error: {message}");
