@@ -8,6 +8,7 @@ pub(crate) mod autoscaler;
 pub(crate) mod configs;
 pub(crate) mod connect;
 pub(crate) mod error;
+pub(crate) mod managed;
 pub(crate) mod proxy;
 pub(crate) mod services;
 pub(crate) mod state;
