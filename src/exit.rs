@@ -17,7 +17,7 @@ use canary_core::engine::decide::Verdict;
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Promoted, valid, or nothing to do.
+    /// Promoted, reverted, valid, or nothing to do.
     Success,
     /// The canary failed its analysis and was rolled back.
     RolledBack,
@@ -49,7 +49,7 @@ impl Outcome {
 
     /// Every outcome with its meaning, for the README and the man page.
     pub const TABLE: &'static [(Outcome, &'static str)] = &[
-        (Outcome::Success, "promoted, or nothing to do"),
+        (Outcome::Success, "promoted, reverted, or nothing to do"),
         (
             Outcome::RolledBack,
             "the canary failed its analysis and was rolled back",
