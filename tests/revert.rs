@@ -1,7 +1,9 @@
 //! `canary revert` end to end: the target given back and everything
-//! `canary` made removed, as Flagger's `revertOnDeletion`; refused under a
-//! live driver; stopped by a target that does not become ready; killed
-//! half way and run again. The built binary against the simulated cluster.
+//! `canary` made removed, as Flagger's `revertOnDeletion`, on Linkerd and
+//! on the `kubernetes` provider; what a user made left alone; refused
+//! under a live driver; stopped by a target that does not become ready;
+//! killed half way and run again. The built binary against the simulated
+//! cluster.
 
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
@@ -527,5 +529,44 @@ async fn revert_leaves_what_the_user_made_and_restores_the_applied_selector() {
     }
     assert!(traffic_split(&c).is_some());
     assert_eq!(apex_selector(&c), json!({"app": "podinfo", "tier": "web"}));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_kubernetes_provider_only_the_service_selector_moves() {
+    let spec = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: kubernetes
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service:
+    port: 9898
+  analysis:
+    interval: 1s
+    iterations: 2
+    threshold: 1
+";
+    let c = Cluster::start_with(spec).await;
+    c.initialise().await;
+    assert!(traffic_split(&c).is_none());
+    assert_eq!(apex_selector(&c), json!({"app": "podinfo-primary"}));
+
+    let out = revert(&c, None).await;
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(!text.contains("trafficsplit"), "{text}");
+    for line in [
+        "service/podinfo selects the target's pods (app=podinfo)",
+        "service/podinfo-primary deleted",
+        "deployment/podinfo-primary deleted",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rate = answer_rate(&c, "podinfo").await;
+    assert!((7.0..=13.0).contains(&rate), "{rate} answers per second");
     c.world.shutdown().await;
 }

@@ -126,8 +126,8 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
         .filter(|_| managed::is_managed(&primary))
         .ok_or_else(|| {
             RevertError::Usage(format!(
-                "deployment/{primary_name} was not made by canary (it carries no canary \
-                 state); nothing was changed"
+                "deployment/{primary_name} was not made by canary (it lacks canary's label \
+                 or state); nothing was changed"
             ))
         })?;
     let me = super::holder();
