@@ -31,6 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('promote', 'promote', [CompletionResultType]::ParameterValue, 'Skip the remaining analysis and promote the canary now')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'Hold the rollout: the weight stays where it is and no checks run until `canary resume`')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Continue a paused rollout; the next check is one interval later')
+            [CompletionResult]::new('revert', 'revert', [CompletionResultType]::ParameterValue, 'Give the target back and remove everything `canary` made for the canary, as Flagger''s `revertOnDeletion` does')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check Canary, MetricTemplate and AlertProvider files offline')
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'Show what a rollout will do, without touching a cluster')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster')
@@ -128,6 +129,19 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'canary;revert' {
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
+            [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

@@ -28,6 +28,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand promote 'Skip the remaining analysis and promote the canary now'
             cand pause 'Hold the rollout: the weight stays where it is and no checks run until `canary resume`'
             cand resume 'Continue a paused rollout; the next check is one interval later'
+            cand revert 'Give the target back and remove everything `canary` made for the canary, as Flagger''s `revertOnDeletion` does'
             cand validate 'Check Canary, MetricTemplate and AlertProvider files offline'
             cand plan 'Show what a rollout will do, without touching a cluster'
             cand demo 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
@@ -119,6 +120,18 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --namespace 'Namespace of canaries whose spec names none (default: the context''s)'
             cand -h 'Print help'
             cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'canary;revert'= {
+            cand -f 'Take the canary from this spec file instead (and its spec, when no driver is running)'
+            cand --file 'Take the canary from this spec file instead (and its spec, when no driver is running)'
+            cand --kubeconfig 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)'
+            cand --context 'The kubeconfig context to use'
+            cand -n 'Namespace of canaries whose spec names none (default: the context''s)'
+            cand --namespace 'Namespace of canaries whose spec names none (default: the context''s)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

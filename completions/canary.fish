@@ -32,6 +32,7 @@ complete -c canary -n "__fish_canary_needs_command" -f -a "abort" -d 'Stop a rol
 complete -c canary -n "__fish_canary_needs_command" -f -a "promote" -d 'Skip the remaining analysis and promote the canary now'
 complete -c canary -n "__fish_canary_needs_command" -f -a "pause" -d 'Hold the rollout: the weight stays where it is and no checks run until `canary resume`'
 complete -c canary -n "__fish_canary_needs_command" -f -a "resume" -d 'Continue a paused rollout; the next check is one interval later'
+complete -c canary -n "__fish_canary_needs_command" -f -a "revert" -d 'Give the target back and remove everything `canary` made for the canary, as Flagger\'s `revertOnDeletion` does'
 complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
@@ -91,6 +92,12 @@ complete -c canary -n "__fish_canary_using_subcommand resume" -l context -d 'The
 complete -c canary -n "__fish_canary_using_subcommand resume" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
 complete -c canary -n "__fish_canary_using_subcommand resume" -s h -l help -d 'Print help'
 complete -c canary -n "__fish_canary_using_subcommand resume" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand revert" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand revert" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand revert" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand revert" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand revert" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canary -n "__fish_canary_using_subcommand revert" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'

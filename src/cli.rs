@@ -69,6 +69,18 @@ pub enum Command {
     Pause(ActArgs),
     /// Continue a paused rollout; the next check is one interval later.
     Resume(ActArgs),
+    /// Give the target back and remove everything `canary` made for the
+    /// canary, as Flagger's `revertOnDeletion` does.
+    ///
+    /// The target is scaled to the primary's replicas and, once ready, the
+    /// apex Service selects its pods; then the router's object (the SMI
+    /// TrafficSplit), the primary's HPA, the `-primary` and `-canary`
+    /// Services, the `-primary` ConfigMap and Secret copies and, last, the
+    /// `-primary` Deployment are deleted, each only if `canary` created it.
+    /// The apex Service stays. Refused while a `canary run` drives the
+    /// canary. A revert that was stopped finishes when run again; once
+    /// finished, running it again reports that there is nothing to revert.
+    Revert(ActArgs),
     /// Check Canary, MetricTemplate and AlertProvider files offline.
     ///
     /// Every problem is reported with its file, line, column and field path.
@@ -190,7 +202,7 @@ pub enum RunFormat {
     Json,
 }
 
-/// Arguments of `abort`, `promote`, `pause` and `resume`.
+/// Arguments of `abort`, `promote`, `pause`, `resume` and `revert`.
 #[derive(Debug, Args)]
 pub struct ActArgs {
     /// The canary (its name, or its target's).

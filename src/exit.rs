@@ -10,13 +10,14 @@ use crate::cluster::error::ClusterError;
 use crate::commands::act::ActError;
 #[cfg(feature = "demo")]
 use crate::commands::demo::DemoError;
+use crate::commands::revert::RevertError;
 use crate::driver::RunError;
 use canary_core::engine::decide::Verdict;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Promoted, valid, or nothing to do.
+    /// Promoted, reverted, valid, or nothing to do.
     Success,
     /// The canary failed its analysis and was rolled back.
     RolledBack,
@@ -48,7 +49,7 @@ impl Outcome {
 
     /// Every outcome with its meaning, for the README and the man page.
     pub const TABLE: &'static [(Outcome, &'static str)] = &[
-        (Outcome::Success, "promoted, or nothing to do"),
+        (Outcome::Success, "promoted, reverted, or nothing to do"),
         (
             Outcome::RolledBack,
             "the canary failed its analysis and was rolled back",
@@ -113,6 +114,21 @@ impl From<&ActError> for Outcome {
             ActError::Usage(_) => Outcome::Usage,
             ActError::Cluster(e) => e.into(),
             ActError::Run(e) => e.into(),
+        }
+    }
+}
+
+impl From<&RevertError> for Outcome {
+    fn from(e: &RevertError) -> Self {
+        match e {
+            // A live driver, a primary canary did not make, a missing
+            // spec: refused before anything was written.
+            RevertError::Usage(_) => Outcome::Usage,
+            // The cluster did not make the target ready: the revert stopped
+            // with traffic still on the primary.
+            RevertError::NotReady(_) => Outcome::Cluster,
+            RevertError::Cluster(e) => e.into(),
+            RevertError::Act(e) => e.into(),
         }
     }
 }

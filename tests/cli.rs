@@ -14,6 +14,7 @@ fn help_lists_the_offline_commands_and_the_exit_codes() {
         "promote",
         "pause",
         "resume",
+        "revert",
         "validate",
         "plan",
         "demo",
@@ -27,7 +28,7 @@ fn help_lists_the_offline_commands_and_the_exit_codes() {
 
 #[test]
 fn operating_commands_need_a_canary() {
-    for action in ["abort", "promote", "pause", "resume"] {
+    for action in ["abort", "promote", "pause", "resume", "revert"] {
         let out = canary().arg(action).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{action}");
         assert!(
@@ -113,7 +114,7 @@ fn completions_print_for_every_shell() {
 #[test]
 fn a_bad_spec_file_is_reported_before_any_cluster_is_asked() {
     // No kubeconfig exists here: the spec error must come first.
-    for cmd in ["status", "abort", "promote", "pause", "resume"] {
+    for cmd in ["status", "abort", "promote", "pause", "resume", "revert"] {
         let out = canary()
             .args([cmd, "-f", "tests/malformed/unknown-field-typo.yaml"])
             .output()

@@ -1,7 +1,7 @@
 //! Least privilege: the simulated API server enforces RBAC like a real one,
 //! and `canary` runs end to end under exactly the rules of
 //! `examples/rbac.yaml`, which must allow every request it makes and hold
-//! no rule it does not use.
+//! no rule it does not use; only `canary revert` deletes.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -553,7 +553,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     interrupt(&watch);
     let out = finish(watch).await;
     assert!(stdout(&out).contains("Succeeded"), "{}", stdout(&out));
-    // With no driver left (Ctrl-C), abort does the work itself.
+    // With no driver left (Ctrl-C), abort does the work itself, and
+    // revert gives podinfo back.
     let run = spawn(
         &f,
         &[
@@ -569,7 +570,38 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     let out = canary(&f, &["abort", "podinfo", "-n", "prod"]).await;
     assert_exit(&out, 0);
 
+    // Nothing so far deleted anything: the deletes are revert's alone,
+    // and their Role is optional.
+    let before_revert = world.sim().request_log().len();
+    let out = canary(&f, &["revert", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("podinfo.prod: reverted"),
+        "{}",
+        stdout(&out)
+    );
+    for (api_version, kind, name) in [
+        ("apps/v1", "Deployment", "podinfo-primary"),
+        ("v1", "ConfigMap", "podinfo-config-primary"),
+        ("split.smi-spec.io/v1alpha2", "TrafficSplit", "podinfo"),
+    ] {
+        assert!(
+            world.store().get(api_version, kind, "prod", name).is_none(),
+            "{kind} {name}"
+        );
+    }
+
     let log = world.sim().request_log();
+    let deleted_before: Vec<String> = log[..before_revert]
+        .iter()
+        .filter(|r| r.attributes.verb == "delete")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        deleted_before.is_empty(),
+        "only revert deletes, but:\n{}",
+        deleted_before.join("\n")
+    );
     let refused: Vec<String> = log
         .iter()
         .filter(|r| !r.allowed || r.status == 403 || r.status == 401)

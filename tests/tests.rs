@@ -13,5 +13,6 @@ mod operate;
 mod output;
 mod plan;
 mod rbac;
+mod revert;
 mod run;
 mod support;

@@ -1,5 +1,6 @@
 //! The primary's HorizontalPodAutoscaler: `<hpa>-primary`, a copy of the
-//! target's HPA that scales the primary, as Flagger creates it.
+//! target's HPA that scales the primary, as Flagger creates it, until
+//! `canary revert` deletes it.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -63,4 +64,17 @@ pub(crate) async fn reconcile_primary(
         }
     }
     Ok(())
+}
+
+/// Deletes `<hpa>-primary`, the copy made from the target's HPA `hpa`,
+/// if `canary` made it; the target's own HPA stays and scales the target
+/// again.
+pub(crate) async fn delete_primary(
+    client: &kube::Client,
+    namespace: &str,
+    hpa: &str,
+) -> Result<super::managed::Removal> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let name = format!("{hpa}-primary");
+    super::managed::delete(&api, &name, &format!("horizontalpodautoscaler/{name}")).await
 }

@@ -4,7 +4,7 @@
 //! References are found where Flagger looks: volumes (also projected),
 //! `env[].valueFrom` and `envFrom`, of containers and init containers. A
 //! ConfigMap or Secret annotated `flagger.app/config-tracking: disabled` is
-//! left alone, as in Flagger.
+//! left alone, as in Flagger. `canary revert` deletes the copies.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +14,7 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::error::{ClusterError, Result};
+use super::managed::{self, Removal};
 use super::workload::{MANAGED_BY, canonical_hash};
 
 /// Flagger's opt-out annotation.
@@ -267,6 +268,40 @@ pub(crate) async fn copy_to_primary(
         }
     }
     Ok(())
+}
+
+/// The `-primary` copies a primary may use: the references of its pod
+/// template that name one, and the copies of what the target references
+/// (made at initialisation, whether or not a promotion used them since).
+pub(crate) fn copies(primary: &PodTemplateSpec, target: &PodTemplateSpec) -> BTreeSet<ConfigRef> {
+    let of_primary = referenced(primary)
+        .into_iter()
+        .filter(|r| r.name.ends_with("-primary"));
+    let of_target = referenced(target).into_iter().map(|r| ConfigRef {
+        name: format!("{}-primary", r.name),
+        ..r
+    });
+    of_primary.chain(of_target).collect()
+}
+
+/// Deletes the copy `r` (a `-primary` ConfigMap or Secret) if `canary`
+/// made it.
+pub(crate) async fn delete_copy(
+    client: &kube::Client,
+    namespace: &str,
+    r: &ConfigRef,
+) -> Result<Removal> {
+    let object = r.key();
+    match r.kind {
+        ConfigKind::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+            managed::delete(&api, &r.name, &object).await
+        }
+        ConfigKind::Secret => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            managed::delete(&api, &r.name, &object).await
+        }
+    }
 }
 
 /// Creates `copy`, or replaces the live object with it.

@@ -1,5 +1,6 @@
-//! Kubernetes client work: the objects `canary` reads and writes, the state
-//! annotation, and reaching in-cluster services from outside.
+//! Kubernetes client work: the objects `canary` reads, writes and (for
+//! `canary revert`) deletes, the state annotation, and reaching in-cluster
+//! services from outside.
 //!
 //! Every function here is one idempotent operation on the cluster; the
 //! decisions about which to call live in `engine`, the loop in `driver/`.
@@ -8,6 +9,7 @@ pub(crate) mod autoscaler;
 pub(crate) mod configs;
 pub(crate) mod connect;
 pub(crate) mod error;
+pub(crate) mod managed;
 pub(crate) mod proxy;
 pub(crate) mod services;
 pub(crate) mod state;

@@ -1,5 +1,6 @@
 //! The target Deployment and its `-primary` copy: readiness, revision, the
-//! primary's construction and promotion, scaling, and setting images.
+//! primary's construction, promotion and deletion, scaling, and setting
+//! images.
 //!
 //! Names and labels are Flagger's, so a team can move between Flagger and
 //! `canary` without renaming anything: the primary is `<target>-primary`,
@@ -12,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -292,6 +293,26 @@ pub(crate) async fn set_images(
         .await
         .map_err(|e| ClusterError::api("set the image of", format!("deployment/{name}"), e))?;
     Ok(())
+}
+
+/// The Deployments carrying `canary`'s managed-by label in the namespace
+/// of `api`: the primaries of its canaries.
+pub(crate) async fn managed(api: &Api<Deployment>) -> Result<Vec<Deployment>> {
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| ClusterError::api("list", "deployments", e))?;
+    Ok(list.items)
+}
+
+/// Deletes the primary `name` if `canary` made it; its ReplicaSets and
+/// Pods follow in the background, and with it goes the state.
+pub(crate) async fn delete_primary(
+    api: &Api<Deployment>,
+    name: &str,
+) -> Result<super::managed::Removal> {
+    super::managed::delete(api, name, &format!("deployment/{name}")).await
 }
 
 /// Whether a Flagger installed in the cluster owns this primary.

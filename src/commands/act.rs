@@ -26,7 +26,8 @@ use crate::ui;
 use canary_core::engine::decide::{self, RequestKind};
 use canary_core::engine::state::{Paused, State};
 use canary_core::spec;
-use canary_core::spec::resolve::{self, Overrides};
+use canary_core::spec::resolve::{self, Overrides, ResolvedCanary};
+use canary_core::spec::types::MetricTemplate;
 
 /// What an operator asks of a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,16 +89,16 @@ pub(crate) async fn act(request: Request, args: ActArgs) -> Outcome {
 
 /// The canary named on the command line: its name, namespace and target,
 /// and the spec text from `-f FILE` when given.
-struct Named {
-    name: String,
-    namespace: String,
-    target: String,
-    spec: Option<String>,
+pub(super) struct Named {
+    pub(super) name: String,
+    pub(super) namespace: String,
+    pub(super) target: String,
+    pub(super) spec: Option<String>,
 }
 
 /// The spec file of `-f`, checked before anything else happens: its
 /// text and what it holds.
-fn load(path: &std::path::Path) -> Result<(spec::SpecFile, String), ActError> {
+pub(super) fn load(path: &std::path::Path) -> Result<(spec::SpecFile, String), ActError> {
     let file = spec::load_file(path).map_err(|errors| {
         ui::diagnostics(&errors);
         ActError::Usage(format!("{}: not a valid spec", path.display()))
@@ -106,7 +107,7 @@ fn load(path: &std::path::Path) -> Result<(spec::SpecFile, String), ActError> {
     Ok((file, text))
 }
 
-async fn find(
+pub(super) async fn find(
     conn: &Connection,
     args: &ActArgs,
     from_file: Option<(spec::SpecFile, String)>,
@@ -303,44 +304,8 @@ async fn direct(
             Ok(Outcome::Success)
         }
         Request::Abort | Request::Promote => {
-            let text = match &named.spec {
-                Some(t) => t.clone(),
-                None => {
-                    let p = workload::get(&api, &primary_name).await?;
-                    p.as_ref().and_then(statestore::read_spec).ok_or_else(|| {
-                        ActError::Usage(format!(
-                            "{id}: no driver is running and deployment/{primary_name} holds no \
-                             spec; pass the Canary file with -f FILE"
-                        ))
-                    })?
-                }
-            };
-            let source = format!(
-                "deployment/{primary_name} annotation {}",
-                statestore::SPEC_ANNOTATION
-            );
-            let file = spec::load_str(&source, &text).map_err(|errors| {
-                ui::diagnostics(&errors);
-                ActError::Usage(format!("{id}: the stored spec is not valid"))
-            })?;
-            let doc = file
-                .canaries
-                .first()
-                .ok_or_else(|| ActError::Usage(format!("{id}: the spec holds no Canary")))?;
-            let mut canary = resolve::resolve(&file, doc, &Overrides::default());
-            canary.namespace = named.namespace.clone();
-            if canary.provider.is_none() {
-                let found = crate::router::detect::detect(&conn.client)
-                    .await
-                    .map_err(ActError::Usage)?;
-                canary.provider = Some(found.provider);
-                canary.provider_source = resolve::ProviderSource::Detected;
-            }
-            let templates = file
-                .metric_templates
-                .iter()
-                .map(|d| d.value.clone())
-                .collect();
+            let (canary, templates) =
+                stored_canary(conn, named, id, "no driver is running").await?;
             let settings = Settings {
                 holder: me.to_string(),
                 ..Settings::default()
@@ -370,6 +335,59 @@ async fn direct(
             Ok(Outcome::Success)
         }
     }
+}
+
+/// The canary as the last driver ran it, from the spec of `-f` or the one
+/// stored on the primary, in `named`'s namespace, with its provider
+/// detected when the spec names none; and the spec's MetricTemplates.
+/// `why` says why the spec is needed, for the error when there is none.
+pub(super) async fn stored_canary(
+    conn: &Connection,
+    named: &Named,
+    id: &str,
+    why: &str,
+) -> Result<(ResolvedCanary, Vec<MetricTemplate>), ActError> {
+    let primary_name = canary_core::names::primary(&named.target);
+    let text = match &named.spec {
+        Some(t) => t.clone(),
+        None => {
+            let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+            let p = workload::get(&api, &primary_name).await?;
+            p.as_ref().and_then(statestore::read_spec).ok_or_else(|| {
+                ActError::Usage(format!(
+                    "{id}: {why} and deployment/{primary_name} holds no spec; pass the Canary \
+                     file with -f FILE"
+                ))
+            })?
+        }
+    };
+    let source = format!(
+        "deployment/{primary_name} annotation {}",
+        statestore::SPEC_ANNOTATION
+    );
+    let file = spec::load_str(&source, &text).map_err(|errors| {
+        ui::diagnostics(&errors);
+        ActError::Usage(format!("{id}: the stored spec is not valid"))
+    })?;
+    let doc = file
+        .canaries
+        .first()
+        .ok_or_else(|| ActError::Usage(format!("{id}: the spec holds no Canary")))?;
+    let mut canary = resolve::resolve(&file, doc, &Overrides::default());
+    canary.namespace = named.namespace.clone();
+    if canary.provider.is_none() {
+        let found = crate::router::detect::detect(&conn.client)
+            .await
+            .map_err(ActError::Usage)?;
+        canary.provider = Some(found.provider);
+        canary.provider_source = resolve::ProviderSource::Detected;
+    }
+    let templates = file
+        .metric_templates
+        .iter()
+        .map(|d| d.value.clone())
+        .collect();
+    Ok((canary, templates))
 }
 
 /// Pauses or resumes by writing the state, guarded by its resourceVersion.

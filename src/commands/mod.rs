@@ -7,6 +7,7 @@ pub(crate) mod act;
 #[cfg(feature = "demo")]
 pub(crate) mod demo;
 mod plan;
+pub(crate) mod revert;
 mod run;
 mod status;
 mod validate;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Promote(args) => block_on(act::act(act::Request::Promote, args)),
         Command::Pause(args) => block_on(act::act(act::Request::Pause, args)),
         Command::Resume(args) => block_on(act::act(act::Request::Resume, args)),
+        Command::Revert(args) => block_on(revert::revert(args)),
         Command::Validate(args) => validate::validate(args),
         Command::Plan(args) => plan::plan(args),
         #[cfg(feature = "demo")]

@@ -14,8 +14,19 @@ use crate::cluster::{state as statestore, workload};
 use canary_core::engine::state::Lease;
 use canary_core::time::Time;
 
-/// How long a driver's claim on a canary holds without renewal.
-const LEASE: Duration = Duration::from_secs(15);
+/// How long a driver's claim on a canary holds without renewal; renewed
+/// every third of it.
+pub(crate) const LEASE: Duration = Duration::from_secs(15);
+
+/// A claim on a canary by `holder`, from now: a driver's, or that of a
+/// command acting on the canary without one (`canary revert`).
+pub(crate) fn claim(holder: &str) -> Lease {
+    Lease {
+        holder: holder.to_string(),
+        renew_time: now(),
+        duration_seconds: LEASE.as_secs(),
+    }
+}
 
 /// What wakes a sleeping driver besides its clock.
 pub(super) struct Wake {
@@ -28,11 +39,7 @@ pub(super) struct Wake {
 impl Driver<'_> {
     /// This driver's claim on the canary, from now.
     pub(super) fn lease(&self) -> Lease {
-        Lease {
-            holder: self.settings.holder.clone(),
-            renew_time: now(),
-            duration_seconds: LEASE.as_secs(),
-        }
+        claim(&self.settings.holder)
     }
 
     /// What wakes the driver between rounds besides its clock: changes to

@@ -43,7 +43,7 @@ use canary_core::spec::resolve::ResolvedCanary;
 use canary_core::spec::types::MetricTemplate;
 use canary_core::time::Time;
 
-pub(crate) use lease::release_lease;
+pub(crate) use lease::{LEASE, claim, release_lease};
 
 /// Settings of one `canary run`, resolved by the command from flags and
 /// environment.

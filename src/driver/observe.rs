@@ -11,7 +11,7 @@ use crate::cluster::error::ClusterError;
 use crate::cluster::{state as statestore, workload};
 use crate::router::Router;
 use canary_core::engine::decide::{Observed, Request, RequestKind};
-use canary_core::engine::state::State;
+use canary_core::engine::state::{Phase, State};
 
 /// What one round observed, beyond what the engine sees.
 pub(super) struct Snapshot {
@@ -33,8 +33,8 @@ pub(super) struct Snapshot {
 impl Driver<'_> {
     /// Reads what one round decides from: the target, the primary with
     /// the state, the configs the target uses, and the router's routing.
-    /// A primary Flagger owns, or a live lease held by another driver,
-    /// stops the run.
+    /// A primary Flagger owns, a canary `canary revert` is taking apart,
+    /// or a live lease held by another driver, stops the run.
     pub(super) async fn observe(&self) -> Result<Snapshot, RunError> {
         let target_name = &self.canary.target.name;
         let target = workload::get(&self.deployments, target_name)
@@ -61,6 +61,22 @@ impl Driver<'_> {
             primary_rv = p.metadata.resource_version.clone();
             if let Some(s) = statestore::read(p)? {
                 state = s;
+            }
+            if state.phase == Phase::Terminating {
+                // Driving it would build up again what the revert took
+                // down; the revert is finished by running it again.
+                return Err(RunError::Refused(format!(
+                    "{} is being reverted (`canary revert`{}); run `canary revert {} -n {}` to \
+                     finish it, and `canary run` initialises it anew afterwards",
+                    self.id(),
+                    state
+                        .lease
+                        .as_ref()
+                        .map(|l| format!(" by {}", l.holder))
+                        .unwrap_or_default(),
+                    self.canary.name,
+                    self.canary.namespace
+                )));
             }
             if let Some(lease) = &state.lease
                 && lease.holder != self.settings.holder

@@ -5,12 +5,14 @@
 //! Flagger: after a crash, the weights are read back from it. A router
 //! refuses a [`Routing`] its object cannot express rather than writing
 //! something else. [`detect`] finds the mesh of a cluster when no
-//! provider is named.
+//! provider is named. [`Router::finalize`] removes what the router made,
+//! for `canary revert`.
 
 pub(crate) mod detect;
 pub(crate) mod smi;
 
 use crate::cluster::error::Result;
+use crate::cluster::managed::Removal;
 use canary_core::engine::schedule::Routing;
 use canary_core::names;
 use canary_core::provider::Provider;
@@ -25,6 +27,16 @@ pub(crate) trait Router {
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>>;
     /// Makes the router do `routing`, or fails when it cannot.
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()>;
+    /// Removes the mesh objects the router made, for `canary revert`
+    /// (Flagger's `revertOnDeletion`, its routers' `Finalize`). The apex
+    /// Service already selects the target's pods, so once they are gone
+    /// the mesh sends it all traffic. Flagger leaves the objects to
+    /// garbage collection through their owner reference to the Canary;
+    /// `canary` has no such owner, so it deletes them here, each only when
+    /// it carries `canary`'s label. Returns each object (`kind/name`) and
+    /// what became of it; none for a router without objects. Running it
+    /// again is harmless.
+    async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>>;
 }
 
 /// The router for a provider, or why there is none.
@@ -82,6 +94,14 @@ impl Router for AnyRouter {
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
+        }
+    }
+
+    async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
+        match self {
+            AnyRouter::Smi(r) => r.finalize(c).await,
+            // Only Service selectors, which the revert has already set.
+            AnyRouter::None => Ok(Vec::new()),
         }
     }
 }

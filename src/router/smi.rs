@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::Router;
 use crate::cluster::error::{ClusterError, Result};
+use crate::cluster::managed::{self, Removal};
 use crate::cluster::workload::MANAGED_BY;
 use canary_core::engine::schedule::Routing;
 use canary_core::names;
@@ -163,6 +164,14 @@ impl Router for SmiRouter {
             .await
             .map_err(|e| ClusterError::api("update", self.object(c), e))?;
         Ok(())
+    }
+
+    /// Deletes the TrafficSplit `canary` created; one a user made is left
+    /// alone (and reported), as Flagger's garbage collection would only
+    /// take the one its Canary owns.
+    async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
+        let removal = managed::delete(&self.api(&c.namespace), &c.service, &self.object(c)).await?;
+        Ok(vec![(format!("trafficsplit/{}", c.service), removal)])
     }
 }
 

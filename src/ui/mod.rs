@@ -298,6 +298,16 @@ pub(crate) fn error(message: &str) {
     let _ = writeln!(io::stderr(), "error: {message}");
 }
 
+/// Something a person should know before the command goes on, on stderr.
+pub(crate) fn warning(message: &str) {
+    let _ = writeln!(io::stderr(), "warning: {message}");
+}
+
+/// What a command is waiting for, on stderr.
+pub(crate) fn progress(message: &str) {
+    let _ = writeln!(io::stderr(), "{message}");
+}
+
 fn initialised_line(canary: &str, target: &str) -> String {
     format!("{canary}: initialised; the next change to {target} starts an analysis")
 }

@@ -389,6 +389,14 @@ impl Round<'_> {
             return Ok(());
         }
         let s = &self.d.state;
+        if s.phase == Phase::Terminating {
+            // `canary revert` is taking the canary apart: nothing may build
+            // it up again, not even a request. The driver refuses such a
+            // canary before asking; asked anyway, everything holds.
+            self.d.waiting = Some("`canary revert` to finish".to_string());
+            self.wait(GATE_POLL);
+            return Ok(());
+        }
         if self.o.primary.is_none() || s.phase == Phase::Initializing {
             return self.initialize();
         }
@@ -408,7 +416,7 @@ impl Round<'_> {
         }
         let s = &self.d.state;
         match s.phase {
-            Phase::Initializing => unreachable!("handled above"),
+            Phase::Initializing | Phase::Terminating => unreachable!("handled above"),
             Phase::Initialized
             | Phase::Succeeded
             | Phase::Failed

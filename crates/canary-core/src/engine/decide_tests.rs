@@ -135,6 +135,24 @@ fn initialisation_waits_for_the_primary_then_scales_the_target_to_zero() {
 }
 
 #[test]
+fn a_canary_being_reverted_is_held_whatever_is_asked() {
+    let c = seed();
+    let mut s = initialized("r1");
+    s.phase = Phase::Terminating;
+    let mut o = observed(5000, "r2");
+    o.routing = None;
+    o.request = Some(Request {
+        kind: RequestKind::Promote,
+        by: "ops".to_string(),
+        at: Time(5000),
+    });
+    let d = act(decide(&c, &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.state, s);
+    assert!(matches!(d.next, Next::At(_)), "{:?}", d.next);
+}
+
+#[test]
 fn a_suspended_canary_is_neither_initialised_nor_analysed() {
     let mut c = seed();
     c.suspended = true;

@@ -36,6 +36,11 @@ pub enum Phase {
     Succeeded,
     Failed,
     Aborted,
+    /// `canary revert` is giving the target back (Flagger's phase while a
+    /// Canary with `revertOnDeletion` is deleted). Nothing drives the
+    /// canary any more; a revert that stopped half way is finished by
+    /// running it again.
+    Terminating,
 }
 
 impl Phase {
@@ -63,6 +68,7 @@ impl Phase {
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
             Phase::Aborted => "Aborted",
+            Phase::Terminating => "Terminating",
         }
     }
 }

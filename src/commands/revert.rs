@@ -1,0 +1,494 @@
+//! `canary revert`: give a target back, as Flagger does when a Canary with
+//! `revertOnDeletion: true` is deleted.
+//!
+//! The steps are Flagger's finaliser's, in its order: the target is scaled
+//! to the primary's replicas and waited for, the apex Service selects the
+//! target's pods, and the router removes its objects. Where Flagger then
+//! relies on Kubernetes to garbage-collect what the Canary owns, `canary`
+//! (which has no object in the cluster to own anything) deletes what it
+//! created itself: the primary's HPA, the `-primary` and `-canary`
+//! Services, the `-primary` ConfigMap and Secret copies, and last the
+//! primary, which holds the state. Only objects carrying `canary`'s
+//! managed-by label are deleted.
+//!
+//! Nothing is written while a live driver holds the canary's lease: the
+//! command says who, and what to do. Otherwise it takes the lease and marks
+//! the canary `Terminating` once the target is ready (so no `canary run`
+//! builds it up again). Every step can be repeated and the state goes
+//! last, so a revert stopped at any point is finished by running it again;
+//! once finished, running it again says there is nothing to revert.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+
+use super::act::{self, ActError, Named};
+use crate::cli::ActArgs;
+use crate::clock::now;
+use crate::cluster::error::ClusterError;
+use crate::cluster::managed::{self, Removal};
+use crate::cluster::services::Apex;
+use crate::cluster::{autoscaler, configs, services, state as statestore, workload};
+use crate::driver::{LEASE, claim};
+use crate::exit::Outcome;
+use crate::router::{AnyRouter, Router};
+use crate::ui;
+use canary_core::engine::state::Phase;
+use canary_core::names;
+use canary_core::spec::resolve::ResolvedCanary;
+
+/// How often the target's readiness is looked at.
+const READY_POLL: Duration = Duration::from_millis(500);
+
+/// Why a revert stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RevertError {
+    /// Refused before anything was written.
+    #[error("{0}")]
+    Usage(String),
+    /// The target did not become ready; traffic still goes to the primary.
+    #[error("{0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// Finding the canary and its spec.
+    #[error(transparent)]
+    Act(#[from] ActError),
+}
+
+pub(crate) async fn revert(args: ActArgs) -> Outcome {
+    match revert_inner(args).await {
+        Ok(o) => o,
+        Err(e) => {
+            ui::error(&e.to_string());
+            Outcome::from(&e)
+        }
+    }
+}
+
+async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
+    let from_file = args.file.as_deref().map(act::load).transpose()?;
+    let conn = crate::cluster::connect::connect(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )
+    .await?;
+    let named = match act::find(&conn, &args, from_file).await {
+        Ok(n) => n,
+        // Not among the canaries: maybe a target whose revert finished,
+        // which is told from a name nothing answers to by its Deployment.
+        Err(ActError::Usage(_)) if args.file.is_none() => {
+            let name = args.name.clone().unwrap_or_default();
+            Named {
+                name: name.clone(),
+                namespace: args
+                    .cluster
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| conn.namespace.clone()),
+                target: name,
+                spec: None,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let id = format!("{}.{}", named.name, named.namespace);
+    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+    let primary_name = names::primary(&named.target);
+
+    // Everything is checked before the first write.
+    let Some(primary) = workload::get(&api, &primary_name).await? else {
+        return match workload::get(&api, &named.target).await? {
+            Some(_) => {
+                ui::result(&format!(
+                    "{id}: nothing to revert: there is no deployment/{primary_name}, so canary \
+                     does not manage deployment/{}",
+                    named.target
+                ));
+                Ok(Outcome::Success)
+            }
+            None => Err(RevertError::Usage(format!(
+                "no canary named `{}` in namespace {}, and no deployment/{} to revert; \
+                 `canary status` lists the canaries",
+                named.name, named.namespace, named.target
+            ))),
+        };
+    };
+    if let Some(owner) = workload::flagger_owner(&primary) {
+        return Err(RevertError::Usage(format!(
+            "deployment/{primary_name} is managed by Flagger (Canary {owner} owns it); delete \
+             that Canary instead, with `revertOnDeletion: true` Flagger reverts it"
+        )));
+    }
+    let state = statestore::read(&primary)?
+        .filter(|_| managed::is_managed(&primary))
+        .ok_or_else(|| {
+            RevertError::Usage(format!(
+                "deployment/{primary_name} was not made by canary (it lacks canary's label \
+                 or state); nothing was changed"
+            ))
+        })?;
+    let me = super::holder();
+    if let Some(l) = state
+        .lease
+        .as_ref()
+        .filter(|l| l.holder != me && l.is_live(now()))
+    {
+        let what = if state.phase == Phase::Terminating {
+            format!(
+                "{id} is being reverted by {} (lease valid until {}); let it finish, or run \
+                 `canary revert` again once that lease runs out",
+                l.holder,
+                l.expires().to_rfc3339()
+            )
+        } else {
+            format!(
+                "{id} is driven by {} (lease valid until {}); stop that run first \
+                 (`canary abort {} -n {}` rolls back an analysis under way and ends it, Ctrl-C \
+                 ends a run that waits), then run `canary revert` again",
+                l.holder,
+                l.expires().to_rfc3339(),
+                named.name,
+                named.namespace
+            )
+        };
+        return Err(RevertError::Usage(format!("{what}; nothing was changed")));
+    }
+    let (c, _) = act::stored_canary(
+        &conn,
+        &named,
+        &id,
+        "the revert needs the canary's spec (its Service, autoscaler and provider)",
+    )
+    .await?;
+    if c.target.kind != "Deployment" {
+        return Err(RevertError::Usage(format!(
+            "{id}: canary drives Deployments; {} is a {}",
+            c.target.name, c.target.kind
+        )));
+    }
+    let provider = c.provider.ok_or_else(|| {
+        RevertError::Usage(format!("{id}: the spec names no provider; pass -f FILE"))
+    })?;
+    let router = AnyRouter::for_provider(&conn.client, provider)
+        .map_err(|e| RevertError::Usage(format!("{id}: {e}")))?;
+    let target = workload::get(&api, &c.target.name).await?.ok_or_else(|| {
+        RevertError::Usage(format!(
+            "{id}: deployment/{} does not exist, so there is nothing to give the traffic back \
+             to; nothing was changed",
+            c.target.name
+        ))
+    })?;
+    let label = workload::selector_label(&target)?;
+    let tracked = configs::track(&conn.client, &c.namespace, &target.spec.template).await?;
+    let revision = workload::revision(&target, &tracked.hashes);
+    if let Some(promoted) = state
+        .last_promoted_spec
+        .as_deref()
+        .filter(|p| *p != revision)
+    {
+        // As Flagger: the target is what the user declared, and it is
+        // what serves once reverted. Said, so nobody is surprised.
+        ui::warning(&format!(
+            "deployment/{} runs revision {revision}, not the promoted {promoted} that \
+             deployment/{primary_name} serves (phase {}); once reverted it serves all traffic",
+            c.target.name,
+            state.phase.as_str()
+        ));
+    }
+
+    let rev = Revert {
+        conn: &conn,
+        api: &api,
+        c: &c,
+        id: &id,
+        me: &me,
+        primary_name: &primary_name,
+    };
+    rev.claim().await?;
+    match rev.run(&primary, &target, &label, &router).await {
+        Ok(replicas) => {
+            ui::result(&format!(
+                "{id}: reverted: deployment/{} serves service/{} with {replicas} replica{}, \
+                 and canary no longer manages it",
+                c.target.name,
+                c.service,
+                if replicas == 1 { "" } else { "s" }
+            ));
+            Ok(Outcome::Success)
+        }
+        Err(e) => {
+            // Whoever runs it again need not wait for the lease to run
+            // out; if the cluster cannot be reached, it runs out anyway.
+            let _ = crate::driver::release_lease(&conn, &c.namespace, &c.target.name, &me).await;
+            Err(e)
+        }
+    }
+}
+
+/// One revert under way.
+struct Revert<'a> {
+    conn: &'a crate::cluster::connect::Connection,
+    api: &'a Api<Deployment>,
+    c: &'a ResolvedCanary,
+    id: &'a str,
+    me: &'a str,
+    primary_name: &'a str,
+}
+
+impl Revert<'_> {
+    /// Says one thing done.
+    fn done(&self, what: &str) {
+        ui::result(&format!("{}: {what}", self.id));
+    }
+
+    fn removed(&self, object: &str, removal: Removal) {
+        self.done(&match removal {
+            Removal::Deleted => format!("{object} deleted"),
+            Removal::Absent => format!("{object} already gone"),
+            Removal::NotOurs => format!(
+                "{object} left alone: canary did not create it (it has no {}={} label)",
+                workload::MANAGED_BY.0,
+                workload::MANAGED_BY.1
+            ),
+        });
+    }
+
+    /// Takes or renews the lease, unless another live holder got it since
+    /// it was read.
+    async fn claim(&self) -> Result<(), RevertError> {
+        let mut taken_by = None;
+        statestore::update(self.api, self.primary_name, 10, |state| {
+            if let Some(l) = &state.lease
+                && l.holder != self.me
+                && l.is_live(now())
+            {
+                taken_by = Some(l.holder.clone());
+                return false;
+            }
+            state.lease = Some(claim(self.me));
+            true
+        })
+        .await?;
+        match taken_by {
+            Some(holder) => Err(RevertError::Usage(format!(
+                "{} was taken by {holder} meanwhile; nothing more was changed",
+                self.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The steps, in order; returns the target's replicas.
+    async fn run(
+        &self,
+        primary: &Deployment,
+        target: &Deployment,
+        (label, value): &(String, String),
+        router: &AnyRouter,
+    ) -> Result<i32, RevertError> {
+        let c = self.c;
+        let replicas = self.scale(primary, target).await?;
+        self.wait_until_ready().await?;
+        self.mark_terminating().await?;
+        match services::point_apex_at_target(&self.conn.client, c, label, value).await? {
+            Apex::Pointed(selector) => self.done(&format!(
+                "service/{} selects the target's pods ({selector})",
+                c.service
+            )),
+            Apex::Already(selector) => self.done(&format!(
+                "service/{} already selects the target's pods ({selector})",
+                c.service
+            )),
+            Apex::Missing => self.done(&format!(
+                "service/{} does not exist: no Service to point at the target",
+                c.service
+            )),
+        }
+        for (object, removal) in router.finalize(c).await? {
+            self.removed(&object, removal);
+        }
+        if let Some(a) = &c.autoscaler {
+            let removal =
+                autoscaler::delete_primary(&self.conn.client, &c.namespace, &a.name).await?;
+            self.removed(
+                &format!("horizontalpodautoscaler/{}", names::primary(&a.name)),
+                removal,
+            );
+        }
+        for name in [names::primary(&c.service), names::canary(&c.service)] {
+            let removal = services::delete(&self.conn.client, &c.namespace, &name).await?;
+            self.removed(&format!("service/{name}"), removal);
+        }
+        self.delete_copies(primary, target).await?;
+        let removal = workload::delete_primary(self.api, self.primary_name).await?;
+        self.removed(&format!("deployment/{}", self.primary_name), removal);
+        Ok(replicas)
+    }
+
+    /// Scales the target as Flagger's finaliser does: to the primary's
+    /// replicas, else its own, else one.
+    async fn scale(&self, primary: &Deployment, target: &Deployment) -> Result<i32, RevertError> {
+        let name = &self.c.target.name;
+        let own = target.spec.replicas.filter(|r| *r > 0);
+        let (want, source) = match primary.spec.replicas.filter(|r| *r > 0) {
+            Some(r) => (r, format!("as deployment/{}", self.primary_name)),
+            None => (
+                own.unwrap_or(1),
+                format!("deployment/{} has none", self.primary_name),
+            ),
+        };
+        if target.spec.replicas == Some(want) {
+            self.done(&format!(
+                "deployment/{name} already has {want} replicas ({source})"
+            ));
+            return Ok(want);
+        }
+        workload::scale(self.api, name, want).await?;
+        self.done(&format!(
+            "deployment/{name} scaled to {want} replicas from {} ({source})",
+            target.spec.replicas.unwrap_or(1)
+        ));
+        Ok(want)
+    }
+
+    /// Waits for the target to be ready, at most the canary's progress
+    /// deadline, keeping the lease meanwhile. A target that does not
+    /// become ready stops the revert before traffic moves.
+    async fn wait_until_ready(&self) -> Result<(), RevertError> {
+        let name = &self.c.target.name;
+        let limit = Duration::from_secs(self.c.progress_deadline_seconds);
+        let started = Instant::now();
+        let mut renewed = Instant::now();
+        let mut said = false;
+        loop {
+            let target =
+                workload::get(self.api, name)
+                    .await?
+                    .ok_or_else(|| ClusterError::NotFound {
+                        object: format!("deployment/{name} in namespace {}", self.c.namespace),
+                    })?;
+            let w = workload::observe(&target);
+            if w.is_ready(self.c.canary_ready_threshold) {
+                self.done(&format!(
+                    "deployment/{name} is ready ({}/{} replicas) after {:.1}s",
+                    w.ready,
+                    w.desired,
+                    started.elapsed().as_secs_f64()
+                ));
+                return Ok(());
+            }
+            if started.elapsed() >= limit {
+                return Err(RevertError::NotReady(format!(
+                    "{}: deployment/{name} is not ready after {} ({}/{} replicas ready; the \
+                     canary's progressDeadlineSeconds is {}): nothing else was changed, \
+                     service/{} still sends traffic to deployment/{}; make the target ready \
+                     and run `canary revert` again",
+                    self.id,
+                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                    w.ready,
+                    w.desired,
+                    self.c.progress_deadline_seconds,
+                    self.c.service,
+                    self.primary_name
+                )));
+            }
+            if !said {
+                said = true;
+                ui::progress(&format!(
+                    "{}: waiting up to {} for deployment/{name} to be ready",
+                    self.id,
+                    humantime::format_duration(limit)
+                ));
+            }
+            if renewed.elapsed() >= LEASE / 3 {
+                self.claim().await?;
+                renewed = Instant::now();
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    /// From here on traffic moves to the target: the phase says so, and
+    /// no `canary run` builds the canary up again.
+    async fn mark_terminating(&self) -> Result<(), RevertError> {
+        let mut was = None;
+        let mut taken_by = None;
+        statestore::update(self.api, self.primary_name, 10, |state| {
+            if let Some(l) = &state.lease
+                && l.holder != self.me
+                && l.is_live(now())
+            {
+                taken_by = Some(l.holder.clone());
+                return false;
+            }
+            was = Some(state.phase);
+            let now = now();
+            if state.phase != Phase::Terminating {
+                state.phase = Phase::Terminating;
+                state.last_transition_time = now;
+                state.record(
+                    now,
+                    format!("Reverting as requested by {}", self.me),
+                    Vec::new(),
+                );
+            }
+            state.paused = None;
+            state.lease = Some(claim(self.me));
+            true
+        })
+        .await?;
+        if let Some(holder) = taken_by {
+            return Err(RevertError::Usage(format!(
+                "{} was taken by {holder} meanwhile; nothing more was changed",
+                self.id
+            )));
+        }
+        self.done(&match was {
+            Some(Phase::Terminating) => "already Terminating: finishing an earlier revert".into(),
+            Some(p) => format!(
+                "phase Terminating (was {}): `canary run` refuses it until the revert is done",
+                p.as_str()
+            ),
+            None => "phase Terminating".to_string(),
+        });
+        Ok(())
+    }
+
+    /// Deletes the `-primary` ConfigMap and Secret copies `canary` made,
+    /// except one another canary's primary also uses (two targets sharing
+    /// a ConfigMap share its copy).
+    async fn delete_copies(
+        &self,
+        primary: &Deployment,
+        target: &Deployment,
+    ) -> Result<(), RevertError> {
+        let copies = configs::copies(&primary.spec.template, &target.spec.template);
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let mut shared = BTreeSet::new();
+        for other in workload::managed(self.api).await? {
+            let other_name = other.metadata.name.clone().unwrap_or_default();
+            if other_name == self.primary_name {
+                continue;
+            }
+            for r in configs::referenced(&other.spec.template) {
+                if copies.contains(&r) {
+                    shared.insert((r, other_name.clone()));
+                }
+            }
+        }
+        for r in &copies {
+            if let Some((_, user)) = shared.iter().find(|(s, _)| s == r) {
+                self.done(&format!("{} kept: deployment/{user} uses it too", r.key()));
+                continue;
+            }
+            let removal = configs::delete_copy(&self.conn.client, &self.c.namespace, r).await?;
+            self.removed(&r.key(), removal);
+        }
+        Ok(())
+    }
+}
