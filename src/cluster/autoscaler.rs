@@ -8,7 +8,7 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::error::{ClusterError, Result};
-use super::workload::MANAGED_BY;
+use super::managed::MANAGED_BY;
 
 /// Creates or updates `<hpa>-primary` from the target's HPA `hpa`, scaling
 /// the Deployment `primary`.

@@ -14,8 +14,9 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::error::{ClusterError, Result};
+use super::hash::canonical_hash;
+use super::managed::MANAGED_BY;
 use super::managed::{self, Removal};
-use super::workload::{MANAGED_BY, canonical_hash};
 
 /// Flagger's opt-out annotation.
 pub(crate) const TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";

@@ -13,7 +13,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::error::{ClusterError, Result};
-use super::workload::MANAGED_BY;
+
+/// Label marking the objects `canary` created.
+pub(crate) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
 
 /// What became of an object `canary revert` removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub(crate) mod autoscaler;
 pub(crate) mod configs;
 pub(crate) mod connect;
 pub(crate) mod error;
+pub(crate) mod hash;
 pub(crate) mod managed;
 pub(crate) mod proxy;
 pub(crate) mod services;

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::error::{ClusterError, Result};
-use super::workload::MANAGED_BY;
+use super::managed::MANAGED_BY;
 use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;
 use canary_core::spec::types;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
-use crate::cluster::{state as statestore, workload};
+use crate::cluster::state as statestore;
 use canary_core::engine::state::{HistoryEntry, State};
 use canary_core::time::Time;
 
@@ -60,7 +60,11 @@ pub(crate) fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
 
 /// The label selector of the primaries `canary` manages.
 pub(crate) fn selector() -> String {
-    format!("{}={}", workload::MANAGED_BY.0, workload::MANAGED_BY.1)
+    format!(
+        "{}={}",
+        crate::cluster::managed::MANAGED_BY.0,
+        crate::cluster::managed::MANAGED_BY.1
+    )
 }
 
 /// What tells two rows of one canary apart.

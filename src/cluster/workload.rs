@@ -15,18 +15,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::configs::{ConfigRef, rewrite_refs};
 use super::error::{ClusterError, Result};
+use super::managed::MANAGED_BY;
 use canary_core::engine::decide::Workload;
 use canary_core::engine::state::{ANNOTATION, State};
 
 /// Labels Flagger accepts as the selector label, in order.
 pub(crate) const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
-
-/// Label marking the objects `canary` created.
-pub(crate) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
 
 /// The selector label of a target and its value.
 pub(crate) fn selector_label(dep: &Deployment) -> Result<(String, String)> {
@@ -67,58 +64,11 @@ pub(crate) fn observe(dep: &Deployment) -> Workload {
     }
 }
 
-/// A stable hash of a JSON value: keys sorted, so field order in the API
-/// server's answer does not matter.
-pub(crate) fn canonical_hash(
-    value: &serde_json::Value,
-    extra: &BTreeMap<String, String>,
-) -> String {
-    fn canon(v: &serde_json::Value, out: &mut String) {
-        match v {
-            serde_json::Value::Object(m) => {
-                out.push('{');
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                    out.push(':');
-                    canon(&m[k], out);
-                }
-                out.push('}');
-            }
-            serde_json::Value::Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    canon(x, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut text = String::new();
-    canon(value, &mut text);
-    for (k, v) in extra {
-        text.push('\n');
-        text.push_str(k);
-        text.push('=');
-        text.push_str(v);
-    }
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
 /// The revision of a target: its pod template plus the data of the
 /// ConfigMaps and Secrets it uses.
 pub(crate) fn revision(dep: &Deployment, configs: &BTreeMap<String, String>) -> String {
     let template = serde_json::to_value(&dep.spec.template).unwrap_or_default();
-    canonical_hash(&template, configs)
+    super::hash::canonical_hash(&template, configs)
 }
 
 /// The primary's pod template: the target's, with the selector label

@@ -250,8 +250,8 @@ impl Revert<'_> {
             Removal::Absent => format!("{object} already gone"),
             Removal::NotOurs => format!(
                 "{object} left alone: canary did not create it (it has no {}={} label)",
-                workload::MANAGED_BY.0,
-                workload::MANAGED_BY.1
+                crate::cluster::managed::MANAGED_BY.0,
+                crate::cluster::managed::MANAGED_BY.1
             ),
         });
     }

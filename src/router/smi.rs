@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::Router;
 use crate::cluster::error::{ClusterError, Result};
+use crate::cluster::managed::MANAGED_BY;
 use crate::cluster::managed::{self, Removal};
-use crate::cluster::workload::MANAGED_BY;
 use canary_core::engine::schedule::Routing;
 use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;

@@ -22,5 +22,6 @@ pub mod names;
 pub mod provider;
 pub mod queries;
 pub mod spec;
+pub mod suggest;
 pub mod support;
 pub mod time;

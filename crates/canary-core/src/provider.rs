@@ -310,7 +310,7 @@ pub struct UnknownProvider(pub String);
 impl fmt::Display for UnknownProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names = Provider::names();
-        match crate::spec::diagnostic::did_you_mean(&self.0, names.iter().copied()) {
+        match crate::suggest::did_you_mean(&self.0, names.iter().copied()) {
             Some(s) => write!(f, "unknown provider `{}`; did you mean `{s}`?", self.0),
             None => write!(
                 f,

@@ -16,8 +16,8 @@ use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Unexpec
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-use super::diagnostic::did_you_mean;
 use super::source::{join_index, join_key};
+use crate::suggest::did_you_mean;
 
 /// One serde error, translated: where, what, and a hint.
 #[derive(Debug, Clone, PartialEq)]

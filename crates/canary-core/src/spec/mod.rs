@@ -223,7 +223,7 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
     };
     let api = map.get("apiVersion").and_then(Value::as_str);
     let Some(known) = KINDS.iter().copied().find(|k| *k == kind) else {
-        let suggestion = diagnostic::did_you_mean(kind, KINDS.iter().copied());
+        let suggestion = crate::suggest::did_you_mean(kind, KINDS.iter().copied());
         let flagger_group = api.is_some_and(|a| a.starts_with("flagger.app/"));
         let message = if flagger_group || suggestion.is_some() {
             format!("unknown kind `{kind}`")

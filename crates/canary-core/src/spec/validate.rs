@@ -1,7 +1,6 @@
 //! Flagger's semantic rules, checked on typed documents, each problem tied
 //! to the field path (and so the line) that caused it.
 
-use super::diagnostic::did_you_mean;
 use super::resolve::{HookType, matches_flagger_pattern, parse_duration};
 use super::source::Span;
 use super::types::{
@@ -12,6 +11,7 @@ use super::types::{
 use super::{Diagnostic, Doc, SpecFile};
 use crate::provider::{MetricProvider, Provider};
 use crate::queries::template;
+use crate::suggest::did_you_mean;
 
 /// Every semantic problem of a file.
 pub fn file(file: &SpecFile) -> Vec<Diagnostic> {
