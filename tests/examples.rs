@@ -72,6 +72,39 @@ fn every_example_validates_or_names_what_canary_does_not_run_yet() {
     }
 }
 
+/// The core's unit tests read copies of some examples from
+/// `crates/canary-core/fixtures/`, so that the published crate tests on its
+/// own; the copies are the examples, byte for byte.
+/// `CANARY_REGENERATE=1 cargo test generated` copies them again.
+#[test]
+fn the_core_fixtures_are_generated_copies_of_the_examples() {
+    let regenerate = std::env::var_os("CANARY_REGENERATE").is_some();
+    let dir = root().join("crates/canary-core/fixtures");
+    let mut stale = Vec::new();
+    let mut copies = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let fixture = entry.unwrap().path();
+        let example = root().join("examples").join(fixture.file_name().unwrap());
+        let original = std::fs::read(&example)
+            .unwrap_or_else(|e| panic!("{} has no original: {e}", fixture.display()));
+        copies += 1;
+        if std::fs::read(&fixture).unwrap() != original {
+            if regenerate {
+                std::fs::write(&fixture, &original).unwrap();
+            } else {
+                stale.push(fixture.display().to_string());
+            }
+        }
+    }
+    assert!(copies >= 4, "{copies} fixtures in {}", dir.display());
+    assert!(
+        stale.is_empty(),
+        "fixtures differ from examples/: {}\ncopy them again with: \
+         CANARY_REGENERATE=1 cargo test generated",
+        stale.join(", ")
+    );
+}
+
 #[test]
 fn validate_prints_one_line_per_canary_with_strategy_provider_and_steps() {
     let out = canary()
