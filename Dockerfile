@@ -16,10 +16,11 @@ RUN apk add --no-cache musl-dev
 WORKDIR /src
 COPY . .
 # The registry and target directories are caches, not layers; the binary
-# is copied out of them in the same step.
+# is copied out of them in the same step. Only the binary is built: the
+# other workspace members would add their features to shared crates.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --no-default-features \
+    cargo build --release --locked --no-default-features --bin canary \
     && cp target/release/canary /canary
 
 # Distroless static: CA certificates (for metrics servers and webhooks

@@ -1,7 +1,10 @@
 //! Every spec example under `examples/` is a valid Flagger spec that
 //! `canary validate` accepts, or names the field that asks for what
 //! `canary run` does not carry out yet; the other examples (RBAC, CI
-//! workflows) load as what they are.
+//! workflows) load as what they are. The GitHub Action (`action.yml`)
+//! runs here under bash with stand-ins for `canary` and `curl`, and every
+//! command line the CI examples make, directly or through the Action,
+//! parses with canary's own clap definition.
 
 use crate::util::{canary, root, stdout};
 use std::path::Path;
