@@ -13,7 +13,7 @@ fn said(d: &Decision) -> Vec<String> {
     d.events.iter().map(ToString::to_string).collect()
 }
 
-const SEED: &str = include_str!("../../../../examples/podinfo.yaml");
+const SEED: &str = include_str!("../../fixtures/podinfo.yaml");
 
 fn canary_from(yaml: &str) -> ResolvedCanary {
     let file = crate::spec::load_str("test.yaml", yaml).expect("valid spec");
@@ -798,7 +798,7 @@ fn a_failing_release_rolls_back_after_threshold_checks_and_leaves_the_primary() 
 
 #[test]
 fn a_b_testing_routes_matched_traffic_for_each_iteration() {
-    let yaml = include_str!("../../../../examples/ab-testing.yaml").to_string();
+    let yaml = include_str!("../../fixtures/ab-testing.yaml").to_string();
     let c = canary_from(&yaml);
     let (mut world, mut state) = World::released();
     let (v, took, weights) = drive(&c, &mut world, &mut state, 0, |_| passing());
@@ -815,7 +815,7 @@ fn a_b_testing_routes_matched_traffic_for_each_iteration() {
 
 #[test]
 fn blue_green_on_kubernetes_checks_iterations_then_promotes() {
-    let yaml = include_str!("../../../../examples/blue-green.yaml").to_string();
+    let yaml = include_str!("../../fixtures/blue-green.yaml").to_string();
     let c = canary_from(&yaml);
     assert!(!c.routes_traffic());
     let (mut world, mut state) = World::released();
@@ -834,7 +834,7 @@ fn blue_green_on_kubernetes_checks_iterations_then_promotes() {
 
 #[test]
 fn gradual_promotion_raises_the_primary_one_interval_apart() {
-    let yaml = include_str!("../../../../examples/gateway-api.yaml").to_string();
+    let yaml = include_str!("../../fixtures/gateway-api.yaml").to_string();
     let c = canary_from(&yaml);
     let (mut world, mut state) = World::released();
     let metrics = |_| Analysis {
@@ -1250,7 +1250,7 @@ fn a_mirroring_canary_runs_as_planned() {
 
 #[test]
 fn an_a_b_test_runs_as_planned_and_routes_only_matching_requests() {
-    let c = example_with_gates(include_str!("../../../../examples/ab-testing.yaml"));
+    let c = example_with_gates(include_str!("../../fixtures/ab-testing.yaml"));
     let run = run_through(&c);
     assert_eq!(run, planned(&c));
     let matched = run
@@ -1302,7 +1302,7 @@ fn a_mirroring_blue_green_rollout_runs_as_planned() {
 
 #[test]
 fn a_blue_green_rollout_on_the_kubernetes_provider_runs_as_planned() {
-    let c = example_with_gates(include_str!("../../../../examples/blue-green.yaml"));
+    let c = example_with_gates(include_str!("../../fixtures/blue-green.yaml"));
     assert!(!c.routes_traffic());
     let run = run_through(&c);
     assert_eq!(run, planned(&c));
