@@ -21,6 +21,14 @@ pub fn canary() -> assert_cmd::Command {
         }
     }
     cmd.env_remove("KUBECONFIG");
+    // Not in a Pod, whatever machine the tests run on.
+    for pod in [
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "POD_NAME",
+    ] {
+        cmd.env_remove(pod);
+    }
     cmd.env("NO_COLOR", "1");
     cmd.env("COLUMNS", "120");
     cmd

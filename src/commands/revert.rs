@@ -70,11 +70,7 @@ pub(crate) async fn revert(args: ActArgs) -> Outcome {
 
 async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     let from_file = args.file.as_deref().map(act::load).transpose()?;
-    let conn = crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await?;
+    let conn = super::connect(&args.cluster).await?;
     let named = match act::find(&conn, &args, from_file).await {
         Ok(n) => n,
         // Not among the canaries: maybe a target whose revert finished,

@@ -38,12 +38,7 @@ async fn run_files(
     use crate::cli::OnStop;
     use crate::driver::{Driver, RunError, Settings, Stop};
     use canary_core::engine::decide::Verdict;
-    let conn = match crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await
-    {
+    let conn = match super::connect(&args.cluster).await {
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
@@ -55,6 +50,7 @@ async fn run_files(
         set_image: args.set_image.clone(),
         retry: args.retry,
         holder: super::holder(),
+        route_via: super::route_via(&args.route),
     };
     let overrides = Overrides {
         mesh_provider,

@@ -30,12 +30,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
                 .collect(),
         );
     }
-    let conn = match crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await
-    {
+    let conn = match super::connect(&args.cluster).await {
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
