@@ -49,7 +49,7 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--set-image', '--set-image', [CompletionResultType]::ParameterName, 'Set a container''s image on the target first (repeatable), for pipelines that deploy with `canary` itself')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long for the whole run (e.g. 30m)')
             [CompletionResult]::new('--on-timeout', '--on-timeout', [CompletionResultType]::ParameterName, 'What a timed-out run does to a rollout under way')
-            [CompletionResult]::new('--on-interrupt', '--on-interrupt', [CompletionResultType]::ParameterName, 'What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once)')
+            [CompletionResult]::new('--on-interrupt', '--on-interrupt', [CompletionResultType]::ParameterName, 'What Ctrl-C or SIGTERM does to a rollout under way (a second one exits at once)')
             [CompletionResult]::new('--route-via', '--route-via', [CompletionResultType]::ParameterName, 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)')
             [CompletionResult]::new('--max-parallel', '--max-parallel', [CompletionResultType]::ParameterName, 'Drive at most this many canaries at a time (default: all)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)')

@@ -45,7 +45,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --set-image 'Set a container''s image on the target first (repeatable), for pipelines that deploy with `canary` itself'
             cand --timeout 'Give up after this long for the whole run (e.g. 30m)'
             cand --on-timeout 'What a timed-out run does to a rollout under way'
-            cand --on-interrupt 'What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once)'
+            cand --on-interrupt 'What Ctrl-C or SIGTERM does to a rollout under way (a second one exits at once)'
             cand --route-via 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)'
             cand --max-parallel 'Drive at most this many canaries at a time (default: all)'
             cand -o 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)'

@@ -47,7 +47,7 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l set-image -d 'Set 
 complete -c canary -n "__fish_canary_using_subcommand run" -l timeout -d 'Give up after this long for the whole run (e.g. 30m)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l on-timeout -d 'What a timed-out run does to a rollout under way' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
 leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
-complete -c canary -n "__fish_canary_using_subcommand run" -l on-interrupt -d 'What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once)' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
+complete -c canary -n "__fish_canary_using_subcommand run" -l on-interrupt -d 'What Ctrl-C or SIGTERM does to a rollout under way (a second one exits at once)' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
 leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
 complete -c canary -n "__fish_canary_using_subcommand run" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"

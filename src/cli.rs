@@ -169,7 +169,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStop::Rollback)]
     pub on_timeout: OnStop,
 
-    /// What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once).
+    /// What Ctrl-C or SIGTERM does to a rollout under way (a second one
+    /// exits at once).
     #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStop::Leave)]
     pub on_interrupt: OnStop,
 

@@ -177,27 +177,74 @@ pub(crate) fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outc
     }
 }
 
-/// Ctrl-C as a stream with one listener for the whole command, so that a
-/// signal arriving while the command is busy is kept rather than lost.
+/// A signal that stops a command: Ctrl-C, or SIGTERM, with which
+/// Kubernetes stops a Pod and CI systems a cancelled job. Both stop a
+/// command the same way; only the exit code tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    fn outcome(self) -> Outcome {
+        match self {
+            Signal::Interrupt => Outcome::Interrupted,
+            Signal::Terminate => Outcome::Terminated,
+        }
+    }
+
+    /// What happened, in messages: `interrupted`, `terminated (SIGTERM)`.
+    fn said(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "interrupted",
+            Signal::Terminate => "terminated (SIGTERM)",
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM as a stream with one listener each for the whole
+/// command, so that a signal arriving while the command is busy is kept
+/// rather than lost.
 struct Interrupts {
     #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
 impl Interrupts {
     fn new() -> Interrupts {
+        #[cfg(unix)]
+        use tokio::signal::unix::{SignalKind, signal};
         Interrupts {
             #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            #[cfg(unix)]
+            terminate: signal(SignalKind::terminate()).ok(),
         }
     }
 
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Signal {
         #[cfg(unix)]
-        if let Some(s) = self.signal.as_mut() {
-            s.recv().await;
-            return;
+        if self.interrupt.is_some() || self.terminate.is_some() {
+            return tokio::select! {
+                _ = recv(self.interrupt.as_mut()) => Signal::Interrupt,
+                _ = recv(self.terminate.as_mut()) => Signal::Terminate,
+            };
         }
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
     }
+}
+
+/// The next delivery of `signal`; never, without a listener.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    if let Some(s) = signal
+        && s.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
 }

@@ -1,5 +1,5 @@
 //! `canary status`: the canaries, their phase, weight, failed checks and
-//! driver, once or as a watch.
+//! driver, once or as a watch (until Ctrl-C or SIGTERM, exit 0).
 
 use super::Interrupts;
 use crate::cli::StatusArgs;
