@@ -28,9 +28,9 @@ pub use cluster::connect::{ConfigSource, connect};
 pub use driver::{Driver, Settings};
 
 /// The HTTP edge: webhooks and metric servers named by in-cluster URLs,
-/// reached through the API server's service proxy.
+/// reached through the API server's service proxy, or directly from inside.
 pub mod edge {
-    pub use crate::cluster::proxy::{EdgeError, HttpEdge, HttpRequest, Via};
+    pub use crate::cluster::proxy::{EdgeError, HttpEdge, HttpRequest};
     pub use crate::hooks::Hooks;
     pub use crate::metrics::prometheus::{
         Auth, MetricError, MetricServer, auth_from_secret, query, ready,
