@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use canary::connect;
+use canary::{ConfigSource, connect};
 use canary::{Driver, Settings};
 use canary_core::engine::decide::Verdict;
 use canary_core::event::{Event, Reporter};
@@ -36,7 +36,9 @@ async fn bench() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     world.write_kubeconfig(&kubeconfig).unwrap();
-    let conn = connect(Some(&kubeconfig), None).await.unwrap();
+    let conn = connect(&ConfigSource::File(kubeconfig), None)
+        .await
+        .unwrap();
 
     let text = std::fs::read_to_string("examples/podinfo.yaml")
         .unwrap()

@@ -70,7 +70,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__abort)
-            opts="-f -n -h -V --file --kubeconfig --context --namespace --help --version"
+            opts="-f -n -h -V --file --kubeconfig --context --namespace --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,6 +131,10 @@ _canary() {
                     ;;
                 -n)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route-via)
+                    COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -199,7 +203,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__pause)
-            opts="-f -n -h -V --file --kubeconfig --context --namespace --help --version"
+            opts="-f -n -h -V --file --kubeconfig --context --namespace --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -260,6 +264,10 @@ _canary() {
                     ;;
                 -n)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route-via)
+                    COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -304,7 +312,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__promote)
-            opts="-f -n -h -V --file --kubeconfig --context --namespace --help --version"
+            opts="-f -n -h -V --file --kubeconfig --context --namespace --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -365,6 +373,10 @@ _canary() {
                     ;;
                 -n)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route-via)
+                    COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -375,7 +387,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__resume)
-            opts="-f -n -h -V --file --kubeconfig --context --namespace --help --version"
+            opts="-f -n -h -V --file --kubeconfig --context --namespace --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -436,6 +448,10 @@ _canary() {
                     ;;
                 -n)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --route-via)
+                    COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -446,7 +462,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__revert)
-            opts="-f -n -h -V --file --kubeconfig --context --namespace --help --version"
+            opts="-f -n -h -V --file --kubeconfig --context --namespace --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -509,6 +525,10 @@ _canary() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --route-via)
+                    COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -517,7 +537,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__run)
-            opts="-n -o -q -h -V --kubeconfig --context --namespace --mesh-provider --metrics-server --wait-for-change --set-image --retry --timeout --on-timeout --on-interrupt --max-parallel --output --quiet --help --version"
+            opts="-n -o -q -h -V --kubeconfig --context --namespace --mesh-provider --metrics-server --wait-for-change --set-image --retry --timeout --on-timeout --on-interrupt --route-via --max-parallel --output --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -576,6 +596,10 @@ _canary() {
                     ;;
                 --on-interrupt)
                     COMPREPLY=($(compgen -W "rollback leave" -- "${cur}"))
+                    return 0
+                    ;;
+                --route-via)
+                    COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
                     return 0
                     ;;
                 --max-parallel)

@@ -37,7 +37,7 @@ complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check C
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output'
-complete -c canary -n "__fish_canary_using_subcommand run" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand run" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand run" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l mesh-provider -d 'Service mesh or ingress provider for canaries whose spec names none (Flagger\'s `-mesh-provider`); detected from the cluster when absent' -r
@@ -47,8 +47,10 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l set-image -d 'Set 
 complete -c canary -n "__fish_canary_using_subcommand run" -l timeout -d 'Give up after this long for the whole run (e.g. 30m)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l on-timeout -d 'What a timed-out run does to a rollout under way' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
 leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
-complete -c canary -n "__fish_canary_using_subcommand run" -l on-interrupt -d 'What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once)' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
+complete -c canary -n "__fish_canary_using_subcommand run" -l on-interrupt -d 'What Ctrl-C or SIGTERM does to a rollout under way (a second one exits at once)' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
 leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
+complete -c canary -n "__fish_canary_using_subcommand run" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand run" -l max-parallel -d 'Drive at most this many canaries at a time (default: all)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -s o -l output -d 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)' -r -f -a "auto\t''
 json\t''"
@@ -57,7 +59,7 @@ complete -c canary -n "__fish_canary_using_subcommand run" -s q -l quiet -d 'Pri
 complete -c canary -n "__fish_canary_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand run" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand status" -s f -l file -d 'The canaries of this spec file' -r -F
-complete -c canary -n "__fish_canary_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand status" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
 complete -c canary -n "__fish_canary_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t''
@@ -69,33 +71,43 @@ complete -c canary -n "__fish_canary_using_subcommand status" -s A -l all-namesp
 complete -c canary -n "__fish_canary_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand status" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand abort" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
-complete -c canary -n "__fish_canary_using_subcommand abort" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand abort" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand abort" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand abort" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand abort" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand abort" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand abort" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand promote" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
-complete -c canary -n "__fish_canary_using_subcommand promote" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand promote" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand promote" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand promote" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand promote" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand promote" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand promote" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand pause" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
-complete -c canary -n "__fish_canary_using_subcommand pause" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand pause" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand pause" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand pause" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
-complete -c canary -n "__fish_canary_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c canary -n "__fish_canary_using_subcommand pause" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
+complete -c canary -n "__fish_canary_using_subcommand pause" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand pause" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand resume" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
-complete -c canary -n "__fish_canary_using_subcommand resume" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand resume" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand resume" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand resume" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
-complete -c canary -n "__fish_canary_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c canary -n "__fish_canary_using_subcommand resume" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
+complete -c canary -n "__fish_canary_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand resume" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand revert" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F
-complete -c canary -n "__fish_canary_using_subcommand revert" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand revert" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand revert" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand revert" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand revert" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand revert" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand revert" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'

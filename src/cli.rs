@@ -114,7 +114,8 @@ pub enum Command {
 /// How to reach the cluster, as kubectl takes it.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ClusterArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config,
+    /// then, inside a Pod, its service account).
     #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub kubeconfig: Option<PathBuf>,
 
@@ -168,9 +169,13 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStop::Rollback)]
     pub on_timeout: OnStop,
 
-    /// What Ctrl-C does to a rollout under way (a second Ctrl-C exits at once).
+    /// What Ctrl-C or SIGTERM does to a rollout under way (a second one
+    /// exits at once).
     #[arg(long, value_enum, value_name = "ACTION", default_value_t = OnStop::Leave)]
     pub on_interrupt: OnStop,
+
+    #[command(flatten)]
+    pub route: RouteArgs,
 
     /// Drive at most this many canaries at a time (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -195,6 +200,25 @@ pub enum OnStop {
     Leave,
 }
 
+/// How webhooks and metrics servers named by in-cluster URLs are reached.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RouteArgs {
+    /// How in-cluster URLs (webhooks, metrics servers) are reached: through
+    /// the API server's service proxy, or directly by cluster DNS (default:
+    /// direct with the in-cluster config, inside a Pod; else proxy).
+    #[arg(long, env = "CANARY_ROUTE_VIA", value_enum, value_name = "ROUTE")]
+    pub route_via: Option<RouteVia>,
+}
+
+/// See [`RouteArgs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouteVia {
+    /// Through the API server's service proxy, with your credentials.
+    Proxy,
+    /// Straight to the URL, as a Pod reaches it (honours HTTP_PROXY).
+    Direct,
+}
+
 /// How `run` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RunFormat {
@@ -216,6 +240,11 @@ pub struct ActArgs {
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
+
+    // `abort` and `promote` with no running driver call the canary's
+    // webhooks themselves.
+    #[command(flatten)]
+    pub route: RouteArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -31,6 +31,9 @@ pub enum Outcome {
     TimedOut,
     /// Interrupted; the state is kept and `canary run` resumes.
     Interrupted,
+    /// Terminated by SIGTERM, as a Pod or a CI job is stopped; the state
+    /// is kept and `canary run` resumes.
+    Terminated,
 }
 
 impl Outcome {
@@ -44,6 +47,8 @@ impl Outcome {
             Outcome::Aborted => 4,
             Outcome::TimedOut => 5,
             Outcome::Interrupted => 130,
+            // 128 + 15, what a shell reports for a process SIGTERM ended.
+            Outcome::Terminated => 143,
         }
     }
 
@@ -67,6 +72,10 @@ impl Outcome {
         (
             Outcome::Interrupted,
             "interrupted; the state is kept and `canary run` resumes",
+        ),
+        (
+            Outcome::Terminated,
+            "terminated by SIGTERM (a Pod or CI job stopped); the state is kept and `canary run` resumes",
         ),
     ];
 }

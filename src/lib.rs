@@ -24,11 +24,11 @@ pub use commands::run;
 pub use generate::all as generated_files;
 
 /// The driver, for the benchmark that measures a whole rollout in-process.
-pub use cluster::connect::connect;
+pub use cluster::connect::{ConfigSource, connect};
 pub use driver::{Driver, Settings};
 
 /// The HTTP edge: webhooks and metric servers named by in-cluster URLs,
-/// reached through the API server's service proxy.
+/// reached through the API server's service proxy, or directly from inside.
 pub mod edge {
     pub use crate::cluster::proxy::{EdgeError, HttpEdge, HttpRequest};
     pub use crate::hooks::Hooks;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Examples that are not Canary spec files: the spec loader rightly
 /// refuses their Kubernetes kinds.
-const NOT_SPECS: &[&str] = &["rbac.yaml"];
+const NOT_SPECS: &[&str] = &["rbac.yaml", "job.yaml", "cronjob.yaml"];
 
 /// Examples of Flagger features `canary run` does not carry out yet, with
 /// the fields `validate` refuses.

@@ -2,8 +2,8 @@
 //! `canary` made removed, as Flagger's `revertOnDeletion`, on Linkerd and
 //! on the `kubernetes` provider; what a user made left alone; refused
 //! under a live driver; stopped by a target that does not become ready;
-//! killed half way and run again. The built binary against the simulated
-//! cluster.
+//! stopped by SIGTERM; killed half way and run again. The built binary
+//! against the simulated cluster.
 
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::run::{Cluster, FAST, assert_exit};
-use crate::util::{finish, interrupt, stderr, stdout};
+use crate::util::{finish, interrupt, stderr, stdout, terminate};
 
 /// `canary revert podinfo -n prod`, as `holder` when given.
 fn revert_cmd(c: &Cluster, holder: Option<&str>) -> std::process::Command {
@@ -395,6 +395,61 @@ async fn a_target_that_does_not_become_ready_stops_the_revert_with_exit_3() {
         "{}",
         stdout(&out)
     );
+    assert!(deployment(&c, "podinfo-primary").is_none());
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_revert_with_exit_143_and_frees_it_for_anyone() {
+    let mut text = canary_sim::scenario::SEED.to_string();
+    text = text.replacen(
+        "\nbehaviours:\n",
+        "\nbehaviours:\n  \"3.1.3\": {broken: true}\n",
+        1,
+    );
+    let scenario = Scenario::from_yaml("broken.yaml", &text).unwrap();
+    let spec = FAST.replacen(
+        "  provider: linkerd\n",
+        "  provider: linkerd\n  progressDeadlineSeconds: 60\n",
+        1,
+    );
+    let c = Cluster::start_in(scenario, &spec).await;
+    c.initialise().await;
+    c.set_image("3.1.3");
+
+    // Stopped while it waits for a target that does not become ready.
+    let child = spawn_revert(&c, Some("ops-a"));
+    wait_for(
+        "the revert never takes the lease",
+        Duration::from_secs(20),
+        || primary_state(&c)["lease"]["holder"] == json!("ops-a"),
+    )
+    .await;
+    wait_for(
+        "the target is never scaled",
+        Duration::from_secs(20),
+        || deployment(&c, "podinfo").unwrap()["spec"]["replicas"] == json!(2),
+    )
+    .await;
+    terminate(&child);
+    let out = finish(child).await;
+    assert_exit(&out, 143);
+    assert!(
+        stderr(&out).contains(
+            "podinfo.prod: terminated (SIGTERM): the revert stopped part way; `canary revert \
+             podinfo -n prod` finishes it"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let state = primary_state(&c);
+    assert!(state["lease"].is_null(), "the lease is given up: {state}");
+    assert_eq!(state["phase"], "Initialized");
+
+    // Someone else finishes it at once, once the target can be ready.
+    c.set_image("3.1.0");
+    let out = revert(&c, Some("ops-b")).await;
+    assert_exit(&out, 0);
     assert!(deployment(&c, "podinfo-primary").is_none());
     c.world.shutdown().await;
 }

@@ -21,6 +21,14 @@ pub fn canary() -> assert_cmd::Command {
         }
     }
     cmd.env_remove("KUBECONFIG");
+    // Not in a Pod, whatever machine the tests run on.
+    for pod in [
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "POD_NAME",
+    ] {
+        cmd.env_remove(pod);
+    }
     cmd.env("NO_COLOR", "1");
     cmd.env("COLUMNS", "120");
     cmd
@@ -37,8 +45,17 @@ pub fn stderr(out: &std::process::Output) -> String {
 
 /// Sends SIGINT to a child, as Ctrl-C in its terminal would.
 pub fn interrupt(child: &std::process::Child) {
+    signal(child, "INT");
+}
+
+/// Sends SIGTERM to a child, as Kubernetes does to a Pod it stops.
+pub fn terminate(child: &std::process::Child) {
+    signal(child, "TERM");
+}
+
+fn signal(child: &std::process::Child, name: &str) {
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

@@ -3,7 +3,8 @@
 /// A failed cluster operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("failed to load kubeconfig: {0}")]
+    /// The configuration did not load; the message names which one.
+    #[error("{0}")]
     Config(String),
     #[error("failed to {action} {object}: {source}")]
     Api {

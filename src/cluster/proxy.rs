@@ -1,4 +1,4 @@
-//! Reaching the URLs a spec names from outside the cluster.
+//! Reaching the URLs a spec names, from outside the cluster or inside it.
 //!
 //! Specs are written for Flagger, which runs inside the cluster, so their
 //! webhook and metrics URLs name cluster-internal hosts
@@ -14,20 +14,32 @@
 //! | `name.namespace.svc.cluster.local`     | Service `name` in `namespace` (also with the configured cluster domain) |
 //! | IP addresses, `localhost`, anything else | direct                                |
 //!
-//! A Service is reached through the API server's service proxy,
+//! How a Service is reached is the edge's [`Via`], decided once in
+//! [`Via::choose`]: outside the cluster through the API server's service
+//! proxy; inside it (with the in-cluster config, or `--route-via direct`)
+//! straight to the URL, which cluster DNS resolves as it does for Flagger.
+//!
+//! Through the service proxy a Service is reached at
 //! `/api/v1/namespaces/NS/services/SCHEME:NAME:PORT/proxy/PATH?QUERY`, with
 //! the user's own kubeconfig (a `kube::Client` built without kube's
 //! automatic retries, see [`HttpEdge::from_config`]), so its credentials,
 //! TLS settings and exec plugins apply and nothing is installed in the
 //! cluster.
 //! The port is the URL's, else 80 or 443 by scheme, as a Pod resolving the
-//! name would use. Everything else goes direct with `reqwest` (rustls).
+//! name would use. Everything else goes direct with `reqwest` (rustls),
+//! which honours `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`.
+//!
+//! Direct, a single-label host is qualified with the canary's namespace
+//! (`http://loadtester/` becomes `http://loadtester.NS/`): a Pod's DNS
+//! search path would try the Pod's own namespace, and the URL must mean
+//! the same Service whichever way it is reached.
 //!
 //! `name.namespace` is ambiguous: inside the cluster the DNS search path
 //! tries it as a Service first and as a public name second (`example.com`
 //! is "Service `example` in namespace `com`" until that turns out not to
-//! exist). [`HttpEdge::send`] does the same: the service proxy first, and
-//! when the API server says there is no such Service, the URL directly.
+//! exist). [`HttpEdge::send`] does the same through the service proxy:
+//! the proxy first, and when the API server says there is no such
+//! Service, the URL directly.
 //!
 //! Through the proxy the caller's `Authorization` header is never sent:
 //! the API server authenticates the request with the kubeconfig's
@@ -47,6 +59,30 @@ use reqwest::Url;
 
 /// The cluster domain Kubernetes uses unless configured otherwise.
 pub(crate) const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// How in-cluster URLs are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Through the API server's service proxy, with the client's
+    /// credentials: from outside the cluster.
+    ServiceProxy,
+    /// Straight to the URL, resolved by cluster DNS: from inside it.
+    Direct,
+}
+
+impl Via {
+    /// The one decision: what was asked for (`--route-via`), else direct
+    /// with the in-cluster config, since a Pod resolves Service names
+    /// itself and its service account needs no `services/proxy` grant,
+    /// else the service proxy.
+    pub fn choose(asked: Option<Via>, in_cluster: bool) -> Via {
+        match (asked, in_cluster) {
+            (Some(via), _) => via,
+            (None, true) => Via::Direct,
+            (None, false) => Via::ServiceProxy,
+        }
+    }
+}
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +107,9 @@ pub struct ServiceProxy {
     /// The original URL when the host could also be a public name
     /// (`name.tld`): tried directly when the cluster has no such Service.
     pub public: Option<Url>,
+    /// The URL as a Pod reaches the Service directly: the original, with
+    /// a single-label host qualified by the namespace.
+    pub direct: Url,
 }
 
 impl ServiceProxy {
@@ -237,6 +276,7 @@ pub struct HttpEdge {
     insecure: OnceLock<reqwest::Client>,
     default_namespace: String,
     cluster_domain: String,
+    via: Via,
     /// `name.tld` hosts the cluster said are not Services.
     public_hosts: Mutex<HashSet<String>>,
 }
@@ -247,6 +287,7 @@ impl std::fmt::Debug for HttpEdge {
             .field("cluster", &self.kube.is_some())
             .field("default_namespace", &self.default_namespace)
             .field("cluster_domain", &self.cluster_domain)
+            .field("via", &self.via)
             .finish_non_exhaustive()
     }
 }
@@ -274,6 +315,18 @@ impl HttpEdge {
         Self::build(Some(kube), default_namespace.into())
     }
 
+    /// The edge of a command's connection: [`Self::from_config`], reaching
+    /// Services the way [`Via::choose`] picks for that connection and
+    /// what was `asked` for.
+    pub fn for_connection(
+        conn: &super::connect::Connection,
+        default_namespace: impl Into<String>,
+        asked: Option<Via>,
+    ) -> Result<Self, EdgeError> {
+        let via = Via::choose(asked, conn.source.is_in_cluster());
+        Ok(Self::from_config(conn.config.clone(), default_namespace)?.with_via(via))
+    }
+
     /// An edge over an existing client. If that client was built with
     /// kube's default retries (`Config::default_retry`), a proxied 429,
     /// 503 or 504 is retried inside the client until the request's time
@@ -299,8 +352,20 @@ impl HttpEdge {
             insecure: OnceLock::new(),
             default_namespace,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            via: Via::ServiceProxy,
             public_hosts: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Reaches Services `via` this way (the service proxy unless told
+    /// otherwise); see [`Via::choose`].
+    pub fn with_via(mut self, via: Via) -> Self {
+        self.via = via;
+        self
+    }
+
+    pub fn via(&self) -> Via {
+        self.via
     }
 
     /// Also recognise `*.svc.<domain>` hosts (`cluster.local` always is).
@@ -320,11 +385,15 @@ impl HttpEdge {
     /// Where `url` goes; single-label hosts are Services in `namespace`
     /// (else the edge's default namespace).
     pub fn route(&self, url: &str, namespace: Option<&str>) -> Result<Route, EdgeError> {
-        route_with_domain(
+        let route = route_with_domain(
             url,
             namespace.unwrap_or(&self.default_namespace),
             &self.cluster_domain,
-        )
+        )?;
+        Ok(match (self.via, route) {
+            (Via::Direct, Route::Proxy(p)) => Route::Direct(p.direct),
+            (_, route) => route,
+        })
     }
 
     /// Sends `req` and returns whatever the target answered, any status.
@@ -470,6 +539,12 @@ pub(crate) fn route_with_domain(
     if !is_dns_label(service) || !is_dns_label(namespace) {
         return Ok(Route::Direct(parsed));
     }
+    let mut direct = parsed.clone();
+    if labels.len() == 1 {
+        direct
+            .set_host(Some(&format!("{service}.{namespace}")))
+            .map_err(|e| invalid(&e.to_string()))?;
+    }
     let port = parsed
         .port_or_known_default()
         .ok_or_else(|| invalid("no port"))?;
@@ -488,6 +563,7 @@ pub(crate) fn route_with_domain(
         port,
         path_and_query,
         public: ambiguous.then_some(parsed),
+        direct,
     }))
 }
 
@@ -780,6 +856,51 @@ mod tests {
         ] {
             assert!(is_direct(url), "{url}");
         }
+    }
+
+    #[test]
+    fn in_cluster_services_go_direct_unless_the_proxy_is_asked_for() {
+        assert_eq!(Via::choose(None, true), Via::Direct);
+        assert_eq!(Via::choose(None, false), Via::ServiceProxy);
+        assert_eq!(
+            Via::choose(Some(Via::ServiceProxy), true),
+            Via::ServiceProxy
+        );
+        assert_eq!(Via::choose(Some(Via::Direct), false), Via::Direct);
+
+        let edge = HttpEdge::direct_only("prod").unwrap().with_via(Via::Direct);
+        let direct = |url: &str| match edge.route(url, None).unwrap() {
+            Route::Direct(u) => u.to_string(),
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(
+            direct("http://prometheus.linkerd-viz:9090/api/v1/query?query=up"),
+            "http://prometheus.linkerd-viz:9090/api/v1/query?query=up"
+        );
+        assert_eq!(
+            direct("http://podinfo.test.svc.cluster.local:9898/"),
+            "http://podinfo.test.svc.cluster.local:9898/"
+        );
+        // A single label means the canary's namespace whichever way it goes.
+        assert_eq!(
+            direct("http://flagger-loadtester/gate/check"),
+            "http://flagger-loadtester.prod/gate/check"
+        );
+        assert_eq!(
+            direct("https://hooks.slack.com/x"),
+            "https://hooks.slack.com/x"
+        );
+        match edge.route("http://loadtester/", Some("test")).unwrap() {
+            Route::Direct(u) => assert_eq!(u.as_str(), "http://loadtester.test/"),
+            other => panic!("{other:?}"),
+        }
+
+        let proxied = HttpEdge::direct_only("prod").unwrap();
+        assert_eq!(proxied.via(), Via::ServiceProxy);
+        assert!(matches!(
+            proxied.route("http://flagger-loadtester/", None).unwrap(),
+            Route::Proxy(_)
+        ));
     }
 
     #[test]

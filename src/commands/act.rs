@@ -165,11 +165,7 @@ pub(super) async fn find(
 
 async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError> {
     let from_file = args.file.as_deref().map(load).transpose()?;
-    let conn = crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await?;
+    let conn = super::connect(&args.cluster).await?;
     let named = find(&conn, &args, from_file).await?;
     let id = format!("{}.{}", named.name, named.namespace);
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
@@ -228,7 +224,8 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
             }
         }
     }
-    direct(request, &conn, &named, &id, &me).await
+    let route_via = super::route_via(&args.route);
+    direct(request, &conn, &named, &id, &me, route_via).await
 }
 
 enum Ack {
@@ -286,6 +283,7 @@ async fn direct(
     named: &Named,
     id: &str,
     me: &str,
+    route_via: Option<crate::cluster::proxy::Via>,
 ) -> Result<Outcome, ActError> {
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
     let primary_name = canary_core::names::primary(&named.target);
@@ -308,6 +306,7 @@ async fn direct(
                 stored_canary(conn, named, id, "no driver is running").await?;
             let settings = Settings {
                 holder: me.to_string(),
+                route_via,
                 ..Settings::default()
             };
             let output = ui::RunOutput::new(ui::output::choose(

@@ -106,7 +106,10 @@ async fn chapters(world: &World) -> Result<(), DemoError> {
             what: "failed to write the kubeconfig".to_string(),
             source,
         })?;
-    let conn = crate::cluster::connect::connect(Some(&kubeconfig), None).await?;
+    // The demo's own kubeconfig: its cluster is reached from outside, as a
+    // laptop reaches a real one.
+    let source = crate::cluster::connect::ConfigSource::File(kubeconfig);
+    let conn = crate::cluster::connect::connect(&source, None).await?;
     let file =
         canary_core::spec::load_str("demo-canary.yaml", DEMO_CANARY).map_err(DemoError::Spec)?;
     let canary = resolve::resolve(&file, &file.canaries[0], &Overrides::default());

@@ -12,7 +12,10 @@ mod run;
 mod status;
 mod validate;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, ClusterArgs, Command, RouteArgs, RouteVia};
+use crate::cluster::connect::{ConfigSource, Connection};
+use crate::cluster::error::ClusterError;
+use crate::cluster::proxy::Via;
 use crate::exit::Outcome;
 use crate::ui;
 use canary_core::provider::Provider;
@@ -87,21 +90,75 @@ pub(super) fn refusals(
 
 /// Who this process is, for leases and requests: `CANARY_LEASE_HOLDER`
 /// when set (a retried CI job with the same identity takes its own lease
-/// back at once), else `user@host pid N`.
+/// back at once); inside a Pod, the Pod's name; else `user@host pid N`
+/// (`host pid N` where no user is set, as in most containers).
 pub(super) fn holder() -> String {
-    if let Ok(h) = std::env::var("CANARY_LEASE_HOLDER")
-        && !h.trim().is_empty()
-    {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(h) = var("CANARY_LEASE_HOLDER") {
         return h;
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
+    // Every container of a Pod gets KUBERNETES_SERVICE_HOST. Its name is
+    // POD_NAME when the downward API sets it, else the hostname the kubelet
+    // gives it. No pid: a container restarted in the same Pod is the same
+    // driver, and takes its lease back at once.
+    if var("KUBERNETES_SERVICE_HOST").is_some()
+        && let Some(pod) = var("POD_NAME").or_else(|| var("HOSTNAME"))
+    {
+        return pod;
+    }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
         .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "localhost".to_string());
-    format!("{user}@{host} pid {}", std::process::id())
+        .filter(|h| !h.is_empty())
+        .or_else(|| var("HOSTNAME"))
+        .unwrap_or_else(|| "localhost".to_string());
+    match var("USER").or_else(|| var("USERNAME")) {
+        Some(user) => format!("{user}@{host} pid {}", std::process::id()),
+        None => format!("{host} pid {}", std::process::id()),
+    }
+}
+
+/// Where the cluster connection's settings come from, looked for as
+/// kubectl and kube's `Config::infer` look: `--kubeconfig`, `KUBECONFIG`,
+/// `~/.kube/config`, and with none of them the in-cluster config.
+/// `CANARY_SERVICEACCOUNT_DIR` replaces the service account's directory,
+/// which kube reads from a fixed path: it exists for the tests, which play
+/// a Pod on a machine that is none.
+fn config_source(args: &ClusterArgs) -> ConfigSource {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(path) = &args.kubeconfig {
+        return ConfigSource::File(path.clone());
+    }
+    if let Some(list) = var("KUBECONFIG") {
+        return ConfigSource::Kubeconfig(format!("$KUBECONFIG ({})", list.to_string_lossy()));
+    }
+    if let Some(path) = std::env::home_dir()
+        .map(|home| home.join(".kube").join("config"))
+        .filter(|p| p.is_file())
+    {
+        return ConfigSource::File(path);
+    }
+    match var("CANARY_SERVICEACCOUNT_DIR") {
+        Some(dir) => ConfigSource::ServiceAccount {
+            dir: dir.into(),
+            host: std::env::var("KUBERNETES_SERVICE_HOST").ok(),
+            port: std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+        },
+        None => ConfigSource::InCluster,
+    }
+}
+
+/// Connects as `args` and the environment say.
+pub(super) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
+    crate::cluster::connect::connect(&config_source(args), args.context.as_deref()).await
+}
+
+/// `--route-via` (or `CANARY_ROUTE_VIA`), when given.
+pub(super) fn route_via(args: &RouteArgs) -> Option<Via> {
+    args.route_via.map(|r| match r {
+        RouteVia::Proxy => Via::ServiceProxy,
+        RouteVia::Direct => Via::Direct,
+    })
 }
 
 /// Runs a command's async work on a small runtime: two workers are plenty
@@ -120,27 +177,74 @@ pub(crate) fn block_on(work: impl std::future::Future<Output = Outcome>) -> Outc
     }
 }
 
-/// Ctrl-C as a stream with one listener for the whole command, so that a
-/// signal arriving while the command is busy is kept rather than lost.
+/// A signal that stops a command: Ctrl-C, or SIGTERM, with which
+/// Kubernetes stops a Pod and CI systems a cancelled job. Both stop a
+/// command the same way; only the exit code tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    fn outcome(self) -> Outcome {
+        match self {
+            Signal::Interrupt => Outcome::Interrupted,
+            Signal::Terminate => Outcome::Terminated,
+        }
+    }
+
+    /// What happened, in messages: `interrupted`, `terminated (SIGTERM)`.
+    fn said(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "interrupted",
+            Signal::Terminate => "terminated (SIGTERM)",
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM as a stream with one listener each for the whole
+/// command, so that a signal arriving while the command is busy is kept
+/// rather than lost.
 struct Interrupts {
     #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
 impl Interrupts {
     fn new() -> Interrupts {
+        #[cfg(unix)]
+        use tokio::signal::unix::{SignalKind, signal};
         Interrupts {
             #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            #[cfg(unix)]
+            terminate: signal(SignalKind::terminate()).ok(),
         }
     }
 
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Signal {
         #[cfg(unix)]
-        if let Some(s) = self.signal.as_mut() {
-            s.recv().await;
-            return;
+        if self.interrupt.is_some() || self.terminate.is_some() {
+            return tokio::select! {
+                _ = recv(self.interrupt.as_mut()) => Signal::Interrupt,
+                _ = recv(self.terminate.as_mut()) => Signal::Terminate,
+            };
         }
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
     }
+}
+
+/// The next delivery of `signal`; never, without a listener.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    if let Some(s) = signal
+        && s.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
 }

@@ -16,7 +16,9 @@
 //! the canary `Terminating` once the target is ready (so no `canary run`
 //! builds it up again). Every step can be repeated and the state goes
 //! last, so a revert stopped at any point is finished by running it again;
-//! once finished, running it again says there is nothing to revert.
+//! once finished, running it again says there is nothing to revert. Ctrl-C
+//! and SIGTERM stop it between two steps and give the lease up (exit 130
+//! and 143), so that run again, by anyone, finishes it at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -70,11 +72,7 @@ pub(crate) async fn revert(args: ActArgs) -> Outcome {
 
 async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     let from_file = args.file.as_deref().map(act::load).transpose()?;
-    let conn = crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await?;
+    let conn = super::connect(&args.cluster).await?;
     let named = match act::find(&conn, &args, from_file).await {
         Ok(n) => n,
         // Not among the canaries: maybe a target whose revert finished,
@@ -207,8 +205,32 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
         me: &me,
         primary_name: &primary_name,
     };
-    rev.claim().await?;
-    match rev.run(&primary, &target, &label, &router).await {
+    // Ctrl-C and SIGTERM stop the revert between two API calls, as a kill
+    // would, but give the lease up on the way out: every step can be
+    // repeated, so `canary revert` again, by anyone, finishes it at once.
+    let mut interrupts = super::Interrupts::new();
+    let work = async {
+        rev.claim().await?;
+        rev.run(&primary, &target, &label, &router).await
+    };
+    let done = tokio::select! {
+        r = work => Ok(r),
+        signal = interrupts.next() => Err(signal),
+    };
+    let result = match done {
+        Ok(r) => r,
+        Err(signal) => {
+            let _ = crate::driver::release_lease(&conn, &c.namespace, &c.target.name, &me).await;
+            ui::error(&format!(
+                "{id}: {}: the revert stopped part way; `canary revert {} -n {}` finishes it",
+                signal.said(),
+                named.name,
+                named.namespace
+            ));
+            return Ok(signal.outcome());
+        }
+    };
+    match result {
         Ok(replicas) => {
             ui::result(&format!(
                 "{id}: reverted: deployment/{} serves service/{} with {replicas} replica{}, \

@@ -1,8 +1,8 @@
 //! `canary run`: every canary of every file driven concurrently to a
-//! verdict, with `--timeout`, Ctrl-C and `--max-parallel`; the exit code
-//! is the worst verdict.
+//! verdict, with `--timeout`, Ctrl-C and SIGTERM, and `--max-parallel`;
+//! the exit code is the worst verdict.
 
-use super::{Interrupts, block_on, mesh_provider, refusals};
+use super::{Interrupts, Signal, block_on, mesh_provider, refusals};
 use crate::cli::RunArgs;
 use crate::exit::Outcome;
 use crate::ui;
@@ -38,12 +38,7 @@ async fn run_files(
     use crate::cli::OnStop;
     use crate::driver::{Driver, RunError, Settings, Stop};
     use canary_core::engine::decide::Verdict;
-    let conn = match crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await
-    {
+    let conn = match super::connect(&args.cluster).await {
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());
@@ -55,6 +50,7 @@ async fn run_files(
         set_image: args.set_image.clone(),
         retry: args.retry,
         holder: super::holder(),
+        route_via: super::route_via(&args.route),
     };
     let overrides = Overrides {
         mesh_provider,
@@ -166,7 +162,7 @@ async fn run_files(
     }));
     tokio::pin!(all);
 
-    // --timeout and Ctrl-C tell the drivers to stop; they stop between two
+    // --timeout, Ctrl-C and SIGTERM tell the drivers to stop; they stop between two
     // effects (every round is idempotent, so what is left resumes).
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut cause: Option<Outcome> = None;
@@ -192,19 +188,23 @@ async fn run_files(
                 }));
                 let _ = stop_tx.send(Some(stop));
             }
-            _ = interrupts.next() => {
-                if cause == Some(Outcome::Interrupted) {
-                    output.error("interrupted again: exiting now");
-                    return Outcome::Interrupted;
+            signal = interrupts.next() => {
+                if matches!(cause, Some(Outcome::Interrupted | Outcome::Terminated)) {
+                    output.error(&format!("{} again: exiting now", signal.said()));
+                    return signal.outcome();
                 }
-                cause = Some(Outcome::Interrupted);
+                cause = Some(signal.outcome());
                 let stop = match args.on_interrupt {
-                    OnStop::Rollback => Stop::RollBack("interrupted".to_string()),
+                    OnStop::Rollback => Stop::RollBack(signal.said().to_string()),
                     OnStop::Leave => Stop::Leave,
                 };
-                output.error(match stop {
-                    Stop::Leave => "interrupted: stopping, the state is kept (Ctrl-C again to exit at once)",
-                    Stop::RollBack(_) => "interrupted: rolling back (Ctrl-C again to exit at once)",
+                let again = match signal {
+                    Signal::Interrupt => "Ctrl-C again to exit at once",
+                    Signal::Terminate => "a second signal exits at once",
+                };
+                output.error(&match stop {
+                    Stop::Leave => format!("{}: stopping, the state is kept ({again})", signal.said()),
+                    Stop::RollBack(_) => format!("{}: rolling back ({again})", signal.said()),
                 });
                 let _ = stop_tx.send(Some(stop));
             }
@@ -225,11 +225,11 @@ async fn run_files(
                     "{id}: stopped with the rollout as it was; `canary run {files}` resumes it, \
                      `canary abort {hint}` rolls it back"
                 ));
-                (
-                    c,
-                    stop_name(c),
-                    Some("stopped; the state is kept".to_string()),
-                )
+                let reason = match c {
+                    Outcome::Terminated => "terminated by SIGTERM; the state is kept",
+                    _ => "stopped; the state is kept",
+                };
+                (c, stop_name(c), Some(reason.to_string()))
             }
             (Ok(v), Some(c)) if by_stop => {
                 let reason = match v {
@@ -307,6 +307,8 @@ pub(crate) fn verdict_outcome(
     (Outcome::from(v), name, reason)
 }
 
+/// The `result` of a stopped run's verdict event; SIGTERM is an
+/// interruption too (its exit code tells it apart).
 fn stop_name(o: Outcome) -> &'static str {
     match o {
         Outcome::TimedOut => "timedOut",
@@ -347,7 +349,7 @@ fn worst(a: Outcome, b: Outcome) -> Outcome {
         Outcome::Cluster => 4,
         Outcome::Aborted => 1,
         Outcome::TimedOut => 1,
-        Outcome::Interrupted => 5,
+        Outcome::Interrupted | Outcome::Terminated => 5,
     };
     if rank(b) > rank(a) { b } else { a }
 }

@@ -1,5 +1,5 @@
 //! `canary status`: the canaries, their phase, weight, failed checks and
-//! driver, once or as a watch.
+//! driver, once or as a watch (until Ctrl-C or SIGTERM, exit 0).
 
 use super::Interrupts;
 use crate::cli::StatusArgs;
@@ -30,12 +30,7 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
                 .collect(),
         );
     }
-    let conn = match crate::cluster::connect::connect(
-        args.cluster.kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )
-    .await
-    {
+    let conn = match super::connect(&args.cluster).await {
         Ok(c) => c,
         Err(e) => {
             ui::error(&e.to_string());

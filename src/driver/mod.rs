@@ -34,7 +34,7 @@ use kube::Api;
 use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
-use crate::cluster::proxy::HttpEdge;
+use crate::cluster::proxy::{HttpEdge, Via};
 use crate::router::AnyRouter;
 use canary_core::engine::decide::{self, Answers, Next, Request, RequestKind, Step, Verdict};
 use canary_core::engine::state::{Phase, State};
@@ -52,8 +52,11 @@ pub struct Settings {
     pub wait_for_change: Option<Duration>,
     pub set_image: Vec<(String, String)>,
     pub retry: bool,
-    /// Who drives, for the lease: `user@host pid N`.
+    /// Who drives, for the lease: `user@host pid N`, or the Pod's name.
     pub holder: String,
+    /// How in-cluster URLs are reached, when `--route-via` says; else
+    /// as the connection implies (see `proxy::Via::choose`).
+    pub route_via: Option<Via>,
 }
 
 /// Why a run stopped without a verdict.
@@ -119,7 +122,7 @@ impl<'a> Driver<'a> {
             RunError::Setup("no provider: name one with --mesh-provider".to_string())
         })?;
         let router = AnyRouter::for_provider(&conn.client, provider).map_err(RunError::Setup)?;
-        let edge = HttpEdge::from_config(conn.config.clone(), canary.namespace.clone())
+        let edge = HttpEdge::for_connection(conn, canary.namespace.clone(), settings.route_via)
             .map_err(|e| RunError::Setup(e.to_string()))?;
         let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
         let shown = std::sync::Mutex::new((State::new(now()), None));

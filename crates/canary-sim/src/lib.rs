@@ -16,7 +16,10 @@
 //! - `api`: the HTTP API (axum), `Status` errors, the service proxy, the
 //!   request log and API fault injection;
 //! - `rbac`: request attributes, RBAC rules and the 403 of a refusal;
-//! - `kubeconfig`: the generated kubeconfig;
+//! - `kubeconfig`: the generated kubeconfig (and, in `server`, the
+//!   service-account files a Pod gets instead);
+//! - `podnet`: the Pod network, reaching Services directly as from inside
+//!   a Pod, as an HTTP forward proxy;
 //! - `kubectl`: the real kubectl pointed at a simulated cluster, for tests;
 //! - `series`: time series samples recorded from the traffic model;
 //! - `promql`: the PromQL evaluator and Prometheus' HTTP query API;
@@ -40,6 +43,7 @@ mod kubeconfig;
 pub mod kubectl;
 mod loadtester;
 mod patch;
+mod podnet;
 pub mod promql;
 pub mod rbac;
 pub mod scenario;

@@ -1,6 +1,8 @@
 //! [`Sim`]: a running simulated API server on 127.0.0.1 with a generated
-//! kubeconfig, direct access to its [`Store`], the request log, switchable
-//! RBAC enforcement, switchable faults, service-proxy backends and graceful shutdown.
+//! kubeconfig (and the service-account files a Pod would get instead),
+//! direct access to its [`Store`], the request log, switchable RBAC
+//! enforcement, switchable faults, service-proxy backends, the Pod network
+//! (see `podnet`) and graceful shutdown.
 //!
 //! One port speaks both plain HTTP ([`Sim::url`]) and HTTPS
 //! ([`Sim::https_url`], with a CA made per sim): the first byte of a
@@ -31,6 +33,8 @@ pub use crate::api::{FaultStatus, Faults};
 pub use crate::kinds::CrdGroups;
 use crate::kinds::Kinds;
 use crate::kubeconfig;
+pub use crate::podnet::PodRequest;
+use crate::podnet::{self, PodLog};
 use crate::rbac::Rules;
 pub use crate::store::{ApiError, Store};
 
@@ -74,6 +78,9 @@ pub struct Sim {
     shutdown_tx: watch::Sender<bool>,
     accept: Option<JoinHandle<()>>,
     connections: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+    pod_addr: SocketAddr,
+    pod_log: Arc<PodLog>,
+    pod_network: Option<JoinHandle<()>>,
 }
 
 impl Sim {
@@ -103,9 +110,21 @@ impl Sim {
             listener,
             acceptor,
             state.clone(),
-            shutdown_rx,
+            shutdown_rx.clone(),
             connections.clone(),
         ));
+        let pod_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let pod_addr = pod_listener.local_addr()?;
+        let pod_log = Arc::new(PodLog::default());
+        let app = podnet::router(state.clone(), pod_log.clone(), config.namespace.clone());
+        let mut rx = shutdown_rx;
+        let pod_network = tokio::spawn(async move {
+            let _ = axum::serve(pod_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+        });
         Ok(Sim {
             state,
             ca_pem,
@@ -114,6 +133,9 @@ impl Sim {
             shutdown_tx,
             accept: Some(accept),
             connections,
+            pod_addr,
+            pod_log,
+            pod_network: Some(pod_network),
         })
     }
 
@@ -159,6 +181,39 @@ impl Sim {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         }
         Ok(())
+    }
+
+    /// Writes what Kubernetes mounts into a Pod at
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/`: `token` (this
+    /// sim's bearer token, mode 0600 on Unix), `ca.crt` (the CA the
+    /// kubeconfig embeds) and `namespace` (the kubeconfig's). With
+    /// `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT` set to
+    /// [`Self::addr`], a client's in-cluster configuration reaches this sim.
+    pub fn write_service_account(&self, dir: impl AsRef<Path>) -> std::io::Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let token = dir.join("token");
+        std::fs::write(&token, &self.state.token)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
+        }
+        std::fs::write(dir.join("ca.crt"), &self.ca_pem)?;
+        std::fs::write(dir.join("namespace"), &self.namespace)
+    }
+
+    /// `http://127.0.0.1:PORT`: the Pod network as an HTTP forward proxy
+    /// (for `HTTP_PROXY`), through which `http://NAME.NAMESPACE:PORT/`
+    /// reaches a Service's backend directly, as from inside a Pod.
+    pub fn pod_network_url(&self) -> String {
+        format!("http://{}", self.pod_addr)
+    }
+
+    /// Every request that reached the Pod network, oldest first; the API
+    /// server's [`Self::request_log`] does not hold them.
+    pub fn pod_network_log(&self) -> Vec<PodRequest> {
+        self.pod_log.entries()
     }
 
     /// Direct access to the objects, for controllers and tests.
@@ -222,6 +277,16 @@ impl Sim {
         if let Some(accept) = self.accept.take() {
             let _ = accept.await;
         }
+        if let Some(mut pods) = self.pod_network.take() {
+            // A client's idle keep-alive connection would hold a graceful
+            // shutdown open: a short grace, then it is ended.
+            if tokio::time::timeout(Duration::from_secs(1), &mut pods)
+                .await
+                .is_err()
+            {
+                pods.abort();
+            }
+        }
         let mut conns = self.connections.lock().await;
         let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), drain)
@@ -238,6 +303,9 @@ impl Drop for Sim {
         let _ = self.shutdown_tx.send(true);
         if let Some(accept) = self.accept.take() {
             accept.abort();
+        }
+        if let Some(pods) = self.pod_network.take() {
+            pods.abort();
         }
         if let Ok(mut c) = self.connections.try_lock() {
             c.abort_all();

@@ -1,6 +1,7 @@
 //! A whole simulated world from a [`Scenario`]: the API server ([`Sim`]),
 //! the Deployment controller and kubelet, the traffic model, the load
-//! tester and the Prometheus (both behind the API server's service proxy),
+//! tester and the Prometheus (both behind the API server's service proxy,
+//! and on the Pod network for clients that reach them as a Pod would),
 //! a `/metrics` endpoint a real Prometheus can scrape, and the faults; plus
 //! the banner `canary demo --serve` prints about it.
 

@@ -1043,3 +1043,125 @@ async fn a_daemonset_runs_one_ready_pod_and_replaces_it_on_a_new_template() {
     );
     world.shutdown().await;
 }
+
+/// One raw HTTP/1.1 exchange with the Pod network's forward proxy, as a
+/// client honouring `HTTP_PROXY` sends it: (status, body).
+async fn through_pod_network(world: &World, request_line: &str, extra: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = world.sim().pod_network_url().replace("http://", "");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let host = request_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|u| u.strip_prefix("http://"))
+        .and_then(|u| u.split('/').next())
+        .unwrap_or("x");
+    let req =
+        format!("{request_line} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_network_reaches_services_by_their_cluster_names_without_the_api_server() {
+    let (world, _client) = world(LOADTESTER).await;
+    world.sim().clear_request_log();
+    for host in [
+        "prometheus.linkerd-viz:9090",
+        "prometheus.linkerd-viz.svc:9090",
+        "Prometheus.linkerd-viz.svc.cluster.local.:9090",
+    ] {
+        let (status, body) = through_pod_network(
+            &world,
+            &format!("GET http://{host}/api/v1/query?query=vector(1)"),
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body.contains("\"result\""), "{host}: {body}");
+    }
+    // A single label is a Service of the Pod's namespace (the sim's).
+    let (status, body) = through_pod_network(
+        &world,
+        "POST http://flagger-loadtester/",
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await;
+    assert_ne!(status, 502, "{body}");
+
+    let (status, body) = through_pod_network(&world, "GET http://nope.linkerd-viz:9090/", "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "dial tcp: lookup nope.linkerd-viz: no such host")
+    );
+    let (status, body) =
+        through_pod_network(&world, "GET http://prometheus.linkerd-viz:9999/", "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            502,
+            "dial tcp prometheus.linkerd-viz:9999: connect: connection refused"
+        )
+    );
+    let (status, _) = through_pod_network(&world, "GET http://a.b.c.d/", "").await;
+    assert_eq!(status, 502);
+    let (status, _) = through_pod_network(&world, "GET /api/v1/query", "").await;
+    assert_eq!(status, 400);
+
+    let log = world.sim().pod_network_log();
+    assert_eq!(log.len(), 8, "{log:#?}");
+    assert_eq!(
+        (log[0].host.as_str(), log[0].port, log[0].status),
+        ("prometheus.linkerd-viz", 9090, 200)
+    );
+    assert_eq!(log[0].path, "/api/v1/query?query=vector(1)");
+    assert!(
+        world.sim().request_log().is_empty(),
+        "the API server saw: {:#?}",
+        world.sim().request_log()
+    );
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_account_files_connect_a_client_as_a_pod_would() {
+    let (world, _client) = world(LOADTESTER).await;
+    let dir = tempfile::tempdir().unwrap();
+    world.sim().write_service_account(dir.path()).unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    assert_eq!(read("token"), world.sim().token());
+    assert_eq!(read("namespace"), "prod");
+    assert!(read("ca.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // What an in-cluster configuration makes of them: the CA and the token
+    // by file, the API server by address.
+    let kubeconfig = format!(
+        "apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: \"https://{}\", certificate-authority: {:?}}}}}]
+users: [{{name: u, user: {{tokenFile: {:?}}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+current-context: c
+",
+        world.sim().addr(),
+        dir.path().join("ca.crt"),
+        dir.path().join("token"),
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let api: Api<Deployment> = Api::namespaced(client, "prod");
+    assert!(api.get("podinfo").await.is_ok());
+    world.shutdown().await;
+}
