@@ -450,6 +450,16 @@ fn the_job_and_cronjob_examples_share_their_rbac_and_the_walkthroughs_canary() {
             g.rule
         );
     }
+    // Both run the image of this release line, as the release workflow
+    // tags it (MAJOR.MINOR).
+    let version = env!("CARGO_PKG_VERSION");
+    let line = &version[..version.rfind('.').unwrap()];
+    let image = format!("ghcr.io/canary-rs/canary:{line}");
+    let job_pod = &document(&job, "Job")["spec"]["template"]["spec"];
+    let cron_pod = &document(&cron, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    for pod in [job_pod, cron_pod] {
+        assert_eq!(pod["containers"][0]["image"].as_str(), Some(image.as_str()));
+    }
     // Neither is a Canary spec.
     for example in ["examples/job.yaml", "examples/cronjob.yaml"] {
         let out = crate::util::canary()
@@ -514,6 +524,25 @@ async fn the_job_example_runs_as_written_under_its_own_rbac() {
         .await;
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    // A bad release is rolled back: the Job fails with exit 1, and so does
+    // every scheduled run while that revision stays, which is the alert.
+    c.set_image("3.1.2");
+    let out = release.run(&pod, &c.world, "podinfo-release-x7k2p").await;
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("podinfo.prod: rolled back"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    let out = scheduled
+        .run(&pod, &c.world, "podinfo-canary-29170486-b5n9c")
+        .await;
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("podinfo.prod"), "{}", stdout(&out));
 
     let refused: Vec<String> = c
         .world
