@@ -20,8 +20,8 @@ COPY . .
 # other workspace members would add their features to shared crates.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --no-default-features --bin canary \
-    && cp target/release/canary /canary
+    cargo build --profile dist --locked --no-default-features --bin canary \
+    && cp target/dist/canary /canary
 
 # Distroless static: CA certificates (for metrics servers and webhooks
 # reached directly), /etc/passwd with the user `nonroot`, no shell.
