@@ -342,6 +342,10 @@ async fn ctrl_c_with_rollback_rolls_back_and_a_second_ctrl_c_exits_at_once() {
 
 /// The seed world with two more services beside podinfo, each with traffic.
 fn three_apps() -> Scenario {
+    Scenario::from_yaml("three-apps.yaml", &three_apps_text()).expect("scenario parses")
+}
+
+fn three_apps_text() -> String {
     let mut text = canary_sim::scenario::SEED.to_string();
     let extra_deployments = "
   - name: frontend
@@ -370,27 +374,12 @@ fn three_apps() -> Scenario {
         "  - service: frontend\n    namespace: prod\n    port: 9898\n    rps: 10\n  \
          - service: backend\n    namespace: prod\n    port: 9898\n    rps: 10\n",
     );
-    Scenario::from_yaml("three-apps.yaml", &text).expect("scenario parses")
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_canaries_run_concurrently_and_the_worst_verdict_is_the_exit_code() {
-    let spec = [
-        FAST.to_string(),
-        FAST.replace("name: podinfo\n  namespace", "name: frontend\n  namespace")
-            .replace(
-                "    name: podinfo\n  service",
-                "    name: frontend\n  service",
-            )
-            .replace("podinfo-canary", "frontend-canary"),
-        FAST.replace("name: podinfo\n  namespace", "name: backend\n  namespace")
-            .replace(
-                "    name: podinfo\n  service",
-                "    name: backend\n  service",
-            )
-            .replace("podinfo-canary", "backend-canary"),
-    ]
-    .join("---\n");
+    let spec = three_canaries();
     let c = Cluster::start_in(three_apps(), &spec).await;
     let out = c.run(&["--max-parallel", "2"]).await;
     assert_exit(&out, 0);
@@ -434,6 +423,113 @@ async fn three_canaries_run_concurrently_and_the_worst_verdict_is_the_exit_code(
         ]
     );
     eprintln!("three canaries in one run: {took:?}");
+    c.world.shutdown().await;
+}
+
+/// The three canaries of [`three_apps`], fast.
+fn three_canaries() -> String {
+    let named = |name: &str| {
+        FAST.replace(
+            "name: podinfo\n  namespace",
+            &format!("name: {name}\n  namespace"),
+        )
+        .replace(
+            "    name: podinfo\n  service",
+            &format!("    name: {name}\n  service"),
+        )
+        .replace("podinfo-canary", &format!("{name}-canary"))
+    };
+    [FAST.to_string(), named("frontend"), named("backend")].join("---\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_ends_the_run_within_seconds_and_each_verdict_comes_out_when_reached() {
+    // 3.1.3 is healthy but takes 12 s to turn Ready: podinfo's canary
+    // starts late and its promotion (the primary's rollout) is still under
+    // way at the deadline.
+    let text = three_apps_text().replacen(
+        "  \"3.1.2\":",
+        "  \"3.1.3\":\n    successRate: 100%\n    latency: {median: 8ms, p99: 30ms}\n    \
+         readinessDelay: 12s\n  \"3.1.2\":",
+        1,
+    );
+    assert!(text.contains("readinessDelay: 12s"));
+    let scenario = Scenario::from_yaml("slow-start.yaml", &text).expect("scenario parses");
+    let c = Cluster::start_in(scenario, &three_canaries()).await;
+    assert_exit(&c.run(&[]).await, 0);
+    let set = |name: &str, tag: &str| {
+        c.world
+            .set_image(
+                "prod",
+                name,
+                "podinfod",
+                &format!("ghcr.io/stefanprodan/podinfo:{tag}"),
+            )
+            .unwrap()
+    };
+    set("podinfo", "3.1.3");
+    set("frontend", "3.1.1");
+    set("backend", "3.1.2");
+    let deadline = Duration::from_secs(25);
+    let started = Instant::now();
+    let out = c.run(&["--timeout", "25s", "-o", "json"]).await;
+    let took = started.elapsed();
+    eprintln!("three canaries, --timeout 25s: ended after {took:?}");
+    // The worst verdict wins: the failing release's rollback.
+    assert_exit(&out, 1);
+    assert!(
+        took < deadline + Duration::from_secs(8),
+        "the run outlived its deadline by {:?}",
+        took - deadline
+    );
+    let events = crate::output::events(&out);
+    let verdicts: Vec<(usize, String, String)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            e.outcome
+                .as_ref()
+                .map(|o| (i, e.canary.clone(), o.result.clone()))
+        })
+        .collect();
+    let verdict = |name: &str| {
+        verdicts
+            .iter()
+            .find(|(_, canary, _)| canary == name)
+            .unwrap_or_else(|| panic!("no verdict for {name}: {verdicts:?}"))
+            .clone()
+    };
+    assert_eq!(verdict("backend").2, "rolledBack");
+    assert_eq!(verdict("frontend").2, "promoted");
+    assert_eq!(verdict("podinfo").2, "timedOut");
+    // Each verdict came out when its canary was done, not at the end.
+    let last_podinfo_event = events
+        .iter()
+        .rposition(|e| e.canary == "podinfo" && e.outcome.is_none())
+        .unwrap();
+    assert!(verdict("backend").0 < last_podinfo_event, "{verdicts:?}");
+    assert!(verdict("frontend").0 < last_podinfo_event, "{verdicts:?}");
+    // podinfo's promotion was left as it was, not rolled back, and the
+    // lease given up; the next run finishes it.
+    assert!(
+        matches!(c.phase().as_str(), "Promoting" | "Finalising"),
+        "{}",
+        c.phase()
+    );
+    assert!(c.state()["lease"].is_null(), "the lease is released");
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.3"
+    );
+    // (The failed backend revision keeps the exit code at 1.)
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("podinfo.prod: promoted"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("backend.prod: this revision already failed"));
     c.world.shutdown().await;
 }
 

@@ -114,8 +114,18 @@ async fn run_files(
         .unwrap_or(drives.len())
         .max(1);
     let slots = tokio::sync::Semaphore::new(limit);
+    // Why the run was told to stop, set before the drivers are told: each
+    // canary's verdict is reported as soon as that canary is done.
+    let stop_cause = std::sync::Mutex::new(None::<Outcome>);
+    let file_list = args
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     let all = futures::future::join_all(drives.into_iter().map(|(c, templates, stored, note)| {
         let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
+        let (stop_cause, file_list) = (&stop_cause, &file_list);
         let stop = stop_rx.clone();
         async move {
             let id = format!("{}.{}", c.name, c.namespace);
@@ -123,26 +133,28 @@ async fn run_files(
             let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
             let _slot = slots.acquire().await;
             let hint = format!("{} -n {}", c.name, c.namespace);
-            if stop.borrow().is_some() {
-                // Stopped before its turn: never started.
-                return (id, hint, target, Err(RunError::Stopped), None, false);
-            }
             let watched = stop.clone();
-            let (result, state) = match Driver::new(
-                conn,
-                c,
-                templates,
-                settings,
-                output as &dyn canary_core::event::Reporter,
-            ) {
-                Ok(d) => {
-                    let mut d = d.with_spec(stored).with_stop(stop).with_note(note);
-                    let r = d.drive().await;
-                    (r, Some(d.last_shown().0))
+            let (result, state) = if stop.borrow().is_some() {
+                // Stopped before its turn: never started.
+                (Err(RunError::Stopped), None)
+            } else {
+                match Driver::new(
+                    conn,
+                    c,
+                    templates,
+                    settings,
+                    output as &dyn canary_core::event::Reporter,
+                ) {
+                    Ok(d) => {
+                        let mut d = d.with_spec(stored).with_stop(stop).with_note(note);
+                        let r = d.drive().await;
+                        (r, Some(d.last_shown().0))
+                    }
+                    Err(e) => (Err(e), None),
                 }
-                Err(e) => (Err(e), None),
             };
             if matches!(result, Err(RunError::Stopped))
+                && state.is_some()
                 && let Err(e) =
                     crate::driver::release_lease(conn, &namespace, &target_name, &settings.holder)
                         .await
@@ -157,7 +169,34 @@ async fn run_files(
                 (Ok(Verdict::NoChange), Some(_)) => settings.wait_for_change.is_some(),
                 _ => false,
             };
-            (id, hint, target, result, state, by_stop)
+            let cause = *stop_cause.lock().expect("not poisoned");
+            let (o, result_name, reason) = match (&result, cause) {
+                (Err(RunError::Stopped), Some(c)) => {
+                    output.error(&format!(
+                        "{id}: stopped with the rollout as it was; `canary run {file_list}` \
+                         resumes it, `canary abort {hint}` rolls it back"
+                    ));
+                    let reason = match c {
+                        Outcome::Terminated => "terminated by SIGTERM; the state is kept",
+                        _ => "stopped; the state is kept",
+                    };
+                    (c, stop_name(c), Some(reason.to_string()))
+                }
+                (Ok(v), Some(c)) if by_stop => {
+                    let reason = match v {
+                        Verdict::RolledBack { reason } => reason.clone(),
+                        _ => "stopped before a change came".to_string(),
+                    };
+                    (c, stop_name(c), Some(reason))
+                }
+                (Ok(v), _) => verdict_outcome(v),
+                (Err(e), _) => {
+                    output.error(&format!("{id}: {e}"));
+                    (Outcome::from(e), "error", Some(e.to_string()))
+                }
+            };
+            emit_verdict(output, &id, target, state, o, result_name, reason);
+            o
         }
     }));
     tokio::pin!(all);
@@ -167,9 +206,9 @@ async fn run_files(
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut cause: Option<Outcome> = None;
     let mut interrupts = Interrupts::new();
-    let results = loop {
+    let outcomes = loop {
         tokio::select! {
-            results = &mut all => break results,
+            outcomes = &mut all => break outcomes,
             _ = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -178,13 +217,14 @@ async fn run_files(
             }, if cause.is_none() => {
                 let t = humantime::format_duration(args.timeout.unwrap_or_default());
                 cause = Some(Outcome::TimedOut);
+                *stop_cause.lock().expect("not poisoned") = cause;
                 let stop = match args.on_timeout {
                     OnStop::Rollback => Stop::RollBack(format!("timed out after {t}")),
                     OnStop::Leave => Stop::Leave,
                 };
                 output.error(&format!("timed out after {t}; {}", match stop {
                     Stop::Leave => "leaving rollouts under way as they are",
-                    Stop::RollBack(_) => "rolling back rollouts under way",
+                    Stop::RollBack(_) => "rolling back rollouts under analysis",
                 }));
                 let _ = stop_tx.send(Some(stop));
             }
@@ -194,6 +234,7 @@ async fn run_files(
                     return signal.outcome();
                 }
                 cause = Some(signal.outcome());
+                *stop_cause.lock().expect("not poisoned") = cause;
                 let stop = match args.on_interrupt {
                     OnStop::Rollback => Stop::RollBack(signal.said().to_string()),
                     OnStop::Leave => Stop::Leave,
@@ -211,45 +252,7 @@ async fn run_files(
         }
     };
 
-    let mut outcome = Outcome::Success;
-    for (id, hint, target, result, state, by_stop) in results {
-        let (o, result_name, reason) = match (&result, cause) {
-            (Err(RunError::Stopped), Some(c)) => {
-                let files = args
-                    .files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                output.error(&format!(
-                    "{id}: stopped with the rollout as it was; `canary run {files}` resumes it, \
-                     `canary abort {hint}` rolls it back"
-                ));
-                let reason = match c {
-                    Outcome::Terminated => "terminated by SIGTERM; the state is kept",
-                    _ => "stopped; the state is kept",
-                };
-                (c, stop_name(c), Some(reason.to_string()))
-            }
-            (Ok(v), Some(c)) if by_stop => {
-                let reason = match v {
-                    Verdict::RolledBack { reason } => reason.clone(),
-                    _ => "stopped before a change came".to_string(),
-                };
-                (c, stop_name(c), Some(reason))
-            }
-            (Ok(v), _) => {
-                let (o, name, reason) = verdict_outcome(v);
-                (o, name, reason)
-            }
-            (Err(e), _) => {
-                output.error(&format!("{id}: {e}"));
-                (Outcome::from(e), "error", Some(e.to_string()))
-            }
-        };
-        emit_verdict(&output, &id, target, state, o, result_name, reason);
-        outcome = worst(outcome, o);
-    }
+    let outcome = outcomes.into_iter().fold(Outcome::Success, worst);
     output.finish();
     outcome
 }

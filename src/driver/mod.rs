@@ -212,6 +212,12 @@ impl<'a> Driver<'a> {
                 started = true;
                 self.report_started(&snap.state);
             }
+            if stop.is_some() && matches!(snap.state.phase, Phase::Promoting | Phase::Finalising) {
+                // A promotion under way is not rolled back: the primary may
+                // already run the new version. It is left as it is, for the
+                // next run to finish, so that a stop takes effect at once.
+                return Err(RunError::Stopped);
+            }
             snap.observed.request = match &stop {
                 Some(Stop::RollBack(reason)) => Some(Request {
                     kind: RequestKind::RollBack(reason.clone()),
@@ -273,10 +279,7 @@ impl<'a> Driver<'a> {
             }
             self.report_round(&snap, &decision, &answers, &state).await;
             self.call_event_hooks(&decision.events, &state).await;
-            if stop.is_some()
-                && !done
-                && !matches!(state.phase, Phase::Promoting | Phase::Finalising)
-            {
+            if stop.is_some() && !done {
                 return Err(RunError::Stopped);
             }
             match decision.next {
