@@ -586,6 +586,7 @@ impl Round<'_> {
         s.step = Some(0);
         s.last_applied_spec = Some(self.o.revision.clone());
         s.rollout_started = Some(now);
+        s.traffic_since = None;
         s.step_started = None;
         s.next_check = None;
         s.awaiting_gate = None;
@@ -675,6 +676,14 @@ impl Round<'_> {
         }
         let analysis = self.a.analysis.clone().ok_or(Question::Analysis)?;
         let (records, halts) = self.judge(&analysis);
+        if let Some(waiting) = self.awaiting_data(&halts) {
+            self.d
+                .state
+                .record(self.now(), waiting.to_string(), records);
+            self.d.events.push(waiting);
+            self.schedule_check();
+            return Ok(());
+        }
         if !halts.is_empty() {
             self.d.state.failed_checks += 1;
             let msg = halts
@@ -744,7 +753,38 @@ impl Round<'_> {
         self.event(Message::Starting {
             target: self.target_id(),
         });
+        self.d.state.traffic_since = Some(self.now());
         self.advance()
+    }
+
+    /// When every failure of a check is a metric without values and the
+    /// canary has had traffic for less than the longest window those
+    /// metrics' queries look back over, the window cannot hold its
+    /// traffic yet: the check is not counted, as no evidence either way.
+    /// Flagger counts it as failed, which fails healthy releases whose
+    /// interval is shorter than the metrics' window. A canary that still
+    /// has no values once the window has passed fails as in Flagger.
+    fn awaiting_data(&self, halts: &[Message]) -> Option<Message> {
+        let since = self.now().since(self.d.state.traffic_since?);
+        if halts.is_empty() {
+            return None;
+        }
+        let mut metrics = Vec::new();
+        let mut window = Duration::ZERO;
+        for h in halts {
+            let Message::NoValues { metric, .. } = h else {
+                return None;
+            };
+            let m = self.c.metrics.iter().find(|m| &m.name == metric)?;
+            window = window.max(crate::spec::resolve::parse_duration(&m.interval).ok()?);
+            metrics.push(metric.clone());
+        }
+        (since < window).then(|| Message::AwaitingData {
+            canary: self.id(),
+            metrics,
+            since,
+            window,
+        })
     }
 
     fn schedule_check(&mut self) {

@@ -447,6 +447,68 @@ fn no_data_and_query_errors_are_failed_checks() {
 }
 
 #[test]
+fn no_values_before_the_window_holds_the_canary_s_traffic_are_not_counted() {
+    // The canary has had traffic for 10 s; the seed's metrics look back 1m
+    // and are checked every 10 s.
+    let (mut s, o) = at_weight(15, 50_000);
+    s.traffic_since = Some(Time(40_000));
+    let mut a = passing();
+    a.metrics[0].value = Err(MetricFailure::NoValues);
+    a.metrics[1].value = Err(MetricFailure::NoValues);
+    let answers = Answers {
+        analysis: Some(a.clone()),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &o, &answers));
+    assert_eq!(d.state.failed_checks, 0);
+    assert_eq!(d.state.canary_weight, 15, "no step either");
+    assert_eq!(
+        said(&d),
+        [
+            "No values yet for request-success-rate, request-duration: podinfo.prod has had \
+          traffic for 10s of the 60s its queries look back over; not counted as a failed check"
+        ]
+    );
+    assert_eq!(
+        d.next,
+        Next::At(Time(60_000)),
+        "checked again an interval later"
+    );
+
+    // Once the window has passed, no values is a failed check, as in Flagger.
+    s.traffic_since = Some(Time(-20_000));
+    let d = act(decide(&seed(), &s, &o, &answers));
+    assert_eq!(d.state.failed_checks, 1);
+
+    // Any other failure is counted at once.
+    s.traffic_since = Some(Time(40_000));
+    let mut slow = a;
+    slow.metrics[1].value = Ok(1200.0);
+    let d = act(decide(
+        &seed(),
+        &s,
+        &o,
+        &Answers {
+            analysis: Some(slow),
+            ..Answers::default()
+        },
+    ));
+    assert_eq!(d.state.failed_checks, 1);
+}
+
+#[test]
+fn the_first_step_marks_when_the_canary_got_traffic() {
+    let s = progressing("r2", 0);
+    let o = observed(3000, "r2");
+    let a = Answers {
+        pre_rollout: Some(HookOutcome::Passed),
+        ..Answers::default()
+    };
+    let d = act(decide(&seed(), &s, &o, &a));
+    assert_eq!(d.state.traffic_since, Some(Time(3000)));
+}
+
+#[test]
 fn a_failing_rollout_hook_is_a_failed_check() {
     let (s, o) = at_weight(15, 50_000);
     let a = Analysis {

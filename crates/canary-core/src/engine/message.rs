@@ -102,6 +102,16 @@ pub enum Message {
         metric: String,
         error: String,
     },
+    /// `canary`'s own: metrics without values while the canary has had
+    /// traffic for less than the window their queries look back over, so
+    /// the check is not counted (Flagger counts it as failed).
+    AwaitingData {
+        canary: String,
+        metrics: Vec<String>,
+        /// How long the canary has had traffic, and the window.
+        since: std::time::Duration,
+        window: std::time::Duration,
+    },
     /// A metric value is outside its bounds (in the metric's unit).
     OutOfRange {
         canary: String,
@@ -183,7 +193,8 @@ impl Message {
             | Message::Failed { .. }
             | Message::Aborting { .. }
             | Message::Aborted { .. } => Severity::Warning,
-            Message::Initializing { .. }
+            Message::AwaitingData { .. }
+            | Message::Initializing { .. }
             | Message::Initialized { .. }
             | Message::NewRevision { .. }
             | Message::Restarting { .. }
@@ -280,6 +291,19 @@ impl fmt::Display for Message {
             } => write!(
                 f,
                 "Halt {canary} advancement {metric} query failed: {error}"
+            ),
+            Message::AwaitingData {
+                canary,
+                metrics,
+                since,
+                window,
+            } => write!(
+                f,
+                "No values yet for {}: {canary} has had traffic for {}s of the {}s its queries \
+                 look back over; not counted as a failed check",
+                metrics.join(", "),
+                since.as_secs(),
+                window.as_secs()
             ),
             Message::OutOfRange {
                 canary,

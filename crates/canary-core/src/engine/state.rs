@@ -180,6 +180,10 @@ pub struct State {
     /// The checks of the current step passed and this gate holds the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_gate: Option<crate::spec::resolve::HookType>,
+    /// When the current analysis first sent traffic to the canary: until
+    /// the metrics' window has passed since, "no values" is not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_since: Option<Time>,
     /// When the canary was scaled up for the current analysis, for the
     /// progress deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,6 +217,7 @@ impl State {
             step_started: None,
             next_check: None,
             awaiting_gate: None,
+            traffic_since: None,
             rollout_started: None,
             failure: None,
             paused: None,
