@@ -54,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--max-parallel', '--max-parallel', [CompletionResultType]::ParameterName, 'Drive at most this many canaries at a time (default: all)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)')
+            [CompletionResult]::new('--summary', '--summary', [CompletionResultType]::ParameterName, 'The summary table after the verdict: healthy steps folded into one row, or every step')
             [CompletionResult]::new('--retry', '--retry', [CompletionResultType]::ParameterName, 'Analyse a revision that already failed, instead of reporting it')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print errors only (the exit code is the verdict)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print errors only (the exit code is the verdict)')

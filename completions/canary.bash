@@ -537,7 +537,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__run)
-            opts="-n -o -q -h -V --kubeconfig --context --namespace --mesh-provider --metrics-server --wait-for-change --set-image --retry --timeout --on-timeout --on-interrupt --route-via --max-parallel --output --quiet --help --version"
+            opts="-n -o -q -h -V --kubeconfig --context --namespace --mesh-provider --metrics-server --wait-for-change --set-image --retry --timeout --on-timeout --on-interrupt --route-via --max-parallel --output --quiet --summary --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -612,6 +612,10 @@ _canary() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "auto json" -- "${cur}"))
+                    return 0
+                    ;;
+                --summary)
+                    COMPREPLY=($(compgen -W "folded full" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -50,6 +50,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --max-parallel 'Drive at most this many canaries at a time (default: all)'
             cand -o 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)'
             cand --output 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)'
+            cand --summary 'The summary table after the verdict: healthy steps folded into one row, or every step'
             cand --retry 'Analyse a revision that already failed, instead of reporting it'
             cand -q 'Print errors only (the exit code is the verdict)'
             cand --quiet 'Print errors only (the exit code is the verdict)'

@@ -54,6 +54,8 @@ direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand run" -l max-parallel -d 'Drive at most this many canaries at a time (default: all)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -s o -l output -d 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)' -r -f -a "auto\t''
 json\t''"
+complete -c canary -n "__fish_canary_using_subcommand run" -l summary -d 'The summary table after the verdict: healthy steps folded into one row, or every step' -r -f -a "folded\t'Runs of healthy steps folded into one row each'
+full\t'Every step on its own row'"
 complete -c canary -n "__fish_canary_using_subcommand run" -l retry -d 'Analyse a revision that already failed, instead of reporting it'
 complete -c canary -n "__fish_canary_using_subcommand run" -s q -l quiet -d 'Print errors only (the exit code is the verdict)'
 complete -c canary -n "__fish_canary_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'

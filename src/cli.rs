@@ -189,6 +189,11 @@ pub struct RunArgs {
     /// Print errors only (the exit code is the verdict).
     #[arg(short, long, conflicts_with = "output")]
     pub quiet: bool,
+
+    /// The summary table after the verdict: healthy steps folded into one
+    /// row, or every step.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SummaryFormat::Folded)]
+    pub summary: SummaryFormat,
 }
 
 /// What to do with a rollout under way when the run stops early.
@@ -217,6 +222,15 @@ pub enum RouteVia {
     Proxy,
     /// Straight to the URL, as a Pod reaches it (honours HTTP_PROXY).
     Direct,
+}
+
+/// How much of the run the summary table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    /// Runs of healthy steps folded into one row each.
+    Folded,
+    /// Every step on its own row.
+    Full,
 }
 
 /// How `run` reports.

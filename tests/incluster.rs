@@ -212,8 +212,9 @@ async fn sigterm_stops_a_run_like_ctrl_c_with_exit_143_and_the_next_pod_resumes_
     // The verdict and the summary of the steps taken, as for Ctrl-C.
     let summary = stdout(&out);
     assert!(
-        summary.contains("podinfo.prod: interrupted after")
-            && summary.contains("(terminated by SIGTERM; the state is kept)")
+        summary.contains(
+            "podinfo.prod: interrupted (terminated by SIGTERM with the rollout as it was"
+        ) && summary.contains("resumes it, `canary abort podinfo -n prod` rolls it back")
             && summary.contains("Advance podinfo.prod canary weight 20"),
         "{summary}"
     );

@@ -265,14 +265,62 @@ async fn off_a_terminal_the_run_prints_lines_then_the_verdict_and_the_summary() 
         );
     }
     let text = stdout(&out);
-    assert!(text.starts_with("podinfo.prod: promoted\n"), "{text}");
-    assert!(text.contains("podinfo.prod: promoted in "), "{text}");
-    assert!(text.contains("checks passed"), "{text}");
+    // The verdict once, with how long it took, then the summary.
+    assert!(text.starts_with("podinfo.prod: promoted in "), "{text}");
+    assert_eq!(text.matches("promoted").count(), 1, "{text}");
+    assert!(text.contains(" passed, hooks load-test"), "{text}");
+
+    // A run with nothing to do says so in one line.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("podinfo.prod: nothing to do"));
 
     // -q: nothing but the exit code.
     c.set_image("3.1.0");
     let out = c.run(&["-q"]).await;
     assert_exit(&out, 0);
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_twenty_step_run_fits_in_25_lines_of_80_columns() {
+    // Two seconds a step: the first check already has two scrapes of the
+    // canary's traffic to rate.
+    let twenty = FAST
+        .replace("stepWeight: 20", "stepWeight: 5")
+        .replace("interval: 1s", "interval: 2s");
+    let c = Cluster::start_in(predictable(), &twenty).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut cmd = crate::util::canary();
+    cmd.arg("run")
+        .arg(&c.spec)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .env("COLUMNS", "80")
+        .timeout(std::time::Duration::from_secs(120));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    eprintln!("{text}");
+    assert!(
+        text.contains(" passed, hooks load-test"),
+        "healthy steps not folded:\n{text}"
+    );
+    assert!(
+        text.lines().count() <= 25,
+        "{} lines:\n{text}",
+        text.lines().count()
+    );
+    for l in text.lines() {
+        assert!(
+            console::measure_text_width(l) <= 80,
+            "wider than 80 columns: {l}"
+        );
+    }
     c.world.shutdown().await;
 }

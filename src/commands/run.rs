@@ -67,7 +67,9 @@ async fn run_files(
         args.quiet,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
-    let output = ui::RunOutput::new(mode);
+    let mut options = ui::output::Options::from_env(mode);
+    options.full_summary = args.summary == crate::cli::SummaryFormat::Full;
+    let output = ui::RunOutput::with_options(mode, options);
     // Everything is checked before the first canary is driven: a spec
     // that cannot be carried out changes nothing, not even for the other
     // canaries of the run.
@@ -172,15 +174,15 @@ async fn run_files(
             let cause = *stop_cause.lock().expect("not poisoned");
             let (o, result_name, reason) = match (&result, cause) {
                 (Err(RunError::Stopped), Some(c)) => {
-                    output.error(&format!(
-                        "{id}: stopped with the rollout as it was; `canary run {file_list}` \
-                         resumes it, `canary abort {hint}` rolls it back"
-                    ));
-                    let reason = match c {
-                        Outcome::Terminated => "terminated by SIGTERM; the state is kept",
-                        _ => "stopped; the state is kept",
+                    let why = match c {
+                        Outcome::Terminated => "terminated by SIGTERM",
+                        _ => "stopped",
                     };
-                    (c, stop_name(c), Some(reason.to_string()))
+                    let reason = format!(
+                        "{why} with the rollout as it was: `canary run {file_list}` resumes \
+                         it, `canary abort {hint}` rolls it back"
+                    );
+                    (c, stop_name(c), Some(reason))
                 }
                 (Ok(v), Some(c)) if by_stop => {
                     let reason = match v {
@@ -230,7 +232,7 @@ async fn run_files(
             }
             signal = interrupts.next() => {
                 if matches!(cause, Some(Outcome::Interrupted | Outcome::Terminated)) {
-                    output.error(&format!("{} again: exiting now", signal.said()));
+                    output.notice(&format!("{} again: exiting now", signal.said()));
                     return signal.outcome();
                 }
                 cause = Some(signal.outcome());
@@ -243,7 +245,7 @@ async fn run_files(
                     Signal::Interrupt => "Ctrl-C again to exit at once",
                     Signal::Terminate => "a second signal exits at once",
                 };
-                output.error(&match stop {
+                output.notice(&match stop {
                     Stop::Leave => format!("{}: stopping, the state is kept ({again})", signal.said()),
                     Stop::RollBack(_) => format!("{}: rolling back ({again})", signal.said()),
                 });

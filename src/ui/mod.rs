@@ -323,7 +323,7 @@ fn already_failed_line(canary: &str, detail: Option<&str>) -> String {
 
 /// The stdout line of a `verdict` event, as `canary run` prints it;
 /// `target` is the `started` event's (`deployment/podinfo`). `None` for
-/// an interruption or an error: those are told on stderr with [`error`].
+/// an error: it is told on stderr with [`error`].
 pub(crate) fn outcome_line(
     canary: &str,
     target: Option<&str>,
@@ -337,7 +337,7 @@ pub(crate) fn outcome_line(
             canary,
             o.reason.as_deref().map(|r| format!("({r})")).as_deref(),
         ),
-        "interrupted" | "error" => return None,
+        "error" => return None,
         _ => format!("{canary}: {}", outcome_words(o)),
     };
     Some(line)

@@ -68,6 +68,8 @@ pub(crate) struct Options {
     pub width: Option<usize>,
     /// Where to append the Markdown summary.
     pub step_summary: Option<PathBuf>,
+    /// Every step on its own row in the summary table (`--summary full`).
+    pub full_summary: bool,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Options {
             step_summary: std::env::var_os("GITHUB_STEP_SUMMARY")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            full_summary: false,
         }
     }
 }
@@ -163,9 +166,22 @@ impl RunOutput {
 
     /// `error: msg` on stderr, in every mode, above the live view.
     pub(crate) fn error(&self, msg: &str) {
+        self.above(&format!("error: {msg}"));
+    }
+
+    /// What the run does about a request of the user's (Ctrl-C), on
+    /// stderr like an error but not called one, unless `-q`.
+    pub(crate) fn notice(&self, msg: &str) {
+        if self.mode != Mode::Quiet {
+            self.above(msg);
+        }
+    }
+
+    /// A line on stderr, in every mode, above the live view.
+    fn above(&self, line: &str) {
         let write = || {
             if let Ok(mut err) = self.err.lock() {
-                let _ = writeln!(err, "error: {msg}");
+                let _ = writeln!(err, "{line}");
                 let _ = err.flush();
             }
         };
@@ -203,8 +219,10 @@ impl RunOutput {
                 .width
                 .map(|w| w as u16)
                 .unwrap_or_else(stdout_width);
-            let table = summary::table(&events, width);
-            if let Ok(mut out) = self.out.lock() {
+            let table = summary::table_with(&events, width, self.options.full_summary);
+            if !table.is_empty()
+                && let Ok(mut out) = self.out.lock()
+            {
                 let _ = write!(out, "\n{table}");
                 let _ = out.flush();
             }
@@ -220,15 +238,19 @@ impl RunOutput {
     }
 
     /// The stdout line of a verdict, with the target of its canary's
-    /// `started` event.
+    /// `started` event; a promotion or a rollback says how long it took.
     fn verdict_line(&self, e: &Event, events: &[Event]) -> Option<String> {
         let id = e.id();
-        let target = events
+        let outcome = e.outcome.as_ref()?;
+        let mine: Vec<Event> = events.iter().filter(|x| x.id() == id).cloned().collect();
+        if matches!(outcome.result.as_str(), "promoted" | "rolledBack") {
+            return summary::summarize(&mine).first().map(summary::heading);
+        }
+        let target = mine
             .iter()
             .rev()
-            .filter(|x| x.id() == id)
             .find_map(|x| x.run.as_ref().map(|r| r.target.clone()));
-        super::outcome_line(&id, target.as_deref(), e.outcome.as_ref()?)
+        super::outcome_line(&id, target.as_deref(), outcome)
     }
 
     fn write_out(&self, line: &str, flush: bool) {
@@ -309,16 +331,19 @@ impl Drop for RunOutput {
     }
 }
 
-/// Columns of stdout when it is a terminal; logs get a fixed 120.
+/// Columns of stdout when it is a terminal; otherwise `COLUMNS` when set
+/// (as `ls` honours it), else a fixed 120 for logs.
 fn stdout_width() -> u16 {
-    if io::stdout().is_terminal() {
-        console::Term::stdout()
-            .size_checked()
-            .map(|(_, w)| w)
-            .unwrap_or(120)
-    } else {
-        120
+    if io::stdout().is_terminal()
+        && let Some((_, w)) = console::Term::stdout().size_checked()
+    {
+        return w;
     }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(120)
 }
 
 fn append(path: &std::path::Path, text: &str) -> io::Result<()> {
@@ -405,14 +430,15 @@ mod tests {
         );
         assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
         assert_eq!(err.lines().count(), 12, "{err}");
+        // The verdict once, then the table under the canary's name.
         assert!(
-            out.starts_with("podinfo.test: rolled back (failed checks threshold reached 2)\n"),
+            out.starts_with(
+                "podinfo.test: rolled back after 2m 1s (failed checks threshold reached 2)\n"
+            ),
             "{out}"
         );
-        assert!(
-            out.contains("podinfo.test: rolled back after 2m 1s"),
-            "{out}"
-        );
+        assert_eq!(out.matches("rolled back").count(), 1, "{out}");
+        assert!(out.contains(")\n\n┌"), "{out}");
     }
 
     #[test]
@@ -451,8 +477,8 @@ mod tests {
     #[test]
     fn the_live_mode_prints_verdicts_and_the_summary_on_stdout() {
         let (out, err) = run(Mode::Live, wide(), &fixtures::promoted());
-        assert!(out.starts_with("podinfo.test: promoted\n"), "{out}");
-        assert!(out.contains("podinfo.test: promoted in 6m"), "{out}");
+        assert!(out.starts_with("podinfo.test: promoted in 6m\n"), "{out}");
+        assert_eq!(out.matches("promoted").count(), 1, "{out}");
         assert_eq!(err, "\n");
     }
 
@@ -541,8 +567,8 @@ mod tests {
         }
         assert!(
             out.text()
-                .contains("frontend.prod: rolled back (failed checks")
+                .contains("frontend.prod: rolled back after 2m 1s (failed checks")
         );
-        assert!(out.text().contains("podinfo.test: promoted\n"));
+        assert!(out.text().contains("podinfo.test: promoted in 6m\n"));
     }
 }

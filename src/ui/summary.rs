@@ -32,6 +32,7 @@ pub(crate) struct CanarySummary {
     /// The state after the last event.
     pub phase: Phase,
     pub canary_weight: u32,
+    pub failed_checks: u32,
     pub rows: Vec<Row>,
 }
 
@@ -51,6 +52,19 @@ pub(crate) struct Row {
     pub notes: Vec<String>,
     /// Whether progress messages of the same second may join this row.
     joinable: bool,
+    /// A row of checks (the analysis's verdict on one interval).
+    check: bool,
+    /// For a row that folds several steps: when the last one was, and
+    /// the weight and iteration the first one started from.
+    folded: Option<Folded>,
+}
+
+/// What a row folding several steps keeps of the first and the last.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Folded {
+    pub until: Duration,
+    pub from_weight: u32,
+    pub from_iteration: u32,
 }
 
 /// The canaries of `events`, in the order they first appear.
@@ -69,6 +83,7 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
                     outcome: None,
                     phase: e.phase,
                     canary_weight: e.canary_weight,
+                    failed_checks: e.failed_checks,
                     rows: Vec::new(),
                 });
                 all.last_mut().expect("just pushed")
@@ -77,6 +92,7 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
         s.end = s.end.max(e.time);
         s.phase = e.phase;
         s.canary_weight = e.canary_weight;
+        let failed_before = std::mem::replace(&mut s.failed_checks, e.failed_checks);
         let offset = Duration::from_secs(e.time.since(s.start).as_secs());
         let new_row = |notes: Vec<String>, joinable: bool| Row {
             offset,
@@ -86,6 +102,8 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
             hooks: Vec::new(),
             notes,
             joinable,
+            check: false,
+            folded: None,
         };
         match e.kind {
             Kind::Started => {
@@ -113,6 +131,7 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
             Kind::Check => {
                 let run = s.run.as_ref();
                 let mut row = new_row(Vec::new(), true);
+                row.check = true;
                 row.metrics = e
                     .metrics
                     .iter()
@@ -132,6 +151,12 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
                 let passed = e.metrics.iter().all(|m| m.passed)
                     && e.hooks.iter().all(|h| h.result != "failed");
                 let threshold = run.map(|r| format!("/{}", r.threshold)).unwrap_or_default();
+                if !passed && e.failed_checks <= failed_before {
+                    // Not counted (no values yet): the message that says
+                    // so joins the row.
+                    s.rows.push(row);
+                    continue;
+                }
                 row.notes.push(if passed {
                     "checks passed".to_string()
                 } else {
@@ -261,16 +286,34 @@ fn grid(s: &CanarySummary) -> Grid {
         .rows
         .iter()
         .map(|r| {
-            let mut cells = vec![
-                vec![format!("+{}", fmt::span(r.offset))],
-                vec![format!(
-                    "{}/{}",
-                    100u32.saturating_sub(r.canary_weight),
-                    r.canary_weight
-                )],
-            ];
+            let weights = |w: u32| format!("{}/{}", 100u32.saturating_sub(w), w);
+            let mut cells = match &r.folded {
+                None => vec![
+                    vec![format!("+{}", fmt::span(r.offset))],
+                    vec![weights(r.canary_weight)],
+                ],
+                Some(f) => vec![
+                    vec![
+                        format!("+{}", fmt::span(r.offset)),
+                        format!("…{}", fmt::span(f.until)),
+                    ],
+                    if f.from_weight == r.canary_weight {
+                        vec![weights(r.canary_weight)]
+                    } else {
+                        vec![
+                            weights(f.from_weight),
+                            format!("→ {}", weights(r.canary_weight)),
+                        ]
+                    },
+                ],
+            };
             if iterations {
-                cells.push(vec![r.iterations.to_string()]);
+                cells.push(match &r.folded {
+                    Some(f) if f.from_iteration != r.iterations => {
+                        vec![f.from_iteration.to_string(), format!("→ {}", r.iterations)]
+                    }
+                    _ => vec![r.iterations.to_string()],
+                });
             }
             for name in &names {
                 cells.push(
@@ -307,19 +350,36 @@ fn stacked(name: &str) -> String {
     out
 }
 
-/// The summary as text tables for a terminal of `width` columns.
+/// The summary as text tables for a terminal of `width` columns, with
+/// runs of healthy steps folded into one row each.
 pub fn table(events: &[Event], width: u16) -> String {
+    table_with(events, width, false)
+}
+
+/// The summary as text tables, every step on its own row when `full`.
+/// It follows the verdict lines, which said how each run ended: with
+/// several canaries each table is titled by its canary's name and the time
+/// it took; a canary without steps (nothing to do) has no table.
+pub(crate) fn table_with(events: &[Event], width: u16, full: bool) -> String {
     let mut out = String::new();
-    for (i, s) in summarize(events).iter().enumerate() {
-        if i > 0 {
+    let all: Vec<CanarySummary> = summarize(events)
+        .into_iter()
+        .filter(|s| !s.rows.is_empty())
+        .collect();
+    // One canary's table needs no title: its verdict line is just above.
+    let titled = all.len() > 1;
+    for mut s in all {
+        if !full {
+            s.rows = fold(&s.rows, by_iterations(&s), s.run.as_ref());
+        }
+        if !out.is_empty() {
             out.push('\n');
         }
-        out.push_str(&heading(s));
-        out.push('\n');
-        if s.rows.is_empty() {
-            continue;
+        if titled {
+            let took = fmt::span(Duration::from_secs(s.end.since(s.start).as_secs()));
+            out.push_str(&format!("{}, {took}:\n", s.id));
         }
-        let g = grid(s);
+        let g = grid(&s);
         let short = g.header.len() - 1;
         let mut t = Table::new();
         t.load_style(UTF8_FULL_CONDENSED)
@@ -341,6 +401,190 @@ pub fn table(events: &[Event], width: u16) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Runs of at least two healthy steps (checks passed, hooks passed, then
+/// the advance they allowed), folded into one row each:
+/// `checks 3–17 passed, weight 15 → 85`, with each metric's worst
+/// value (`≥ 99.87%` for a minimum, `≤ 212ms` for a maximum; the range
+/// when the run did not say). Everything else (the start, failed checks,
+/// requests, warnings, promotion) keeps its own row.
+fn fold(rows: &[Row], iterations: bool, run: Option<&RunInfo>) -> Vec<Row> {
+    let step_note = |n: &String| n.starts_with("hooks: ") || n.starts_with("Advance ");
+    let healthy = |r: &Row| {
+        r.check
+            && r.metrics.iter().all(|(_, _, passed)| *passed)
+            && r.hooks.iter().all(|(_, result)| result != "failed")
+            && r.notes.first().map(String::as_str) == Some("checks passed")
+    };
+    // What a healthy row says besides its step (Flagger's messages of the
+    // same second: "Copying ...", "Pre-rollout check ... passed").
+    let extras = |r: &Row| -> Vec<String> {
+        r.notes[1..]
+            .iter()
+            .filter(|n| !step_note(n))
+            .cloned()
+            .collect()
+    };
+    let advance = |r: &Row| !r.check && r.joinable && r.notes.iter().all(step_note);
+    let mut out = Vec::new();
+    let mut checks_before = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        // A run of healthy steps; a row with more to say ends it.
+        let mut j = i;
+        while j < rows.len() && (healthy(&rows[j]) || advance(&rows[j])) {
+            j += 1;
+            if healthy(&rows[j - 1]) && !extras(&rows[j - 1]).is_empty() {
+                break;
+            }
+        }
+        let steps = &rows[i..j];
+        let checks = steps.iter().filter(|r| r.check).count();
+        if checks < 2 {
+            let next = j.max(i + 1);
+            for r in &rows[i..next] {
+                checks_before += usize::from(r.check);
+                let mut r = r.clone();
+                // Hooks alone (pre-rollout) that passed: Flagger's message
+                // of the same row says so.
+                if healthy(&r) && r.metrics.is_empty() && !extras(&r).is_empty() {
+                    r.notes = r.notes[1..]
+                        .iter()
+                        .filter(|n| !n.starts_with("hooks: "))
+                        .cloned()
+                        .collect();
+                }
+                out.push(r);
+            }
+            i = next;
+            continue;
+        }
+        let (first, last) = (&steps[0], &steps[steps.len() - 1]);
+        let mut metrics: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, value, _) in steps.iter().flat_map(|r| &r.metrics) {
+            match metrics.iter_mut().find(|(n, _)| n == name) {
+                Some((_, values)) => values.push(value.clone()),
+                None => metrics.push((name.clone(), vec![value.clone()])),
+            }
+        }
+        let mut hooks: Vec<&str> = Vec::new();
+        for (name, _) in steps.iter().flat_map(|r| &r.hooks) {
+            if !hooks.contains(&name.as_str()) {
+                hooks.push(name);
+            }
+        }
+        let mut note = format!(
+            "checks {}–{} passed",
+            checks_before + 1,
+            checks_before + checks
+        );
+        if !hooks.is_empty() {
+            note.push_str(&format!(", hooks {} ✓", hooks.join(", ")));
+        }
+        if iterations {
+            note.push_str(&format!(
+                ", iteration {} → {}",
+                first.iterations, last.iterations
+            ));
+        } else {
+            note.push_str(&format!(
+                ", weight {} → {}",
+                first.canary_weight, last.canary_weight
+            ));
+        }
+        out.push(Row {
+            offset: first.offset,
+            canary_weight: last.canary_weight,
+            iterations: last.iterations,
+            metrics: metrics
+                .into_iter()
+                .map(|(name, values)| {
+                    let bound = run.and_then(|r| r.metrics.iter().find(|m| m.name == name));
+                    let shown = match bound {
+                        Some(m) if m.min.is_some() && m.max.is_none() => worst(&values, false),
+                        Some(m) if m.max.is_some() && m.min.is_none() => worst(&values, true),
+                        _ => range(&values),
+                    };
+                    (name, shown, true)
+                })
+                .collect(),
+            hooks: Vec::new(),
+            notes: vec![note],
+            joinable: false,
+            check: false,
+            folded: Some(Folded {
+                until: last.offset,
+                from_weight: first.canary_weight,
+                from_iteration: first.iterations,
+            }),
+        });
+        let rest = if healthy(last) {
+            extras(last)
+        } else {
+            Vec::new()
+        };
+        if !rest.is_empty() {
+            out.push(Row {
+                offset: last.offset,
+                canary_weight: last.canary_weight,
+                iterations: last.iterations,
+                metrics: Vec::new(),
+                hooks: Vec::new(),
+                notes: rest,
+                joinable: false,
+                check: false,
+                folded: None,
+            });
+        }
+        checks_before += checks;
+        i = j;
+    }
+    out
+}
+
+/// The highest of formatted values as `≤ 1.2s`, or the lowest as
+/// `≥ 99.21%`; the value alone when they are all the same.
+fn worst(values: &[String], highest: bool) -> String {
+    let sorted = by_magnitude(values);
+    match (sorted.first(), sorted.last()) {
+        (Some(lo), Some(hi)) if lo == hi => lo.to_string(),
+        (_, Some(hi)) if highest => format!("≤ {hi}"),
+        (Some(lo), _) => format!("≥ {lo}"),
+        _ => String::new(),
+    }
+}
+
+/// The lowest and the highest of formatted values (`99.21%`, `30ms`,
+/// `1.2s`), or the one value when they are all the same.
+fn range(values: &[String]) -> String {
+    let sorted = by_magnitude(values);
+    match (sorted.first(), sorted.last()) {
+        (Some(lo), Some(hi)) if lo != hi => format!("{lo}–{hi}"),
+        (Some(one), _) => one.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Formatted values, distinct, from the smallest to the largest.
+fn by_magnitude(values: &[String]) -> Vec<&String> {
+    let magnitude = |v: &str| -> f64 {
+        let digits: String = v
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+            .collect();
+        let n: f64 = digits.parse().unwrap_or(f64::NAN);
+        let unit = &v[digits.len()..];
+        match unit {
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => n,
+        }
+    };
+    let mut sorted: Vec<&String> = values.iter().collect();
+    sorted.sort_by(|a, b| magnitude(a).total_cmp(&magnitude(b)));
+    sorted.dedup();
+    sorted
 }
 
 /// The summary as GitHub-flavoured Markdown: a heading and a table per
@@ -461,6 +705,57 @@ mod tests {
     #[test]
     fn the_table_for_stdout() {
         insta::assert_snapshot!(table(&both(), 80));
+    }
+
+    #[test]
+    fn the_full_table_keeps_every_step() {
+        insta::assert_snapshot!(table_with(&both(), 80, true));
+    }
+
+    #[test]
+    fn healthy_steps_fold_into_one_row_and_the_rest_stay() {
+        let s = &summarize(&fixtures::promoted())[0];
+        let full: Vec<String> = s.rows.iter().map(|r| r.notes.join(" / ")).collect();
+        let folded: Vec<String> = fold(&s.rows, false, s.run.as_ref())
+            .iter()
+            .map(|r| r.notes.join(" / "))
+            .collect();
+        assert!(folded.len() < full.len(), "{folded:#?}");
+        assert!(
+            folded
+                .iter()
+                .any(|n| n.starts_with("checks 1–") && n.contains("weight ")),
+            "{folded:#?}"
+        );
+        // What is not a healthy step is kept as it was.
+        for kept in full
+            .iter()
+            .filter(|n| !n.starts_with("checks passed") && !n.starts_with("Advance "))
+        {
+            assert!(folded.contains(kept), "{kept} lost: {folded:#?}");
+        }
+        // A failed check is never folded away.
+        let s = &summarize(&fixtures::rolled_back())[0];
+        let folded = fold(&s.rows, false, s.run.as_ref());
+        let failed = |rows: &[Row]| {
+            rows.iter()
+                .filter(|r| r.notes.iter().any(|n| n.starts_with("checks failed")))
+                .count()
+        };
+        assert_eq!(failed(&folded), failed(&s.rows));
+    }
+
+    #[test]
+    fn ranges_order_values_by_magnitude() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            range(&v(&["99.50%", "100.00%", "99.90%"])),
+            "99.50%–100.00%"
+        );
+        assert_eq!(range(&v(&["980ms", "1.2s", "30ms"])), "30ms–1.2s");
+        assert_eq!(range(&v(&["30ms", "30ms"])), "30ms");
+        assert_eq!(worst(&v(&["99.50%", "100.00%"]), false), "≥ 99.50%");
+        assert_eq!(worst(&v(&["980ms", "1.2s"]), true), "≤ 1.2s");
     }
 
     #[test]
