@@ -380,7 +380,7 @@ spec:
 
     #[test]
     fn a_provider_canary_does_not_drive_is_refused_at_spec_provider() {
-        let yaml = AB.replace("spec:\n", "spec:\n  provider: istio\n");
+        let yaml = AB.replace("spec:\n", "spec:\n  provider: kuma\n");
         let d = refusals(&yaml, None);
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!(d[0].path.as_deref(), Some("spec.provider"));
