@@ -16,10 +16,8 @@ const NOT_SPECS: &[&str] = &["rbac.yaml", "job.yaml", "cronjob.yaml"];
 /// Examples of Flagger features `canary run` does not carry out yet, with
 /// the fields `validate` refuses.
 const NOT_RUN_YET: &[(&str, &[&str])] = &[
-    ("ab-testing.yaml", &["spec.provider"]),
     ("alert-provider.yaml", &["spec.analysis.alerts"]),
     ("gateway-api.yaml", &["spec.provider"]),
-    ("istio.yaml", &["spec.analysis.alerts", "spec.provider"]),
 ];
 
 fn example_files() -> Vec<std::path::PathBuf> {

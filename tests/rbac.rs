@@ -613,7 +613,10 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
         refused.join("\n")
     );
 
-    let asked: Vec<Attributes> = log.iter().map(|r| r.attributes.clone()).collect();
+    let mut asked: Vec<Attributes> = log.iter().map(|r| r.attributes.clone()).collect();
+    world.shutdown().await;
+    // The same rules drive a canary on Istio.
+    asked.extend(istio_requests(&rules).await);
     let unused: Vec<String> = rules
         .unused(&asked)
         .iter()
@@ -633,7 +636,6 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
             "`{p}` is used now: remove it from NOT_EXERCISED_YET"
         );
     }
-    world.shutdown().await;
     eprintln!(
         "least-privilege run: {} requests in {:?}",
         log.len(),
@@ -676,4 +678,140 @@ async fn without_the_optional_cluster_role_run_needs_a_provider_and_status_a_nam
         stderr(&out)
     );
     world.shutdown().await;
+}
+
+/// An Istio world: podinfo in `prod` with Istio's sidecars, Istio's
+/// namespace and CRDs (no Linkerd), the Prometheus where the Role
+/// `canary-metrics` allows it.
+const ISTIO_SCENARIO: &str = "
+seed: 20200518
+namespace: prod
+readinessDelay: 200ms
+trafficInterval: 200ms
+crds: [istio]
+namespaces:
+  - {name: prod, mesh: istio}
+  - {name: istio-system}
+  - {name: linkerd-viz}
+deployments:
+  - name: podinfo
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 1
+    labels: {app: podinfo}
+    ports:
+      - {name: http, containerPort: 9898}
+behaviours:
+  \"3.1.0\": {successRate: 100%, latency: {median: 9ms, p99: 35ms}}
+  \"3.1.1\": {successRate: 100%, latency: {median: 8ms, p99: 30ms}}
+prometheus:
+  name: prometheus
+  namespace: linkerd-viz
+  port: 9090
+traffic:
+  - {service: podinfo, namespace: prod, port: 9898, rps: 20}
+";
+
+/// No provider (Istio is detected), 1 s steps.
+const ISTIO_SPEC: &str = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  metricsServer: http://prometheus.linkerd-viz:9090
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service:
+    port: 9898
+  analysis:
+    interval: 1s
+    stepWeight: 50
+    threshold: 3
+    metrics:
+      - name: request-success-rate
+        thresholdRange: {min: 99}
+        interval: 10s
+";
+
+/// What `canary` asks of an Istio cluster under `rules`: detection, a
+/// first run, a release, a changed `service` (the router's objects are
+/// updated), and a revert. Every request must be allowed.
+async fn istio_requests(rules: &Rules) -> Vec<Attributes> {
+    let scenario = Scenario::from_yaml("rbac-istio.yaml", ISTIO_SCENARIO).unwrap();
+    let world = World::start(scenario).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    world.write_kubeconfig(&kubeconfig).unwrap();
+    let spec = dir.path().join("podinfo.yaml");
+    std::fs::write(&spec, ISTIO_SPEC).unwrap();
+    let f = Files {
+        kubeconfig,
+        spec: spec.clone(),
+        backend: spec.clone(),
+        _dir: dir,
+    };
+    world.restrict(Some(rules.clone()));
+    world.sim().clear_request_log();
+    let spec = f.spec.to_str().unwrap().to_string();
+    let out = canary(&f, &["run", &spec]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("Using provider istio"),
+        "{}",
+        stderr(&out)
+    );
+    let image = "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1";
+    let out = canary(&f, &["run", &spec, "--set-image", image]).await;
+    assert_exit(&out, 0);
+    // A new timeout and traffic policy reach the VirtualService and the
+    // DestinationRules on the next run.
+    std::fs::write(
+        &f.spec,
+        ISTIO_SPEC.replace(
+            "    port: 9898\n",
+            "    port: 9898\n    timeout: 10s\n    trafficPolicy:\n      tls: {mode: ISTIO_MUTUAL}\n",
+        ),
+    )
+    .unwrap();
+    let out = canary(&f, &["run", &spec]).await;
+    assert_exit(&out, 0);
+    let vs = world
+        .store()
+        .get(
+            "networking.istio.io/v1beta1",
+            "VirtualService",
+            "prod",
+            "podinfo",
+        )
+        .unwrap();
+    assert_eq!(vs["spec"]["http"][0]["timeout"], "10s");
+    let out = canary(&f, &["revert", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    for (kind, name) in [
+        ("VirtualService", "podinfo"),
+        ("DestinationRule", "podinfo-primary"),
+        ("DestinationRule", "podinfo-canary"),
+    ] {
+        assert!(
+            world
+                .store()
+                .get("networking.istio.io/v1beta1", kind, "prod", name)
+                .is_none(),
+            "{kind} {name}"
+        );
+    }
+    let log = world.sim().request_log();
+    let refused: Vec<String> = log
+        .iter()
+        .filter(|r| !r.allowed || r.status == 403 || r.status == 401)
+        .map(|r| format!("{} {} -> {} ({})", r.method, r.path, r.status, r.attributes))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "examples/rbac.yaml is missing permissions on Istio for:\n{}",
+        refused.join("\n")
+    );
+    world.shutdown().await;
+    log.iter().map(|r| r.attributes.clone()).collect()
 }

@@ -9,6 +9,7 @@ mod edge;
 mod examples;
 mod generated;
 mod incluster;
+mod istio;
 mod malformed;
 mod operate;
 mod output;

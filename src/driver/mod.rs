@@ -35,7 +35,7 @@ use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::proxy::{HttpEdge, Via};
-use crate::router::AnyRouter;
+use crate::router::{AnyRouter, Router as _};
 use canary_core::engine::decide::{self, Answers, Next, Request, RequestKind, Step, Verdict};
 use canary_core::engine::state::{Phase, State};
 use canary_core::event::Reporter;
@@ -210,6 +210,13 @@ impl<'a> Driver<'a> {
             let mut snap = self.observe().await?;
             if !started {
                 started = true;
+                // The router's objects follow the spec as it is now (a
+                // changed `service.timeout`, traffic policy, hosts ...);
+                // the routing in place is kept. Flagger does this at every
+                // tick; a run does it once, as it starts.
+                if snap.observed.routing.is_some() && !self.canary.suspended {
+                    self.router.reconcile(&self.canary).await?;
+                }
                 self.report_started(&snap.state);
             }
             if stop.is_some() && matches!(snap.state.phase, Phase::Promoting | Phase::Finalising) {

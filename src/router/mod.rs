@@ -9,6 +9,7 @@
 //! for `canary revert`.
 
 pub(crate) mod detect;
+pub(crate) mod istio;
 pub(crate) mod smi;
 
 use crate::cluster::error::Result;
@@ -42,6 +43,7 @@ pub(crate) trait Router {
 /// The router for a provider, or why there is none.
 pub(crate) enum AnyRouter {
     Smi(smi::SmiRouter),
+    Istio(istio::IstioRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -59,6 +61,7 @@ impl AnyRouter {
             Provider::Linkerd | Provider::Osm | Provider::Smi(_) => Ok(AnyRouter::Smi(
                 smi::SmiRouter::new(client.clone(), names::smi_version(provider)),
             )),
+            Provider::Istio => Ok(AnyRouter::Istio(istio::IstioRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -75,6 +78,7 @@ impl Router for AnyRouter {
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()> {
         match self {
             AnyRouter::Smi(r) => r.reconcile(c).await,
+            AnyRouter::Istio(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -82,6 +86,7 @@ impl Router for AnyRouter {
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         match self {
             AnyRouter::Smi(r) => r.current_routing(c).await,
+            AnyRouter::Istio(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -91,6 +96,7 @@ impl Router for AnyRouter {
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
         match self {
             AnyRouter::Smi(r) => r.set_routing(c, routing).await,
+            AnyRouter::Istio(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -100,6 +106,7 @@ impl Router for AnyRouter {
     async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
         match self {
             AnyRouter::Smi(r) => r.finalize(c).await,
+            AnyRouter::Istio(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

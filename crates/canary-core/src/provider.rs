@@ -224,7 +224,15 @@ impl Provider {
             },
             Provider::Linkerd | Provider::Osm | Provider::Smi(_) => WEIGHTS_ONLY,
             //                                 headers cookies labels mirror affinity
-            Provider::Istio => flagger(true, true, true, true, true),
+            // Driven: weights, matching (headers, cookies, source labels)
+            // and mirroring; session affinity not yet.
+            Provider::Istio => Capabilities {
+                header_match: true,
+                cookie_match: true,
+                source_labels: true,
+                mirroring: true,
+                ..WEIGHTS_ONLY
+            },
             Provider::GatewayApi(_) => flagger(true, true, false, true, true),
             Provider::Nginx => flagger(true, true, false, false, false),
             Provider::Contour => flagger(true, true, false, false, false),
@@ -433,6 +441,7 @@ mod tests {
         assert_eq!(
             driven,
             [
+                "istio",
                 "kubernetes",
                 "linkerd",
                 "osm",

@@ -1283,9 +1283,131 @@ pub fn validate(k: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldErro
             errs.push(FieldError::required("spec.service", ""));
         }
         ("gateway.networking.k8s.io", "HTTPRoute") => validate_http_route(obj, &mut errs),
+        ("networking.istio.io", "VirtualService") => validate_virtual_service(obj, &mut errs),
+        ("networking.istio.io", "DestinationRule")
+            if obj["spec"]["host"].as_str().is_none_or(str::is_empty) =>
+        {
+            errs.push(FieldError::required("spec.host", ""));
+        }
         _ => {}
     }
     errs
+}
+
+/// Istio's `StringMatch`: one of `exact`, `prefix` or `regex` (an RE2
+/// expression). Istio has no `suffix`: a real API server prunes the
+/// unknown field and leaves a match on the header's presence, so it is
+/// refused here rather than silently turned into something else.
+fn validate_string_match(path: &str, m: &Value, errs: &mut Vec<FieldError>) {
+    let Some(o) = m.as_object() else {
+        errs.push(FieldError::invalid(
+            path,
+            &m.to_string(),
+            "must be an object",
+        ));
+        return;
+    };
+    for (k, v) in o {
+        match k.as_str() {
+            "exact" | "prefix" => {}
+            "regex" => {
+                if let Some(r) = v.as_str()
+                    && regex::Regex::new(r).is_err()
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{path}.regex"),
+                        &go_quote(r),
+                        "\"regex\" must be a valid RE2 regular expression",
+                    ));
+                }
+            }
+            other => errs.push(FieldError {
+                reason: "FieldValueInvalid",
+                field: format!("{path}.{other}"),
+                message: "Invalid value: unknown field: Istio's StringMatch has only exact, \
+                          prefix and regex"
+                    .to_string(),
+            }),
+        }
+    }
+    if o.len() > 1 {
+        errs.push(FieldError::invalid(
+            path,
+            &m.to_string(),
+            "only one of exact, prefix or regex may be set",
+        ));
+    }
+}
+
+/// What istiod's validating webhook checks of a VirtualService, for the
+/// fields a canary router writes.
+fn validate_virtual_service(obj: &Value, errs: &mut Vec<FieldError>) {
+    let spec = &obj["spec"];
+    let empty = |k: &str| spec[k].as_array().is_none_or(Vec::is_empty);
+    if empty("hosts") && !empty("gateways") {
+        errs.push(FieldError::forbidden(
+            "spec.gateways",
+            "a delegate virtual service (no hosts) must not have gateways",
+        ));
+    }
+    if empty("http") && empty("tcp") && empty("tls") {
+        errs.push(FieldError::required(
+            "spec",
+            "http, tcp or tls must be provided in virtual service",
+        ));
+    }
+    for (i, r) in spec["http"].as_array().into_iter().flatten().enumerate() {
+        let path = format!("spec.http[{i}]");
+        let dests = r["route"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if dests.is_empty() && r["redirect"].is_null() && r["directResponse"].is_null() {
+            errs.push(FieldError::required(
+                format!("{path}.route"),
+                "HTTP route, redirect or direct_response is required",
+            ));
+        }
+        for (j, d) in dests.iter().enumerate() {
+            let dp = format!("{path}.route[{j}]");
+            if d["destination"]["host"].as_str().is_none_or(str::is_empty) {
+                errs.push(FieldError::required(format!("{dp}.destination.host"), ""));
+            }
+            match &d["weight"] {
+                Value::Null => {}
+                w if w.as_i64().is_some_and(|w| (0..=100).contains(&w)) => {}
+                w => errs.push(FieldError::invalid(
+                    format!("{dp}.weight"),
+                    &w.to_string(),
+                    "weight must be an integer between 0 and 100",
+                )),
+            }
+        }
+        if !r["mirror"].is_null() && r["mirror"]["host"].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldError::required(format!("{path}.mirror.host"), ""));
+        }
+        if !r["mirrorPercentage"].is_null()
+            && !r["mirrorPercentage"]["value"]
+                .as_f64()
+                .is_some_and(|v| (0.0..=100.0).contains(&v))
+        {
+            errs.push(FieldError::invalid(
+                format!("{path}.mirrorPercentage.value"),
+                &r["mirrorPercentage"]["value"].to_string(),
+                "mirror_percentage must have a max value of 100",
+            ));
+        }
+        for (k, m) in r["match"].as_array().into_iter().flatten().enumerate() {
+            let mp = format!("{path}.match[{k}]");
+            for f in ["uri", "scheme", "method", "authority"] {
+                if !m[f].is_null() {
+                    validate_string_match(&format!("{mp}.{f}"), &m[f], errs);
+                }
+            }
+            for f in ["headers", "withoutHeaders", "queryParams"] {
+                for (name, sm) in m[f].as_object().into_iter().flatten() {
+                    validate_string_match(&format!("{mp}.{f}.{name}"), sm, errs);
+                }
+            }
+        }
+    }
 }
 
 /// A few of the Gateway API CRD's schema and CEL rules (after defaults).

@@ -615,7 +615,8 @@ impl Traffic {
                     }
                     None => (ns.clone(), name.clone()),
                 };
-                self.to_service(
+                let mirror = mesh_mirror(c, &ns, &name, req, &mut g.rng);
+                let answer = self.to_service(
                     g,
                     c,
                     req,
@@ -626,7 +627,25 @@ impl Traffic {
                     None,
                     now,
                     rec,
-                )
+                );
+                // The shadow copy: answered and recorded by the mirror's
+                // pods, its answer dropped (Envoy adds `-shadow` to the
+                // authority).
+                if let Some((mns, mname)) = mirror {
+                    self.to_service(
+                        g,
+                        c,
+                        req,
+                        &mns,
+                        &mname,
+                        Some(port),
+                        &format!("{authority}-shadow"),
+                        None,
+                        now,
+                        rec,
+                    );
+                }
+                answer
             }
             Entry::Ingress(hit) => self.through_ingress(g, c, req, *hit, now, rec),
             Entry::Routed {
@@ -1576,23 +1595,10 @@ fn mesh_route(c: &Cluster, ns: &str, svc: &str, req: &Request, rng: &mut Rng) ->
             httproute_pick(route, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
-    if let Some(vs) = c.virtualservices.iter().find(|v| {
-        let gateways: Vec<&str> = v["spec"]["gateways"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let vns = v["metadata"]["namespace"].as_str().unwrap_or("");
-        (gateways.is_empty() || gateways.contains(&"mesh"))
-            && v["spec"]["hosts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .any(|h| dest_service(h, vns).is_some_and(|(n, s)| n == ns && s == svc))
-    }) {
-        return Some(vs_pick(vs, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)));
+    if let Some(vs) = mesh_vs(c, ns, svc) {
+        return Some(
+            vs_pick(c, vs, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
+        );
     }
     // A gateway's router made for this Service (as Flagger names them
     // `<svc>`, with backends `<svc>-primary` and `<svc>-canary`) also
@@ -1619,19 +1625,53 @@ fn mesh_route(c: &Cluster, ns: &str, svc: &str, req: &Request, rng: &mut Rng) ->
             httproute_pick(route, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
-    if let Some(vs) = c.virtualservices.iter().find(|v| {
-        let names = v["spec"]["http"]
+    // A VirtualService bound only to gateways does not route the mesh's
+    // traffic (Istio applies it to the sidecars only with `mesh`), so it
+    // has no such fallback.
+    None
+}
+
+/// The VirtualService the sidecars apply to traffic aimed at Service
+/// `ns/svc`: one bound to `mesh` (or to no gateway) naming the Service
+/// among its hosts.
+fn mesh_vs<'a>(c: &'a Cluster, ns: &str, svc: &str) -> Option<&'a Value> {
+    c.virtualservices.iter().find(|v| {
+        let gateways: Vec<&str> = v["spec"]["gateways"]
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|h| h["route"].as_array().into_iter().flatten())
-            .filter_map(|d| dest_service(d["destination"]["host"].as_str()?, ns).map(|(_, s)| s))
+            .filter_map(Value::as_str)
             .collect();
-        made_for(v, names)
-    }) {
-        return Some(vs_pick(vs, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)));
+        let vns = v["metadata"]["namespace"].as_str().unwrap_or("");
+        (gateways.is_empty() || gateways.contains(&"mesh"))
+            && v["spec"]["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|h| dest_service(h, vns).is_some_and(|(n, s)| n == ns && s == svc))
+    })
+}
+
+/// Where the mesh mirrors a request aimed at Service `ns/svc`: the matched
+/// route's `mirror` host, for `mirrorPercentage` of the requests (all of
+/// them when absent), as Envoy's shadowing does.
+fn mesh_mirror(
+    c: &Cluster,
+    ns: &str,
+    svc: &str,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<(String, String)> {
+    let vs = mesh_vs(c, ns, svc)?;
+    let route = vs_route(c, vs, req)?;
+    let host = route["mirror"]["host"].as_str()?;
+    let vns = vs["metadata"]["namespace"].as_str().unwrap_or("");
+    let percent = route["mirrorPercentage"]["value"].as_f64().unwrap_or(100.0);
+    if rng.f64() * 100.0 >= percent {
+        return None;
     }
-    None
+    dest_service(host, vns)
 }
 
 /// A gateway's routing of a host name: an Istio VirtualService bound to a
@@ -1650,7 +1690,7 @@ fn gateway_route(
             .filter_map(Value::as_str)
             .any(|h| host_matches(h, host))
     }) {
-        return Some(match vs_pick(vs, req, rng) {
+        return Some(match vs_pick(c, vs, req, rng) {
             Some((n, s, p)) => (Routed::To(n, s), p),
             None => (Routed::Nowhere, None),
         });
@@ -1682,27 +1722,85 @@ fn string_match(m: &Value, v: Option<&str>) -> bool {
     if let Some(r) = m["regex"].as_str() {
         return regex::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| re.is_match(v));
     }
+    // An empty match (`{}`) matches the header's presence, as Envoy's
+    // `present_match`.
     true
+}
+
+/// A query parameter's value, `""` for a bare `?key`.
+fn query_param<'a>(path: &'a str, key: &str) -> Option<&'a str> {
+    let (_, q) = path.split_once('?')?;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then_some(v)
+    })
+}
+
+/// Whether one of an Istio route's `match` entries matches the request.
+fn istio_match(c: &Cluster, m: &Value, req: &Request) -> bool {
+    let path = req.path.split('?').next().unwrap_or("/");
+    let uri_ok = m["uri"].is_null() || {
+        if m["ignoreUriCase"] == json!(true) {
+            let lower = |v: &Value| match v.as_str() {
+                Some(s) => json!(s.to_ascii_lowercase()),
+                None => v.clone(),
+            };
+            let mut u = m["uri"].clone();
+            for k in ["exact", "prefix"] {
+                if !u[k].is_null() {
+                    u[k] = lower(&u[k]);
+                }
+            }
+            string_match(&u, Some(&path.to_ascii_lowercase()))
+        } else {
+            string_match(&m["uri"], Some(path))
+        }
+    };
+    let method_ok = m["method"].is_null() || string_match(&m["method"], Some(&req.method));
+    let headers_ok = m["headers"]
+        .as_object()
+        .is_none_or(|hs| hs.iter().all(|(k, cond)| string_match(cond, req.header(k))));
+    let without_ok = m["withoutHeaders"]
+        .as_object()
+        .is_none_or(|hs| !hs.iter().any(|(k, cond)| string_match(cond, req.header(k))));
+    let query_ok = m["queryParams"].as_object().is_none_or(|qs| {
+        qs.iter()
+            .all(|(k, cond)| string_match(cond, query_param(&req.path, k)))
+    });
+    let ns_ok = m["sourceNamespace"]
+        .as_str()
+        .is_none_or(|n| n == req.source.namespace);
+    // The calling workload's pods carry the labels (Istio's
+    // `sourceLabels`); a caller outside the cluster's workloads has none.
+    let labels_ok = m["sourceLabels"].as_object().is_none_or(|want| {
+        c.pods
+            .get(&req.source.namespace)
+            .into_iter()
+            .flatten()
+            .find(|p| p.workload_name() == req.source.workload)
+            .is_some_and(|p| want.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+    });
+    uri_ok && method_ok && headers_ok && without_ok && query_ok && ns_ok && labels_ok
+}
+
+/// The first HTTP route of a VirtualService matching the request.
+fn vs_route<'a>(c: &Cluster, vs: &'a Value, req: &Request) -> Option<&'a Value> {
+    vs["spec"]["http"].as_array()?.iter().find(|h| {
+        let matches = h["match"].as_array().filter(|m| !m.is_empty());
+        matches.is_none_or(|ms| ms.iter().any(|m| istio_match(c, m, req)))
+    })
 }
 
 /// The first Istio HTTP route matching the request, then a destination by
 /// weight: (namespace, service, port).
-fn vs_pick(vs: &Value, req: &Request, rng: &mut Rng) -> Option<(String, String, Option<u16>)> {
+fn vs_pick(
+    c: &Cluster,
+    vs: &Value,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<(String, String, Option<u16>)> {
     let ns = vs["metadata"]["namespace"].as_str().unwrap_or("");
-    let path = req.path.split('?').next().unwrap_or("/");
-    let http = vs["spec"]["http"].as_array()?;
-    let route = http.iter().find(|h| {
-        let matches = h["match"].as_array().filter(|m| !m.is_empty());
-        matches.is_none_or(|ms| {
-            ms.iter().any(|m| {
-                (m["uri"].is_null() || string_match(&m["uri"], Some(path)))
-                    && (m["method"].is_null() || string_match(&m["method"], Some(&req.method)))
-                    && m["headers"].as_object().is_none_or(|hs| {
-                        hs.iter().all(|(k, cond)| string_match(cond, req.header(k)))
-                    })
-            })
-        })
-    })?;
+    let route = vs_route(c, vs, req)?;
     let dests: Vec<&Value> = route["route"].as_array()?.iter().collect();
     let single = dests.len() == 1;
     let weighted: Vec<(Dest, f64)> = dests
@@ -1712,9 +1810,13 @@ fn vs_pick(vs: &Value, req: &Request, rng: &mut Rng) -> Option<(String, String, 
             let port = d["destination"]["port"]["number"]
                 .as_u64()
                 .map(|p| p as u16);
-            let w = d["weight"]
-                .as_f64()
-                .unwrap_or(if single { 100.0 } else { 0.0 });
+            // A lone destination takes all the route's traffic whatever
+            // its weight says, as in Istio.
+            let w = if single {
+                100.0
+            } else {
+                d["weight"].as_f64().unwrap_or(0.0)
+            };
             Some(((n, s, port), w))
         })
         .collect();

@@ -32,6 +32,7 @@ pub struct World {
     sim: Sim,
     scenario: Scenario,
     loadtester: Option<Arc<LoadTester>>,
+    traffic: Arc<Traffic>,
     metrics_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -145,6 +146,7 @@ impl World {
             sim,
             scenario,
             loadtester,
+            traffic,
             metrics_addr,
             shutdown_tx,
             tasks,
@@ -167,6 +169,41 @@ impl World {
     /// The load tester, when the scenario has one.
     pub fn loadtester(&self) -> Option<&Arc<LoadTester>> {
         self.loadtester.as_ref()
+    }
+
+    /// Sends one GET to Service `namespace/service` on `port` with
+    /// `headers`, from a pod of workload `source` (`(namespace, name)`),
+    /// through the cluster's routing now: the pod that answered, or why
+    /// none did.
+    pub fn answering_pod(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: u16,
+        headers: &[(&str, &str)],
+        source: (&str, &str),
+    ) -> Result<String, String> {
+        let mut req = traffic::Request::get(
+            traffic::Target::Service {
+                namespace: namespace.to_string(),
+                name: service.to_string(),
+                port: Some(port),
+            },
+            "/",
+        );
+        req.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        req.source = traffic::Source {
+            namespace: source.0.to_string(),
+            workload: source.1.to_string(),
+        };
+        let r = self.traffic.request(&req);
+        r.pod.ok_or_else(|| {
+            r.error
+                .unwrap_or_else(|| format!("status {}: {}", r.status, r.body))
+        })
     }
 
     /// Every request the load tester received, oldest first.

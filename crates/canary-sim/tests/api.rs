@@ -307,7 +307,7 @@ fn examples() -> Vec<(
             "VirtualService",
             "virtualservices",
             "vs2",
-            json!({"spec": {"hosts": ["podinfo"]}}),
+            json!({"spec": {"hosts": ["podinfo"], "http": [{"route": [{"destination": {"host": "podinfo-primary"}}]}]}}),
         ),
         (
             "networking.istio.io",

@@ -211,6 +211,12 @@ pub struct ResolvedCanary {
     pub suspended: bool,
     pub metrics: Vec<ResolvedMetric>,
     pub webhooks: Vec<ResolvedWebhook>,
+    /// `spec.service` as written: what a router copies into its objects
+    /// (Istio's hosts, gateways, retries, timeouts, headers, CORS policy,
+    /// traffic policy ...). The fields above are the ones the rest of the
+    /// product reads.
+    #[serde(skip)]
+    pub service_spec: super::types::CanaryService,
     /// Things Flagger would silently change, said out loud.
     pub notes: Vec<String>,
 }
@@ -548,6 +554,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         suspended: spec.suspend.unwrap_or(false),
         metrics,
         webhooks,
+        service_spec: service,
         notes,
     }
 }
