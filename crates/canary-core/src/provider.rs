@@ -97,6 +97,9 @@ pub struct Capabilities {
     /// Keeps a client on the version it was sent to
     /// (`analysis.sessionAffinity`).
     pub session_affinity: bool,
+    /// Routes a TCP service (`service.appProtocol: tcp`) as `canary run`
+    /// drives it.
+    pub tcp: bool,
     /// Target kinds `canary run` drives with this provider; empty when it
     /// does not drive the provider at all.
     pub targets: &'static [&'static str],
@@ -126,6 +129,8 @@ const WEIGHTS_ONLY: Capabilities = Capabilities {
     source_labels: false,
     mirroring: false,
     session_affinity: false,
+    // An SMI TrafficSplit splits connections, whatever the protocol.
+    tcp: true,
     targets: DRIVEN_TARGETS,
     autoscalers: DRIVEN_AUTOSCALERS,
     not_driven: None,
@@ -146,6 +151,7 @@ const fn flagger(
         source_labels,
         mirroring,
         session_affinity,
+        tcp: false,
         targets: &[],
         autoscalers: &[],
         not_driven: Some(NOT_YET),
@@ -225,12 +231,13 @@ impl Provider {
             Provider::Linkerd | Provider::Osm | Provider::Smi(_) => WEIGHTS_ONLY,
             //                                 headers cookies labels mirror affinity
             // Driven: weights, matching (headers, cookies, source labels)
-            // and mirroring; session affinity not yet.
+            // and mirroring; session affinity and TCP routes not yet.
             Provider::Istio => Capabilities {
                 header_match: true,
                 cookie_match: true,
                 source_labels: true,
                 mirroring: true,
+                tcp: false,
                 ..WEIGHTS_ONLY
             },
             Provider::GatewayApi(_) => flagger(true, true, false, true, true),

@@ -150,6 +150,20 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
         );
     }
 
+    let tcp = spec
+        .service
+        .as_ref()
+        .and_then(|s| s.app_protocol.as_deref())
+        .is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+    if tcp && !caps.tcp {
+        out.push(
+            "spec.service.appProtocol",
+            cannot("route a TCP service: its routes are written for HTTP"),
+            "with a mesh that splits connections (linkerd, osm, smi) or the kubernetes \
+             provider, a TCP service runs",
+        );
+    }
+
     if let Some(provider) = c.provider {
         for (i, m) in c.metrics.iter().enumerate() {
             if m.source == MetricSource::Builtin
@@ -181,6 +195,7 @@ fn any_driven() -> Capabilities {
         source_labels: any(|c| c.source_labels),
         mirroring: any(|c| c.mirroring),
         session_affinity: any(|c| c.session_affinity),
+        tcp: any(|c| c.tcp),
         targets: DRIVEN_TARGETS,
         autoscalers: DRIVEN_AUTOSCALERS,
         not_driven: None,
@@ -350,6 +365,27 @@ spec:
       - headers:
           x-canary: {exact: insider}
 ";
+
+    #[test]
+    fn a_tcp_service_is_refused_where_its_routes_would_be_written_for_http() {
+        let tcp = AB.replace(
+            "service: {port: 9898}",
+            "service: {port: 9898, appProtocol: tcp}",
+        );
+        let d = refusals(&tcp, Some(Provider::Istio));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.service.appProtocol"));
+        assert!(
+            d[0].message.contains("cannot route a TCP service"),
+            "{}",
+            d[0].message
+        );
+        let weighted = tcp.replace(
+            "    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n",
+            "    stepWeight: 10\n",
+        );
+        assert!(refusals(&weighted, Some(Provider::Linkerd)).is_empty());
+    }
 
     #[test]
     fn ab_testing_on_a_traffic_split_is_refused_at_match() {
