@@ -9,6 +9,8 @@
 //! for `canary revert`.
 
 pub(crate) mod detect;
+pub(crate) mod gateway_api;
+pub(crate) mod nginx;
 pub(crate) mod smi;
 
 use crate::cluster::error::Result;
@@ -42,6 +44,8 @@ pub(crate) trait Router {
 /// The router for a provider, or why there is none.
 pub(crate) enum AnyRouter {
     Smi(smi::SmiRouter),
+    GatewayApi(gateway_api::GatewayApiRouter),
+    Nginx(nginx::NginxRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -59,6 +63,10 @@ impl AnyRouter {
             Provider::Linkerd | Provider::Osm | Provider::Smi(_) => Ok(AnyRouter::Smi(
                 smi::SmiRouter::new(client.clone(), names::smi_version(provider)),
             )),
+            Provider::GatewayApi(v) => Ok(AnyRouter::GatewayApi(
+                gateway_api::GatewayApiRouter::new(client.clone(), v),
+            )),
+            Provider::Nginx => Ok(AnyRouter::Nginx(nginx::NginxRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -75,6 +83,8 @@ impl Router for AnyRouter {
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()> {
         match self {
             AnyRouter::Smi(r) => r.reconcile(c).await,
+            AnyRouter::GatewayApi(r) => r.reconcile(c).await,
+            AnyRouter::Nginx(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -82,6 +92,8 @@ impl Router for AnyRouter {
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         match self {
             AnyRouter::Smi(r) => r.current_routing(c).await,
+            AnyRouter::GatewayApi(r) => r.current_routing(c).await,
+            AnyRouter::Nginx(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -91,6 +103,8 @@ impl Router for AnyRouter {
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
         match self {
             AnyRouter::Smi(r) => r.set_routing(c, routing).await,
+            AnyRouter::GatewayApi(r) => r.set_routing(c, routing).await,
+            AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -100,6 +114,8 @@ impl Router for AnyRouter {
     async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
         match self {
             AnyRouter::Smi(r) => r.finalize(c).await,
+            AnyRouter::GatewayApi(r) => r.finalize(c).await,
+            AnyRouter::Nginx(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

@@ -184,6 +184,10 @@ pub struct ResolvedCanary {
     /// The container port the Services forward to (default: `port`).
     pub target_port: Option<super::types::IntOrString>,
     pub app_protocol: Option<String>,
+    /// `spec.service` as written: the route settings (gateways, hosts,
+    /// matches, timeouts, header filters) a router copies onto its object.
+    #[serde(skip)]
+    pub service_spec: super::types::CanaryService,
     /// `None` when neither the spec nor `--mesh-provider` names one.
     pub provider: Option<Provider>,
     pub provider_source: ProviderSource,
@@ -520,6 +524,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
             .unwrap_or_else(|| defaults::PORT_NAME.to_string()),
         target_port: service.target_port.clone(),
         app_protocol: service.app_protocol.clone(),
+        service_spec: service.clone(),
         provider,
         provider_source,
         metrics_server: overrides
