@@ -15,5 +15,6 @@ mod output;
 mod plan;
 mod rbac;
 mod revert;
+mod routers;
 mod run;
 mod support;

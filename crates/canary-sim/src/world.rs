@@ -32,6 +32,7 @@ pub struct World {
     sim: Sim,
     scenario: Scenario,
     loadtester: Option<Arc<LoadTester>>,
+    traffic: Arc<Traffic>,
     metrics_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -145,10 +146,17 @@ impl World {
             sim,
             scenario,
             loadtester,
+            traffic,
             metrics_addr,
             shutdown_tx,
             tasks,
         })
+    }
+
+    /// Sends one request through the cluster's routing now, as a client
+    /// would (recorded like any other): which pod answered, and how.
+    pub fn request(&self, req: &traffic::Request) -> traffic::Response {
+        self.traffic.request(req)
     }
 
     /// The API server.
