@@ -18,7 +18,6 @@ const NOT_SPECS: &[&str] = &["rbac.yaml", "job.yaml", "cronjob.yaml"];
 const NOT_RUN_YET: &[(&str, &[&str])] = &[
     ("ab-testing.yaml", &["spec.provider"]),
     ("alert-provider.yaml", &["spec.analysis.alerts"]),
-    ("gateway-api.yaml", &["spec.provider"]),
     ("istio.yaml", &["spec.analysis.alerts", "spec.provider"]),
 ];
 
