@@ -191,9 +191,10 @@ async fn served(c: &Cluster) -> (f64, f64) {
         .unwrap();
     let mut primary = 0.0;
     let mut canary = 0.0;
-    for line in text.lines().filter(|l| {
-        l.starts_with("response_total{") && l.contains("direction=\"inbound\"")
-    }) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("response_total{") && l.contains("direction=\"inbound\""))
+    {
         let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap_or(0.0);
         if line.contains("deployment=\"podinfo-primary\"") {
             primary += v;
@@ -206,11 +207,7 @@ async fn served(c: &Cluster) -> (f64, f64) {
 
 async fn gateway_canary_is_promoted_rolled_back_and_aborted(version: &str) {
     let provider = format!("gatewayapi:{version}");
-    let c = Cluster::start_in(
-        scenario("gatewayApi", ""),
-        &gateway_spec(&provider, STEPS),
-    )
-    .await;
+    let c = Cluster::start_in(scenario("gatewayApi", ""), &gateway_spec(&provider, STEPS)).await;
     c.initialise().await;
     assert_eq!(route_weights(&c, version), Some((100, 0)));
     let route = c
@@ -225,7 +222,10 @@ async fn gateway_canary_is_promoted_rolled_back_and_aborted(version: &str) {
         .unwrap();
     assert_eq!(route["spec"]["hostnames"], json!(["www.example.com"]));
     assert_eq!(route["spec"]["parentRefs"][0]["name"], "gateway");
-    assert_eq!(route["spec"]["parentRefs"][0]["namespace"], "gateway-system");
+    assert_eq!(
+        route["spec"]["parentRefs"][0]["namespace"],
+        "gateway-system"
+    );
 
     // A healthy release: the route shows every planned step.
     c.set_image("3.1.1");
@@ -317,7 +317,10 @@ async fn gateway_api_ab_testing_sends_only_matching_requests_to_the_canary() {
             stderr(&out)
         );
         assert_eq!(route_weights(&c, version), Some((100, 0)));
-        assert_eq!(answers(&c, "www.example.com", &[("x-canary", "insider")], 20), (20, 0));
+        assert_eq!(
+            answers(&c, "www.example.com", &[("x-canary", "insider")], 20),
+            (20, 0)
+        );
         assert_eq!(
             c.image("podinfo-primary").await,
             "ghcr.io/stefanprodan/podinfo:3.1.1"
@@ -363,7 +366,10 @@ async fn gateway_api_mirroring_copies_requests_to_the_canary_while_users_get_the
     let out = finish(child).await;
     assert_exit(&out, 0);
     let log = stderr(&out);
-    assert!(log.contains("Advance podinfo.prod canary iteration 4/4"), "{log}");
+    assert!(
+        log.contains("Advance podinfo.prod canary iteration 4/4"),
+        "{log}"
+    );
     assert!(
         log.contains("Stop traffic mirroring and route all traffic to canary"),
         "{log}"
@@ -395,11 +401,7 @@ async fn the_gateway_api_is_detected_and_plan_lists_exactly_the_objects_run_crea
         .unwrap();
     assert_exit(&plan, 0);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(
-        &c,
-        &plan,
-        &[("gateway.networking.k8s.io/v1", "HTTPRoute")],
-    );
+    assert_plan_matches_cluster(&c, &plan, &[("gateway.networking.k8s.io/v1", "HTTPRoute")]);
     c.world.shutdown().await;
 }
 
@@ -432,7 +434,10 @@ fn assert_plan_matches_cluster(c: &Cluster, plan: &Value, router_kinds: &[(&str,
             }
         }
     }
-    assert_eq!(made, planned, "the plan lists {planned:?}, the run made {made:?}");
+    assert_eq!(
+        made, planned,
+        "the plan lists {planned:?}, the run made {made:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -66,11 +66,7 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
         });
     }
     if let Some(crd) = crds.get_opt(HTTPROUTE_CRD).await.ok().flatten() {
-        let serves_v1 = crd
-            .spec
-            .versions
-            .iter()
-            .any(|v| v.name == "v1" && v.served);
+        let serves_v1 = crd.spec.versions.iter().any(|v| v.name == "v1" && v.served);
         let version = if serves_v1 {
             GatewayApiVersion::V1
         } else {

@@ -212,7 +212,9 @@ fn filters(c: &ResolvedCanary) -> Vec<Value> {
     };
     if let Some(h) = &s.headers {
         if let Some(r) = &h.request {
-            out.push(json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier(r)}));
+            out.push(
+                json!({"type": "RequestHeaderModifier", "requestHeaderModifier": modifier(r)}),
+            );
         }
         if let Some(r) = &h.response {
             out.push(
@@ -524,9 +526,7 @@ spec:
 
     #[test]
     fn mirroring_adds_a_mirror_filter_to_the_canary() {
-        let c = canary(&format!(
-            "{CANARY}    iterations: 10\n    mirror: true\n"
-        ));
+        let c = canary(&format!("{CANARY}    iterations: 10\n    mirror: true\n"));
         let spec = route_spec(
             &c,
             &Routing::Mirrored {

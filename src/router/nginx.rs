@@ -290,8 +290,12 @@ impl Router for NginxRouter {
     async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
         let name = ingress_name(c)?;
         let canary_name = names::canary(name);
-        let removal =
-            managed::delete(&self.api(&c.namespace), &canary_name, &canary_object(c, name)).await?;
+        let removal = managed::delete(
+            &self.api(&c.namespace),
+            &canary_name,
+            &canary_object(c, name),
+        )
+        .await?;
         Ok(vec![(format!("ingress/{canary_name}"), removal)])
     }
 }
@@ -392,11 +396,16 @@ spec:
         let c = canary("    stepWeight: 10\n");
         let on = annotations_for(&at_rest(&BTreeMap::new()), &Routing::weighted(50)).unwrap();
         let off = annotations_for(&on, &Routing::all_primary()).unwrap();
-        assert_eq!(
-            off,
-            BTreeMap::from([(key("canary"), "false".to_string())])
-        );
+        assert_eq!(off, BTreeMap::from([(key("canary"), "false".to_string())]));
         assert_eq!(routing_of(&c, &off), Some(Routing::all_primary()));
-        assert!(annotations_for(&on, &Routing::Mirrored { mirror_weight: None }).is_err());
+        assert!(
+            annotations_for(
+                &on,
+                &Routing::Mirrored {
+                    mirror_weight: None
+                }
+            )
+            .is_err()
+        );
     }
 }
