@@ -280,8 +280,8 @@ async fn gateway_canary_is_promoted_rolled_back_and_aborted(version: &str) {
 
     // Aborted mid-rollout: all traffic back on the primary.
     c.set_image("3.1.0");
-    let child = c.spawn(&[]);
-    c.wait_until("the analysis never started", Duration::from_secs(60), |c| {
+    let mut child = c.spawn(&[]);
+    wait_during_run(&c, &mut child, "the analysis never started", |c| {
         route_weights(c, version).is_some_and(|(_, w)| w > 0)
     })
     .await;
@@ -611,8 +611,8 @@ async fn an_nginx_canary_is_promoted_step_by_step_rolled_back_and_aborted() {
     assert_eq!(answers(&c, "www.example.com", &[], 20), (20, 0));
 
     c.set_image("3.1.0");
-    let child = c.spawn(&[]);
-    c.wait_until("the analysis never started", Duration::from_secs(60), |c| {
+    let mut child = c.spawn(&[]);
+    wait_during_run(&c, &mut child, "the analysis never started", |c| {
         nginx_weight(c).is_some_and(|w| w > 0)
     })
     .await;
