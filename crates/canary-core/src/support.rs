@@ -505,15 +505,56 @@ spec:
 
     #[test]
     fn without_a_provider_what_no_driven_provider_can_do_is_refused() {
-        let d = refusals(AB, None);
+        // Header matching is driven (Gateway API, NGINX); the caller's
+        // labels are not.
+        assert!(refusals(AB, None).is_empty());
+        let by_labels = AB.replace(
+            "      - headers:\n          x-canary: {exact: insider}\n",
+            "      - sourceLabels: {app: frontend}\n",
+        );
+        let d = refusals(&by_labels, None);
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!(
             d[0].message,
-            "no provider `canary run` drives can route requests by their content, so A/B \
-             testing (`match`) cannot run"
+            "no provider `canary run` drives can route requests by the caller's labels \
+             (`sourceLabels`)"
         );
         let weighted = AB.replace("    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n", "    stepWeight: 10\n");
         assert!(refusals(&weighted, None).is_empty(), "{weighted}");
+    }
+
+    #[test]
+    fn a_match_a_router_would_write_only_in_part_is_refused_at_the_match() {
+        let prefix = AB.replace("{exact: insider}", "{prefix: ins}");
+        let d = refusals(
+            &prefix,
+            Some(Provider::GatewayApi(crate::provider::GatewayApiVersion::V1)),
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.analysis.match[0]"));
+        assert!(
+            d[0].message.contains("match a header by `prefix`"),
+            "{}",
+            d[0].message
+        );
+        let two = AB.replace(
+            "          x-canary: {exact: insider}\n",
+            "          x-canary: {exact: insider}\n          cookie: {exact: canary}\n",
+        );
+        let d = refusals(&two, Some(Provider::Nginx));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("in one match"), "{}", d[0].message);
+        assert!(refusals(AB, Some(Provider::Nginx)).is_empty());
+        let mirror = AB.replace(
+            "    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n",
+            "    iterations: 10\n    mirror: true\n    mirrorWeight: 50\n",
+        );
+        let d = refusals(
+            &mirror,
+            Some(Provider::GatewayApi(crate::provider::GatewayApiVersion::V1)),
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.analysis.mirrorWeight"));
     }
 
     #[test]
