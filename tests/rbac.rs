@@ -273,6 +273,7 @@ namespaces:
   - {name: linkerd}
   - {name: linkerd-viz}
   - {name: istio-system}
+  - {name: ingress-nginx}
 deployments:
   - name: podinfo
     namespace: prod
@@ -617,6 +618,20 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
+    // The Gateway API and NGINX routers, each in a cluster of its own.
+    for (crds, spec, ingress) in [
+        ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
+        (
+            "smi",
+            router_spec(
+                "nginx",
+                "  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}\n",
+            ),
+            true,
+        ),
+    ] {
+        asked.extend(router_lifecycle(&rules, crds, &spec, ingress).await);
+    }
     let unused: Vec<String> = rules
         .unused(&asked)
         .iter()
@@ -641,6 +656,96 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
         log.len(),
         started.elapsed()
     );
+}
+
+/// A weighted canary of podinfo on `provider`, without metrics or hooks.
+fn router_spec(provider: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: {provider}
+{extra}  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  service:
+    port: 9898
+    hosts: [www.example.com]
+    gatewayRefs: [{{name: gateway, namespace: gateway-system}}]
+  analysis:
+    interval: 1s
+    stepWeight: 50
+    threshold: 1
+"
+    )
+}
+
+/// Initialises, promotes and reverts `spec` under `rules` in a cluster
+/// with `crds` (and the user's Ingress when `ingress`); every request must
+/// be allowed. Returns what the requests asked for.
+async fn router_lifecycle(rules: &Rules, crds: &str, spec: &str, ingress: bool) -> Vec<Attributes> {
+    let scenario = Scenario::from_yaml(
+        "rbac-routers.yaml",
+        &format!(
+            "
+namespace: prod
+readinessDelay: 200ms
+crds: [{crds}]
+namespaces:
+  - {{name: prod}}
+deployments:
+  - name: podinfo
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    labels: {{app: podinfo}}
+    ports: [{{name: http, containerPort: 9898}}]
+traffic:
+  - {{host: www.example.com, namespace: prod, rps: 10}}
+"
+        ),
+    )
+    .unwrap();
+    let world = World::start(scenario).await.unwrap();
+    if ingress {
+        world
+            .store()
+            .create(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "podinfo", "namespace": "prod"},
+                "spec": {"rules": [{"host": "www.example.com", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}
+                }]}}]}
+            }))
+            .unwrap();
+    }
+    let f = files(&world);
+    std::fs::write(&f.spec, spec).unwrap();
+    world.restrict(Some(rules.clone()));
+    world.sim().clear_request_log();
+    let spec = f.spec.to_str().unwrap();
+    assert_exit(&canary(&f, &["run", spec]).await, 0);
+    let image = "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1";
+    let out = canary(&f, &["run", spec, "--set-image", image]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("promoted"), "{}", stdout(&out));
+    let out = canary(&f, &["revert", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    let log = world.sim().request_log();
+    let refused: Vec<String> = log
+        .iter()
+        .filter(|r| !r.allowed || r.status == 403 || r.status == 401)
+        .map(|r| format!("{} {} -> {} ({})", r.method, r.path, r.status, r.attributes))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "examples/rbac.yaml is missing permissions for:\n{}",
+        refused.join("\n")
+    );
+    world.shutdown().await;
+    log.iter().map(|r| r.attributes.clone()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,5 +16,6 @@ mod output;
 mod plan;
 mod rbac;
 mod revert;
+mod routers;
 mod run;
 mod support;

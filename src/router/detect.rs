@@ -1,15 +1,20 @@
-//! Which mesh a cluster runs, for canaries whose spec and command line name
-//! no provider (Flagger reads its own `-mesh-provider` install flag there).
+//! Which mesh or ingress a cluster runs, for canaries whose spec and
+//! command line name no provider (Flagger reads its own `-mesh-provider`
+//! install flag there).
 //!
-//! Linkerd is found by its namespace and the SMI TrafficSplit CRD, Istio by
-//! its namespace and the VirtualService CRD. Exactly one must be found;
-//! with none or both, the user names one.
+//! Each candidate is found by two things it installs: Linkerd by its
+//! namespace and the SMI TrafficSplit CRD, Istio by its namespace and the
+//! VirtualService CRD, NGINX by the `ingress-nginx` namespace and the
+//! `nginx` IngressClass, the Gateway API by the HTTPRoute CRD (`v1` when
+//! the CRD serves it, else `v1beta1`). Exactly one must be found; with none
+//! or several, the user names one.
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 
-use canary_core::provider::Provider;
+use canary_core::provider::{GatewayApiVersion, Provider};
 
 /// A provider found in the cluster, and why it was chosen.
 #[derive(Debug, Clone)]
@@ -32,32 +37,58 @@ const MESHES: &[(Provider, &str, &str)] = &[
     ),
 ];
 
+/// NGINX: the namespace and IngressClass ingress-nginx installs.
+const NGINX: (&str, &str) = ("ingress-nginx", "nginx");
+
+/// The Gateway API's HTTPRoute CRD.
+const HTTPROUTE_CRD: &str = "httproutes.gateway.networking.k8s.io";
+
 /// Picks the mesh from what is installed; `Err` says why none could be.
 pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    let has_ns = async |name: &str| namespaces.get_opt(name).await.ok().flatten().is_some();
     let mut found = Vec::new();
     for (provider, namespace, crd) in MESHES {
-        let has_ns = namespaces.get_opt(namespace).await.ok().flatten().is_some();
-        if has_ns && crds.get_opt(crd).await.ok().flatten().is_some() {
+        if has_ns(namespace).await && crds.get_opt(crd).await.ok().flatten().is_some() {
             found.push(Detected {
                 provider: *provider,
                 why: format!("namespace {namespace} and CRD {crd} exist"),
             });
         }
     }
+    let (namespace, class) = NGINX;
+    let classes: Api<IngressClass> = Api::all(client.clone());
+    if has_ns(namespace).await && classes.get_opt(class).await.ok().flatten().is_some() {
+        found.push(Detected {
+            provider: Provider::Nginx,
+            why: format!("namespace {namespace} and IngressClass {class} exist"),
+        });
+    }
+    if let Some(crd) = crds.get_opt(HTTPROUTE_CRD).await.ok().flatten() {
+        let serves_v1 = crd.spec.versions.iter().any(|v| v.name == "v1" && v.served);
+        let version = if serves_v1 {
+            GatewayApiVersion::V1
+        } else {
+            GatewayApiVersion::V1Beta1
+        };
+        found.push(Detected {
+            provider: Provider::GatewayApi(version),
+            why: format!("CRD {HTTPROUTE_CRD} exists and serves {}", version.as_str()),
+        });
+    }
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(
-            "no provider in the spec and none detected (no Linkerd or Istio found); \
-                  name one with --mesh-provider (or spec.provider)"
+            "no provider in the spec and none detected (no Linkerd, Istio, NGINX or Gateway \
+             API found); name one with --mesh-provider (or spec.provider)"
                 .to_string(),
         ),
         _ => Err(format!(
-            "several meshes found ({}); choose one with --mesh-provider (or spec.provider)",
+            "several providers found ({}); choose one with --mesh-provider (or spec.provider)",
             found
                 .iter()
-                .map(|d| d.provider.name())
+                .map(|d| format!("{} ({})", d.provider.name(), d.why))
                 .collect::<Vec<_>>()
                 .join(", ")
         )),

@@ -9,7 +9,9 @@
 //! for `canary revert`.
 
 pub(crate) mod detect;
+pub(crate) mod gateway_api;
 pub(crate) mod istio;
+pub(crate) mod nginx;
 pub(crate) mod smi;
 
 use crate::cluster::error::Result;
@@ -44,6 +46,8 @@ pub(crate) trait Router {
 pub(crate) enum AnyRouter {
     Smi(smi::SmiRouter),
     Istio(istio::IstioRouter),
+    GatewayApi(gateway_api::GatewayApiRouter),
+    Nginx(nginx::NginxRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -62,6 +66,10 @@ impl AnyRouter {
                 smi::SmiRouter::new(client.clone(), names::smi_version(provider)),
             )),
             Provider::Istio => Ok(AnyRouter::Istio(istio::IstioRouter::new(client.clone()))),
+            Provider::GatewayApi(v) => Ok(AnyRouter::GatewayApi(
+                gateway_api::GatewayApiRouter::new(client.clone(), v),
+            )),
+            Provider::Nginx => Ok(AnyRouter::Nginx(nginx::NginxRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -79,6 +87,8 @@ impl Router for AnyRouter {
         match self {
             AnyRouter::Smi(r) => r.reconcile(c).await,
             AnyRouter::Istio(r) => r.reconcile(c).await,
+            AnyRouter::GatewayApi(r) => r.reconcile(c).await,
+            AnyRouter::Nginx(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -87,6 +97,8 @@ impl Router for AnyRouter {
         match self {
             AnyRouter::Smi(r) => r.current_routing(c).await,
             AnyRouter::Istio(r) => r.current_routing(c).await,
+            AnyRouter::GatewayApi(r) => r.current_routing(c).await,
+            AnyRouter::Nginx(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -97,6 +109,8 @@ impl Router for AnyRouter {
         match self {
             AnyRouter::Smi(r) => r.set_routing(c, routing).await,
             AnyRouter::Istio(r) => r.set_routing(c, routing).await,
+            AnyRouter::GatewayApi(r) => r.set_routing(c, routing).await,
+            AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -107,6 +121,8 @@ impl Router for AnyRouter {
         match self {
             AnyRouter::Smi(r) => r.finalize(c).await,
             AnyRouter::Istio(r) => r.finalize(c).await,
+            AnyRouter::GatewayApi(r) => r.finalize(c).await,
+            AnyRouter::Nginx(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

@@ -115,6 +115,21 @@ impl Capabilities {
     }
 }
 
+/// The parts of an `analysis.match` a router writes
+/// ([`Provider::match_support`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchSupport {
+    /// String match kinds of a header other than `cookie`.
+    pub header_kinds: &'static [&'static str],
+    /// String match kinds of the `cookie` header.
+    pub cookie_kinds: &'static [&'static str],
+    /// Whether `queryParams` are written.
+    pub query_params: bool,
+    /// At most one header and one cookie over all matches, each in a match
+    /// of its own (the router cannot require both at once).
+    pub one_header: bool,
+}
+
 /// The targets and autoscalers `canary run` drives with every provider it
 /// drives.
 pub(crate) const DRIVEN_TARGETS: &[&str] = &["Deployment"];
@@ -240,8 +255,21 @@ impl Provider {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::GatewayApi(_) => flagger(true, true, false, true, true),
-            Provider::Nginx => flagger(true, true, false, false, false),
+            // Flagger keeps clients on a version with cookies on the
+            // HTTPRoute; not driven here yet, so refused.
+            Provider::GatewayApi(_) => Capabilities {
+                header_match: true,
+                cookie_match: true,
+                mirroring: true,
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
+            Provider::Nginx => Capabilities {
+                header_match: true,
+                cookie_match: true,
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
             Provider::Contour => flagger(true, true, false, false, false),
             Provider::Gloo => flagger(true, true, false, false, false),
             Provider::AppMesh(_) => flagger(true, true, false, false, false),
@@ -250,6 +278,45 @@ impl Provider {
             | Provider::Apisix
             | Provider::Skipper
             | Provider::Knative => flagger(false, false, false, false, false),
+        }
+    }
+
+    /// Whether the router copies only a share of the requests while
+    /// mirroring (`analysis.mirrorWeight`). Flagger writes the share on
+    /// Istio's VirtualService only; the Gateway API mirror filter it writes
+    /// copies every request.
+    pub fn mirrors_a_share(self) -> bool {
+        self == Provider::Istio
+    }
+
+    /// What the router writes of an `analysis.match`, when it writes less
+    /// than all of it; `None` when it takes every field. A match the
+    /// router would write only in part is refused up front (see
+    /// [`crate::support`]): a part dropped silently changes which requests
+    /// reach the canary.
+    pub fn match_support(self) -> Option<MatchSupport> {
+        match self {
+            // Flagger's Gateway API router maps `exact` and `regex` only
+            // (any other kind makes it drop the whole match, sending every
+            // request to the canary), and keeps only the headers and query
+            // parameters of an A/B match.
+            Provider::GatewayApi(_) => Some(MatchSupport {
+                header_kinds: &["exact", "regex"],
+                cookie_kinds: &["exact", "regex"],
+                query_params: true,
+                one_header: false,
+            }),
+            // Its NGINX router writes one `canary-by-header` (with its
+            // `exact` value or `regex` pattern) and one `canary-by-cookie`
+            // (the cookie's name, from `exact`), which ingress-nginx tries
+            // one after the other.
+            Provider::Nginx => Some(MatchSupport {
+                header_kinds: &["exact", "regex"],
+                cookie_kinds: &["exact"],
+                query_params: false,
+                one_header: true,
+            }),
+            _ => None,
         }
     }
 
@@ -448,9 +515,12 @@ mod tests {
         assert_eq!(
             driven,
             [
+                "gatewayapi:v1",
+                "gatewayapi:v1beta1",
                 "istio",
                 "kubernetes",
                 "linkerd",
+                "nginx",
                 "osm",
                 "smi:v1alpha1",
                 "smi:v1alpha2",

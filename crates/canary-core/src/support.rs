@@ -15,7 +15,7 @@ use crate::provider::{Capabilities, DRIVEN_AUTOSCALERS, DRIVEN_TARGETS, MetricPr
 use crate::queries::builtin;
 use crate::spec::resolve::{MetricSource, ProviderSource, ResolvedCanary};
 use crate::spec::source::{join_index, join_key};
-use crate::spec::types::{Canary, MetricTemplate};
+use crate::spec::types::{Canary, HttpMatchRequest, MetricTemplate, StringMatch};
 use crate::spec::{Diagnostic, Doc, SpecFile};
 
 /// Everything in `c` (resolved from `doc` of `file`) that `canary run`
@@ -135,11 +135,34 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
         }
     }
 
+    if let Some(p) = c.provider
+        && let Some(why) = partial_match(p, &analysis.r#match)
+    {
+        let (i, what) = why;
+        out.push(
+            &join_index(&at("match"), i),
+            format!("{named} cannot {what}"),
+            "write the match with the fields and string matches this router supports \
+             (see README, \"What `canary run` drives\")",
+        );
+    }
+
     if analysis.mirror == Some(true) && !caps.mirroring {
         out.push(
             &at("mirror"),
             cannot("mirror traffic"),
             "remove `mirror`; Flagger mirrors with istio and gatewayapi",
+        );
+    }
+    if analysis.mirror == Some(true)
+        && analysis.mirror_weight.is_some()
+        && caps.mirroring
+        && c.provider.is_some_and(|p| !p.mirrors_a_share())
+    {
+        out.push(
+            &at("mirrorWeight"),
+            cannot("mirror a share of the requests: its mirror copies every request"),
+            "remove `mirrorWeight` to mirror every request",
         );
     }
     if analysis.session_affinity.is_some() && !caps.session_affinity {
@@ -178,6 +201,99 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
         }
     }
     out.out
+}
+
+/// The first match of `matches` that `p`'s router would write only in
+/// part: its index and what the router cannot do.
+fn partial_match(p: Provider, matches: &[HttpMatchRequest]) -> Option<(usize, String)> {
+    let support = p.match_support()?;
+    let kind = |m: &StringMatch| -> &'static str {
+        if m.exact.is_some() {
+            "exact"
+        } else if m.regex.is_some() {
+            "regex"
+        } else if m.prefix.is_some() {
+            "prefix"
+        } else if m.suffix.is_some() {
+            "suffix"
+        } else {
+            "empty"
+        }
+    };
+    let (mut headers, mut cookies) = (0, 0);
+    for (i, m) in matches.iter().enumerate() {
+        let mut fields = Vec::new();
+        if m.uri.is_some() {
+            fields.push("uri");
+        }
+        if m.method.is_some() {
+            fields.push("method");
+        }
+        if m.scheme.is_some() {
+            fields.push("scheme");
+        }
+        if m.authority.is_some() {
+            fields.push("authority");
+        }
+        if !m.without_headers.is_empty() {
+            fields.push("withoutHeaders");
+        }
+        if !m.query_params.is_empty() && !support.query_params {
+            fields.push("queryParams");
+        }
+        if let Some(f) = fields.first() {
+            return Some((i, format!("route A/B requests by `{f}`")));
+        }
+        for (name, sm) in &m.headers {
+            let (allowed, what) = if name == "cookie" {
+                cookies += 1;
+                (support.cookie_kinds, "a cookie")
+            } else {
+                headers += 1;
+                (support.header_kinds, "a header")
+            };
+            let k = kind(sm);
+            if !allowed.contains(&k) {
+                return Some((
+                    i,
+                    format!(
+                        "match {what} by `{k}` (only by {})",
+                        allowed
+                            .iter()
+                            .map(|a| format!("`{a}`"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                ));
+            }
+        }
+        for (name, sm) in &m.query_params {
+            let k = kind(sm);
+            if !support.header_kinds.contains(&k) {
+                return Some((
+                    i,
+                    format!("match query parameter `{name}` by `{k}` (only by `exact` or `regex`)"),
+                ));
+            }
+        }
+        if support.one_header {
+            if m.headers.len() > 1 {
+                return Some((
+                    i,
+                    "require several headers (or a header and a cookie) in one match: \
+                     it routes by one header, else by one cookie"
+                        .to_string(),
+                ));
+            }
+            if headers > 1 || cookies > 1 {
+                return Some((
+                    i,
+                    "route by more than one header and one cookie".to_string(),
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// What at least one driven provider can do: the capabilities a spec may
@@ -438,6 +554,40 @@ spec:
             "no provider `canary run` drives can keep a client on one version (session \
              affinity)"
         );
+    }
+
+    #[test]
+    fn a_match_a_router_would_write_only_in_part_is_refused_at_the_match() {
+        let prefix = AB.replace("{exact: insider}", "{prefix: ins}");
+        let d = refusals(
+            &prefix,
+            Some(Provider::GatewayApi(crate::provider::GatewayApiVersion::V1)),
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.analysis.match[0]"));
+        assert!(
+            d[0].message.contains("match a header by `prefix`"),
+            "{}",
+            d[0].message
+        );
+        let two = AB.replace(
+            "          x-canary: {exact: insider}\n",
+            "          x-canary: {exact: insider}\n          cookie: {exact: canary}\n",
+        );
+        let d = refusals(&two, Some(Provider::Nginx));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("in one match"), "{}", d[0].message);
+        assert!(refusals(AB, Some(Provider::Nginx)).is_empty());
+        let mirror = AB.replace(
+            "    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n",
+            "    iterations: 10\n    mirror: true\n    mirrorWeight: 50\n",
+        );
+        let d = refusals(
+            &mirror,
+            Some(Provider::GatewayApi(crate::provider::GatewayApiVersion::V1)),
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].path.as_deref(), Some("spec.analysis.mirrorWeight"));
     }
 
     #[test]

@@ -203,6 +203,17 @@ pub static ALL_KINDS: &[KindInfo] = &[
     },
     KindInfo {
         namespaced: false,
+        has_generation: true,
+        ..kind!(
+            "networking.k8s.io",
+            &["v1"],
+            "IngressClass",
+            "ingressclasses",
+            "ingressclass"
+        )
+    },
+    KindInfo {
+        namespaced: false,
         short_names: &["crd", "crds"],
         categories: &["api-extensions"],
         status_subresource: true,
@@ -1744,6 +1755,7 @@ fn decode_typed(k: &KindInfo, obj: &Value) -> Result<Decoded, String> {
         }
         ("coordination.k8s.io", "Lease") => roundtrip::<coordination::v1::Lease>(obj)?,
         ("networking.k8s.io", "Ingress") => roundtrip::<networking::v1::Ingress>(obj)?,
+        ("networking.k8s.io", "IngressClass") => roundtrip::<networking::v1::IngressClass>(obj)?,
         _ => {
             if !obj["metadata"].is_null() {
                 roundtrip::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(

@@ -52,3 +52,7 @@ pub mod server;
 pub mod store;
 mod traffic;
 pub mod world;
+
+/// A request a test sends through the cluster's routing
+/// ([`world::World::request`]), and its answer.
+pub use traffic::{Request, Response, Target};

@@ -584,10 +584,32 @@ impl Traffic {
         now: Instant,
         rec: &mut Recorder,
     ) -> Response {
-        let entry = match self.entry(c, req, &mut g.rng) {
+        // Where an HTTPRoute rule mirrors the request: copies sent once the
+        // answer is known, their answers dropped.
+        let mut mirrors = Vec::new();
+        let entry = match self.entry(c, req, &mut g.rng, &mut mirrors) {
             Ok(e) => e,
             Err(e) => return Response::failed(e),
         };
+        let answer = self.send_entry(g, c, req, entry, now, rec, &mut mirrors);
+        for (ns, svc, port) in mirrors {
+            let authority = format!("{svc}.{ns}.svc.cluster.local");
+            let _ = self.to_service(g, c, req, &ns, &svc, port, &authority, None, now, rec);
+        }
+        answer
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_entry(
+        &self,
+        g: &mut Inner,
+        c: &Cluster,
+        req: &Request,
+        entry: Entry,
+        now: Instant,
+        rec: &mut Recorder,
+        mirrors: &mut Vec<Dest>,
+    ) -> Response {
         match entry {
             Entry::Service {
                 ns,
@@ -599,7 +621,7 @@ impl Traffic {
                     return Response::failed(refused(c, &ns, &name, port.unwrap_or(80)));
                 };
                 // The mesh's routers apply to traffic aimed at the apex.
-                let backend = mesh_route(c, &ns, &name, req, &mut g.rng);
+                let backend = mesh_route(c, &ns, &name, req, &mut g.rng, mirrors);
                 // A flow aimed at a Service that an NGINX Ingress serves
                 // enters through the ingress controller.
                 if backend.is_none()
@@ -713,7 +735,13 @@ impl Traffic {
     }
 
     /// Where a request enters the cluster's routing.
-    fn entry(&self, c: &Cluster, req: &Request, rng: &mut Rng) -> Result<Entry, String> {
+    fn entry(
+        &self,
+        c: &Cluster,
+        req: &Request,
+        rng: &mut Rng,
+        mirrors: &mut Vec<Dest>,
+    ) -> Result<Entry, String> {
         match &req.target {
             Target::Service {
                 namespace,
@@ -760,7 +788,7 @@ impl Traffic {
                 if let Some(hit) = c.ingress_for(host, path) {
                     return Ok(Entry::Ingress(Box::new(hit)));
                 }
-                if let Some(routed) = gateway_route(c, host, req, rng) {
+                if let Some(routed) = gateway_route(c, host, req, rng, mirrors) {
                     return match routed {
                         (Routed::To(ns, name), p) => Ok(Entry::Routed {
                             authority: host.clone(),
@@ -1497,6 +1525,21 @@ fn nginx_use_canary(c: &CanaryIngress, req: &Request, rng: &mut Rng) -> bool {
     c.weight > 0.0 && rng.f64() * total < c.weight
 }
 
+/// The query parameters of a path, undecoded, in order.
+fn query_params(path: &str) -> Vec<(&str, String)> {
+    path.split_once('?')
+        .map(|(_, q)| {
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k, v.to_string()),
+                    None => (kv, String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A weighted choice; `None` when every weight is 0.
 fn pick_weighted<T: Clone>(items: &[(T, f64)], rng: &mut Rng) -> Option<T> {
     let total: f64 = items.iter().map(|(_, w)| w.max(0.0)).sum();
@@ -1556,7 +1599,14 @@ fn names_service(host: &str, ns: &str, svc: &str) -> bool {
 
 /// The mesh's routing of traffic aimed at Service `ns/svc`: TrafficSplit,
 /// then an HTTPRoute attached to the Service, then a mesh VirtualService.
-fn mesh_route(c: &Cluster, ns: &str, svc: &str, req: &Request, rng: &mut Rng) -> Option<Routed> {
+fn mesh_route(
+    c: &Cluster,
+    ns: &str,
+    svc: &str,
+    req: &Request,
+    rng: &mut Rng,
+    mirrors: &mut Vec<Dest>,
+) -> Option<Routed> {
     if let Some(ts) = c.splits.iter().find(|t| {
         t["metadata"]["namespace"] == ns
             && t["spec"]["service"]
@@ -1592,7 +1642,8 @@ fn mesh_route(c: &Cluster, ns: &str, svc: &str, req: &Request, rng: &mut Rng) ->
                 })
     }) {
         return Some(
-            httproute_pick(route, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
+            httproute_pick(route, req, rng, mirrors)
+                .map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
     if let Some(vs) = mesh_vs(c, ns, svc) {
@@ -1622,7 +1673,8 @@ fn mesh_route(c: &Cluster, ns: &str, svc: &str, req: &Request, rng: &mut Rng) ->
         made_for(r, names)
     }) {
         return Some(
-            httproute_pick(route, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
+            httproute_pick(route, req, rng, mirrors)
+                .map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
     // A VirtualService bound only to gateways does not route the mesh's
@@ -1681,6 +1733,7 @@ fn gateway_route(
     host: &str,
     req: &Request,
     rng: &mut Rng,
+    mirrors: &mut Vec<Dest>,
 ) -> Option<(Routed, Option<u16>)> {
     if let Some(vs) = c.virtualservices.iter().find(|v| {
         v["spec"]["hosts"]
@@ -1703,7 +1756,7 @@ fn gateway_route(
             .filter_map(Value::as_str)
             .any(|h| host_matches(h, host))
     }) {
-        return Some(match httproute_pick(r, req, rng) {
+        return Some(match httproute_pick(r, req, rng, mirrors) {
             Some((n, s, p)) => (Routed::To(n, s), p),
             None => (Routed::Nowhere, None),
         });
@@ -1824,11 +1877,14 @@ fn vs_pick(
 }
 
 /// The first HTTPRoute rule matching the request, then a backend by
-/// weight: (namespace, service, port).
+/// weight: (namespace, service, port). The rule's `RequestMirror` filters
+/// add their backends to `mirrors`, as a Gateway API implementation copies
+/// the request to them.
 fn httproute_pick(
     r: &Value,
     req: &Request,
     rng: &mut Rng,
+    mirrors: &mut Vec<Dest>,
 ) -> Option<(String, String, Option<u16>)> {
     let ns = r["metadata"]["namespace"].as_str().unwrap_or("");
     let path = req.path.split('?').next().unwrap_or("/");
@@ -1859,10 +1915,38 @@ fn httproute_pick(
                 let method_ok = m["method"]
                     .as_str()
                     .is_none_or(|mm| mm.eq_ignore_ascii_case(&req.method));
-                path_ok && headers_ok && method_ok
+                let query = query_params(&req.path);
+                let query_ok = m["queryParams"].as_array().into_iter().flatten().all(|q| {
+                    let got = query
+                        .iter()
+                        .find(|(k, _)| *k == q["name"].as_str().unwrap_or(""))
+                        .map(|(_, v)| v.as_str());
+                    let want = q["value"].as_str().unwrap_or("");
+                    match q["type"].as_str().unwrap_or("Exact") {
+                        "RegularExpression" => got.is_some_and(|g| {
+                            regex::Regex::new(&format!("^(?:{want})$"))
+                                .is_ok_and(|re| re.is_match(g))
+                        }),
+                        _ => got == Some(want),
+                    }
+                });
+                path_ok && headers_ok && method_ok && query_ok
             })
         })
     })?;
+    for f in rule["filters"].as_array().into_iter().flatten() {
+        let b = &f["requestMirror"]["backendRef"];
+        if f["type"] == "RequestMirror"
+            && (b["kind"].is_null() || b["kind"] == "Service")
+            && let Some(name) = b["name"].as_str()
+        {
+            mirrors.push((
+                b["namespace"].as_str().unwrap_or(ns).to_string(),
+                name.to_string(),
+                b["port"].as_u64().map(|p| p as u16),
+            ));
+        }
+    }
     let backends: Vec<(Dest, f64)> = rule["backendRefs"]
         .as_array()?
         .iter()

@@ -153,6 +153,12 @@ impl World {
         })
     }
 
+    /// Sends one request through the cluster's routing now, as a client
+    /// would (recorded like any other): which pod answered, and how.
+    pub fn request(&self, req: &traffic::Request) -> traffic::Response {
+        self.traffic.request(req)
+    }
+
     /// The API server.
     pub fn sim(&self) -> &Sim {
         &self.sim

@@ -20,6 +20,10 @@ const LINKERD_BUCKETS: &[f64] = &[
     1., 2., 3., 4., 5., 10., 20., 30., 40., 50., 100., 200., 300., 400., 500., 1000., 2000., 3000.,
     4000., 5000., 10000., 20000., 30000., 40000., 50000.,
 ];
+/// ingress-nginx's `response_duration_seconds` bounds.
+const NGINX_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 const ISTIO_BUCKETS: &[f64] = &[
     1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000., 300000.,
     600000., 1800000., 3600000.,
@@ -191,10 +195,11 @@ fn record_second(store: &SeriesStore, at: i64) {
             .iter()
             .map(|&(ms, n)| (ms / 1000.0, n))
             .collect();
-        store.summary_observe_many(
-            "nginx_ingress_controller_ingress_upstream_latency_seconds",
+        store.histogram_observe_many(
+            "nginx_ingress_controller_response_duration_seconds",
             &ingress,
             &seconds,
+            NGINX_BUCKETS,
             at,
         );
     }

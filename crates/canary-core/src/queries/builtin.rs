@@ -33,10 +33,12 @@
 //! The stored `nginx.go` revisions predate that change, so the template text
 //! is `nginx.go` @ 70114e3f with that one selector added; after Flagger's
 //! whitespace collapsing it is identical to the test's expectation (checked
-//! below). Flagger later (fluxcd/flagger#1686, July 2024) moved
-//! `request-duration` from `nginx_ingress_controller_ingress_upstream_latency_seconds`
-//! to `nginx_ingress_controller_response_duration_seconds`; that revision
-//! could not be read, so it is not reproduced.
+//! below). Flagger later (fluxcd/flagger#1686, July 2024; in v1.44) moved
+//! `request-duration` from the `nginx_ingress_controller_ingress_upstream_latency_seconds`
+//! summary to the `nginx_ingress_controller_response_duration_seconds`
+//! histogram, which ingress-nginx still exports; the query here is that
+//! one: the same mean (rate of the sum over rate of the count, times 1000)
+//! over the histogram's `_sum` and `_count`.
 //!
 //! Not reproduced, and so reported as having no built-in queries:
 //!
@@ -209,7 +211,7 @@ static QUERIES: &[BuiltinQuery] = &[
         "nginx",
         NGINX_DURATION,
         1.0,
-        "mean upstream latency through the canary ingress (not a p99), ms",
+        "mean response time through the canary ingress (not a p99), ms",
     ),
     rate(
         "contour",
@@ -417,7 +419,7 @@ const NGINX_SUCCESS_RATE: &str = "\n\
 const NGINX_DURATION: &str = "\n\
 \tsum(\n\
 \t\trate(\n\
-\t\t\tnginx_ingress_controller_ingress_upstream_latency_seconds_sum{\n\
+\t\t\tnginx_ingress_controller_response_duration_seconds_sum{\n\
 \t\t\t\tnamespace=\"{{ namespace }}\",\n\
 \t\t\t\tingress=\"{{ ingress }}\",\n\
 \t\t\t\tcanary!=\"\"\n\
@@ -427,7 +429,7 @@ const NGINX_DURATION: &str = "\n\
 \t/ \n\
 \tsum(\n\
 \t\trate(\n\
-\t\t\tnginx_ingress_controller_ingress_upstream_latency_seconds_count{\n\
+\t\t\tnginx_ingress_controller_response_duration_seconds_count{\n\
 \t\t\t\tnamespace=\"{{ namespace }}\",\n\
 \t\t\t\tingress=\"{{ ingress }}\",\n\
 \t\t\t\tcanary!=\"\"\n\
@@ -834,7 +836,7 @@ mod tests {
         );
         assert_eq!(
             collapse_whitespace(&rendered("nginx", "request-duration", "nginx", "podinfo")),
-            r#" sum( rate( nginx_ingress_controller_ingress_upstream_latency_seconds_sum{ namespace="nginx", ingress="podinfo", canary!="" }[1m] ) ) / sum( rate( nginx_ingress_controller_ingress_upstream_latency_seconds_count{ namespace="nginx", ingress="podinfo", canary!="" }[1m] ) ) * 1000"#
+            r#" sum( rate( nginx_ingress_controller_response_duration_seconds_sum{ namespace="nginx", ingress="podinfo", canary!="" }[1m] ) ) / sum( rate( nginx_ingress_controller_response_duration_seconds_count{ namespace="nginx", ingress="podinfo", canary!="" }[1m] ) ) * 1000"#
         );
     }
 

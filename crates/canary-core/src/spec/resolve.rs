@@ -184,6 +184,11 @@ pub struct ResolvedCanary {
     /// The container port the Services forward to (default: `port`).
     pub target_port: Option<super::types::IntOrString>,
     pub app_protocol: Option<String>,
+    /// `spec.service` as written: the route settings a router copies onto
+    /// its objects (hosts, gateways, matches, retries, timeouts, headers,
+    /// CORS and traffic policies ...).
+    #[serde(skip)]
+    pub service_spec: super::types::CanaryService,
     /// `None` when neither the spec nor `--mesh-provider` names one.
     pub provider: Option<Provider>,
     pub provider_source: ProviderSource,
@@ -211,12 +216,6 @@ pub struct ResolvedCanary {
     pub suspended: bool,
     pub metrics: Vec<ResolvedMetric>,
     pub webhooks: Vec<ResolvedWebhook>,
-    /// `spec.service` as written: what a router copies into its objects
-    /// (Istio's hosts, gateways, retries, timeouts, headers, CORS policy,
-    /// traffic policy ...). The fields above are the ones the rest of the
-    /// product reads.
-    #[serde(skip)]
-    pub service_spec: super::types::CanaryService,
     /// Things Flagger would silently change, said out loud.
     pub notes: Vec<String>,
 }
@@ -526,6 +525,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
             .unwrap_or_else(|| defaults::PORT_NAME.to_string()),
         target_port: service.target_port.clone(),
         app_protocol: service.app_protocol.clone(),
+        service_spec: service.clone(),
         provider,
         provider_source,
         metrics_server: overrides
@@ -554,7 +554,6 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         suspended: spec.suspend.unwrap_or(false),
         metrics,
         webhooks,
-        service_spec: service,
         notes,
     }
 }

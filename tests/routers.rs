@@ -1,0 +1,713 @@
+//! `canary run` driving the Gateway API (v1 and v1beta1) and NGINX routers
+//! end to end: the built binary against the simulated cluster, whose
+//! gateway and ingress controller route the scenario's requests by the
+//! HTTPRoute and the canary Ingress the run writes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use canary_sim::scenario::Scenario;
+use canary_sim::{Request, Target};
+use serde_json::{Value, json};
+
+use crate::run::{Cluster, assert_exit};
+use crate::util::{finish, stderr, stdout};
+
+/// podinfo in `prod` (on Linkerd, whose per-pod series the metric reads),
+/// a gateway or ingress controller in front of it, clients calling
+/// `www.example.com` (plus `x-canary: insider` and `canary=always` ones).
+fn scenario(crds: &str, extra_namespaces: &str) -> Scenario {
+    let text = format!(
+        "
+seed: 7
+namespace: prod
+readinessDelay: 200ms
+trafficInterval: 100ms
+crds: [{crds}]
+namespaces:
+  - {{name: prod, mesh: linkerd}}
+  - {{name: linkerd-viz}}
+{extra_namespaces}
+deployments:
+  - name: podinfo
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 2
+    labels: {{app: podinfo}}
+    ports:
+      - {{name: http, containerPort: 9898}}
+behaviours:
+  \"3.1.0\": {{successRate: 100%, latency: {{median: 9ms, p99: 35ms}}}}
+  \"3.1.1\": {{successRate: 100%, latency: {{median: 8ms, p99: 30ms}}}}
+  \"3.1.2\": {{successRate: 50%, latency: {{median: 9ms, p99: 35ms}}}}
+prometheus: {{name: prometheus, namespace: linkerd-viz, port: 9090}}
+traffic:
+  - {{host: www.example.com, namespace: prod, rps: 30}}
+  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{x-canary: insider}}}}
+  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{cookie: \"canary=always\"}}}}
+"
+    );
+    Scenario::from_yaml("routers.yaml", &text).unwrap()
+}
+
+/// The success rate of the target's pods, from Linkerd's series.
+const TEMPLATE: &str = "apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: success-rate
+  namespace: prod
+spec:
+  provider:
+    type: prometheus
+    address: http://prometheus.linkerd-viz:9090
+  query: |
+    sum(rate(response_total{namespace=\"{{ namespace }}\", deployment=\"{{ target }}\", classification!=\"failure\", direction=\"inbound\"}[{{ interval }}]))
+    /
+    sum(rate(response_total{namespace=\"{{ namespace }}\", deployment=\"{{ target }}\", direction=\"inbound\"}[{{ interval }}])) * 100
+---
+";
+
+fn gateway_spec(provider: &str, analysis: &str) -> String {
+    format!(
+        "{TEMPLATE}apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: {provider}
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+    hosts: [www.example.com]
+    gatewayRefs:
+      - name: gateway
+        namespace: gateway-system
+  analysis:
+    interval: 1s
+    threshold: 2
+{analysis}    metrics:
+      - name: success-rate
+        templateRef:
+          name: success-rate
+        thresholdRange:
+          min: 99
+        interval: 5s
+"
+    )
+}
+
+const STEPS: &str = "    stepWeights: [10, 40, 80]\n";
+
+const AB: &str = "    iterations: 4
+    match:
+      - headers:
+          x-canary:
+            exact: insider
+";
+
+/// The (primary, canary) weights of the weighted rule of podinfo's
+/// HTTPRoute.
+fn route_weights(c: &Cluster, version: &str) -> Option<(i64, i64)> {
+    let r = c.world.store().get(
+        &format!("gateway.networking.k8s.io/{version}"),
+        "HTTPRoute",
+        "prod",
+        "podinfo",
+    )?;
+    r["spec"]["rules"].as_array()?.iter().find_map(|rule| {
+        let refs = rule["backendRefs"].as_array()?;
+        let w = |n: &str| {
+            refs.iter()
+                .find(|b| b["name"] == n)
+                .and_then(|b| b["weight"].as_i64())
+        };
+        Some((w("podinfo-primary")?, w("podinfo-canary")?))
+    })
+}
+
+/// Polls `read` until the run ends, collecting each distinct value it saw,
+/// in order.
+async fn watch_while_running<T: PartialEq + Clone>(
+    c: &Cluster,
+    child: std::process::Child,
+    read: impl Fn(&Cluster) -> T,
+) -> (std::process::Output, Vec<T>) {
+    let mut seen: Vec<T> = Vec::new();
+    let mut child = child;
+    loop {
+        let v = read(c);
+        if seen.last() != Some(&v) {
+            seen.push(v);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (finish(child).await, seen)
+}
+
+/// Waits until `done` holds while the run `child` goes on; fails with the
+/// run's output if it ends first or nothing happens in two minutes.
+async fn wait_during_run(
+    c: &Cluster,
+    child: &mut std::process::Child,
+    what: &str,
+    done: impl Fn(&Cluster) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !done(c) {
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.stderr.take().map(|mut e| {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+                s
+            });
+            panic!("{what}:\n{}", out.unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Which version answered each of `n` requests to `www.example.com` (or
+/// `app.example.com`) with `headers`: (primary, canary).
+fn answers(c: &Cluster, host: &str, headers: &[(&str, &str)], n: usize) -> (usize, usize) {
+    let mut primary = 0;
+    let mut canary = 0;
+    for _ in 0..n {
+        let mut req = Request::get(
+            Target::Host {
+                host: host.to_string(),
+                port: None,
+                namespace: "prod".to_string(),
+            },
+            "/",
+        );
+        req.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let pod = c.world.request(&req).pod.unwrap_or_default();
+        if pod.starts_with("podinfo-primary-") {
+            primary += 1;
+        } else if pod.starts_with("podinfo-") {
+            canary += 1;
+        }
+    }
+    (primary, canary)
+}
+
+/// Requests podinfo's canary pods (deployment `podinfo`) and primary pods
+/// answered so far, by Linkerd's `response_total`: (primary, canary).
+async fn served(c: &Cluster) -> (f64, f64) {
+    let text = reqwest::get(c.world.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut primary = 0.0;
+    let mut canary = 0.0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("response_total{") && l.contains("direction=\"inbound\""))
+    {
+        let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap_or(0.0);
+        if line.contains("deployment=\"podinfo-primary\"") {
+            primary += v;
+        } else if line.contains("deployment=\"podinfo\"") {
+            canary += v;
+        }
+    }
+    (primary, canary)
+}
+
+async fn gateway_canary_is_promoted_rolled_back_and_aborted(version: &str) {
+    let provider = format!("gatewayapi:{version}");
+    let c = Cluster::start_in(scenario("gatewayApi", ""), &gateway_spec(&provider, STEPS)).await;
+    c.initialise().await;
+    assert_eq!(route_weights(&c, version), Some((100, 0)));
+    let route = c
+        .world
+        .store()
+        .get(
+            &format!("gateway.networking.k8s.io/{version}"),
+            "HTTPRoute",
+            "prod",
+            "podinfo",
+        )
+        .unwrap();
+    assert_eq!(route["spec"]["hostnames"], json!(["www.example.com"]));
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "gateway");
+    assert_eq!(
+        route["spec"]["parentRefs"][0]["namespace"],
+        "gateway-system"
+    );
+
+    // A healthy release: the route shows every planned step.
+    c.set_image("3.1.1");
+    let (out, seen) = watch_while_running(&c, c.spawn(&[]), |c| route_weights(c, version)).await;
+    assert_exit(&out, 0);
+    let canary: Vec<i64> = seen.iter().flatten().map(|w| w.1).collect();
+    assert_eq!(canary, [0, 10, 40, 80, 0], "{seen:?}");
+    assert!(seen.iter().flatten().all(|(p, w)| p + w == 100));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+
+    // A failing release: rolled back, the primary untouched.
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("Rolling back podinfo.prod failed checks threshold reached 2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(route_weights(&c, version), Some((100, 0)));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(answers(&c, "www.example.com", &[], 20), (20, 0));
+
+    // Aborted mid-rollout: all traffic back on the primary.
+    c.set_image("3.1.0");
+    let mut child = c.spawn(&[]);
+    wait_during_run(&c, &mut child, "the analysis never started", |c| {
+        route_weights(c, version).is_some_and(|(_, w)| w > 0)
+    })
+    .await;
+    let abort = crate::util::canary()
+        .args(["abort", "podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&abort, 0);
+    let out = finish(child).await;
+    assert_exit(&out, 4);
+    assert_eq!(route_weights(&c, version), Some((100, 0)));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_api_v1_canary_is_promoted_step_by_step_rolled_back_and_aborted() {
+    gateway_canary_is_promoted_rolled_back_and_aborted("v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_api_v1beta1_canary_is_promoted_step_by_step_rolled_back_and_aborted() {
+    gateway_canary_is_promoted_rolled_back_and_aborted("v1beta1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_ab_testing_sends_only_matching_requests_to_the_canary() {
+    for version in ["v1", "v1beta1"] {
+        let c = Cluster::start_in(
+            scenario("gatewayApi", ""),
+            // A slow first check on a loaded machine is no verdict here.
+            &gateway_spec(&format!("gatewayapi:{version}"), AB)
+                .replace("threshold: 2", "threshold: 5"),
+        )
+        .await;
+        c.initialise().await;
+        c.set_image("3.1.1");
+        let mut child = c.spawn(&[]);
+        wait_during_run(&c, &mut child, "the A/B step never started", |c| {
+            route_weights(c, version) == Some((0, 100))
+        })
+        .await;
+        // Only requests with the header reach the canary.
+        assert_eq!(answers(&c, "www.example.com", &[], 30), (30, 0));
+        assert_eq!(
+            answers(&c, "www.example.com", &[("x-canary", "insider")], 30),
+            (0, 30)
+        );
+        let out = finish(child).await;
+        assert_exit(&out, 0);
+        assert!(
+            stderr(&out).contains("Advance podinfo.prod canary iteration 4/4"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(route_weights(&c, version), Some((100, 0)));
+        assert_eq!(
+            answers(&c, "www.example.com", &[("x-canary", "insider")], 20),
+            (20, 0)
+        );
+        assert_eq!(
+            c.image("podinfo-primary").await,
+            "ghcr.io/stefanprodan/podinfo:3.1.1"
+        );
+        c.world.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_mirroring_copies_requests_to_the_canary_while_users_get_the_primary() {
+    let c = Cluster::start_in(
+        scenario("gatewayApi", ""),
+        &gateway_spec("gatewayapi:v1", "    iterations: 4\n    mirror: true\n")
+            .replace("threshold: 2", "threshold: 5"),
+    )
+    .await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut child = c.spawn(&[]);
+    let mirrored = |c: &Cluster| {
+        c.world
+            .store()
+            .get(
+                "gateway.networking.k8s.io/v1",
+                "HTTPRoute",
+                "prod",
+                "podinfo",
+            )
+            .is_some_and(|r| {
+                r["spec"]["rules"][0]["filters"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["type"] == "RequestMirror"))
+            })
+    };
+    wait_during_run(&c, &mut child, "mirroring never started", mirrored).await;
+    let before = served(&c).await;
+    // Users are answered by the primary only...
+    assert_eq!(answers(&c, "www.example.com", &[], 40), (40, 0));
+    let after = served(&c).await;
+    // ...while the canary received a copy of each request.
+    assert!(after.1 - before.1 >= 40.0, "{before:?} -> {after:?}");
+    assert!(after.0 - before.0 >= 40.0, "{before:?} -> {after:?}");
+    let out = finish(child).await;
+    assert_exit(&out, 0);
+    let log = stderr(&out);
+    assert!(
+        log.contains("Advance podinfo.prod canary iteration 4/4"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Stop traffic mirroring and route all traffic to canary"),
+        "{log}"
+    );
+    assert!(!mirrored(&c));
+    assert_eq!(route_weights(&c, "v1"), Some((100, 0)));
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_api_is_detected_and_plan_lists_exactly_the_objects_run_creates() {
+    let spec = gateway_spec("gatewayapi:v1", STEPS).replace("  provider: gatewayapi:v1\n", "");
+    let c = Cluster::start_in(scenario("gatewayApi", ""), &spec).await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains(
+            "Using provider gatewayapi:v1: CRD httproutes.gateway.networking.k8s.io exists and \
+             serves v1"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let plan = crate::util::canary()
+        .arg("plan")
+        .arg(&c.spec)
+        .args(["--mesh-provider", "gatewayapi:v1", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&plan, 0);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_plan_matches_cluster(&c, &plan, &[("gateway.networking.k8s.io/v1", "HTTPRoute")]);
+    c.world.shutdown().await;
+}
+
+/// Every object the plan lists by name exists, and every object the run
+/// created (its managed-by label) is in the plan.
+fn assert_plan_matches_cluster(c: &Cluster, plan: &Value, router_kinds: &[(&str, &str)]) {
+    let planned: BTreeSet<(String, String)> = plan["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let kind = o["kind"].as_str().unwrap();
+            let kind = kind.split(' ').next().unwrap().to_string();
+            (kind, o["name"].as_str().unwrap().to_string())
+        })
+        .filter(|(k, _)| k != "ConfigMap/Secret")
+        .collect();
+    let mut kinds = vec![("apps/v1", "Deployment"), ("v1", "Service")];
+    kinds.extend_from_slice(router_kinds);
+    let mut made = BTreeSet::new();
+    for (api_version, kind) in kinds {
+        for o in c.world.store().list(api_version, kind, Some("prod")) {
+            let name = o["metadata"]["name"].as_str().unwrap().to_string();
+            let ours = o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "canary";
+            if ours {
+                made.insert((kind.to_string(), name.clone()));
+            }
+            if planned.contains(&(kind.to_string(), name.clone())) {
+                made.insert((kind.to_string(), name));
+            }
+        }
+    }
+    assert_eq!(
+        made, planned,
+        "the plan lists {planned:?}, the run made {made:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// NGINX
+// ---------------------------------------------------------------------------
+
+fn nginx_spec(analysis: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: nginx
+  metricsServer: http://prometheus.linkerd-viz:9090
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  ingressRef:
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    name: podinfo
+  service:
+    port: 80
+    targetPort: 9898
+  analysis:
+    interval: 1s
+    threshold: 2
+{analysis}    metrics:
+      - name: request-success-rate
+        thresholdRange:
+          min: 99
+        interval: 5s
+      - name: request-duration
+        thresholdRange:
+          max: 500
+        interval: 5s
+"
+    )
+}
+
+/// The user's Ingress: `www.example.com` to the apex Service.
+fn user_ingress() -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "podinfo",
+            "namespace": "prod",
+            "labels": {"app": "podinfo"},
+            "annotations": {"kubernetes.io/ingress.class": "nginx"}
+        },
+        "spec": {"rules": [{"host": "www.example.com", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "podinfo", "port": {"number": 80}}}
+        }]}}]}
+    })
+}
+
+async fn nginx_cluster(analysis: &str) -> Cluster {
+    let c = Cluster::start_in(
+        scenario("smi", "  - {name: ingress-nginx}\n"),
+        &nginx_spec(analysis),
+    )
+    .await;
+    c.world.store().create(user_ingress()).unwrap();
+    c.world
+        .store()
+        .create(json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {"name": "nginx"},
+            "spec": {"controller": "k8s.io/ingress-nginx"}
+        }))
+        .unwrap();
+    c
+}
+
+fn canary_annotations(c: &Cluster) -> Option<Value> {
+    c.world
+        .store()
+        .get("networking.k8s.io/v1", "Ingress", "prod", "podinfo-canary")
+        .map(|i| i["metadata"]["annotations"].clone())
+}
+
+/// The canary Ingress's weight while it is switched on; 0 when off.
+fn nginx_weight(c: &Cluster) -> Option<i64> {
+    let a = canary_annotations(c)?;
+    if a["nginx.ingress.kubernetes.io/canary"] != "true" {
+        return Some(0);
+    }
+    Some(
+        a["nginx.ingress.kubernetes.io/canary-weight"]
+            .as_str()
+            .map_or(0, |w| w.parse().unwrap()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nginx_canary_is_promoted_step_by_step_rolled_back_and_aborted() {
+    let c = nginx_cluster(STEPS).await;
+    let user_before = c
+        .world
+        .store()
+        .get("networking.k8s.io/v1", "Ingress", "prod", "podinfo")
+        .unwrap();
+    c.initialise().await;
+    let copy = c
+        .world
+        .store()
+        .get("networking.k8s.io/v1", "Ingress", "prod", "podinfo-canary")
+        .expect("the canary Ingress");
+    assert_eq!(
+        copy["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "podinfo-canary"
+    );
+    assert_eq!(
+        copy["metadata"]["annotations"],
+        json!({"kubernetes.io/ingress.class": "nginx", "nginx.ingress.kubernetes.io/canary": "false"})
+    );
+
+    c.set_image("3.1.1");
+    let (out, seen) = watch_while_running(&c, c.spawn(&[]), nginx_weight).await;
+    assert_exit(&out, 0);
+    let weights: Vec<i64> = seen.iter().flatten().copied().collect();
+    assert_eq!(weights, [0, 10, 40, 80, 0], "{seen:?}");
+    assert_eq!(
+        canary_annotations(&c).unwrap(),
+        json!({"kubernetes.io/ingress.class": "nginx", "nginx.ingress.kubernetes.io/canary": "false"})
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert_eq!(nginx_weight(&c), Some(0));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(answers(&c, "www.example.com", &[], 20), (20, 0));
+
+    c.set_image("3.1.0");
+    let mut child = c.spawn(&[]);
+    wait_during_run(&c, &mut child, "the analysis never started", |c| {
+        nginx_weight(c).is_some_and(|w| w > 0)
+    })
+    .await;
+    let abort = crate::util::canary()
+        .args(["abort", "podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&abort, 0);
+    assert_exit(&finish(child).await, 4);
+    assert_eq!(nginx_weight(&c), Some(0));
+
+    // The user's Ingress was never changed.
+    let user_after = c
+        .world
+        .store()
+        .get("networking.k8s.io/v1", "Ingress", "prod", "podinfo")
+        .unwrap();
+    assert_eq!(user_after["spec"], user_before["spec"]);
+    assert_eq!(
+        user_after["metadata"]["annotations"],
+        user_before["metadata"]["annotations"]
+    );
+
+    let plan = crate::util::canary()
+        .arg("plan")
+        .arg(&c.spec)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&plan, 0);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_plan_matches_cluster(&c, &plan, &[("networking.k8s.io/v1", "Ingress")]);
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_ab_testing_by_header_and_by_cookie_sends_only_matching_requests() {
+    for (header, value, matching) in [
+        ("x-canary", "insider", ("x-canary", "insider")),
+        ("cookie", "canary", ("cookie", "canary=always")),
+    ] {
+        let analysis = format!(
+            "    iterations: 4\n    match:\n      - headers:\n          {header}:\n            exact: {value}\n"
+        );
+        let c = nginx_cluster(&analysis).await;
+        c.initialise().await;
+        c.set_image("3.1.1");
+        let mut child = c.spawn(&[]);
+        let by = if header == "cookie" {
+            "nginx.ingress.kubernetes.io/canary-by-cookie"
+        } else {
+            "nginx.ingress.kubernetes.io/canary-by-header"
+        };
+        wait_during_run(&c, &mut child, "the A/B step never started", |c| {
+            canary_annotations(c).is_some_and(|a| a[by].is_string())
+        })
+        .await;
+        assert_eq!(answers(&c, "www.example.com", &[], 30), (30, 0), "{header}");
+        assert_eq!(
+            answers(&c, "www.example.com", &[matching], 30),
+            (0, 30),
+            "{header}"
+        );
+        let out = finish(child).await;
+        assert_exit(&out, 0);
+        assert!(
+            stderr(&out).contains("Advance podinfo.prod canary iteration 4/4"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("podinfo.prod: promoted"));
+        assert_eq!(
+            canary_annotations(&c).unwrap()["nginx.ingress.kubernetes.io/canary"],
+            "false"
+        );
+        assert_eq!(answers(&c, "www.example.com", &[matching], 20), (20, 0));
+        c.world.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_is_detected_by_its_namespace_and_ingress_class() {
+    let c = nginx_cluster(STEPS).await;
+    let spec = std::fs::read_to_string(&c.spec)
+        .unwrap()
+        .replace("  provider: nginx\n", "");
+    std::fs::write(&c.spec, spec).unwrap();
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out)
+            .contains("Using provider nginx: namespace ingress-nginx and IngressClass nginx exist"),
+        "{}",
+        stderr(&out)
+    );
+    c.world.shutdown().await;
+}
