@@ -16,4 +16,5 @@ mod plan;
 mod rbac;
 mod revert;
 mod run;
+mod status;
 mod support;
