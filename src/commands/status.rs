@@ -157,7 +157,7 @@ struct Follow<'a> {
 /// What the follower hears: a canary changed, one went away (its primary
 /// was deleted: reverted), or a second passed.
 enum Heard {
-    Changed(CanaryStatus),
+    Changed(Box<CanaryStatus>),
     Gone((String, String)),
     Tick,
 }
@@ -213,7 +213,7 @@ impl Follow<'_> {
                 Next::Ended | Next::Signal(_) => return Ok(()),
             };
             for c in heard.into_iter().filter_map(|h| match h {
-                Heard::Changed(c) => Some(c),
+                Heard::Changed(c) => Some(*c),
                 _ => None,
             }) {
                 let row = c.row_key();
@@ -239,12 +239,16 @@ impl Follow<'_> {
         // Whether an analysis was seen under way, to tell "promoted" from
         // "nothing was under way".
         let mut saw_active: BTreeMap<(String, String), bool> = BTreeMap::new();
-        let mut heard: Vec<Heard> = first.into_iter().map(Heard::Changed).collect();
+        let mut heard: Vec<Heard> = first
+            .into_iter()
+            .map(|c| Heard::Changed(Box::new(c)))
+            .collect();
         let mut listen = Listener::new(self);
         loop {
             for h in heard.drain(..) {
                 match h {
                     Heard::Changed(c) => {
+                        let c = *c;
                         let k = key(&c);
                         if c.phase.is_some_and(|p| p.is_active()) {
                             saw_active.insert(k.clone(), true);
@@ -484,7 +488,7 @@ impl Listener {
                 continue;
             }
             self.seen.insert(key(&c), d);
-            heard.push(Heard::Changed(c));
+            heard.push(Heard::Changed(Box::new(c)));
         }
         Ok(Next::Heard(heard))
     }
