@@ -323,7 +323,7 @@ async fn status_wait_exits_4_for_an_abort_from_a_third_process_and_5_at_its_time
 
     let run = c.spawn(&[]);
     c.wait_for_analysis().await;
-    let wait = c.spawn_status(&["podinfo", "--wait", "-w", "--no-headers"]);
+    let wait = c.spawn_status(&["podinfo", "--wait", "-w", "-o", "wide", "--no-headers"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let out = crate::util::canary()
         .args(["abort", "podinfo", "-n", "prod", "--kubeconfig"])
@@ -338,13 +338,17 @@ async fn status_wait_exits_4_for_an_abort_from_a_third_process_and_5_at_its_time
         "{}",
         stderr(&waited)
     );
-    // -w: the rows on stdout, the last one Aborted.
+    // -w -o wide: the wide rows on stdout, the last one Aborted.
     let last = stdout(&waited)
         .lines()
         .last()
         .unwrap_or_default()
         .to_string();
-    assert!(last.starts_with("podinfo   Aborted"), "{}", stdout(&waited));
+    assert!(
+        last.starts_with("podinfo   Aborted") && last.contains("deployment/podinfo"),
+        "{}",
+        stdout(&waited)
+    );
     assert_exit(&finish(run).await, 4);
 
     // Plain status of an aborted canary exits 0.
