@@ -626,7 +626,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__status)
-            opts="-f -w -n -A -o -h -V --file --watch --kubeconfig --context --namespace --all-namespaces --output --help --version"
+            opts="-f -l -w -n -A -o -h -V --file --selector --watch --wait --timeout --exit-zero --kubeconfig --context --namespace --all-namespaces --output --no-headers --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -662,6 +662,27 @@ _canary() {
                     fi
                     return 0
                     ;;
+                --selector)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 --kubeconfig)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -690,11 +711,11 @@ _canary() {
                     return 0
                     ;;
                 --output)
-                    COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table wide json yaml name jsonpath=TEMPLATE custom-columns=SPEC" -- "${cur}"))
                     return 0
                     ;;
                 -o)
-                    COMPREPLY=($(compgen -W "table wide json yaml" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table wide json yaml name jsonpath=TEMPLATE custom-columns=SPEC" -- "${cur}"))
                     return 0
                     ;;
                 *)

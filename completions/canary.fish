@@ -61,15 +61,23 @@ complete -c canary -n "__fish_canary_using_subcommand run" -s q -l quiet -d 'Pri
 complete -c canary -n "__fish_canary_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand run" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand status" -s f -l file -d 'The canaries of this spec file' -r -F
+complete -c canary -n "__fish_canary_using_subcommand status" -s l -l selector -d 'Only the canaries whose `<target>-primary` Deployment carries these labels (a kubectl label selector, e.g. `team=web,tier!=db`). The primary copies the target\'s labels when it is made, but for the selector label, which reads `<value>-primary` (`app=podinfo-primary`)' -r -f
+complete -c canary -n "__fish_canary_using_subcommand status" -l timeout -d 'With --wait: give up after this long (e.g. 15m) and exit 5' -r -f
 complete -c canary -n "__fish_canary_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand status" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
-complete -c canary -n "__fish_canary_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t''
+complete -c canary -n "__fish_canary_using_subcommand status" -s o -l output -d 'Output format: table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,... (as kubectl\'s)' -r -f -a "table\t''
 wide\t'The table with target, iterations and revisions'
-json\t''
-yaml\t''"
+json\t'A kubectl List of Flagger Canary objects (one object for NAME)'
+yaml\t''
+name\t'canary.flagger.app/NAME, one a line'
+jsonpath=TEMPLATE\t'A kubectl JSONPath template over the json output'
+custom-columns=SPEC\t'Columns HEADER:.json.path,... as kubectl\'s'"
 complete -c canary -n "__fish_canary_using_subcommand status" -s w -l watch -d 'Keep watching and print each change as it happens'
+complete -c canary -n "__fish_canary_using_subcommand status" -l wait -d 'Follow the rollout, whoever drives it, until its verdict, and exit with the verdict\'s code: 0 promoted (or nothing to analyse), 1 rolled back, 4 aborted, 5 when --timeout ends first'
+complete -c canary -n "__fish_canary_using_subcommand status" -l exit-zero -d 'Exit 0 even when a canary shown has failed (without it, `status` exits 1 when any canary shown is Failed)'
 complete -c canary -n "__fish_canary_using_subcommand status" -s A -l all-namespaces -d 'List canaries in every namespace'
+complete -c canary -n "__fish_canary_using_subcommand status" -l no-headers -d 'Print the table (or custom columns) without its header'
 complete -c canary -n "__fish_canary_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand status" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand abort" -s f -l file -d 'Take the canary from this spec file instead (and its spec, when no driver is running)' -r -F

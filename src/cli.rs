@@ -50,6 +50,14 @@ pub enum Command {
     ///
     /// With a NAME, also the step history with its metric values. A driver
     /// whose lease ran out is shown as lost: `canary run` takes over.
+    /// `-o json|yaml` print a kubectl List of Flagger Canary objects (the
+    /// object alone for a NAME), with canary's own fields in
+    /// `status.canary`.
+    ///
+    /// Exits 1 when a canary shown is Failed (rolled back), unless
+    /// --exit-zero. With --wait, follows the rollout, whoever drives it,
+    /// and exits with its verdict: 0 promoted or nothing under way, 1
+    /// rolled back, 4 aborted, 5 when --timeout ends first.
     Status(StatusArgs),
     /// Stop a rollout: route all traffic to the primary and scale the
     /// canary down.
@@ -284,9 +292,37 @@ pub struct StatusArgs {
     #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 
+    /// Only the canaries whose `<target>-primary` Deployment carries these
+    /// labels (a kubectl label selector, e.g. `team=web,tier!=db`). The
+    /// primary copies the target's labels when it is made, but for the
+    /// selector label, which reads `<value>-primary` (`app=podinfo-primary`).
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_hint = clap::ValueHint::Other)]
+    pub selector: Option<String>,
+
     /// Keep watching and print each change as it happens.
     #[arg(short, long)]
     pub watch: bool,
+
+    /// Follow the rollout, whoever drives it, until its verdict, and exit
+    /// with the verdict's code: 0 promoted (or nothing to analyse), 1
+    /// rolled back, 4 aborted, 5 when --timeout ends first.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// With --wait: give up after this long (e.g. 15m) and exit 5.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        requires = "wait",
+        value_hint = clap::ValueHint::Other
+    )]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Exit 0 even when a canary shown has failed (without it, `status`
+    /// exits 1 when any canary shown is Failed).
+    #[arg(long)]
+    pub exit_zero: bool,
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -295,19 +331,122 @@ pub struct StatusArgs {
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
 
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+    /// Output format: table, wide, json, yaml, name,
+    /// jsonpath=TEMPLATE or custom-columns=HEADER:PATH,... (as kubectl's).
+    #[arg(
+        short,
+        long,
+        value_name = "FORMAT",
+        default_value = "table",
+        value_parser = StatusFormatParser
+    )]
     pub output: StatusFormat,
+
+    /// Print the table (or custom columns) without its header.
+    #[arg(long)]
+    pub no_headers: bool,
 }
 
 /// How `status` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusFormat {
     Table,
     /// The table with target, iterations and revisions.
     Wide,
+    /// A kubectl `List` of Flagger `Canary` objects (one object for NAME).
     Json,
     Yaml,
+    /// `canary.flagger.app/NAME`, one a line.
+    Name,
+    /// A kubectl JSONPath template over the JSON output.
+    JsonPath(String),
+    /// kubectl's custom columns: (header, JSONPath) pairs.
+    CustomColumns(Vec<(String, String)>),
+}
+
+/// Parses `-o` for `status`, and lists its forms for help and completions.
+#[derive(Debug, Clone, Copy)]
+struct StatusFormatParser;
+
+impl clap::builder::TypedValueParser for StatusFormatParser {
+    type Value = StatusFormat;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StatusFormat, clap::Error> {
+        let text = value.to_string_lossy();
+        parse_status_format(&text).map_err(|why| {
+            let arg = arg.map(ToString::to_string).unwrap_or_else(|| "-o".into());
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for '{arg}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::builder::PossibleValue;
+        Some(Box::new(
+            [
+                PossibleValue::new("table"),
+                PossibleValue::new("wide").help("The table with target, iterations and revisions"),
+                PossibleValue::new("json")
+                    .help("A kubectl List of Flagger Canary objects (one object for NAME)"),
+                PossibleValue::new("yaml"),
+                PossibleValue::new("name").help("canary.flagger.app/NAME, one a line"),
+                PossibleValue::new("jsonpath=TEMPLATE")
+                    .help("A kubectl JSONPath template over the json output"),
+                PossibleValue::new("custom-columns=SPEC")
+                    .help("Columns HEADER:.json.path,... as kubectl's"),
+            ]
+            .into_iter(),
+        ))
+    }
+}
+
+fn parse_status_format(text: &str) -> Result<StatusFormat, String> {
+    let (kind, arg) = match text.split_once('=') {
+        Some((k, a)) => (k, Some(a)),
+        None => (text, None),
+    };
+    match (kind, arg) {
+        ("table", None) => Ok(StatusFormat::Table),
+        ("wide", None) => Ok(StatusFormat::Wide),
+        ("json", None) => Ok(StatusFormat::Json),
+        ("yaml", None) => Ok(StatusFormat::Yaml),
+        ("name", None) => Ok(StatusFormat::Name),
+        ("jsonpath", Some(t)) if !t.is_empty() => Ok(StatusFormat::JsonPath(t.to_string())),
+        ("jsonpath", _) => {
+            Err("jsonpath needs a template, e.g. jsonpath='{.items[*].status.phase}'".into())
+        }
+        ("custom-columns", Some(spec)) => {
+            let mut columns = Vec::new();
+            for col in spec.split(',') {
+                match col.split_once(':') {
+                    Some((h, p)) if !h.is_empty() && !p.is_empty() => {
+                        columns.push((h.to_string(), p.to_string()))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "custom-columns takes HEADER:PATH pairs separated by commas, e.g. \
+                             custom-columns=NAME:.metadata.name,PHASE:.status.phase (not `{col}`)"
+                        ));
+                    }
+                }
+            }
+            Ok(StatusFormat::CustomColumns(columns))
+        }
+        _ => Err(
+            "expected table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=SPEC"
+                .into(),
+        ),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -582,7 +582,7 @@ async fn status_of_a_file_and_a_missing_permission_named_with_its_verb_and_resou
         .unwrap();
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).contains("podinfo  Initialized"),
+        stdout(&out).contains("podinfo   Initialized"),
         "{}",
         stdout(&out)
     );

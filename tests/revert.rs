@@ -267,7 +267,8 @@ async fn revert_gives_the_target_back_and_removes_everything_canary_made() {
 
     let out = canary(&c, &["status", "-n", "prod"]).await;
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out).trim(), "No canaries found.");
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stderr(&out).trim(), "No canaries found.");
 
     // The clients of service/podinfo (10 req/s) now reach the target's
     // pods, and only them.

@@ -673,14 +673,15 @@ async fn status_shows_each_canary_its_driver_and_its_history() {
     };
     let out = status(&[]);
     assert_exit(&out, 0);
-    assert!(stdout(&out).contains("No canaries found."));
+    assert!(stderr(&out).contains("No canaries found."));
 
     c.initialise().await;
     c.set_image("3.1.2");
     let out = c.run(&[]).await;
     assert_exit(&out, 1);
+    // A Failed canary: exit 1 (the listing is printed all the same).
     let out = status(&[]);
-    assert_exit(&out, 0);
+    assert_exit(&out, 1);
     let table = stdout(&out);
     let row = table.lines().find(|l| l.contains("podinfo")).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
@@ -688,9 +689,9 @@ async fn status_shows_each_canary_its_driver_and_its_history() {
 
     let out = status(&["podinfo", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["phase"], "Failed");
-    assert_eq!(v[0]["driver"], serde_json::Value::Null);
-    let history = v[0]["history"].as_array().unwrap();
+    assert_eq!(v["status"]["phase"], "Failed");
+    assert_eq!(v["status"]["canary"]["driver"], serde_json::Value::Null);
+    let history = v["status"]["canary"]["history"].as_array().unwrap();
     assert!(
         history
             .iter()
@@ -705,7 +706,7 @@ async fn status_shows_each_canary_its_driver_and_its_history() {
     let _ = child.wait();
     let out = status(&["-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["driver"]["alive"], true);
+    assert_eq!(v["items"][0]["status"]["canary"]["driver"]["alive"], true);
     tokio::time::sleep(LEASE_FOR_TESTS).await;
     let out = status(&[]);
     assert!(stdout(&out).contains("lost ("), "{}", stdout(&out));

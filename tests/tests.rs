@@ -18,4 +18,5 @@ mod rbac;
 mod revert;
 mod routers;
 mod run;
+mod status;
 mod support;

@@ -5,40 +5,45 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::ListParams;
-use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::state as statestore;
-use canary_core::engine::state::{HistoryEntry, State};
+use canary_core::engine::state::{Failure, HistoryEntry, Paused, Phase, State};
 use canary_core::time::Time;
 
 /// One canary as `status` shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub(crate) struct CanaryStatus {
     pub name: String,
     pub namespace: String,
     pub target: String,
-    pub phase: String,
+    /// `None` when the state annotation cannot be read (shown `Unknown`).
+    pub phase: Option<Phase>,
+    pub paused: Option<Paused>,
     pub weight: u32,
     pub failed_checks: u32,
     pub iterations: u32,
-    pub last_transition_time: String,
+    pub last_transition_time: Time,
     /// Who drives it, when a driver holds the lease.
     pub driver: Option<Driver>,
     pub revision: Option<String>,
     pub promoted_revision: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tracked_configs: BTreeMap<String, String>,
+    /// Why the last analysis failed or was aborted.
+    pub failure: Option<Failure>,
     pub history: Vec<HistoryEntry>,
+    /// The Canary document the last driver ran, as stored on the primary
+    /// (`None` before a driver stored one).
+    pub document: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub(crate) struct Driver {
     pub holder: String,
-    pub renew_time: String,
+    pub renew_time: Time,
     /// `false` when the lease ran out: the driver was lost (killed, or its
     /// machine went away); `canary run` takes over.
     pub alive: bool,
@@ -52,23 +57,29 @@ pub(crate) fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
         Ok(None) => None,
         Err(_) => {
             let mut s = status_of(d, State::new(now), now);
-            s.phase = "Unknown".to_string();
+            s.phase = None;
             Some(s)
         }
     }
 }
 
-/// The label selector of the primaries `canary` manages.
-pub(crate) fn selector() -> String {
-    format!(
+/// The label selector of the primaries `canary` manages, narrowed by the
+/// user's own (`-l`), which the API server applies to the primaries'
+/// labels.
+pub(crate) fn selector(user: Option<&str>) -> String {
+    let managed = format!(
         "{}={}",
         crate::cluster::managed::MANAGED_BY.0,
         crate::cluster::managed::MANAGED_BY.1
-    )
+    );
+    match user.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => format!("{managed},{u}"),
+        None => managed,
+    }
 }
 
 /// What tells two rows of one canary apart.
-pub(crate) type RowKey = (String, String, u32, u32, String, Option<(String, bool)>);
+pub(crate) type RowKey = (String, String, u32, u32, Time, Option<(String, bool)>);
 
 impl CanaryStatus {
     /// What a watcher prints a new row for: everything but the history
@@ -76,12 +87,22 @@ impl CanaryStatus {
     pub(crate) fn row_key(&self) -> RowKey {
         (
             self.name.clone(),
-            self.phase.clone(),
+            self.phase_text(),
             self.weight,
             self.failed_checks,
-            self.last_transition_time.clone(),
+            self.last_transition_time,
             self.driver.as_ref().map(|d| (d.holder.clone(), d.alive)),
         )
+    }
+
+    /// The phase as the table shows it: `Progressing (paused)`, `Unknown`
+    /// for a state that cannot be read.
+    pub(crate) fn phase_text(&self) -> String {
+        match (self.phase, &self.paused) {
+            (None, _) => "Unknown".to_string(),
+            (Some(p), Some(_)) if p.is_active() => format!("{} (paused)", p.as_str()),
+            (Some(p), _) => p.as_str().to_string(),
+        }
     }
 }
 
@@ -91,26 +112,32 @@ fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
         .strip_suffix("-primary")
         .unwrap_or(&primary_name)
         .to_string();
+    // The stored spec is the Canary document, then its MetricTemplates.
+    let document = statestore::read_spec(primary).and_then(|text| {
+        let first = text.split("\n---\n").next().unwrap_or_default().to_string();
+        serde_json::from_str::<serde_json::Value>(&first).ok()
+    });
     CanaryStatus {
         name: state.canary.clone().unwrap_or_else(|| target.clone()),
         namespace: primary.metadata.namespace.clone().unwrap_or_default(),
         target,
-        phase: match &state.paused {
-            Some(_) if state.phase.is_active() => format!("{} (paused)", state.phase.as_str()),
-            _ => state.phase.as_str().to_string(),
-        },
+        phase: Some(state.phase),
+        paused: state.paused.clone(),
         weight: state.canary_weight,
         failed_checks: state.failed_checks,
         iterations: state.iterations,
-        last_transition_time: state.last_transition_time.to_rfc3339(),
+        last_transition_time: state.last_transition_time,
         driver: state.lease.as_ref().map(|l| Driver {
             holder: l.holder.clone(),
-            renew_time: l.renew_time.to_rfc3339(),
+            renew_time: l.renew_time,
             alive: l.is_live(now),
         }),
         revision: state.last_applied_spec.clone(),
         promoted_revision: state.last_promoted_spec.clone(),
+        tracked_configs: state.tracked_configs.clone(),
+        failure: state.failure.clone(),
         history: state.history,
+        document,
     }
 }
 
@@ -118,12 +145,13 @@ fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
 pub(crate) async fn list(
     conn: &Connection,
     namespace: Option<&str>,
+    labels: Option<&str>,
 ) -> Result<Vec<CanaryStatus>, ClusterError> {
     let api: Api<Deployment> = match namespace {
         Some(ns) => Api::namespaced(conn.client.clone(), ns),
         None => Api::all(conn.client.clone()),
     };
-    let selector = selector();
+    let selector = selector(labels);
     let where_ = namespace
         .map(|n| format!("namespace {n}"))
         .unwrap_or_else(|| "all namespaces".to_string());
@@ -138,4 +166,24 @@ pub(crate) async fn list(
     }
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
+}
+
+/// The revision the target runs now (its pod template and the configs it
+/// tracks, hashed as `canary run` hashes them); `None` when the target is
+/// gone. `status --wait` compares it with the state's to tell a change no
+/// driver has picked up yet from a verdict.
+pub(crate) async fn target_revision(
+    conn: &Connection,
+    namespace: &str,
+    target: &str,
+) -> Result<Option<String>, ClusterError> {
+    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
+    let Some(d) = crate::cluster::workload::get(&api, target).await? else {
+        return Ok(None);
+    };
+    let tracked = crate::cluster::configs::track(&conn.client, namespace, &d.spec.template).await?;
+    Ok(Some(crate::cluster::workload::revision(
+        &d,
+        &tracked.hashes,
+    )))
 }

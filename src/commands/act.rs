@@ -146,7 +146,7 @@ pub(super) async fn find(
         });
     }
     let name = args.name.clone().unwrap_or_default();
-    let all = crate::cluster::status::list(conn, Some(&default_ns)).await?;
+    let all = crate::cluster::status::list(conn, Some(&default_ns), None).await?;
     let found = all
         .into_iter()
         .find(|c| c.name == name || c.target == name)

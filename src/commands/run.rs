@@ -346,7 +346,7 @@ fn stored_spec(
 }
 
 /// The outcome that matters most when several canaries ran.
-fn worst(a: Outcome, b: Outcome) -> Outcome {
+pub(super) fn worst(a: Outcome, b: Outcome) -> Outcome {
     let rank = |o: Outcome| match o {
         Outcome::Success => 0,
         Outcome::RolledBack => 3,

@@ -73,6 +73,49 @@ impl Phase {
     }
 }
 
+/// Flagger's `Promoted` condition for a phase: its status (`True`,
+/// `False` or `Unknown`) and message, for a target of kind `kind`
+/// (`Deployment`). Its reason is the phase's name, as in Flagger.
+pub fn promoted_condition(phase: Phase, kind: &str) -> (&'static str, String) {
+    match phase {
+        Phase::Initializing => (
+            "Unknown",
+            format!("New {kind} detected, starting initialization."),
+        ),
+        Phase::Initialized => ("True", format!("{kind} initialization completed.")),
+        Phase::Waiting | Phase::WaitingPromotion => ("Unknown", "Waiting for approval.".into()),
+        Phase::Progressing => (
+            "Unknown",
+            "New revision detected, progressing canary analysis.".into(),
+        ),
+        Phase::Promoting => (
+            "Unknown",
+            "Canary analysis completed, starting primary rolling update.".into(),
+        ),
+        Phase::Finalising => (
+            "Unknown",
+            "Canary analysis completed, routing all traffic to primary.".into(),
+        ),
+        Phase::Succeeded => (
+            "True",
+            "Canary analysis completed successfully, promotion finished.".into(),
+        ),
+        Phase::Failed => (
+            "False",
+            format!("Canary analysis failed, {kind} scaled to zero."),
+        ),
+        // Not Flagger's phases: worded as Flagger words its own.
+        Phase::Aborted => (
+            "False",
+            format!("Canary analysis aborted, {kind} scaled to zero."),
+        ),
+        Phase::Terminating => (
+            "Unknown",
+            format!("Canary is being reverted, {kind} serves all traffic again."),
+        ),
+    }
+}
+
 /// Who is driving the canary, and until when that claim holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -305,6 +348,22 @@ mod tests {
         }
         assert_eq!(s.history.len(), HISTORY_LIMIT);
         assert_eq!(s.history[0].message, "step 5");
+    }
+
+    #[test]
+    fn the_promoted_condition_is_flaggers() {
+        assert_eq!(
+            promoted_condition(Phase::Failed, "Deployment"),
+            (
+                "False",
+                "Canary analysis failed, Deployment scaled to zero.".to_string()
+            )
+        );
+        assert_eq!(promoted_condition(Phase::Succeeded, "Deployment").0, "True");
+        assert_eq!(
+            promoted_condition(Phase::Progressing, "Deployment").0,
+            "Unknown"
+        );
     }
 
     #[test]
