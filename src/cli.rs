@@ -134,6 +134,11 @@ pub struct RunArgs {
     #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
+    /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
+    /// GiB, or K, M, G, k).
+    #[arg(long, env = "CANARY_MAX_INPUT_SIZE", value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_input_size: u64,
+
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
@@ -251,6 +256,27 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     canary_core::spec::resolve::parse_duration(s)
 }
 
+/// `4MiB`, `512k`, `1G`, `100`: binary units, as Kubernetes quantities
+/// write them.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a size such as 4MiB or 500k, found `{s}`"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "Ki" | "KiB" | "kB" | "KB" => 1 << 10,
+        "M" | "Mi" | "MiB" | "MB" => 1 << 20,
+        "G" | "Gi" | "GiB" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a usable size"))
+}
+
 fn parse_set_image(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
@@ -302,6 +328,11 @@ pub struct ValidateArgs {
     #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
+    /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
+    /// GiB, or K, M, G, k).
+    #[arg(long, env = "CANARY_MAX_INPUT_SIZE", value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_input_size: u64,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -316,6 +347,11 @@ pub struct PlanArgs {
     /// Which Canary of the file, when it holds several.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
+    /// GiB, or K, M, G, k).
+    #[arg(long, env = "CANARY_MAX_INPUT_SIZE", value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_input_size: u64,
 
     /// Service mesh or ingress provider for canaries whose spec names none
     /// (Flagger's `-mesh-provider` install flag), e.g. linkerd, istio, nginx.

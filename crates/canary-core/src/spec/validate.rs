@@ -8,7 +8,7 @@ use super::types::{
     CanaryAnalysis, INGRESS_KINDS, MetricTemplate, ROUTE_KINDS, TARGET_KINDS, UPSTREAM_KINDS,
     WEBHOOK_TYPES,
 };
-use super::{Diagnostic, Doc, SpecFile};
+use super::{Diagnostic, Doc, SpecFile, elide};
 use crate::provider::{MetricProvider, Provider};
 use crate::queries::template;
 use crate::suggest::did_you_mean;
@@ -30,6 +30,83 @@ pub fn file(file: &SpecFile) -> Vec<Diagnostic> {
         let mut c = Checker::new(file, doc);
         alert_provider(&mut c);
         out.extend(c.out);
+    }
+    out
+}
+
+/// Canaries that more than one document names, across every file of one
+/// command: one process would drive the same canary (or the same target)
+/// twice, each driver undoing the other's steps. Each repeat is reported
+/// where it is, naming where the canary was first seen.
+///
+/// A canary that names no namespace is in `default_namespace` (the one
+/// `run` takes from `-n` or the context); while that is not known, such
+/// canaries are compared with each other only.
+pub fn duplicates(files: &[&SpecFile], default_namespace: Option<&str>) -> Vec<Diagnostic> {
+    use std::collections::HashMap;
+    type Ns = Option<String>;
+    let mut canaries: HashMap<(Ns, String), String> = HashMap::new();
+    let mut targets: HashMap<(Ns, String, String), (String, String)> = HashMap::new();
+    let id = |name: &str, ns: &Ns| match ns {
+        Some(ns) => format!("{}.{}", elide(name), elide(ns)),
+        None => elide(name),
+    };
+    let mut out = Vec::new();
+    for file in files {
+        for doc in &file.canaries {
+            let c = &doc.value;
+            let ns: Ns = c
+                .explicit_namespace()
+                .or(default_namespace)
+                .map(str::to_string);
+            let name = c.name().to_string();
+            let here = file.diagnostic_at(doc, "metadata.name", "");
+            let place = here.location();
+            if let Some(first) = canaries.get(&(ns.clone(), name.clone())) {
+                out.push(
+                    file.diagnostic_at(
+                        doc,
+                        "metadata.name",
+                        &format!(
+                            "canary `{}` is defined twice; it is also at {first}",
+                            id(&name, &ns)
+                        ),
+                    )
+                    .with_help("one canary is driven by one spec: keep one of the two documents"),
+                );
+                continue;
+            }
+            canaries.insert((ns.clone(), name.clone()), place.clone());
+            let Some(t) = c.spec.as_ref().and_then(|s| s.target_ref.as_ref()) else {
+                continue;
+            };
+            let (kind, target) = (
+                t.kind.clone().unwrap_or_default(),
+                t.name.clone().unwrap_or_default(),
+            );
+            if target.is_empty() {
+                continue;
+            }
+            let key = (ns.clone(), kind.clone(), target.clone());
+            if let Some((other, first)) = targets.get(&key) {
+                out.push(
+                    file.diagnostic_at(
+                        doc,
+                        "spec.targetRef.name",
+                        &format!(
+                            "canary `{}` drives {} `{}`, as canary `{}` at {first} does",
+                            id(&name, &ns),
+                            elide(&kind),
+                            elide(&target),
+                            id(other, &ns)
+                        ),
+                    )
+                    .with_help("a target is driven by one canary: keep one of the two"),
+                );
+                continue;
+            }
+            targets.insert(key, (name, place));
+        }
     }
     out
 }
@@ -64,7 +141,7 @@ impl<'a, T> Checker<'a, T> {
         // A value's problem points at the value; a missing field at the
         // mapping that lacks it.
         let span = self.doc.spans.locate_value(path);
-        let mut d = Diagnostic::at(&self.file.name, &self.file.text, span, message).with_path(path);
+        let mut d = self.file.diagnostic(span, message).with_path(path);
         if let Some(h) = help {
             d = d.with_help(h);
         }
@@ -81,13 +158,9 @@ impl<'a, T> Checker<'a, T> {
         if let Some(n) = self.doc.spans.get(&path) {
             let span = n.key.unwrap_or(n.value);
             self.out.push(
-                Diagnostic::at(
-                    &self.file.name,
-                    &self.file.text,
-                    span,
-                    format!("`{field}` is empty"),
-                )
-                .with_path(path),
+                self.file
+                    .diagnostic(span, format!("`{field}` is empty"))
+                    .with_path(path),
             );
             return;
         }
@@ -98,13 +171,12 @@ impl<'a, T> Checker<'a, T> {
         };
         let span = self.doc.spans.locate(parent);
         self.out.push(
-            Diagnostic::at(
-                &self.file.name,
-                &self.file.text,
-                span,
-                format!("missing required field `{field}` in {where_}"),
-            )
-            .with_path(path),
+            self.file
+                .diagnostic(
+                    span,
+                    format!("missing required field `{field}` in {where_}"),
+                )
+                .with_path(path),
         );
     }
 
@@ -119,7 +191,7 @@ impl<'a, T> Checker<'a, T> {
         let line_in_query = before.matches('\n').count();
         let col_in_line = before.rsplit('\n').next().unwrap_or("").chars().count();
         let query_line = query.lines().nth(line_in_query).unwrap_or("");
-        let lines: Vec<&str> = self.file.text.lines().collect();
+        let line_count = self.file.lines.count(&self.file.text);
         // The query starts on the value's line (plain or quoted) or just
         // after it (`|`, `>`): find the first source line at or after the
         // expected one that holds this line of the query.
@@ -128,9 +200,10 @@ impl<'a, T> Checker<'a, T> {
         let first = base.start.line + line_in_query;
         let mut span = base;
         if !needle.is_empty() {
-            for l in first..=(first + 1).min(lines.len()) {
-                if let Some(i) = lines[l - 1].find(needle) {
-                    let col = lines[l - 1][..i].chars().count() + col_in_line.saturating_sub(lead);
+            for l in first..=(first + 1).min(line_count) {
+                let source = self.file.line(l).unwrap_or_default();
+                if let Some(i) = source.find(needle) {
+                    let col = source[..i].chars().count() + col_in_line.saturating_sub(lead);
                     span = Span::point(l, col + 1);
                     break;
                 }
@@ -147,14 +220,11 @@ impl<'a, T> Checker<'a, T> {
                   {{ variables.name }}"
                 .to_string(),
         };
-        let d = Diagnostic::at(
-            &self.file.name,
-            &self.file.text,
-            span,
-            format!("invalid query template: {e}"),
-        )
-        .with_path(path)
-        .with_help(help);
+        let d = self
+            .file
+            .diagnostic(span, format!("invalid query template: {e}"))
+            .with_path(path)
+            .with_help(help);
         self.out.push(d);
     }
 
@@ -166,7 +236,7 @@ impl<'a, T> Checker<'a, T> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of: {}", known.join(", ")),
         };
-        self.err_help(path, format!("unknown {what} `{value}`"), help);
+        self.err_help(path, format!("unknown {what} `{}`", elide(value)), help);
     }
 
     fn duration(&mut self, path: &str, value: Option<&str>) {
@@ -183,13 +253,18 @@ impl<'a, T> Checker<'a, T> {
         match parse_duration(v) {
             Err(e) => self.err_help(
                 path,
-                format!("invalid duration `{v}`: {e}"),
+                format!("invalid duration `{}`: {e}", elide(v)),
                 "write a number and a unit without spaces, such as 30s, 1m or 1m30s",
             ),
-            Ok(d) if d.is_zero() => self.err(path, format!("`{v}` must be longer than zero")),
+            Ok(d) if d.is_zero() => {
+                self.err(path, format!("`{}` must be longer than zero", elide(v)))
+            }
             Ok(_) if flagger_pattern && !matches_flagger_pattern(v) => self.err_help(
                 path,
-                format!("duration `{v}` is not accepted by Flagger's schema"),
+                format!(
+                    "duration `{}` is not accepted by Flagger's schema",
+                    elide(v)
+                ),
                 "Flagger wants whole seconds or minutes here, such as 30s, 5m or 1m30s",
             ),
             Ok(_) => {}
@@ -575,7 +650,10 @@ fn analysis_rules(
                     };
                     c.err_help(
                         &join(&mp, "name"),
-                        format!("`{n}` is not a built-in metric and has no templateRef or query"),
+                        format!(
+                            "`{}` is not a built-in metric and has no templateRef or query",
+                            elide(n)
+                        ),
                         help,
                     );
                 }

@@ -1,0 +1,202 @@
+//! Hostile spec files: nesting that would overflow the stack, inputs that
+//! never end or would take time in the square of their size, huge values,
+//! the same canary twice. `validate`, `plan` and `run` each refuse them with
+//! exit 2, the file and the place, and `run` writes nothing to the cluster.
+
+use std::path::PathBuf;
+
+use crate::support::Sim;
+use crate::util::{canary, stderr, stdout};
+
+const PODINFO: &str = include_str!("../examples/podinfo.yaml");
+
+/// `validate`, `plan` (of the first file) and `run` of `files` all exit 2
+/// with every one of `words` on stderr, and `run` writes nothing.
+async fn refused_by_all_three(sim: &Sim, files: &[PathBuf], words: &[&str]) {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut commands = vec![
+        [vec!["validate".to_string()], names.clone()].concat(),
+        vec!["plan".to_string(), names[0].clone()],
+        [vec!["run".to_string()], names.clone()].concat(),
+    ];
+    if files.len() > 1 {
+        // `plan` reads one file: it cannot see a repeat in another.
+        commands.remove(1);
+    }
+    sim.world.sim().clear_request_log();
+    for argv in commands {
+        let out = sim.canary(argv.clone()).await;
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{argv:?}: {err}{}",
+            stdout(&out)
+        );
+        for w in words {
+            assert!(err.contains(w), "{argv:?} says {w:?}: {err}");
+        }
+        // A hundred problems at most, each a few lines.
+        assert!(err.len() < 64_000, "{argv:?} printed {} bytes", err.len());
+    }
+    assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_levels_of_nesting_are_refused_with_the_place_not_a_crash() {
+    let sim = Sim::start().await;
+    let deep = sim.write("deep.yaml", &format!("a:\n  {}x\n", "- ".repeat(10_000)));
+    let at = format!("deep.yaml:2:{}", 3 + 2 * 127);
+    refused_by_all_three(&sim, &[deep], &["nests more than 128 levels", &at]).await;
+
+    // Deep inside a real Canary, in flow style.
+    let flow = sim.write(
+        "deep-flow.yaml",
+        &format!(
+            "{PODINFO}status: {}{}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        ),
+    );
+    refused_by_all_three(
+        &sim,
+        &[flow],
+        &["nests more than 128 levels", "deep-flow.yaml:"],
+    )
+    .await;
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eighty_thousand_bad_documents_are_refused_at_the_document_limit() {
+    let sim = Sim::start().await;
+    let many = sim.write("many.yaml", &"---\nkind: X\n".repeat(80_000));
+    refused_by_all_three(
+        &sim,
+        &[many],
+        &["more than 1000 YAML documents", "many.yaml:2001:1"],
+    )
+    .await;
+    // Under the limit every document is read, and the problems stop at a
+    // hundred.
+    let bad = sim.write("bad.yaml", &"---\nkind: X\n".repeat(1000));
+    refused_by_all_three(
+        &sim,
+        &[bad],
+        &["stopped reading after 100 problems", "bad.yaml:202:1"],
+    )
+    .await;
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_canary_in_two_files_is_refused_naming_both_places() {
+    let sim = Sim::start().await;
+    let a = sim.write("a.yaml", PODINFO);
+    let b = sim.write("b.yaml", PODINFO);
+    let first = format!("{}:7:3", a.display());
+    let second = format!("{}:7:3", b.display());
+    refused_by_all_three(
+        &sim,
+        &[a.clone(), b],
+        &["canary `podinfo.prod` is defined twice", &first, &second],
+    )
+    .await;
+    // Twice in one file: `plan` refuses it too.
+    let both = sim.write("both.yaml", &format!("{PODINFO}---\n{PODINFO}"));
+    refused_by_all_three(
+        &sim,
+        &[both],
+        &["is defined twice", "both.yaml:7:3", "both.yaml:"],
+    )
+    .await;
+    // Two canaries of one target.
+    let other = sim.write(
+        "other.yaml",
+        &PODINFO.replace(
+            "  name: podinfo\n  namespace",
+            "  name: podinfo-two\n  namespace",
+        ),
+    );
+    refused_by_all_three(
+        &sim,
+        &[a, other],
+        &["drives Deployment `podinfo`, as canary `podinfo.prod`"],
+    )
+    .await;
+    sim.world.shutdown().await;
+}
+
+#[test]
+fn a_file_that_never_ends_is_read_to_the_size_limit_and_refused() {
+    if !std::path::Path::new("/dev/zero").exists() {
+        return;
+    }
+    for cmd in ["validate", "plan"] {
+        let out = canary().args([cmd, "/dev/zero"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(
+            err.contains("/dev/zero") && err.contains("larger than 4 MiB"),
+            "{err}"
+        );
+        assert!(err.contains("--max-input-size"), "{err}");
+    }
+}
+
+#[test]
+fn the_size_limit_is_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("podinfo.yaml");
+    std::fs::write(&f, PODINFO).unwrap();
+    let out = canary()
+        .args(["validate", "--max-input-size", "1k"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("larger than 1 KiB"),
+        "{}",
+        stderr(&out)
+    );
+    let out = canary()
+        .args(["validate", "--max-input-size", "64KiB"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = canary()
+        .args(["validate", "--max-input-size", "lots"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_fifty_megabyte_bad_value_is_shown_by_its_start_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("huge.yaml");
+    let value = "x".repeat(50_000_000);
+    std::fs::write(
+        &f,
+        PODINFO.replacen("interval: 1m", &format!("interval: {value}"), 1),
+    )
+    .unwrap();
+    // Refused by size first.
+    let out = canary().arg("validate").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("larger than 4 MiB"));
+    // Read when allowed, and not printed.
+    let out = canary()
+        .args(["validate", "--max-input-size", "64MiB"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.len() < 4_000, "{} bytes printed", err.len());
+    assert!(err.contains("(50000000 characters)"), "{err}");
+    assert!(err.contains("huge.yaml:"), "{err}");
+}
