@@ -124,7 +124,7 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 
     /// Namespace of canaries whose spec names none (default: the context's).
-    #[arg(short, long, value_name = "NAMESPACE")]
+    #[arg(short, long, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
 }
 
@@ -149,7 +149,7 @@ pub struct RunArgs {
 
     /// Prometheus address for the built-in metrics (overrides the spec's
     /// `metricsServer`; default: the provider's own).
-    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL")]
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL", value_parser = parse_url)]
     pub metrics_server: Option<String>,
 
     /// With nothing to analyse, wait this long (e.g. 10m) for the target to
@@ -235,7 +235,7 @@ pub enum RunFormat {
 #[derive(Debug, Args)]
 pub struct ActArgs {
     /// The canary (its name, or its target's).
-    #[arg(value_name = "NAME", required_unless_present = "file")]
+    #[arg(value_name = "NAME", required_unless_present = "file", value_parser = parse_name)]
     pub name: Option<String>,
 
     /// Take the canary from this spec file instead (and its spec, when no
@@ -254,6 +254,42 @@ pub struct ActArgs {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     canary_core::spec::resolve::parse_duration(s)
+}
+
+/// A Kubernetes object name: it goes into API paths, so nothing else.
+fn parse_name(s: &str) -> Result<String, String> {
+    use canary_core::spec::validate::NameKind;
+    if NameKind::Object.accepts(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "not a Kubernetes name: {}",
+            NameKind::Object.rule()
+        ))
+    }
+}
+
+fn parse_namespace(s: &str) -> Result<String, String> {
+    use canary_core::spec::validate::NameKind;
+    if NameKind::Namespace.accepts(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "not a namespace name: {}",
+            NameKind::Namespace.rule()
+        ))
+    }
+}
+
+/// An http(s) URL with a host and a usable port; an empty value means
+/// "not set", as an empty environment variable does.
+fn parse_url(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    canary_core::spec::validate::check_url(s)
+        .map(|_| s.to_string())
+        .map_err(|why| format!("invalid URL: {why}"))
 }
 
 /// `4MiB`, `512k`, `1G`, `100`: binary units, as Kubernetes quantities
@@ -289,7 +325,7 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One canary, for its detail and step history.
-    #[arg(value_name = "NAME", conflicts_with = "file")]
+    #[arg(value_name = "NAME", conflicts_with = "file", value_parser = parse_name)]
     pub name: Option<String>,
 
     /// The canaries of this spec file.
@@ -360,7 +396,7 @@ pub struct PlanArgs {
 
     /// Prometheus address used by the built-in metrics, when the spec sets
     /// no `metricsServer` (default: the provider's own).
-    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL")]
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL", value_parser = parse_url)]
     pub metrics_server: Option<String>,
 
     /// Output format.

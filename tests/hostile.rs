@@ -110,7 +110,7 @@ async fn the_same_canary_in_two_files_is_refused_naming_both_places() {
         &["is defined twice", "both.yaml:7:3", "both.yaml:"],
     )
     .await;
-    // Two canaries of one target.
+    // Two canaries of one target: one run would drive it twice.
     let other = sim.write(
         "other.yaml",
         &PODINFO.replace(
@@ -118,12 +118,20 @@ async fn the_same_canary_in_two_files_is_refused_naming_both_places() {
             "  name: podinfo-two\n  namespace",
         ),
     );
-    refused_by_all_three(
-        &sim,
-        &[a, other],
-        &["drives Deployment `podinfo`, as canary `podinfo.prod`"],
-    )
-    .await;
+    let out = sim
+        .canary(vec![
+            "run".into(),
+            a.display().to_string(),
+            other.display().to_string(),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("drives Deployment `podinfo`, as canary `podinfo.prod`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is written");
     sim.world.shutdown().await;
 }
 
@@ -199,4 +207,103 @@ fn a_fifty_megabyte_bad_value_is_shown_by_its_start_and_length() {
     assert!(err.len() < 4_000, "{} bytes printed", err.len());
     assert!(err.contains("(50000000 characters)"), "{err}");
     assert!(err.contains("huge.yaml:"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_that_cannot_be_called_are_refused_before_traffic_moves() {
+    let sim = Sim::start().await;
+    let hook = "url: http://flagger-loadtester.prod/";
+    for (url, words) in [
+        ("http://[::1", "the IPv6 address is not valid"),
+        (
+            "http://127.0.0.1:99999/",
+            "the port must be a number from 1 to 65535",
+        ),
+        (
+            "ftp://flagger-loadtester.prod/",
+            "the scheme `ftp` is not http or https",
+        ),
+        (
+            "http://user:s3cret@127.0.0.1:99999/",
+            "invalid URL `http://***@127.0.0.1:99999/`",
+        ),
+    ] {
+        let f = sim.write(
+            "url.yaml",
+            &PODINFO.replacen(hook, &format!("url: {url}"), 1),
+        );
+        refused_by_all_three(
+            &sim,
+            std::slice::from_ref(&f),
+            &[words, "url.yaml:33:14", "(spec.analysis.webhooks[0].url)"],
+        )
+        .await;
+        let out = canary().arg("validate").arg(&f).output().unwrap();
+        assert!(!stderr(&out).contains("s3cret"), "{}", stderr(&out));
+    }
+    let f = sim.write(
+        "server.yaml",
+        &PODINFO.replacen(
+            "spec:\n",
+            "spec:\n  metricsServer: http://prometheus:0/\n",
+            1,
+        ),
+    );
+    refused_by_all_three(&sim, &[f], &["(spec.metricsServer)", "port"]).await;
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_kubernetes_names_are_refused_naming_the_field() {
+    let sim = Sim::start().await;
+    for (from, to, path) in [
+        (
+            "    name: podinfo\n  service:",
+            "    name: Pod Info\n  service:",
+            "spec.targetRef.name",
+        ),
+        (
+            "    name: podinfo\n  service:",
+            "    name: ../../etc\n  service:",
+            "spec.targetRef.name",
+        ),
+        (
+            "  namespace: prod\n",
+            "  namespace: prod?watch=1\n",
+            "metadata.namespace",
+        ),
+        (
+            "  service:\n",
+            "  service:\n    name: 9lives\n",
+            "spec.service.name",
+        ),
+        (
+            "  service:\n",
+            "  autoscalerRef:\n    apiVersion: autoscaling/v2\n    kind: HorizontalPodAutoscaler\n    name: po/dinfo\n  service:\n",
+            "spec.autoscalerRef.name",
+        ),
+    ] {
+        assert!(PODINFO.contains(from), "{from:?}");
+        let f = sim.write("name.yaml", &PODINFO.replacen(from, to, 1));
+        refused_by_all_three(&sim, &[f], &[&format!("({path})"), "name.yaml:"]).await;
+    }
+    sim.world.shutdown().await;
+}
+
+#[test]
+fn names_and_urls_on_the_command_line_are_checked_too() {
+    for args in [
+        vec!["abort", "../../x"],
+        vec!["status", "Pod Info"],
+        vec!["run", "examples/podinfo.yaml", "-n", "a/b"],
+        vec![
+            "plan",
+            "examples/podinfo.yaml",
+            "--metrics-server",
+            "http://[::1",
+        ],
+    ] {
+        let out = canary().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
 }

@@ -18,7 +18,7 @@ pub(super) fn plan(args: PlanArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    let twice = spec::validate::duplicates(&[&file], None);
+    let twice = spec::validate::duplicates(&[&file], None, false);
     if !twice.is_empty() {
         ui::diagnostics(&twice);
         return Outcome::Usage;

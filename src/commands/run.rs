@@ -24,7 +24,7 @@ pub(super) fn run(args: RunArgs) -> Outcome {
     // Canaries in the same namespace as written are the same wherever the
     // cluster puts the others: refused before connecting.
     let files_ref: Vec<&SpecFile> = files.iter().collect();
-    errors.extend(spec::validate::duplicates(&files_ref, None));
+    errors.extend(spec::validate::duplicates(&files_ref, None, true));
     if !errors.is_empty() {
         ui::diagnostics(&errors);
         return Outcome::Usage;
@@ -82,6 +82,7 @@ async fn run_files(
     let mut refused = spec::validate::duplicates(
         &files.iter().collect::<Vec<_>>(),
         overrides.namespace.as_deref(),
+        true,
     );
     for file in &files {
         let templates: Vec<_> = file

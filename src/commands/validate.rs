@@ -28,7 +28,7 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
             }
         }
     }
-    let twice = spec::validate::duplicates(&files.iter().collect::<Vec<_>>(), None);
+    let twice = spec::validate::duplicates(&files.iter().collect::<Vec<_>>(), None, false);
     report.valid &= twice.is_empty();
     report.errors.extend(twice);
     for file in files {

@@ -133,7 +133,8 @@ impl Diagnostic {
         let mut column = span.start.column;
         let mut width = width.max(1);
         let source_line = source_line.map(|l| {
-            let (excerpt, col, w) = excerpt(l, column, width);
+            let l = redact_userinfo(l);
+            let (excerpt, col, w) = excerpt(&l, column, width);
             column = col;
             width = w;
             excerpt
@@ -143,7 +144,7 @@ impl Diagnostic {
             line: span.start.line,
             column: span.start.column,
             path: None,
-            message: clip(message.into()),
+            message: clip(redact_userinfo(&message.into()).into_owned()),
             help: None,
             width,
             source_line,
@@ -221,6 +222,37 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// `text` with the user and password of every URL in it replaced by
+/// `***` (`http://***@host/`): a spec line quoted in an error must not
+/// print a password written into a webhook or metrics URL.
+pub fn redact_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = i + 3;
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | ',')
+            })
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A long line cut to a window around `column`, with the caret's column
@@ -301,6 +333,25 @@ mod tests {
         let caret = r.lines().find(|l| l.contains('^')).unwrap();
         let at = caret.find('^').unwrap();
         assert_eq!(src.chars().nth(caret[..at].chars().count()), Some('y'));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_not_quoted() {
+        let text = "    url: http://user:s3cret@loadtester.prod:8080/x?y=1\n";
+        let d = Diagnostic::at(
+            "c.yaml",
+            text,
+            Span::point(1, 10),
+            "failed: http://u:p4ss@h/ and https://tok@h2",
+        );
+        let r = d.render();
+        assert!(
+            !r.contains("s3cret") && !r.contains("p4ss") && !r.contains("tok@"),
+            "{r}"
+        );
+        assert!(r.contains("http://***@loadtester.prod:8080/x?y=1"), "{r}");
+        assert!(r.contains("https://***@h2"), "{r}");
+        assert_eq!(redact_userinfo("a@b http://h/x@y"), "a@b http://h/x@y");
     }
 
     #[test]

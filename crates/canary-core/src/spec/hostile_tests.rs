@@ -275,3 +275,51 @@ fn byte_mutations_of_the_fixtures_never_panic_and_every_problem_has_a_place() {
         }
     }
 }
+
+#[test]
+fn urls_must_parse_with_a_host_and_a_port_that_fits() {
+    use validate::check_url;
+    assert!(check_url("http://flagger-loadtester.prod/").is_ok());
+    assert!(check_url("https://[::1]:8443/x").is_ok());
+    for (bad, why) in [
+        ("http://[::1", "IPv6"),
+        ("http://127.0.0.1:99999/", "port"),
+        ("http://127.0.0.1:0/", "port"),
+        ("flagger-loadtester.prod", "no scheme"),
+        ("ftp://h/", "scheme"),
+        ("http://", "host"),
+    ] {
+        let e = check_url(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn a_password_in_a_url_is_never_shown() {
+    use validate::redact_url;
+    assert_eq!(redact_url("http://u:p@h:1/x?q"), "http://***@h:1/x?q");
+    assert_eq!(redact_url("http://u:p@[::1/x"), "http://***@[::1/x");
+    assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+    let text = PODINFO.replacen(
+        "url: http://flagger-loadtester.prod/",
+        "url: http://admin:s3cret@[::1/",
+        1,
+    );
+    let e = refused("p.yaml", &text);
+    let shown: String = e.iter().map(Diagnostic::render).collect();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("http://***@[::1/"), "{shown}");
+}
+
+#[test]
+fn names_follow_the_kubernetes_rules_of_their_kind() {
+    use validate::NameKind;
+    assert!(NameKind::Object.accepts("podinfo.v2"));
+    assert!(!NameKind::Object.accepts("../../etc"));
+    assert!(!NameKind::Object.accepts("Pod Info"));
+    assert!(!NameKind::Object.accepts("a?b"));
+    assert!(!NameKind::Namespace.accepts("prod.eu"));
+    assert!(!NameKind::Namespace.accepts(&"a".repeat(64)));
+    assert!(!NameKind::Service.accepts("9lives"));
+    assert!(NameKind::Service.accepts("podinfo-2"));
+}

@@ -42,7 +42,15 @@ pub fn file(file: &SpecFile) -> Vec<Diagnostic> {
 /// A canary that names no namespace is in `default_namespace` (the one
 /// `run` takes from `-n` or the context); while that is not known, such
 /// canaries are compared with each other only.
-pub fn duplicates(files: &[&SpecFile], default_namespace: Option<&str>) -> Vec<Diagnostic> {
+///
+/// With `same_target`, two canaries of one target are refused too: `run`
+/// would drive that target twice. Files checked side by side (`plan`
+/// of one of several alternatives) may well share a target.
+pub fn duplicates(
+    files: &[&SpecFile],
+    default_namespace: Option<&str>,
+    same_target: bool,
+) -> Vec<Diagnostic> {
     use std::collections::HashMap;
     type Ns = Option<String>;
     let mut canaries: HashMap<(Ns, String), String> = HashMap::new();
@@ -77,6 +85,9 @@ pub fn duplicates(files: &[&SpecFile], default_namespace: Option<&str>) -> Vec<D
                 continue;
             }
             canaries.insert((ns.clone(), name.clone()), place.clone());
+            if !same_target {
+                continue;
+            }
             let Some(t) = c.spec.as_ref().and_then(|s| s.target_ref.as_ref()) else {
                 continue;
             };
@@ -294,18 +305,134 @@ impl<'a, T> Checker<'a, T> {
     }
 
     fn url(&mut self, path: &str, value: &str) {
-        let ok = (value.starts_with("http://") || value.starts_with("https://"))
-            && value.split("://").nth(1).is_some_and(|rest| {
-                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-                !host.is_empty() && !host.contains(char::is_whitespace)
-            });
-        if !ok {
+        if let Err(why) = check_url(value) {
             self.err_help(
                 path,
-                format!("invalid URL `{value}`"),
-                "expected an http:// or https:// URL with a host",
+                format!("invalid URL `{}`: {why}", elide(&redact_url(value))),
+                "expected an http:// or https:// URL with a host, and a port between 1 and 65535",
             );
         }
+    }
+
+    /// A Kubernetes object name (`kind` says which rules, for the help).
+    fn name(&mut self, path: &str, value: Option<&str>, kind: NameKind) {
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
+        if kind.accepts(v) {
+            return;
+        }
+        self.err_help(
+            path,
+            format!("invalid {} `{}`", kind.what(), elide(v)),
+            kind.rule(),
+        );
+    }
+}
+
+/// The naming rules Kubernetes applies (its `validation.IsDNS1123Subdomain`
+/// and friends). A name that breaks them is refused by the API server, and
+/// one with `/`, `..` or `?` would change the API path it is put in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// Most objects: DNS-1123 subdomain, up to 253 characters.
+    Object,
+    /// Namespaces: DNS-1123 label, up to 63 characters.
+    Namespace,
+    /// Services: DNS-1035 label (starts with a letter), up to 63.
+    Service,
+}
+
+impl NameKind {
+    pub fn accepts(self, name: &str) -> bool {
+        match self {
+            NameKind::Object => is_dns_subdomain(name),
+            NameKind::Namespace => is_dns_label(name),
+            NameKind::Service => {
+                is_dns_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+            }
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            NameKind::Object => "name",
+            NameKind::Namespace => "namespace",
+            NameKind::Service => "service name",
+        }
+    }
+
+    pub fn rule(self) -> &'static str {
+        match self {
+            NameKind::Object => {
+                "use at most 253 lowercase letters, digits, '-' and '.', starting and ending \
+                 with a letter or digit"
+            }
+            NameKind::Namespace => {
+                "use at most 63 lowercase letters, digits and '-', starting and ending with a \
+                 letter or digit"
+            }
+            NameKind::Service => {
+                "use at most 63 lowercase letters, digits and '-', starting with a letter and \
+                 ending with a letter or digit"
+            }
+        }
+    }
+}
+
+/// Why `value` is not a URL `canary` can call: it must parse (a closed
+/// `[` around an IPv6 address, a port that fits in 16 bits), be http or
+/// https, and name a host. The same parser sends the request, so what
+/// passes here does not fail for its form during a run.
+pub fn check_url(value: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(value.trim()).map_err(|e| match e {
+        url::ParseError::InvalidPort => "the port must be a number from 1 to 65535".to_string(),
+        url::ParseError::InvalidIpv6Address => {
+            "the IPv6 address is not valid (or its `]` is missing)".to_string()
+        }
+        url::ParseError::RelativeUrlWithoutBase => {
+            "it has no scheme: start it with http:// or https://".to_string()
+        }
+        other => other.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme `{}` is not http or https",
+            elide(parsed.scheme())
+        ));
+    }
+    match parsed.host_str() {
+        None | Some("") => return Err("it names no host".to_string()),
+        Some(_) => {}
+    }
+    if parsed.port() == Some(0) {
+        return Err("the port must be a number from 1 to 65535".to_string());
+    }
+    Ok(parsed)
+}
+
+/// `url` for messages: any user and password replaced by `***`, also
+/// when the URL does not parse.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(url)
+        && (!u.username().is_empty() || u.password().is_some())
+    {
+        let _ = u.set_username("***");
+        let _ = u.set_password(None);
+        return u.to_string();
+    }
+    // Unparsable: cut whatever sits between `://` and the last `@` of
+    // the authority.
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
     }
 }
 
@@ -313,7 +440,19 @@ fn join(parent: &str, field: &str) -> String {
     super::source::join_key(parent, field)
 }
 
-fn is_dns_subdomain(name: &str) -> bool {
+/// A DNS-1123 label: what namespaces (and Services) are named.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A DNS-1123 subdomain: what most objects are named.
+pub fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name
@@ -325,20 +464,9 @@ fn is_dns_subdomain(name: &str) -> bool {
 
 fn metadata<T>(c: &mut Checker<'_, T>, name: Option<&str>, namespace: Option<&str>) {
     if c.required_str("metadata", "name", name) {
-        let n = name.unwrap_or_default();
-        if !is_dns_subdomain(n) {
-            c.err_help(
-                "metadata.name",
-                format!("invalid name `{n}`"),
-                "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
-            );
-        }
+        c.name("metadata.name", name, NameKind::Object);
     }
-    if let Some(ns) = namespace
-        && (!is_dns_subdomain(ns) || ns.contains('.'))
-    {
-        c.err("metadata.namespace", format!("invalid namespace `{ns}`"));
-    }
+    c.name("metadata.namespace", namespace, NameKind::Namespace);
 }
 
 fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
@@ -369,7 +497,9 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
     match &spec.target_ref {
         None => c.missing("spec", "targetRef"),
         Some(t) => {
-            c.required_str("spec.targetRef", "name", t.name.as_deref());
+            if c.required_str("spec.targetRef", "name", t.name.as_deref()) {
+                c.name("spec.targetRef.name", t.name.as_deref(), NameKind::Object);
+            }
             match t.kind.as_deref() {
                 None => c.missing("spec.targetRef", "kind"),
                 Some(k) => c.one_of("spec.targetRef.kind", "target kind", k, TARGET_KINDS),
@@ -377,7 +507,13 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
         }
     }
     if let Some(a) = &spec.autoscaler_ref {
-        c.required_str("spec.autoscalerRef", "name", a.name.as_deref());
+        if c.required_str("spec.autoscalerRef", "name", a.name.as_deref()) {
+            c.name(
+                "spec.autoscalerRef.name",
+                a.name.as_deref(),
+                NameKind::Object,
+            );
+        }
         match a.kind.as_deref() {
             None => c.missing("spec.autoscalerRef", "kind"),
             Some(k) => c.one_of(
@@ -389,19 +525,25 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
         }
     }
     if let Some(i) = &spec.ingress_ref {
-        c.required_str("spec.ingressRef", "name", i.name.as_deref());
+        if c.required_str("spec.ingressRef", "name", i.name.as_deref()) {
+            c.name("spec.ingressRef.name", i.name.as_deref(), NameKind::Object);
+        }
         if let Some(k) = i.kind.as_deref() {
             c.one_of("spec.ingressRef.kind", "ingress kind", k, INGRESS_KINDS);
         }
     }
     if let Some(r) = &spec.route_ref {
-        c.required_str("spec.routeRef", "name", r.name.as_deref());
+        if c.required_str("spec.routeRef", "name", r.name.as_deref()) {
+            c.name("spec.routeRef.name", r.name.as_deref(), NameKind::Object);
+        }
         if let Some(k) = r.kind.as_deref() {
             c.one_of("spec.routeRef.kind", "route kind", k, ROUTE_KINDS);
         }
     }
     if let Some(u) = &spec.upstream_ref {
-        c.required_str("spec.upstreamRef", "name", u.name.as_deref());
+        if c.required_str("spec.upstreamRef", "name", u.name.as_deref()) {
+            c.name("spec.upstreamRef.name", u.name.as_deref(), NameKind::Object);
+        }
         if let Some(k) = u.kind.as_deref() {
             c.one_of("spec.upstreamRef.kind", "upstream kind", k, UPSTREAM_KINDS);
         }
@@ -435,6 +577,7 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
     match &spec.service {
         None => c.missing("spec", "service"),
         Some(s) => {
+            c.name("spec.service.name", s.name.as_deref(), NameKind::Service);
             match s.port {
                 None => c.missing("spec.service", "port"),
                 Some(p) if !(1..=65535).contains(&p) => c.err(
@@ -604,7 +747,13 @@ fn analysis_rules(
         match &m.template_ref {
             Some(t) => {
                 let tp = join(&mp, "templateRef");
+                c.name(
+                    &join(&tp, "namespace"),
+                    t.namespace.as_deref(),
+                    NameKind::Namespace,
+                );
                 if c.required_str(&tp, "name", t.name.as_deref()) {
+                    c.name(&join(&tp, "name"), t.name.as_deref(), NameKind::Object);
                     let ns = t
                         .namespace
                         .as_deref()
@@ -697,7 +846,15 @@ fn analysis_rules(
         match &al.provider_ref {
             None => c.missing(&ap, "providerRef"),
             Some(r) => {
-                c.required_str(&join(&ap, "providerRef"), "name", r.name.as_deref());
+                let rp = join(&ap, "providerRef");
+                if c.required_str(&rp, "name", r.name.as_deref()) {
+                    c.name(&join(&rp, "name"), r.name.as_deref(), NameKind::Object);
+                }
+                c.name(
+                    &join(&rp, "namespace"),
+                    r.namespace.as_deref(),
+                    NameKind::Namespace,
+                );
             }
         }
         if let Some(s) = al.severity.as_deref().filter(|s| !s.is_empty()) {
@@ -736,6 +893,13 @@ fn metric_template(c: &mut Checker<'_, MetricTemplate>) {
             if let Some(a) = p.address.as_deref().filter(|a| !a.is_empty()) {
                 c.url("spec.provider.address", a);
             }
+            if let Some(r) = &p.secret_ref {
+                c.name(
+                    "spec.provider.secretRef.name",
+                    r.name.as_deref(),
+                    NameKind::Object,
+                );
+            }
         }
     }
     let q = spec.query.as_deref().unwrap_or_default();
@@ -763,6 +927,9 @@ fn alert_provider(c: &mut Checker<'_, AlertProvider>) {
     let address = spec.address.as_deref().filter(|a| !a.is_empty());
     if let Some(a) = address {
         c.url("spec.address", a);
+    }
+    if let Some(r) = &spec.secret_ref {
+        c.name("spec.secretRef.name", r.name.as_deref(), NameKind::Object);
     }
     if address.is_none() && spec.secret_ref.is_none() {
         c.err_help(
