@@ -307,3 +307,31 @@ fn names_and_urls_on_the_command_line_are_checked_too() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn plan_never_shows_the_password_of_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("creds.yaml");
+    let text = PODINFO
+        .replace(
+            "url: http://flagger-loadtester.prod/",
+            "url: http://flagger:s3cret@flagger-loadtester.prod/",
+        )
+        .replacen(
+            "spec:\n",
+            "spec:\n  metricsServer: http://admin:hunter2@prometheus.monitoring:9090\n",
+            1,
+        );
+    std::fs::write(&f, text).unwrap();
+    for format in ["table", "json"] {
+        let out = canary()
+            .args(["plan", "--mesh-provider", "linkerd", "-o", format])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!all.contains("s3cret") && !all.contains("hunter2"), "{all}");
+        assert!(all.contains("http://***@flagger-loadtester.prod/"), "{all}");
+    }
+}
