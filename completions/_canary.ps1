@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;run' {
+            [CompletionResult]::new('--max-input-size', '--max-input-size', [CompletionResultType]::ParameterName, 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
@@ -160,6 +161,7 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;validate' {
+            [CompletionResult]::new('--max-input-size', '--max-input-size', [CompletionResultType]::ParameterName, 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -170,6 +172,7 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
         }
         'canary;plan' {
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Which Canary of the file, when it holds several')
+            [CompletionResult]::new('--max-input-size', '--max-input-size', [CompletionResultType]::ParameterName, 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)')
             [CompletionResult]::new('--mesh-provider', '--mesh-provider', [CompletionResultType]::ParameterName, 'Service mesh or ingress provider for canaries whose spec names none (Flagger''s `-mesh-provider` install flag), e.g. linkerd, istio, nginx')
             [CompletionResult]::new('--metrics-server', '--metrics-server', [CompletionResultType]::ParameterName, 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider''s own)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')

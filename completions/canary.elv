@@ -35,6 +35,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand completions 'Print a shell completion script to standard output'
         }
         &'canary;run'= {
+            cand --max-input-size 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)'
             cand --kubeconfig 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)'
             cand --context 'The kubeconfig context to use'
             cand -n 'Namespace of canaries whose spec names none (default: the context''s)'
@@ -149,6 +150,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --version 'Print version'
         }
         &'canary;validate'= {
+            cand --max-input-size 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)'
             cand -o 'Output format'
             cand --output 'Output format'
             cand -h 'Print help (see more with ''--help'')'
@@ -158,6 +160,7 @@ set edit:completion:arg-completer[canary] = {|@words|
         }
         &'canary;plan'= {
             cand --name 'Which Canary of the file, when it holds several'
+            cand --max-input-size 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)'
             cand --mesh-provider 'Service mesh or ingress provider for canaries whose spec names none (Flagger''s `-mesh-provider` install flag), e.g. linkerd, istio, nginx'
             cand --metrics-server 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider''s own)'
             cand -o 'Output format'

@@ -37,6 +37,7 @@ complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check C
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output'
+complete -c canary -n "__fish_canary_using_subcommand run" -l max-input-size -d 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand run" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
@@ -120,11 +121,13 @@ complete -c canary -n "__fish_canary_using_subcommand revert" -l route-via -d 'H
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand revert" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand revert" -s V -l version -d 'Print version'
+complete -c canary -n "__fish_canary_using_subcommand validate" -l max-input-size -d 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)' -r
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
 complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand plan" -l name -d 'Which Canary of the file, when it holds several' -r
+complete -c canary -n "__fish_canary_using_subcommand plan" -l max-input-size -d 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)' -r
 complete -c canary -n "__fish_canary_using_subcommand plan" -l mesh-provider -d 'Service mesh or ingress provider for canaries whose spec names none (Flagger\'s `-mesh-provider` install flag), e.g. linkerd, istio, nginx' -r
 complete -c canary -n "__fish_canary_using_subcommand plan" -l metrics-server -d 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider\'s own)' -r
 complete -c canary -n "__fish_canary_using_subcommand plan" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'

@@ -132,7 +132,7 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 
     /// Namespace of canaries whose spec names none (default: the context's).
-    #[arg(short, long, value_name = "NAMESPACE")]
+    #[arg(short, long, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
 }
 
@@ -141,6 +141,11 @@ pub struct RunArgs {
     /// Spec files holding the Canary documents (and any MetricTemplate they use).
     #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
+
+    /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
+    /// GiB, or K, M, G, k).
+    #[arg(long, env = "CANARY_MAX_INPUT_SIZE", value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_input_size: u64,
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -152,7 +157,7 @@ pub struct RunArgs {
 
     /// Prometheus address for the built-in metrics (overrides the spec's
     /// `metricsServer`; default: the provider's own).
-    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL")]
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL", value_parser = parse_url)]
     pub metrics_server: Option<String>,
 
     /// With nothing to analyse, wait this long (e.g. 10m) for the target to
@@ -252,7 +257,7 @@ pub enum RunFormat {
 #[derive(Debug, Args)]
 pub struct ActArgs {
     /// The canary (its name, or its target's).
-    #[arg(value_name = "NAME", required_unless_present = "file")]
+    #[arg(value_name = "NAME", required_unless_present = "file", value_parser = parse_name)]
     pub name: Option<String>,
 
     /// Take the canary from this spec file instead (and its spec, when no
@@ -273,6 +278,63 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     canary_core::spec::resolve::parse_duration(s)
 }
 
+/// A Kubernetes object name: it goes into API paths, so nothing else.
+fn parse_name(s: &str) -> Result<String, String> {
+    use canary_core::spec::validate::NameKind;
+    if NameKind::Object.accepts(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "not a Kubernetes name: {}",
+            NameKind::Object.rule()
+        ))
+    }
+}
+
+fn parse_namespace(s: &str) -> Result<String, String> {
+    use canary_core::spec::validate::NameKind;
+    if NameKind::Namespace.accepts(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "not a namespace name: {}",
+            NameKind::Namespace.rule()
+        ))
+    }
+}
+
+/// An http(s) URL with a host and a usable port; an empty value means
+/// "not set", as an empty environment variable does.
+fn parse_url(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    canary_core::spec::validate::check_url(s)
+        .map(|_| s.to_string())
+        .map_err(|why| format!("invalid URL: {why}"))
+}
+
+/// `4MiB`, `512k`, `1G`, `100`: binary units, as Kubernetes quantities
+/// write them.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a size such as 4MiB or 500k, found `{s}`"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "Ki" | "KiB" | "kB" | "KB" => 1 << 10,
+        "M" | "Mi" | "MiB" | "MB" => 1 << 20,
+        "G" | "Gi" | "GiB" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a usable size"))
+}
+
 fn parse_set_image(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
@@ -285,7 +347,7 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One canary, for its detail and step history.
-    #[arg(value_name = "NAME", conflicts_with = "file")]
+    #[arg(value_name = "NAME", conflicts_with = "file", value_parser = parse_name)]
     pub name: Option<String>,
 
     /// The canaries of this spec file.
@@ -455,6 +517,11 @@ pub struct ValidateArgs {
     #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
+    /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
+    /// GiB, or K, M, G, k).
+    #[arg(long, env = "CANARY_MAX_INPUT_SIZE", value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_input_size: u64,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -470,6 +537,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
+    /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
+    /// GiB, or K, M, G, k).
+    #[arg(long, env = "CANARY_MAX_INPUT_SIZE", value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_input_size: u64,
+
     /// Service mesh or ingress provider for canaries whose spec names none
     /// (Flagger's `-mesh-provider` install flag), e.g. linkerd, istio, nginx.
     #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
@@ -477,7 +549,7 @@ pub struct PlanArgs {
 
     /// Prometheus address used by the built-in metrics, when the spec sets
     /// no `metricsServer` (default: the provider's own).
-    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL")]
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL", value_parser = parse_url)]
     pub metrics_server: Option<String>,
 
     /// Output format.

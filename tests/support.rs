@@ -56,13 +56,13 @@ const AB: &str = "    iterations: 10
             exact: insider
 ";
 
-struct Sim {
-    world: World,
+pub(crate) struct Sim {
+    pub(crate) world: World,
     dir: tempfile::TempDir,
 }
 
 impl Sim {
-    async fn start() -> Sim {
+    pub(crate) async fn start() -> Sim {
         Sim::start_in(Scenario::seed()).await
     }
 
@@ -75,14 +75,14 @@ impl Sim {
         Sim { world, dir }
     }
 
-    fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
     /// `canary ARGS...` with the world's kubeconfig for `run`.
-    async fn canary(&self, args: Vec<String>) -> Output {
+    pub(crate) async fn canary(&self, args: Vec<String>) -> Output {
         let kubeconfig = self.dir.path().join("kubeconfig");
         tokio::task::spawn_blocking(move || {
             let mut cmd = canary();
@@ -97,7 +97,7 @@ impl Sim {
     }
 
     /// Every request since the log was cleared that changed something.
-    fn writes(&self) -> Vec<String> {
+    pub(crate) fn writes(&self) -> Vec<String> {
         self.world
             .sim()
             .request_log()

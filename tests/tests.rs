@@ -8,6 +8,7 @@ mod demo;
 mod edge;
 mod examples;
 mod generated;
+mod hostile;
 mod incluster;
 mod istio;
 mod malformed;

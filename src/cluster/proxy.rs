@@ -112,12 +112,33 @@ pub struct ServiceProxy {
     pub direct: Url,
 }
 
+/// What is escaped in one segment of an API path: everything but the
+/// characters a Kubernetes name or a scheme can hold, so a segment can
+/// never become two (`/`), climb (`..` needs no escape once `/` has one,
+/// and names never hold it), or start a query (`?`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+fn segment(s: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(s, SEGMENT)
+}
+
 impl ServiceProxy {
-    /// The API path of the request, relative to the API server.
+    /// The API path of the request, relative to the API server. The
+    /// namespace and Service are DNS labels (see [`route_with_domain`]),
+    /// and are escaped besides; the path and query come from the parsed
+    /// URL, which has resolved every `.` and `..` segment (`%2e%2e` too)
+    /// and escaped what a path cannot hold, so the request stays under
+    /// `/proxy`.
     pub fn api_path(&self) -> String {
+        let ns = segment(&self.namespace);
+        let svc = segment(&self.service);
+        let scheme = segment(&self.scheme);
         format!(
-            "/api/v1/namespaces/{}/services/{}:{}:{}/proxy{}",
-            self.namespace, self.scheme, self.service, self.port, self.path_and_query
+            "/api/v1/namespaces/{ns}/services/{scheme}:{svc}:{}/proxy{}",
+            self.port, self.path_and_query
         )
     }
 }
@@ -159,6 +180,14 @@ pub enum EdgeError {
         "failed to reach {target}: it names a cluster Service and no cluster connection is configured"
     )]
     NoCluster { target: String },
+    /// A user and password in a URL that goes through the service proxy,
+    /// where the API server takes the `Authorization` header for itself.
+    #[error(
+        "failed to reach {target}: the user and password in its URL cannot pass the API server's \
+         service proxy; reach the Service directly (`--route-via direct` inside the cluster, or \
+         a port-forward or public address)"
+    )]
+    CredentialsThroughProxy { target: String },
     /// `name.namespace` was neither a Service nor reachable as a public name.
     #[error(
         "failed to reach {target}: there is no service {namespace}/{service} in the cluster, and {direct}"
@@ -200,7 +229,8 @@ impl EdgeError {
             EdgeError::NotReachable { direct, .. } => direct.is_retryable(),
             EdgeError::InvalidUrl { .. }
             | EdgeError::ServiceNotFound { .. }
-            | EdgeError::NoCluster { .. } => false,
+            | EdgeError::NoCluster { .. }
+            | EdgeError::CredentialsThroughProxy { .. } => false,
         }
     }
 
@@ -406,6 +436,17 @@ impl HttpEdge {
             Route::Proxy(p) => p,
         };
         let public = proxy.public.clone();
+        if has_userinfo(&proxy.direct) {
+            // Sent through the proxy, the credentials would be dropped
+            // without a word. A `name.tld` host may well be public: that
+            // is the only way it can be reached with them.
+            return match &public {
+                Some(url) => self.send_direct(url, &req).await,
+                None => Err(EdgeError::CredentialsThroughProxy {
+                    target: display_url_str(req.url),
+                }),
+            };
+        }
         if let Some(url) = &public {
             let known_public = self
                 .public_hosts
@@ -448,8 +489,12 @@ impl HttpEdge {
         }
     }
 
+    /// Sends `req` to `url` itself. A user and password in the URL are
+    /// sent as basic auth, as Go's client (and so Flagger) sends them,
+    /// unless the request has its own `Authorization` header.
     async fn send_direct(&self, url: &Url, req: &HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
         let target = display_url(url);
+        let (url, basic) = split_userinfo(url);
         let client = if req.insecure_skip_verify {
             match self.insecure.get() {
                 Some(c) => c,
@@ -461,9 +506,13 @@ impl HttpEdge {
         } else {
             &self.direct
         };
-        let mut builder = client
-            .request(req.method.clone(), url.clone())
-            .headers(req.headers.clone());
+        let mut headers = req.headers.clone();
+        if let Some(basic) = basic
+            && !headers.contains_key(AUTHORIZATION)
+        {
+            headers.insert(AUTHORIZATION, basic);
+        }
+        let mut builder = client.request(req.method.clone(), url).headers(headers);
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
@@ -575,6 +624,35 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+fn has_userinfo(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// `url` without its user and password, and those as a basic-auth
+/// header: percent-decoded, as Go's `url.User` gives them.
+fn split_userinfo(url: &Url) -> (Url, Option<http::HeaderValue>) {
+    use base64::prelude::{BASE64_STANDARD, Engine as _};
+    if !has_userinfo(url) {
+        return (url.clone(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(url.username());
+    let password = url.password().map(decode).unwrap_or_default();
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    let token = BASE64_STANDARD.encode(format!("{user}:{password}"));
+    let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok();
+    if let Some(v) = &mut value {
+        v.set_sensitive(true);
+    }
+    (bare, value)
 }
 
 /// A URL for messages: no userinfo, no query, no fragment.
@@ -800,6 +878,35 @@ mod tests {
     }
 
     #[test]
+    fn a_path_cannot_climb_out_of_the_proxy() {
+        for url in [
+            "http://svc.prod/a/../../../api/v1/secrets",
+            "http://svc.prod/%2e%2e/%2E%2E/api/v1/secrets",
+            "http://svc.prod/..%2f..%2fapi/v1/secrets",
+        ] {
+            let path = proxied(url, "x").api_path();
+            let (head, rest) = path.split_once("/proxy").unwrap();
+            assert_eq!(
+                head, "/api/v1/namespaces/prod/services/http:svc:80",
+                "{url}"
+            );
+            assert!(rest.starts_with('/'), "{url}: {path}");
+            assert!(
+                !rest.split(['/', '?']).any(|s| s == ".." || s == "."),
+                "{url}: {path}"
+            );
+        }
+        // A segment made by hand is escaped, whatever it holds.
+        let mut p = proxied("http://svc.prod/", "x");
+        p.namespace = "../kube-system".to_string();
+        p.service = "a?b/c".to_string();
+        assert_eq!(
+            p.api_path(),
+            "/api/v1/namespaces/..%2Fkube-system/services/http:a%3Fb%2Fc:80/proxy/"
+        );
+    }
+
+    #[test]
     fn an_explicit_port_path_and_query_are_kept() {
         let p = proxied(
             "http://prometheus.linkerd-viz:9090/api/v1/query?query=up%7Bjob%3D%22x%22%7D&time=1",
@@ -928,6 +1035,66 @@ mod tests {
         let long = "x".repeat(300);
         let e = excerpt(&long, 10);
         assert_eq!(e, format!("{}…", "x".repeat(10)));
+    }
+
+    /// A server that answers 200 with the `Authorization` header it got.
+    async fn echo_authorization() -> String {
+        use axum::Router;
+        use axum::http::HeaderMap;
+        use axum::routing::any;
+        let app = Router::new().route(
+            "/{*path}",
+            any(|h: HeaderMap| async move {
+                h.get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_user_and_password_in_a_url_are_sent_as_basic_auth() {
+        use base64::prelude::{BASE64_STANDARD, Engine as _};
+        let addr = echo_authorization().await;
+        let edge = HttpEdge::direct_only("test").unwrap();
+        let url = format!("http://flagger:p%40ss@{addr}/gate");
+        let reply = edge
+            .send(HttpRequest::new(Method::POST, &url, Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.body,
+            format!("Basic {}", BASE64_STANDARD.encode("flagger:p@ss"))
+        );
+        // The request's own header wins, as with Go's client.
+        let mut req = HttpRequest::new(Method::GET, &url, Duration::from_secs(5));
+        req.headers
+            .insert(AUTHORIZATION, "Bearer t".parse().unwrap());
+        assert_eq!(edge.send(req).await.unwrap().body, "Bearer t");
+    }
+
+    #[tokio::test]
+    async fn a_user_and_password_cannot_pass_the_service_proxy_and_are_not_shown() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let edge = HttpEdge::from_config(config, "test").unwrap();
+        let e = edge
+            .send(HttpRequest::new(
+                Method::POST,
+                "http://flagger:s3cret@flagger-loadtester.prod.svc/",
+                Duration::from_secs(1),
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, EdgeError::CredentialsThroughProxy { .. }),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(!e.is_retryable());
     }
 
     #[tokio::test]

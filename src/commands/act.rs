@@ -103,7 +103,9 @@ pub(super) fn load(path: &std::path::Path) -> Result<(spec::SpecFile, String), A
         ui::diagnostics(&errors);
         ActError::Usage(format!("{}: not a valid spec", path.display()))
     })?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // The text as read and checked, not the file read a second time
+    // (which could have changed, or grown past the size limit).
+    let text = file.text.clone();
     Ok((file, text))
 }
 

@@ -54,6 +54,15 @@ pub fn run(cli: Cli) -> Outcome {
     }
 }
 
+/// How much of a spec file is read: `--max-input-size`, and the fixed
+/// limits of the YAML itself.
+pub(super) fn spec_limits(max_input_size: u64) -> spec::Limits {
+    spec::Limits {
+        max_input_size,
+        ..spec::Limits::default()
+    }
+}
+
 /// `--mesh-provider`, parsed once; an unknown name is reported here.
 pub(super) fn mesh_provider(arg: Option<&str>) -> Result<Option<Provider>, ()> {
     match arg.map(str::trim).filter(|p| !p.is_empty()) {

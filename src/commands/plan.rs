@@ -11,13 +11,18 @@ use canary_core::spec::resolve::{self, Overrides};
 use canary_core::spec::{self, SpecFile};
 
 pub(super) fn plan(args: PlanArgs) -> Outcome {
-    let file = match spec::load_file(&args.file) {
+    let file = match spec::load_file_with(&args.file, &super::spec_limits(args.max_input_size)) {
         Ok(f) => f,
         Err(errors) => {
             ui::diagnostics(&errors);
             return Outcome::Usage;
         }
     };
+    let twice = spec::validate::duplicates(&[&file], None, false);
+    if !twice.is_empty() {
+        ui::diagnostics(&twice);
+        return Outcome::Usage;
+    }
     let doc = match pick_canary(&file, args.name.as_deref()) {
         Ok(d) => d,
         Err(msg) => {

@@ -14,12 +14,17 @@ use canary_core::spec::{self, SpecFile};
 pub(super) fn run(args: RunArgs) -> Outcome {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    let limits = super::spec_limits(args.max_input_size);
     for path in &args.files {
-        match spec::load_file(path) {
+        match spec::load_file_with(path, &limits) {
             Ok(f) => files.push(f),
             Err(e) => errors.extend(e),
         }
     }
+    // Canaries in the same namespace as written are the same wherever the
+    // cluster puts the others: refused before connecting.
+    let files_ref: Vec<&SpecFile> = files.iter().collect();
+    errors.extend(spec::validate::duplicates(&files_ref, None, true));
     if !errors.is_empty() {
         ui::diagnostics(&errors);
         return Outcome::Usage;
@@ -74,7 +79,13 @@ async fn run_files(
     // that cannot be carried out changes nothing, not even for the other
     // canaries of the run.
     let mut drives = Vec::new();
-    let mut refused = Vec::new();
+    // Canaries that name no namespace land in the context's: only now is
+    // it known whether one of them is another of the run.
+    let mut refused = spec::validate::duplicates(
+        &files.iter().collect::<Vec<_>>(),
+        overrides.namespace.as_deref(),
+        true,
+    );
     for file in &files {
         let templates: Vec<_> = file
             .metric_templates

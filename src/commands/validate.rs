@@ -17,9 +17,23 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
         alert_providers: 0,
         errors: Vec::new(),
     };
+    let limits = super::spec_limits(args.max_input_size);
+    let mut files = Vec::new();
     for path in &args.files {
-        match spec::load_file(path) {
-            Ok(file) => {
+        match spec::load_file_with(path, &limits) {
+            Ok(file) => files.push(file),
+            Err(errors) => {
+                report.valid = false;
+                report.errors.extend(errors);
+            }
+        }
+    }
+    let twice = spec::validate::duplicates(&files.iter().collect::<Vec<_>>(), None, false);
+    report.valid &= twice.is_empty();
+    report.errors.extend(twice);
+    for file in files {
+        {
+            {
                 report.metric_templates += file.metric_templates.len();
                 for t in &file.metric_templates {
                     let refused = support::check_template(&file, t);
@@ -33,6 +47,14 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
                     if !refused.is_empty() {
                         report.valid = false;
                         report.errors.extend(refused);
+                        continue;
+                    }
+                    // A canary defined twice is reported above, once.
+                    if report
+                        .canaries
+                        .iter()
+                        .any(|c| c.name == r.name && c.namespace == r.namespace)
+                    {
                         continue;
                     }
                     let mut notes = r.notes.clone();
@@ -57,10 +79,6 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
                         notes,
                     });
                 }
-            }
-            Err(errors) => {
-                report.valid = false;
-                report.errors.extend(errors);
             }
         }
     }

@@ -11,14 +11,19 @@
 //!   a bearer token, else both `username` and `password` for basic auth
 //!   (a Secret with neither is an error);
 //! * a status of 400 or more is an error carrying the body;
-//! * of the `result` samples, the **last** one whose value is a string is
-//!   taken (Flagger loops over them all, overwriting); none, or `NaN`, is
+//! * of the `result` samples, Flagger takes the **last** one whose value
+//!   is a string (it loops over them all, overwriting); none, or `NaN`, is
 //!   "no values found";
 //! * the availability check runs `vector(1)` and wants `1`.
 //!
-//! Two deliberate differences: a `scalar` result is read (Flagger fails to
-//! decode it), and a range-vector (`matrix`) result is a clear error
-//! (Flagger panics on it).
+//! Deliberate differences: a `scalar` result is read (Flagger fails to
+//! decode it); a range-vector (`matrix`) result is a clear error (Flagger
+//! panics on it); and an answer with several series is an error naming
+//! them, not the last one's value: with Flagger, series 10 and 99.9
+//! against `min: 50` pass, since only 99.9 is compared, whatever order
+//! Prometheus lists them in. An infinite value is judged a failed check
+//! by the engine ([`canary_core::engine::decide::judge_metric`]), where
+//! Flagger lets `+Inf` pass a `min`.
 //!
 //! The server is reached through [`HttpEdge`], so an in-cluster address
 //! goes through the API server's service proxy. Credentials cannot travel
@@ -373,13 +378,17 @@ fn parse_value(body: &str) -> Result<f64, MetricError> {
                 .as_array()
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let mut last = None;
-            for s in samples {
-                if let Some(text) = s["value"][1].as_str() {
-                    last = Some(parse_float(text)?);
-                }
+            let valued: Vec<&Value> = samples
+                .iter()
+                .filter(|s| s["value"][1].as_str().is_some())
+                .collect();
+            if valued.len() > 1 {
+                return Err(MetricError::Query(several_series(&valued)));
             }
-            last
+            match valued.first() {
+                Some(s) => Some(parse_float(s["value"][1].as_str().unwrap_or_default())?),
+                None => None,
+            }
         }
         Some("scalar") => match data["result"][1].as_str() {
             Some(text) => Some(parse_float(text)?),
@@ -401,6 +410,47 @@ fn parse_value(body: &str) -> Result<f64, MetricError> {
         Some(v) if !v.is_nan() => Ok(v),
         _ => Err(MetricError::NoValues),
     }
+}
+
+/// Why an answer of several series cannot be judged, naming a few of
+/// them by their labels and values.
+fn several_series(samples: &[&Value]) -> String {
+    const SHOWN: usize = 3;
+    let shown: Vec<String> = samples
+        .iter()
+        .take(SHOWN)
+        .map(|s| {
+            let labels = s["metric"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            format!(
+                                "{k}={}",
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let value = s["value"][1].as_str().unwrap_or("?");
+            excerpt(&format!("{{{labels}}} {value}"), 120)
+        })
+        .collect();
+    let more = if samples.len() > SHOWN {
+        format!(", and {} more", samples.len() - SHOWN)
+    } else {
+        String::new()
+    };
+    format!(
+        "the query returned {} series ({}{more}); a check needs exactly one value: \
+         aggregate the query, e.g. with sum(...) or max(...)",
+        samples.len(),
+        shown.join("; ")
+    )
 }
 
 /// Go's `strconv.ParseFloat` on Prometheus' sample strings (`+Inf`, `NaN`).
@@ -478,19 +528,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_vector_gives_its_last_sample_as_flagger_takes_it() {
+    async fn a_vector_of_one_series_gives_its_value() {
         let (base, p) = serve().await;
         assert_eq!(run(&p, &base, 200, &vector(&["99.5"])).await.unwrap(), 99.5);
-        assert_eq!(
-            run(&p, &base, 200, &vector(&["1", "2", "3"]))
-                .await
-                .unwrap(),
-            3.0
-        );
+        // Read as it is; the engine judges an infinite value a failure.
         assert_eq!(
             run(&p, &base, 200, &vector(&["+Inf"])).await.unwrap(),
             f64::INFINITY
         );
+    }
+
+    #[tokio::test]
+    async fn several_series_are_an_error_not_the_last_value() {
+        // Flagger would compare 99.9 only, and pass `min: 50`.
+        let (base, p) = serve().await;
+        let e = run(&p, &base, 200, &vector(&["10", "99.9"]))
+            .await
+            .unwrap_err();
+        let MetricError::Query(why) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(why.starts_with("the query returned 2 series"), "{why}");
+        assert!(why.contains("{pod=x} 10; {pod=x} 99.9"), "{why}");
+        assert!(why.contains("sum(...)"), "{why}");
+        let many: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = run(&p, &base, 200, &vector(&many)).await.unwrap_err();
+        assert!(e.to_string().contains("and 7 more"), "{e}");
     }
 
     #[tokio::test]
@@ -504,7 +568,7 @@ mod tests {
     #[tokio::test]
     async fn empty_and_nan_results_are_no_values() {
         let (base, p) = serve().await;
-        for body in [vector(&[]), vector(&["NaN"]), vector(&["1", "NaN"])] {
+        for body in [vector(&[]), vector(&["NaN"])] {
             let e = run(&p, &base, 200, &body).await.unwrap_err();
             assert!(matches!(e, MetricError::NoValues), "{body}: {e}");
             assert_eq!(e.to_string(), "no values found");

@@ -7,6 +7,11 @@ pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Nothing much longer than a name is a typo of one, and comparing a
+    // huge value would take time in its length times the candidates'.
+    if name.len() > 256 {
+        return None;
+    }
     let lower = name.to_ascii_lowercase();
     candidates
         .into_iter()

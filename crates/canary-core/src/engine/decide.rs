@@ -1138,6 +1138,11 @@ pub fn thresholds(
 
 /// Checks one metric value against its thresholds as Flagger does, and
 /// words a failure the way Flagger's log does.
+///
+/// One difference: Flagger compares whatever float the query answered, so
+/// `+Inf` passes any `min` (and `-Inf` any `max`): a ratio whose divisor
+/// is zero would promote. Here an infinite value is a failed check that
+/// says so. `NaN` is "no values", as in Flagger.
 pub fn judge_metric(
     c: &ResolvedCanary,
     m: &ResolvedMetric,
@@ -1149,6 +1154,10 @@ pub fn judge_metric(
     let value = match raw {
         // Prometheus answers NaN when a ratio has no requests to divide.
         Ok(v) if v.is_nan() => Err(MetricFailure::NoValues),
+        Ok(v) if v.is_infinite() => Err(MetricFailure::Query(format!(
+            "the query answered {}, which no threshold can judge",
+            if v > 0.0 { "+Inf" } else { "-Inf" }
+        ))),
         other => other,
     };
     let value = match value {

@@ -414,6 +414,33 @@ fn slow_responses_halt_with_flagger_s_duration_wording() {
 }
 
 #[test]
+fn an_infinite_value_is_a_failed_check_where_flagger_would_pass_it() {
+    // Flagger compares +Inf with `min: 99` and passes it.
+    for (value, said_value) in [(f64::INFINITY, "+Inf"), (f64::NEG_INFINITY, "-Inf")] {
+        let (s, o) = at_weight(15, 50_000);
+        let mut a = passing();
+        a.metrics[0].value = Ok(value);
+        let d = act(decide(
+            &seed(),
+            &s,
+            &o,
+            &Answers {
+                analysis: Some(a),
+                ..Answers::default()
+            },
+        ));
+        assert_eq!(d.state.failed_checks, 1, "{value}");
+        assert_eq!(
+            said(&d),
+            [format!(
+                "Halt podinfo.prod advancement request-success-rate query failed: the query \
+                 answered {said_value}, which no threshold can judge"
+            )]
+        );
+    }
+}
+
+#[test]
 fn no_data_and_query_errors_are_failed_checks() {
     let (s, o) = at_weight(15, 50_000);
     let mut a = passing();

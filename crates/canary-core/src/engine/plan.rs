@@ -19,6 +19,7 @@ use crate::spec::resolve::{
     HookType, MetricSource, ProviderSource, ResolvedCanary, ResolvedMetric,
 };
 use crate::spec::types::MetricTemplate;
+use crate::spec::validate::redact_url;
 
 /// The whole plan for one Canary.
 #[derive(Debug, Clone, Serialize)]
@@ -145,7 +146,7 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         start.push(format!(
             "wait for gate {} ({}) to open",
             hook_label(HookType::ConfirmRollout, &g.name),
-            g.url
+            redact_url(&g.url)
         ));
     }
     start.push(format!(
@@ -156,7 +157,7 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         start.push(format!(
             "call {} ({}, timeout {}); a failure counts as a failed check",
             hook_label(HookType::PreRollout, &h.name),
-            h.url,
+            redact_url(&h.url),
             humantime::format_duration(h.timeout)
         ));
     }
@@ -204,7 +205,7 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
             promotion.push(format!(
                 "wait for gate {} ({}) to open",
                 hook_label(gate, &g.name),
-                g.url
+                redact_url(&g.url)
             ));
         }
     }
@@ -274,7 +275,7 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         service: format!("{}:{}", c.service, c.port),
         provider: c.provider,
         provider_source: c.provider_source,
-        metrics_server: c.metrics_server_or_default(),
+        metrics_server: c.metrics_server_or_default().map(|u| redact_url(&u)),
         interval: c.interval,
         threshold: c.threshold,
         start,

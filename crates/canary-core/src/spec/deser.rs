@@ -150,7 +150,7 @@ fn translate(path: &str, message: &str) -> FieldError {
         };
         return FieldError {
             path: join_key(path, &name),
-            message: format!("unknown field `{name}` {where_}"),
+            message: format!("unknown field `{}` {where_}", crate::spec::elide(&name)),
             help,
             at_key: true,
         };
@@ -257,7 +257,7 @@ fn plain_type(expected: &str) -> String {
 }
 
 fn plain_found(found: &str) -> String {
-    found
+    crate::spec::elide(found)
         .replace("sequence", "a list")
         .replace("map", "a mapping")
         .replace("unit value", "null")

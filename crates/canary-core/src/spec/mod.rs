@@ -24,7 +24,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use diagnostic::Diagnostic;
+pub use diagnostic::{Diagnostic, LineIndex, elide};
 use source::{RawDocument, SpanIndex};
 use types::{AlertProvider, Canary, MetricTemplate};
 
@@ -33,6 +33,48 @@ pub const API_VERSION: &str = "flagger.app/v1beta1";
 
 /// The document kinds `canary` reads.
 pub const KINDS: &[&str] = &["Canary", "MetricTemplate", "AlertProvider"];
+
+/// The largest spec file read unless told otherwise: a Flagger spec is a
+/// few kilobytes, and reading stops here rather than at the end of the
+/// memory (`/dev/zero`).
+pub const DEFAULT_MAX_INPUT_SIZE: u64 = 4 * 1024 * 1024;
+
+/// Problems reported from one file before the rest of it is left unread:
+/// past this, more messages do not help, and every one costs time.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// How much of a spec file is read before it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes.
+    pub max_input_size: u64,
+    pub yaml: source::Limits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_input_size: DEFAULT_MAX_INPUT_SIZE,
+            yaml: source::Limits::default(),
+        }
+    }
+}
+
+/// `n` bytes as people write them: `4 MiB`, `512 KiB`, `100 bytes`.
+pub fn format_size(n: u64) -> String {
+    const UNITS: &[(u64, &str)] = &[(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= *size && n.is_multiple_of(*size) {
+            return format!("{} {unit}", n / size);
+        }
+    }
+    for (size, unit) in UNITS {
+        if n >= *size {
+            return format!("{:.1} {unit}", n as f64 / *size as f64);
+        }
+    }
+    format!("{n} bytes")
+}
 
 /// A typed document and where its fields are in the file.
 #[derive(Debug, Clone)]
@@ -71,72 +113,137 @@ pub struct SpecFile {
     /// The path as the user gave it, for messages.
     pub name: String,
     pub text: String,
+    /// Where each line of `text` starts.
+    pub lines: LineIndex,
     pub canaries: Vec<Doc<Canary>>,
     pub metric_templates: Vec<Doc<MetricTemplate>>,
     pub alert_providers: Vec<Doc<AlertProvider>>,
 }
 
 impl SpecFile {
+    /// Line `n` (1-based) of the file.
+    pub fn line(&self, n: usize) -> Option<&str> {
+        self.lines.line(&self.text, n)
+    }
+
+    /// A diagnostic at `span` of this file.
+    pub fn diagnostic(&self, span: source::Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at_line(&self.name, self.line(span.start.line), span, message)
+    }
+
     /// A diagnostic pointing at `path` in document `doc` of this file.
     pub fn diagnostic_at<T>(&self, doc: &Doc<T>, path: &str, message: &str) -> Diagnostic {
-        Diagnostic::at(&self.name, &self.text, doc.spans.locate(path), message).with_path(path)
+        self.diagnostic(doc.spans.locate(path), message)
+            .with_path(path)
     }
 
     /// A diagnostic about the value at `path` (underlining the value
     /// rather than its key).
     pub fn diagnostic_at_value<T>(&self, doc: &Doc<T>, path: &str, message: &str) -> Diagnostic {
-        Diagnostic::at(
-            &self.name,
-            &self.text,
-            doc.spans.locate_value(path),
-            message,
-        )
-        .with_path(path)
+        self.diagnostic(doc.spans.locate_value(path), message)
+            .with_path(path)
     }
 }
 
 /// Reads and validates one file. Every problem is returned, not just the
 /// first.
 pub fn load_file(path: &Path) -> Result<SpecFile, Vec<Diagnostic>> {
+    load_file_with(path, &Limits::default())
+}
+
+/// [`load_file`] within other limits.
+pub fn load_file_with(path: &Path, limits: &Limits) -> Result<SpecFile, Vec<Diagnostic>> {
     let name = path.display().to_string();
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(_) => {
-                return Err(vec![Diagnostic::file(
-                    &name,
-                    "failed to read spec: the file is not UTF-8 text",
-                )]);
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(vec![Diagnostic::file(
+    let fail = |message: String| Err(vec![Diagnostic::file(&name, message)]);
+    let too_big = || {
+        Err(vec![
+            Diagnostic::file(
                 &name,
-                "failed to read spec: no such file",
-            )]);
+                format!(
+                    "failed to read spec: the file is larger than {}, the limit",
+                    format_size(limits.max_input_size)
+                ),
+            )
+            .with_help("a spec file is a few kilobytes; raise the limit with `--max-input-size`"),
+        ])
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail("failed to read spec: no such file".to_string());
         }
-        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory || path.is_dir() => {
+        Err(e) => return fail(format!("failed to read spec: {e}")),
+    };
+    if path.is_dir() {
+        return Err(vec![
+            Diagnostic::file(&name, "failed to read spec: this is a directory")
+                .with_help("pass the YAML files themselves, e.g. `dir/*.yaml`"),
+        ]);
+    }
+    // A regular file says its size up front; a device or a pipe is read
+    // only up to one byte past the limit.
+    if file
+        .metadata()
+        .is_ok_and(|m| m.is_file() && m.len() > limits.max_input_size)
+    {
+        return too_big();
+    }
+    let mut bytes = Vec::new();
+    let read = std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, limits.max_input_size.saturating_add(1)),
+        &mut bytes,
+    );
+    match read {
+        Ok(_) if bytes.len() as u64 > limits.max_input_size => return too_big(),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
             return Err(vec![
                 Diagnostic::file(&name, "failed to read spec: this is a directory")
                     .with_help("pass the YAML files themselves, e.g. `dir/*.yaml`"),
             ]);
         }
+        Err(e) => return fail(format!("failed to read spec: {e}")),
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
         Err(e) => {
-            return Err(vec![Diagnostic::file(
-                &name,
-                format!("failed to read spec: {e}"),
-            )]);
+            // Where the first byte that is not UTF-8 sits.
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let last_line = good.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+            let column = String::from_utf8_lossy(last_line).chars().count() + 1;
+            let mut d = Diagnostic::file(&name, "failed to read spec: the file is not UTF-8 text");
+            d.line = line;
+            d.column = column;
+            return Err(vec![d]);
         }
     };
-    load_str(&name, &text)
+    load_text(&name, text, limits)
 }
 
 /// Reads and validates the text of one file named `name`.
 pub fn load_str(name: &str, text: &str) -> Result<SpecFile, Vec<Diagnostic>> {
-    let docs = match source::parse_documents(text) {
+    load_str_with(name, text, &Limits::default())
+}
+
+/// [`load_str`] within other limits (the size limit is for the caller
+/// that reads the text).
+pub fn load_str_with(name: &str, text: &str, limits: &Limits) -> Result<SpecFile, Vec<Diagnostic>> {
+    load_text(name, text.to_string(), limits)
+}
+
+/// [`load_str_with`] keeping `text` rather than a copy of it.
+fn load_text(name: &str, text: String, limits: &Limits) -> Result<SpecFile, Vec<Diagnostic>> {
+    let lines = LineIndex::new(&text);
+    let docs = match source::parse_documents_with(&text, &limits.yaml) {
         Ok(d) => d,
         Err(e) => {
-            let mut d = Diagnostic::at(name, text, e.span, e.message);
+            let mut d = Diagnostic::at_line(
+                name,
+                lines.line(&text, e.span.start.line),
+                e.span,
+                e.message,
+            );
             if let Some(p) = e.path {
                 d = d.with_path(p);
             }
@@ -154,13 +261,27 @@ pub fn load_str(name: &str, text: &str) -> Result<SpecFile, Vec<Diagnostic>> {
     }
     let mut file = SpecFile {
         name: name.to_string(),
-        text: text.to_string(),
+        text,
+        lines,
         canaries: Vec::new(),
         metric_templates: Vec::new(),
         alert_providers: Vec::new(),
     };
     let mut errors = Vec::new();
     for doc in docs {
+        if errors.len() >= MAX_PROBLEMS {
+            let span = doc.start;
+            errors.push(
+                file.diagnostic(
+                    span,
+                    format!(
+                        "stopped reading after {MAX_PROBLEMS} problems; the documents from here on were not checked"
+                    ),
+                )
+                .with_help("fix the problems above and check the file again"),
+            );
+            break;
+        }
         match kind_of(&file, &doc) {
             Err(d) => errors.push(*d),
             Ok("Canary") => {
@@ -180,7 +301,9 @@ pub fn load_str(name: &str, text: &str) -> Result<SpecFile, Vec<Diagnostic>> {
             }
         }
     }
-    errors.extend(validate::file(&file));
+    if errors.len() <= MAX_PROBLEMS {
+        errors.extend(validate::file(&file));
+    }
     if errors.is_empty() {
         Ok(file)
     } else {
@@ -193,15 +316,16 @@ pub fn load_str(name: &str, text: &str) -> Result<SpecFile, Vec<Diagnostic>> {
 /// Checks `apiVersion` and `kind` of a document and names its kind.
 fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagnostic>> {
     let at = |path: &str, msg: String| {
-        Diagnostic::at(&file.name, &file.text, doc.spans.locate_value(path), msg).with_path(path)
+        file.diagnostic(doc.spans.locate_value(path), msg)
+            .with_path(path)
     };
     let nth = doc.index + 1;
     let Value::Object(map) = &doc.value else {
         let found = match &doc.value {
             Value::Array(_) => "a list".to_string(),
             Value::String(t) if t.contains(' ') => "plain text".to_string(),
-            Value::String(t) => format!("the text `{t}`"),
-            other => format!("the value `{other}`"),
+            Value::String(t) => format!("the text `{}`", elide(t)),
+            other => format!("the value `{}`", elide(&other.to_string())),
         };
         return Err(Box::new(
             at(
@@ -226,11 +350,11 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
         let suggestion = crate::suggest::did_you_mean(kind, KINDS.iter().copied());
         let flagger_group = api.is_some_and(|a| a.starts_with("flagger.app/"));
         let message = if flagger_group || suggestion.is_some() {
-            format!("unknown kind `{kind}`")
+            format!("unknown kind `{}`", elide(kind))
         } else {
             let what = match api {
-                Some(a) => format!("{kind} ({a})"),
-                None => kind.to_string(),
+                Some(a) => format!("{} ({})", elide(kind), elide(a)),
+                None => elide(kind),
             };
             format!("document {nth} is a {what}, not a Flagger document")
         };
@@ -247,7 +371,7 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
         Some(other) => Err(Box::new(
             at(
                 "apiVersion",
-                format!("unsupported apiVersion `{other}` for {known}"),
+                format!("unsupported apiVersion `{}` for {known}", elide(other)),
             )
             .with_help(format!("use `apiVersion: {API_VERSION}`")),
         )),
@@ -271,7 +395,7 @@ fn typed<T: DeserializeOwned>(
             Some(_) => doc.spans.locate_value(&e.path),
             None => doc.spans.locate(&e.path),
         };
-        let mut d = Diagnostic::at(&file.name, &file.text, span, &e.message).with_path(&e.path);
+        let mut d = file.diagnostic(span, &e.message).with_path(&e.path);
         if let Some(h) = &e.help {
             d = d.with_help(h);
         }
@@ -284,3 +408,6 @@ fn typed<T: DeserializeOwned>(
         poisoned: out.poisoned,
     })
 }
+
+#[cfg(test)]
+mod hostile_tests;

@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 
-use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use saphyr::{MarkedYamlOwned, ScalarOwned, YamlDataOwned, YamlLoader};
+use saphyr_parser::{Event, Parser, SpannedEventReceiver};
 use serde_json::{Map, Number, Value};
 
 /// A position in a source file: 1-based line and column (in characters).
@@ -56,16 +57,97 @@ pub struct NodeSpan {
     pub collection: bool,
 }
 
+/// One step of a field path: a mapping key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Segment {
+    Key(Box<str>),
+    Index(usize),
+}
+
 /// Field path (`spec.analysis.metrics[1].thresholdRange.min`; `""` for the
 /// document root) to spans, for one document.
+///
+/// The nodes are kept as a tree (each node knows its parent and its own key)
+/// rather than by full path: a full path per node costs the depth times the
+/// key length for every node, which a hostile file of long keys nested
+/// deep, with many nodes under them, turns into gigabytes.
 #[derive(Debug, Clone, Default)]
 pub struct SpanIndex {
-    nodes: HashMap<String, NodeSpan>,
+    nodes: Vec<IndexedNode>,
+    children: HashMap<(usize, Segment), usize>,
+}
+
+#[derive(Debug, Clone)]
+struct IndexedNode {
+    parent: Option<(usize, Segment)>,
+    span: NodeSpan,
 }
 
 impl SpanIndex {
+    /// Adds a node under `parent` (`None` for the root); returns its id.
+    fn add(&mut self, parent: Option<(usize, Segment)>, span: NodeSpan) -> usize {
+        let id = self.nodes.len();
+        if let Some(p) = &parent {
+            self.children.insert(p.clone(), id);
+        }
+        self.nodes.push(IndexedNode { parent, span });
+        id
+    }
+
+    /// The path of node `id`, in the notation [`join_key`] and
+    /// [`join_index`] write.
+    fn path_of(&self, id: usize) -> String {
+        let mut segments = Vec::new();
+        let mut at = id;
+        while let Some((parent, seg)) = self.nodes.get(at).and_then(|n| n.parent.as_ref()) {
+            segments.push(seg);
+            at = *parent;
+        }
+        let mut path = String::new();
+        for seg in segments.into_iter().rev() {
+            path = match seg {
+                Segment::Key(k) => join_key(&path, k),
+                Segment::Index(i) => join_index(&path, *i),
+            };
+        }
+        path
+    }
+
+    /// The node at `rest` below node `id`. A key may itself hold `.` or
+    /// `[` (`flagger.app/config`), so each place the key could end is tried.
+    fn find(&self, id: usize, rest: &str, top: bool) -> Option<usize> {
+        if rest.is_empty() {
+            return Some(id);
+        }
+        if let Some(r) = rest.strip_prefix('[')
+            && let Some(close) = r.find(']')
+            && let Ok(i) = r[..close].parse::<usize>()
+            && let Some(&child) = self.children.get(&(id, Segment::Index(i)))
+            && let Some(found) = self.find(child, &r[close + 1..], false)
+        {
+            return Some(found);
+        }
+        let rest = if top { rest } else { rest.strip_prefix('.')? };
+        let ends = rest
+            .match_indices(['.', '['])
+            .map(|(i, _)| i)
+            .chain(std::iter::once(rest.len()));
+        for end in ends {
+            let key = Segment::Key(rest[..end].into());
+            if let Some(&child) = self.children.get(&(id, key))
+                && let Some(found) = self.find(child, &rest[end..], false)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+
     pub fn get(&self, path: &str) -> Option<&NodeSpan> {
-        self.nodes.get(path)
+        if self.nodes.is_empty() {
+            return None;
+        }
+        self.find(0, path, true).map(|id| &self.nodes[id].span)
     }
 
     /// The best span to show for a path: the key when there is one (that is
@@ -74,7 +156,7 @@ impl SpanIndex {
     pub fn locate(&self, path: &str) -> Span {
         let mut p = path;
         loop {
-            if let Some(n) = self.nodes.get(p) {
+            if let Some(n) = self.get(p) {
                 return n.key.unwrap_or(n.value);
             }
             match parent_path(p) {
@@ -87,7 +169,7 @@ impl SpanIndex {
     /// The span of a scalar value at a path (the key, for a mapping or
     /// list), with the same fallback as [`locate`](Self::locate).
     pub fn locate_value(&self, path: &str) -> Span {
-        match self.nodes.get(path) {
+        match self.get(path) {
             Some(n) if n.collection => n.key.unwrap_or(n.value),
             Some(n) => n.value,
             None => self.locate(path),
@@ -138,11 +220,44 @@ pub struct SyntaxError {
     pub help: Option<String>,
 }
 
+/// How much of a YAML stream is read before it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of mappings and lists (aliases count at the depth
+    /// they expand to).
+    pub max_depth: usize,
+    /// Most documents in one stream, empty ones included.
+    pub max_documents: usize,
+}
+
+/// Nesting deeper than any Kubernetes object needs, yet shallow enough
+/// that every recursive walk of a document (conversion, deserialization,
+/// dropping it) stays far from the end of the stack.
+pub const MAX_DEPTH: usize = 128;
+
+const DEPTH_HELP: &str = "a Flagger spec nests about ten levels; this file is not one";
+
+/// More documents than a spec file holds in practice.
+pub const MAX_DOCUMENTS: usize = 1000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: MAX_DEPTH,
+            max_documents: MAX_DOCUMENTS,
+        }
+    }
+}
+
 /// Parses every document of a YAML stream. Empty documents (a stray `---`)
 /// are skipped, as kubectl does.
 pub fn parse_documents(text: &str) -> Result<Vec<RawDocument>, SyntaxError> {
-    let docs = MarkedYamlOwned::load_from_str(text)
-        .map_err(|e| explain_scan_error(text, e.marker().line(), e.marker().col() + 1, e.info()))?;
+    parse_documents_with(text, &Limits::default())
+}
+
+/// [`parse_documents`] with other limits.
+pub fn parse_documents_with(text: &str, limits: &Limits) -> Result<Vec<RawDocument>, SyntaxError> {
+    let docs = load_events(text, limits)?;
     let mut out = Vec::new();
     // Documents are numbered as a reader counts them: empty ones do not count.
     let non_empty = docs
@@ -150,7 +265,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<RawDocument>, SyntaxError> {
         .filter(|n| !matches!(n.data, YamlDataOwned::Value(ScalarOwned::Null)));
     for (index, node) in non_empty.enumerate() {
         let mut spans = SpanIndex::default();
-        let value = convert(node, "", None, &mut spans)?;
+        let value = convert(node, None, None, &mut spans)?;
         out.push(RawDocument {
             index,
             start: Span::from_saphyr(&node.span),
@@ -161,9 +276,125 @@ pub fn parse_documents(text: &str) -> Result<Vec<RawDocument>, SyntaxError> {
     Ok(out)
 }
 
+/// Feeds the parser's events to saphyr's loader one at a time, refusing
+/// the stream at the first event past a limit: before the tree that would
+/// overflow the stack (parsing, converting and dropping a document all
+/// recurse once per level) or fill the memory is built.
+///
+/// saphyr's own `Parser::load` recurses once per level of nesting too, so
+/// the events are pulled here instead.
+fn load_events(text: &str, limits: &Limits) -> Result<Vec<MarkedYamlOwned>, SyntaxError> {
+    let scan_error = |e: &saphyr::ScanError| {
+        explain_scan_error(text, e.marker().line(), e.marker().col() + 1, e.info())
+    };
+    let mut parser = Parser::new_from_str(text);
+    let mut loader: YamlLoader<'_, MarkedYamlOwned> = YamlLoader::default();
+    let mut guard = Guard::default();
+    for event in &mut parser {
+        let (event, span) = event.map_err(|e| scan_error(&e))?;
+        guard.check(&event, &span, limits)?;
+        loader.on_event(event, span);
+        if let Some(e) = loader.error() {
+            return Err(scan_error(e));
+        }
+    }
+    Ok(loader.into_documents())
+}
+
+/// Depth and document count of the stream read so far.
+#[derive(Default)]
+struct Guard {
+    documents: usize,
+    /// Open collections: their anchor and the height of their tallest
+    /// child so far.
+    open: Vec<(usize, usize)>,
+    /// The height of each anchored node of the current document.
+    anchors: HashMap<usize, usize>,
+}
+
+impl Guard {
+    fn check(
+        &mut self,
+        event: &Event<'_>,
+        span: &saphyr_parser::Span,
+        limits: &Limits,
+    ) -> Result<(), SyntaxError> {
+        let at = |message: String, help: &str| SyntaxError {
+            span: Span::from_saphyr(span),
+            path: None,
+            message,
+            help: Some(help.to_string()),
+        };
+        let too_deep = || {
+            at(
+                format!("the YAML nests more than {} levels deep", limits.max_depth),
+                DEPTH_HELP,
+            )
+        };
+        match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                self.anchors.clear();
+                if self.documents > limits.max_documents {
+                    return Err(at(
+                        format!(
+                            "the file holds more than {} YAML documents",
+                            limits.max_documents
+                        ),
+                        "split the documents across several files",
+                    ));
+                }
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                let anchor = match event {
+                    Event::SequenceStart(a, _) | Event::MappingStart(a, _) => *a,
+                    _ => 0,
+                };
+                self.open.push((anchor, 0));
+                if self.open.len() > limits.max_depth {
+                    return Err(too_deep());
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, tallest)) = self.open.pop() {
+                    self.placed(anchor, tallest + 1);
+                }
+            }
+            Event::Scalar(_, _, anchor, _) => self.placed(*anchor, 0),
+            Event::Alias(id) => {
+                // The loader copies the anchored node here: its height
+                // counts from this depth.
+                let Some(&height) = self.anchors.get(id) else {
+                    return Err(at(
+                        "invalid YAML: this alias names no anchor of its document".to_string(),
+                        "an alias (`*name`) refers to an anchor (`&name`) earlier in the same document",
+                    ));
+                };
+                if self.open.len() + height > limits.max_depth {
+                    return Err(too_deep());
+                }
+                self.placed(0, height);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A node of `height` is complete: its parent grows, its anchor is
+    /// remembered.
+    fn placed(&mut self, anchor: usize, height: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, height);
+        }
+        if let Some((_, tallest)) = self.open.last_mut() {
+            *tallest = (*tallest).max(height);
+        }
+    }
+}
+
 fn convert(
     node: &MarkedYamlOwned,
-    path: &str,
+    parent: Option<(usize, Segment)>,
     key: Option<Span>,
     spans: &mut SpanIndex,
 ) -> Result<Value, SyntaxError> {
@@ -172,27 +403,27 @@ fn convert(
         node.data,
         YamlDataOwned::Sequence(_) | YamlDataOwned::Mapping(_)
     );
-    spans.nodes.insert(
-        path.to_string(),
+    let id = spans.add(
+        parent,
         NodeSpan {
             key,
             value: span,
             collection,
         },
     );
-    let err = |message: String| SyntaxError {
+    let err = |spans: &SpanIndex, message: String| SyntaxError {
         span,
-        path: Some(path.to_string()),
+        path: Some(spans.path_of(id)),
         message,
         help: None,
     };
     Ok(match &node.data {
-        YamlDataOwned::Value(s) => scalar(s).map_err(err)?,
+        YamlDataOwned::Value(s) => scalar(s).map_err(|m| err(spans, m))?,
         YamlDataOwned::Representation(raw, _, _) => Value::String(raw.clone()),
         YamlDataOwned::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                out.push(convert(item, &join_index(path, i), None, spans)?);
+                out.push(convert(item, Some((id, Segment::Index(i))), None, spans)?);
             }
             Value::Array(out)
         }
@@ -210,7 +441,7 @@ fn convert(
                     _ => {
                         return Err(SyntaxError {
                             span: key_span,
-                            path: Some(path.to_string()),
+                            path: Some(spans.path_of(id)),
                             message: "mapping keys must be plain scalars".to_string(),
                             help: None,
                         });
@@ -231,7 +462,7 @@ fn convert(
                         _ => {
                             return Err(SyntaxError {
                                 span: key_span,
-                                path: Some(path.to_string()),
+                                path: Some(spans.path_of(id)),
                                 message: "a `<<` merge key needs a mapping or a list of mappings"
                                     .to_string(),
                                 help: None,
@@ -240,8 +471,8 @@ fn convert(
                     }
                     continue;
                 }
-                let child = join_key(path, &name);
-                let value = convert(v, &child, Some(key_span), spans)?;
+                let child = Some((id, Segment::Key(name.as_str().into())));
+                let value = convert(v, child, Some(key_span), spans)?;
                 out.insert(name, value);
             }
             for source in merges {
@@ -253,8 +484,8 @@ fn convert(
                         if out.contains_key(name) {
                             continue;
                         }
-                        let child = join_key(path, name);
-                        let value = convert(v, &child, Some(Span::from_saphyr(&k.span)), spans)?;
+                        let child = Some((id, Segment::Key(name.as_str().into())));
+                        let value = convert(v, child, Some(Span::from_saphyr(&k.span)), spans)?;
                         out.insert(name.clone(), value);
                     }
                 }
@@ -265,11 +496,12 @@ fn convert(
             // Core-schema tags (`!!str 5`) were already resolved by the
             // parser; anything else is an application tag Kubernetes would
             // not understand either.
-            return Err(err(format!("unsupported YAML tag `{tag}`")));
+            return Err(err(spans, format!("unsupported YAML tag `{tag}`")));
         }
-        YamlDataOwned::Alias(_) => return Err(err("unresolved YAML alias".to_string())),
+        YamlDataOwned::Alias(_) => return Err(err(spans, "unresolved YAML alias".to_string())),
         YamlDataOwned::BadValue => {
             return Err(err(
+                spans,
                 "value does not match its YAML tag or could not be read".to_string(),
             ));
         }
@@ -294,6 +526,16 @@ fn explain_scan_error(text: &str, line: usize, column: usize, info: &str) -> Syn
         message,
         help: help.map(str::to_string),
     };
+    // The scanner's own limit on `[` and `{` nesting (255), which it may
+    // reach while looking ahead, before this reader counts the levels.
+    if info.contains("recursion limit exceeded") {
+        return at(
+            line,
+            column,
+            format!("the YAML nests more than {MAX_DEPTH} levels deep"),
+            Some(DEPTH_HELP),
+        );
+    }
     if info.contains("tab")
         && let Some(i) = source.chars().position(|c| c == '\t')
     {
@@ -318,7 +560,10 @@ fn explain_scan_error(text: &str, line: usize, column: usize, info: &str) -> Syn
         return at(
             line,
             column,
-            format!("invalid YAML: duplicate key `{key}`"),
+            format!(
+                "invalid YAML: duplicate key `{}`",
+                super::diagnostic::elide(key)
+            ),
             first.as_deref(),
         );
     }

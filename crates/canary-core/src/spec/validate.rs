@@ -8,7 +8,7 @@ use super::types::{
     CanaryAnalysis, INGRESS_KINDS, MetricTemplate, ROUTE_KINDS, TARGET_KINDS, UPSTREAM_KINDS,
     WEBHOOK_TYPES,
 };
-use super::{Diagnostic, Doc, SpecFile};
+use super::{Diagnostic, Doc, SpecFile, elide};
 use crate::provider::{MetricProvider, Provider};
 use crate::queries::template;
 use crate::suggest::did_you_mean;
@@ -30,6 +30,94 @@ pub fn file(file: &SpecFile) -> Vec<Diagnostic> {
         let mut c = Checker::new(file, doc);
         alert_provider(&mut c);
         out.extend(c.out);
+    }
+    out
+}
+
+/// Canaries that more than one document names, across every file of one
+/// command: one process would drive the same canary (or the same target)
+/// twice, each driver undoing the other's steps. Each repeat is reported
+/// where it is, naming where the canary was first seen.
+///
+/// A canary that names no namespace is in `default_namespace` (the one
+/// `run` takes from `-n` or the context); while that is not known, such
+/// canaries are compared with each other only.
+///
+/// With `same_target`, two canaries of one target are refused too: `run`
+/// would drive that target twice. Files checked side by side (`plan`
+/// of one of several alternatives) may well share a target.
+pub fn duplicates(
+    files: &[&SpecFile],
+    default_namespace: Option<&str>,
+    same_target: bool,
+) -> Vec<Diagnostic> {
+    use std::collections::HashMap;
+    type Ns = Option<String>;
+    let mut canaries: HashMap<(Ns, String), String> = HashMap::new();
+    let mut targets: HashMap<(Ns, String, String), (String, String)> = HashMap::new();
+    let id = |name: &str, ns: &Ns| match ns {
+        Some(ns) => format!("{}.{}", elide(name), elide(ns)),
+        None => elide(name),
+    };
+    let mut out = Vec::new();
+    for file in files {
+        for doc in &file.canaries {
+            let c = &doc.value;
+            let ns: Ns = c
+                .explicit_namespace()
+                .or(default_namespace)
+                .map(str::to_string);
+            let name = c.name().to_string();
+            let here = file.diagnostic_at(doc, "metadata.name", "");
+            let place = here.location();
+            if let Some(first) = canaries.get(&(ns.clone(), name.clone())) {
+                out.push(
+                    file.diagnostic_at(
+                        doc,
+                        "metadata.name",
+                        &format!(
+                            "canary `{}` is defined twice; it is also at {first}",
+                            id(&name, &ns)
+                        ),
+                    )
+                    .with_help("one canary is driven by one spec: keep one of the two documents"),
+                );
+                continue;
+            }
+            canaries.insert((ns.clone(), name.clone()), place.clone());
+            if !same_target {
+                continue;
+            }
+            let Some(t) = c.spec.as_ref().and_then(|s| s.target_ref.as_ref()) else {
+                continue;
+            };
+            let (kind, target) = (
+                t.kind.clone().unwrap_or_default(),
+                t.name.clone().unwrap_or_default(),
+            );
+            if target.is_empty() {
+                continue;
+            }
+            let key = (ns.clone(), kind.clone(), target.clone());
+            if let Some((other, first)) = targets.get(&key) {
+                out.push(
+                    file.diagnostic_at(
+                        doc,
+                        "spec.targetRef.name",
+                        &format!(
+                            "canary `{}` drives {} `{}`, as canary `{}` at {first} does",
+                            id(&name, &ns),
+                            elide(&kind),
+                            elide(&target),
+                            id(other, &ns)
+                        ),
+                    )
+                    .with_help("a target is driven by one canary: keep one of the two"),
+                );
+                continue;
+            }
+            targets.insert(key, (name, place));
+        }
     }
     out
 }
@@ -64,7 +152,7 @@ impl<'a, T> Checker<'a, T> {
         // A value's problem points at the value; a missing field at the
         // mapping that lacks it.
         let span = self.doc.spans.locate_value(path);
-        let mut d = Diagnostic::at(&self.file.name, &self.file.text, span, message).with_path(path);
+        let mut d = self.file.diagnostic(span, message).with_path(path);
         if let Some(h) = help {
             d = d.with_help(h);
         }
@@ -81,13 +169,9 @@ impl<'a, T> Checker<'a, T> {
         if let Some(n) = self.doc.spans.get(&path) {
             let span = n.key.unwrap_or(n.value);
             self.out.push(
-                Diagnostic::at(
-                    &self.file.name,
-                    &self.file.text,
-                    span,
-                    format!("`{field}` is empty"),
-                )
-                .with_path(path),
+                self.file
+                    .diagnostic(span, format!("`{field}` is empty"))
+                    .with_path(path),
             );
             return;
         }
@@ -98,13 +182,12 @@ impl<'a, T> Checker<'a, T> {
         };
         let span = self.doc.spans.locate(parent);
         self.out.push(
-            Diagnostic::at(
-                &self.file.name,
-                &self.file.text,
-                span,
-                format!("missing required field `{field}` in {where_}"),
-            )
-            .with_path(path),
+            self.file
+                .diagnostic(
+                    span,
+                    format!("missing required field `{field}` in {where_}"),
+                )
+                .with_path(path),
         );
     }
 
@@ -119,7 +202,7 @@ impl<'a, T> Checker<'a, T> {
         let line_in_query = before.matches('\n').count();
         let col_in_line = before.rsplit('\n').next().unwrap_or("").chars().count();
         let query_line = query.lines().nth(line_in_query).unwrap_or("");
-        let lines: Vec<&str> = self.file.text.lines().collect();
+        let line_count = self.file.lines.count(&self.file.text);
         // The query starts on the value's line (plain or quoted) or just
         // after it (`|`, `>`): find the first source line at or after the
         // expected one that holds this line of the query.
@@ -128,9 +211,10 @@ impl<'a, T> Checker<'a, T> {
         let first = base.start.line + line_in_query;
         let mut span = base;
         if !needle.is_empty() {
-            for l in first..=(first + 1).min(lines.len()) {
-                if let Some(i) = lines[l - 1].find(needle) {
-                    let col = lines[l - 1][..i].chars().count() + col_in_line.saturating_sub(lead);
+            for l in first..=(first + 1).min(line_count) {
+                let source = self.file.line(l).unwrap_or_default();
+                if let Some(i) = source.find(needle) {
+                    let col = source[..i].chars().count() + col_in_line.saturating_sub(lead);
                     span = Span::point(l, col + 1);
                     break;
                 }
@@ -147,14 +231,11 @@ impl<'a, T> Checker<'a, T> {
                   {{ variables.name }}"
                 .to_string(),
         };
-        let d = Diagnostic::at(
-            &self.file.name,
-            &self.file.text,
-            span,
-            format!("invalid query template: {e}"),
-        )
-        .with_path(path)
-        .with_help(help);
+        let d = self
+            .file
+            .diagnostic(span, format!("invalid query template: {e}"))
+            .with_path(path)
+            .with_help(help);
         self.out.push(d);
     }
 
@@ -166,7 +247,7 @@ impl<'a, T> Checker<'a, T> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of: {}", known.join(", ")),
         };
-        self.err_help(path, format!("unknown {what} `{value}`"), help);
+        self.err_help(path, format!("unknown {what} `{}`", elide(value)), help);
     }
 
     fn duration(&mut self, path: &str, value: Option<&str>) {
@@ -183,13 +264,18 @@ impl<'a, T> Checker<'a, T> {
         match parse_duration(v) {
             Err(e) => self.err_help(
                 path,
-                format!("invalid duration `{v}`: {e}"),
+                format!("invalid duration `{}`: {e}", elide(v)),
                 "write a number and a unit without spaces, such as 30s, 1m or 1m30s",
             ),
-            Ok(d) if d.is_zero() => self.err(path, format!("`{v}` must be longer than zero")),
+            Ok(d) if d.is_zero() => {
+                self.err(path, format!("`{}` must be longer than zero", elide(v)))
+            }
             Ok(_) if flagger_pattern && !matches_flagger_pattern(v) => self.err_help(
                 path,
-                format!("duration `{v}` is not accepted by Flagger's schema"),
+                format!(
+                    "duration `{}` is not accepted by Flagger's schema",
+                    elide(v)
+                ),
                 "Flagger wants whole seconds or minutes here, such as 30s, 5m or 1m30s",
             ),
             Ok(_) => {}
@@ -219,18 +305,134 @@ impl<'a, T> Checker<'a, T> {
     }
 
     fn url(&mut self, path: &str, value: &str) {
-        let ok = (value.starts_with("http://") || value.starts_with("https://"))
-            && value.split("://").nth(1).is_some_and(|rest| {
-                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-                !host.is_empty() && !host.contains(char::is_whitespace)
-            });
-        if !ok {
+        if let Err(why) = check_url(value) {
             self.err_help(
                 path,
-                format!("invalid URL `{value}`"),
-                "expected an http:// or https:// URL with a host",
+                format!("invalid URL `{}`: {why}", elide(&redact_url(value))),
+                "expected an http:// or https:// URL with a host, and a port between 1 and 65535",
             );
         }
+    }
+
+    /// A Kubernetes object name (`kind` says which rules, for the help).
+    fn name(&mut self, path: &str, value: Option<&str>, kind: NameKind) {
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
+        if kind.accepts(v) {
+            return;
+        }
+        self.err_help(
+            path,
+            format!("invalid {} `{}`", kind.what(), elide(v)),
+            kind.rule(),
+        );
+    }
+}
+
+/// The naming rules Kubernetes applies (its `validation.IsDNS1123Subdomain`
+/// and friends). A name that breaks them is refused by the API server, and
+/// one with `/`, `..` or `?` would change the API path it is put in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// Most objects: DNS-1123 subdomain, up to 253 characters.
+    Object,
+    /// Namespaces: DNS-1123 label, up to 63 characters.
+    Namespace,
+    /// Services: DNS-1035 label (starts with a letter), up to 63.
+    Service,
+}
+
+impl NameKind {
+    pub fn accepts(self, name: &str) -> bool {
+        match self {
+            NameKind::Object => is_dns_subdomain(name),
+            NameKind::Namespace => is_dns_label(name),
+            NameKind::Service => {
+                is_dns_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+            }
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            NameKind::Object => "name",
+            NameKind::Namespace => "namespace",
+            NameKind::Service => "service name",
+        }
+    }
+
+    pub fn rule(self) -> &'static str {
+        match self {
+            NameKind::Object => {
+                "use at most 253 lowercase letters, digits, '-' and '.', starting and ending \
+                 with a letter or digit"
+            }
+            NameKind::Namespace => {
+                "use at most 63 lowercase letters, digits and '-', starting and ending with a \
+                 letter or digit"
+            }
+            NameKind::Service => {
+                "use at most 63 lowercase letters, digits and '-', starting with a letter and \
+                 ending with a letter or digit"
+            }
+        }
+    }
+}
+
+/// Why `value` is not a URL `canary` can call: it must parse (a closed
+/// `[` around an IPv6 address, a port that fits in 16 bits), be http or
+/// https, and name a host. The same parser sends the request, so what
+/// passes here does not fail for its form during a run.
+pub fn check_url(value: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(value.trim()).map_err(|e| match e {
+        url::ParseError::InvalidPort => "the port must be a number from 1 to 65535".to_string(),
+        url::ParseError::InvalidIpv6Address => {
+            "the IPv6 address is not valid (or its `]` is missing)".to_string()
+        }
+        url::ParseError::RelativeUrlWithoutBase => {
+            "it has no scheme: start it with http:// or https://".to_string()
+        }
+        other => other.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme `{}` is not http or https",
+            elide(parsed.scheme())
+        ));
+    }
+    match parsed.host_str() {
+        None | Some("") => return Err("it names no host".to_string()),
+        Some(_) => {}
+    }
+    if parsed.port() == Some(0) {
+        return Err("the port must be a number from 1 to 65535".to_string());
+    }
+    Ok(parsed)
+}
+
+/// `url` for messages: any user and password replaced by `***`, also
+/// when the URL does not parse.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(url)
+        && (!u.username().is_empty() || u.password().is_some())
+    {
+        let _ = u.set_username("***");
+        let _ = u.set_password(None);
+        return u.to_string();
+    }
+    // Unparsable: cut whatever sits between `://` and the last `@` of
+    // the authority.
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
     }
 }
 
@@ -238,7 +440,19 @@ fn join(parent: &str, field: &str) -> String {
     super::source::join_key(parent, field)
 }
 
-fn is_dns_subdomain(name: &str) -> bool {
+/// A DNS-1123 label: what namespaces (and Services) are named.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A DNS-1123 subdomain: what most objects are named.
+pub fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name
@@ -250,20 +464,9 @@ fn is_dns_subdomain(name: &str) -> bool {
 
 fn metadata<T>(c: &mut Checker<'_, T>, name: Option<&str>, namespace: Option<&str>) {
     if c.required_str("metadata", "name", name) {
-        let n = name.unwrap_or_default();
-        if !is_dns_subdomain(n) {
-            c.err_help(
-                "metadata.name",
-                format!("invalid name `{n}`"),
-                "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
-            );
-        }
+        c.name("metadata.name", name, NameKind::Object);
     }
-    if let Some(ns) = namespace
-        && (!is_dns_subdomain(ns) || ns.contains('.'))
-    {
-        c.err("metadata.namespace", format!("invalid namespace `{ns}`"));
-    }
+    c.name("metadata.namespace", namespace, NameKind::Namespace);
 }
 
 fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
@@ -294,7 +497,9 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
     match &spec.target_ref {
         None => c.missing("spec", "targetRef"),
         Some(t) => {
-            c.required_str("spec.targetRef", "name", t.name.as_deref());
+            if c.required_str("spec.targetRef", "name", t.name.as_deref()) {
+                c.name("spec.targetRef.name", t.name.as_deref(), NameKind::Object);
+            }
             match t.kind.as_deref() {
                 None => c.missing("spec.targetRef", "kind"),
                 Some(k) => c.one_of("spec.targetRef.kind", "target kind", k, TARGET_KINDS),
@@ -302,7 +507,13 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
         }
     }
     if let Some(a) = &spec.autoscaler_ref {
-        c.required_str("spec.autoscalerRef", "name", a.name.as_deref());
+        if c.required_str("spec.autoscalerRef", "name", a.name.as_deref()) {
+            c.name(
+                "spec.autoscalerRef.name",
+                a.name.as_deref(),
+                NameKind::Object,
+            );
+        }
         match a.kind.as_deref() {
             None => c.missing("spec.autoscalerRef", "kind"),
             Some(k) => c.one_of(
@@ -314,19 +525,25 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
         }
     }
     if let Some(i) = &spec.ingress_ref {
-        c.required_str("spec.ingressRef", "name", i.name.as_deref());
+        if c.required_str("spec.ingressRef", "name", i.name.as_deref()) {
+            c.name("spec.ingressRef.name", i.name.as_deref(), NameKind::Object);
+        }
         if let Some(k) = i.kind.as_deref() {
             c.one_of("spec.ingressRef.kind", "ingress kind", k, INGRESS_KINDS);
         }
     }
     if let Some(r) = &spec.route_ref {
-        c.required_str("spec.routeRef", "name", r.name.as_deref());
+        if c.required_str("spec.routeRef", "name", r.name.as_deref()) {
+            c.name("spec.routeRef.name", r.name.as_deref(), NameKind::Object);
+        }
         if let Some(k) = r.kind.as_deref() {
             c.one_of("spec.routeRef.kind", "route kind", k, ROUTE_KINDS);
         }
     }
     if let Some(u) = &spec.upstream_ref {
-        c.required_str("spec.upstreamRef", "name", u.name.as_deref());
+        if c.required_str("spec.upstreamRef", "name", u.name.as_deref()) {
+            c.name("spec.upstreamRef.name", u.name.as_deref(), NameKind::Object);
+        }
         if let Some(k) = u.kind.as_deref() {
             c.one_of("spec.upstreamRef.kind", "upstream kind", k, UPSTREAM_KINDS);
         }
@@ -360,6 +577,7 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
     match &spec.service {
         None => c.missing("spec", "service"),
         Some(s) => {
+            c.name("spec.service.name", s.name.as_deref(), NameKind::Service);
             match s.port {
                 None => c.missing("spec.service", "port"),
                 Some(p) if !(1..=65535).contains(&p) => c.err(
@@ -529,7 +747,13 @@ fn analysis_rules(
         match &m.template_ref {
             Some(t) => {
                 let tp = join(&mp, "templateRef");
+                c.name(
+                    &join(&tp, "namespace"),
+                    t.namespace.as_deref(),
+                    NameKind::Namespace,
+                );
                 if c.required_str(&tp, "name", t.name.as_deref()) {
+                    c.name(&join(&tp, "name"), t.name.as_deref(), NameKind::Object);
                     let ns = t
                         .namespace
                         .as_deref()
@@ -575,7 +799,10 @@ fn analysis_rules(
                     };
                     c.err_help(
                         &join(&mp, "name"),
-                        format!("`{n}` is not a built-in metric and has no templateRef or query"),
+                        format!(
+                            "`{}` is not a built-in metric and has no templateRef or query",
+                            elide(n)
+                        ),
                         help,
                     );
                 }
@@ -619,7 +846,15 @@ fn analysis_rules(
         match &al.provider_ref {
             None => c.missing(&ap, "providerRef"),
             Some(r) => {
-                c.required_str(&join(&ap, "providerRef"), "name", r.name.as_deref());
+                let rp = join(&ap, "providerRef");
+                if c.required_str(&rp, "name", r.name.as_deref()) {
+                    c.name(&join(&rp, "name"), r.name.as_deref(), NameKind::Object);
+                }
+                c.name(
+                    &join(&rp, "namespace"),
+                    r.namespace.as_deref(),
+                    NameKind::Namespace,
+                );
             }
         }
         if let Some(s) = al.severity.as_deref().filter(|s| !s.is_empty()) {
@@ -658,6 +893,13 @@ fn metric_template(c: &mut Checker<'_, MetricTemplate>) {
             if let Some(a) = p.address.as_deref().filter(|a| !a.is_empty()) {
                 c.url("spec.provider.address", a);
             }
+            if let Some(r) = &p.secret_ref {
+                c.name(
+                    "spec.provider.secretRef.name",
+                    r.name.as_deref(),
+                    NameKind::Object,
+                );
+            }
         }
     }
     let q = spec.query.as_deref().unwrap_or_default();
@@ -685,6 +927,9 @@ fn alert_provider(c: &mut Checker<'_, AlertProvider>) {
     let address = spec.address.as_deref().filter(|a| !a.is_empty());
     if let Some(a) = address {
         c.url("spec.address", a);
+    }
+    if let Some(r) = &spec.secret_ref {
+        c.name("spec.secretRef.name", r.name.as_deref(), NameKind::Object);
     }
     if address.is_none() && spec.secret_ref.is_none() {
         c.err_help(
