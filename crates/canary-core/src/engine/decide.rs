@@ -580,6 +580,16 @@ impl Round<'_> {
     fn start_analysis(&mut self) {
         let now = self.now();
         let s = &mut self.d.state;
+        // Until when the target's series held requests of another revision:
+        // the app itself before initialisation, the last canary, or the
+        // revision an analysis under way was testing.
+        s.old_traffic_until = match s.phase {
+            Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Aborted => {
+                Some(s.last_transition_time)
+            }
+            Phase::Progressing | Phase::WaitingPromotion => Some(now),
+            _ => None,
+        };
         s.canary_weight = 0;
         s.failed_checks = 0;
         s.iterations = 0;
@@ -754,7 +764,27 @@ impl Round<'_> {
             target: self.target_id(),
         });
         self.d.state.traffic_since = Some(self.now());
-        self.advance()
+        self.advance()?;
+        // The canary's series are named after its Deployment, whichever
+        // revision served them: for one metrics' window after another
+        // revision last served under that name, a query still counts its
+        // requests (a failed release's errors, or a healthy one's
+        // successes). The first check waits until the window holds only
+        // this revision's; Flagger checks after one interval whatever the
+        // window held.
+        let window = metrics_window(self.c);
+        if let (Some(next), Some(old)) = (self.d.state.next_check, self.d.state.old_traffic_until) {
+            let first = old.plus(window);
+            if first > next {
+                self.d.state.next_check = Some(first);
+                self.d.next = Next::At(first);
+                self.event_and_record(Message::FirstCheckAfterWindow {
+                    canary: self.id(),
+                    wait: first.since(self.now()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// When every failure of a check is a metric without values and the
@@ -1083,6 +1113,16 @@ impl Round<'_> {
         }
         (records, halts)
     }
+}
+
+/// The longest window the metrics' queries look back over (`interval` of
+/// each metric); zero without metrics.
+pub fn metrics_window(c: &ResolvedCanary) -> Duration {
+    c.metrics
+        .iter()
+        .filter_map(|m| crate::spec::resolve::parse_duration(&m.interval).ok())
+        .max()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// "canary ready (1/2 replicas)", for what a rollout waits for.

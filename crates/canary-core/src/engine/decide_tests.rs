@@ -740,7 +740,11 @@ impl World {
             routing: all_primary(),
             primary: true,
         };
-        (world, initialized("r1"))
+        // Released an hour ago: the metrics' window holds no other
+        // revision's requests.
+        let mut state = initialized("r1");
+        state.last_transition_time = Time(-3_600_000);
+        (world, state)
     }
 
     fn observe(&self, now: i64) -> Observed {
@@ -883,6 +887,28 @@ fn a_failing_release_rolls_back_after_threshold_checks_and_leaves_the_primary() 
     assert_eq!(world.primary_revision, "r1");
     assert_eq!(world.target_replicas, 0);
     assert_eq!(state.failed_checks, 5);
+}
+
+#[test]
+fn right_after_another_revision_the_first_check_waits_for_the_window() {
+    let c = seed();
+    // The last release ended 5 s before this one: the seed's 1m window
+    // still holds its requests.
+    let (mut world, mut state) = World::released();
+    state.phase = Phase::Succeeded;
+    state.last_transition_time = Time(-5_000);
+    let (v, took, _) = drive(&c, &mut world, &mut state, 0, |_| passing());
+    assert_eq!(v, Verdict::Promoted);
+    // The first check at 55 s instead of 10 s, then 19 steps of 10 s.
+    assert_eq!(took, 55_000 + 19 * 10_000);
+    assert!(
+        state
+            .history
+            .iter()
+            .any(|h| h.message.starts_with("First check of podinfo.prod in 55s")),
+        "{:#?}",
+        state.history
+    );
 }
 
 #[test]

@@ -102,6 +102,12 @@ pub enum Message {
         metric: String,
         error: String,
     },
+    /// `canary`'s own: the first check waits until the metrics' window
+    /// holds only the new revision's requests.
+    FirstCheckAfterWindow {
+        canary: String,
+        wait: std::time::Duration,
+    },
     /// `canary`'s own: metrics without values while the canary has had
     /// traffic for less than the window their queries look back over, so
     /// the check is not counted (Flagger counts it as failed).
@@ -194,6 +200,7 @@ impl Message {
             | Message::Aborting { .. }
             | Message::Aborted { .. } => Severity::Warning,
             Message::AwaitingData { .. }
+            | Message::FirstCheckAfterWindow { .. }
             | Message::Initializing { .. }
             | Message::Initialized { .. }
             | Message::NewRevision { .. }
@@ -291,6 +298,11 @@ impl fmt::Display for Message {
             } => write!(
                 f,
                 "Halt {canary} advancement {metric} query failed: {error}"
+            ),
+            Message::FirstCheckAfterWindow { canary, wait } => write!(
+                f,
+                "First check of {canary} in {}s, when the metrics window has cleared",
+                wait.as_secs()
             ),
             Message::AwaitingData {
                 canary,

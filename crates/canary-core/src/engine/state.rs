@@ -223,6 +223,11 @@ pub struct State {
     /// The checks of the current step passed and this gate holds the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_gate: Option<crate::spec::resolve::HookType>,
+    /// Until when another revision served under the target's name (the
+    /// app before initialisation, the last canary): the first check waits
+    /// until the metrics' window has passed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_traffic_until: Option<Time>,
     /// When the current analysis first sent traffic to the canary: until
     /// the metrics' window has passed since, "no values" is not counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +265,7 @@ impl State {
             step_started: None,
             next_check: None,
             awaiting_gate: None,
+            old_traffic_until: None,
             traffic_since: None,
             rollout_started: None,
             failure: None,
