@@ -103,8 +103,8 @@ async fn run_files(
                         c.provider_source = resolve::ProviderSource::Detected;
                     }
                     Err(e) => {
-                        output.error(&e);
-                        return Outcome::Usage;
+                        output.error(&e.to_string());
+                        return Outcome::from(&e);
                     }
                 }
             }
