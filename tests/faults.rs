@@ -29,3 +29,89 @@ async fn an_api_error_during_mesh_detection_is_a_cluster_error() {
         "nothing was changed"
     );
 }
+
+/// Releases `n` healthy revisions one after the other (3.1.1 and 3.1.0
+/// take turns) and asserts each is promoted.
+async fn healthy_releases_promote(c: &Cluster, n: usize) {
+    for i in 0..n {
+        c.set_image(if i % 2 == 0 { "3.1.1" } else { "3.1.0" });
+        let out = c.run(&[]).await;
+        assert_exit(&out, 0);
+        assert!(
+            stderr(&out).contains("Promotion completed!"),
+            "release {i}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// The seed's canary, initialised, with `fault` on a tenth of the
+/// requests through the API server's service proxy (metric queries and
+/// webhooks); other API calls are untouched.
+async fn with_proxy_faults(fault: impl Fn(&canary_sim::server::Faults)) -> Cluster {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    let faults = c.world.faults();
+    faults.set_only_paths(Some("/proxy/"));
+    fault(faults);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_releases_are_promoted_through_a_throttling_service_proxy() {
+    let c = with_proxy_faults(|f| {
+        f.set_error_rate(
+            0.1,
+            FaultStatus::TooManyRequests {
+                retry_after_secs: 1,
+            },
+        )
+    })
+    .await;
+    healthy_releases_promote(&c, 3).await;
+    let throttled = c
+        .world
+        .sim()
+        .request_log()
+        .iter()
+        .filter(|r| r.path.contains("/proxy/") && r.status == 429)
+        .count();
+    assert!(throttled > 0, "the proxy throttled some requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_releases_are_promoted_and_a_failing_one_rolled_back_through_a_failing_service_proxy()
+ {
+    let c = with_proxy_faults(|f| f.set_error_rate(0.1, FaultStatus::InternalError)).await;
+    healthy_releases_promote(&c, 3).await;
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("failed checks threshold reached 3"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_releases_are_promoted_when_proxied_connections_drop() {
+    let c = with_proxy_faults(|f| f.set_drop_rate(0.1)).await;
+    healthy_releases_promote(&c, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_proxy_that_keeps_failing_is_not_counted_against_the_release() {
+    let c = with_proxy_faults(|_| {}).await;
+    c.set_image("3.1.1");
+    let faults = c.world.faults();
+    // Every proxied request fails for a while, longer than three checks.
+    faults.set_error_rate(1.0, FaultStatus::InternalError);
+    let child = c.spawn(&[]);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    faults.set_error_rate(0.0, FaultStatus::InternalError);
+    let out = crate::util::finish(child).await;
+    assert_exit(&out, 0);
+    let log = stderr(&out);
+    assert!(log.contains("not counted as a failed check"), "{log}");
+}

@@ -102,6 +102,16 @@ pub enum Message {
         metric: String,
         error: String,
     },
+    /// `canary`'s own: a webhook or metrics server could not be reached
+    /// (the API server's service proxy failed, or the connection did),
+    /// after retries: no evidence either way, so the check is not counted
+    /// and is made again one interval later.
+    Unreachable {
+        canary: String,
+        /// `webhook NAME` or `metric NAME`.
+        what: String,
+        error: String,
+    },
     /// `canary`'s own: metrics without values while the canary has had
     /// traffic for less than the window their queries look back over, so
     /// the check is not counted (Flagger counts it as failed).
@@ -188,6 +198,7 @@ impl Message {
             | Message::HookFailed { .. }
             | Message::NoValues { .. }
             | Message::QueryFailed { .. }
+            | Message::Unreachable { .. }
             | Message::OutOfRange { .. }
             | Message::RollingBack { .. }
             | Message::Failed { .. }
@@ -291,6 +302,15 @@ impl fmt::Display for Message {
             } => write!(
                 f,
                 "Halt {canary} advancement {metric} query failed: {error}"
+            ),
+            Message::Unreachable {
+                canary,
+                what,
+                error,
+            } => write!(
+                f,
+                "{canary}: {what} could not be reached: {error}; not counted as a failed \
+                 check, checking again at the next interval"
             ),
             Message::AwaitingData {
                 canary,
