@@ -115,3 +115,75 @@ async fn a_service_proxy_that_keeps_failing_is_not_counted_against_the_release()
     let log = stderr(&out);
     assert!(log.contains("not counted as a failed check"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_with_one_holder_name_do_not_both_drive() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let first = c.spawn_as(&[], Some("ci-job"));
+    let second = c.spawn_as(&[], Some("ci-job"));
+    let (first, second) = tokio::join!(crate::util::finish(first), crate::util::finish(second));
+    let mut codes = [first.status.code(), second.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(3)],
+        "first:\n{}\nsecond:\n{}",
+        stderr(&first),
+        stderr(&second)
+    );
+    let refused = if first.status.code() == Some(3) {
+        &first
+    } else {
+        &second
+    };
+    let log = stderr(refused);
+    assert!(
+        log.contains("another process with the same identity, ci-job"),
+        "{log}"
+    );
+    let copies = [&first, &second]
+        .iter()
+        .map(|o| {
+            stderr(o)
+                .matches("Copying podinfo.prod template spec")
+                .count()
+        })
+        .sum::<usize>();
+    assert_eq!(copies, 1, "the template is copied to the primary once");
+    // The driving run promoted the new revision.
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_an_api_error_gives_up_its_lease() {
+    let c = Cluster::start_with(&FAST.replace("interval: 1s", "interval: 2s")).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let child = c.spawn_as(&[], Some("first"));
+    c.wait_for_analysis().await;
+    // The router's object cannot be read: the run stops with exit 3.
+    let faults = c.world.faults();
+    faults.set_only_paths(Some("trafficsplits"));
+    faults.set_error_rate(1.0, FaultStatus::InternalError);
+    let out = crate::util::finish(child).await;
+    assert_exit(&out, 3);
+    faults.clear();
+    let state = c
+        .world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+        .unwrap()["metadata"]["annotations"]["canary.flagger.app/state"]
+        .as_str()
+        .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
+        .unwrap();
+    assert!(state["lease"].is_null(), "{state}");
+    // Another identity continues at once.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("is being driven by"));
+}

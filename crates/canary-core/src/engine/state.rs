@@ -124,6 +124,10 @@ pub struct Lease {
     pub holder: String,
     pub renew_time: Time,
     pub duration_seconds: u64,
+    /// Random, one per process: tells two processes with the same
+    /// `holder` apart. Absent in leases written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl Lease {
@@ -325,6 +329,7 @@ mod tests {
             holder: "ci@runner pid 7".into(),
             renew_time: Time(1_700_000_010_000),
             duration_seconds: 15,
+            token: Some("5f0c".into()),
         });
         let text = s.to_annotation();
         assert!(
@@ -372,6 +377,7 @@ mod tests {
             holder: "a".into(),
             renew_time: Time(1000),
             duration_seconds: 10,
+            token: None,
         };
         assert!(l.is_live(Time(10_999)));
         assert!(!l.is_live(Time(11_000)));
