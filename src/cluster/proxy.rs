@@ -152,6 +152,12 @@ pub enum EdgeError {
     Timeout { target: String, timeout: Duration },
     #[error("failed to connect to {target}: {reason}")]
     Connect { target: String, reason: String },
+    /// The way to the target failed: the connection to the API server
+    /// (on the service proxy's way) was dropped or refused, the proxy
+    /// could not reach the Service's Pod, or a direct connection dropped
+    /// in the middle of the exchange.
+    #[error("failed to reach {target}: {reason}")]
+    Dropped { target: String, reason: String },
     /// The Service exists but no ready Pod backs it (the proxy's 503).
     #[error("failed to reach {target}: service {namespace}/{service} has no ready endpoints")]
     NoEndpoints {
@@ -223,7 +229,9 @@ impl EdgeError {
     /// (which Flagger's webhooks use) decides.
     pub fn is_retryable(&self) -> bool {
         match self {
-            EdgeError::Timeout { .. } | EdgeError::Connect { .. } => true,
+            EdgeError::Timeout { .. } | EdgeError::Connect { .. } | EdgeError::Dropped { .. } => {
+                true
+            }
             EdgeError::NoEndpoints { .. } => true,
             EdgeError::Proxy { status, .. } | EdgeError::Status { status, .. } => {
                 status_is_retryable(*status)
@@ -243,14 +251,16 @@ impl EdgeError {
     /// Whether the way to the target failed rather than the target: the
     /// API server's service proxy answered an error of its own (a `Status`
     /// with 429 or 500-504: throttled, failed, or `error trying to reach
-    /// service`), or a connection was dropped or refused. Such a failure
-    /// says nothing about the target, so it is retried and, if it lasts,
-    /// is not held against the release. The target's own answers (any
-    /// status), a Service without ready endpoints or that does not exist,
-    /// and a target that does not answer in time are not.
+    /// service`), or a connection was dropped on the way
+    /// ([`EdgeError::Dropped`]). Such a failure says nothing about the
+    /// target, so it is retried and, if it lasts, is not held against the
+    /// release. The target's own answers (any status), a direct connection
+    /// the target's host refuses, a Service without ready endpoints or
+    /// that does not exist, and a target that does not answer in time are
+    /// not: the target is down or slow, as Flagger counts it.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            EdgeError::Connect { .. } => true,
+            EdgeError::Dropped { .. } => true,
             EdgeError::Proxy { status, .. } => *status == 429 || (500..=504).contains(status),
             _ => false,
         }
@@ -605,7 +615,12 @@ impl HttpEdge {
                 target,
                 timeout: req.timeout,
             }),
-            Ok(Err(e)) => Err(EdgeError::Connect {
+            // Refused (or not resolved): the target's host is down.
+            Ok(Err(e)) if e.is_connect() => Err(EdgeError::Connect {
+                target,
+                reason: error_chain(&e.without_url()),
+            }),
+            Ok(Err(e)) => Err(EdgeError::Dropped {
                 target,
                 reason: error_chain(&e.without_url()),
             }),
@@ -819,7 +834,7 @@ async fn send_proxied(
             reason: e.to_string(),
         })?;
     let exchange = async {
-        let resp = kube.send(request).await.map_err(|e| EdgeError::Connect {
+        let resp = kube.send(request).await.map_err(|e| EdgeError::Dropped {
             target: target.clone(),
             reason: format!("the API server: {}", error_chain(&e)),
         })?;
@@ -829,7 +844,7 @@ async fn send_proxied(
             .into_body()
             .collect()
             .await
-            .map_err(|e| EdgeError::Connect {
+            .map_err(|e| EdgeError::Dropped {
                 target: target.clone(),
                 reason: format!("failed to read the answer: {}", error_chain(&e)),
             })?
@@ -910,7 +925,7 @@ fn proxy_error(
         };
     }
     if status == 503 && s.message.contains("error trying to reach service") {
-        return EdgeError::Connect {
+        return EdgeError::Dropped {
             target,
             reason: s.message,
         };

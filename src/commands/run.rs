@@ -251,7 +251,7 @@ async fn run_files(
             signal = interrupts.next() => {
                 if matches!(cause, Some(Outcome::Interrupted | Outcome::Terminated)) {
                     output.notice(&format!("{} again: exiting now", signal.said()));
-                    crate::driver::release_all_held(std::time::Duration::from_secs(2));
+                    crate::driver::release_all_held(std::time::Duration::from_millis(500));
                     return signal.outcome();
                 }
                 cause = Some(signal.outcome());

@@ -19,7 +19,8 @@ use canary_core::time::Time;
 pub(crate) const LEASE: Duration = Duration::from_secs(15);
 
 /// How long after its last renewal a lease of this process's holder
-/// name, written by another process (another token), is still respected:
+/// name, written by another process (another token) that is not known to
+/// be gone, is still respected:
 /// a live driver renews every third of [`LEASE`], so one that has missed
 /// its renewal by two seconds is taken to be gone. A CI job retried with
 /// the same holder resumes after at most this long, not the whole
@@ -42,7 +43,35 @@ pub(crate) fn claim(holder: &str) -> Lease {
         renew_time: now(),
         duration_seconds: LEASE.as_secs(),
         token: Some(token().to_string()),
+        host: host(),
+        pid: Some(std::process::id()),
     }
+}
+
+/// This machine's host name (in a Pod, the Pod's name), when known.
+fn host() -> Option<String> {
+    static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    })
+    .clone()
+}
+
+/// Whether the process that wrote `lease` is known to be gone: it ran on
+/// this host and its process id is no longer running, or is this very
+/// process (a container restarted in its Pod gets the same ids again).
+/// Unknown (another host, no `/proc`) is not gone.
+fn holder_is_gone(lease: &Lease) -> bool {
+    let (Some(h), Some(pid), Some(me)) = (&lease.host, lease.pid, host()) else {
+        return false;
+    };
+    if *h != me || !std::path::Path::new("/proc/self").exists() {
+        return false;
+    }
+    pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Whether `lease` is this process's: its holder name, and its token (a
@@ -67,7 +96,10 @@ pub(crate) fn refusal(lease: &Lease, holder: &str, id: &str, now: Time) -> Optio
             )
         });
     }
-    if is_mine(lease, holder) || now.since(lease.renew_time) >= SAME_HOLDER_GRACE {
+    if is_mine(lease, holder)
+        || now.since(lease.renew_time) >= SAME_HOLDER_GRACE
+        || holder_is_gone(lease)
+    {
         return None;
     }
     Some(format!(
@@ -338,5 +370,62 @@ async fn release_with(
         // Still contended after five tries: the lease runs out by itself.
         Err(e) if e.is_conflict() => Ok(()),
         other => other.map(|_| ()).map_err(RunError::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, token: &str, renewed: Time) -> Lease {
+        Lease {
+            holder: holder.to_string(),
+            renew_time: renewed,
+            duration_seconds: LEASE.as_secs(),
+            token: Some(token.to_string()),
+            // Another host: whether the process lives cannot be told.
+            host: Some("elsewhere.invalid".to_string()),
+            pid: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_lease_of_the_same_name_from_another_process_is_respected_for_a_few_seconds() {
+        let t0 = Time(1_700_000_000_000);
+        let other = lease("ci", "0123", t0);
+        let why = refusal(
+            &other,
+            "ci",
+            "podinfo.prod",
+            t0.plus(Duration::from_secs(3)),
+        )
+        .expect("refused");
+        assert!(
+            why.contains("another process with the same identity, ci"),
+            "{why}"
+        );
+        assert!(refusal(&other, "ci", "podinfo.prod", t0.plus(SAME_HOLDER_GRACE)).is_none());
+        // Another name waits for the whole lease.
+        assert!(refusal(&other, "bob", "x", t0.plus(SAME_HOLDER_GRACE)).is_some());
+        assert!(refusal(&other, "bob", "x", t0.plus(LEASE)).is_none());
+        // This process's own lease, and one written before tokens existed.
+        assert!(refusal(&lease("ci", token(), t0), "ci", "x", t0).is_none());
+        let mut old = other.clone();
+        old.token = None;
+        assert!(refusal(&old, "ci", "x", t0).is_none());
+    }
+
+    #[test]
+    fn a_lease_of_a_process_gone_from_this_host_is_taken_at_once() {
+        let t0 = Time(1_700_000_000_000);
+        let mut gone = lease("ci", "0123", t0);
+        gone.host = host();
+        // Process ids stay far below this.
+        gone.pid = Some(u32::MAX - 1);
+        if host().is_some() && std::path::Path::new("/proc/self").exists() {
+            assert!(refusal(&gone, "ci", "x", t0).is_none());
+            gone.pid = Some(std::process::id());
+            assert!(refusal(&gone, "ci", "x", t0).is_none(), "this very process");
+        }
     }
 }

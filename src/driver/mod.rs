@@ -282,6 +282,8 @@ impl<'a> Driver<'a> {
                     .is_some_and(|l| lease::is_mine(l, &self.settings.holder))
                 && self.take_lease().await?
             {
+                // An operator's request is acted on in the next round.
+                first_request = snap.observed.request.take().or(first_request);
                 continue;
             }
             let mut rv = snap.primary_rv.clone();
