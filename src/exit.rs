@@ -12,6 +12,7 @@ use crate::commands::act::ActError;
 use crate::commands::demo::DemoError;
 use crate::commands::revert::RevertError;
 use crate::driver::RunError;
+use crate::router::detect::DetectError;
 use canary_core::engine::decide::Verdict;
 
 /// How a command ended.
@@ -113,6 +114,18 @@ impl From<&RunError> for Outcome {
             // Left as it was, to be resumed; `canary run` tells a timeout
             // from an interrupt by what stopped it.
             RunError::Stopped => Outcome::Interrupted,
+        }
+    }
+}
+
+impl From<&DetectError> for Outcome {
+    fn from(e: &DetectError) -> Self {
+        match e {
+            // None or several found: the user names one.
+            DetectError::Ambiguous(_) => Outcome::Usage,
+            // What is installed could not be read: nothing was changed,
+            // but the spec is not at fault.
+            DetectError::Cluster(e) => e.into(),
         }
     }
 }

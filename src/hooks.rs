@@ -99,6 +99,18 @@ pub struct HookFailure {
     pub reason: String,
     /// The hook's `muteAlert`: no alert for this failure.
     pub mute_alert: bool,
+    /// The hook could not be reached (the service proxy or the connection
+    /// failed, see [`crate::cluster::proxy::EdgeError::is_unreachable`]):
+    /// no verdict of the hook's.
+    pub unreachable: bool,
+}
+
+/// Why one hook call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    pub reason: String,
+    /// Whether the way to the hook failed rather than the hook.
+    pub unreachable: bool,
 }
 
 /// The webhooks of one canary.
@@ -152,8 +164,20 @@ impl<'a> Hooks<'a> {
     /// Calls one hook with its timeout and retries; `Err` is the reason it
     /// failed.
     pub async fn call(&self, hook: &ResolvedWebhook, payload: &Payload) -> Result<(), String> {
-        let body = serde_json::to_vec(payload)
-            .map_err(|e| format!("failed to encode the payload: {e}"))?;
+        self.call_hook(hook, payload).await.map_err(|f| f.reason)
+    }
+
+    /// [`Self::call`], telling a hook that failed from one that could not
+    /// be reached.
+    pub async fn call_hook(
+        &self,
+        hook: &ResolvedWebhook,
+        payload: &Payload,
+    ) -> Result<(), CallFailure> {
+        let body = serde_json::to_vec(payload).map_err(|e| CallFailure {
+            reason: format!("failed to encode the payload: {e}"),
+            unreachable: false,
+        })?;
         let mut attempt: u32 = 0;
         loop {
             let mut req = HttpRequest::new(Method::POST, &hook.url, hook.timeout);
@@ -162,16 +186,23 @@ impl<'a> Hooks<'a> {
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             req.body = Some(body.clone());
             req.insecure_skip_verify = hook.disable_tls;
-            let (reason, retryable, retry_after) = match self.edge.send(req).await {
+            let (reason, retryable, retry_after, unreachable) = match self.edge.send(req).await {
                 Ok(reply) if reply.status <= 202 => return Ok(()),
-                Ok(reply) => refusal(&reply),
-                Err(e) => (e.to_string(), e.is_retryable(), None),
+                Ok(reply) => {
+                    let (reason, retryable, after) = refusal(&reply);
+                    (reason, retryable, after, false)
+                }
+                Err(e) => (e.to_string(), e.is_retryable(), None, e.is_unreachable()),
             };
             if !retryable || attempt >= hook.retries {
-                return Err(if attempt > 0 {
+                let reason = if attempt > 0 {
                     format!("{reason} (after {} attempts)", attempt + 1)
                 } else {
                     reason
+                };
+                return Err(CallFailure {
+                    reason,
+                    unreachable,
                 });
             }
             tokio::time::sleep(retry_after.unwrap_or_else(|| self.wait.backoff(attempt))).await;
@@ -212,6 +243,10 @@ impl<'a> Hooks<'a> {
     pub async fn run(&self, kind: HookType, phase: &str, checksum: &str) -> HookOutcome {
         match self.run_until_failure(kind, phase, checksum).await {
             Ok(()) => HookOutcome::Passed,
+            Err(f) if f.unreachable => HookOutcome::Unreachable {
+                hook: f.hook,
+                reason: f.reason,
+            },
             Err(f) => HookOutcome::Failed {
                 hook: f.hook,
                 reason: f.reason,
@@ -262,11 +297,12 @@ impl<'a> Hooks<'a> {
     ) -> Result<(), HookFailure> {
         for hook in self.canary.hooks(kind) {
             let payload = self.payload(hook, phase, checksum, None);
-            if let Err(reason) = self.call(hook, &payload).await {
+            if let Err(f) = self.call_hook(hook, &payload).await {
                 return Err(HookFailure {
                     hook: hook.name.clone(),
-                    reason,
+                    reason: f.reason,
                     mute_alert: hook.mute_alert,
+                    unreachable: f.unreachable,
                 });
             }
         }

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod edge;
 mod examples;
+mod faults;
 mod generated;
 mod hostile;
 mod incluster;

@@ -152,6 +152,12 @@ pub enum EdgeError {
     Timeout { target: String, timeout: Duration },
     #[error("failed to connect to {target}: {reason}")]
     Connect { target: String, reason: String },
+    /// The way to the target failed: the connection to the API server
+    /// (on the service proxy's way) was dropped or refused, the proxy
+    /// could not reach the Service's Pod, or a direct connection dropped
+    /// in the middle of the exchange.
+    #[error("failed to reach {target}: {reason}")]
+    Dropped { target: String, reason: String },
     /// The Service exists but no ready Pod backs it (the proxy's 503).
     #[error("failed to reach {target}: service {namespace}/{service} has no ready endpoints")]
     NoEndpoints {
@@ -175,6 +181,8 @@ pub enum EdgeError {
         target: String,
         status: u16,
         message: String,
+        /// The proxy's `Retry-After` (a 429's).
+        retry_after: Option<Duration>,
     },
     #[error(
         "failed to reach {target}: it names a cluster Service and no cluster connection is configured"
@@ -221,7 +229,9 @@ impl EdgeError {
     /// (which Flagger's webhooks use) decides.
     pub fn is_retryable(&self) -> bool {
         match self {
-            EdgeError::Timeout { .. } | EdgeError::Connect { .. } => true,
+            EdgeError::Timeout { .. } | EdgeError::Connect { .. } | EdgeError::Dropped { .. } => {
+                true
+            }
             EdgeError::NoEndpoints { .. } => true,
             EdgeError::Proxy { status, .. } | EdgeError::Status { status, .. } => {
                 status_is_retryable(*status)
@@ -237,7 +247,32 @@ impl EdgeError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, EdgeError::Timeout { .. })
     }
+
+    /// Whether the way to the target failed rather than the target: the
+    /// API server's service proxy answered an error of its own (a `Status`
+    /// with 429 or 500-504: throttled, failed, or `error trying to reach
+    /// service`), or a connection was dropped on the way
+    /// ([`EdgeError::Dropped`]). Such a failure says nothing about the
+    /// target, so it is retried and, if it lasts, is not held against the
+    /// release. The target's own answers (any status), a direct connection
+    /// the target's host refuses, a Service without ready endpoints or
+    /// that does not exist, and a target that does not answer in time are
+    /// not: the target is down or slow, as Flagger counts it.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            EdgeError::Dropped { .. } => true,
+            EdgeError::Proxy { status, .. } => *status == 429 || (500..=504).contains(status),
+            _ => false,
+        }
+    }
 }
+
+/// The first wait between two attempts of a request whose way to the
+/// target failed; doubled at each attempt, up to [`RETRY_WAIT_MAX`].
+pub(crate) const RETRY_WAIT_MIN: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_WAIT_MAX: Duration = Duration::from_secs(2);
+/// No attempt is started with less time than this left of the budget.
+const ATTEMPT_MIN: Duration = Duration::from_millis(50);
 
 /// go-retryablehttp's `DefaultRetryPolicy` on a response: 429 and 5xx
 /// except 501.
@@ -429,7 +464,50 @@ impl HttpEdge {
     /// Sends `req` and returns whatever the target answered, any status.
     /// Errors are about not getting that answer: the URL, the network, the
     /// time limit, or the API server's proxy.
+    ///
+    /// A failure of the way to the target ([`EdgeError::is_unreachable`])
+    /// is tried again, after the proxy's `Retry-After` or an exponential
+    /// backoff, as long as the request's timeout allows: the timeout
+    /// bounds all attempts together, so a check never takes longer than
+    /// its own time limit.
     pub async fn send(&self, req: HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + req.timeout;
+        let mut wait = RETRY_WAIT_MIN;
+        loop {
+            let mut attempt = req.clone();
+            attempt.timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let e = match self.send_once(attempt).await {
+                Ok(reply) => return Ok(reply),
+                // Said with the whole time limit, not what was left of it.
+                Err(EdgeError::Timeout { target, .. }) => {
+                    return Err(EdgeError::Timeout {
+                        target,
+                        timeout: req.timeout,
+                    });
+                }
+                Err(e) => e,
+            };
+            if !e.is_unreachable() {
+                return Err(e);
+            }
+            let pause = match &e {
+                EdgeError::Proxy {
+                    retry_after: Some(after),
+                    ..
+                } => *after,
+                _ => wait,
+            };
+            if tokio::time::Instant::now() + pause + ATTEMPT_MIN >= deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(pause).await;
+            wait = (wait * 2).min(RETRY_WAIT_MAX);
+        }
+    }
+
+    /// One attempt of [`Self::send`].
+    async fn send_once(&self, req: HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
         let route = self.route(req.url, req.namespace)?;
         let proxy = match route {
             Route::Direct(url) => return self.send_direct(&url, &req).await,
@@ -537,7 +615,12 @@ impl HttpEdge {
                 target,
                 timeout: req.timeout,
             }),
-            Ok(Err(e)) => Err(EdgeError::Connect {
+            // Refused (or not resolved): the target's host is down.
+            Ok(Err(e)) if e.is_connect() => Err(EdgeError::Connect {
+                target,
+                reason: error_chain(&e.without_url()),
+            }),
+            Ok(Err(e)) => Err(EdgeError::Dropped {
                 target,
                 reason: error_chain(&e.without_url()),
             }),
@@ -751,7 +834,7 @@ async fn send_proxied(
             reason: e.to_string(),
         })?;
     let exchange = async {
-        let resp = kube.send(request).await.map_err(|e| EdgeError::Connect {
+        let resp = kube.send(request).await.map_err(|e| EdgeError::Dropped {
             target: target.clone(),
             reason: format!("the API server: {}", error_chain(&e)),
         })?;
@@ -761,7 +844,7 @@ async fn send_proxied(
             .into_body()
             .collect()
             .await
-            .map_err(|e| EdgeError::Connect {
+            .map_err(|e| EdgeError::Dropped {
                 target: target.clone(),
                 reason: format!("failed to read the answer: {}", error_chain(&e)),
             })?
@@ -783,7 +866,13 @@ async fn send_proxied(
     };
     match api_status(&reply) {
         None => Ok(reply),
-        Some(s) => Err(proxy_error(target, proxy, reply.status, s)),
+        Some(s) => Err(proxy_error(
+            target,
+            proxy,
+            reply.status,
+            reply.retry_after,
+            s,
+        )),
     }
 }
 
@@ -810,7 +899,13 @@ fn api_status(reply: &HttpReply) -> Option<ApiStatus> {
     })
 }
 
-fn proxy_error(target: String, proxy: &ServiceProxy, status: u16, s: ApiStatus) -> EdgeError {
+fn proxy_error(
+    target: String,
+    proxy: &ServiceProxy,
+    status: u16,
+    retry_after: Option<Duration>,
+    s: ApiStatus,
+) -> EdgeError {
     let (namespace, service) = (proxy.namespace.clone(), proxy.service.clone());
     if status == 404
         && s.reason == "NotFound"
@@ -830,7 +925,7 @@ fn proxy_error(target: String, proxy: &ServiceProxy, status: u16, s: ApiStatus) 
         };
     }
     if status == 503 && s.message.contains("error trying to reach service") {
-        return EdgeError::Connect {
+        return EdgeError::Dropped {
             target,
             reason: s.message,
         };
@@ -844,6 +939,7 @@ fn proxy_error(target: String, proxy: &ServiceProxy, status: u16, s: ApiStatus) 
         target,
         status,
         message,
+        retry_after,
     }
 }
 

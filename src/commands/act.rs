@@ -10,6 +10,7 @@
 //! from the spec the last driver stored on the primary (or `-f FILE`);
 //! `pause` and `resume` write the state, which the next driver honours.
 
+use crate::router::detect::DetectError;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -379,7 +380,10 @@ pub(super) async fn stored_canary(
     if canary.provider.is_none() {
         let found = crate::router::detect::detect(&conn.client)
             .await
-            .map_err(ActError::Usage)?;
+            .map_err(|e| match e {
+                DetectError::Ambiguous(why) => ActError::Usage(why),
+                DetectError::Cluster(e) => ActError::Cluster(e),
+            })?;
         canary.provider = Some(found.provider);
         canary.provider_source = resolve::ProviderSource::Detected;
     }

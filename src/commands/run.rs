@@ -103,8 +103,8 @@ async fn run_files(
                         c.provider_source = resolve::ProviderSource::Detected;
                     }
                     Err(e) => {
-                        output.error(&e);
-                        return Outcome::Usage;
+                        output.error(&e.to_string());
+                        return Outcome::from(&e);
                     }
                 }
             }
@@ -120,6 +120,7 @@ async fn run_files(
         return Outcome::Usage;
     }
 
+    crate::driver::release_on_panic();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
     let limit = args
         .max_parallel
@@ -147,6 +148,7 @@ async fn run_files(
             let _slot = slots.acquire().await;
             let hint = format!("{} -n {}", c.name, c.namespace);
             let watched = stop.clone();
+            crate::driver::hold(conn, &namespace, &target_name, &settings.holder);
             let (result, state) = if stop.borrow().is_some() {
                 // Stopped before its turn: never started.
                 (Err(RunError::Stopped), None)
@@ -166,14 +168,19 @@ async fn run_files(
                     Err(e) => (Err(e), None),
                 }
             };
-            if matches!(result, Err(RunError::Stopped))
+            // Whatever stopped the run short of a verdict (a stop, an API
+            // error, a refusal), a lease it holds is given up, so that
+            // another run may continue at once; a lease held by another
+            // process is left alone.
+            if result.is_err()
                 && state.is_some()
                 && let Err(e) =
                     crate::driver::release_lease(conn, &namespace, &target_name, &settings.holder)
                         .await
             {
-                output.error(&format!("{id}: {e}"));
+                output.error(&format!("{id}: could not give up the lease: {e}"));
             }
+            crate::driver::unhold(&namespace, &target_name);
             // Whether the stop made this verdict: its own rollback, or the
             // end of a wait for a change. A verdict the analysis reached
             // on its own stands.
@@ -244,6 +251,7 @@ async fn run_files(
             signal = interrupts.next() => {
                 if matches!(cause, Some(Outcome::Interrupted | Outcome::Terminated)) {
                     output.notice(&format!("{} again: exiting now", signal.said()));
+                    crate::driver::release_all_held(std::time::Duration::from_millis(500));
                     return signal.outcome();
                 }
                 cause = Some(signal.outcome());

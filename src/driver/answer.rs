@@ -58,6 +58,11 @@ impl Driver<'_> {
         match prometheus::query(&self.edge, &server, &query, None).await {
             Ok(v) => Ok(v),
             Err(MetricError::NoValues) => Err(MetricFailure::NoValues),
+            // The service proxy or the connection failed, not the metrics
+            // server: no evidence, the check is made again.
+            Err(MetricError::Transport(e)) if e.is_unreachable() => {
+                Err(MetricFailure::Unreachable(e.to_string()))
+            }
             Err(e) => Err(MetricFailure::Query(e.to_string())),
         }
     }

@@ -18,6 +18,23 @@ use canary_core::time::Time;
 /// every third of it.
 pub(crate) const LEASE: Duration = Duration::from_secs(15);
 
+/// How long after its last renewal a lease of this process's holder
+/// name, written by another process (another token) that is not known to
+/// be gone, is still respected:
+/// a live driver renews every third of [`LEASE`], so one that has missed
+/// its renewal by two seconds is taken to be gone. A CI job retried with
+/// the same holder resumes after at most this long, not the whole
+/// [`LEASE`]; the price is that a driver stalled longer than this (a
+/// round waiting on a slow webhook) can be taken over by another process
+/// with its name, and stops at its next renewal.
+pub(crate) const SAME_HOLDER_GRACE: Duration = Duration::from_secs(LEASE.as_secs() / 3 + 2);
+
+/// This process's lease token: random, made once.
+pub(crate) fn token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| format!("{:016x}", fastrand::u64(..)))
+}
+
 /// A claim on a canary by `holder`, from now: a driver's, or that of a
 /// command acting on the canary without one (`canary revert`).
 pub(crate) fn claim(holder: &str) -> Lease {
@@ -25,7 +42,74 @@ pub(crate) fn claim(holder: &str) -> Lease {
         holder: holder.to_string(),
         renew_time: now(),
         duration_seconds: LEASE.as_secs(),
+        token: Some(token().to_string()),
+        host: host(),
+        pid: Some(std::process::id()),
     }
+}
+
+/// This machine's host name (in a Pod, the Pod's name), when known.
+fn host() -> Option<String> {
+    static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    })
+    .clone()
+}
+
+/// Whether the process that wrote `lease` is known to be gone: it ran on
+/// this host and its process id is no longer running, or is this very
+/// process (a container restarted in its Pod gets the same ids again).
+/// Unknown (another host, no `/proc`) is not gone.
+fn holder_is_gone(lease: &Lease) -> bool {
+    let (Some(h), Some(pid), Some(me)) = (&lease.host, lease.pid, host()) else {
+        return false;
+    };
+    if *h != me || !std::path::Path::new("/proc/self").exists() {
+        return false;
+    }
+    pid == std::process::id() || !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `lease` is this process's: its holder name, and its token (a
+/// lease without one, written before tokens existed, goes by the name).
+pub(crate) fn is_mine(lease: &Lease, holder: &str) -> bool {
+    lease.holder == holder && lease.token.as_deref().is_none_or(|t| t == token())
+}
+
+/// Why `lease` keeps this process (`holder`) off the canary `id` at
+/// `now`, if it does: another holder's live lease, or a lease of the same
+/// holder name that another process renewed within
+/// [`SAME_HOLDER_GRACE`].
+pub(crate) fn refusal(lease: &Lease, holder: &str, id: &str, now: Time) -> Option<String> {
+    if lease.holder != holder {
+        return lease.is_live(now).then(|| {
+            format!(
+                "{id} is being driven by {} (lease renewed {}, valid until {}); wait for it to \
+                 finish: a lease that is not renewed expires and is taken over",
+                lease.holder,
+                lease.renew_time.to_rfc3339(),
+                lease.expires().to_rfc3339()
+            )
+        });
+    }
+    if is_mine(lease, holder)
+        || now.since(lease.renew_time) >= SAME_HOLDER_GRACE
+        || holder_is_gone(lease)
+    {
+        return None;
+    }
+    Some(format!(
+        "{id} is being driven by another process with the same identity, {holder} (lease \
+         renewed {}); two runs with one CANARY_LEASE_HOLDER cannot both drive: wait for it to \
+         finish (a process that is gone is taken over {}s after its last renewal), or give each \
+         run its own CANARY_LEASE_HOLDER",
+        lease.renew_time.to_rfc3339(),
+        SAME_HOLDER_GRACE.as_secs()
+    ))
 }
 
 /// What wakes a sleeping driver besides its clock.
@@ -90,8 +174,7 @@ impl Driver<'_> {
         let mut taken_by = None;
         let renewed = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
             if let Some(l) = &state.lease
-                && l.holder != self.settings.holder
-                && l.is_live(now())
+                && refusal(l, &self.settings.holder, "", now()).is_some()
             {
                 taken_by = Some(l.holder.clone());
                 return false;
@@ -101,8 +184,13 @@ impl Driver<'_> {
         })
         .await;
         if let Some(holder) = taken_by {
+            let who = if holder == self.settings.holder {
+                format!("another process with the same identity, {holder}")
+            } else {
+                holder
+            };
             return Err(RunError::Refused(format!(
-                "{} was taken over by {holder}",
+                "{} was taken over by {who}",
                 self.id()
             )));
         }
@@ -110,6 +198,35 @@ impl Driver<'_> {
             // Renewal lost a race: the next round re-reads everything.
             Err(e) if e.is_conflict() => Ok(()),
             other => other.map(|_| ()).map_err(RunError::from),
+        }
+    }
+
+    /// Takes the lease with a write guarded by the primary's
+    /// resourceVersion, before a round changes anything: of two processes
+    /// that read the canary free at once, only one writes its lease, and
+    /// the other finds it on its next read. `false` when there was no
+    /// state to hold a lease in, or the write lost a race (the round is
+    /// then decided again from a fresh read).
+    pub(super) async fn take_lease(&self) -> Result<bool, RunError> {
+        let mut refused = None;
+        let id = self.id();
+        let taken = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
+            if let Some(l) = &state.lease
+                && let Some(why) = refusal(l, &self.settings.holder, &id, now())
+            {
+                refused = Some(why);
+                return false;
+            }
+            state.lease = Some(self.lease());
+            true
+        })
+        .await;
+        if let Some(why) = refused {
+            return Err(RunError::Refused(why));
+        }
+        match taken {
+            Err(e) if e.is_conflict() => Ok(true),
+            other => other.map_err(RunError::from),
         }
     }
 
@@ -161,10 +278,88 @@ pub(crate) async fn release_lease(
     target: &str,
     holder: &str,
 ) -> Result<(), RunError> {
-    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
+    release_with(&conn.client, namespace, target, holder).await
+}
+
+/// A canary whose lease this process may hold: what a panic needs to give
+/// it up.
+#[derive(Clone)]
+struct Held {
+    config: kube::Config,
+    namespace: String,
+    target: String,
+    holder: String,
+}
+
+static HELD: std::sync::Mutex<Vec<Held>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes that this process may take the lease of `target`'s canary, for
+/// [`release_on_panic`].
+pub(crate) fn hold(conn: &Connection, namespace: &str, target: &str, holder: &str) {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.push(Held {
+        config: conn.config.clone(),
+        namespace: namespace.to_string(),
+        target: target.to_string(),
+        holder: holder.to_string(),
+    });
+}
+
+/// Forgets [`hold`]: the lease was given up or the run ended cleanly.
+pub(crate) fn unhold(namespace: &str, target: &str) {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.retain(|h| h.namespace != namespace || h.target != target);
+}
+
+/// Gives up every lease this process may still hold, within `limit`;
+/// best effort, for a process about to exit.
+pub(crate) fn release_all_held(limit: Duration) {
+    let held = HELD.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if held.is_empty() {
+        return;
+    }
+    // A thread with its own runtime and clients: the caller may be inside
+    // the run's runtime, or unwinding out of it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async {
+                for h in held {
+                    if let Ok(client) = kube::Client::try_from(h.config) {
+                        let _ = release_with(&client, &h.namespace, &h.target, &h.holder).await;
+                    }
+                }
+            });
+        }
+        let _ = done.send(());
+    });
+    let _ = finished.recv_timeout(limit);
+}
+
+/// Installs a panic hook that gives up the leases this process holds
+/// (best effort, a few seconds at most) after the usual report, so that a
+/// crash does not keep another run off for the lease's duration.
+pub(crate) fn release_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        release_all_held(Duration::from_secs(5));
+    }));
+}
+
+async fn release_with(
+    client: &kube::Client,
+    namespace: &str,
+    target: &str,
+    holder: &str,
+) -> Result<(), RunError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let name = canary_core::names::primary(target);
     let released = statestore::update(&api, &name, 5, |state| {
-        if state.lease.as_ref().is_none_or(|l| l.holder != holder) {
+        if state.lease.as_ref().is_none_or(|l| !is_mine(l, holder)) {
             return false;
         }
         state.lease = None;
@@ -175,5 +370,62 @@ pub(crate) async fn release_lease(
         // Still contended after five tries: the lease runs out by itself.
         Err(e) if e.is_conflict() => Ok(()),
         other => other.map(|_| ()).map_err(RunError::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, token: &str, renewed: Time) -> Lease {
+        Lease {
+            holder: holder.to_string(),
+            renew_time: renewed,
+            duration_seconds: LEASE.as_secs(),
+            token: Some(token.to_string()),
+            // Another host: whether the process lives cannot be told.
+            host: Some("elsewhere.invalid".to_string()),
+            pid: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_lease_of_the_same_name_from_another_process_is_respected_for_a_few_seconds() {
+        let t0 = Time(1_700_000_000_000);
+        let other = lease("ci", "0123", t0);
+        let why = refusal(
+            &other,
+            "ci",
+            "podinfo.prod",
+            t0.plus(Duration::from_secs(3)),
+        )
+        .expect("refused");
+        assert!(
+            why.contains("another process with the same identity, ci"),
+            "{why}"
+        );
+        assert!(refusal(&other, "ci", "podinfo.prod", t0.plus(SAME_HOLDER_GRACE)).is_none());
+        // Another name waits for the whole lease.
+        assert!(refusal(&other, "bob", "x", t0.plus(SAME_HOLDER_GRACE)).is_some());
+        assert!(refusal(&other, "bob", "x", t0.plus(LEASE)).is_none());
+        // This process's own lease, and one written before tokens existed.
+        assert!(refusal(&lease("ci", token(), t0), "ci", "x", t0).is_none());
+        let mut old = other.clone();
+        old.token = None;
+        assert!(refusal(&old, "ci", "x", t0).is_none());
+    }
+
+    #[test]
+    fn a_lease_of_a_process_gone_from_this_host_is_taken_at_once() {
+        let t0 = Time(1_700_000_000_000);
+        let mut gone = lease("ci", "0123", t0);
+        gone.host = host();
+        // Process ids stay far below this.
+        gone.pid = Some(u32::MAX - 1);
+        if host().is_some() && std::path::Path::new("/proc/self").exists() {
+            assert!(refusal(&gone, "ci", "x", t0).is_none());
+            gone.pid = Some(std::process::id());
+            assert!(refusal(&gone, "ci", "x", t0).is_none(), "this very process");
+        }
     }
 }

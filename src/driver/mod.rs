@@ -43,7 +43,9 @@ use canary_core::spec::resolve::ResolvedCanary;
 use canary_core::spec::types::MetricTemplate;
 use canary_core::time::Time;
 
-pub(crate) use lease::{LEASE, claim, release_lease};
+pub(crate) use lease::{
+    LEASE, claim, hold, release_all_held, release_lease, release_on_panic, unhold,
+};
 
 /// Settings of one `canary run`, resolved by the command from flags and
 /// environment.
@@ -268,6 +270,22 @@ impl<'a> Driver<'a> {
                 }
             }
 
+            // Nothing is changed without this process's own lease, taken
+            // with a guarded write: a second process, even one with the
+            // same holder name, finds it and stops.
+            if !decision.actions.is_empty()
+                && snap.primary.is_some()
+                && !snap
+                    .state
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| lease::is_mine(l, &self.settings.holder))
+                && self.take_lease().await?
+            {
+                // An operator's request is acted on in the next round.
+                first_request = snap.observed.request.take().or(first_request);
+                continue;
+            }
             let mut rv = snap.primary_rv.clone();
             for action in &decision.actions {
                 if let Some(new_rv) = self.execute(action, &snap, &decision.state).await? {

@@ -79,17 +79,10 @@ impl Driver<'_> {
                 )));
             }
             if let Some(lease) = &state.lease
-                && lease.holder != self.settings.holder
-                && lease.is_live(now)
+                && let Some(why) =
+                    super::lease::refusal(lease, &self.settings.holder, &self.id(), now)
             {
-                return Err(RunError::Refused(format!(
-                    "{} is being driven by {} (lease renewed {}, valid until {}); \
-                     wait for it to finish: a lease that is not renewed expires and is taken over",
-                    self.id(),
-                    lease.holder,
-                    lease.renew_time.to_rfc3339(),
-                    lease.expires().to_rfc3339()
-                )));
+                return Err(RunError::Refused(why));
             }
         }
         let tracked = configs::track(

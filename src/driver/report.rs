@@ -179,8 +179,16 @@ impl Driver<'_> {
                         failed_seen = true;
                         ("failed", Some(reason.clone()))
                     }
-                    HookOutcome::Failed { .. } if failed_seen => ("skipped", None),
-                    HookOutcome::Failed { .. } => ("passed", None),
+                    HookOutcome::Unreachable { hook, reason } if *hook == h.name => {
+                        failed_seen = true;
+                        ("unreachable", Some(reason.clone()))
+                    }
+                    HookOutcome::Failed { .. } | HookOutcome::Unreachable { .. } if failed_seen => {
+                        ("skipped", None)
+                    }
+                    HookOutcome::Failed { .. } | HookOutcome::Unreachable { .. } => {
+                        ("passed", None)
+                    }
                 };
                 event::HookRecord {
                     name: h.name.clone(),

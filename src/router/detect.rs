@@ -14,6 +14,7 @@ use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 
+use crate::cluster::error::ClusterError;
 use canary_core::provider::{GatewayApiVersion, Provider};
 
 /// A provider found in the cluster, and why it was chosen.
@@ -43,14 +44,39 @@ const NGINX: (&str, &str) = ("ingress-nginx", "nginx");
 /// The Gateway API's HTTPRoute CRD.
 const HTTPROUTE_CRD: &str = "httproutes.gateway.networking.k8s.io";
 
-/// Picks the mesh from what is installed; `Err` says why none could be.
-pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
+/// Why no provider was detected.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DetectError {
+    /// None or several found: the user names one.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// The cluster did not answer what is installed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// Picks the mesh from what is installed. An object that does not exist
+/// is an answer; any other API error stops the detection, since what is
+/// installed is then unknown.
+pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, DetectError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let has_ns = async |name: &str| namespaces.get_opt(name).await.ok().flatten().is_some();
+    let classes: Api<IngressClass> = Api::all(client.clone());
+    let has_ns = async |name: &str| -> Result<bool, ClusterError> {
+        namespaces
+            .get_opt(name)
+            .await
+            .map(|n| n.is_some())
+            .map_err(|e| ClusterError::api("get", format!("namespace/{name}"), e))
+    };
+    let get_crd = async |name: &str| -> Result<Option<CustomResourceDefinition>, ClusterError> {
+        crds.get_opt(name)
+            .await
+            .map_err(|e| ClusterError::api("get", format!("customresourcedefinition/{name}"), e))
+    };
     let mut found = Vec::new();
     for (provider, namespace, crd) in MESHES {
-        if has_ns(namespace).await && crds.get_opt(crd).await.ok().flatten().is_some() {
+        if has_ns(namespace).await? && get_crd(crd).await?.is_some() {
             found.push(Detected {
                 provider: *provider,
                 why: format!("namespace {namespace} and CRD {crd} exist"),
@@ -58,14 +84,19 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
         }
     }
     let (namespace, class) = NGINX;
-    let classes: Api<IngressClass> = Api::all(client.clone());
-    if has_ns(namespace).await && classes.get_opt(class).await.ok().flatten().is_some() {
+    if has_ns(namespace).await?
+        && classes
+            .get_opt(class)
+            .await
+            .map_err(|e| ClusterError::api("get", format!("ingressclass/{class}"), e))?
+            .is_some()
+    {
         found.push(Detected {
             provider: Provider::Nginx,
             why: format!("namespace {namespace} and IngressClass {class} exist"),
         });
     }
-    if let Some(crd) = crds.get_opt(HTTPROUTE_CRD).await.ok().flatten() {
+    if let Some(crd) = get_crd(HTTPROUTE_CRD).await? {
         let serves_v1 = crd.spec.versions.iter().any(|v| v.name == "v1" && v.served);
         let version = if serves_v1 {
             GatewayApiVersion::V1
@@ -79,18 +110,18 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
     }
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(
+        0 => Err(DetectError::Ambiguous(
             "no provider in the spec and none detected (no Linkerd, Istio, NGINX or Gateway \
              API found); name one with --mesh-provider (or spec.provider)"
                 .to_string(),
-        ),
-        _ => Err(format!(
+        )),
+        _ => Err(DetectError::Ambiguous(format!(
             "several providers found ({}); choose one with --mesh-provider (or spec.provider)",
             found
                 .iter()
                 .map(|d| format!("{} ({})", d.provider.name(), d.why))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        ))),
     }
 }

@@ -69,6 +69,9 @@ pub struct FaultSettings {
     pub drop_rate: f64,
     /// The next N requests have their connection dropped.
     pub drop_next: u32,
+    /// When set, only requests whose path contains this text are touched
+    /// by the faults above (`/proxy/` for the service proxy alone).
+    pub only_paths: Option<String>,
 }
 
 /// Switchable faults, shared by the server and whoever injects them.
@@ -129,6 +132,12 @@ impl Faults {
         self.with(|s| s.drop_next = n);
     }
 
+    /// Limits the faults to requests whose path contains `part`; `None`
+    /// puts every request back in their reach.
+    pub fn set_only_paths(&self, part: Option<&str>) {
+        self.with(|s| s.only_paths = part.map(str::to_string));
+    }
+
     /// The metrics server is down (read by the metrics side of the sim).
     pub fn set_metrics_outage(&self, on: bool) {
         self.metrics_outage.store(on, Ordering::SeqCst);
@@ -142,9 +151,12 @@ impl Faults {
         self.with(|s| s.conflict_on_writes)
     }
 
-    fn decide(&self) -> (Duration, FaultAction) {
+    fn decide(&self, path: &str) -> (Duration, FaultAction) {
         let chance = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
         self.with(|s| {
+            if s.only_paths.as_deref().is_some_and(|p| !path.contains(p)) {
+                return (Duration::ZERO, FaultAction::None);
+            }
             let action = if s.drop_next > 0 {
                 s.drop_next -= 1;
                 FaultAction::Drop
@@ -250,7 +262,7 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Body>) -> Option<Response
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let (latency, action) = state.faults.decide();
+    let (latency, action) = state.faults.decide(&path);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

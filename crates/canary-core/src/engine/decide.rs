@@ -187,6 +187,12 @@ pub enum HookOutcome {
         hook: String,
         reason: String,
     },
+    /// A hook could not be reached (the service proxy or the connection
+    /// failed, not the hook): no verdict either way.
+    Unreachable {
+        hook: String,
+        reason: String,
+    },
 }
 
 /// One metric's raw query result.
@@ -197,8 +203,9 @@ pub struct MetricValue {
     pub value: Result<f64, MetricFailure>,
 }
 
-/// Why a metric has no value. Either way the check fails, as in Flagger;
-/// the two are worded apart.
+/// Why a metric has no value. No values and a failed query fail the
+/// check, as in Flagger, worded apart; a server that could not be reached
+/// does not count either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricFailure {
     /// The query ran and found no data: usually no traffic reached the
@@ -206,13 +213,16 @@ pub enum MetricFailure {
     NoValues,
     /// The query could not be made or was refused; the error's text.
     Query(String),
+    /// The metrics server could not be reached: the API server's service
+    /// proxy failed, or the connection did. Not counted.
+    Unreachable(String),
 }
 
 impl std::fmt::Display for MetricFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MetricFailure::NoValues => f.write_str("no values found"),
-            MetricFailure::Query(e) => f.write_str(e),
+            MetricFailure::Query(e) | MetricFailure::Unreachable(e) => f.write_str(e),
         }
     }
 }
@@ -686,6 +696,23 @@ impl Round<'_> {
         }
         let analysis = self.a.analysis.clone().ok_or(Question::Analysis)?;
         let (records, halts) = self.judge(&analysis);
+        // A webhook or metrics server that could not be reached is no
+        // evidence: unless something else failed, the check is made again
+        // at the next interval without being counted.
+        let (unreachable, halts): (Vec<_>, Vec<_>) = halts
+            .into_iter()
+            .partition(|m| matches!(m, Message::Unreachable { .. }));
+        if halts.is_empty() && !unreachable.is_empty() {
+            let msg = unreachable
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.d.state.record(self.now(), msg, records);
+            self.d.events.extend(unreachable);
+            self.schedule_check();
+            return Ok(());
+        }
         if let Some(waiting) = self.awaiting_data(&halts) {
             self.d
                 .state
@@ -755,6 +782,15 @@ impl Round<'_> {
                         return Ok(());
                     }
                     // Try again one interval later.
+                    self.wait(self.c.interval);
+                    return Ok(());
+                }
+                HookOutcome::Unreachable { hook, reason } => {
+                    self.event_and_record(Message::Unreachable {
+                        canary: self.id(),
+                        what: format!("pre-rollout webhook {hook}"),
+                        error: reason,
+                    });
                     self.wait(self.c.interval);
                     return Ok(());
                 }
@@ -1088,6 +1124,16 @@ impl Round<'_> {
     /// "Halt" messages for what failed (none when it passed).
     fn judge(&self, a: &Analysis) -> (Vec<MetricRecord>, Vec<Message>) {
         let id = self.id();
+        if let HookOutcome::Unreachable { hook, reason } = &a.hooks {
+            return (
+                Vec::new(),
+                vec![Message::Unreachable {
+                    canary: id,
+                    what: format!("webhook {hook}"),
+                    error: reason.clone(),
+                }],
+            );
+        }
         if let HookOutcome::Failed { hook, reason } = &a.hooks {
             return (
                 Vec::new(),
@@ -1216,6 +1262,11 @@ pub fn judge_metric(
                 MetricFailure::Query(e) => Message::QueryFailed {
                     canary: id.to_string(),
                     metric: m.name.clone(),
+                    error: e.clone(),
+                },
+                MetricFailure::Unreachable(e) => Message::Unreachable {
+                    canary: id.to_string(),
+                    what: format!("the metrics server of {}", m.name),
                     error: e.clone(),
                 },
             };

@@ -108,6 +108,16 @@ pub enum Message {
         canary: String,
         wait: std::time::Duration,
     },
+    /// `canary`'s own: a webhook or metrics server could not be reached
+    /// (the API server's service proxy failed, or the connection did),
+    /// after retries: no evidence either way, so the check is not counted
+    /// and is made again one interval later.
+    Unreachable {
+        canary: String,
+        /// `webhook NAME` or `metric NAME`.
+        what: String,
+        error: String,
+    },
     /// `canary`'s own: metrics without values while the canary has had
     /// traffic for less than the window their queries look back over, so
     /// the check is not counted (Flagger counts it as failed).
@@ -194,6 +204,7 @@ impl Message {
             | Message::HookFailed { .. }
             | Message::NoValues { .. }
             | Message::QueryFailed { .. }
+            | Message::Unreachable { .. }
             | Message::OutOfRange { .. }
             | Message::RollingBack { .. }
             | Message::Failed { .. }
@@ -303,6 +314,15 @@ impl fmt::Display for Message {
                 f,
                 "First check of {canary} in {}s, when the metrics window has cleared",
                 wait.as_secs()
+            ),
+            Message::Unreachable {
+                canary,
+                what,
+                error,
+            } => write!(
+                f,
+                "{canary}: {what} could not be reached: {error}; not counted as a failed \
+                 check, checking again at the next interval"
             ),
             Message::AwaitingData {
                 canary,

@@ -124,6 +124,16 @@ pub struct Lease {
     pub holder: String,
     pub renew_time: Time,
     pub duration_seconds: u64,
+    /// Random, one per process: tells two processes with the same
+    /// `holder` apart. Absent in leases written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The host name and process id of the process that holds it, so a
+    /// process on the same host can tell that it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 impl Lease {
@@ -331,6 +341,9 @@ mod tests {
             holder: "ci@runner pid 7".into(),
             renew_time: Time(1_700_000_010_000),
             duration_seconds: 15,
+            token: Some("5f0c".into()),
+            host: Some("runner".into()),
+            pid: Some(7),
         });
         let text = s.to_annotation();
         assert!(
@@ -378,6 +391,9 @@ mod tests {
             holder: "a".into(),
             renew_time: Time(1000),
             duration_seconds: 10,
+            token: None,
+            host: None,
+            pid: None,
         };
         assert!(l.is_live(Time(10_999)));
         assert!(!l.is_live(Time(11_000)));
