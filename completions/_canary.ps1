@@ -56,6 +56,8 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)')
             [CompletionResult]::new('--summary', '--summary', [CompletionResultType]::ParameterName, 'The summary table after the verdict: healthy steps folded into one row, or every step')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('--retry', '--retry', [CompletionResultType]::ParameterName, 'Analyse a revision that already failed, instead of reporting it')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print errors only (the exit code is the verdict)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print errors only (the exit code is the verdict)')
@@ -66,8 +68,8 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;status' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'The canaries of this spec file')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'The canaries of this spec file')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'The canaries of this spec file (a directory, or `-` for standard input)')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'The canaries of this spec file (a directory, or `-` for standard input)')
             [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Only the canaries whose `<target>-primary` Deployment carries these labels (a kubectl label selector, e.g. `team=web,tier!=db`). The primary copies the target''s labels when it is made, but for the selector label, which reads `<value>-primary` (`app=podinfo-primary`)')
             [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'Only the canaries whose `<target>-primary` Deployment carries these labels (a kubectl label selector, e.g. `team=web,tier!=db`). The primary copies the target''s labels when it is made, but for the selector label, which reads `<value>-primary` (`app=podinfo-primary`)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'With --wait: give up after this long (e.g. 15m) and exit 5')
@@ -77,6 +79,8 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format: table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,... (as kubectl''s)')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format: table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,... (as kubectl''s)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Keep watching and print each change as it happens')
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Keep watching and print each change as it happens')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Follow the rollout, whoever drives it, until its verdict, and exit with the verdict''s code: 0 promoted (or nothing to analyse), 1 rolled back, 4 aborted, 5 when --timeout ends first')
@@ -91,13 +95,15 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;abort' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--route-via', '--route-via', [CompletionResultType]::ParameterName, 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -105,13 +111,15 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;promote' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--route-via', '--route-via', [CompletionResultType]::ParameterName, 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -119,13 +127,15 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;pause' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--route-via', '--route-via', [CompletionResultType]::ParameterName, 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -133,13 +143,15 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;resume' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--route-via', '--route-via', [CompletionResultType]::ParameterName, 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -147,13 +159,15 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             break
         }
         'canary;revert' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Take the canary from this spec file instead (and its spec, when no driver is running); a directory, or `-` for standard input')
             [CompletionResult]::new('--kubeconfig', '--kubeconfig', [CompletionResultType]::ParameterName, 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)')
             [CompletionResult]::new('--context', '--context', [CompletionResultType]::ParameterName, 'The kubeconfig context to use')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'Namespace of canaries whose spec names none (default: the context''s)')
             [CompletionResult]::new('--route-via', '--route-via', [CompletionResultType]::ParameterName, 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -164,6 +178,8 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--max-input-size', '--max-input-size', [CompletionResultType]::ParameterName, 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -177,6 +193,8 @@ Register-ArgumentCompleter -Native -CommandName 'canary' -ScriptBlock {
             [CompletionResult]::new('--metrics-server', '--metrics-server', [CompletionResultType]::ParameterName, 'Prometheus address used by the built-in metrics, when the spec sets no `metricsServer` (default: the provider''s own)')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

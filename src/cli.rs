@@ -138,9 +138,18 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Spec files holding the Canary documents (and any MetricTemplate they use).
-    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// Spec files holding the Canary documents (and any MetricTemplate they
+    /// use); a directory reads its .yaml, .yml and .json files, `-` standard
+    /// input. Documents of other kinds (the Deployment, its Service) are
+    /// skipped.
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
     /// GiB, or K, M, G, k).
@@ -261,9 +270,15 @@ pub struct ActArgs {
     pub name: Option<String>,
 
     /// Take the canary from this spec file instead (and its spec, when no
-    /// driver is running).
-    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "name")]
+    /// driver is running); a directory, or `-` for standard input.
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::AnyPath, conflicts_with = "name")]
     pub file: Option<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long, requires = "file")]
+    pub recursive: bool,
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -350,9 +365,16 @@ pub struct StatusArgs {
     #[arg(value_name = "NAME", conflicts_with = "file", value_parser = parse_name)]
     pub name: Option<String>,
 
-    /// The canaries of this spec file.
-    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// The canaries of this spec file (a directory, or `-` for standard
+    /// input).
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub file: Option<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long, requires = "file")]
+    pub recursive: bool,
 
     /// Only the canaries whose `<target>-primary` Deployment carries these
     /// labels (a kubectl label selector, e.g. `team=web,tier!=db`). The
@@ -513,9 +535,18 @@ fn parse_status_format(text: &str) -> Result<StatusFormat, String> {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Spec files (YAML, one or more documents each).
-    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// Spec files (YAML, one or more documents each); a directory reads its
+    /// .yaml, .yml and .json files, `-` standard input. Documents of other
+    /// kinds (the Deployment, its Service) are skipped, and a Deployment a
+    /// Canary targets is checked against it.
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
     /// GiB, or K, M, G, k).
@@ -529,9 +560,16 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Spec file holding the Canary (and any MetricTemplate it uses).
-    #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// Spec file holding the Canary (and any MetricTemplate it uses); a
+    /// directory, or `-` for standard input.
+    #[arg(value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub file: PathBuf,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Which Canary of the file, when it holds several.
     #[arg(long, value_name = "NAME")]

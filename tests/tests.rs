@@ -12,6 +12,7 @@ mod hostile;
 mod incluster;
 mod istio;
 mod malformed;
+mod manifests;
 mod operate;
 mod output;
 mod plan;
