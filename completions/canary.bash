@@ -70,7 +70,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__abort)
-            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --route-via --help --version"
+            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --request-timeout --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -108,6 +108,10 @@ _canary() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -181,7 +185,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__pause)
-            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --route-via --help --version"
+            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --request-timeout --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,6 +223,10 @@ _canary() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -272,7 +280,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__promote)
-            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --route-via --help --version"
+            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --request-timeout --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +318,10 @@ _canary() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -325,7 +337,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__resume)
-            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --route-via --help --version"
+            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --request-timeout --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -363,6 +375,10 @@ _canary() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -378,7 +394,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__revert)
-            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --route-via --help --version"
+            opts="-f -R -n -h -V --file --recursive --kubeconfig --context --namespace --request-timeout --route-via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -419,6 +435,10 @@ _canary() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --route-via)
                     COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
                     return 0
@@ -431,7 +451,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__run)
-            opts="-R -n -o -q -h -V --recursive --max-input-size --kubeconfig --context --namespace --mesh-provider --metrics-server --wait-for-change --set-image --retry --timeout --on-timeout --on-interrupt --route-via --max-parallel --output --quiet --summary --help --version"
+            opts="-R -n -o -q -h -V --recursive --max-input-size --kubeconfig --context --namespace --request-timeout --mesh-provider --metrics-server --wait-for-change --set-image --retry --timeout --on-timeout --on-interrupt --route-via --max-parallel --output --quiet --summary --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -465,6 +485,10 @@ _canary() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -524,7 +548,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__status)
-            opts="-f -R -l -w -n -A -o -h -V --file --recursive --selector --watch --wait --timeout --exit-zero --kubeconfig --context --namespace --all-namespaces --output --no-headers --help --version"
+            opts="-f -R -l -w -n -A -o -h -V --file --recursive --selector --watch --wait --timeout --exit-zero --kubeconfig --context --namespace --request-timeout --all-namespaces --output --no-headers --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -583,6 +607,10 @@ _canary() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

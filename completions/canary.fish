@@ -41,6 +41,7 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l max-input-size -d 
 complete -c canary -n "__fish_canary_using_subcommand run" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand run" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l mesh-provider -d 'Service mesh or ingress provider for canaries whose spec names none (Flagger\'s `-mesh-provider`); detected from the cluster when absent' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l metrics-server -d 'Prometheus address for the built-in metrics (overrides the spec\'s `metricsServer`; default: the provider\'s own)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l wait-for-change -d 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later' -r
@@ -68,6 +69,7 @@ complete -c canary -n "__fish_canary_using_subcommand status" -l timeout -d 'Wit
 complete -c canary -n "__fish_canary_using_subcommand status" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand status" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand status" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand status" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand status" -s o -l output -d 'Output format: table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,... (as kubectl\'s)' -r -f -a "table\t''
 wide\t'The table with target, iterations and revisions'
 json\t'A kubectl List of Flagger Canary objects (one object for NAME)'
@@ -87,6 +89,7 @@ complete -c canary -n "__fish_canary_using_subcommand abort" -s f -l file -d 'Ta
 complete -c canary -n "__fish_canary_using_subcommand abort" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand abort" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand abort" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand abort" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand abort" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand abort" -s R -l recursive -d 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)'
@@ -96,6 +99,7 @@ complete -c canary -n "__fish_canary_using_subcommand promote" -s f -l file -d '
 complete -c canary -n "__fish_canary_using_subcommand promote" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand promote" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand promote" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand promote" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand promote" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand promote" -s R -l recursive -d 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)'
@@ -105,6 +109,7 @@ complete -c canary -n "__fish_canary_using_subcommand pause" -s f -l file -d 'Ta
 complete -c canary -n "__fish_canary_using_subcommand pause" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand pause" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand pause" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand pause" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand pause" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand pause" -s R -l recursive -d 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)'
@@ -114,6 +119,7 @@ complete -c canary -n "__fish_canary_using_subcommand resume" -s f -l file -d 'T
 complete -c canary -n "__fish_canary_using_subcommand resume" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand resume" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand resume" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand resume" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand resume" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand resume" -s R -l recursive -d 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)'
@@ -123,6 +129,7 @@ complete -c canary -n "__fish_canary_using_subcommand revert" -s f -l file -d 'T
 complete -c canary -n "__fish_canary_using_subcommand revert" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
 complete -c canary -n "__fish_canary_using_subcommand revert" -l context -d 'The kubeconfig context to use' -r
 complete -c canary -n "__fish_canary_using_subcommand revert" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand revert" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
 complete -c canary -n "__fish_canary_using_subcommand revert" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand revert" -s R -l recursive -d 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)'

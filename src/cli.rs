@@ -134,6 +134,21 @@ pub struct ClusterArgs {
     /// Namespace of canaries whose spec names none (default: the context's).
     #[arg(short, long, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
+
+    /// How long to wait for the API server to answer when connecting
+    /// (`30s`, `1m`; a bare number is seconds; `0` waits without limit).
+    /// An unreachable server is reported within it [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// kubectl's `--request-timeout`: a duration, or a bare number of seconds.
+fn parse_request_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    canary_core::spec::resolve::parse_duration(s)
 }
 
 #[derive(Debug, Args)]

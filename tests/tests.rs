@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod connect;
 mod demo;
 mod edge;
 mod examples;

@@ -409,7 +409,10 @@ pub(super) async fn stored_canary(
     if canary.provider.is_none() {
         let found = crate::router::detect::detect(&conn.client)
             .await
-            .map_err(ActError::Usage)?;
+            .map_err(|e| match e {
+                crate::router::detect::DetectError::Choose(e) => ActError::Usage(e),
+                crate::router::detect::DetectError::Cluster(e) => ActError::Cluster(e),
+            })?;
         canary.provider = Some(found.provider);
         canary.provider_source = resolve::ProviderSource::Detected;
     }

@@ -200,7 +200,12 @@ fn config_source(args: &ClusterArgs) -> ConfigSource {
 
 /// Connects as `args` and the environment say.
 pub(super) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
-    crate::cluster::connect::connect(&config_source(args), args.context.as_deref()).await
+    let timeout = match args.request_timeout {
+        None => Some(crate::cluster::connect::DEFAULT_REQUEST_TIMEOUT),
+        Some(t) if t.is_zero() => None,
+        Some(t) => Some(t),
+    };
+    crate::cluster::connect::connect(&config_source(args), args.context.as_deref(), timeout).await
 }
 
 /// `--route-via` (or `CANARY_ROUTE_VIA`), when given.

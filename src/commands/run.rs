@@ -95,9 +95,13 @@ async fn run_files(
                         c.provider = Some(found.provider);
                         c.provider_source = resolve::ProviderSource::Detected;
                     }
-                    Err(e) => {
+                    Err(crate::router::detect::DetectError::Choose(e)) => {
                         output.error(&e);
                         return Outcome::Usage;
+                    }
+                    Err(e @ crate::router::detect::DetectError::Cluster(_)) => {
+                        output.error(&e.to_string());
+                        return Outcome::Cluster;
                     }
                 }
             }

@@ -16,6 +16,8 @@ use kube::Api;
 
 use canary_core::provider::{GatewayApiVersion, Provider};
 
+use crate::cluster::error::ClusterError;
+
 /// A provider found in the cluster, and why it was chosen.
 #[derive(Debug, Clone)]
 pub(crate) struct Detected {
@@ -43,14 +45,36 @@ const NGINX: (&str, &str) = ("ingress-nginx", "nginx");
 /// The Gateway API's HTTPRoute CRD.
 const HTTPROUTE_CRD: &str = "httproutes.gateway.networking.k8s.io";
 
+/// Why no provider was picked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DetectError {
+    /// None or several found: the user names one (a spec error).
+    #[error("{0}")]
+    Choose(String),
+    /// The cluster could not be asked: not a finding about the spec.
+    #[error("{0}; or name the provider with --mesh-provider (or spec.provider)")]
+    Cluster(#[from] ClusterError),
+}
+
 /// Picks the mesh from what is installed; `Err` says why none could be.
-pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
+/// A failed request is a cluster error, never taken for "not installed".
+pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, DetectError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let has_ns = async |name: &str| namespaces.get_opt(name).await.ok().flatten().is_some();
+    let has_ns = async |name: &str| -> Result<bool, ClusterError> {
+        let found = namespaces.get_opt(name).await;
+        Ok(found
+            .map_err(|e| ClusterError::api("get", format!("namespace {name}"), e))?
+            .is_some())
+    };
+    let get_crd = async |name: &str| {
+        crds.get_opt(name)
+            .await
+            .map_err(|e| ClusterError::api("get", format!("CRD {name}"), e))
+    };
     let mut found = Vec::new();
     for (provider, namespace, crd) in MESHES {
-        if has_ns(namespace).await && crds.get_opt(crd).await.ok().flatten().is_some() {
+        if has_ns(namespace).await? && get_crd(crd).await?.is_some() {
             found.push(Detected {
                 provider: *provider,
                 why: format!("namespace {namespace} and CRD {crd} exist"),
@@ -59,13 +83,19 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
     }
     let (namespace, class) = NGINX;
     let classes: Api<IngressClass> = Api::all(client.clone());
-    if has_ns(namespace).await && classes.get_opt(class).await.ok().flatten().is_some() {
+    if has_ns(namespace).await?
+        && classes
+            .get_opt(class)
+            .await
+            .map_err(|e| ClusterError::api("get", format!("IngressClass {class}"), e))?
+            .is_some()
+    {
         found.push(Detected {
             provider: Provider::Nginx,
             why: format!("namespace {namespace} and IngressClass {class} exist"),
         });
     }
-    if let Some(crd) = crds.get_opt(HTTPROUTE_CRD).await.ok().flatten() {
+    if let Some(crd) = get_crd(HTTPROUTE_CRD).await? {
         let serves_v1 = crd.spec.versions.iter().any(|v| v.name == "v1" && v.served);
         let version = if serves_v1 {
             GatewayApiVersion::V1
@@ -79,18 +109,18 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, String> {
     }
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(
+        0 => Err(DetectError::Choose(
             "no provider in the spec and none detected (no Linkerd, Istio, NGINX or Gateway \
              API found); name one with --mesh-provider (or spec.provider)"
                 .to_string(),
-        ),
-        _ => Err(format!(
+        )),
+        _ => Err(DetectError::Choose(format!(
             "several providers found ({}); choose one with --mesh-provider (or spec.provider)",
             found
                 .iter()
                 .map(|d| format!("{} ({})", d.provider.name(), d.why))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        ))),
     }
 }
