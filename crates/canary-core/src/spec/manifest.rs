@@ -65,7 +65,7 @@ pub fn load_path(
     if !path.is_dir() {
         let file = load_file_with(path, limits)?;
         let files = vec![file];
-        require_flagger(&name, &files).map_err(|d| vec![d])?;
+        require_flagger(&name, &files)?;
         return Ok(files);
     }
     let paths = list_dir(path, recursive).map_err(|e| {
@@ -102,7 +102,7 @@ pub fn load_path(
     if !errors.is_empty() {
         return Err(errors);
     }
-    require_flagger(&name, &files).map_err(|d| vec![d])?;
+    require_flagger(&name, &files)?;
     Ok(files)
 }
 
@@ -112,7 +112,7 @@ pub fn load_stdin(
     limits: &Limits,
 ) -> Result<SpecFile, Vec<Diagnostic>> {
     let file = load_reader_with(STDIN, reader, limits)?;
-    require_flagger(STDIN, std::slice::from_ref(&file)).map_err(|d| vec![d])?;
+    require_flagger(STDIN, std::slice::from_ref(&file))?;
     Ok(file)
 }
 
@@ -143,7 +143,7 @@ pub fn describe_kinds(kinds: &BTreeMap<String, usize>) -> String {
 
 /// An input with no Flagger document is a mistake (the wrong file, an
 /// overlay that lost its Canary), not an empty success.
-fn require_flagger(name: &str, files: &[SpecFile]) -> Result<(), Diagnostic> {
+fn require_flagger(name: &str, files: &[SpecFile]) -> Result<(), Vec<Diagnostic>> {
     let flagger = files.iter().any(|f| {
         !f.canaries.is_empty() || !f.metric_templates.is_empty() || !f.alert_providers.is_empty()
     });
@@ -156,10 +156,12 @@ fn require_flagger(name: &str, files: &[SpecFile]) -> Result<(), Diagnostic> {
     } else {
         format!("; skipped {}", describe_kinds(&kinds))
     };
-    Err(Diagnostic::file(name, format!("holds no Canary document{what}")).with_help(
+    Err(
+        vec![Diagnostic::file(name, format!("holds no Canary document{what}")).with_help(
         "canary reads Canary, MetricTemplate and AlertProvider documents (flagger.app/v1beta1); \
          other objects next to them are skipped",
-    ))
+    )],
+    )
 }
 
 /// Checks every Canary whose `targetRef` names a Deployment found among
