@@ -384,3 +384,84 @@ fn labels(file: &SpecFile, doc: &Doc<Canary>, dep_file: &SpecFile, dep: &Other) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_counted_in_plain_words() {
+        let kinds: BTreeMap<String, usize> = [
+            ("Deployment".to_string(), 1),
+            ("Ingress".to_string(), 2),
+            ("NetworkPolicy".to_string(), 3),
+            ("Role".to_string(), 2),
+        ]
+        .into();
+        assert_eq!(
+            describe_kinds(&kinds),
+            "1 Deployment, 2 Ingresses, 3 NetworkPolicies, 2 Roles"
+        );
+    }
+
+    #[test]
+    fn a_directory_gives_its_yaml_yml_and_json_files_and_subdirectories_with_recursive() {
+        let dir = std::env::temp_dir().join(format!("canary-list-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in ["b.yaml", "a.yml", "c.json", "notes.txt", "sub/d.yaml"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let names = |r| {
+            list_dir(&dir, r)
+                .unwrap()
+                .iter()
+                .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(false), ["a.yml", "b.yaml", "c.json"]);
+        assert_eq!(names(true), ["a.yml", "b.yaml", "c.json", "sub/d.yaml"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_canary_with_its_deployment_in_one_text_is_cross_checked() {
+        let text = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: web}
+spec:
+  provider: linkerd
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  service: {port: 80, targetPort: http}
+  analysis: {interval: 1m, threshold: 5, maxWeight: 50, stepWeight: 10}
+";
+        let file = super::super::load_str("web.yaml", text).unwrap();
+        assert_eq!(file.others.len(), 1);
+        assert!(cross_check(&[&file]).is_empty());
+        let bad = super::super::load_str(
+            "web.yaml",
+            &text.replace("targetPort: http", "targetPort: grpc"),
+        )
+        .unwrap();
+        let errors = cross_check(&[&bad]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path.as_deref(), Some("spec.service.targetPort"));
+        assert!(
+            errors[0].message.contains("(web.yaml:11:11)"),
+            "{}",
+            errors[0].message
+        );
+    }
+}
