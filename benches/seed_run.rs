@@ -36,7 +36,7 @@ async fn bench() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     world.write_kubeconfig(&kubeconfig).unwrap();
-    let conn = connect(&ConfigSource::File(kubeconfig), None)
+    let conn = connect(&ConfigSource::File(kubeconfig), None, None)
         .await
         .unwrap();
 

@@ -134,13 +134,37 @@ pub struct ClusterArgs {
     /// Namespace of canaries whose spec names none (default: the context's).
     #[arg(short, long, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
+
+    /// How long to wait for the API server to answer when connecting
+    /// (`30s`, `1m`; a bare number is seconds; `0` waits without limit).
+    /// An unreachable server is reported within it [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// kubectl's `--request-timeout`: a duration, or a bare number of seconds.
+fn parse_request_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    canary_core::spec::resolve::parse_duration(s)
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Spec files holding the Canary documents (and any MetricTemplate they use).
-    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// Spec files holding the Canary documents (and any MetricTemplate they
+    /// use); a directory reads its .yaml, .yml and .json files, `-` standard
+    /// input. Documents of other kinds (the Deployment, its Service) are
+    /// skipped.
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
     /// GiB, or K, M, G, k).
@@ -261,9 +285,15 @@ pub struct ActArgs {
     pub name: Option<String>,
 
     /// Take the canary from this spec file instead (and its spec, when no
-    /// driver is running).
-    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath, conflicts_with = "name")]
+    /// driver is running); a directory, or `-` for standard input.
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::AnyPath, conflicts_with = "name")]
     pub file: Option<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long, requires = "file")]
+    pub recursive: bool,
 
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -350,9 +380,16 @@ pub struct StatusArgs {
     #[arg(value_name = "NAME", conflicts_with = "file", value_parser = parse_name)]
     pub name: Option<String>,
 
-    /// The canaries of this spec file.
-    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// The canaries of this spec file (a directory, or `-` for standard
+    /// input).
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub file: Option<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long, requires = "file")]
+    pub recursive: bool,
 
     /// Only the canaries whose `<target>-primary` Deployment carries these
     /// labels (a kubectl label selector, e.g. `team=web,tier!=db`). The
@@ -513,9 +550,18 @@ fn parse_status_format(text: &str) -> Result<StatusFormat, String> {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Spec files (YAML, one or more documents each).
-    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// Spec files (YAML, one or more documents each); a directory reads its
+    /// .yaml, .yml and .json files, `-` standard input. Documents of other
+    /// kinds (the Deployment, its Service) are skipped, and a Deployment a
+    /// Canary targets is checked against it.
+    #[arg(required = true, value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Refuse a spec file larger than this many bytes (suffixes KiB, MiB,
     /// GiB, or K, M, G, k).
@@ -529,9 +575,16 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Spec file holding the Canary (and any MetricTemplate it uses).
-    #[arg(value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    /// Spec file holding the Canary (and any MetricTemplate it uses); a
+    /// directory, or `-` for standard input.
+    #[arg(value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
     pub file: PathBuf,
+
+    /// Read the directories given, and their subdirectories, as `kubectl
+    /// apply -R` does (a directory alone gives its own .yaml, .yml and
+    /// .json files).
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Which Canary of the file, when it holds several.
     #[arg(long, value_name = "NAME")]

@@ -33,14 +33,14 @@ fn example_files() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn the_rbac_example_is_not_a_spec_and_loads_as_rbac() {
+fn the_rbac_example_holds_no_canary_and_loads_as_rbac() {
     let out = canary()
         .args(["validate", "examples/rbac.yaml"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a Flagger document"),
+        String::from_utf8_lossy(&out.stderr).contains("holds no Canary document; skipped"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

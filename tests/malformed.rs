@@ -138,10 +138,16 @@ fn a_binary_file_is_a_clear_error() {
 }
 
 #[test]
-fn a_directory_is_a_clear_error() {
-    let out = canary().args(["validate", "examples"]).output().unwrap();
+fn a_directory_of_no_spec_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not read\n").unwrap();
+    let out = canary().arg("validate").arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("this is a directory"));
+    assert!(
+        stderr(&out).contains("the directory holds no .yaml, .yml or .json file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod connect;
 mod demo;
 mod edge;
 mod examples;
@@ -13,6 +14,7 @@ mod hostile;
 mod incluster;
 mod istio;
 mod malformed;
+mod manifests;
 mod operate;
 mod output;
 mod plan;

@@ -9,10 +9,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use super::error::{ClusterError, Result};
+use super::error::{ClusterError, ConnectCause, Result};
 
 /// Where Kubernetes mounts a Pod's service account.
 pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -84,10 +85,150 @@ pub struct Connection {
     pub namespace: String,
     /// The API server's URL, for messages.
     pub server: String,
+    /// The kubeconfig's user, for messages.
+    pub user: Option<String>,
 }
 
-/// Connects with the configuration `source` names.
-pub async fn connect(source: &ConfigSource, context: Option<&str>) -> Result<Connection> {
+/// How long connecting may take unless `--request-timeout` says otherwise:
+/// kube's own connect timeout, and the first failure reported within it.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects with the configuration `source` names, and asks the API server
+/// its version within `timeout` (`None`: no limit), so that an unreachable
+/// server, an untrusted certificate or refused credentials are reported
+/// first, as kubectl reports them, and not as what a later call made of
+/// them.
+pub async fn connect(
+    source: &ConfigSource,
+    context: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<Connection> {
+    let conn = load(source, context, timeout).await?;
+    probe(&conn, timeout).await?;
+    Ok(conn)
+}
+
+/// The user the credentials belong to, as the kubeconfig names it.
+fn user_of(source: &ConfigSource, context: Option<&str>) -> Option<String> {
+    let kc = match source {
+        ConfigSource::File(path) => Kubeconfig::read_from(path).ok()?,
+        ConfigSource::Kubeconfig(_) => Kubeconfig::read().ok()?,
+        ConfigSource::InCluster | ConfigSource::ServiceAccount { .. } => {
+            return Some("the Pod's service account".to_string());
+        }
+    };
+    let name = context
+        .map(str::to_string)
+        .or_else(|| kc.current_context.clone())?;
+    let ctx = kc.contexts.iter().find(|c| c.name == name)?;
+    ctx.context.as_ref()?.user.clone()
+}
+
+/// `GET /version` within `timeout`, its failure said as kubectl says it.
+async fn probe(conn: &Connection, timeout: Option<Duration>) -> Result<()> {
+    let fail = |cause: ConnectCause| ClusterError::Connect {
+        server: conn.server.clone(),
+        config: conn.source.to_string(),
+        cause,
+    };
+    let url = &conn.config.cluster_url;
+    let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = url
+        .port_u16()
+        .unwrap_or(if url.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    let limit = timeout.unwrap_or(Duration::MAX);
+    // A name that does not resolve fails here, told apart from a server
+    // that does not answer; a proxy resolves the name itself.
+    if conn.config.proxy_url.is_none() && host.parse::<std::net::IpAddr>().is_err() {
+        let lookup = async {
+            tokio::net::lookup_host((host, port))
+                .await
+                .map(|mut a| a.next().is_some())
+        };
+        match tokio::time::timeout(limit, lookup).await {
+            Ok(Ok(true)) => {}
+            Ok(_) => return Err(fail(ConnectCause::NoSuchHost(host.to_string()))),
+            Err(_) => return Err(fail(ConnectCause::TimedOut(limit))),
+        }
+    }
+    match tokio::time::timeout(limit, conn.client.apiserver_version()).await {
+        Err(_) => Err(fail(ConnectCause::TimedOut(limit))),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(s))) if s.code == 401 => Err(fail(ConnectCause::Unauthorized {
+            user: conn.user.clone(),
+        })),
+        Ok(Err(kube::Error::Api(s))) if s.code == 403 => Err(fail(ConnectCause::Forbidden {
+            user: conn.user.clone(),
+            message: s.message.clone(),
+        })),
+        // Any other answer is an answer: the server is there.
+        Ok(Err(kube::Error::Api(_))) => Ok(()),
+        Ok(Err(e)) => Err(fail(classify(&e, limit))),
+    }
+}
+
+/// What stopped a connection, from the error's causes.
+fn classify(e: &kube::Error, limit: Duration) -> ConnectCause {
+    use std::io::ErrorKind;
+    use tokio_rustls::rustls;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return ConnectCause::Refused,
+                ErrorKind::TimedOut => return ConnectCause::TimedOut(limit),
+                _ => {}
+            }
+            // An I/O error's own source skips the error it wraps (which
+            // may be another I/O error, wrapping the TLS one).
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+                continue;
+            }
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return ConnectCause::Tls(tls_words(tls));
+        }
+        next = err.source();
+    }
+    ConnectCause::Other(super::error::chain(e))
+}
+
+/// A certificate failure as kubectl (Go's crypto/x509) words it.
+fn tls_words(e: &tokio_rustls::rustls::Error) -> String {
+    use tokio_rustls::rustls::{CertificateError, Error};
+    match e {
+        // Go says the same of an issuer of the right name whose signature
+        // does not verify: a CA other than the server's.
+        Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        | Error::InvalidCertificate(CertificateError::BadSignature) => {
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+                .to_string()
+        }
+        Error::InvalidCertificate(CertificateError::Expired)
+        | Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
+            "tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
+                .to_string()
+        }
+        Error::InvalidCertificate(CertificateError::NotValidForName)
+        | Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            "tls: failed to verify certificate: x509: certificate is not valid for this server's name"
+                .to_string()
+        }
+        other => format!("tls: failed to verify certificate: {other}"),
+    }
+}
+
+/// Loads the configuration and builds a client, without a request.
+async fn load(
+    source: &ConfigSource,
+    context: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<Connection> {
     let options = KubeConfigOptions {
         context: context.map(str::to_string),
         ..KubeConfigOptions::default()
@@ -124,6 +265,10 @@ pub async fn connect(source: &ConfigSource, context: Option<&str>) -> Result<Con
                 .map_err(|e| failed(&e))?
         }
     };
+    let mut config = config;
+    // kube's own connect timeout (30 s) is the default; `--request-timeout`
+    // sets it, `0` lifts it.
+    config.connect_timeout = timeout;
     let namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config.clone()).map_err(|e| {
@@ -135,6 +280,7 @@ pub async fn connect(source: &ConfigSource, context: Option<&str>) -> Result<Con
         source: source.clone(),
         namespace,
         server,
+        user: user_of(source, context),
     })
 }
 

@@ -6,6 +6,15 @@ pub enum ClusterError {
     /// The configuration did not load; the message names which one.
     #[error("{0}")]
     Config(String),
+    /// The API server could not be reached or refused the credentials,
+    /// said as kubectl says it.
+    #[error("{}", connect_message(server, cause, config))]
+    Connect {
+        server: String,
+        /// Which configuration named the server.
+        config: String,
+        cause: ConnectCause,
+    },
     #[error("failed to {action} {object}: {source}")]
     Api {
         action: &'static str,
@@ -88,6 +97,75 @@ impl ClusterError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClusterError::NotFound { .. })
     }
+}
+
+/// Why a connection to the API server failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectCause {
+    Refused,
+    TimedOut(std::time::Duration),
+    NoSuchHost(String),
+    /// The server's certificate failed verification: kubectl's words.
+    Tls(String),
+    Unauthorized {
+        user: Option<String>,
+    },
+    Forbidden {
+        user: Option<String>,
+        message: String,
+    },
+    Other(String),
+}
+
+fn connect_message(server: &str, cause: &ConnectCause, source: &str) -> String {
+    let user = |u: &Option<String>| match u {
+        Some(u) => format!(" as user `{u}`"),
+        None => String::new(),
+    };
+    match cause {
+        ConnectCause::Refused => format!(
+            "the connection to the server {server} was refused - did you specify the right host or port? (from the {source})"
+        ),
+        ConnectCause::TimedOut(t) if *t == std::time::Duration::MAX => {
+            format!("unable to connect to the server {server}: i/o timeout (from the {source})")
+        }
+        ConnectCause::TimedOut(t) => format!(
+            "unable to connect to the server {server}: i/o timeout: no answer within {} (--request-timeout) (from the {source})",
+            humantime::format_duration(*t)
+        ),
+        ConnectCause::NoSuchHost(host) => format!(
+            "unable to connect to the server {server}: lookup {host}: no such host (from the {source})"
+        ),
+        ConnectCause::Tls(words) => format!(
+            "unable to connect to the server {server}: {words} (check the cluster's certificate-authority in the {source})"
+        ),
+        ConnectCause::Unauthorized { user: u } => format!(
+            "you must be logged in to the server {server} (Unauthorized, HTTP 401): it refused the credentials{} of the {source}; the token or certificate is wrong or expired",
+            user(u)
+        ),
+        ConnectCause::Forbidden { user: u, message } => format!(
+            "the server {server} refused access{} (Forbidden, HTTP 403): {message}",
+            user(u)
+        ),
+        ConnectCause::Other(e) => {
+            format!("unable to connect to the server {server}: {e} (from the {source})")
+        }
+    }
+}
+
+/// An error and its causes, `: `-joined, each said once.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 pub(crate) type Result<T> = std::result::Result<T, ClusterError>;

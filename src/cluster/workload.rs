@@ -23,7 +23,7 @@ use canary_core::engine::decide::Workload;
 use canary_core::engine::state::{ANNOTATION, State};
 
 /// Labels Flagger accepts as the selector label, in order.
-pub(crate) const SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
+pub(crate) use canary_core::spec::manifest::SELECTOR_LABELS;
 
 /// The selector label of a target and its value.
 pub(crate) fn selector_label(dep: &Deployment) -> Result<(String, String)> {

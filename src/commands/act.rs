@@ -99,11 +99,37 @@ pub(super) struct Named {
 
 /// The spec file of `-f`, checked before anything else happens: its
 /// text and what it holds.
-pub(super) fn load(path: &std::path::Path) -> Result<(spec::SpecFile, String), ActError> {
-    let file = spec::load_file(path).map_err(|errors| {
+pub(super) fn load(
+    path: &std::path::Path,
+    recursive: bool,
+) -> Result<(spec::SpecFile, String), ActError> {
+    let (mut files, errors) = super::load_inputs(
+        &[path.to_path_buf()],
+        recursive,
+        &spec::Limits::default(),
+        true,
+    );
+    if !errors.is_empty() {
         ui::diagnostics(&errors);
-        ActError::Usage(format!("{}: not a valid spec", path.display()))
-    })?;
+        return Err(ActError::Usage(format!(
+            "{}: not a valid spec",
+            path.display()
+        )));
+    }
+    // The file of a directory that holds the canaries; several such files
+    // are several canaries, refused as one file of several is.
+    let with_canaries = files.iter().filter(|f| !f.canaries.is_empty()).count();
+    if with_canaries > 1 {
+        return Err(ActError::Usage(format!(
+            "{}: holds several canaries; name one instead of -f",
+            path.display()
+        )));
+    }
+    let at = files
+        .iter()
+        .position(|f| !f.canaries.is_empty())
+        .unwrap_or(0);
+    let file = files.swap_remove(at);
     // The text as read and checked, not the file read a second time
     // (which could have changed, or grown past the size limit).
     let text = file.text.clone();
@@ -167,7 +193,11 @@ pub(super) async fn find(
 }
 
 async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError> {
-    let from_file = args.file.as_deref().map(load).transpose()?;
+    let from_file = args
+        .file
+        .as_deref()
+        .map(|p| load(p, args.recursive))
+        .transpose()?;
     let conn = super::connect(&args.cluster).await?;
     let named = find(&conn, &args, from_file).await?;
     let id = format!("{}.{}", named.name, named.namespace);

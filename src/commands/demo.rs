@@ -109,7 +109,12 @@ async fn chapters(world: &World) -> Result<(), DemoError> {
     // The demo's own kubeconfig: its cluster is reached from outside, as a
     // laptop reaches a real one.
     let source = crate::cluster::connect::ConfigSource::File(kubeconfig);
-    let conn = crate::cluster::connect::connect(&source, None).await?;
+    let conn = crate::cluster::connect::connect(
+        &source,
+        None,
+        Some(crate::cluster::connect::DEFAULT_REQUEST_TIMEOUT),
+    )
+    .await?;
     let file =
         canary_core::spec::load_str("demo-canary.yaml", DEMO_CANARY).map_err(DemoError::Spec)?;
     let canary = resolve::resolve(&file, &file.canaries[0], &Overrides::default());

@@ -63,6 +63,47 @@ pub(super) fn spec_limits(max_input_size: u64) -> spec::Limits {
     }
 }
 
+/// Reads every input of the command line: files, directories (their
+/// subdirectories too with `-R`) and `-`, standard input. Returns what
+/// loaded and every problem, the cross-checks of each Canary against a
+/// Deployment of the input among them.
+pub(super) fn load_inputs(
+    paths: &[std::path::PathBuf],
+    recursive: bool,
+    limits: &spec::Limits,
+    cross_check: bool,
+) -> (Vec<SpecFile>, Vec<Diagnostic>) {
+    use canary_core::spec::manifest;
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let mut stdin_read = false;
+    for path in paths {
+        if path.as_os_str() == "-" {
+            if stdin_read {
+                errors.push(Diagnostic::file(
+                    manifest::STDIN,
+                    "`-` is given twice; standard input is read once",
+                ));
+                continue;
+            }
+            stdin_read = true;
+            match manifest::load_stdin(std::io::stdin().lock(), limits) {
+                Ok(f) => files.push(f),
+                Err(e) => errors.extend(e),
+            }
+            continue;
+        }
+        match manifest::load_path(path, recursive, limits) {
+            Ok(f) => files.extend(f),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if cross_check {
+        errors.extend(manifest::cross_check(&files.iter().collect::<Vec<_>>()));
+    }
+    (files, errors)
+}
+
 /// `--mesh-provider`, parsed once; an unknown name is reported here.
 pub(super) fn mesh_provider(arg: Option<&str>) -> Result<Option<Provider>, ()> {
     match arg.map(str::trim).filter(|p| !p.is_empty()) {
@@ -159,7 +200,12 @@ fn config_source(args: &ClusterArgs) -> ConfigSource {
 
 /// Connects as `args` and the environment say.
 pub(super) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
-    crate::cluster::connect::connect(&config_source(args), args.context.as_deref()).await
+    let timeout = match args.request_timeout {
+        None => Some(crate::cluster::connect::DEFAULT_REQUEST_TIMEOUT),
+        Some(t) if t.is_zero() => None,
+        Some(t) => Some(t),
+    };
+    crate::cluster::connect::connect(&config_source(args), args.context.as_deref(), timeout).await
 }
 
 /// `--route-via` (or `CANARY_ROUTE_VIA`), when given.

@@ -11,19 +11,27 @@ use canary_core::spec::resolve::{self, Overrides};
 use canary_core::spec::{self, SpecFile};
 
 pub(super) fn plan(args: PlanArgs) -> Outcome {
-    let file = match spec::load_file_with(&args.file, &super::spec_limits(args.max_input_size)) {
-        Ok(f) => f,
-        Err(errors) => {
-            ui::diagnostics(&errors);
-            return Outcome::Usage;
-        }
-    };
-    let twice = spec::validate::duplicates(&[&file], None, false);
+    let limits = super::spec_limits(args.max_input_size);
+    let (files, errors) = super::load_inputs(
+        std::slice::from_ref(&args.file),
+        args.recursive,
+        &limits,
+        true,
+    );
+    if !errors.is_empty() {
+        ui::diagnostics(&errors);
+        return Outcome::Usage;
+    }
+    let twice = spec::validate::duplicates(&files.iter().collect::<Vec<_>>(), None, false);
     if !twice.is_empty() {
         ui::diagnostics(&twice);
         return Outcome::Usage;
     }
-    let doc = match pick_canary(&file, args.name.as_deref()) {
+    let name = match args.file.as_os_str() == "-" {
+        true => spec::manifest::STDIN.to_string(),
+        false => args.file.display().to_string(),
+    };
+    let (file, doc) = match pick_canary(&name, &files, args.name.as_deref()) {
         Ok(d) => d,
         Err(msg) => {
             let _ = writeln!(std::io::stderr(), "error: {msg}");
@@ -38,8 +46,8 @@ pub(super) fn plan(args: PlanArgs) -> Outcome {
         metrics_server: args.metrics_server.filter(|s| !s.is_empty()),
         namespace: None,
     };
-    let resolved = resolve::resolve(&file, doc, &overrides);
-    let refused = refusals(&file, doc, &resolved);
+    let resolved = resolve::resolve(file, doc, &overrides);
+    let refused = refusals(file, doc, &resolved);
     if !refused.is_empty() {
         ui::diagnostics(&refused);
         return Outcome::Usage;
@@ -53,32 +61,35 @@ pub(super) fn plan(args: PlanArgs) -> Outcome {
     Outcome::Success
 }
 
-fn pick_canary<'f>(
-    file: &'f SpecFile,
+/// The canary to plan among the files of one input, with its file.
+pub(super) fn pick_canary<'f>(
+    input: &str,
+    files: &'f [SpecFile],
     name: Option<&str>,
-) -> Result<&'f spec::Doc<spec::types::Canary>, String> {
+) -> Result<(&'f SpecFile, &'f spec::Doc<spec::types::Canary>), String> {
+    let all: Vec<_> = files
+        .iter()
+        .flat_map(|f| f.canaries.iter().map(move |d| (f, d)))
+        .collect();
     let names = || {
-        file.canaries
-            .iter()
-            .map(|d| d.value.name().to_string())
+        all.iter()
+            .map(|(_, d)| d.value.name().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match (name, file.canaries.len()) {
+    match (name, all.len()) {
         (_, 0) => Err(format!(
-            "{}: holds no Canary document (only MetricTemplate/AlertProvider)",
-            file.name
+            "{input}: holds no Canary document (only MetricTemplate/AlertProvider)"
         )),
-        (None, 1) => Ok(&file.canaries[0]),
+        (None, 1) => Ok(all[0]),
         (None, _) => Err(format!(
-            "{}: holds several canaries ({}); choose one with --name",
-            file.name,
+            "{input}: holds several canaries ({}); choose one with --name",
             names()
         )),
-        (Some(n), _) => file
-            .canaries
+        (Some(n), _) => all
             .iter()
-            .find(|d| d.value.name() == n)
-            .ok_or_else(|| format!("{}: no Canary named `{n}` (found: {})", file.name, names())),
+            .find(|(_, d)| d.value.name() == n)
+            .copied()
+            .ok_or_else(|| format!("{input}: no Canary named `{n}` (found: {})", names())),
     }
 }

@@ -71,7 +71,11 @@ pub(crate) async fn revert(args: ActArgs) -> Outcome {
 }
 
 async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
-    let from_file = args.file.as_deref().map(act::load).transpose()?;
+    let from_file = args
+        .file
+        .as_deref()
+        .map(|p| act::load(p, args.recursive))
+        .transpose()?;
     let conn = super::connect(&args.cluster).await?;
     let named = match act::find(&conn, &args, from_file).await {
         Ok(n) => n,

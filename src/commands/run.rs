@@ -12,15 +12,8 @@ use canary_core::spec::{self, SpecFile};
 
 /// `canary run`: every canary of every file, concurrently.
 pub(super) fn run(args: RunArgs) -> Outcome {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
     let limits = super::spec_limits(args.max_input_size);
-    for path in &args.files {
-        match spec::load_file_with(path, &limits) {
-            Ok(f) => files.push(f),
-            Err(e) => errors.extend(e),
-        }
-    }
+    let (files, mut errors) = super::load_inputs(&args.files, args.recursive, &limits, true);
     // Canaries in the same namespace as written are the same wherever the
     // cluster puts the others: refused before connecting.
     let files_ref: Vec<&SpecFile> = files.iter().collect();

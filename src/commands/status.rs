@@ -28,16 +28,20 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
     // name, checked before the cluster is asked anything.
     let mut from_file: Option<Vec<(String, Option<String>)>> = None;
     if let Some(path) = &args.file {
-        let file = match spec::load_file(path) {
-            Ok(f) => f,
-            Err(errors) => {
-                ui::diagnostics(&errors);
-                return Outcome::Usage;
-            }
-        };
+        let (files, errors) = super::load_inputs(
+            std::slice::from_ref(path),
+            args.recursive,
+            &spec::Limits::default(),
+            true,
+        );
+        if !errors.is_empty() {
+            ui::diagnostics(&errors);
+            return Outcome::Usage;
+        }
         from_file = Some(
-            file.canaries
+            files
                 .iter()
+                .flat_map(|f| &f.canaries)
                 .map(|d| {
                     let ns = d.value.explicit_namespace().map(str::to_string);
                     (d.value.name().to_string(), ns)

@@ -16,34 +16,31 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
         metric_templates: 0,
         alert_providers: 0,
         errors: Vec::new(),
+        skipped: Default::default(),
     };
     let limits = super::spec_limits(args.max_input_size);
-    let mut files = Vec::new();
-    for path in &args.files {
-        match spec::load_file_with(path, &limits) {
-            Ok(file) => files.push(file),
-            Err(errors) => {
-                report.valid = false;
-                report.errors.extend(errors);
-            }
-        }
-    }
+    let (files, errors) = super::load_inputs(&args.files, args.recursive, &limits, false);
+    report.valid &= errors.is_empty();
+    report.errors.extend(errors);
+    report.skipped = spec::manifest::skipped(&files);
     let twice = spec::validate::duplicates(&files.iter().collect::<Vec<_>>(), None, false);
     report.valid &= twice.is_empty();
     report.errors.extend(twice);
-    for file in files {
+    let all: Vec<_> = files.iter().collect();
+    for file in &files {
         {
             {
                 report.metric_templates += file.metric_templates.len();
                 for t in &file.metric_templates {
-                    let refused = support::check_template(&file, t);
+                    let refused = support::check_template(file, t);
                     report.valid &= refused.is_empty();
                     report.errors.extend(refused);
                 }
                 report.alert_providers += file.alert_providers.len();
                 for doc in &file.canaries {
-                    let r = resolve::resolve(&file, doc, &Overrides::default());
-                    let refused = support::check(&file, doc, &r);
+                    let r = resolve::resolve(file, doc, &Overrides::default());
+                    let mut refused = support::check(file, doc, &r);
+                    refused.extend(spec::manifest::check_target(&all, file, doc));
                     if !refused.is_empty() {
                         report.valid = false;
                         report.errors.extend(refused);
@@ -58,7 +55,7 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
                         continue;
                     }
                     let mut notes = r.notes.clone();
-                    if let Some(d) = support::check_metrics_server(&file, doc, &r) {
+                    if let Some(d) = support::check_metrics_server(file, doc, &r) {
                         notes.push(format!("{}: {}", d.message, d.help.unwrap_or_default()));
                     }
                     let steps = schedule::Schedule::of(&r).steps;

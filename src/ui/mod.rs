@@ -51,6 +51,8 @@ pub(crate) struct ValidateReport {
     pub metric_templates: usize,
     pub alert_providers: usize,
     pub errors: Vec<Diagnostic>,
+    /// The documents that are not Flagger's, by kind.
+    pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
 /// Writes a value as pretty JSON to stdout.
@@ -105,6 +107,16 @@ pub(crate) fn validate_report(r: &ValidateReport) {
         for n in &c.notes {
             let _ = writeln!(out, "    note: {n}");
         }
+    }
+    if !r.skipped.is_empty() {
+        let n: usize = r.skipped.values().sum();
+        let _ = writeln!(
+            out,
+            "skipped {n} document{} that {} not Flagger's: {}",
+            plural(n),
+            if n == 1 { "is" } else { "are" },
+            canary_core::spec::manifest::describe_kinds(&r.skipped)
+        );
     }
     drop(out);
     if !r.errors.is_empty() {

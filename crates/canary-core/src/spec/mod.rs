@@ -13,6 +13,7 @@
 
 pub mod deser;
 pub mod diagnostic;
+pub mod manifest;
 pub mod resolve;
 pub mod source;
 pub mod types;
@@ -42,6 +43,9 @@ pub const DEFAULT_MAX_INPUT_SIZE: u64 = 4 * 1024 * 1024;
 /// Problems reported from one file before the rest of it is left unread:
 /// past this, more messages do not help, and every one costs time.
 pub const MAX_PROBLEMS: usize = 100;
+
+/// What an input of no documents (blank, or only comments) is told.
+pub const NO_DOCUMENTS: &str = "the file holds no YAML documents";
 
 /// How much of a spec file is read before it is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +122,38 @@ pub struct SpecFile {
     pub canaries: Vec<Doc<Canary>>,
     pub metric_templates: Vec<Doc<MetricTemplate>>,
     pub alert_providers: Vec<Doc<AlertProvider>>,
+    /// The documents that are not Flagger's (a Deployment, a Service kept
+    /// next to the Canary), skipped but kept for the cross-checks.
+    pub others: Vec<Other>,
+}
+
+/// A Kubernetes object of another API group, read but not checked.
+#[derive(Debug, Clone)]
+pub struct Other {
+    /// 0-based position of the document in its file.
+    pub index: usize,
+    pub kind: String,
+    pub api_version: String,
+    pub value: Value,
+    pub spans: SpanIndex,
+}
+
+impl Other {
+    /// `metadata.name`, or "" when absent.
+    pub fn name(&self) -> &str {
+        self.value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// `metadata.namespace` when the document names one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+    }
 }
 
 impl SpecFile {
@@ -154,25 +190,20 @@ pub fn load_file(path: &Path) -> Result<SpecFile, Vec<Diagnostic>> {
 /// [`load_file`] within other limits.
 pub fn load_file_with(path: &Path, limits: &Limits) -> Result<SpecFile, Vec<Diagnostic>> {
     let name = path.display().to_string();
-    let fail = |message: String| Err(vec![Diagnostic::file(&name, message)]);
-    let too_big = || {
-        Err(vec![
-            Diagnostic::file(
-                &name,
-                format!(
-                    "failed to read spec: the file is larger than {}, the limit",
-                    format_size(limits.max_input_size)
-                ),
-            )
-            .with_help("a spec file is a few kilobytes; raise the limit with `--max-input-size`"),
-        ])
-    };
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fail("failed to read spec: no such file".to_string());
+            return Err(vec![Diagnostic::file(
+                &name,
+                "failed to read spec: no such file",
+            )]);
         }
-        Err(e) => return fail(format!("failed to read spec: {e}")),
+        Err(e) => {
+            return Err(vec![Diagnostic::file(
+                &name,
+                format!("failed to read spec: {e}"),
+            )]);
+        }
     };
     if path.is_dir() {
         return Err(vec![
@@ -186,19 +217,49 @@ pub fn load_file_with(path: &Path, limits: &Limits) -> Result<SpecFile, Vec<Diag
         .metadata()
         .is_ok_and(|m| m.is_file() && m.len() > limits.max_input_size)
     {
-        return too_big();
+        return Err(vec![too_big(&name, limits)]);
     }
+    load_reader_with(&name, file, limits)
+}
+
+fn too_big(name: &str, limits: &Limits) -> Diagnostic {
+    let what = if name == manifest::STDIN {
+        "the input"
+    } else {
+        "the file"
+    };
+    Diagnostic::file(
+        name,
+        format!(
+            "failed to read spec: {what} is larger than {}, the limit",
+            format_size(limits.max_input_size)
+        ),
+    )
+    .with_help("a spec file is a few kilobytes; raise the limit with `--max-input-size`")
+}
+
+/// Reads and validates what `reader` gives (standard input, a pipe),
+/// named `name` in messages, within the same limits as a file: reading
+/// stops one byte past the size limit.
+pub fn load_reader_with(
+    name: &str,
+    reader: impl std::io::Read,
+    limits: &Limits,
+) -> Result<SpecFile, Vec<Diagnostic>> {
+    let fail = |message: String| Err(vec![Diagnostic::file(name, message)]);
     let mut bytes = Vec::new();
     let read = std::io::Read::read_to_end(
-        &mut std::io::Read::take(file, limits.max_input_size.saturating_add(1)),
+        &mut std::io::Read::take(reader, limits.max_input_size.saturating_add(1)),
         &mut bytes,
     );
     match read {
-        Ok(_) if bytes.len() as u64 > limits.max_input_size => return too_big(),
+        Ok(_) if bytes.len() as u64 > limits.max_input_size => {
+            return Err(vec![too_big(name, limits)]);
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
             return Err(vec![
-                Diagnostic::file(&name, "failed to read spec: this is a directory")
+                Diagnostic::file(name, "failed to read spec: this is a directory")
                     .with_help("pass the YAML files themselves, e.g. `dir/*.yaml`"),
             ]);
         }
@@ -212,13 +273,13 @@ pub fn load_file_with(path: &Path, limits: &Limits) -> Result<SpecFile, Vec<Diag
             let line = good.iter().filter(|b| **b == b'\n').count() + 1;
             let last_line = good.rsplit(|b| *b == b'\n').next().unwrap_or_default();
             let column = String::from_utf8_lossy(last_line).chars().count() + 1;
-            let mut d = Diagnostic::file(&name, "failed to read spec: the file is not UTF-8 text");
+            let mut d = Diagnostic::file(name, "failed to read spec: the file is not UTF-8 text");
             d.line = line;
             d.column = column;
             return Err(vec![d]);
         }
     };
-    load_text(&name, text, limits)
+    load_text(name, text, limits)
 }
 
 /// Reads and validates the text of one file named `name`.
@@ -254,10 +315,9 @@ fn load_text(name: &str, text: String, limits: &Limits) -> Result<SpecFile, Vec<
         }
     };
     if docs.is_empty() {
-        return Err(vec![
-            Diagnostic::file(name, "the file holds no YAML documents")
-                .with_help("a spec file holds a `kind: Canary` document (flagger.app/v1beta1)"),
-        ]);
+        return Err(vec![Diagnostic::file(name, NO_DOCUMENTS).with_help(
+            "a spec file holds a `kind: Canary` document (flagger.app/v1beta1)",
+        )]);
     }
     let mut file = SpecFile {
         name: name.to_string(),
@@ -266,6 +326,7 @@ fn load_text(name: &str, text: String, limits: &Limits) -> Result<SpecFile, Vec<
         canaries: Vec::new(),
         metric_templates: Vec::new(),
         alert_providers: Vec::new(),
+        others: Vec::new(),
     };
     let mut errors = Vec::new();
     for doc in docs {
@@ -284,12 +345,19 @@ fn load_text(name: &str, text: String, limits: &Limits) -> Result<SpecFile, Vec<
         }
         match kind_of(&file, &doc) {
             Err(d) => errors.push(*d),
-            Ok("Canary") => {
+            Ok(Kind::Other { kind, api_version }) => file.others.push(Other {
+                index: doc.index,
+                kind,
+                api_version,
+                value: doc.value,
+                spans: doc.spans,
+            }),
+            Ok(Kind::Flagger("Canary")) => {
                 if let Some(d) = typed::<Canary>(&file, doc, &mut errors) {
                     file.canaries.push(d);
                 }
             }
-            Ok("MetricTemplate") => {
+            Ok(Kind::Flagger("MetricTemplate")) => {
                 if let Some(d) = typed::<MetricTemplate>(&file, doc, &mut errors) {
                     file.metric_templates.push(d);
                 }
@@ -313,8 +381,15 @@ fn load_text(name: &str, text: String, limits: &Limits) -> Result<SpecFile, Vec<
     }
 }
 
+/// What a document is: one of Flagger's, or an object of another API
+/// group, which is skipped.
+enum Kind {
+    Flagger(&'static str),
+    Other { kind: String, api_version: String },
+}
+
 /// Checks `apiVersion` and `kind` of a document and names its kind.
-fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagnostic>> {
+fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<Kind, Box<Diagnostic>> {
     let at = |path: &str, msg: String| {
         file.diagnostic(doc.spans.locate_value(path), msg)
             .with_path(path)
@@ -346,6 +421,17 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
         }
     };
     let api = map.get("apiVersion").and_then(Value::as_str);
+    // An object of another group kept next to the Canary (its Deployment,
+    // its Service), as `kubectl apply -f` takes them: skipped here.
+    if let Some(a) = api
+        && !a.starts_with("flagger.app/")
+        && !KINDS.contains(&kind)
+    {
+        return Ok(Kind::Other {
+            kind: kind.to_string(),
+            api_version: a.to_string(),
+        });
+    }
     let Some(known) = KINDS.iter().copied().find(|k| *k == kind) else {
         let suggestion = crate::suggest::did_you_mean(kind, KINDS.iter().copied());
         let flagger_group = api.is_some_and(|a| a.starts_with("flagger.app/"));
@@ -367,7 +453,7 @@ fn kind_of(file: &SpecFile, doc: &RawDocument) -> Result<&'static str, Box<Diagn
         return Err(Box::new(at("kind", message).with_help(help)));
     };
     match api {
-        Some(API_VERSION) => Ok(known),
+        Some(API_VERSION) => Ok(Kind::Flagger(known)),
         Some(other) => Err(Box::new(
             at(
                 "apiVersion",

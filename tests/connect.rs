@@ -1,0 +1,213 @@
+//! Connection failures said as kubectl says them, with the server's
+//! address, and always a cluster error (exit 3), never a spec error: a
+//! closed port, a server that never answers, a certificate signed by
+//! another CA, a wrong token, and a detection the credentials may not do.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use canary_sim::rbac::Rules;
+use canary_sim::server::{Sim, SimConfig};
+
+use crate::util::{canary, stderr};
+
+const SPEC: &str = "tests/fixtures/manifest-podinfo.yaml";
+
+/// The spec without its `provider`, so that `run` detects one.
+fn spec_without_provider(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(crate::util::root().join(SPEC)).unwrap();
+    let p = dir.join("no-provider.yaml");
+    std::fs::write(&p, text.replace("  provider: linkerd\n", "")).unwrap();
+    p
+}
+
+/// `canary ARGS --kubeconfig KC --request-timeout 2s`, timed.
+async fn within_2s(kubeconfig: &Path, args: &[&str]) -> Output {
+    let mut cmd = canary();
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--request-timeout", "2s"]);
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("{args:?}: exit {:?} after {took:?}", out.status.code());
+    assert!(took < Duration::from_secs(20), "{args:?} took {took:?}");
+    out
+}
+
+/// Every command that talks to the cluster, on the same kubeconfig, exits
+/// 3 with a message holding each of `words`.
+async fn every_command_says(kubeconfig: &Path, dir: &Path, words: &[&str]) {
+    let detect = spec_without_provider(dir);
+    let detect = detect.to_str().unwrap();
+    for args in [
+        &["status"][..],
+        &["abort", "podinfo"],
+        &["run", SPEC, "--mesh-provider", "linkerd"],
+        &["run", detect],
+    ] {
+        let out = within_2s(kubeconfig, args).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        for w in words {
+            assert!(err.contains(w), "{args:?} says {w:?}: {err}");
+        }
+        assert!(!err.contains("no provider"), "{args:?}: {err}");
+    }
+}
+
+/// A kubeconfig for `server`, user `alice` with a token.
+fn kubeconfig(server: &str, _ca: Option<&str>, token: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: {server}
+contexts:
+- name: c
+  context: {{cluster: c, user: alice, namespace: {namespace}}}
+current-context: c
+users:
+- name: alice
+  user: {{token: {token}}}
+"
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_a_refused_connection_naming_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port just closed: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kc = write(
+        dir.path(),
+        "kubeconfig",
+        &kubeconfig(&format!("https://127.0.0.1:{port}"), None, "t0ken", "test"),
+    );
+    let server = format!("https://127.0.0.1:{port}");
+    every_command_says(&kc, dir.path(), &[&server, "was refused"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_within_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts every connection and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let server = format!("https://{addr}");
+    let kc = write(
+        dir.path(),
+        "kubeconfig",
+        &kubeconfig(&server, None, "t0ken", "test"),
+    );
+    every_command_says(
+        &kc,
+        dir.path(),
+        &[&server, "i/o timeout", "no answer within 2s"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_does_not_resolve_is_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write(
+        dir.path(),
+        "kubeconfig",
+        &kubeconfig("https://no-such-host.invalid:6443", None, "t", "test"),
+    );
+    every_command_says(
+        &kc,
+        dir.path(),
+        &[
+            "no-such-host.invalid:6443",
+            "lookup no-such-host.invalid: no such host",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_ca_is_named_as_kubectl_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let other = Sim::start(SimConfig::default()).await.unwrap();
+    // The other sim's kubeconfig (its CA), pointed at this sim.
+    let text = other
+        .kubeconfig_yaml()
+        .replace(&other.https_url(), &sim.https_url());
+    let kc = write(dir.path(), "kubeconfig", &text);
+    every_command_says(
+        &kc,
+        dir.path(),
+        &[
+            &sim.https_url(),
+            "x509: certificate signed by unknown authority",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_unauthorized_naming_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let text = sim.kubeconfig_yaml().replace(sim.token(), "not-the-token");
+    let kc = write(dir.path(), "kubeconfig", &text);
+    every_command_says(
+        &kc,
+        dir.path(),
+        &[&sim.https_url(), "Unauthorized, HTTP 401", "as user `sim`"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detection_the_credentials_may_not_do_is_a_cluster_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    // May read Deployments, not Namespaces or CRDs.
+    let rules = Rules::from_yaml(
+        "kind: Role
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: reader, namespace: test}
+rules:
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get]
+",
+    )
+    .unwrap();
+    sim.restrict(Some(rules));
+    let kc = write(dir.path(), "kubeconfig", &sim.kubeconfig_yaml());
+    let detect = spec_without_provider(dir.path());
+    let out = within_2s(&kc, &["run", detect.to_str().unwrap()]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("--mesh-provider"),
+        "{err}"
+    );
+}
