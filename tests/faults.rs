@@ -105,10 +105,13 @@ async fn a_service_proxy_that_keeps_failing_is_not_counted_against_the_release()
     let c = with_proxy_faults(|_| {}).await;
     c.set_image("3.1.1");
     let faults = c.world.faults();
-    // Every proxied request fails for a while, longer than three checks.
-    faults.set_error_rate(1.0, FaultStatus::InternalError);
     let child = c.spawn(&[]);
-    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    c.wait_for_analysis().await;
+    // Every proxied request fails for a while, from before the first check
+    // (once the 10 s metrics window has cleared) to well past the load
+    // test's and the queries' timeouts, within which they are retried.
+    faults.set_error_rate(1.0, FaultStatus::InternalError);
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     faults.set_error_rate(0.0, FaultStatus::InternalError);
     let out = crate::util::finish(child).await;
     assert_exit(&out, 0);

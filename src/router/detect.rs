@@ -51,7 +51,7 @@ pub(crate) enum DetectError {
     #[error("{0}")]
     Ambiguous(String),
     /// The cluster did not answer what is installed.
-    #[error(transparent)]
+    #[error("{0}; or name the provider with --mesh-provider (or spec.provider)")]
     Cluster(#[from] ClusterError),
 }
 
