@@ -376,6 +376,15 @@ fn hpa(name: &str, target: &str, max: i64) -> Value {
     })
 }
 
+/// The requests of `log` the rules refused (or the server answered 401 or
+/// 403), one line each.
+fn refused(log: &[canary_sim::server::RequestRecord]) -> Vec<String> {
+    log.iter()
+        .filter(|r| !r.allowed || r.status == 403 || r.status == 401)
+        .map(|r| format!("{} {} -> {} ({})", r.method, r.path, r.status, r.attributes))
+        .collect()
+}
+
 async fn world() -> World {
     let scenario = Scenario::from_yaml("rbac-scenario.yaml", SCENARIO).unwrap();
     let world = World::start(scenario).await.unwrap();
@@ -603,11 +612,7 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
         "only revert deletes, but:\n{}",
         deleted_before.join("\n")
     );
-    let refused: Vec<String> = log
-        .iter()
-        .filter(|r| !r.allowed || r.status == 403 || r.status == 401)
-        .map(|r| format!("{} {} -> {} ({})", r.method, r.path, r.status, r.attributes))
-        .collect();
+    let refused = refused(&log);
     assert!(
         refused.is_empty(),
         "examples/rbac.yaml is missing permissions for:\n{}",
@@ -734,11 +739,7 @@ traffic:
     let out = canary(&f, &["revert", "podinfo", "-n", "prod"]).await;
     assert_exit(&out, 0);
     let log = world.sim().request_log();
-    let refused: Vec<String> = log
-        .iter()
-        .filter(|r| !r.allowed || r.status == 403 || r.status == 401)
-        .map(|r| format!("{} {} -> {} ({})", r.method, r.path, r.status, r.attributes))
-        .collect();
+    let refused = refused(&log);
     assert!(
         refused.is_empty(),
         "examples/rbac.yaml is missing permissions for:\n{}",
@@ -907,11 +908,7 @@ async fn istio_requests(rules: &Rules) -> Vec<Attributes> {
         );
     }
     let log = world.sim().request_log();
-    let refused: Vec<String> = log
-        .iter()
-        .filter(|r| !r.allowed || r.status == 403 || r.status == 401)
-        .map(|r| format!("{} {} -> {} ({})", r.method, r.path, r.status, r.attributes))
-        .collect();
+    let refused = refused(&log);
     assert!(
         refused.is_empty(),
         "examples/rbac.yaml is missing permissions on Istio for:\n{}",

@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::api::{self, ApiState, RequestLog, RequestRecord};
-pub use crate::api::{FaultStatus, Faults};
+use crate::api::{self, ApiState, RequestLog};
+pub use crate::api::{FaultStatus, Faults, RequestRecord};
 pub use crate::kinds::CrdGroups;
 use crate::kinds::Kinds;
 use crate::kubeconfig;
