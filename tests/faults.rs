@@ -190,3 +190,74 @@ async fn a_run_stopped_by_an_api_error_gives_up_its_lease() {
     assert_exit(&out, 0);
     assert!(!stderr(&out).contains("is being driven by"));
 }
+
+/// The state annotation on the primary, as stored.
+fn stored_state(c: &Cluster) -> serde_json::Value {
+    c.world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+        .unwrap()["metadata"]["annotations"]["canary.flagger.app/state"]
+        .as_str()
+        .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_state_write_was_lost_is_finished_by_the_next_run() {
+    let c = Cluster::start_with(FAST).await;
+    c.initialise().await;
+    c.set_image("3.1.2");
+    let child = c.spawn_as(&[], Some("first"));
+    // Two failed checks are stored (threshold 3), at least one of them a
+    // metrics check with the canary at its first weight; the next check
+    // fails and rolls back. Its effects (traffic to the
+    // primary, the canary scaled down) go through, and the write of its
+    // state to the primary is lost.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !(stored_state(&c)["failedChecks"].as_u64() == Some(2)
+        && stored_state(&c)["canaryWeight"].as_u64() > Some(0))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed check stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let faults = c.world.faults();
+    faults.set_only_paths(Some("/deployments/podinfo-primary"));
+    faults.set_only_writes(true);
+    faults.set_error_rate(1.0, FaultStatus::InternalError);
+    let out = crate::util::finish(child).await;
+    assert_exit(&out, 3);
+    faults.clear();
+    // Stranded as the state has it: still analysing, yet the canary is
+    // scaled down and all traffic is on the primary.
+    let state = stored_state(&c);
+    assert_eq!(state["phase"], "Progressing", "{state}");
+    assert_eq!(c.replicas("podinfo").await, 0, "{}", stderr(&out));
+    assert_eq!(c.weights(), (100, 0));
+
+    // The lost write kept the lease too: the same holder (a CI job's
+    // retry) takes it over once it has missed a renewal. The next run
+    // scales the canary up, restores the step's weight and fails it
+    // again; not stranded until the progress deadline (600 s), which
+    // `--timeout` would turn into exit 5.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let out = crate::util::finish(c.spawn_as(&["--timeout", "90s"], Some("first"))).await;
+    assert_exit(&out, 1);
+    let text = stderr(&out) + &crate::util::stdout(&out);
+    assert!(
+        text.contains("was scaled to zero during the analysis; scaling it up again"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Restoring podinfo.prod canary weight"),
+        "{text}"
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    assert_eq!(c.replicas("podinfo").await, 0);
+    assert_eq!(c.weights(), (100, 0));
+}

@@ -222,6 +222,39 @@ async fn a_first_run_initialises_the_primary_services_and_traffic_split() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_routed_to_the_primary_before_its_pods_are_ready() {
+    let c = Cluster::start().await;
+    let mut child = c.spawn(&[]);
+    let store = c.world.store();
+    let primary_ready = || {
+        store
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .and_then(|d| d["status"]["readyReplicas"].as_i64())
+            .unwrap_or(0)
+            > 0
+    };
+    let mut routed_seen = false;
+    while child.try_wait().unwrap().is_none() {
+        let apex_to_primary = store
+            .get("v1", "Service", "prod", "podinfo")
+            .is_some_and(|s| s["spec"]["selector"]["app"] == "podinfo-primary");
+        let split = crate::util::podinfo_weights(&c.world).is_some();
+        if apex_to_primary || split {
+            routed_seen = true;
+            assert!(
+                primary_ready(),
+                "traffic routed to a primary with no ready pod (apex to primary: \
+                 {apex_to_primary}, traffic split: {split})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(routed_seen);
+    assert_eq!(c.weights(), (100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_release_is_promoted() {
     let c = Cluster::start().await;
     c.initialise().await;

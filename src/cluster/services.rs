@@ -31,23 +31,35 @@ fn port(c: &ResolvedCanary) -> ServicePort {
     }
 }
 
-/// Creates the three Services, or points existing ones at the right pods.
-/// The apex Service selects the primary's pods, like the primary Service;
-/// the canary Service selects the target's.
+/// Which of the Services [`reconcile`] sees to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    /// The primary and canary Services only: what can exist before the
+    /// primary is ready, as nothing routes to them yet.
+    Backends,
+    /// The apex Service too, which then selects the primary's pods: only
+    /// once they are ready.
+    All,
+}
+
+/// Creates the Services `which` names, or points existing ones at the
+/// right pods. The apex Service selects the primary's pods, like the
+/// primary Service; the canary Service selects the target's.
 pub(crate) async fn reconcile(
     client: &kube::Client,
     c: &ResolvedCanary,
     label: &str,
     label_value: &str,
+    which: Which,
 ) -> Result<()> {
     let api: Api<Service> = Api::namespaced(client.clone(), &c.namespace);
     let primary_selector = BTreeMap::from([(label.to_string(), names::primary(label_value))]);
     let canary_selector = BTreeMap::from([(label.to_string(), label_value.to_string())]);
-    for (name, selector) in [
-        (c.service.clone(), &primary_selector),
+    let apex = (which == Which::All).then(|| (c.service.clone(), &primary_selector));
+    for (name, selector) in apex.into_iter().chain([
         (names::primary(&c.service), &primary_selector),
         (names::canary(&c.service), &canary_selector),
-    ] {
+    ]) {
         let object = format!("service/{name} in {}", c.namespace);
         let live = api
             .get_opt(&name)

@@ -5,6 +5,7 @@
 
 use super::observe::Snapshot;
 use super::{Driver, RunError};
+use crate::cluster::services::Which;
 use crate::cluster::{configs, services, state as statestore, workload};
 use crate::hooks::Hooks;
 use crate::router::Router;
@@ -64,10 +65,15 @@ impl Driver<'_> {
                     )
                     .await?;
                 }
-                services::reconcile(&self.conn.client, c, label, value).await?;
+                services::reconcile(&self.conn.client, c, label, value, Which::Backends).await?;
+                self.reconcile_autoscaler().await?;
+                Ok(rv)
+            }
+            Action::Expose => {
+                services::reconcile(&self.conn.client, c, label, value, Which::All).await?;
                 self.reconcile_autoscaler().await?;
                 self.router.reconcile(c).await?;
-                Ok(rv)
+                Ok(None)
             }
             Action::ScaleTarget(scale) => {
                 let replicas = match scale {

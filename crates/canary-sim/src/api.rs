@@ -72,6 +72,9 @@ pub struct FaultSettings {
     /// When set, only requests whose path contains this text are touched
     /// by the faults above (`/proxy/` for the service proxy alone).
     pub only_paths: Option<String>,
+    /// When set, only writes (POST, PUT, PATCH, DELETE) are touched: a
+    /// write lost while the reads around it succeed.
+    pub only_writes: bool,
 }
 
 /// Switchable faults, shared by the server and whoever injects them.
@@ -138,6 +141,12 @@ impl Faults {
         self.with(|s| s.only_paths = part.map(str::to_string));
     }
 
+    /// Limits the faults to writes (`true`), or puts reads back in their
+    /// reach.
+    pub fn set_only_writes(&self, on: bool) {
+        self.with(|s| s.only_writes = on);
+    }
+
     /// The metrics server is down (read by the metrics side of the sim).
     pub fn set_metrics_outage(&self, on: bool) {
         self.metrics_outage.store(on, Ordering::SeqCst);
@@ -151,10 +160,13 @@ impl Faults {
         self.with(|s| s.conflict_on_writes)
     }
 
-    fn decide(&self, path: &str) -> (Duration, FaultAction) {
+    fn decide(&self, method: &str, path: &str) -> (Duration, FaultAction) {
         let chance = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
+        let write = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
         self.with(|s| {
-            if s.only_paths.as_deref().is_some_and(|p| !path.contains(p)) {
+            if s.only_paths.as_deref().is_some_and(|p| !path.contains(p))
+                || (s.only_writes && !write)
+            {
                 return (Duration::ZERO, FaultAction::None);
             }
             let action = if s.drop_next > 0 {
@@ -262,7 +274,7 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Body>) -> Option<Response
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let (latency, action) = state.faults.decide(&path);
+    let (latency, action) = state.faults.decide(&method, &path);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

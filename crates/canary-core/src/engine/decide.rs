@@ -255,10 +255,15 @@ pub enum Scale {
 /// An effect for the driver to apply. Every effect is idempotent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Create what is missing: `<target>-primary` as a copy of the target,
-    /// the apex, primary and canary Services, the primary autoscaler, the
-    /// router at 100/0.
+    /// Create what is missing of the backends: `<target>-primary` as a
+    /// copy of the target, the primary and canary Services, the primary
+    /// autoscaler. Traffic is not routed to them yet.
     Initialize,
+    /// Route to the primary, once it is ready: the apex Service selects
+    /// its pods and the router's objects send it all traffic (created at
+    /// 100/0 when missing). Also repairs what a half-finished first run
+    /// left out of [`Action::Initialize`].
+    Expose,
     ScaleTarget(Scale),
     SetRouting(Routing),
     /// Copy the target's pod template (and the ConfigMaps and Secrets it
@@ -525,16 +530,17 @@ impl Round<'_> {
             });
             return Ok(());
         };
-        // Re-applying is idempotent and repairs a half-finished first run.
-        if self.o.routing.is_none() {
-            self.d.actions.push(Action::Initialize);
-            return Ok(());
-        }
+        // Nothing is routed to the primary before it is ready: until then
+        // the apex Service keeps selecting the target's pods, which serve
+        // as before (Flagger's order too).
         if !primary.is_ready(self.c.primary_ready_threshold) {
             self.d.waiting = Some(readiness("primary", primary));
             self.wait(READINESS_POLL);
             return Ok(());
         }
+        // Idempotent: also points an apex Service that a router object of
+        // the user's (made before the first run) left on the target.
+        self.d.actions.push(Action::Expose);
         self.d.actions.push(Action::ScaleTarget(Scale::Zero));
         let rev = self.o.revision.clone();
         self.d.state.last_applied_spec = Some(rev.clone());
@@ -634,6 +640,17 @@ impl Round<'_> {
         if let Some(r) = &self.o.routing {
             self.d.state.canary_weight = r.canary_weight();
         }
+        // The workloads are the truth too: a round whose rollback or
+        // promotion scaled the canary down and whose state write was lost
+        // left it at zero replicas with the analysis still under way. It
+        // is scaled up again and the analysis goes on from the state (a
+        // failing canary fails its next check again).
+        if self.o.target.desired == 0 {
+            self.d.actions.push(Action::ScaleTarget(Scale::Up));
+            self.event(Message::CanaryScaledDown {
+                target: self.target_id(),
+            });
+        }
 
         if !self.o.target.is_ready(self.c.canary_ready_threshold) {
             let started = self.d.state.rollout_started.unwrap_or(self.now());
@@ -673,6 +690,11 @@ impl Round<'_> {
         let Some(next_check) = self.d.state.next_check else {
             return self.first_step();
         };
+        if self.restore_routing() {
+            // The step's checks get a full interval at its routing.
+            self.schedule_check();
+            return Ok(());
+        }
         if self.now() < next_check {
             if let Some(g) = self.d.state.awaiting_gate {
                 // The last checks passed; only the gate holds the step.
@@ -900,6 +922,35 @@ impl Round<'_> {
         }
         s.step_started = Some(self.o.now);
         self.schedule_check();
+        true
+    }
+
+    /// Applies the routing of the step the state holds again when the
+    /// router does something else: a round that rolled back (or routed
+    /// all traffic to the primary) and lost its state write, or a hand
+    /// edit of the router's object. Checks are only meaningful at the
+    /// step's routing. `true` when it did.
+    fn restore_routing(&mut self) -> bool {
+        let Some(observed) = &self.o.routing else {
+            return false;
+        };
+        let schedule = Schedule::of(self.c);
+        let done = self.steps_done(&schedule);
+        let expected = match done.checked_sub(1).and_then(|i| schedule.steps.get(i)) {
+            Some(step) => step.routing.clone(),
+            None => Routing::all_primary(),
+        };
+        if observed.agrees_with(&expected) {
+            return false;
+        }
+        let found = observed.canary_weight();
+        self.d.state.canary_weight = expected.canary_weight();
+        self.d.actions.push(Action::SetRouting(expected.clone()));
+        self.event(Message::RoutingRestored {
+            canary: self.id(),
+            found,
+            weight: expected.canary_weight(),
+        });
         true
     }
 

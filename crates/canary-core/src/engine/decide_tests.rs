@@ -127,7 +127,10 @@ fn initialisation_waits_for_the_primary_then_scales_the_target_to_zero() {
 
     o.primary = Some(ready(2));
     let d = act(decide(&seed(), &s, &o, &Answers::default()));
-    assert_eq!(d.actions, vec![Action::ScaleTarget(Scale::Zero)]);
+    assert_eq!(
+        d.actions,
+        vec![Action::Expose, Action::ScaleTarget(Scale::Zero)]
+    );
     assert_eq!(d.state.phase, Phase::Initialized);
     assert_eq!(d.state.last_promoted_spec.as_deref(), Some("r1"));
     assert_eq!(said(&d), vec!["Initialization done! podinfo.prod"]);
@@ -728,6 +731,8 @@ struct World {
     target_replicas: u32,
     routing: Routing,
     primary: bool,
+    /// The apex Service and the router route to the primary.
+    exposed: bool,
 }
 
 impl World {
@@ -739,6 +744,7 @@ impl World {
             target_replicas: 0,
             routing: all_primary(),
             primary: true,
+            exposed: true,
         };
         // Released an hour ago: the metrics' window holds no other
         // revision's requests.
@@ -757,7 +763,7 @@ impl World {
                 Workload::default()
             },
             primary: self.primary.then(|| ready(2)),
-            routing: self.primary.then(|| self.routing.clone()),
+            routing: self.exposed.then(|| self.routing.clone()),
             retry: false,
             request: None,
         }
@@ -769,6 +775,7 @@ impl World {
                 self.primary = true;
                 self.primary_revision = self.revision.clone();
             }
+            Action::Expose => self.exposed = true,
             Action::ScaleTarget(Scale::Up) => self.target_replicas = 2,
             Action::ScaleTarget(Scale::Zero) => self.target_replicas = 0,
             Action::SetRouting(r) => self.routing = r.clone(),
@@ -842,6 +849,7 @@ fn the_seed_rollout_promotes_in_exactly_steps_times_interval() {
         target_replicas: 2,
         routing: all_primary(),
         primary: false,
+        exposed: false,
     };
     let mut state = State::new(Time(0));
     let (v, _, _) = drive(&c, &mut world, &mut state, 0, |_| passing());
@@ -1491,4 +1499,216 @@ fn a_state_written_before_the_step_was_kept_resumes_at_its_weight() {
     let d = act(decide(&c, &s, &o, &a));
     assert_eq!(d.actions, vec![Action::SetRouting(Routing::weighted(100))]);
     assert_eq!(d.state.iterations, 4);
+}
+
+#[test]
+fn nothing_is_routed_to_the_primary_before_it_is_ready() {
+    // The first run created the primary; the router's objects and the
+    // apex Service wait for its pods.
+    let mut o = observed(1000, "r1");
+    o.routing = None;
+    o.primary = Some(Workload {
+        desired: 2,
+        ready: 0,
+        rolled_out: false,
+        deadline_exceeded: false,
+    });
+    let s = State::new(Time(0));
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.state.phase, Phase::Initializing);
+
+    o.primary = Some(ready(2));
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(
+        d.actions,
+        vec![Action::Expose, Action::ScaleTarget(Scale::Zero)]
+    );
+    assert_eq!(d.next, Next::Done(Verdict::Initialized));
+}
+
+#[test]
+fn a_canary_found_scaled_down_mid_analysis_is_scaled_up_and_routed_again() {
+    // A rollback's effects were applied (traffic to the primary, the
+    // canary scaled to zero) and its state write was lost.
+    let (mut s, mut o) = at_weight(25, 50_000);
+    s.step = Some(5);
+    s.failed_checks = 4;
+    o.target = Workload::default();
+    o.routing = Some(all_primary());
+    let d = act(decide(&seed(), &s, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::ScaleTarget(Scale::Up)]);
+    assert_eq!(
+        said(&d),
+        vec!["podinfo.prod was scaled to zero during the analysis; scaling it up again"]
+    );
+    assert_eq!(d.next, Next::At(Time(50_000).plus(READINESS_POLL)));
+
+    // Ready again: the step's weight is restored, and its checks get a
+    // full interval at that weight.
+    o.target = ready(2);
+    let d = act(decide(&seed(), &d.state, &o, &Answers::default()));
+    assert_eq!(d.actions, vec![Action::SetRouting(Routing::weighted(25))]);
+    assert_eq!(
+        said(&d),
+        vec!["Restoring podinfo.prod canary weight 25 (the router had 0)"]
+    );
+    assert_eq!(d.state.canary_weight, 25);
+    assert_eq!(d.state.failed_checks, 4);
+    assert_eq!(d.next, Next::At(Time(60_000)));
+}
+
+#[test]
+fn blue_green_routing_read_back_as_all_primary_is_not_restored() {
+    let c = seed_as("linkerd", "    iterations: 3\n");
+    let (mut s, mut o) = at_weight(0, 50_000);
+    s.step = Some(2);
+    s.iterations = 2;
+    o.routing = Some(all_primary());
+    o.now = Time(45_000);
+    let d = act(decide(&c, &s, &o, &Answers::default()));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
+/// Drives a rollout whose state write is lost at the round `lost`
+/// (counted from 0 among the rounds that act): the effects of that round
+/// are applied, the state before it is kept, as after a failed write.
+/// Returns the verdict and how long the rollout took.
+fn drive_losing_a_write(
+    c: &ResolvedCanary,
+    world: &mut World,
+    state: &mut State,
+    lost: usize,
+    analysis: impl Fn(u32) -> Analysis,
+) -> (Verdict, i64) {
+    let mut now = 0;
+    let mut acting = 0;
+    for _ in 0..10_000 {
+        let o = world.observe(now);
+        // The checks see the traffic the router gives the canary: none at
+        // weight 0, which is no values.
+        let weight = world.routing.canary_weight();
+        let seen = |_| {
+            let mut a = analysis(weight);
+            if weight == 0 {
+                for m in &mut a.metrics {
+                    m.value = Err(MetricFailure::NoValues);
+                }
+            }
+            a
+        };
+        let d = round(c, state, &o, &seen);
+        for a in &d.actions {
+            world.apply(a);
+        }
+        let lose = !d.actions.is_empty() && {
+            acting += 1;
+            acting - 1 == lost
+        };
+        if !lose {
+            *state = d.state;
+        }
+        match d.next {
+            Next::At(t) => now = t.0.max(now),
+            Next::Done(v) if !lose => return (v, now),
+            // The run that lost the write ended with an error; the next
+            // run decides again a moment later.
+            Next::Now | Next::Done(_) => now += 1_000,
+        }
+    }
+    panic!("no verdict after 10000 rounds: a lost write stranded the rollout");
+}
+
+#[test]
+fn whichever_state_write_is_lost_the_rollout_ends_right() {
+    let c = seed();
+    let failing = |w: u32| {
+        if w >= 15 {
+            failing_success_rate(69.17)
+        } else {
+            passing()
+        }
+    };
+    // Every acting round of a failing and of a healthy release.
+    for lost in 0..25 {
+        let (mut world, mut state) = World::released();
+        let (v, took) = drive_losing_a_write(&c, &mut world, &mut state, lost, failing);
+        assert!(
+            matches!(v, Verdict::RolledBack { .. }),
+            "write {lost} lost: {v:?}"
+        );
+        // Not stranded until the progress deadline (600 s): 70 s without
+        // a lost write, and at most one more interval or two with one.
+        assert!(took <= 100_000, "write {lost} lost: took {took} ms");
+        assert_eq!(world.primary_revision, "r1", "write {lost} lost");
+        assert_eq!(world.target_replicas, 0, "write {lost} lost");
+        assert_eq!(world.routing, all_primary(), "write {lost} lost");
+
+        let (mut world, mut state) = World::released();
+        let (v, took) = drive_losing_a_write(&c, &mut world, &mut state, lost, |_| passing());
+        assert_eq!(v, Verdict::Promoted, "write {lost} lost");
+        assert!(took <= 230_000, "write {lost} lost: took {took} ms");
+        assert_eq!(world.primary_revision, "r2", "write {lost} lost");
+        assert_eq!(world.target_replicas, 0, "write {lost} lost");
+        assert_eq!(world.routing, all_primary(), "write {lost} lost");
+    }
+}
+
+#[test]
+fn a_healthy_release_whose_rollback_write_was_lost_is_analysed_on_and_promoted() {
+    // `--timeout` rolled the release back, and the write of that state was
+    // lost: the next run finds traffic on the primary and the canary
+    // scaled down while the state says the analysis is under way. The
+    // step's routing comes back before its checks, which would otherwise
+    // see no canary traffic at all.
+    let c = seed();
+    for stop_at in [3, 8, 20] {
+        let (mut world, mut state) = World::released();
+        let mut now = 0;
+        let mut verdict = None;
+        for round_no in 0..10_000 {
+            let mut o = world.observe(now);
+            let lose = round_no == stop_at;
+            if lose {
+                o.request = Some(Request {
+                    kind: RequestKind::RollBack("timed out".into()),
+                    by: "run".into(),
+                    at: o.now,
+                });
+            }
+            let weight = world.routing.canary_weight();
+            let d = round(&c, &state, &o, &|_| {
+                let mut a = passing();
+                if weight == 0 {
+                    for m in &mut a.metrics {
+                        m.value = Err(MetricFailure::NoValues);
+                    }
+                }
+                a
+            });
+            for a in &d.actions {
+                world.apply(a);
+            }
+            if lose {
+                assert!(matches!(d.next, Next::Done(Verdict::RolledBack { .. })));
+                now += 1_000;
+                continue;
+            }
+            state = d.state;
+            match d.next {
+                Next::Now => {}
+                Next::At(t) => now = t.0.max(now),
+                Next::Done(v) => {
+                    verdict = Some(v);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            verdict,
+            Some(Verdict::Promoted),
+            "stopped at round {stop_at}"
+        );
+        assert_eq!(world.primary_revision, "r2");
+    }
 }

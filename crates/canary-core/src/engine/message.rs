@@ -191,6 +191,21 @@ pub enum Message {
     Completed {
         target: String,
     },
+    /// The canary was found scaled to zero while its analysis is under
+    /// way: the effects of a round (a rollback, a promotion) were applied
+    /// but its state was never written. It is scaled up again and the
+    /// analysis goes on from the state.
+    CanaryScaledDown {
+        target: String,
+    },
+    /// The router was found routing otherwise than the step the state
+    /// holds (a lost state write, or a hand edit): the step's routing is
+    /// applied again.
+    RoutingRestored {
+        canary: String,
+        found: u32,
+        weight: u32,
+    },
 }
 
 impl Message {
@@ -209,7 +224,9 @@ impl Message {
             | Message::RollingBack { .. }
             | Message::Failed { .. }
             | Message::Aborting { .. }
-            | Message::Aborted { .. } => Severity::Warning,
+            | Message::Aborted { .. }
+            | Message::CanaryScaledDown { .. }
+            | Message::RoutingRestored { .. } => Severity::Warning,
             Message::AwaitingData { .. }
             | Message::FirstCheckAfterWindow { .. }
             | Message::Initializing { .. }
@@ -405,6 +422,18 @@ impl fmt::Display for Message {
             Message::Completed { target } => {
                 write!(f, "Promotion completed! Scaling down {target}")
             }
+            Message::CanaryScaledDown { target } => write!(
+                f,
+                "{target} was scaled to zero during the analysis; scaling it up again"
+            ),
+            Message::RoutingRestored {
+                canary,
+                found,
+                weight,
+            } => write!(
+                f,
+                "Restoring {canary} canary weight {weight} (the router had {found})"
+            ),
         }
     }
 }

@@ -93,6 +93,17 @@ impl Routing {
         TOTAL_WEIGHT - self.canary_weight().min(TOTAL_WEIGHT)
     }
 
+    /// Whether a router reporting `self` does what `other` asks, as far
+    /// as a router's report can tell: the same weights, or the same kind
+    /// of routing (mirroring, matching) where weights cannot say it.
+    /// Blue/green's routing reads back as all traffic to the primary.
+    pub fn agrees_with(&self, other: &Routing) -> bool {
+        match (self.weights(), other.weights()) {
+            (Some(a), Some(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+
     /// The request matches that reach the canary (A/B testing); empty
     /// otherwise.
     pub fn matches(&self) -> &[HttpMatchRequest] {
