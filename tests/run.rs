@@ -255,6 +255,35 @@ async fn nothing_is_routed_to_the_primary_before_its_pods_are_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_pods_writes_the_state_only_to_renew_the_lease() {
+    // The canary takes 9 s to turn ready; the driver looks every second.
+    let mut scenario = Scenario::seed();
+    scenario
+        .behaviours
+        .get_mut("3.1.1")
+        .expect("the seed has 3.1.1")
+        .readiness_delay = Some(Dur(Duration::from_secs(9)));
+    let c = Cluster::start_in(scenario, FAST).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    c.world.sim().clear_request_log();
+    let child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    let writes = c
+        .world
+        .sim()
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/deployments/podinfo-primary"))
+        .count();
+    // The round that starts the analysis, one lease renewal (every 5 s)
+    // and the round that sets the first weight; not one per look.
+    assert!(writes <= 4, "{writes} writes of the primary while waiting");
+    crate::util::interrupt(&child);
+    assert_exit(&crate::util::finish(child).await, 130);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_release_is_promoted() {
     let c = Cluster::start().await;
     c.initialise().await;

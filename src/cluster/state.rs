@@ -224,7 +224,7 @@ pub(crate) async fn write_decided(
 }
 
 /// Whether two states are the same apart from lease renewal times.
-fn same_state(a: &State, b: &State) -> bool {
+pub(crate) fn same_state(a: &State, b: &State) -> bool {
     let strip = |s: &State| {
         let mut s = s.clone();
         if let Some(l) = s.lease.as_mut() {

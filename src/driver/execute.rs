@@ -172,7 +172,25 @@ impl Driver<'_> {
                 self.spec.as_deref()
             },
         };
-        Ok(statestore::write_decided(
+        // A round that changed nothing (waiting for pods, a gate, the next
+        // check) writes nothing: the lease is renewed on its own schedule,
+        // every third of its duration, by the first round after that.
+        let fresh_lease = snap.state.lease.as_ref().is_some_and(|l| {
+            super::lease::is_mine(l, &self.settings.holder)
+                && crate::clock::now().since(l.renew_time) < super::LEASE / 3
+        });
+        if extra.spec.is_none()
+            && !extra.clear_request
+            && fresh_lease
+            && state.lease.is_some()
+            && statestore::same_state(&snap.state, state)
+        {
+            if let Some(lease) = &snap.state.lease {
+                self.lease_written(lease.renew_time);
+            }
+            return Ok(true);
+        }
+        let written = statestore::write_decided(
             &self.deployments,
             &self.primary_name(),
             rv,
@@ -181,7 +199,11 @@ impl Driver<'_> {
             state,
             &extra,
         )
-        .await?)
+        .await?;
+        if written && let Some(lease) = &state.lease {
+            self.lease_written(lease.renew_time);
+        }
+        Ok(written)
     }
 
     /// Sends the round's messages to the `event` webhooks.

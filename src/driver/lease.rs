@@ -126,6 +126,12 @@ impl Driver<'_> {
         claim(&self.settings.holder)
     }
 
+    /// Notes that the lease stored on the primary was renewed at `at`.
+    pub(super) fn lease_written(&self, at: Time) {
+        self.renewed
+            .fetch_max(at.0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// What wakes the driver between rounds besides its clock: changes to
     /// the primary are how an operator's request reaches it.
     pub(super) fn wake(&self) -> Wake {
@@ -139,7 +145,7 @@ impl Driver<'_> {
     /// a request lands on the primary or the run is told to stop.
     pub(super) async fn sleep_until(&self, t: Time, wake: &mut Wake) -> Result<(), RunError> {
         use futures::StreamExt;
-        let mut renewed = now();
+        let mut renewed = Time(self.renewed.load(std::sync::atomic::Ordering::Relaxed));
         loop {
             let left = t.since(now());
             if left.is_zero() {
@@ -164,6 +170,7 @@ impl Driver<'_> {
             if now().since(renewed) >= LEASE / 3 && !t.since(now()).is_zero() {
                 self.renew_lease().await?;
                 renewed = now();
+                self.lease_written(renewed);
             }
         }
     }

@@ -108,6 +108,10 @@ pub struct Driver<'a> {
     note: Option<String>,
     /// What was last shown: the state, and what the rollout waits for.
     shown: std::sync::Mutex<(State, Option<String>)>,
+    /// When this process last wrote its lease (milliseconds, as [`Time`]):
+    /// rounds that change nothing write nothing, so the lease is renewed
+    /// by the clock of its last write.
+    renewed: std::sync::atomic::AtomicI64,
 }
 
 impl<'a> Driver<'a> {
@@ -142,6 +146,7 @@ impl<'a> Driver<'a> {
             request: None,
             note: None,
             shown,
+            renewed: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
