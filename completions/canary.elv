@@ -45,6 +45,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --metrics-server 'Prometheus address for the built-in metrics (overrides the spec''s `metricsServer`; default: the provider''s own)'
             cand --wait-for-change 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later'
             cand --set-image 'Set a container''s image on the target first (repeatable), for pipelines that deploy with `canary` itself'
+            cand --api-retry-window 'How long to keep trying rounds that fail on the API server''s 429 and 5xx answers or on broken connections, counted from the last round that got through; `0` stops at the first such error (exit 3)'
             cand --timeout 'Give up after this long for the whole run (e.g. 30m)'
             cand --on-timeout 'What a timed-out run does to a rollout under way'
             cand --on-interrupt 'What Ctrl-C or SIGTERM does to a rollout under way (a second one exits at once)'

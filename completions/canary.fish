@@ -46,6 +46,7 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l mesh-provider -d '
 complete -c canary -n "__fish_canary_using_subcommand run" -l metrics-server -d 'Prometheus address for the built-in metrics (overrides the spec\'s `metricsServer`; default: the provider\'s own)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l wait-for-change -d 'With nothing to analyse, wait this long (e.g. 10m) for the target to change, as when a GitOps tool applies the change later' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l set-image -d 'Set a container\'s image on the target first (repeatable), for pipelines that deploy with `canary` itself' -r
+complete -c canary -n "__fish_canary_using_subcommand run" -l api-retry-window -d 'How long to keep trying rounds that fail on the API server\'s 429 and 5xx answers or on broken connections, counted from the last round that got through; `0` stops at the first such error (exit 3)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l timeout -d 'Give up after this long for the whole run (e.g. 30m)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l on-timeout -d 'What a timed-out run does to a rollout under way' -r -f -a "rollback\t'Route all traffic to the primary and scale the canary down'
 leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"

@@ -198,6 +198,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub retry: bool,
 
+    /// How long to keep trying rounds that fail on the API server's 429
+    /// and 5xx answers or on broken connections, counted from the last
+    /// round that got through; `0` stops at the first such error (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_request_timeout)]
+    pub api_retry_window: std::time::Duration,
+
     /// Give up after this long for the whole run (e.g. 30m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,

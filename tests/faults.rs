@@ -167,7 +167,8 @@ async fn a_run_stopped_by_an_api_error_gives_up_its_lease() {
     let c = Cluster::start_with(&FAST.replace("interval: 1s", "interval: 2s")).await;
     c.initialise().await;
     c.set_image("3.1.1");
-    let child = c.spawn_as(&[], Some("first"));
+    // Stopping at the first API error rather than trying again.
+    let child = c.spawn_as(&["--api-retry-window", "0"], Some("first"));
     c.wait_for_analysis().await;
     // The router's object cannot be read: the run stops with exit 3.
     let faults = c.world.faults();
@@ -207,7 +208,7 @@ async fn a_rollback_whose_state_write_was_lost_is_finished_by_the_next_run() {
     let c = Cluster::start_with(FAST).await;
     c.initialise().await;
     c.set_image("3.1.2");
-    let child = c.spawn_as(&[], Some("first"));
+    let child = c.spawn_as(&["--api-retry-window", "0"], Some("first"));
     // Two failed checks are stored (threshold 3), at least one of them a
     // metrics check with the canary at its first weight; the next check
     // fails and rolls back. Its effects (traffic to the

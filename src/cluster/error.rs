@@ -97,6 +97,22 @@ impl ClusterError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClusterError::NotFound { .. })
     }
+
+    /// Whether trying again later may succeed: the API server was busy or
+    /// failed (429, 5xx) or the connection broke. A refusal that names a
+    /// reason (403, 422, a missing object) is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClusterError::Refusal { code, .. } => *code == 429 || *code >= 500,
+            ClusterError::Api { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                kube::Error::ReadEvents(_) => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 /// Why a connection to the API server failed.

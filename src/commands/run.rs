@@ -47,6 +47,7 @@ async fn run_files(
         wait_for_change: args.wait_for_change,
         set_image: args.set_image.clone(),
         retry: args.retry,
+        api_retry_window: args.api_retry_window,
         holder: super::holder(),
         route_via: super::route_via(&args.route),
     };

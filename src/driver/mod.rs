@@ -49,16 +49,32 @@ pub(crate) use lease::{
 
 /// Settings of one `canary run`, resolved by the command from flags and
 /// environment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub wait_for_change: Option<Duration>,
     pub set_image: Vec<(String, String)>,
     pub retry: bool,
+    /// How long rounds failing on transient cluster errors are tried
+    /// again, since the last round that got through (`--api-retry-window`).
+    pub api_retry_window: Duration,
     /// Who drives, for the lease: `user@host pid N`, or the Pod's name.
     pub holder: String,
     /// How in-cluster URLs are reached, when `--route-via` says; else
     /// as the connection implies (see `proxy::Via::choose`).
     pub route_via: Option<Via>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            wait_for_change: None,
+            set_image: Vec::new(),
+            retry: false,
+            api_retry_window: Duration::from_secs(60),
+            holder: String::new(),
+            route_via: None,
+        }
+    }
 }
 
 /// Why a run stopped without a verdict.
@@ -82,6 +98,18 @@ pub(crate) enum Stop {
     Leave,
     /// Roll back a rollout under way, for this reason.
     RollBack(String),
+}
+
+/// What the rounds of one run carry from one to the next.
+struct Rounds {
+    wake: lease::Wake,
+    /// Since when `--wait-for-change` waits.
+    waited_since: Option<Time>,
+    started: bool,
+    /// A request to act on in the first round.
+    first_request: Option<Request>,
+    /// When a round last read the cluster without error.
+    ok_at: std::time::Instant,
 }
 
 /// How a driver is told to stop.
@@ -205,18 +233,63 @@ impl<'a> Driver<'a> {
                 self.set_image().await?;
             }
         }
-        let mut wake = self.wake();
-        let mut waited_since: Option<Time> = None;
-        let mut started = false;
-        let mut first_request = self.request.take();
+        let mut rounds = Rounds {
+            wake: self.wake(),
+            waited_since: None,
+            started: false,
+            first_request: self.request.take(),
+            ok_at: std::time::Instant::now(),
+        };
+        let mut backoff = Duration::ZERO;
+        let mut failed_after: Option<std::time::Instant> = None;
+        loop {
+            match self.rounds(&mut rounds).await {
+                // The API server failed or was busy, or the connection
+                // broke: every round starts from a fresh read and its
+                // effects are idempotent, so the round is tried again, as
+                // long as some round got through within the budget.
+                Err(RunError::Cluster(e))
+                    if e.is_transient()
+                        && rounds.ok_at.elapsed() < self.settings.api_retry_window
+                        && self.stop_requested() != Some(Stop::Leave) =>
+                {
+                    // Half a second after a round got through since the
+                    // last failure; twice as long each time it did not.
+                    backoff = if failed_after == Some(rounds.ok_at) {
+                        (backoff * 2).min(Duration::from_secs(8))
+                    } else {
+                        Duration::from_millis(500)
+                    };
+                    failed_after = Some(rounds.ok_at);
+                    self.report_warning(&format!(
+                        "{e}; trying again in {}",
+                        humantime::format_duration(backoff)
+                    ));
+                    tokio::time::sleep(backoff).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Rounds until a verdict, or the first error.
+    async fn rounds(&mut self, r: &mut Rounds) -> Result<Verdict, RunError> {
+        let Rounds {
+            wake,
+            waited_since,
+            started,
+            first_request,
+            ok_at,
+        } = r;
         loop {
             let stop = self.stop_requested();
             if stop == Some(Stop::Leave) {
                 return Err(RunError::Stopped);
             }
             let mut snap = self.observe().await?;
-            if !started {
-                started = true;
+            *ok_at = std::time::Instant::now();
+            if !*started {
+                *started = true;
                 // The router's objects follow the spec as it is now (a
                 // changed `service.timeout`, traffic policy, hosts ...);
                 // the routing in place is kept. Flagger does this at every
@@ -257,7 +330,7 @@ impl<'a> Driver<'a> {
                 && let Some(limit) = self.settings.wait_for_change
                 && stop.is_none()
             {
-                let since = match waited_since {
+                let since = match *waited_since {
                     Some(t) => t,
                     None => {
                         self.report_progress(&format!(
@@ -288,7 +361,7 @@ impl<'a> Driver<'a> {
                 && self.take_lease().await?
             {
                 // An operator's request is acted on in the next round.
-                first_request = snap.observed.request.take().or(first_request);
+                *first_request = snap.observed.request.take().or(first_request.take());
                 continue;
             }
             let mut rv = snap.primary_rv.clone();
@@ -314,7 +387,7 @@ impl<'a> Driver<'a> {
             }
             match decision.next {
                 Next::Now => {}
-                Next::At(t) => self.sleep_until(t, &mut wake).await?,
+                Next::At(t) => self.sleep_until(t, wake).await?,
                 Next::Done(v) => return Ok(v),
             }
         }
