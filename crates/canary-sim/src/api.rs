@@ -203,9 +203,10 @@ impl RequestRecord {
     /// but a read, except asking what one may do (a self review is
     /// created, answered and never stored).
     pub fn is_write(&self) -> bool {
-        !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS")
-            && !(self.attributes.api_group == "authorization.k8s.io"
-                && self.attributes.resource.starts_with("self"))
+        let read = matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        let review = self.attributes.api_group == "authorization.k8s.io"
+            && self.attributes.resource.starts_with("self");
+        !read && !review
     }
 }
 
