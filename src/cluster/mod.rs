@@ -11,6 +11,7 @@ pub(crate) mod connect;
 pub(crate) mod error;
 pub(crate) mod hash;
 pub(crate) mod managed;
+pub(crate) mod preflight;
 pub(crate) mod proxy;
 pub(crate) mod services;
 pub(crate) mod state;
