@@ -386,7 +386,7 @@ pub(crate) async fn check(
     }
 
     // Webhooks at in-cluster addresses: the Service and its port.
-    let mut hooks = 0;
+    let mut hooks = BTreeSet::new();
     for (i, hook) in c.webhooks.iter().enumerate() {
         let path = join_key(&join_index(&join_key(analysis_path, "webhooks"), i), "url");
         let Ok(Route::Proxy(sp)) =
@@ -396,7 +396,7 @@ pub(crate) async fn check(
         };
         match webhook_service(client, &sp, ns).await? {
             Reach::Serves => {
-                hooks += 1;
+                hooks.insert((sp.namespace.clone(), sp.service.clone(), sp.port));
                 needs_proxy(
                     &mut needs,
                     via,
@@ -436,10 +436,11 @@ pub(crate) async fn check(
             }
         }
     }
-    if hooks > 0 {
+    if !hooks.is_empty() {
         checked.push(format!(
-            "{hooks} webhook Service{}",
-            if hooks == 1 { "" } else { "s" }
+            "{} webhook Service{}",
+            hooks.len(),
+            if hooks.len() == 1 { "" } else { "s" }
         ));
     }
 
