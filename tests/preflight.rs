@@ -328,6 +328,25 @@ async fn a_missing_permission_is_refused_naming_verb_resource_and_namespace() {
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert_eq!(refused, Vec::<String>::new());
+
+    // A read the preflight itself is not allowed names the permission once.
+    s.world.restrict(Some(example_rules(|t| {
+        t.replacen(
+            "resources: [configmaps, secrets]",
+            "resources: [configmaps]",
+            1,
+        )
+    })));
+    let file = s.spec(SPEC);
+    let (out, _) = s.canary(&["run", &file]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    let said = "missing permission: cannot get secrets \"prom-auth\" in namespace prod (to read the metric server's credentials)";
+    assert_eq!(err.matches(said).count(), 1, "{err}");
+    assert!(
+        err.contains("1 problem in 1 file; nothing was changed"),
+        "{err}"
+    );
     s.world.shutdown().await;
 }
 

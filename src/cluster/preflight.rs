@@ -16,7 +16,11 @@
 //!   a Service that exists and has that port;
 //! - every permission the run needs ([`canary_core::preflight::permissions`])
 //!   is granted, asked of the API server with a `SelfSubjectAccessReview`
-//!   each, so nothing is tried.
+//!   each, so nothing is tried. A read above that is not allowed is left to
+//!   this check, which names the permission once.
+//!
+//! A suspended canary (`spec.suspend`) is not checked: the run leaves it
+//! exactly as it is.
 //!
 //! Every problem is collected, then all are reported together; a problem
 //! is a setup for the user to fix (exit 2), a missing permission too,
@@ -118,6 +122,13 @@ pub(crate) async fn check(
     c: &ResolvedCanary,
     route_via: Option<Via>,
 ) -> Result<Preflight> {
+    if c.suspended {
+        // Left exactly as it is by the run: nothing to check.
+        return Ok(Preflight {
+            problems: Vec::new(),
+            checked: vec!["nothing (spec.suspend is set)".to_string()],
+        });
+    }
     let client = &conn.client;
     let ns = c.namespace.as_str();
     let mut sink = Sink {
@@ -144,7 +155,8 @@ pub(crate) async fn check(
             format!("deployment/{target} not found in namespace {ns}"),
             Some("apply the Deployment first, or name the one to analyse in `targetRef`".into()),
         ),
-        Read::Forbidden(m) => sink.forbidden("spec.targetRef.name", &m),
+        // Reported with the permissions below.
+        Read::Forbidden(_) => {}
         Read::Found(d) => {
             checked.push(format!("deployment/{target}"));
             let template = Some(&d.spec.template);
@@ -210,7 +222,7 @@ pub(crate) async fn check(
                 ),
                 Some("apply the autoscaler first, or remove `autoscalerRef`".into()),
             ),
-            Read::Forbidden(m) => sink.forbidden("spec.autoscalerRef.name", &m),
+            Read::Forbidden(_) => {}
         }
     }
 
@@ -265,10 +277,7 @@ pub(crate) async fn check(
                     );
                     None
                 }
-                Read::Forbidden(msg) => {
-                    sink.forbidden(&path, &msg);
-                    None
-                }
+                Read::Forbidden(_) => None,
             }
         };
         let Some(t) = template else { continue };
@@ -316,7 +325,7 @@ pub(crate) async fn check(
                     format!("{what} not found"),
                     Some(format!("create the Secret in namespace {tns}")),
                 ),
-                Read::Forbidden(msg) => sink.forbidden(&path, &msg),
+                Read::Forbidden(_) => {}
             }
         }
     }

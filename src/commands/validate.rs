@@ -36,7 +36,9 @@ async fn validate_files(args: ValidateArgs) -> Outcome {
     report.valid &= twice.is_empty();
     report.errors.extend(twice);
     let all: Vec<_> = files.iter().collect();
-    let Ok(mesh_provider) = super::mesh_provider(args.mesh_provider.as_deref()) else {
+    let Ok(mesh_provider) =
+        super::mesh_provider(args.mesh_provider.as_deref().filter(|_| args.check_cluster))
+    else {
         return Outcome::Usage;
     };
     let conn = if args.check_cluster {
