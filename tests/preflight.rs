@@ -473,3 +473,36 @@ current-context: c
         .unwrap();
     assert_exit(&out, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_fails_to_answer_the_preflight_is_a_cluster_error() {
+    use canary_sim::server::FaultStatus;
+    let s = healthy().await;
+    let file = s.spec(SPEC);
+    for (path, words) in [
+        (
+            "secrets/prom-auth",
+            "failed to read secret/prom-auth in prod",
+        ),
+        (
+            "selfsubjectaccessreviews",
+            "failed to ask the API server whether the user may ",
+        ),
+    ] {
+        let faults = s.world.faults();
+        faults.set_only_paths(Some(path));
+        faults.set_error_rate(1.0, FaultStatus::InternalError);
+        s.world.sim().clear_request_log();
+        for args in [vec!["run", &file], vec!["validate", "--cluster", &file]] {
+            let (out, _) = s.canary(&args).await;
+            assert_exit(&out, 3);
+            let err = stderr(&out);
+            assert!(err.contains(words), "{args:?} says {words}:\n{err}");
+            assert!(!err.contains("Status {"), "no debug dump:\n{err}");
+            eprintln!("{err}");
+        }
+        assert_eq!(s.writes(), Vec::<String>::new());
+        s.world.faults().clear();
+    }
+    s.world.shutdown().await;
+}

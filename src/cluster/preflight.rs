@@ -589,10 +589,10 @@ async fn allowed(client: &kube::Client, a: &Access) -> Result<bool> {
         },
         ..SelfSubjectAccessReview::default()
     };
-    let object = format!("a review of `{a}`");
+    let object = format!("the API server whether the user may {a}");
     match api.create(&PostParams::default(), &review).await {
         Ok(r) => Ok(r.status.is_some_and(|s| s.allowed)),
-        Err(e) => match ClusterError::api("create", object, e) {
+        Err(e) => match ClusterError::api("ask", object, e) {
             // Not even allowed to ask: every user may on a real cluster,
             // so the request is not allowed either.
             ClusterError::Forbidden { .. } => Ok(false),
