@@ -4,6 +4,8 @@
 //!
 //! Every function here is one idempotent operation on the cluster; the
 //! decisions about which to call live in `engine`, the loop in `driver/`.
+//! `preflight` only reads (and asks the API server what the user may do):
+//! the checks `canary run` makes before its first write.
 
 pub(crate) mod autoscaler;
 pub(crate) mod configs;
