@@ -33,7 +33,7 @@ complete -c canary -n "__fish_canary_needs_command" -f -a "promote" -d 'Skip the
 complete -c canary -n "__fish_canary_needs_command" -f -a "pause" -d 'Hold the rollout: the weight stays where it is and no checks run until `canary resume`'
 complete -c canary -n "__fish_canary_needs_command" -f -a "resume" -d 'Continue a paused rollout; the next check is one interval later'
 complete -c canary -n "__fish_canary_needs_command" -f -a "revert" -d 'Give the target back and remove everything `canary` made for the canary, as Flagger\'s `revertOnDeletion` does'
-complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline'
+complete -c canary -n "__fish_canary_needs_command" -f -a "validate" -d 'Check Canary, MetricTemplate and AlertProvider files offline, and with --cluster against the live cluster too (read only)'
 complete -c canary -n "__fish_canary_needs_command" -f -a "plan" -d 'Show what a rollout will do, without touching a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "demo" -d 'Run a simulated cluster with podinfo, Linkerd, Prometheus and the load tester, for trying `canary` without a cluster'
 complete -c canary -n "__fish_canary_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output'
@@ -139,7 +139,16 @@ complete -c canary -n "__fish_canary_using_subcommand revert" -s V -l version -d
 complete -c canary -n "__fish_canary_using_subcommand validate" -l max-input-size -d 'Refuse a spec file larger than this many bytes (suffixes KiB, MiB, GiB, or K, M, G, k)' -r
 complete -c canary -n "__fish_canary_using_subcommand validate" -s o -l output -d 'Output format' -r -f -a "table\t'Tables and lines for people'
 json\t'One JSON document for machines'"
+complete -c canary -n "__fish_canary_using_subcommand validate" -l kubeconfig -d 'Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then, inside a Pod, its service account)' -r -F
+complete -c canary -n "__fish_canary_using_subcommand validate" -l context -d 'The kubeconfig context to use' -r
+complete -c canary -n "__fish_canary_using_subcommand validate" -s n -l namespace -d 'Namespace of canaries whose spec names none (default: the context\'s)' -r
+complete -c canary -n "__fish_canary_using_subcommand validate" -l request-timeout -d 'How long to wait for the API server to answer when connecting (`30s`, `1m`; a bare number is seconds; `0` waits without limit). An unreachable server is reported within it [default: 30s]' -r
+complete -c canary -n "__fish_canary_using_subcommand validate" -l mesh-provider -d 'With --cluster: the provider of canaries whose spec names none (detected from the cluster when absent)' -r
+complete -c canary -n "__fish_canary_using_subcommand validate" -l metrics-server -d 'With --cluster: the Prometheus of the built-in metrics, as for `canary run`' -r
+complete -c canary -n "__fish_canary_using_subcommand validate" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
+direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
 complete -c canary -n "__fish_canary_using_subcommand validate" -s R -l recursive -d 'Read the directories given, and their subdirectories, as `kubectl apply -R` does (a directory alone gives its own .yaml, .yml and .json files)'
+complete -c canary -n "__fish_canary_using_subcommand validate" -l cluster -d 'Also check each canary against the live cluster, reading only: the target and its autoscaler exist, its pods serve the Service\'s port, MetricTemplates and AlertProviders exist with their Secrets and keys, in-cluster webhooks\' Services exist with their ports, and every permission `canary run` needs is granted. The same checks `canary run` makes before it changes anything'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canary -n "__fish_canary_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c canary -n "__fish_canary_using_subcommand plan" -l name -d 'Which Canary of the file, when it holds several' -r

@@ -89,11 +89,15 @@ pub enum Command {
     /// canary. A revert that was stopped finishes when run again; once
     /// finished, running it again reports that there is nothing to revert.
     Revert(ActArgs),
-    /// Check Canary, MetricTemplate and AlertProvider files offline.
+    /// Check Canary, MetricTemplate and AlertProvider files offline, and
+    /// with --cluster against the live cluster too (read only).
     ///
     /// Every problem is reported with its file, line, column and field path.
     /// Prints one line per valid canary: name, namespace, strategy, provider
-    /// and steps.
+    /// and steps; with --cluster, a second line saying what was checked in
+    /// the cluster. `canary validate --cluster` makes the checks `canary
+    /// run` makes before it changes anything, so a run can be tried out
+    /// without moving traffic.
     Validate(ValidateArgs),
     /// Show what a rollout will do, without touching a cluster.
     ///
@@ -577,6 +581,34 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+
+    /// Also check each canary against the live cluster, reading only: the
+    /// target and its autoscaler exist, its pods serve the Service's port,
+    /// MetricTemplates and AlertProviders exist with their Secrets and
+    /// keys, in-cluster webhooks' Services exist with their ports, and
+    /// every permission `canary run` needs is granted. The same checks
+    /// `canary run` makes before it changes anything.
+    #[arg(long = "cluster")]
+    pub check_cluster: bool,
+
+    /// With --cluster: how to connect.
+    #[command(flatten)]
+    pub connection: ClusterArgs,
+
+    /// With --cluster: the provider of canaries whose spec names none
+    /// (detected from the cluster when absent).
+    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    pub mesh_provider: Option<String>,
+
+    /// With --cluster: the Prometheus of the built-in metrics, as for
+    /// `canary run`.
+    #[arg(long, env = "CANARY_METRICS_SERVER", value_name = "URL", value_parser = parse_url)]
+    pub metrics_server: Option<String>,
+
+    /// With --cluster: how in-cluster URLs are reached, as for `canary run`
+    /// (which permissions the service proxy needs).
+    #[command(flatten)]
+    pub route: RouteArgs,
 }
 
 #[derive(Debug, Args)]

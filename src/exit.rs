@@ -62,7 +62,8 @@ impl Outcome {
         ),
         (
             Outcome::Usage,
-            "usage or spec error; nothing was changed in the cluster",
+            "usage, spec or setup error (an object, Secret key, port or permission the \
+             spec needs is missing); nothing was changed in the cluster",
         ),
         (
             Outcome::Cluster,

@@ -102,7 +102,7 @@ impl Sim {
             .sim()
             .request_log()
             .into_iter()
-            .filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD" | "OPTIONS"))
+            .filter(|r| r.is_write())
             .map(|r| format!("{} {}", r.method, r.path))
             .collect()
     }

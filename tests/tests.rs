@@ -18,6 +18,7 @@ mod manifests;
 mod operate;
 mod output;
 mod plan;
+mod preflight;
 mod rbac;
 mod revert;
 mod routers;

@@ -4,6 +4,8 @@
 //!
 //! Every function here is one idempotent operation on the cluster; the
 //! decisions about which to call live in `engine`, the loop in `driver/`.
+//! `preflight` only reads (and asks the API server what the user may do):
+//! the checks `canary run` makes before its first write.
 
 pub(crate) mod autoscaler;
 pub(crate) mod configs;
@@ -11,6 +13,7 @@ pub(crate) mod connect;
 pub(crate) mod error;
 pub(crate) mod hash;
 pub(crate) mod managed;
+pub(crate) mod preflight;
 pub(crate) mod proxy;
 pub(crate) mod services;
 pub(crate) mod state;

@@ -103,7 +103,14 @@ async fn run_files(
                 }
             }
             refused.extend(refusals(file, doc, &c));
-            refused.extend(crate::metrics::templates::refusals(&conn.client, file, doc, &c).await);
+            // What the cluster holds: read only, every problem collected.
+            match crate::cluster::preflight::check(&conn, file, doc, &c, settings.route_via).await {
+                Ok(found) => refused.extend(found.problems),
+                Err(e) => {
+                    output.error(&e.to_string());
+                    return Outcome::from(&e);
+                }
+            }
             let stored = stored_spec(&doc.value, &c, &templates);
             drives.push((c, templates.clone(), stored, note));
         }

@@ -1,5 +1,7 @@
 //! `canary validate`: every file checked offline, Flagger's rules and what
-//! `canary run` can carry out, with one line per valid canary.
+//! `canary run` can carry out, with one line per valid canary; with
+//! `--cluster`, each canary also goes through the preflight `canary run`
+//! makes before any write (`cluster::preflight`), reading only.
 
 use crate::cli::{OutputFormat, ValidateArgs};
 use crate::exit::Outcome;
@@ -10,6 +12,13 @@ use canary_core::spec::resolve::{self, Overrides};
 use canary_core::support;
 
 pub(super) fn validate(args: ValidateArgs) -> Outcome {
+    if args.check_cluster {
+        return super::block_on(validate_files(args));
+    }
+    futures::executor::block_on(validate_files(args))
+}
+
+async fn validate_files(args: ValidateArgs) -> Outcome {
     let mut report = ValidateReport {
         valid: true,
         canaries: Vec::new(),
@@ -27,6 +36,23 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
     report.valid &= twice.is_empty();
     report.errors.extend(twice);
     let all: Vec<_> = files.iter().collect();
+    let Ok(mesh_provider) =
+        super::mesh_provider(args.mesh_provider.as_deref().filter(|_| args.check_cluster))
+    else {
+        return Outcome::Usage;
+    };
+    let conn = if args.check_cluster {
+        match super::connect(&args.connection).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                ui::error(&e.to_string());
+                return Outcome::from(&e);
+            }
+        }
+    } else {
+        None
+    };
+    let route_via = super::route_via(&args.route);
     for file in &files {
         {
             {
@@ -38,9 +64,50 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
                 }
                 report.alert_providers += file.alert_providers.len();
                 for doc in &file.canaries {
-                    let r = resolve::resolve(file, doc, &Overrides::default());
+                    let mut r = resolve::resolve(file, doc, &Overrides::default());
                     let mut refused = support::check(file, doc, &r);
                     refused.extend(spec::manifest::check_target(&all, file, doc));
+                    // Against the cluster, as `canary run` resolves it: the
+                    // context's namespace, the provider detected.
+                    let mut cluster_checked = None;
+                    if let Some(conn) = &conn
+                        && !r.target.name.is_empty()
+                    {
+                        let overrides = Overrides {
+                            mesh_provider,
+                            metrics_server: args.metrics_server.clone().filter(|s| !s.is_empty()),
+                            namespace: Some(
+                                args.connection
+                                    .namespace
+                                    .clone()
+                                    .unwrap_or_else(|| conn.namespace.clone()),
+                            ),
+                        };
+                        r = resolve::resolve(file, doc, &overrides);
+                        if r.provider.is_none() {
+                            match crate::router::detect::detect(&conn.client).await {
+                                Ok(found) => {
+                                    r.provider = Some(found.provider);
+                                    r.provider_source = resolve::ProviderSource::Detected;
+                                }
+                                Err(e) => {
+                                    ui::error(&e.to_string());
+                                    return Outcome::from(&e);
+                                }
+                            }
+                        }
+                        match crate::cluster::preflight::check(conn, file, doc, &r, route_via).await
+                        {
+                            Ok(found) => {
+                                refused.extend(found.problems);
+                                cluster_checked = Some(found.checked);
+                            }
+                            Err(e) => {
+                                ui::error(&e.to_string());
+                                return Outcome::from(&e);
+                            }
+                        }
+                    }
                     if !refused.is_empty() {
                         report.valid = false;
                         report.errors.extend(refused);
@@ -74,6 +141,7 @@ pub(super) fn validate(args: ValidateArgs) -> Outcome {
                         steps: steps.len(),
                         weights,
                         notes,
+                        cluster: cluster_checked,
                     });
                 }
             }

@@ -1,16 +1,12 @@
 //! MetricTemplates a canary uses but its spec file does not hold, read
-//! from the cluster as Flagger reads them; and the check, before a run
-//! changes anything, that each exists and names a metric provider `canary`
-//! queries.
+//! from the cluster as Flagger reads them. That each exists and names a
+//! metric provider `canary` queries is checked before a run changes
+//! anything, by the preflight (`cluster::preflight`).
 
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
-use canary_core::spec::resolve::{MetricSource, ResolvedCanary};
-use canary_core::spec::source::{join_index, join_key};
-use canary_core::spec::types::{Canary, MetricTemplate};
-use canary_core::spec::{Diagnostic, Doc, SpecFile};
-use canary_core::support;
+use canary_core::spec::types::MetricTemplate;
 
 /// Reads MetricTemplate `namespace/name` from the cluster.
 pub(crate) async fn get(
@@ -31,45 +27,4 @@ pub(crate) async fn get(
     let value = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
     serde_json::from_value(value)
         .map_err(|e| format!("MetricTemplate {namespace}/{name} is invalid: {e}"))
-}
-
-/// What stops canary `c` (document `doc` of `file`) from querying the
-/// MetricTemplates it reads from the cluster, each at its `templateRef`.
-pub(crate) async fn refusals(
-    client: &kube::Client,
-    file: &SpecFile,
-    doc: &Doc<Canary>,
-    c: &ResolvedCanary,
-) -> Vec<Diagnostic> {
-    let analysis = match &doc.value.spec {
-        Some(s) if s.analysis.is_none() && s.canary_analysis.is_some() => "spec.canaryAnalysis",
-        _ => "spec.analysis",
-    };
-    let mut out = Vec::new();
-    for (i, m) in c.metrics.iter().enumerate() {
-        let MetricSource::Template {
-            name,
-            namespace,
-            in_file: false,
-        } = &m.source
-        else {
-            continue;
-        };
-        let path = join_key(
-            &join_index(&join_key(analysis, "metrics"), i),
-            "templateRef",
-        );
-        let problem = match get(client, namespace, name).await {
-            Ok(t) => support::template_refusal(&t).map(|(message, help)| (message, Some(help))),
-            Err(e) => Some((e, None)),
-        };
-        if let Some((message, help)) = problem {
-            let mut d = file.diagnostic_at(doc, &path, &message);
-            if let Some(h) = help {
-                d = d.with_help(h);
-            }
-            out.push(d);
-        }
-    }
-    out
 }

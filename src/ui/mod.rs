@@ -41,6 +41,9 @@ pub(crate) struct ValidCanary {
     /// Weights in order, for a progressive canary.
     pub weights: Vec<u32>,
     pub notes: Vec<String>,
+    /// With `--cluster`: what was checked in the cluster, all passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +109,9 @@ pub(crate) fn validate_report(r: &ValidateReport) {
         );
         for n in &c.notes {
             let _ = writeln!(out, "    note: {n}");
+        }
+        if let Some(checked) = &c.cluster {
+            let _ = writeln!(out, "    cluster: checked {}", checked.join(", "));
         }
     }
     if !r.skipped.is_empty() {

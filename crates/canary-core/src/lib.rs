@@ -10,6 +10,8 @@
 //! - [`provider`]: traffic and metric providers, parsed once, and the one
 //!   table of what each can do; [`support`] checks a spec against it;
 //! - [`names`]: the objects a rollout creates, named as Flagger names them;
+//! - [`preflight`]: what a rollout needs from the cluster (ports, Secret
+//!   keys, permissions), decided from objects the binary has read;
 //! - [`event`]: the events of a run, as every output renders them;
 //! - [`time`]: time as a value passed in; the core never reads the clock.
 //!
@@ -19,6 +21,7 @@
 pub mod engine;
 pub mod event;
 pub mod names;
+pub mod preflight;
 pub mod provider;
 pub mod queries;
 pub mod spec;

@@ -210,6 +210,18 @@ pub struct RequestRecord {
     pub allowed: bool,
 }
 
+impl RequestRecord {
+    /// Whether the request could change what the server stores: any method
+    /// but a read, except asking what one may do (a self review is
+    /// created, answered and never stored).
+    pub fn is_write(&self) -> bool {
+        let read = matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        let review = self.attributes.api_group == "authorization.k8s.io"
+            && self.attributes.resource.starts_with("self");
+        !read && !review
+    }
+}
+
 /// The log of every request the server received.
 #[derive(Debug, Default)]
 pub struct RequestLog {
@@ -605,6 +617,25 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
                 return Err(ApiError::no_route());
             }
             Ok(json_response(200, &kinds.api_resource_list(group, version)))
+        }
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] => {
+            if req.method() != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let headers = req.headers().clone();
+            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            let rules = state
+                .rules
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let answer = rbac::review(rules.as_deref(), &body)?;
+            Ok(json_response(201, &answer))
         }
         ["api", "v1", rest @ ..] => resource(state, "", "v1", rest, req).await,
         ["apis", group, version, rest @ ..] => {

@@ -25,7 +25,11 @@
 //! Discovery (`/api`, `/apis`, group and version lists, `/version`,
 //! `/openapi`, health checks) stays open to the token whatever the rules, as
 //! the built-in `system:discovery` and `system:public-info-viewer` roles
-//! keep it open to every authenticated user.
+//! keep it open to every authenticated user; so does asking what the token
+//! may do (creating a `SelfSubjectAccessReview` or
+//! `SelfSubjectRulesReview`), as the built-in `system:basic-user` role
+//! allows every authenticated user. [`review`] answers such a review with
+//! the same rules.
 
 use std::fmt;
 
@@ -461,7 +465,23 @@ impl Rules {
 
     /// Whether the token may do what `a` asks.
     pub fn allows(&self, a: &Attributes) -> bool {
-        discovery_allows(a) || self.grants.iter().any(|g| g.applies_to(a))
+        self.allowed_by(a).is_some()
+    }
+
+    /// What lets the token do what `a` asks: the origin of the first grant
+    /// that allows it (`Role prod/canary`), or the built-in role that
+    /// keeps it open to every user; `None` when nothing does.
+    pub fn allowed_by(&self, a: &Attributes) -> Option<String> {
+        if discovery_allows(a) {
+            return Some("ClusterRole system:discovery".to_string());
+        }
+        if self_review_allows(a) {
+            return Some("ClusterRole system:basic-user".to_string());
+        }
+        self.grants
+            .iter()
+            .find(|g| g.applies_to(a))
+            .map(|g| g.origin.clone())
     }
 
     /// Every single permission the grants hold (one verb on one resource of
@@ -682,6 +702,95 @@ fn discovery_allows(a: &Attributes) -> bool {
             Some(prefix) => a.path.starts_with(prefix),
             None => a.path == *u,
         })
+}
+
+/// Asking what one may do: `system:basic-user` grants `create` on the
+/// self reviews of `authorization.k8s.io` to every authenticated user.
+fn self_review_allows(a: &Attributes) -> bool {
+    a.resource_request
+        && a.verb == "create"
+        && a.api_group == "authorization.k8s.io"
+        && a.subresource.is_empty()
+        && matches!(
+            a.resource.as_str(),
+            "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+        )
+}
+
+// ---------------------------------------------------------------------------
+// SelfSubjectAccessReview.
+// ---------------------------------------------------------------------------
+
+/// Answers a `SelfSubjectAccessReview` (`authorization.k8s.io/v1`) as the
+/// API server does: the review comes back with its `status` filled in:
+/// `allowed`, and a `reason` naming what allowed it. With no rules
+/// enforced (`None`) everything is allowed. A review that asks about
+/// neither `resourceAttributes` nor `nonResourceAttributes`, or about
+/// both, is refused with 422 as the server refuses it.
+pub fn review(rules: Option<&Rules>, body: &Value) -> Result<Value, ApiError> {
+    let spec = &body["spec"];
+    let resource = spec.get("resourceAttributes").filter(|v| v.is_object());
+    let non_resource = spec.get("nonResourceAttributes").filter(|v| v.is_object());
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let a = match (resource, non_resource) {
+        (Some(r), None) => Attributes {
+            verb: text(r, "verb"),
+            resource_request: true,
+            api_group: text(r, "group"),
+            api_version: text(r, "version"),
+            resource: text(r, "resource"),
+            subresource: text(r, "subresource"),
+            namespace: text(r, "namespace"),
+            name: text(r, "name"),
+            path: String::new(),
+        },
+        (None, Some(n)) => Attributes {
+            verb: text(n, "verb"),
+            path: text(n, "path"),
+            ..Attributes::default()
+        },
+        (Some(_), Some(_)) => {
+            return Err(review_invalid(
+                "spec.nonResourceAttributes: Invalid value: \"nonResourceAttributes\": \
+                 cannot be specified in combination with resourceAttributes",
+            ));
+        }
+        (None, None) => {
+            return Err(review_invalid(
+                "spec.resourceAttributes: Invalid value: \"null\": exactly one of \
+                 nonResourceAttributes or resourceAttributes must be specified",
+            ));
+        }
+    };
+    let status = match rules {
+        None => json!({"allowed": true}),
+        Some(r) => match r.allowed_by(&a) {
+            Some(origin) => json!({
+                "allowed": true,
+                "reason": format!("RBAC: allowed by {origin}"),
+            }),
+            None => json!({"allowed": false}),
+        },
+    };
+    Ok(json!({
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": spec,
+        "status": status,
+    }))
+}
+
+fn review_invalid(cause: &str) -> ApiError {
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("SelfSubjectAccessReview.authorization.k8s.io \"\" is invalid: {cause}"),
+        details: Some(json!({
+            "group": "authorization.k8s.io",
+            "kind": "SelfSubjectAccessReview",
+        })),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1101,6 +1210,79 @@ rules:
         assert!(rules.allows(&attrs("GET", "/apis/apps/v1/deployments")));
         assert!(rules.allows(&attrs("GET", "/apis/apps/v1/namespaces/test/deployments")));
         assert!(rules.allows(&attrs("GET", "/metrics")));
+    }
+
+    #[test]
+    fn a_self_review_is_answered_with_the_rules_and_open_to_everyone() {
+        let rules = Rules::from_yaml(
+            "kind: Role
+metadata: {name: r, namespace: prod}
+rules:
+  - {apiGroups: [apps], resources: [deployments], verbs: [get, patch]}
+  - {apiGroups: [''], resources: [services/proxy], resourceNames: ['http:hook:80'], verbs: [create]}
+",
+        )
+        .unwrap();
+        assert!(rules.allows(&attrs(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        )));
+        let ask = |ns: &str, verb: &str, group: &str, resource: &str, sub: &str, name: &str| {
+            review(
+                Some(&rules),
+                &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": {"namespace": ns, "verb": verb, "group": group,
+                        "resource": resource, "subresource": sub, "name": name}}}),
+            )
+            .unwrap()["status"]
+                .clone()
+        };
+        let yes = ask("prod", "patch", "apps", "deployments", "", "podinfo");
+        assert_eq!(yes["allowed"], true);
+        assert_eq!(yes["reason"], "RBAC: allowed by Role prod/r");
+        assert_eq!(
+            ask("prod", "create", "apps", "deployments", "", "")["allowed"],
+            false
+        );
+        assert_eq!(
+            ask("test", "get", "apps", "deployments", "", "podinfo")["allowed"],
+            false
+        );
+        assert_eq!(
+            ask("prod", "create", "", "services", "proxy", "http:hook:80")["allowed"],
+            true
+        );
+        assert_eq!(
+            ask("prod", "create", "", "services", "proxy", "http:other:80")["allowed"],
+            false
+        );
+        // With no rules enforced, everything is allowed.
+        let open = review(
+            None,
+            &json!({"spec": {"resourceAttributes": {"verb": "delete", "resource": "pods"}}}),
+        )
+        .unwrap();
+        assert_eq!(open["status"], json!({"allowed": true}));
+        assert_eq!(open["kind"], "SelfSubjectAccessReview");
+        // Exactly one kind of attributes.
+        let e = review(Some(&rules), &json!({"spec": {}})).unwrap_err();
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        let e = review(
+            Some(&rules),
+            &json!({"spec": {"resourceAttributes": {}, "nonResourceAttributes": {}}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("cannot be specified in combination"),
+            "{}",
+            e.message
+        );
+        let path = review(
+            Some(&rules),
+            &json!({"spec": {"nonResourceAttributes": {"verb": "get", "path": "/version"}}}),
+        )
+        .unwrap();
+        assert_eq!(path["status"]["allowed"], true);
     }
 
     #[test]

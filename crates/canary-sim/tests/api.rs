@@ -1780,3 +1780,55 @@ async fn node_port_services_get_a_node_port_that_updates_keep() {
     assert_eq!(spec2.ports.unwrap()[0].node_port, Some(node_port));
     assert_eq!(spec2.cluster_ip, spec.cluster_ip);
 }
+
+#[tokio::test]
+async fn self_subject_access_reviews_answer_what_the_rules_allow() {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let (sim, client) = start().await;
+    let rules = canary_sim::rbac::Rules::from_yaml(
+        "kind: Role
+metadata: {name: reader, namespace: default}
+rules: [{apiGroups: [apps], resources: [deployments], verbs: [get, list]}]
+",
+    )
+    .unwrap();
+    sim.restrict(Some(rules));
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let ask = |verb: &str, namespace: &str| SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.to_string()),
+                verb: Some(verb.to_string()),
+                group: Some("apps".to_string()),
+                resource: Some("deployments".to_string()),
+                name: Some("podinfo".to_string()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let pp = PostParams::default();
+    let got = api.create(&pp, &ask("get", "default")).await.unwrap();
+    let status = got.status.unwrap();
+    assert!(status.allowed);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("RBAC: allowed by Role default/reader")
+    );
+    let got = api.create(&pp, &ask("patch", "default")).await.unwrap();
+    assert!(!got.status.unwrap().allowed);
+    let got = api.create(&pp, &ask("get", "prod")).await.unwrap();
+    assert!(!got.status.unwrap().allowed);
+    // Asking is a create that stores nothing: not a write in the log.
+    let log = sim.request_log();
+    let asked: Vec<_> = log.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(asked.len(), 3);
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.allowed && r.status == 201 && !r.is_write())
+    );
+}
