@@ -271,9 +271,17 @@ async fn load(
     config.connect_timeout = timeout;
     let namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config.clone()).map_err(|e| {
-        ClusterError::Config(format!("failed to build a client from the {source}: {e}"))
-    })?;
+    // kube's own retries (429, 503, 504) give way to ours, which also
+    // retry a read's 500s and broken connections (`retry.rs`).
+    config.default_retry = false;
+    let client = kube::client::ClientBuilder::try_from(config.clone())
+        .map_err(|e| {
+            ClusterError::Config(format!("failed to build a client from the {source}: {e}"))
+        })?
+        // A request is sent again through a cloneable service.
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&super::retry::Transient::layer())
+        .build();
     Ok(Connection {
         client,
         config,

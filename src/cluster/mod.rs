@@ -15,6 +15,7 @@ pub(crate) mod hash;
 pub(crate) mod managed;
 pub(crate) mod preflight;
 pub(crate) mod proxy;
+pub(crate) mod retry;
 pub(crate) mod services;
 pub(crate) mod state;
 pub(crate) mod status;
