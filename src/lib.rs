@@ -16,6 +16,7 @@ mod generate;
 mod hooks;
 mod metrics;
 mod router;
+mod secrets;
 mod ui;
 
 pub use cli::{Cli, command_for};

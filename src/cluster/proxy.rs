@@ -731,6 +731,7 @@ fn split_userinfo(url: &Url) -> (Url, Option<http::HeaderValue>) {
     let _ = bare.set_username("");
     let _ = bare.set_password(None);
     let token = BASE64_STANDARD.encode(format!("{user}:{password}"));
+    crate::secrets::redactor().learn_basic(&user, &password, &token);
     let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok();
     if let Some(v) = &mut value {
         v.set_sensitive(true);

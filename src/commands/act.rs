@@ -335,8 +335,11 @@ async fn direct(
             Ok(Outcome::Success)
         }
         Request::Abort | Request::Promote => {
-            let (canary, templates) =
+            let (mut canary, templates) =
                 stored_canary(conn, named, id, "no driver is running").await?;
+            if named.spec.is_none() {
+                skip_masked_hooks(&mut canary, id);
+            }
             let settings = Settings {
                 holder: me.to_string(),
                 route_via,
@@ -423,6 +426,29 @@ pub(super) async fn stored_canary(
         .map(|d| d.value.clone())
         .collect();
     Ok((canary, templates))
+}
+
+/// Leaves out the hooks of a stored spec that lost a credential to
+/// masking and only report (`post-rollout`, `event`), with a warning
+/// each; `-f FILE` calls them. The hooks that decide (gates,
+/// `pre-rollout`, `rollout`, `rollback`) are kept: an abort or a promotion
+/// calls none of them, and one called anyway fails closed
+/// ([`crate::hooks::MASKED_HOOK`]).
+fn skip_masked_hooks(canary: &mut ResolvedCanary, id: &str) {
+    use canary_core::spec::resolve::HookType;
+    canary.webhooks.retain(|h| {
+        let skip = matches!(h.kind, HookType::PostRollout | HookType::Event)
+            && canary_core::redact::webhook_is_masked(h);
+        if skip {
+            ui::warning(&format!(
+                "{id}: webhook `{}` ({}) is skipped: {}",
+                h.name,
+                h.kind.as_str(),
+                crate::hooks::MASKED_HOOK
+            ));
+        }
+        !skip
+    });
 }
 
 /// Pauses or resumes by writing the state, guarded by its resourceVersion.

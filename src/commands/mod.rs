@@ -101,6 +101,8 @@ pub(super) fn load_inputs(
     if cross_check {
         errors.extend(manifest::cross_check(&files.iter().collect::<Vec<_>>()));
     }
+    // Before anything is printed about them.
+    files.iter().for_each(crate::secrets::learn_file);
     (files, errors)
 }
 

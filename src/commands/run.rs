@@ -335,7 +335,9 @@ fn stop_name(o: Outcome) -> &'static str {
 
 /// The Canary document as a driver ran it, with its namespace, provider
 /// and metrics server resolved, followed by the file's MetricTemplates:
-/// what `abort` and `promote` need to act with no spec file at hand.
+/// what `abort` and `promote` need to act with no spec file at hand. It
+/// is stored on the primary, where whoever reads Deployments reads it, so
+/// its credentials are masked ([`canary_core::redact::mask_canary`]).
 fn stored_spec(
     doc: &spec::types::Canary,
     c: &resolve::ResolvedCanary,
@@ -350,9 +352,12 @@ fn stored_spec(
     if c.metrics_server.is_some() {
         spec.metrics_server = c.metrics_server.clone();
     }
+    canary_core::redact::mask_canary(&mut doc);
     let mut parts = vec![serde_json::to_string(&doc).expect("specs serialize")];
     for t in templates {
-        parts.push(serde_json::to_string(t).expect("specs serialize"));
+        let mut t = t.clone();
+        canary_core::redact::mask_template(&mut t);
+        parts.push(serde_json::to_string(&t).expect("specs serialize"));
     }
     parts.join("\n---\n")
 }

@@ -11,7 +11,8 @@
 //!   table of what each can do; [`support`] checks a spec against it;
 //! - [`names`]: the objects a rollout creates, named as Flagger names them;
 //! - [`event`]: the events of a run, as every output renders them;
-//! - [`time`]: time as a value passed in; the core never reads the clock.
+//! - [`time`]: time as a value passed in; the core never reads the clock;
+//! - [`redact`]: credentials masked in every text shown or stored.
 //!
 //! No tokio, kube, k8s-openapi, reqwest, hyper or axum here: the binary
 //! and the simulated cluster build on this crate, never the other way.
@@ -21,6 +22,7 @@ pub mod event;
 pub mod names;
 pub mod provider;
 pub mod queries;
+pub mod redact;
 pub mod spec;
 pub mod suggest;
 pub mod support;

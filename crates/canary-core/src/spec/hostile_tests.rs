@@ -296,7 +296,7 @@ fn urls_must_parse_with_a_host_and_a_port_that_fits() {
 
 #[test]
 fn a_password_in_a_url_is_never_shown() {
-    use validate::redact_url;
+    use crate::redact::redact_url;
     assert_eq!(redact_url("http://u:p@h:1/x?q"), "http://***@h:1/x?q");
     assert_eq!(redact_url("http://u:p@[::1/x"), "http://***@[::1/x");
     assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");

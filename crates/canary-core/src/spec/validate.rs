@@ -308,7 +308,10 @@ impl<'a, T> Checker<'a, T> {
         if let Err(why) = check_url(value) {
             self.err_help(
                 path,
-                format!("invalid URL `{}`: {why}", elide(&redact_url(value))),
+                format!(
+                    "invalid URL `{}`: {why}",
+                    elide(&crate::redact::redact_url(value))
+                ),
                 "expected an http:// or https:// URL with a host, and a port between 1 and 65535",
             );
         }
@@ -409,31 +412,6 @@ pub fn check_url(value: &str) -> Result<url::Url, String> {
         return Err("the port must be a number from 1 to 65535".to_string());
     }
     Ok(parsed)
-}
-
-/// `url` for messages: any user and password replaced by `***`, also
-/// when the URL does not parse.
-pub fn redact_url(url: &str) -> String {
-    if let Ok(mut u) = url::Url::parse(url)
-        && (!u.username().is_empty() || u.password().is_some())
-    {
-        let _ = u.set_username("***");
-        let _ = u.set_password(None);
-        return u.to_string();
-    }
-    // Unparsable: cut whatever sits between `://` and the last `@` of
-    // the authority.
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map(|i| start + i)
-        .unwrap_or(url.len());
-    match url[start..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
-        None => url.to_string(),
-    }
 }
 
 fn join(parent: &str, field: &str) -> String {
