@@ -22,5 +22,6 @@ mod rbac;
 mod revert;
 mod routers;
 mod run;
+mod secrets;
 mod status;
 mod support;

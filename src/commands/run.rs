@@ -49,6 +49,7 @@ async fn run_files(
         retry: args.retry,
         holder: super::holder(),
         route_via: super::route_via(&args.route),
+        proxy_allow: super::proxy_allow(&args.proxy_allow),
     };
     let overrides = Overrides {
         mesh_provider,
@@ -102,6 +103,12 @@ async fn run_files(
                 }
             }
             refused.extend(refusals(file, doc, &c));
+            refused.extend(super::reach_refusals(
+                file,
+                doc,
+                &c,
+                settings.proxy_allow.as_deref(),
+            ));
             refused.extend(crate::metrics::templates::refusals(&conn.client, file, doc, &c).await);
             let stored = stored_spec(&doc.value, &c, &templates);
             drives.push((c, templates.clone(), stored, note));

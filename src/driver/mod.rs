@@ -59,6 +59,9 @@ pub struct Settings {
     /// How in-cluster URLs are reached, when `--route-via` says; else
     /// as the connection implies (see `proxy::Via::choose`).
     pub route_via: Option<Via>,
+    /// `--proxy-allow`: the namespaces, besides the canary's own, whose
+    /// Services webhooks and metrics servers may name; `None` for any.
+    pub proxy_allow: Option<Vec<String>>,
 }
 
 /// Why a run stopped without a verdict.
@@ -125,7 +128,8 @@ impl<'a> Driver<'a> {
         })?;
         let router = AnyRouter::for_provider(&conn.client, provider).map_err(RunError::Setup)?;
         let edge = HttpEdge::for_connection(conn, canary.namespace.clone(), settings.route_via)
-            .map_err(|e| RunError::Setup(e.to_string()))?;
+            .map_err(|e| RunError::Setup(e.to_string()))?
+            .with_proxy_allow(settings.proxy_allow.clone());
         let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
         let shown = std::sync::Mutex::new((State::new(now()), None));
         Ok(Driver {

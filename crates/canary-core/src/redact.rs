@@ -81,7 +81,7 @@ static QUERY_PARAM: LazyLock<Regex> = LazyLock::new(|| {
 
 static AUTH_SCHEME: LazyLock<Regex> = LazyLock::new(|| {
     // `Bearer xxx`, `Basic xxx` (a token68), as in an echoed header.
-    Regex::new(r"\b([Bb]earer|BEARER|Basic|BASIC)(\s+)[A-Za-z0-9\-._~+/]{6,}=*")
+    Regex::new(r"\b([Bb]earer|BEARER|Basic|BASIC)([ \t]+)[A-Za-z0-9\-._~+/]{6,}=*")
         .expect("valid regex")
 });
 
@@ -89,7 +89,7 @@ static AUTH_HEADER: LazyLock<Regex> = LazyLock::new(|| {
     // `Authorization: xxx`, `"x-api-key": "xxx"`, `Private-Token=xxx`: a
     // sensitive header name followed by its value (its scheme kept).
     Regex::new(
-        r#"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|apikey|x-auth-token|private-token|x-access-token)(["']?\s*[:=]\s*\[?["']?)((?:bearer|basic|token)\s+)?([^\s"'\],;]+)"#,
+        r#"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|apikey|x-auth-token|private-token|x-access-token)(["']?[ \t]*[:=][ \t]*\[?["']?)((?:bearer|basic|token)[ \t]+)?([[:graph:]&&[^"'\],;]]+)"#,
     )
     .expect("valid regex")
 });
@@ -539,8 +539,10 @@ mod tests {
         assert!(m.contains("http://***@h/x?token=***&q=up"), "{m}");
         assert!(m.contains("Authorization: Bearer ***"), "{m}");
         assert!(m.contains("Basic ***"), "{m}");
-        // Plain prose and harmless text stay as they are.
+        // Plain prose and harmless text stay as they are, a table border
+        // after a header name too.
         for plain in [
+            "│ authorization:       │",
             "a@b http://h/x@y",
             "request duration 1.985s > 500ms",
             "basic auth is not supported",
