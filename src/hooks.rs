@@ -489,6 +489,49 @@ mod tests {
     };
 
     #[tokio::test]
+    async fn a_hook_stored_with_masked_credentials_is_never_called_and_closes_its_gate() {
+        let (base, r) = serve().await;
+        let port = base.rsplit(':').next().unwrap();
+        let masked = [
+            format!("http://***@127.0.0.1:{port}/open"),
+            format!("{base}/open?token=***"),
+        ];
+        for url in masked {
+            let c = canary(vec![hook("gate", HookType::ConfirmPromotion, url.clone())]);
+            let edge = HttpEdge::direct_only("test").unwrap();
+            let hooks = Hooks::new(&edge, &c);
+            let e = hooks
+                .call(
+                    &c.webhooks[0],
+                    &hooks.payload(&c.webhooks[0], "Progressing", "x", None),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e, MASKED_HOOK, "{url}");
+            assert!(
+                !hooks
+                    .gate(HookType::ConfirmPromotion, "Progressing", "x")
+                    .await
+            );
+        }
+        let mut h = hook("event", HookType::Event, format!("{base}/open"));
+        h.metadata.insert("token".to_string(), "***".to_string());
+        let c = canary(vec![h]);
+        let edge = HttpEdge::direct_only("test").unwrap();
+        let hooks = Hooks::new(&edge, &c);
+        assert!(
+            hooks
+                .call(
+                    &c.webhooks[0],
+                    &hooks.payload(&c.webhooks[0], "Progressing", "x", None)
+                )
+                .await
+                .is_err()
+        );
+        assert_eq!(r.calls_to("/open"), 0, "no request was sent");
+    }
+
+    #[tokio::test]
     async fn the_payload_is_flaggers_with_metadata_and_checksum() {
         let (base, r) = serve().await;
         let mut h = hook("load test", HookType::Rollout, format!("{base}/"));

@@ -41,6 +41,13 @@
 //! the proxy first, and when the API server says there is no such
 //! Service, the URL directly.
 //!
+//! What may be reached is limited ([`reach_refusal`], checked before a run
+//! and at every request): never the API server's own Service
+//! (`kubernetes.default`, in any form, or the address a Pod is given for
+//! it), since through the proxy that request would carry the runner's
+//! credentials to the API; and with `--proxy-allow`, only Services of the
+//! listed namespaces and the canary's own.
+//!
 //! Through the proxy the caller's `Authorization` header is never sent:
 //! the API server authenticates the request with the kubeconfig's
 //! credentials, and a second `Authorization` header would either be
@@ -842,7 +849,9 @@ fn split_userinfo(url: &Url) -> (Url, Option<http::HeaderValue>) {
     let _ = bare.set_username("");
     let _ = bare.set_password(None);
     let token = BASE64_STANDARD.encode(format!("{user}:{password}"));
-    crate::secrets::redactor().learn_basic(&user, &password, &token);
+    // The user of a URL is a name; its password and the header are not.
+    crate::secrets::redactor().learn(&password);
+    crate::secrets::redactor().learn(&token);
     let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok();
     if let Some(v) = &mut value {
         v.set_sensitive(true);

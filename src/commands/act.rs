@@ -9,6 +9,14 @@
 //! and `promote` do the work themselves, under the lease like any driver,
 //! from the spec the last driver stored on the primary (or `-f FILE`);
 //! `pause` and `resume` write the state, which the next driver honours.
+//!
+//! What they need of the stored spec: the target, Service, provider and
+//! autoscaler (to route and scale), and of the webhooks only `post-rollout`
+//! and `event`, which the end of an abort or a promotion calls: an abort
+//! rolls back at once and a promotion skips the rest of the analysis and
+//! its gates, so neither runs a check or asks a gate. The stored spec has
+//! its credentials masked (see `canary_core::redact`): a reporting hook
+//! that lost one is skipped with a warning, and `-f FILE` calls it.
 
 use crate::router::detect::DetectError;
 use std::time::Duration;

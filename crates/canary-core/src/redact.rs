@@ -245,10 +245,9 @@ pub fn url_secrets(url: &str) -> Vec<String> {
             .unwrap_or_default()
     };
     if let Some(p) = u.password() {
+        // With a password, the user is a name, not a secret.
         out.push(p.to_string());
         out.push(decode(p));
-        // With a password, the user is half of the basic-auth pair.
-        out.push(u.username().to_string());
     } else if !u.username().is_empty() {
         // A user alone is usually a token (`https://TOKEN@host`).
         out.push(u.username().to_string());
@@ -567,7 +566,7 @@ mod tests {
         assert!(!url_is_masked("https://h/?token=abc"));
         let mut s = url_secrets("https://bob:s%40cret@h/?token=t0k3n&q=1");
         s.sort();
-        assert_eq!(s, vec!["bob", "s%40cret", "s@cret", "t0k3n"]);
+        assert_eq!(s, vec!["s%40cret", "s@cret", "t0k3n"]);
     }
 
     #[test]
