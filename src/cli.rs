@@ -659,6 +659,20 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Reports a command-line error and exits as clap does, with the values
+/// it quotes masked ([`crate::secrets`]): `--metrics-server` with a
+/// password in it is refused without showing the password. Help and
+/// version go out as clap prints them.
+pub fn exit_on_error(e: clap::Error) -> ! {
+    use std::io::Write as _;
+    if !e.use_stderr() {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let _ = write!(crate::ui::stderr(), "{}", crate::secrets::redact(&text));
+    std::process::exit(e.exit_code())
+}
+
 /// The clap command, named for how the binary was invoked: `kubectl canary`
 /// when installed as the kubectl plugin `kubectl-canary`.
 pub fn command_for(argv0: Option<&std::ffi::OsStr>) -> clap::Command {

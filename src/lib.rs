@@ -19,7 +19,7 @@ mod router;
 mod secrets;
 mod ui;
 
-pub use cli::{Cli, command_for};
+pub use cli::{Cli, command_for, exit_on_error};
 pub use commands::run;
 /// Completions and man pages as they are generated today, by path.
 pub use generate::all as generated_files;
