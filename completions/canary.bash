@@ -451,7 +451,7 @@ _canary() {
             return 0
             ;;
         canary__subcmd__run)
-            opts="-R -n -o -q -h -V --recursive --max-input-size --kubeconfig --context --namespace --request-timeout --mesh-provider --metrics-server --wait-for-change --set-image --retry --api-retry-window --timeout --on-timeout --on-interrupt --route-via --max-parallel --output --quiet --summary --help --version"
+            opts="-R -n -o -q -h -V --recursive --max-input-size --kubeconfig --context --namespace --request-timeout --mesh-provider --metrics-server --wait-for-change --set-image --retry --api-retry-window --timeout --on-timeout --on-interrupt --route-via --proxy-allow --max-parallel --output --quiet --summary --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,6 +526,10 @@ _canary() {
                     ;;
                 --route-via)
                     COMPREPLY=($(compgen -W "proxy direct" -- "${cur}"))
+                    return 0
+                    ;;
+                --proxy-allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --max-parallel)

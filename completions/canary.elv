@@ -50,6 +50,7 @@ set edit:completion:arg-completer[canary] = {|@words|
             cand --on-timeout 'What a timed-out run does to a rollout under way'
             cand --on-interrupt 'What Ctrl-C or SIGTERM does to a rollout under way (a second one exits at once)'
             cand --route-via 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server''s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)'
+            cand --proxy-allow 'The namespaces (comma-separated) whose Services webhooks and metrics servers may name, besides the canary''s own; a spec naming a Service elsewhere is refused before anything changes (default: any namespace; the API server''s own Service is always refused)'
             cand --max-parallel 'Drive at most this many canaries at a time (default: all)'
             cand -o 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)'
             cand --output 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)'

@@ -54,6 +54,7 @@ complete -c canary -n "__fish_canary_using_subcommand run" -l on-interrupt -d 'W
 leave\t'Leave it as it is; `canary run` resumes it, `canary abort` ends it'"
 complete -c canary -n "__fish_canary_using_subcommand run" -l route-via -d 'How in-cluster URLs (webhooks, metrics servers) are reached: through the API server\'s service proxy, or directly by cluster DNS (default: direct with the in-cluster config, inside a Pod; else proxy)' -r -f -a "proxy\t'Through the API server\'s service proxy, with your credentials'
 direct\t'Straight to the URL, as a Pod reaches it (honours HTTP_PROXY)'"
+complete -c canary -n "__fish_canary_using_subcommand run" -l proxy-allow -d 'The namespaces (comma-separated) whose Services webhooks and metrics servers may name, besides the canary\'s own; a spec naming a Service elsewhere is refused before anything changes (default: any namespace; the API server\'s own Service is always refused)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -l max-parallel -d 'Drive at most this many canaries at a time (default: all)' -r
 complete -c canary -n "__fish_canary_using_subcommand run" -s o -l output -d 'Output: a live view on a terminal and timestamped lines otherwise (`auto`), or one JSON event per line on stdout (`json`)' -r -f -a "auto\t''
 json\t''"

@@ -224,6 +224,18 @@ pub struct RunArgs {
     #[command(flatten)]
     pub route: RouteArgs,
 
+    /// The namespaces (comma-separated) whose Services webhooks and
+    /// metrics servers may name, besides the canary's own; a spec naming
+    /// a Service elsewhere is refused before anything changes (default:
+    /// any namespace; the API server's own Service is always refused).
+    #[arg(
+        long,
+        env = "CANARY_PROXY_ALLOW",
+        value_name = "NAMESPACE[,NAMESPACE...]",
+        value_delimiter = ','
+    )]
+    pub proxy_allow: Option<Vec<String>>,
+
     /// Drive at most this many canaries at a time (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
@@ -683,6 +695,20 @@ pub enum OutputFormat {
     Table,
     /// One JSON document for machines.
     Json,
+}
+
+/// Reports a command-line error and exits as clap does, with the values
+/// it quotes masked ([`crate::secrets`]): `--metrics-server` with a
+/// password in it is refused without showing the password. Help and
+/// version go out as clap prints them.
+pub fn exit_on_error(e: clap::Error) -> ! {
+    use std::io::Write as _;
+    if !e.use_stderr() {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let _ = write!(crate::ui::stderr(), "{}", crate::secrets::redact(&text));
+    std::process::exit(e.exit_code())
 }
 
 /// The clap command, named for how the binary was invoked: `kubectl canary`

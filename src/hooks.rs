@@ -36,6 +36,12 @@
 //! | `post-rollout` | `Succeeded` or `Failed` | reported only; Flagger stops at the first failure |
 //! | `event` | the current phase | reported only; every hook gets every event, with `eventMessage`, `eventType` (`Normal`/`Warning`) and `timestamp` (Unix ms) added to `metadata` (the hook's own keys never override them) |
 //!
+//! A hook of a spec read back from the cluster whose URL or metadata had
+//! credentials masked when it was stored
+//! ([`canary_core::redact::webhook_is_masked`]) is never called: the call
+//! fails at once with [`MASKED_HOOK`], so a gate stays closed and a check
+//! fails rather than a webhook getting `***` for its token.
+//!
 //! The caller passes the canary's current phase; for the types Flagger
 //! always calls with `Progressing`, [`Hooks`] sends `Progressing`
 //! ([`flagger_phase`]).
@@ -52,6 +58,11 @@ use crate::cluster::proxy::{
 };
 use canary_core::engine::decide::HookOutcome;
 use canary_core::spec::resolve::{HookType, ResolvedCanary, ResolvedWebhook};
+
+/// Why a hook whose credentials were masked in the stored spec is not
+/// called.
+pub(crate) const MASKED_HOOK: &str = "its URL or metadata was stored with the credentials masked; \
+     pass the Canary file with -f FILE to call it";
 
 /// The body Flagger posts to a webhook (`CanaryWebhookPayload`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -174,6 +185,14 @@ impl<'a> Hooks<'a> {
         hook: &ResolvedWebhook,
         payload: &Payload,
     ) -> Result<(), CallFailure> {
+        if canary_core::redact::webhook_is_masked(hook) {
+            // From a stored spec, whose credentials were masked: calling
+            // it would send `***`. Fails closed: a gate stays closed.
+            return Err(CallFailure {
+                reason: MASKED_HOOK.to_string(),
+                unreachable: false,
+            });
+        }
         let body = serde_json::to_vec(payload).map_err(|e| CallFailure {
             reason: format!("failed to encode the payload: {e}"),
             unreachable: false,
@@ -468,6 +487,49 @@ mod tests {
         min: Duration::from_millis(10),
         max: Duration::from_millis(40),
     };
+
+    #[tokio::test]
+    async fn a_hook_stored_with_masked_credentials_is_never_called_and_closes_its_gate() {
+        let (base, r) = serve().await;
+        let port = base.rsplit(':').next().unwrap();
+        let masked = [
+            format!("http://***@127.0.0.1:{port}/open"),
+            format!("{base}/open?token=***"),
+        ];
+        for url in masked {
+            let c = canary(vec![hook("gate", HookType::ConfirmPromotion, url.clone())]);
+            let edge = HttpEdge::direct_only("test").unwrap();
+            let hooks = Hooks::new(&edge, &c);
+            let e = hooks
+                .call(
+                    &c.webhooks[0],
+                    &hooks.payload(&c.webhooks[0], "Progressing", "x", None),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e, MASKED_HOOK, "{url}");
+            assert!(
+                !hooks
+                    .gate(HookType::ConfirmPromotion, "Progressing", "x")
+                    .await
+            );
+        }
+        let mut h = hook("event", HookType::Event, format!("{base}/open"));
+        h.metadata.insert("token".to_string(), "***".to_string());
+        let c = canary(vec![h]);
+        let edge = HttpEdge::direct_only("test").unwrap();
+        let hooks = Hooks::new(&edge, &c);
+        assert!(
+            hooks
+                .call(
+                    &c.webhooks[0],
+                    &hooks.payload(&c.webhooks[0], "Progressing", "x", None)
+                )
+                .await
+                .is_err()
+        );
+        assert_eq!(r.calls_to("/open"), 0, "no request was sent");
+    }
 
     #[tokio::test]
     async fn the_payload_is_flaggers_with_metadata_and_checksum() {

@@ -16,9 +16,10 @@ mod generate;
 mod hooks;
 mod metrics;
 mod router;
+mod secrets;
 mod ui;
 
-pub use cli::{Cli, command_for};
+pub use cli::{Cli, command_for, exit_on_error};
 pub use commands::run;
 /// Completions and man pages as they are generated today, by path.
 pub use generate::all as generated_files;

@@ -23,6 +23,7 @@ mod rbac;
 mod revert;
 mod routers;
 mod run;
+mod secrets;
 mod soak;
 mod status;
 mod support;

@@ -266,6 +266,7 @@ async fn load(
         }
     };
     let mut config = config;
+    crate::secrets::learn_kube(&config);
     // kube's own connect timeout (30 s) is the default; `--request-timeout`
     // sets it, `0` lifts it.
     config.connect_timeout = timeout;

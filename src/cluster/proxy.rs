@@ -41,6 +41,13 @@
 //! the proxy first, and when the API server says there is no such
 //! Service, the URL directly.
 //!
+//! What may be reached is limited ([`reach_refusal`], checked before a run
+//! and at every request): never the API server's own Service
+//! (`kubernetes.default`, in any form, or the address a Pod is given for
+//! it), since through the proxy that request would carry the runner's
+//! credentials to the API; and with `--proxy-allow`, only Services of the
+//! listed namespaces and the canary's own.
+//!
 //! Through the proxy the caller's `Authorization` header is never sent:
 //! the API server authenticates the request with the kubeconfig's
 //! credentials, and a second `Authorization` header would either be
@@ -188,6 +195,10 @@ pub enum EdgeError {
         "failed to reach {target}: it names a cluster Service and no cluster connection is configured"
     )]
     NoCluster { target: String },
+    /// A Service the run may not reach: the API server's own, or one
+    /// outside `--proxy-allow` (see [`reach_refusal`]).
+    #[error("refused to call {target}: {reason}")]
+    Refused { target: String, reason: String },
     /// A user and password in a URL that goes through the service proxy,
     /// where the API server takes the `Authorization` header for itself.
     #[error(
@@ -240,6 +251,7 @@ impl EdgeError {
             EdgeError::InvalidUrl { .. }
             | EdgeError::ServiceNotFound { .. }
             | EdgeError::NoCluster { .. }
+            | EdgeError::Refused { .. }
             | EdgeError::CredentialsThroughProxy { .. } => false,
         }
     }
@@ -344,6 +356,9 @@ pub struct HttpEdge {
     via: Via,
     /// `name.tld` hosts the cluster said are not Services.
     public_hosts: Mutex<HashSet<String>>,
+    /// `--proxy-allow`: the namespaces whose Services may be reached
+    /// besides the canary's own; `None` for any.
+    allow: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for HttpEdge {
@@ -419,7 +434,15 @@ impl HttpEdge {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             via: Via::ServiceProxy,
             public_hosts: Mutex::new(HashSet::new()),
+            allow: None,
         })
+    }
+
+    /// Reaches only the Services of the default namespace and of `allow`
+    /// (`--proxy-allow`); `None` for any. See [`reach_refusal`].
+    pub fn with_proxy_allow(mut self, allow: Option<Vec<String>>) -> Self {
+        self.allow = allow;
+        self
     }
 
     /// Reaches Services `via` this way (the service proxy unless told
@@ -450,11 +473,19 @@ impl HttpEdge {
     /// Where `url` goes; single-label hosts are Services in `namespace`
     /// (else the edge's default namespace).
     pub fn route(&self, url: &str, namespace: Option<&str>) -> Result<Route, EdgeError> {
-        let route = route_with_domain(
-            url,
-            namespace.unwrap_or(&self.default_namespace),
-            &self.cluster_domain,
-        )?;
+        let namespace = namespace.unwrap_or(&self.default_namespace);
+        let route = route_with_domain(url, namespace, &self.cluster_domain)?;
+        // Checked before the run too; here for whatever changed since (a
+        // MetricTemplate read from the cluster).
+        let route = match allowed(route, namespace, self.allow.as_deref()) {
+            Ok(r) => r,
+            Err(reason) => {
+                return Err(EdgeError::Refused {
+                    target: display_url_str(url),
+                    reason,
+                });
+            }
+        };
         Ok(match (self.via, route) {
             (Via::Direct, Route::Proxy(p)) => Route::Direct(p.direct),
             (_, route) => route,
@@ -699,6 +730,93 @@ pub(crate) fn route_with_domain(
     }))
 }
 
+/// Why a spec may not name `url`, for a canary in `namespace`, with the
+/// namespaces of `--proxy-allow` (`None`: any): `None` when it may.
+///
+/// - The API server's own Service, `kubernetes` in `default`, whatever
+///   form names it (`kubernetes.default.svc`, or `kubernetes` for a
+///   canary in `default`), and the address a Pod is given for it
+///   (`KUBERNETES_SERVICE_HOST` and `_PORT`): through the service proxy
+///   the request would carry the runner's credentials to the API itself.
+/// - With `allow`, a Service outside it and outside the canary's own
+///   namespace. An ambiguous `name.tld` host counts as Service `name` in
+///   namespace `tld`, as cluster DNS tries it first: a public host of two
+///   labels needs its last label allowed.
+///
+/// The same rules hold before the run (`canary run` refuses such a spec,
+/// exit 2) and at every request ([`HttpEdge::route`]).
+pub(crate) fn reach_refusal(
+    url: &str,
+    namespace: &str,
+    allow: Option<&[String]>,
+) -> Option<String> {
+    let route = route_with_domain(url, namespace, DEFAULT_CLUSTER_DOMAIN).ok()?;
+    allowed(route, namespace, allow).err()
+}
+
+/// `route`, unless it is refused (see [`reach_refusal`]).
+fn allowed(route: Route, namespace: &str, allow: Option<&[String]>) -> Result<Route, String> {
+    match route {
+        Route::Proxy(p) if p.namespace == "default" && p.service == "kubernetes" => Err(
+            "it names the Kubernetes API server's own Service (default/kubernetes); no webhook \
+             or metrics server may, since through the service proxy the request would carry \
+             the runner's credentials"
+                .to_string(),
+        ),
+        Route::Proxy(p)
+            if allow.is_some_and(|a| p.namespace != namespace && !a.contains(&p.namespace)) =>
+        {
+            let public = match &p.public {
+                Some(u) => format!(
+                    " (if `{}` is a public name, add `{}` to --proxy-allow)",
+                    u.host_str().unwrap_or_default(),
+                    p.namespace
+                ),
+                None => String::new(),
+            };
+            Err(format!(
+                "it names service {}/{}, and --proxy-allow allows only the Services of {}{public}",
+                p.namespace,
+                p.service,
+                allowed_list(namespace, allow.unwrap_or_default())
+            ))
+        }
+        Route::Direct(u) if is_api_server_address(&u) => Err(
+            "it is the address of the Kubernetes API server's own Service \
+             (KUBERNETES_SERVICE_HOST); no webhook or metrics server may name it"
+                .to_string(),
+        ),
+        other => Ok(other),
+    }
+}
+
+fn allowed_list(namespace: &str, allow: &[String]) -> String {
+    let mut all: Vec<&str> = vec![namespace];
+    all.extend(allow.iter().map(String::as_str).filter(|n| *n != namespace));
+    match all.as_slice() {
+        [one] => format!("the canary's namespace {one}"),
+        _ => format!("the namespaces {}", all.join(", ")),
+    }
+}
+
+/// Whether `url` is the API server's Service address a Pod is given
+/// (`KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT`, port 443 unless
+/// said).
+fn is_api_server_address(url: &Url) -> bool {
+    let Some(host) = std::env::var("KUBERNETES_SERVICE_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+    else {
+        return false;
+    };
+    let port = std::env::var("KUBERNETES_SERVICE_PORT")
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .unwrap_or(443);
+    let url_host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    url_host == host.trim().trim_matches(['[', ']']) && url.port_or_known_default() == Some(port)
+}
+
 /// An RFC 1123 label, which Service and namespace names are.
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -731,6 +849,9 @@ fn split_userinfo(url: &Url) -> (Url, Option<http::HeaderValue>) {
     let _ = bare.set_username("");
     let _ = bare.set_password(None);
     let token = BASE64_STANDARD.encode(format!("{user}:{password}"));
+    // The user of a URL is a name; its password and the header are not.
+    crate::secrets::redactor().learn(&password);
+    crate::secrets::redactor().learn(&token);
     let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok();
     if let Some(v) = &mut value {
         v.set_sensitive(true);
@@ -979,6 +1100,9 @@ mod tests {
             "http://svc.prod/a/../../../api/v1/secrets",
             "http://svc.prod/%2e%2e/%2E%2E/api/v1/secrets",
             "http://svc.prod/..%2f..%2fapi/v1/secrets",
+            "http://svc.prod/a\\..\\..\\..\\api/v1/secrets",
+            "http://svc.prod/./../a/./../../../../api/v1/namespaces?x=/../..",
+            "http://svc.prod/%2E%2e/%2e./api/v1/secrets#/../..",
         ] {
             let path = proxied(url, "x").api_path();
             let (head, rest) = path.split_once("/proxy").unwrap();
@@ -987,10 +1111,13 @@ mod tests {
                 "{url}"
             );
             assert!(rest.starts_with('/'), "{url}: {path}");
+            // The path, that is: a query is the backend's, never resolved.
+            let rest_path = rest.split('?').next().unwrap();
             assert!(
-                !rest.split(['/', '?']).any(|s| s == ".." || s == "."),
+                !rest_path.split('/').any(|s| s == ".." || s == "."),
                 "{url}: {path}"
             );
+            assert!(!rest.contains('#'), "{url}: {path}");
         }
         // A segment made by hand is escaped, whatever it holds.
         let mut p = proxied("http://svc.prod/", "x");
@@ -1000,6 +1127,58 @@ mod tests {
             p.api_path(),
             "/api/v1/namespaces/..%2Fkube-system/services/http:a%3Fb%2Fc:80/proxy/"
         );
+    }
+
+    #[test]
+    fn the_api_servers_service_and_namespaces_outside_the_allow_list_are_refused() {
+        let allow = vec!["monitoring".to_string()];
+        for url in [
+            "https://kubernetes.default/api/v1/secrets",
+            "https://kubernetes.default.svc/",
+            "https://kubernetes.default.svc.cluster.local:443/",
+        ] {
+            let why = reach_refusal(url, "prod", None).expect(url);
+            assert!(why.contains("default/kubernetes"), "{url}: {why}");
+        }
+        // The bare name is that Service for a canary in `default` only.
+        assert!(reach_refusal("https://kubernetes/", "default", None).is_some());
+        assert_eq!(reach_refusal("https://kubernetes/", "prod", None), None);
+        // Without --proxy-allow any other Service may be named.
+        assert_eq!(reach_refusal("http://loadtester.test/", "prod", None), None);
+        // With it: the canary's namespace and the listed ones only.
+        for ok in [
+            "http://loadtester/",
+            "http://loadtester.prod/",
+            "http://prometheus.monitoring:9090",
+            "http://prometheus.monitoring.svc.cluster.local:9090",
+            "https://hooks.example.com/x",
+            "http://127.0.0.1:8080/",
+        ] {
+            assert_eq!(reach_refusal(ok, "prod", Some(&allow)), None, "{ok}");
+        }
+        let why = reach_refusal("http://admin.kube-system.svc/", "prod", Some(&allow)).unwrap();
+        assert!(
+            why.contains("kube-system/admin") && why.contains("prod, monitoring"),
+            "{why}"
+        );
+        // `name.tld` is Service `name` in namespace `tld` first, as cluster
+        // DNS tries it.
+        let why = reach_refusal("http://prometheus.linkerd-viz:9090", "prod", Some(&allow));
+        assert!(why.unwrap().contains("linkerd-viz/prometheus"));
+        let why = reach_refusal("http://example.com/", "prod", Some(&allow)).unwrap();
+        assert!(why.contains("add `com` to --proxy-allow"), "{why}");
+        let edge = HttpEdge::direct_only("prod")
+            .unwrap()
+            .with_proxy_allow(Some(allow.clone()));
+        let e = edge
+            .route("http://admin.kube-system.svc/?token=x", None)
+            .unwrap_err();
+        assert!(matches!(e, EdgeError::Refused { .. }), "{e}");
+        assert!(!e.to_string().contains("token=x"), "{e}");
+        assert!(matches!(
+            edge.route("http://kubernetes.default/", None),
+            Err(EdgeError::Refused { .. })
+        ));
     }
 
     #[test]

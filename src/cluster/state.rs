@@ -1,6 +1,10 @@
 //! The state document on the primary: read, and written only when the
 //! primary has not changed since it was read (its resourceVersion), so two
 //! drivers never overwrite each other's decisions.
+//!
+//! Every state written goes through [`stored`], which masks the secrets
+//! of the run in its history and messages ([`crate::secrets`]): anyone
+//! who can read Deployments reads the annotation.
 
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -122,6 +126,17 @@ pub(crate) struct Extra<'a> {
     pub spec: Option<&'a str>,
 }
 
+/// `state` as it is stored: every string masked by the process's
+/// redactor. Stored states are compared in this form.
+pub(crate) fn stored(state: &State) -> State {
+    crate::secrets::redactor().redact_value(state)
+}
+
+/// The annotation text of `state`, as every writer stores it.
+pub(crate) fn annotation_text(state: &State) -> String {
+    stored(state).to_annotation()
+}
+
 /// The state stored on a primary, if any.
 pub(crate) fn read(primary: &Deployment) -> Result<Option<State>> {
     let Some(text) = primary
@@ -153,7 +168,7 @@ pub(crate) async fn write(
     // A merge patch carrying metadata.resourceVersion is a precondition: the
     // API server refuses it with 409 when the object moved on.
     let mut annotations = serde_json::Map::new();
-    annotations.insert(ANNOTATION.into(), state.to_annotation().into());
+    annotations.insert(ANNOTATION.into(), annotation_text(state).into());
     if extra.clear_request {
         annotations.insert(REQUEST_ANNOTATION.into(), serde_json::Value::Null);
     }
@@ -209,7 +224,9 @@ pub(crate) async fn write_decided(
                 let unchanged = match &current {
                     // A primary created this round carries the state it
                     // was created with.
-                    Some(c) => same_state(c, decided_from) || same_state(c, state),
+                    Some(c) => {
+                        same_state(c, &stored(decided_from)) || same_state(c, &stored(state))
+                    }
                     None => false,
                 };
                 if !unchanged {

@@ -149,7 +149,7 @@ pub(crate) async fn create_primary(
         label,
         label_value,
         tracked,
-        (ANNOTATION, state.to_annotation()),
+        (ANNOTATION, super::state::annotation_text(state)),
     );
     let name = primary.metadata.name.clone().unwrap_or_default();
     let created = api

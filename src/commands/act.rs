@@ -9,6 +9,14 @@
 //! and `promote` do the work themselves, under the lease like any driver,
 //! from the spec the last driver stored on the primary (or `-f FILE`);
 //! `pause` and `resume` write the state, which the next driver honours.
+//!
+//! What they need of the stored spec: the target, Service, provider and
+//! autoscaler (to route and scale), and of the webhooks only `post-rollout`
+//! and `event`, which the end of an abort or a promotion calls: an abort
+//! rolls back at once and a promotion skips the rest of the analysis and
+//! its gates, so neither runs a check or asks a gate. The stored spec has
+//! its credentials masked (see `canary_core::redact`): a reporting hook
+//! that lost one is skipped with a warning, and `-f FILE` calls it.
 
 use crate::router::detect::DetectError;
 use std::time::Duration;
@@ -335,8 +343,11 @@ async fn direct(
             Ok(Outcome::Success)
         }
         Request::Abort | Request::Promote => {
-            let (canary, templates) =
+            let (mut canary, templates) =
                 stored_canary(conn, named, id, "no driver is running").await?;
+            if named.spec.is_none() {
+                skip_masked_hooks(&mut canary, id);
+            }
             let settings = Settings {
                 holder: me.to_string(),
                 route_via,
@@ -423,6 +434,29 @@ pub(super) async fn stored_canary(
         .map(|d| d.value.clone())
         .collect();
     Ok((canary, templates))
+}
+
+/// Leaves out the hooks of a stored spec that lost a credential to
+/// masking and only report (`post-rollout`, `event`), with a warning
+/// each; `-f FILE` calls them. The hooks that decide (gates,
+/// `pre-rollout`, `rollout`, `rollback`) are kept: an abort or a promotion
+/// calls none of them, and one called anyway fails closed
+/// ([`crate::hooks::MASKED_HOOK`]).
+fn skip_masked_hooks(canary: &mut ResolvedCanary, id: &str) {
+    use canary_core::spec::resolve::HookType;
+    canary.webhooks.retain(|h| {
+        let skip = matches!(h.kind, HookType::PostRollout | HookType::Event)
+            && canary_core::redact::webhook_is_masked(h);
+        if skip {
+            ui::warning(&format!(
+                "{id}: webhook `{}` ({}) is skipped: {}",
+                h.name,
+                h.kind.as_str(),
+                crate::hooks::MASKED_HOOK
+            ));
+        }
+        !skip
+    });
 }
 
 /// Pauses or resumes by writing the state, guarded by its resourceVersion.

@@ -68,7 +68,7 @@ pub(crate) fn demo() -> Outcome {
 }
 
 fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::ui::stdout();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }

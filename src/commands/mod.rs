@@ -101,6 +101,8 @@ pub(super) fn load_inputs(
     if cross_check {
         errors.extend(manifest::cross_check(&files.iter().collect::<Vec<_>>()));
     }
+    // Before anything is printed about them.
+    files.iter().for_each(crate::secrets::learn_file);
     (files, errors)
 }
 
@@ -133,6 +135,95 @@ pub(super) fn refusals(
                 .find(|t| t.value.name() == name && t.value.namespace() == namespace)
         {
             out.extend(support::check_template(file, t));
+        }
+    }
+    out
+}
+
+/// `--proxy-allow` (or `CANARY_PROXY_ALLOW`), its blanks left out; given
+/// empty, as unset.
+pub(super) fn proxy_allow(arg: &Option<Vec<String>>) -> Option<Vec<String>> {
+    let list: Vec<String> = arg
+        .as_ref()?
+        .iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+/// The URLs of canary `c` (document `doc` of `file`) that name a Service
+/// the run may not reach ([`crate::cluster::proxy::reach_refusal`]): its
+/// webhooks, its metrics server and the addresses of the file's
+/// MetricTemplates it uses, each named by hook, field and URL.
+pub(super) fn reach_refusals(
+    file: &SpecFile,
+    doc: &spec::Doc<spec::types::Canary>,
+    c: &resolve::ResolvedCanary,
+    allow: Option<&[String]>,
+) -> Vec<Diagnostic> {
+    use crate::cluster::proxy::reach_refusal;
+    use canary_core::redact::redact_url;
+    use canary_core::spec::source::{join_index, join_key};
+    let mut out = Vec::new();
+    let spec = doc.value.spec.as_ref();
+    for (field, analysis) in [
+        ("spec.analysis", spec.and_then(|s| s.analysis.as_ref())),
+        (
+            "spec.canaryAnalysis",
+            spec.and_then(|s| s.canary_analysis.as_ref()),
+        ),
+    ] {
+        let Some(a) = analysis else { continue };
+        for (i, h) in a.webhooks.iter().enumerate() {
+            let Some(url) = h.url.as_deref() else {
+                continue;
+            };
+            if let Some(why) = reach_refusal(url, &c.namespace, allow) {
+                let path = join_key(&join_index(&join_key(field, "webhooks"), i), "url");
+                let name = h.name.as_deref().unwrap_or("(unnamed)");
+                out.push(file.diagnostic_at(
+                    doc,
+                    &path,
+                    &format!("webhook `{name}` URL {}: {why}", redact_url(url)),
+                ));
+            }
+        }
+    }
+    if let Some(url) = c.metrics_server_or_default()
+        && let Some(why) = reach_refusal(&url, &c.namespace, allow)
+    {
+        out.push(file.diagnostic_at(
+            doc,
+            "spec.metricsServer",
+            &format!("metrics server {}: {why}", redact_url(&url)),
+        ));
+    }
+    for m in &c.metrics {
+        if let resolve::MetricSource::Template {
+            name, namespace, ..
+        } = &m.source
+            && let Some(t) = file
+                .metric_templates
+                .iter()
+                .find(|t| t.value.name() == name && t.value.namespace() == namespace)
+            && let Some(address) = t
+                .value
+                .spec
+                .as_ref()
+                .and_then(|s| s.provider.as_ref())
+                .and_then(|p| p.address.as_deref())
+            && let Some(why) = reach_refusal(address, &c.namespace, allow)
+        {
+            out.push(file.diagnostic_at(
+                t,
+                "spec.provider.address",
+                &format!(
+                    "MetricTemplate {name} (metric `{}`) address {}: {why}",
+                    m.name,
+                    redact_url(address)
+                ),
+            ));
         }
     }
     out

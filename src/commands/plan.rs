@@ -1,7 +1,5 @@
 //! `canary plan`: what a rollout of one canary will do, without a cluster.
 
-use std::io::Write as _;
-
 use super::{mesh_provider, refusals};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::exit::Outcome;
@@ -34,7 +32,7 @@ pub(super) fn plan(args: PlanArgs) -> Outcome {
     let (file, doc) = match pick_canary(&name, &files, args.name.as_deref()) {
         Ok(d) => d,
         Err(msg) => {
-            let _ = writeln!(std::io::stderr(), "error: {msg}");
+            ui::error(&msg);
             return Outcome::Usage;
         }
     };

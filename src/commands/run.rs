@@ -50,6 +50,7 @@ async fn run_files(
         api_retry_window: args.api_retry_window,
         holder: super::holder(),
         route_via: super::route_via(&args.route),
+        proxy_allow: super::proxy_allow(&args.proxy_allow),
     };
     let overrides = Overrides {
         mesh_provider,
@@ -103,6 +104,12 @@ async fn run_files(
                 }
             }
             refused.extend(refusals(file, doc, &c));
+            refused.extend(super::reach_refusals(
+                file,
+                doc,
+                &c,
+                settings.proxy_allow.as_deref(),
+            ));
             // What the cluster holds: read only, every problem collected.
             match crate::cluster::preflight::check(&conn, file, doc, &c, settings.route_via).await {
                 Ok(found) => refused.extend(found.problems),
@@ -343,7 +350,9 @@ fn stop_name(o: Outcome) -> &'static str {
 
 /// The Canary document as a driver ran it, with its namespace, provider
 /// and metrics server resolved, followed by the file's MetricTemplates:
-/// what `abort` and `promote` need to act with no spec file at hand.
+/// what `abort` and `promote` need to act with no spec file at hand. It
+/// is stored on the primary, where whoever reads Deployments reads it, so
+/// its credentials are masked ([`canary_core::redact::mask_canary`]).
 fn stored_spec(
     doc: &spec::types::Canary,
     c: &resolve::ResolvedCanary,
@@ -358,9 +367,12 @@ fn stored_spec(
     if c.metrics_server.is_some() {
         spec.metrics_server = c.metrics_server.clone();
     }
+    canary_core::redact::mask_canary(&mut doc);
     let mut parts = vec![serde_json::to_string(&doc).expect("specs serialize")];
     for t in templates {
-        parts.push(serde_json::to_string(t).expect("specs serialize"));
+        let mut t = t.clone();
+        canary_core::redact::mask_template(&mut t);
+        parts.push(serde_json::to_string(&t).expect("specs serialize"));
     }
     parts.join("\n---\n")
 }

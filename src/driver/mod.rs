@@ -62,6 +62,9 @@ pub struct Settings {
     /// How in-cluster URLs are reached, when `--route-via` says; else
     /// as the connection implies (see `proxy::Via::choose`).
     pub route_via: Option<Via>,
+    /// `--proxy-allow`: the namespaces, besides the canary's own, whose
+    /// Services webhooks and metrics servers may name; `None` for any.
+    pub proxy_allow: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             api_retry_window: Duration::from_secs(60),
             holder: String::new(),
             route_via: None,
+            proxy_allow: None,
         }
     }
 }
@@ -157,7 +161,8 @@ impl<'a> Driver<'a> {
         })?;
         let router = AnyRouter::for_provider(&conn.client, provider).map_err(RunError::Setup)?;
         let edge = HttpEdge::for_connection(conn, canary.namespace.clone(), settings.route_via)
-            .map_err(|e| RunError::Setup(e.to_string()))?;
+            .map_err(|e| RunError::Setup(e.to_string()))?
+            .with_proxy_allow(settings.proxy_allow.clone());
         let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
         let shown = std::sync::Mutex::new((State::new(now()), None));
         Ok(Driver {

@@ -297,6 +297,10 @@ pub(crate) fn auth_from_data(
     name: &str,
 ) -> Result<Auth, CredentialsError> {
     let text = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+    // Every value of the Secret is a secret, whichever key it is under.
+    for v in data.values() {
+        crate::secrets::redactor().learn(&String::from_utf8_lossy(v));
+    }
     if let Some(token) = text("token") {
         return Ok(Auth::Bearer(token));
     }
@@ -307,6 +311,11 @@ pub(crate) fn auth_from_data(
     };
     let username = text("username").ok_or_else(|| missing("username"))?;
     let password = text("password").ok_or_else(|| missing("password"))?;
+    crate::secrets::redactor().learn_basic(
+        &username,
+        &password,
+        &BASE64_STANDARD.encode(format!("{username}:{password}")),
+    );
     Ok(Auth::Basic { username, password })
 }
 

@@ -25,6 +25,8 @@ pub(crate) async fn get(
         .map_err(|e| format!("failed to read MetricTemplate {namespace}/{name}: {e}"))?
         .ok_or_else(|| format!("MetricTemplate {namespace}/{name} not found"))?;
     let value = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
-    serde_json::from_value(value)
-        .map_err(|e| format!("MetricTemplate {namespace}/{name} is invalid: {e}"))
+    let t: MetricTemplate = serde_json::from_value(value)
+        .map_err(|e| format!("MetricTemplate {namespace}/{name} is invalid: {e}"))?;
+    crate::secrets::redactor().learn_template(&t);
+    Ok(t)
 }

@@ -2,6 +2,8 @@
 //! one JSON document for machines. Commands hand values to these functions
 //! and never print themselves. `canary run` renders its events through
 //! [`output::RunOutput`] (live view, plain lines, JSON events, summary).
+//! Every byte goes through the process's redactor ([`crate::secrets`]):
+//! [`stdout`] and [`stderr`] are the only writers.
 
 #[cfg(test)]
 mod fixtures;
@@ -16,6 +18,8 @@ pub(crate) mod summary;
 pub(crate) use output::RunOutput;
 
 use std::io::{self, Write};
+
+use crate::secrets::Redacting;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, ContentArrangement, Table};
@@ -58,9 +62,20 @@ pub(crate) struct ValidateReport {
     pub skipped: std::collections::BTreeMap<String, usize>,
 }
 
+/// Standard output through the process's redactor: every line a command
+/// prints goes through this or [`stderr`].
+pub(crate) fn stdout() -> Redacting<io::StdoutLock<'static>> {
+    Redacting::new(io::stdout().lock())
+}
+
+/// Standard error through the process's redactor.
+pub(crate) fn stderr() -> Redacting<io::StderrLock<'static>> {
+    Redacting::new(io::stderr().lock())
+}
+
 /// Writes a value as pretty JSON to stdout.
 pub(crate) fn print_json<T: Serialize>(value: &T) {
-    let mut out = io::stdout().lock();
+    let mut out = stdout();
     // A closed pipe (`| head`) is not an error worth reporting.
     let _ = serde_json::to_writer_pretty(&mut out, value);
     let _ = writeln!(out);
@@ -68,7 +83,7 @@ pub(crate) fn print_json<T: Serialize>(value: &T) {
 
 /// Writes diagnostics to stderr, followed by a count.
 pub(crate) fn diagnostics(errors: &[Diagnostic]) {
-    let mut err = io::stderr().lock();
+    let mut err = stderr();
     for d in errors {
         let _ = writeln!(err, "{}", d.render());
     }
@@ -90,7 +105,7 @@ fn plural(n: usize) -> &'static str {
 /// `validate`'s human output: one line per valid canary on stdout, every
 /// problem on stderr.
 pub(crate) fn validate_report(r: &ValidateReport) {
-    let mut out = io::stdout().lock();
+    let mut out = stdout();
     for c in &r.canaries {
         let provider = c
             .provider
@@ -157,7 +172,7 @@ fn fmt_duration(d: std::time::Duration) -> String {
 
 /// `plan`'s human output.
 pub(crate) fn plan_table(p: &Plan) {
-    let mut out = io::stdout().lock();
+    let mut out = stdout();
     let provider = match (&p.provider, p.provider_source) {
         (Some(pr), ProviderSource::Spec) => format!("{pr} (spec.provider)"),
         (Some(pr), ProviderSource::Flag) => format!("{pr} (--mesh-provider)"),
@@ -310,22 +325,22 @@ pub(crate) fn plan_table(p: &Plan) {
 
 /// A command's result for people, on stdout (`canary pause` ...).
 pub(crate) fn result(message: &str) {
-    let _ = writeln!(io::stdout(), "{message}");
+    let _ = writeln!(stdout(), "{message}");
 }
 
 /// An error for people, on stderr.
 pub(crate) fn error(message: &str) {
-    let _ = writeln!(io::stderr(), "error: {message}");
+    let _ = writeln!(stderr(), "error: {message}");
 }
 
 /// Something a person should know before the command goes on, on stderr.
 pub(crate) fn warning(message: &str) {
-    let _ = writeln!(io::stderr(), "warning: {message}");
+    let _ = writeln!(stderr(), "warning: {message}");
 }
 
 /// What a command is waiting for, on stderr.
 pub(crate) fn progress(message: &str) {
-    let _ = writeln!(io::stderr(), "{message}");
+    let _ = writeln!(stderr(), "{message}");
 }
 
 fn initialised_line(canary: &str, target: &str) -> String {

@@ -10,6 +10,10 @@
 //!
 //! Whatever the mode, the summary is also appended as Markdown to the file
 //! `GITHUB_STEP_SUMMARY` names, so a CI job's page shows the rollout.
+//!
+//! Every event is redacted once, as it arrives ([`crate::secrets`]), before
+//! it is kept or rendered; the two writers and the summary file also mask
+//! what they write, so an error line carries no secret either.
 
 use std::ffi::OsStr;
 use std::io::{self, IsTerminal, Write};
@@ -20,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::lines::Lines;
 use super::live::Live;
 use super::summary;
+use crate::secrets::Redacting;
 use canary_core::event::{Event, Kind, Reporter};
 
 /// How a run shows its events.
@@ -153,8 +158,8 @@ impl RunOutput {
             events: Mutex::new(Vec::new()),
             lines: Mutex::new(Lines::new()),
             live,
-            out: Mutex::new(out),
-            err: Mutex::new(err),
+            out: Mutex::new(Box::new(Redacting::new(out))),
+            err: Mutex::new(Box::new(Redacting::new(err))),
             finished: AtomicBool::new(false),
         }
     }
@@ -265,6 +270,9 @@ impl RunOutput {
 
 impl Reporter for RunOutput {
     fn emit(&self, e: &Event) {
+        // Every message may quote a server's answer: masked before it is
+        // kept, rendered, summarised or written as JSON.
+        let e = &crate::secrets::redactor().redact_value(e);
         let events = match self.events.lock() {
             Ok(mut all) => {
                 all.push(e.clone());
@@ -351,7 +359,7 @@ fn append(path: &std::path::Path, text: &str) -> io::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(crate::secrets::redact(text).as_bytes())?;
     f.flush()
 }
 

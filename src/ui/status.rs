@@ -8,7 +8,7 @@
 //! knows (the driver and its lease, a pause, why the last analysis
 //! failed, the step history with metric values) is in `status.canary`.
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use serde_json::{Value, json};
 
@@ -24,8 +24,15 @@ const KIND: &str = "Canary";
 const NAME_PREFIX: &str = "canary.flagger.app";
 
 /// A canary as Flagger's `Canary` object, with `canary`'s own block in
-/// `status.canary`.
+/// `status.canary`; every string through the process's redactor, which
+/// masks by pattern what another process stored.
 pub(crate) fn canary_object(c: &CanaryStatus) -> Value {
+    let mut v = object_of(c);
+    crate::secrets::redactor().redact_json(&mut v);
+    v
+}
+
+fn object_of(c: &CanaryStatus) -> Value {
     let kind = "Deployment";
     let doc = c.document.as_ref();
     let spec = doc.and_then(|d| d.get("spec")).cloned().unwrap_or_else(
@@ -194,7 +201,15 @@ impl Printer {
         h
     }
 
+    /// One row's cells, each redacted before it is measured or cut.
     fn cells(&self, c: &CanaryStatus) -> Vec<String> {
+        self.raw_cells(c)
+            .into_iter()
+            .map(|cell| crate::secrets::redact(&cell).into_owned())
+            .collect()
+    }
+
+    fn raw_cells(&self, c: &CanaryStatus) -> Vec<String> {
         let mut row = Vec::new();
         match &self.columns {
             Some(Columns::Standard { wide }) => {
@@ -250,7 +265,7 @@ impl Printer {
     /// The canaries once. `single`: one canary was asked for by name, so
     /// `-o json|yaml|jsonpath` print that object rather than a `List`.
     pub(crate) fn list(&self, all: &[CanaryStatus], single: bool, detail: bool) {
-        let mut out = io::stdout().lock();
+        let mut out = super::stdout();
         let document = || match (single, all) {
             (true, [one]) => canary_object(one),
             _ => list_object(all.iter().map(canary_object).collect()),
@@ -284,7 +299,7 @@ impl Printer {
         }
         if all.is_empty() {
             // As kubectl: on stderr, so that a script counting lines sees none.
-            let _ = writeln!(io::stderr(), "No canaries found.");
+            let _ = writeln!(super::stderr(), "No canaries found.");
             return;
         }
         let mut rows = Vec::new();
@@ -392,7 +407,8 @@ fn history(out: &mut impl Write, c: &CanaryStatus) {
             e.canary_weight.to_string(),
             e.failed_checks.to_string(),
             metrics.join(", "),
-            e.message.clone(),
+            // Redacted whole, before the table wraps it over lines.
+            crate::secrets::redact(&e.message).into_owned(),
         ]);
     }
     let _ = writeln!(out, "{h}");
@@ -411,7 +427,7 @@ pub(crate) struct StatusRows {
 impl StatusRows {
     /// Prints one canary's row (the header first, once).
     pub(crate) fn print(&mut self, c: &CanaryStatus) {
-        let mut out = io::stdout().lock();
+        let mut out = super::stdout();
         match &self.printer.format {
             StatusFormat::Json => {
                 let _ = writeln!(out, "{}", canary_object(c));

@@ -13,7 +13,8 @@
 //! - [`preflight`]: what a rollout needs from the cluster (ports, Secret
 //!   keys, permissions), decided from objects the binary has read;
 //! - [`event`]: the events of a run, as every output renders them;
-//! - [`time`]: time as a value passed in; the core never reads the clock.
+//! - [`time`]: time as a value passed in; the core never reads the clock;
+//! - [`redact`]: credentials masked in every text shown or stored.
 //!
 //! No tokio, kube, k8s-openapi, reqwest, hyper or axum here: the binary
 //! and the simulated cluster build on this crate, never the other way.
@@ -24,6 +25,7 @@ pub mod names;
 pub mod preflight;
 pub mod provider;
 pub mod queries;
+pub mod redact;
 pub mod spec;
 pub mod suggest;
 pub mod support;

@@ -481,6 +481,11 @@ impl Kinds {
         Self { served }
     }
 
+    /// Every kind served.
+    pub fn served(&self) -> &[&'static KindInfo] {
+        &self.served
+    }
+
     /// The resource served at `/apis/GROUP/VERSION/PLURAL`.
     pub fn by_resource(
         &self,

@@ -853,6 +853,22 @@ impl Store {
         Ok((items, at.unwrap_or(g.rv)))
     }
 
+    /// Every stored object of every kind served, each in its preferred
+    /// version: what a test reads to check what a run left in the cluster.
+    pub fn all_objects(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for k in self.kinds().served() {
+            if k.read_only {
+                continue;
+            }
+            let version = k.versions.first().copied().unwrap_or("v1");
+            if let Ok((items, _)) = self.list_in(k, version, None, None) {
+                out.extend(items);
+            }
+        }
+        out
+    }
+
     /// Starts a watch on a kind.
     pub fn watch_in(
         &self,

@@ -15,11 +15,11 @@ use super::schedule::{Routing, Schedule, TOTAL_WEIGHT};
 use crate::names;
 use crate::provider::Provider;
 use crate::queries::{builtin, template};
+use crate::redact::redact_url;
 use crate::spec::resolve::{
     HookType, MetricSource, ProviderSource, ResolvedCanary, ResolvedMetric,
 };
 use crate::spec::types::MetricTemplate;
-use crate::spec::validate::redact_url;
 
 /// The whole plan for one Canary.
 #[derive(Debug, Clone, Serialize)]

@@ -133,7 +133,7 @@ impl Diagnostic {
         let mut column = span.start.column;
         let mut width = width.max(1);
         let source_line = source_line.map(|l| {
-            let l = redact_userinfo(l);
+            let l = crate::redact::mask_patterns(l);
             let (excerpt, col, w) = excerpt(&l, column, width);
             column = col;
             width = w;
@@ -144,7 +144,7 @@ impl Diagnostic {
             line: span.start.line,
             column: span.start.column,
             path: None,
-            message: clip(redact_userinfo(&message.into()).into_owned()),
+            message: clip(crate::redact::mask_patterns(&message.into()).into_owned()),
             help: None,
             width,
             source_line,
@@ -222,37 +222,6 @@ impl Diagnostic {
         }
         out
     }
-}
-
-/// `text` with the user and password of every URL in it replaced by
-/// `***` (`http://***@host/`): a spec line quoted in an error must not
-/// print a password written into a webhook or metrics URL.
-pub fn redact_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains("://") || !text.contains('@') {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let start = i + 3;
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| {
-                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | ',')
-            })
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&tail[at..end]);
-            }
-            None => out.push_str(&tail[..end]),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
 }
 
 /// A long line cut to a window around `column`, with the caret's column
@@ -351,7 +320,10 @@ mod tests {
         );
         assert!(r.contains("http://***@loadtester.prod:8080/x?y=1"), "{r}");
         assert!(r.contains("https://***@h2"), "{r}");
-        assert_eq!(redact_userinfo("a@b http://h/x@y"), "a@b http://h/x@y");
+        assert_eq!(
+            crate::redact::mask_patterns("a@b http://h/x@y"),
+            "a@b http://h/x@y"
+        );
     }
 
     #[test]

@@ -281,6 +281,8 @@ fn urls_must_parse_with_a_host_and_a_port_that_fits() {
     use validate::check_url;
     assert!(check_url("http://flagger-loadtester.prod/").is_ok());
     assert!(check_url("https://[::1]:8443/x").is_ok());
+    // Other Services of the namespace `default` may be called.
+    assert!(check_url("http://kubernetes-dashboard.default/").is_ok());
     for (bad, why) in [
         ("http://[::1", "IPv6"),
         ("http://127.0.0.1:99999/", "port"),
@@ -288,6 +290,13 @@ fn urls_must_parse_with_a_host_and_a_port_that_fits() {
         ("flagger-loadtester.prod", "no scheme"),
         ("ftp://h/", "scheme"),
         ("http://", "host"),
+        ("https://kubernetes.default/api/v1/secrets", "API server"),
+        ("https://kubernetes.default.svc:443/", "API server"),
+        (
+            "http://KUBERNETES.default.svc.cluster.local./x",
+            "API server",
+        ),
+        ("https://kubernetes.default.svc.corp.example/", "API server"),
     ] {
         let e = check_url(bad).unwrap_err();
         assert!(e.contains(why), "{bad}: {e}");
@@ -296,7 +305,7 @@ fn urls_must_parse_with_a_host_and_a_port_that_fits() {
 
 #[test]
 fn a_password_in_a_url_is_never_shown() {
-    use validate::redact_url;
+    use crate::redact::redact_url;
     assert_eq!(redact_url("http://u:p@h:1/x?q"), "http://***@h:1/x?q");
     assert_eq!(redact_url("http://u:p@[::1/x"), "http://***@[::1/x");
     assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");

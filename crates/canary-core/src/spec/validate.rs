@@ -308,7 +308,10 @@ impl<'a, T> Checker<'a, T> {
         if let Err(why) = check_url(value) {
             self.err_help(
                 path,
-                format!("invalid URL `{}`: {why}", elide(&redact_url(value))),
+                format!(
+                    "invalid URL `{}`: {why}",
+                    elide(&crate::redact::redact_url(value))
+                ),
                 "expected an http:// or https:// URL with a host, and a port between 1 and 65535",
             );
         }
@@ -382,7 +385,8 @@ impl NameKind {
 
 /// Why `value` is not a URL `canary` can call: it must parse (a closed
 /// `[` around an IPv6 address, a port that fits in 16 bits), be http or
-/// https, and name a host. The same parser sends the request, so what
+/// https, name a host, and not name the API server's own Service
+/// ([`names_api_server`]). The same parser sends the request, so what
 /// passes here does not fail for its form during a run.
 pub fn check_url(value: &str) -> Result<url::Url, String> {
     let parsed = url::Url::parse(value.trim()).map_err(|e| match e {
@@ -403,6 +407,14 @@ pub fn check_url(value: &str) -> Result<url::Url, String> {
     }
     match parsed.host_str() {
         None | Some("") => return Err("it names no host".to_string()),
+        Some(h) if names_api_server(h) => {
+            return Err(format!(
+                "`{}` is the Kubernetes API server's own Service: through the API server's \
+                 service proxy a request there would carry the runner's credentials, so no \
+                 webhook or metrics server may name it",
+                elide(h)
+            ));
+        }
         Some(_) => {}
     }
     if parsed.port() == Some(0) {
@@ -411,29 +423,16 @@ pub fn check_url(value: &str) -> Result<url::Url, String> {
     Ok(parsed)
 }
 
-/// `url` for messages: any user and password replaced by `***`, also
-/// when the URL does not parse.
-pub fn redact_url(url: &str) -> String {
-    if let Ok(mut u) = url::Url::parse(url)
-        && (!u.username().is_empty() || u.password().is_some())
-    {
-        let _ = u.set_username("***");
-        let _ = u.set_password(None);
-        return u.to_string();
-    }
-    // Unparsable: cut whatever sits between `://` and the last `@` of
-    // the authority.
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map(|i| start + i)
-        .unwrap_or(url.len());
-    match url[start..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
-        None => url.to_string(),
-    }
+/// Whether `host` names the API server's own Service, `kubernetes` in
+/// the `default` namespace: `kubernetes.default`, `kubernetes.default.svc`
+/// and `kubernetes.default.svc.<cluster domain>` (any domain). The bare
+/// `kubernetes` is that Service only for a canary in `default`, which the
+/// run checks once the namespace is known.
+pub fn names_api_server(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "kubernetes.default"
+        || host == "kubernetes.default.svc"
+        || host.starts_with("kubernetes.default.svc.")
 }
 
 fn join(parent: &str, field: &str) -> String {
