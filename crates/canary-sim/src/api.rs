@@ -2,8 +2,10 @@
 //! authorization (when rules are enforced, see `rbac`), fault injection,
 //! the request log, discovery (legacy and aggregated), CRUD,
 //! patch, watch, the scale and status subresources, server-side Table
-//! printing for `kubectl get`, and the service proxy. Errors are `Status`
-//! objects shaped exactly like the real server's.
+//! printing for `kubectl get`, the service proxy and the OpenAPI documents
+//! (built in `openapi`). Bodies are JSON, YAML or, for the kinds `protobuf`
+//! converts, the Kubernetes protobuf encoding. Errors are `Status` objects
+//! shaped exactly like the real server's.
 //!
 //! Routing is done by hand on the path segments rather than with axum
 //! routes: the Kubernetes URL grammar (optional `namespaces/NS`, legacy
