@@ -75,11 +75,82 @@ fn unconverted(kind: &str, field: &str) -> ApiError {
     ))
 }
 
+/// The length of a varint.
+fn varint_len(mut v: usize) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// How many more bytes Go writes for a map than prost: Go writes the key
+/// and value of every entry even when empty, prost leaves empty ones out.
+fn map_extra<V: AsRef<[u8]>>(m: &BTreeMap<String, V>) -> usize {
+    let field = |n: usize| if n == 0 { 0 } else { 1 + varint_len(n) + n };
+    m.iter()
+        .map(|(k, v)| {
+            let (k, v) = (k.len(), v.as_ref().len());
+            let prost = field(k) + field(v);
+            let go = prost + 2 * (usize::from(k == 0) + usize::from(v == 0));
+            go - prost + varint_len(go) - varint_len(prost)
+        })
+        .sum()
+}
+
+/// The same for the maps of an object's metadata (field 1 of every kind
+/// here), whose length prefix grows with them.
+fn meta_extra(m: Option<&meta::ObjectMeta>) -> usize {
+    let Some(m) = m else {
+        return 0;
+    };
+    let extra = map_extra(&m.labels) + map_extra(&m.annotations);
+    let prost = m.encoded_len();
+    extra + varint_len(prost + extra) - varint_len(prost)
+}
+
+/// The bytes Go writes beyond prost's encoding of the same message.
+trait GoLength: Message {
+    fn go_extra(&self) -> usize {
+        0
+    }
+}
+
+impl GoLength for Unknown {}
+impl GoLength for meta::DeleteOptions {}
+
+impl GoLength for core::ConfigMap {
+    fn go_extra(&self) -> usize {
+        meta_extra(self.metadata.as_ref()) + map_extra(&self.data) + map_extra(&self.binary_data)
+    }
+}
+
+impl GoLength for core::Secret {
+    fn go_extra(&self) -> usize {
+        meta_extra(self.metadata.as_ref()) + map_extra(&self.data) + map_extra(&self.string_data)
+    }
+}
+
+impl GoLength for core::Namespace {
+    fn go_extra(&self) -> usize {
+        meta_extra(self.metadata.as_ref())
+    }
+}
+
+impl GoLength for core::ServiceAccount {
+    fn go_extra(&self) -> usize {
+        meta_extra(self.metadata.as_ref())
+    }
+}
+
 /// Decodes `M` and checks that every byte was understood: prost skips
-/// field numbers it does not know, and re-encoding shows they were there.
-fn decode_exact<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, ApiError> {
+/// field numbers it does not know, and the length of the message as Go
+/// encodes it shows they were there. (Checked for the message and its
+/// metadata; the maps are the only fields whose encodings differ.)
+fn decode_exact<M: GoLength + Default>(bytes: &[u8], what: &str) -> Result<M, ApiError> {
     let m = M::decode(bytes).map_err(|e| bad(format!("{what}: {e}")))?;
-    if m.encoded_len() != bytes.len() {
+    if m.encoded_len() + m.go_extra() != bytes.len() {
         return Err(ApiError::unsupported_media_type(format!(
             "the protobuf {what} carries fields this server does not know (a newer client?); send it as application/json"
         )));
@@ -616,6 +687,41 @@ mod tests {
         let err = decode_object(kind("v1", "ConfigMap"), &body).unwrap_err();
         assert_eq!(err.code, 415, "{}", err.message);
         assert!(err.message.contains("ConfigMap"), "{}", err.message);
+    }
+
+    #[test]
+    fn empty_map_values_as_go_writes_them_are_not_unknown_fields() {
+        // Go writes an entry's empty value (tag 2, length 0); prost leaves
+        // it out. `data: {"a": ""}`, labels `{"tier": ""}`.
+        let entry = |key: &[u8]| {
+            let mut e = vec![0x0a, key.len() as u8];
+            e.extend(key);
+            e.extend([0x12, 0x00]);
+            e
+        };
+        let mut metadata = vec![0x0a, 0x01, b'x'];
+        let label = entry(b"tier");
+        metadata.extend([0x5a, label.len() as u8]);
+        metadata.extend(label);
+        let mut raw = vec![0x0a, metadata.len() as u8];
+        raw.extend(metadata);
+        let data = entry(b"a");
+        raw.extend([0x12, data.len() as u8]);
+        raw.extend(data);
+        let envelope = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some("v1".into()),
+                kind: Some("ConfigMap".into()),
+            }),
+            raw: Some(raw),
+            content_encoding: None,
+            content_type: None,
+        };
+        let mut body = MAGIC.to_vec();
+        body.extend(envelope.encode_to_vec());
+        let v = decode_object(kind("v1", "ConfigMap"), &body).unwrap();
+        assert_eq!(v["data"], json!({"a": ""}));
+        assert_eq!(v["metadata"]["labels"], json!({"tier": ""}));
     }
 
     #[test]

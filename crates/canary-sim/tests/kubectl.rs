@@ -84,6 +84,27 @@ async fn kubectl_creates_configmaps_secrets_namespaces_and_service_accounts() {
     let cm = json_of(&k, &["get", "configmap", "x", "-n", "prod", "-o", "json"]).await;
     assert_eq!(cm["data"]["a"], "b");
 
+    // Go writes an empty value in full, prost leaves it out: not a field
+    // the server would have dropped.
+    ok(
+        &k,
+        &[
+            "create",
+            "configmap",
+            "empty",
+            "--from-literal=a=",
+            "-n",
+            "prod",
+        ],
+    )
+    .await;
+    let cm = json_of(
+        &k,
+        &["get", "configmap", "empty", "-n", "prod", "-o", "json"],
+    )
+    .await;
+    assert_eq!(cm["data"]["a"], "");
+
     let out = ok(
         &k,
         &[
