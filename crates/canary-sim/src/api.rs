@@ -2128,6 +2128,24 @@ mod tables {
                     created_age,
                 ],
             ),
+            ("", "ServiceAccount") => (
+                vec![
+                    col("Name", "string", "name", 0, NAME_DESC),
+                    col(
+                        "Secrets",
+                        "string",
+                        "",
+                        0,
+                        "The secrets listed on the service account.",
+                    ),
+                    col("Age", "string", "", 0, AGE_DESC),
+                ],
+                vec![
+                    name,
+                    json!(o["secrets"].as_array().map_or(0, Vec::len)),
+                    created_age,
+                ],
+            ),
             ("", "ConfigMap") => (
                 vec![
                     col("Name", "string", "name", 0, NAME_DESC),

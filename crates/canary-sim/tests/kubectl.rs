@@ -125,6 +125,11 @@ async fn kubectl_creates_configmaps_secrets_namespaces_and_service_accounts() {
 
     let out = ok(&k, &["create", "serviceaccount", "deployer", "-n", "prod"]).await;
     assert_eq!(out.trim(), "serviceaccount/deployer created");
+    let out = ok(&k, &["get", "serviceaccounts", "-n", "prod"]).await;
+    assert!(
+        out.starts_with("NAME       SECRETS   AGE\ndeployer   0 "),
+        "{out}"
+    );
 
     // A name the server refuses is refused through protobuf too.
     let (code, _, err) = k
