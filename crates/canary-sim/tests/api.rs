@@ -1854,6 +1854,22 @@ async fn protobuf_bodies_are_decoded_for_the_kinds_kubectl_creates() {
     let stored = api.get("settings").await.unwrap();
     assert_eq!(stored.data.unwrap()["mode"], "canary");
 
+    // DeleteOptions in protobuf: a dry run deletes nothing.
+    let opts = k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions {
+        dry_run: vec!["All".into()],
+        ..Default::default()
+    };
+    let (s, _, v) = raw_bytes(
+        &client,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/settings",
+        &pb_headers,
+        canary_sim::protobuf::encode("v1", "DeleteOptions", &opts),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(api.get_opt("settings").await.unwrap().is_some());
+
     // Only protobuf accepted in return: 406, and nothing more is created.
     let (s, _, v) = raw_bytes(
         &client,
