@@ -1980,14 +1980,27 @@ fn decode_typed(k: &KindInfo, obj: &Value) -> Result<Decoded, String> {
         ("networking.k8s.io", "Ingress") => roundtrip::<networking::v1::Ingress>(obj)?,
         ("networking.k8s.io", "IngressClass") => roundtrip::<networking::v1::IngressClass>(obj)?,
         _ => {
-            if !obj["metadata"].is_null() {
-                roundtrip::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
-                    &obj["metadata"],
-                )
-                .map_err(|e| format!("metadata.{e}"))?;
-            }
             let mut object = obj.clone();
             let mut unknown_fields = Vec::new();
+            if !obj["metadata"].is_null() {
+                let typed =
+                    roundtrip::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
+                        &obj["metadata"],
+                    )
+                    .map_err(|e| format!("metadata.{e}"))?;
+                // Custom resources keep only the fields ObjectMeta has.
+                if k.is_custom()
+                    && let Some(m) = object["metadata"].as_object_mut()
+                {
+                    m.retain(|key, v| {
+                        let known = v.is_null() || typed.get(key).is_some();
+                        if !known {
+                            unknown_fields.push(format!("metadata.{key}"));
+                        }
+                        known
+                    });
+                }
+            }
             if k.is_custom() {
                 // The CRD's schema below the standard fields.
                 let schema = crd_schema(k, k.preferred_version());

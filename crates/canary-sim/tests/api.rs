@@ -2014,6 +2014,25 @@ async fn custom_resources_are_pruned_and_validated_against_their_crd_schema() {
     )
     .await;
     assert_eq!(s, 400);
+    let mut with_meta: Value = serde_json::from_slice(&canary(json!({}))).unwrap();
+    with_meta["metadata"]["lables"] = json!({"a": "b"});
+    let (s, _, v2) = raw_bytes(
+        &client,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        &json_ct,
+        serde_json::to_vec(&with_meta).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v2["message"].as_str()),
+        (
+            400,
+            Some(
+                "Canary in version \"v1beta1\" cannot be handled as a Canary: strict decoding error: unknown field \"metadata.lables\""
+            )
+        )
+    );
     assert_eq!(
         v["message"],
         "Canary in version \"v1beta1\" cannot be handled as a Canary: strict decoding error: unknown field \"spec.analysis.stepWieght\""

@@ -154,7 +154,7 @@ async fn kubectl_apply_validates_fields_on_the_server() {
     let out = ok(&k, &["apply", "-f", app.to_str().unwrap()]).await;
     assert_eq!(out.trim(), "deployment.apps/podinfo created");
 
-    // The round trip of the issue: what `get -o yaml` prints applies back.
+    // What `get -o yaml` prints applies back as it is.
     let live = ok(
         &k,
         &["get", "deploy", "podinfo", "-n", "prod", "-o", "yaml"],
