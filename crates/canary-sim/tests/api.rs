@@ -1883,6 +1883,10 @@ async fn protobuf_bodies_are_decoded_for_the_kinds_kubectl_creates() {
     )
     .await;
     assert_eq!((s, v["reason"].as_str()), (406, Some("NotAcceptable")));
+    assert_eq!(
+        v["message"],
+        "only the following media types are accepted: application/json"
+    );
 
     // Another kind in protobuf: 415, naming what is accepted.
     let (s, _, v) = raw_bytes(
