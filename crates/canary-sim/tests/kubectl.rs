@@ -305,3 +305,47 @@ async fn kubectl_explain_reads_built_in_and_custom_resource_schemas() {
     let out = ok(&k, &["explain", "configmap.data"]).await;
     assert!(out.contains("map[string]string"), "{out}");
 }
+
+#[tokio::test]
+async fn kubectl_apply_validates_custom_resources_against_their_crd() {
+    let crds = CrdGroups {
+        flagger: true,
+        ..CrdGroups::default()
+    };
+    let Some((_sim, k)) = kubectl_and_sim(crds).await else {
+        return;
+    };
+    let manifest = |extra: &str| {
+        format!(
+            "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1m
+    threshold: 5
+    stepWeight: 10
+{extra}"
+        )
+    };
+    let file = k.dir.path().join("canary.yaml");
+    std::fs::write(&file, manifest("    maxWieght: 50\n")).unwrap();
+    let (code, _, err) = k
+        .run_with_code(&["apply", "-f", file.to_str().unwrap()])
+        .await;
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.analysis.maxWieght\""),
+        "{err}"
+    );
+    std::fs::write(&file, manifest("    maxWeight: 50\n")).unwrap();
+    let out = ok(&k, &["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(out.trim(), "canary.flagger.app/podinfo created");
+}
