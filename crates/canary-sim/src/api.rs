@@ -2,8 +2,10 @@
 //! authorization (when rules are enforced, see `rbac`), fault injection,
 //! the request log, discovery (legacy and aggregated), CRUD,
 //! patch, watch, the scale and status subresources, server-side Table
-//! printing for `kubectl get`, and the service proxy. Errors are `Status`
-//! objects shaped exactly like the real server's.
+//! printing for `kubectl get`, the service proxy and the OpenAPI documents
+//! (built in `openapi`). Bodies are JSON, YAML or, for the kinds `protobuf`
+//! converts, the Kubernetes protobuf encoding. Errors are `Status` objects
+//! shaped exactly like the real server's.
 //!
 //! Routing is done by hand on the path segments rather than with axum
 //! routes: the Kubernetes URL grammar (optional `namespaces/NS`, legacy
@@ -28,6 +30,8 @@ use tower::ServiceExt;
 use crate::patch::{self as engine, PatchType};
 
 use crate::kinds::{self, KindInfo};
+use crate::openapi;
+use crate::protobuf;
 use crate::rbac::{self, Attributes, Rules};
 use crate::store::{
     self, ApiError, ChangeType, DeleteOptions, DeleteOutcome, FieldSelector, FieldValidation,
@@ -276,6 +280,8 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The rules the token is held to; `None`: everything is allowed.
     pub rules: RwLock<Option<Arc<Rules>>>,
+    /// The OpenAPI documents, built on first request.
+    pub openapi: openapi::Cache,
 }
 
 /// Handles one request. `None` means: drop the connection (fault).
@@ -486,6 +492,7 @@ fn write_options(q: &Query, k: &KindInfo, headers: &HeaderMap) -> Result<WriteOp
         dry_run,
         field_manager,
         field_validation,
+        ..WriteOptions::default()
     })
 }
 
@@ -628,7 +635,7 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
                 return Err(ApiError::method_not_allowed());
             }
             let headers = req.headers().clone();
-            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            let body = decode_review(&headers, &read_body(req.into_body()).await?)?;
             let rules = state
                 .rules
                 .read()
@@ -636,6 +643,37 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
                 .clone();
             let answer = rbac::review(rules.as_deref(), &body)?;
             Ok(json_response(201, &answer))
+        }
+        ["openapi", "v2"] => {
+            get_only(req.method())?;
+            if !accepts_json(req.headers()) {
+                // kubectl asks for the protobuf form first and falls back
+                // to JSON on 406.
+                return Err(ApiError::not_acceptable(
+                    "only the following media types are accepted: application/json",
+                ));
+            }
+            Ok(openapi_response(&state.openapi.v2(kinds)))
+        }
+        ["openapi", "v3"] => {
+            get_only(req.method())?;
+            Ok(openapi_response(&state.openapi.v3_index(kinds)))
+        }
+        ["openapi", "v3", "api", version] => {
+            get_only(req.method())?;
+            let doc = state
+                .openapi
+                .v3_group_version(kinds, "", version)
+                .ok_or_else(ApiError::no_route)?;
+            Ok(openapi_response(&doc))
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            get_only(req.method())?;
+            let doc = state
+                .openapi
+                .v3_group_version(kinds, group, version)
+                .ok_or_else(ApiError::no_route)?;
+            Ok(openapi_response(&doc))
         }
         ["api", "v1", rest @ ..] => resource(state, "", "v1", rest, req).await,
         ["apis", group, version, rest @ ..] => {
@@ -649,6 +687,13 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
         }
         _ => Err(ApiError::no_route()),
     }
+}
+
+fn openapi_response(doc: &[u8]) -> Response<Body> {
+    base_response(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(doc.to_vec()))
+        .expect("response")
 }
 
 fn aggregated(v: &Value) -> Response<Body> {
@@ -768,8 +813,9 @@ async fn resource(
         return proxy(state, &t, req).await;
     }
     if !accepts_json(req.headers()) {
+        // Protobuf is read in requests but never written in answers.
         return Err(ApiError::not_acceptable(
-            "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+            "only the following media types are accepted: application/json",
         ));
     }
     let is_write = matches!(
@@ -811,16 +857,20 @@ async fn resource(
             Ok(json_response(200, &scale_of(&obj)))
         }
         (&Method::POST, None, None) => {
-            let opts = write_options(&q, k, req.headers())?;
+            let mut opts = write_options(&q, k, req.headers())?;
             let headers = req.headers().clone();
-            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            let raw = read_body(req.into_body()).await?;
+            let body = decode_body(k, &headers, &raw)?;
+            opts.body_keys = json_body_keys(&headers, &raw);
             let out = state.store.create_in(k, &ns, body, &opts)?;
             Ok(write_response(k, &t.version, out, 201))
         }
         (&Method::PUT, Some(name), None | Some("status")) => {
-            let opts = write_options(&q, k, req.headers())?;
+            let mut opts = write_options(&q, k, req.headers())?;
             let headers = req.headers().clone();
-            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            let raw = read_body(req.into_body()).await?;
+            let body = decode_body(k, &headers, &raw)?;
+            opts.body_keys = json_body_keys(&headers, &raw);
             let sub = if t.sub.is_some() {
                 Subresource::Status
             } else {
@@ -831,9 +881,11 @@ async fn resource(
             Ok(write_response(k, &t.version, out, code))
         }
         (&Method::PUT, Some(name), Some("scale")) => {
-            let opts = write_options(&q, k, req.headers())?;
+            let mut opts = write_options(&q, k, req.headers())?;
             let headers = req.headers().clone();
-            let body = decode_body(&headers, &read_body(req.into_body()).await?)?;
+            let raw = read_body(req.into_body()).await?;
+            let body = decode_body(k, &headers, &raw)?;
+            opts.body_keys = json_body_keys(&headers, &raw);
             let out = write_scale(state, k, &ns, name, &opts, move |_| Ok(body))?;
             Ok(json_response(200, &out))
         }
@@ -866,6 +918,11 @@ async fn resource(
                 opts.field_manager.clone()
             };
             let body = read_body(req.into_body()).await?;
+            let mut opts = opts;
+            if matches!(pt, PatchType::Merge | PatchType::StrategicMerge) {
+                opts.body_keys = kinds::body_keys(&body);
+            }
+            opts.patch = true;
             let version = t.version.clone();
             match sub {
                 Some("scale") => {
@@ -916,8 +973,9 @@ async fn resource(
             }
         }
         (&Method::DELETE, Some(name), None) => {
+            let headers = req.headers().clone();
             let body = read_body(req.into_body()).await?;
-            let opts = delete_options(&q, &body)?;
+            let opts = delete_options(&q, &headers, &body)?;
             match state.store.delete_in(k, &ns, name, &opts)? {
                 DeleteOutcome::Pending(obj) => {
                     Ok(json_response(200, &store::convert(k, &t.version, obj)))
@@ -933,8 +991,9 @@ async fn resource(
             }
         }
         (&Method::DELETE, None, None) if k.verbs.contains(&"deletecollection") => {
+            let headers = req.headers().clone();
             let body = read_body(req.into_body()).await?;
-            let opts = delete_options(&q, &body)?;
+            let opts = delete_options(&q, &headers, &body)?;
             let sels = selectors(k, &q)?;
             let (items, _) = state
                 .store
@@ -974,13 +1033,37 @@ fn write_response(k: &KindInfo, version: &str, out: WriteOutcome, code: u16) -> 
     )
 }
 
-/// Decodes a create/update body (JSON, or YAML when so declared).
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+/// Decodes a create/update body: JSON, YAML when so declared, or protobuf
+/// for the kinds `protobuf` converts.
+/// The body of a SelfSubjectAccessReview: JSON or YAML (it is no stored
+/// kind, and protobuf bodies are taken for a few stored kinds only).
+fn decode_review(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let v: Value = if ct.starts_with("application/yaml") {
+    let parsed = if ct.starts_with("application/yaml") {
+        serde_yaml::from_slice(body).map_err(|e| e.to_string())
+    } else if ct.starts_with("application/json") || ct.is_empty() || ct.starts_with("*/*") {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        return Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json, application/yaml"
+                .to_string(),
+        ));
+    };
+    parsed.map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; {e}")))
+}
+
+fn decode_body(k: &KindInfo, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let v: Value = if protobuf::is_protobuf(ct) {
+        protobuf::decode_object(k, body)?
+    } else if ct.starts_with("application/yaml") {
         serde_yaml::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
         })?
@@ -989,7 +1072,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?
     } else {
-        return Err(ApiError::unsupported_media_type("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf".to_string()));
+        return Err(ApiError::unsupported_media_type(unknown_format(k)));
     };
     if !v.is_object() {
         return Err(ApiError::bad_request(format!(
@@ -998,6 +1081,32 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         )));
     }
     Ok(v)
+}
+
+/// The keys of a JSON create or update body, for its duplicate fields.
+fn json_body_keys(headers: &HeaderMap, raw: &[u8]) -> Vec<kinds::BodyKey> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if ct.starts_with("application/json") || ct.is_empty() {
+        kinds::body_keys(raw)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The 415 message for a body in a media type the server does not read;
+/// protobuf is only named for the kinds it is accepted for.
+fn unknown_format(k: &KindInfo) -> String {
+    let mut types = vec!["application/json", "application/yaml"];
+    if protobuf::supports(k) {
+        types.push(protobuf::MEDIA_TYPE);
+    }
+    format!(
+        "the body of the request was in an unknown format - accepted media types include: {}",
+        types.join(", ")
+    )
 }
 
 fn json_type_name(v: &Value) -> &'static str {
@@ -1011,9 +1120,15 @@ fn json_type_name(v: &Value) -> &'static str {
     }
 }
 
-fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if protobuf::is_protobuf(ct) {
+        protobuf::decode_delete_options(body)?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?
@@ -2075,6 +2190,24 @@ mod tables {
                 vec![
                     name,
                     json!(status["phase"].as_str().unwrap_or("Active")),
+                    created_age,
+                ],
+            ),
+            ("", "ServiceAccount") => (
+                vec![
+                    col("Name", "string", "name", 0, NAME_DESC),
+                    col(
+                        "Secrets",
+                        "string",
+                        "",
+                        0,
+                        "The secrets listed on the service account.",
+                    ),
+                    col("Age", "string", "", 0, AGE_DESC),
+                ],
+                vec![
+                    name,
+                    json!(o["secrets"].as_array().map_or(0, Vec::len)),
                     created_age,
                 ],
             ),

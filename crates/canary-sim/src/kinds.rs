@@ -135,6 +135,16 @@ pub static ALL_KINDS: &[KindInfo] = &[
     },
     kind!("", &["v1"], "Secret", "secrets", "secret"),
     KindInfo {
+        short_names: &["sa"],
+        ..kind!(
+            "",
+            &["v1"],
+            "ServiceAccount",
+            "serviceaccounts",
+            "serviceaccount"
+        )
+    },
+    KindInfo {
         short_names: &["ev"],
         create_on_update: true,
         ..kind!("", &["v1"], "Event", "events", "event")
@@ -481,7 +491,7 @@ impl Kinds {
         Self { served }
     }
 
-    /// Every kind served.
+    /// Every served kind, in discovery order.
     pub fn served(&self) -> &[&'static KindInfo] {
         &self.served
     }
@@ -704,6 +714,209 @@ fn subresources(k: &KindInfo) -> Vec<Subresource> {
     out
 }
 
+/// The `openAPIV3Schema` of a custom resource version: a structural
+/// schema for Flagger's Canary, and for the others an open object (their
+/// CRDs as the sim installs them keep every field).
+pub fn crd_schema(k: &KindInfo, version: &str) -> Value {
+    static CANARY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    match (k.group, k.kind, version) {
+        ("flagger.app", "Canary", "v1beta1") => CANARY
+            .get_or_init(|| {
+                serde_yaml::from_str(include_str!("crds/canary.yaml"))
+                    .expect("the Canary schema is valid YAML")
+            })
+            .clone(),
+        _ => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+    }
+}
+
+/// Drops the fields of `v` that `schema` does not declare (where it does
+/// not preserve unknown fields), recording their paths: what the real
+/// server's pruning does to custom resources.
+fn prune(schema: &Value, v: &mut Value, path: &str, out: &mut Vec<String>) {
+    let preserve = schema["x-kubernetes-preserve-unknown-fields"] == json!(true);
+    match v {
+        Value::Object(m) => {
+            let props = schema["properties"].as_object();
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let mut unknown = Vec::new();
+            for (key, child) in m.iter_mut() {
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (props.and_then(|ps| ps.get(key)), additional) {
+                    (Some(s), _) | (None, Some(s)) => prune(s, child, &p, out),
+                    (None, None) if !preserve && props.is_some() => {
+                        out.push(p);
+                        unknown.push(key.clone());
+                    }
+                    (None, None) => {}
+                }
+            }
+            for key in unknown {
+                m.shift_remove(&key);
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (n, item) in items.iter_mut().enumerate() {
+                    prune(s, item, &format!("{path}[{n}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One key of a JSON body, in document order: its first occurrence, or a
+/// repeat (a duplicate field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKey {
+    First(String),
+    Repeat(String),
+}
+
+/// The keys of a JSON body, in document order, with the paths the strict
+/// decoding messages use (`spec.template.spec.containers[0].image`). A
+/// body that is not JSON has none.
+pub fn body_keys(body: &[u8]) -> Vec<BodyKey> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Walk<'a> {
+        path: String,
+        out: &'a mut Vec<BodyKey>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let p = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if seen.insert(key) {
+                    self.out.push(BodyKey::First(p.clone()));
+                    map.next_value_seed(Walk {
+                        path: p,
+                        out: self.out,
+                    })?;
+                } else {
+                    self.out.push(BodyKey::Repeat(p));
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0;
+            while seq
+                .next_element_seed(Walk {
+                    path: format!("{}[{n}]", self.path),
+                    out: self.out,
+                })?
+                .is_some()
+            {
+                n += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if (Walk {
+        path: String::new(),
+        out: &mut out,
+    })
+    .deserialize(&mut de)
+    .is_err()
+    {
+        return Vec::new();
+    }
+    out
+}
+
+/// The strict-decoding problems of a write as the real server lists them:
+/// `duplicate field "metadata.name"`, `unknown field "spec.foo"`. For a
+/// create or update, in document order, a field both unknown and repeated
+/// (or below an unknown one) reported as unknown only; for a patch, the
+/// patch's duplicates first, then the unknown fields of the result, sorted.
+pub fn strict_problems(keys: &[BodyKey], unknown: &[String], patch: bool) -> Vec<String> {
+    if patch {
+        let mut out: Vec<String> = keys
+            .iter()
+            .filter_map(|k| match k {
+                BodyKey::Repeat(p) => Some(format!("duplicate field {}", go_quote(p))),
+                BodyKey::First(_) => None,
+            })
+            .collect();
+        let mut unknown = unknown.to_vec();
+        unknown.sort();
+        out.extend(
+            unknown
+                .iter()
+                .map(|u| format!("unknown field {}", go_quote(u))),
+        );
+        return out;
+    }
+    let under_unknown = |p: &str| {
+        unknown.iter().any(|u| {
+            p == u
+                || p.strip_prefix(u.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    };
+    let mut out = Vec::new();
+    let mut reported = std::collections::HashSet::new();
+    for key in keys {
+        match key {
+            BodyKey::First(p) if unknown.contains(p) => {
+                reported.insert(p.clone());
+                out.push(format!("unknown field {}", go_quote(p)));
+            }
+            BodyKey::Repeat(p) if !under_unknown(p) => {
+                out.push(format!("duplicate field {}", go_quote(p)));
+            }
+            _ => {}
+        }
+    }
+    for u in unknown {
+        if !reported.contains(u) {
+            out.push(format!("unknown field {}", go_quote(u)));
+        }
+    }
+    out
+}
+
 fn crd_object(k: &KindInfo, created: &str) -> Value {
     let name = format!("{}.{}", k.plural, k.group);
     let versions: Vec<Value> = k
@@ -715,7 +928,7 @@ fn crd_object(k: &KindInfo, created: &str) -> Value {
                 "name": v,
                 "served": true,
                 "storage": i == 0,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                "schema": {"openAPIV3Schema": crd_schema(k, v)},
             });
             if k.status_subresource {
                 ver["subresources"] = json!({"status": {}});
@@ -1660,8 +1873,12 @@ pub fn apply_defaults(k: &KindInfo, obj: &mut Value) {
             }
         }
         ("", "Namespace") => {
-            set_default(obj, "spec", json!({"finalizers": ["kubernetes"]}));
-            set_default(obj, "status", json!({"phase": "Active"}));
+            // An empty `spec`/`status` (as typed clients send them) gets
+            // the defaults too.
+            set_default(obj, "spec", json!({}));
+            set_default(&mut obj["spec"], "finalizers", json!(["kubernetes"]));
+            set_default(obj, "status", json!({}));
+            set_default(&mut obj["status"], "phase", json!("Active"));
             let name = obj["metadata"]["name"].clone();
             if let Some(labels) = obj["metadata"]
                 .as_object_mut()
@@ -1749,6 +1966,7 @@ fn decode_typed(k: &KindInfo, obj: &Value) -> Result<Decoded, String> {
         ("", "Service") => roundtrip::<core::v1::Service>(obj)?,
         ("", "ConfigMap") => roundtrip::<core::v1::ConfigMap>(obj)?,
         ("", "Secret") => roundtrip::<core::v1::Secret>(obj)?,
+        ("", "ServiceAccount") => roundtrip::<core::v1::ServiceAccount>(obj)?,
         ("", "Event") => roundtrip::<core::v1::Event>(obj)?,
         ("", "Pod") => roundtrip::<core::v1::Pod>(obj)?,
         ("apps", "Deployment") => roundtrip::<apps::v1::Deployment>(obj)?,
@@ -1762,15 +1980,45 @@ fn decode_typed(k: &KindInfo, obj: &Value) -> Result<Decoded, String> {
         ("networking.k8s.io", "Ingress") => roundtrip::<networking::v1::Ingress>(obj)?,
         ("networking.k8s.io", "IngressClass") => roundtrip::<networking::v1::IngressClass>(obj)?,
         _ => {
+            let mut object = obj.clone();
+            let mut unknown_fields = Vec::new();
             if !obj["metadata"].is_null() {
-                roundtrip::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
-                    &obj["metadata"],
-                )
-                .map_err(|e| format!("metadata.{e}"))?;
+                let typed =
+                    roundtrip::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>(
+                        &obj["metadata"],
+                    )
+                    .map_err(|e| format!("metadata.{e}"))?;
+                // Custom resources keep only the fields ObjectMeta has.
+                if k.is_custom()
+                    && let Some(m) = object["metadata"].as_object_mut()
+                {
+                    m.retain(|key, v| {
+                        let known = v.is_null() || typed.get(key).is_some();
+                        if !known {
+                            unknown_fields.push(format!("metadata.{key}"));
+                        }
+                        known
+                    });
+                }
+            }
+            if k.is_custom() {
+                // The CRD's schema below the standard fields.
+                let schema = crd_schema(k, k.preferred_version());
+                if let (Value::Object(m), Some(props)) =
+                    (&mut object, schema["properties"].as_object())
+                {
+                    for (key, child) in m.iter_mut() {
+                        if let Some(s) = props.get(key)
+                            && !matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+                        {
+                            prune(s, child, key, &mut unknown_fields);
+                        }
+                    }
+                }
             }
             return Ok(Decoded {
-                object: obj.clone(),
-                unknown_fields: Vec::new(),
+                object,
+                unknown_fields,
             });
         }
     };

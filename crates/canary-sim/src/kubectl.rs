@@ -29,6 +29,14 @@ impl Kubectl {
 
     /// Runs `kubectl ARGS...`: (success, stdout, stderr).
     pub async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let (code, out, err) = self.run_with_code(args).await;
+        (code == Some(0), out, err)
+    }
+
+    /// Runs `kubectl ARGS...`: (exit code, stdout, stderr); the code is
+    /// `None` when kubectl did not run or was killed. `kubectl diff` tells
+    /// "differences" (1) from "error" (above 1) by it.
+    pub async fn run_with_code(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let kubeconfig = self.dir.path().join("config");
         let cache = self.dir.path().join("cache");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -44,12 +52,12 @@ impl Kubectl {
         .await;
         match out {
             Ok(Ok(out)) => (
-                out.status.success(),
+                out.status.code(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
                 String::from_utf8_lossy(&out.stderr).into_owned(),
             ),
-            Ok(Err(e)) => (false, String::new(), format!("kubectl did not run: {e}")),
-            Err(e) => (false, String::new(), format!("kubectl did not run: {e}")),
+            Ok(Err(e)) => (None, String::new(), format!("kubectl did not run: {e}")),
+            Err(e) => (None, String::new(), format!("kubectl did not run: {e}")),
         }
     }
 }

@@ -15,6 +15,10 @@
 //! - `patch`: merge, JSON and strategic-merge patches, server-side apply;
 //! - `api`: the HTTP API (axum), `Status` errors, the service proxy, the
 //!   request log and API fault injection;
+//! - `openapi`: the OpenAPI v2 and v3 documents of the served kinds (for
+//!   `kubectl explain`, `apply`'s server-side validation and `diff`);
+//! - `protobuf`: request bodies in the Kubernetes protobuf encoding, as
+//!   kubectl's typed clients send them;
 //! - `rbac`: request attributes, RBAC rules and the 403 of a refusal;
 //! - `kubeconfig`: the generated kubeconfig (and, in `server`, the
 //!   service-account files a Pod gets instead);
@@ -42,9 +46,11 @@ mod kinds;
 mod kubeconfig;
 pub mod kubectl;
 mod loadtester;
+mod openapi;
 mod patch;
 mod podnet;
 pub mod promql;
+pub mod protobuf;
 pub mod rbac;
 pub mod scenario;
 pub mod series;

@@ -118,6 +118,7 @@ const BUILTIN_KINDS: &[&str] = &[
     "Service",
     "ConfigMap",
     "Secret",
+    "ServiceAccount",
     "HorizontalPodAutoscaler",
     "Lease",
     "Event",
@@ -774,6 +775,21 @@ fn pod_spec_prefix(kind: &str) -> Option<&'static [&'static str]> {
         }
         "Pod" => Some(&["spec"]),
         _ => None,
+    }
+}
+
+/// The strategic-merge metadata of the list at `fields` of a `kind`, as
+/// the OpenAPI documents carry it: the patch strategy and the merge key
+/// (`("merge", Some("name"))` for containers, `("merge", None)` for a list
+/// of scalars merged as a set); `None` for a list replaced as a whole.
+pub fn list_patch_meta<S: AsRef<str>>(
+    kind: &str,
+    fields: &[S],
+) -> Option<(&'static str, Option<&'static str>)> {
+    match list_kind(kind, fields) {
+        ListKind::Atomic => None,
+        ListKind::Set => Some(("merge", None)),
+        ListKind::Map(key) => Some(("merge", Some(key))),
     }
 }
 

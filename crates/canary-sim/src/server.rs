@@ -103,6 +103,7 @@ impl Sim {
             bookmark_interval: config.bookmark_interval,
             shutdown: shutdown_rx.clone(),
             rules: RwLock::default(),
+            openapi: Default::default(),
         });
         let (acceptor, ca_pem) = make_tls()?;
         let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));

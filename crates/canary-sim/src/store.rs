@@ -564,6 +564,13 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub field_validation: FieldValidation,
+    /// The keys of the request body in document order, for the duplicate
+    /// fields that `fieldValidation` reports (empty: none known).
+    pub body_keys: Vec<kinds::BodyKey>,
+    /// The write is a patch: the body's duplicates are listed before the
+    /// unknown fields of the patched object, and the error is not prefixed
+    /// with the kind.
+    pub patch: bool,
 }
 
 /// Which part of an object a write addresses.
@@ -1319,26 +1326,25 @@ impl Inner {
             ))
         })?;
         let mut warnings = Vec::new();
-        if !decoded.unknown_fields.is_empty() {
+        let problems = kinds::strict_problems(&opts.body_keys, &decoded.unknown_fields, opts.patch);
+        if !problems.is_empty() {
             match opts.field_validation {
-                FieldValidation::Strict => {
-                    let list: Vec<String> = decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field {}", kinds::go_quote(f)))
-                        .collect();
+                FieldValidation::Strict if opts.patch => {
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
-                        list.join(", ")
+                        problems.join(", ")
                     )));
                 }
-                FieldValidation::Warn => {
-                    warnings = decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field {}", kinds::go_quote(f)))
-                        .collect();
+                FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version {} cannot be handled as a {}: strict decoding error: {}",
+                        k.kind,
+                        kinds::go_quote(k.preferred_version()),
+                        k.kind,
+                        problems.join(", ")
+                    )));
                 }
+                FieldValidation::Warn => warnings = problems,
                 FieldValidation::Ignore => {}
             }
         }

@@ -1252,7 +1252,12 @@ async fn errors_are_status_objects_shaped_like_the_real_servers() {
     .await;
     assert_eq!(
         (s, v["message"].as_str()),
-        (400, Some("strict decoding error: unknown field \"dataa\""))
+        (
+            400,
+            Some(
+                "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"dataa\""
+            )
+        )
     );
     let (s, v) = raw(
         &client,
@@ -1831,4 +1836,278 @@ rules: [{apiGroups: [apps], resources: [deployments], verbs: [get, list]}]
             .iter()
             .all(|r| r.allowed && r.status == 201 && !r.is_write())
     );
+}
+
+/// A request with a byte body: (status, `Warning` headers, body as JSON).
+async fn raw_bytes(
+    client: &Client,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, Vec<String>, Value) {
+    let mut req = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(kube::client::Body::from(body)).unwrap();
+    let resp = client.send(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .collect();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        warnings,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn protobuf_bodies_are_decoded_for_the_kinds_kubectl_creates() {
+    use k8s_pb::api::core::v1 as pb;
+    use k8s_pb::apimachinery::pkg::apis::meta::v1 as pbmeta;
+    let (_sim, client) = start().await;
+    let cm = pb::ConfigMap {
+        metadata: Some(pbmeta::ObjectMeta {
+            name: Some("settings".into()),
+            labels: [("app".to_string(), "podinfo".to_string())].into(),
+            ..Default::default()
+        }),
+        data: [("mode".to_string(), "canary".to_string())].into(),
+        binary_data: [("raw".to_string(), vec![1u8, 2, 3])].into(),
+        immutable: None,
+    };
+    let body = canary_sim::protobuf::encode("v1", "ConfigMap", &cm);
+    let pb_headers = [
+        ("Content-Type", "application/vnd.kubernetes.protobuf"),
+        (
+            "Accept",
+            "application/vnd.kubernetes.protobuf,application/json",
+        ),
+    ];
+    let (s, _, v) = raw_bytes(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &pb_headers,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"], json!({"mode": "canary"}));
+    assert_eq!(v["binaryData"], json!({"raw": "AQID"}));
+    assert_eq!(v["metadata"]["labels"], json!({"app": "podinfo"}));
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let stored = api.get("settings").await.unwrap();
+    assert_eq!(stored.data.unwrap()["mode"], "canary");
+
+    // DeleteOptions in protobuf: a dry run deletes nothing.
+    let opts = k8s_pb::apimachinery::pkg::apis::meta::v1::DeleteOptions {
+        dry_run: vec!["All".into()],
+        ..Default::default()
+    };
+    let (s, _, v) = raw_bytes(
+        &client,
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/settings",
+        &pb_headers,
+        canary_sim::protobuf::encode("v1", "DeleteOptions", &opts),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(api.get_opt("settings").await.unwrap().is_some());
+
+    // Only protobuf accepted in return: 406, and nothing more is created.
+    let (s, _, v) = raw_bytes(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        &[
+            ("Content-Type", "application/vnd.kubernetes.protobuf"),
+            ("Accept", "application/vnd.kubernetes.protobuf"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!((s, v["reason"].as_str()), (406, Some("NotAcceptable")));
+    assert_eq!(
+        v["message"],
+        "only the following media types are accepted: application/json"
+    );
+
+    // Another kind in protobuf: 415, naming what is accepted.
+    let (s, _, v) = raw_bytes(
+        &client,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &pb_headers,
+        b"k8s\0".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 415, "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("Deployment.apps"), "{msg}");
+    assert!(
+        msg.contains("protobuf is accepted for ConfigMap, Secret, Namespace, ServiceAccount"),
+        "{msg}"
+    );
+    // A media type no kind takes: protobuf is only named where it is accepted.
+    let (s, _, v) = raw_bytes(
+        &client,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &[("Content-Type", "application/cbor")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 415);
+    assert_eq!(
+        v["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+    );
+}
+
+#[tokio::test]
+async fn field_validation_reports_duplicate_and_unknown_fields() {
+    let (_sim, client) = start().await;
+    let body = br#"{"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "d", "name": "d", "unknownMeta": 1},
+        "data": {"a": "1"}, "dta": {}}"#
+        .to_vec();
+    let json_ct = [("Content-Type", "application/json")];
+    let (s, _, v) = raw_bytes(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        &json_ct,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        v["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: \
+         duplicate field \"metadata.name\", unknown field \"metadata.unknownMeta\", unknown field \"dta\""
+    );
+    let (s, warnings, v) = raw_bytes(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Warn",
+        &json_ct,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        warnings,
+        [
+            "299 - \"duplicate field \\\"metadata.name\\\"\"",
+            "299 - \"unknown field \\\"metadata.unknownMeta\\\"\"",
+            "299 - \"unknown field \\\"dta\\\"\"",
+        ]
+    );
+    assert_eq!(v.get("dta"), None);
+    // A merge patch: its duplicates, then the unknown fields.
+    let (s, _, v) = raw_bytes(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/d?fieldValidation=Strict",
+        &[("Content-Type", "application/merge-patch+json")],
+        br#"{"data": {"a": "2", "a": "3"}, "zzz": 1, "bogus": 2}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        v["message"],
+        "strict decoding error: duplicate field \"data.a\", unknown field \"bogus\", unknown field \"zzz\""
+    );
+    let (s, warnings, _) = raw_bytes(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/d?fieldValidation=Ignore",
+        &[("Content-Type", "application/merge-patch+json")],
+        br#"{"data": {"a": "2", "a": "3"}, "zzz": 1}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((s, warnings.len()), (200, 0));
+}
+
+#[tokio::test]
+async fn custom_resources_are_pruned_and_validated_against_their_crd_schema() {
+    let (_sim, client) = start_with(SimConfig {
+        crds: CrdGroups {
+            flagger: true,
+            ..CrdGroups::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let canary = |extra: Value| {
+        let mut c = json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 9898, "meshSpecific": true},
+                "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10,
+                    "metrics": [{"name": "request-success-rate", "threshold": 99}]}}});
+        if let (Some(a), Value::Object(e)) = (c["spec"]["analysis"].as_object_mut(), extra) {
+            a.extend(e);
+        }
+        serde_json::to_vec(&c).unwrap()
+    };
+    let path = "/apis/flagger.app/v1beta1/namespaces/default/canaries";
+    let json_ct = [("Content-Type", "application/json")];
+    let (s, _, v) = raw_bytes(
+        &client,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        &json_ct,
+        canary(json!({"stepWieght": 5})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let mut with_meta: Value = serde_json::from_slice(&canary(json!({}))).unwrap();
+    with_meta["metadata"]["lables"] = json!({"a": "b"});
+    let (s, _, v2) = raw_bytes(
+        &client,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        &json_ct,
+        serde_json::to_vec(&with_meta).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, v2["message"].as_str()),
+        (
+            400,
+            Some(
+                "Canary in version \"v1beta1\" cannot be handled as a Canary: strict decoding error: unknown field \"metadata.lables\""
+            )
+        )
+    );
+    assert_eq!(
+        v["message"],
+        "Canary in version \"v1beta1\" cannot be handled as a Canary: strict decoding error: unknown field \"spec.analysis.stepWieght\""
+    );
+    let (s, warnings, v) = raw_bytes(
+        &client,
+        "POST",
+        path,
+        &json_ct,
+        canary(json!({"stepWieght": 5})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        warnings,
+        ["299 - \"unknown field \\\"spec.analysis.stepWieght\\\"\""]
+    );
+    // Pruned; the open parts of the schema keep what they are given.
+    assert_eq!(v["spec"]["analysis"].get("stepWieght"), None);
+    assert_eq!(v["spec"]["analysis"]["stepWeight"], 10);
+    assert_eq!(v["spec"]["service"]["meshSpecific"], true);
 }

@@ -3,5 +3,6 @@
 //! Prometheus, and whole worlds started from scenarios. One test binary.
 
 mod api;
+mod kubectl;
 mod promql;
 mod world;
