@@ -333,3 +333,71 @@ async fn a_failing_exec_plugin_reports_its_exit_code_and_stderr_never_its_stdout
 fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An HTTP CONNECT proxy on loopback: tunnels each connection to the
+/// address it is asked for, and counts the tunnels.
+async fn connect_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut client = tokio::io::BufReader::new(client);
+                let mut request = String::new();
+                client.read_line(&mut request).await.ok()?;
+                let target = request
+                    .strip_prefix("CONNECT ")?
+                    .split(' ')
+                    .next()?
+                    .to_string();
+                // The headers, up to the empty line.
+                loop {
+                    let mut line = String::new();
+                    client.read_line(&mut line).await.ok()?;
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                }
+                let mut upstream = tokio::net::TcpStream::connect(&target).await.ok()?;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()
+            });
+        }
+    });
+    (addr, tunnels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_proxy_url_is_used_to_reach_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (proxy, tunnels) = connect_proxy().await;
+    let server_line = format!(
+        "    server: {}\n",
+        serde_json::to_string(&sim.https_url()).unwrap()
+    );
+    let text = sim.kubeconfig_yaml();
+    assert!(text.contains(&server_line), "{text}");
+    let text = text.replace(
+        &server_line,
+        &format!("{server_line}    proxy-url: http://{proxy}\n"),
+    );
+    let kc = write(dir.path(), "kubeconfig", &text);
+    let out = within_2s(&kc, &["status"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
