@@ -7,13 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const EXIT_STATUS_HEADING: &str = "Exit status:";
-
-/// The exit status table, shown after `--help`.
-fn after_help() -> String {
-    format!("{EXIT_STATUS_HEADING}\n{}", crate::exit::table_text())
-}
-
 /// Flagger-style canary releases, driven from outside the cluster.
 ///
 /// Reads Flagger `Canary` specs (flagger.app/v1beta1, unchanged), checks them
@@ -24,7 +17,7 @@ fn after_help() -> String {
     version,
     about,
     long_about,
-    after_long_help = after_help(),
+    after_long_help = crate::help::after_long_help("canary"),
     propagate_version = true,
     disable_help_subcommand = true,
     max_term_width = 100
@@ -44,6 +37,7 @@ pub enum Command {
     /// metrics are checked every interval, webhooks are called, and the
     /// canary is promoted or rolled back. The exit code is the verdict. A run
     /// that is stopped resumes where it stopped when started again.
+    #[command(after_long_help = crate::help::after_long_help("run"))]
     Run(RunArgs),
     /// Show the canaries `canary` manages: phase, weight, failed checks and
     /// who drives them, read from the cluster.
@@ -58,6 +52,7 @@ pub enum Command {
     /// --exit-zero. With --wait, follows the rollout, whoever drives it,
     /// and exits with its verdict: 0 promoted or nothing under way, 1
     /// rolled back, 4 aborted, 5 when --timeout ends first.
+    #[command(after_long_help = crate::help::after_long_help("status"))]
     Status(StatusArgs),
     /// Stop a rollout: route all traffic to the primary and scale the
     /// canary down.
@@ -65,17 +60,21 @@ pub enum Command {
     /// A running `canary run` acts on the request within a second and exits
     /// with 4. With no live driver, `abort` does the work itself. The
     /// aborted revision is not analysed again unless `canary run --retry`.
+    #[command(after_long_help = crate::help::after_long_help("abort"))]
     Abort(ActArgs),
     /// Skip the remaining analysis and promote the canary now.
     ///
     /// Also opens a closed confirm-promotion gate. A running `canary run`
     /// acts on the request within a second; with no live driver, `promote`
     /// drives the promotion itself to the end.
+    #[command(after_long_help = crate::help::after_long_help("promote"))]
     Promote(ActArgs),
     /// Hold the rollout: the weight stays where it is and no checks run
     /// until `canary resume`.
+    #[command(after_long_help = crate::help::after_long_help("pause"))]
     Pause(ActArgs),
     /// Continue a paused rollout; the next check is one interval later.
+    #[command(after_long_help = crate::help::after_long_help("resume"))]
     Resume(ActArgs),
     /// Give the target back and remove everything `canary` made for the
     /// canary, as Flagger's `revertOnDeletion` does.
@@ -88,12 +87,14 @@ pub enum Command {
     /// The apex Service stays. Refused while a `canary run` drives the
     /// canary. A revert that was stopped finishes when run again; once
     /// finished, running it again reports that there is nothing to revert.
+    #[command(after_long_help = crate::help::after_long_help("revert"))]
     Revert(ActArgs),
     /// Check Canary, MetricTemplate and AlertProvider files offline.
     ///
     /// Every problem is reported with its file, line, column and field path.
     /// Prints one line per valid canary: name, namespace, strategy, provider
     /// and steps.
+    #[command(after_long_help = crate::help::after_long_help("validate"))]
     Validate(ValidateArgs),
     /// Show what a rollout will do, without touching a cluster.
     ///
@@ -101,6 +102,7 @@ pub enum Command {
     /// webhooks called and the checks run at that step (with their rendered
     /// queries), the promotion and finalisation steps, the objects that will
     /// be created or changed, and the shortest possible duration.
+    #[command(after_long_help = crate::help::after_long_help("plan"))]
     Plan(PlanArgs),
     /// Run a simulated cluster with podinfo, Linkerd, Prometheus and the load
     /// tester, for trying `canary` without a cluster.
@@ -112,6 +114,7 @@ pub enum Command {
     /// written for other terminals: `kubectl` and `canary run` work against
     /// it as against a real cluster (the deployment podinfo in namespace
     /// prod, images 3.1.0 and 3.1.1 healthy, 3.1.2 failing).
+    #[command(after_long_help = crate::help::after_long_help("demo"))]
     Demo(DemoArgs),
     /// Print a shell completion script to standard output.
     ///
@@ -132,7 +135,12 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 
     /// Namespace of canaries whose spec names none (default: the context's).
-    #[arg(short, long, value_name = "NAMESPACE", value_parser = parse_namespace)]
+    #[arg(
+        short,
+        long,
+        value_name = "NAMESPACE",
+        value_parser = parse_namespace
+    )]
     pub namespace: Option<String>,
 
     /// How long to wait for the API server to answer when connecting
@@ -281,7 +289,11 @@ pub enum RunFormat {
 #[derive(Debug, Args)]
 pub struct ActArgs {
     /// The canary (its name, or its target's).
-    #[arg(value_name = "NAME", required_unless_present = "file", value_parser = parse_name)]
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "file",
+        value_parser = parse_name
+    )]
     pub name: Option<String>,
 
     /// Take the canary from this spec file instead (and its spec, when no
@@ -377,7 +389,11 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One canary, for its detail and step history.
-    #[arg(value_name = "NAME", conflicts_with = "file", value_parser = parse_name)]
+    #[arg(
+        value_name = "NAME",
+        conflicts_with = "file",
+        value_parser = parse_name
+    )]
     pub name: Option<String>,
 
     /// The canaries of this spec file (a directory, or `-` for standard

@@ -13,6 +13,7 @@ mod commands;
 mod driver;
 mod exit;
 mod generate;
+mod help;
 mod hooks;
 mod metrics;
 mod router;
