@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
 
 /// Flagger-style canary releases, driven from outside the cluster.
 ///
@@ -116,9 +117,29 @@ pub enum Command {
     /// prod, images 3.1.0 and 3.1.1 healthy, 3.1.2 failing).
     #[command(after_long_help = crate::help::after_long_help("demo"))]
     Demo(DemoArgs),
-    /// Print a shell completion script to standard output.
+    /// Print a shell's completion script to standard output.
     ///
-    /// For example, for bash: `canary completions bash > /etc/bash_completion.d/canary`.
+    /// The script calls `canary` back as you type, so canary names,
+    /// namespaces (`-n`) and contexts (`--context`) complete from your
+    /// cluster and kubeconfig (within two seconds, or not at all), providers
+    /// from the provider table and spec files from the disk. It is what
+    /// `COMPLETE=SHELL canary` prints; loading that at shell start keeps
+    /// the script in step with the binary:
+    ///
+    ///   bash:        echo 'source <(COMPLETE=bash canary)' >> ~/.bashrc
+    ///
+    ///   zsh:         echo 'source <(COMPLETE=zsh canary)' >> ~/.zshrc
+    ///
+    ///   fish:        echo 'COMPLETE=fish canary | source' >> ~/.config/fish/completions/canary.fish
+    ///
+    ///   elvish:      echo 'eval (E:COMPLETE=elvish canary | slurp)' >> ~/.elvish/rc.elv
+    ///
+    ///   PowerShell:  $env:COMPLETE = "powershell"; canary | Out-String | Invoke-Expression
+    ///
+    /// For `kubectl canary` (kubectl 1.26 or later), link the binary as
+    /// `kubectl_complete-canary` next to `kubectl-canary` on PATH:
+    /// `ln -s "$(command -v kubectl-canary)" "$(dirname "$(command -v kubectl-canary)")/kubectl_complete-canary"`.
+    #[command(after_long_help = crate::help::after_long_help("completions"))]
     Completions(CompletionsArgs),
 }
 
@@ -131,7 +152,7 @@ pub struct ClusterArgs {
     pub kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(crate::complete::contexts))]
     pub context: Option<String>,
 
     /// Namespace of canaries whose spec names none (default: the context's).
@@ -139,7 +160,8 @@ pub struct ClusterArgs {
         short,
         long,
         value_name = "NAMESPACE",
-        value_parser = parse_namespace
+        value_parser = parse_namespace,
+        add = ArgValueCompleter::new(crate::complete::namespaces)
     )]
     pub namespace: Option<String>,
 
@@ -184,7 +206,12 @@ pub struct RunArgs {
 
     /// Service mesh or ingress provider for canaries whose spec names none
     /// (Flagger's `-mesh-provider`); detected from the cluster when absent.
-    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    #[arg(
+        long,
+        env = "CANARY_MESH_PROVIDER",
+        value_name = "PROVIDER",
+        add = ArgValueCandidates::new(crate::complete::providers)
+    )]
     pub mesh_provider: Option<String>,
 
     /// Prometheus address for the built-in metrics (overrides the spec's
@@ -292,7 +319,8 @@ pub struct ActArgs {
     #[arg(
         value_name = "NAME",
         required_unless_present = "file",
-        value_parser = parse_name
+        value_parser = parse_name,
+        add = ArgValueCompleter::new(crate::complete::canary_names)
     )]
     pub name: Option<String>,
 
@@ -392,7 +420,8 @@ pub struct StatusArgs {
     #[arg(
         value_name = "NAME",
         conflicts_with = "file",
-        value_parser = parse_name
+        value_parser = parse_name,
+        add = ArgValueCompleter::new(crate::complete::canary_names)
     )]
     pub name: Option<String>,
 
@@ -613,7 +642,12 @@ pub struct PlanArgs {
 
     /// Service mesh or ingress provider for canaries whose spec names none
     /// (Flagger's `-mesh-provider` install flag), e.g. linkerd, istio, nginx.
-    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    #[arg(
+        long,
+        env = "CANARY_MESH_PROVIDER",
+        value_name = "PROVIDER",
+        add = ArgValueCandidates::new(crate::complete::providers)
+    )]
     pub mesh_provider: Option<String>,
 
     /// Prometheus address used by the built-in metrics, when the spec sets

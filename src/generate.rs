@@ -1,6 +1,9 @@
 //! Generated files: shell completions and man pages, rendered from the clap
 //! definition in `cli.rs` and the pages of `help.rs`.
 //!
+//! The completion scripts are what `COMPLETE=SHELL canary` prints: they
+//! call the `canary` on `PATH` back, which completes from its own
+//! definition, the cluster and the kubeconfig (see `complete.rs`).
 //! They are committed under `completions/` and `man/` so packagers need no
 //! build step; a test renders them again and fails when the committed copies
 //! differ (regenerate with `CANARY_REGENERATE=1 cargo test generated`).
@@ -23,9 +26,7 @@ pub fn all() -> Vec<(PathBuf, Vec<u8>)> {
         Shell::PowerShell,
         Shell::Elvish,
     ] {
-        let mut cmd = Cli::command();
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut cmd, "canary", &mut buf);
+        let buf = crate::complete::registration(shell);
         let name = match shell {
             Shell::Bash => "canary.bash".to_string(),
             Shell::Zsh => "_canary".to_string(),

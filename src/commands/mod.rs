@@ -47,9 +47,15 @@ pub fn run(cli: Cli) -> Outcome {
             Outcome::Usage
         }
         Command::Completions(args) => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut cmd, "canary", &mut std::io::stdout());
-            Outcome::Success
+            use std::io::Write as _;
+            let script = crate::complete::registration(args.shell);
+            match std::io::stdout().write_all(&script) {
+                Ok(()) => Outcome::Success,
+                Err(e) => {
+                    ui::error(&format!("failed to write the completion script: {e}"));
+                    Outcome::Cluster
+                }
+            }
         }
     }
 }
@@ -185,7 +191,7 @@ fn holder_from(var: impl Fn(&str) -> Option<String>, hostname: Option<String>, p
 /// `CANARY_SERVICEACCOUNT_DIR` replaces the service account's directory,
 /// which kube reads from a fixed path: it exists for the tests, which play
 /// a Pod on a machine that is none.
-fn config_source(args: &ClusterArgs) -> ConfigSource {
+pub(crate) fn config_source(args: &ClusterArgs) -> ConfigSource {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(path) = &args.kubeconfig {
         return ConfigSource::File(path.clone());
@@ -210,7 +216,7 @@ fn config_source(args: &ClusterArgs) -> ConfigSource {
 }
 
 /// Connects as `args` and the environment say.
-pub(super) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
+pub(crate) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
     let timeout = match args.request_timeout {
         None => Some(crate::cluster::connect::DEFAULT_REQUEST_TIMEOUT),
         Some(t) if t.is_zero() => None,
