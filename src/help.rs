@@ -128,7 +128,10 @@ const STATUS: Page = Page {
     exit: &[
         (
             Outcome::Success,
-            Some("shown; with --wait, promoted or nothing under way"),
+            Some(
+                "shown (--watch ends so at Ctrl-C or SIGTERM); with --wait, promoted or nothing \
+                 under way",
+            ),
         ),
         (
             Outcome::RolledBack,
@@ -146,11 +149,11 @@ const STATUS: Page = Page {
         ),
         (
             Outcome::Interrupted,
-            Some("--watch or --wait was interrupted"),
+            Some("with --wait: interrupted before the verdict"),
         ),
         (
             Outcome::Terminated,
-            Some("--watch or --wait was terminated by SIGTERM"),
+            Some("with --wait: terminated by SIGTERM before the verdict"),
         ),
     ],
     env: &[KUBECONFIG, IN_CLUSTER, COMPLETE],
