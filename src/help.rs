@@ -48,8 +48,14 @@ const MAX_INPUT_SIZE: EnvVar = EnvVar {
 };
 const PROXY: EnvVar = EnvVar {
     name: "HTTPS_PROXY, HTTP_PROXY, NO_PROXY",
-    what: "The proxy for webhooks and metrics servers reached directly (--route-via direct). \
-           The API server is reached through the kubeconfig's proxy-url only.",
+    what: "HTTPS_PROXY: the proxy to the API server when the kubeconfig sets no proxy-url, as \
+           with kubectl. HTTPS_PROXY and HTTP_PROXY: the proxies to webhooks and metrics servers \
+           reached directly (--route-via direct). NO_PROXY names the hosts reached without one.",
+};
+const API_PROXY: EnvVar = EnvVar {
+    name: "HTTPS_PROXY, NO_PROXY",
+    what: "The proxy to the API server when the kubeconfig sets no proxy-url, as with kubectl, \
+           unless NO_PROXY names the server.",
 };
 const NO_COLOR: EnvVar = EnvVar {
     name: "NO_COLOR",
@@ -156,7 +162,7 @@ const STATUS: Page = Page {
             Some("with --wait: terminated by SIGTERM before the verdict"),
         ),
     ],
-    env: &[KUBECONFIG, IN_CLUSTER, COMPLETE],
+    env: &[KUBECONFIG, IN_CLUSTER, API_PROXY, COMPLETE],
     examples: &[
         ("canary status -A", "The canaries of every namespace."),
         (
@@ -256,7 +262,7 @@ const REVERT: Page = Page {
             Some("terminated by SIGTERM; running it again finishes the revert"),
         ),
     ],
-    env: &[KUBECONFIG, IN_CLUSTER, LEASE_HOLDER, COMPLETE],
+    env: &[KUBECONFIG, IN_CLUSTER, LEASE_HOLDER, API_PROXY, COMPLETE],
     examples: &[(
         "canary revert podinfo -n prod",
         "Give podinfo back and delete what canary made for it.",

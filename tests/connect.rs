@@ -399,5 +399,20 @@ async fn a_kubeconfig_proxy_url_is_used_to_reach_the_api_server() {
     let kc = write(dir.path(), "kubeconfig", &text);
     let out = within_2s(&kc, &["status"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let through = tunnels.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(through >= 1);
+
+    // With no proxy-url, HTTPS_PROXY, as kubectl takes it.
+    let kc = write(dir.path(), "plain", &sim.kubeconfig_yaml());
+    let mut cmd = canary();
+    cmd.args(["status", "--request-timeout", "5s", "--kubeconfig"])
+        .arg(&kc)
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) > through);
 }
