@@ -6,13 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-const EXIT_STATUS_HEADING: &str = "Exit status:";
-
-/// The exit status table, shown after `--help`.
-fn after_help() -> String {
-    format!("{EXIT_STATUS_HEADING}\n{}", crate::exit::table_text())
-}
+use clap_complete::engine::{ArgValueCandidates, ArgValueCompleter};
 
 /// Flagger-style canary releases, driven from outside the cluster.
 ///
@@ -24,7 +18,7 @@ fn after_help() -> String {
     version,
     about,
     long_about,
-    after_long_help = after_help(),
+    after_long_help = crate::help::after_long_help("canary"),
     propagate_version = true,
     disable_help_subcommand = true,
     max_term_width = 100
@@ -44,6 +38,7 @@ pub enum Command {
     /// metrics are checked every interval, webhooks are called, and the
     /// canary is promoted or rolled back. The exit code is the verdict. A run
     /// that is stopped resumes where it stopped when started again.
+    #[command(after_long_help = crate::help::after_long_help("run"))]
     Run(RunArgs),
     /// Show the canaries `canary` manages: phase, weight, failed checks and
     /// who drives them, read from the cluster.
@@ -58,6 +53,7 @@ pub enum Command {
     /// --exit-zero. With --wait, follows the rollout, whoever drives it,
     /// and exits with its verdict: 0 promoted or nothing under way, 1
     /// rolled back, 4 aborted, 5 when --timeout ends first.
+    #[command(after_long_help = crate::help::after_long_help("status"))]
     Status(StatusArgs),
     /// Stop a rollout: route all traffic to the primary and scale the
     /// canary down.
@@ -65,17 +61,21 @@ pub enum Command {
     /// A running `canary run` acts on the request within a second and exits
     /// with 4. With no live driver, `abort` does the work itself. The
     /// aborted revision is not analysed again unless `canary run --retry`.
+    #[command(after_long_help = crate::help::after_long_help("abort"))]
     Abort(ActArgs),
     /// Skip the remaining analysis and promote the canary now.
     ///
     /// Also opens a closed confirm-promotion gate. A running `canary run`
     /// acts on the request within a second; with no live driver, `promote`
     /// drives the promotion itself to the end.
+    #[command(after_long_help = crate::help::after_long_help("promote"))]
     Promote(ActArgs),
     /// Hold the rollout: the weight stays where it is and no checks run
     /// until `canary resume`.
+    #[command(after_long_help = crate::help::after_long_help("pause"))]
     Pause(ActArgs),
     /// Continue a paused rollout; the next check is one interval later.
+    #[command(after_long_help = crate::help::after_long_help("resume"))]
     Resume(ActArgs),
     /// Give the target back and remove everything `canary` made for the
     /// canary, as Flagger's `revertOnDeletion` does.
@@ -88,6 +88,7 @@ pub enum Command {
     /// The apex Service stays. Refused while a `canary run` drives the
     /// canary. A revert that was stopped finishes when run again; once
     /// finished, running it again reports that there is nothing to revert.
+    #[command(after_long_help = crate::help::after_long_help("revert"))]
     Revert(ActArgs),
     /// Check Canary, MetricTemplate and AlertProvider files offline, and
     /// with --cluster against the live cluster too (read only).
@@ -98,6 +99,7 @@ pub enum Command {
     /// the cluster. `canary validate --cluster` makes the checks `canary
     /// run` makes before it changes anything, so a run can be tried out
     /// without moving traffic.
+    #[command(after_long_help = crate::help::after_long_help("validate"))]
     Validate(ValidateArgs),
     /// Show what a rollout will do, without touching a cluster.
     ///
@@ -105,6 +107,7 @@ pub enum Command {
     /// webhooks called and the checks run at that step (with their rendered
     /// queries), the promotion and finalisation steps, the objects that will
     /// be created or changed, and the shortest possible duration.
+    #[command(after_long_help = crate::help::after_long_help("plan"))]
     Plan(PlanArgs),
     /// Run a simulated cluster with podinfo, Linkerd, Prometheus and the load
     /// tester, for trying `canary` without a cluster.
@@ -116,10 +119,31 @@ pub enum Command {
     /// written for other terminals: `kubectl` and `canary run` work against
     /// it as against a real cluster (the deployment podinfo in namespace
     /// prod, images 3.1.0 and 3.1.1 healthy, 3.1.2 failing).
+    #[command(after_long_help = crate::help::after_long_help("demo"))]
     Demo(DemoArgs),
-    /// Print a shell completion script to standard output.
+    /// Print a shell's completion script to standard output.
     ///
-    /// For example, for bash: `canary completions bash > /etc/bash_completion.d/canary`.
+    /// The script calls `canary` back as you type, so canary names,
+    /// namespaces (`-n`) and contexts (`--context`) complete from your
+    /// cluster and kubeconfig (within two seconds, or not at all), providers
+    /// from the provider table and spec files from the disk. It is what
+    /// `COMPLETE=SHELL canary` prints; loading that at shell start keeps
+    /// the script in step with the binary:
+    ///
+    ///   bash:        echo 'source <(COMPLETE=bash canary)' >> ~/.bashrc
+    ///
+    ///   zsh:         echo 'source <(COMPLETE=zsh canary)' >> ~/.zshrc
+    ///
+    ///   fish:        echo 'COMPLETE=fish canary | source' >> ~/.config/fish/completions/canary.fish
+    ///
+    ///   elvish:      echo 'eval (E:COMPLETE=elvish canary | slurp)' >> ~/.elvish/rc.elv
+    ///
+    ///   PowerShell:  $env:COMPLETE = "powershell"; canary | Out-String | Invoke-Expression
+    ///
+    /// For `kubectl canary` (kubectl 1.26 or later), link the binary as
+    /// `kubectl_complete-canary` next to `kubectl-canary` on PATH:
+    /// `ln -s "$(command -v kubectl-canary)" "$(dirname "$(command -v kubectl-canary)")/kubectl_complete-canary"`.
+    #[command(after_long_help = crate::help::after_long_help("completions"))]
     Completions(CompletionsArgs),
 }
 
@@ -132,11 +156,17 @@ pub struct ClusterArgs {
     pub kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(crate::complete::contexts))]
     pub context: Option<String>,
 
     /// Namespace of canaries whose spec names none (default: the context's).
-    #[arg(short, long, value_name = "NAMESPACE", value_parser = parse_namespace)]
+    #[arg(
+        short,
+        long,
+        value_name = "NAMESPACE",
+        value_parser = parse_namespace,
+        add = ArgValueCompleter::new(crate::complete::namespaces)
+    )]
     pub namespace: Option<String>,
 
     /// How long to wait for the API server to answer when connecting
@@ -180,7 +210,12 @@ pub struct RunArgs {
 
     /// Service mesh or ingress provider for canaries whose spec names none
     /// (Flagger's `-mesh-provider`); detected from the cluster when absent.
-    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    #[arg(
+        long,
+        env = "CANARY_MESH_PROVIDER",
+        value_name = "PROVIDER",
+        add = ArgValueCandidates::new(crate::complete::providers)
+    )]
     pub mesh_provider: Option<String>,
 
     /// Prometheus address for the built-in metrics (overrides the spec's
@@ -303,7 +338,12 @@ pub enum RunFormat {
 #[derive(Debug, Args)]
 pub struct ActArgs {
     /// The canary (its name, or its target's).
-    #[arg(value_name = "NAME", required_unless_present = "file", value_parser = parse_name)]
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "file",
+        value_parser = parse_name,
+        add = ArgValueCompleter::new(crate::complete::canary_names)
+    )]
     pub name: Option<String>,
 
     /// Take the canary from this spec file instead (and its spec, when no
@@ -399,7 +439,12 @@ fn parse_set_image(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One canary, for its detail and step history.
-    #[arg(value_name = "NAME", conflicts_with = "file", value_parser = parse_name)]
+    #[arg(
+        value_name = "NAME",
+        conflicts_with = "file",
+        value_parser = parse_name,
+        add = ArgValueCompleter::new(crate::complete::canary_names)
+    )]
     pub name: Option<String>,
 
     /// The canaries of this spec file (a directory, or `-` for standard
@@ -647,7 +692,12 @@ pub struct PlanArgs {
 
     /// Service mesh or ingress provider for canaries whose spec names none
     /// (Flagger's `-mesh-provider` install flag), e.g. linkerd, istio, nginx.
-    #[arg(long, env = "CANARY_MESH_PROVIDER", value_name = "PROVIDER")]
+    #[arg(
+        long,
+        env = "CANARY_MESH_PROVIDER",
+        value_name = "PROVIDER",
+        add = ArgValueCandidates::new(crate::complete::providers)
+    )]
     pub mesh_provider: Option<String>,
 
     /// Prometheus address used by the built-in metrics, when the spec sets

@@ -177,11 +177,3 @@ impl From<Outcome> for std::process::ExitCode {
         std::process::ExitCode::from(o.code())
     }
 }
-
-/// The exit status table as plain text, for `--help` and the man page.
-pub(crate) fn table_text() -> String {
-    Outcome::TABLE
-        .iter()
-        .map(|(o, what)| format!("  {:<4}{what}\n", o.code()))
-        .collect()
-}

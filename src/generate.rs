@@ -1,6 +1,9 @@
 //! Generated files: shell completions and man pages, rendered from the clap
-//! definition in `cli.rs`.
+//! definition in `cli.rs` and the pages of `help.rs`.
 //!
+//! The completion scripts are what `COMPLETE=SHELL canary` prints: they
+//! call the `canary` on `PATH` back, which completes from its own
+//! definition, the cluster and the kubeconfig (see `complete.rs`).
 //! They are committed under `completions/` and `man/` so packagers need no
 //! build step; a test renders them again and fails when the committed copies
 //! differ (regenerate with `CANARY_REGENERATE=1 cargo test generated`).
@@ -23,9 +26,7 @@ pub fn all() -> Vec<(PathBuf, Vec<u8>)> {
         Shell::PowerShell,
         Shell::Elvish,
     ] {
-        let mut cmd = Cli::command();
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut cmd, "canary", &mut buf);
+        let buf = crate::complete::registration(shell);
         let name = match shell {
             Shell::Bash => "canary.bash".to_string(),
             Shell::Zsh => "_canary".to_string(),
@@ -65,10 +66,18 @@ fn man_pages(cmd: &clap::Command, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         man.render_subcommands_section(&mut buf)
             .expect("rendering to memory");
     }
+    let page = crate::help::page(cmd.get_name());
     let _ = writeln!(buf, ".SH \"EXIT STATUS\"");
-    for (outcome, what) in crate::exit::Outcome::TABLE {
-        let what = what.replace('\\', "\\\\").replace('-', "\\-");
-        let _ = writeln!(buf, ".TP\n{}\n{what}", outcome.code());
+    for (code, what) in page.exit_codes() {
+        let _ = writeln!(buf, ".TP\n{code}\n{}", roff(what));
+    }
+    let _ = writeln!(buf, ".SH ENVIRONMENT");
+    for v in page.env {
+        let _ = writeln!(buf, ".TP\n\\fB{}\\fR\n{}", roff(v.name), roff(v.what));
+    }
+    let _ = writeln!(buf, ".SH EXAMPLES");
+    for (line, what) in page.examples {
+        let _ = writeln!(buf, ".TP\n\\fB{}\\fR\n{}", roff(line), roff(what));
     }
     if cmd.get_version().is_some() {
         man.render_version_section(&mut buf)
@@ -76,4 +85,15 @@ fn man_pages(cmd: &clap::Command, out: &mut Vec<(PathBuf, Vec<u8>)>) {
     }
     let name = cmd.get_display_name().unwrap_or(cmd.get_name());
     out.push((Path::new("man").join(format!("{name}.1")), buf));
+}
+
+/// Text as roff shows it: backslashes and hyphens escaped, and a line
+/// that would start with a control character guarded.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
 }

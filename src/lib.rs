@@ -10,9 +10,11 @@ mod cli;
 mod clock;
 mod cluster;
 mod commands;
+mod complete;
 mod driver;
 mod exit;
 mod generate;
+mod help;
 mod hooks;
 mod metrics;
 mod router;
@@ -21,6 +23,9 @@ mod ui;
 
 pub use cli::{Cli, command_for, exit_on_error};
 pub use commands::run;
+/// Completion of the command line by the binary (`COMPLETE=SHELL canary`,
+/// and kubectl's `kubectl_complete-canary`).
+pub use complete::{KUBECTL_COMPLETER, VAR as COMPLETE_VAR, is_kubectl_completer, kubectl_plugin};
 /// Completions and man pages as they are generated today, by path.
 pub use generate::all as generated_files;
 

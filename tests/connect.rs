@@ -211,3 +211,208 @@ rules:
         "{err}"
     );
 }
+
+/// The sim's kubeconfig with its user's `token:` line replaced by `user`
+/// (YAML lines indented under `user:`).
+fn with_user(sim: &Sim, user: &str) -> String {
+    let token_line = format!(
+        "    token: {}\n",
+        serde_json::to_string(sim.token()).unwrap()
+    );
+    let text = sim.kubeconfig_yaml();
+    assert!(text.contains(&token_line), "{text}");
+    text.replace(&token_line, user)
+}
+
+/// `canary status` with `KUBECONFIG` set to `list`, timed as the others.
+async fn status_with_kubeconfig_env(list: &std::ffi::OsStr) -> Output {
+    let mut cmd = canary();
+    cmd.args(["status", "--request-timeout", "5s"])
+        .env("KUBECONFIG", list);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_list_skips_the_files_that_do_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let kc = write(dir.path(), "kubeconfig", &sim.kubeconfig_yaml());
+    let missing = dir.path().join("no-such-kubeconfig");
+    let list = std::env::join_paths([&missing, &kc]).unwrap();
+    let out = status_with_kubeconfig_env(&list).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // With every file missing, the message says so and names them.
+    let list = std::env::join_paths([&missing]).unwrap();
+    let out = status_with_kubeconfig_env(&list).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("none of the files it lists exists") && err.contains("no-such-kubeconfig"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_ending_in_a_newline_is_read_as_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let token = write(dir.path(), "token", &format!("{}\n", sim.token()));
+    let user = format!(
+        "    tokenFile: {}\n",
+        serde_json::to_string(&token).unwrap()
+    );
+    let kc = write(dir.path(), "kubeconfig", &with_user(&sim, &user));
+    let out = within_2s(&kc, &["status"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(sim.token()), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_plugin_that_is_not_installed_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let user = "    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: canary-test-no-such-login
+      interactiveMode: Never
+";
+    let kc = write(dir.path(), "kubeconfig", &with_user(&sim, user));
+    for args in [&["status"][..], &["abort", "podinfo"]] {
+        let out = within_2s(&kc, args).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("exec plugin \"canary-test-no-such-login\"")
+                && err.contains("not found on PATH")
+                && err.contains("user `sim`"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_exec_plugin_reports_its_exit_code_and_stderr_never_its_stdout() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let plugin = write(
+        dir.path(),
+        "login",
+        "#!/bin/sh\necho 'SECRET-TOKEN-7f3a'\necho 'login expired, run login again' >&2\nexit 7\n",
+    );
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Both modes: kube hands a plugin the terminal's stderr unless it
+    // may not ask anything.
+    for mode in ["Never", "IfAvailable"] {
+        let user = format!(
+            "    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: {}
+      interactiveMode: {mode}
+",
+            plugin.display()
+        );
+        let kc = write(dir.path(), "kubeconfig", &with_user(&sim, &user));
+        let out = within_2s(&kc, &["status"]).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{mode}: {err}");
+        assert!(err.contains("exit code 7"), "{mode}: {err}");
+        assert!(
+            err.contains("login expired, run login again"),
+            "{mode}: {err}"
+        );
+        assert!(!err.contains("SECRET-TOKEN-7f3a"), "{mode}: {err}");
+        assert!(!stdout_of(&out).contains("SECRET-TOKEN-7f3a"), "{mode}");
+    }
+}
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An HTTP CONNECT proxy on loopback: tunnels each connection to the
+/// address it is asked for, and counts the tunnels.
+async fn connect_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tunnels = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = tunnels.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut client = tokio::io::BufReader::new(client);
+                let mut request = String::new();
+                client.read_line(&mut request).await.ok()?;
+                let target = request
+                    .strip_prefix("CONNECT ")?
+                    .split(' ')
+                    .next()?
+                    .to_string();
+                // The headers, up to the empty line.
+                loop {
+                    let mut line = String::new();
+                    client.read_line(&mut line).await.ok()?;
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                }
+                let mut upstream = tokio::net::TcpStream::connect(&target).await.ok()?;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .ok()?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                    .await
+                    .ok()
+            });
+        }
+    });
+    (addr, tunnels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_proxy_url_is_used_to_reach_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (proxy, tunnels) = connect_proxy().await;
+    let server_line = format!(
+        "    server: {}\n",
+        serde_json::to_string(&sim.https_url()).unwrap()
+    );
+    let text = sim.kubeconfig_yaml();
+    assert!(text.contains(&server_line), "{text}");
+    let text = text.replace(
+        &server_line,
+        &format!("{server_line}    proxy-url: http://{proxy}\n"),
+    );
+    let kc = write(dir.path(), "kubeconfig", &text);
+    let out = within_2s(&kc, &["status"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let through = tunnels.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(through >= 1);
+
+    // With no proxy-url, HTTPS_PROXY, as kubectl takes it.
+    let kc = write(dir.path(), "plain", &sim.kubeconfig_yaml());
+    let mut cmd = canary();
+    cmd.args(["status", "--request-timeout", "5s", "--kubeconfig"])
+        .arg(&kc)
+        .env("HTTPS_PROXY", format!("http://{proxy}"))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) > through);
+}

@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod completion;
 mod connect;
 mod demo;
 mod edge;

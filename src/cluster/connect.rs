@@ -109,19 +109,119 @@ pub async fn connect(
 }
 
 /// The user the credentials belong to, as the kubeconfig names it.
-fn user_of(source: &ConfigSource, context: Option<&str>) -> Option<String> {
-    let kc = match source {
-        ConfigSource::File(path) => Kubeconfig::read_from(path).ok()?,
-        ConfigSource::Kubeconfig(_) => Kubeconfig::read().ok()?,
-        ConfigSource::InCluster | ConfigSource::ServiceAccount { .. } => {
-            return Some("the Pod's service account".to_string());
-        }
-    };
+fn user_of(kc: &Kubeconfig, context: Option<&str>) -> Option<String> {
     let name = context
         .map(str::to_string)
         .or_else(|| kc.current_context.clone())?;
     let ctx = kc.contexts.iter().find(|c| c.name == name)?;
     ctx.context.as_ref()?.user.clone()
+}
+
+/// Whether exec credential plugins may ask the user anything: not while
+/// completing a command line, where nobody can answer and nothing may be
+/// printed.
+static NON_INTERACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Exec credential plugins run without a terminal from now on.
+pub(crate) fn set_non_interactive() {
+    NON_INTERACTIVE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The kubeconfig `source` names, read as kubectl reads it: a
+/// `KUBECONFIG` list is merged, first file first, and a file of the list
+/// that does not exist is skipped. `None` for the in-cluster sources.
+pub(crate) fn read_kubeconfig(
+    source: &ConfigSource,
+) -> Option<std::result::Result<Kubeconfig, String>> {
+    match source {
+        ConfigSource::File(path) => Some(Kubeconfig::read_from(path).map_err(|e| e.to_string())),
+        ConfigSource::Kubeconfig(_) => {
+            let list = std::env::var_os("KUBECONFIG").unwrap_or_default();
+            Some(merge_list(&list))
+        }
+        ConfigSource::InCluster | ConfigSource::ServiceAccount { .. } => None,
+    }
+}
+
+/// The files of a `KUBECONFIG` value, merged; missing ones skipped.
+fn merge_list(list: &std::ffi::OsStr) -> std::result::Result<Kubeconfig, String> {
+    let paths: Vec<PathBuf> = std::env::split_paths(list)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    let present: Vec<&PathBuf> = paths.iter().filter(|p| p.exists()).collect();
+    if present.is_empty() {
+        return Err(format!(
+            "none of the files it lists exists ({})",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut merged = Kubeconfig::default();
+    for p in present {
+        let next = Kubeconfig::read_from(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        merged = merged.merge(next).map_err(|e| e.to_string())?;
+    }
+    Ok(merged)
+}
+
+/// What kube leaves to the caller, done as kubectl does it, for the user of
+/// the context in use: a token file's token is trimmed (a file written
+/// with `echo` ends in a newline, which is no part of the token), and an
+/// exec plugin that is not installed is named before anything runs.
+fn prepare(kc: &mut Kubeconfig, context: Option<&str>) -> std::result::Result<(), String> {
+    let Some(user) = user_of(kc, context) else {
+        return Ok(());
+    };
+    let Some(info) = kc
+        .auth_infos
+        .iter_mut()
+        .find(|a| a.name == user)
+        .and_then(|a| a.auth_info.as_mut())
+    else {
+        return Ok(());
+    };
+    if info.token.is_none()
+        && let Some(file) = &info.token_file
+        && let Ok(text) = std::fs::read_to_string(file)
+        && text.trim() != text
+    {
+        // Read once for this run: kube re-reads a token file only when it
+        // keeps it, and would send the newline.
+        info.token = Some(text.trim().to_string().into());
+        info.token_file = None;
+    }
+    if let Some(exec) = info.exec.as_mut() {
+        if let Some(command) = &exec.command
+            && !on_path(command)
+        {
+            return Err(format!(
+                "exec plugin \"{command}\" of user `{user}` not found on PATH (executable \
+                 {command} not found); install it, or correct users[].user.exec.command in the \
+                 kubeconfig"
+            ));
+        }
+        if NON_INTERACTIVE.load(std::sync::atomic::Ordering::Relaxed) {
+            exec.interactive_mode = Some(kube::config::ExecInteractiveMode::Never);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `command` runs: a path that exists, or a name found on `PATH`.
+fn on_path(command: &str) -> bool {
+    let path = Path::new(command);
+    if path.components().count() > 1 {
+        return path.is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|dirs| {
+        std::env::split_paths(&dirs).any(|d| {
+            let candidate = d.join(command);
+            candidate.is_file() || (cfg!(windows) && candidate.with_extension("exe").is_file())
+        })
+    })
 }
 
 /// `GET /version` within `timeout`, its failure said as kubectl says it.
@@ -195,7 +295,9 @@ fn classify(e: &kube::Error, limit: Duration) -> ConnectCause {
         }
         next = err.source();
     }
-    ConnectCause::Other(super::error::chain(e))
+    ConnectCause::Other(
+        super::error::exec_failure(e, None).unwrap_or_else(|| super::error::chain(e)),
+    )
 }
 
 /// A certificate failure as kubectl (Go's crypto/x509) words it.
@@ -242,16 +344,18 @@ async fn load(
              canary uses its service account"
         )));
     }
+    let mut user = None;
     let config = match source {
-        ConfigSource::File(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| failed(&e))?;
+        ConfigSource::File(_) | ConfigSource::Kubeconfig(_) => {
+            let mut kc = read_kubeconfig(source)
+                .expect("a kubeconfig source")
+                .map_err(|e| failed(&e))?;
+            user = user_of(&kc, context);
+            prepare(&mut kc, context).map_err(ClusterError::Config)?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .map_err(|e| failed(&e))?
         }
-        ConfigSource::Kubeconfig(_) => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| failed(&e))?,
         ConfigSource::InCluster => kube::Config::incluster().map_err(|e| {
             ClusterError::Config(format!(
                 "failed to load the {source}, used because there is no kubeconfig (no \
@@ -277,19 +381,24 @@ async fn load(
     config.default_retry = false;
     let client = kube::client::ClientBuilder::try_from(config.clone())
         .map_err(|e| {
-            ClusterError::Config(format!("failed to build a client from the {source}: {e}"))
+            let why = super::error::exec_failure(&e, user.as_deref())
+                .unwrap_or_else(|| super::error::chain(&e));
+            ClusterError::Config(format!("failed to build a client from the {source}: {why}"))
         })?
         // A request is sent again through a cloneable service.
         .with_layer(&tower::buffer::BufferLayer::new(1024))
         .with_layer(&super::retry::Transient::layer())
         .build();
+    if source.is_in_cluster() {
+        user = Some("the Pod's service account".to_string());
+    }
     Ok(Connection {
         client,
         config,
         source: source.clone(),
         namespace,
         server,
-        user: user_of(source, context),
+        user,
     })
 }
 

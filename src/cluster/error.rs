@@ -57,6 +57,9 @@ impl ClusterError {
     /// Wraps a kube error, keeping 404 and 409 apart.
     pub fn api(action: &'static str, object: impl Into<String>, e: kube::Error) -> Self {
         let object = object.into();
+        if let Some(words) = exec_failure(&e, None) {
+            return ClusterError::Config(format!("failed to {action} {object}: {words}"));
+        }
         if let kube::Error::Api(s) = &e {
             if s.code == 404 {
                 return ClusterError::NotFound { object };
@@ -169,8 +172,56 @@ fn connect_message(server: &str, cause: &ConnectCause, source: &str) -> String {
     }
 }
 
+/// An exec credential plugin's failure, in words that hold its exit status
+/// and what it wrote to stderr, and never what it wrote to stdout: that is
+/// where a plugin prints the token. kube's own message holds both.
+pub(crate) fn exec_failure(
+    e: &(dyn std::error::Error + 'static),
+    user: Option<&str>,
+) -> Option<String> {
+    use kube::client::AuthError;
+    let of_user = user.map(|u| format!(" of user `{u}`")).unwrap_or_default();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        match err.downcast_ref::<AuthError>() {
+            Some(AuthError::AuthExecRun { cmd, out }) => {
+                let status = match out.status.code() {
+                    Some(code) => format!("exit code {code}"),
+                    None => out.status.to_string(),
+                };
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let stderr = stderr.trim();
+                let said = if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr}")
+                };
+                return Some(format!(
+                    "exec plugin {cmd}{of_user} failed with {status}{said}"
+                ));
+            }
+            Some(AuthError::AuthExecStart(io)) if io.kind() == std::io::ErrorKind::NotFound => {
+                return Some(format!(
+                    "exec plugin{of_user} not found on PATH (executable not found): {io}"
+                ));
+            }
+            Some(AuthError::AuthExecParse(_)) => {
+                return Some(format!(
+                    "exec plugin{of_user} printed something that is not an ExecCredential"
+                ));
+            }
+            _ => {}
+        }
+        next = err.source();
+    }
+    None
+}
+
 /// An error and its causes, `: `-joined, each said once.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(words) = exec_failure(e, None) {
+        return words;
+    }
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {

@@ -913,6 +913,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// An error and its sources on one line, each message once.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(words) = super::error::exec_failure(e, None) {
+        return words;
+    }
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {

@@ -47,9 +47,15 @@ pub fn run(cli: Cli) -> Outcome {
             Outcome::Usage
         }
         Command::Completions(args) => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut cmd, "canary", &mut std::io::stdout());
-            Outcome::Success
+            use std::io::Write as _;
+            let script = crate::complete::registration(args.shell);
+            match std::io::stdout().write_all(&script) {
+                Ok(()) => Outcome::Success,
+                Err(e) => {
+                    ui::error(&format!("failed to write the completion script: {e}"));
+                    Outcome::Cluster
+                }
+            }
         }
     }
 }
@@ -231,10 +237,21 @@ pub(super) fn reach_refusals(
 
 /// Who this process is, for leases and requests: `CANARY_LEASE_HOLDER`
 /// when set (a retried CI job with the same identity takes its own lease
-/// back at once); inside a Pod, the Pod's name; else `user@host pid N`
-/// (`host pid N` where no user is set, as in most containers).
+/// back at once); inside a Pod, the Pod's name; else `user@host pid N`,
+/// and with no user set (as in most containers) the Pod's name when
+/// `POD_NAME` gives one, else `host pid N`.
 pub(super) fn holder() -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    holder_from(var, hostname, std::process::id())
+}
+
+/// [`holder`] from the environment `var` reads, the kernel's host name
+/// and the process id.
+fn holder_from(var: impl Fn(&str) -> Option<String>, hostname: Option<String>, pid: u32) -> String {
     if let Some(h) = var("CANARY_LEASE_HOLDER") {
         return h;
     }
@@ -247,15 +264,15 @@ pub(super) fn holder() -> String {
     {
         return pod;
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
+    let host = hostname
         .or_else(|| var("HOSTNAME"))
         .unwrap_or_else(|| "localhost".to_string());
     match var("USER").or_else(|| var("USERNAME")) {
-        Some(user) => format!("{user}@{host} pid {}", std::process::id()),
-        None => format!("{host} pid {}", std::process::id()),
+        Some(user) => format!("{user}@{host} pid {pid}"),
+        None => match var("POD_NAME") {
+            Some(pod) => pod,
+            None => format!("{host} pid {pid}"),
+        },
     }
 }
 
@@ -265,7 +282,7 @@ pub(super) fn holder() -> String {
 /// `CANARY_SERVICEACCOUNT_DIR` replaces the service account's directory,
 /// which kube reads from a fixed path: it exists for the tests, which play
 /// a Pod on a machine that is none.
-fn config_source(args: &ClusterArgs) -> ConfigSource {
+pub(crate) fn config_source(args: &ClusterArgs) -> ConfigSource {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(path) = &args.kubeconfig {
         return ConfigSource::File(path.clone());
@@ -290,7 +307,7 @@ fn config_source(args: &ClusterArgs) -> ConfigSource {
 }
 
 /// Connects as `args` and the environment say.
-pub(super) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
+pub(crate) async fn connect(args: &ClusterArgs) -> Result<Connection, ClusterError> {
     let timeout = match args.request_timeout {
         None => Some(crate::cluster::connect::DEFAULT_REQUEST_TIMEOUT),
         Some(t) if t.is_zero() => None,
@@ -393,4 +410,60 @@ async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
         return;
     }
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holder_from;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_holder_is_never_an_unknown_user() {
+        let host = || Some("build-7".to_string());
+        assert_eq!(
+            holder_from(env(&[("USER", "ana")]), host(), 42),
+            "ana@build-7 pid 42"
+        );
+        // No user: the host alone, or the Pod's name when the downward
+        // API gives it.
+        assert_eq!(holder_from(env(&[]), host(), 42), "build-7 pid 42");
+        assert_eq!(
+            holder_from(env(&[("POD_NAME", "deployer-x1")]), host(), 42),
+            "deployer-x1"
+        );
+        // No kernel host name: HOSTNAME, then localhost.
+        assert_eq!(
+            holder_from(env(&[("HOSTNAME", "ci-box")]), None, 7),
+            "ci-box pid 7"
+        );
+        assert_eq!(holder_from(env(&[]), None, 7), "localhost pid 7");
+        // In a Pod, its name, with or without POD_NAME.
+        let pod = [
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+            ("HOSTNAME", "runner-abc"),
+        ];
+        assert_eq!(holder_from(env(&pod), host(), 42), "runner-abc");
+        assert_eq!(
+            holder_from(
+                env(&[("CANARY_LEASE_HOLDER", "pipeline-9"), ("USER", "ana")]),
+                host(),
+                1
+            ),
+            "pipeline-9"
+        );
+        for h in [
+            holder_from(env(&[]), None, 1),
+            holder_from(env(&[]), host(), 1),
+        ] {
+            assert!(!h.contains("unknown"), "{h}");
+        }
+    }
 }

@@ -247,7 +247,51 @@ impl Driver<'_> {
             window_seconds: window.as_secs(),
             primary,
             canary,
+            canary_direct: direct_load(c),
         });
         Some(e)
+    }
+}
+
+/// The rollout webhooks whose metadata (a load tester's `cmd`) names the
+/// canary's Service, `<service>-canary`: their requests reach the canary
+/// past the router, whatever its weight.
+fn direct_load(c: &canary_core::spec::resolve::ResolvedCanary) -> Vec<String> {
+    let host = format!("{}-canary", c.service);
+    c.webhooks
+        .iter()
+        .filter(|h| h.kind == HookType::Rollout)
+        .filter(|h| h.metadata.values().any(|v| names_host(v, &host)))
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+/// Whether `text` holds `host` as a whole name: `podinfo-canary.prod`,
+/// `http://podinfo-canary:9898/`, but not `podinfo-canary-v2`.
+fn names_host(text: &str, host: &str) -> bool {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    text.match_indices(host).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + host.len()..].chars().next();
+        !before.is_some_and(name_char) && !after.is_some_and(name_char)
+    })
+}
+
+#[cfg(test)]
+mod direct_tests {
+    use super::names_host;
+
+    #[test]
+    fn a_load_tester_command_names_the_canary_service_as_a_whole_name() {
+        let host = "podinfo-canary";
+        assert!(names_host(
+            "hey -z 2m -q 10 -c 2 http://podinfo-canary.prod:9898/",
+            host
+        ));
+        assert!(names_host("curl http://podinfo-canary:9898/token", host));
+        assert!(names_host("podinfo-canary", host));
+        assert!(!names_host("hey http://podinfo-canary-v2.prod/", host));
+        assert!(!names_host("hey http://my-podinfo-canary.prod/", host));
+        assert!(!names_host("hey http://podinfo.prod:9898/", host));
     }
 }

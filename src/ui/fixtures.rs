@@ -82,6 +82,7 @@ pub(super) fn traffic(canary_success: f64, canary_p99: f64) -> Traffic {
             success_rate: Some(canary_success),
             latency_p99_ms: Some(canary_p99),
         },
+        canary_direct: vec!["load-test".into()],
     }
 }
 

@@ -165,11 +165,16 @@ fn traffic(t: &Traffic) -> String {
             fmt::millis(s.latency_p99_ms)
         )
     };
+    let canary = if t.canary_direct.is_empty() {
+        "canary"
+    } else {
+        "canary (+ load tester)"
+    };
     format!(
         "traffic ({}): {} | {}",
         fmt::span(std::time::Duration::from_secs(t.window_seconds)),
         v("primary", &t.primary),
-        v("canary", &t.canary)
+        v(canary, &t.canary)
     )
 }
 
@@ -238,7 +243,10 @@ mod tests {
             .unwrap();
         e.traffic.as_mut().unwrap().canary = VersionStats::default();
         let l = line(&e, None, false).unwrap();
-        assert!(l.ends_with("| canary - req/s - p99 -"), "{l}");
+        assert!(
+            l.ends_with("| canary (+ load tester) - req/s - p99 -"),
+            "{l}"
+        );
     }
 
     #[test]

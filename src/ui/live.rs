@@ -153,6 +153,25 @@ pub(crate) fn render(view: &CanaryView, now: Time, width: usize, color: bool) ->
             "  traffic ({})",
             fmt::span(Duration::from_secs(t.window_seconds))
         );
+        // The weights split the routed traffic only; a load tester that
+        // calls the canary's Service adds its requests to the canary's row.
+        let weighted = view
+            .run
+            .as_ref()
+            .is_some_and(|r| r.iterations == 0 && r.max_weight > 0);
+        let (primary_share, canary_share) = if weighted {
+            (
+                format!(" {}%", 100u32.saturating_sub(view.canary_weight)),
+                format!(" {}%", view.canary_weight),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let direct = if t.canary_direct.is_empty() {
+            ""
+        } else {
+            " (+ load tester)"
+        };
         let rows = [
             (
                 window,
@@ -160,8 +179,8 @@ pub(crate) fn render(view: &CanaryView, now: Time, width: usize, color: bool) ->
                 "success".to_string(),
                 "p99".to_string(),
             ),
-            row("  primary", &t.primary),
-            row("  canary", &t.canary),
+            row(&format!("  primary{primary_share}"), &t.primary),
+            row(&format!("  canary{canary_share}{direct}"), &t.canary),
         ];
         let w0 = rows.iter().map(|r| fmt::width(&r.0)).max().unwrap_or(0);
         let w1 = rows.iter().map(|r| fmt::width(&r.1)).max().unwrap_or(0);
@@ -659,6 +678,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The traffic rows name each version's share of the routed traffic,
+    /// and say when the canary's numbers also hold a load tester's
+    /// requests, which reach it past the router.
+    #[test]
+    fn the_traffic_rows_say_what_reaches_the_canary_past_the_router() {
+        let mut view = CanaryView::new("podinfo.prod");
+        for e in fixtures::promoted() {
+            view.apply(&e);
+            if e.kind == Kind::Traffic {
+                break;
+            }
+        }
+        let w = view.canary_weight;
+        assert!(w > 0 && w < 100, "{w}");
+        let text =
+            |view: &CanaryView| render(view, view.next_check.unwrap(), 120, false).join("\n");
+        let with = text(&view);
+        assert!(with.contains(&format!("  primary {}%", 100 - w)), "{with}");
+        assert!(
+            with.contains(&format!("  canary {w}% (+ load tester)")),
+            "{with}"
+        );
+        view.traffic.as_mut().unwrap().canary_direct.clear();
+        let without = text(&view);
+        assert!(without.contains(&format!("  canary {w}% ")), "{without}");
+        assert!(!without.contains("load tester"), "{without}");
+        // A/B testing and blue/green route by iteration, not by weight.
+        view.run.as_mut().unwrap().iterations = 10;
+        let ab = text(&view);
+        assert!(!ab.contains(&format!("canary {w}%")), "{ab}");
+        assert!(!ab.contains(&format!("primary {}%", 100 - w)), "{ab}");
     }
 
     #[test]

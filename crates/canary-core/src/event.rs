@@ -156,6 +156,11 @@ pub struct Traffic {
     pub window_seconds: u64,
     pub primary: VersionStats,
     pub canary: VersionStats,
+    /// The rollout webhooks that send requests to the canary's Service
+    /// directly (a load tester), past the router: the canary's numbers
+    /// hold their requests besides its share of the weighted traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary_direct: Vec<String>,
 }
 
 /// What one version serves; `None` where the metrics server has no value.
