@@ -183,7 +183,7 @@ impl Driver<'_> {
             && !extra.clear_request
             && fresh_lease
             && state.lease.is_some()
-            && statestore::same_state(&snap.state, state)
+            && statestore::same_state(&snap.state, &statestore::stored(state))
         {
             if let Some(lease) = &snap.state.lease {
                 self.lease_written(lease.renew_time);
