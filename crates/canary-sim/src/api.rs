@@ -39,6 +39,10 @@ use crate::store::{
     WriteOutcome,
 };
 
+/// The simulated cluster's own endpoint for its fault switches, reachable
+/// from any process with the kubeconfig (`kubectl get --raw`).
+pub const FAULTS_PATH: &str = "/canary-sim/faults";
+
 /// Largest request body the server accepts (the real limit).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -149,6 +153,108 @@ impl Faults {
     /// reach.
     pub fn set_only_writes(&self, on: bool) {
         self.with(|s| s.only_writes = on);
+    }
+
+    /// The settings as the admin endpoint shows them (`GET
+    /// /canary-sim/faults`).
+    pub fn to_json(&self) -> Value {
+        self.with(|s| {
+            let (status, retry_after) = match s.error_status {
+                FaultStatus::InternalError => (500, None),
+                FaultStatus::TooManyRequests { retry_after_secs } => (429, Some(retry_after_secs)),
+            };
+            json!({
+                "errorRate": s.error_rate,
+                "errorStatus": status,
+                "retryAfterSeconds": retry_after,
+                "latencyMs": s.latency.as_millis() as u64,
+                "dropRate": s.drop_rate,
+                "onlyPaths": s.only_paths,
+                "onlyWrites": s.only_writes,
+                "metricsOutage": self.metrics_outage(),
+            })
+        })
+    }
+
+    /// Sets the faults from the admin endpoint's JSON (`PUT
+    /// /canary-sim/faults`, e.g. `kubectl replace --raw /canary-sim/faults
+    /// -f faults.json`): the fields given replace the current settings,
+    /// those left out are cleared. Every field is checked before any is
+    /// applied.
+    pub fn set_json(&self, v: &Value) -> Result<(), String> {
+        let Some(obj) = v.as_object() else {
+            return Err("the faults must be a JSON object".to_string());
+        };
+        let known = [
+            "errorRate",
+            "errorStatus",
+            "retryAfterSeconds",
+            "latencyMs",
+            "dropRate",
+            "onlyPaths",
+            "onlyWrites",
+            "metricsOutage",
+        ];
+        if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown field \"{k}\" (known: {})",
+                known.join(", ")
+            ));
+        }
+        let rate = |k: &str| -> Result<f64, String> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(0.0),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| format!("{k}: a number from 0 to 1, not {v}")),
+            }
+        };
+        let error_rate = rate("errorRate")?;
+        let drop_rate = rate("dropRate")?;
+        let retry_after_secs = match obj.get("retryAfterSeconds") {
+            None | Some(Value::Null) => 1,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| format!("retryAfterSeconds: a whole number, not {v}"))?,
+        };
+        let error_status = match obj.get("errorStatus").and_then(Value::as_u64) {
+            None | Some(500) => FaultStatus::InternalError,
+            Some(429) => FaultStatus::TooManyRequests { retry_after_secs },
+            Some(other) => return Err(format!("errorStatus: 500 or 429, not {other}")),
+        };
+        let latency = match obj.get("latencyMs") {
+            None | Some(Value::Null) => Duration::ZERO,
+            Some(v) => Duration::from_millis(
+                v.as_u64()
+                    .ok_or_else(|| format!("latencyMs: a whole number, not {v}"))?,
+            ),
+        };
+        let only_paths = match obj.get("onlyPaths") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(v) => return Err(format!("onlyPaths: a string, not {v}")),
+        };
+        let flag = |k: &str| -> Result<bool, String> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(v) => Err(format!("{k}: true or false, not {v}")),
+            }
+        };
+        let only_writes = flag("onlyWrites")?;
+        let metrics_outage = flag("metricsOutage")?;
+        self.set(FaultSettings {
+            error_rate,
+            error_status,
+            latency,
+            drop_rate,
+            only_paths,
+            only_writes,
+            ..FaultSettings::default()
+        });
+        self.set_metrics_outage(metrics_outage);
+        Ok(())
     }
 
     /// The metrics server is down (read by the metrics side of the sim).
@@ -292,7 +398,13 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Body>) -> Option<Response
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let (latency, action) = state.faults.decide(&method, &path);
+    // The admin endpoint is out of the faults' reach: they can always be
+    // switched off again.
+    let (latency, action) = if path.starts_with(FAULTS_PATH) {
+        (Duration::ZERO, FaultAction::None)
+    } else {
+        state.faults.decide(&method, &path)
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -579,6 +691,19 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
         ["version"] => {
             get_only(req.method())?;
             Ok(json_response(200, &version_info(&state.server_version)))
+        }
+        ["canary-sim", "faults"] => {
+            if req.method() == Method::GET {
+                return Ok(json_response(200, &state.faults.to_json()));
+            }
+            if req.method() != Method::PUT {
+                return Err(ApiError::method_not_allowed());
+            }
+            let body = read_body(req.into_body()).await?;
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the faults are not JSON: {e}")))?;
+            state.faults.set_json(&v).map_err(ApiError::bad_request)?;
+            Ok(json_response(200, &state.faults.to_json()))
         }
         ["healthz" | "livez" | "readyz"] => Ok(base_response(200)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")

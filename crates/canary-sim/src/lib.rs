@@ -14,7 +14,8 @@
 //! - `store`: objects, resourceVersions, watch history;
 //! - `patch`: merge, JSON and strategic-merge patches, server-side apply;
 //! - `api`: the HTTP API (axum), `Status` errors, the service proxy, the
-//!   request log and API fault injection;
+//!   request log and API fault injection (switched in the process, or from
+//!   outside it through `/canary-sim/faults`);
 //! - `openapi`: the OpenAPI v2 and v3 documents of the served kinds (for
 //!   `kubectl explain`, `apply`'s server-side validation and `diff`);
 //! - `protobuf`: request bodies in the Kubernetes protobuf encoding, as

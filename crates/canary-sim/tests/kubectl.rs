@@ -349,3 +349,70 @@ spec:
     let out = ok(&k, &["apply", "-f", file.to_str().unwrap()]).await;
     assert_eq!(out.trim(), "canary.flagger.app/podinfo created");
 }
+
+#[tokio::test]
+async fn faults_are_switched_from_outside_the_process_with_kubectl() {
+    let Some((sim, k)) = kubectl_and_sim(CrdGroups::default()).await else {
+        return;
+    };
+    let file = k.dir.path().join("faults.json");
+    std::fs::write(
+        &file,
+        r#"{"errorRate": 1, "errorStatus": 500, "onlyPaths": "/configmaps", "onlyWrites": true}"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = k
+        .run(&["replace", "--raw", "/canary-sim/faults", "-f", path])
+        .await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = k.run(&["get", "--raw", "/canary-sim/faults"]).await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errorStatus"], 500);
+    assert_eq!(v["onlyWrites"], true);
+    assert_eq!(sim.faults().to_json()["onlyPaths"], "/configmaps");
+
+    // Writes to ConfigMaps fail; reads and other writes do not.
+    let (ok, _, err) = k
+        .run(&[
+            "create",
+            "configmap",
+            "x",
+            "-n",
+            "default",
+            "--from-literal=a=b",
+        ])
+        .await;
+    assert!(!ok && err.contains("injected fault"), "{err}");
+    let (ok, _, err) = k.run(&["get", "configmaps", "-n", "default"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = k.run(&["create", "namespace", "other"]).await;
+    assert!(ok, "{err}");
+
+    // Bad settings are refused whole, naming the field.
+    std::fs::write(&file, r#"{"errorRate": 2}"#).unwrap();
+    let (ok, _, err) = k
+        .run(&["replace", "--raw", "/canary-sim/faults", "-f", path])
+        .await;
+    assert!(!ok && err.contains("errorRate"), "{err}");
+    assert_eq!(sim.faults().to_json()["errorRate"], 1.0);
+
+    // An empty object clears them.
+    std::fs::write(&file, "{}").unwrap();
+    let (ok, _, err) = k
+        .run(&["replace", "--raw", "/canary-sim/faults", "-f", path])
+        .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = k
+        .run(&[
+            "create",
+            "configmap",
+            "x",
+            "-n",
+            "default",
+            "--from-literal=a=b",
+        ])
+        .await;
+    assert!(ok, "{err}");
+}
