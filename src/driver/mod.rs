@@ -19,6 +19,15 @@
 //! stores the round's state); and the run's stop signal (`--timeout`,
 //! Ctrl-C). Requests and stops are inputs of the engine like any
 //! observation.
+//!
+//! Each round also lets the cluster correct the state: the router is the
+//! truth for the routing and the workloads for what runs, so a round whose
+//! effects were applied and whose state write was lost is repaired by the
+//! next (the engine restores the step's routing and scales up a canary
+//! found at zero). A round that fails on a transient cluster error (the
+//! API server's 429 or 5xx, a broken connection, after the client's own
+//! per-request retries) is tried again from a fresh read, within
+//! `--api-retry-window` of the last round that read the cluster.
 
 mod answer;
 mod execute;
