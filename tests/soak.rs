@@ -185,8 +185,11 @@ async fn trial(t: Trial, seed: u64) -> Result<Figures, String> {
             let _ = child.kill();
         }
         let out = crate::util::finish(child).await;
-        if t.kill == Kill::No && out.status.code() != Some(3) {
-            return finish_trial(&c, t, out, stop, observer, figures, started);
+        if t.kill == Kill::No {
+            if out.status.code() != Some(3) {
+                return finish_trial(&c, t, out, stop, observer, figures, started);
+            }
+            figures.cluster_errors += 1;
         }
     }
     let holder = if t.kill == Kill::OtherIdentity {
