@@ -257,7 +257,14 @@ pub(crate) async fn check(
                 .map(|t| t.value.clone())
         } else {
             needs.cluster_templates.push((tns.clone(), name.clone()));
-            match read_template(client, tns, name).await? {
+            match read_flagger::<MetricTemplate>(
+                client,
+                tns,
+                ("MetricTemplate", "metrictemplates"),
+                name,
+            )
+            .await?
+            {
                 Read::Found(t) => {
                     if let Some((why, help)) = support::template_refusal(&t) {
                         sink.push(&path, why, Some(help));
@@ -356,7 +363,14 @@ pub(crate) async fn check(
             .find(|p| p.value.name() == name && p.value.namespace() == ans)
         {
             Some(p) => Some(p.value.clone()),
-            None => match read_alert_provider(client, ans, name).await? {
+            None => match read_flagger::<AlertProvider>(
+                client,
+                ans,
+                ("AlertProvider", "alertproviders"),
+                name,
+            )
+            .await?
+            {
                 Read::Found(p) => Some(p),
                 Read::Missing => {
                     sink.push(
@@ -641,42 +655,20 @@ fn flagger_api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
-async fn read_template(
+/// A Flagger object of `kind` (`plural`) read as `T`; one that does not
+/// parse as `T` is invalid.
+async fn read_flagger<T: serde::de::DeserializeOwned>(
     client: &kube::Client,
     ns: &str,
+    (kind, plural): (&str, &str),
     name: &str,
-) -> Result<Read<MetricTemplate>> {
-    let api = flagger_api(client, ns, "MetricTemplate", "metrictemplates");
-    let object = format!("MetricTemplate {ns}/{name}");
+) -> Result<Read<T>> {
+    let api = flagger_api(client, ns, kind, plural);
+    let object = format!("{kind} {ns}/{name}");
     Ok(match read(&api, name, &object).await? {
         Read::Found(o) => match serde_json::to_value(&o).and_then(serde_json::from_value) {
             Ok(t) => Read::Found(t),
-            Err(e) => {
-                return Err(ClusterError::Invalid(format!(
-                    "MetricTemplate {ns}/{name} is invalid: {e}"
-                )));
-            }
-        },
-        Read::Missing => Read::Missing,
-        Read::Forbidden(m) => Read::Forbidden(m),
-    })
-}
-
-async fn read_alert_provider(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-) -> Result<Read<AlertProvider>> {
-    let api = flagger_api(client, ns, "AlertProvider", "alertproviders");
-    let object = format!("AlertProvider {ns}/{name}");
-    Ok(match read(&api, name, &object).await? {
-        Read::Found(o) => match serde_json::to_value(&o).and_then(serde_json::from_value) {
-            Ok(p) => Read::Found(p),
-            Err(e) => {
-                return Err(ClusterError::Invalid(format!(
-                    "AlertProvider {ns}/{name} is invalid: {e}"
-                )));
-            }
+            Err(e) => return Err(ClusterError::Invalid(format!("{object} is invalid: {e}"))),
         },
         Read::Missing => Read::Missing,
         Read::Forbidden(m) => Read::Forbidden(m),
