@@ -47,5 +47,6 @@ pub mod edge {
 pub mod render {
     pub use crate::ui::lines::Lines;
     pub use crate::ui::live::Board;
+    pub use crate::ui::summary::markdown as step_summary;
     pub use crate::ui::summary::table as summary_table;
 }

@@ -76,6 +76,14 @@ pub fn events(out: &Output) -> Vec<Event> {
         .collect()
 }
 
+/// Every event a run printed, waiting ones included.
+fn all_events(out: &Output) -> Vec<Event> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str::<Event>(l).expect("an event"))
+        .collect()
+}
+
 /// The events with what differs between runs set to fixed values before
 /// anything is rendered (so table layouts hold still too): times count
 /// seconds from a fixed start, metric values are a passing or a failing
@@ -192,9 +200,9 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
     let summary = c.spec.with_file_name("step-summary.md");
 
     c.set_image("3.1.1");
-    let out = run_json(&c, &summary).await;
-    assert_exit(&out, 0);
-    let promoted = events(&out);
+    let promoted_out = run_json(&c, &summary).await;
+    assert_exit(&promoted_out, 0);
+    let promoted = events(&promoted_out);
     assert_eq!(promoted.first().map(|e| e.kind), Some(Kind::Started));
     assert_eq!(
         promoted
@@ -241,9 +249,16 @@ async fn a_promoted_and_a_rolled_back_rollout_as_every_output_shows_them() {
     );
     insta::assert_snapshot!("rolled_back_status", status(&c, &[]).await);
 
-    // Both runs appended their summary for the CI job's page.
+    // Both runs appended their summary for the CI job's page, rendered
+    // from the very events they printed. A row holds what happened within
+    // one second, so the snapshot is rendered from the events with fixed
+    // times: whether the primary's pods turn ready in the second the
+    // traffic returns to it is the simulated cluster's timing.
     let markdown = std::fs::read_to_string(&summary).expect("step summary written");
-    insta::assert_snapshot!("step_summary_markdown", redact(&markdown));
+    let printed = [&promoted_out, &out].map(|o| canary::render::step_summary(&all_events(o)));
+    assert_eq!(markdown, printed.concat());
+    let fixed = [promoted, rolled_back].map(|e| canary::render::step_summary(&e));
+    insta::assert_snapshot!("step_summary_markdown", redact(&fixed.concat()));
     c.world.shutdown().await;
 }
 

@@ -589,7 +589,7 @@ fn by_magnitude(values: &[String]) -> Vec<&String> {
 
 /// The summary as GitHub-flavoured Markdown: a heading and a table per
 /// canary.
-pub(crate) fn markdown(events: &[Event]) -> String {
+pub fn markdown(events: &[Event]) -> String {
     let mut out = String::new();
     for s in summarize(events) {
         out.push_str(&format!("### {}\n\n", md_escape(&heading(&s))));
