@@ -15,7 +15,10 @@
 //! What is taught: the keys of a MetricTemplate's Secret and the bearer or
 //! basic-auth credentials made of them, the credentials in webhook and
 //! metrics URLs, sensitive webhook metadata and provider header values,
-//! and the kubeconfig's token, password and client key.
+//! the kubeconfig's token, password and client key, and every credential
+//! the client sends that exists only at run time (an exec plugin's or an
+//! auth provider's token, a rotated service-account token), taught as it
+//! is sent ([`crate::cluster::credentials`]).
 
 use std::io::{self, Write};
 use std::sync::LazyLock;

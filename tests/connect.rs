@@ -416,3 +416,100 @@ async fn a_kubeconfig_proxy_url_is_used_to_reach_the_api_server() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(tunnels.load(std::sync::atomic::Ordering::SeqCst) > through);
 }
+
+/// An API server that refuses every request, quoting the credential it
+/// was sent without its scheme, as a misconfigured proxy might.
+async fn echoing_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = tokio::io::BufReader::new(stream);
+                loop {
+                    let mut credential = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.ok()? == 0 {
+                            return Some(());
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("authorization")
+                        {
+                            let value = value.trim();
+                            credential = value.split_once(' ').map_or(value, |(_, t)| t).into();
+                        }
+                    }
+                    let body = serde_json::json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Forbidden", "code": 403,
+                        "message": format!("credential {credential} is not allowed here"),
+                    })
+                    .to_string();
+                    let response = format!(
+                        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    stream.get_mut().write_all(response.as_bytes()).await.ok()?;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_an_exec_plugin_fetched_never_reaches_the_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = echoing_server().await;
+    let token = "EXECTOKEN-5b1f2e9c77";
+    let plugin = write(
+        dir.path(),
+        "login",
+        &format!(
+            "#!/bin/sh\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\
+             \"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{token}\"}}}}'\n"
+        ),
+    );
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kc = write(
+        dir.path(),
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: 'http://{server}'}}
+contexts:
+- name: c
+  context: {{cluster: c, user: alice, namespace: prod}}
+current-context: c
+users:
+- name: alice
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: {}
+      interactiveMode: Never
+",
+            plugin.display()
+        ),
+    );
+    for args in [&["status"][..], &["abort", "podinfo"]] {
+        let out = within_2s(&kc, args).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        // The server's words come through, its quote of the token does not.
+        assert!(err.contains("is not allowed here"), "{args:?}: {err}");
+        assert!(!err.contains(token), "{args:?}: {err}");
+        assert!(!stdout_of(&out).contains(token), "{args:?}");
+    }
+}

@@ -379,16 +379,25 @@ async fn load(
     // kube's own retries (429, 503, 504) give way to ours, which also
     // retry a read's 500s and broken connections (`retry.rs`).
     config.default_retry = false;
-    let client = kube::client::ClientBuilder::try_from(config.clone())
-        .map_err(|e| {
-            let why = super::error::exec_failure(&e, user.as_deref())
-                .unwrap_or_else(|| super::error::chain(&e));
-            ClusterError::Config(format!("failed to build a client from the {source}: {why}"))
-        })?
-        // A request is sent again through a cloneable service.
-        .with_layer(&tower::buffer::BufferLayer::new(1024))
-        .with_layer(&super::retry::Transient::layer())
-        .build();
+    let failed = |e: kube::Error| {
+        let why = super::error::exec_failure(&e, user.as_deref())
+            .unwrap_or_else(|| super::error::chain(&e));
+        ClusterError::Config(format!("failed to build a client from the {source}: {why}"))
+    };
+    // kube's authentication runs above a layer that teaches the redactor
+    // each credential it adds (`credentials.rs`).
+    let auth = super::credentials::auth_layer(&config).map_err(failed)?;
+    let client =
+        kube::client::ClientBuilder::try_from(super::credentials::without_header_auth(&config))
+            .map_err(failed)?
+            .with_layer(&super::credentials::Learn::default())
+            // kube's token refresh sends through a cloneable service.
+            .with_layer(&tower::buffer::BufferLayer::new(1024))
+            .with_layer(&tower::util::option_layer(auth))
+            // A request is sent again through a cloneable service.
+            .with_layer(&tower::buffer::BufferLayer::new(1024))
+            .with_layer(&super::retry::Transient::layer())
+            .build();
     if source.is_in_cluster() {
         user = Some("the Pod's service account".to_string());
     }

@@ -10,6 +10,7 @@
 pub(crate) mod autoscaler;
 pub(crate) mod configs;
 pub(crate) mod connect;
+pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod hash;
 pub(crate) mod managed;
