@@ -259,18 +259,6 @@ pub struct RunArgs {
     #[command(flatten)]
     pub route: RouteArgs,
 
-    /// The namespaces (comma-separated) whose Services webhooks and
-    /// metrics servers may name, besides the canary's own; a spec naming
-    /// a Service elsewhere is refused before anything changes (default:
-    /// any namespace; the API server's own Service is always refused).
-    #[arg(
-        long,
-        env = "CANARY_PROXY_ALLOW",
-        value_name = "NAMESPACE[,NAMESPACE...]",
-        value_delimiter = ','
-    )]
-    pub proxy_allow: Option<Vec<String>>,
-
     /// Drive at most this many canaries at a time (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
@@ -307,6 +295,17 @@ pub struct RouteArgs {
     /// direct with the in-cluster config, inside a Pod; else proxy).
     #[arg(long, env = "CANARY_ROUTE_VIA", value_enum, value_name = "ROUTE")]
     pub route_via: Option<RouteVia>,
+    /// The namespaces (comma-separated) whose Services webhooks and
+    /// metrics servers may name, besides the canary's own; a spec naming
+    /// a Service elsewhere is refused before anything changes (default:
+    /// any namespace; the API server's own Service is always refused).
+    #[arg(
+        long,
+        env = "CANARY_PROXY_ALLOW",
+        value_name = "NAMESPACE[,NAMESPACE...]",
+        value_delimiter = ','
+    )]
+    pub proxy_allow: Option<Vec<String>>,
 }
 
 /// See [`RouteArgs`].

@@ -200,6 +200,7 @@ const ACT_ENV: &[EnvVar] = &[
     IN_CLUSTER,
     LEASE_HOLDER,
     ROUTE_VIA,
+    PROXY_ALLOW,
     PROXY,
     COMPLETE,
 ];
@@ -211,6 +212,7 @@ const ACT_DRIVING_ENV: &[EnvVar] = &[
     IN_CLUSTER,
     LEASE_HOLDER,
     ROUTE_VIA,
+    PROXY_ALLOW,
     PROXY,
     NO_COLOR,
     STEP_SUMMARY,
@@ -296,6 +298,7 @@ const VALIDATE: Page = Page {
         MESH_PROVIDER,
         METRICS_SERVER,
         ROUTE_VIA,
+        PROXY_ALLOW,
         API_PROXY,
         COMPLETE,
     ],

@@ -472,9 +472,9 @@ async fn the_api_servers_service_and_namespaces_outside_proxy_allow_are_refused_
     // podinfo's hooks are Services of its own namespace `prod`: allowed.
     // The built-in metrics go to Linkerd's Prometheus in `linkerd-viz`.
     let spec = sim.write("podinfo.yaml", PODINFO);
-    let run = |allow: &str| {
+    let command = |command: &str, allow: &str| {
         vec![
-            "run".to_string(),
+            command.to_string(),
             spec.display().to_string(),
             "--proxy-allow".to_string(),
             allow.to_string(),
@@ -482,6 +482,7 @@ async fn the_api_servers_service_and_namespaces_outside_proxy_allow_are_refused_
             "linkerd".to_string(),
         ]
     };
+    let run = |allow: &str| command("run", allow);
     let out = sim.canary(run("kube-system,monitoring")).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -491,6 +492,13 @@ async fn the_api_servers_service_and_namespaces_outside_proxy_allow_are_refused_
         "{err}"
     );
     assert!(!err.contains("flagger-loadtester"), "{err}");
+    // `validate --cluster` refuses what `run` would.
+    let mut validate = command("validate", "kube-system");
+    validate.push("--cluster".to_string());
+    let out = sim.canary(validate).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("prometheus.linkerd-viz"), "{err}");
     assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is written");
     sim.world.shutdown().await;
 }

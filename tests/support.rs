@@ -81,13 +81,14 @@ impl Sim {
         p
     }
 
-    /// `canary ARGS...` with the world's kubeconfig for `run`.
+    /// `canary ARGS...` with the world's kubeconfig for `run` and
+    /// `validate --cluster`.
     pub(crate) async fn canary(&self, args: Vec<String>) -> Output {
         let kubeconfig = self.dir.path().join("kubeconfig");
         tokio::task::spawn_blocking(move || {
             let mut cmd = canary();
             cmd.args(&args);
-            if args[0] == "run" {
+            if args[0] == "run" || args.iter().any(|a| a == "--cluster") {
                 cmd.arg("--kubeconfig").arg(&kubeconfig);
             }
             cmd.output().unwrap()

@@ -265,8 +265,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
             }
         }
     }
-    let route_via = super::route_via(&args.route);
-    direct(request, &conn, &named, &id, &me, route_via).await
+    direct(request, &conn, &named, &id, &me, &args.route).await
 }
 
 enum Ack {
@@ -324,7 +323,7 @@ async fn direct(
     named: &Named,
     id: &str,
     me: &str,
-    route_via: Option<crate::cluster::proxy::Via>,
+    route: &crate::cli::RouteArgs,
 ) -> Result<Outcome, ActError> {
     let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
     let primary_name = canary_core::names::primary(&named.target);
@@ -350,7 +349,8 @@ async fn direct(
             }
             let settings = Settings {
                 holder: me.to_string(),
-                route_via,
+                route_via: super::route_via(route),
+                proxy_allow: super::proxy_allow(&route.proxy_allow),
                 ..Settings::default()
             };
             let output = ui::RunOutput::new(ui::output::choose(

@@ -45,7 +45,9 @@ pub(super) fn plan(args: PlanArgs) -> Outcome {
         namespace: None,
     };
     let resolved = resolve::resolve(file, doc, &overrides);
-    let refused = refusals(file, doc, &resolved);
+    let mut refused = refusals(file, doc, &resolved);
+    // The Services `run` refuses to reach whatever `--proxy-allow` says.
+    refused.extend(super::reach_refusals(file, doc, &resolved, None));
     if !refused.is_empty() {
         ui::diagnostics(&refused);
         return Outcome::Usage;

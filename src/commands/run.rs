@@ -50,7 +50,7 @@ async fn run_files(
         api_retry_window: args.api_retry_window,
         holder: super::holder(),
         route_via: super::route_via(&args.route),
-        proxy_allow: super::proxy_allow(&args.proxy_allow),
+        proxy_allow: super::proxy_allow(&args.route.proxy_allow),
     };
     let overrides = Overrides {
         mesh_provider,

@@ -53,6 +53,7 @@ async fn validate_files(args: ValidateArgs) -> Outcome {
         None
     };
     let route_via = super::route_via(&args.route);
+    let proxy_allow = super::proxy_allow(&args.route.proxy_allow);
     for file in &files {
         {
             {
@@ -108,6 +109,7 @@ async fn validate_files(args: ValidateArgs) -> Outcome {
                             }
                         }
                     }
+                    refused.extend(super::reach_refusals(file, doc, &r, proxy_allow.as_deref()));
                     if !refused.is_empty() {
                         report.valid = false;
                         report.errors.extend(refused);
