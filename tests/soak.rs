@@ -1,6 +1,7 @@
 //! The soak harness: rollouts of healthy and failing releases under API
 //! faults (10 % 500s, 10 % 429s, 5 % dropped connections, 200 ms latency,
-//! and 500s switched on mid-rollout) and SIGKILLs of `canary run` with
+//! and 500s switched on mid-rollout), a metrics server that answers 503
+//! for a second mid-rollout, and SIGKILLs of `canary run` with
 //! restarts, half of them under another identity. An observer reads the
 //! simulated cluster every 20 ms and checks the invariants: the weights
 //! sum to 100, the primary exists with a ready pod, a failing version is
@@ -13,10 +14,12 @@
 //! and a kill with a restart by each identity). The long form:
 //!
 //! ```sh
-//! CANARY_SOAK_TRIALS=120 cargo test --release --test tests soak -- --nocapture
+//! CANARY_SOAK_TRIALS=210 cargo test --test tests soak -- --nocapture
 //! ```
 //!
-//! prints `N passed, M failed` and the figures.
+//! prints `N passed, M failed` and the figures. 210 trials are 70 kills
+//! (half restarted under another identity) and 20 rollouts under each
+//! fault and without one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,10 @@ enum Fault {
     Drops,
     Latency,
     ErrorsMidRollout,
+    /// The metrics server answers 503 for a second once the analysis
+    /// runs: fewer failed checks than the threshold, so a healthy
+    /// release is still promoted.
+    MetricsOutage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +87,7 @@ fn switch_on(c: &Cluster, fault: Fault) {
         ),
         Fault::Drops => f.set_drop_rate(0.05),
         Fault::Latency => f.set_latency(Duration::from_millis(200)),
+        Fault::MetricsOutage => f.set_metrics_outage(true),
     }
 }
 
@@ -167,16 +175,21 @@ async fn trial(t: Trial, seed: u64) -> Result<Figures, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let observer = observe(&c, stop.clone());
     c.set_image(if t.healthy { "3.1.1" } else { "3.1.2" });
-    if t.fault != Fault::ErrorsMidRollout {
+    let mid_rollout = matches!(t.fault, Fault::ErrorsMidRollout | Fault::MetricsOutage);
+    if !mid_rollout {
         switch_on(&c, t.fault);
     }
     let deadline = Instant::now() + Duration::from_secs(240);
-    if t.kill != Kill::No || t.fault == Fault::ErrorsMidRollout {
+    if t.kill != Kill::No || mid_rollout {
         figures.runs += 1;
         let mut child = c.spawn_as(&[], Some("soak"));
-        if t.fault == Fault::ErrorsMidRollout {
+        if mid_rollout {
             c.wait_for_analysis().await;
             switch_on(&c, t.fault);
+        }
+        if t.fault == Fault::MetricsOutage {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c.world.faults().set_metrics_outage(false);
         }
         if t.kill != Kill::No {
             // Anywhere from the canary's scale-up to the promotion.
@@ -211,6 +224,7 @@ fn finish_trial(
     started: Instant,
 ) -> Result<Figures, String> {
     c.world.faults().clear();
+    c.world.faults().set_metrics_outage(false);
     stop.store(true, Ordering::SeqCst);
     let (violations, polls) = observer.join().expect("the observer ran");
     figures.polls = polls;
@@ -256,6 +270,7 @@ fn trials(n: usize) -> Vec<Trial> {
         Fault::Drops,
         Fault::Latency,
         Fault::ErrorsMidRollout,
+        Fault::MetricsOutage,
     ];
     let mut out = Vec::new();
     let mut i = 0;
@@ -299,6 +314,11 @@ async fn soak() {
         },
         Trial {
             healthy: true,
+            fault: Fault::MetricsOutage,
+            kill: Kill::No,
+        },
+        Trial {
+            healthy: true,
             fault: Fault::None,
             kill: Kill::SameIdentity,
         },
@@ -322,6 +342,7 @@ async fn soak() {
     let mut passed = 0;
     let (mut runs, mut cluster_errors, mut lease_waits, mut polls, mut kills) = (0, 0, 0, 0, 0);
     let mut longest = Duration::ZERO;
+    let mut per_fault = std::collections::BTreeMap::<String, u32>::new();
     let started = Instant::now();
     for (i, t) in plan.iter().enumerate() {
         let s = seed.fetch_add(7_919, Ordering::SeqCst);
@@ -338,6 +359,9 @@ async fn soak() {
                 polls += f.polls;
                 longest = longest.max(f.took);
                 kills += u32::from(t.kill != Kill::No);
+                if t.kill == Kill::No {
+                    *per_fault.entry(format!("{:?}", t.fault)).or_default() += 1;
+                }
             }
             Err(why) => failures
                 .lock()
@@ -354,6 +378,8 @@ async fn soak() {
         started.elapsed(),
         longest
     );
+    let per_fault: Vec<String> = per_fault.iter().map(|(f, n)| format!("{f} {n}")).collect();
+    eprintln!("soak: rollouts passed per fault: {}", per_fault.join(", "));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // Transient API errors are tried again within the run.
     assert_eq!(cluster_errors, 0, "runs stopped by transient API errors");
