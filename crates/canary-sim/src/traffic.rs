@@ -304,6 +304,9 @@ pub struct Traffic {
     series: Arc<SeriesStore>,
     behaviours: Arc<Behaviours>,
     inner: Mutex<Inner>,
+    /// The last view of the cluster, with the store's resource version it
+    /// was read at: a tick reads the objects again only when one changed.
+    view: Mutex<Option<(u64, Arc<Cluster>)>>,
 }
 
 struct Inner {
@@ -355,6 +358,7 @@ impl Traffic {
             store,
             series,
             behaviours,
+            view: Mutex::new(None),
             inner: Mutex::new(Inner {
                 rng: Rng::derive(seed, "traffic"),
                 flows: Vec::new(),
@@ -370,6 +374,22 @@ impl Traffic {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The cluster as the routing sees it, read again only when an object
+    /// changed since the last read.
+    fn cluster(&self) -> Arc<Cluster> {
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        // The version first: a write after it makes the next call read.
+        let rv = self.store.resource_version();
+        match &*view {
+            Some((at, cluster)) if *at == rv => cluster.clone(),
+            _ => {
+                let cluster = Arc::new(Cluster::read(&self.store));
+                *view = Some((rv, cluster.clone()));
+                cluster
+            }
+        }
+    }
+
     /// Adds a steady flow.
     pub fn add_flow(&self, flow: Flow) {
         self.lock().flows.push(flow);
@@ -377,7 +397,7 @@ impl Traffic {
 
     /// Sends one request now and records it.
     pub fn request(&self, req: &Request) -> Response {
-        let cluster = Cluster::read(&self.store);
+        let cluster = self.cluster();
         let now = Instant::now();
         let mut g = self.lock();
         note_ready(&mut g, &cluster, now);
@@ -434,7 +454,7 @@ impl Traffic {
     /// One tick: the flows' requests since the last tick, the load jobs'
     /// due requests, then everything is recorded at once.
     pub fn tick(&self) {
-        let cluster = Cluster::read(&self.store);
+        let cluster = self.cluster();
         let now = Instant::now();
         let mut g = self.lock();
         let dt = g
