@@ -45,8 +45,8 @@ pub(crate) const ALERT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One place alerts go.
 #[derive(Clone)]
 pub(crate) struct Target {
-    /// How it is named in warnings and in `plan`: `alert NAME
-    /// (AlertProvider NS/NAME, slack)`, or `the global Slack notifier`.
+    /// How it is named in warnings: `NAME (AlertProvider NS/NAME,
+    /// slack)`, or `the global Slack notifier`.
     pub label: String,
     /// The least severity sent.
     pub severity: AlertSeverity,
@@ -194,10 +194,7 @@ impl Targets {
                 learn_address(p);
             }
             out.push(Target {
-                label: format!(
-                    "alert {} (AlertProvider {ns}/{}, {kind})",
-                    a.name, a.provider
-                ),
+                label: format!("{} (AlertProvider {ns}/{}, {kind})", a.name, a.provider),
                 severity: a.severity,
                 url: core::endpoint(&kind, &url),
                 kind,

@@ -33,6 +33,35 @@ use crate::spec::resolve::{HookType, ResolvedCanary};
 /// The AlertProvider types alerts are sent to.
 pub const SENT_TYPES: &[&str] = &["slack", "msteams", "discord", "rocket", "gchat"];
 
+/// Every alert, as [`alert_for`] words it (`N` and `…` stand for what
+/// the rollout fills in), with its severity.
+pub const ALERTS: &[(&str, AlertSeverity)] = &[
+    (
+        "New revision detected, progressing canary analysis.",
+        AlertSeverity::Info,
+    ),
+    (
+        "Canary analysis completed successfully, promotion finished.",
+        AlertSeverity::Info,
+    ),
+    (
+        "Canary analysis was skipped, promotion finished.",
+        AlertSeverity::Info,
+    ),
+    ("Canary is waiting for approval.", AlertSeverity::Warn),
+    (
+        "Canary traffic increase is waiting for approval.",
+        AlertSeverity::Warn,
+    ),
+    (
+        "Canary promotion is waiting for approval.",
+        AlertSeverity::Warn,
+    ),
+    ("Rolling back manual webhook invoked", AlertSeverity::Warn),
+    ("Failed checks threshold reached N", AlertSeverity::Error),
+    ("Progress deadline exceeded …", AlertSeverity::Error),
+];
+
 /// How bad an alert is, and the least an `analysis.alerts` entry wants.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
