@@ -284,3 +284,71 @@ fn an_unknown_alert_severity_or_provider_type_is_refused_naming_the_field() {
     assert!(err.contains("unknown alert provider `pagerduty`"), "{err}");
     assert!(err.contains("spec.type"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_providers_and_their_secrets_are_read_from_the_cluster() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    // A cluster with Flagger's CRDs, so that it can hold AlertProviders.
+    let mut scenario = canary_sim::scenario::Scenario::seed();
+    scenario.crds = Some(vec![
+        canary_sim::scenario::CrdName::Smi,
+        canary_sim::scenario::CrdName::Flagger,
+    ]);
+    let c = Cluster::start_in(scenario, FAST).await;
+    let address = format!("{}/alerts/gchat/{SECRET}", c.world.alerts_url());
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("chat-url".into()),
+            namespace: Some("flagger".into()),
+            ..Default::default()
+        },
+        data: Some([("address".to_string(), ByteString(address.into_bytes()))].into()),
+        ..Default::default()
+    };
+    c.world
+        .store()
+        .create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "flagger"}}))
+        .unwrap();
+    let mut secret = serde_json::to_value(&secret).unwrap();
+    secret["apiVersion"] = "v1".into();
+    secret["kind"] = "Secret".into();
+    c.world.store().create(secret).unwrap();
+    c.world
+        .store()
+        .create(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "AlertProvider",
+            "metadata": {"name": "chat", "namespace": "flagger"},
+            "spec": {"type": "gchat", "secretRef": {"name": "chat-url"}}
+        }))
+        .unwrap();
+    std::fs::write(
+        &c.spec,
+        format!(
+            "{FAST}    alerts:\n      - name: chat\n        providerRef:\n          name: chat\n          namespace: flagger\n"
+        ),
+    )
+    .unwrap();
+    c.initialise().await;
+    c.set_image("3.1.1");
+    // A global notifier is for canaries without alerts only.
+    let slack = format!("{}/alerts/slack/global-{SECRET}", c.world.alerts_url());
+    let out = c.run(&["--slack-url", &slack]).await;
+    assert_exit(&out, 0);
+    assert_never_shown(&out, SECRET);
+    let received = c.world.alerts_received();
+    assert!(received.iter().all(|a| a.kind == "gchat"), "{received:?}");
+    let texts: Vec<String> = received
+        .iter()
+        .map(|a| text_of("gchat", &a.body).0)
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "New revision detected, progressing canary analysis.",
+            "Canary analysis completed successfully, promotion finished."
+        ]
+    );
+    c.world.shutdown().await;
+}
