@@ -421,3 +421,71 @@ async fn deliver(edge: &HttpEdge, t: &Target, body: Vec<u8>) -> std::result::Res
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::AlertArgs;
+
+    #[test]
+    fn the_teams_url_takes_the_place_of_the_slack_one() {
+        let args = AlertArgs {
+            slack_url: Some("https://hooks.slack.example/services/T1/B1/slack-secret-1".into()),
+            msteams_url: Some("https://teams.example/webhook/teams-secret-12".into()),
+            ..AlertArgs::default()
+        };
+        let t = Global::from_args(&args).unwrap().target.unwrap();
+        assert_eq!(t.kind, "msteams");
+        assert_eq!(t.severity, AlertSeverity::Info);
+        let slack_only = AlertArgs {
+            slack_url: args.slack_url.clone(),
+            slack_channel: Some("ops".into()),
+            ..AlertArgs::default()
+        };
+        let t = Global::from_args(&slack_only).unwrap().target.unwrap();
+        assert_eq!(
+            (t.kind.as_str(), t.sender.channel.as_str()),
+            ("slack", "ops")
+        );
+        assert_eq!(t.sender.username, "flagger");
+        assert!(
+            Global::from_args(&AlertArgs::default())
+                .unwrap()
+                .target
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_bad_global_url_is_refused_without_repeating_it() {
+        let args = AlertArgs {
+            slack_url: Some("hooks.slack.example/services/very-secret-path".into()),
+            ..AlertArgs::default()
+        };
+        let err = Global::from_args(&args).unwrap_err();
+        assert!(err.starts_with("--slack-url is not a valid URL"), "{err}");
+        assert!(!err.contains("very-secret-path"), "{err}");
+        // And it is masked anywhere it would be shown.
+        assert_eq!(
+            crate::secrets::redact("x hooks.slack.example/services/very-secret-path y"),
+            "x *** y"
+        );
+    }
+
+    #[test]
+    fn a_secret_in_the_spec_file_is_found_by_namespace_and_name() {
+        let file = canary_core::spec::load_str(
+            "s.yaml",
+            "apiVersion: flagger.app/v1beta1\nkind: AlertProvider\n\
+             metadata: {name: chat, namespace: prod}\nspec: {type: slack, secretRef: {name: url}}\n\
+             ---\napiVersion: v1\nkind: Secret\nmetadata: {name: url, namespace: prod}\n\
+             data: {address: aHR0cHM6Ly9leGFtcGxlLmNvbS9ob29r}\nstringData: {proxy: 'http://p:3128'}\n",
+        )
+        .unwrap();
+        let s = file_secret(&file, "prod", "url").unwrap();
+        let values = secret_strings(&s);
+        assert!(values.contains(&("address".into(), "https://example.com/hook".into())));
+        assert!(values.contains(&("proxy".into(), "http://p:3128".into())));
+        assert!(file_secret(&file, "other", "url").is_none());
+    }
+}
