@@ -23,7 +23,9 @@
 //!
 //! A gate whose webhooks all set `muteAlert` sends no alert. A new
 //! revision that restarts an analysis under way is not alerted again, as
-//! in Flagger.
+//! in Flagger. The new revision's `Traffic routing` field names the
+//! maximum weight the rollout will reach (Flagger prints
+//! `analysis.maxWeight` as written, `0` when it is unset).
 
 use serde::Serialize;
 
