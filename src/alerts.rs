@@ -35,6 +35,7 @@ use crate::cluster::preflight::{Read, read_flagger};
 use crate::cluster::proxy::{HttpEdge, HttpRequest};
 use canary_core::alerts::{self as core, Alert, AlertSeverity, Sender};
 use canary_core::engine::Message;
+use canary_core::engine::state::Phase;
 use canary_core::spec::SpecFile;
 use canary_core::spec::resolve::ResolvedCanary;
 use canary_core::spec::types::AlertProvider;
@@ -283,13 +284,14 @@ impl Alerter {
         }
     }
 
-    /// Starts posting the alerts of a round of `c` whose messages were
-    /// `messages`, each to the targets whose severity takes it.
-    pub(crate) fn send(&self, c: &ResolvedCanary, messages: &[Message]) {
+    /// Starts posting the alerts of a round of `c` that started in phase
+    /// `before` and whose messages were `messages`, each to the targets
+    /// whose severity takes it.
+    pub(crate) fn send(&self, c: &ResolvedCanary, before: Phase, messages: &[Message]) {
         if self.targets.is_empty() {
             return;
         }
-        for alert in core::alerts_for(c, messages) {
+        for alert in core::alerts_for(c, before, messages) {
             for t in self
                 .targets
                 .iter()

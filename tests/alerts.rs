@@ -352,3 +352,52 @@ async fn alert_providers_and_their_secrets_are_read_from_the_cluster() {
     );
     c.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_promotion_gate_is_alerted_once_at_warn() {
+    let c = Cluster::start().await;
+    let base = c.world.alerts_url();
+    let spec = FAST.replace(
+        "    webhooks:\n",
+        "    webhooks:\n      - name: approval\n        type: confirm-promotion\n        \
+         url: http://flagger-loadtester.prod/gate/halt\n",
+    );
+    let spec = format!(
+        "{spec}    alerts:\n      - name: all\n        providerRef:\n          name: all\n\
+         \x20     - name: warnings\n        severity: warn\n        providerRef:\n          name: warnings\n\
+         ---\napiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata:\n  name: all\n  namespace: prod\n\
+         spec:\n  type: slack\n  address: {base}/alerts/slack/info/{SECRET}\n\
+         ---\napiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata:\n  name: warnings\n  namespace: prod\n\
+         spec:\n  type: slack\n  address: {base}/alerts/slack/warn/{SECRET}\n"
+    );
+    std::fs::write(&c.spec, spec).unwrap();
+    c.initialise().await;
+    c.set_image("3.1.1");
+    // The promotion gate never opens: the run waits at it, checking the
+    // canary every interval, until its timeout leaves the rollout as it
+    // is. The gate is alerted when it closes, not at every check.
+    let out = c.run(&["--timeout", "25s", "--on-timeout", "leave"]).await;
+    assert_exit(&out, 5);
+    assert!(
+        stderr(&out).contains("waiting for promotion approval approval"),
+        "{}",
+        stderr(&out)
+    );
+    let received = c.world.alerts_received();
+    let waiting = (
+        "Canary promotion is waiting for approval.".to_string(),
+        false,
+    );
+    assert_eq!(
+        got(&received, "slack", "info"),
+        [
+            (
+                "New revision detected, progressing canary analysis.".to_string(),
+                false
+            ),
+            waiting.clone()
+        ]
+    );
+    assert_eq!(got(&received, "slack", "warn"), [waiting]);
+    c.world.shutdown().await;
+}

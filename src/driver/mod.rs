@@ -217,9 +217,9 @@ impl<'a> Driver<'a> {
 
     /// Starts sending the alerts of a round's messages, and reports the
     /// alerts of earlier rounds that could not be delivered.
-    async fn send_alerts(&self, events: &[canary_core::engine::Message]) {
+    async fn send_alerts(&self, before: Phase, events: &[canary_core::engine::Message]) {
         let Some(a) = &self.alerter else { return };
-        a.send(&self.canary, events);
+        a.send(&self.canary, before, events);
         for w in a.finished().await {
             self.report_warning(&w);
         }
@@ -443,7 +443,7 @@ impl<'a> Driver<'a> {
             }
             self.report_round(&snap, &decision, &answers, &state).await;
             self.call_event_hooks(&decision.events, &state).await;
-            self.send_alerts(&decision.events).await;
+            self.send_alerts(snap.state.phase, &decision.events).await;
             if stop.is_some() && !done {
                 return Err(RunError::Stopped);
             }

@@ -30,6 +30,7 @@
 use serde::Serialize;
 
 use crate::engine::message::{Message, RollbackCause};
+use crate::engine::state::Phase;
 use crate::spec::resolve::{HookType, ResolvedCanary};
 
 /// The AlertProvider types alerts are sent to.
@@ -127,8 +128,11 @@ impl Alert {
     }
 }
 
-/// The alerts of a round whose messages were `messages`, in order.
-pub fn alerts_for(c: &ResolvedCanary, messages: &[Message]) -> Vec<Alert> {
+/// The alerts of a round that started in phase `before` and whose
+/// messages were `messages`, in order. As in Flagger, the promotion gate
+/// is alerted when the rollout starts waiting at it, not again at every
+/// check while it waits (the traffic-increase gate is, every time).
+pub fn alerts_for(c: &ResolvedCanary, before: Phase, messages: &[Message]) -> Vec<Alert> {
     let restarted = messages
         .iter()
         .any(|m| matches!(m, Message::Restarting { .. }));
@@ -136,6 +140,10 @@ pub fn alerts_for(c: &ResolvedCanary, messages: &[Message]) -> Vec<Alert> {
         .iter()
         .filter_map(|m| match m {
             Message::NewRevision { .. } if restarted => None,
+            Message::WaitingForApproval {
+                gate: HookType::ConfirmPromotion,
+                ..
+            } if before == Phase::WaitingPromotion => None,
             m => alert_for(c, m),
         })
         .collect()
@@ -607,7 +615,21 @@ mod tests {
                 target: "podinfo.prod".into(),
             },
         ];
-        assert!(alerts_for(&c, &restart).is_empty());
+        assert!(alerts_for(&c, Phase::Progressing, &restart).is_empty());
+        let promotion_gate = [Message::WaitingForApproval {
+            canary: "podinfo.prod".into(),
+            gate: HookType::ConfirmPromotion,
+            hooks: "approve".into(),
+        }];
+        assert_eq!(
+            alerts_for(&c, Phase::Progressing, &promotion_gate).len(),
+            1,
+            "the gate closes"
+        );
+        assert!(
+            alerts_for(&c, Phase::WaitingPromotion, &promotion_gate).is_empty(),
+            "still closed"
+        );
         let mut skipped = c.clone();
         skipped.skip_analysis = true;
         let done = Message::Completed {
