@@ -259,6 +259,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub route: RouteArgs,
 
+    #[command(flatten)]
+    pub alerts: Box<AlertArgs>,
+
     /// Drive at most this many canaries at a time (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
@@ -285,6 +288,58 @@ pub enum OnStop {
     Rollback,
     /// Leave it as it is; `canary run` resumes it, `canary abort` ends it.
     Leave,
+}
+
+/// The global notifier: where the alerts of canaries without
+/// `analysis.alerts` go (Flagger's `-slack-url` and friends). The URLs are
+/// secrets: never shown, not even in `--help`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AlertArgs {
+    /// Slack incoming-webhook URL for the alerts of canaries that have no
+    /// `analysis.alerts` (Flagger's `-slack-url`).
+    #[arg(
+        long,
+        env = "CANARY_SLACK_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub slack_url: Option<String>,
+
+    /// HTTP proxy for the Slack URL.
+    #[arg(
+        long,
+        env = "CANARY_SLACK_PROXY_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub slack_proxy_url: Option<String>,
+
+    /// Channel the global notifier posts to [default: general].
+    #[arg(long, env = "CANARY_SLACK_CHANNEL", value_name = "CHANNEL")]
+    pub slack_channel: Option<String>,
+
+    /// User name the global notifier posts as [default: flagger].
+    #[arg(long, env = "CANARY_SLACK_USER", value_name = "NAME")]
+    pub slack_user: Option<String>,
+
+    /// Microsoft Teams incoming-webhook URL; takes the place of the Slack
+    /// one (Flagger's `-msteams-url`).
+    #[arg(
+        long,
+        env = "CANARY_MSTEAMS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub msteams_url: Option<String>,
+
+    /// HTTP proxy for the Microsoft Teams URL.
+    #[arg(
+        long,
+        env = "CANARY_MSTEAMS_PROXY_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub msteams_proxy_url: Option<String>,
 }
 
 /// How webhooks and metrics servers named by in-cluster URLs are reached.

@@ -62,6 +62,17 @@ const PROXY_ALLOW: EnvVar = EnvVar {
     what: "Default of --proxy-allow: the namespaces whose Services webhooks and metrics servers \
            may be reached in, besides the canary's own.",
 };
+const SLACK: EnvVar = EnvVar {
+    name: "CANARY_SLACK_URL, CANARY_SLACK_PROXY_URL, CANARY_SLACK_CHANNEL, CANARY_SLACK_USER",
+    what: "Defaults of --slack-url, --slack-proxy-url, --slack-channel and --slack-user: the \
+           global notifier, which gets the alerts of every canary without analysis.alerts. The \
+           URLs are secrets: never shown.",
+};
+const MSTEAMS: EnvVar = EnvVar {
+    name: "CANARY_MSTEAMS_URL, CANARY_MSTEAMS_PROXY_URL",
+    what: "Defaults of --msteams-url and --msteams-proxy-url: a Microsoft Teams global notifier \
+           instead of the Slack one.",
+};
 const NO_COLOR: EnvVar = EnvVar {
     name: "NO_COLOR",
     what: "Set and not empty: no colours on a terminal.",
@@ -112,6 +123,8 @@ const RUN: Page = Page {
         METRICS_SERVER,
         ROUTE_VIA,
         PROXY_ALLOW,
+        SLACK,
+        MSTEAMS,
         MAX_INPUT_SIZE,
         PROXY,
         NO_COLOR,

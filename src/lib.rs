@@ -6,6 +6,7 @@
 
 #![warn(unreachable_pub)]
 
+mod alerts;
 mod cli;
 mod clock;
 mod cluster;

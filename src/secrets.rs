@@ -15,10 +15,13 @@
 //! What is taught: the keys of a MetricTemplate's Secret and the bearer or
 //! basic-auth credentials made of them, the credentials in webhook and
 //! metrics URLs, sensitive webhook metadata and provider header values,
-//! the kubeconfig's token, password and client key, and every credential
-//! the client sends that exists only at run time (an exec plugin's or an
-//! auth provider's token, a rotated service-account token), taught as it
-//! is sent ([`crate::cluster::credentials`]).
+//! AlertProvider addresses and proxies (whole, and their paths, where a
+//! chat webhook keeps its secret), every value of a Secret kept in a spec
+//! file, the global notifier's URLs, the kubeconfig's token, password and
+//! client key, and every credential the client sends that exists only at
+//! run time (an exec plugin's or an auth provider's token, a rotated
+//! service-account token), taught as it is sent
+//! ([`crate::cluster::credentials`]).
 
 use std::io::{self, Write};
 use std::sync::LazyLock;
@@ -64,7 +67,17 @@ pub(crate) fn learn_file(file: &canary_core::spec::SpecFile) {
     for a in &file.alert_providers {
         if let Some(spec) = &a.value.spec {
             for u in [&spec.address, &spec.proxy].into_iter().flatten() {
-                REDACTOR.learn_url(u);
+                crate::alerts::learn_address(u);
+            }
+        }
+    }
+    // A Secret kept next to the Canary (an AlertProvider's): every value.
+    for o in file.others.iter().filter(|o| o.kind == "Secret") {
+        if let Ok(secret) =
+            serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(o.value.clone())
+        {
+            for (_, v) in crate::alerts::secret_strings(&secret) {
+                crate::alerts::learn_address(&v);
             }
         }
     }

@@ -149,15 +149,40 @@ fn an_unknown_mesh_provider_is_a_usage_error() {
 }
 
 #[test]
-fn a_plan_for_what_canary_does_not_run_is_refused_with_the_fields() {
+fn a_plan_lists_where_alerts_go_and_which_at_each_severity() {
     let out = canary()
         .args(["plan", "examples/alert-provider.yaml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("(spec.analysis.alerts)"), "{err}");
-    assert!(out.stdout.is_empty());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let alerts: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Alerts")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "  on-call via AlertProvider flagger/on-call (severity error):",
+            "    - Failed checks threshold reached N",
+            "    - Progress deadline exceeded …",
+        ],
+        "{text}"
+    );
+    let out = canary()
+        .args(["plan", "examples/alert-provider.yaml", "-o", "json"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["alerts"][0]["severity"], "error");
+    assert_eq!(plan["alerts"][0]["provider"], "flagger/on-call");
 }
 
 #[test]

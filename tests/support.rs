@@ -335,7 +335,7 @@ async fn ab_testing_on_linkerd_is_refused_naming_match_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mirroring_session_affinity_and_alerts_are_refused_where_they_cannot_work() {
+async fn mirroring_and_session_affinity_are_refused_where_they_cannot_work() {
     let sim = Sim::start().await;
     for (analysis, path, words) in [
         (
@@ -347,14 +347,6 @@ async fn mirroring_session_affinity_and_alerts_are_refused_where_they_cannot_wor
             format!("{WEIGHTED}    sessionAffinity:\n      cookieName: flagger-cookie\n"),
             "spec.analysis.sessionAffinity",
             "session affinity",
-        ),
-        (
-            format!(
-                "{WEIGHTED}    alerts:\n      - name: on-call\n        severity: error\n        \
-                 providerRef:\n          name: on-call\n"
-            ),
-            "spec.analysis.alerts",
-            "alerts are not sent",
         ),
     ] {
         let file = sim.write("feature.yaml", &spec("  provider: linkerd\n", &analysis));

@@ -65,7 +65,7 @@ const RBAC_HELP: &str = "grant it to the user of the kubeconfig (a Role and Role
                          examples/rbac.yaml lists every permission canary needs";
 
 /// A read that found the object, found none, or was not allowed.
-enum Read<T> {
+pub(crate) enum Read<T> {
     Found(T),
     Missing,
     /// The API server's words: `deployments.apps "x" is forbidden: ...`.
@@ -391,7 +391,12 @@ pub(crate) async fn check(
         let has_address = pspec.address.as_deref().is_some_and(|a| !a.is_empty());
         if let Some(secret) = pspec.secret_ref.and_then(|s| s.name) {
             let what = format!("Secret {ans}/{secret} (secretRef of AlertProvider {ans}/{name})");
-            match read_secret_keys(client, ans, &secret).await? {
+            // A Secret kept in the spec file is used as it is there.
+            let found = match crate::alerts::file_secret(file, ans, &secret) {
+                Some(s) => Read::Found(secret_keys(s)),
+                None => read_secret_keys(client, ans, &secret).await?,
+            };
+            match found {
                 Read::Found(keys) => {
                     if let Some(why) = core::alert_secret_problem(has_address, &keys) {
                         sink.push(&path, format!("{what} {why}"), None);
@@ -657,7 +662,7 @@ fn flagger_api(client: &kube::Client, ns: &str, kind: &str, plural: &str) -> Api
 
 /// A Flagger object of `kind` (`plural`) read as `T`; one that does not
 /// parse as `T` is invalid.
-async fn read_flagger<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_flagger<T: serde::de::DeserializeOwned>(
     client: &kube::Client,
     ns: &str,
     (kind, plural): (&str, &str),
@@ -675,6 +680,15 @@ async fn read_flagger<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The key names of Secret `s`.
+fn secret_keys(s: Secret) -> BTreeSet<String> {
+    s.data
+        .unwrap_or_default()
+        .into_keys()
+        .chain(s.string_data.unwrap_or_default().into_keys())
+        .collect()
+}
+
 /// The key names of Secret `ns/name`; its values are never looked at.
 async fn read_secret_keys(
     client: &kube::Client,
@@ -684,13 +698,7 @@ async fn read_secret_keys(
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let object = format!("secret/{name} in {ns}");
     Ok(match read(&api, name, &object).await? {
-        Read::Found(s) => Read::Found(
-            s.data
-                .unwrap_or_default()
-                .into_keys()
-                .chain(s.string_data.unwrap_or_default().into_keys())
-                .collect(),
-        ),
+        Read::Found(s) => Read::Found(secret_keys(s)),
         Read::Missing => Read::Missing,
         Read::Forbidden(m) => Read::Forbidden(m),
     })

@@ -43,6 +43,13 @@ async fn run_files(
             return Outcome::from(&e);
         }
     };
+    let global = match crate::alerts::Global::from_args(&args.alerts) {
+        Ok(g) => g,
+        Err(e) => {
+            ui::error(&e);
+            return Outcome::Usage;
+        }
+    };
     let settings = Settings {
         wait_for_change: args.wait_for_change,
         set_image: args.set_image.clone(),
@@ -118,8 +125,15 @@ async fn run_files(
                     return Outcome::from(&e);
                 }
             }
+            let alerts = match crate::alerts::Targets::resolve(&conn, file, &c, &global).await {
+                Ok(t) => t,
+                Err(e) => {
+                    output.error(&e.to_string());
+                    return Outcome::from(&e);
+                }
+            };
             let stored = stored_spec(&doc.value, &c, &templates);
-            drives.push((c, templates.clone(), stored, note));
+            drives.push((c, templates.clone(), stored, note, alerts));
         }
     }
 
@@ -145,88 +159,100 @@ async fn run_files(
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let all = futures::future::join_all(drives.into_iter().map(|(c, templates, stored, note)| {
-        let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
-        let (stop_cause, file_list) = (&stop_cause, &file_list);
-        let stop = stop_rx.clone();
-        async move {
-            let id = format!("{}.{}", c.name, c.namespace);
-            let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
-            let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
-            let _slot = slots.acquire().await;
-            let hint = format!("{} -n {}", c.name, c.namespace);
-            let watched = stop.clone();
-            crate::driver::hold(conn, &namespace, &target_name, &settings.holder);
-            let (result, state) = if stop.borrow().is_some() {
-                // Stopped before its turn: never started.
-                (Err(RunError::Stopped), None)
-            } else {
-                match Driver::new(
-                    conn,
-                    c,
-                    templates,
-                    settings,
-                    output as &dyn canary_core::event::Reporter,
-                ) {
-                    Ok(d) => {
-                        let mut d = d.with_spec(stored).with_stop(stop).with_note(note);
-                        let r = d.drive().await;
-                        (r, Some(d.last_shown().0))
+    let all = futures::future::join_all(drives.into_iter().map(
+        |(c, templates, stored, note, alerts)| {
+            let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
+            let (stop_cause, file_list) = (&stop_cause, &file_list);
+            let stop = stop_rx.clone();
+            async move {
+                let id = format!("{}.{}", c.name, c.namespace);
+                let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
+                let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
+                let _slot = slots.acquire().await;
+                let hint = format!("{} -n {}", c.name, c.namespace);
+                let watched = stop.clone();
+                crate::driver::hold(conn, &namespace, &target_name, &settings.holder);
+                let (result, state) = if stop.borrow().is_some() {
+                    // Stopped before its turn: never started.
+                    (Err(RunError::Stopped), None)
+                } else {
+                    match Driver::new(
+                        conn,
+                        c,
+                        templates,
+                        settings,
+                        output as &dyn canary_core::event::Reporter,
+                    ) {
+                        Ok(d) => {
+                            let mut d = d
+                                .with_spec(stored)
+                                .with_stop(stop)
+                                .with_note(note)
+                                .with_alerts(alerts);
+                            let r = d.drive().await;
+                            (r, Some(d.last_shown().0))
+                        }
+                        Err(e) => (Err(e), None),
                     }
-                    Err(e) => (Err(e), None),
+                };
+                // Whatever stopped the run short of a verdict (a stop, an API
+                // error, a refusal), a lease it holds is given up, so that
+                // another run may continue at once; a lease held by another
+                // process is left alone.
+                if result.is_err()
+                    && state.is_some()
+                    && let Err(e) = crate::driver::release_lease(
+                        conn,
+                        &namespace,
+                        &target_name,
+                        &settings.holder,
+                    )
+                    .await
+                {
+                    output.error(&format!("{id}: could not give up the lease: {e}"));
                 }
-            };
-            // Whatever stopped the run short of a verdict (a stop, an API
-            // error, a refusal), a lease it holds is given up, so that
-            // another run may continue at once; a lease held by another
-            // process is left alone.
-            if result.is_err()
-                && state.is_some()
-                && let Err(e) =
-                    crate::driver::release_lease(conn, &namespace, &target_name, &settings.holder)
-                        .await
-            {
-                output.error(&format!("{id}: could not give up the lease: {e}"));
-            }
-            crate::driver::unhold(&namespace, &target_name);
-            // Whether the stop made this verdict: its own rollback, or the
-            // end of a wait for a change. A verdict the analysis reached
-            // on its own stands.
-            let by_stop = match (&result, watched.borrow().as_ref()) {
-                (Ok(Verdict::RolledBack { reason }), Some(Stop::RollBack(why))) => reason == why,
-                (Ok(Verdict::NoChange), Some(_)) => settings.wait_for_change.is_some(),
-                _ => false,
-            };
-            let cause = *stop_cause.lock().expect("not poisoned");
-            let (o, result_name, reason) = match (&result, cause) {
-                (Err(RunError::Stopped), Some(c)) => {
-                    let why = match c {
-                        Outcome::Terminated => "terminated by SIGTERM",
-                        _ => "stopped",
-                    };
-                    let reason = format!(
-                        "{why} with the rollout as it was: `canary run {file_list}` resumes \
+                crate::driver::unhold(&namespace, &target_name);
+                // Whether the stop made this verdict: its own rollback, or the
+                // end of a wait for a change. A verdict the analysis reached
+                // on its own stands.
+                let by_stop = match (&result, watched.borrow().as_ref()) {
+                    (Ok(Verdict::RolledBack { reason }), Some(Stop::RollBack(why))) => {
+                        reason == why
+                    }
+                    (Ok(Verdict::NoChange), Some(_)) => settings.wait_for_change.is_some(),
+                    _ => false,
+                };
+                let cause = *stop_cause.lock().expect("not poisoned");
+                let (o, result_name, reason) = match (&result, cause) {
+                    (Err(RunError::Stopped), Some(c)) => {
+                        let why = match c {
+                            Outcome::Terminated => "terminated by SIGTERM",
+                            _ => "stopped",
+                        };
+                        let reason = format!(
+                            "{why} with the rollout as it was: `canary run {file_list}` resumes \
                          it, `canary abort {hint}` rolls it back"
-                    );
-                    (c, stop_name(c), Some(reason))
-                }
-                (Ok(v), Some(c)) if by_stop => {
-                    let reason = match v {
-                        Verdict::RolledBack { reason } => reason.clone(),
-                        _ => "stopped before a change came".to_string(),
-                    };
-                    (c, stop_name(c), Some(reason))
-                }
-                (Ok(v), _) => verdict_outcome(v),
-                (Err(e), _) => {
-                    output.error(&format!("{id}: {e}"));
-                    (Outcome::from(e), "error", Some(e.to_string()))
-                }
-            };
-            emit_verdict(output, &id, target, state, o, result_name, reason);
-            o
-        }
-    }));
+                        );
+                        (c, stop_name(c), Some(reason))
+                    }
+                    (Ok(v), Some(c)) if by_stop => {
+                        let reason = match v {
+                            Verdict::RolledBack { reason } => reason.clone(),
+                            _ => "stopped before a change came".to_string(),
+                        };
+                        (c, stop_name(c), Some(reason))
+                    }
+                    (Ok(v), _) => verdict_outcome(v),
+                    (Err(e), _) => {
+                        output.error(&format!("{id}: {e}"));
+                        (Outcome::from(e), "error", Some(e.to_string()))
+                    }
+                };
+                emit_verdict(output, &id, target, state, o, result_name, reason);
+                o
+            }
+        },
+    ));
     tokio::pin!(all);
 
     // --timeout, Ctrl-C and SIGTERM tell the drivers to stop; they stop between two

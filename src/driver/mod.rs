@@ -149,6 +149,8 @@ pub struct Driver<'a> {
     note: Option<String>,
     /// What was last shown: the state, and what the rollout waits for.
     shown: std::sync::Mutex<(State, Option<String>)>,
+    /// Posts the canary's alerts, when they go anywhere.
+    alerter: Option<crate::alerts::Alerter>,
     /// When this process last wrote its lease (milliseconds, as [`Time`]):
     /// rounds that change nothing write nothing, so the lease is renewed
     /// by the clock of its last write.
@@ -188,8 +190,48 @@ impl<'a> Driver<'a> {
             request: None,
             note: None,
             shown,
+            alerter: None,
             renewed: std::sync::atomic::AtomicI64::new(0),
         })
+    }
+
+    /// Sends the canary's alerts to `targets`.
+    pub(crate) fn with_alerts(mut self, targets: crate::alerts::Targets) -> Self {
+        if targets.0.is_empty() {
+            return self;
+        }
+        let edge = HttpEdge::for_connection(
+            self.conn,
+            self.canary.namespace.clone(),
+            self.settings.route_via,
+        )
+        .map(|e| e.with_proxy_allow(self.settings.proxy_allow.clone()));
+        match edge {
+            Ok(e) => {
+                self.alerter = Some(crate::alerts::Alerter::new(targets, std::sync::Arc::new(e)))
+            }
+            Err(e) => self.report_warning(&format!("alerts will not be sent: {e}")),
+        }
+        self
+    }
+
+    /// Starts sending the alerts of a round's messages, and reports the
+    /// alerts of earlier rounds that could not be delivered.
+    async fn send_alerts(&self, before: Phase, events: &[canary_core::engine::Message]) {
+        let Some(a) = &self.alerter else { return };
+        a.send(&self.canary, before, events);
+        for w in a.finished().await {
+            self.report_warning(&w);
+        }
+    }
+
+    /// Waits for the alerts still being sent, reporting those that could
+    /// not be delivered.
+    async fn flush_alerts(&self) {
+        let Some(a) = &self.alerter else { return };
+        for w in a.flush().await {
+            self.report_warning(&w);
+        }
     }
 
     /// Stores `spec` (a Canary document, with its provider resolved) on the
@@ -281,7 +323,12 @@ impl<'a> Driver<'a> {
                     ));
                     tokio::time::sleep(backoff).await;
                 }
-                other => return other,
+                other => {
+                    // The run is over: the alerts still being sent are
+                    // given their time limit, so none is lost unsaid.
+                    self.flush_alerts().await;
+                    return other;
+                }
             }
         }
     }
@@ -396,6 +443,7 @@ impl<'a> Driver<'a> {
             }
             self.report_round(&snap, &decision, &answers, &state).await;
             self.call_event_hooks(&decision.events, &state).await;
+            self.send_alerts(snap.state.phase, &decision.events).await;
             if stop.is_some() && !done {
                 return Err(RunError::Stopped);
             }

@@ -285,6 +285,23 @@ pub(crate) fn plan_table(p: &Plan) {
     }
     let _ = writeln!(out);
 
+    if !p.alerts.is_empty() {
+        let _ = writeln!(out, "Alerts");
+        for a in &p.alerts {
+            let _ = writeln!(
+                out,
+                "  {} via AlertProvider {} (severity {}):",
+                a.name,
+                a.provider,
+                a.severity.as_str()
+            );
+            for s in &a.sends {
+                let _ = writeln!(out, "    - {s}");
+            }
+        }
+        let _ = writeln!(out);
+    }
+
     let _ = writeln!(out, "Objects");
     let mut t = table();
     t.set_header(vec!["kind", "name", "action"]);

@@ -19,6 +19,7 @@
 //! No tokio, kube, k8s-openapi, reqwest, hyper or axum here: the binary
 //! and the simulated cluster build on this crate, never the other way.
 
+pub mod alerts;
 pub mod engine;
 pub mod event;
 pub mod names;

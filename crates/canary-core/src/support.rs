@@ -3,7 +3,7 @@
 //! A spec can be valid Flagger (see [`crate::spec::validate`]) and still
 //! ask for something this version of `canary` does not do: a router it
 //! does not drive, A/B matching on a router that can only split by weight,
-//! a metric provider it does not query, alerts. Such a spec must be refused
+//! a metric provider it does not query. Such a spec must be refused
 //! up front with the field that needs it, not discovered after traffic has
 //! moved. `validate`, `plan` and `run` all call [`check`] on the resolved
 //! canary (with the provider as the command line and, for `run`, the
@@ -38,15 +38,6 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
     };
     let analysis = spec.analysis().cloned().unwrap_or_default();
     let at = |field: &str| join_key(analysis_path, field);
-
-    if !analysis.alerts.is_empty() {
-        out.push(
-            &at("alerts"),
-            "alerts are not sent by this version of canary",
-            "remove `alerts`; the run's events (`canary run -o json`) and its exit code \
-             report every step",
-        );
-    }
 
     let (caps, named) = match c.provider {
         Some(p) => {

@@ -33,6 +33,8 @@
 //! - `controller`: Deployments and DaemonSets roll out, pods turn Ready;
 //! - `traffic`: requests through the routers to pods, recorded as series;
 //! - `loadtester`: a flagger-loadtester behind the service proxy;
+//! - `alerts`: chat services' incoming webhooks (Slack, Teams, Discord,
+//!   Rocket.Chat, Google Chat), strict about what they accept;
 //! - `world`: all of it started from a scenario.
 //!
 //! It depends on `canary-core` (the spec reader, for scenario files) and
@@ -40,6 +42,7 @@
 
 // Public: the modules the binary, the tests and the benches name. The
 // others stay private, so that rustc reports what no one uses.
+pub mod alerts;
 mod api;
 mod controller;
 pub mod exposition;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use crate::alerts::{AlertReceiver, ReceivedAlert};
 use crate::controller::{self, ControllerConfig};
 use crate::exposition;
 use crate::loadtester::{LoadTester, LoadTesterConfig, WebhookCall};
@@ -34,6 +35,8 @@ pub struct World {
     loadtester: Option<Arc<LoadTester>>,
     traffic: Arc<Traffic>,
     metrics_addr: SocketAddr,
+    alerts: Arc<AlertReceiver>,
+    alerts_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -123,6 +126,21 @@ impl World {
                 .await;
         }));
 
+        // The chat services alerts are posted to, on a loopback port of
+        // their own, as public services are reached.
+        let alerts = AlertReceiver::new();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let alerts_addr = listener.local_addr()?;
+        let mut rx = shutdown_rx.clone();
+        let app = alerts.router();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+
         let f = &scenario.faults;
         let faults = sim.faults();
         faults.set_metrics_outage(f.metrics_outage);
@@ -148,6 +166,8 @@ impl World {
             loadtester,
             traffic,
             metrics_addr,
+            alerts,
+            alerts_addr,
             shutdown_tx,
             tasks,
         })
@@ -256,6 +276,22 @@ impl World {
 
     /// `http://127.0.0.1:PORT/metrics`: the series in Prometheus' text
     /// format.
+    /// The base URL of the chat services' webhooks: alerts are posted to
+    /// `BASE/alerts/TYPE/...` (see [`crate::alerts`]).
+    pub fn alerts_url(&self) -> String {
+        format!("http://{}", self.alerts_addr)
+    }
+
+    /// Every alert the chat services accepted, oldest first.
+    pub fn alerts_received(&self) -> Vec<ReceivedAlert> {
+        self.alerts.received()
+    }
+
+    /// Every alert request the chat services refused: path and why.
+    pub fn alerts_refused(&self) -> Vec<(String, String)> {
+        self.alerts.refused()
+    }
+
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr)
     }

@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::message::{Message, Wording};
+use super::message::{Message, RollbackCause, Wording};
 use super::schedule::{self, Routing, Schedule};
 use super::state::{Failure, MetricRecord, Phase, State};
 use crate::queries::builtin;
@@ -478,6 +478,7 @@ impl Round<'_> {
                 self.event(Message::RollingBack {
                     canary,
                     reason: reason.clone(),
+                    cause: RollbackCause::Requested,
                 });
                 self.rollback(reason.clone());
                 true
@@ -664,6 +665,7 @@ impl Round<'_> {
                 self.event(Message::RollingBack {
                     canary: self.id(),
                     reason: reason.clone(),
+                    cause: RollbackCause::ProgressDeadline,
                 });
                 self.rollback(reason);
                 return Ok(());
@@ -711,6 +713,7 @@ impl Round<'_> {
                 self.event(Message::RollingBack {
                     canary: self.id(),
                     reason: "manual webhook invoked".to_string(),
+                    cause: RollbackCause::Webhook,
                 });
                 self.rollback("a rollback webhook asked for it".to_string());
                 return Ok(());
@@ -760,6 +763,7 @@ impl Round<'_> {
                 self.event(Message::RollingBack {
                     canary: self.id(),
                     reason: reason.clone(),
+                    cause: RollbackCause::Threshold(self.d.state.failed_checks),
                 });
                 self.rollback(reason);
                 return Ok(());
@@ -795,6 +799,7 @@ impl Round<'_> {
                     if self.d.state.failed_checks >= self.c.threshold {
                         self.event(Message::RollingBack {
                             canary: self.id(),
+                            cause: RollbackCause::Threshold(self.d.state.failed_checks),
                             reason: format!(
                                 "failed checks threshold reached {}",
                                 self.d.state.failed_checks

@@ -42,6 +42,20 @@ pub enum Wording {
     Plain,
 }
 
+/// Why a rollout is rolled back, as a value: what an alert says depends
+/// on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackCause {
+    /// The failed checks reached the threshold; how many there were.
+    Threshold(u32),
+    /// The canary did not become ready within its progress deadline.
+    ProgressDeadline,
+    /// A `rollback` webhook asked for it.
+    Webhook,
+    /// The run itself was told to stop and roll back (`--timeout`).
+    Requested,
+}
+
 /// One message of a round. `canary` is `NAME.NAMESPACE` of the Canary,
 /// `target` the same of its target workload, as Flagger prints them.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,10 +152,12 @@ pub enum Message {
         /// Above the maximum (else below the minimum).
         above: bool,
     },
-    /// The canary is being rolled back, and why.
+    /// The canary is being rolled back, and why (`reason` in words,
+    /// `cause` as a value).
     RollingBack {
         canary: String,
         reason: String,
+        cause: RollbackCause,
     },
     Failed {
         target: String,
@@ -383,7 +399,9 @@ impl fmt::Display for Message {
                     ),
                 }
             }
-            Message::RollingBack { canary, reason } => write!(f, "Rolling back {canary} {reason}"),
+            Message::RollingBack { canary, reason, .. } => {
+                write!(f, "Rolling back {canary} {reason}")
+            }
             Message::Failed { target } => write!(f, "Canary failed! Scaling down {target}"),
             Message::Aborting { canary, by } => write!(
                 f,
@@ -486,6 +504,7 @@ mod tests {
             Message::RollingBack {
                 canary: canary.clone(),
                 reason: "failed checks threshold reached 5".into(),
+                cause: RollbackCause::Threshold(5),
             },
             Message::Failed {
                 target: target.clone(),

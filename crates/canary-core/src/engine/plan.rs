@@ -50,6 +50,10 @@ pub struct Plan {
     pub promotion_routing: Vec<Routing>,
     /// What happens when `threshold` checks have failed.
     pub rollback: Vec<String>,
+    /// Where alerts go and which (`analysis.alerts`); empty when the
+    /// canary names none (a run's global notifier may still get them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<PlanAlert>,
     pub objects: Vec<PlanObject>,
     /// Shortest time from a ready canary to promotion, when every check
     /// passes and no gate waits.
@@ -81,6 +85,18 @@ pub struct PlanStep {
     /// The metrics checked one interval later, by name (see
     /// [`Plan::checks`]).
     pub checks: Vec<String>,
+}
+
+/// One `analysis.alerts` entry: its AlertProvider and the alerts of
+/// its severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanAlert {
+    pub name: String,
+    /// `NAMESPACE/NAME` of the AlertProvider.
+    pub provider: String,
+    pub severity: crate::alerts::AlertSeverity,
+    /// The alerts it is sent, as Flagger words them.
+    pub sends: Vec<String>,
 }
 
 /// A webhook, by type and name.
@@ -288,6 +304,20 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         objects: objects(c),
         min_duration,
         min_rollback,
+        alerts: c
+            .alerts
+            .iter()
+            .map(|a| PlanAlert {
+                name: a.name.clone(),
+                provider: format!("{}/{}", a.provider_namespace, a.provider),
+                severity: a.severity,
+                sends: crate::alerts::ALERTS
+                    .iter()
+                    .filter(|(_, s)| a.severity.receives(*s))
+                    .map(|(text, _)| text.to_string())
+                    .collect(),
+            })
+            .collect(),
         notes,
     }
 }

@@ -158,6 +158,18 @@ pub struct ResolvedWebhook {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// One `analysis.alerts` entry: the alerts of at least `severity` go
+/// through AlertProvider `provider_namespace/provider`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedAlert {
+    pub name: String,
+    pub severity: crate::alerts::AlertSeverity,
+    pub provider: String,
+    /// The canary's namespace unless `providerRef.namespace` names one.
+    pub provider_namespace: String,
+}
+
 /// The workload under analysis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -216,6 +228,8 @@ pub struct ResolvedCanary {
     pub suspended: bool,
     pub metrics: Vec<ResolvedMetric>,
     pub webhooks: Vec<ResolvedWebhook>,
+    /// `analysis.alerts`: where the canary's alerts go.
+    pub alerts: Vec<ResolvedAlert>,
     /// Things Flagger would silently change, said out loud.
     pub notes: Vec<String>,
 }
@@ -492,6 +506,24 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         })
         .collect();
 
+    let alerts = analysis
+        .alerts
+        .iter()
+        .map(|a| {
+            let r = a.provider_ref.clone().unwrap_or_default();
+            ResolvedAlert {
+                name: a.name.clone().unwrap_or_default(),
+                severity: crate::alerts::AlertSeverity::parse(a.severity.as_deref())
+                    .unwrap_or_default(),
+                provider: r.name.unwrap_or_default(),
+                provider_namespace: r
+                    .namespace
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| namespace.clone()),
+            }
+        })
+        .collect();
+
     let percent = |v: Option<f64>| match v {
         Some(p) if p > 0.0 => p.min(100.0) as u32,
         _ => defaults::READY_THRESHOLD,
@@ -554,6 +586,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         suspended: spec.suspend.unwrap_or(false),
         metrics,
         webhooks,
+        alerts,
         notes,
     }
 }
