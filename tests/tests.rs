@@ -6,6 +6,7 @@ mod util;
 mod cli;
 mod completion;
 mod connect;
+mod daemonset;
 mod demo;
 mod edge;
 mod examples;

@@ -224,7 +224,13 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     let result = match done {
         Ok(r) => r,
         Err(signal) => {
-            let _ = crate::driver::release_lease(&conn, &c.namespace, &c.target.name, &me).await;
+            let _ = crate::driver::release_lease(
+                &conn,
+                &c.namespace,
+                (&c.target.kind, &c.target.name),
+                &me,
+            )
+            .await;
             ui::error(&format!(
                 "{id}: {}: the revert stopped part way; `canary revert {} -n {}` finishes it",
                 signal.said(),
@@ -248,7 +254,13 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
         Err(e) => {
             // Whoever runs it again need not wait for the lease to run
             // out; if the cluster cannot be reached, it runs out anyway.
-            let _ = crate::driver::release_lease(&conn, &c.namespace, &c.target.name, &me).await;
+            let _ = crate::driver::release_lease(
+                &conn,
+                &c.namespace,
+                (&c.target.kind, &c.target.name),
+                &me,
+            )
+            .await;
             Err(e)
         }
     }

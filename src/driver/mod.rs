@@ -37,9 +37,6 @@ mod report;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-
 use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
@@ -137,7 +134,7 @@ pub struct Driver<'a> {
     reporter: &'a dyn Reporter,
     edge: HttpEdge,
     router: AnyRouter,
-    deployments: Api<Deployment>,
+    workloads: crate::cluster::workload::Workloads,
     /// The spec to store on the primary for `abort`/`promote` without a
     /// driver, when not yet stored there.
     spec: Option<String>,
@@ -172,7 +169,14 @@ impl<'a> Driver<'a> {
         let edge = HttpEdge::for_connection(conn, canary.namespace.clone(), settings.route_via)
             .map_err(|e| RunError::Setup(e.to_string()))?
             .with_proxy_allow(settings.proxy_allow.clone());
-        let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
+        let kind = crate::cluster::workload::Kind::of(&canary.target.kind).ok_or_else(|| {
+            RunError::Setup(format!(
+                "`canary run` drives Deployments and DaemonSets; {} is a {}",
+                canary.target.name, canary.target.kind
+            ))
+        })?;
+        let workloads =
+            crate::cluster::workload::Workloads::new(&conn.client, &canary.namespace, kind);
         let shown = std::sync::Mutex::new((State::new(now()), None));
         Ok(Driver {
             conn,
@@ -182,7 +186,7 @@ impl<'a> Driver<'a> {
             reporter,
             edge,
             router,
-            deployments,
+            workloads,
             spec: None,
             stop: None,
             request: None,
@@ -232,12 +236,6 @@ impl<'a> Driver<'a> {
 
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
-        if self.canary.target.kind != "Deployment" {
-            return Err(RunError::Setup(format!(
-                "`canary run` drives Deployments; {} is a {}",
-                self.canary.target.name, self.canary.target.kind
-            )));
-        }
         if !self.settings.set_image.is_empty() {
             if self.canary.suspended {
                 // A suspended canary is not touched at all, its target
@@ -348,9 +346,9 @@ impl<'a> Driver<'a> {
                     Some(t) => t,
                     None => {
                         self.report_progress(&format!(
-                            "Waiting up to {} for a change to deployment/{}",
+                            "Waiting up to {} for a change to {}",
                             humantime::format_duration(limit),
-                            self.canary.target.name
+                            self.workloads.object(&self.canary.target.name)
                         ));
                         *waited_since.insert(now())
                     }

@@ -132,7 +132,10 @@ pub struct MatchSupport {
 
 /// The targets and autoscalers `canary run` drives with every provider it
 /// drives.
-pub(crate) const DRIVEN_TARGETS: &[&str] = &["Deployment"];
+pub(crate) const DRIVEN_TARGETS: &[&str] = &["Deployment", "DaemonSet"];
+/// Targets with replicas, which an autoscaler can scale: a DaemonSet runs
+/// one pod per node, so Flagger gives it no autoscaler.
+pub const SCALABLE_TARGETS: &[&str] = &["Deployment"];
 pub(crate) const DRIVEN_AUTOSCALERS: &[&str] = &["HorizontalPodAutoscaler"];
 const NOT_YET: &str = "`canary run` does not drive its router yet";
 

@@ -1,0 +1,191 @@
+//! DaemonSet targets end to end: the primary DaemonSet, the target held at
+//! no pods by Flagger's scale-to-zero node selector, a release promoted and
+//! one rolled back, and `canary revert`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::run::{Cluster, FAST, assert_exit};
+use crate::util::{stderr, stdout};
+
+/// Linkerd labels a DaemonSet's series `daemonset`, which Flagger's
+/// built-in queries (`deployment=~`) do not select: the metrics are
+/// queries of their own.
+pub const METRICS: &str = "    metrics:
+      - name: success-rate
+        thresholdRange:
+          min: 99
+        interval: 10s
+        query: |
+          sum(rate(response_total{namespace=\"prod\",daemonset=~\"podinfo\",classification!=\"failure\",direction=\"inbound\"}[10s]))
+          / sum(rate(response_total{namespace=\"prod\",daemonset=~\"podinfo\",direction=\"inbound\"}[10s])) * 100
+";
+
+fn spec() -> String {
+    let f = FAST.replace("kind: Deployment", "kind: DaemonSet");
+    let a = f.find("    metrics:").unwrap();
+    let b = f.find("    webhooks:").unwrap();
+    format!("{}{METRICS}{}", &f[..a], &f[b..])
+}
+
+/// The seed's world with podinfo as a DaemonSet instead of a Deployment.
+async fn start() -> Cluster {
+    let c = Cluster::start_with(&spec()).await;
+    let client = c.world.client().await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    deployments
+        .delete("podinfo", &DeleteParams::default())
+        .await
+        .unwrap();
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "podinfo", "namespace": "prod", "labels": {"app": "podinfo"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{"name": "podinfod",
+                    "image": "ghcr.io/stefanprodan/podinfo:3.1.0",
+                    "ports": [{"name": "http", "containerPort": 9898}]}]}
+            }
+        }
+    }))
+    .unwrap();
+    daemonsets(&c)
+        .await
+        .create(&PostParams::default(), &ds)
+        .await
+        .unwrap();
+    c
+}
+
+async fn daemonsets(c: &Cluster) -> Api<DaemonSet> {
+    Api::namespaced(c.world.client().await.unwrap(), "prod")
+}
+
+async fn get(c: &Cluster, name: &str) -> DaemonSet {
+    daemonsets(c).await.get(name).await.unwrap()
+}
+
+async fn image(c: &Cluster, name: &str) -> String {
+    get(c, name).await.spec.template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+async fn set_image(c: &Cluster, tag: &str) {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "podinfod", "image": format!("ghcr.io/stefanprodan/podinfo:{tag}")}
+    ]}}}});
+    daemonsets(c)
+        .await
+        .patch(
+            "podinfo",
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+}
+
+/// `(desired, ready)` of a DaemonSet once its controller has caught up.
+async fn scheduled(c: &Cluster, name: &str) -> (i32, i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = get(c, name).await;
+        let s = d.status.clone().unwrap_or_default();
+        let settled = s.observed_generation == d.metadata.generation
+            && s.number_ready == s.desired_number_scheduled
+            && s.current_number_scheduled == s.desired_number_scheduled;
+        if settled || std::time::Instant::now() > deadline {
+            return (s.desired_number_scheduled, s.number_ready);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn scale_to_zero_selector(d: &DaemonSet) -> Option<String> {
+    d.spec
+        .template
+        .spec
+        .as_ref()?
+        .node_selector
+        .as_ref()?
+        .get("flagger.app/scale-to-zero")
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_is_initialised_promoted_and_rolled_back() {
+    let c = start().await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("the next change to daemonset/podinfo starts an analysis"),
+        "{}",
+        stdout(&out)
+    );
+    // The primary runs on every node; the target on none, by the selector.
+    let primary = get(&c, "podinfo-primary").await;
+    assert_eq!(
+        primary.spec.selector.match_labels.as_ref().unwrap()["app"],
+        "podinfo-primary"
+    );
+    assert_eq!(scale_to_zero_selector(&primary), None);
+    assert_eq!(scheduled(&c, "podinfo-primary").await, (3, 3));
+    assert_eq!(
+        scale_to_zero_selector(&get(&c, "podinfo").await).as_deref(),
+        Some("true")
+    );
+    assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
+    assert_eq!(c.weights(), (100, 0));
+
+    // Nothing changed: the selector is not a new revision.
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+
+    set_image(&c, "3.1.1").await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    let log = stderr(&out);
+    for line in [
+        "New revision detected! Scaling up podinfo.prod",
+        "Advance podinfo.prod canary weight 100",
+        "Copying podinfo.prod template spec to podinfo-primary.prod",
+        "Promotion completed! Scaling down podinfo.prod",
+    ] {
+        assert!(log.contains(line), "missing `{line}` in:\n{log}");
+    }
+    assert_eq!(
+        image(&c, "podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(
+        scale_to_zero_selector(&get(&c, "podinfo-primary").await),
+        None
+    );
+    assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
+    assert_eq!(scheduled(&c, "podinfo-primary").await, (3, 3));
+
+    set_image(&c, "3.1.2").await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    let log = stderr(&out);
+    assert!(
+        log.contains("Rolling back podinfo.prod failed checks threshold reached 3"),
+        "{log}"
+    );
+    assert_eq!(
+        image(&c, "podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
+    assert_eq!(c.weights(), (100, 0));
+    c.world.shutdown().await;
+}
