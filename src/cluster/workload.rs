@@ -434,12 +434,12 @@ impl Object {
 /// Removes the scale-to-zero selector from a pod template, and an empty
 /// `nodeSelector` with it.
 fn without_scale_to_zero(t: &mut PodTemplateSpec) {
-    if let Some(spec) = t.spec.as_mut() {
-        if let Some(n) = spec.node_selector.as_mut() {
-            n.remove(SCALE_TO_ZERO.0);
-            if n.is_empty() {
-                spec.node_selector = None;
-            }
+    if let Some(spec) = t.spec.as_mut()
+        && let Some(n) = spec.node_selector.as_mut()
+    {
+        n.remove(SCALE_TO_ZERO.0);
+        if n.is_empty() {
+            spec.node_selector = None;
         }
     }
 }
@@ -704,16 +704,6 @@ impl Workloads {
                     extra,
                 )
                 .await
-            }
-        }
-    }
-
-    /// Deletes the primary `name` if `canary` made it.
-    pub(crate) async fn delete_primary(&self, name: &str) -> Result<super::managed::Removal> {
-        match self.kind {
-            Kind::Deployment => delete_primary(&self.deployments, name).await,
-            Kind::DaemonSet => {
-                super::managed::delete(&self.daemonsets, name, &self.object(name)).await
             }
         }
     }
