@@ -304,12 +304,7 @@ static HELD: std::sync::Mutex<Vec<Held>> = std::sync::Mutex::new(Vec::new());
 
 /// Notes that this process may take the lease of `target`'s canary, for
 /// [`release_on_panic`].
-pub(crate) fn hold(
-    conn: &Connection,
-    namespace: &str,
-    (kind, target): (&str, &str),
-    holder: &str,
-) {
+pub(crate) fn hold(conn: &Connection, namespace: &str, (kind, target): (&str, &str), holder: &str) {
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
     held.push(Held {
         config: conn.config.clone(),
@@ -344,13 +339,9 @@ pub(crate) fn release_all_held(limit: Duration) {
             rt.block_on(async {
                 for h in held {
                     if let Ok(client) = kube::Client::try_from(h.config) {
-                        let _ = release_with(
-                            &client,
-                            &h.namespace,
-                            (&h.kind, &h.target),
-                            &h.holder,
-                        )
-                        .await;
+                        let _ =
+                            release_with(&client, &h.namespace, (&h.kind, &h.target), &h.holder)
+                                .await;
                     }
                 }
             });
