@@ -135,6 +135,9 @@ struct PodView {
 
 const APPS: &str = "apps/v1";
 
+/// The annotation that pauses a ScaledObject at a number of replicas.
+pub const PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+
 fn opts(manager: &str) -> WriteOptions {
     WriteOptions {
         field_manager: Some(manager.to_string()),
@@ -223,6 +226,55 @@ impl Controller {
         for d in &daemonsets {
             let _ = self.sync_daemonset(&mut st, d, now);
         }
+        for so in self.store.list("keda.sh/v1alpha1", "ScaledObject", None) {
+            let _ = self.sync_scaled_object(&so);
+        }
+    }
+
+    // -- KEDA ----------------------------------------------------------------
+
+    /// What KEDA does to a ScaledObject's Deployment, with no events to
+    /// scale on: paused (`autoscaling.keda.sh/paused-replicas`), it holds
+    /// that many replicas; otherwise it keeps the replicas within
+    /// `minReplicaCount` (default 0) and `maxReplicaCount` (default 100).
+    fn sync_scaled_object(&self, so: &Value) -> Result<(), ApiError> {
+        let ns = ns_of(so).to_string();
+        let target = &so["spec"]["scaleTargetRef"];
+        let kind = target["kind"].as_str().unwrap_or("Deployment");
+        let api_version = target["apiVersion"].as_str().unwrap_or(APPS);
+        let Some(name) = target["name"].as_str() else {
+            return Ok(());
+        };
+        if kind != "Deployment" || api_version != APPS {
+            return Ok(());
+        }
+        let Some(d) = self.store.get(APPS, "Deployment", &ns, name) else {
+            return Ok(());
+        };
+        let current = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let paused = so["metadata"]["annotations"][PAUSED_REPLICAS]
+            .as_str()
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let want = match paused {
+            Some(n) => n.max(0),
+            None => {
+                let min = so["spec"]["minReplicaCount"].as_i64().unwrap_or(0).max(0);
+                let max = so["spec"]["maxReplicaCount"]
+                    .as_i64()
+                    .unwrap_or(100)
+                    .max(min);
+                current.clamp(min, max)
+            }
+        };
+        if want == current {
+            return Ok(());
+        }
+        let mut obj = d.clone();
+        obj["spec"]["replicas"] = json!(want);
+        let k = self.store.kind(APPS, "Deployment")?;
+        self.store
+            .update_in(k, &ns, name, obj, Subresource::Main, &opts("keda-operator"))?;
+        Ok(())
     }
 
     // -- kubelet -----------------------------------------------------------

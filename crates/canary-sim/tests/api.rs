@@ -464,6 +464,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             gateway_api: false,
             istio: false,
             flagger: false,
+            keda: false,
         },
         ..Default::default()
     })

@@ -1202,3 +1202,75 @@ current-context: c
     assert!(api.get("podinfo").await.is_ok());
     world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_object_keeps_its_deployment_within_its_bounds_and_holds_it_when_paused() {
+    let (world, client) = world(
+        "namespace: prod\nreadinessDelay: 100ms\ncrds: [keda]\nnamespaces: [{name: prod}]\n\
+         deployments:\n  - {name: worker, namespace: prod, image: worker:1, container: worker, \
+         replicas: 1, labels: {app: worker}}\n",
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+        "scaledobjects",
+    );
+    let scaled: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "prod", &ar);
+    let so: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "worker", "namespace": "prod"},
+        "spec": {
+            "scaleTargetRef": {"name": "worker"},
+            "minReplicaCount": 3, "maxReplicaCount": 5,
+            "triggers": [{"type": "cpu", "metadata": {"value": "60"}}],
+            "unknownField": true,
+        },
+    }))
+    .unwrap();
+    let created = scaled.create(&PostParams::default(), &so).await.unwrap();
+    // The CRD's schema is structural: an unknown spec field is pruned.
+    assert!(created.data["spec"].get("unknownField").is_none());
+    let replicas = |want: i32| {
+        let deployments = deployments.clone();
+        async move {
+            let d = deployments.get("worker").await.ok()?;
+            (d.spec.replicas == Some(want)).then_some(())
+        }
+    };
+    eventually(
+        "scaled up to minReplicaCount",
+        Duration::from_secs(3),
+        || replicas(3),
+    )
+    .await;
+    scaled
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "autoscaling.keda.sh/paused-replicas": "0"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "held at the paused replicas",
+        Duration::from_secs(3),
+        || replicas(0),
+    )
+    .await;
+    scaled
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "autoscaling.keda.sh/paused-replicas": null}}})),
+        )
+        .await
+        .unwrap();
+    eventually("back within the bounds", Duration::from_secs(3), || {
+        replicas(3)
+    })
+    .await;
+    world.shutdown().await;
+}
