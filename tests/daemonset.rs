@@ -1,6 +1,7 @@
 //! DaemonSet targets end to end: the primary DaemonSet, the target held at
 //! no pods by Flagger's scale-to-zero node selector, a release promoted and
-//! one rolled back, and `canary revert`.
+//! one rolled back, an abort from a second process, `status`, `plan` and
+//! `validate`, and `canary revert`.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::run::{Cluster, FAST, assert_exit};
-use crate::util::{stderr, stdout};
+use crate::util::{finish, stderr, stdout};
 
 /// Linkerd labels a DaemonSet's series `daemonset`, which Flagger's
 /// built-in queries (`deployment=~`) do not select: the metrics are
@@ -151,17 +152,32 @@ async fn a_daemonset_is_initialised_promoted_and_rolled_back() {
     assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
 
     set_image(&c, "3.1.1").await;
-    let out = c.run(&[]).await;
+    // The router is sampled while the run goes: each step's weight is
+    // seen on the TrafficSplit, in order.
+    let mut child = c.spawn(&[]);
+    let mut seen: Vec<i64> = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        if let Some((_, w)) = crate::util::podinfo_weights(&c.world)
+            && seen.last() != Some(&w)
+        {
+            seen.push(w);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = finish(child).await;
     assert_exit(&out, 0);
     let log = stderr(&out);
     for line in [
         "New revision detected! Scaling up podinfo.prod",
+        "Advance podinfo.prod canary weight 20",
         "Advance podinfo.prod canary weight 100",
         "Copying podinfo.prod template spec to podinfo-primary.prod",
         "Promotion completed! Scaling down podinfo.prod",
     ] {
         assert!(log.contains(line), "missing `{line}` in:\n{log}");
     }
+    let steps: Vec<i64> = seen.into_iter().filter(|w| *w > 0).collect();
+    assert_eq!(steps, [20, 40, 60, 80, 100], "{log}");
     assert_eq!(
         image(&c, "podinfo-primary").await,
         "ghcr.io/stefanprodan/podinfo:3.1.1"
@@ -174,8 +190,14 @@ async fn a_daemonset_is_initialised_promoted_and_rolled_back() {
     assert_eq!(scheduled(&c, "podinfo-primary").await, (3, 3));
 
     set_image(&c, "3.1.2").await;
+    let before = get(&c, "podinfo-primary").await;
     let out = c.run(&[]).await;
     assert_exit(&out, 1);
+    // The failed release never reached the primary DaemonSet: its spec
+    // (so its generation) is as it was.
+    let after = get(&c, "podinfo-primary").await;
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+    assert_eq!(after.spec, before.spec);
     let log = stderr(&out);
     assert!(
         log.contains("Rolling back podinfo.prod failed checks threshold reached 3"),
@@ -188,4 +210,149 @@ async fn a_daemonset_is_initialised_promoted_and_rolled_back() {
     assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
     assert_eq!(c.weights(), (100, 0));
     c.world.shutdown().await;
+}
+
+/// `canary ARGS... --kubeconfig` against the cluster.
+async fn canary(c: &Cluster, args: &[&str]) -> std::process::Output {
+    let mut cmd = crate::util::canary();
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .timeout(Duration::from_secs(60));
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_rollout_is_aborted_shown_and_reverted() {
+    let c = start().await;
+    // Slower steps, so that the abort lands mid-rollout.
+    std::fs::write(
+        &c.spec,
+        spec()
+            .replace("interval: 1s", "interval: 2s")
+            .replace("stepWeight: 20", "stepWeight: 10"),
+    )
+    .unwrap();
+    assert_exit(&c.run(&[]).await, 0);
+
+    // status names the DaemonSet.
+    let out = canary(&c, &["status", "-n", "prod", "-o", "wide"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("daemonset/podinfo"),
+        "{}",
+        stdout(&out)
+    );
+    let out = canary(&c, &["status", "podinfo", "-n", "prod", "-o", "json"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("\"kind\": \"DaemonSet\"")
+            || stdout(&out).contains("\"kind\":\"DaemonSet\""),
+        "{}",
+        stdout(&out)
+    );
+
+    set_image(&c, "3.1.1").await;
+    let child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    assert_eq!(scheduled(&c, "podinfo").await, (3, 3));
+    let out = canary(&c, &["abort", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    let run = finish(child).await;
+    assert_exit(&run, 4);
+    assert_eq!(c.weights(), (100, 0));
+    assert_eq!(
+        image(&c, "podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
+    let out = canary(&c, &["status", "podinfo", "-n", "prod"]).await;
+    assert!(stdout(&out).contains("Aborted"), "{}", stdout(&out));
+
+    // revert gives the target its pods back and removes the primary.
+    let out = canary(&c, &["revert", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    for line in [
+        "daemonset/podinfo scaled up: the scale-to-zero node selector is removed",
+        "daemonset/podinfo-primary deleted",
+        "podinfo.prod: reverted: daemonset/podinfo serves service/podinfo with a pod on each \
+         node it selects (3 nodes",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(
+        daemonsets(&c)
+            .await
+            .get_opt("podinfo-primary")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(scale_to_zero_selector(&get(&c, "podinfo").await), None);
+    assert_eq!(scheduled(&c, "podinfo").await, (3, 3));
+    let svc = c
+        .world
+        .store()
+        .get("v1", "Service", "prod", "podinfo")
+        .unwrap();
+    assert_eq!(svc["spec"]["selector"]["app"], "podinfo");
+    // Done: nothing left to revert, and status lists no canary.
+    let out = canary(&c, &["revert", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("nothing to revert"),
+        "{}",
+        stdout(&out)
+    );
+    c.world.shutdown().await;
+}
+
+#[test]
+fn plan_and_validate_name_the_daemonset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ds.yaml");
+    std::fs::write(&path, spec()).unwrap();
+    let out = crate::util::canary()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("podinfo.prod  canary  provider linkerd  5 steps (20% → 100%)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = crate::util::canary()
+        .arg("plan")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("target          daemonset/podinfo"), "{text}");
+    assert!(
+        text.contains("scale daemonset/podinfo up and wait until 100% of its pods are ready"),
+        "{text}"
+    );
+    // An autoscaler is refused for a DaemonSet, at its field.
+    let with_hpa = spec().replace(
+        "  service:\n",
+        "  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}\n  service:\n",
+    );
+    std::fs::write(&path, with_hpa).unwrap();
+    let out = crate::util::canary()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("spec.autoscalerRef"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -262,11 +262,6 @@ pub(crate) async fn delete_primary(
     super::managed::delete(api, name, &format!("deployment/{name}")).await
 }
 
-/// Whether a Flagger installed in the cluster owns this primary.
-pub(crate) fn flagger_owner(primary: &Deployment) -> Option<String> {
-    flagger_owner_of(&primary.metadata)
-}
-
 fn flagger_owner_of(meta: &ObjectMeta) -> Option<String> {
     meta.owner_references
         .iter()
@@ -323,6 +318,14 @@ impl Kind {
             "Deployment" => Some(Kind::Deployment),
             "DaemonSet" => Some(Kind::DaemonSet),
             _ => None,
+        }
+    }
+
+    /// The kind as `targetRef.kind` names it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
@@ -421,8 +424,34 @@ impl Object {
 
     /// The revision: the pod template plus the data of the configs it uses.
     pub(crate) fn revision(&self, configs: &BTreeMap<String, String>) -> String {
-        let template = serde_json::to_value(self.template()).unwrap_or_default();
-        super::hash::canonical_hash(&template, configs)
+        match self {
+            Object::Deployment(d) => revision(d, configs),
+            Object::DaemonSet(_) => {
+                let template = serde_json::to_value(self.template()).unwrap_or_default();
+                super::hash::canonical_hash(&template, configs)
+            }
+        }
+    }
+
+    /// The kind.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Object::Deployment(_) => Kind::Deployment,
+            Object::DaemonSet(_) => Kind::DaemonSet,
+        }
+    }
+
+    /// The name.
+    pub(crate) fn name(&self) -> String {
+        self.metadata().name.clone().unwrap_or_default()
+    }
+
+    /// The pod template as stored, scale-to-zero selector included.
+    pub(crate) fn raw_template(&self) -> &PodTemplateSpec {
+        match self {
+            Object::Deployment(d) => &d.spec.template,
+            Object::DaemonSet(d) => &d.spec.template,
+        }
     }
 
     /// Whether a Flagger installed in the cluster owns this primary.
@@ -704,6 +733,82 @@ impl Workloads {
                     extra,
                 )
                 .await
+            }
+        }
+    }
+
+    /// Deletes the primary `name` if `canary` made it.
+    pub(crate) async fn delete_primary(&self, name: &str) -> Result<super::managed::Removal> {
+        match self.kind {
+            Kind::Deployment => delete_primary(&self.deployments, name).await,
+            Kind::DaemonSet => {
+                super::managed::delete(&self.daemonsets, name, &self.object(name)).await
+            }
+        }
+    }
+
+    /// [`super::state::write_request`] on the primary `name`.
+    pub(crate) async fn write_request(
+        &self,
+        name: &str,
+        request: &super::state::StoredRequest,
+    ) -> Result<()> {
+        match self.kind {
+            Kind::Deployment => super::state::write_request(&self.deployments, name, request).await,
+            Kind::DaemonSet => super::state::write_request(&self.daemonsets, name, request).await,
+        }
+    }
+
+    /// [`super::state::clear_request`] on the primary `name`.
+    pub(crate) async fn clear_request(&self, name: &str) -> Result<()> {
+        match self.kind {
+            Kind::Deployment => super::state::clear_request(&self.deployments, name).await,
+            Kind::DaemonSet => super::state::clear_request(&self.daemonsets, name).await,
+        }
+    }
+
+    /// The workload `name` each time it changes, starting with its current
+    /// state; `None` for an event that carries no object (a deletion, a
+    /// failing watch).
+    pub(crate) fn watch_objects(
+        &self,
+        name: &str,
+    ) -> futures::stream::BoxStream<'static, Option<Object>> {
+        use futures::StreamExt;
+        use kube::runtime::watcher::Event;
+        match self.kind {
+            Kind::Deployment => watch_one(&self.deployments, name)
+                .map(|e| match e {
+                    Ok(Event::Apply(d) | Event::InitApply(d)) => Some(Object::Deployment(d)),
+                    _ => None,
+                })
+                .boxed(),
+            Kind::DaemonSet => watch_one(&self.daemonsets, name)
+                .map(|e| match e {
+                    Ok(Event::Apply(d) | Event::InitApply(d)) => Some(Object::DaemonSet(d)),
+                    _ => None,
+                })
+                .boxed(),
+        }
+    }
+
+    /// The workloads of the kind carrying `canary`'s managed-by label: the
+    /// primaries of its canaries.
+    pub(crate) async fn managed(&self) -> Result<Vec<Object>> {
+        match self.kind {
+            Kind::Deployment => Ok(managed(&self.deployments)
+                .await?
+                .into_iter()
+                .map(Object::Deployment)
+                .collect()),
+            Kind::DaemonSet => {
+                let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+                let list = self
+                    .daemonsets
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| ClusterError::api("list", "daemonsets", e))?;
+                Ok(list.items.into_iter().map(Object::DaemonSet).collect())
             }
         }
     }

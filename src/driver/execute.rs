@@ -5,6 +5,7 @@
 
 use super::observe::Snapshot;
 use super::{Driver, RunError};
+use crate::cluster::autoscaler;
 use crate::cluster::services::Which;
 use crate::cluster::{configs, services, state as statestore};
 use crate::hooks::Hooks;
@@ -77,6 +78,8 @@ impl Driver<'_> {
                 let up = match scale {
                     Scale::Zero => None,
                     Scale::Up => {
+                        // KEDA must not hold the target at zero meanwhile.
+                        self.pause_target_scaler(false).await?;
                         if !snap.target.scaled_to_zero() {
                             return Ok(None);
                         }
@@ -90,6 +93,9 @@ impl Driver<'_> {
                     }
                 };
                 self.workloads.scale(target, up).await?;
+                if up.is_none() {
+                    self.pause_target_scaler(true).await?;
+                }
                 Ok(None)
             }
             Action::SetRouting(r) => {
@@ -126,25 +132,52 @@ impl Driver<'_> {
         }
     }
 
-    /// The primary's HPA, when the canary names an autoscaler.
-    async fn reconcile_autoscaler(&self) -> Result<(), RunError> {
-        let Some(a) = &self.canary.autoscaler else {
+    /// The primary's autoscaler, when the canary names one: created, or
+    /// updated when the target's changed (see [`crate::cluster::autoscaler`]).
+    pub(super) async fn reconcile_autoscaler(&self) -> Result<(), RunError> {
+        let Some(a) = &self.canary.autoscaler_spec else {
             return Ok(());
         };
-        if a.kind != "HorizontalPodAutoscaler" {
+        if self.workloads.kind != crate::cluster::workload::Kind::Deployment {
             return Err(RunError::Setup(format!(
-                "autoscalerRef kind {} is not supported by `canary run` yet \
-                 (HorizontalPodAutoscaler is)",
-                a.kind
+                "autoscalerRef: a {} has no replicas to scale",
+                self.canary.target.kind
             )));
         }
-        crate::cluster::autoscaler::reconcile_primary(
+        let done = autoscaler::reconcile_primary(
             &self.conn.client,
             &self.canary.namespace,
-            &a.name,
+            &self.canary.target.name,
+            a,
             &self.primary_name(),
         )
         .await?;
+        if done == autoscaler::Reconciled::Updated {
+            let name = a.name.clone().unwrap_or_default();
+            let kind = autoscaler::Scaler::of(a.kind.as_deref().unwrap_or_default());
+            self.report_progress(&format!(
+                "{}/{} follows the change to {}/{name}",
+                kind.noun(),
+                canary_core::names::primary(&name),
+                kind.noun()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pauses (or resumes) the target's ScaledObject, as Flagger does while
+    /// the target is scaled to zero; nothing for an HPA.
+    async fn pause_target_scaler(&self, pause: bool) -> Result<(), RunError> {
+        let Some(a) = &self.canary.autoscaler else {
+            return Ok(());
+        };
+        let scaler = autoscaler::Scaler::of(&a.kind);
+        let (client, ns) = (&self.conn.client, &self.canary.namespace);
+        if pause {
+            autoscaler::pause_target(client, ns, scaler, &a.name).await?;
+        } else {
+            autoscaler::resume_target(client, ns, scaler, &a.name).await?;
+        }
         Ok(())
     }
 
