@@ -67,6 +67,16 @@ fn the_readme_provider_table_agrees_with_the_capability_table() {
                 "README row of {name} names no {kind}s: {row}"
             );
         }
+        for kind in p.capabilities().autoscalers {
+            let said = match *kind {
+                "HorizontalPodAutoscaler" => "HPA",
+                other => other,
+            };
+            assert!(
+                row.contains(said),
+                "README row of {name} names no {said}: {row}"
+            );
+        }
     }
 }
 

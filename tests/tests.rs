@@ -3,6 +3,7 @@
 
 mod util;
 
+mod autoscaler;
 mod cli;
 mod completion;
 mod connect;

@@ -376,6 +376,16 @@ impl<'a> Driver<'a> {
                 *first_request = snap.observed.request.take().or(first_request.take());
                 continue;
             }
+            // The primary's autoscaler follows the target's at every
+            // round, as Flagger's scaler reconciler does at every tick
+            // (writing only when they differ); a revert under way is left
+            // to remove it.
+            if snap.primary.is_some()
+                && snap.state.phase != Phase::Terminating
+                && self.canary.autoscaler.is_some()
+            {
+                self.reconcile_autoscaler().await?;
+            }
             let mut rv = snap.primary_rv.clone();
             for action in &decision.actions {
                 if let Some(new_rv) = self.execute(action, &snap, &decision.state).await? {
