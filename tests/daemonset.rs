@@ -225,7 +225,7 @@ async fn canary(c: &Cluster, args: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemonset_rollout_is_aborted_shown_and_reverted() {
+async fn a_daemonset_rollout_is_promoted_aborted_shown_and_reverted() {
     let c = start().await;
     // Slower steps, so that the abort lands mid-rollout.
     std::fs::write(
@@ -254,7 +254,28 @@ async fn a_daemonset_rollout_is_aborted_shown_and_reverted() {
         stdout(&out)
     );
 
+    // A run stopped mid-rollout (Ctrl-C) leaves it as it is; with no
+    // driver left, promote does the work itself.
     set_image(&c, "3.1.1").await;
+    let child = c.spawn(&[]);
+    c.wait_for_analysis().await;
+    crate::util::interrupt(&child);
+    assert_exit(&finish(child).await, 130);
+    let out = canary(&c, &["promote", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("podinfo.prod: promoted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        image(&c, "podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
+
+    // An abort from a second process reaches the running driver.
+    set_image(&c, "3.1.0").await;
     let child = c.spawn(&[]);
     c.wait_for_analysis().await;
     assert_eq!(scheduled(&c, "podinfo").await, (3, 3));
@@ -265,7 +286,7 @@ async fn a_daemonset_rollout_is_aborted_shown_and_reverted() {
     assert_eq!(c.weights(), (100, 0));
     assert_eq!(
         image(&c, "podinfo-primary").await,
-        "ghcr.io/stefanprodan/podinfo:3.1.0"
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
     );
     assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
     let out = canary(&c, &["status", "podinfo", "-n", "prod"]).await;
