@@ -166,38 +166,65 @@ async fn reconcile_hpa(
     Err(ClusterError::Conflict { object })
 }
 
-/// The primary's ScaledObject spec made from the target's: the scale
-/// target is the primary, the trigger queries are the primary's, the
-/// replica bounds those of `primaryScalerReplicas` when given.
+/// The primary's ScaledObject spec made from the target's, with the
+/// fields Flagger carries over: the scale target is the primary, the
+/// trigger queries are the primary's, the replica bounds those of
+/// `primaryScalerReplicas` when given, and a named HPA of KEDA's
+/// (`advanced.horizontalPodAutoscalerConfig.name`) gets `-primary`, so the
+/// two ScaledObjects do not share one.
 pub(crate) fn primary_scaled_object_spec(
     source: &Value,
     target: &str,
     autoscaler: &AutoscalerReference,
     primary: &str,
 ) -> Value {
-    let mut spec = source.clone();
-    if !spec.is_object() {
-        spec = json!({});
+    let mut spec = serde_json::Map::new();
+    let mut scale_target = serde_json::Map::new();
+    scale_target.insert("name".into(), json!(primary));
+    for key in ["kind", "apiVersion", "envSourceContainerName"] {
+        if let Some(v) = source["scaleTargetRef"].get(key) {
+            scale_target.insert(key.into(), v.clone());
+        }
     }
-    if !spec["scaleTargetRef"].is_object() {
-        spec["scaleTargetRef"] = json!({});
+    spec.insert("scaleTargetRef".into(), Value::Object(scale_target));
+    for key in [
+        "pollingInterval",
+        "cooldownPeriod",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "advanced",
+        "triggers",
+        "fallback",
+        "idleReplicaCount",
+    ] {
+        if let Some(v) = source.get(key).filter(|v| !v.is_null()) {
+            spec.insert(key.into(), v.clone());
+        }
     }
-    spec["scaleTargetRef"]["name"] = json!(primary);
+    let mut spec = Value::Object(spec);
+    if let Some(name) = spec["advanced"]["horizontalPodAutoscalerConfig"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(canary_core::names::primary)
+    {
+        spec["advanced"]["horizontalPodAutoscalerConfig"]["name"] = json!(name);
+    }
     if let Some(triggers) = spec["triggers"].as_array_mut() {
         for t in triggers {
             let given = t["name"]
                 .as_str()
                 .and_then(|n| autoscaler.primary_scaler_queries.get(n))
                 .cloned();
-            let Some(query) = t["metadata"]["query"].as_str().map(str::to_string) else {
-                continue;
-            };
             let rewritten = if autoscaler.primary_scaler_queries.is_empty() {
-                Some(primary_query(&query, target))
+                t["metadata"]["query"]
+                    .as_str()
+                    .map(|q| primary_query(q, target))
             } else {
                 given
             };
-            if let Some(q) = rewritten {
+            if let Some(q) = rewritten
+                && t["metadata"].is_object()
+            {
                 t["metadata"]["query"] = json!(q);
             }
         }
@@ -281,12 +308,18 @@ async fn reconcile_scaled_object(
             None => {
                 let mut labels = source.metadata.labels.clone().unwrap_or_default();
                 labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+                // The target's annotations go with it, as Flagger carries
+                // them, but not its pause nor kubectl's record of it.
+                let mut annotations = source.metadata.annotations.clone().unwrap_or_default();
+                annotations.remove(PAUSED_REPLICAS);
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
                 let mut copy = DynamicObject {
                     types: source.types.clone(),
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
                         namespace: Some(namespace.to_string()),
                         labels: Some(labels),
+                        annotations: Some(annotations).filter(|a| !a.is_empty()),
                         ..ObjectMeta::default()
                     },
                     data: json!({ "spec": spec }),
@@ -410,6 +443,8 @@ mod tests {
             "scaleTargetRef": {"name": "podinfo"},
             "minReplicaCount": 1,
             "maxReplicaCount": 4,
+            "initialCooldownPeriod": 30,
+            "advanced": {"horizontalPodAutoscalerConfig": {"name": "keda-hpa-podinfo"}},
             "triggers": [
                 {"type": "prometheus", "name": "rps", "metadata": {"query": "sum(rate(x{app=\"podinfo\"}[1m]))", "threshold": "10"}},
                 {"type": "cpu", "metadata": {"value": "60"}}
@@ -417,7 +452,12 @@ mod tests {
         });
         let mut a = AutoscalerReference::default();
         let spec = primary_scaled_object_spec(&source, "podinfo", &a, "podinfo-primary");
-        assert_eq!(spec["scaleTargetRef"]["name"], "podinfo-primary");
+        assert_eq!(spec["scaleTargetRef"], json!({"name": "podinfo-primary"}));
+        assert!(spec.get("initialCooldownPeriod").is_none());
+        assert_eq!(
+            spec["advanced"]["horizontalPodAutoscalerConfig"]["name"],
+            "keda-hpa-podinfo-primary"
+        );
         assert_eq!(
             spec["triggers"][0]["metadata"]["query"],
             "sum(rate(x{app=\"podinfo-primary\"}[1m]))"
