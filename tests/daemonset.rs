@@ -274,7 +274,15 @@ async fn a_daemonset_rollout_is_promoted_aborted_shown_and_reverted() {
     );
     assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
 
-    // An abort from a second process reaches the running driver.
+    // An abort from a second process reaches the running driver, while
+    // `status -w` in a third prints each change of the DaemonSet canary.
+    let watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+        .args(["status", "-n", "prod", "-w", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     set_image(&c, "3.1.0").await;
     let child = c.spawn(&[]);
     c.wait_for_analysis().await;
@@ -291,6 +299,11 @@ async fn a_daemonset_rollout_is_promoted_aborted_shown_and_reverted() {
     assert_eq!(scheduled(&c, "podinfo").await, (0, 0));
     let out = canary(&c, &["status", "podinfo", "-n", "prod"]).await;
     assert!(stdout(&out).contains("Aborted"), "{}", stdout(&out));
+    crate::util::interrupt(&watch);
+    let watched = stdout(&finish(watch).await);
+    for phase in ["Succeeded", "Progressing", "Aborted"] {
+        assert!(watched.contains(phase), "no {phase} row in:\n{watched}");
+    }
 
     // revert gives the target its pods back and removes the primary.
     let out = canary(&c, &["revert", "podinfo", "-n", "prod"]).await;
