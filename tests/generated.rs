@@ -61,6 +61,22 @@ fn the_readme_provider_table_agrees_with_the_capability_table() {
             "README says {name} is {}: {row}",
             if refused { "refused" } else { "driven" }
         );
+        for kind in p.capabilities().targets {
+            assert!(
+                row.contains(&format!("{kind}s")),
+                "README row of {name} names no {kind}s: {row}"
+            );
+        }
+        for kind in p.capabilities().autoscalers {
+            let said = match *kind {
+                "HorizontalPodAutoscaler" => "HPA",
+                other => other,
+            };
+            assert!(
+                row.contains(said),
+                "README row of {name} names no {said}: {row}"
+            );
+        }
     }
 }
 

@@ -506,3 +506,48 @@ async fn a_cluster_that_fails_to_answer_the_preflight_is_a_cluster_error() {
     }
     s.world.shutdown().await;
 }
+
+/// SPEC for a DaemonSet target, without the built-in metric (its Linkerd
+/// query selects a Deployment's series).
+fn daemonset_spec() -> String {
+    SPEC.replace("kind: Deployment", "kind: DaemonSet").replace(
+        "      - name: request-success-rate\n        thresholdRange: {min: 99}\n        interval: 10s\n",
+        "",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_target_is_looked_for_as_one_and_its_permissions_asked_for() {
+    let s = healthy().await;
+    let spec = daemonset_spec();
+    assert!(!spec.contains("request-success-rate"));
+    s.refused(
+        &spec,
+        &[
+            "daemonset/podinfo not found in namespace prod",
+            "(spec.targetRef.name)",
+        ],
+    )
+    .await;
+    // Without the example's daemonsets rule, each permission a DaemonSet
+    // canary needs is named.
+    s.world.restrict(Some(example_rules(|t| {
+        let cut = t.replacen(
+            "  - apiGroups: [apps]\n    resources: [daemonsets]\n    verbs: [get, list, watch, create, update, patch]\n",
+            "",
+            1,
+        );
+        assert_ne!(cut, t, "the example's daemonsets rule changed");
+        cut
+    })));
+    s.refused(
+        &spec,
+        &[
+            "missing permission: cannot get daemonsets.apps \"podinfo\" in namespace prod (to read the target)",
+            "missing permission: cannot create daemonsets.apps in namespace prod (to create the primary)",
+            "missing permission: cannot update daemonsets.apps \"podinfo-primary\" in namespace prod",
+        ],
+    )
+    .await;
+    s.world.shutdown().await;
+}

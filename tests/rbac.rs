@@ -637,6 +637,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     ] {
         asked.extend(router_lifecycle(&rules, crds, &spec, ingress).await);
     }
+    // A DaemonSet target: its primary DaemonSet, from first run to revert.
+    asked.extend(daemonset_lifecycle(&rules).await);
     let unused: Vec<String> = rules
         .unused(&asked)
         .iter()
@@ -743,6 +745,75 @@ traffic:
     assert!(
         refused.is_empty(),
         "examples/rbac.yaml is missing permissions for:\n{}",
+        refused.join("\n")
+    );
+    world.shutdown().await;
+    log.iter().map(|r| r.attributes.clone()).collect()
+}
+
+/// Initialises, promotes, shows and reverts a canary of a DaemonSet
+/// (podinfo as a DaemonSet, on Linkerd) under `rules`; every request must
+/// be allowed. Returns what the requests asked for.
+async fn daemonset_lifecycle(rules: &Rules) -> Vec<Attributes> {
+    let scenario = Scenario::from_yaml(
+        "rbac-daemonset.yaml",
+        "
+namespace: prod
+readinessDelay: 200ms
+crds: [smi]
+namespaces:
+  - {name: prod}
+  - {name: linkerd}
+",
+    )
+    .unwrap();
+    let world = World::start(scenario).await.unwrap();
+    world
+        .store()
+        .create(json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "podinfo", "namespace": "prod", "labels": {"app": "podinfo"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {
+                    "metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfod",
+                        "image": "ghcr.io/stefanprodan/podinfo:3.1.0",
+                        "ports": [{"name": "http", "containerPort": 9898}]}]}
+                }
+            }
+        }))
+        .unwrap();
+    let f = files(&world);
+    std::fs::write(
+        &f.spec,
+        router_spec("linkerd", "").replace("kind: Deployment", "kind: DaemonSet"),
+    )
+    .unwrap();
+    world.restrict(Some(rules.clone()));
+    world.sim().clear_request_log();
+    let spec = f.spec.to_str().unwrap();
+    assert_exit(&canary(&f, &["run", spec]).await, 0);
+    let image = "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1";
+    let out = canary(&f, &["run", spec, "--set-image", image]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("promoted"), "{}", stdout(&out));
+    let out = canary(&f, &["status", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("podinfo"), "{}", stdout(&out));
+    let out = canary(&f, &["revert", "podinfo", "-n", "prod"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        world
+            .store()
+            .get("apps/v1", "DaemonSet", "prod", "podinfo-primary")
+            .is_none()
+    );
+    let log = world.sim().request_log();
+    let refused = refused(&log);
+    assert!(
+        refused.is_empty(),
+        "examples/rbac.yaml is missing permissions for a DaemonSet:\n{}",
         refused.join("\n")
     );
     world.shutdown().await;

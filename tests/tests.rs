@@ -4,9 +4,11 @@
 mod util;
 
 mod alerts;
+mod autoscaler;
 mod cli;
 mod completion;
 mod connect;
+mod daemonset;
 mod demo;
 mod edge;
 mod examples;

@@ -3,8 +3,8 @@
 //! for every canary of the run, and by `canary validate --cluster`).
 //!
 //! What is checked, each problem at the spec field that names the object:
-//! - the target Deployment exists, and the autoscaler `autoscalerRef`
-//!   names;
+//! - the target Deployment or DaemonSet exists, and the autoscaler
+//!   `autoscalerRef` names (an HPA or a KEDA ScaledObject);
 //! - its pod template serves the port the Services will forward to
 //!   (`service.targetPort`, else `service.port`; see
 //!   [`canary_core::preflight::match_port`]);
@@ -31,7 +31,6 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -84,6 +83,29 @@ where
             ClusterError::NotFound { .. } => Ok(Read::Missing),
             other => Err(other),
         },
+    }
+}
+
+impl<T> Read<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        match self {
+            Read::Found(t) => Read::Found(f(t)),
+            Read::Missing => Read::Missing,
+            Read::Forbidden(m) => Read::Forbidden(m),
+        }
+    }
+}
+
+/// The workload `name` of the kind of `api`, as [`read`] reads.
+async fn read_workload(
+    api: &super::workload::Workloads,
+    name: &str,
+) -> Result<Read<super::workload::Object>> {
+    match api.get(name).await {
+        Ok(Some(o)) => Ok(Read::Found(o)),
+        Ok(None) | Err(ClusterError::NotFound { .. }) => Ok(Read::Missing),
+        Err(ClusterError::Forbidden { message, .. }) => Ok(Read::Forbidden(message)),
+        Err(e) => Err(e),
     }
 }
 
@@ -146,21 +168,26 @@ pub(crate) async fn check(
     };
 
     // The target, and the port its pods serve.
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let kind =
+        super::workload::Kind::of(&c.target.kind).unwrap_or(super::workload::Kind::Deployment);
+    let workloads = super::workload::Workloads::new(client, ns, kind);
     let target = c.target.name.as_str();
-    let object = format!("deployment/{target} in {ns}");
-    match read(&deployments, target, &object).await? {
+    let target_object = workloads.object(target);
+    match read_workload(&workloads, target).await? {
         Read::Missing => sink.push(
             "spec.targetRef.name",
-            format!("deployment/{target} not found in namespace {ns}"),
-            Some("apply the Deployment first, or name the one to analyse in `targetRef`".into()),
+            format!("{target_object} not found in namespace {ns}"),
+            Some(format!(
+                "apply the {} first, or name the one to analyse in `targetRef`",
+                kind.as_str()
+            )),
         ),
         // Reported with the permissions below.
         Read::Forbidden(_) => {}
         Read::Found(d) => {
-            checked.push(format!("deployment/{target}"));
-            let template = Some(&d.spec.template);
-            let ports = template.map(container_ports).unwrap_or_default();
+            checked.push(target_object.clone());
+            let template = Some(d.template());
+            let ports = template.as_ref().map(container_ports).unwrap_or_default();
             let wanted = core::wanted_port(c);
             let path = match &c.target_port {
                 Some(types::IntOrString::Int(0)) | None => "spec.service.port",
@@ -180,8 +207,8 @@ pub(crate) async fn check(
                 Err(why) => sink.push(
                     path,
                     format!(
-                        "the Services would forward to port {} of deployment/{target}'s pods, \
-                         but {why}",
+                        "the Services would forward to port {} of {target_object}'s pods, but \
+                         {why}",
                         port_words(&wanted)
                     ),
                     Some(
@@ -191,7 +218,7 @@ pub(crate) async fn check(
                     ),
                 ),
             }
-            if let Some(t) = template
+            if let Some(t) = &template
                 && !tracking_disabled_on(&d)
             {
                 for r in super::configs::referenced(t) {
@@ -204,22 +231,33 @@ pub(crate) async fn check(
         }
     }
     let primary = canary_core::names::primary(target);
-    if let Read::Found(_) = read(&deployments, &primary, &format!("deployment/{primary}")).await? {
+    if let Read::Found(_) = read_workload(&workloads, &primary).await? {
         needs.initialised = true;
     }
 
     // The autoscaler.
     if let Some(hpa) = &c.autoscaler {
-        let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
-        let object = format!("horizontalpodautoscaler/{} in {ns}", hpa.name);
-        match read(&api, &hpa.name, &object).await? {
-            Read::Found(_) => checked.push(format!("horizontalpodautoscaler/{}", hpa.name)),
+        let scaler = super::autoscaler::Scaler::of(&hpa.kind);
+        let object = format!("{}/{} in {ns}", scaler.noun(), hpa.name);
+        let found = match scaler {
+            super::autoscaler::Scaler::Hpa => {
+                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+                read(&api, &hpa.name, &object).await?.map(|_| ())
+            }
+            super::autoscaler::Scaler::ScaledObject => {
+                let ar = ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+                    "scaledobjects",
+                );
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+                read(&api, &hpa.name, &object).await?.map(|_| ())
+            }
+        };
+        match found {
+            Read::Found(()) => checked.push(format!("{}/{}", scaler.noun(), hpa.name)),
             Read::Missing => sink.push(
                 "spec.autoscalerRef.name",
-                format!(
-                    "horizontalpodautoscaler/{} not found in namespace {ns}",
-                    hpa.name
-                ),
+                format!("{}/{} not found in namespace {ns}", scaler.noun(), hpa.name),
                 Some("apply the autoscaler first, or remove `autoscalerRef`".into()),
             ),
             Read::Forbidden(_) => {}
@@ -644,8 +682,8 @@ fn port_words(p: &types::IntOrString) -> String {
 }
 
 /// Flagger's opt-out of copying ConfigMaps and Secrets, on the target.
-fn tracking_disabled_on(d: &Deployment) -> bool {
-    d.metadata
+fn tracking_disabled_on(d: &super::workload::Object) -> bool {
+    super::state::Annotated::meta(d)
         .annotations
         .as_ref()
         .and_then(|a| a.get(super::configs::TRACKING_ANNOTATION))

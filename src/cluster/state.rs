@@ -7,7 +7,7 @@
 //! who can read Deployments reads the annotation.
 
 use futures::stream::BoxStream;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -35,31 +35,70 @@ pub(crate) struct StoredRequest {
     pub at: Time,
 }
 
-fn annotation<'a>(d: &'a Deployment, key: &str) -> Option<&'a String> {
-    d.metadata.annotations.as_ref().and_then(|a| a.get(key))
+/// A primary of any workload kind, as its state is read from it.
+pub(crate) trait Annotated {
+    fn meta(&self) -> &ObjectMeta;
+}
+
+impl<K: kube::Resource> Annotated for K {
+    fn meta(&self) -> &ObjectMeta {
+        kube::Resource::meta(self)
+    }
+}
+
+/// A primary's kind of workload, as the API serves it.
+pub(crate) trait Primary:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Primary for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// `kind/name` of a primary in messages.
+fn object<K: Primary>(name: &str) -> String {
+    format!("{}/{name}", K::kind(&()).to_lowercase())
+}
+
+fn annotation<'a>(d: &'a impl Annotated, key: &str) -> Option<&'a String> {
+    d.meta().annotations.as_ref().and_then(|a| a.get(key))
 }
 
 /// The raw request annotation, if any (compared as text to tell requests
 /// apart).
-pub(crate) fn raw_request(primary: &Deployment) -> Option<String> {
+pub(crate) fn raw_request(primary: &impl Annotated) -> Option<String> {
     annotation(primary, REQUEST_ANNOTATION).cloned()
 }
 
 /// The request stored on a primary; an unreadable one is ignored (and
 /// cleared by the next state write).
-pub(crate) fn read_request(primary: &Deployment) -> Option<StoredRequest> {
+pub(crate) fn read_request(primary: &impl Annotated) -> Option<StoredRequest> {
     raw_request(primary).and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// The spec stored on a primary, if any.
-pub(crate) fn read_spec(primary: &Deployment) -> Option<String> {
+pub(crate) fn read_spec(primary: &impl Annotated) -> Option<String> {
     annotation(primary, SPEC_ANNOTATION).cloned()
 }
 
 /// Stores a request for the driver (no precondition: the latest request
 /// wins, and the driver reads it under its own resourceVersion guard).
-pub(crate) async fn write_request(
-    api: &Api<Deployment>,
+pub(crate) async fn write_request<K: Primary>(
+    api: &Api<K>,
     primary: &str,
     request: &StoredRequest,
 ) -> Result<()> {
@@ -67,7 +106,7 @@ pub(crate) async fn write_request(
     let patch = json!({ "metadata": { "annotations": { REQUEST_ANNOTATION: text } } });
     api.patch(primary, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| ClusterError::api("write a request to", format!("deployment/{primary}"), e))?;
+        .map_err(|e| ClusterError::api("write a request to", object::<K>(primary), e))?;
     Ok(())
 }
 
@@ -75,13 +114,13 @@ pub(crate) async fn write_request(
 /// the primary's resourceVersion, reading again after a conflict (up to
 /// `tries` times). `change` returns `false` when there is nothing to
 /// write. `Ok(false)`: no primary, no state, or nothing to write.
-pub(crate) async fn update(
-    api: &Api<Deployment>,
+pub(crate) async fn update<K: Primary>(
+    api: &Api<K>,
     primary: &str,
     tries: usize,
     mut change: impl FnMut(&mut State) -> bool,
 ) -> Result<bool> {
-    let object = format!("deployment/{primary}");
+    let object = object::<K>(primary);
     for _ in 0..tries {
         let Some(p) = api
             .get_opt(primary)
@@ -96,7 +135,7 @@ pub(crate) async fn update(
         if !change(&mut state) {
             return Ok(false);
         }
-        let rv = p.metadata.resource_version.unwrap_or_default();
+        let rv = p.meta().resource_version.clone().unwrap_or_default();
         match write(api, primary, &rv, &state, &Extra::default()).await {
             Ok(_) => return Ok(true),
             Err(e) if e.is_conflict() => continue,
@@ -107,13 +146,11 @@ pub(crate) async fn update(
 }
 
 /// Removes a request no driver took up (its driver went away).
-pub(crate) async fn clear_request(api: &Api<Deployment>, primary: &str) -> Result<()> {
+pub(crate) async fn clear_request<K: Primary>(api: &Api<K>, primary: &str) -> Result<()> {
     let patch = json!({ "metadata": { "annotations": { REQUEST_ANNOTATION: null } } });
     api.patch(primary, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| {
-            ClusterError::api("clear the request on", format!("deployment/{primary}"), e)
-        })?;
+        .map_err(|e| ClusterError::api("clear the request on", object::<K>(primary), e))?;
     Ok(())
 }
 
@@ -138,9 +175,9 @@ pub(crate) fn annotation_text(state: &State) -> String {
 }
 
 /// The state stored on a primary, if any.
-pub(crate) fn read(primary: &Deployment) -> Result<Option<State>> {
+pub(crate) fn read(primary: &impl Annotated) -> Result<Option<State>> {
     let Some(text) = primary
-        .metadata
+        .meta()
         .annotations
         .as_ref()
         .and_then(|a| a.get(ANNOTATION))
@@ -149,8 +186,8 @@ pub(crate) fn read(primary: &Deployment) -> Result<Option<State>> {
     };
     State::from_annotation(text).map(Some).map_err(|e| {
         ClusterError::Invalid(format!(
-            "deployment/{}: annotation {ANNOTATION}: {e}",
-            primary.metadata.name.as_deref().unwrap_or_default()
+            "{}: annotation {ANNOTATION}: {e}",
+            primary.meta().name.as_deref().unwrap_or_default()
         ))
     })
 }
@@ -158,8 +195,8 @@ pub(crate) fn read(primary: &Deployment) -> Result<Option<State>> {
 /// Writes the state if the primary is still at `resource_version`; returns
 /// the new resourceVersion. A conflict is [`ClusterError::Conflict`]: the
 /// caller re-reads and decides again.
-pub(crate) async fn write(
-    api: &Api<Deployment>,
+pub(crate) async fn write<K: Primary>(
+    api: &Api<K>,
     primary: &str,
     resource_version: &str,
     state: &State,
@@ -181,12 +218,12 @@ pub(crate) async fn write(
             "annotations": annotations,
         }
     });
-    let object = format!("deployment/{primary}");
+    let object = object::<K>(primary);
     let updated = api
         .patch(primary, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| ClusterError::api("write the state of", &object, e))?;
-    Ok(updated.metadata.resource_version.unwrap_or_default())
+    Ok(updated.meta().resource_version.clone().unwrap_or_default())
 }
 
 /// Writes the state a driver decided from what it read on the primary
@@ -197,8 +234,8 @@ pub(crate) async fn write(
 /// the state decided from (or the one being written), the write is
 /// repeated with the new version. `Ok(false)`: another writer changed the
 /// state or the request, and the caller decides again from a fresh read.
-pub(crate) async fn write_decided(
-    api: &Api<Deployment>,
+pub(crate) async fn write_decided<K: Primary>(
+    api: &Api<K>,
     primary: &str,
     resource_version: &str,
     decided_from: &State,
@@ -214,7 +251,7 @@ pub(crate) async fn write_decided(
                 let fresh = api
                     .get(primary)
                     .await
-                    .map_err(|e| ClusterError::api("read", format!("deployment/{primary}"), e))?;
+                    .map_err(|e| ClusterError::api("read", object::<K>(primary), e))?;
                 let current = read(&fresh)?;
                 // A request written since the driver read the primary must
                 // not be cleared unseen.
@@ -232,7 +269,7 @@ pub(crate) async fn write_decided(
                 if !unchanged {
                     return Ok(false);
                 }
-                rv = fresh.metadata.resource_version.unwrap_or_default();
+                rv = fresh.meta().resource_version.clone().unwrap_or_default();
             }
             Err(e) => return Err(e),
         }
@@ -255,7 +292,7 @@ pub(crate) fn same_state(a: &State, b: &State) -> bool {
 /// Wakes each time `primary` changes while it carries a request, so a
 /// driver acts on an operator's request at once; ends when the watch
 /// does.
-pub(crate) fn watch_requests(api: &Api<Deployment>, primary: &str) -> BoxStream<'static, ()> {
+pub(crate) fn watch_requests<K: Primary>(api: &Api<K>, primary: &str) -> BoxStream<'static, ()> {
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     super::workload::watch_one(api, primary)

@@ -2,7 +2,7 @@
 //! annotations on the primaries, plus who drives each canary and whether
 //! that driver is alive.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::Api;
 use kube::api::ListParams;
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::state as statestore;
+use crate::cluster::workload::{Kind, Object, Workloads};
 use canary_core::engine::state::{Failure, HistoryEntry, Paused, Phase, State};
 use canary_core::time::Time;
 
@@ -20,6 +21,9 @@ pub(crate) struct CanaryStatus {
     pub name: String,
     pub namespace: String,
     pub target: String,
+    /// The target's kind: a Deployment's primary is a Deployment, a
+    /// DaemonSet's a DaemonSet.
+    pub kind: Kind,
     /// `None` when the state annotation cannot be read (shown `Unknown`).
     pub phase: Option<Phase>,
     pub paused: Option<Paused>,
@@ -49,9 +53,9 @@ pub(crate) struct Driver {
     pub alive: bool,
 }
 
-/// The status of one managed primary; `None` for a Deployment that is
+/// The status of one managed primary; `None` for a workload that is
 /// not one. A state that cannot be read is shown as `Unknown`.
-pub(crate) fn of_primary(d: &Deployment, now: Time) -> Option<CanaryStatus> {
+pub(crate) fn of_primary(d: &Object, now: Time) -> Option<CanaryStatus> {
     match statestore::read(d) {
         Ok(Some(state)) => Some(status_of(d, state, now)),
         Ok(None) => None,
@@ -106,8 +110,8 @@ impl CanaryStatus {
     }
 }
 
-fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
-    let primary_name = primary.metadata.name.clone().unwrap_or_default();
+fn status_of(primary: &Object, state: State, now: Time) -> CanaryStatus {
+    let primary_name = primary.name();
     let target = primary_name
         .strip_suffix("-primary")
         .unwrap_or(&primary_name)
@@ -119,8 +123,12 @@ fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
     });
     CanaryStatus {
         name: state.canary.clone().unwrap_or_else(|| target.clone()),
-        namespace: primary.metadata.namespace.clone().unwrap_or_default(),
+        namespace: statestore::Annotated::meta(primary)
+            .namespace
+            .clone()
+            .unwrap_or_default(),
         target,
+        kind: primary.kind(),
         phase: Some(state.phase),
         paused: state.paused.clone(),
         weight: state.canary_weight,
@@ -141,29 +149,44 @@ fn status_of(primary: &Deployment, state: State, now: Time) -> CanaryStatus {
     }
 }
 
-/// Every canary in `namespace` (all namespaces when `None`), by name.
+/// Every canary in `namespace` (all namespaces when `None`), by name:
+/// the managed Deployments and DaemonSets. DaemonSets that may not be
+/// listed (a role granting only Deployments) are left out.
 pub(crate) async fn list(
     conn: &Connection,
     namespace: Option<&str>,
     labels: Option<&str>,
 ) -> Result<Vec<CanaryStatus>, ClusterError> {
-    let api: Api<Deployment> = match namespace {
-        Some(ns) => Api::namespaced(conn.client.clone(), ns),
-        None => Api::all(conn.client.clone()),
-    };
     let selector = selector(labels);
+    let params = ListParams::default().labels(&selector);
     let where_ = namespace
         .map(|n| format!("namespace {n}"))
         .unwrap_or_else(|| "all namespaces".to_string());
-    let list = api
-        .list(&ListParams::default().labels(&selector))
+    let (deployments, daemonsets): (Api<Deployment>, Api<DaemonSet>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(conn.client.clone(), ns),
+            Api::namespaced(conn.client.clone(), ns),
+        ),
+        None => (Api::all(conn.client.clone()), Api::all(conn.client.clone())),
+    };
+    let mut primaries: Vec<Object> = deployments
+        .list(&params)
         .await
-        .map_err(|e| ClusterError::api("list deployments in", where_, e))?;
-    let now = now();
-    let mut out = Vec::new();
-    for d in list.items {
-        out.extend(of_primary(&d, now));
+        .map_err(|e| ClusterError::api("list deployments in", &where_, e))?
+        .items
+        .into_iter()
+        .map(Object::Deployment)
+        .collect();
+    match daemonsets.list(&params).await {
+        Ok(list) => primaries.extend(list.items.into_iter().map(Object::DaemonSet)),
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {}
+        Err(e) => return Err(ClusterError::api("list daemonsets in", &where_, e)),
     }
+    let now = now();
+    let mut out: Vec<CanaryStatus> = primaries
+        .iter()
+        .filter_map(|d| of_primary(d, now))
+        .collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(out)
 }
@@ -175,15 +198,14 @@ pub(crate) async fn list(
 pub(crate) async fn target_revision(
     conn: &Connection,
     namespace: &str,
-    target: &str,
+    (kind, target): (Kind, &str),
 ) -> Result<Option<String>, ClusterError> {
-    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), namespace);
-    let Some(d) = crate::cluster::workload::get(&api, target).await? else {
+    let Some(d) = Workloads::new(&conn.client, namespace, kind)
+        .get(target)
+        .await?
+    else {
         return Ok(None);
     };
-    let tracked = crate::cluster::configs::track(&conn.client, namespace, &d.spec.template).await?;
-    Ok(Some(crate::cluster::workload::revision(
-        &d,
-        &tracked.hashes,
-    )))
+    let tracked = crate::cluster::configs::track(&conn.client, namespace, &d.template()).await?;
+    Ok(Some(d.revision(&tracked.hashes)))
 }

@@ -1,15 +1,20 @@
-//! The target Deployment and its `-primary` copy: readiness, revision, the
-//! primary's construction, promotion and deletion, scaling, and setting
-//! images.
+//! The target workload (a Deployment or a DaemonSet) and its `-primary`
+//! copy: readiness, revision, the primary's construction, promotion and
+//! deletion, scaling, and setting images. Everything that differs between
+//! the two kinds is here: the rest of the product holds a [`Object`] and
+//! a [`Workloads`] handle.
 //!
 //! Names and labels are Flagger's, so a team can move between Flagger and
 //! `canary` without renaming anything: the primary is `<target>-primary`,
 //! its selector label (the first of `app`, `name`, `app.kubernetes.io/name`
-//! the target selects on) carries `<value>-primary`.
+//! the target selects on) carries `<value>-primary`. A DaemonSet has no
+//! replicas: as Flagger does, its target is "scaled to zero" with a
+//! `nodeSelector` no node matches ([`SCALE_TO_ZERO`]), which the revision,
+//! the primary and promotion leave out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Api;
@@ -29,12 +34,19 @@ pub(crate) use canary_core::spec::manifest::SELECTOR_LABELS;
 pub(crate) fn selector_label(dep: &Deployment) -> Result<(String, String)> {
     let name = dep.metadata.name.clone().unwrap_or_default();
     let labels = dep.spec.selector.match_labels.clone().unwrap_or_default();
+    find_selector_label(&labels, &format!("deployment/{name}"))
+}
+
+fn find_selector_label(
+    labels: &BTreeMap<String, String>,
+    object: &str,
+) -> Result<(String, String)> {
     SELECTOR_LABELS
         .iter()
         .find_map(|l| labels.get(*l).map(|v| (l.to_string(), v.clone())))
         .ok_or_else(|| {
             ClusterError::Invalid(format!(
-                "deployment/{name} selects its pods by none of the labels {}; \
+                "{object} selects its pods by none of the labels {}; \
                  add one of them to spec.selector.matchLabels",
                 SELECTOR_LABELS.join(", ")
             ))
@@ -212,21 +224,6 @@ pub(crate) async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> R
     Ok(())
 }
 
-/// The names of a Deployment's containers.
-pub(crate) async fn containers(api: &Api<Deployment>, name: &str) -> Result<Vec<String>> {
-    let dep = api
-        .get(name)
-        .await
-        .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?;
-    Ok(dep
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_default())
-}
-
 /// Sets the image of containers by name, with the strategic merge patch
 /// `kubectl set image` sends.
 pub(crate) async fn set_images(
@@ -265,11 +262,8 @@ pub(crate) async fn delete_primary(
     super::managed::delete(api, name, &format!("deployment/{name}")).await
 }
 
-/// Whether a Flagger installed in the cluster owns this primary.
-pub(crate) fn flagger_owner(primary: &Deployment) -> Option<String> {
-    primary
-        .metadata
-        .owner_references
+fn flagger_owner_of(meta: &ObjectMeta) -> Option<String> {
+    meta.owner_references
         .iter()
         .flatten()
         .find(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
@@ -279,12 +273,12 @@ pub(crate) fn flagger_owner(primary: &Deployment) -> Option<String> {
 /// The changes to one Deployment, by name, as a stream that starts with
 /// its current state; a failing watch retries with a backoff rather than
 /// spinning.
-pub(crate) fn watch_one(
-    api: &kube::Api<Deployment>,
+pub(crate) fn watch_one<K: super::state::Primary>(
+    api: &kube::Api<K>,
     name: &str,
 ) -> futures::stream::BoxStream<
     'static,
-    std::result::Result<kube::runtime::watcher::Event<Deployment>, kube::runtime::watcher::Error>,
+    std::result::Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
 > {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
@@ -303,6 +297,576 @@ pub(crate) fn watch_changes(
 ) -> futures::stream::BoxStream<'static, ()> {
     use futures::StreamExt;
     watch_one(api, name).map(|_| ()).boxed()
+}
+
+/// The `nodeSelector` entry with which Flagger scales a DaemonSet target
+/// to zero: no node carries the label, so no pod is scheduled.
+pub(crate) const SCALE_TO_ZERO: (&str, &str) = ("flagger.app/scale-to-zero", "true");
+
+/// The kinds of target `canary run` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Deployment,
+    DaemonSet,
+}
+
+impl Kind {
+    /// The kind of `targetRef.kind`; `None` for a kind not driven (refused
+    /// earlier by the capability table).
+    pub(crate) fn of(kind: &str) -> Option<Kind> {
+        match kind {
+            "Deployment" => Some(Kind::Deployment),
+            "DaemonSet" => Some(Kind::DaemonSet),
+            _ => None,
+        }
+    }
+
+    /// The kind as `targetRef.kind` names it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
+        }
+    }
+
+    /// How `kubectl` names the kind: `deployment`, `daemonset`.
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployment",
+            Kind::DaemonSet => "daemonset",
+        }
+    }
+}
+
+/// A target or primary of either kind.
+#[derive(Debug, Clone)]
+pub(crate) enum Object {
+    Deployment(Deployment),
+    DaemonSet(DaemonSet),
+}
+
+impl super::state::Annotated for Object {
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Deployment(d) => &d.metadata,
+            Object::DaemonSet(d) => &d.metadata,
+        }
+    }
+}
+
+impl Object {
+    fn metadata(&self) -> &ObjectMeta {
+        super::state::Annotated::meta(self)
+    }
+
+    /// The resourceVersion.
+    pub(crate) fn resource_version(&self) -> Option<String> {
+        self.metadata().resource_version.clone()
+    }
+
+    /// The pod template as the revision sees it: a DaemonSet's without
+    /// the scale-to-zero selector.
+    pub(crate) fn template(&self) -> PodTemplateSpec {
+        match self {
+            Object::Deployment(d) => d.spec.template.clone(),
+            Object::DaemonSet(d) => {
+                let mut t = d.spec.template.clone();
+                without_scale_to_zero(&mut t);
+                t
+            }
+        }
+    }
+
+    /// The replicas a Deployment asks for; `None` for a DaemonSet.
+    pub(crate) fn replicas(&self) -> Option<i32> {
+        match self {
+            Object::Deployment(d) => d.spec.replicas,
+            Object::DaemonSet(_) => None,
+        }
+    }
+
+    /// Whether the target is scaled to zero (no replicas asked for, or a
+    /// DaemonSet's scale-to-zero selector).
+    pub(crate) fn scaled_to_zero(&self) -> bool {
+        match self {
+            Object::Deployment(d) => d.spec.replicas == Some(0),
+            Object::DaemonSet(d) => d
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.as_ref())
+                .is_some_and(|n| {
+                    n.get(SCALE_TO_ZERO.0).map(String::as_str) == Some(SCALE_TO_ZERO.1)
+                }),
+        }
+    }
+
+    /// The selector label and its value.
+    pub(crate) fn selector_label(&self) -> Result<(String, String)> {
+        match self {
+            Object::Deployment(d) => selector_label(d),
+            Object::DaemonSet(d) => {
+                let name = d.metadata.name.clone().unwrap_or_default();
+                let labels = d.spec.selector.match_labels.clone().unwrap_or_default();
+                find_selector_label(&labels, &format!("daemonset/{name}"))
+            }
+        }
+    }
+
+    /// Readiness as the engine sees it.
+    pub(crate) fn observe(&self) -> Workload {
+        match self {
+            Object::Deployment(d) => observe(d),
+            Object::DaemonSet(d) => observe_daemonset(d),
+        }
+    }
+
+    /// The revision: the pod template plus the data of the configs it uses.
+    pub(crate) fn revision(&self, configs: &BTreeMap<String, String>) -> String {
+        match self {
+            Object::Deployment(d) => revision(d, configs),
+            Object::DaemonSet(_) => {
+                let template = serde_json::to_value(self.template()).unwrap_or_default();
+                super::hash::canonical_hash(&template, configs)
+            }
+        }
+    }
+
+    /// The kind.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Object::Deployment(_) => Kind::Deployment,
+            Object::DaemonSet(_) => Kind::DaemonSet,
+        }
+    }
+
+    /// The name.
+    pub(crate) fn name(&self) -> String {
+        self.metadata().name.clone().unwrap_or_default()
+    }
+
+    /// The pod template as stored, scale-to-zero selector included.
+    pub(crate) fn raw_template(&self) -> &PodTemplateSpec {
+        match self {
+            Object::Deployment(d) => &d.spec.template,
+            Object::DaemonSet(d) => &d.spec.template,
+        }
+    }
+
+    /// Whether a Flagger installed in the cluster owns this primary.
+    pub(crate) fn flagger_owner(&self) -> Option<String> {
+        flagger_owner_of(self.metadata())
+    }
+}
+
+/// Removes the scale-to-zero selector from a pod template, and an empty
+/// `nodeSelector` with it.
+fn without_scale_to_zero(t: &mut PodTemplateSpec) {
+    if let Some(spec) = t.spec.as_mut()
+        && let Some(n) = spec.node_selector.as_mut()
+    {
+        n.remove(SCALE_TO_ZERO.0);
+        if n.is_empty() {
+            spec.node_selector = None;
+        }
+    }
+}
+
+/// Readiness of a DaemonSet, from the counts its controller reports:
+/// every node it should run on has a pod of the latest template, ready.
+pub(crate) fn observe_daemonset(d: &DaemonSet) -> Workload {
+    let status = d.status.clone().unwrap_or_default();
+    let generation = d.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0);
+    let desired = status.desired_number_scheduled.max(0) as u32;
+    let updated = status.updated_number_scheduled.unwrap_or(0).max(0) as u32;
+    let ready = status.number_ready.max(0) as u32;
+    let current = status.current_number_scheduled.max(0) as u32;
+    Workload {
+        desired,
+        ready: ready.min(updated),
+        rolled_out: observed >= generation && updated >= desired && current <= desired,
+        deadline_exceeded: false,
+    }
+}
+
+/// The Kubernetes calls on the target and its primary, for the kind of
+/// the target.
+#[derive(Clone)]
+pub(crate) struct Workloads {
+    pub(crate) kind: Kind,
+    deployments: Api<Deployment>,
+    daemonsets: Api<DaemonSet>,
+}
+
+impl Workloads {
+    pub(crate) fn new(client: &kube::Client, namespace: &str, kind: Kind) -> Self {
+        Workloads {
+            kind,
+            deployments: Api::namespaced(client.clone(), namespace),
+            daemonsets: Api::namespaced(client.clone(), namespace),
+        }
+    }
+
+    /// `kind/name` for messages.
+    pub(crate) fn object(&self, name: &str) -> String {
+        format!("{}/{name}", self.kind.noun())
+    }
+
+    /// A workload of the kind by name; `None` when there is none.
+    pub(crate) async fn get(&self, name: &str) -> Result<Option<Object>> {
+        match self.kind {
+            Kind::Deployment => Ok(get(&self.deployments, name).await?.map(Object::Deployment)),
+            Kind::DaemonSet => Ok(self
+                .daemonsets
+                .get_opt(name)
+                .await
+                .map_err(|e| ClusterError::api("read", self.object(name), e))?
+                .map(Object::DaemonSet)),
+        }
+    }
+
+    /// Creates the primary of `target` carrying `state`; returns its
+    /// resourceVersion.
+    pub(crate) async fn create_primary(
+        &self,
+        target: &Object,
+        label: &str,
+        label_value: &str,
+        tracked: &BTreeSet<ConfigRef>,
+        state: &State,
+    ) -> Result<Option<String>> {
+        match target {
+            Object::Deployment(d) => {
+                create_primary(&self.deployments, d, label, label_value, tracked, state).await
+            }
+            Object::DaemonSet(d) => {
+                let primary = build_primary_daemonset(
+                    d,
+                    label,
+                    label_value,
+                    tracked,
+                    (ANNOTATION, state.to_annotation()),
+                );
+                let name = primary.metadata.name.clone().unwrap_or_default();
+                let created = self
+                    .daemonsets
+                    .create(&PostParams::default(), &primary)
+                    .await
+                    .map_err(|e| ClusterError::api("create", self.object(&name), e))?;
+                Ok(created.metadata.resource_version)
+            }
+        }
+    }
+
+    /// Gives the primary the target's pod template (and a Deployment's
+    /// `replicas`, when given); returns the primary's new resourceVersion.
+    pub(crate) async fn promote(
+        &self,
+        target: &Object,
+        label: &str,
+        label_value: &str,
+        tracked: &BTreeSet<ConfigRef>,
+        replicas: Option<i32>,
+    ) -> Result<Option<String>> {
+        let d = match target {
+            Object::Deployment(d) => {
+                return promote(&self.deployments, d, label, label_value, tracked, replicas).await;
+            }
+            Object::DaemonSet(d) => d,
+        };
+        let name = canary_core::names::primary(d.metadata.name.as_deref().unwrap_or_default());
+        let spec = d.spec.clone();
+        let template = daemonset_primary_template(
+            d,
+            label,
+            &canary_core::names::primary(label_value),
+            tracked,
+        );
+        for _ in 0..10 {
+            let mut primary = self
+                .daemonsets
+                .get(&name)
+                .await
+                .map_err(|e| ClusterError::api("read", self.object(&name), e))?;
+            let p = &mut primary.spec;
+            p.template = template.clone();
+            p.min_ready_seconds = spec.min_ready_seconds;
+            p.revision_history_limit = spec.revision_history_limit;
+            p.update_strategy = spec.update_strategy.clone();
+            match self
+                .daemonsets
+                .replace(&name, &PostParams::default(), &primary)
+                .await
+            {
+                Ok(updated) => return Ok(updated.metadata.resource_version),
+                Err(e) => {
+                    let e = ClusterError::api("promote to", self.object(&name), e);
+                    if !e.is_conflict() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(ClusterError::Conflict {
+            object: self.object(&name),
+        })
+    }
+
+    /// Scales the target `name` to zero, or up again: a Deployment to
+    /// `replicas`, a DaemonSet by removing the scale-to-zero selector.
+    pub(crate) async fn scale(&self, name: &str, up: Option<i32>) -> Result<()> {
+        match self.kind {
+            Kind::Deployment => scale(&self.deployments, name, up.unwrap_or(0)).await,
+            Kind::DaemonSet => {
+                let value = match up {
+                    Some(_) => serde_json::Value::Null,
+                    None => json!(SCALE_TO_ZERO.1),
+                };
+                let patch = json!({"spec": {"template": {"spec": {
+                    "nodeSelector": {SCALE_TO_ZERO.0: value}
+                }}}});
+                self.daemonsets
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| ClusterError::api("scale", self.object(name), e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The names of the target's containers.
+    pub(crate) async fn containers(&self, name: &str) -> Result<Vec<String>> {
+        let Some(o) = self.get(name).await? else {
+            return Err(ClusterError::NotFound {
+                object: self.object(name),
+            });
+        };
+        Ok(o.template()
+            .spec
+            .map(|s| s.containers.into_iter().map(|c| c.name).collect())
+            .unwrap_or_default())
+    }
+
+    /// Sets the image of containers by name.
+    pub(crate) async fn set_images(&self, name: &str, images: &[(String, String)]) -> Result<()> {
+        match self.kind {
+            Kind::Deployment => set_images(&self.deployments, name, images).await,
+            Kind::DaemonSet => {
+                let containers: Vec<_> = images
+                    .iter()
+                    .map(|(container, image)| json!({"name": container, "image": image}))
+                    .collect();
+                let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
+                self.daemonsets
+                    .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
+                    .map_err(|e| ClusterError::api("set the image of", self.object(name), e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Wakes once for every change to the workload `name`.
+    pub(crate) fn watch_changes(&self, name: &str) -> futures::stream::BoxStream<'static, ()> {
+        use futures::StreamExt;
+        match self.kind {
+            Kind::Deployment => watch_changes(&self.deployments, name),
+            Kind::DaemonSet => watch_one(&self.daemonsets, name).map(|_| ()).boxed(),
+        }
+    }
+
+    /// Wakes each time the primary `name` carries a request.
+    pub(crate) fn watch_requests(&self, name: &str) -> futures::stream::BoxStream<'static, ()> {
+        match self.kind {
+            Kind::Deployment => super::state::watch_requests(&self.deployments, name),
+            Kind::DaemonSet => super::state::watch_requests(&self.daemonsets, name),
+        }
+    }
+
+    /// [`super::state::update`] on the primary `name`.
+    pub(crate) async fn update_state(
+        &self,
+        name: &str,
+        tries: usize,
+        change: impl FnMut(&mut State) -> bool,
+    ) -> Result<bool> {
+        match self.kind {
+            Kind::Deployment => super::state::update(&self.deployments, name, tries, change).await,
+            Kind::DaemonSet => super::state::update(&self.daemonsets, name, tries, change).await,
+        }
+    }
+
+    /// [`super::state::write_decided`] on the primary `name`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn write_decided(
+        &self,
+        name: &str,
+        resource_version: &str,
+        decided_from: &State,
+        request_seen: Option<&str>,
+        state: &State,
+        extra: &super::state::Extra<'_>,
+    ) -> Result<bool> {
+        match self.kind {
+            Kind::Deployment => {
+                super::state::write_decided(
+                    &self.deployments,
+                    name,
+                    resource_version,
+                    decided_from,
+                    request_seen,
+                    state,
+                    extra,
+                )
+                .await
+            }
+            Kind::DaemonSet => {
+                super::state::write_decided(
+                    &self.daemonsets,
+                    name,
+                    resource_version,
+                    decided_from,
+                    request_seen,
+                    state,
+                    extra,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Deletes the primary `name` if `canary` made it.
+    pub(crate) async fn delete_primary(&self, name: &str) -> Result<super::managed::Removal> {
+        match self.kind {
+            Kind::Deployment => delete_primary(&self.deployments, name).await,
+            Kind::DaemonSet => {
+                super::managed::delete(&self.daemonsets, name, &self.object(name)).await
+            }
+        }
+    }
+
+    /// [`super::state::write_request`] on the primary `name`.
+    pub(crate) async fn write_request(
+        &self,
+        name: &str,
+        request: &super::state::StoredRequest,
+    ) -> Result<()> {
+        match self.kind {
+            Kind::Deployment => super::state::write_request(&self.deployments, name, request).await,
+            Kind::DaemonSet => super::state::write_request(&self.daemonsets, name, request).await,
+        }
+    }
+
+    /// [`super::state::clear_request`] on the primary `name`.
+    pub(crate) async fn clear_request(&self, name: &str) -> Result<()> {
+        match self.kind {
+            Kind::Deployment => super::state::clear_request(&self.deployments, name).await,
+            Kind::DaemonSet => super::state::clear_request(&self.daemonsets, name).await,
+        }
+    }
+
+    /// The workload `name` each time it changes, starting with its current
+    /// state; `None` for an event that carries no object (a deletion, a
+    /// failing watch).
+    pub(crate) fn watch_objects(
+        &self,
+        name: &str,
+    ) -> futures::stream::BoxStream<'static, Option<Object>> {
+        use futures::StreamExt;
+        use kube::runtime::watcher::Event;
+        match self.kind {
+            Kind::Deployment => watch_one(&self.deployments, name)
+                .map(|e| match e {
+                    Ok(Event::Apply(d) | Event::InitApply(d)) => Some(Object::Deployment(d)),
+                    _ => None,
+                })
+                .boxed(),
+            Kind::DaemonSet => watch_one(&self.daemonsets, name)
+                .map(|e| match e {
+                    Ok(Event::Apply(d) | Event::InitApply(d)) => Some(Object::DaemonSet(d)),
+                    _ => None,
+                })
+                .boxed(),
+        }
+    }
+
+    /// The workloads of the kind carrying `canary`'s managed-by label: the
+    /// primaries of its canaries.
+    pub(crate) async fn managed(&self) -> Result<Vec<Object>> {
+        match self.kind {
+            Kind::Deployment => Ok(managed(&self.deployments)
+                .await?
+                .into_iter()
+                .map(Object::Deployment)
+                .collect()),
+            Kind::DaemonSet => {
+                let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+                let list = self
+                    .daemonsets
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| ClusterError::api("list", "daemonsets", e))?;
+                Ok(list.items.into_iter().map(Object::DaemonSet).collect())
+            }
+        }
+    }
+}
+
+/// The primary DaemonSet's pod template: the target's, without the
+/// scale-to-zero selector, with the selector label pointing at the primary
+/// and tracked configs renamed to their copies.
+fn daemonset_primary_template(
+    target: &DaemonSet,
+    label: &str,
+    primary_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+) -> PodTemplateSpec {
+    let mut template = target.spec.template.clone();
+    without_scale_to_zero(&mut template);
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(label.to_string(), primary_value.to_string());
+    rewrite_refs(&mut template, tracked);
+    template
+}
+
+/// A new primary DaemonSet for a target.
+pub(crate) fn build_primary_daemonset(
+    target: &DaemonSet,
+    label: &str,
+    label_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+    state_annotation: (&str, String),
+) -> DaemonSet {
+    let name = target.metadata.name.clone().unwrap_or_default();
+    let primary_value = canary_core::names::primary(label_value);
+    let mut labels = target.metadata.labels.clone().unwrap_or_default();
+    labels.insert(label.to_string(), primary_value.clone());
+    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+    let mut annotations = BTreeMap::new();
+    annotations.insert(state_annotation.0.to_string(), state_annotation.1);
+    let spec = target.spec.clone();
+    DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(canary_core::names::primary(&name)),
+            namespace: target.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: k8s_openapi::api::apps::v1::DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([(label.to_string(), primary_value.clone())])),
+                match_expressions: None,
+            },
+            template: daemonset_primary_template(target, label, &primary_value, tracked),
+            ..spec
+        },
+        status: None,
+    }
 }
 
 #[cfg(test)]

@@ -21,14 +21,12 @@
 use crate::router::detect::DetectError;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-
 use crate::cli::ActArgs;
 use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
-use crate::cluster::{state as statestore, workload};
+use crate::cluster::state as statestore;
+use crate::cluster::workload::{Kind, Workloads};
 use crate::driver::{Driver, RunError, Settings};
 use crate::exit::Outcome;
 use crate::ui;
@@ -102,7 +100,16 @@ pub(super) struct Named {
     pub(super) name: String,
     pub(super) namespace: String,
     pub(super) target: String,
+    /// The target's kind, which is the primary's.
+    pub(super) kind: Kind,
     pub(super) spec: Option<String>,
+}
+
+impl Named {
+    /// The calls on the target and its primary.
+    pub(super) fn workloads(&self, conn: &Connection) -> Workloads {
+        Workloads::new(&conn.client, &self.namespace, self.kind)
+    }
 }
 
 /// The spec file of `-f`, checked before anything else happens: its
@@ -175,10 +182,19 @@ pub(super) async fn find(
             ..Overrides::default()
         };
         let c = resolve::resolve(&file, doc, &overrides);
+        let kind = Kind::of(&c.target.kind).ok_or_else(|| {
+            ActError::Usage(format!(
+                "{}: canary drives Deployments and DaemonSets; {} is a {}",
+                path.display(),
+                c.target.name,
+                c.target.kind
+            ))
+        })?;
         return Ok(Named {
             name: c.name,
             namespace: c.namespace,
             target: c.target.name,
+            kind,
             spec: Some(text),
         });
     }
@@ -196,6 +212,7 @@ pub(super) async fn find(
         name: found.name,
         namespace: found.namespace,
         target: found.target,
+        kind: found.kind,
         spec: None,
     })
 }
@@ -209,16 +226,18 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
     let conn = super::connect(&args.cluster).await?;
     let named = find(&conn, &args, from_file).await?;
     let id = format!("{}.{}", named.name, named.namespace);
-    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+    let api = named.workloads(&conn);
     let primary_name = canary_core::names::primary(&named.target);
-    let Some(primary) = workload::get(&api, &primary_name).await? else {
+    let Some(primary) = api.get(&primary_name).await? else {
         return Err(ActError::Usage(format!(
-            "{id} is not initialised (no deployment/{primary_name}); `canary run` initialises it"
+            "{id} is not initialised (no {}); `canary run` initialises it",
+            api.object(&primary_name)
         )));
     };
     let state = statestore::read(&primary)?.ok_or_else(|| {
         ActError::Usage(format!(
-            "deployment/{primary_name} carries no canary state; `canary run` initialises it"
+            "{} carries no canary state; `canary run` initialises it",
+            api.object(&primary_name)
         ))
     })?;
     request
@@ -234,7 +253,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
             by: me.clone(),
             at: now(),
         };
-        statestore::write_request(&api, &primary_name, &stored).await?;
+        api.write_request(&primary_name, &stored).await?;
         match wait_for_ack(&api, &primary_name, &stored).await? {
             Ack::Acted(state) => {
                 ui::result(&format!(
@@ -253,7 +272,7 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
                     lease.holder
                 ));
                 // Done here instead: no later driver should act on it too.
-                statestore::clear_request(&api, &primary_name).await?;
+                api.clear_request(&primary_name).await?;
             }
             Ack::Pending => {
                 return Err(ActError::Usage(format!(
@@ -277,13 +296,12 @@ enum Ack {
 
 /// Waits for the driver to clear `stored` from the primary.
 async fn wait_for_ack(
-    api: &Api<Deployment>,
+    api: &Workloads,
     primary: &str,
     stored: &statestore::StoredRequest,
 ) -> Result<Ack, ActError> {
     use futures::StreamExt;
-    use kube::runtime::watcher;
-    let mut events = workload::watch_one(api, primary);
+    let mut events = api.watch_objects(primary);
     let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
     loop {
         let ev = tokio::select! {
@@ -293,8 +311,8 @@ async fn wait_for_ack(
             _ = tokio::time::sleep(Duration::from_secs(2)) => None,
         };
         let p = match ev {
-            Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => p,
-            _ => match workload::get(api, primary).await {
+            Some(Some(p)) => p,
+            _ => match api.get(primary).await {
                 Ok(Some(p)) => p,
                 _ => continue,
             },
@@ -325,7 +343,7 @@ async fn direct(
     me: &str,
     route: &crate::cli::RouteArgs,
 ) -> Result<Outcome, ActError> {
-    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+    let api = named.workloads(conn);
     let primary_name = canary_core::names::primary(&named.target);
     match request {
         Request::Pause | Request::Resume => {
@@ -394,18 +412,19 @@ pub(super) async fn stored_canary(
     let text = match &named.spec {
         Some(t) => t.clone(),
         None => {
-            let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
-            let p = workload::get(&api, &primary_name).await?;
+            let api = named.workloads(conn);
+            let p = api.get(&primary_name).await?;
             p.as_ref().and_then(statestore::read_spec).ok_or_else(|| {
                 ActError::Usage(format!(
-                    "{id}: {why} and deployment/{primary_name} holds no spec; pass the Canary \
-                     file with -f FILE"
+                    "{id}: {why} and {} holds no spec; pass the Canary file with -f FILE",
+                    api.object(&primary_name)
                 ))
             })?
         }
     };
     let source = format!(
-        "deployment/{primary_name} annotation {}",
+        "{}/{primary_name} annotation {}",
+        named.kind.noun(),
         statestore::SPEC_ANNOTATION
     );
     let file = spec::load_str(&source, &text).map_err(|errors| {
@@ -461,12 +480,12 @@ fn skip_masked_hooks(canary: &mut ResolvedCanary, id: &str) {
 
 /// Pauses or resumes by writing the state, guarded by its resourceVersion.
 async fn set_paused(
-    api: &Api<Deployment>,
+    api: &Workloads,
     primary: &str,
     request: Request,
     me: &str,
 ) -> Result<(), ActError> {
-    statestore::update(api, primary, 10, |state| {
+    api.update_state(primary, 10, |state| {
         let now = now();
         state.paused = match request {
             Request::Pause => Some(Paused {

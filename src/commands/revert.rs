@@ -2,14 +2,16 @@
 //! `revertOnDeletion: true` is deleted.
 //!
 //! The steps are Flagger's finaliser's, in its order: the target is scaled
-//! to the primary's replicas and waited for, the apex Service selects the
-//! target's pods, and the router removes its objects. Where Flagger then
-//! relies on Kubernetes to garbage-collect what the Canary owns, `canary`
-//! (which has no object in the cluster to own anything) deletes what it
-//! created itself: the primary's HPA, the `-primary` and `-canary`
-//! Services, the `-primary` ConfigMap and Secret copies, and last the
-//! primary, which holds the state. Only objects carrying `canary`'s
-//! managed-by label are deleted.
+//! up (a Deployment to the primary's replicas, a DaemonSet by removing the
+//! scale-to-zero node selector, a KEDA ScaledObject of the target resumed
+//! first) and waited for, the apex Service selects the target's pods, and
+//! the router removes its objects. Where Flagger then relies on Kubernetes
+//! to garbage-collect what the Canary owns, `canary` (which has no object
+//! in the cluster to own anything) deletes what it created itself: the
+//! primary's HPA or ScaledObject, the `-primary` and `-canary` Services,
+//! the `-primary` ConfigMap and Secret copies, and last the primary
+//! Deployment or DaemonSet, which holds the state. Only objects carrying
+//! `canary`'s managed-by label are deleted.
 //!
 //! Nothing is written while a live driver holds the canary's lease: the
 //! command says who, and what to do. Otherwise it takes the lease and marks
@@ -23,16 +25,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-
 use super::act::{self, ActError, Named};
 use crate::cli::ActArgs;
 use crate::clock::now;
 use crate::cluster::error::ClusterError;
 use crate::cluster::managed::{self, Removal};
 use crate::cluster::services::Apex;
-use crate::cluster::{autoscaler, configs, services, state as statestore, workload};
+use crate::cluster::workload::{Kind, Object, Workloads};
+use crate::cluster::{autoscaler, configs, services, state as statestore};
 use crate::driver::{LEASE, claim};
 use crate::exit::Outcome;
 use crate::router::{AnyRouter, Router};
@@ -91,45 +91,40 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
                     .clone()
                     .unwrap_or_else(|| conn.namespace.clone()),
                 target: name,
+                // A DaemonSet's primary is looked for too, below.
+                kind: Kind::Deployment,
                 spec: None,
             }
         }
         Err(e) => return Err(e.into()),
     };
     let id = format!("{}.{}", named.name, named.namespace);
-    let api: Api<Deployment> = Api::namespaced(conn.client.clone(), &named.namespace);
+    let mut named = named;
     let primary_name = names::primary(&named.target);
 
     // Everything is checked before the first write.
-    let Some(primary) = workload::get(&api, &primary_name).await? else {
-        return match workload::get(&api, &named.target).await? {
-            Some(_) => {
-                ui::result(&format!(
-                    "{id}: nothing to revert: there is no deployment/{primary_name}, so canary \
-                     does not manage deployment/{}",
-                    named.target
-                ));
-                Ok(Outcome::Success)
-            }
-            None => Err(RevertError::Usage(format!(
-                "no canary named `{}` in namespace {}, and no deployment/{} to revert; \
-                 `canary status` lists the canaries",
-                named.name, named.namespace, named.target
-            ))),
-        };
+    let Some(primary) = find_primary(&conn, &mut named, &id).await? else {
+        return Ok(Outcome::Success);
     };
-    if let Some(owner) = workload::flagger_owner(&primary) {
+    let api = named.workloads(&conn);
+    if let Some(owner) = primary.flagger_owner() {
         return Err(RevertError::Usage(format!(
-            "deployment/{primary_name} is managed by Flagger (Canary {owner} owns it); delete \
-             that Canary instead, with `revertOnDeletion: true` Flagger reverts it"
+            "{} is managed by Flagger (Canary {owner} owns it); delete that Canary instead, \
+             with `revertOnDeletion: true` Flagger reverts it",
+            api.object(&primary_name)
         )));
     }
+    let managed = match &primary {
+        Object::Deployment(d) => managed::is_managed(d),
+        Object::DaemonSet(d) => managed::is_managed(d),
+    };
     let state = statestore::read(&primary)?
-        .filter(|_| managed::is_managed(&primary))
+        .filter(|_| managed)
         .ok_or_else(|| {
             RevertError::Usage(format!(
-                "deployment/{primary_name} was not made by canary (it lacks canary's label \
-                 or state); nothing was changed"
+                "{} was not made by canary (it lacks canary's label or state); nothing was \
+                 changed",
+                api.object(&primary_name)
             ))
         })?;
     let me = super::holder();
@@ -165,10 +160,12 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
         "the revert needs the canary's spec (its Service, autoscaler and provider)",
     )
     .await?;
-    if c.target.kind != "Deployment" {
+    if Kind::of(&c.target.kind) != Some(named.kind) {
         return Err(RevertError::Usage(format!(
-            "{id}: canary drives Deployments; {} is a {}",
-            c.target.name, c.target.kind
+            "{id}: the spec's target is a {} {}, but its primary is {}; nothing was changed",
+            c.target.kind,
+            c.target.name,
+            api.object(&primary_name)
         )));
     }
     let provider = c.provider.ok_or_else(|| {
@@ -176,16 +173,16 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     })?;
     let router = AnyRouter::for_provider(&conn.client, provider)
         .map_err(|e| RevertError::Usage(format!("{id}: {e}")))?;
-    let target = workload::get(&api, &c.target.name).await?.ok_or_else(|| {
+    let target = api.get(&c.target.name).await?.ok_or_else(|| {
         RevertError::Usage(format!(
-            "{id}: deployment/{} does not exist, so there is nothing to give the traffic back \
-             to; nothing was changed",
-            c.target.name
+            "{id}: {} does not exist, so there is nothing to give the traffic back to; nothing \
+             was changed",
+            api.object(&c.target.name)
         ))
     })?;
-    let label = workload::selector_label(&target)?;
-    let tracked = configs::track(&conn.client, &c.namespace, &target.spec.template).await?;
-    let revision = workload::revision(&target, &tracked.hashes);
+    let label = target.selector_label()?;
+    let tracked = configs::track(&conn.client, &c.namespace, &target.template()).await?;
+    let revision = target.revision(&tracked.hashes);
     if let Some(promoted) = state
         .last_promoted_spec
         .as_deref()
@@ -194,9 +191,10 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
         // As Flagger: the target is what the user declared, and it is
         // what serves once reverted. Said, so nobody is surprised.
         ui::warning(&format!(
-            "deployment/{} runs revision {revision}, not the promoted {promoted} that \
-             deployment/{primary_name} serves (phase {}); once reverted it serves all traffic",
-            c.target.name,
+            "{} runs revision {revision}, not the promoted {promoted} that {} serves (phase {}); \
+             once reverted it serves all traffic",
+            api.object(&c.target.name),
+            api.object(&primary_name),
             state.phase.as_str()
         ));
     }
@@ -224,7 +222,13 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     let result = match done {
         Ok(r) => r,
         Err(signal) => {
-            let _ = crate::driver::release_lease(&conn, &c.namespace, &c.target.name, &me).await;
+            let _ = crate::driver::release_lease(
+                &conn,
+                &c.namespace,
+                (&c.target.kind, &c.target.name),
+                &me,
+            )
+            .await;
             ui::error(&format!(
                 "{id}: {}: the revert stopped part way; `canary revert {} -n {}` finishes it",
                 signal.said(),
@@ -235,29 +239,83 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
         }
     };
     match result {
-        Ok(replicas) => {
+        Ok(pods) => {
             ui::result(&format!(
-                "{id}: reverted: deployment/{} serves service/{} with {replicas} replica{}, \
-                 and canary no longer manages it",
-                c.target.name,
+                "{id}: reverted: {} serves service/{} with {pods}, and canary no longer \
+                 manages it",
+                api.object(&c.target.name),
                 c.service,
-                if replicas == 1 { "" } else { "s" }
             ));
             Ok(Outcome::Success)
         }
         Err(e) => {
             // Whoever runs it again need not wait for the lease to run
             // out; if the cluster cannot be reached, it runs out anyway.
-            let _ = crate::driver::release_lease(&conn, &c.namespace, &c.target.name, &me).await;
+            let _ = crate::driver::release_lease(
+                &conn,
+                &c.namespace,
+                (&c.target.kind, &c.target.name),
+                &me,
+            )
+            .await;
             Err(e)
         }
+    }
+}
+
+/// The primary of `named`, of its kind; for a name found among no
+/// canaries, a DaemonSet's when there is no Deployment's, and `named`'s
+/// kind set to it. `None` when there is nothing to revert (said).
+async fn find_primary(
+    conn: &crate::cluster::connect::Connection,
+    named: &mut Named,
+    id: &str,
+) -> Result<Option<Object>, RevertError> {
+    let primary_name = names::primary(&named.target);
+    let kinds = if named.spec.is_none() && named.kind == Kind::Deployment {
+        vec![Kind::Deployment, Kind::DaemonSet]
+    } else {
+        vec![named.kind]
+    };
+    let mut target = None;
+    for kind in &kinds {
+        let api = Workloads::new(&conn.client, &named.namespace, *kind);
+        let found = match api.get(&primary_name).await {
+            Ok(p) => p,
+            // A role without DaemonSets has no DaemonSet canaries.
+            Err(ClusterError::Forbidden { .. }) if *kind == Kind::DaemonSet => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(p) = found {
+            named.kind = *kind;
+            return Ok(Some(p));
+        }
+        if target.is_none() && api.get(&named.target).await?.is_some() {
+            target = Some(api.object(&named.target));
+        }
+    }
+    let primary = Workloads::new(&conn.client, &named.namespace, named.kind).object(&primary_name);
+    match target {
+        Some(t) => {
+            ui::result(&format!(
+                "{id}: nothing to revert: there is no {primary}, so canary does not manage {t}"
+            ));
+            Ok(None)
+        }
+        None => Err(RevertError::Usage(format!(
+            "no canary named `{}` in namespace {}, and no {} to revert; `canary status` lists \
+             the canaries",
+            named.name,
+            named.namespace,
+            Workloads::new(&conn.client, &named.namespace, named.kind).object(&named.target)
+        ))),
     }
 }
 
 /// One revert under way.
 struct Revert<'a> {
     conn: &'a crate::cluster::connect::Connection,
-    api: &'a Api<Deployment>,
+    api: &'a Workloads,
     c: &'a ResolvedCanary,
     id: &'a str,
     me: &'a str,
@@ -286,18 +344,19 @@ impl Revert<'_> {
     /// it was read.
     async fn claim(&self) -> Result<(), RevertError> {
         let mut taken_by = None;
-        statestore::update(self.api, self.primary_name, 10, |state| {
-            if let Some(l) = &state.lease
-                && l.holder != self.me
-                && l.is_live(now())
-            {
-                taken_by = Some(l.holder.clone());
-                return false;
-            }
-            state.lease = Some(claim(self.me));
-            true
-        })
-        .await?;
+        self.api
+            .update_state(self.primary_name, 10, |state| {
+                if let Some(l) = &state.lease
+                    && l.holder != self.me
+                    && l.is_live(now())
+                {
+                    taken_by = Some(l.holder.clone());
+                    return false;
+                }
+                state.lease = Some(claim(self.me));
+                true
+            })
+            .await?;
         match taken_by {
             Some(holder) => Err(RevertError::Usage(format!(
                 "{} was taken by {holder} meanwhile; nothing more was changed",
@@ -307,15 +366,27 @@ impl Revert<'_> {
         }
     }
 
-    /// The steps, in order; returns the target's replicas.
+    /// The steps, in order; returns the target's pods, in words.
     async fn run(
         &self,
-        primary: &Deployment,
-        target: &Deployment,
+        primary: &Object,
+        target: &Object,
         (label, value): &(String, String),
         router: &AnyRouter,
-    ) -> Result<i32, RevertError> {
+    ) -> Result<String, RevertError> {
         let c = self.c;
+        // KEDA would hold the target at zero: its ScaledObject is resumed
+        // first, so that it scales the target again.
+        if let Some(a) = &c.autoscaler {
+            let scaler = autoscaler::Scaler::of(&a.kind);
+            if autoscaler::resume_target(&self.conn.client, &c.namespace, scaler, &a.name).await? {
+                self.done(&format!(
+                    "{}/{} resumed: it scales the target again",
+                    scaler.noun(),
+                    a.name
+                ));
+            }
+        }
         let replicas = self.scale(primary, target).await?;
         self.wait_until_ready().await?;
         self.mark_terminating().await?;
@@ -337,10 +408,12 @@ impl Revert<'_> {
             self.removed(&object, removal);
         }
         if let Some(a) = &c.autoscaler {
+            let scaler = autoscaler::Scaler::of(&a.kind);
             let removal =
-                autoscaler::delete_primary(&self.conn.client, &c.namespace, &a.name).await?;
+                autoscaler::delete_primary(&self.conn.client, &c.namespace, scaler, &a.name)
+                    .await?;
             self.removed(
-                &format!("horizontalpodautoscaler/{}", names::primary(&a.name)),
+                &format!("{}/{}", scaler.noun(), names::primary(&a.name)),
                 removal,
             );
         }
@@ -349,35 +422,60 @@ impl Revert<'_> {
             self.removed(&format!("service/{name}"), removal);
         }
         self.delete_copies(primary, target).await?;
-        let removal = workload::delete_primary(self.api, self.primary_name).await?;
-        self.removed(&format!("deployment/{}", self.primary_name), removal);
+        let removal = self.api.delete_primary(self.primary_name).await?;
+        self.removed(&self.api.object(self.primary_name), removal);
         Ok(replicas)
     }
 
-    /// Scales the target as Flagger's finaliser does: to the primary's
-    /// replicas, else its own, else one.
-    async fn scale(&self, primary: &Deployment, target: &Deployment) -> Result<i32, RevertError> {
+    /// Scales the target as Flagger's finaliser does: a Deployment to the
+    /// primary's replicas, else its own, else one; a DaemonSet by removing
+    /// the scale-to-zero selector, so it runs where the primary runs.
+    /// Returns the target's pods, in words.
+    async fn scale(&self, primary: &Object, target: &Object) -> Result<String, RevertError> {
         let name = &self.c.target.name;
-        let own = target.spec.replicas.filter(|r| *r > 0);
-        let (want, source) = match primary.spec.replicas.filter(|r| *r > 0) {
-            Some(r) => (r, format!("as deployment/{}", self.primary_name)),
+        let object = self.api.object(name);
+        if let (Object::DaemonSet(_), Object::DaemonSet(p)) = (target, primary) {
+            let nodes = p
+                .status
+                .as_ref()
+                .map(|s| s.desired_number_scheduled)
+                .unwrap_or(0);
+            let pods = format!(
+                "a pod on each node it selects ({nodes} node{} for {})",
+                if nodes == 1 { "" } else { "s" },
+                self.api.object(self.primary_name)
+            );
+            if !target.scaled_to_zero() {
+                self.done(&format!(
+                    "{object} already runs without the scale-to-zero selector"
+                ));
+                return Ok(pods);
+            }
+            self.api.scale(name, Some(1)).await?;
+            self.done(&format!(
+                "{object} scaled up: the scale-to-zero node selector is removed"
+            ));
+            return Ok(pods);
+        }
+        let own = target.replicas().filter(|r| *r > 0);
+        let (want, source) = match primary.replicas().filter(|r| *r > 0) {
+            Some(r) => (r, format!("as {}", self.api.object(self.primary_name))),
             None => (
                 own.unwrap_or(1),
-                format!("deployment/{} has none", self.primary_name),
+                format!("{} has none", self.api.object(self.primary_name)),
             ),
         };
-        if target.spec.replicas == Some(want) {
-            self.done(&format!(
-                "deployment/{name} already has {want} replicas ({source})"
-            ));
-            return Ok(want);
+        let words = format!("{want} replica{}", if want == 1 { "" } else { "s" });
+        if target.replicas() == Some(want) {
+            self.done(&format!("{object} already has {want} replicas ({source})"));
+            return Ok(words);
         }
-        workload::scale(self.api, name, want).await?;
+        self.api.scale(name, Some(want)).await?;
         self.done(&format!(
-            "deployment/{name} scaled to {want} replicas from {} ({source})",
-            target.spec.replicas.unwrap_or(1)
+            "{object} scaled to {want} replicas from {} ({source})",
+            target.replicas().unwrap_or(1)
         ));
-        Ok(want)
+        Ok(words)
     }
 
     /// Waits for the target to be ready, at most the canary's progress
@@ -389,17 +487,19 @@ impl Revert<'_> {
         let started = Instant::now();
         let mut renewed = Instant::now();
         let mut said = false;
+        let object = self.api.object(name);
         loop {
-            let target =
-                workload::get(self.api, name)
-                    .await?
-                    .ok_or_else(|| ClusterError::NotFound {
-                        object: format!("deployment/{name} in namespace {}", self.c.namespace),
-                    })?;
-            let w = workload::observe(&target);
+            let target = self
+                .api
+                .get(name)
+                .await?
+                .ok_or_else(|| ClusterError::NotFound {
+                    object: format!("{object} in namespace {}", self.c.namespace),
+                })?;
+            let w = target.observe();
             if w.is_ready(self.c.canary_ready_threshold) {
                 self.done(&format!(
-                    "deployment/{name} is ready ({}/{} replicas) after {:.1}s",
+                    "{object} is ready ({}/{} replicas) after {:.1}s",
                     w.ready,
                     w.desired,
                     started.elapsed().as_secs_f64()
@@ -408,23 +508,22 @@ impl Revert<'_> {
             }
             if started.elapsed() >= limit {
                 return Err(RevertError::NotReady(format!(
-                    "{}: deployment/{name} is not ready after {} ({}/{} replicas ready; the \
-                     canary's progressDeadlineSeconds is {}): nothing else was changed, \
-                     service/{} still sends traffic to deployment/{}; make the target ready \
-                     and run `canary revert` again",
+                    "{}: {object} is not ready after {} ({}/{} replicas ready; the canary's \
+                     progressDeadlineSeconds is {}): nothing else was changed, service/{} still \
+                     sends traffic to {}; make the target ready and run `canary revert` again",
                     self.id,
                     humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())),
                     w.ready,
                     w.desired,
                     self.c.progress_deadline_seconds,
                     self.c.service,
-                    self.primary_name
+                    self.api.object(self.primary_name)
                 )));
             }
             if !said {
                 said = true;
                 ui::progress(&format!(
-                    "{}: waiting up to {} for deployment/{name} to be ready",
+                    "{}: waiting up to {} for {object} to be ready",
                     self.id,
                     humantime::format_duration(limit)
                 ));
@@ -442,30 +541,31 @@ impl Revert<'_> {
     async fn mark_terminating(&self) -> Result<(), RevertError> {
         let mut was = None;
         let mut taken_by = None;
-        statestore::update(self.api, self.primary_name, 10, |state| {
-            if let Some(l) = &state.lease
-                && l.holder != self.me
-                && l.is_live(now())
-            {
-                taken_by = Some(l.holder.clone());
-                return false;
-            }
-            was = Some(state.phase);
-            let now = now();
-            if state.phase != Phase::Terminating {
-                state.phase = Phase::Terminating;
-                state.last_transition_time = now;
-                state.record(
-                    now,
-                    format!("Reverting as requested by {}", self.me),
-                    Vec::new(),
-                );
-            }
-            state.paused = None;
-            state.lease = Some(claim(self.me));
-            true
-        })
-        .await?;
+        self.api
+            .update_state(self.primary_name, 10, |state| {
+                if let Some(l) = &state.lease
+                    && l.holder != self.me
+                    && l.is_live(now())
+                {
+                    taken_by = Some(l.holder.clone());
+                    return false;
+                }
+                was = Some(state.phase);
+                let now = now();
+                if state.phase != Phase::Terminating {
+                    state.phase = Phase::Terminating;
+                    state.last_transition_time = now;
+                    state.record(
+                        now,
+                        format!("Reverting as requested by {}", self.me),
+                        Vec::new(),
+                    );
+                }
+                state.paused = None;
+                state.lease = Some(claim(self.me));
+                true
+            })
+            .await?;
         if let Some(holder) = taken_by {
             return Err(RevertError::Usage(format!(
                 "{} was taken by {holder} meanwhile; nothing more was changed",
@@ -486,30 +586,36 @@ impl Revert<'_> {
     /// Deletes the `-primary` ConfigMap and Secret copies `canary` made,
     /// except one another canary's primary also uses (two targets sharing
     /// a ConfigMap share its copy).
-    async fn delete_copies(
-        &self,
-        primary: &Deployment,
-        target: &Deployment,
-    ) -> Result<(), RevertError> {
-        let copies = configs::copies(&primary.spec.template, &target.spec.template);
+    async fn delete_copies(&self, primary: &Object, target: &Object) -> Result<(), RevertError> {
+        let copies = configs::copies(primary.raw_template(), target.raw_template());
         if copies.is_empty() {
             return Ok(());
         }
+        // Another canary's primary of either kind may use a copy.
         let mut shared = BTreeSet::new();
-        for other in workload::managed(self.api).await? {
-            let other_name = other.metadata.name.clone().unwrap_or_default();
-            if other_name == self.primary_name {
-                continue;
-            }
-            for r in configs::referenced(&other.spec.template) {
-                if copies.contains(&r) {
-                    shared.insert((r, other_name.clone()));
+        for kind in [Kind::Deployment, Kind::DaemonSet] {
+            let api = Workloads::new(&self.conn.client, &self.c.namespace, kind);
+            let others = match api.managed().await {
+                Ok(o) => o,
+                // A role without DaemonSets has no DaemonSet primaries.
+                Err(ClusterError::Forbidden { .. }) if kind != self.api.kind => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            for other in others {
+                let other_name = other.name();
+                if kind == self.api.kind && other_name == self.primary_name {
+                    continue;
+                }
+                for r in configs::referenced(other.raw_template()) {
+                    if copies.contains(&r) {
+                        shared.insert((r, api.object(&other_name)));
+                    }
                 }
             }
         }
         for r in &copies {
             if let Some((_, user)) = shared.iter().find(|(s, _)| s == r) {
-                self.done(&format!("{} kept: deployment/{user} uses it too", r.key()));
+                self.done(&format!("{} kept: {user} uses it too", r.key()));
                 continue;
             }
             let removal = configs::delete_copy(&self.conn.client, &self.c.namespace, r).await?;

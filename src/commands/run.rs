@@ -167,11 +167,20 @@ async fn run_files(
             async move {
                 let id = format!("{}.{}", c.name, c.namespace);
                 let target = format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name);
-                let (namespace, target_name) = (c.namespace.clone(), c.target.name.clone());
+                let (namespace, target_name, target_kind) = (
+                    c.namespace.clone(),
+                    c.target.name.clone(),
+                    c.target.kind.clone(),
+                );
                 let _slot = slots.acquire().await;
                 let hint = format!("{} -n {}", c.name, c.namespace);
                 let watched = stop.clone();
-                crate::driver::hold(conn, &namespace, &target_name, &settings.holder);
+                crate::driver::hold(
+                    conn,
+                    &namespace,
+                    (&target_kind, &target_name),
+                    &settings.holder,
+                );
                 let (result, state) = if stop.borrow().is_some() {
                     // Stopped before its turn: never started.
                     (Err(RunError::Stopped), None)
@@ -204,7 +213,7 @@ async fn run_files(
                     && let Err(e) = crate::driver::release_lease(
                         conn,
                         &namespace,
-                        &target_name,
+                        (&target_kind, &target_name),
                         &settings.holder,
                     )
                     .await

@@ -11,6 +11,7 @@ use crate::cli::StatusArgs;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
 use crate::cluster::status::{CanaryStatus, RowKey};
+use crate::cluster::workload::Object;
 use crate::exit::Outcome;
 use crate::ui;
 use canary_core::engine::state::Phase;
@@ -177,23 +178,41 @@ enum Standing {
 }
 
 impl Follow<'_> {
-    fn events(
-        &self,
-    ) -> impl futures::Stream<
-        Item = Result<
-            kube::runtime::watcher::Event<k8s_openapi::api::apps::v1::Deployment>,
-            kube::runtime::watcher::Error,
-        >,
-    > + use<> {
-        use k8s_openapi::api::apps::v1::Deployment;
+    /// The primaries' changes: a watch of the managed Deployments, and of
+    /// the managed DaemonSets (none when the role may not watch them).
+    fn events(&self) -> impl futures::Stream<Item = Result<Seen, String>> + Send + use<> {
+        use futures::StreamExt;
+        use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
         use kube::runtime::watcher;
-        let api: kube::Api<Deployment> = match self.namespace {
-            Some(ns) => kube::Api::namespaced(self.conn.client.clone(), ns),
-            None => kube::Api::all(self.conn.client.clone()),
-        };
         let config =
             watcher::Config::default().labels(&crate::cluster::status::selector(self.labels));
-        kube::runtime::WatchStreamExt::default_backoff(watcher::watcher(api, config))
+        let (deployments, daemonsets): (kube::Api<Deployment>, kube::Api<DaemonSet>) =
+            match self.namespace {
+                Some(ns) => (
+                    kube::Api::namespaced(self.conn.client.clone(), ns),
+                    kube::Api::namespaced(self.conn.client.clone(), ns),
+                ),
+                None => (
+                    kube::Api::all(self.conn.client.clone()),
+                    kube::Api::all(self.conn.client.clone()),
+                ),
+            };
+        let deployments = kube::runtime::WatchStreamExt::default_backoff(watcher::watcher(
+            deployments,
+            config.clone(),
+        ))
+        .map(|e| seen(e, Object::Deployment));
+        let daemonsets =
+            kube::runtime::WatchStreamExt::default_backoff(watcher::watcher(daemonsets, config))
+                .map(|e| seen(e, Object::DaemonSet))
+                // A role that may not watch DaemonSets has no DaemonSet canaries
+                // to show: that watch is left out, the Deployments' goes on.
+                .take_while(|e| {
+                    let forbidden =
+                        matches!(e, Err(m) if m.contains("403") || m.contains("forbidden"));
+                    std::future::ready(!forbidden)
+                });
+        futures::stream::select(deployments, daemonsets)
     }
 
     /// `canary status -w`: the table, then one row per change, from a
@@ -403,7 +422,8 @@ impl Follow<'_> {
             | Phase::Terminating => return Ok(Standing::Pending),
         };
         let now =
-            crate::cluster::status::target_revision(self.conn, &c.namespace, &c.target).await?;
+            crate::cluster::status::target_revision(self.conn, &c.namespace, (c.kind, &c.target))
+                .await?;
         Ok(match now {
             // No target: nothing more will happen to it.
             None => Standing::Done(verdict, line),
@@ -425,17 +445,8 @@ fn key(c: &CanaryStatus) -> (String, String) {
 /// The watch of the primaries, with a tick every second (a lease runs out
 /// without an event) and Ctrl-C / SIGTERM.
 struct Listener {
-    events: std::pin::Pin<
-        Box<
-            dyn futures::Stream<
-                    Item = Result<
-                        kube::runtime::watcher::Event<k8s_openapi::api::apps::v1::Deployment>,
-                        kube::runtime::watcher::Error,
-                    >,
-                > + Send,
-        >,
-    >,
-    seen: BTreeMap<(String, String), k8s_openapi::api::apps::v1::Deployment>,
+    events: std::pin::Pin<Box<dyn futures::Stream<Item = Result<Seen, String>> + Send>>,
+    seen: BTreeMap<(String, String), Object>,
     tick: tokio::time::Interval,
     interrupts: Interrupts,
 }
@@ -453,11 +464,10 @@ impl Listener {
     /// What was heard next.
     async fn next(&mut self, follow: &Follow<'_>) -> Result<Next, ClusterError> {
         use futures::StreamExt;
-        use kube::runtime::watcher;
         let changed = tokio::select! {
                     ev = self.events.next() => match ev {
-                        Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => vec![d],
-                        Some(Ok(watcher::Event::Delete(d))) => {
+                        Some(Ok(Seen::Changed(d))) => vec![d],
+                        Some(Ok(Seen::Deleted(d))) => {
                             let now = crate::clock::now();
                             return Ok(Next::Heard(
                                 crate::cluster::status::of_primary(&d, now)
@@ -469,7 +479,7 @@ impl Listener {
                                     .unwrap_or_default(),
                             ));
                         }
-                        Some(Ok(_)) => Vec::new(),
+                        Some(Ok(Seen::Nothing)) => Vec::new(),
                         Some(Err(e)) => {
                             return Err(ClusterError::Refused(format!(
                                 "the watch of the canaries failed: {e}"
@@ -495,6 +505,26 @@ impl Listener {
             heard.push(Heard::Changed(Box::new(c)));
         }
         Ok(Next::Heard(heard))
+    }
+}
+
+/// One event of the watch of the primaries.
+enum Seen {
+    Changed(Object),
+    Deleted(Object),
+    Nothing,
+}
+
+fn seen<K>(
+    e: Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
+    object: fn(K) -> Object,
+) -> Result<Seen, String> {
+    use kube::runtime::watcher::Event;
+    match e {
+        Ok(Event::Apply(d) | Event::InitApply(d)) => Ok(Seen::Changed(object(d))),
+        Ok(Event::Delete(d)) => Ok(Seen::Deleted(object(d))),
+        Ok(_) => Ok(Seen::Nothing),
+        Err(e) => Err(e.to_string()),
     }
 }
 

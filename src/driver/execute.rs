@@ -5,8 +5,9 @@
 
 use super::observe::Snapshot;
 use super::{Driver, RunError};
+use crate::cluster::autoscaler;
 use crate::cluster::services::Which;
-use crate::cluster::{configs, services, state as statestore, workload};
+use crate::cluster::{configs, services, state as statestore};
 use crate::hooks::Hooks;
 use crate::router::Router;
 use canary_core::engine::Message;
@@ -19,16 +20,19 @@ impl Driver<'_> {
     /// round sees it.
     pub(super) async fn set_image(&self) -> Result<(), RunError> {
         let target = &self.canary.target.name;
-        let containers = workload::containers(&self.deployments, target).await?;
+        let containers = self.workloads.containers(target).await?;
         for (name, _) in &self.settings.set_image {
             if !containers.contains(name) {
                 return Err(RunError::Setup(format!(
-                    "--set-image: deployment/{target} has no container `{name}` (it has: {})",
+                    "--set-image: {} has no container `{name}` (it has: {})",
+                    self.workloads.object(target),
                     containers.join(", ")
                 )));
             }
         }
-        workload::set_images(&self.deployments, target, &self.settings.set_image).await?;
+        self.workloads
+            .set_images(target, &self.settings.set_image)
+            .await?;
         for (name, image) in &self.settings.set_image {
             self.report_progress(&format!("Set image of {target}/{name} to {image}"));
         }
@@ -55,15 +59,10 @@ impl Driver<'_> {
                     let mut state = next_state.clone();
                     state.lease = Some(self.lease());
                     state.canary = Some(c.name.clone());
-                    rv = workload::create_primary(
-                        &self.deployments,
-                        &snap.target,
-                        label,
-                        value,
-                        &snap.tracked.refs(),
-                        &state,
-                    )
-                    .await?;
+                    rv = self
+                        .workloads
+                        .create_primary(&snap.target, label, value, &snap.tracked.refs(), &state)
+                        .await?;
                 }
                 services::reconcile(&self.conn.client, c, label, value, Which::Backends).await?;
                 self.reconcile_autoscaler().await?;
@@ -76,21 +75,27 @@ impl Driver<'_> {
                 Ok(None)
             }
             Action::ScaleTarget(scale) => {
-                let replicas = match scale {
-                    Scale::Zero => 0,
+                let up = match scale {
+                    Scale::Zero => None,
                     Scale::Up => {
-                        let own = snap.target.spec.replicas.unwrap_or(0);
-                        if own > 0 {
+                        // KEDA must not hold the target at zero meanwhile.
+                        self.pause_target_scaler(false).await?;
+                        if !snap.target.scaled_to_zero() {
                             return Ok(None);
                         }
-                        snap.primary
-                            .as_ref()
-                            .and_then(|p| p.spec.replicas)
-                            .filter(|r| *r > 0)
-                            .unwrap_or(1)
+                        Some(
+                            snap.primary
+                                .as_ref()
+                                .and_then(|p| p.replicas())
+                                .filter(|r| *r > 0)
+                                .unwrap_or(1),
+                        )
                     }
                 };
-                workload::scale(&self.deployments, target, replicas).await?;
+                self.workloads.scale(target, up).await?;
+                if up.is_none() {
+                    self.pause_target_scaler(true).await?;
+                }
                 Ok(None)
             }
             Action::SetRouting(r) => {
@@ -100,19 +105,14 @@ impl Driver<'_> {
             Action::Promote => {
                 configs::copy_to_primary(&self.conn.client, &c.namespace, &snap.tracked).await?;
                 let replicas = if c.autoscaler.is_none() {
-                    snap.target.spec.replicas.filter(|r| *r > 0)
+                    snap.target.replicas().filter(|r| *r > 0)
                 } else {
                     None
                 };
-                Ok(workload::promote(
-                    &self.deployments,
-                    &snap.target,
-                    label,
-                    value,
-                    &snap.tracked.refs(),
-                    replicas,
-                )
-                .await?)
+                Ok(self
+                    .workloads
+                    .promote(&snap.target, label, value, &snap.tracked.refs(), replicas)
+                    .await?)
             }
             Action::RunHooks(kind) => {
                 let hooks = Hooks::new(&self.edge, c);
@@ -132,25 +132,52 @@ impl Driver<'_> {
         }
     }
 
-    /// The primary's HPA, when the canary names an autoscaler.
-    async fn reconcile_autoscaler(&self) -> Result<(), RunError> {
-        let Some(a) = &self.canary.autoscaler else {
+    /// The primary's autoscaler, when the canary names one: created, or
+    /// updated when the target's changed (see [`crate::cluster::autoscaler`]).
+    pub(super) async fn reconcile_autoscaler(&self) -> Result<(), RunError> {
+        let Some(a) = &self.canary.autoscaler_spec else {
             return Ok(());
         };
-        if a.kind != "HorizontalPodAutoscaler" {
+        if self.workloads.kind != crate::cluster::workload::Kind::Deployment {
             return Err(RunError::Setup(format!(
-                "autoscalerRef kind {} is not supported by `canary run` yet \
-                 (HorizontalPodAutoscaler is)",
-                a.kind
+                "autoscalerRef: a {} has no replicas to scale",
+                self.canary.target.kind
             )));
         }
-        crate::cluster::autoscaler::reconcile_primary(
+        let done = autoscaler::reconcile_primary(
             &self.conn.client,
             &self.canary.namespace,
-            &a.name,
+            &self.canary.target.name,
+            a,
             &self.primary_name(),
         )
         .await?;
+        if done == autoscaler::Reconciled::Updated {
+            let name = a.name.clone().unwrap_or_default();
+            let kind = autoscaler::Scaler::of(a.kind.as_deref().unwrap_or_default());
+            self.report_progress(&format!(
+                "{}/{} follows the change to {}/{name}",
+                kind.noun(),
+                canary_core::names::primary(&name),
+                kind.noun()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pauses (or resumes) the target's ScaledObject, as Flagger does while
+    /// the target is scaled to zero; nothing for an HPA.
+    async fn pause_target_scaler(&self, pause: bool) -> Result<(), RunError> {
+        let Some(a) = &self.canary.autoscaler else {
+            return Ok(());
+        };
+        let scaler = autoscaler::Scaler::of(&a.kind);
+        let (client, ns) = (&self.conn.client, &self.canary.namespace);
+        if pause {
+            autoscaler::pause_target(client, ns, scaler, &a.name).await?;
+        } else {
+            autoscaler::resume_target(client, ns, scaler, &a.name).await?;
+        }
         Ok(())
     }
 
@@ -190,16 +217,17 @@ impl Driver<'_> {
             }
             return Ok(true);
         }
-        let written = statestore::write_decided(
-            &self.deployments,
-            &self.primary_name(),
-            rv,
-            &snap.state,
-            snap.raw_request.as_deref(),
-            state,
-            &extra,
-        )
-        .await?;
+        let written = self
+            .workloads
+            .write_decided(
+                &self.primary_name(),
+                rv,
+                &snap.state,
+                snap.raw_request.as_deref(),
+                state,
+                &extra,
+            )
+            .await?;
         if written && let Some(lease) = &state.lease {
             self.lease_written(lease.renew_time);
         }

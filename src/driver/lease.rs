@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-
 use super::{Driver, RunError, StopSignal};
 use crate::clock::now;
 use crate::cluster::connect::Connection;
-use crate::cluster::{state as statestore, workload};
+use crate::cluster::workload;
 use canary_core::engine::state::Lease;
 use canary_core::time::Time;
 
@@ -136,7 +133,7 @@ impl Driver<'_> {
     /// the primary are how an operator's request reaches it.
     pub(super) fn wake(&self) -> Wake {
         Wake {
-            requests: statestore::watch_requests(&self.deployments, &self.primary_name()),
+            requests: self.workloads.watch_requests(&self.primary_name()),
             open: true,
         }
     }
@@ -179,17 +176,19 @@ impl Driver<'_> {
     /// meanwhile, which ends this run.
     async fn renew_lease(&self) -> Result<(), RunError> {
         let mut taken_by = None;
-        let renewed = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
-            if let Some(l) = &state.lease
-                && refusal(l, &self.settings.holder, "", now()).is_some()
-            {
-                taken_by = Some(l.holder.clone());
-                return false;
-            }
-            state.lease = Some(self.lease());
-            true
-        })
-        .await;
+        let renewed = self
+            .workloads
+            .update_state(&self.primary_name(), 1, |state| {
+                if let Some(l) = &state.lease
+                    && refusal(l, &self.settings.holder, "", now()).is_some()
+                {
+                    taken_by = Some(l.holder.clone());
+                    return false;
+                }
+                state.lease = Some(self.lease());
+                true
+            })
+            .await;
         if let Some(holder) = taken_by {
             let who = if holder == self.settings.holder {
                 format!("another process with the same identity, {holder}")
@@ -217,17 +216,19 @@ impl Driver<'_> {
     pub(super) async fn take_lease(&self) -> Result<bool, RunError> {
         let mut refused = None;
         let id = self.id();
-        let taken = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
-            if let Some(l) = &state.lease
-                && let Some(why) = refusal(l, &self.settings.holder, &id, now())
-            {
-                refused = Some(why);
-                return false;
-            }
-            state.lease = Some(self.lease());
-            true
-        })
-        .await;
+        let taken = self
+            .workloads
+            .update_state(&self.primary_name(), 1, |state| {
+                if let Some(l) = &state.lease
+                    && let Some(why) = refusal(l, &self.settings.holder, &id, now())
+                {
+                    refused = Some(why);
+                    return false;
+                }
+                state.lease = Some(self.lease());
+                true
+            })
+            .await;
         if let Some(why) = refused {
             return Err(RunError::Refused(why));
         }
@@ -247,7 +248,7 @@ impl Driver<'_> {
         until: Time,
     ) -> Result<(), RunError> {
         use futures::StreamExt;
-        let mut changes = workload::watch_changes(&self.deployments, &self.canary.target.name);
+        let mut changes = self.workloads.watch_changes(&self.canary.target.name);
         let mut watching = true;
         while now() < until {
             let left = until.since(now()).min(Duration::from_secs(5));
@@ -282,10 +283,10 @@ async fn stop_changed(stop: Option<&mut StopSignal>) {
 pub(crate) async fn release_lease(
     conn: &Connection,
     namespace: &str,
-    target: &str,
+    (kind, target): (&str, &str),
     holder: &str,
 ) -> Result<(), RunError> {
-    release_with(&conn.client, namespace, target, holder).await
+    release_with(&conn.client, namespace, (kind, target), holder).await
 }
 
 /// A canary whose lease this process may hold: what a panic needs to give
@@ -294,6 +295,7 @@ pub(crate) async fn release_lease(
 struct Held {
     config: kube::Config,
     namespace: String,
+    kind: String,
     target: String,
     holder: String,
 }
@@ -302,11 +304,12 @@ static HELD: std::sync::Mutex<Vec<Held>> = std::sync::Mutex::new(Vec::new());
 
 /// Notes that this process may take the lease of `target`'s canary, for
 /// [`release_on_panic`].
-pub(crate) fn hold(conn: &Connection, namespace: &str, target: &str, holder: &str) {
+pub(crate) fn hold(conn: &Connection, namespace: &str, (kind, target): (&str, &str), holder: &str) {
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
     held.push(Held {
         config: conn.config.clone(),
         namespace: namespace.to_string(),
+        kind: kind.to_string(),
         target: target.to_string(),
         holder: holder.to_string(),
     });
@@ -336,7 +339,9 @@ pub(crate) fn release_all_held(limit: Duration) {
             rt.block_on(async {
                 for h in held {
                     if let Ok(client) = kube::Client::try_from(h.config) {
-                        let _ = release_with(&client, &h.namespace, &h.target, &h.holder).await;
+                        let _ =
+                            release_with(&client, &h.namespace, (&h.kind, &h.target), &h.holder)
+                                .await;
                     }
                 }
             });
@@ -360,19 +365,23 @@ pub(crate) fn release_on_panic() {
 async fn release_with(
     client: &kube::Client,
     namespace: &str,
-    target: &str,
+    (kind, target): (&str, &str),
     holder: &str,
 ) -> Result<(), RunError> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let Some(kind) = workload::Kind::of(kind) else {
+        return Ok(());
+    };
+    let workloads = workload::Workloads::new(client, namespace, kind);
     let name = canary_core::names::primary(target);
-    let released = statestore::update(&api, &name, 5, |state| {
-        if state.lease.as_ref().is_none_or(|l| !is_mine(l, holder)) {
-            return false;
-        }
-        state.lease = None;
-        true
-    })
-    .await;
+    let released = workloads
+        .update_state(&name, 5, |state| {
+            if state.lease.as_ref().is_none_or(|l| !is_mine(l, holder)) {
+                return false;
+            }
+            state.lease = None;
+            true
+        })
+        .await;
     match released {
         // Still contended after five tries: the lease runs out by itself.
         Err(e) if e.is_conflict() => Ok(()),

@@ -37,9 +37,6 @@ mod report;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-
 use crate::clock::now;
 use crate::cluster::connect::Connection;
 use crate::cluster::error::ClusterError;
@@ -137,7 +134,7 @@ pub struct Driver<'a> {
     reporter: &'a dyn Reporter,
     edge: HttpEdge,
     router: AnyRouter,
-    deployments: Api<Deployment>,
+    workloads: crate::cluster::workload::Workloads,
     /// The spec to store on the primary for `abort`/`promote` without a
     /// driver, when not yet stored there.
     spec: Option<String>,
@@ -174,7 +171,14 @@ impl<'a> Driver<'a> {
         let edge = HttpEdge::for_connection(conn, canary.namespace.clone(), settings.route_via)
             .map_err(|e| RunError::Setup(e.to_string()))?
             .with_proxy_allow(settings.proxy_allow.clone());
-        let deployments = Api::namespaced(conn.client.clone(), &canary.namespace);
+        let kind = crate::cluster::workload::Kind::of(&canary.target.kind).ok_or_else(|| {
+            RunError::Setup(format!(
+                "`canary run` drives Deployments and DaemonSets; {} is a {}",
+                canary.target.name, canary.target.kind
+            ))
+        })?;
+        let workloads =
+            crate::cluster::workload::Workloads::new(&conn.client, &canary.namespace, kind);
         let shown = std::sync::Mutex::new((State::new(now()), None));
         Ok(Driver {
             conn,
@@ -184,7 +188,7 @@ impl<'a> Driver<'a> {
             reporter,
             edge,
             router,
-            deployments,
+            workloads,
             spec: None,
             stop: None,
             request: None,
@@ -274,12 +278,6 @@ impl<'a> Driver<'a> {
 
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
-        if self.canary.target.kind != "Deployment" {
-            return Err(RunError::Setup(format!(
-                "`canary run` drives Deployments; {} is a {}",
-                self.canary.target.name, self.canary.target.kind
-            )));
-        }
         if !self.settings.set_image.is_empty() {
             if self.canary.suspended {
                 // A suspended canary is not touched at all, its target
@@ -395,9 +393,9 @@ impl<'a> Driver<'a> {
                     Some(t) => t,
                     None => {
                         self.report_progress(&format!(
-                            "Waiting up to {} for a change to deployment/{}",
+                            "Waiting up to {} for a change to {}",
                             humantime::format_duration(limit),
-                            self.canary.target.name
+                            self.workloads.object(&self.canary.target.name)
                         ));
                         *waited_since.insert(now())
                     }
@@ -424,6 +422,16 @@ impl<'a> Driver<'a> {
                 // An operator's request is acted on in the next round.
                 *first_request = snap.observed.request.take().or(first_request.take());
                 continue;
+            }
+            // The primary's autoscaler follows the target's at every
+            // round, as Flagger's scaler reconciler does at every tick
+            // (writing only when they differ); a revert under way is left
+            // to remove it.
+            if snap.primary.is_some()
+                && snap.state.phase != Phase::Terminating
+                && self.canary.autoscaler.is_some()
+            {
+                self.reconcile_autoscaler().await?;
             }
             let mut rv = snap.primary_rv.clone();
             for action in &decision.actions {

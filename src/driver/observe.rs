@@ -2,21 +2,21 @@
 //! state on it, the configs the target uses, and the router's routing,
 //! as the engine's [`Observed`] plus what executing the round needs.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use crate::cluster::workload::Object;
 
 use super::{Driver, RunError};
 use crate::clock::now;
 use crate::cluster::configs::{self, Tracked};
 use crate::cluster::error::ClusterError;
-use crate::cluster::{state as statestore, workload};
+use crate::cluster::state as statestore;
 use crate::router::Router;
 use canary_core::engine::decide::{Observed, Request, RequestKind};
 use canary_core::engine::state::{Phase, State};
 
 /// What one round observed, beyond what the engine sees.
 pub(super) struct Snapshot {
-    pub(super) target: Deployment,
-    pub(super) primary: Option<Deployment>,
+    pub(super) target: Object,
+    pub(super) primary: Option<Object>,
     pub(super) primary_rv: Option<String>,
     pub(super) state: State,
     pub(super) tracked: Tracked,
@@ -37,28 +37,32 @@ impl Driver<'_> {
     /// or a live lease held by another driver, stops the run.
     pub(super) async fn observe(&self) -> Result<Snapshot, RunError> {
         let target_name = &self.canary.target.name;
-        let target = workload::get(&self.deployments, target_name)
-            .await?
-            .ok_or_else(|| ClusterError::NotFound {
-                object: format!(
-                    "deployment/{target_name} in namespace {}",
-                    self.canary.namespace
-                ),
-            })?;
-        let label = workload::selector_label(&target)?;
+        let target =
+            self.workloads
+                .get(target_name)
+                .await?
+                .ok_or_else(|| ClusterError::NotFound {
+                    object: format!(
+                        "{} in namespace {}",
+                        self.workloads.object(target_name),
+                        self.canary.namespace
+                    ),
+                })?;
+        let label = target.selector_label()?;
         let primary_name = self.primary_name();
-        let primary = workload::get(&self.deployments, &primary_name).await?;
+        let primary = self.workloads.get(&primary_name).await?;
         let now = now();
         let mut state = State::new(now);
         let mut primary_rv = None;
         if let Some(p) = &primary {
-            if let Some(owner) = workload::flagger_owner(p) {
+            if let Some(owner) = p.flagger_owner() {
                 return Err(RunError::Refused(format!(
-                    "deployment/{primary_name} is managed by Flagger (Canary {owner} owns it); \
-                     canary will not drive a canary that Flagger also drives"
+                    "{} is managed by Flagger (Canary {owner} owns it); \
+                     canary will not drive a canary that Flagger also drives",
+                    self.workloads.object(&primary_name)
                 )));
             }
-            primary_rv = p.metadata.resource_version.clone();
+            primary_rv = p.resource_version();
             if let Some(s) = statestore::read(p)? {
                 state = s;
             }
@@ -88,10 +92,10 @@ impl Driver<'_> {
         let tracked = configs::track(
             &self.conn.client,
             &self.canary.namespace,
-            &target.spec.template,
+            &target.template(),
         )
         .await?;
-        let revision = workload::revision(&target, &tracked.hashes);
+        let revision = target.revision(&tracked.hashes);
         let routing = match &primary {
             Some(_) => self.router.current_routing(&self.canary).await?,
             None => None,
@@ -99,8 +103,8 @@ impl Driver<'_> {
         let observed = Observed {
             now,
             revision,
-            target: workload::observe(&target),
-            primary: primary.as_ref().map(workload::observe),
+            target: target.observe(),
+            primary: primary.as_ref().map(Object::observe),
             routing,
             retry: self.settings.retry,
             request: None,

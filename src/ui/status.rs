@@ -33,7 +33,7 @@ pub(crate) fn canary_object(c: &CanaryStatus) -> Value {
 }
 
 fn object_of(c: &CanaryStatus) -> Value {
-    let kind = "Deployment";
+    let kind = c.kind.as_str();
     let doc = c.document.as_ref();
     let spec = doc.and_then(|d| d.get("spec")).cloned().unwrap_or_else(
         || json!({"targetRef": {"apiVersion": "apps/v1", "kind": kind, "name": c.target}}),
@@ -235,7 +235,7 @@ impl Printer {
                 ]);
                 if *wide {
                     row.extend([
-                        format!("deployment/{}", c.target),
+                        format!("{}/{}", c.kind.noun(), c.target),
                         c.iterations.to_string(),
                         c.revision.clone().unwrap_or_default(),
                         c.promoted_revision.clone().unwrap_or_default(),
@@ -488,6 +488,7 @@ mod tests {
             name: "podinfo".into(),
             namespace: "prod".into(),
             target: "podinfo".into(),
+            kind: crate::cluster::workload::Kind::Deployment,
             phase: Some(Phase::Failed),
             paused: None,
             weight: 0,

@@ -276,11 +276,16 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     let target = c.target.name.as_str();
     let primary = names::primary(target);
 
-    // The target and the primary.
+    // The target and the primary, of the target's kind.
+    let workloads = if c.target.kind == "DaemonSet" {
+        "daemonsets"
+    } else {
+        "deployments"
+    };
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "get",
         Some(target),
         "to read the target",
@@ -288,7 +293,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "patch",
         Some(target),
         "to scale the target",
@@ -296,7 +301,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "get",
         Some(&primary),
         "to read the primary and the rollout's state",
@@ -304,7 +309,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "list",
         Some(&primary),
         "to watch the primary for requests",
@@ -312,7 +317,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "watch",
         Some(&primary),
         "to watch the primary for requests",
@@ -321,7 +326,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
         add(
             ns,
             "apps",
-            "deployments",
+            workloads,
             "create",
             None,
             "to create the primary",
@@ -330,7 +335,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "update",
         Some(&primary),
         "to promote the target to the primary",
@@ -338,7 +343,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     add(
         ns,
         "apps",
-        "deployments",
+        workloads,
         "patch",
         Some(&primary),
         "to store the rollout's state and scale the primary",
@@ -407,11 +412,15 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
 
     // The autoscaler and its copy for the primary.
     if let Some(hpa) = &c.autoscaler {
-        let group = "autoscaling";
+        let (group, scalers) = if hpa.kind == "ScaledObject" {
+            ("keda.sh", "scaledobjects")
+        } else {
+            ("autoscaling", "horizontalpodautoscalers")
+        };
         add(
             ns,
             group,
-            "horizontalpodautoscalers",
+            scalers,
             "get",
             Some(&hpa.name),
             "to copy the autoscaler for the primary",
@@ -420,7 +429,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
         add(
             ns,
             group,
-            "horizontalpodautoscalers",
+            scalers,
             "get",
             Some(&copy),
             "to read the primary's autoscaler",
@@ -428,7 +437,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
         add(
             ns,
             group,
-            "horizontalpodautoscalers",
+            scalers,
             "update",
             Some(&copy),
             "to update the primary's autoscaler",
@@ -437,10 +446,20 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
             add(
                 ns,
                 group,
-                "horizontalpodautoscalers",
+                scalers,
                 "create",
                 None,
                 "to create the primary's autoscaler",
+            );
+        }
+        if hpa.kind == "ScaledObject" {
+            add(
+                ns,
+                group,
+                scalers,
+                "patch",
+                Some(&hpa.name),
+                "to pause the target's autoscaler while the target has no pods",
             );
         }
     }
@@ -549,6 +568,59 @@ spec:
             port("podinfod", Some("grpc"), 9999, Some("TCP")),
             port("podinfod", Some("dns"), 53, Some("UDP")),
         ]
+    }
+
+    /// The permissions asked for, as `verb group/resource name`.
+    fn asked(c: &ResolvedCanary) -> Vec<String> {
+        permissions(c, &Needs::default())
+            .into_iter()
+            .map(|a| {
+                format!(
+                    "{} {}/{} {}",
+                    a.verb,
+                    a.group,
+                    a.resource,
+                    a.name.unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_daemonset_target_asks_for_daemonsets_and_a_scaled_object_for_keda() {
+        let mut c = canary();
+        c.target.kind = "DaemonSet".into();
+        let got = asked(&c);
+        for p in [
+            "get apps/daemonsets podinfo",
+            "patch apps/daemonsets podinfo",
+            "create apps/daemonsets ",
+            "update apps/daemonsets podinfo-primary",
+            "watch apps/daemonsets podinfo-primary",
+        ] {
+            assert!(got.contains(&p.to_string()), "{p} not in {got:#?}");
+        }
+        assert!(!got.iter().any(|p| p.contains("deployments")), "{got:#?}");
+
+        let mut c = canary();
+        c.autoscaler = Some(crate::spec::resolve::TargetRef {
+            api_version: "keda.sh/v1alpha1".into(),
+            kind: "ScaledObject".into(),
+            name: "podinfo".into(),
+        });
+        let got = asked(&c);
+        for p in [
+            "get keda.sh/scaledobjects podinfo",
+            "patch keda.sh/scaledobjects podinfo",
+            "update keda.sh/scaledobjects podinfo-primary",
+            "create keda.sh/scaledobjects ",
+        ] {
+            assert!(got.contains(&p.to_string()), "{p} not in {got:#?}");
+        }
+        assert!(
+            !got.iter().any(|p| p.contains("horizontalpodautoscalers")),
+            "{got:#?}"
+        );
     }
 
     #[test]

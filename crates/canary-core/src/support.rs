@@ -77,6 +77,15 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
         );
     }
     if let Some(a) = &c.autoscaler
+        && caps.targets.contains(&kind)
+        && !crate::provider::SCALABLE_TARGETS.contains(&kind)
+    {
+        out.push(
+            "spec.autoscalerRef",
+            format!("a {kind} target has no replicas for {} to scale", a.kind),
+            "remove `autoscalerRef`: a DaemonSet runs one pod on each node it selects",
+        );
+    } else if let Some(a) = &c.autoscaler
         && !caps.autoscalers.contains(&a.kind.as_str())
     {
         out.push(
@@ -180,14 +189,29 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
 
     if let Some(provider) = c.provider {
         for (i, m) in c.metrics.iter().enumerate() {
-            if m.source == MetricSource::Builtin
-                && builtin::builtin_query(provider, &m.name).is_none()
-            {
-                out.push(
+            if m.source != MetricSource::Builtin {
+                continue;
+            }
+            match builtin::builtin_query(provider, &m.name) {
+                None => out.push(
                     &join_key(&join_index(&at("metrics"), i), "name"),
                     format!("{named} has no built-in `{}` query", m.name),
                     "give the metric a `templateRef` to a MetricTemplate, or a `query`",
-                );
+                ),
+                // Flagger's query reads the series of a Deployment's pods;
+                // a DaemonSet's pods are labelled `daemonset`, so it would
+                // find no values and fail every check.
+                Some(q) if kind != "Deployment" && q.template.contains("deployment=~") => out.push(
+                    &join_key(&join_index(&at("metrics"), i), "name"),
+                    format!(
+                        "{named}'s built-in `{}` query selects a Deployment's series \
+                         (`deployment=~`): a {kind} target would have no values",
+                        m.name
+                    ),
+                    "give the metric a `query` or a MetricTemplate selecting the \
+                     `daemonset` label",
+                ),
+                Some(_) => {}
             }
         }
     }

@@ -6,8 +6,9 @@
 //! `replicas`, `updatedReplicas`, `readyReplicas`, `availableReplicas`,
 //! `unavailableReplicas`, conditions `Available` and `Progressing`
 //! (`NewReplicaSetCreated`, `ReplicaSetUpdated`, `NewReplicaSetAvailable`,
-//! `ProgressDeadlineExceeded`, `DeploymentPaused`). DaemonSets get the
-//! one-node equivalent.
+//! `ProgressDeadlineExceeded`, `DeploymentPaused`). DaemonSets run one pod
+//! on each node (`ControllerConfig::nodes`) their `nodeSelector` matches,
+//! replacing outdated pods one node at a time (`maxUnavailable: 1`).
 //!
 //! Pods are real objects in the store (template labels plus
 //! `pod-template-hash`, an owner reference, phase and conditions), so
@@ -42,8 +43,11 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// Seed of pod name suffixes.
     pub seed: u64,
-    /// The single node every pod runs on.
+    /// The node every Deployment's pod runs on.
     pub node_name: String,
+    /// How many nodes the cluster has (`sim-node-1` ...): a DaemonSet runs
+    /// one pod on each node its pod template's `nodeSelector` matches.
+    pub nodes: usize,
 }
 
 impl Default for ControllerConfig {
@@ -53,6 +57,7 @@ impl Default for ControllerConfig {
             resync: Duration::from_millis(50),
             seed: 1,
             node_name: "sim-node-1".to_string(),
+            nodes: 3,
         }
     }
 }
@@ -129,6 +134,9 @@ struct PodView {
 }
 
 const APPS: &str = "apps/v1";
+
+/// The annotation that pauses a ScaledObject at a number of replicas.
+pub const PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 
 fn opts(manager: &str) -> WriteOptions {
     WriteOptions {
@@ -218,6 +226,55 @@ impl Controller {
         for d in &daemonsets {
             let _ = self.sync_daemonset(&mut st, d, now);
         }
+        for so in self.store.list("keda.sh/v1alpha1", "ScaledObject", None) {
+            let _ = self.sync_scaled_object(&so);
+        }
+    }
+
+    // -- KEDA ----------------------------------------------------------------
+
+    /// What KEDA does to a ScaledObject's Deployment, with no events to
+    /// scale on: paused (`autoscaling.keda.sh/paused-replicas`), it holds
+    /// that many replicas; otherwise it keeps the replicas within
+    /// `minReplicaCount` (default 0) and `maxReplicaCount` (default 100).
+    fn sync_scaled_object(&self, so: &Value) -> Result<(), ApiError> {
+        let ns = ns_of(so).to_string();
+        let target = &so["spec"]["scaleTargetRef"];
+        let kind = target["kind"].as_str().unwrap_or("Deployment");
+        let api_version = target["apiVersion"].as_str().unwrap_or(APPS);
+        let Some(name) = target["name"].as_str() else {
+            return Ok(());
+        };
+        if kind != "Deployment" || api_version != APPS {
+            return Ok(());
+        }
+        let Some(d) = self.store.get(APPS, "Deployment", &ns, name) else {
+            return Ok(());
+        };
+        let current = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let paused = so["metadata"]["annotations"][PAUSED_REPLICAS]
+            .as_str()
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let want = match paused {
+            Some(n) => n.max(0),
+            None => {
+                let min = so["spec"]["minReplicaCount"].as_i64().unwrap_or(0).max(0);
+                let max = so["spec"]["maxReplicaCount"]
+                    .as_i64()
+                    .unwrap_or(100)
+                    .max(min);
+                current.clamp(min, max)
+            }
+        };
+        if want == current {
+            return Ok(());
+        }
+        let mut obj = d.clone();
+        obj["spec"]["replicas"] = json!(want);
+        let k = self.store.kind(APPS, "Deployment")?;
+        self.store
+            .update_in(k, &ns, name, obj, Subresource::Main, &opts("keda-operator"))?;
+        Ok(())
     }
 
     // -- kubelet -----------------------------------------------------------
@@ -486,6 +543,7 @@ impl Controller {
                         template,
                         ("ReplicaSet", rs_name, rs_uid),
                         ("pod-template-hash", rs_hash),
+                        &self.config.node_name,
                     );
                     if let Ok(k) = self.store.kind("v1", "Pod") {
                         self.store
@@ -732,6 +790,7 @@ impl Controller {
         template: &Value,
         owner: (&str, &str, &str),
         hash_label: (&str, &str),
+        node: &str,
     ) -> Value {
         let (owner_kind, owner_name, owner_uid) = owner;
         let name = format!("{owner_name}-{}", st.rng.suffix(5));
@@ -758,7 +817,7 @@ impl Controller {
             meta["annotations"] = template["metadata"]["annotations"].clone();
         }
         let mut spec = template["spec"].clone();
-        spec["nodeName"] = json!(self.config.node_name);
+        spec["nodeName"] = json!(node);
         if spec["serviceAccountName"].is_null() {
             spec["serviceAccountName"] = json!("default");
         }
@@ -791,45 +850,79 @@ impl Controller {
         let hash = template_hash(template);
         let min_ready = Duration::from_secs(d["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
         st.daemonsets.insert(uid.clone(), hash.clone());
-        let pods = self.pods_of(st, &ns, std::iter::once(uid.as_str()), min_ready, now);
-        let hash_of = |p: &PodView| -> String {
-            self.store
-                .get("v1", "Pod", &ns, &p.name)
-                .and_then(|o| {
+        let eligible: Vec<String> = (1..=self.config.nodes)
+            .map(node_name)
+            .filter(|n| node_selected(&template["spec"]["nodeSelector"], n))
+            .collect();
+        let pod_of = |p: &PodView| -> (String, String) {
+            let o = self.store.get("v1", "Pod", &ns, &p.name);
+            let field = |o: &Option<Value>, f: &dyn Fn(&Value) -> Option<String>| {
+                o.as_ref().and_then(f).unwrap_or_default()
+            };
+            (
+                field(&o, &|o| {
                     o["metadata"]["labels"]["controller-revision-hash"]
                         .as_str()
                         .map(str::to_string)
-                })
-                .unwrap_or_default()
+                }),
+                field(&o, &|o| o["spec"]["nodeName"].as_str().map(str::to_string)),
+            )
         };
-        // One node: one pod. An outdated pod is replaced (maxUnavailable 1).
-        let (current, outdated): (Vec<&PodView>, Vec<&PodView>) =
-            pods.iter().partition(|p| hash_of(p) == hash);
-        for p in &outdated {
-            self.delete_pod(&ns, &p.name)?;
+        let pods = self.pods_of(st, &ns, std::iter::once(uid.as_str()), min_ready, now);
+        // Pods on nodes the selector no longer matches go at once, as do
+        // extra pods on a node; an outdated pod is replaced while no other
+        // node is without an available current pod (maxUnavailable 1).
+        let mut kept: BTreeMap<String, PodView> = BTreeMap::new();
+        for p in &pods {
+            let (_, node) = pod_of(p);
+            if !eligible.contains(&node) || kept.contains_key(&node) {
+                self.delete_pod(&ns, &p.name)?;
+            } else {
+                kept.insert(node, p.clone());
+            }
         }
-        for p in current.iter().skip(1) {
-            self.delete_pod(&ns, &p.name)?;
+        let down = eligible
+            .iter()
+            .filter(|n| kept.get(*n).is_none_or(|p| !p.available))
+            .count();
+        let mut budget = usize::from(down == 0);
+        for p in kept.values() {
+            if pod_of(p).0 == hash {
+                continue;
+            }
+            if !p.available {
+                self.delete_pod(&ns, &p.name)?;
+            } else if budget > 0 {
+                self.delete_pod(&ns, &p.name)?;
+                budget -= 1;
+            }
         }
-        if current.is_empty() {
+        let present: Vec<String> = self
+            .pods_of(st, &ns, std::iter::once(uid.as_str()), min_ready, now)
+            .iter()
+            .map(|p| pod_of(p).1)
+            .collect();
+        for node in eligible.iter().filter(|n| !present.contains(n)) {
             let pod = self.new_pod(
                 st,
                 &ns,
                 template,
                 ("DaemonSet", &name, &uid),
                 ("controller-revision-hash", &hash),
+                node,
             );
             let k = self.store.kind("v1", "Pod")?;
             self.store
                 .create_in(k, &ns, pod, &opts("kube-controller-manager"))?;
         }
         let pods = self.pods_of(st, &ns, std::iter::once(uid.as_str()), min_ready, now);
-        let updated = pods.iter().filter(|p| hash_of(p) == hash).count() as i64;
+        let desired = eligible.len() as i64;
+        let updated = pods.iter().filter(|p| pod_of(p).0 == hash).count() as i64;
         let ready = pods.iter().filter(|p| p.ready).count() as i64;
         let available = pods.iter().filter(|p| p.available).count() as i64;
         let mut status = json!({
-            "currentNumberScheduled": pods.len().min(1),
-            "desiredNumberScheduled": 1,
+            "currentNumberScheduled": (pods.len() as i64).min(desired),
+            "desiredNumberScheduled": desired,
             "numberMisscheduled": 0,
             "numberReady": ready,
             "observedGeneration": generation,
@@ -840,8 +933,8 @@ impl Controller {
         if available > 0 {
             status["numberAvailable"] = json!(available);
         }
-        if 1 - available > 0 {
-            status["numberUnavailable"] = json!(1 - available);
+        if desired - available > 0 {
+            status["numberUnavailable"] = json!(desired - available);
         }
         if status_equal(&d["status"], &status) {
             return Ok(());
@@ -859,6 +952,25 @@ impl Controller {
         )?;
         Ok(())
     }
+}
+
+/// The name of node `i` (from 1).
+fn node_name(i: usize) -> String {
+    format!("sim-node-{i}")
+}
+
+/// Whether a pod with `selector` (a pod spec's `nodeSelector`) may run on
+/// `node`, whose labels are `kubernetes.io/hostname` and
+/// `kubernetes.io/os: linux`.
+fn node_selected(selector: &Value, node: &str) -> bool {
+    let Some(selector) = selector.as_object() else {
+        return true;
+    };
+    selector.iter().all(|(k, v)| match k.as_str() {
+        "kubernetes.io/hostname" => v.as_str() == Some(node),
+        "kubernetes.io/os" => v.as_str() == Some("linux"),
+        _ => false,
+    })
 }
 
 /// Starts the controller as a task.

@@ -24,6 +24,8 @@ pub struct CrdGroups {
     /// `flagger.app` Canary, MetricTemplate, AlertProvider: an in-cluster
     /// Flagger. Off by default.
     pub flagger: bool,
+    /// `keda.sh` ScaledObject: KEDA's autoscaler.
+    pub keda: bool,
 }
 
 impl Default for CrdGroups {
@@ -33,6 +35,7 @@ impl Default for CrdGroups {
             gateway_api: true,
             istio: true,
             flagger: false,
+            keda: true,
         }
     }
 }
@@ -44,6 +47,7 @@ pub enum CrdGroup {
     GatewayApi,
     Istio,
     Flagger,
+    Keda,
 }
 
 /// One served resource.
@@ -309,6 +313,20 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        short_names: &["so"],
+        categories: &["keda", "all"],
+        crd: Some(CrdGroup::Keda),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "keda.sh",
+            &["v1alpha1"],
+            "ScaledObject",
+            "scaledobjects",
+            "scaledobject"
+        )
+    },
+    KindInfo {
         crd: Some(CrdGroup::Flagger),
         has_generation: true,
         ..kind!(
@@ -486,6 +504,7 @@ impl Kinds {
                 Some(CrdGroup::GatewayApi) => installed.gateway_api,
                 Some(CrdGroup::Istio) => installed.istio,
                 Some(CrdGroup::Flagger) => installed.flagger,
+                Some(CrdGroup::Keda) => installed.keda,
             })
             .collect();
         Self { served }
@@ -719,7 +738,14 @@ fn subresources(k: &KindInfo) -> Vec<Subresource> {
 /// CRDs as the sim installs them keep every field).
 pub fn crd_schema(k: &KindInfo, version: &str) -> Value {
     static CANARY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    static SCALED_OBJECT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     match (k.group, k.kind, version) {
+        ("keda.sh", "ScaledObject", "v1alpha1") => SCALED_OBJECT
+            .get_or_init(|| {
+                serde_yaml::from_str(include_str!("crds/scaledobject.yaml"))
+                    .expect("the ScaledObject schema is valid YAML")
+            })
+            .clone(),
         ("flagger.app", "Canary", "v1beta1") => CANARY
             .get_or_init(|| {
                 serde_yaml::from_str(include_str!("crds/canary.yaml"))

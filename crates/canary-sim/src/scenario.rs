@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -174,6 +174,7 @@ pub enum CrdName {
     GatewayApi,
     Istio,
     Flagger,
+    Keda,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -678,6 +679,7 @@ impl Scenario {
                 gateway_api: list.contains(&CrdName::GatewayApi),
                 istio: list.contains(&CrdName::Istio),
                 flagger: list.contains(&CrdName::Flagger),
+                keda: list.contains(&CrdName::Keda),
             },
         }
     }

@@ -464,6 +464,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             gateway_api: false,
             istio: false,
             flagger: false,
+            keda: false,
         },
         ..Default::default()
     })
@@ -471,6 +472,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
     let discovery = Discovery::new(bare.clone()).run().await.unwrap();
     assert!(discovery.get("split.smi-spec.io").is_none());
     assert!(discovery.get("networking.istio.io").is_none());
+    assert!(discovery.get("keda.sh").is_none());
     let crds = dynamic_api(
         &bare,
         "apiextensions.k8s.io",
@@ -508,7 +510,8 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             "trafficsplits.split.smi-spec.io",
             "httproutes.gateway.networking.k8s.io",
             "virtualservices.networking.istio.io",
-            "destinationrules.networking.istio.io"
+            "destinationrules.networking.istio.io",
+            "scaledobjects.keda.sh"
         ]
     );
     let (s, _) = raw(

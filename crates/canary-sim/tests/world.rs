@@ -980,7 +980,7 @@ traffic:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemonset_runs_one_ready_pod_and_replaces_it_on_a_new_template() {
+async fn a_daemonset_runs_a_pod_per_selected_node_and_replaces_them_on_a_new_template() {
     let (world, client) =
         world("namespace: prod\nreadinessDelay: 100ms\nnamespaces: [{name: prod}]\n").await;
     let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "prod");
@@ -994,20 +994,20 @@ async fn a_daemonset_runs_one_ready_pod_and_replaces_it_on_a_new_template() {
     api.create(&PostParams::default(), &serde_json::from_value(ds).unwrap())
         .await
         .unwrap();
-    let ready = |generation: i64| {
+    let ready = |generation: i64, nodes: i32| {
         let api = api.clone();
         async move {
             let d = api.get("agent").await.ok()?;
             let s = d.status?;
             (s.observed_generation == Some(generation)
-                && s.desired_number_scheduled == 1
-                && s.number_ready == 1
-                && s.updated_number_scheduled == Some(1)
+                && s.desired_number_scheduled == nodes
+                && s.number_ready == nodes
+                && s.updated_number_scheduled.unwrap_or(0) == nodes
                 && s.number_unavailable.is_none())
             .then_some(())
         }
     };
-    eventually("agent ready", Duration::from_secs(3), || ready(1)).await;
+    eventually("agent ready", Duration::from_secs(3), || ready(1, 3)).await;
     api.patch(
         "agent",
         &PatchParams::default(),
@@ -1015,14 +1015,20 @@ async fn a_daemonset_runs_one_ready_pod_and_replaces_it_on_a_new_template() {
     )
     .await
     .unwrap();
-    eventually("agent updated", Duration::from_secs(3), || ready(2)).await;
+    eventually("agent updated", Duration::from_secs(5), || ready(2, 3)).await;
     let pods: Api<Pod> = Api::namespaced(client, "prod");
     let list = pods
         .list(&ListParams::default().labels("app=agent"))
         .await
         .unwrap()
         .items;
-    assert_eq!(list.len(), 1);
+    assert_eq!(list.len(), 3);
+    let mut nodes: Vec<_> = list
+        .iter()
+        .map(|p| p.spec.as_ref().unwrap().node_name.clone().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["sim-node-1", "sim-node-2", "sim-node-3"]);
     assert_eq!(
         list[0].metadata.owner_references.as_ref().unwrap()[0].kind,
         "DaemonSet"
@@ -1041,6 +1047,37 @@ async fn a_daemonset_runs_one_ready_pod_and_replaces_it_on_a_new_template() {
             .as_deref(),
         Some("agent:2")
     );
+    // A nodeSelector matching no node (Flagger's scale-to-zero) leaves
+    // none; one naming a node leaves one.
+    for (selector, nodes) in [
+        (json!({"flagger.app/scale-to-zero": "true"}), 0),
+        (
+            json!({"flagger.app/scale-to-zero": null, "kubernetes.io/hostname": "sim-node-2"}),
+            1,
+        ),
+    ] {
+        api.patch(
+            "agent",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"nodeSelector": selector}}}})),
+        )
+        .await
+        .unwrap();
+        let generation = api.get("agent").await.unwrap().metadata.generation.unwrap();
+        eventually("agent on its nodes", Duration::from_secs(5), || {
+            ready(generation, nodes)
+        })
+        .await;
+        let n = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count();
+        assert_eq!(n, nodes as usize);
+    }
     world.shutdown().await;
 }
 
@@ -1163,5 +1200,77 @@ current-context: c
     let client = Client::try_from(config).unwrap();
     let api: Api<Deployment> = Api::namespaced(client, "prod");
     assert!(api.get("podinfo").await.is_ok());
+    world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_object_keeps_its_deployment_within_its_bounds_and_holds_it_when_paused() {
+    let (world, client) = world(
+        "namespace: prod\nreadinessDelay: 100ms\ncrds: [keda]\nnamespaces: [{name: prod}]\n\
+         deployments:\n  - {name: worker, namespace: prod, image: worker:1, container: worker, \
+         replicas: 1, labels: {app: worker}}\n",
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "prod");
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+        "scaledobjects",
+    );
+    let scaled: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "prod", &ar);
+    let so: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "worker", "namespace": "prod"},
+        "spec": {
+            "scaleTargetRef": {"name": "worker"},
+            "minReplicaCount": 3, "maxReplicaCount": 5,
+            "triggers": [{"type": "cpu", "metadata": {"value": "60"}}],
+            "unknownField": true,
+        },
+    }))
+    .unwrap();
+    let created = scaled.create(&PostParams::default(), &so).await.unwrap();
+    // The CRD's schema is structural: an unknown spec field is pruned.
+    assert!(created.data["spec"].get("unknownField").is_none());
+    let replicas = |want: i32| {
+        let deployments = deployments.clone();
+        async move {
+            let d = deployments.get("worker").await.ok()?;
+            (d.spec.replicas == Some(want)).then_some(())
+        }
+    };
+    eventually(
+        "scaled up to minReplicaCount",
+        Duration::from_secs(3),
+        || replicas(3),
+    )
+    .await;
+    scaled
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "autoscaling.keda.sh/paused-replicas": "0"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "held at the paused replicas",
+        Duration::from_secs(3),
+        || replicas(0),
+    )
+    .await;
+    scaled
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "autoscaling.keda.sh/paused-replicas": null}}})),
+        )
+        .await
+        .unwrap();
+    eventually("back within the bounds", Duration::from_secs(3), || {
+        replicas(3)
+    })
+    .await;
     world.shutdown().await;
 }

@@ -187,6 +187,10 @@ pub struct ResolvedCanary {
     pub namespace: String,
     pub target: TargetRef,
     pub autoscaler: Option<TargetRef>,
+    /// `spec.autoscalerRef` as written: the primary's scaler queries and
+    /// replica bounds.
+    #[serde(skip)]
+    pub autoscaler_spec: Option<super::types::AutoscalerReference>,
     pub ingress: Option<String>,
     pub route: Option<String>,
     /// Name of the apex Service (`spec.service.name`, else the target's).
@@ -541,6 +545,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
             kind: a.kind.clone().unwrap_or_default(),
             name: a.name.clone().unwrap_or_default(),
         }),
+        autoscaler_spec: spec.autoscaler_ref.clone(),
         ingress: spec.ingress_ref.as_ref().and_then(|r| r.name.clone()),
         route: spec.route_ref.as_ref().and_then(|r| r.name.clone()),
         service: service
