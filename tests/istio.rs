@@ -572,16 +572,3 @@ async fn istio_is_detected_from_the_cluster_when_no_provider_is_named() {
     assert!(virtual_service(&c).is_some());
     c.world.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istio_session_affinity_is_refused_before_anything_is_written() {
-    let spec = with_analysis(
-        "    stepWeight: 20\n    sessionAffinity:\n      cookieName: flagger-cookie\n",
-    );
-    let c = start(&spec).await;
-    let out = c.run(&[]).await;
-    assert_exit(&out, 2);
-    assert!(stderr(&out).contains("sessionAffinity"), "{}", stderr(&out));
-    assert!(virtual_service(&c).is_none());
-    c.world.shutdown().await;
-}

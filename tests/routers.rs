@@ -711,3 +711,301 @@ async fn nginx_is_detected_by_its_namespace_and_ingress_class() {
     );
     c.world.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Session affinity on Istio and the Gateway API.
+// ---------------------------------------------------------------------------
+
+/// Steps long enough to look at the router and send requests at one.
+const AFFINITY: &str = "    stepWeights: [10, 20, 30, 40, 50, 60]
+    sessionAffinity:
+      cookieName: flagger-cookie
+      primaryCookieName: primary-cookie
+      maxAge: 600
+";
+
+/// The Istio Canary: a VirtualService for `www.example.com` bound to a
+/// gateway.
+fn istio_spec(analysis: &str) -> String {
+    gateway_spec("istio", analysis).replace(
+        "    gatewayRefs:\n      - name: gateway\n        namespace: gateway-system\n",
+        "    gateways: [istio-system/public-gateway]\n",
+    )
+}
+
+/// One request to `www.example.com` with a `Cookie` header (none when
+/// empty): the pod that answered and the `Set-Cookie` values it got.
+fn cookie_request(c: &Cluster, cookie: &str) -> (String, Vec<String>) {
+    let mut req = Request::get(
+        Target::Host {
+            host: "www.example.com".to_string(),
+            port: None,
+            namespace: "prod".to_string(),
+        },
+        "/",
+    );
+    if !cookie.is_empty() {
+        req.headers = vec![("Cookie".to_string(), cookie.to_string())];
+    }
+    let r = c.world.request(&req);
+    let set: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    (r.pod.unwrap_or_default(), set)
+}
+
+fn is_canary_pod(pod: &str) -> bool {
+    pod.starts_with("podinfo-") && !pod.starts_with("podinfo-primary-")
+}
+
+/// Sends requests without cookies until the canary answers one, as a new
+/// client does: the cookie its answer set (`name=value`) and the
+/// `Set-Cookie` value, and that the primary's answers set the primary
+/// cookie meanwhile.
+fn first_canary_cookie(c: &Cluster) -> (String, String, bool) {
+    let mut primary_cookie = false;
+    for _ in 0..2000 {
+        let (pod, set) = cookie_request(c, "");
+        if is_canary_pod(&pod) {
+            let v = set
+                .iter()
+                .find(|v| v.starts_with("flagger-cookie="))
+                .unwrap_or_else(|| panic!("the canary's answer set no cookie: {set:?}"))
+                .clone();
+            let cookie = v.split(';').next().unwrap().to_string();
+            return (cookie, v, primary_cookie);
+        }
+        primary_cookie |= set.iter().any(|v| v.starts_with("primary-cookie="));
+        assert!(
+            !set.iter().any(|v| v.starts_with("flagger-cookie=")),
+            "the primary set the canary cookie: {set:?}"
+        );
+    }
+    panic!("no request reached the canary");
+}
+
+/// Which version answered `n` requests carrying `cookie`: (primary, canary).
+fn answers_with_cookie(c: &Cluster, cookie: &str, n: usize) -> (usize, usize) {
+    let mut out = (0, 0);
+    for _ in 0..n {
+        let (pod, _) = cookie_request(c, cookie);
+        if is_canary_pod(&pod) {
+            out.1 += 1;
+        } else if pod.starts_with("podinfo-primary-") {
+            out.0 += 1;
+        }
+    }
+    out
+}
+
+/// A release with session affinity is promoted; at a step a client that
+/// met the canary stays on it, and once promoted its cookie is expired.
+/// `routes` reads the router object's routes (VirtualService `http` or
+/// HTTPRoute `rules`) and `sticky` says what its first route matches and
+/// sends to the canary: (cookie pattern, canary weight).
+async fn affinity_release(
+    c: &Cluster,
+    weight: impl Fn(&Cluster) -> Option<i64>,
+    sticky: impl Fn(&Cluster) -> Option<(String, i64)>,
+    set_cookie_of_first: impl Fn(&Cluster) -> Option<String>,
+) {
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut child = c.spawn(&[]);
+    wait_during_run(c, &mut child, "the canary never got traffic", |c| {
+        weight(c).is_some_and(|w| w > 0)
+    })
+    .await;
+    let (cookie, set_cookie, _) = first_canary_cookie(c);
+    assert!(set_cookie.ends_with("; Max-Age=600"), "{set_cookie}");
+    let value = cookie.split_once('=').unwrap().1;
+    assert_eq!(value.len(), 10, "{cookie}");
+    // The first route matches the cookie and sends it to the canary only.
+    let (pattern, w) = sticky(c).expect("a sticky route");
+    assert_eq!(pattern, format!(".*flagger-cookie.*{value}.*"));
+    assert_eq!(w, 100);
+    // The client holding it keeps reaching the canary, whatever the
+    // weights say; one without it mostly reaches the primary.
+    assert_eq!(answers_with_cookie(c, &cookie, 40), (0, 40));
+    assert!(answers_with_cookie(c, "", 40).0 > 0);
+    let out = finish(child).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("Promotion completed!"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    // Promoted: the cookie's clients go to the primary and are told to
+    // drop it.
+    assert_eq!(weight(c), Some(0));
+    assert_eq!(
+        set_cookie_of_first(c),
+        Some(format!("{cookie}; Max-Age=-1"))
+    );
+    let (pod, set) = cookie_request(c, &cookie);
+    assert!(pod.starts_with("podinfo-primary-"), "{pod}");
+    assert_eq!(set, [format!("{cookie}; Max-Age=-1")]);
+    assert_eq!(answers_with_cookie(c, &cookie, 20), (20, 0));
+}
+
+fn virtual_service(c: &Cluster) -> Option<Value> {
+    c.world.store().get(
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        "prod",
+        "podinfo",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_session_affinity_keeps_a_client_on_the_canary_and_expires_its_cookie() {
+    let c = Cluster::start_in(scenario("istio", ""), &istio_spec(AFFINITY)).await;
+    let weighted = |c: &Cluster| {
+        let vs = virtual_service(c)?;
+        let http = vs["spec"]["http"].as_array()?.clone();
+        http.last().cloned()
+    };
+    affinity_release(
+        &c,
+        |c| {
+            weighted(c)?["route"]
+                .as_array()?
+                .iter()
+                .find(|d| d["destination"]["host"] == "podinfo-canary")?["weight"]
+                .as_i64()
+        },
+        |c| {
+            let vs = virtual_service(c)?;
+            let first = &vs["spec"]["http"][0];
+            if first["name"] != "sticky-route" {
+                return None;
+            }
+            let pattern = first["match"][0]["headers"]["Cookie"]["regex"].as_str()?;
+            let w = first["route"]
+                .as_array()?
+                .iter()
+                .find(|d| d["destination"]["host"] == "podinfo-canary")?["weight"]
+                .as_i64()?;
+            // The primary's clients have a route of their own, and the
+            // weighted route's destinations set both cookies.
+            let second = &vs["spec"]["http"][1];
+            assert_eq!(second["name"], "sticky-primary-route");
+            let w_route = weighted(c)?;
+            let set = |host: &str| {
+                w_route["route"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|d| d["destination"]["host"] == host)
+                    .unwrap()["headers"]["response"]["add"]["Set-Cookie"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            assert!(set("podinfo-canary").starts_with("flagger-cookie="));
+            assert!(set("podinfo-primary").starts_with("primary-cookie="));
+            assert!(set("podinfo-primary").ends_with("; Max-Age=1"));
+            Some((pattern.to_string(), w))
+        },
+        |c| {
+            let vs = virtual_service(c)?;
+            let first = &vs["spec"]["http"][0];
+            assert_eq!(first["name"], "sticky-route");
+            first["headers"]["response"]["add"]["Set-Cookie"]
+                .as_str()
+                .map(str::to_string)
+        },
+    )
+    .await;
+    c.world.shutdown().await;
+}
+
+fn http_route(c: &Cluster) -> Option<Value> {
+    c.world.store().get(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "prod",
+        "podinfo",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_session_affinity_keeps_a_client_on_the_canary_and_expires_its_cookie() {
+    let c = Cluster::start_in(
+        scenario("gatewayApi", ""),
+        &gateway_spec("gatewayapi:v1", AFFINITY),
+    )
+    .await;
+    let set_cookies = |v: &Value| -> Vec<String> {
+        v["filters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["type"] == "ResponseHeaderModifier")
+            .flat_map(|f| {
+                f["responseHeaderModifier"]["add"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .filter(|h| h["name"] == "Set-Cookie")
+            .map(|h| h["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    affinity_release(
+        &c,
+        |c| {
+            let r = http_route(c)?;
+            r["spec"]["rules"].as_array()?.last()?["backendRefs"]
+                .as_array()?
+                .iter()
+                .find(|b| b["name"] == "podinfo-canary")?["weight"]
+                .as_i64()
+        },
+        |c| {
+            let r = http_route(c)?;
+            let rules = r["spec"]["rules"].as_array()?.clone();
+            if rules.len() != 3 {
+                return None;
+            }
+            let header = &rules[0]["matches"][0]["headers"][0];
+            assert_eq!(header["name"], "Cookie");
+            assert_eq!(header["type"], "RegularExpression");
+            let w = rules[0]["backendRefs"]
+                .as_array()?
+                .iter()
+                .find(|b| b["name"] == "podinfo-canary")?["weight"]
+                .as_i64()?;
+            assert!(
+                rules[1]["matches"][0]["headers"][0]["value"]
+                    .as_str()?
+                    .starts_with(".*primary-cookie.*")
+            );
+            let backend = |name: &str| {
+                rules[2]["backendRefs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["name"] == name)
+                    .unwrap()
+                    .clone()
+            };
+            assert!(set_cookies(&backend("podinfo-canary"))[0].starts_with("flagger-cookie="));
+            assert!(set_cookies(&backend("podinfo-primary"))[0].ends_with("; Max-Age=1"));
+            Some((header["value"].as_str()?.to_string(), w))
+        },
+        |c| {
+            let r = http_route(c)?;
+            set_cookies(&r["spec"]["rules"][0]).into_iter().next()
+        },
+    )
+    .await;
+    c.world.shutdown().await;
+}

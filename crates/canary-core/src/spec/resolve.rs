@@ -208,6 +208,10 @@ pub struct ResolvedCanary {
     /// The percentage of requests copied to the canary while mirroring
     /// (`analysis.mirrorWeight`); `None` copies every request.
     pub mirror_weight: Option<u32>,
+    /// `analysis.sessionAffinity`: the cookies that keep a client sent to
+    /// the canary on the canary (Istio and the Gateway API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<super::types::SessionAffinity>,
     pub primary_ready_threshold: u32,
     pub canary_ready_threshold: u32,
     pub progress_deadline_seconds: u64,
@@ -543,6 +547,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         iterations,
         matches,
         mirror_weight,
+        session_affinity: analysis.session_affinity.clone(),
         primary_ready_threshold: percent(analysis.primary_ready_threshold.map(|v| v as f64)),
         canary_ready_threshold: percent(analysis.canary_ready_threshold.map(|v| v as f64)),
         progress_deadline_seconds: spec
