@@ -801,6 +801,30 @@ fn answers_with_cookie(c: &Cluster, cookie: &str, n: usize) -> (usize, usize) {
     out
 }
 
+/// `canary ACTION podinfo -n prod`, which must succeed.
+async fn act(c: &Cluster, action: &str) {
+    let mut cmd = crate::util::canary();
+    cmd.arg(action)
+        .args(["podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+}
+
+/// The run's state, from the primary's annotation.
+fn state(c: &Cluster) -> Value {
+    c.world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+        .and_then(|d| {
+            serde_json::from_str(d["metadata"]["annotations"]["canary.flagger.app/state"].as_str()?)
+                .ok()
+        })
+        .unwrap_or(Value::Null)
+}
+
 /// A release with session affinity is promoted; at a step a client that
 /// met the canary stays on it, and once promoted its cookie is expired.
 /// `routes` reads the router object's routes (VirtualService `http` or
@@ -819,6 +843,14 @@ async fn affinity_release(
         weight(c).is_some_and(|w| w > 0)
     })
     .await;
+    // Held at its step while the clients are looked at, so that a slow
+    // machine cannot see the promotion come first.
+    act(c, "pause").await;
+    wait_during_run(c, &mut child, "the run never paused", |c| {
+        state(c)["paused"].is_object()
+    })
+    .await;
+    assert!(weight(c).is_some_and(|w| w > 0));
     let (cookie, set_cookie, _) = first_canary_cookie(c);
     assert!(set_cookie.ends_with("; Max-Age=600"), "{set_cookie}");
     let value = cookie.split_once('=').unwrap().1;
@@ -831,6 +863,7 @@ async fn affinity_release(
     // weights say; one without it mostly reaches the primary.
     assert_eq!(answers_with_cookie(c, &cookie, 40), (0, 40));
     assert!(answers_with_cookie(c, "", 40).0 > 0);
+    act(c, "resume").await;
     let out = finish(child).await;
     assert_exit(&out, 0);
     assert!(
@@ -1007,5 +1040,43 @@ async fn gateway_api_session_affinity_keeps_a_client_on_the_canary_and_expires_i
         },
     )
     .await;
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_analysis_on_the_kubernetes_provider_is_run_with_flaggers_warnings() {
+    let spec = gateway_spec("kubernetes", "    stepWeight: 20\n").replace(
+        "    hosts: [www.example.com]\n    gatewayRefs:\n      - name: gateway\n        \
+         namespace: gateway-system\n",
+        "",
+    );
+    let c = Cluster::start_in(scenario("", ""), &spec).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    // The canary Service gets no traffic here, so its checks fail: what
+    // matters is what the run said as it started.
+    let out = c.run(&["-o", "json"]).await;
+    let warnings: Vec<String> = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "warning")
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "Progressive traffic is not supported when using the kubernetes provider",
+            "Setting canaryAnalysis.iterations: 10"
+        ]
+    );
+    // The text output says it too.
+    c.set_image("3.1.0");
+    let out = c.run(&[]).await;
+    assert!(
+        stderr(&out)
+            .contains("Progressive traffic is not supported when using the kubernetes provider"),
+        "{}",
+        stderr(&out)
+    );
     c.world.shutdown().await;
 }

@@ -127,7 +127,17 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
             None
         };
         if let Some(why) = why {
-            out.push(&join_index(&at("match"), i), why, match_help());
+            let help = if c.provider == Some(Provider::Kubernetes) {
+                // Flagger warns and drops the match; refused here, since
+                // the run would not be the A/B test the spec asks for.
+                "Flagger warns \"A/B testing is not supported when using the kubernetes \
+                 provider\" and runs blue/green without the match; remove `match`, or use a \
+                 provider that routes requests (istio, gatewayapi, nginx)"
+                    .to_string()
+            } else {
+                match_help()
+            };
+            out.push(&join_index(&at("match"), i), why, help);
             // One refusal says it; the other entries would repeat it.
             if cannot_match {
                 break;

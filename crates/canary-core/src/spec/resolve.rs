@@ -222,6 +222,10 @@ pub struct ResolvedCanary {
     pub webhooks: Vec<ResolvedWebhook>,
     /// Things Flagger would silently change, said out loud.
     pub notes: Vec<String>,
+    /// The warnings Flagger records for this spec at each analysis, in its
+    /// words (also among `notes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ResolvedCanary {
@@ -347,6 +351,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
     let service = spec.service.clone().unwrap_or_default();
     let target_ref = spec.target_ref.clone().unwrap_or_default();
     let mut notes = Vec::new();
+    let mut warnings = Vec::new();
 
     // Validation has refused a name Flagger does not know.
     let spec_provider = spec
@@ -381,11 +386,17 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         // `analysis.match` cannot be honoured without a router: Flagger
         // ignores it, `crate::support` refuses it.
         if iterations == 0 {
-            notes.push(format!(
-                "the kubernetes provider cannot shift traffic; running {} blue/green iterations \
-                 instead (as Flagger does)",
+            // Flagger's two warnings (`scheduler.go`), then the analysis
+            // runs as blue/green.
+            warnings.push(
+                "Progressive traffic is not supported when using the kubernetes provider"
+                    .to_string(),
+            );
+            warnings.push(format!(
+                "Setting canaryAnalysis.iterations: {}",
                 defaults::KUBERNETES_ITERATIONS
             ));
+            notes.extend(warnings.iter().cloned());
             iterations = defaults::KUBERNETES_ITERATIONS;
         }
         Strategy::BlueGreen { mirror: false }
@@ -560,6 +571,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         metrics,
         webhooks,
         notes,
+        warnings,
     }
 }
 
