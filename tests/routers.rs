@@ -1080,3 +1080,54 @@ async fn a_canary_analysis_on_the_kubernetes_provider_is_run_with_flaggers_warni
     );
     c.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_is_detected_by_its_namespace_and_crd_and_two_meshes_are_an_error_naming_the_flag() {
+    let spec = istio_spec(STEPS).replace("  provider: istio\n", "");
+    // Istio alone: chosen, with the reason.
+    let c = Cluster::start_in(scenario("istio", "  - {name: istio-system}\n"), &spec).await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains(
+            "Using provider istio: namespace istio-system and CRD \
+             virtualservices.networking.istio.io exist"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(virtual_service(&c).is_some());
+    c.world.shutdown().await;
+
+    // Istio and the Gateway API: the user chooses, and nothing is written.
+    let c = Cluster::start_in(
+        scenario("istio, gatewayApi", "  - {name: istio-system}\n"),
+        &spec,
+    )
+    .await;
+    let out = c.run(&[]).await;
+    // A usage error: the command line must say which.
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    for words in [
+        "several providers found",
+        "istio (namespace istio-system and CRD virtualservices.networking.istio.io exist)",
+        "gatewayapi:v1 (CRD httproutes.gateway.networking.k8s.io exists and serves v1)",
+        "choose one with --mesh-provider",
+    ] {
+        assert!(err.contains(words), "{words}: {err}");
+    }
+    assert!(virtual_service(&c).is_none());
+    assert!(http_route(&c).is_none());
+    assert!(
+        c.world
+            .store()
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .is_none()
+    );
+    // Named, it runs.
+    let out = c.run(&["--mesh-provider", "istio"]).await;
+    assert_exit(&out, 0);
+    assert!(virtual_service(&c).is_some());
+    c.world.shutdown().await;
+}
