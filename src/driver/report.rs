@@ -222,6 +222,7 @@ impl Driver<'_> {
             &c.namespace,
             &primary_name,
             &c.target.name,
+            c.ingress.as_deref().unwrap_or(&c.target.name),
             &window_text,
         )?;
         let ask = |query: String| {
