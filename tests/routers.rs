@@ -1131,3 +1131,63 @@ async fn istio_is_detected_by_its_namespace_and_crd_and_two_meshes_are_an_error_
     assert!(virtual_service(&c).is_some());
     c.world.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// The traffic events, per router.
+// ---------------------------------------------------------------------------
+
+/// The `traffic` events of a `run -o json`: each version's request rate,
+/// success rate and p99 where the metrics server had them.
+pub(crate) fn traffic_events(out: &std::process::Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "traffic")
+        .map(|e| e["traffic"].clone())
+        .collect()
+}
+
+/// Some traffic event gave both versions a request rate above 0, a
+/// success rate and a latency.
+pub(crate) fn assert_both_versions_measured(out: &std::process::Output) {
+    let events = traffic_events(out);
+    let measured = |t: &Value, v: &str| {
+        t[v]["requestRate"].as_f64().is_some_and(|r| r > 0.0)
+            && t[v]["successRate"].as_f64().is_some()
+            && t[v]["latencyP99Ms"].as_f64().is_some_and(|l| l > 0.0)
+    };
+    assert!(
+        events
+            .iter()
+            .any(|t| measured(t, "primary") && measured(t, "canary")),
+        "{events:#?}\n{}",
+        stderr(out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traffic_events_of_an_nginx_canary_give_each_versions_numbers() {
+    let c = nginx_cluster("    stepWeights: [20, 40, 60]\n").await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&["-o", "json"]).await;
+    assert_exit(&out, 0);
+    assert_both_versions_measured(&out);
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_api_canary_has_no_per_version_traffic_events() {
+    let c = Cluster::start_in(
+        scenario("gatewayApi", ""),
+        &gateway_spec("gatewayapi:v1", STEPS),
+    )
+    .await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&["-o", "json"]).await;
+    assert_exit(&out, 0);
+    // Its series do not tell the versions apart; the live view says so.
+    assert_eq!(traffic_events(&out), Vec::<Value>::new());
+    c.world.shutdown().await;
+}
