@@ -11,6 +11,10 @@
 //! while the primary answers. The two versions differ only in their
 //! `apiVersion`: `v1beta1` is served by the same CRD with the same schema.
 //!
+//! Session affinity (`analysis.sessionAffinity`, [`sticky_rules`]) puts
+//! rules matching the cookies before the weighted rule, whose backends set
+//! them by `ResponseHeaderModifier` filters (see [`super::affinity`]).
+//!
 //! Where Flagger writes an empty request timeout on the A/B rule (which a
 //! real API server refuses), no timeout is written; Flagger only mirrors
 //! for blue/green, `canary` also for a canary's mirroring step.

@@ -8,6 +8,11 @@
 //! (mirroring), or a first route carrying `analysis.match` that sends its
 //! requests to the canary (A/B testing).
 //!
+//! With `analysis.sessionAffinity`, [`sticky_routes`] puts Flagger's
+//! `sticky-route` (and, with `primaryCookieName`, a
+//! `sticky-primary-route`) before the weighted route, whose destinations
+//! set the cookies (see [`super::affinity`]).
+//!
 //! The objects are built by pure functions ([`virtual_service_spec`],
 //! [`destination_rule_spec`]) that the unit tests compare with what
 //! Flagger writes for the same Canary. Where Flagger writes something

@@ -19,6 +19,12 @@
 //! for the canary ingress's traffic). Label sets are those Flagger's
 //! built-in queries select on, plus the usual neighbours.
 //!
+//! The headers a route adds to the answer (Istio's `headers.response` on
+//! the route and the chosen destination, the Gateway API's
+//! `ResponseHeaderModifier` filters on the rule and the chosen backend)
+//! come back in [`Response::headers`], so a client can keep a cookie a
+//! route sets and send it again.
+//!
 //! Two sources of requests run on the traffic task's tick: steady flows
 //! (the scenario's `traffic`) and load jobs (the load tester's `hey`),
 //! whose workers pace themselves like hey's (`-q` per worker, never faster
