@@ -700,6 +700,62 @@ spec:
     }
 
     #[test]
+    fn sticky_rules_come_first_and_the_cookies_read_back() {
+        let yaml = format!(
+            "{CANARY}    stepWeight: 10\n    sessionAffinity:\n      cookieName: flagger-cookie\n      \
+             primaryCookieName: primary-cookie\n"
+        );
+        let c = canary(&yaml);
+        let spec = route_spec(&c, &Routing::weighted(10)).unwrap();
+        let cookies = Cookies {
+            canary: Some("flagger-cookie=AbCdEfGhIj".into()),
+            primary: Some("primary-cookie=KlMnOpQrSt".into()),
+            previous: None,
+        };
+        let rules = sticky_rules(&c, spec["rules"].as_array().unwrap().clone(), &cookies).unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            rules[0]["matches"],
+            json!([{"headers": [{
+                "name": "Cookie",
+                "type": "RegularExpression",
+                "value": ".*flagger-cookie.*AbCdEfGhIj.*",
+            }]}])
+        );
+        assert_eq!(rules[0]["backendRefs"][1]["weight"], 100);
+        assert_eq!(rules[1]["backendRefs"][0]["weight"], 100);
+        assert_eq!(
+            set_cookies(&rules[2]["backendRefs"][1]),
+            ["flagger-cookie=AbCdEfGhIj; Max-Age=86400"]
+        );
+        let mut sticky = spec.clone();
+        sticky["rules"] = json!(rules);
+        assert_eq!(routing_of(&c, &sticky), Some(Routing::weighted(10)));
+        assert_eq!(
+            live_cookies(&c, &sticky).canary.as_deref(),
+            Some("flagger-cookie=AbCdEfGhIj")
+        );
+        // At 0 the first rule expires the cookie.
+        let done = Cookies {
+            previous: Some("flagger-cookie=AbCdEfGhIj".into()),
+            ..Cookies::default()
+        };
+        let spec = route_spec(&c, &Routing::all_primary()).unwrap();
+        let rules = sticky_rules(&c, spec["rules"].as_array().unwrap().clone(), &done).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            set_cookies(&rules[0]),
+            ["flagger-cookie=AbCdEfGhIj; Max-Age=-1"]
+        );
+        let mut expired = spec.clone();
+        expired["rules"] = json!(rules);
+        assert_eq!(
+            live_cookies(&c, &expired).previous.as_deref(),
+            Some("flagger-cookie=AbCdEfGhIj")
+        );
+    }
+
+    #[test]
     fn weights_read_back_as_written() {
         let c = canary(&format!("{CANARY}    stepWeight: 10\n"));
         for w in [0, 5, 50, 100] {

@@ -408,6 +408,14 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         Strategy::Canary { mirror }
     };
 
+    if strategy == Strategy::AbTesting && analysis.session_affinity.is_some() {
+        notes.push(
+            "`sessionAffinity` is not used with `match`: A/B testing routes by its matches \
+             alone (as Flagger does)"
+                .to_string(),
+        );
+    }
+
     // Only an A/B analysis routes by request; Flagger drops the match
     // everywhere else (the kubernetes provider included).
     let matches = match strategy {
@@ -578,6 +586,44 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_affinity_beside_an_ab_match_is_noted_as_unused() {
+        let yaml = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: prod}
+spec:
+  provider: istio
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis:
+    interval: 1m
+    iterations: 5
+    sessionAffinity: {cookieName: flagger-cookie}
+    match:
+      - headers: {x-canary: {exact: insider}}
+";
+        let file = crate::spec::load_str("c.yaml", yaml).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        assert_eq!(c.strategy, Strategy::AbTesting);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("`sessionAffinity` is not used")),
+            "{:?}",
+            c.notes
+        );
+        let weighted = yaml
+            .replace("    iterations: 5\n", "    stepWeight: 10\n")
+            .replace(
+                "    match:\n      - headers: {x-canary: {exact: insider}}\n",
+                "",
+            );
+        let file = crate::spec::load_str("c.yaml", &weighted).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+        assert!(c.session_affinity.is_some());
+    }
 
     #[test]
     fn durations_parse_as_go_does() {
