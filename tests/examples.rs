@@ -949,3 +949,72 @@ fn the_release_the_krew_manifest_and_the_action_name_the_same_targets() {
     installed.sort();
     assert_eq!(installed, expected);
 }
+
+/// One example per router and strategy `canary run` drives: the file, the
+/// provider `plan` gives it (`--mesh-provider` for a spec naming none)
+/// and the strategy.
+const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
+    ("istio.yaml", "istio", "canary"),
+    ("ab-testing.yaml", "istio", "A/B testing"),
+    ("istio-blue-green.yaml", "istio", "blue/green"),
+    ("istio-mirror.yaml", "istio", "blue/green with mirroring"),
+    ("istio-session-affinity.yaml", "istio", "canary"),
+    ("gateway-api.yaml", "gatewayapi:v1", "canary"),
+    (
+        "gateway-api-ab-testing.yaml",
+        "gatewayapi:v1",
+        "A/B testing",
+    ),
+    (
+        "gateway-api-mirror.yaml",
+        "gatewayapi:v1",
+        "blue/green with mirroring",
+    ),
+    (
+        "gateway-api-session-affinity.yaml",
+        "gatewayapi:v1",
+        "canary",
+    ),
+    ("nginx.yaml", "nginx", "canary"),
+    ("nginx-ab-testing.yaml", "nginx", "A/B testing"),
+    ("blue-green.yaml", "kubernetes", "blue/green"),
+    ("podinfo.yaml", "linkerd", "canary"),
+];
+
+#[test]
+fn every_router_and_strategy_has_an_example_that_plans_as_it_says() {
+    for (file, provider, strategy) in EXAMPLE_PER_ROUTER {
+        let path = root().join("examples").join(file);
+        let out = canary()
+            .arg("plan")
+            .arg(&path)
+            .args(["--mesh-provider", provider, "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(p["provider"], *provider, "{file}");
+        assert_eq!(p["strategy"], *strategy, "{file}");
+        assert!(!p["steps"].as_array().unwrap().is_empty(), "{file}");
+        // The spec's own provider, not the flag, where it names one.
+        let text = std::fs::read_to_string(&path).unwrap();
+        if *file != "podinfo.yaml" {
+            assert!(
+                text.contains(&format!("  provider: {provider}\n")),
+                "{file}"
+            );
+        }
+    }
+    // Session affinity is what its examples are for.
+    for file in [
+        "istio-session-affinity.yaml",
+        "gateway-api-session-affinity.yaml",
+    ] {
+        let text = std::fs::read_to_string(root().join("examples").join(file)).unwrap();
+        assert!(text.contains("sessionAffinity:"), "{file}");
+    }
+}

@@ -574,14 +574,12 @@ async fn istio_is_detected_from_the_cluster_when_no_provider_is_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istio_session_affinity_is_refused_before_anything_is_written() {
-    let spec = with_analysis(
-        "    stepWeight: 20\n    sessionAffinity:\n      cookieName: flagger-cookie\n",
-    );
-    let c = start(&spec).await;
-    let out = c.run(&[]).await;
-    assert_exit(&out, 2);
-    assert!(stderr(&out).contains("sessionAffinity"), "{}", stderr(&out));
-    assert!(virtual_service(&c).is_none());
+async fn the_traffic_events_of_an_istio_canary_give_each_versions_numbers() {
+    let c = start(&weighted(25)).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&["-o", "json"]).await;
+    assert_exit(&out, 0);
+    crate::routers::assert_both_versions_measured(&out);
     c.world.shutdown().await;
 }

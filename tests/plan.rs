@@ -299,3 +299,52 @@ fn plan_picks_a_canary_by_name_when_a_file_holds_several() {
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["canary"], "other");
 }
+
+/// Flagger's two warnings when a canary analysis (`stepWeight`) meets the
+/// kubernetes provider, which cannot shift traffic.
+const KUBERNETES_WARNINGS: [&str; 2] = [
+    "Progressive traffic is not supported when using the kubernetes provider",
+    "Setting canaryAnalysis.iterations: 10",
+];
+
+#[test]
+fn a_canary_analysis_on_kubernetes_runs_as_blue_green_with_flaggers_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("podinfo.yaml");
+    let text = std::fs::read_to_string("examples/podinfo.yaml")
+        .unwrap()
+        .replacen(
+            "spec:\n",
+            "spec:\n  provider: kubernetes\n  metricsServer: http://prometheus.monitoring:9090\n",
+            1,
+        );
+    std::fs::write(&file, text).unwrap();
+    let path = file.display().to_string();
+    let args = [path.as_str()];
+    let p = plan_json(&args);
+    assert_eq!(p["strategy"], "blue/green");
+    assert_eq!(p["steps"].as_array().unwrap().len(), 10);
+    let notes: Vec<&str> = p["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for w in KUBERNETES_WARNINGS {
+        assert!(notes.contains(&w), "{notes:?}");
+    }
+    let table = canary().arg("plan").args(args).output().unwrap();
+    assert!(table.status.success());
+    let validate = canary().arg("validate").args(args).output().unwrap();
+    assert!(validate.status.success());
+    for out in [&table, &validate] {
+        let text = stdout(out) + &String::from_utf8_lossy(&out.stderr);
+        for w in KUBERNETES_WARNINGS {
+            assert!(text.contains(w), "{text}");
+        }
+    }
+    // Blue/green as written gets no warning.
+    let p = plan_json(&["examples/blue-green.yaml"]);
+    let notes = p["notes"].to_string();
+    assert!(!notes.contains("Progressive traffic"), "{notes}");
+}

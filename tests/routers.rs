@@ -711,3 +711,483 @@ async fn nginx_is_detected_by_its_namespace_and_ingress_class() {
     );
     c.world.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Session affinity on Istio and the Gateway API.
+// ---------------------------------------------------------------------------
+
+/// Steps long enough to look at the router and send requests at one.
+const AFFINITY: &str = "    stepWeights: [10, 20, 30, 40, 50, 60]
+    sessionAffinity:
+      cookieName: flagger-cookie
+      primaryCookieName: primary-cookie
+      maxAge: 600
+";
+
+/// The Istio Canary: a VirtualService for `www.example.com` bound to a
+/// gateway.
+fn istio_spec(analysis: &str) -> String {
+    gateway_spec("istio", analysis).replace(
+        "    gatewayRefs:\n      - name: gateway\n        namespace: gateway-system\n",
+        "    gateways: [istio-system/public-gateway]\n",
+    )
+}
+
+/// One request to `www.example.com` with a `Cookie` header (none when
+/// empty): the pod that answered and the `Set-Cookie` values it got.
+fn cookie_request(c: &Cluster, cookie: &str) -> (String, Vec<String>) {
+    let mut req = Request::get(
+        Target::Host {
+            host: "www.example.com".to_string(),
+            port: None,
+            namespace: "prod".to_string(),
+        },
+        "/",
+    );
+    if !cookie.is_empty() {
+        req.headers = vec![("Cookie".to_string(), cookie.to_string())];
+    }
+    let r = c.world.request(&req);
+    let set: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    (r.pod.unwrap_or_default(), set)
+}
+
+fn is_canary_pod(pod: &str) -> bool {
+    pod.starts_with("podinfo-") && !pod.starts_with("podinfo-primary-")
+}
+
+/// Sends requests without cookies until the canary answers one, as a new
+/// client does: the cookie its answer set (`name=value`) and the
+/// `Set-Cookie` value, and that the primary's answers set the primary
+/// cookie meanwhile.
+fn first_canary_cookie(c: &Cluster) -> (String, String, bool) {
+    let mut primary_cookie = false;
+    for _ in 0..2000 {
+        let (pod, set) = cookie_request(c, "");
+        if is_canary_pod(&pod) {
+            let v = set
+                .iter()
+                .find(|v| v.starts_with("flagger-cookie="))
+                .unwrap_or_else(|| panic!("the canary's answer set no cookie: {set:?}"))
+                .clone();
+            let cookie = v.split(';').next().unwrap().to_string();
+            return (cookie, v, primary_cookie);
+        }
+        primary_cookie |= set.iter().any(|v| v.starts_with("primary-cookie="));
+        assert!(
+            !set.iter().any(|v| v.starts_with("flagger-cookie=")),
+            "the primary set the canary cookie: {set:?}"
+        );
+    }
+    panic!("no request reached the canary");
+}
+
+/// Which version answered `n` requests carrying `cookie`: (primary, canary).
+fn answers_with_cookie(c: &Cluster, cookie: &str, n: usize) -> (usize, usize) {
+    let mut out = (0, 0);
+    for _ in 0..n {
+        let (pod, _) = cookie_request(c, cookie);
+        if is_canary_pod(&pod) {
+            out.1 += 1;
+        } else if pod.starts_with("podinfo-primary-") {
+            out.0 += 1;
+        }
+    }
+    out
+}
+
+/// `canary ACTION podinfo -n prod`, which must succeed.
+async fn act(c: &Cluster, action: &str) {
+    let mut cmd = crate::util::canary();
+    cmd.arg(action)
+        .args(["podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+}
+
+/// The run's state, from the primary's annotation.
+fn state(c: &Cluster) -> Value {
+    c.world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+        .and_then(|d| {
+            serde_json::from_str(d["metadata"]["annotations"]["canary.flagger.app/state"].as_str()?)
+                .ok()
+        })
+        .unwrap_or(Value::Null)
+}
+
+/// A release with session affinity is promoted; at a step a client that
+/// met the canary stays on it, and once promoted its cookie is expired.
+/// `routes` reads the router object's routes (VirtualService `http` or
+/// HTTPRoute `rules`) and `sticky` says what its first route matches and
+/// sends to the canary: (cookie pattern, canary weight).
+async fn affinity_release(
+    c: &Cluster,
+    weight: impl Fn(&Cluster) -> Option<i64>,
+    sticky: impl Fn(&Cluster) -> Option<(String, i64)>,
+    set_cookie_of_first: impl Fn(&Cluster) -> Option<String>,
+) {
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut child = c.spawn(&[]);
+    wait_during_run(c, &mut child, "the canary never got traffic", |c| {
+        weight(c).is_some_and(|w| w > 0)
+    })
+    .await;
+    // Held at its step while the clients are looked at, so that a slow
+    // machine cannot see the promotion come first.
+    act(c, "pause").await;
+    wait_during_run(c, &mut child, "the run never paused", |c| {
+        state(c)["paused"].is_object()
+    })
+    .await;
+    assert!(weight(c).is_some_and(|w| w > 0));
+    let (cookie, set_cookie, _) = first_canary_cookie(c);
+    assert!(set_cookie.ends_with("; Max-Age=600"), "{set_cookie}");
+    let value = cookie.split_once('=').unwrap().1;
+    assert_eq!(value.len(), 10, "{cookie}");
+    // The first route matches the cookie and sends it to the canary only.
+    let (pattern, w) = sticky(c).expect("a sticky route");
+    assert_eq!(pattern, format!(".*flagger-cookie.*{value}.*"));
+    assert_eq!(w, 100);
+    // The client holding it keeps reaching the canary, whatever the
+    // weights say; one without it mostly reaches the primary.
+    assert_eq!(answers_with_cookie(c, &cookie, 40), (0, 40));
+    assert!(answers_with_cookie(c, "", 40).0 > 0);
+    act(c, "resume").await;
+    let out = finish(child).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("Promotion completed!"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    // Promoted: the cookie's clients go to the primary and are told to
+    // drop it.
+    assert_eq!(weight(c), Some(0));
+    assert_eq!(
+        set_cookie_of_first(c),
+        Some(format!("{cookie}; Max-Age=-1"))
+    );
+    let (pod, set) = cookie_request(c, &cookie);
+    assert!(pod.starts_with("podinfo-primary-"), "{pod}");
+    assert_eq!(set, [format!("{cookie}; Max-Age=-1")]);
+    assert_eq!(answers_with_cookie(c, &cookie, 20), (20, 0));
+}
+
+fn virtual_service(c: &Cluster) -> Option<Value> {
+    c.world.store().get(
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        "prod",
+        "podinfo",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_session_affinity_keeps_a_client_on_the_canary_and_expires_its_cookie() {
+    let c = Cluster::start_in(scenario("istio", ""), &istio_spec(AFFINITY)).await;
+    let weighted = |c: &Cluster| {
+        let vs = virtual_service(c)?;
+        let http = vs["spec"]["http"].as_array()?.clone();
+        http.last().cloned()
+    };
+    affinity_release(
+        &c,
+        |c| {
+            weighted(c)?["route"]
+                .as_array()?
+                .iter()
+                .find(|d| d["destination"]["host"] == "podinfo-canary")?["weight"]
+                .as_i64()
+        },
+        |c| {
+            let vs = virtual_service(c)?;
+            let first = &vs["spec"]["http"][0];
+            if first["name"] != "sticky-route" {
+                return None;
+            }
+            let pattern = first["match"][0]["headers"]["Cookie"]["regex"].as_str()?;
+            let w = first["route"]
+                .as_array()?
+                .iter()
+                .find(|d| d["destination"]["host"] == "podinfo-canary")?["weight"]
+                .as_i64()?;
+            // The primary's clients have a route of their own, and the
+            // weighted route's destinations set both cookies.
+            let second = &vs["spec"]["http"][1];
+            assert_eq!(second["name"], "sticky-primary-route");
+            let w_route = weighted(c)?;
+            let set = |host: &str| {
+                w_route["route"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|d| d["destination"]["host"] == host)
+                    .unwrap()["headers"]["response"]["add"]["Set-Cookie"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            assert!(set("podinfo-canary").starts_with("flagger-cookie="));
+            assert!(set("podinfo-primary").starts_with("primary-cookie="));
+            assert!(set("podinfo-primary").ends_with("; Max-Age=1"));
+            Some((pattern.to_string(), w))
+        },
+        |c| {
+            let vs = virtual_service(c)?;
+            let first = &vs["spec"]["http"][0];
+            assert_eq!(first["name"], "sticky-route");
+            first["headers"]["response"]["add"]["Set-Cookie"]
+                .as_str()
+                .map(str::to_string)
+        },
+    )
+    .await;
+    c.world.shutdown().await;
+}
+
+fn http_route(c: &Cluster) -> Option<Value> {
+    c.world.store().get(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "prod",
+        "podinfo",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_session_affinity_keeps_a_client_on_the_canary_and_expires_its_cookie() {
+    let c = Cluster::start_in(
+        scenario("gatewayApi", ""),
+        &gateway_spec("gatewayapi:v1", AFFINITY),
+    )
+    .await;
+    let set_cookies = |v: &Value| -> Vec<String> {
+        v["filters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["type"] == "ResponseHeaderModifier")
+            .flat_map(|f| {
+                f["responseHeaderModifier"]["add"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .filter(|h| h["name"] == "Set-Cookie")
+            .map(|h| h["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    affinity_release(
+        &c,
+        |c| {
+            let r = http_route(c)?;
+            r["spec"]["rules"].as_array()?.last()?["backendRefs"]
+                .as_array()?
+                .iter()
+                .find(|b| b["name"] == "podinfo-canary")?["weight"]
+                .as_i64()
+        },
+        |c| {
+            let r = http_route(c)?;
+            let rules = r["spec"]["rules"].as_array()?.clone();
+            if rules.len() != 3 {
+                return None;
+            }
+            let header = &rules[0]["matches"][0]["headers"][0];
+            assert_eq!(header["name"], "Cookie");
+            assert_eq!(header["type"], "RegularExpression");
+            let w = rules[0]["backendRefs"]
+                .as_array()?
+                .iter()
+                .find(|b| b["name"] == "podinfo-canary")?["weight"]
+                .as_i64()?;
+            assert!(
+                rules[1]["matches"][0]["headers"][0]["value"]
+                    .as_str()?
+                    .starts_with(".*primary-cookie.*")
+            );
+            let backend = |name: &str| {
+                rules[2]["backendRefs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["name"] == name)
+                    .unwrap()
+                    .clone()
+            };
+            assert!(set_cookies(&backend("podinfo-canary"))[0].starts_with("flagger-cookie="));
+            assert!(set_cookies(&backend("podinfo-primary"))[0].ends_with("; Max-Age=1"));
+            Some((header["value"].as_str()?.to_string(), w))
+        },
+        |c| {
+            let r = http_route(c)?;
+            set_cookies(&r["spec"]["rules"][0]).into_iter().next()
+        },
+    )
+    .await;
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_analysis_on_the_kubernetes_provider_is_run_with_flaggers_warnings() {
+    let spec = gateway_spec("kubernetes", "    stepWeight: 20\n").replace(
+        "    hosts: [www.example.com]\n    gatewayRefs:\n      - name: gateway\n        \
+         namespace: gateway-system\n",
+        "",
+    );
+    let c = Cluster::start_in(scenario("", ""), &spec).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    // The canary Service gets no traffic here, so its checks fail: what
+    // matters is what the run said as it started.
+    let out = c.run(&["-o", "json"]).await;
+    let warnings: Vec<String> = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "warning")
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "Progressive traffic is not supported when using the kubernetes provider",
+            "Setting canaryAnalysis.iterations: 10"
+        ]
+    );
+    // The text output says it too.
+    c.set_image("3.1.0");
+    let out = c.run(&[]).await;
+    assert!(
+        stderr(&out)
+            .contains("Progressive traffic is not supported when using the kubernetes provider"),
+        "{}",
+        stderr(&out)
+    );
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_is_detected_by_its_namespace_and_crd_and_two_meshes_are_an_error_naming_the_flag() {
+    let spec = istio_spec(STEPS).replace("  provider: istio\n", "");
+    // Istio alone: chosen, with the reason.
+    let c = Cluster::start_in(scenario("istio", "  - {name: istio-system}\n"), &spec).await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains(
+            "Using provider istio: namespace istio-system and CRD \
+             virtualservices.networking.istio.io exist"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(virtual_service(&c).is_some());
+    c.world.shutdown().await;
+
+    // Istio and the Gateway API: the user chooses, and nothing is written.
+    let c = Cluster::start_in(
+        scenario("istio, gatewayApi", "  - {name: istio-system}\n"),
+        &spec,
+    )
+    .await;
+    let out = c.run(&[]).await;
+    // A usage error: the command line must say which.
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    for words in [
+        "several providers found",
+        "istio (namespace istio-system and CRD virtualservices.networking.istio.io exist)",
+        "gatewayapi:v1 (CRD httproutes.gateway.networking.k8s.io exists and serves v1)",
+        "choose one with --mesh-provider",
+    ] {
+        assert!(err.contains(words), "{words}: {err}");
+    }
+    assert!(virtual_service(&c).is_none());
+    assert!(http_route(&c).is_none());
+    assert!(
+        c.world
+            .store()
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .is_none()
+    );
+    // Named, it runs.
+    let out = c.run(&["--mesh-provider", "istio"]).await;
+    assert_exit(&out, 0);
+    assert!(virtual_service(&c).is_some());
+    c.world.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// The traffic events, per router.
+// ---------------------------------------------------------------------------
+
+/// The `traffic` events of a `run -o json`: each version's request rate,
+/// success rate and p99 where the metrics server had them.
+pub(crate) fn traffic_events(out: &std::process::Output) -> Vec<Value> {
+    stdout(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "traffic")
+        .map(|e| e["traffic"].clone())
+        .collect()
+}
+
+/// Some traffic event gave both versions a request rate above 0, a
+/// success rate and a latency.
+pub(crate) fn assert_both_versions_measured(out: &std::process::Output) {
+    let events = traffic_events(out);
+    let measured = |t: &Value, v: &str| {
+        t[v]["requestRate"].as_f64().is_some_and(|r| r > 0.0)
+            && t[v]["successRate"].as_f64().is_some()
+            && t[v]["latencyP99Ms"].as_f64().is_some_and(|l| l > 0.0)
+    };
+    assert!(
+        events
+            .iter()
+            .any(|t| measured(t, "primary") && measured(t, "canary")),
+        "{events:#?}\n{}",
+        stderr(out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traffic_events_of_an_nginx_canary_give_each_versions_numbers() {
+    let c = nginx_cluster("    stepWeights: [20, 40, 60]\n").await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&["-o", "json"]).await;
+    assert_exit(&out, 0);
+    assert_both_versions_measured(&out);
+    c.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_api_canary_has_no_per_version_traffic_events() {
+    let c = Cluster::start_in(
+        scenario("gatewayApi", ""),
+        &gateway_spec("gatewayapi:v1", STEPS),
+    )
+    .await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let out = c.run(&["-o", "json"]).await;
+    assert_exit(&out, 0);
+    // Its series do not tell the versions apart; the live view says so.
+    assert_eq!(traffic_events(&out), Vec::<Value>::new());
+    c.world.shutdown().await;
+}

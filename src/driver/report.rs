@@ -51,6 +51,11 @@ impl Driver<'_> {
         if let Some(n) = self.note.take() {
             self.send(self.event(Kind::Progress, state).with_message(n));
         }
+        // What Flagger warns of for this spec (the kubernetes provider
+        // running a canary analysis as blue/green).
+        for w in &self.canary.warnings {
+            self.send(self.event(Kind::Warning, state).with_message(w.clone()));
+        }
     }
 
     /// What a round did, from the state it wrote: the request it acted
@@ -217,6 +222,7 @@ impl Driver<'_> {
             &c.namespace,
             &primary_name,
             &c.target.name,
+            c.ingress.as_deref().unwrap_or(&c.target.name),
             &window_text,
         )?;
         let ask = |query: String| {

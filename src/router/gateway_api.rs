@@ -11,6 +11,10 @@
 //! while the primary answers. The two versions differ only in their
 //! `apiVersion`: `v1beta1` is served by the same CRD with the same schema.
 //!
+//! Session affinity (`analysis.sessionAffinity`, [`sticky_rules`]) puts
+//! rules matching the cookies before the weighted rule, whose backends set
+//! them by `ResponseHeaderModifier` filters (see [`super::affinity`]).
+//!
 //! Where Flagger writes an empty request timeout on the A/B rule (which a
 //! real API server refuses), no timeout is written; Flagger only mirrors
 //! for blue/green, `canary` also for a canary's mirroring step.
@@ -20,6 +24,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::{Value, json};
 
 use super::Router;
+use super::affinity::{self, COOKIE, Cookies, SET_COOKIE};
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::{Routing, TOTAL_WEIGHT};
@@ -167,6 +172,142 @@ pub(crate) fn route_spec(
         json!(s.hosts)
     };
     Ok(spec)
+}
+
+/// A `ResponseHeaderModifier` filter adding `Set-Cookie: value`.
+fn set_cookie_filter(value: String) -> Value {
+    json!({
+        "type": "ResponseHeaderModifier",
+        "responseHeaderModifier": {"add": [{"name": SET_COOKIE, "value": value}]},
+    })
+}
+
+/// The rules with session affinity (see [`affinity`]), as Flagger's
+/// `getSessionAffinityRouteRules` writes them: a rule matching the canary
+/// cookie (a `Cookie` header `RegularExpression`) sending everything to
+/// the canary while it has traffic, with `primaryCookieName` one matching
+/// the primary cookie sending everything to the primary, then the weighted
+/// rule whose backends set the cookies by `ResponseHeaderModifier`
+/// filters. Once the canary has no traffic, the first rule expires the
+/// last canary cookie (or is a copy of the weighted rule when there is
+/// none). Rules without session affinity are returned as they are.
+pub(crate) fn sticky_rules(
+    c: &ResolvedCanary,
+    rules: Vec<Value>,
+    cookies: &Cookies,
+) -> std::result::Result<Vec<Value>, String> {
+    if !affinity::applies(c) || rules.len() != 1 {
+        return Ok(rules);
+    }
+    let mut weighted = rules.into_iter().next().unwrap_or_default();
+    let primary = names::primary(&c.service);
+    let canary = names::canary(&c.service);
+    // Flagger merges the cookie match into the service's matches as
+    // written, without the default path prefix.
+    let service_matches = map_matches(&c.service_spec.r#match)?;
+    let cookie_matches = |cookie: &str| {
+        let m = json!({"headers": [{
+            "name": COOKIE,
+            "type": "RegularExpression",
+            "value": affinity::cookie_regex(cookie),
+        }]});
+        json!(merge_matches(&[m], &service_matches))
+    };
+    let add_filter = |rule: &mut Value, backend: &str, value: String| {
+        if let Some(b) = rule["backendRefs"]
+            .as_array_mut()
+            .and_then(|refs| refs.iter_mut().find(|b| b["name"] == backend))
+        {
+            let mut filters = b["filters"].as_array().cloned().unwrap_or_default();
+            filters.push(set_cookie_filter(value));
+            b["filters"] = json!(filters);
+        }
+    };
+    let mut out = Vec::new();
+    if let Some(cookie) = &cookies.canary {
+        let mut sticky = weighted.clone();
+        sticky["matches"] = cookie_matches(cookie);
+        sticky["backendRefs"] = json!([
+            backend_ref(&primary, c.port, 0),
+            backend_ref(&canary, c.port, TOTAL_WEIGHT)
+        ]);
+        out.push(sticky);
+        if let Some(p) = &cookies.primary {
+            let mut sticky = weighted.clone();
+            sticky["matches"] = cookie_matches(p);
+            sticky["backendRefs"] = json!([
+                backend_ref(&primary, c.port, TOTAL_WEIGHT),
+                backend_ref(&canary, c.port, 0)
+            ]);
+            out.push(sticky);
+            add_filter(&mut weighted, &primary, affinity::primary_set_cookie(c, p));
+        }
+        add_filter(
+            &mut weighted,
+            &canary,
+            affinity::canary_set_cookie(c, cookie),
+        );
+    } else {
+        let mut sticky = weighted.clone();
+        if let Some(previous) = &cookies.previous {
+            sticky["matches"] = cookie_matches(previous);
+            let mut filters = sticky["filters"].as_array().cloned().unwrap_or_default();
+            filters.push(set_cookie_filter(affinity::expiry(previous)));
+            sticky["filters"] = json!(filters);
+        }
+        out.push(sticky);
+    }
+    out.push(weighted);
+    Ok(out)
+}
+
+/// The `Set-Cookie` values a rule's (or backend's) filters add.
+fn set_cookies(v: &Value) -> Vec<String> {
+    v["filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["type"] == "ResponseHeaderModifier")
+        .flat_map(|f| {
+            f["responseHeaderModifier"]["add"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|h| {
+            h["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(SET_COOKIE))
+        })
+        .filter_map(|h| h["value"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The cookies a live HTTPRoute carries: the `Set-Cookie` of the weighted
+/// rule's canary backend, and the one the first rule expires.
+fn live_cookies(c: &ResolvedCanary, spec: &Value) -> affinity::Live {
+    let canary = names::canary(&c.service);
+    let rules = spec["rules"].as_array().cloned().unwrap_or_default();
+    let weighted = rules
+        .iter()
+        .rev()
+        .find(|r| r["backendRefs"].as_array().is_some_and(|b| b.len() == 2));
+    affinity::Live {
+        canary: weighted
+            .and_then(|r| r["backendRefs"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|b| b["name"] == canary.as_str())
+            .flat_map(set_cookies)
+            .find(|v| !affinity::is_expiry(v))
+            .map(|v| affinity::cookie_of(&v)),
+        previous: rules
+            .first()
+            .into_iter()
+            .flat_map(set_cookies)
+            .find(|v| affinity::is_expiry(v))
+            .map(|v| affinity::cookie_of(&v)),
+    }
 }
 
 fn backend_ref(name: &str, port: u32, weight: u32) -> Value {
@@ -432,8 +573,23 @@ impl Router for GatewayApiRouter {
     }
 
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
-        let spec = route_spec(c, routing)
-            .map_err(|why| ClusterError::Refused(format!("{} cannot {why}", self.object(c))))?;
+        let refused =
+            |why: String| ClusterError::Refused(format!("{} cannot {why}", self.object(c)));
+        let mut spec = route_spec(c, routing).map_err(refused)?;
+        if affinity::applies(c) {
+            // The cookies of the release in progress are the live
+            // route's.
+            let live = self
+                .api(&c.namespace)
+                .get_opt(&c.service)
+                .await
+                .map_err(|e| ClusterError::api("read", self.object(c), e))?
+                .map(|r| live_cookies(c, &r.data["spec"]))
+                .unwrap_or_default();
+            let cookies = affinity::next(c, routing.canary_weight(), live);
+            let rules = spec["rules"].as_array().cloned().unwrap_or_default();
+            spec["rules"] = json!(sticky_rules(c, rules, &cookies).map_err(refused)?);
+        }
         let patch = json!({ "spec": spec });
         self.api(&c.namespace)
             .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
@@ -540,6 +696,62 @@ spec:
             Some(Routing::Mirrored {
                 mirror_weight: None
             })
+        );
+    }
+
+    #[test]
+    fn sticky_rules_come_first_and_the_cookies_read_back() {
+        let yaml = format!(
+            "{CANARY}    stepWeight: 10\n    sessionAffinity:\n      cookieName: flagger-cookie\n      \
+             primaryCookieName: primary-cookie\n"
+        );
+        let c = canary(&yaml);
+        let spec = route_spec(&c, &Routing::weighted(10)).unwrap();
+        let cookies = Cookies {
+            canary: Some("flagger-cookie=AbCdEfGhIj".into()),
+            primary: Some("primary-cookie=KlMnOpQrSt".into()),
+            previous: None,
+        };
+        let rules = sticky_rules(&c, spec["rules"].as_array().unwrap().clone(), &cookies).unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            rules[0]["matches"],
+            json!([{"headers": [{
+                "name": "Cookie",
+                "type": "RegularExpression",
+                "value": ".*flagger-cookie.*AbCdEfGhIj.*",
+            }]}])
+        );
+        assert_eq!(rules[0]["backendRefs"][1]["weight"], 100);
+        assert_eq!(rules[1]["backendRefs"][0]["weight"], 100);
+        assert_eq!(
+            set_cookies(&rules[2]["backendRefs"][1]),
+            ["flagger-cookie=AbCdEfGhIj; Max-Age=86400"]
+        );
+        let mut sticky = spec.clone();
+        sticky["rules"] = json!(rules);
+        assert_eq!(routing_of(&c, &sticky), Some(Routing::weighted(10)));
+        assert_eq!(
+            live_cookies(&c, &sticky).canary.as_deref(),
+            Some("flagger-cookie=AbCdEfGhIj")
+        );
+        // At 0 the first rule expires the cookie.
+        let done = Cookies {
+            previous: Some("flagger-cookie=AbCdEfGhIj".into()),
+            ..Cookies::default()
+        };
+        let spec = route_spec(&c, &Routing::all_primary()).unwrap();
+        let rules = sticky_rules(&c, spec["rules"].as_array().unwrap().clone(), &done).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            set_cookies(&rules[0]),
+            ["flagger-cookie=AbCdEfGhIj; Max-Age=-1"]
+        );
+        let mut expired = spec.clone();
+        expired["rules"] = json!(rules);
+        assert_eq!(
+            live_cookies(&c, &expired).previous.as_deref(),
+            Some("flagger-cookie=AbCdEfGhIj")
         );
     }
 

@@ -8,6 +8,11 @@
 //! (mirroring), or a first route carrying `analysis.match` that sends its
 //! requests to the canary (A/B testing).
 //!
+//! With `analysis.sessionAffinity`, [`sticky_routes`] puts Flagger's
+//! `sticky-route` (and, with `primaryCookieName`, a
+//! `sticky-primary-route`) before the weighted route, whose destinations
+//! set the cookies (see [`super::affinity`]).
+//!
 //! The objects are built by pure functions ([`virtual_service_spec`],
 //! [`destination_rule_spec`]) that the unit tests compare with what
 //! Flagger writes for the same Canary. Where Flagger writes something
@@ -20,6 +25,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::{Map, Value, json};
 
 use super::Router;
+use super::affinity::{self, COOKIE, Cookies, SET_COOKIE};
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::{Routing, TOTAL_WEIGHT};
@@ -81,7 +87,7 @@ fn string_match(m: &StringMatch) -> Value {
 }
 
 /// Escapes the characters RE2 gives a meaning.
-fn regex_escape(s: &str) -> String {
+pub(crate) fn regex_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         if "\\.+*?()|[]{}^$".contains(ch) {
@@ -317,6 +323,141 @@ pub(crate) fn virtual_service_spec(
     Ok(spec)
 }
 
+/// The name Flagger gives the route keeping clients on the canary.
+const STICKY_ROUTE: &str = "sticky-route";
+/// The route keeping clients on the primary (`primaryCookieName`).
+const STICKY_PRIMARY_ROUTE: &str = "sticky-primary-route";
+
+/// Sets `headers.response.add[name]` on a route or destination.
+fn add_response_header(v: &mut Value, name: &str, value: String) {
+    if !v["headers"].is_object() {
+        v["headers"] = json!({});
+    }
+    if !v["headers"]["response"].is_object() {
+        v["headers"]["response"] = json!({});
+    }
+    if !v["headers"]["response"]["add"].is_object() {
+        v["headers"]["response"]["add"] = json!({});
+    }
+    v["headers"]["response"]["add"][name] = json!(value);
+}
+
+/// The destination of `host` in a route.
+fn destination_mut<'a>(route: &'a mut Value, host: &str) -> Option<&'a mut Value> {
+    route["route"]
+        .as_array_mut()?
+        .iter_mut()
+        .find(|d| d["destination"]["host"] == host)
+}
+
+/// The HTTP routes with session affinity (see [`affinity`]), as Flagger's
+/// `SetRoutes` writes them: a `sticky-route` first, sending the requests
+/// carrying the canary cookie to the canary while the canary has traffic
+/// (else expiring the last canary cookie, or a copy of the weighted route
+/// when there is none), then with `primaryCookieName` a
+/// `sticky-primary-route` keeping the primary's clients on it, then the
+/// weighted route whose destinations set the cookies. Routes without
+/// session affinity are returned as they are.
+pub(crate) fn sticky_routes(
+    c: &ResolvedCanary,
+    routes: Vec<Value>,
+    cookies: &Cookies,
+) -> Vec<Value> {
+    if !affinity::applies(c) || routes.len() != 1 {
+        return routes;
+    }
+    let mut weighted = routes.into_iter().next().unwrap_or_default();
+    let primary = names::primary(&c.service);
+    let canary = names::canary(&c.service);
+    let cookie_route = |base: &Value, name: &str, cookie: &str| {
+        let m = HttpMatchRequest {
+            headers: [(
+                COOKIE.to_string(),
+                StringMatch {
+                    regex: Some(affinity::cookie_regex(cookie)),
+                    ..Default::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let mut r = base.clone();
+        r["name"] = json!(name);
+        r["match"] = json!(merge_matches(&[m], &c.service_spec.r#match));
+        r
+    };
+    let mut out = Vec::new();
+    if let Some(cookie) = &cookies.canary {
+        let mut sticky = cookie_route(&weighted, STICKY_ROUTE, cookie);
+        sticky["route"] = json!([
+            destination(c, primary.clone(), 0),
+            destination(c, canary.clone(), TOTAL_WEIGHT)
+        ]);
+        out.push(sticky);
+        if let Some(p) = &cookies.primary {
+            let mut sticky = cookie_route(&weighted, STICKY_PRIMARY_ROUTE, p);
+            sticky["route"] = json!([
+                destination(c, primary.clone(), TOTAL_WEIGHT),
+                destination(c, canary.clone(), 0)
+            ]);
+            out.push(sticky);
+            if let Some(d) = destination_mut(&mut weighted, &primary) {
+                add_response_header(d, SET_COOKIE, affinity::primary_set_cookie(c, p));
+            }
+        }
+        if let Some(d) = destination_mut(&mut weighted, &canary) {
+            add_response_header(d, SET_COOKIE, affinity::canary_set_cookie(c, cookie));
+        }
+    } else if let Some(previous) = &cookies.previous {
+        let mut sticky = cookie_route(&weighted, STICKY_ROUTE, previous);
+        add_response_header(&mut sticky, SET_COOKIE, affinity::expiry(previous));
+        out.push(sticky);
+    } else {
+        let mut sticky = weighted.clone();
+        sticky["name"] = json!(STICKY_ROUTE);
+        out.push(sticky);
+    }
+    out.push(weighted);
+    out
+}
+
+/// The cookies a live VirtualService carries: the `Set-Cookie` of the
+/// weighted route's canary destination, and the one the sticky route
+/// expires.
+fn live_cookies(c: &ResolvedCanary, spec: &Value) -> affinity::Live {
+    let canary = names::canary(&c.service);
+    let http = spec["http"].as_array().cloned().unwrap_or_default();
+    let set_cookie = |v: &Value| {
+        v["headers"]["response"]["add"][SET_COOKIE]
+            .as_str()
+            .map(str::to_string)
+    };
+    let weighted = http.iter().rev().find(|r| {
+        r["route"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["destination"]["host"] == canary.as_str())
+    });
+    affinity::Live {
+        canary: weighted
+            .and_then(|r| r["route"].as_array())
+            .into_iter()
+            .flatten()
+            .find(|d| d["destination"]["host"] == canary.as_str())
+            .and_then(set_cookie)
+            .filter(|v| !affinity::is_expiry(v))
+            .map(|v| affinity::cookie_of(&v)),
+        previous: http
+            .iter()
+            .find(|r| r["name"] == STICKY_ROUTE)
+            .and_then(set_cookie)
+            .filter(|v| affinity::is_expiry(v))
+            .map(|v| affinity::cookie_of(&v)),
+    }
+}
+
 /// A DestinationRule's spec: the host and `service.trafficPolicy`.
 pub(crate) fn destination_rule_spec(c: &ResolvedCanary, host: &str) -> Value {
     let mut spec = json!({"host": host});
@@ -385,6 +526,11 @@ pub(crate) fn routing_of(c: &ResolvedCanary, spec: &Value) -> std::result::Resul
 /// VirtualServices equal by this route the same requests the same way.
 fn shape(spec: &Value) -> Value {
     let mut s = spec.clone();
+    // As Flagger: the sticky routes and the cookies set on destinations
+    // change with the routing, not with the Canary.
+    if let Some(http) = s["http"].as_array_mut() {
+        http.retain(|r| r["name"] != STICKY_ROUTE && r["name"] != STICKY_PRIMARY_ROUTE);
+    }
     for r in s["http"].as_array_mut().into_iter().flatten() {
         if let Some(o) = r.as_object_mut() {
             o.remove("mirror");
@@ -393,6 +539,7 @@ fn shape(spec: &Value) -> Value {
         for d in r["route"].as_array_mut().into_iter().flatten() {
             if let Some(o) = d.as_object_mut() {
                 o.remove("weight");
+                o.remove("headers");
             }
         }
     }
@@ -488,9 +635,16 @@ impl IstioRouter {
         // Keep the routing in place (the router is its truth) while the
         // rest of the spec follows the Canary.
         let routing = routing_of(c, &live.data["spec"]).unwrap_or_else(|_| Routing::all_primary());
-        let spec = virtual_service_spec(c, &routing)
+        let mut spec = virtual_service_spec(c, &routing)
             .or_else(|_| virtual_service_spec(c, &Routing::all_primary()))
             .map_err(|why| ClusterError::Refused(format!("{object} cannot {why}")))?;
+        let cookies = affinity::next(
+            c,
+            routing.canary_weight(),
+            live_cookies(c, &live.data["spec"]),
+        );
+        let http = spec["http"].as_array().cloned().unwrap_or_default();
+        spec["http"] = json!(sticky_routes(c, http, &cookies));
         let ours = managed::is_managed(&live);
         let mut labels = apex.labels.clone();
         if ours {
@@ -558,8 +712,22 @@ impl Router for IstioRouter {
 
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
         let object = Self::vs_object(c);
-        let http = http_routes(c, routing)
+        let mut http = http_routes(c, routing)
             .map_err(|why| ClusterError::Refused(format!("{object} cannot {why}")))?;
+        if affinity::applies(c) {
+            // The cookies of the release in progress are the live
+            // object's.
+            let live = self
+                .vs_api(&c.namespace)
+                .get_opt(&c.service)
+                .await
+                .map_err(|e| ClusterError::api("read", &object, e))?;
+            let live = live
+                .map(|vs| live_cookies(c, &vs.data["spec"]))
+                .unwrap_or_default();
+            let cookies = affinity::next(c, routing.canary_weight(), live);
+            http = sticky_routes(c, http, &cookies);
+        }
         // Only the HTTP routes change, as with Flagger's `SetRoutes`.
         let patch = json!({"spec": {"http": http}});
         self.vs_api(&c.namespace)
@@ -712,6 +880,48 @@ mod tests {
         other.service_spec.timeout = Some("1s".into());
         let d = virtual_service_spec(&other, &Routing::weighted(10)).unwrap();
         assert_ne!(shape(&a), shape(&d));
+    }
+
+    #[test]
+    fn sticky_routes_come_first_and_are_no_spec_change() {
+        let mut c = canary("weighted");
+        c.session_affinity = Some(canary_core::spec::types::SessionAffinity {
+            cookie_name: Some("flagger-cookie".into()),
+            ..Default::default()
+        });
+        let plain = virtual_service_spec(&c, &Routing::weighted(10)).unwrap();
+        let cookies = Cookies {
+            canary: Some("flagger-cookie=AbCdEfGhIj".into()),
+            ..Cookies::default()
+        };
+        let mut sticky = plain.clone();
+        sticky["http"] = json!(sticky_routes(
+            &c,
+            plain["http"].as_array().unwrap().clone(),
+            &cookies
+        ));
+        let http = sticky["http"].as_array().unwrap();
+        assert_eq!(http.len(), 2);
+        assert_eq!(http[0]["name"], STICKY_ROUTE);
+        assert_eq!(
+            http[0]["match"][0]["headers"]["Cookie"]["regex"],
+            ".*flagger-cookie.*AbCdEfGhIj.*"
+        );
+        assert_eq!(http[0]["route"][1]["weight"], 100);
+        assert_eq!(
+            http[1]["route"][1]["headers"]["response"]["add"]["Set-Cookie"],
+            "flagger-cookie=AbCdEfGhIj; Max-Age=86400"
+        );
+        // The weights still read back, and the reconcile sees no change.
+        assert_eq!(routing_of(&c, &sticky), Ok(Routing::weighted(10)));
+        assert_eq!(shape(&sticky), shape(&plain));
+        assert_eq!(
+            live_cookies(&c, &sticky),
+            affinity::Live {
+                canary: Some("flagger-cookie=AbCdEfGhIj".into()),
+                previous: None
+            }
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! provider is named. [`Router::finalize`] removes what the router made,
 //! for `canary revert`.
 
+pub(crate) mod affinity;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod istio;

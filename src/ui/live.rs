@@ -200,6 +200,21 @@ pub(crate) fn render(view: &CanaryView, now: Time, width: usize, color: bool) ->
                 line
             });
         }
+    } else if let Some(p) = view
+        .run
+        .as_ref()
+        .and_then(|r| canary_core::provider::Provider::parse(&r.provider).ok())
+        .filter(|p| !canary_core::queries::traffic::tells_versions_apart(*p))
+    {
+        // Said once the analysis is under way, so that the panel's absence
+        // is not read as no traffic.
+        if !view.metrics.is_empty() {
+            lines.push(paint(
+                &format!("  no per-version traffic for this router ({p})"),
+                Paint::Dim,
+                color,
+            ));
+        }
     }
 
     if !view.is_done() {
@@ -711,6 +726,31 @@ mod tests {
         let ab = text(&view);
         assert!(!ab.contains(&format!("canary {w}%")), "{ab}");
         assert!(!ab.contains(&format!("primary {}%", 100 - w)), "{ab}");
+    }
+
+    /// A router whose series do not tell the versions apart gets a line
+    /// saying so in place of the rows, once the checks have started.
+    #[test]
+    fn a_router_without_per_version_series_says_so() {
+        let mut view = CanaryView::new("podinfo.prod");
+        for e in fixtures::promoted() {
+            view.apply(&e);
+            if e.kind == Kind::Traffic {
+                break;
+            }
+        }
+        let text =
+            |view: &CanaryView| render(view, view.next_check.unwrap(), 120, false).join("\n");
+        assert!(!text(&view).contains("no per-version traffic"));
+        view.traffic = None;
+        view.run.as_mut().unwrap().provider = "gatewayapi:v1".into();
+        let none = text(&view);
+        assert!(
+            none.contains("  no per-version traffic for this router (gatewayapi:v1)"),
+            "{none}"
+        );
+        view.run.as_mut().unwrap().provider = "nginx".into();
+        assert!(!text(&view).contains("no per-version traffic"));
     }
 
     #[test]

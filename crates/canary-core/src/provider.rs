@@ -248,22 +248,25 @@ impl Provider {
             },
             Provider::Linkerd | Provider::Osm | Provider::Smi(_) => WEIGHTS_ONLY,
             //                                 headers cookies labels mirror affinity
-            // Driven: weights, matching (headers, cookies, source labels)
-            // and mirroring; session affinity and TCP routes not yet.
+            // Driven: weights, matching (headers, cookies, source labels),
+            // mirroring and session affinity (cookies set and matched on
+            // the VirtualService); TCP routes not yet.
             Provider::Istio => Capabilities {
                 header_match: true,
                 cookie_match: true,
                 source_labels: true,
                 mirroring: true,
+                session_affinity: true,
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            // Flagger keeps clients on a version with cookies on the
-            // HTTPRoute; not driven here yet, so refused.
+            // Session affinity: cookies set by response header filters
+            // and matched by the HTTPRoute's rules, as Flagger writes them.
             Provider::GatewayApi(_) => Capabilities {
                 header_match: true,
                 cookie_match: true,
                 mirroring: true,
+                session_affinity: true,
                 tcp: false,
                 ..WEIGHTS_ONLY
             },

@@ -127,7 +127,17 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
             None
         };
         if let Some(why) = why {
-            out.push(&join_index(&at("match"), i), why, match_help());
+            let help = if c.provider == Some(Provider::Kubernetes) {
+                // Flagger warns and drops the match; refused here, since
+                // the run would not be the A/B test the spec asks for.
+                "Flagger warns \"A/B testing is not supported when using the kubernetes \
+                 provider\" and runs blue/green without the match; remove `match`, or use a \
+                 provider that routes requests (istio, gatewayapi, nginx)"
+                    .to_string()
+            } else {
+                match_help()
+            };
+            out.push(&join_index(&at("match"), i), why, help);
             // One refusal says it; the other entries would repeat it.
             if cannot_match {
                 break;
@@ -555,20 +565,26 @@ spec:
     }
 
     #[test]
-    fn without_a_provider_what_no_driven_provider_can_do_is_refused() {
+    fn session_affinity_is_refused_only_where_no_driven_router_keeps_a_client() {
         // Istio matches requests, so A/B testing may run on a detected mesh.
         assert!(refusals(AB, None).is_empty());
         let affinity = AB.replace(
             "    match:\n",
             "    sessionAffinity:\n      cookieName: flagger-cookie\n    match:\n",
         );
-        let d = refusals(&affinity, None);
+        // Istio and the Gateway API keep clients on a version, so session
+        // affinity may run on a detected mesh too...
+        assert!(refusals(&affinity, None).is_empty());
+        // ...but not on NGINX, as in Flagger.
+        let d = refusals(&affinity, Some(Provider::Nginx));
         assert_eq!(d.len(), 1, "{d:#?}");
-        assert_eq!(
-            d[0].message,
-            "no provider `canary run` drives can keep a client on one version (session \
-             affinity)"
-        );
+        assert_eq!(d[0].path.as_deref(), Some("spec.analysis.sessionAffinity"));
+        for p in [
+            Provider::Istio,
+            Provider::GatewayApi(crate::provider::GatewayApiVersion::V1),
+        ] {
+            assert!(refusals(&affinity, Some(p)).is_empty(), "{p}");
+        }
     }
 
     #[test]

@@ -19,6 +19,12 @@
 //! for the canary ingress's traffic). Label sets are those Flagger's
 //! built-in queries select on, plus the usual neighbours.
 //!
+//! The headers a route adds to the answer (Istio's `headers.response` on
+//! the route and the chosen destination, the Gateway API's
+//! `ResponseHeaderModifier` filters on the rule and the chosen backend)
+//! come back in [`Response::headers`], so a client can keep a cookie a
+//! route sets and send it again.
+//!
 //! Two sources of requests run on the traffic task's tick: steady flows
 //! (the scenario's `traffic`) and load jobs (the load tester's `hey`),
 //! whose workers pace themselves like hey's (`-q` per worker, never faster
@@ -122,6 +128,8 @@ pub struct Response {
     pub error: Option<String>,
     /// The pod that answered.
     pub pod: Option<String>,
+    /// Headers the routers added to the answer (`Set-Cookie` ...).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -132,6 +140,7 @@ impl Response {
             body: String::new(),
             error: Some(error),
             pod: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -606,13 +615,17 @@ impl Traffic {
     ) -> Response {
         // Where an HTTPRoute rule mirrors the request: copies sent once the
         // answer is known, their answers dropped.
-        let mut mirrors = Vec::new();
-        let entry = match self.entry(c, req, &mut g.rng, &mut mirrors) {
+        let mut fx = Effects::default();
+        let entry = match self.entry(c, req, &mut g.rng, &mut fx) {
             Ok(e) => e,
             Err(e) => return Response::failed(e),
         };
-        let answer = self.send_entry(g, c, req, entry, now, rec, &mut mirrors);
-        for (ns, svc, port) in mirrors {
+        let mut answer = self.send_entry(g, c, req, entry, now, rec, &mut fx);
+        // The headers the route adds to an answer that came.
+        if answer.error.is_none() {
+            answer.headers.extend(fx.response_headers);
+        }
+        for (ns, svc, port) in fx.mirrors {
             let authority = format!("{svc}.{ns}.svc.cluster.local");
             let _ = self.to_service(g, c, req, &ns, &svc, port, &authority, None, now, rec);
         }
@@ -628,7 +641,7 @@ impl Traffic {
         entry: Entry,
         now: Instant,
         rec: &mut Recorder,
-        mirrors: &mut Vec<Dest>,
+        fx: &mut Effects,
     ) -> Response {
         match entry {
             Entry::Service {
@@ -641,7 +654,7 @@ impl Traffic {
                     return Response::failed(refused(c, &ns, &name, port.unwrap_or(80)));
                 };
                 // The mesh's routers apply to traffic aimed at the apex.
-                let backend = mesh_route(c, &ns, &name, req, &mut g.rng, mirrors);
+                let backend = mesh_route(c, &ns, &name, req, &mut g.rng, fx);
                 // A flow aimed at a Service that an NGINX Ingress serves
                 // enters through the ingress controller.
                 if backend.is_none()
@@ -760,7 +773,7 @@ impl Traffic {
         c: &Cluster,
         req: &Request,
         rng: &mut Rng,
-        mirrors: &mut Vec<Dest>,
+        fx: &mut Effects,
     ) -> Result<Entry, String> {
         match &req.target {
             Target::Service {
@@ -808,7 +821,7 @@ impl Traffic {
                 if let Some(hit) = c.ingress_for(host, path) {
                     return Ok(Entry::Ingress(Box::new(hit)));
                 }
-                if let Some(routed) = gateway_route(c, host, req, rng, mirrors) {
+                if let Some(routed) = gateway_route(c, host, req, rng, fx) {
                     return match routed {
                         (Routed::To(ns, name), p) => Ok(Entry::Routed {
                             authority: host.clone(),
@@ -899,6 +912,7 @@ impl Traffic {
             body,
             error: None,
             pod: Some(pod.name.clone()),
+            headers: Vec::new(),
         }
     }
 }
@@ -919,6 +933,7 @@ fn answer_503(body: &str) -> Response {
         body: body.to_string(),
         error: None,
         pod: None,
+        headers: Vec::new(),
     }
 }
 
@@ -1371,6 +1386,14 @@ fn pod_port(pod: &PodInfo, svc: &Value, port: u16) -> u16 {
 /// A routing destination: (namespace, service, port).
 type Dest = (String, String, Option<u16>);
 
+/// What the routes a request took do besides choosing its backend: the
+/// copies they mirror, the headers they add to the answer.
+#[derive(Default)]
+struct Effects {
+    mirrors: Vec<Dest>,
+    response_headers: Vec<(String, String)>,
+}
+
 enum Entry {
     Service {
         ns: String,
@@ -1625,7 +1648,7 @@ fn mesh_route(
     svc: &str,
     req: &Request,
     rng: &mut Rng,
-    mirrors: &mut Vec<Dest>,
+    fx: &mut Effects,
 ) -> Option<Routed> {
     if let Some(ts) = c.splits.iter().find(|t| {
         t["metadata"]["namespace"] == ns
@@ -1662,13 +1685,13 @@ fn mesh_route(
                 })
     }) {
         return Some(
-            httproute_pick(route, req, rng, mirrors)
+            httproute_pick(route, req, rng, fx)
                 .map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
     if let Some(vs) = mesh_vs(c, ns, svc) {
         return Some(
-            vs_pick(c, vs, req, rng).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
+            vs_pick(c, vs, req, rng, fx).map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
     // A gateway's router made for this Service (as Flagger names them
@@ -1693,7 +1716,7 @@ fn mesh_route(
         made_for(r, names)
     }) {
         return Some(
-            httproute_pick(route, req, rng, mirrors)
+            httproute_pick(route, req, rng, fx)
                 .map_or(Routed::Nowhere, |(n, s, _)| Routed::To(n, s)),
         );
     }
@@ -1753,7 +1776,7 @@ fn gateway_route(
     host: &str,
     req: &Request,
     rng: &mut Rng,
-    mirrors: &mut Vec<Dest>,
+    fx: &mut Effects,
 ) -> Option<(Routed, Option<u16>)> {
     if let Some(vs) = c.virtualservices.iter().find(|v| {
         v["spec"]["hosts"]
@@ -1763,7 +1786,7 @@ fn gateway_route(
             .filter_map(Value::as_str)
             .any(|h| host_matches(h, host))
     }) {
-        return Some(match vs_pick(c, vs, req, rng) {
+        return Some(match vs_pick(c, vs, req, rng, fx) {
             Some((n, s, p)) => (Routed::To(n, s), p),
             None => (Routed::Nowhere, None),
         });
@@ -1776,7 +1799,7 @@ fn gateway_route(
             .filter_map(Value::as_str)
             .any(|h| host_matches(h, host))
     }) {
-        return Some(match httproute_pick(r, req, rng, mirrors) {
+        return Some(match httproute_pick(r, req, rng, fx) {
             Some((n, s, p)) => (Routed::To(n, s), p),
             None => (Routed::Nowhere, None),
         });
@@ -1871,6 +1894,7 @@ fn vs_pick(
     vs: &Value,
     req: &Request,
     rng: &mut Rng,
+    fx: &mut Effects,
 ) -> Option<(String, String, Option<u16>)> {
     let ns = vs["metadata"]["namespace"].as_str().unwrap_or("");
     let route = vs_route(c, vs, req)?;
@@ -1893,7 +1917,26 @@ fn vs_pick(
             Some(((n, s, port), w))
         })
         .collect();
-    pick_weighted(&weighted, rng)
+    let picked = pick_weighted(&weighted, rng)?;
+    // The route's and the chosen destination's `headers.response`, as
+    // Envoy applies them to the answer.
+    let chosen = dests.iter().find(|d| {
+        d["destination"]["host"]
+            .as_str()
+            .and_then(|h| dest_service(h, ns))
+            .is_some_and(|(n, s)| n == picked.0 && s == picked.1)
+    });
+    for v in [Some(route), chosen.copied()].into_iter().flatten() {
+        let ops = &v["headers"]["response"];
+        for key in ["set", "add"] {
+            for (k, val) in ops[key].as_object().into_iter().flatten() {
+                if let Some(val) = val.as_str() {
+                    fx.response_headers.push((k.clone(), val.to_string()));
+                }
+            }
+        }
+    }
+    Some(picked)
 }
 
 /// The first HTTPRoute rule matching the request, then a backend by
@@ -1904,7 +1947,7 @@ fn httproute_pick(
     r: &Value,
     req: &Request,
     rng: &mut Rng,
-    mirrors: &mut Vec<Dest>,
+    fx: &mut Effects,
 ) -> Option<(String, String, Option<u16>)> {
     let ns = r["metadata"]["namespace"].as_str().unwrap_or("");
     let path = req.path.split('?').next().unwrap_or("/");
@@ -1960,27 +2003,52 @@ fn httproute_pick(
             && (b["kind"].is_null() || b["kind"] == "Service")
             && let Some(name) = b["name"].as_str()
         {
-            mirrors.push((
+            fx.mirrors.push((
                 b["namespace"].as_str().unwrap_or(ns).to_string(),
                 name.to_string(),
                 b["port"].as_u64().map(|p| p as u16),
             ));
         }
     }
-    let backends: Vec<(Dest, f64)> = rule["backendRefs"]
+    let refs: Vec<&Value> = rule["backendRefs"]
         .as_array()?
         .iter()
         .filter(|b| b["kind"].is_null() || b["kind"] == "Service")
-        .filter_map(|b| {
+        .collect();
+    let backends: Vec<((Dest, usize), f64)> = refs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
             let n = b["namespace"].as_str().unwrap_or(ns).to_string();
             let port = b["port"].as_u64().map(|p| p as u16);
             Some((
-                (n, b["name"].as_str()?.to_string(), port),
+                ((n, b["name"].as_str()?.to_string(), port), i),
                 b["weight"].as_f64().unwrap_or(1.0),
             ))
         })
         .collect();
-    pick_weighted(&backends, rng)
+    let (picked, i) = pick_weighted(&backends, rng)?;
+    // The rule's and the chosen backend's `ResponseHeaderModifier`
+    // filters, as the gateway applies them to the answer.
+    for v in [rule, refs[i]] {
+        for f in v["filters"].as_array().into_iter().flatten() {
+            if f["type"] != "ResponseHeaderModifier" {
+                continue;
+            }
+            for key in ["set", "add"] {
+                for h in f["responseHeaderModifier"][key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(k), Some(val)) = (h["name"].as_str(), h["value"].as_str()) {
+                        fx.response_headers.push((k.to_string(), val.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    Some(picked)
 }
 
 // ---------------------------------------------------------------------------

@@ -4,9 +4,13 @@
 //!
 //! Three queries per look, each grouped by workload so that one answer
 //! holds both versions. The success rate counts a version that fails every
-//! request as 0% rather than as having no value. Only observers whose
-//! series name the workload (Linkerd, Istio) can tell the versions apart;
-//! for the others there is nothing to show.
+//! request as 0% rather than as having no value. Each router's queries are
+//! built by one function: Linkerd's and Istio's series name the workload
+//! (`deployment`, `destination_workload`); the NGINX ingress controller's
+//! name the Ingress, and tell the canary Ingress's requests by their
+//! `canary` label, which the queries turn into the workload's name. The
+//! other routers' series (the Gateway API's included) do not tell the
+//! versions apart: there is nothing to show, and the live view says so.
 
 use crate::provider::Provider;
 
@@ -57,19 +61,80 @@ const ISTIO: Series = Series {
 
 /// The queries for the workloads `primary` and `canary` in `namespace`
 /// over `window` (a Prometheus duration such as `1m`), or `None` when
-/// `provider`'s series do not name workloads.
+/// `provider`'s series cannot tell the versions apart. `ingress` names
+/// the Ingress an NGINX canary splits.
 pub fn queries(
     provider: Provider,
     namespace: &str,
     primary: &str,
     canary: &str,
+    ingress: &str,
     window: &str,
 ) -> Option<TrafficQueries> {
-    let s = match provider.observer()? {
-        "linkerd" => LINKERD,
-        "istio" => ISTIO,
-        _ => return None,
+    match provider.observer()? {
+        "linkerd" => Some(mesh(&LINKERD, namespace, primary, canary, window)),
+        "istio" => Some(mesh(&ISTIO, namespace, primary, canary, window)),
+        "nginx" => Some(nginx(namespace, primary, canary, ingress, window)),
+        _ => None,
+    }
+}
+
+/// Whether `provider`'s series tell the primary's traffic from the
+/// canary's, so that [`queries`] has queries for it.
+pub fn tells_versions_apart(provider: Provider) -> bool {
+    queries(provider, "ns", "a-primary", "a", "a", "1m").is_some()
+}
+
+/// The label the NGINX queries name each version by.
+const NGINX_LABEL: &str = "workload";
+
+/// The NGINX ingress controller's series of the Ingress `ingress`: the
+/// requests with an empty `canary` label went to the primary, the others
+/// to the canary Ingress's backend; both are named after their workload.
+fn nginx(
+    namespace: &str,
+    primary: &str,
+    canary: &str,
+    ingress: &str,
+    window: &str,
+) -> TrafficQueries {
+    let select = format!("namespace=\"{namespace}\", ingress=\"{ingress}\"");
+    let by = NGINX_LABEL;
+    let versions = |inner: String| {
+        format!(
+            "label_replace(label_replace({inner}, \"{by}\", \"{primary}\", \"canary\", \"\"), \
+             \"{by}\", \"{canary}\", \"canary\", \".+\")"
+        )
     };
+    let rate = |metric: &str, extra: &str| {
+        versions(format!(
+            "sum by (canary{extra}) (rate({metric}{{{select}}}[{window}]))"
+        ))
+    };
+    let ok = versions(format!(
+        "sum by (canary) (rate(nginx_ingress_controller_requests{{{select}, \
+         status!~\"5.*\"}}[{window}]))"
+    ));
+    let all = format!(
+        "sum by ({by}) ({})",
+        rate("nginx_ingress_controller_requests", "")
+    );
+    TrafficQueries {
+        label: by,
+        request_rate: all.clone(),
+        success_rate: format!("(sum by ({by}) ({ok}) or {all} * 0) / {all} * 100"),
+        latency_p99: format!(
+            "histogram_quantile(0.99, sum by ({by}, le) ({})) * 1000",
+            rate(
+                "nginx_ingress_controller_response_duration_seconds_bucket",
+                ", le"
+            )
+        ),
+    }
+}
+
+/// A mesh's series, which name the workload.
+fn mesh(s: &Series, namespace: &str, primary: &str, canary: &str, window: &str) -> TrafficQueries {
     let select = format!(
         "{}=\"{namespace}\", {}=~\"{}|{}\", {}",
         s.namespace_label,
@@ -84,7 +149,7 @@ pub fn queries(
         "sum by ({by}) (rate({}{{{select}, {}}}[{window}]))",
         s.total, s.success
     );
-    Some(TrafficQueries {
+    TrafficQueries {
         label: by,
         request_rate: all.clone(),
         success_rate: format!("({ok} or {all} * 0) / {all} * 100"),
@@ -92,7 +157,7 @@ pub fn queries(
             "histogram_quantile(0.99, sum by ({by}, le) (rate({}{{{select}}}[{window}])))",
             s.buckets
         ),
-    })
+    }
 }
 
 /// A workload name as a regular expression matching itself.
@@ -110,6 +175,7 @@ mod tests {
             Provider::parse("linkerd").unwrap(),
             "test",
             "podinfo-primary",
+            "podinfo",
             "podinfo",
             "1m",
         )
@@ -135,6 +201,7 @@ mod tests {
             "prod",
             "app-primary",
             "app",
+            "app",
             "30s",
         )
         .unwrap();
@@ -147,26 +214,52 @@ mod tests {
     }
 
     #[test]
+    fn nginx_queries_name_each_version_by_the_canary_label() {
+        let q = queries(
+            Provider::parse("nginx").unwrap(),
+            "test",
+            "podinfo-primary",
+            "podinfo",
+            "podinfo",
+            "1m",
+        )
+        .unwrap();
+        assert_eq!(q.label, "workload");
+        assert!(
+            q.request_rate
+                .starts_with("sum by (workload) (label_replace(")
+        );
+        assert!(
+            q.request_rate.contains(
+                "rate(nginx_ingress_controller_requests{namespace=\"test\", \
+                 ingress=\"podinfo\"}[1m])"
+            ),
+            "{}",
+            q.request_rate
+        );
+        assert!(
+            q.request_rate
+                .contains("\"workload\", \"podinfo-primary\", \"canary\", \"\")")
+        );
+        assert!(q.success_rate.contains("status!~\"5.*\""));
+        assert!(q.latency_p99.ends_with(" * 1000"));
+    }
+
+    #[test]
     fn observers_without_workload_series_have_none() {
-        assert!(
-            queries(
-                Provider::parse("nginx").unwrap(),
-                "test",
-                "a-primary",
-                "a",
-                "1m"
-            )
-            .is_none()
-        );
-        assert!(
-            queries(
-                Provider::parse("smi:v1alpha2").unwrap(),
-                "test",
-                "a-primary",
-                "a",
-                "1m"
-            )
-            .is_none()
-        );
+        for p in ["gatewayapi:v1", "smi:v1alpha2", "kubernetes"] {
+            assert!(
+                queries(
+                    Provider::parse(p).unwrap(),
+                    "test",
+                    "a-primary",
+                    "a",
+                    "a",
+                    "1m"
+                )
+                .is_none(),
+                "{p}"
+            );
+        }
     }
 }

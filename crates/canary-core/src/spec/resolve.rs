@@ -224,6 +224,10 @@ pub struct ResolvedCanary {
     /// The percentage of requests copied to the canary while mirroring
     /// (`analysis.mirrorWeight`); `None` copies every request.
     pub mirror_weight: Option<u32>,
+    /// `analysis.sessionAffinity`: the cookies that keep a client sent to
+    /// the canary on the canary (Istio and the Gateway API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<super::types::SessionAffinity>,
     pub primary_ready_threshold: u32,
     pub canary_ready_threshold: u32,
     pub progress_deadline_seconds: u64,
@@ -236,6 +240,10 @@ pub struct ResolvedCanary {
     pub alerts: Vec<ResolvedAlert>,
     /// Things Flagger would silently change, said out loud.
     pub notes: Vec<String>,
+    /// The warnings Flagger records for this spec at each analysis, in its
+    /// words (also among `notes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ResolvedCanary {
@@ -361,6 +369,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
     let service = spec.service.clone().unwrap_or_default();
     let target_ref = spec.target_ref.clone().unwrap_or_default();
     let mut notes = Vec::new();
+    let mut warnings = Vec::new();
 
     // Validation has refused a name Flagger does not know.
     let spec_provider = spec
@@ -395,11 +404,17 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         // `analysis.match` cannot be honoured without a router: Flagger
         // ignores it, `crate::support` refuses it.
         if iterations == 0 {
-            notes.push(format!(
-                "the kubernetes provider cannot shift traffic; running {} blue/green iterations \
-                 instead (as Flagger does)",
+            // Flagger's two warnings (`scheduler.go`), then the analysis
+            // runs as blue/green.
+            warnings.push(
+                "Progressive traffic is not supported when using the kubernetes provider"
+                    .to_string(),
+            );
+            warnings.push(format!(
+                "Setting canaryAnalysis.iterations: {}",
                 defaults::KUBERNETES_ITERATIONS
             ));
+            notes.extend(warnings.iter().cloned());
             iterations = defaults::KUBERNETES_ITERATIONS;
         }
         Strategy::BlueGreen { mirror: false }
@@ -410,6 +425,14 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
     } else {
         Strategy::Canary { mirror }
     };
+
+    if strategy == Strategy::AbTesting && analysis.session_affinity.is_some() {
+        notes.push(
+            "`sessionAffinity` is not used with `match`: A/B testing routes by its matches \
+             alone (as Flagger does)"
+                .to_string(),
+        );
+    }
 
     // Only an A/B analysis routes by request; Flagger drops the match
     // everywhere else (the kubernetes provider included).
@@ -580,6 +603,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         iterations,
         matches,
         mirror_weight,
+        session_affinity: analysis.session_affinity.clone(),
         primary_ready_threshold: percent(analysis.primary_ready_threshold.map(|v| v as f64)),
         canary_ready_threshold: percent(analysis.canary_ready_threshold.map(|v| v as f64)),
         progress_deadline_seconds: spec
@@ -593,12 +617,51 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         webhooks,
         alerts,
         notes,
+        warnings,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_affinity_beside_an_ab_match_is_noted_as_unused() {
+        let yaml = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: prod}
+spec:
+  provider: istio
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis:
+    interval: 1m
+    iterations: 5
+    sessionAffinity: {cookieName: flagger-cookie}
+    match:
+      - headers: {x-canary: {exact: insider}}
+";
+        let file = crate::spec::load_str("c.yaml", yaml).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        assert_eq!(c.strategy, Strategy::AbTesting);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("`sessionAffinity` is not used")),
+            "{:?}",
+            c.notes
+        );
+        let weighted = yaml
+            .replace("    iterations: 5\n", "    stepWeight: 10\n")
+            .replace(
+                "    match:\n      - headers: {x-canary: {exact: insider}}\n",
+                "",
+            );
+        let file = crate::spec::load_str("c.yaml", &weighted).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+        assert!(c.session_affinity.is_some());
+    }
 
     #[test]
     fn durations_parse_as_go_does() {

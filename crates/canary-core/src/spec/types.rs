@@ -1006,6 +1006,39 @@ pub struct SessionAffinity {
     pub secure: Option<bool>,
 }
 
+impl SessionAffinity {
+    /// The cookie's lifetime in seconds: `maxAge`, else the CRD's default
+    /// of a day.
+    pub fn max_age(&self) -> i64 {
+        self.max_age.filter(|a| *a != 0).unwrap_or(86_400)
+    }
+
+    /// The `Set-Cookie` value giving a client `cookie` (`name=value`):
+    /// `Max-Age`, then the attributes the spec sets.
+    pub fn set_cookie(&self, cookie: &str) -> String {
+        let mut out = format!("{cookie}; Max-Age={}", self.max_age());
+        if let Some(d) = self.domain.as_deref().filter(|d| !d.is_empty()) {
+            out.push_str(&format!("; Domain={d}"));
+        }
+        if let Some(p) = self.path.as_deref().filter(|p| !p.is_empty()) {
+            out.push_str(&format!("; Path={p}"));
+        }
+        if let Some(s) = self.same_site.as_deref().filter(|s| !s.is_empty()) {
+            out.push_str(&format!("; SameSite={s}"));
+        }
+        for (set, attr) in [
+            (self.secure, "Secure"),
+            (self.http_only, "HttpOnly"),
+            (self.partitioned, "Partitioned"),
+        ] {
+            if set == Some(true) {
+                out.push_str(&format!("; {attr}"));
+            }
+        }
+        out
+    }
+}
+
 /// One `analysis.metrics` entry: a query whose result must fall in range.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
