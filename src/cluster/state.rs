@@ -5,6 +5,11 @@
 //! Every state written goes through [`stored`], which masks the secrets
 //! of the run in its history and messages ([`crate::secrets`]): anyone
 //! who can read Deployments reads the annotation.
+//!
+//! The state is the document and its history slots
+//! ([`State::to_annotations`]); a write sends the document and only the
+//! slots that differ from the primary as it was read, so a step's write
+//! stays the same size however long the history.
 
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -96,8 +101,8 @@ pub(crate) async fn update(
         if !change(&mut state) {
             return Ok(false);
         }
-        let rv = p.metadata.resource_version.unwrap_or_default();
-        match write(api, primary, &rv, &state, &Extra::default()).await {
+        let rv = p.metadata.resource_version.clone().unwrap_or_default();
+        match write(api, primary, &rv, Some(&p), &state, &Extra::default()).await {
             Ok(_) => return Ok(true),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
@@ -132,9 +137,9 @@ pub(crate) fn stored(state: &State) -> State {
     crate::secrets::redactor().redact_value(state)
 }
 
-/// The annotation text of `state`, as every writer stores it.
-pub(crate) fn annotation_text(state: &State) -> String {
-    stored(state).to_annotation()
+/// The annotations of `state`, as every writer stores them.
+pub(crate) fn annotations(state: &State) -> Vec<(String, String)> {
+    stored(state).to_annotations()
 }
 
 /// The state stored on a primary, if any.
@@ -147,28 +152,38 @@ pub(crate) fn read(primary: &Deployment) -> Result<Option<State>> {
     else {
         return Ok(None);
     };
-    State::from_annotation(text).map(Some).map_err(|e| {
-        ClusterError::Invalid(format!(
-            "deployment/{}: annotation {ANNOTATION}: {e}",
-            primary.metadata.name.as_deref().unwrap_or_default()
-        ))
-    })
+    State::from_annotations(text, |k| annotation(primary, k).map(String::as_str))
+        .map(Some)
+        .map_err(|e| {
+            ClusterError::Invalid(format!(
+                "deployment/{}: annotation {ANNOTATION}: {e}",
+                primary.metadata.name.as_deref().unwrap_or_default()
+            ))
+        })
 }
 
 /// Writes the state if the primary is still at `resource_version`; returns
-/// the new resourceVersion. A conflict is [`ClusterError::Conflict`]: the
-/// caller re-reads and decides again.
+/// the new resourceVersion. `read` is the primary as read at that version
+/// (or before, when only this process wrote since): history slots it holds
+/// already are not sent again. A conflict is [`ClusterError::Conflict`]:
+/// the caller re-reads and decides again.
 pub(crate) async fn write(
     api: &Api<Deployment>,
     primary: &str,
     resource_version: &str,
+    read: Option<&Deployment>,
     state: &State,
     extra: &Extra<'_>,
 ) -> Result<String> {
     // A merge patch carrying metadata.resourceVersion is a precondition: the
     // API server refuses it with 409 when the object moved on.
     let mut annotations = serde_json::Map::new();
-    annotations.insert(ANNOTATION.into(), annotation_text(state).into());
+    for (key, text) in self::annotations(state) {
+        let held = read.and_then(|p| annotation(p, &key)) == Some(&text);
+        if key == ANNOTATION || !held {
+            annotations.insert(key, text.into());
+        }
+    }
     if extra.clear_request {
         annotations.insert(REQUEST_ANNOTATION.into(), serde_json::Value::Null);
     }
@@ -197,18 +212,22 @@ pub(crate) async fn write(
 /// the state decided from (or the one being written), the write is
 /// repeated with the new version. `Ok(false)`: another writer changed the
 /// state or the request, and the caller decides again from a fresh read.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_decided(
     api: &Api<Deployment>,
     primary: &str,
     resource_version: &str,
+    read_primary: Option<&Deployment>,
     decided_from: &State,
     request_seen: Option<&str>,
     state: &State,
     extra: &Extra<'_>,
 ) -> Result<bool> {
     let mut rv = resource_version.to_string();
+    let mut fresh_read: Option<Deployment> = None;
     for _ in 0..10 {
-        match write(api, primary, &rv, state, extra).await {
+        let held = fresh_read.as_ref().or(read_primary);
+        match write(api, primary, &rv, held, state, extra).await {
             Ok(_) => return Ok(true),
             Err(e) if e.is_conflict() => {
                 let fresh = api
@@ -232,7 +251,8 @@ pub(crate) async fn write_decided(
                 if !unchanged {
                     return Ok(false);
                 }
-                rv = fresh.metadata.resource_version.unwrap_or_default();
+                rv = fresh.metadata.resource_version.clone().unwrap_or_default();
+                fresh_read = Some(fresh);
             }
             Err(e) => return Err(e),
         }

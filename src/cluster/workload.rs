@@ -20,7 +20,7 @@ use super::configs::{ConfigRef, rewrite_refs};
 use super::error::{ClusterError, Result};
 use super::managed::MANAGED_BY;
 use canary_core::engine::decide::Workload;
-use canary_core::engine::state::{ANNOTATION, State};
+use canary_core::engine::state::State;
 
 /// Labels Flagger accepts as the selector label, in order.
 pub(crate) use canary_core::spec::manifest::SELECTOR_LABELS;
@@ -94,7 +94,7 @@ pub(crate) fn build_primary(
     label: &str,
     label_value: &str,
     tracked: &BTreeSet<ConfigRef>,
-    state_annotation: (&str, String),
+    state_annotations: Vec<(String, String)>,
 ) -> Deployment {
     let name = target.metadata.name.clone().unwrap_or_default();
     let primary = canary_core::names::primary(&name);
@@ -102,8 +102,7 @@ pub(crate) fn build_primary(
     let mut labels = target.metadata.labels.clone().unwrap_or_default();
     labels.insert(label.to_string(), primary_value.clone());
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
-    let mut annotations = BTreeMap::new();
-    annotations.insert(state_annotation.0.to_string(), state_annotation.1);
+    let annotations: BTreeMap<String, String> = state_annotations.into_iter().collect();
     let spec = target.spec.clone();
     let replicas = spec.replicas.filter(|r| *r > 0).unwrap_or(1);
     Deployment {
@@ -149,7 +148,7 @@ pub(crate) async fn create_primary(
         label,
         label_value,
         tracked,
-        (ANNOTATION, super::state::annotation_text(state)),
+        super::state::annotations(state),
     );
     let name = primary.metadata.name.clone().unwrap_or_default();
     let created = api
@@ -332,7 +331,13 @@ mod tests {
     fn the_primary_selects_its_own_pods_and_uses_config_copies() {
         let t = target();
         let tracked = BTreeSet::from([ConfigRef::config_map("settings")]);
-        let p = build_primary(&t, "app", "podinfo", &tracked, ("a", "{}".into()));
+        let p = build_primary(
+            &t,
+            "app",
+            "podinfo",
+            &tracked,
+            vec![("a".into(), "{}".into())],
+        );
         assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
         let spec = p.spec;
         assert_eq!(

@@ -194,6 +194,7 @@ impl Driver<'_> {
             &self.deployments,
             &self.primary_name(),
             rv,
+            snap.primary.as_ref(),
             &snap.state,
             snap.raw_request.as_deref(),
             state,
