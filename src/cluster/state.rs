@@ -84,8 +84,19 @@ pub(crate) async fn update(
     api: &Api<Deployment>,
     primary: &str,
     tries: usize,
-    mut change: impl FnMut(&mut State) -> bool,
+    change: impl FnMut(&mut State) -> bool,
 ) -> Result<bool> {
+    Ok(update_at(api, primary, tries, change).await?.is_some())
+}
+
+/// [`update`], returning the primary's resourceVersion after the write
+/// (`None`: nothing written).
+pub(crate) async fn update_at(
+    api: &Api<Deployment>,
+    primary: &str,
+    tries: usize,
+    mut change: impl FnMut(&mut State) -> bool,
+) -> Result<Option<String>> {
     let object = format!("deployment/{primary}");
     for _ in 0..tries {
         let Some(p) = api
@@ -93,17 +104,17 @@ pub(crate) async fn update(
             .await
             .map_err(|e| ClusterError::api("read", &object, e))?
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(mut state) = read(&p)? else {
-            return Ok(false);
+            return Ok(None);
         };
         if !change(&mut state) {
-            return Ok(false);
+            return Ok(None);
         }
         let rv = p.metadata.resource_version.clone().unwrap_or_default();
         match write(api, primary, &rv, Some(&p), &state, &Extra::default()).await {
-            Ok(_) => return Ok(true),
+            Ok(rv) => return Ok(Some(rv)),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
@@ -210,8 +221,9 @@ pub(crate) async fn write(
 /// bumps that version with every status update, so on a conflict the
 /// primary is read again: when it still carries the request it had and
 /// the state decided from (or the one being written), the write is
-/// repeated with the new version. `Ok(false)`: another writer changed the
-/// state or the request, and the caller decides again from a fresh read.
+/// repeated with the new version; returns the primary's resourceVersion
+/// after the write. `Ok(None)`: another writer changed the state or the
+/// request, and the caller decides again from a fresh read.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_decided(
     api: &Api<Deployment>,
@@ -222,13 +234,13 @@ pub(crate) async fn write_decided(
     request_seen: Option<&str>,
     state: &State,
     extra: &Extra<'_>,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     let mut rv = resource_version.to_string();
     let mut fresh_read: Option<Deployment> = None;
     for _ in 0..10 {
         let held = fresh_read.as_ref().or(read_primary);
         match write(api, primary, &rv, held, state, extra).await {
-            Ok(_) => return Ok(true),
+            Ok(rv) => return Ok(Some(rv)),
             Err(e) if e.is_conflict() => {
                 let fresh = api
                     .get(primary)
@@ -238,7 +250,7 @@ pub(crate) async fn write_decided(
                 // A request written since the driver read the primary must
                 // not be cleared unseen.
                 if raw_request(&fresh).as_deref() != request_seen {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let unchanged = match &current {
                     // A primary created this round carries the state it
@@ -249,7 +261,7 @@ pub(crate) async fn write_decided(
                     None => false,
                 };
                 if !unchanged {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 rv = fresh.metadata.resource_version.clone().unwrap_or_default();
                 fresh_read = Some(fresh);
@@ -257,7 +269,7 @@ pub(crate) async fn write_decided(
             Err(e) => return Err(e),
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Whether two states are the same apart from lease renewal times.

@@ -202,13 +202,19 @@ pub(crate) async fn promote(
     })
 }
 
-/// Sets the replicas of a Deployment, and nothing else.
-pub(crate) async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+/// Sets the replicas of a Deployment, and nothing else; returns its new
+/// resourceVersion.
+pub(crate) async fn scale(
+    api: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+) -> Result<Option<String>> {
     let patch = json!({"spec": {"replicas": replicas}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    let updated = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| ClusterError::api("scale", format!("deployment/{name}"), e))?;
-    Ok(())
+    Ok(updated.metadata.resource_version)
 }
 
 /// The names of a Deployment's containers.

@@ -90,7 +90,10 @@ impl Driver<'_> {
                             .unwrap_or(1)
                     }
                 };
-                workload::scale(&self.deployments, target, replicas).await?;
+                let rv = workload::scale(&self.deployments, target, replicas).await?;
+                if let Some(w) = &self.watched {
+                    w.target.saw(rv.as_deref());
+                }
                 Ok(None)
             }
             Action::SetRouting(r) => {
@@ -201,10 +204,15 @@ impl Driver<'_> {
             &extra,
         )
         .await?;
-        if written && let Some(lease) = &state.lease {
+        if let (Some(rv), Some(w)) = (&written, &self.watched) {
+            w.primary.saw(Some(rv));
+        }
+        if written.is_some()
+            && let Some(lease) = &state.lease
+        {
             self.lease_written(lease.renew_time);
         }
-        Ok(written)
+        Ok(written.is_some())
     }
 
     /// Sends the round's messages to the `event` webhooks.

@@ -179,7 +179,7 @@ impl Driver<'_> {
     /// meanwhile, which ends this run.
     async fn renew_lease(&self) -> Result<(), RunError> {
         let mut taken_by = None;
-        let renewed = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
+        let renewed = statestore::update_at(&self.deployments, &self.primary_name(), 1, |state| {
             if let Some(l) = &state.lease
                 && refusal(l, &self.settings.holder, "", now()).is_some()
             {
@@ -204,7 +204,13 @@ impl Driver<'_> {
         match renewed {
             // Renewal lost a race: the next round re-reads everything.
             Err(e) if e.is_conflict() => Ok(()),
-            other => other.map(|_| ()).map_err(RunError::from),
+            Ok(rv) => {
+                if let (Some(rv), Some(w)) = (rv, &self.watched) {
+                    w.primary.saw(Some(&rv));
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -217,7 +223,7 @@ impl Driver<'_> {
     pub(super) async fn take_lease(&self) -> Result<bool, RunError> {
         let mut refused = None;
         let id = self.id();
-        let taken = statestore::update(&self.deployments, &self.primary_name(), 1, |state| {
+        let taken = statestore::update_at(&self.deployments, &self.primary_name(), 1, |state| {
             if let Some(l) = &state.lease
                 && let Some(why) = refusal(l, &self.settings.holder, &id, now())
             {
@@ -233,7 +239,13 @@ impl Driver<'_> {
         }
         match taken {
             Err(e) if e.is_conflict() => Ok(true),
-            other => other.map_err(RunError::from),
+            Ok(rv) => {
+                if let (Some(rv), Some(w)) = (&rv, &self.watched) {
+                    w.primary.saw(Some(rv));
+                }
+                Ok(rv.is_some())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -4,6 +4,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 
+use crate::cluster::cache::Watched;
+
 use super::{Driver, RunError};
 use crate::clock::now;
 use crate::cluster::configs::{self, Tracked};
@@ -12,6 +14,23 @@ use crate::cluster::{state as statestore, workload};
 use crate::router::Router;
 use canary_core::engine::decide::{Observed, Request, RequestKind};
 use canary_core::engine::state::{Phase, State};
+
+/// The target and the primary, watched while a driver drives: a round
+/// reads them from the watches when these hold the newest version the
+/// driver knows of, and from the API server otherwise.
+pub(super) struct WatchedPair {
+    pub(super) target: Watched<Deployment>,
+    pub(super) primary: Watched<Deployment>,
+}
+
+impl WatchedPair {
+    pub(super) fn start(d: &Driver<'_>) -> Self {
+        WatchedPair {
+            target: Watched::start(&d.deployments, &d.canary.target.name),
+            primary: Watched::start(&d.deployments, &d.primary_name()),
+        }
+    }
+}
 
 /// What one round observed, beyond what the engine sees.
 pub(super) struct Snapshot {
@@ -31,13 +50,34 @@ pub(super) struct Snapshot {
 }
 
 impl Driver<'_> {
+    /// The Deployment `name`, from its watch when that is current, else
+    /// read.
+    async fn deployment(
+        &self,
+        name: &str,
+        which: fn(&WatchedPair) -> &Watched<Deployment>,
+    ) -> Result<Option<Deployment>, RunError> {
+        if let Some(hit) = self.watched.as_ref().and_then(|w| which(w).current()) {
+            return Ok(hit);
+        }
+        let read = workload::get(&self.deployments, name).await?;
+        if let Some(w) = &self.watched {
+            which(w).saw(
+                read.as_ref()
+                    .and_then(|d| d.metadata.resource_version.as_deref()),
+            );
+        }
+        Ok(read)
+    }
+
     /// Reads what one round decides from: the target, the primary with
     /// the state, the configs the target uses, and the router's routing.
     /// A primary Flagger owns, a canary `canary revert` is taking apart,
     /// or a live lease held by another driver, stops the run.
     pub(super) async fn observe(&self) -> Result<Snapshot, RunError> {
         let target_name = &self.canary.target.name;
-        let target = workload::get(&self.deployments, target_name)
+        let target = self
+            .deployment(target_name, |w| &w.target)
             .await?
             .ok_or_else(|| ClusterError::NotFound {
                 object: format!(
@@ -47,7 +87,7 @@ impl Driver<'_> {
             })?;
         let label = workload::selector_label(&target)?;
         let primary_name = self.primary_name();
-        let primary = workload::get(&self.deployments, &primary_name).await?;
+        let primary = self.deployment(&primary_name, |w| &w.primary).await?;
         let now = now();
         let mut state = State::new(now);
         let mut primary_rv = None;
