@@ -86,24 +86,31 @@ pub(crate) async fn update(
     tries: usize,
     change: impl FnMut(&mut State) -> bool,
 ) -> Result<bool> {
-    Ok(update_at(api, primary, tries, change).await?.is_some())
+    Ok(update_at(api, primary, None, tries, change)
+        .await?
+        .is_some())
 }
 
-/// [`update`], returning the primary's resourceVersion after the write
-/// (`None`: nothing written).
+/// [`update`] starting from `held`, the primary as a watch holds it, when
+/// given (read first otherwise); returns the primary's resourceVersion
+/// after the write (`None`: nothing written).
 pub(crate) async fn update_at(
     api: &Api<Deployment>,
     primary: &str,
+    mut held: Option<Deployment>,
     tries: usize,
     mut change: impl FnMut(&mut State) -> bool,
 ) -> Result<Option<String>> {
     let object = format!("deployment/{primary}");
-    for _ in 0..tries {
-        let Some(p) = api
-            .get_opt(primary)
-            .await
-            .map_err(|e| ClusterError::api("read", &object, e))?
-        else {
+    for _ in 0..tries + usize::from(held.is_some()) {
+        let fetched = match held.take() {
+            Some(p) => Some(p),
+            None => api
+                .get_opt(primary)
+                .await
+                .map_err(|e| ClusterError::api("read", &object, e))?,
+        };
+        let Some(p) = fetched else {
             return Ok(None);
         };
         let Some(mut state) = read(&p)? else {
@@ -285,15 +292,20 @@ pub(crate) fn same_state(a: &State, b: &State) -> bool {
 }
 
 /// Wakes each time `primary` changes while it carries a request, so a
-/// driver acts on an operator's request at once; ends when the watch
-/// does.
-pub(crate) fn watch_requests(api: &Api<Deployment>, primary: &str) -> BoxStream<'static, ()> {
+/// driver acts on an operator's request at once, with the primary's
+/// resourceVersion then; ends when the watch does.
+pub(crate) fn watch_requests(
+    api: &Api<Deployment>,
+    primary: &str,
+) -> BoxStream<'static, Option<String>> {
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     super::workload::watch_one(api, primary)
         .filter_map(|event| async move {
             match event {
-                Ok(Event::Apply(p) | Event::InitApply(p)) if raw_request(&p).is_some() => Some(()),
+                Ok(Event::Apply(p) | Event::InitApply(p)) if raw_request(&p).is_some() => {
+                    Some(p.metadata.resource_version)
+                }
                 _ => None,
             }
         })

@@ -184,6 +184,8 @@ pub(crate) async fn promote(
             .await
             .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?;
         primary.spec.template = template.clone();
+        // Left out of an update, the server keeps them: not sent back.
+        primary.metadata.managed_fields = None;
         if let Some(r) = replicas {
             primary.spec.replicas = Some(r);
         }

@@ -115,7 +115,8 @@ pub(crate) fn refusal(lease: &Lease, holder: &str, id: &str, now: Time) -> Optio
 /// What wakes a sleeping driver besides its clock.
 pub(super) struct Wake {
     /// Requests landing on the primary.
-    requests: futures::stream::BoxStream<'static, ()>,
+    /// Each carries the primary's resourceVersion with the request.
+    requests: futures::stream::BoxStream<'static, Option<String>>,
     /// `false` once the stream ended: only the clock wakes the driver then.
     open: bool,
 }
@@ -162,7 +163,14 @@ impl Driver<'_> {
             tokio::select! {
                 _ = tokio::time::sleep(chunk) => {}
                 request = wake.requests.next(), if wake.open => match request {
-                    Some(()) => return Ok(()),
+                    Some(rv) => {
+                        // The round after the wake must see the request,
+                        // even before the primary's watch delivers it.
+                        if let Some(w) = &self.watched {
+                            w.primary.saw(rv.as_deref());
+                        }
+                        return Ok(());
+                    }
                     None => wake.open = false,
                 },
                 _ = stop_changed(stop.as_mut()) => return Ok(()),
@@ -179,17 +187,23 @@ impl Driver<'_> {
     /// meanwhile, which ends this run.
     async fn renew_lease(&self) -> Result<(), RunError> {
         let mut taken_by = None;
-        let renewed = statestore::update_at(&self.deployments, &self.primary_name(), 1, |state| {
-            if let Some(l) = &state.lease
-                && refusal(l, &self.settings.holder, "", now()).is_some()
-            {
-                taken_by = Some(l.holder.clone());
-                return false;
-            }
-            state.lease = Some(self.lease());
-            true
-        })
-        .await;
+        let held = self
+            .watched
+            .as_ref()
+            .and_then(|w| w.primary.current())
+            .flatten();
+        let renewed =
+            statestore::update_at(&self.deployments, &self.primary_name(), held, 1, |state| {
+                if let Some(l) = &state.lease
+                    && refusal(l, &self.settings.holder, "", now()).is_some()
+                {
+                    taken_by = Some(l.holder.clone());
+                    return false;
+                }
+                state.lease = Some(self.lease());
+                true
+            })
+            .await;
         if let Some(holder) = taken_by {
             let who = if holder == self.settings.holder {
                 format!("another process with the same identity, {holder}")
@@ -223,17 +237,18 @@ impl Driver<'_> {
     pub(super) async fn take_lease(&self) -> Result<bool, RunError> {
         let mut refused = None;
         let id = self.id();
-        let taken = statestore::update_at(&self.deployments, &self.primary_name(), 1, |state| {
-            if let Some(l) = &state.lease
-                && let Some(why) = refusal(l, &self.settings.holder, &id, now())
-            {
-                refused = Some(why);
-                return false;
-            }
-            state.lease = Some(self.lease());
-            true
-        })
-        .await;
+        let taken =
+            statestore::update_at(&self.deployments, &self.primary_name(), None, 1, |state| {
+                if let Some(l) = &state.lease
+                    && let Some(why) = refusal(l, &self.settings.holder, &id, now())
+                {
+                    refused = Some(why);
+                    return false;
+                }
+                state.lease = Some(self.lease());
+                true
+            })
+            .await;
         if let Some(why) = refused {
             return Err(RunError::Refused(why));
         }
