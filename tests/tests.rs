@@ -3,6 +3,7 @@
 
 mod util;
 
+mod budget;
 mod cli;
 mod completion;
 mod connect;
