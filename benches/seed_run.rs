@@ -1,118 +1,425 @@
-//! The seed's canary (examples/podinfo.yaml) with a 1 s interval, released
-//! on the simulated cluster through the same driver as `canary run`; prints
-//! what one analysis costs: API requests per steady step (reads and
-//! writes), Prometheus queries per step, and the run time against the
-//! ideal `steps x interval`. Run with `cargo bench --bench seed_run`.
+//! What an analysis costs, measured on the simulated cluster started in
+//! this process, with the `canary` binary as it is built for `cargo bench`
+//! (release): the seed's canary (examples/podinfo.yaml: 20 steps, two
+//! Prometheus metrics, one rollout webhook) at a 1 s interval, then 10 and
+//! 50 such canaries in one `canary run --max-parallel N`, then the same
+//! steps done by `scripts/kubectl-curl-canary.sh`.
+//!
+//! Printed: API requests per step by kind, from the simulated API server's
+//! request log; request bytes written; the child's CPU time (user + system)
+//! and peak RSS; and the wall time before the first weight, during the
+//! analysis and after the last check. Flagger's own figures stand beside.
+//!
+//! Run with `cargo bench --bench seed_run`; `-- 1` (or `-- 1 10`) limits the
+//! canary counts.
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
-use canary::{ConfigSource, connect};
-use canary::{Driver, Settings};
-use canary_core::engine::decide::Verdict;
-use canary_core::event::{Event, Reporter};
-use canary_core::spec::resolve::{Overrides, resolve};
-use canary_sim::scenario::{Dur, Scenario};
+use canary_core::event::{Event, Kind};
+use canary_sim::scenario::Scenario;
+use canary_sim::server::RequestRecord;
 use canary_sim::world::World;
 
-struct Quiet;
-
-impl Reporter for Quiet {
-    fn emit(&self, _event: &Event) {}
-}
+const CANARY: &str = env!("CARGO_BIN_EXE_canary");
+const STEPS: u64 = 20;
 
 fn main() {
+    let counts: Vec<usize> = {
+        let args: Vec<usize> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if args.is_empty() {
+            vec![1, 10, 50]
+        } else {
+            args
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(bench());
+    rt.block_on(async {
+        for &n in &counts {
+            bench(n).await;
+        }
+        script().await;
+        println!();
+        println!("Flagger, for comparison (its documentation and design):");
+        println!("  per step: 14 reads + 2 writes of the API server from its control loop");
+        println!(
+            "  wall time: steps + 4 intervals (initialisation, promotion, finalisation, cleanup)"
+        );
+        println!(
+            "  for the seed at 1 s: {} s; at its 10 s interval: {} s",
+            STEPS + 4,
+            (STEPS + 4) * 10
+        );
+    });
 }
 
-async fn bench() {
-    let mut scenario = Scenario::seed();
-    scenario.readiness_delay = Dur(Duration::from_millis(500));
-    let world = World::start(scenario).await.unwrap();
+/// The seed's scenario with `n` apps (`podinfo`, `app-01`, ...), each with
+/// its own traffic, and pods that turn ready in half a second.
+fn scenario(n: usize) -> Scenario {
+    let mut text =
+        canary_sim::scenario::SEED.replace("readinessDelay: 2s", "readinessDelay: 500ms");
+    let rps = if n == 1 { 10 } else { 4 };
+    text = text.replace("    rps: 10\n", &format!("    rps: {rps}\n"));
+    let mut deployments = String::new();
+    let mut traffic = String::new();
+    for name in names(n).into_iter().skip(1) {
+        deployments.push_str(&format!(
+            "  - name: {name}\n    namespace: prod\n    image: ghcr.io/stefanprodan/podinfo:3.1.0\n    \
+             container: podinfod\n    replicas: 1\n    labels: {{app: {name}}}\n    ports:\n      \
+             - {{name: http, containerPort: 9898}}\n"
+        ));
+        traffic.push_str(&format!(
+            "  - service: {name}\n    namespace: prod\n    port: 9898\n    rps: {rps}\n"
+        ));
+    }
+    text = text.replacen("\nbehaviours:", &format!("{deployments}\nbehaviours:"), 1);
+    text.push_str(&traffic);
+    Scenario::from_yaml("bench.yaml", &text).expect("the bench's scenario parses")
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i == 0 {
+                "podinfo".to_string()
+            } else {
+                format!("app-{i:02}")
+            }
+        })
+        .collect()
+}
+
+/// examples/podinfo.yaml at a 1 s interval, once per app.
+fn spec(n: usize) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("examples/podinfo.yaml"))
+        .unwrap()
+        .replace("interval: 10s", "interval: 1s");
+    names(n)
+        .iter()
+        .map(|name| text.replace("podinfo", name))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// What one child process cost.
+struct Child {
+    cpu: Duration,
+    max_rss_kib: i64,
+    started: SystemTime,
+    ended: SystemTime,
+    status: i32,
+    stdout: String,
+}
+
+/// Runs `cmd` to its end and measures it with `wait4`: its CPU time and
+/// peak RSS include the children it waited for (kubectl, curl).
+// `wait4` reaps the child; `Child::wait` would not give its usage.
+#[allow(clippy::zombie_processes)]
+fn measure(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let started = SystemTime::now();
+    let mut child = cmd.spawn().expect("the command starts");
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data, written by the kernel; the pid is this
+    // process's own child, not yet waited for.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let pid = libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
+        assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+        usage
+    };
+    let ended = SystemTime::now();
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Child {
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+        started,
+        ended,
+        status: libc::WEXITSTATUS(status),
+        stdout: reader.join().unwrap(),
+    }
+}
+
+fn canary(args: &[&str], spec: &Path, kubeconfig: &Path) -> Command {
+    let mut cmd = Command::new(CANARY);
+    cmd.arg("run")
+        .arg(spec)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--mesh-provider", "linkerd"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("KUBECONFIG")
+        .env_remove("GITHUB_STEP_SUMMARY");
+    cmd
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Requests of a log by kind.
+#[derive(Default)]
+struct Counts {
+    reads: u64,
+    reviews: u64,
+    watches: u64,
+    writes: u64,
+    queries: u64,
+    hooks: u64,
+    written: u64,
+}
+
+impl Counts {
+    fn of<'a>(log: impl IntoIterator<Item = &'a RequestRecord>) -> Counts {
+        let mut c = Counts::default();
+        for r in log {
+            let proxied = r.path.contains("/proxy");
+            if proxied && r.path.contains("prometheus") {
+                c.queries += 1;
+            } else if proxied && r.path.contains("loadtester") {
+                c.hooks += 1;
+            } else if r.attributes.resource.starts_with("self") {
+                c.reviews += 1;
+            } else if r.path.contains("watch=true") || r.path.contains("watch=1") {
+                c.watches += 1;
+            } else if r.is_write() {
+                c.writes += 1;
+                c.written += r.body_bytes;
+            } else {
+                c.reads += 1;
+            }
+        }
+        c
+    }
+
+    fn api(&self) -> u64 {
+        self.reads + self.reviews + self.watches + self.writes
+    }
+
+    fn all(&self) -> u64 {
+        self.api() + self.queries + self.hooks
+    }
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+fn secs(from: i64, to: i64) -> f64 {
+    (to - from).max(0) as f64 / 1000.0
+}
+
+async fn bench(n: usize) {
+    let world = match World::start(scenario(n)).await {
+        Ok(w) => w,
+        Err(e) => {
+            println!("\n{n} canaries: the simulated cluster did not start ({e:#}); skipped");
+            return;
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     world.write_kubeconfig(&kubeconfig).unwrap();
-    let conn = connect(&ConfigSource::File(kubeconfig), None, None)
-        .await
-        .unwrap();
+    let spec_path = dir.path().join("canaries.yaml");
+    std::fs::write(&spec_path, spec(n)).unwrap();
+    let parallel = n.to_string();
 
-    let text = std::fs::read_to_string("examples/podinfo.yaml")
-        .unwrap()
-        .replace("interval: 10s", "interval: 1s");
-    let file = canary_core::spec::load_str("podinfo.yaml", &text).unwrap();
-    let overrides = Overrides {
-        mesh_provider: Some(canary_core::provider::Provider::Linkerd),
-        ..Overrides::default()
-    };
-    let canary = resolve(&file, &file.canaries[0], &overrides);
-    let steps = canary_core::engine::schedule::Schedule::of(&canary)
-        .steps
-        .len() as u64;
-    let settings = Settings {
-        holder: "bench".into(),
-        ..Settings::default()
-    };
-
-    let mut driver = Driver::new(&conn, canary.clone(), Vec::new(), &settings, &Quiet).unwrap();
-    assert_eq!(driver.drive().await.unwrap(), Verdict::Initialized);
-
-    world
-        .set_image(
-            "prod",
-            "podinfo",
-            "podinfod",
-            "ghcr.io/stefanprodan/podinfo:3.1.1",
-        )
-        .unwrap();
-    world.sim().clear_request_log();
-    let started = Instant::now();
-    let mut driver = Driver::new(&conn, canary.clone(), Vec::new(), &settings, &Quiet).unwrap();
-    let verdict = driver.drive().await.unwrap();
-    let took = started.elapsed();
-    let log = world.sim().request_log();
-    assert!(matches!(verdict, Verdict::Promoted), "{verdict:?}");
-
-    let is_prom = |p: &str| p.contains("/services/") && p.contains("prometheus");
-    let is_hook = |p: &str| p.contains("/services/") && p.contains("loadtester");
-    let api: Vec<_> = log
-        .iter()
-        .filter(|r| !is_prom(&r.path) && !is_hook(&r.path))
-        .collect();
-    let reads = api.iter().filter(|r| r.method == "GET").count() as u64;
-    let writes = api.len() as u64 - reads;
-    let queries = log.iter().filter(|r| is_prom(&r.path)).count() as u64;
-    let hooks = log.iter().filter(|r| is_hook(&r.path)).count() as u64;
-    let ideal = Duration::from_secs(steps);
-    println!("seed schedule at a 1 s interval: {steps} steps, promoted");
-    println!(
-        "  API requests: {} in all ({reads} reads, {writes} writes), {:.1} reads and {:.1} writes per step",
-        api.len(),
-        reads as f64 / steps as f64,
-        writes as f64 / steps as f64
+    // Initialise every canary, then release 3.1.1 everywhere.
+    let init = canary(
+        &["-q", "--max-parallel", &parallel],
+        &spec_path,
+        &kubeconfig,
     );
-    println!(
-        "  Prometheus queries: {queries} in all, {:.1} per step",
-        queries as f64 / steps as f64
-    );
-    println!("  webhook calls: {hooks}");
-    println!(
-        "  run time: {:.1} s against the ideal {:.1} s (steps x interval); {:.1} s of readiness, promotion and checks",
-        took.as_secs_f64(),
-        ideal.as_secs_f64(),
-        took.as_secs_f64() - ideal.as_secs_f64()
-    );
-    let mut latencies: Vec<Duration> = api.iter().map(|r| r.duration).collect();
-    latencies.sort();
-    if !latencies.is_empty() {
+    let init = blocking(move || measure(init)).await;
+    if init.status != 0 {
         println!(
-            "  API latency on loopback: median {:?}, p99 {:?}",
-            latencies[latencies.len() / 2],
-            latencies[latencies.len() * 99 / 100]
+            "\n{n} canaries: initialisation exited {}; skipped",
+            init.status
         );
+        world.shutdown().await;
+        return;
     }
+    for name in names(n) {
+        world
+            .set_image(
+                "prod",
+                &name,
+                "podinfod",
+                "ghcr.io/stefanprodan/podinfo:3.1.1",
+            )
+            .unwrap();
+    }
+    world.sim().clear_request_log();
+    let run = canary(
+        &["-o", "json", "--max-parallel", &parallel],
+        &spec_path,
+        &kubeconfig,
+    );
+    let run = blocking(move || measure(run)).await;
+    let log = world.sim().request_log();
     world.shutdown().await;
+
+    let events: Vec<Event> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let promoted = events
+        .iter()
+        .filter(|e| e.outcome.as_ref().is_some_and(|o| o.result == "promoted"))
+        .count();
+    let start = ms(run.started);
+    let end = ms(run.ended);
+    let first_weight = events
+        .iter()
+        .filter(|e| e.canary_weight > 0)
+        .map(|e| e.time.0)
+        .min()
+        .unwrap_or(start);
+    let last_check = events
+        .iter()
+        .filter(|e| e.kind == Kind::Check)
+        .map(|e| e.time.0)
+        .max()
+        .unwrap_or(end);
+    // A steady step: the writes between one check and the next (the
+    // weight, the state); the median over the run's steps.
+    let mut checks: Vec<i64> = events
+        .iter()
+        .filter(|e| e.kind == Kind::Check && e.canary == "podinfo")
+        .map(|e| e.time.0)
+        .collect();
+    checks.dedup();
+    let mut per_step: Vec<u64> =
+        checks
+            .windows(2)
+            .map(|w| {
+                Counts::of(log.iter().filter(|r| {
+                    r.path.contains("/podinfo") && (w[0] + 1..=w[1]).contains(&ms(r.at))
+                }))
+                .written
+            })
+            .collect();
+    per_step.sort_unstable();
+    let steady_step = per_step.get(per_step.len() / 2).copied().unwrap_or(0);
+    let all = Counts::of(&log);
+    let steps = (STEPS * n as u64) as f64;
+
+    println!();
+    println!(
+        "{n} canar{} of the seed (20 steps at 1 s), one `canary run --max-parallel {n}`: {promoted} promoted, exit {}",
+        if n == 1 { "y" } else { "ies" },
+        run.status
+    );
+    println!(
+        "  {:<34} {:>8} {:>10}",
+        "API requests", "in all", "per step"
+    );
+    for (what, v) in [
+        ("reads", all.reads),
+        ("access reviews (preflight)", all.reviews),
+        ("watches opened", all.watches),
+        ("writes", all.writes),
+        ("metric queries (service proxy)", all.queries),
+        ("webhook calls (service proxy)", all.hooks),
+        ("all", all.all()),
+    ] {
+        println!("  {what:<34} {v:>8} {:>10.1}", v as f64 / steps);
+    }
+    println!(
+        "  bytes written (request bodies): {:.1} KiB in all, {steady_step} B in a steady step of podinfo (median of {})",
+        all.written as f64 / 1024.0,
+        per_step.len()
+    );
+    println!(
+        "  driver: {:.0} ms CPU ({:.2} ms per step), peak RSS {:.1} MB",
+        run.cpu.as_secs_f64() * 1000.0,
+        run.cpu.as_secs_f64() * 1000.0 / steps,
+        run.max_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  wall: {:.1} s = {:.1} s before the first weight + {:.1} s analysis + {:.1} s after the last check\n        \
+         (ideal analysis {} s; the first check waits for the metrics' 1 m window to clear)",
+        secs(start, end),
+        secs(start, first_weight),
+        secs(first_weight, last_check),
+        secs(last_check, end),
+        STEPS
+    );
+}
+
+/// The same 20 steps by `scripts/kubectl-curl-canary.sh`, on a seed
+/// cluster whose podinfo canary was initialised by `canary run`.
+async fn script() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let available = |tool: &str| {
+        Command::new(tool)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if !available("kubectl") || !available("curl") {
+        println!("\nSKIPPED: scripts/kubectl-curl-canary.sh needs kubectl and curl on PATH");
+        return;
+    }
+    let world = World::start(scenario(1)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    world.write_kubeconfig(&kubeconfig).unwrap();
+    let spec_path = dir.path().join("canaries.yaml");
+    std::fs::write(&spec_path, spec(1)).unwrap();
+    let init = canary(&["-q"], &spec_path, &kubeconfig);
+    let init = blocking(move || measure(init)).await;
+    assert_eq!(init.status, 0, "initialisation");
+    world.sim().clear_request_log();
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/kubectl-curl-canary.sh"))
+        .args(["prod", "podinfo", "5", "100", "1"])
+        .env("KUBECONFIG", &kubeconfig);
+    let run = blocking(move || measure(cmd)).await;
+    let log = world.sim().request_log();
+    world.shutdown().await;
+    let c = Counts::of(&log);
+    let steps = STEPS as f64;
+    println!();
+    println!(
+        "scripts/kubectl-curl-canary.sh, the same 20 steps at 1 s (no decisions, no state): exit {}",
+        run.status
+    );
+    println!(
+        "  requests: {} in all ({:.1} per step: {:.1} reads, {:.1} writes, {:.1} queries, {:.1} webhooks)",
+        c.all(),
+        c.all() as f64 / steps,
+        (c.reads + c.watches) as f64 / steps,
+        c.writes as f64 / steps,
+        c.queries as f64 / steps,
+        c.hooks as f64 / steps
+    );
+    println!(
+        "  CPU of bash, kubectl and curl: {:.0} ms ({:.1} ms per step), peak RSS {:.1} MB; wall {:.1} s",
+        run.cpu.as_secs_f64() * 1000.0,
+        run.cpu.as_secs_f64() * 1000.0 / steps,
+        run.max_rss_kib as f64 / 1024.0,
+        secs(ms(run.started), ms(run.ended))
+    );
 }

@@ -275,6 +275,13 @@ pub struct RunArgs {
     #[arg(short, long, conflicts_with = "output")]
     pub quiet: bool,
 
+    /// Also report each version's request rate, success rate and p99
+    /// latency every interval in the timestamped lines and the JSON events
+    /// (one more metrics query an interval); the live view always shows
+    /// them.
+    #[arg(long, conflicts_with = "quiet")]
+    pub traffic: bool,
+
     /// The summary table after the verdict: healthy steps folded into one
     /// row, or every step.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SummaryFormat::Folded)]

@@ -173,7 +173,7 @@ async fn run_json(c: &Cluster, summary: &std::path::Path) -> Output {
     let mut cmd = crate::util::canary();
     cmd.arg("run")
         .arg(&c.spec)
-        .args(["-o", "json", "--kubeconfig"])
+        .args(["-o", "json", "--traffic", "--kubeconfig"])
         .arg(&c.kubeconfig)
         .env("GITHUB_STEP_SUMMARY", summary);
     tokio::task::spawn_blocking(move || cmd.output().unwrap())

@@ -288,7 +288,13 @@ async fn waiting_for_pods_writes_the_state_only_to_renew_the_lease() {
         writes <= 2 + renewals,
         "{writes} writes of the primary in {waited:?} of waiting ({looks} looks)"
     );
-    assert!(looks >= 2 * writes, "{writes} writes for {looks} looks");
+    // The looks read the watched Deployments: the first round reads both,
+    // a renewal reads the primary, and a round right after a write may
+    // read what the watch has not yet delivered; not two reads a look.
+    assert!(
+        looks <= 4 + 3 * renewals,
+        "{looks} reads of the Deployments in {waited:?} of waiting"
+    );
     crate::util::interrupt(&child);
     assert_exit(&crate::util::finish(child).await, 130);
 }

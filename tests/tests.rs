@@ -5,6 +5,7 @@ mod util;
 
 mod alerts;
 mod autoscaler;
+mod budget;
 mod cli;
 mod completion;
 mod connect;

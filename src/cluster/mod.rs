@@ -8,6 +8,7 @@
 //! the checks `canary run` makes before its first write.
 
 pub(crate) mod autoscaler;
+pub(crate) mod cache;
 pub(crate) mod configs;
 pub(crate) mod connect;
 pub(crate) mod credentials;

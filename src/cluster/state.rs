@@ -5,6 +5,11 @@
 //! Every state written goes through [`stored`], which masks the secrets
 //! of the run in its history and messages ([`crate::secrets`]): anyone
 //! who can read Deployments reads the annotation.
+//!
+//! The state is the document and its history slots
+//! ([`State::to_annotations`]); a write sends the document and only the
+//! slots that differ from the primary as it was read, so a step's write
+//! stays the same size however long the history.
 
 use futures::stream::BoxStream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -113,31 +118,38 @@ pub(crate) async fn write_request<K: Primary>(
 /// Changes the state on `primary` with `change`, read-modify-write under
 /// the primary's resourceVersion, reading again after a conflict (up to
 /// `tries` times). `change` returns `false` when there is nothing to
-/// write. `Ok(false)`: no primary, no state, or nothing to write.
-pub(crate) async fn update<K: Primary>(
+/// write. `Ok(None)`: no primary, no state, or nothing to write.
+/// Starts from `held`, the primary as a watch holds it, when given (read
+/// first otherwise); returns the primary's resourceVersion after the
+/// write.
+pub(crate) async fn update_at<K: Primary>(
     api: &Api<K>,
     primary: &str,
+    mut held: Option<K>,
     tries: usize,
     mut change: impl FnMut(&mut State) -> bool,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     let object = object::<K>(primary);
-    for _ in 0..tries {
-        let Some(p) = api
-            .get_opt(primary)
-            .await
-            .map_err(|e| ClusterError::api("read", &object, e))?
-        else {
-            return Ok(false);
+    for _ in 0..tries + usize::from(held.is_some()) {
+        let fetched = match held.take() {
+            Some(p) => Some(p),
+            None => api
+                .get_opt(primary)
+                .await
+                .map_err(|e| ClusterError::api("read", &object, e))?,
+        };
+        let Some(p) = fetched else {
+            return Ok(None);
         };
         let Some(mut state) = read(&p)? else {
-            return Ok(false);
+            return Ok(None);
         };
         if !change(&mut state) {
-            return Ok(false);
+            return Ok(None);
         }
         let rv = p.meta().resource_version.clone().unwrap_or_default();
-        match write(api, primary, &rv, &state, &Extra::default()).await {
-            Ok(_) => return Ok(true),
+        match write(api, primary, &rv, Some(&p), &state, &Extra::default()).await {
+            Ok(rv) => return Ok(Some(rv)),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
@@ -169,9 +181,9 @@ pub(crate) fn stored(state: &State) -> State {
     crate::secrets::redactor().redact_value(state)
 }
 
-/// The annotation text of `state`, as every writer stores it.
-pub(crate) fn annotation_text(state: &State) -> String {
-    stored(state).to_annotation()
+/// The annotations of `state`, as every writer stores them.
+pub(crate) fn annotations(state: &State) -> Vec<(String, String)> {
+    stored(state).to_annotations()
 }
 
 /// The state stored on a primary, if any.
@@ -184,28 +196,38 @@ pub(crate) fn read(primary: &impl Annotated) -> Result<Option<State>> {
     else {
         return Ok(None);
     };
-    State::from_annotation(text).map(Some).map_err(|e| {
-        ClusterError::Invalid(format!(
-            "{}: annotation {ANNOTATION}: {e}",
-            primary.meta().name.as_deref().unwrap_or_default()
-        ))
-    })
+    State::from_annotations(text, |k| annotation(primary, k).map(String::as_str))
+        .map(Some)
+        .map_err(|e| {
+            ClusterError::Invalid(format!(
+                "{}: annotation {ANNOTATION}: {e}",
+                primary.meta().name.as_deref().unwrap_or_default()
+            ))
+        })
 }
 
 /// Writes the state if the primary is still at `resource_version`; returns
-/// the new resourceVersion. A conflict is [`ClusterError::Conflict`]: the
-/// caller re-reads and decides again.
+/// the new resourceVersion. `read` is the primary as read at that version
+/// (or before, when only this process wrote since): history slots it holds
+/// already are not sent again. A conflict is [`ClusterError::Conflict`]:
+/// the caller re-reads and decides again.
 pub(crate) async fn write<K: Primary>(
     api: &Api<K>,
     primary: &str,
     resource_version: &str,
+    read: Option<&K>,
     state: &State,
     extra: &Extra<'_>,
 ) -> Result<String> {
     // A merge patch carrying metadata.resourceVersion is a precondition: the
     // API server refuses it with 409 when the object moved on.
     let mut annotations = serde_json::Map::new();
-    annotations.insert(ANNOTATION.into(), annotation_text(state).into());
+    for (key, text) in self::annotations(state) {
+        let held = read.and_then(|p| annotation(p, &key)) == Some(&text);
+        if key == ANNOTATION || !held {
+            annotations.insert(key, text.into());
+        }
+    }
     if extra.clear_request {
         annotations.insert(REQUEST_ANNOTATION.into(), serde_json::Value::Null);
     }
@@ -232,21 +254,26 @@ pub(crate) async fn write<K: Primary>(
 /// bumps that version with every status update, so on a conflict the
 /// primary is read again: when it still carries the request it had and
 /// the state decided from (or the one being written), the write is
-/// repeated with the new version. `Ok(false)`: another writer changed the
-/// state or the request, and the caller decides again from a fresh read.
+/// repeated with the new version; returns the primary's resourceVersion
+/// after the write. `Ok(None)`: another writer changed the state or the
+/// request, and the caller decides again from a fresh read.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_decided<K: Primary>(
     api: &Api<K>,
     primary: &str,
     resource_version: &str,
+    read_primary: Option<&K>,
     decided_from: &State,
     request_seen: Option<&str>,
     state: &State,
     extra: &Extra<'_>,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     let mut rv = resource_version.to_string();
+    let mut fresh_read: Option<K> = None;
     for _ in 0..10 {
-        match write(api, primary, &rv, state, extra).await {
-            Ok(_) => return Ok(true),
+        let held = fresh_read.as_ref().or(read_primary);
+        match write(api, primary, &rv, held, state, extra).await {
+            Ok(rv) => return Ok(Some(rv)),
             Err(e) if e.is_conflict() => {
                 let fresh = api
                     .get(primary)
@@ -256,7 +283,7 @@ pub(crate) async fn write_decided<K: Primary>(
                 // A request written since the driver read the primary must
                 // not be cleared unseen.
                 if raw_request(&fresh).as_deref() != request_seen {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 let unchanged = match &current {
                     // A primary created this round carries the state it
@@ -267,14 +294,15 @@ pub(crate) async fn write_decided<K: Primary>(
                     None => false,
                 };
                 if !unchanged {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 rv = fresh.meta().resource_version.clone().unwrap_or_default();
+                fresh_read = Some(fresh);
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Whether two states are the same apart from lease renewal times.
@@ -290,15 +318,20 @@ pub(crate) fn same_state(a: &State, b: &State) -> bool {
 }
 
 /// Wakes each time `primary` changes while it carries a request, so a
-/// driver acts on an operator's request at once; ends when the watch
-/// does.
-pub(crate) fn watch_requests<K: Primary>(api: &Api<K>, primary: &str) -> BoxStream<'static, ()> {
+/// driver acts on an operator's request at once, with the primary's
+/// resourceVersion then; ends when the watch does.
+pub(crate) fn watch_requests<K: Primary>(
+    api: &Api<K>,
+    primary: &str,
+) -> BoxStream<'static, Option<String>> {
     use futures::StreamExt;
     use kube::runtime::watcher::Event;
     super::workload::watch_one(api, primary)
         .filter_map(|event| async move {
             match event {
-                Ok(Event::Apply(p) | Event::InitApply(p)) if raw_request(&p).is_some() => Some(()),
+                Ok(Event::Apply(p) | Event::InitApply(p)) if raw_request(&p).is_some() => {
+                    Some(p.meta().resource_version.clone())
+                }
                 _ => None,
             }
         })

@@ -25,7 +25,7 @@ use super::configs::{ConfigRef, rewrite_refs};
 use super::error::{ClusterError, Result};
 use super::managed::MANAGED_BY;
 use canary_core::engine::decide::Workload;
-use canary_core::engine::state::{ANNOTATION, State};
+use canary_core::engine::state::State;
 
 /// Labels Flagger accepts as the selector label, in order.
 pub(crate) use canary_core::spec::manifest::SELECTOR_LABELS;
@@ -106,7 +106,7 @@ pub(crate) fn build_primary(
     label: &str,
     label_value: &str,
     tracked: &BTreeSet<ConfigRef>,
-    state_annotation: (&str, String),
+    state_annotations: Vec<(String, String)>,
 ) -> Deployment {
     let name = target.metadata.name.clone().unwrap_or_default();
     let primary = canary_core::names::primary(&name);
@@ -114,8 +114,7 @@ pub(crate) fn build_primary(
     let mut labels = target.metadata.labels.clone().unwrap_or_default();
     labels.insert(label.to_string(), primary_value.clone());
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
-    let mut annotations = BTreeMap::new();
-    annotations.insert(state_annotation.0.to_string(), state_annotation.1);
+    let annotations: BTreeMap<String, String> = state_annotations.into_iter().collect();
     let spec = target.spec.clone();
     let replicas = spec.replicas.filter(|r| *r > 0).unwrap_or(1);
     Deployment {
@@ -161,7 +160,7 @@ pub(crate) async fn create_primary(
         label,
         label_value,
         tracked,
-        (ANNOTATION, super::state::annotation_text(state)),
+        super::state::annotations(state),
     );
     let name = primary.metadata.name.clone().unwrap_or_default();
     let created = api
@@ -197,6 +196,8 @@ pub(crate) async fn promote(
             .await
             .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?;
         primary.spec.template = template.clone();
+        // Left out of an update, the server keeps them: not sent back.
+        primary.metadata.managed_fields = None;
         if let Some(r) = replicas {
             primary.spec.replicas = Some(r);
         }
@@ -215,13 +216,19 @@ pub(crate) async fn promote(
     })
 }
 
-/// Sets the replicas of a Deployment, and nothing else.
-pub(crate) async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+/// Sets the replicas of a Deployment, and nothing else; returns its new
+/// resourceVersion.
+pub(crate) async fn scale(
+    api: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+) -> Result<Option<String>> {
     let patch = json!({"spec": {"replicas": replicas}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    let updated = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| ClusterError::api("scale", format!("deployment/{name}"), e))?;
-    Ok(())
+    Ok(updated.metadata.resource_version)
 }
 
 /// Sets the image of containers by name, with the strategic merge patch
@@ -547,7 +554,7 @@ impl Workloads {
                     label,
                     label_value,
                     tracked,
-                    (ANNOTATION, state.to_annotation()),
+                    super::state::annotations(state),
                 );
                 let name = primary.metadata.name.clone().unwrap_or_default();
                 let created = self
@@ -616,7 +623,8 @@ impl Workloads {
 
     /// Scales the target `name` to zero, or up again: a Deployment to
     /// `replicas`, a DaemonSet by removing the scale-to-zero selector.
-    pub(crate) async fn scale(&self, name: &str, up: Option<i32>) -> Result<()> {
+    /// Returns the target's resourceVersion after the write.
+    pub(crate) async fn scale(&self, name: &str, up: Option<i32>) -> Result<Option<String>> {
         match self.kind {
             Kind::Deployment => scale(&self.deployments, name, up.unwrap_or(0)).await,
             Kind::DaemonSet => {
@@ -627,11 +635,12 @@ impl Workloads {
                 let patch = json!({"spec": {"template": {"spec": {
                     "nodeSelector": {SCALE_TO_ZERO.0: value}
                 }}}});
-                self.daemonsets
+                let updated = self
+                    .daemonsets
                     .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(|e| ClusterError::api("scale", self.object(name), e))?;
-                Ok(())
+                Ok(updated.metadata.resource_version)
             }
         }
     }
@@ -677,8 +686,17 @@ impl Workloads {
         }
     }
 
+    /// The Deployments of the namespace (what the watches of a
+    /// Deployment target follow).
+    pub(crate) fn deployments(&self) -> &Api<Deployment> {
+        &self.deployments
+    }
+
     /// Wakes each time the primary `name` carries a request.
-    pub(crate) fn watch_requests(&self, name: &str) -> futures::stream::BoxStream<'static, ()> {
+    pub(crate) fn watch_requests(
+        &self,
+        name: &str,
+    ) -> futures::stream::BoxStream<'static, Option<String>> {
         match self.kind {
             Kind::Deployment => super::state::watch_requests(&self.deployments, name),
             Kind::DaemonSet => super::state::watch_requests(&self.daemonsets, name),
@@ -692,9 +710,28 @@ impl Workloads {
         tries: usize,
         change: impl FnMut(&mut State) -> bool,
     ) -> Result<bool> {
+        Ok(self
+            .update_state_at(name, None, tries, change)
+            .await?
+            .is_some())
+    }
+
+    /// [`super::state::update_at`] on the primary `name`, starting from
+    /// `held` (a Deployment primary as its watch holds it) when given.
+    pub(crate) async fn update_state_at(
+        &self,
+        name: &str,
+        held: Option<Deployment>,
+        tries: usize,
+        change: impl FnMut(&mut State) -> bool,
+    ) -> Result<Option<String>> {
         match self.kind {
-            Kind::Deployment => super::state::update(&self.deployments, name, tries, change).await,
-            Kind::DaemonSet => super::state::update(&self.daemonsets, name, tries, change).await,
+            Kind::Deployment => {
+                super::state::update_at(&self.deployments, name, held, tries, change).await
+            }
+            Kind::DaemonSet => {
+                super::state::update_at(&self.daemonsets, name, None, tries, change).await
+            }
         }
     }
 
@@ -704,17 +741,22 @@ impl Workloads {
         &self,
         name: &str,
         resource_version: &str,
+        read: Option<&Object>,
         decided_from: &State,
         request_seen: Option<&str>,
         state: &State,
         extra: &super::state::Extra<'_>,
-    ) -> Result<bool> {
+    ) -> Result<Option<String>> {
         match self.kind {
             Kind::Deployment => {
                 super::state::write_decided(
                     &self.deployments,
                     name,
                     resource_version,
+                    match read {
+                        Some(Object::Deployment(d)) => Some(d),
+                        _ => None,
+                    },
                     decided_from,
                     request_seen,
                     state,
@@ -727,6 +769,10 @@ impl Workloads {
                     &self.daemonsets,
                     name,
                     resource_version,
+                    match read {
+                        Some(Object::DaemonSet(d)) => Some(d),
+                        _ => None,
+                    },
                     decided_from,
                     request_seen,
                     state,
@@ -839,15 +885,14 @@ pub(crate) fn build_primary_daemonset(
     label: &str,
     label_value: &str,
     tracked: &BTreeSet<ConfigRef>,
-    state_annotation: (&str, String),
+    state_annotations: Vec<(String, String)>,
 ) -> DaemonSet {
     let name = target.metadata.name.clone().unwrap_or_default();
     let primary_value = canary_core::names::primary(label_value);
     let mut labels = target.metadata.labels.clone().unwrap_or_default();
     labels.insert(label.to_string(), primary_value.clone());
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
-    let mut annotations = BTreeMap::new();
-    annotations.insert(state_annotation.0.to_string(), state_annotation.1);
+    let annotations: BTreeMap<String, String> = state_annotations.into_iter().collect();
     let spec = target.spec.clone();
     DaemonSet {
         metadata: ObjectMeta {
@@ -896,7 +941,13 @@ mod tests {
     fn the_primary_selects_its_own_pods_and_uses_config_copies() {
         let t = target();
         let tracked = BTreeSet::from([ConfigRef::config_map("settings")]);
-        let p = build_primary(&t, "app", "podinfo", &tracked, ("a", "{}".into()));
+        let p = build_primary(
+            &t,
+            "app",
+            "podinfo",
+            &tracked,
+            vec![("a".into(), "{}".into())],
+        );
         assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
         let spec = p.spec;
         assert_eq!(

@@ -76,6 +76,7 @@ async fn run_files(
     );
     let mut options = ui::output::Options::from_env(mode);
     options.full_summary = args.summary == crate::cli::SummaryFormat::Full;
+    options.traffic = args.traffic;
     let output = ui::RunOutput::with_options(mode, options);
     // Everything is checked before the first canary is driven: a spec
     // that cannot be carried out changes nothing, not even for the other

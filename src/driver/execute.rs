@@ -92,7 +92,10 @@ impl Driver<'_> {
                         )
                     }
                 };
-                self.workloads.scale(target, up).await?;
+                let rv = self.workloads.scale(target, up).await?;
+                if let Some(w) = &self.watched {
+                    w.target.saw(rv.as_deref());
+                }
                 if up.is_none() {
                     self.pause_target_scaler(true).await?;
                 }
@@ -222,16 +225,22 @@ impl Driver<'_> {
             .write_decided(
                 &self.primary_name(),
                 rv,
+                snap.primary.as_ref(),
                 &snap.state,
                 snap.raw_request.as_deref(),
                 state,
                 &extra,
             )
             .await?;
-        if written && let Some(lease) = &state.lease {
+        if let (Some(rv), Some(w)) = (&written, &self.watched) {
+            w.primary.saw(Some(rv));
+        }
+        if written.is_some()
+            && let Some(lease) = &state.lease
+        {
             self.lease_written(lease.renew_time);
         }
-        Ok(written)
+        Ok(written.is_some())
     }
 
     /// Sends the round's messages to the `event` webhooks.

@@ -112,7 +112,8 @@ pub(crate) fn refusal(lease: &Lease, holder: &str, id: &str, now: Time) -> Optio
 /// What wakes a sleeping driver besides its clock.
 pub(super) struct Wake {
     /// Requests landing on the primary.
-    requests: futures::stream::BoxStream<'static, ()>,
+    /// Each carries the primary's resourceVersion with the request.
+    requests: futures::stream::BoxStream<'static, Option<String>>,
     /// `false` once the stream ended: only the clock wakes the driver then.
     open: bool,
 }
@@ -159,7 +160,14 @@ impl Driver<'_> {
             tokio::select! {
                 _ = tokio::time::sleep(chunk) => {}
                 request = wake.requests.next(), if wake.open => match request {
-                    Some(()) => return Ok(()),
+                    Some(rv) => {
+                        // The round after the wake must see the request,
+                        // even before the primary's watch delivers it.
+                        if let Some(w) = &self.watched {
+                            w.primary.saw(rv.as_deref());
+                        }
+                        return Ok(());
+                    }
                     None => wake.open = false,
                 },
                 _ = stop_changed(stop.as_mut()) => return Ok(()),
@@ -176,9 +184,14 @@ impl Driver<'_> {
     /// meanwhile, which ends this run.
     async fn renew_lease(&self) -> Result<(), RunError> {
         let mut taken_by = None;
+        let held = self
+            .watched
+            .as_ref()
+            .and_then(|w| w.primary.current())
+            .flatten();
         let renewed = self
             .workloads
-            .update_state(&self.primary_name(), 1, |state| {
+            .update_state_at(&self.primary_name(), held, 1, |state| {
                 if let Some(l) = &state.lease
                     && refusal(l, &self.settings.holder, "", now()).is_some()
                 {
@@ -203,7 +216,13 @@ impl Driver<'_> {
         match renewed {
             // Renewal lost a race: the next round re-reads everything.
             Err(e) if e.is_conflict() => Ok(()),
-            other => other.map(|_| ()).map_err(RunError::from),
+            Ok(rv) => {
+                if let (Some(rv), Some(w)) = (rv, &self.watched) {
+                    w.primary.saw(Some(&rv));
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -218,7 +237,7 @@ impl Driver<'_> {
         let id = self.id();
         let taken = self
             .workloads
-            .update_state(&self.primary_name(), 1, |state| {
+            .update_state_at(&self.primary_name(), None, 1, |state| {
                 if let Some(l) = &state.lease
                     && let Some(why) = refusal(l, &self.settings.holder, &id, now())
                 {
@@ -234,7 +253,13 @@ impl Driver<'_> {
         }
         match taken {
             Err(e) if e.is_conflict() => Ok(true),
-            other => other.map_err(RunError::from),
+            Ok(rv) => {
+                if let (Some(rv), Some(w)) = (&rv, &self.watched) {
+                    w.primary.saw(Some(rv));
+                }
+                Ok(rv.is_some())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -2,7 +2,8 @@
 //! executes, persists, reports and waits, until a verdict.
 //!
 //! Each round reads the target, the primary (with the state annotation)
-//! and the router's routing (`observe.rs`), asks the engine what to do,
+//! and the router's routing (`observe.rs`; the two Deployments from
+//! watches kept while driving, `cluster::cache`), asks the engine what to do,
 //! answering its questions by calling webhooks and querying metrics
 //! (`answer.rs`), applies the actions in order and writes the new state
 //! guarded by the primary's resourceVersion (`execute.rs`). A conflict
@@ -152,6 +153,8 @@ pub struct Driver<'a> {
     /// rounds that change nothing write nothing, so the lease is renewed
     /// by the clock of its last write.
     renewed: std::sync::atomic::AtomicI64,
+    /// The target and the primary as watches hold them, while driving.
+    watched: Option<observe::WatchedPair>,
 }
 
 impl<'a> Driver<'a> {
@@ -196,6 +199,7 @@ impl<'a> Driver<'a> {
             shown,
             alerter: None,
             renewed: std::sync::atomic::AtomicI64::new(0),
+            watched: None,
         })
     }
 
@@ -287,6 +291,11 @@ impl<'a> Driver<'a> {
                 self.set_image().await?;
             }
         }
+        // From here on the target and the primary are read from watches,
+        // once those are current (see `observe.rs`).
+        // The watches follow Deployments; a DaemonSet's round reads.
+        self.watched = (self.workloads.kind == crate::cluster::workload::Kind::Deployment)
+            .then(|| observe::WatchedPair::start(self));
         let mut rounds = Rounds {
             wake: self.wake(),
             waited_since: None,
@@ -436,6 +445,9 @@ impl<'a> Driver<'a> {
             let mut rv = snap.primary_rv.clone();
             for action in &decision.actions {
                 if let Some(new_rv) = self.execute(action, &snap, &decision.state).await? {
+                    if let Some(w) = &self.watched {
+                        w.primary.saw(Some(&new_rv));
+                    }
                     rv = Some(new_rv);
                 }
             }

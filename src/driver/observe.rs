@@ -2,6 +2,9 @@
 //! state on it, the configs the target uses, and the router's routing,
 //! as the engine's [`Observed`] plus what executing the round needs.
 
+use k8s_openapi::api::apps::v1::Deployment;
+
+use crate::cluster::cache::Watched;
 use crate::cluster::workload::Object;
 
 use super::{Driver, RunError};
@@ -12,6 +15,23 @@ use crate::cluster::state as statestore;
 use crate::router::Router;
 use canary_core::engine::decide::{Observed, Request, RequestKind};
 use canary_core::engine::state::{Phase, State};
+
+/// The target and the primary, watched while a driver drives: a round
+/// reads them from the watches when these hold the newest version the
+/// driver knows of, and from the API server otherwise.
+pub(super) struct WatchedPair {
+    pub(super) target: Watched<Deployment>,
+    pub(super) primary: Watched<Deployment>,
+}
+
+impl WatchedPair {
+    pub(super) fn start(d: &Driver<'_>) -> Self {
+        WatchedPair {
+            target: Watched::start(d.workloads.deployments(), &d.canary.target.name),
+            primary: Watched::start(d.workloads.deployments(), &d.primary_name()),
+        }
+    }
+}
 
 /// What one round observed, beyond what the engine sees.
 pub(super) struct Snapshot {
@@ -31,26 +51,46 @@ pub(super) struct Snapshot {
 }
 
 impl Driver<'_> {
+    /// The workload `name`, from its watch when that is current (the
+    /// watches follow Deployments), else read.
+    async fn workload(
+        &self,
+        name: &str,
+        which: fn(&WatchedPair) -> &Watched<Deployment>,
+    ) -> Result<Option<Object>, RunError> {
+        if let Some(hit) = self.watched.as_ref().and_then(|w| which(w).current()) {
+            return Ok(hit.map(Object::Deployment));
+        }
+        let read = self.workloads.get(name).await?;
+        if let Some(w) = &self.watched {
+            use crate::cluster::state::Annotated;
+            which(w).saw(
+                read.as_ref()
+                    .and_then(|o| o.meta().resource_version.as_deref()),
+            );
+        }
+        Ok(read)
+    }
+
     /// Reads what one round decides from: the target, the primary with
     /// the state, the configs the target uses, and the router's routing.
     /// A primary Flagger owns, a canary `canary revert` is taking apart,
     /// or a live lease held by another driver, stops the run.
     pub(super) async fn observe(&self) -> Result<Snapshot, RunError> {
         let target_name = &self.canary.target.name;
-        let target =
-            self.workloads
-                .get(target_name)
-                .await?
-                .ok_or_else(|| ClusterError::NotFound {
-                    object: format!(
-                        "{} in namespace {}",
-                        self.workloads.object(target_name),
-                        self.canary.namespace
-                    ),
-                })?;
+        let target = self
+            .workload(target_name, |w| &w.target)
+            .await?
+            .ok_or_else(|| ClusterError::NotFound {
+                object: format!(
+                    "{} in namespace {}",
+                    self.workloads.object(target_name),
+                    self.canary.namespace
+                ),
+            })?;
         let label = target.selector_label()?;
         let primary_name = self.primary_name();
-        let primary = self.workloads.get(&primary_name).await?;
+        let primary = self.workload(&primary_name, |w| &w.primary).await?;
         let now = now();
         let mut state = State::new(now);
         let mut primary_rv = None;

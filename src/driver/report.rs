@@ -13,6 +13,7 @@ use crate::metrics::prometheus::{self, MetricServer};
 use canary_core::engine::decide::{self, Answers, Decision, HookOutcome, RequestKind};
 use canary_core::engine::state::State;
 use canary_core::event::{self, Event, Kind};
+use canary_core::queries::traffic;
 use canary_core::spec::resolve::HookType;
 
 impl Driver<'_> {
@@ -122,6 +123,7 @@ impl Driver<'_> {
             self.send(e);
         }
         if answers.analysis.is_some()
+            && self.reporter.wants(Kind::Traffic)
             && let Some(e) = self.traffic(state).await
         {
             self.send(e);
@@ -217,7 +219,7 @@ impl Driver<'_> {
         let window = c.interval.max(Duration::from_secs(10));
         let window_text = format!("{}s", window.as_secs());
         let primary_name = self.primary_name();
-        let q = canary_core::queries::traffic::queries(
+        let q = traffic::queries(
             provider,
             &c.namespace,
             &primary_name,
@@ -225,25 +227,26 @@ impl Driver<'_> {
             c.ingress.as_deref().unwrap_or(&c.target.name),
             &window_text,
         )?;
-        let ask = |query: String| {
-            let server = server.clone();
-            async move {
-                prometheus::query_by(&self.edge, &server, &query, q.label)
-                    .await
-                    .unwrap_or_default()
-            }
-        };
-        let rate = ask(q.request_rate.clone()).await;
-        let success = ask(q.success_rate.clone()).await;
-        let p99 = ask(q.latency_p99.clone()).await;
+        // One query an interval for the three figures of both versions.
+        let answer = prometheus::query_by(
+            &self.edge,
+            &server,
+            &q.one(),
+            &[q.label, traffic::STAT_LABEL],
+        )
+        .await
+        .unwrap_or_default();
         let stats = |w: &str| {
-            let finite = |m: &std::collections::BTreeMap<String, f64>| {
-                m.get(w).copied().filter(|v| v.is_finite())
+            let figure = |stat: &str| {
+                answer
+                    .get(&[w.to_string(), stat.to_string()][..])
+                    .copied()
+                    .filter(|v| v.is_finite())
             };
             event::VersionStats {
-                request_rate: finite(&rate),
-                success_rate: finite(&success),
-                latency_p99_ms: finite(&p99),
+                request_rate: figure(traffic::RATE),
+                success_rate: figure(traffic::SUCCESS),
+                latency_p99_ms: figure(traffic::P99),
             }
         };
         let primary = stats(&primary_name);

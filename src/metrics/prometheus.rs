@@ -162,13 +162,14 @@ pub async fn query(
 }
 
 /// Runs `query` now and returns each sample of its instant vector by the
-/// value of `label` (samples without it are left out).
+/// values of `labels`, in order (samples without one of them are left
+/// out).
 pub(crate) async fn query_by(
     edge: &HttpEdge,
     server: &MetricServer,
     query: &str,
-    label: &str,
-) -> Result<BTreeMap<String, f64>, MetricError> {
+    labels: &[&str],
+) -> Result<BTreeMap<Vec<String>, f64>, MetricError> {
     let body = fetch(edge, server, query, None).await?;
     if let Some(msg) = error_message(&body) {
         return Err(MetricError::Query(msg));
@@ -181,8 +182,12 @@ pub(crate) async fn query_by(
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
-        if let (Some(key), Some(text)) = (s["metric"][label].as_str(), s["value"][1].as_str()) {
-            out.insert(key.to_string(), parse_float(text)?);
+        let key: Option<Vec<String>> = labels
+            .iter()
+            .map(|l| s["metric"][*l].as_str().map(str::to_string))
+            .collect();
+        if let (Some(key), Some(text)) = (key, s["value"][1].as_str()) {
+            out.insert(key, parse_float(text)?);
         }
     }
     Ok(out)

@@ -8,6 +8,9 @@
 //! | Json  | errors                        | one JSON event a line             |
 //! | Quiet | errors                        | nothing                           |
 //!
+//! Each version's traffic (a metrics query an interval) is asked for only
+//! in the live view, and with `--traffic` in the lines and JSON.
+//!
 //! Whatever the mode, the summary is also appended as Markdown to the file
 //! `GITHUB_STEP_SUMMARY` names, so a CI job's page shows the rollout.
 //!
@@ -75,6 +78,9 @@ pub(crate) struct Options {
     pub step_summary: Option<PathBuf>,
     /// Every step on its own row in the summary table (`--summary full`).
     pub full_summary: bool,
+    /// Report each version's traffic in the lines and JSON modes too
+    /// (`--traffic`); the live view always shows it.
+    pub traffic: bool,
 }
 
 impl Options {
@@ -88,6 +94,7 @@ impl Options {
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
             full_summary: false,
+            traffic: false,
         }
     }
 }
@@ -269,6 +276,20 @@ impl RunOutput {
 }
 
 impl Reporter for RunOutput {
+    /// The traffic of each version is only asked for where it is seen: in
+    /// the live view, and with `--traffic` in the lines and JSON; the
+    /// summary does not use it.
+    fn wants(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Traffic => match self.mode {
+                Mode::Live => true,
+                Mode::Lines | Mode::Json => self.options.traffic,
+                Mode::Quiet => false,
+            },
+            _ => true,
+        }
+    }
+
     fn emit(&self, e: &Event) {
         // Every message may quote a server's answer: masked before it is
         // kept, rendered, summarised or written as JSON.

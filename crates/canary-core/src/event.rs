@@ -246,6 +246,13 @@ impl Event {
 /// Where a driver's events go. Implementations render them (see `ui`).
 pub trait Reporter: Send + Sync {
     fn emit(&self, event: &Event);
+
+    /// Whether events of `kind` are shown or kept at all: a driver does
+    /// not pay for what would be thrown away (the traffic of each version
+    /// costs a metrics query every interval).
+    fn wants(&self, _kind: Kind) -> bool {
+        true
+    }
 }
 
 /// Keeps every event, for tests and for the summary.

@@ -318,6 +318,10 @@ pub struct RequestRecord {
     /// Whether authentication and authorization let the request through:
     /// `false` for a 401 and for a 403 of the enforced rules.
     pub allowed: bool,
+    /// Bytes of the request's body the server read.
+    pub body_bytes: u64,
+    /// When the request arrived.
+    pub at: std::time::SystemTime,
 }
 
 impl RequestRecord {
@@ -393,6 +397,20 @@ pub struct ApiState {
 /// Handles one request. `None` means: drop the connection (fault).
 pub async fn handle(state: Arc<ApiState>, req: Request<Body>) -> Option<Response<Body>> {
     let started = Instant::now();
+    let at = std::time::SystemTime::now();
+    // The body's bytes are counted as the handler reads them.
+    let body_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let req = {
+        let count = body_bytes.clone();
+        req.map(|b| {
+            Body::new(http_body_util::BodyExt::map_frame(b, move |f| {
+                if let Some(d) = f.data_ref() {
+                    count.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                f
+            }))
+        })
+    };
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -426,6 +444,8 @@ pub async fn handle(state: Arc<ApiState>, req: Request<Body>) -> Option<Response
         duration: started.elapsed(),
         attributes: attributes.clone(),
         allowed,
+        body_bytes: body_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        at,
     };
     if let FaultAction::Drop = action {
         state.log.push(record(0));

@@ -4,8 +4,12 @@
 //! One schema-versioned JSON document holds everything a later run needs to
 //! resume: phase, weight, failed checks, iterations, the schedule step in
 //! place, which revision is under analysis and which was last promoted,
-//! when the phase last changed, a bounded history of steps with their
-//! metric values, and the lease of the driver currently acting on it.
+//! when the phase last changed, and the lease of the driver currently
+//! acting on it. The bounded history of steps with their metric values is
+//! kept beside it, one entry an annotation in a ring of [`HISTORY_LIMIT`]
+//! slots ([`State::to_annotations`]), so that a step's write carries the
+//! entries it adds and not the whole history again. Documents written
+//! before that, with the history inside, are still read.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +25,24 @@ pub const SCHEMA: u32 = 1;
 
 /// How many history entries are kept.
 pub const HISTORY_LIMIT: usize = 50;
+
+/// The annotations holding the history, `<prefix>NN` for the slot `NN`
+/// (00 to 49): entry number `n` (counted over the canary's life) is in the
+/// slot `n % HISTORY_LIMIT`.
+pub const HISTORY_PREFIX: &str = "canary.flagger.app/history.";
+
+/// The annotation of history slot `slot`.
+pub fn history_annotation(slot: usize) -> String {
+    format!("{HISTORY_PREFIX}{slot:02}")
+}
+
+/// One history slot as stored: the entry and its number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Slot {
+    n: u64,
+    #[serde(flatten)]
+    entry: HistoryEntry,
+}
 
 /// Flagger's phases, plus `Aborted`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -251,10 +273,20 @@ pub struct State {
     /// `canary pause`: the weight is held and no checks run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Paused>,
+    /// The last [`HISTORY_LIMIT`] entries. Inside the document only in
+    /// documents written before the history had its own annotations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// How many history entries were ever recorded: the last
+    /// `min(recorded, HISTORY_LIMIT)` are kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recorded: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl State {
@@ -281,6 +313,7 @@ impl State {
             failure: None,
             paused: None,
             history: Vec::new(),
+            recorded: 0,
             lease: None,
         }
     }
@@ -296,11 +329,61 @@ impl State {
                 "state schema {schema} is not the {SCHEMA} this version of canary reads"
             ));
         }
-        serde_json::from_value(v).map_err(|e| format!("unreadable state: {e}"))
+        let mut state: State =
+            serde_json::from_value(v).map_err(|e| format!("unreadable state: {e}"))?;
+        // A document with the history inside counted no entries.
+        state.recorded = state.recorded.max(state.history.len() as u64);
+        Ok(state)
     }
 
+    /// The whole state as one document, history included.
     pub fn to_annotation(&self) -> String {
         serde_json::to_string(self).expect("state serializes")
+    }
+
+    /// Reads the state annotation `text` and, unless the document holds its
+    /// history itself, the history slots, which `slot` gives by annotation
+    /// name. A slot that is missing, unreadable or holds another entry
+    /// number (left by an earlier write) is left out.
+    pub fn from_annotations<'a>(
+        text: &str,
+        slot: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<State, String> {
+        let mut state = State::from_annotation(text)?;
+        if state.history.is_empty() && state.recorded > 0 {
+            let kept = state.recorded.min(HISTORY_LIMIT as u64);
+            for n in state.recorded - kept..state.recorded {
+                let key = history_annotation((n % HISTORY_LIMIT as u64) as usize);
+                if let Some(s) = slot(&key).and_then(|t| serde_json::from_str::<Slot>(t).ok())
+                    && s.n == n
+                {
+                    state.history.push(s.entry);
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// The annotations that store the state: the document without its
+    /// history first, then one slot an entry of the history.
+    pub fn to_annotations(&self) -> Vec<(String, String)> {
+        let mut bare = self.clone();
+        bare.history = Vec::new();
+        bare.recorded = self.recorded.max(self.history.len() as u64);
+        let first = bare.recorded - self.history.len() as u64;
+        let mut out = vec![(ANNOTATION.to_string(), bare.to_annotation())];
+        for (i, entry) in self.history.iter().enumerate() {
+            let n = first + i as u64;
+            let slot = Slot {
+                n,
+                entry: entry.clone(),
+            };
+            out.push((
+                history_annotation((n % HISTORY_LIMIT as u64) as usize),
+                serde_json::to_string(&slot).expect("history serializes"),
+            ));
+        }
+        out
     }
 
     /// Moves to `phase`, stamping the transition time when it changes.
@@ -313,6 +396,7 @@ impl State {
 
     /// Appends to the bounded history.
     pub fn record(&mut self, now: Time, message: impl Into<String>, metrics: Vec<MetricRecord>) {
+        self.recorded = self.recorded.max(self.history.len() as u64) + 1;
         self.history.push(HistoryEntry {
             time: now,
             phase: self.phase,
@@ -357,6 +441,75 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let e = State::from_annotation(r#"{"schema": 2, "phase": "Progressing"}"#).unwrap_err();
         assert!(e.contains("schema 2"), "{e}");
+    }
+
+    #[test]
+    fn the_history_is_stored_one_entry_a_slot_and_read_back() {
+        let mut s = State::new(Time(0));
+        for i in 0..(HISTORY_LIMIT + 7) {
+            s.record(Time(i as i64), format!("step {i}"), Vec::new());
+        }
+        let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
+        assert_eq!(stored.len(), 1 + HISTORY_LIMIT);
+        assert!(
+            !stored[ANNOTATION].contains("step"),
+            "{}",
+            stored[ANNOTATION]
+        );
+        // Entry 56 went to slot 06, over entry 6.
+        assert!(stored[&history_annotation(6)].contains("step 56"));
+        let read =
+            State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
+                .unwrap();
+        assert_eq!(read, s);
+
+        // One more entry rewrites one slot and the document only.
+        let mut next = s.clone();
+        next.record(Time(100), "one more", Vec::new());
+        let changed: Vec<String> = next
+            .to_annotations()
+            .into_iter()
+            .filter(|(k, v)| stored.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(changed, [ANNOTATION.to_string(), history_annotation(7)]);
+    }
+
+    #[test]
+    fn a_document_with_its_history_inside_is_read_and_continued() {
+        let mut old = State::new(Time(0));
+        for i in 0..3 {
+            old.record(Time(i), format!("step {i}"), Vec::new());
+        }
+        old.recorded = 0;
+        let mut text: serde_json::Value = serde_json::from_str(&old.to_annotation()).unwrap();
+        text.as_object_mut().unwrap().remove("recorded");
+        let read = State::from_annotations(&text.to_string(), |_| None).unwrap();
+        assert_eq!(read.history.len(), 3);
+        assert_eq!(read.recorded, 3);
+        let mut next = read.clone();
+        next.record(Time(9), "step 3", Vec::new());
+        let stored: BTreeMap<String, String> = next.to_annotations().into_iter().collect();
+        assert_eq!(stored.len(), 5);
+        let again =
+            State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
+                .unwrap();
+        assert_eq!(again, next);
+    }
+
+    #[test]
+    fn a_slot_left_by_an_earlier_write_is_not_read() {
+        let mut s = State::new(Time(0));
+        s.record(Time(1), "first", Vec::new());
+        let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
+        let mut later = s.clone();
+        later.recorded = HISTORY_LIMIT as u64 + 1;
+        later.history.clear();
+        let read = State::from_annotations(&later.to_annotation(), |k| {
+            stored.get(k).map(String::as_str)
+        })
+        .unwrap();
+        assert!(read.history.is_empty(), "{:?}", read.history);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! 99th percentile latency of the primary and of the canary — for the live
 //! view: the `linkerd top` of one rollout.
 //!
-//! Three queries per look, each grouped by workload so that one answer
-//! holds both versions. The success rate counts a version that fails every
+//! Three figures per look, each grouped by workload so that one answer
+//! holds both versions, asked together in one query ([`TrafficQueries::one`])
+//! whose samples say which figure they are in the label [`STAT_LABEL`].
+//! The success rate counts a version that fails every
 //! request as 0% rather than as having no value. Each router's queries are
 //! built by one function: Linkerd's and Istio's series name the workload
 //! (`deployment`, `destination_workload`); the NGINX ingress controller's
@@ -25,6 +27,33 @@ pub struct TrafficQueries {
     pub success_rate: String,
     /// 99th percentile latency, in milliseconds.
     pub latency_p99: String,
+}
+
+/// The label that tells the figures of [`TrafficQueries::one`] apart, with
+/// its values [`RATE`], [`SUCCESS`] and [`P99`].
+pub const STAT_LABEL: &str = "canary_stat";
+pub const RATE: &str = "rate";
+pub const SUCCESS: &str = "success";
+pub const P99: &str = "p99";
+
+impl TrafficQueries {
+    /// The three figures in one query: each grouped by workload and marked
+    /// with its [`STAT_LABEL`], so their label sets differ and `or` keeps
+    /// them all.
+    pub fn one(&self) -> String {
+        let mark = |q: &str, stat: &str| {
+            format!(
+                "label_replace({q}, \"{STAT_LABEL}\", \"{stat}\", \"{}\", \".*\")",
+                self.label
+            )
+        };
+        format!(
+            "{} or {} or {}",
+            mark(&self.request_rate, RATE),
+            mark(&self.success_rate, SUCCESS),
+            mark(&self.latency_p99, P99)
+        )
+    }
 }
 
 /// How one observer's series are named.
@@ -261,5 +290,32 @@ mod tests {
                 "{p}"
             );
         }
+    }
+
+    #[test]
+    fn one_query_marks_each_figure() {
+        let q = queries(
+            Provider::parse("linkerd").unwrap(),
+            "test",
+            "podinfo-primary",
+            "podinfo",
+            "podinfo",
+            "1m",
+        )
+        .unwrap();
+        let one = q.one();
+        assert_eq!(one.matches("label_replace(").count(), 3, "{one}");
+        for stat in [RATE, SUCCESS, P99] {
+            assert!(
+                one.contains(&format!(
+                    "\"canary_stat\", \"{stat}\", \"deployment\", \".*\")"
+                )),
+                "{one}"
+            );
+        }
+        assert!(
+            one.starts_with(&format!("label_replace({}, ", q.request_rate)),
+            "{one}"
+        );
     }
 }

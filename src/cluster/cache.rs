@@ -1,0 +1,110 @@
+//! One object kept up to date by a watch, so that a driver's round reads it
+//! without a request.
+//!
+//! A [`Watched`] object is served from the watch's copy only when that copy
+//! is known to be at least as new as everything this process has written
+//! or read of the object: the writes a round makes (the state, a scale)
+//! are noted with [`Watched::saw`], and a copy older than the newest version
+//! seen is not trusted. Then, and while the watch is not yet listed (or is
+//! broken and relisting), the object is read from the API server as
+//! before. Versions are compared as the numbers the API server gives out;
+//! a server whose resourceVersions are not numbers gets every read made.
+
+use std::fmt::Debug;
+use std::sync::Mutex;
+
+use futures::{FutureExt, StreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+/// One named object of `K` as a watch sees it.
+pub(crate) struct Watched<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    task: tokio::task::JoinHandle<()>,
+    /// The newest resourceVersion this process wrote or read; `None`
+    /// after it read that the object does not exist.
+    newest: Mutex<Option<u64>>,
+}
+
+impl<K> Watched<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Starts watching the object `name` of `api`.
+    pub(crate) fn start(api: &Api<K>, name: &str) -> Self {
+        let (store, writer) = reflector::store();
+        let events = watcher::watcher(
+            api.clone(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff();
+        let task = tokio::spawn(async move {
+            // The stream only ends with the process; an error is retried
+            // by the backoff, and the copy kept meanwhile.
+            reflector::reflector(writer, events)
+                .for_each(|_| async {})
+                .await;
+        });
+        Watched {
+            store,
+            task,
+            newest: Mutex::new(None),
+        }
+    }
+
+    /// The object as the watch holds it, when that is known to be current:
+    /// `Some(None)` for an object that does not exist. `None`: read it.
+    pub(crate) fn current(&self) -> Option<Option<K>> {
+        self.store.wait_until_ready().now_or_never()?.ok()?;
+        let held = self.store.state().into_iter().next();
+        let newest = *self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        match (held, newest) {
+            (None, None) => Some(None),
+            (None, Some(_)) => None,
+            (Some(o), newest) => {
+                let v = version(o.meta().resource_version.as_deref())?;
+                (newest.is_none_or(|n| v >= n)).then(|| Some((*o).clone()))
+            }
+        }
+    }
+
+    /// Notes a version of the object this process wrote or read (`None`:
+    /// it read that there is none); the watch's copy is trusted again once
+    /// it is as new.
+    pub(crate) fn saw(&self, resource_version: Option<&str>) {
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        *newest = match resource_version {
+            None => None,
+            Some(rv) => match (version(Some(rv)), *newest) {
+                (Some(v), Some(n)) => Some(v.max(n)),
+                (Some(v), None) => Some(v),
+                // Not a number: never trust the copy.
+                (None, _) => Some(u64::MAX),
+            },
+        };
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Drop for Watched<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn version(rv: Option<&str>) -> Option<u64> {
+    rv?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version;
+
+    #[test]
+    fn versions_are_numbers_or_nothing() {
+        assert_eq!(version(Some("1234")), Some(1234));
+        assert_eq!(version(Some("abc")), None);
+        assert_eq!(version(None), None);
+    }
+}

@@ -1,0 +1,99 @@
+//! What one release of the seed's canary costs the API server: the
+//! requests and the bytes of one promoted 20-step analysis, counted in the
+//! simulated cluster's request log. Counts, not times: a slow machine
+//! makes a run slower, not busier (the benchmark, `cargo bench --bench
+//! seed_run`, prints the figures).
+
+use crate::run::Cluster;
+use crate::util::stdout;
+use canary_sim::server::RequestRecord;
+
+/// examples/podinfo.yaml, the walkthrough's canary (20 steps of 5%, two
+/// metrics, a pre-rollout and a rollout webhook), at a 1 s interval.
+fn seed_spec() -> String {
+    std::fs::read_to_string(crate::util::path("examples/podinfo.yaml"))
+        .unwrap()
+        .replace("interval: 10s", "interval: 1s")
+}
+
+fn proxied(r: &RequestRecord, service: &str) -> bool {
+    r.path.contains("/proxy") && r.path.contains(service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_seed_release_stays_within_its_request_and_byte_budget() {
+    let c = Cluster::start_with(&seed_spec()).await;
+    let out = c.run(&["-q", "--mesh-provider", "linkerd"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    c.set_image("3.1.1");
+    c.world.sim().clear_request_log();
+    let out = c.run(&["-o", "json", "--mesh-provider", "linkerd"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("\"promoted\""), "{}", stdout(&out));
+    let log = c.world.sim().request_log();
+    let p = c
+        .world
+        .store()
+        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+        .unwrap();
+    for (k, v) in p["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .take(4)
+    {
+        eprintln!("ANN {k} = {v}");
+    }
+
+    let queries = log.iter().filter(|r| proxied(r, "prometheus")).count();
+    let hooks = log.iter().filter(|r| proxied(r, "loadtester")).count();
+    let api: Vec<&RequestRecord> = log
+        .iter()
+        .filter(|r| !proxied(r, "prometheus") && !proxied(r, "loadtester"))
+        .collect();
+    let writes: Vec<&&RequestRecord> = api.iter().filter(|r| r.is_write()).collect();
+    let written: u64 = writes.iter().map(|r| r.body_bytes).sum();
+    let largest = writes.iter().map(|r| r.body_bytes).max().unwrap_or(0);
+    let summary = format!(
+        "{} requests: {} API ({} writes, {written} bytes, largest {largest}), \
+         {queries} metric queries, {hooks} webhook calls",
+        log.len(),
+        api.len(),
+        writes.len()
+    );
+    eprintln!("{summary}");
+    let mut by_kind = std::collections::BTreeMap::<(String, String), (usize, u64)>::new();
+    for r in &log {
+        let path = r.path.split('?').next().unwrap_or_default().to_string();
+        let e = by_kind.entry((r.method.clone(), path)).or_default();
+        e.0 += 1;
+        e.1 += r.body_bytes;
+    }
+    for ((method, path), (n, bytes)) in &by_kind {
+        eprintln!("{n:>4} {bytes:>7} B  {method} {path}");
+    }
+
+    // Two checks a step and nothing for the traffic view nobody sees.
+    assert!(queries <= 2 * 21, "{summary}");
+    // Per step the weight, the state, two checks and the webhook, the
+    // router's routing read, and the Deployments from watches; besides,
+    // the preflight's access reviews, the lease renewed every 5 s of the
+    // minute the first check waits for the metrics window, and the
+    // promotion (183 when this was written).
+    assert!(log.len() <= 200, "{summary}");
+    // No write carries the whole history: a state write is the document
+    // and the entries it adds (about 1 kB), the promotion's update the
+    // primary once.
+    assert!(written <= 60 * 1024, "{summary}");
+    assert!(largest <= 16 * 1024, "{summary}");
+    let state_writes: Vec<u64> = writes
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/deployments/podinfo-primary"))
+        .map(|r| r.body_bytes)
+        .collect();
+    let largest_state = state_writes.iter().max().copied().unwrap_or(0);
+    assert!(
+        largest_state <= 3 * 1024,
+        "a state write of {largest_state} bytes: {state_writes:?}"
+    );
+}
