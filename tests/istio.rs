@@ -578,7 +578,7 @@ async fn the_traffic_events_of_an_istio_canary_give_each_versions_numbers() {
     let c = start(&weighted(25)).await;
     c.initialise().await;
     c.set_image("3.1.1");
-    let out = c.run(&["-o", "json"]).await;
+    let out = c.run(&["-o", "json", "--traffic"]).await;
     assert_exit(&out, 0);
     crate::routers::assert_both_versions_measured(&out);
     c.world.shutdown().await;

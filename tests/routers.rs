@@ -1170,7 +1170,7 @@ async fn the_traffic_events_of_an_nginx_canary_give_each_versions_numbers() {
     let c = nginx_cluster("    stepWeights: [20, 40, 60]\n").await;
     c.initialise().await;
     c.set_image("3.1.1");
-    let out = c.run(&["-o", "json"]).await;
+    let out = c.run(&["-o", "json", "--traffic"]).await;
     assert_exit(&out, 0);
     assert_both_versions_measured(&out);
     c.world.shutdown().await;
@@ -1185,7 +1185,7 @@ async fn a_gateway_api_canary_has_no_per_version_traffic_events() {
     .await;
     c.initialise().await;
     c.set_image("3.1.1");
-    let out = c.run(&["-o", "json"]).await;
+    let out = c.run(&["-o", "json", "--traffic"]).await;
     assert_exit(&out, 0);
     // Its series do not tell the versions apart; the live view says so.
     assert_eq!(traffic_events(&out), Vec::<Value>::new());

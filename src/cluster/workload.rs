@@ -91,13 +91,54 @@ pub(crate) fn primary_template(
     primary_value: &str,
     tracked: &BTreeSet<ConfigRef>,
 ) -> PodTemplateSpec {
-    let mut template = target.spec.template.clone();
+    pointed_at_primary(target.spec.template.clone(), label, primary_value, tracked)
+}
+
+/// `template` with the selector label pointing at the primary and tracked
+/// configs renamed to their copies: what both kinds of primary run.
+fn pointed_at_primary(
+    mut template: PodTemplateSpec,
+    label: &str,
+    primary_value: &str,
+    tracked: &BTreeSet<ConfigRef>,
+) -> PodTemplateSpec {
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .insert(label.to_string(), primary_value.to_string());
     rewrite_refs(&mut template, tracked);
     template
+}
+
+/// The metadata and the selector of the primary of a target with
+/// `metadata`: named `<name>-primary`, its labels plus the selector label
+/// pointing at the primary and the managed-by label, carrying the state
+/// annotations.
+fn primary_meta(
+    metadata: &ObjectMeta,
+    label: &str,
+    primary_value: &str,
+    state_annotations: Vec<(String, String)>,
+) -> (ObjectMeta, LabelSelector) {
+    let name = metadata.name.clone().unwrap_or_default();
+    let mut labels = metadata.labels.clone().unwrap_or_default();
+    labels.insert(label.to_string(), primary_value.to_string());
+    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
+    let meta = ObjectMeta {
+        name: Some(canary_core::names::primary(&name)),
+        namespace: metadata.namespace.clone(),
+        labels: Some(labels),
+        annotations: Some(state_annotations.into_iter().collect()),
+        ..ObjectMeta::default()
+    };
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            label.to_string(),
+            primary_value.to_string(),
+        )])),
+        match_expressions: None,
+    };
+    (meta, selector)
 }
 
 /// A new primary Deployment for a target.
@@ -108,29 +149,16 @@ pub(crate) fn build_primary(
     tracked: &BTreeSet<ConfigRef>,
     state_annotations: Vec<(String, String)>,
 ) -> Deployment {
-    let name = target.metadata.name.clone().unwrap_or_default();
-    let primary = canary_core::names::primary(&name);
     let primary_value = canary_core::names::primary(label_value);
-    let mut labels = target.metadata.labels.clone().unwrap_or_default();
-    labels.insert(label.to_string(), primary_value.clone());
-    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
-    let annotations: BTreeMap<String, String> = state_annotations.into_iter().collect();
+    let (metadata, selector) =
+        primary_meta(&target.metadata, label, &primary_value, state_annotations);
     let spec = target.spec.clone();
     let replicas = spec.replicas.filter(|r| *r > 0).unwrap_or(1);
     Deployment {
-        metadata: ObjectMeta {
-            name: Some(primary),
-            namespace: target.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
+        metadata,
         spec: k8s_openapi::api::apps::v1::DeploymentSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(label.to_string(), primary_value.clone())])),
-                match_expressions: None,
-            },
+            selector,
             template: primary_template(target, label, &primary_value, tracked),
             ..spec
         },
@@ -871,12 +899,7 @@ fn daemonset_primary_template(
 ) -> PodTemplateSpec {
     let mut template = target.spec.template.clone();
     without_scale_to_zero(&mut template);
-    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(label.to_string(), primary_value.to_string());
-    rewrite_refs(&mut template, tracked);
-    template
+    pointed_at_primary(template, label, primary_value, tracked)
 }
 
 /// A new primary DaemonSet for a target.
@@ -887,26 +910,14 @@ pub(crate) fn build_primary_daemonset(
     tracked: &BTreeSet<ConfigRef>,
     state_annotations: Vec<(String, String)>,
 ) -> DaemonSet {
-    let name = target.metadata.name.clone().unwrap_or_default();
     let primary_value = canary_core::names::primary(label_value);
-    let mut labels = target.metadata.labels.clone().unwrap_or_default();
-    labels.insert(label.to_string(), primary_value.clone());
-    labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
-    let annotations: BTreeMap<String, String> = state_annotations.into_iter().collect();
+    let (metadata, selector) =
+        primary_meta(&target.metadata, label, &primary_value, state_annotations);
     let spec = target.spec.clone();
     DaemonSet {
-        metadata: ObjectMeta {
-            name: Some(canary_core::names::primary(&name)),
-            namespace: target.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
+        metadata,
         spec: k8s_openapi::api::apps::v1::DaemonSetSpec {
-            selector: LabelSelector {
-                match_labels: Some(BTreeMap::from([(label.to_string(), primary_value.clone())])),
-                match_expressions: None,
-            },
+            selector,
             template: daemonset_primary_template(target, label, &primary_value, tracked),
             ..spec
         },
