@@ -292,8 +292,8 @@ impl<'a> Driver<'a> {
             }
         }
         // From here on the target and the primary are read from watches,
-        // once those are current (see `observe.rs`).
-        // The watches follow Deployments; a DaemonSet's round reads.
+        // once those are current (see `observe.rs`). The watches follow
+        // Deployments; a DaemonSet's rounds read as before.
         self.watched = (self.workloads.kind == crate::cluster::workload::Kind::Deployment)
             .then(|| observe::WatchedPair::start(self));
         let mut rounds = Rounds {
