@@ -6,10 +6,11 @@
 //! or auth-provider token and a rotated service-account token exist only
 //! inside the client, fetched and refreshed while it runs. So the client
 //! is built with kube's authentication as a layer of our own stack
-//! ([`build`]), and a layer below it reads each request's `Authorization`
-//! header after it was added: a value not seen before is taught to the
-//! redactor before the request leaves, so a server or proxy that echoes
-//! it in an error cannot bring it to the output.
+//! ([`without_header_auth`], [`auth_layer`]), and a layer below it reads
+//! each request's `Authorization` header after it was added: a value not
+//! seen before is taught to the redactor before the request leaves, so a
+//! server or proxy that echoes it in an error cannot bring it to the
+//! output.
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
