@@ -56,6 +56,8 @@ pub(crate) struct Target {
     url: String,
     proxy: Option<String>,
     sender: Sender,
+    /// `--cluster-name`: attached to every alert as its first field.
+    cluster: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -73,6 +75,8 @@ impl std::fmt::Debug for Target {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Global {
     target: Option<Target>,
+    /// `--cluster-name`, for every alert of the run.
+    cluster: Option<String>,
 }
 
 impl Global {
@@ -81,6 +85,7 @@ impl Global {
     /// an invalid one is an error that does not repeat it.
     pub(crate) fn from_args(a: &crate::cli::AlertArgs) -> std::result::Result<Global, String> {
         let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let cluster = given(&a.cluster_name);
         let (kind, flag, url, proxy, label) = match (given(&a.msteams_url), given(&a.slack_url)) {
             (Some(u), _) => (
                 "msteams",
@@ -96,7 +101,12 @@ impl Global {
                 given(&a.slack_proxy_url),
                 "the global Slack notifier",
             ),
-            (None, None) => return Ok(Global::default()),
+            (None, None) => {
+                return Ok(Global {
+                    target: None,
+                    cluster,
+                });
+            }
         };
         learn_address(&url);
         if let Some(p) = &proxy {
@@ -116,7 +126,9 @@ impl Global {
                 url,
                 proxy,
                 sender: Sender::new(a.slack_channel.as_deref(), a.slack_user.as_deref()),
+                cluster: cluster.clone(),
             }),
+            cluster,
         })
     }
 }
@@ -201,6 +213,7 @@ impl Targets {
                 kind,
                 proxy,
                 sender: Sender::new(spec.channel.as_deref(), spec.username.as_deref()),
+                cluster: global.cluster.clone(),
             });
         }
         Ok(Targets(out))
@@ -304,6 +317,14 @@ impl Alerter {
 
     fn post(&self, c: &ResolvedCanary, t: &Target, alert: &Alert) {
         let what = format!("\"{}\" to {}", alert.message, t.label);
+        let with_cluster;
+        let alert = match &t.cluster {
+            Some(name) => {
+                with_cluster = core::with_cluster(alert, name);
+                &with_cluster
+            }
+            None => alert,
+        };
         let Some(body) = core::payload(&t.kind, &t.sender, &c.name, &c.namespace, alert) else {
             return;
         };

@@ -262,6 +262,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub alerts: Box<AlertArgs>,
 
+    /// Record no Kubernetes Events on the targets (by default each message
+    /// of a rollout is an Event on its target, reason `Synced`, as Flagger
+    /// records them on the Canary).
+    #[arg(long)]
+    pub no_events: bool,
+
     /// Drive at most this many canaries at a time (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
@@ -347,6 +353,12 @@ pub struct AlertArgs {
         hide_env_values = true
     )]
     pub msteams_proxy_url: Option<String>,
+
+    /// The cluster's name, attached to every alert as its first field
+    /// (Flagger's `-cluster-name`), for teams whose alerts come from
+    /// several clusters.
+    #[arg(long, env = "CANARY_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
 }
 
 /// How webhooks and metrics servers named by in-cluster URLs are reached.

@@ -13,6 +13,7 @@ mod cluster;
 mod commands;
 mod complete;
 mod driver;
+mod events;
 mod exit;
 mod generate;
 mod help;

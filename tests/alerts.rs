@@ -186,6 +186,7 @@ async fn the_global_slack_notifier_gets_the_alerts_of_a_canary_without_alerts() 
         .arg(&c.kubeconfig)
         .args(["--slack-channel", "deploys", "--slack-user", "canary"])
         .env("CANARY_SLACK_URL", &url)
+        .env("CANARY_CLUSTER_NAME", "eu-west-1")
         .timeout(Duration::from_secs(120));
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
@@ -211,6 +212,17 @@ async fn the_global_slack_notifier_gets_the_alerts_of_a_canary_without_alerts() 
         received
             .iter()
             .all(|a| a.body["channel"] == "deploys" && a.body["username"] == "canary")
+    );
+    // The cluster's name comes first in every alert, before the new
+    // revision's settings.
+    for a in &received {
+        let first = &a.body["attachments"][0]["fields"][0];
+        assert_eq!(first["title"], "Cluster", "{:#}", a.body);
+        assert_eq!(first["value"], "eu-west-1", "{:#}", a.body);
+    }
+    assert_eq!(
+        received[0].body["attachments"][0]["fields"][1]["title"],
+        "Target"
     );
     c.world.shutdown().await;
 }

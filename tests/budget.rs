@@ -45,6 +45,25 @@ async fn a_promoted_seed_release_stays_within_its_request_and_byte_budget() {
         eprintln!("ANN {k} = {v}");
     }
 
+    // The Kubernetes Events are a record for people, one small write per
+    // message of the rollout: bounded on their own, and apart from the
+    // cost of driving it.
+    let is_event = |r: &RequestRecord| r.path.contains("/apis/events.k8s.io/");
+    let events: Vec<&RequestRecord> = log.iter().filter(|r| is_event(r)).collect();
+    let messages = stdout(&out)
+        .lines()
+        .filter(|l| l.contains("\"type\":\"progress\""))
+        .count();
+    assert!(
+        events.len() <= messages,
+        "{} Event requests for {messages} messages",
+        events.len()
+    );
+    assert!(
+        events.iter().all(|r| r.body_bytes <= 1024),
+        "an Event over 1 KiB"
+    );
+    let log: Vec<RequestRecord> = log.iter().filter(|r| !is_event(r)).cloned().collect();
     let queries = log.iter().filter(|r| proxied(r, "prometheus")).count();
     let hooks = log.iter().filter(|r| proxied(r, "loadtester")).count();
     let api: Vec<&RequestRecord> = log

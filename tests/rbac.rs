@@ -639,6 +639,9 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     }
     // A DaemonSet target: its primary DaemonSet, from first run to revert.
     asked.extend(daemonset_lifecycle(&rules).await);
+    // A gate held closed: the message said at every round is one Event
+    // whose series is counted up.
+    asked.extend(closed_gate(&rules).await);
     let unused: Vec<String> = rules
         .unused(&asked)
         .iter()
@@ -814,6 +817,68 @@ namespaces:
     assert!(
         refused.is_empty(),
         "examples/rbac.yaml is missing permissions for a DaemonSet:\n{}",
+        refused.join("\n")
+    );
+    world.shutdown().await;
+    log.iter().map(|r| r.attributes.clone()).collect()
+}
+
+/// A release held at a closed confirm-promotion gate until its Event has
+/// been repeated, under the example's rules; the requests it made.
+async fn closed_gate(rules: &Rules) -> Vec<Attributes> {
+    let world = world().await;
+    let f = files(&world);
+    std::fs::write(
+        &f.spec,
+        SPEC.replace(
+            "    webhooks:\n",
+            "    webhooks:\n      - name: approval\n        type: confirm-promotion\n        \
+             url: http://flagger-loadtester.prod/gate/check\n",
+        ),
+    )
+    .unwrap();
+    world.restrict(Some(rules.clone()));
+    world.sim().clear_request_log();
+    let spec = f.spec.to_str().unwrap();
+    assert_exit(&canary(&f, &["run", spec]).await, 0);
+    let run = spawn(
+        &f,
+        &[
+            "run",
+            spec,
+            "--set-image",
+            "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let repeated = || {
+        world
+            .store()
+            .list("v1", "Event", Some("prod"))
+            .iter()
+            .any(|e| e["series"]["count"].as_i64().is_some_and(|n| n >= 2))
+    };
+    while !repeated() {
+        assert!(
+            Instant::now() < deadline,
+            "no Event was repeated at the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    interrupt(&run);
+    assert_exit(&finish(run).await, 130);
+    let log = world.sim().request_log();
+    // The closed gate itself answers 403 through the proxy, which the
+    // rules allowed.
+    let other: Vec<_> = log
+        .iter()
+        .filter(|r| !(r.allowed && r.path.ends_with("/gate/check")))
+        .cloned()
+        .collect();
+    let refused = refused(&other);
+    assert!(
+        refused.is_empty(),
+        "examples/rbac.yaml is missing permissions at a gate:\n{}",
         refused.join("\n")
     );
     world.shutdown().await;

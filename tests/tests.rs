@@ -12,6 +12,7 @@ mod connect;
 mod daemonset;
 mod demo;
 mod edge;
+mod events;
 mod examples;
 mod faults;
 mod generated;

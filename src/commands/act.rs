@@ -381,7 +381,8 @@ async fn direct(
                     kind: request.kind(),
                     by: me.to_string(),
                     at: now(),
-                });
+                })
+                .with_events();
             let verdict = driver.drive().await?;
             let what = match verdict {
                 decide::Verdict::Aborted { .. } => {

@@ -166,7 +166,8 @@ async fn chapters(world: &World) -> Result<(), DemoError> {
         ));
         let (verdict, state) =
             match Driver::new(&conn, canary.clone(), Vec::new(), &settings, &output) {
-                Ok(mut d) => {
+                Ok(d) => {
+                    let mut d = d.with_events();
                     let v = d.drive().await;
                     (v, Some(d.last_shown().0))
                 }

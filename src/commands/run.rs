@@ -58,6 +58,7 @@ async fn run_files(
         holder: super::holder(),
         route_via: super::route_via(&args.route),
         proxy_allow: super::proxy_allow(&args.route.proxy_allow),
+        events: !args.no_events,
     };
     let overrides = Overrides {
         mesh_provider,
@@ -198,7 +199,8 @@ async fn run_files(
                                 .with_spec(stored)
                                 .with_stop(stop)
                                 .with_note(note)
-                                .with_alerts(alerts);
+                                .with_alerts(alerts)
+                                .with_events();
                             let r = d.drive().await;
                             (r, Some(d.last_shown().0))
                         }

@@ -72,6 +72,9 @@ pub struct Settings {
     /// `--proxy-allow`: the namespaces, besides the canary's own, whose
     /// Services webhooks and metrics servers may name; `None` for any.
     pub proxy_allow: Option<Vec<String>>,
+    /// Record each message as a Kubernetes Event on the target
+    /// (`--no-events` turns it off).
+    pub events: bool,
 }
 
 impl Default for Settings {
@@ -84,6 +87,7 @@ impl Default for Settings {
             holder: String::new(),
             route_via: None,
             proxy_allow: None,
+            events: true,
         }
     }
 }
@@ -149,6 +153,8 @@ pub struct Driver<'a> {
     shown: std::sync::Mutex<(State, Option<String>)>,
     /// Posts the canary's alerts, when they go anywhere.
     alerter: Option<crate::alerts::Alerter>,
+    /// Records the messages as Kubernetes Events on the target.
+    events: Option<crate::events::Recorder>,
     /// When this process last wrote its lease (milliseconds, as [`Time`]):
     /// rounds that change nothing write nothing, so the lease is renewed
     /// by the clock of its last write.
@@ -198,6 +204,7 @@ impl<'a> Driver<'a> {
             note: None,
             shown,
             alerter: None,
+            events: None,
             renewed: std::sync::atomic::AtomicI64::new(0),
             watched: None,
         })
@@ -233,13 +240,59 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Waits for the alerts still being sent, reporting those that could
-    /// not be delivered.
+    /// Waits for the alerts and Events still being sent, reporting those
+    /// that could not be delivered.
     async fn flush_alerts(&self) {
-        let Some(a) = &self.alerter else { return };
-        for w in a.flush().await {
+        if let Some(a) = &self.alerter {
+            for w in a.flush().await {
+                self.report_warning(&w);
+            }
+        }
+        if let Some(r) = &self.events {
+            for w in r.flush().await {
+                self.report_warning(&w);
+            }
+        }
+    }
+
+    /// Starts recording a round's messages as Events on the target, and
+    /// reports Events of earlier rounds that could not be recorded.
+    fn record_events(
+        &self,
+        target: &crate::cluster::workload::Object,
+        messages: &[canary_core::engine::Message],
+    ) {
+        let Some(r) = &self.events else { return };
+        if !messages.is_empty() {
+            use crate::cluster::state::Annotated;
+            let (api_version, kind) = match target {
+                crate::cluster::workload::Object::Deployment(_) => ("apps/v1", "Deployment"),
+                crate::cluster::workload::Object::DaemonSet(_) => ("apps/v1", "DaemonSet"),
+            };
+            let regarding = crate::events::reference(
+                api_version,
+                kind,
+                &self.canary.namespace,
+                &self.canary.target.name,
+                target.meta().uid.clone(),
+            );
+            r.record(messages, &regarding);
+        }
+        for w in r.warnings() {
             self.report_warning(&w);
         }
+    }
+
+    /// Records the rollout's messages as Kubernetes Events on the target,
+    /// when the settings say so.
+    pub(crate) fn with_events(mut self) -> Self {
+        if self.settings.events {
+            self.events = Some(crate::events::Recorder::new(
+                self.conn.client.clone(),
+                &self.settings.holder,
+            ));
+        }
+        self
     }
 
     /// Stores `spec` (a Canary document, with its provider resolved) on the
@@ -464,6 +517,7 @@ impl<'a> Driver<'a> {
             self.report_round(&snap, &decision, &answers, &state).await;
             self.call_event_hooks(&decision.events, &state).await;
             self.send_alerts(snap.state.phase, &decision.events).await;
+            self.record_events(&snap.target, &decision.events);
             if stop.is_some() && !done {
                 return Err(RunError::Stopped);
             }

@@ -197,6 +197,20 @@ pub fn alert_for(c: &ResolvedCanary, m: &Message) -> Option<Alert> {
     })
 }
 
+/// `alert` with the cluster's name as its first field, as Flagger's
+/// `-cluster-name` attaches it to every alert.
+pub fn with_cluster(alert: &Alert, cluster: &str) -> Alert {
+    let mut fields = vec![Field {
+        name: "Cluster".to_string(),
+        value: cluster.to_string(),
+    }];
+    fields.extend(alert.fields.iter().cloned());
+    Alert {
+        fields,
+        ..alert.clone()
+    }
+}
+
 /// The canary's settings, attached to the new-revision alert: its
 /// target, threshold, progress deadline and how traffic is routed.
 pub fn metadata(c: &ResolvedCanary) -> Vec<Field> {
