@@ -1263,6 +1263,16 @@ pub fn builtin_of(
     }
 }
 
+/// How Flagger words the failures of metric `m`.
+fn wording_of(builtin: Option<&builtin::BuiltinQuery>, m: &ResolvedMetric) -> Wording {
+    match (builtin.map(|b| b.metric), &m.source) {
+        (Some("request-success-rate"), _) => Wording::SuccessRate,
+        (Some("request-duration"), _) => Wording::Duration,
+        (_, MetricSource::Inline { .. }) => Wording::Inline,
+        _ => Wording::Plain,
+    }
+}
+
 /// A metric's bounds in the unit its values are compared in (whole
 /// milliseconds for a built-in duration).
 pub fn thresholds(
@@ -1305,9 +1315,11 @@ pub fn judge_metric(
     let value = match value {
         Ok(v) => v,
         Err(failure) => {
+            let wording = wording_of(builtin, m);
             let halt = match &failure {
                 MetricFailure::NoValues => Message::NoValues {
-                    canary: id.to_string(),
+                    canary: format!("{}.{}", c.target.name, c.namespace),
+                    wording,
                     provider: c
                         .provider
                         .map(|p| p.name())
@@ -1318,6 +1330,7 @@ pub fn judge_metric(
                 MetricFailure::Query(e) => Message::QueryFailed {
                     canary: id.to_string(),
                     metric: m.name.clone(),
+                    wording,
                     error: e.clone(),
                 },
                 MetricFailure::Unreachable(e) => Message::Unreachable {
@@ -1362,11 +1375,7 @@ pub fn judge_metric(
     } else {
         max.unwrap_or_default()
     };
-    let wording = match builtin.map(|b| b.metric) {
-        Some("request-success-rate") => Wording::SuccessRate,
-        Some("request-duration") => Wording::Duration,
-        _ => Wording::Plain,
-    };
+    let wording = wording_of(builtin, m);
     let halt = Message::OutOfRange {
         canary: id.to_string(),
         metric: m.name.clone(),

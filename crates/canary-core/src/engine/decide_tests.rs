@@ -436,8 +436,8 @@ fn an_infinite_value_is_a_failed_check_where_flagger_would_pass_it() {
         assert_eq!(
             said(&d),
             [format!(
-                "Halt podinfo.prod advancement request-success-rate query failed: the query \
-                 answered {said_value}, which no threshold can judge"
+                "Prometheus query failed: the query answered {said_value}, which no threshold \
+                 can judge"
             )]
         );
     }
@@ -464,8 +464,8 @@ fn no_data_and_query_errors_are_failed_checks() {
         said(&d),
         [
             "Halt advancement no values found for linkerd metric request-success-rate probably \
-             podinfo.prod is not receiving traffic",
-            "Halt podinfo.prod advancement request-duration query failed: connection refused"
+             podinfo.prod is not receiving traffic: no values found",
+            "Prometheus query failed: connection refused"
         ]
     );
     let last = d.state.history.last().unwrap();

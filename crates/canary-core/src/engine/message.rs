@@ -30,16 +30,19 @@ impl Severity {
     }
 }
 
-/// How a metric outside its bounds is worded: Flagger words its two
-/// built-in checks apart from every other metric.
+/// How a metric's failures are worded: Flagger words its two built-in
+/// checks apart from every other metric, and a MetricTemplate's missing
+/// values and failed queries apart from an inline query's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wording {
     /// `success rate 91.20% < 99%`.
     SuccessRate,
     /// `request duration 1.2s > 500ms` (values in milliseconds).
     Duration,
-    /// `error-rate 3.5 > 1`.
+    /// A MetricTemplate's: `error-rate 3.50 > 1`.
     Plain,
+    /// A Canary's own `query`: out of range as [`Wording::Plain`].
+    Inline,
 }
 
 /// Why a rollout is rolled back, as a value: what an alert says depends
@@ -104,16 +107,19 @@ pub enum Message {
         hook: String,
         reason: String,
     },
-    /// A metric query returned no data.
+    /// A metric query returned no data. `canary` is the target's
+    /// `NAME.NAMESPACE` here, as Flagger prints it.
     NoValues {
         canary: String,
         /// The provider the built-in queries are read for, or `metrics`.
         provider: String,
         metric: String,
+        wording: Wording,
     },
     QueryFailed {
         canary: String,
         metric: String,
+        wording: Wording,
         error: String,
     },
     /// `canary`'s own: the first check waits until the metrics' window
@@ -330,19 +336,38 @@ impl fmt::Display for Message {
                 canary,
                 provider,
                 metric,
-            } => write!(
-                f,
-                "Halt advancement no values found for {provider} metric {metric} probably \
-                 {canary} is not receiving traffic"
-            ),
+                wording,
+            } => match wording {
+                Wording::SuccessRate => write!(
+                    f,
+                    "Halt advancement no values found for {provider} metric {metric} probably \
+                     {canary} is not receiving traffic: no values found"
+                ),
+                Wording::Duration => write!(
+                    f,
+                    "Halt advancement no values found for {provider} metric {metric} probably \
+                     {canary} is not receiving traffic"
+                ),
+                Wording::Plain => write!(
+                    f,
+                    "Halt advancement no values found for custom metric: {metric}: no values found"
+                ),
+                Wording::Inline => {
+                    write!(f, "Halt advancement no values found for metric: {metric}")
+                }
+            },
             Message::QueryFailed {
-                canary,
                 metric,
+                wording,
                 error,
-            } => write!(
-                f,
-                "Halt {canary} advancement {metric} query failed: {error}"
-            ),
+                ..
+            } => match wording {
+                Wording::SuccessRate | Wording::Duration => {
+                    write!(f, "Prometheus query failed: {error}")
+                }
+                Wording::Plain => write!(f, "Metric query failed for {metric}: {error}"),
+                Wording::Inline => write!(f, "Prometheus query failed for {metric}: {error}"),
+            },
             Message::FirstCheckAfterWindow { canary, wait } => write!(
                 f,
                 "First check of {canary} in {}s, when the metrics window has cleared",
@@ -391,10 +416,9 @@ impl fmt::Display for Message {
                         fmt_ms(*value),
                         fmt_ms(*bound)
                     ),
-                    Wording::Plain => write!(
+                    Wording::Plain | Wording::Inline => write!(
                         f,
-                        "Halt {canary} advancement {metric} {} {op} {}",
-                        fmt_num(*value),
+                        "Halt {canary} advancement {metric} {value:.2} {op} {}",
                         fmt_num(*bound)
                     ),
                 }
@@ -478,6 +502,327 @@ pub(crate) fn fmt_ms(ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Go format string filled in as `fmt.Sprintf` would: `%s`/`%v`
+    /// take the next argument as it is, `%.2f` the next as a number with
+    /// two decimals, `%%` is `%`.
+    fn sprintf(format: &str, args: &[&str]) -> String {
+        let mut out = String::new();
+        let mut args = args.iter();
+        let mut rest = format;
+        while let Some(i) = rest.find('%') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i..];
+            if let Some(r) = rest.strip_prefix("%%") {
+                out.push('%');
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("%.2f") {
+                let v: f64 = args.next().expect("an argument").parse().unwrap();
+                out.push_str(&format!("{v:.2}"));
+                rest = r;
+            } else {
+                out.push_str(args.next().expect("an argument"));
+                rest = &rest[2..];
+            }
+        }
+        out.push_str(rest);
+        assert!(args.next().is_none(), "too many arguments for {format}");
+        out
+    }
+
+    /// Each message Flagger records, as its controller formats it
+    /// (`pkg/controller/scheduler*.go`, v1.44), with the arguments of one
+    /// rollout, against the message `canary` says in its place. Scripts
+    /// that grep Flagger's event lines find the same lines.
+    #[test]
+    fn the_messages_are_flaggers_words() {
+        let c = || "podinfo.prod".to_string();
+        let hook = || "acceptance-test".to_string();
+        let cases: Vec<(&str, &[&str], Message)> = vec![
+            (
+                "Initialization done! %s.%s",
+                &["podinfo", "prod"],
+                Message::Initialized { canary: c() },
+            ),
+            (
+                "New revision detected! Scaling up %s.%s",
+                &["podinfo", "prod"],
+                Message::NewRevision { target: c() },
+            ),
+            (
+                "New revision detected! Restarting analysis for %s.%s",
+                &["podinfo", "prod"],
+                Message::Restarting { target: c() },
+            ),
+            (
+                "Starting canary analysis for %s.%s",
+                &["podinfo", "prod"],
+                Message::Starting { target: c() },
+            ),
+            (
+                "Pre-rollout check %s passed",
+                &["acceptance-test"],
+                Message::PreRolloutPassed { hook: hook() },
+            ),
+            (
+                "Halt %s.%s advancement pre-rollout check %s failed %v",
+                &["podinfo", "prod", "acceptance-test", "exit status 1"],
+                Message::PreRolloutFailed {
+                    canary: c(),
+                    hook: hook(),
+                    reason: "exit status 1".into(),
+                },
+            ),
+            (
+                "Halt %s.%s advancement external check %s failed %v",
+                &["podinfo", "prod", "load-test", "timeout"],
+                Message::HookFailed {
+                    canary: c(),
+                    hook: "load-test".into(),
+                    reason: "timeout".into(),
+                },
+            ),
+            (
+                "Advance %s.%s canary weight %v",
+                &["podinfo", "prod", "5"],
+                Message::Advanced {
+                    canary: c(),
+                    advance: Advance::Weight(5),
+                },
+            ),
+            (
+                "Advance %s.%s canary iteration %v/%v",
+                &["podinfo", "prod", "1", "10"],
+                Message::Advanced {
+                    canary: c(),
+                    advance: Advance::Iteration { number: 1, of: 10 },
+                },
+            ),
+            (
+                "Routing all traffic to canary",
+                &[],
+                Message::Advanced {
+                    canary: c(),
+                    advance: Advance::AllToCanary {
+                        after_mirroring: false,
+                    },
+                },
+            ),
+            (
+                "Stop traffic mirroring and route all traffic to canary",
+                &[],
+                Message::Advanced {
+                    canary: c(),
+                    advance: Advance::AllToCanary {
+                        after_mirroring: true,
+                    },
+                },
+            ),
+            (
+                "Halt %s.%s advancement waiting for approval %s",
+                &["podinfo", "prod", "approval"],
+                Message::WaitingForApproval {
+                    canary: c(),
+                    gate: HookType::ConfirmRollout,
+                    hooks: "approval".into(),
+                },
+            ),
+            (
+                "Halt %s.%s advancement waiting for traffic increase approval %s",
+                &["podinfo", "prod", "approval"],
+                Message::WaitingForApproval {
+                    canary: c(),
+                    gate: HookType::ConfirmTrafficIncrease,
+                    hooks: "approval".into(),
+                },
+            ),
+            (
+                "Halt %s.%s advancement waiting for promotion approval %s",
+                &["podinfo", "prod", "approval"],
+                Message::WaitingForApproval {
+                    canary: c(),
+                    gate: HookType::ConfirmPromotion,
+                    hooks: "approval".into(),
+                },
+            ),
+            (
+                "Halt advancement no values found for %s metric %s probably %s.%s is not receiving traffic: %v",
+                &[
+                    "linkerd",
+                    "request-success-rate",
+                    "podinfo",
+                    "prod",
+                    "no values found",
+                ],
+                Message::NoValues {
+                    canary: c(),
+                    provider: "linkerd".into(),
+                    metric: "request-success-rate".into(),
+                    wording: Wording::SuccessRate,
+                },
+            ),
+            (
+                "Halt advancement no values found for %s metric %s probably %s.%s is not receiving traffic",
+                &["linkerd", "request-duration", "podinfo", "prod"],
+                Message::NoValues {
+                    canary: c(),
+                    provider: "linkerd".into(),
+                    metric: "request-duration".into(),
+                    wording: Wording::Duration,
+                },
+            ),
+            (
+                "Halt advancement no values found for custom metric: %s: %v",
+                &["error-rate", "no values found"],
+                Message::NoValues {
+                    canary: c(),
+                    provider: "metrics".into(),
+                    metric: "error-rate".into(),
+                    wording: Wording::Plain,
+                },
+            ),
+            (
+                "Halt advancement no values found for metric: %s",
+                &["error-rate"],
+                Message::NoValues {
+                    canary: c(),
+                    provider: "metrics".into(),
+                    metric: "error-rate".into(),
+                    wording: Wording::Inline,
+                },
+            ),
+            (
+                "Prometheus query failed: %v",
+                &["bad_data"],
+                Message::QueryFailed {
+                    canary: c(),
+                    metric: "request-success-rate".into(),
+                    wording: Wording::SuccessRate,
+                    error: "bad_data".into(),
+                },
+            ),
+            (
+                "Metric query failed for %s: %v",
+                &["error-rate", "bad_data"],
+                Message::QueryFailed {
+                    canary: c(),
+                    metric: "error-rate".into(),
+                    wording: Wording::Plain,
+                    error: "bad_data".into(),
+                },
+            ),
+            (
+                "Prometheus query failed for %s: %v",
+                &["error-rate", "bad_data"],
+                Message::QueryFailed {
+                    canary: c(),
+                    metric: "error-rate".into(),
+                    wording: Wording::Inline,
+                    error: "bad_data".into(),
+                },
+            ),
+            (
+                "Halt %s.%s advancement success rate %.2f%% < %v%%",
+                &["podinfo", "prod", "91.2", "99"],
+                Message::OutOfRange {
+                    canary: c(),
+                    metric: "request-success-rate".into(),
+                    wording: Wording::SuccessRate,
+                    value: 91.2,
+                    bound: 99.0,
+                    above: false,
+                },
+            ),
+            (
+                "Halt %s.%s advancement request duration %v > %v",
+                &["podinfo", "prod", "1.2s", "500ms"],
+                Message::OutOfRange {
+                    canary: c(),
+                    metric: "request-duration".into(),
+                    wording: Wording::Duration,
+                    value: 1200.0,
+                    bound: 500.0,
+                    above: true,
+                },
+            ),
+            (
+                "Halt %s.%s advancement %s %.2f > %v",
+                &["podinfo", "prod", "error-rate", "3.5", "1"],
+                Message::OutOfRange {
+                    canary: c(),
+                    metric: "error-rate".into(),
+                    wording: Wording::Plain,
+                    value: 3.5,
+                    bound: 1.0,
+                    above: true,
+                },
+            ),
+            (
+                "Halt %s.%s advancement %s %.2f < %v",
+                &["podinfo", "prod", "throughput", "12", "20.5"],
+                Message::OutOfRange {
+                    canary: c(),
+                    metric: "throughput".into(),
+                    wording: Wording::Inline,
+                    value: 12.0,
+                    bound: 20.5,
+                    above: false,
+                },
+            ),
+            (
+                "Rolling back %s.%s failed checks threshold reached %v",
+                &["podinfo", "prod", "5"],
+                Message::RollingBack {
+                    canary: c(),
+                    reason: "failed checks threshold reached 5".into(),
+                    cause: RollbackCause::Threshold(5),
+                },
+            ),
+            (
+                "Rolling back %s.%s manual webhook invoked",
+                &["podinfo", "prod"],
+                Message::RollingBack {
+                    canary: c(),
+                    reason: "manual webhook invoked".into(),
+                    cause: RollbackCause::Webhook,
+                },
+            ),
+            (
+                "Canary failed! Scaling down %s.%s",
+                &["podinfo", "prod"],
+                Message::Failed { target: c() },
+            ),
+            (
+                "Copying %s.%s template spec to %s.%s",
+                &["podinfo", "prod", "podinfo-primary", "prod"],
+                Message::Copying {
+                    target: c(),
+                    primary: "podinfo-primary.prod".into(),
+                },
+            ),
+            (
+                "Routing all traffic to primary",
+                &[],
+                Message::RoutingAllToPrimary,
+            ),
+            (
+                "Advance %s.%s primary weight %v",
+                &["podinfo", "prod", "60"],
+                Message::PrimaryWeight {
+                    canary: c(),
+                    weight: 60,
+                },
+            ),
+            (
+                "Promotion completed! Scaling down %s.%s",
+                &["podinfo", "prod"],
+                Message::Completed { target: c() },
+            ),
+        ];
+        for (format, args, message) in cases {
+            assert_eq!(message.to_string(), sprintf(format, args), "{format}");
+        }
+    }
 
     #[test]
     fn duration_formatting_follows_go() {
