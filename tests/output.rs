@@ -16,7 +16,7 @@ use canary_core::event::{Event, Kind};
 use canary_sim::scenario::Scenario;
 
 use crate::run::{Cluster, FAST, assert_exit};
-use crate::util::stdout;
+use crate::util::{stderr, stdout};
 
 /// Redacts what differs between runs: times, durations, measured values.
 fn redact(text: &str) -> String {
@@ -296,6 +296,30 @@ async fn off_a_terminal_the_run_prints_lines_then_the_verdict_and_the_summary() 
     let out = c.run(&["-q"]).await;
     assert_exit(&out, 0);
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    c.world.shutdown().await;
+}
+
+/// A spec without a provider: the run detects it, which is a note of its
+/// own, and still has nothing else to say when there is nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_nothing_to_do_prints_one_line_when_it_detected_the_provider() {
+    let detected = FAST.replace("  provider: linkerd\n", "");
+    assert_ne!(detected, FAST);
+    let c = Cluster::start_in(predictable(), &detected).await;
+    c.initialise().await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("Using provider linkerd"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("podinfo.prod: nothing to do"),
+        "{}",
+        stdout(&out)
+    );
     c.world.shutdown().await;
 }
 
