@@ -323,6 +323,70 @@ async fn a_run_with_nothing_to_do_prints_one_line_when_it_detected_the_provider(
     c.world.shutdown().await;
 }
 
+/// `canary run` on a terminal, as a person sees it: Ctrl-C is said by the
+/// live view and then by the one verdict line, never by an `error:`; the
+/// run that resumes it ends with one `promoted` line above its summary.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_ctrl_c_and_the_verdict_are_each_said_once() {
+    let c = Cluster::start_in(predictable(), &spec()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let on_terminal = || {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"));
+        cmd.arg("run")
+            .arg(&c.spec)
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .env_remove("NO_COLOR")
+            .env_remove("COLUMNS")
+            .env("TERM", "xterm-256color");
+        crate::util::Terminal::spawn(cmd, 80)
+    };
+
+    let run = on_terminal();
+    c.wait_for_analysis().await;
+    crate::util::interrupt(&run.child);
+    let (code, screen) = run.finish().await;
+    assert_eq!(code, Some(130), "{screen}");
+    assert!(!screen.contains("error:"), "{screen}");
+    // The verdict line, once, at the left margin.
+    let verdict = screen
+        .lines()
+        .filter(|l| l.starts_with("podinfo.prod: interrupted ("))
+        .count();
+    assert_eq!(verdict, 1, "{screen}");
+    // The acknowledgement is the view's message, not a line of its own.
+    assert!(
+        !screen.lines().any(|l| l.starts_with("interrupted")),
+        "{screen}"
+    );
+    assert_eq!(
+        screen.matches("interrupted: stopping").count(),
+        screen.matches("› interrupted: stopping").count(),
+        "{screen}"
+    );
+
+    // Resumed on a terminal to its promotion.
+    let run = on_terminal();
+    let (code, screen) = run.finish().await;
+    assert_eq!(code, Some(0), "{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let verdicts: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("podinfo.prod: promoted in "))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{screen}");
+    // Below the last frame: the summary table and nothing else that
+    // says `promoted` again.
+    let table = lines.iter().position(|l| l.starts_with('┌')).unwrap();
+    assert!(table > verdicts[0], "{screen}");
+    assert!(
+        lines[table..].iter().all(|l| !l.contains("promoted")),
+        "{screen}"
+    );
+    c.world.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_twenty_step_run_fits_in_25_lines_of_80_columns() {
     // Two seconds a step: the first check already has two scrapes of the

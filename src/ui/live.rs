@@ -41,6 +41,9 @@ pub struct CanaryView {
     /// The last thing that happened, in words.
     pub message: Option<String>,
     pub outcome: Option<OutcomeInfo>,
+    /// The user asked the run to stop (Ctrl-C): it does at the next safe
+    /// point, and the view says so until the verdict.
+    pub stopping: bool,
 }
 
 impl CanaryView {
@@ -320,6 +323,9 @@ fn status(view: &CanaryView, now: Time) -> String {
             .unwrap_or_default()
             .to_string();
     }
+    if view.stopping {
+        return "stopping…".to_string();
+    }
     if view.paused {
         return "paused".to_string();
     }
@@ -585,6 +591,24 @@ impl Live {
         if e.kind == Kind::Verdict && !s.finished[i] {
             s.bars[i].finish();
             s.finished[i] = true;
+        }
+    }
+
+    /// The run was asked to stop: every canary still under way says
+    /// `stopping…` and `message` until its verdict, in place of a line
+    /// above the view.
+    pub(crate) fn stopping(&self, message: &str) {
+        let Ok(mut s) = self.inner.lock() else {
+            return;
+        };
+        for i in 0..s.board.canaries.len() {
+            let view = &mut s.board.canaries[i];
+            if view.is_done() {
+                continue;
+            }
+            view.stopping = true;
+            view.message = Some(message.to_string());
+            s.redraw(i);
         }
     }
 
