@@ -299,6 +299,73 @@ async fn off_a_terminal_the_run_prints_lines_then_the_verdict_and_the_summary() 
     c.world.shutdown().await;
 }
 
+/// A metric whose query finds no series: while the canary has had traffic
+/// for less than the metric's window, a round that finds no values is no
+/// check (neither counted nor shown as one, only said); once the window has
+/// passed, each such round is a failed check, and the threshold of them
+/// rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_without_values_before_the_window_has_passed_are_not_checks() {
+    let template = "apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: nothing
+  namespace: prod
+spec:
+  provider:
+    type: prometheus
+    address: http://prometheus.linkerd-viz:9090
+  query: sum(rate(no_such_series_total{namespace=\"{{ namespace }}\"}[{{ interval }}]))
+---
+";
+    let metric = "      - name: nothing
+        templateRef:
+          name: nothing
+        thresholdRange:
+          min: 1
+        interval: 10s
+    webhooks:
+";
+    let spec = FAST.replacen("    webhooks:\n", metric, 1);
+    assert_ne!(spec, FAST);
+    let c = Cluster::start_in(predictable(), &format!("{template}{spec}")).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut cmd = crate::util::canary();
+    cmd.arg("run")
+        .arg(&c.spec)
+        .args(["-o", "json", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .timeout(std::time::Duration::from_secs(120));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 1);
+    let events = events(&out);
+    let said = |e: &&Event| {
+        e.kind == Kind::Progress
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("No values yet for nothing"))
+    };
+    assert!(events.iter().any(|e| said(&e)), "{}", stdout(&out));
+    let without_values: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.kind == Kind::Check
+                && e.metrics
+                    .iter()
+                    .any(|m| m.name == "nothing" && m.value.is_none())
+        })
+        .collect();
+    // FAST's threshold: three checks without values once the window has
+    // passed, each counted, and no others.
+    assert_eq!(without_values.len(), 3, "{}", stdout(&out));
+    let counted: Vec<u32> = without_values.iter().map(|e| e.failed_checks).collect();
+    assert_eq!(counted, [1, 2, 3], "{}", stdout(&out));
+    c.world.shutdown().await;
+}
+
 /// A spec without a provider: the run detects it, which is a note of its
 /// own, and still has nothing else to say when there is nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

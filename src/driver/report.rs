@@ -11,6 +11,7 @@ use super::observe::Snapshot;
 use crate::clock::now;
 use crate::metrics::prometheus::{self, MetricServer};
 use canary_core::engine::decide::{self, Answers, Decision, HookOutcome, RequestKind};
+use canary_core::engine::message::Message;
 use canary_core::engine::state::State;
 use canary_core::event::{self, Event, Kind};
 use canary_core::queries::traffic;
@@ -86,7 +87,17 @@ impl Driver<'_> {
             e.hooks = self.hook_records(HookType::PreRollout, pre);
             self.send(e);
         }
-        if let Some(a) = &answers.analysis {
+        // Metrics without values while the canary's traffic cannot have
+        // filled their window yet are no evidence either way: the decision
+        // does not count that check, and it is not shown as one (checked
+        // and failed); the decision's message says what it waits for.
+        let awaiting_data = d
+            .events
+            .iter()
+            .any(|m| matches!(m, Message::AwaitingData { .. }));
+        if let Some(a) = &answers.analysis
+            && !awaiting_data
+        {
             let mut e = self.event(Kind::Check, state);
             // The checks were made at the weight before this round moved it.
             e.canary_weight = snap.state.canary_weight;
