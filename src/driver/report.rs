@@ -21,34 +21,8 @@ impl Driver<'_> {
     /// The run is under way: what it drives and how, then the note on how
     /// its provider was chosen, if any.
     pub(super) fn report_started(&mut self, state: &State) {
-        let c = &self.canary;
-        let weights = canary_core::engine::schedule::Schedule::of(c).progressive_weights();
-        let metrics = c
-            .metrics
-            .iter()
-            .map(|m| {
-                let b = decide::builtin_of(c, m);
-                let (min, max) = decide::thresholds(b, m);
-                event::MetricInfo {
-                    name: m.name.clone(),
-                    min,
-                    max,
-                    unit: b.map(|b| b.unit.to_string()).unwrap_or_default(),
-                }
-            })
-            .collect();
         let mut e = self.event(Kind::Started, state);
-        e.run = Some(event::RunInfo {
-            target: format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
-            provider: c.provider.map(|p| p.name().to_string()).unwrap_or_default(),
-            strategy: c.strategy.label().to_string(),
-            interval_seconds: c.interval.as_secs_f64(),
-            threshold: c.threshold,
-            weights,
-            max_weight: c.max_weight,
-            iterations: c.iterations,
-            metrics,
-        });
+        e.run = Some(run_info(&self.canary));
         self.send(e);
         if let Some(n) = self.note.take() {
             self.send(self.event(Kind::Progress, state).with_message(n));
@@ -295,6 +269,37 @@ fn names_host(text: &str, host: &str) -> bool {
         let after = text[at + host.len()..].chars().next();
         !before.is_some_and(name_char) && !after.is_some_and(name_char)
     })
+}
+
+/// What a `started` event says of the rollout of `c`: its target, router,
+/// steps and checks.
+pub(crate) fn run_info(c: &canary_core::spec::resolve::ResolvedCanary) -> event::RunInfo {
+    let weights = canary_core::engine::schedule::Schedule::of(c).progressive_weights();
+    let metrics = c
+        .metrics
+        .iter()
+        .map(|m| {
+            let b = decide::builtin_of(c, m);
+            let (min, max) = decide::thresholds(b, m);
+            event::MetricInfo {
+                name: m.name.clone(),
+                min,
+                max,
+                unit: b.map(|b| b.unit.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    event::RunInfo {
+        target: format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
+        provider: c.provider.map(|p| p.name().to_string()).unwrap_or_default(),
+        strategy: c.strategy.label().to_string(),
+        interval_seconds: c.interval.as_secs_f64(),
+        threshold: c.threshold,
+        weights,
+        max_weight: c.max_weight,
+        iterations: c.iterations,
+        metrics,
+    }
 }
 
 #[cfg(test)]
