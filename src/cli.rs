@@ -538,7 +538,8 @@ pub struct StatusArgs {
     #[arg(short = 'l', long, value_name = "SELECTOR", value_hint = clap::ValueHint::Other)]
     pub selector: Option<String>,
 
-    /// Keep watching and print each change as it happens.
+    /// Keep watching and print each change as it happens; with a NAME,
+    /// on a terminal, the live view `canary run` shows.
     #[arg(short, long)]
     pub watch: bool,
 

@@ -184,6 +184,41 @@ async fn a_wrong_token_is_unauthorized_naming_the_user() {
     .await;
 }
 
+/// An OIDC user (kube's `oidc` support sends the id-token) whose token the
+/// server refuses is named as any other user is, not left a bare 401, and
+/// the token never shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_user_the_server_refuses_is_named() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    // Unexpired (2100), so that it is sent as it is, without a refresh.
+    let id_token = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        part(r#"{"alg":"RS256"}"#),
+        part(r#"{"iss":"https://idp.example.com","exp":4102444800}"#)
+    );
+    let user = format!(
+        "    auth-provider:
+      name: oidc
+      config:
+        client-id: canary
+        idp-issuer-url: https://idp.example.com
+        id-token: {id_token}
+"
+    );
+    let kc = write(dir.path(), "kubeconfig", &with_user(&sim, &user));
+    every_command_says(
+        &kc,
+        dir.path(),
+        &[&sim.https_url(), "Unauthorized, HTTP 401", "as user `sim`"],
+    )
+    .await;
+    let out = within_2s(&kc, &["status"]).await;
+    assert!(!stderr(&out).contains(&id_token));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detection_the_credentials_may_not_do_is_a_cluster_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ use canary_core::event::{Event, Kind};
 use canary_sim::scenario::Scenario;
 
 use crate::run::{Cluster, FAST, assert_exit};
-use crate::util::stdout;
+use crate::util::{stderr, stdout};
 
 /// Redacts what differs between runs: times, durations, measured values.
 fn redact(text: &str) -> String {
@@ -296,6 +296,161 @@ async fn off_a_terminal_the_run_prints_lines_then_the_verdict_and_the_summary() 
     let out = c.run(&["-q"]).await;
     assert_exit(&out, 0);
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    c.world.shutdown().await;
+}
+
+/// A metric whose query finds no series: while the canary has had traffic
+/// for less than the metric's window, a round that finds no values is no
+/// check (neither counted nor shown as one, only said); once the window has
+/// passed, each such round is a failed check, and the threshold of them
+/// rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_without_values_before_the_window_has_passed_are_not_checks() {
+    let template = "apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: nothing
+  namespace: prod
+spec:
+  provider:
+    type: prometheus
+    address: http://prometheus.linkerd-viz:9090
+  query: sum(rate(no_such_series_total{namespace=\"{{ namespace }}\"}[{{ interval }}]))
+---
+";
+    let metric = "      - name: nothing
+        templateRef:
+          name: nothing
+        thresholdRange:
+          min: 1
+        interval: 10s
+    webhooks:
+";
+    let spec = FAST.replacen("    webhooks:\n", metric, 1);
+    assert_ne!(spec, FAST);
+    let c = Cluster::start_in(predictable(), &format!("{template}{spec}")).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut cmd = crate::util::canary();
+    cmd.arg("run")
+        .arg(&c.spec)
+        .args(["-o", "json", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .timeout(std::time::Duration::from_secs(120));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_exit(&out, 1);
+    let events = events(&out);
+    let said = |e: &&Event| {
+        e.kind == Kind::Progress
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("No values yet for nothing"))
+    };
+    assert!(events.iter().any(|e| said(&e)), "{}", stdout(&out));
+    let without_values: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.kind == Kind::Check
+                && e.metrics
+                    .iter()
+                    .any(|m| m.name == "nothing" && m.value.is_none())
+        })
+        .collect();
+    // FAST's threshold: three checks without values once the window has
+    // passed, each counted, and no others.
+    assert_eq!(without_values.len(), 3, "{}", stdout(&out));
+    let counted: Vec<u32> = without_values.iter().map(|e| e.failed_checks).collect();
+    assert_eq!(counted, [1, 2, 3], "{}", stdout(&out));
+    c.world.shutdown().await;
+}
+
+/// A spec without a provider: the run detects it, which is a note of its
+/// own, and still has nothing else to say when there is nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_nothing_to_do_prints_one_line_when_it_detected_the_provider() {
+    let detected = FAST.replace("  provider: linkerd\n", "");
+    assert_ne!(detected, FAST);
+    let c = Cluster::start_in(predictable(), &detected).await;
+    c.initialise().await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("Using provider linkerd"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("podinfo.prod: nothing to do"),
+        "{}",
+        stdout(&out)
+    );
+    c.world.shutdown().await;
+}
+
+/// `canary run` on a terminal, as a person sees it: Ctrl-C is said by the
+/// live view and then by the one verdict line, never by an `error:`; the
+/// run that resumes it ends with one `promoted` line above its summary.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_ctrl_c_and_the_verdict_are_each_said_once() {
+    let c = Cluster::start_in(predictable(), &spec()).await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let on_terminal = || {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"));
+        cmd.arg("run")
+            .arg(&c.spec)
+            .arg("--kubeconfig")
+            .arg(&c.kubeconfig)
+            .env_remove("NO_COLOR")
+            .env_remove("COLUMNS")
+            .env("TERM", "xterm-256color");
+        crate::util::Terminal::spawn(cmd, 80)
+    };
+
+    let run = on_terminal();
+    c.wait_for_analysis().await;
+    crate::util::interrupt(&run.child);
+    let (code, screen) = run.finish().await;
+    assert_eq!(code, Some(130), "{screen}");
+    assert!(!screen.contains("error:"), "{screen}");
+    // The verdict line, once, at the left margin.
+    let verdict = screen
+        .lines()
+        .filter(|l| l.starts_with("podinfo.prod: interrupted ("))
+        .count();
+    assert_eq!(verdict, 1, "{screen}");
+    // The acknowledgement is the view's message, not a line of its own.
+    assert!(
+        !screen.lines().any(|l| l.starts_with("interrupted")),
+        "{screen}"
+    );
+    assert_eq!(
+        screen.matches("interrupted: stopping").count(),
+        screen.matches("› interrupted: stopping").count(),
+        "{screen}"
+    );
+
+    // Resumed on a terminal to its promotion.
+    let run = on_terminal();
+    let (code, screen) = run.finish().await;
+    assert_eq!(code, Some(0), "{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let verdicts: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("podinfo.prod: promoted in "))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "{screen}");
+    // Below the last frame: the summary table and nothing else that
+    // says `promoted` again.
+    let table = lines.iter().position(|l| l.starts_with('┌')).unwrap();
+    assert!(table > verdicts[0], "{screen}");
+    assert!(
+        lines[table..].iter().all(|l| !l.contains("promoted")),
+        "{screen}"
+    );
     c.world.shutdown().await;
 }
 

@@ -623,6 +623,25 @@ fn the_demo_initialises_promotes_and_rolls_back() {
         log.contains("Rolling back podinfo.prod failed checks threshold reached 5"),
         "{log}"
     );
+    // The healthy 3.1.1 passes every check it makes: the only failed
+    // checks are 3.1.2's five, none of them for want of values.
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" check failed: "))
+        .collect();
+    assert_eq!(failed.len(), 5, "{log}");
+    assert!(failed.iter().all(|l| !l.contains("no value")), "{log}");
+    let passed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" check passed: "))
+        .collect();
+    assert!(
+        passed
+            .iter()
+            .any(|l| l.contains("request-success-rate 100.00%")),
+        "{log}"
+    );
+    assert!(!text.contains("no value"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -355,3 +355,39 @@ async fn status_wait_exits_4_for_an_abort_from_a_third_process_and_5_at_its_time
     assert_exit(&c.status(&[]).await, 0);
     c.world.shutdown().await;
 }
+
+/// `status -w NAME` on a terminal draws the live view `canary run` draws,
+/// of a rollout another process drives: the bar, the checks with their
+/// values, the last thing that happened, from what the driver stored.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_w_name_on_a_terminal_is_the_live_view_of_a_rollout_driven_elsewhere() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    c.set_image("3.1.1");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"));
+    cmd.args(["status", "podinfo", "-w", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm-256color");
+    let view = crate::util::Terminal::spawn(cmd, 100);
+    let run = c.spawn(&[]);
+    assert_exit(&finish(run).await, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    crate::util::interrupt(&view.child);
+    let (code, screen) = view.finish().await;
+    assert_eq!(code, Some(0), "{screen}");
+    // The driver's view, not kubectl rows.
+    assert!(!screen.contains("NAME      STATUS"), "{screen}");
+    assert!(screen.contains("podinfo.prod  Progressing  ["), "{screen}");
+    assert!(screen.contains("✓ request-success-rate"), "{screen}");
+    assert!(
+        screen.contains("› Advance podinfo.prod canary weight"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("› Promotion completed! Scaling down podinfo.prod"),
+        "{screen}"
+    );
+    c.world.shutdown().await;
+}

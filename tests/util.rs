@@ -90,3 +90,82 @@ pub fn podinfo_weights(world: &canary_sim::world::World) -> Option<(i64, i64)> {
     }
     Some((primary, canary))
 }
+
+/// A command whose standard input, output and error are one terminal of
+/// `cols` columns, as when a person runs it: what it wrote there, escape
+/// sequences and all, is read from the other side of the terminal until
+/// the command exits.
+#[cfg(unix)]
+pub struct Terminal {
+    pub child: std::process::Child,
+    screen: std::thread::JoinHandle<Vec<u8>>,
+}
+
+#[cfg(unix)]
+impl Terminal {
+    /// Starts `cmd` on a new pseudo-terminal of `cols` × 50.
+    pub fn spawn(mut cmd: std::process::Command, cols: u16) -> Terminal {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 50,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors it opened into the two
+        // integers; the name buffer and the termios may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors are open and owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        cmd.stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        let child = cmd.spawn().unwrap();
+        // Only the child holds the terminal now: reading its other side
+        // ends (EIO) once the child and its descendants have closed it.
+        drop(cmd);
+        let mut reader = std::fs::File::from(master);
+        let screen = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        });
+        Terminal { child, screen }
+    }
+
+    /// Waits for the command; its exit code and everything it wrote on
+    /// the terminal, without colours and with a line break for each
+    /// cursor movement, so that what starts at the left margin starts a
+    /// line.
+    pub async fn finish(mut self) -> (Option<i32>, String) {
+        tokio::task::spawn_blocking(move || {
+            let code = self.child.wait().unwrap().code();
+            let bytes = self.screen.join().unwrap();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let colours = regex::Regex::new(r"\x1b\[[0-9;]*m").unwrap();
+            let moves = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").unwrap();
+            let text = colours.replace_all(&text, "");
+            (code, moves.replace_all(&text, "\n").replace('\r', "\n"))
+        })
+        .await
+        .unwrap()
+    }
+}

@@ -42,6 +42,9 @@ pub(crate) struct CanaryStatus {
     /// The Canary document the last driver ran, as stored on the primary
     /// (`None` before a driver stored one).
     pub document: Option<serde_json::Value>,
+    /// The state as the driver wrote it (without its history, which is
+    /// `history`): what the live view of `status -w NAME` is drawn from.
+    pub state: State,
 }
 
 #[derive(Debug, Clone)]
@@ -121,7 +124,10 @@ fn status_of(primary: &Object, state: State, now: Time) -> CanaryStatus {
         let first = text.split("\n---\n").next().unwrap_or_default().to_string();
         serde_json::from_str::<serde_json::Value>(&first).ok()
     });
+    let mut bare = state.clone();
+    bare.history.clear();
     CanaryStatus {
+        state: bare,
         name: state.canary.clone().unwrap_or_else(|| target.clone()),
         namespace: statestore::Annotated::meta(primary)
             .namespace

@@ -310,7 +310,7 @@ async fn run_files(
                     Signal::Interrupt => "Ctrl-C again to exit at once",
                     Signal::Terminate => "a second signal exits at once",
                 };
-                output.notice(&match stop {
+                output.stopping(&match stop {
                     Stop::Leave => format!("{}: stopping, the state is kept ({again})", signal.said()),
                     Stop::RollBack(_) => format!("{}: rolling back ({again})", signal.said()),
                 });

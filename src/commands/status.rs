@@ -136,11 +136,29 @@ pub(super) async fn status(args: StatusArgs) -> Outcome {
         keep: &keep,
         timeout: args.timeout,
     };
-    let rows = args.watch.then(|| printer.rows(&all));
     if args.wait {
+        let rows = args.watch.then(|| printer.rows(&all));
         return follow.wait(all, rows).await;
     }
-    match follow.watch(all, rows.expect("a watch prints rows")).await {
+    // `-w NAME` on a terminal: the live view the driver shows.
+    let watched = if detail && live_view(&args) {
+        let color = ui::output::color(
+            ui::output::Mode::Live,
+            true,
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
+        let mut view = ui::live::Follow::new(color);
+        let show = move |c: &CanaryStatus| {
+            view.show((&c.name, &c.namespace), &c.state, &c.history, run_of(c))
+        };
+        follow.watch(all, Box::new(show), true).await
+    } else {
+        let mut rows = printer.rows(&all);
+        follow
+            .watch(all, Box::new(move |c: &CanaryStatus| rows.print(c)), false)
+            .await
+    };
+    match watched {
         Ok(()) => Outcome::Success,
         Err(e) => {
             ui::error(&e.to_string());
@@ -222,10 +240,11 @@ impl Follow<'_> {
     async fn watch(
         &self,
         first: Vec<CanaryStatus>,
-        mut rows: ui::status::StatusRows,
+        mut show: Box<dyn FnMut(&CanaryStatus) + Send + '_>,
+        every_change: bool,
     ) -> Result<(), ClusterError> {
         for c in &first {
-            rows.print(c);
+            show(c);
         }
         let mut shown: BTreeMap<(String, String), RowKey> =
             first.iter().map(|c| (key(c), c.row_key())).collect();
@@ -240,8 +259,8 @@ impl Follow<'_> {
                 _ => None,
             }) {
                 let row = c.row_key();
-                if shown.get(&key(&c)) != Some(&row) {
-                    rows.print(&c);
+                if every_change || shown.get(&key(&c)) != Some(&row) {
+                    show(&c);
                     shown.insert(key(&c), row);
                 }
             }
@@ -436,6 +455,24 @@ impl Follow<'_> {
             Some(_) => Standing::Pending,
         })
     }
+}
+
+/// Whether `-w` draws the live view: the table asked for, on a terminal.
+fn live_view(args: &StatusArgs) -> bool {
+    use std::io::IsTerminal;
+    matches!(args.output, crate::cli::StatusFormat::Table)
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+/// The rollout of `c` as its `started` event would say it, from the spec
+/// its driver stored.
+fn run_of(c: &CanaryStatus) -> Option<canary_core::event::RunInfo> {
+    let text = serde_json::to_string(c.document.as_ref()?).ok()?;
+    let file = spec::load_str("the stored spec", &text).ok()?;
+    let canary = file.canaries.first()?;
+    let resolved = spec::resolve::resolve(&file, canary, &spec::resolve::Overrides::default());
+    Some(crate::driver::run_info(&resolved))
 }
 
 fn key(c: &CanaryStatus) -> (String, String) {

@@ -35,6 +35,7 @@ mod execute;
 mod lease;
 mod observe;
 mod report;
+pub(crate) use report::run_info;
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@ use super::observe::Snapshot;
 use crate::clock::now;
 use crate::metrics::prometheus::{self, MetricServer};
 use canary_core::engine::decide::{self, Answers, Decision, HookOutcome, RequestKind};
+use canary_core::engine::message::Message;
 use canary_core::engine::state::State;
 use canary_core::event::{self, Event, Kind};
 use canary_core::queries::traffic;
@@ -20,34 +21,8 @@ impl Driver<'_> {
     /// The run is under way: what it drives and how, then the note on how
     /// its provider was chosen, if any.
     pub(super) fn report_started(&mut self, state: &State) {
-        let c = &self.canary;
-        let weights = canary_core::engine::schedule::Schedule::of(c).progressive_weights();
-        let metrics = c
-            .metrics
-            .iter()
-            .map(|m| {
-                let b = decide::builtin_of(c, m);
-                let (min, max) = decide::thresholds(b, m);
-                event::MetricInfo {
-                    name: m.name.clone(),
-                    min,
-                    max,
-                    unit: b.map(|b| b.unit.to_string()).unwrap_or_default(),
-                }
-            })
-            .collect();
         let mut e = self.event(Kind::Started, state);
-        e.run = Some(event::RunInfo {
-            target: format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
-            provider: c.provider.map(|p| p.name().to_string()).unwrap_or_default(),
-            strategy: c.strategy.label().to_string(),
-            interval_seconds: c.interval.as_secs_f64(),
-            threshold: c.threshold,
-            weights,
-            max_weight: c.max_weight,
-            iterations: c.iterations,
-            metrics,
-        });
+        e.run = Some(run_info(&self.canary));
         self.send(e);
         if let Some(n) = self.note.take() {
             self.send(self.event(Kind::Progress, state).with_message(n));
@@ -86,7 +61,17 @@ impl Driver<'_> {
             e.hooks = self.hook_records(HookType::PreRollout, pre);
             self.send(e);
         }
-        if let Some(a) = &answers.analysis {
+        // Metrics without values while the canary's traffic cannot have
+        // filled their window yet are no evidence either way: the decision
+        // does not count that check, and it is not shown as one (checked
+        // and failed); the decision's message says what it waits for.
+        let awaiting_data = d
+            .events
+            .iter()
+            .any(|m| matches!(m, Message::AwaitingData { .. }));
+        if let Some(a) = &answers.analysis
+            && !awaiting_data
+        {
             let mut e = self.event(Kind::Check, state);
             // The checks were made at the weight before this round moved it.
             e.canary_weight = snap.state.canary_weight;
@@ -284,6 +269,37 @@ fn names_host(text: &str, host: &str) -> bool {
         let after = text[at + host.len()..].chars().next();
         !before.is_some_and(name_char) && !after.is_some_and(name_char)
     })
+}
+
+/// What a `started` event says of the rollout of `c`: its target, router,
+/// steps and checks.
+pub(crate) fn run_info(c: &canary_core::spec::resolve::ResolvedCanary) -> event::RunInfo {
+    let weights = canary_core::engine::schedule::Schedule::of(c).progressive_weights();
+    let metrics = c
+        .metrics
+        .iter()
+        .map(|m| {
+            let b = decide::builtin_of(c, m);
+            let (min, max) = decide::thresholds(b, m);
+            event::MetricInfo {
+                name: m.name.clone(),
+                min,
+                max,
+                unit: b.map(|b| b.unit.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    event::RunInfo {
+        target: format!("{}/{}", c.target.kind.to_ascii_lowercase(), c.target.name),
+        provider: c.provider.map(|p| p.name().to_string()).unwrap_or_default(),
+        strategy: c.strategy.label().to_string(),
+        interval_seconds: c.interval.as_secs_f64(),
+        threshold: c.threshold,
+        weights,
+        max_weight: c.max_weight,
+        iterations: c.iterations,
+        metrics,
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub struct CanaryView {
     /// The last thing that happened, in words.
     pub message: Option<String>,
     pub outcome: Option<OutcomeInfo>,
+    /// The user asked the run to stop (Ctrl-C): it does at the next safe
+    /// point, and the view says so until the verdict.
+    pub stopping: bool,
 }
 
 impl CanaryView {
@@ -320,6 +323,9 @@ fn status(view: &CanaryView, now: Time) -> String {
             .unwrap_or_default()
             .to_string();
     }
+    if view.stopping {
+        return "stopping…".to_string();
+    }
     if view.paused {
         return "paused".to_string();
     }
@@ -588,6 +594,24 @@ impl Live {
         }
     }
 
+    /// The run was asked to stop: every canary still under way says
+    /// `stopping…` and `message` until its verdict, in place of a line
+    /// above the view.
+    pub(crate) fn stopping(&self, message: &str) {
+        let Ok(mut s) = self.inner.lock() else {
+            return;
+        };
+        for i in 0..s.board.canaries.len() {
+            let view = &mut s.board.canaries[i];
+            if view.is_done() {
+                continue;
+            }
+            view.stopping = true;
+            view.message = Some(message.to_string());
+            s.redraw(i);
+        }
+    }
+
     /// Runs `f` (which prints) with the view cleared, then redraws it.
     pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         self.multi.suspend(f)
@@ -619,6 +643,74 @@ impl Live {
                 }
             }
         }
+    }
+}
+
+/// `canary status -w NAME` on a terminal: the live view `canary run`
+/// draws, of one canary whoever drives it, from what its driver stores on
+/// the primary: the rollout from the stored spec, each step and check from
+/// the history, the countdown from the state.
+pub(crate) struct Follow {
+    live: Live,
+    /// The start of the rollout shown, once one was.
+    rollout: Option<Option<Time>>,
+    /// The time of the last history entry shown.
+    shown: Option<Time>,
+}
+
+impl Follow {
+    pub(crate) fn new(color: bool) -> Follow {
+        Follow::to(ProgressDrawTarget::stderr(), color, None)
+    }
+
+    pub(crate) fn to(target: ProgressDrawTarget, color: bool, width: Option<usize>) -> Follow {
+        Follow {
+            live: Live::to(target, color, width),
+            rollout: None,
+            shown: None,
+        }
+    }
+
+    /// Takes in the canary as its primary now says; `run` is its rollout
+    /// (from the stored spec), `history` the entries of its state.
+    pub(crate) fn show(
+        &mut self,
+        (name, namespace): (&str, &str),
+        state: &canary_core::engine::state::State,
+        history: &[canary_core::engine::state::HistoryEntry],
+        run: Option<RunInfo>,
+    ) {
+        let now = crate::clock::now();
+        let event = |kind| Event::new(kind, now, name, namespace, state);
+        if self.rollout != Some(state.rollout_started) {
+            self.rollout = Some(state.rollout_started);
+            let mut e = event(Kind::Started);
+            e.run = run;
+            self.live.apply(&e);
+        }
+        for h in history
+            .iter()
+            .filter(|h| self.shown.is_none_or(|t| h.time > t))
+        {
+            if !h.metrics.is_empty() {
+                let mut e = event(Kind::Check);
+                e.metrics = h.metrics.clone();
+                self.live.apply(&e);
+            }
+            self.live
+                .apply(&event(Kind::Progress).with_message(h.message.clone()));
+        }
+        if let Some(last) = history.last() {
+            self.shown = Some(last.time);
+        }
+        // The state itself: phase, weight, the countdown to the next check.
+        self.live.apply(&event(Kind::Progress));
+    }
+
+    /// The canaries as the view shows them.
+    #[cfg(test)]
+    pub(crate) fn board(&self) -> Board {
+        self.live.board()
     }
 }
 
@@ -901,5 +993,67 @@ mod tests {
         let board = live.board();
         assert_eq!(board.canaries.len(), 2);
         assert!(board.canaries.iter().all(CanaryView::is_done));
+    }
+
+    #[test]
+    fn following_a_stored_state_shows_its_rollout_checks_and_last_message() {
+        use canary_core::engine::state::{HistoryEntry, State};
+        let mut f = Follow::to(ProgressDrawTarget::hidden(), false, Some(100));
+        let mut state = State::new(fixtures::t("17:40:00"));
+        state.phase = Phase::Progressing;
+        state.canary_weight = 30;
+        state.rollout_started = Some(fixtures::t("17:40:00"));
+        state.next_check = Some(fixtures::t("17:42:00"));
+        let entry = |hms: &str, metrics: Vec<MetricRecord>, message: &str| HistoryEntry {
+            time: fixtures::t(hms),
+            phase: Phase::Progressing,
+            canary_weight: 30,
+            failed_checks: 0,
+            metrics,
+            message: message.into(),
+        };
+        let mut history = vec![entry(
+            "17:40:00",
+            vec![],
+            "New revision detected! Scaling up podinfo.test",
+        )];
+        f.show(
+            ("podinfo", "test"),
+            &state,
+            &history,
+            Some(fixtures::run_info()),
+        );
+        history.push(entry(
+            "17:41:00",
+            vec![
+                fixtures::success_rate(Some(99.5)),
+                fixtures::duration(Some(40.0)),
+            ],
+            "checks passed",
+        ));
+        history.push(entry(
+            "17:41:00",
+            vec![],
+            "Advance podinfo.test canary weight 30",
+        ));
+        f.show(
+            ("podinfo", "test"),
+            &state,
+            &history,
+            Some(fixtures::run_info()),
+        );
+        let board = f.board();
+        assert_eq!(board.canaries.len(), 1);
+        let view = &board.canaries[0];
+        assert!(view.run.is_some());
+        assert_eq!(view.canary_weight, 30);
+        assert_eq!(view.metrics.len(), 2);
+        let lines = render(view, fixtures::t("17:41:18"), 100, false).join("\n");
+        assert!(lines.contains("next check in 42s"), "{lines}");
+        assert!(lines.contains("✓ request-success-rate"), "{lines}");
+        assert!(
+            lines.contains("› Advance podinfo.test canary weight 30"),
+            "{lines}"
+        );
     }
 }

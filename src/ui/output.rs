@@ -189,6 +189,18 @@ impl RunOutput {
         }
     }
 
+    /// That the run stops, as the user asked (Ctrl-C, SIGTERM): in the
+    /// live view, in place of its countdown and last message, so that
+    /// the screen keeps one line about the stop, the verdict's; a line
+    /// on stderr in the lines and JSON modes; nothing with `-q`.
+    pub(crate) fn stopping(&self, msg: &str) {
+        match (&self.live, self.mode) {
+            (_, Mode::Quiet) => {}
+            (Some(live), _) => live.stopping(msg),
+            (None, _) => self.above(msg),
+        }
+    }
+
     /// A line on stderr, in every mode, above the live view.
     fn above(&self, line: &str) {
         let write = || {
@@ -509,6 +521,65 @@ mod tests {
         assert!(out.starts_with("podinfo.test: promoted in 6m\n"), "{out}");
         assert_eq!(out.matches("promoted").count(), 1, "{out}");
         assert_eq!(err, "\n");
+    }
+
+    #[test]
+    fn a_requested_stop_is_said_in_the_live_view_and_once_on_stdout() {
+        let (out, err) = (Buf::default(), Buf::default());
+        let o = RunOutput::with_writers(
+            Mode::Live,
+            wide(),
+            Box::new(out.clone()),
+            Box::new(err.clone()),
+        );
+        let events = fixtures::promoted();
+        for e in &events[..4] {
+            o.emit(e);
+        }
+        o.stopping("interrupted: stopping, the state is kept (Ctrl-C again to exit at once)");
+        // Nothing printed above the view: the view says it.
+        assert_eq!(err.text(), "");
+        let view = &o.live.as_ref().unwrap().board().canaries[0];
+        assert!(view.stopping);
+        let now = events[3].time;
+        let frame = super::super::live::render(view, now, 100, false).join("\n");
+        assert!(frame.contains("stopping…"), "{frame}");
+        assert!(
+            frame.contains("› interrupted: stopping, the state is kept"),
+            "{frame}"
+        );
+        // The verdict: its line on stdout is the one line about the stop.
+        let mut v = fixtures::ev(Kind::Verdict, "17:44:00");
+        v.outcome = Some(canary_core::event::OutcomeInfo {
+            result: "interrupted".into(),
+            exit_code: 130,
+            reason: Some("stopped with the rollout as it was".into()),
+        });
+        o.emit(&v);
+        o.finish();
+        let text = out.text();
+        assert!(
+            text.starts_with("podinfo.test: interrupted (stopped with the rollout as it was)\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("interrupted").count(), 1, "{text}");
+        assert_eq!(err.text(), "\n");
+    }
+
+    #[test]
+    fn a_requested_stop_is_a_line_on_stderr_off_a_terminal_and_nothing_with_q() {
+        for (mode, said) in [
+            (Mode::Lines, true),
+            (Mode::Json, true),
+            (Mode::Quiet, false),
+        ] {
+            let (out, err) = (Buf::default(), Buf::default());
+            let o =
+                RunOutput::with_writers(mode, wide(), Box::new(out.clone()), Box::new(err.clone()));
+            o.stopping("interrupted: stopping");
+            assert_eq!(err.text() == "interrupted: stopping\n", said, "{mode:?}");
+            assert_eq!(out.text(), "", "{mode:?}");
+        }
     }
 
     #[test]

@@ -502,6 +502,7 @@ mod tests {
             failure: None,
             history: Vec::new(),
             document: None,
+            state: canary_core::engine::state::State::new(Time(1_700_000_000_000)),
         }
     }
 

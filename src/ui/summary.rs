@@ -210,6 +210,19 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
     all
 }
 
+/// Whether the run left this canary as it found it: nothing to do, a
+/// revision that already failed, a suspended canary. Its verdict line says
+/// all there is; the notes it gathered on the way (the provider it
+/// detected) make no table.
+fn did_nothing(s: &CanarySummary) -> bool {
+    s.outcome.as_ref().is_some_and(|o| {
+        matches!(
+            o.result.as_str(),
+            "noChange" | "alreadyFailed" | "suspended"
+        )
+    })
+}
+
 /// `podinfo.test: promoted in 6m`, `podinfo.test: rolled back after 2m 1s
 /// (failed checks threshold reached 2)`.
 pub(crate) fn heading(s: &CanarySummary) -> String {
@@ -364,7 +377,7 @@ pub(crate) fn table_with(events: &[Event], width: u16, full: bool) -> String {
     let mut out = String::new();
     let all: Vec<CanarySummary> = summarize(events)
         .into_iter()
-        .filter(|s| !s.rows.is_empty())
+        .filter(|s| !s.rows.is_empty() && !did_nothing(s))
         .collect();
     // One canary's table needs no title: its verdict line is just above.
     let titled = all.len() > 1;

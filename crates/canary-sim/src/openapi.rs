@@ -16,6 +16,11 @@
 //! for `fieldValidation` on the PATCH operation of a kind before it lets
 //! the server validate fields.
 //!
+//! `/openapi/v2` is JSON; asked for in protobuf only (as kubectl asks when
+//! it validates a kind that no v3 document describes, a kind the server
+//! does not serve), it is the empty document, so that kubectl reports the
+//! unknown kind as it does against any cluster (see `api`).
+//!
 //! Documents are built on first request and cached for the server's life.
 
 use std::collections::HashMap;

@@ -416,3 +416,36 @@ async fn faults_are_switched_from_outside_the_process_with_kubectl() {
         .await;
     assert!(ok, "{err}");
 }
+
+#[tokio::test]
+async fn kubectl_apply_of_a_kind_the_cluster_does_not_serve_says_so() {
+    let Some((_sim, k)) = kubectl_and_sim(CrdGroups::default()).await else {
+        return;
+    };
+    let file = k.dir.path().join("canary.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+spec:
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+",
+    )
+    .unwrap();
+    let (code, _, err) = k
+        .run_with_code(&["apply", "-f", file.to_str().unwrap()])
+        .await;
+    assert_ne!(code, Some(0));
+    // What kubectl says against a cluster without Flagger's CRDs, not
+    // that it could not read the OpenAPI document.
+    assert!(
+        err.contains("no matches for kind \"Canary\" in version \"flagger.app/v1beta1\""),
+        "{err}"
+    );
+    assert!(!err.contains("content type"), "{err}");
+}
