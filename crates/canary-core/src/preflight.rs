@@ -122,8 +122,23 @@ pub fn metric_secret_problem(provider: MetricProvider, keys: &BTreeSet<String>) 
                 .to_string(),
             )
         }
-        // Refused before this is asked: `canary run` queries no other.
-        _ => None,
+        // The keys Flagger's provider reads, each required.
+        other => {
+            let missing: Vec<String> = other
+                .secret_keys()
+                .0
+                .iter()
+                .filter(|k| !has(k))
+                .map(|k| format!("`{k}`"))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "has no {} key{}",
+                    missing.join(" and no "),
+                    if missing.len() == 1 { "" } else { "s" }
+                )
+            })
+        }
     }
 }
 
