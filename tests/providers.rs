@@ -272,3 +272,43 @@ async fn wrong_credentials_fail_the_checks_and_roll_back() {
     );
     cluster.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_without_a_key_its_provider_reads_is_refused_before_anything_is_written() {
+    let c = case(Kind::Datadog);
+    let (cluster, _) = cluster(&c).await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.world.client().await.unwrap(), "prod");
+    let mut s = secrets.get("metrics-credentials").await.unwrap();
+    s.data.as_mut().unwrap().remove("datadog_application_key");
+    secrets
+        .replace("metrics-credentials", &PostParams::default(), &s)
+        .await
+        .unwrap();
+    cluster.world.sim().clear_request_log();
+    let out = cluster.run(&[]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "Secret prod/metrics-credentials (secretRef of MetricTemplate prod/latency) has no \
+             `datadog_application_key` key"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "metric provider `datadog` reads `datadog_api_key` and `datadog_application_key`"
+        ),
+        "{err}"
+    );
+    let writes: Vec<String> = cluster
+        .world
+        .sim()
+        .request_log()
+        .into_iter()
+        .filter(|r| r.is_write())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "nothing is written");
+    cluster.world.shutdown().await;
+}

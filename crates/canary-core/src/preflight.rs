@@ -702,6 +702,31 @@ spec:
     }
 
     #[test]
+    fn the_other_providers_want_every_key_flagger_reads() {
+        let dd = MetricProvider::Datadog;
+        assert_eq!(
+            metric_secret_problem(dd, &keys(&["datadog_api_key", "datadog_application_key"])),
+            None
+        );
+        assert_eq!(
+            metric_secret_problem(dd, &keys(&["datadog_api_key"])).unwrap(),
+            "has no `datadog_application_key` key"
+        );
+        assert_eq!(
+            metric_secret_problem(MetricProvider::Newrelic, &keys(&[])).unwrap(),
+            "has no `newrelic_account_id` and no `newrelic_query_key` keys"
+        );
+        assert_eq!(
+            metric_secret_problem(MetricProvider::Influxdb, &keys(&["token"])).unwrap(),
+            "has no `org` key"
+        );
+        assert_eq!(
+            metric_secret_problem(MetricProvider::Dynatrace, &keys(&["dynatrace_token"])),
+            None
+        );
+    }
+
+    #[test]
     fn prometheus_credentials_are_a_token_or_a_user_and_password() {
         let p = MetricProvider::Prometheus;
         assert_eq!(metric_secret_problem(p, &keys(&["token"])), None);

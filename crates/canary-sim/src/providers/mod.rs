@@ -254,6 +254,14 @@ impl MetricProviders {
             .filter(|v| !v.is_nan())
     }
 
+    /// The values of `promql` over the last `window_ms`, every second,
+    /// per series: what a service answering from a window that long would
+    /// see (for tests waiting for old traffic to leave it).
+    pub fn recent_values(&self, promql: &str, window_ms: i64) -> Vec<Vec<(i64, f64)>> {
+        let now = self.now_ms();
+        self.values_over(promql, now - window_ms, now, 1000)
+    }
+
     /// The values of `promql` from `start_ms` to `end_ms` every `step_ms`,
     /// per series, oldest first, NaN left out.
     pub(crate) fn values_over(
