@@ -173,6 +173,36 @@ impl Driver<'_> {
         }
     }
 
+    /// Sets how many intervals each MetricTemplate metric's provider looks
+    /// back over ([`ResolvedMetric::lookback_intervals`]), for the wait
+    /// before the first check. A template that cannot be read is left at
+    /// one interval: its checks say why it cannot be used.
+    pub(super) async fn learn_lookbacks(&mut self) {
+        let mut found = Vec::new();
+        for (i, m) in self.canary.metrics.iter().enumerate() {
+            let MetricSource::Template {
+                name, namespace, ..
+            } = &m.source
+            else {
+                continue;
+            };
+            if let Ok(t) = self.template(name, namespace).await {
+                let n = t
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.provider.as_ref())
+                    .and_then(|p| p.r#type.as_deref())
+                    .and_then(MetricProvider::parse)
+                    .map(MetricProvider::lookback_intervals)
+                    .unwrap_or(1);
+                found.push((i, n));
+            }
+        }
+        for (i, n) in found {
+            self.canary.metrics[i].lookback_intervals = n;
+        }
+    }
+
     /// A MetricTemplate from the spec files, else from the cluster.
     async fn template(&self, name: &str, namespace: &str) -> Result<MetricTemplate, String> {
         if let Some(t) = self

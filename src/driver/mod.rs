@@ -282,6 +282,7 @@ impl<'a> Driver<'a> {
 
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
+        self.learn_lookbacks().await;
         if !self.settings.set_image.is_empty() {
             if self.canary.suspended {
                 // A suspended canary is not touched at all, its target

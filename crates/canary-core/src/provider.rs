@@ -487,6 +487,16 @@ impl MetricProvider {
         }
     }
 
+    /// How many metric intervals Flagger's query looks back over: Datadog
+    /// and Dynatrace ask for the last ten, the others for one (the query's
+    /// own range).
+    pub fn lookback_intervals(self) -> u32 {
+        match self {
+            MetricProvider::Datadog | MetricProvider::Dynatrace => 10,
+            _ => 1,
+        }
+    }
+
     /// The address Flagger queries when the template sets none.
     pub fn default_address(self) -> Option<&'static str> {
         match self {
