@@ -2,7 +2,9 @@
 //! the Deployment controller and kubelet, the traffic model, the load
 //! tester and the Prometheus (both behind the API server's service proxy,
 //! and on the Pod network for clients that reach them as a Pod would),
-//! a `/metrics` endpoint a real Prometheus can scrape, and the faults; plus
+//! a `/metrics` endpoint a real Prometheus can scrape, the chat services
+//! alerts go to and the metric services besides Prometheus (each on a
+//! loopback port of its own, as public services), and the faults; plus
 //! the banner `canary demo --serve` prints about it.
 
 use std::net::SocketAddr;
