@@ -312,3 +312,37 @@ async fn a_secret_without_a_key_its_provider_reads_is_refused_before_anything_is
     assert_eq!(writes, Vec::<String>::new(), "nothing is written");
     cluster.world.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_kept_in_the_spec_file_is_read_from_there() {
+    let c = case(Kind::Newrelic);
+    let cluster = Cluster::start_in(Scenario::seed(), "").await;
+    let services = cluster.world.metric_providers();
+    let address = format!("{}/{}", cluster.world.providers_url(), c.kind.name());
+    services.map_query(c.kind, c.rendered, LATENCY);
+    let credentials = services.credentials(c.kind);
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+        "stringData": credentials,
+    });
+    let text = format!(
+        "{}---\n{}",
+        spec(&(c.provider)(&address), c.query),
+        serde_yaml::to_string(&secret).unwrap()
+    );
+    std::fs::write(&cluster.spec, text).unwrap();
+    cluster.initialise().await;
+    quiet(&cluster).await;
+    cluster.set_image("3.1.1");
+    let out = cluster.run(&[]).await;
+    assert_exit(&out, 0);
+    assert_never_shown(&out, &credentials);
+    let asked = services.requests();
+    assert!(
+        asked.iter().any(|r| r.status == 200) && asked.iter().all(|r| r.refused.is_none()),
+        "{asked:?}"
+    );
+    cluster.world.shutdown().await;
+}

@@ -350,9 +350,16 @@ pub(crate) async fn check(
             None => {}
         }
         if let Some(secret) = provider.secret_ref.and_then(|s| s.name) {
-            needs.template_secrets.push((tns.clone(), secret.clone()));
             let what = format!("Secret {tns}/{secret} (secretRef of MetricTemplate {tns}/{name})");
-            match read_secret_keys(client, tns, &secret).await? {
+            // A Secret kept in the spec file is used as it is there.
+            let read = match crate::alerts::file_secret(file, tns, &secret) {
+                Some(s) => Read::Found(secret_keys(s)),
+                None => {
+                    needs.template_secrets.push((tns.clone(), secret.clone()));
+                    read_secret_keys(client, tns, &secret).await?
+                }
+            };
+            match read {
                 Read::Found(keys) => {
                     if let Some(why) = core::metric_secret_problem(kind, &keys) {
                         sink.push(

@@ -140,11 +140,7 @@ impl Driver<'_> {
                 if kind != MetricProvider::Prometheus {
                     let credentials =
                         match provider.secret_ref.as_ref().and_then(|s| s.name.clone()) {
-                            Some(secret) => Some(
-                                prometheus::secret_data(&self.conn.client, namespace, &secret)
-                                    .await
-                                    .map_err(|e| e.to_string())?,
-                            ),
+                            Some(secret) => Some(self.secret_data(namespace, &secret).await?),
                             None => None,
                         };
                     return Ok((
@@ -162,9 +158,9 @@ impl Driver<'_> {
                 };
                 let mut server = MetricServer::new(address);
                 if let Some(secret) = provider.secret_ref.and_then(|s| s.name) {
+                    let data = self.secret_data(namespace, &secret).await?;
                     server.auth = Some(
-                        prometheus::auth_from_secret(&self.conn.client, namespace, &secret)
-                            .await
+                        prometheus::auth_from_data(&data, namespace, &secret)
                             .map_err(|e| e.to_string())?,
                     );
                 }
@@ -200,6 +196,31 @@ impl Driver<'_> {
         }
         for (i, n) in found {
             self.canary.metrics[i].lookback_intervals = n;
+        }
+    }
+
+    /// The data of Secret `namespace/name`, from the spec file when it
+    /// holds it, else from the cluster.
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let in_file = self.secrets.iter().find(|s| {
+            s.metadata.name.as_deref() == Some(name)
+                && s.metadata
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|n| n == namespace)
+        });
+        match in_file {
+            Some(s) => Ok(crate::alerts::secret_strings(s)
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect()),
+            None => prometheus::secret_data(&self.conn.client, namespace, name)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 

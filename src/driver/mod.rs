@@ -131,6 +131,8 @@ pub struct Driver<'a> {
     conn: &'a Connection,
     canary: ResolvedCanary,
     templates: Vec<MetricTemplate>,
+    /// The spec file's Secrets, for the MetricTemplates' `secretRef`.
+    secrets: Vec<k8s_openapi::api::core::v1::Secret>,
     settings: &'a Settings,
     reporter: &'a dyn Reporter,
     edge: HttpEdge,
@@ -187,6 +189,7 @@ impl<'a> Driver<'a> {
             conn,
             canary,
             templates,
+            secrets: Vec::new(),
             settings,
             reporter,
             edge,
@@ -201,6 +204,13 @@ impl<'a> Driver<'a> {
             renewed: std::sync::atomic::AtomicI64::new(0),
             watched: None,
         })
+    }
+
+    /// Reads a MetricTemplate's `secretRef` from `secrets` (the spec
+    /// file's) when it is there, before the cluster.
+    pub(crate) fn with_secrets(mut self, secrets: Vec<k8s_openapi::api::core::v1::Secret>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Sends the canary's alerts to `targets`.
