@@ -235,6 +235,94 @@ spec:
     sim.world.shutdown().await;
 }
 
+/// The weighted canary checked by MetricTemplate `errors` with the given
+/// `provider:` lines.
+fn with_template(provider: &str) -> String {
+    let analysis = format!(
+        "{WEIGHTED}    metrics:
+      - name: errors
+        templateRef:
+          name: errors
+        thresholdRange:
+          max: 1
+"
+    );
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: errors
+  namespace: prod
+spec:
+  provider:
+{provider}  query: errors
+---
+{}",
+        spec("  provider: linkerd\n", &analysis)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_queried_metric_provider_passes_validate_and_plan() {
+    let sim = Sim::start().await;
+    for m in MetricProvider::ALL
+        .into_iter()
+        .filter(|m| m.driven().is_ok())
+    {
+        let file = sim.write(
+            "queried.yaml",
+            &with_template(&format!(
+                "    type: {m}\n    address: https://metrics.example.com\n    secretRef:\n      name: creds\n"
+            )),
+        );
+        for cmd in ["validate", "plan"] {
+            let out = sim
+                .canary(vec![cmd.into(), file.display().to_string()])
+                .await;
+            assert_eq!(out.status.code(), Some(0), "{cmd} {m}: {}", stderr(&out));
+        }
+    }
+    sim.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_without_what_its_provider_needs_is_refused_before_anything_is_written() {
+    let sim = Sim::start().await;
+    // Flagger's Graphite, Dynatrace and InfluxDB have no default address.
+    for m in ["graphite", "dynatrace", "influxdb"] {
+        let file = sim.write(
+            "no-address.yaml",
+            &with_template(&format!("    type: {m}\n")),
+        );
+        refused_everywhere(
+            &sim,
+            &file,
+            &[],
+            "spec.provider.type",
+            &format!("metric provider `{m}` needs `spec.provider.address`"),
+        )
+        .await;
+    }
+    // Datadog, New Relic and Dynatrace read their credentials from a Secret.
+    for m in ["datadog", "newrelic", "dynatrace"] {
+        let file = sim.write(
+            "no-secret.yaml",
+            &with_template(&format!(
+                "    type: {m}\n    address: https://metrics.example.com\n"
+            )),
+        );
+        refused_everywhere(
+            &sim,
+            &file,
+            &[],
+            "spec.provider.type",
+            &format!("metric provider `{m}` needs `spec.provider.secretRef`"),
+        )
+        .await;
+    }
+    sim.world.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_template_in_the_cluster_is_checked_before_the_run_changes_anything() {
     use canary_sim::scenario::CrdName;
@@ -250,8 +338,8 @@ async fn a_metric_template_in_the_cluster_is_checked_before_the_run_changes_anyt
         Api::namespaced_with(sim.world.client().await.unwrap(), "prod", &ar);
     let mut t = DynamicObject::new("errors", &ar).within("prod");
     t.data = serde_json::json!({"spec": {
-        "provider": {"type": "datadog", "address": "https://api.datadoghq.com"},
-        "query": "sum:errors{*}"
+        "provider": {"type": "splunk", "address": "https://api.us1.signalfx.com"},
+        "query": "data('errors').publish()"
     }});
     api.create(&PostParams::default(), &t).await.unwrap();
     let analysis = format!(
@@ -279,7 +367,7 @@ async fn a_metric_template_in_the_cluster_is_checked_before_the_run_changes_anyt
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("MetricTemplate prod/errors: metric provider `datadog`"),
+        err.contains("MetricTemplate prod/errors: metric provider `splunk`"),
         "{err}"
     );
     assert!(

@@ -25,6 +25,7 @@ mod operate;
 mod output;
 mod plan;
 mod preflight;
+mod providers;
 mod rbac;
 mod revert;
 mod routers;

@@ -332,34 +332,56 @@ pub(crate) async fn check(
             .as_ref()
             .and_then(|s| s.provider.clone())
             .unwrap_or_default();
-        match provider.address.clone().filter(|a| !a.is_empty()) {
-            Some(a) => servers.push((a, format!("to query metric {}", m.name), false)),
-            None => {
-                if let Some(s) = c.metrics_server_or_default() {
-                    let default = c.metrics_server.is_none();
-                    servers.push((s, format!("to query metric {}", m.name), default));
-                }
-            }
-        }
         let kind = provider
             .r#type
             .as_deref()
             .and_then(MetricProvider::parse)
             .unwrap_or(MetricProvider::Prometheus);
+        match provider.address.clone().filter(|a| !a.is_empty()) {
+            Some(a) => servers.push((a, format!("to query metric {}", m.name), false)),
+            // Only Prometheus falls back to the canary's metrics server;
+            // the others have their service's public address, or none.
+            None if kind == MetricProvider::Prometheus => {
+                if let Some(s) = c.metrics_server_or_default() {
+                    let default = c.metrics_server.is_none();
+                    servers.push((s, format!("to query metric {}", m.name), default));
+                }
+            }
+            None => {}
+        }
         if let Some(secret) = provider.secret_ref.and_then(|s| s.name) {
-            needs.template_secrets.push((tns.clone(), secret.clone()));
             let what = format!("Secret {tns}/{secret} (secretRef of MetricTemplate {tns}/{name})");
-            match read_secret_keys(client, tns, &secret).await? {
+            // A Secret kept in the spec file is used as it is there.
+            let read = match crate::alerts::file_secret(file, tns, &secret) {
+                Some(s) => Read::Found(secret_keys(s)),
+                None => {
+                    needs.template_secrets.push((tns.clone(), secret.clone()));
+                    read_secret_keys(client, tns, &secret).await?
+                }
+            };
+            match read {
                 Read::Found(keys) => {
                     if let Some(why) = core::metric_secret_problem(kind, &keys) {
                         sink.push(
                             &path,
                             format!("{what} {why}"),
-                            Some(format!(
-                                "metric provider `{}` reads a bearer `token`, or `username` and \
-                                 `password`",
-                                kind.name()
-                            )),
+                            Some(match kind {
+                                MetricProvider::Prometheus => format!(
+                                    "metric provider `{}` reads a bearer `token`, or `username` and \
+                                     `password`",
+                                    kind.name()
+                                ),
+                                other => format!(
+                                    "metric provider `{other}` reads {}",
+                                    other
+                                        .secret_keys()
+                                        .0
+                                        .iter()
+                                        .map(|k| format!("`{k}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(" and ")
+                                ),
+                            }),
                         );
                     } else {
                         checked.push(format!("secret/{secret}"));

@@ -96,6 +96,14 @@ async fn run_files(
             .iter()
             .map(|d| d.value.clone())
             .collect();
+        // The file's Secrets, which its MetricTemplates' `secretRef` may
+        // name.
+        let secrets: Vec<k8s_openapi::api::core::v1::Secret> = file
+            .others
+            .iter()
+            .filter(|o| o.kind == "Secret" && o.api_version == "v1")
+            .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
+            .collect();
         for doc in &file.canaries {
             let mut c = resolve::resolve(file, doc, &overrides);
             let mut note = None;
@@ -135,7 +143,13 @@ async fn run_files(
                 }
             };
             let stored = stored_spec(&doc.value, &c, &templates);
-            drives.push((c, templates.clone(), stored, note, alerts));
+            drives.push((
+                c,
+                (templates.clone(), secrets.clone()),
+                stored,
+                note,
+                alerts,
+            ));
         }
     }
 
@@ -162,7 +176,7 @@ async fn run_files(
         .collect::<Vec<_>>()
         .join(" ");
     let all = futures::future::join_all(drives.into_iter().map(
-        |(c, templates, stored, note, alerts)| {
+        |(c, (templates, secrets), stored, note, alerts)| {
             let (conn, settings, output, slots) = (&conn, &settings, &output, &slots);
             let (stop_cause, file_list) = (&stop_cause, &file_list);
             let stop = stop_rx.clone();
@@ -196,6 +210,7 @@ async fn run_files(
                     ) {
                         Ok(d) => {
                             let mut d = d
+                                .with_secrets(secrets)
                                 .with_spec(stored)
                                 .with_stop(stop)
                                 .with_note(note)

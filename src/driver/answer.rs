@@ -5,13 +5,18 @@
 use super::Driver;
 use super::observe::Snapshot;
 use crate::hooks::Hooks;
+use std::collections::BTreeMap;
+
 use crate::metrics::prometheus::{self, MetricError, MetricServer};
+use crate::metrics::provider::{self, Source};
 use canary_core::engine::decide::{
     Analysis, Answers, HookOutcome, MetricFailure, MetricValue, Question,
 };
+use canary_core::provider::MetricProvider;
 use canary_core::queries::{builtin, template};
 use canary_core::spec::resolve::{HookType, MetricSource, ResolvedMetric};
 use canary_core::spec::types::MetricTemplate;
+use canary_core::spec::types::MetricTemplateProvider;
 
 impl Driver<'_> {
     /// Answers one question of the engine.
@@ -54,8 +59,28 @@ impl Driver<'_> {
 
     /// Renders and runs one metric's query.
     async fn measure(&self, m: &ResolvedMetric) -> Result<f64, MetricFailure> {
-        let (query, server) = self.query_for(m).await.map_err(MetricFailure::Query)?;
-        match prometheus::query(&self.edge, &server, &query, None).await {
+        let (query, backend) = self.query_for(m).await.map_err(MetricFailure::Query)?;
+        let result = match backend {
+            Backend::Prometheus(server) => {
+                prometheus::query(&self.edge, &server, &query, None).await
+            }
+            Backend::Other {
+                kind,
+                provider,
+                credentials,
+            } => {
+                let interval = canary_core::spec::resolve::parse_duration(&m.interval)
+                    .map_err(|e| MetricFailure::Query(format!("metric interval: {e}")))?;
+                let src = Source {
+                    provider: &provider,
+                    credentials: credentials.as_ref(),
+                    interval,
+                    now_ms: crate::clock::now().0,
+                };
+                provider::query(&self.edge, kind, &src, &query).await
+            }
+        };
+        match result {
             Ok(v) => Ok(v),
             Err(MetricError::NoValues) => Err(MetricFailure::NoValues),
             // The service proxy or the connection failed, not the metrics
@@ -75,7 +100,7 @@ impl Driver<'_> {
     }
 
     /// A metric's query, rendered, and the server to ask.
-    async fn query_for(&self, m: &ResolvedMetric) -> Result<(String, MetricServer), String> {
+    async fn query_for(&self, m: &ResolvedMetric) -> Result<(String, Backend), String> {
         let c = &self.canary;
         let model = c.template_model(m);
         let render = |t: &str| template::render(t, &model).map_err(|e| e.to_string());
@@ -87,12 +112,13 @@ impl Driver<'_> {
                     .ok_or_else(|| format!("no built-in metric `{}` for this provider", m.name))?;
                 Ok((
                     render(b.template)?,
-                    MetricServer::new(self.default_server()?),
+                    Backend::Prometheus(MetricServer::new(self.default_server()?)),
                 ))
             }
-            MetricSource::Inline { query } => {
-                Ok((render(query)?, MetricServer::new(self.default_server()?)))
-            }
+            MetricSource::Inline { query } => Ok((
+                render(query)?,
+                Backend::Prometheus(MetricServer::new(self.default_server()?)),
+            )),
             MetricSource::Template {
                 name, namespace, ..
             } => {
@@ -105,20 +131,96 @@ impl Driver<'_> {
                 }
                 let spec = t.spec.clone().unwrap_or_default();
                 let provider = spec.provider.clone().unwrap_or_default();
+                let query = render(spec.query.as_deref().unwrap_or_default())?;
+                let kind = provider
+                    .r#type
+                    .as_deref()
+                    .and_then(MetricProvider::parse)
+                    .unwrap_or(MetricProvider::Prometheus);
+                if kind != MetricProvider::Prometheus {
+                    let credentials =
+                        match provider.secret_ref.as_ref().and_then(|s| s.name.clone()) {
+                            Some(secret) => Some(self.secret_data(namespace, &secret).await?),
+                            None => None,
+                        };
+                    return Ok((
+                        query,
+                        Backend::Other {
+                            kind,
+                            provider,
+                            credentials,
+                        },
+                    ));
+                }
                 let address = match provider.address.filter(|a| !a.is_empty()) {
                     Some(a) => a,
                     None => self.default_server()?,
                 };
                 let mut server = MetricServer::new(address);
                 if let Some(secret) = provider.secret_ref.and_then(|s| s.name) {
+                    let data = self.secret_data(namespace, &secret).await?;
                     server.auth = Some(
-                        prometheus::auth_from_secret(&self.conn.client, namespace, &secret)
-                            .await
+                        prometheus::auth_from_data(&data, namespace, &secret)
                             .map_err(|e| e.to_string())?,
                     );
                 }
-                Ok((render(spec.query.as_deref().unwrap_or_default())?, server))
+                Ok((query, Backend::Prometheus(server)))
             }
+        }
+    }
+
+    /// Sets how many intervals each MetricTemplate metric's provider looks
+    /// back over ([`ResolvedMetric::lookback_intervals`]), for the wait
+    /// before the first check. A template that cannot be read is left at
+    /// one interval: its checks say why it cannot be used.
+    pub(super) async fn learn_lookbacks(&mut self) {
+        let mut found = Vec::new();
+        for (i, m) in self.canary.metrics.iter().enumerate() {
+            let MetricSource::Template {
+                name, namespace, ..
+            } = &m.source
+            else {
+                continue;
+            };
+            if let Ok(t) = self.template(name, namespace).await {
+                let n = t
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.provider.as_ref())
+                    .and_then(|p| p.r#type.as_deref())
+                    .and_then(MetricProvider::parse)
+                    .map(MetricProvider::lookback_intervals)
+                    .unwrap_or(1);
+                found.push((i, n));
+            }
+        }
+        for (i, n) in found {
+            self.canary.metrics[i].lookback_intervals = n;
+        }
+    }
+
+    /// The data of Secret `namespace/name`, from the spec file when it
+    /// holds it, else from the cluster.
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let in_file = self.secrets.iter().find(|s| {
+            s.metadata.name.as_deref() == Some(name)
+                && s.metadata
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|n| n == namespace)
+        });
+        match in_file {
+            Some(s) => Ok(crate::alerts::secret_strings(s)
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect()),
+            None => prometheus::secret_data(&self.conn.client, namespace, name)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -133,4 +235,16 @@ impl Driver<'_> {
         }
         crate::metrics::templates::get(&self.conn.client, namespace, name).await
     }
+}
+
+/// Where a metric's query goes.
+enum Backend {
+    Prometheus(MetricServer),
+    /// A MetricTemplate provider other than Prometheus, with its Secret's
+    /// data.
+    Other {
+        kind: MetricProvider,
+        provider: MetricTemplateProvider,
+        credentials: Option<BTreeMap<String, Vec<u8>>>,
+    },
 }

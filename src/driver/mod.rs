@@ -136,6 +136,8 @@ pub struct Driver<'a> {
     conn: &'a Connection,
     canary: ResolvedCanary,
     templates: Vec<MetricTemplate>,
+    /// The spec file's Secrets, for the MetricTemplates' `secretRef`.
+    secrets: Vec<k8s_openapi::api::core::v1::Secret>,
     settings: &'a Settings,
     reporter: &'a dyn Reporter,
     edge: HttpEdge,
@@ -194,6 +196,7 @@ impl<'a> Driver<'a> {
             conn,
             canary,
             templates,
+            secrets: Vec::new(),
             settings,
             reporter,
             edge,
@@ -209,6 +212,13 @@ impl<'a> Driver<'a> {
             renewed: std::sync::atomic::AtomicI64::new(0),
             watched: None,
         })
+    }
+
+    /// Reads a MetricTemplate's `secretRef` from `secrets` (the spec
+    /// file's) when it is there, before the cluster.
+    pub(crate) fn with_secrets(mut self, secrets: Vec<k8s_openapi::api::core::v1::Secret>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Sends the canary's alerts to `targets`.
@@ -336,6 +346,7 @@ impl<'a> Driver<'a> {
 
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
+        self.learn_lookbacks().await;
         if !self.settings.set_image.is_empty() {
             if self.canary.suspended {
                 // A suspended canary is not touched at all, its target

@@ -1,8 +1,16 @@
 //! Metric servers: [`prometheus`] runs a rendered query against a
 //! Prometheus-compatible server, reached directly or through the API
-//! server's service proxy; [`templates`] reads the MetricTemplates a spec
-//! file does not hold. The queries themselves and their rendering are in
-//! `canary_core::queries`.
+//! server's service proxy; [`provider`] runs one against the other
+//! services a MetricTemplate can name ([`datadog`], [`newrelic`],
+//! [`graphite`], [`dynatrace`], [`influxdb`]); [`templates`] reads the
+//! MetricTemplates a spec file does not hold. The queries themselves and
+//! their rendering are in `canary_core::queries`.
 
+pub(crate) mod datadog;
+pub(crate) mod dynatrace;
+pub(crate) mod graphite;
+pub(crate) mod influxdb;
+pub(crate) mod newrelic;
 pub(crate) mod prometheus;
+pub(crate) mod provider;
 pub(crate) mod templates;

@@ -279,6 +279,17 @@ pub async fn auth_from_secret(
     namespace: &str,
     name: &str,
 ) -> Result<Auth, CredentialsError> {
+    let data = secret_data(client, namespace, name).await?;
+    auth_from_data(&data, namespace, name)
+}
+
+/// The data of a MetricTemplate's Secret, every value taught to the
+/// redactor.
+pub(crate) async fn secret_data(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, CredentialsError> {
     let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
     let secret = api.get(name).await.map_err(|e| CredentialsError::Read {
         namespace: namespace.to_string(),
@@ -291,7 +302,10 @@ pub async fn auth_from_secret(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    auth_from_data(&data, namespace, name)
+    for v in data.values() {
+        crate::secrets::redactor().learn(&String::from_utf8_lossy(v));
+    }
+    Ok(data)
 }
 
 /// The credentials in a Secret's data: `token`, else `username` and
@@ -347,7 +361,7 @@ fn query_url(address: &str, query: &str, at: Option<Time>) -> Result<String, Met
 
 /// Go's `url.QueryEscape`: unreserved bytes stay, space is `+`, the rest
 /// is `%XX`.
-fn query_escape(s: &str) -> String {
+pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     for b in s.bytes() {
         match b {

@@ -122,8 +122,23 @@ pub fn metric_secret_problem(provider: MetricProvider, keys: &BTreeSet<String>) 
                 .to_string(),
             )
         }
-        // Refused before this is asked: `canary run` queries no other.
-        _ => None,
+        // The keys Flagger's provider reads, each required.
+        other => {
+            let missing: Vec<String> = other
+                .secret_keys()
+                .0
+                .iter()
+                .filter(|k| !has(k))
+                .map(|k| format!("`{k}`"))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "has no {} key{}",
+                    missing.join(" and no "),
+                    if missing.len() == 1 { "" } else { "s" }
+                )
+            })
+        }
     }
 }
 
@@ -684,6 +699,31 @@ spec:
 
     fn keys(k: &[&str]) -> BTreeSet<String> {
         k.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_other_providers_want_every_key_flagger_reads() {
+        let dd = MetricProvider::Datadog;
+        assert_eq!(
+            metric_secret_problem(dd, &keys(&["datadog_api_key", "datadog_application_key"])),
+            None
+        );
+        assert_eq!(
+            metric_secret_problem(dd, &keys(&["datadog_api_key"])).unwrap(),
+            "has no `datadog_application_key` key"
+        );
+        assert_eq!(
+            metric_secret_problem(MetricProvider::Newrelic, &keys(&[])).unwrap(),
+            "has no `newrelic_account_id` and no `newrelic_query_key` keys"
+        );
+        assert_eq!(
+            metric_secret_problem(MetricProvider::Influxdb, &keys(&["token"])).unwrap(),
+            "has no `org` key"
+        );
+        assert_eq!(
+            metric_secret_problem(MetricProvider::Dynatrace, &keys(&["dynatrace_token"])),
+            None
+        );
     }
 
     #[test]

@@ -473,8 +473,64 @@ impl MetricProvider {
     /// Whether `canary run` queries this provider; `Err` says why not.
     pub fn driven(self) -> Result<(), &'static str> {
         match self {
-            MetricProvider::Prometheus => Ok(()),
+            MetricProvider::Prometheus
+            | MetricProvider::Datadog
+            | MetricProvider::Newrelic
+            | MetricProvider::Graphite
+            | MetricProvider::Dynatrace
+            | MetricProvider::Influxdb => Ok(()),
+            MetricProvider::Splunk => Err(
+                "`canary run` does not query this metric provider yet (Flagger reads it through \
+                 SignalFlow streamed over a WebSocket)",
+            ),
             _ => Err("`canary run` does not query this metric provider yet"),
+        }
+    }
+
+    /// How many metric intervals Flagger's query looks back over: Datadog
+    /// and Dynatrace ask for the last ten, the others for one (the query's
+    /// own range).
+    pub fn lookback_intervals(self) -> u32 {
+        match self {
+            MetricProvider::Datadog | MetricProvider::Dynatrace => 10,
+            _ => 1,
+        }
+    }
+
+    /// The address Flagger queries when the template sets none.
+    pub fn default_address(self) -> Option<&'static str> {
+        match self {
+            MetricProvider::Datadog => Some("https://api.datadoghq.com"),
+            MetricProvider::Newrelic => Some("https://insights-api.newrelic.com"),
+            _ => None,
+        }
+    }
+
+    /// Whether Flagger refuses a template of this provider without an
+    /// `address` (Prometheus falls back to the canary's metrics server).
+    pub fn needs_address(self) -> bool {
+        matches!(
+            self,
+            MetricProvider::Graphite
+                | MetricProvider::Dynatrace
+                | MetricProvider::Influxdb
+                | MetricProvider::Splunk
+        )
+    }
+
+    /// The keys Flagger reads from the template's `secretRef` Secret, all
+    /// required when it reads any; `secret_required` says whether the
+    /// template must have a `secretRef` at all. Prometheus' alternatives
+    /// (`token`, or `username` and `password`) are checked apart.
+    pub fn secret_keys(self) -> (&'static [&'static str], bool) {
+        match self {
+            MetricProvider::Datadog => (&["datadog_api_key", "datadog_application_key"], true),
+            MetricProvider::Newrelic => (&["newrelic_account_id", "newrelic_query_key"], true),
+            MetricProvider::Dynatrace => (&["dynatrace_token"], true),
+            MetricProvider::Splunk => (&["sf_token_key"], true),
+            MetricProvider::Graphite => (&["username", "password"], false),
+            MetricProvider::Influxdb => (&["token", "org"], false),
+            _ => (&[], false),
         }
     }
 }
@@ -548,9 +604,24 @@ mod tests {
     }
 
     #[test]
-    fn only_prometheus_is_queried() {
+    fn the_queried_metric_providers_are_marked_driven() {
+        let driven: Vec<&str> = MetricProvider::ALL
+            .into_iter()
+            .filter(|m| m.driven().is_ok())
+            .map(MetricProvider::name)
+            .collect();
+        assert_eq!(
+            driven,
+            [
+                "prometheus",
+                "influxdb",
+                "datadog",
+                "newrelic",
+                "graphite",
+                "dynatrace"
+            ]
+        );
         for m in MetricProvider::ALL {
-            assert_eq!(m.driven().is_ok(), m == MetricProvider::Prometheus, "{m}");
             assert_eq!(MetricProvider::parse(m.name()), Some(m));
         }
     }

@@ -405,7 +405,10 @@ pub fn template_refusal(t: &MetricTemplate) -> Option<(String, String)> {
         .and_then(|p| p.r#type.as_deref())
         .unwrap_or("prometheus");
     let why = match MetricProvider::parse(kind) {
-        Some(m) => m.driven().err()?,
+        Some(m) => match m.driven() {
+            Err(why) => why,
+            Ok(()) => return template_requirement(t, m),
+        },
         None => "it is not a metric provider Flagger knows",
     };
     let drivable: Vec<&str> = MetricProvider::ALL
@@ -421,6 +424,45 @@ pub fn template_refusal(t: &MetricTemplate) -> Option<(String, String)> {
         ),
         format!("metric providers canary queries: {}", drivable.join(", ")),
     ))
+}
+
+/// What a template of a queried provider lacks that Flagger's provider
+/// refuses to start without: an `address`, or a `secretRef`.
+fn template_requirement(t: &MetricTemplate, m: MetricProvider) -> Option<(String, String)> {
+    let provider = t.spec.as_ref().and_then(|s| s.provider.as_ref());
+    let has_address = provider
+        .and_then(|p| p.address.as_deref())
+        .is_some_and(|a| !a.trim().is_empty());
+    let has_secret = provider
+        .and_then(|p| p.secret_ref.as_ref())
+        .and_then(|s| s.name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let what = format!(
+        "MetricTemplate {}/{}: metric provider `{m}`",
+        t.namespace(),
+        t.name()
+    );
+    if m.needs_address() && !has_address {
+        return Some((
+            format!("{what} needs `spec.provider.address`"),
+            format!("set the address of the {m} API"),
+        ));
+    }
+    let (keys, required) = m.secret_keys();
+    if required && !has_secret {
+        return Some((
+            format!("{what} needs `spec.provider.secretRef`"),
+            format!(
+                "name a Secret in namespace {} holding {}",
+                t.namespace(),
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        ));
+    }
+    None
 }
 
 fn match_help() -> String {

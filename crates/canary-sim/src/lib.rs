@@ -33,6 +33,9 @@
 //! - `controller`: Deployments and DaemonSets roll out, pods turn Ready;
 //! - `traffic`: requests through the routers to pods, recorded as series;
 //! - `loadtester`: a flagger-loadtester behind the service proxy;
+//! - `providers`: the metric services a MetricTemplate names besides
+//!   Prometheus (Datadog, New Relic, Graphite, Dynatrace, InfluxDB),
+//!   answering from the same series;
 //! - `alerts`: chat services' incoming webhooks (Slack, Teams, Discord,
 //!   Rocket.Chat, Google Chat), strict about what they accept;
 //! - `world`: all of it started from a scenario.
@@ -55,6 +58,7 @@ mod patch;
 mod podnet;
 pub mod promql;
 pub mod protobuf;
+pub mod providers;
 pub mod rbac;
 pub mod scenario;
 pub mod series;

@@ -2,7 +2,9 @@
 //! the Deployment controller and kubelet, the traffic model, the load
 //! tester and the Prometheus (both behind the API server's service proxy,
 //! and on the Pod network for clients that reach them as a Pod would),
-//! a `/metrics` endpoint a real Prometheus can scrape, and the faults; plus
+//! a `/metrics` endpoint a real Prometheus can scrape, the chat services
+//! alerts go to and the metric services besides Prometheus (each on a
+//! loopback port of its own, as public services), and the faults; plus
 //! the banner `canary demo --serve` prints about it.
 
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use crate::controller::{self, ControllerConfig};
 use crate::exposition;
 use crate::loadtester::{LoadTester, LoadTesterConfig, WebhookCall};
 use crate::promql::PrometheusApi;
+use crate::providers::MetricProviders;
 use crate::scenario::{Mesh, Scenario};
 use crate::series::{SeriesStore, StoreConfig};
 use crate::server::{ApiError, FaultStatus, Faults, Sim, SimConfig, Store};
@@ -37,6 +40,8 @@ pub struct World {
     metrics_addr: SocketAddr,
     alerts: Arc<AlertReceiver>,
     alerts_addr: SocketAddr,
+    providers: Arc<MetricProviders>,
+    providers_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -141,6 +146,21 @@ impl World {
                 .await;
         }));
 
+        // The metric services besides Prometheus, on a loopback port of
+        // their own too, answering from the same series.
+        let providers = MetricProviders::new(series.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let providers_addr = listener.local_addr()?;
+        let mut rx = shutdown_rx.clone();
+        let app = providers.router();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+
         let f = &scenario.faults;
         let faults = sim.faults();
         faults.set_metrics_outage(f.metrics_outage);
@@ -168,6 +188,8 @@ impl World {
             metrics_addr,
             alerts,
             alerts_addr,
+            providers,
+            providers_addr,
             shutdown_tx,
             tasks,
         })
@@ -290,6 +312,18 @@ impl World {
     /// Every alert request the chat services refused: path and why.
     pub fn alerts_refused(&self) -> Vec<(String, String)> {
         self.alerts.refused()
+    }
+
+    /// The base URL of the metric services besides Prometheus: each is at
+    /// `BASE/TYPE` (`BASE/datadog`, ...; see [`crate::providers`]).
+    pub fn providers_url(&self) -> String {
+        format!("http://{}", self.providers_addr)
+    }
+
+    /// The metric services besides Prometheus: their credentials, their
+    /// query tables and the requests they received.
+    pub fn metric_providers(&self) -> &Arc<MetricProviders> {
+        &self.providers
     }
 
     pub fn metrics_url(&self) -> String {

@@ -1218,11 +1218,15 @@ impl Round<'_> {
 }
 
 /// The longest window the metrics' queries look back over (`interval` of
-/// each metric); zero without metrics.
+/// each metric, times the intervals its provider looks back over); zero
+/// without metrics.
 pub fn metrics_window(c: &ResolvedCanary) -> Duration {
     c.metrics
         .iter()
-        .filter_map(|m| crate::spec::resolve::parse_duration(&m.interval).ok())
+        .filter_map(|m| {
+            let i = crate::spec::resolve::parse_duration(&m.interval).ok()?;
+            Some(i * m.lookback_intervals.max(1))
+        })
         .max()
         .unwrap_or(Duration::ZERO)
 }

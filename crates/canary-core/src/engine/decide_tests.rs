@@ -1712,3 +1712,16 @@ fn a_healthy_release_whose_rollback_write_was_lost_is_analysed_on_and_promoted()
         assert_eq!(world.primary_revision, "r2");
     }
 }
+
+#[test]
+fn the_metrics_window_counts_the_intervals_a_provider_looks_back_over() {
+    let mut c = seed();
+    let longest = metrics_window(&c);
+    assert!(longest > Duration::ZERO);
+    // A Datadog or Dynatrace template asks for the last ten intervals.
+    c.metrics[0].lookback_intervals = crate::provider::MetricProvider::Datadog.lookback_intervals();
+    let interval = crate::spec::resolve::parse_duration(&c.metrics[0].interval).unwrap();
+    assert_eq!(metrics_window(&c), longest.max(interval * 10));
+    c.metrics[0].lookback_intervals = 0;
+    assert_eq!(metrics_window(&c), longest);
+}

@@ -93,6 +93,12 @@ pub struct ResolvedMetric {
     pub max: Option<f64>,
     pub source: MetricSource,
     pub template_variables: BTreeMap<String, String>,
+    /// How many `interval`s the query looks back over: 1, or what the
+    /// MetricTemplate's provider asks for
+    /// ([`crate::provider::MetricProvider::lookback_intervals`]), set by
+    /// the run once it has read the template.
+    #[serde(skip)]
+    pub lookback_intervals: u32,
 }
 
 /// A webhook's type, in Flagger's spelling.
@@ -510,6 +516,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
                 max,
                 source,
                 template_variables: m.template_variables.clone(),
+                lookback_intervals: 1,
             }
         })
         .collect();

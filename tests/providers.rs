@@ -1,0 +1,348 @@
+//! MetricTemplate providers other than Prometheus, end to end: the built
+//! binary against the simulated cluster, whose Datadog, New Relic,
+//! Graphite, Dynatrace and InfluxDB APIs check the credentials and the
+//! request as the real services do and answer from the traffic series.
+//! For each: a healthy release is promoted and a faulty one rolled back
+//! through the template alone (no built-in metric), the credentials read
+//! from the template's Secret in the cluster and never shown.
+
+use std::collections::BTreeMap;
+
+use canary_sim::providers::Kind;
+use canary_sim::scenario::Scenario;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::run::{Cluster, assert_exit};
+use crate::util::{stderr, stdout};
+
+/// The canary's mean latency in milliseconds over the last 3 s, as the
+/// simulated services answer the templates' queries. (A mean latency, not
+/// a success rate: Datadog's value is the oldest point of its window, made
+/// of the canary's first few requests, which at the faulty release's 60%
+/// success rate may all have succeeded; every one of them is slow.)
+const LATENCY: &str = "sum(rate(response_latency_ms_sum{namespace=\"prod\",deployment=\"podinfo\",\
+direction=\"inbound\"}[3s])) / \
+sum(rate(response_latency_ms_count{namespace=\"prod\",deployment=\"podinfo\",direction=\"inbound\"}[3s]))";
+
+/// The seed's podinfo canary, checked only by the MetricTemplate
+/// `latency` (with the given provider section and query). The threshold
+/// leaves room for the checks made before the canary's first requests
+/// are counted (no values), as a real service would also answer.
+fn spec(provider: &str, query: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: linkerd
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  service:
+    port: 9898
+  analysis:
+    interval: 1s
+    stepWeight: 50
+    threshold: 6
+    metrics:
+      - name: latency
+        templateRef:
+          name: latency
+        thresholdRange:
+          max: 500
+        interval: 1s
+    webhooks:
+      - name: load-test
+        type: rollout
+        url: http://flagger-loadtester.prod/
+        metadata:
+          cmd: \"hey -z 1m -q 10 -c 2 http://podinfo-canary.prod:9898/\"
+---
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata:
+  name: latency
+  namespace: prod
+spec:
+  provider:
+{provider}    secretRef:
+      name: metrics-credentials
+  query: |
+    {query}
+"
+    )
+}
+
+/// What a provider's test needs: the template's provider section (given
+/// the service's address), its query as written and as rendered.
+struct Case {
+    kind: Kind,
+    provider: fn(&str) -> String,
+    query: &'static str,
+    rendered: &'static str,
+}
+
+fn case(kind: Kind) -> Case {
+    match kind {
+        Kind::Datadog => Case {
+            kind,
+            provider: |a| format!("    type: datadog\n    address: {a}\n"),
+            query: "avg:linkerd.response.latency{kube_deployment:{{ target }},kube_namespace:{{ namespace }}}",
+            rendered: "avg:linkerd.response.latency{kube_deployment:podinfo,kube_namespace:prod}",
+        },
+        Kind::Newrelic => Case {
+            kind,
+            provider: |a| format!("    type: newrelic\n    address: {a}\n"),
+            query: "SELECT average(duration) * 1000 FROM Transaction WHERE appName = '{{ target }}'",
+            rendered: "SELECT average(duration) * 1000 FROM Transaction WHERE appName = 'podinfo'",
+        },
+        Kind::Graphite => Case {
+            kind,
+            provider: |a| format!("    type: graphite\n    address: {a}\n"),
+            query: "target=averageSeries(stats.timers.{{ namespace }}.{{ target }}.mean)&from=-{{ interval }}",
+            rendered: "averageSeries(stats.timers.prod.podinfo.mean)",
+        },
+        Kind::Dynatrace => Case {
+            kind,
+            provider: |a| format!("    type: dynatrace\n    address: {a}\n"),
+            query: "builtin:service.response.time:filter(eq(\"dt.entity.service.name\",\"{{ target }}\"))",
+            rendered: "builtin:service.response.time:filter(eq(\"dt.entity.service.name\",\"podinfo\"))",
+        },
+        Kind::Influxdb => Case {
+            kind,
+            provider: |a| format!("    type: influxdb\n    address: {a}\n"),
+            query: "from(bucket: \"linkerd\") |> range(start: -10s) |> filter(fn: (r) => r._measurement == \"latency_ms\" and r.deployment == \"{{ target }}\") |> mean()",
+            rendered: "from(bucket: \"linkerd\") |> range(start: -10s) |> filter(fn: (r) => r._measurement == \"latency_ms\" and r.deployment == \"podinfo\") |> mean()",
+        },
+    }
+}
+
+/// A cluster whose `kind` service answers the case's query with the
+/// canary's success rate, and holds its credentials in the Secret the
+/// template names.
+async fn cluster(c: &Case) -> (Cluster, BTreeMap<String, String>) {
+    let scratch = Cluster::start_in(Scenario::seed(), "").await;
+    let address = format!("{}/{}", scratch.world.providers_url(), c.kind.name());
+    std::fs::write(&scratch.spec, spec(&(c.provider)(&address), c.query)).unwrap();
+    let services = scratch.world.metric_providers();
+    services.map_query(c.kind, c.rendered, LATENCY);
+    let credentials = services.credentials(c.kind);
+    let secrets: Api<Secret> = Api::namespaced(scratch.world.client().await.unwrap(), "prod");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+        "stringData": credentials,
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    (scratch, credentials)
+}
+
+fn assert_never_shown(out: &std::process::Output, credentials: &BTreeMap<String, String>) {
+    for v in credentials.values().filter(|v| v.len() > 7) {
+        for (name, text) in [("stdout", stdout(out)), ("stderr", stderr(out))] {
+            assert!(!text.contains(v.as_str()), "`{v}` in {name}:\n{text}");
+        }
+    }
+}
+
+/// A release of `tag` through `kind`'s template: the run's output, and
+/// the requests the service answered.
+async fn release(
+    kind: Kind,
+    tag: &str,
+) -> (Cluster, std::process::Output, BTreeMap<String, String>) {
+    let c = case(kind);
+    let (cluster, credentials) = cluster(&c).await;
+    cluster.initialise().await;
+    quiet(&cluster).await;
+    cluster.set_image(tag);
+    let out = cluster.run(&[]).await;
+    assert_never_shown(&out, &credentials);
+    (cluster, out, credentials)
+}
+
+/// Waits until no request to the canary's workload is left in the
+/// longest window a service looks back over (Datadog's ten intervals and
+/// the query's 3 s): the pods the first run scaled down served some, and
+/// Datadog's value is the oldest point of the window, as in Flagger.
+async fn quiet(c: &Cluster) {
+    let services = c.world.metric_providers().clone();
+    c.wait_until(
+        "the canary's old requests never left the window",
+        std::time::Duration::from_secs(40),
+        move |_| services.recent_values(LATENCY, 14_000).is_empty(),
+    )
+    .await;
+}
+
+async fn promotes_the_healthy_and_rolls_back_the_faulty(kind: Kind) {
+    let ((good, promoted, _), (bad, rolled_back, _)) =
+        tokio::join!(release(kind, "3.1.1"), release(kind, "3.1.2"));
+    assert_exit(&promoted, 0);
+    assert!(
+        stdout(&promoted).contains("promot"),
+        "{}",
+        stdout(&promoted)
+    );
+    let answered = good.world.metric_providers().requests();
+    assert!(
+        answered.iter().any(|r| r.kind == kind && r.status == 200),
+        "{kind:?} was not asked: {answered:?}"
+    );
+    assert!(
+        answered.iter().all(|r| r.refused.is_none()),
+        "{kind:?} refused a request: {answered:?}"
+    );
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    // Rolled back on the values the service answered, not for want of
+    // them (the first checks may come before the canary has traffic).
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)? \(max 500\)").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datadog_promotes_the_healthy_and_rolls_back_the_faulty() {
+    promotes_the_healthy_and_rolls_back_the_faulty(Kind::Datadog).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newrelic_promotes_the_healthy_and_rolls_back_the_faulty() {
+    promotes_the_healthy_and_rolls_back_the_faulty(Kind::Newrelic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_promotes_the_healthy_and_rolls_back_the_faulty() {
+    promotes_the_healthy_and_rolls_back_the_faulty(Kind::Graphite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynatrace_promotes_the_healthy_and_rolls_back_the_faulty() {
+    promotes_the_healthy_and_rolls_back_the_faulty(Kind::Dynatrace).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influxdb_promotes_the_healthy_and_rolls_back_the_faulty() {
+    promotes_the_healthy_and_rolls_back_the_faulty(Kind::Influxdb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_the_checks_and_roll_back() {
+    let c = case(Kind::Datadog);
+    let (cluster, credentials) = cluster(&c).await;
+    let mut wrong = credentials.clone();
+    wrong.insert("datadog_application_key".into(), "not-the-key-1234".into());
+    cluster
+        .world
+        .metric_providers()
+        .set_credentials(Kind::Datadog, wrong);
+    cluster.initialise().await;
+    cluster.set_image("3.1.1");
+    let out = cluster.run(&[]).await;
+    assert_exit(&out, 1);
+    assert_never_shown(&out, &credentials);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("HTTP 403"), "{text}");
+    assert_eq!(
+        cluster.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    cluster.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_without_a_key_its_provider_reads_is_refused_before_anything_is_written() {
+    let c = case(Kind::Datadog);
+    let (cluster, _) = cluster(&c).await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.world.client().await.unwrap(), "prod");
+    let mut s = secrets.get("metrics-credentials").await.unwrap();
+    s.data.as_mut().unwrap().remove("datadog_application_key");
+    secrets
+        .replace("metrics-credentials", &PostParams::default(), &s)
+        .await
+        .unwrap();
+    cluster.world.sim().clear_request_log();
+    let out = cluster.run(&[]).await;
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "Secret prod/metrics-credentials (secretRef of MetricTemplate prod/latency) has no \
+             `datadog_application_key` key"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "metric provider `datadog` reads `datadog_api_key` and `datadog_application_key`"
+        ),
+        "{err}"
+    );
+    let writes: Vec<String> = cluster
+        .world
+        .sim()
+        .request_log()
+        .into_iter()
+        .filter(|r| r.is_write())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "nothing is written");
+    cluster.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_kept_in_the_spec_file_is_read_from_there() {
+    let c = case(Kind::Newrelic);
+    let cluster = Cluster::start_in(Scenario::seed(), "").await;
+    let services = cluster.world.metric_providers();
+    let address = format!("{}/{}", cluster.world.providers_url(), c.kind.name());
+    services.map_query(c.kind, c.rendered, LATENCY);
+    let credentials = services.credentials(c.kind);
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+        "stringData": credentials,
+    });
+    let text = format!(
+        "{}---\n{}",
+        spec(&(c.provider)(&address), c.query),
+        serde_yaml::to_string(&secret).unwrap()
+    );
+    std::fs::write(&cluster.spec, text).unwrap();
+    cluster.initialise().await;
+    quiet(&cluster).await;
+    cluster.set_image("3.1.1");
+    let out = cluster.run(&[]).await;
+    assert_exit(&out, 0);
+    assert_never_shown(&out, &credentials);
+    let asked = services.requests();
+    assert!(
+        asked.iter().any(|r| r.status == 200) && asked.iter().all(|r| r.refused.is_none()),
+        "{asked:?}"
+    );
+    cluster.world.shutdown().await;
+}
