@@ -11,6 +11,7 @@
 //! a server whose resourceVersions are not numbers gets every read made.
 
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use futures::{FutureExt, StreamExt};
@@ -20,7 +21,10 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 /// One named object of `K` as a watch sees it.
-pub(crate) struct Watched<K: Resource<DynamicType = ()> + 'static> {
+pub(crate) struct Watched<K: Resource + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
     store: Store<K>,
     task: tokio::task::JoinHandle<()>,
     /// The newest resourceVersion this process wrote or read; `None`
@@ -34,7 +38,20 @@ where
 {
     /// Starts watching the object `name` of `api`.
     pub(crate) fn start(api: &Api<K>, name: &str) -> Self {
-        let (store, writer) = reflector::store();
+        Self::start_with(api, name, ())
+    }
+}
+
+impl<K> Watched<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    /// Starts watching the object `name` of `api`, of the kind `dyntype`
+    /// describes (an object read as [`kube::api::DynamicObject`]).
+    pub(crate) fn start_with(api: &Api<K>, name: &str, dyntype: K::DynamicType) -> Self {
+        let writer = reflector::store::Writer::new(dyntype);
+        let store = writer.as_reader();
         let events = watcher::watcher(
             api.clone(),
             watcher::Config::default().fields(&format!("metadata.name={name}")),
@@ -87,10 +104,37 @@ where
     }
 }
 
-impl<K: Resource<DynamicType = ()> + 'static> Drop for Watched<K> {
+impl<K: Resource + 'static> Drop for Watched<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Reads the object `name` of `api`: from `watched` when that copy is
+/// current, else from the API server, noting what was read.
+pub(crate) async fn get_opt<K>(
+    watched: Option<&Watched<K>>,
+    api: &Api<K>,
+    name: &str,
+) -> kube::Result<Option<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    if let Some(hit) = watched.and_then(Watched::current) {
+        return Ok(hit);
+    }
+    let read = api.get_opt(name).await?;
+    if let Some(w) = watched {
+        w.saw(
+            read.as_ref()
+                .and_then(|o| o.meta().resource_version.as_deref()),
+        );
+    }
+    Ok(read)
 }
 
 fn version(rv: Option<&str>) -> Option<u64> {
