@@ -9,6 +9,8 @@
 //! broken and relisting), the object is read from the API server as
 //! before. Versions are compared as the numbers the API server gives out;
 //! a server whose resourceVersions are not numbers gets every read made.
+//! The same watch tells of each change ([`Watched::changes`]), so one
+//! watch serves a driver's reads and its wake-ups.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -27,6 +29,8 @@ where
 {
     store: Store<K>,
     task: tokio::task::JoinHandle<()>,
+    /// The object as each event of the watch brought it.
+    latest: tokio::sync::watch::Receiver<Option<K>>,
     /// The newest resourceVersion this process wrote or read; `None`
     /// after it read that the object does not exist.
     newest: Mutex<Option<u64>>,
@@ -57,16 +61,23 @@ where
             watcher::Config::default().fields(&format!("metadata.name={name}")),
         )
         .default_backoff();
+        let (tell, latest) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
             // The stream only ends with the process; an error is retried
             // by the backoff, and the copy kept meanwhile.
             reflector::reflector(writer, events)
-                .for_each(|_| async {})
+                .for_each(|event| {
+                    if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event {
+                        tell.send_replace(Some(o));
+                    }
+                    async {}
+                })
                 .await;
         });
         Watched {
             store,
             task,
+            latest,
             newest: Mutex::new(None),
         }
     }
@@ -85,6 +96,22 @@ where
                 (newest.is_none_or(|n| v >= n)).then(|| Some((*o).clone()))
             }
         }
+    }
+
+    /// The object each time the watch brings a change of it (the newest
+    /// when several came meanwhile), starting with the one it holds;
+    /// ends when the watch does.
+    pub(crate) fn changes(&self) -> futures::stream::BoxStream<'static, K> {
+        futures::stream::unfold(self.latest.clone(), |mut latest| async move {
+            loop {
+                latest.changed().await.ok()?;
+                let held = latest.borrow_and_update().clone();
+                if let Some(o) = held {
+                    return Some((o, latest));
+                }
+            }
+        })
+        .boxed()
     }
 
     /// Notes a version of the object this process wrote or read (`None`:

@@ -133,8 +133,23 @@ impl Driver<'_> {
     /// What wakes the driver between rounds besides its clock: changes to
     /// the primary are how an operator's request reaches it.
     pub(super) fn wake(&self) -> Wake {
+        use futures::StreamExt;
+        let requests = match &self.watched {
+            // The primary's watch that the rounds read from.
+            Some(w) => w
+                .primary
+                .changes()
+                .filter_map(|p| async move {
+                    use crate::cluster::state::Annotated;
+                    crate::cluster::state::raw_request(&p)
+                        .is_some()
+                        .then(|| p.meta().resource_version.clone())
+                })
+                .boxed(),
+            None => self.workloads.watch_requests(&self.primary_name()),
+        };
         Wake {
-            requests: self.workloads.watch_requests(&self.primary_name()),
+            requests,
             open: true,
         }
     }

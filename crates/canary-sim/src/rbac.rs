@@ -28,8 +28,8 @@
 //! keep it open to every authenticated user; so does asking what the token
 //! may do (creating a `SelfSubjectAccessReview` or
 //! `SelfSubjectRulesReview`), as the built-in `system:basic-user` role
-//! allows every authenticated user. [`review`] answers such a review with
-//! the same rules.
+//! allows every authenticated user. [`review`] answers an access review
+//! and [`rules_review`] a rules review with the same rules.
 
 use std::fmt;
 
