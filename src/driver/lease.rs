@@ -250,9 +250,16 @@ impl Driver<'_> {
     pub(super) async fn take_lease(&self) -> Result<bool, RunError> {
         let mut refused = None;
         let id = self.id();
+        // From the watch's copy when it is current: a copy older than the
+        // primary is refused by the write's precondition, and read again.
+        let held = self
+            .watched
+            .as_ref()
+            .and_then(|w| w.primary.current())
+            .flatten();
         let taken = self
             .workloads
-            .update_state_at(&self.primary_name(), None, 1, |state| {
+            .update_state_at(&self.primary_name(), held, 1, |state| {
                 if let Some(l) = &state.lease
                     && let Some(why) = refusal(l, &self.settings.holder, &id, now())
                 {
