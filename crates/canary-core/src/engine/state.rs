@@ -207,6 +207,8 @@ pub struct HistoryEntry {
     pub time: Time,
     pub phase: Phase,
     pub canary_weight: u32,
+    /// Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub failed_checks: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricRecord>,
@@ -232,7 +234,10 @@ pub struct State {
     pub canary: Option<String>,
     pub phase: Phase,
     pub canary_weight: u32,
+    /// Left out when 0, as `iterations` is, to keep a step's write small.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub failed_checks: u32,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub iterations: u32,
     /// The number of the schedule step whose routing is in place (1-based;
     /// 0 before the first). Absent from documents written before it was
@@ -292,6 +297,10 @@ pub struct State {
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -528,6 +537,23 @@ mod tests {
         let e = State::from_annotations(&inside, |k| (k == LEASE_ANNOTATION).then_some("{"))
             .unwrap_err();
         assert!(e.contains(LEASE_ANNOTATION), "{e}");
+    }
+
+    #[test]
+    fn counts_of_zero_are_left_out_and_read_back_as_zero() {
+        let mut s = State::new(Time(0));
+        s.record(Time(1), "checks passed", Vec::new());
+        let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
+        for text in stored.values() {
+            assert!(!text.contains("failedChecks"), "{text}");
+            assert!(!text.contains("iterations"), "{text}");
+        }
+        let read =
+            State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
+                .unwrap();
+        assert_eq!(read, s);
+        s.failed_checks = 2;
+        assert!(s.to_annotation().contains("\"failedChecks\":2"));
     }
 
     #[test]
