@@ -335,7 +335,7 @@ async fn bench(n: usize) {
     );
     for (what, v) in [
         ("reads", all.reads),
-        ("access reviews (preflight)", all.reviews),
+        ("permission reviews (preflight)", all.reviews),
         ("watches opened", all.watches),
         ("writes", all.writes),
         ("metric queries (service proxy)", all.queries),

@@ -177,14 +177,13 @@ async fn a_run_stopped_by_an_api_error_gives_up_its_lease() {
     let out = crate::util::finish(child).await;
     assert_exit(&out, 3);
     faults.clear();
-    let state = c
-        .world
-        .store()
-        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
-        .unwrap()["metadata"]["annotations"]["canary.flagger.app/state"]
-        .as_str()
-        .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
-        .unwrap();
+    let state = crate::util::stored_state(
+        &c.world
+            .store()
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .unwrap(),
+    );
+    assert!(!state.is_null());
     assert!(state["lease"].is_null(), "{state}");
     // Another identity continues at once.
     let out = c.run(&[]).await;
@@ -194,13 +193,12 @@ async fn a_run_stopped_by_an_api_error_gives_up_its_lease() {
 
 /// The state annotation on the primary, as stored.
 fn stored_state(c: &Cluster) -> serde_json::Value {
-    c.world
-        .store()
-        .get("apps/v1", "Deployment", "prod", "podinfo-primary")
-        .unwrap()["metadata"]["annotations"]["canary.flagger.app/state"]
-        .as_str()
-        .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
-        .unwrap_or_default()
+    crate::util::stored_state(
+        &c.world
+            .store()
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,10 +81,9 @@ fn primary_state(world: &World) -> Value {
         .store()
         .get("apps/v1", "Deployment", "prod", "podinfo-primary")
         .expect("primary exists");
-    let text = p["metadata"]["annotations"]["canary.flagger.app/state"]
-        .as_str()
-        .expect("state annotation");
-    serde_json::from_str(text).unwrap()
+    let state = crate::util::stored_state(&p);
+    assert!(!state.is_null(), "state annotation");
+    state
 }
 
 /// Fails when a webhook or a metric query went through the API server's

@@ -40,11 +40,9 @@ impl Cluster {
             .store()
             .get("apps/v1", "Deployment", "prod", "podinfo-primary")
             .expect("primary exists");
-        let text = d["metadata"]["annotations"]["canary.flagger.app/state"]
-            .as_str()
-            .expect("state annotation")
-            .to_string();
-        serde_json::from_str(&text).unwrap()
+        let state = crate::util::stored_state(&d);
+        assert!(!state.is_null(), "state annotation");
+        state
     }
 
     fn phase(&self) -> String {

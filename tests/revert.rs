@@ -72,11 +72,9 @@ fn apex_selector(c: &Cluster) -> Value {
 /// The state annotation of the primary.
 fn primary_state(c: &Cluster) -> Value {
     let d = deployment(c, "podinfo-primary").expect("primary exists");
-    let text = d["metadata"]["annotations"]["canary.flagger.app/state"]
-        .as_str()
-        .expect("state annotation")
-        .to_string();
-    serde_json::from_str(&text).unwrap()
+    let state = crate::util::stored_state(&d);
+    assert!(!state.is_null(), "state annotation");
+    state
 }
 
 /// Waits (polling the store) until `done` holds.

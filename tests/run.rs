@@ -816,3 +816,75 @@ async fn status_shows_each_canary_its_driver_and_its_history() {
 
 /// How long to wait for a killed driver's lease to run out.
 pub const LEASE_FOR_TESTS: Duration = Duration::from_secs(16);
+
+/// Stores `state` (with a lease inside, as documents were written before
+/// the lease had its own annotation) on podinfo's primary, and no lease
+/// annotation.
+async fn store_old_state(c: &Cluster, state: &serde_json::Value) {
+    let body = serde_json::json!({"metadata": {"annotations": {
+        "canary.flagger.app/state": state.to_string(),
+        "canary.flagger.app/lease": null,
+    }}});
+    c.deployments()
+        .await
+        .patch(
+            "podinfo-primary",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&body),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_inside_a_state_document_of_an_earlier_version_is_respected() {
+    let c = Cluster::start().await;
+    c.initialise().await;
+    let primary = || {
+        c.world
+            .store()
+            .get("apps/v1", "Deployment", "prod", "podinfo-primary")
+            .unwrap()
+    };
+    let mut state: serde_json::Value = serde_json::from_str(
+        primary()["metadata"]["annotations"]["canary.flagger.app/state"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let lease = |renewed_ms: i64| {
+        serde_json::json!({
+            "holder": "release-bot",
+            "renewTime": canary_core::time::Time(renewed_ms).to_rfc3339(),
+            "durationSeconds": 60,
+        })
+    };
+    state["lease"] = lease(now_ms);
+    store_old_state(&c, &state).await;
+    c.set_image("3.1.1");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("is being driven by release-bot"),
+        "{}",
+        stderr(&out)
+    );
+    // Once that lease has run out, the run takes over, keeps its lease
+    // beside the document and gives it up at the end.
+    state["lease"] = lease(now_ms - 120_000);
+    store_old_state(&c, &state).await;
+    let out = c.run(&[]).await;
+    assert_exit(&out, 0);
+    let annotations = &primary()["metadata"]["annotations"];
+    let text = annotations["canary.flagger.app/state"].as_str().unwrap();
+    assert!(!text.contains("lease"), "{text}");
+    assert!(
+        annotations["canary.flagger.app/lease"].is_null(),
+        "{annotations}"
+    );
+    c.world.shutdown().await;
+}

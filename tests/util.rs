@@ -169,3 +169,20 @@ impl Terminal {
         .unwrap()
     }
 }
+
+/// The state document of a primary (a Deployment as the store holds it),
+/// with the lease, stored in an annotation of its own, put back in as
+/// `lease`: `Null` without a state annotation.
+pub fn stored_state(primary: &serde_json::Value) -> serde_json::Value {
+    let annotations = &primary["metadata"]["annotations"];
+    let Some(mut state) = annotations["canary.flagger.app/state"]
+        .as_str()
+        .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap())
+    else {
+        return serde_json::Value::Null;
+    };
+    if let Some(lease) = annotations["canary.flagger.app/lease"].as_str() {
+        state["lease"] = serde_json::from_str(lease).unwrap();
+    }
+    state
+}

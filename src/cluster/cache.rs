@@ -9,8 +9,11 @@
 //! broken and relisting), the object is read from the API server as
 //! before. Versions are compared as the numbers the API server gives out;
 //! a server whose resourceVersions are not numbers gets every read made.
+//! The same watch tells of each change ([`Watched::changes`]), so one
+//! watch serves a driver's reads and its wake-ups.
 
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use futures::{FutureExt, StreamExt};
@@ -20,9 +23,14 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 /// One named object of `K` as a watch sees it.
-pub(crate) struct Watched<K: Resource<DynamicType = ()> + 'static> {
+pub(crate) struct Watched<K: Resource + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
     store: Store<K>,
     task: tokio::task::JoinHandle<()>,
+    /// The object as each event of the watch brought it.
+    latest: tokio::sync::watch::Receiver<Option<K>>,
     /// The newest resourceVersion this process wrote or read; `None`
     /// after it read that the object does not exist.
     newest: Mutex<Option<u64>>,
@@ -34,22 +42,42 @@ where
 {
     /// Starts watching the object `name` of `api`.
     pub(crate) fn start(api: &Api<K>, name: &str) -> Self {
-        let (store, writer) = reflector::store();
+        Self::start_with(api, name, ())
+    }
+}
+
+impl<K> Watched<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    /// Starts watching the object `name` of `api`, of the kind `dyntype`
+    /// describes (an object read as [`kube::api::DynamicObject`]).
+    pub(crate) fn start_with(api: &Api<K>, name: &str, dyntype: K::DynamicType) -> Self {
+        let writer = reflector::store::Writer::new(dyntype);
+        let store = writer.as_reader();
         let events = watcher::watcher(
             api.clone(),
             watcher::Config::default().fields(&format!("metadata.name={name}")),
         )
         .default_backoff();
+        let (tell, latest) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
             // The stream only ends with the process; an error is retried
             // by the backoff, and the copy kept meanwhile.
             reflector::reflector(writer, events)
-                .for_each(|_| async {})
+                .for_each(|event| {
+                    if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event {
+                        tell.send_replace(Some(o));
+                    }
+                    async {}
+                })
                 .await;
         });
         Watched {
             store,
             task,
+            latest,
             newest: Mutex::new(None),
         }
     }
@@ -70,6 +98,22 @@ where
         }
     }
 
+    /// The object each time the watch brings a change of it (the newest
+    /// when several came meanwhile), starting with the one it holds;
+    /// ends when the watch does.
+    pub(crate) fn changes(&self) -> futures::stream::BoxStream<'static, K> {
+        futures::stream::unfold(self.latest.clone(), |mut latest| async move {
+            loop {
+                latest.changed().await.ok()?;
+                let held = latest.borrow_and_update().clone();
+                if let Some(o) = held {
+                    return Some((o, latest));
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// Notes a version of the object this process wrote or read (`None`:
     /// it read that there is none); the watch's copy is trusted again once
     /// it is as new.
@@ -87,10 +131,37 @@ where
     }
 }
 
-impl<K: Resource<DynamicType = ()> + 'static> Drop for Watched<K> {
+impl<K: Resource + 'static> Drop for Watched<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Reads the object `name` of `api`: from `watched` when that copy is
+/// current, else from the API server, noting what was read.
+pub(crate) async fn get_opt<K>(
+    watched: Option<&Watched<K>>,
+    api: &Api<K>,
+    name: &str,
+) -> kube::Result<Option<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    if let Some(hit) = watched.and_then(Watched::current) {
+        return Ok(hit);
+    }
+    let read = api.get_opt(name).await?;
+    if let Some(w) = watched {
+        w.saw(
+            read.as_ref()
+                .and_then(|o| o.meta().resource_version.as_deref()),
+        );
+    }
+    Ok(read)
 }
 
 fn version(rv: Option<&str>) -> Option<u64> {

@@ -15,8 +15,10 @@
 //! - every webhook with an in-cluster address (`http://svc.ns/...`) names
 //!   a Service that exists and has that port;
 //! - every permission the run needs ([`canary_core::preflight::permissions`])
-//!   is granted, asked of the API server with a `SelfSubjectAccessReview`
-//!   each, so nothing is tried. A read above that is not allowed is left to
+//!   is granted, asked of the API server so nothing is tried: one
+//!   `SelfSubjectRulesReview` per namespace lists the rules that apply, and
+//!   a permission they do not grant is asked about with a
+//!   `SelfSubjectAccessReview` of its own. A read above that is not allowed is left to
 //!   this check, which names the permission once.
 //!
 //! A suspended canary (`spec.suspend`) is not checked: the run leaves it
@@ -32,7 +34,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    ResourceAttributes, ResourceRule, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
 };
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
@@ -545,10 +548,10 @@ pub(crate) async fn check(
         }
     }
 
-    // Permissions, each asked of the API server.
+    // Permissions, asked of the API server.
     let wanted = core::permissions(c, &needs);
     let asked = wanted.len();
-    let answers = futures::future::join_all(wanted.iter().map(|a| allowed(client, a))).await;
+    let answers = allowed_all(client, &wanted).await;
     for (a, answer) in wanted.iter().zip(answers) {
         if !answer? {
             sink.push(
@@ -648,6 +651,77 @@ async fn webhook_service(
             })
         }
     }
+}
+
+/// Whether the user may make each request of `wanted`. The rules that
+/// apply in each namespace are asked for once, with a
+/// `SelfSubjectRulesReview` (what `kubectl auth can-i --list` asks); a
+/// request they grant is allowed. A request they do not grant is asked
+/// about on its own with a `SelfSubjectAccessReview`, the authoritative
+/// answer: a rules review may list only part of what is granted (another
+/// authorizer than RBAC, `status.incomplete`), or not be answered.
+async fn allowed_all(client: &kube::Client, wanted: &[Access]) -> Vec<Result<bool>> {
+    let namespaces: BTreeSet<&str> = wanted.iter().map(|a| a.namespace.as_str()).collect();
+    let reviews = futures::future::join_all(namespaces.iter().map(|ns| rules_in(client, ns))).await;
+    let rules: std::collections::BTreeMap<&str, Vec<ResourceRule>> =
+        namespaces.into_iter().zip(reviews).collect();
+    futures::future::join_all(wanted.iter().map(|a| {
+        let granted = rules
+            .get(a.namespace.as_str())
+            .is_some_and(|rules| rules.iter().any(|r| rule_grants(r, a)));
+        async move {
+            if granted {
+                Ok(true)
+            } else {
+                allowed(client, a).await
+            }
+        }
+    }))
+    .await
+}
+
+/// The rules that apply to the user in `namespace`, as a rules review
+/// lists them; none when it cannot be asked.
+async fn rules_in(client: &kube::Client, namespace: &str) -> Vec<ResourceRule> {
+    let api: Api<SelfSubjectRulesReview> = Api::all(client.clone());
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec {
+            namespace: Some(namespace.to_string()),
+        },
+        ..SelfSubjectRulesReview::default()
+    };
+    match api.create(&PostParams::default(), &review).await {
+        Ok(r) => r.status.map(|s| s.resource_rules).unwrap_or_default(),
+        // Every answer is then asked for with an access review, which
+        // reports what is wrong with the cluster.
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether `rule` grants request `a`, as the RBAC authorizer matches a
+/// PolicyRule: the verb, the API group, the resource (`resource/sub` for a
+/// subresource, `*/sub` for that subresource of any), and the name when
+/// the rule names objects (a request without a name is not granted by a
+/// rule that names objects).
+fn rule_grants(rule: &ResourceRule, a: &Access) -> bool {
+    let any = |list: Option<&Vec<String>>, want: &str| {
+        list.into_iter().flatten().any(|x| x == "*" || x == want)
+    };
+    let combined = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let resource = rule.resources.iter().flatten().any(|r| {
+        r == "*"
+            || *r == combined
+            || (!a.subresource.is_empty() && r.strip_prefix("*/") == Some(a.subresource.as_str()))
+    });
+    let name = match rule.resource_names.as_deref() {
+        None | Some([]) => true,
+        Some(names) => a.name.as_ref().is_some_and(|n| names.contains(n)),
+    };
+    any(Some(&rule.verbs), &a.verb) && any(rule.api_groups.as_ref(), &a.group) && resource && name
 }
 
 /// Asks the API server whether the user may make request `a`.
@@ -762,4 +836,91 @@ async fn read_secret_keys(
         Read::Missing => Read::Missing,
         Read::Forbidden(m) => Read::Forbidden(m),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(verb: &str, group: &str, resource: &str, name: Option<&str>) -> Access {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        Access {
+            namespace: "prod".into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            verb: verb.into(),
+            name: name.map(str::to_string),
+            why: String::new(),
+        }
+    }
+
+    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> ResourceRule {
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ResourceRule {
+            verbs: list(verbs),
+            api_groups: Some(list(groups)),
+            resources: Some(list(resources)),
+            resource_names: (!names.is_empty()).then(|| list(names)),
+        }
+    }
+
+    #[test]
+    fn a_listed_rule_grants_as_rbac_matches_it() {
+        let deploys = rule(&["get", "patch"], &["apps"], &["deployments"], &[]);
+        assert!(rule_grants(
+            &deploys,
+            &access("get", "apps", "deployments", Some("x"))
+        ));
+        assert!(!rule_grants(
+            &deploys,
+            &access("delete", "apps", "deployments", None)
+        ));
+        assert!(!rule_grants(
+            &deploys,
+            &access("get", "", "deployments", None)
+        ));
+        assert!(!rule_grants(
+            &deploys,
+            &access("get", "apps", "deployments/scale", None)
+        ));
+        let named = rule(
+            &["watch"],
+            &["apps"],
+            &["deployments"],
+            &["podinfo-primary"],
+        );
+        assert!(rule_grants(
+            &named,
+            &access("watch", "apps", "deployments", Some("podinfo-primary"))
+        ));
+        assert!(!rule_grants(
+            &named,
+            &access("watch", "apps", "deployments", Some("other"))
+        ));
+        assert!(!rule_grants(
+            &named,
+            &access("watch", "apps", "deployments", None)
+        ));
+        let proxy = rule(&["create"], &[""], &["services/proxy"], &[]);
+        assert!(rule_grants(
+            &proxy,
+            &access("create", "", "services/proxy", Some("http:a:80"))
+        ));
+        assert!(!rule_grants(
+            &proxy,
+            &access("create", "", "services", None)
+        ));
+        let scale = rule(&["*"], &["*"], &["*/scale"], &[]);
+        assert!(rule_grants(
+            &scale,
+            &access("update", "apps", "deployments/scale", None)
+        ));
+        assert!(!rule_grants(
+            &scale,
+            &access("update", "apps", "deployments", None)
+        ));
+        let all = rule(&["*"], &["*"], &["*"], &[]);
+        assert!(rule_grants(&all, &access("delete", "x.io", "things", None)));
+    }
 }

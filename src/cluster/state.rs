@@ -6,10 +6,13 @@
 //! of the run in its history and messages ([`crate::secrets`]): anyone
 //! who can read Deployments reads the annotation.
 //!
-//! The state is the document and its history slots
-//! ([`State::to_annotations`]); a write sends the document and only the
-//! slots that differ from the primary as it was read, so a step's write
-//! stays the same size however long the history.
+//! The state is the document, the lease and the history slots
+//! ([`State::to_annotations`]); a write sends only the annotations that
+//! differ from the primary as it was read, so a step's write stays the
+//! same size however long the history, and a lease renewal sends the
+//! lease alone. When the primary was read at an older version than the
+//! write's precondition (this process wrote it since), the document and
+//! the lease are sent whatever the copy says.
 
 use futures::stream::BoxStream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,7 +21,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::error::{ClusterError, Result};
-use canary_core::engine::state::{ANNOTATION, State};
+use canary_core::engine::state::{ANNOTATION, LEASE_ANNOTATION, State};
 use canary_core::time::Time;
 
 /// The annotation holding an operator's request to a rollout
@@ -209,7 +212,8 @@ pub(crate) fn read(primary: &impl Annotated) -> Result<Option<State>> {
 /// Writes the state if the primary is still at `resource_version`; returns
 /// the new resourceVersion. `read` is the primary as read at that version
 /// (or before, when only this process wrote since): history slots it holds
-/// already are not sent again. A conflict is [`ClusterError::Conflict`]:
+/// already are not sent again, nor, when it was read at that very
+/// version, the document or the lease. A conflict is [`ClusterError::Conflict`]:
 /// the caller re-reads and decides again.
 pub(crate) async fn write<K: Primary>(
     api: &Api<K>,
@@ -222,11 +226,21 @@ pub(crate) async fn write<K: Primary>(
     // A merge patch carrying metadata.resourceVersion is a precondition: the
     // API server refuses it with 409 when the object moved on.
     let mut annotations = serde_json::Map::new();
+    // The copy read is the primary at the precondition's version: what it
+    // holds is what the primary holds.
+    let exact =
+        read.is_some_and(|p| p.meta().resource_version.as_deref() == Some(resource_version));
     for (key, text) in self::annotations(state) {
         let held = read.and_then(|p| annotation(p, &key)) == Some(&text);
-        if key == ANNOTATION || !held {
+        let always = !exact && (key == ANNOTATION || key == LEASE_ANNOTATION);
+        if always || !held {
             annotations.insert(key, text.into());
         }
+    }
+    if state.lease.is_none()
+        && (!exact || read.and_then(|p| annotation(p, LEASE_ANNOTATION)).is_some())
+    {
+        annotations.insert(LEASE_ANNOTATION.into(), serde_json::Value::Null);
     }
     if extra.clear_request {
         annotations.insert(REQUEST_ANNOTATION.into(), serde_json::Value::Null);

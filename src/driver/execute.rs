@@ -220,6 +220,23 @@ impl Driver<'_> {
             }
             return Ok(true);
         }
+        // A round that changes the state keeps a lease renewed less than a
+        // sixth of its duration ago as it is, so its write does not carry
+        // the lease again; an older one is renewed by this write, before
+        // the sleep after it would renew it with a write of its own.
+        let young_lease = snap.state.lease.as_ref().is_some_and(|l| {
+            super::lease::is_mine(l, &self.settings.holder)
+                && crate::clock::now().since(l.renew_time) < super::LEASE / 6
+        });
+        let mut kept;
+        let state = match &snap.state.lease {
+            Some(held) if young_lease && state.lease.is_some() => {
+                kept = state.clone();
+                kept.lease = Some(held.clone());
+                &kept
+            }
+            _ => state,
+        };
         let written = self
             .workloads
             .write_decided(

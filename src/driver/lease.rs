@@ -133,8 +133,23 @@ impl Driver<'_> {
     /// What wakes the driver between rounds besides its clock: changes to
     /// the primary are how an operator's request reaches it.
     pub(super) fn wake(&self) -> Wake {
+        use futures::StreamExt;
+        let requests = match &self.watched {
+            // The primary's watch that the rounds read from.
+            Some(w) => w
+                .primary
+                .changes()
+                .filter_map(|p| async move {
+                    use crate::cluster::state::Annotated;
+                    crate::cluster::state::raw_request(&p)
+                        .is_some()
+                        .then(|| p.meta().resource_version.clone())
+                })
+                .boxed(),
+            None => self.workloads.watch_requests(&self.primary_name()),
+        };
         Wake {
-            requests: self.workloads.watch_requests(&self.primary_name()),
+            requests,
             open: true,
         }
     }
@@ -235,9 +250,16 @@ impl Driver<'_> {
     pub(super) async fn take_lease(&self) -> Result<bool, RunError> {
         let mut refused = None;
         let id = self.id();
+        // From the watch's copy when it is current: a copy older than the
+        // primary is refused by the write's precondition, and read again.
+        let held = self
+            .watched
+            .as_ref()
+            .and_then(|w| w.primary.current())
+            .flatten();
         let taken = self
             .workloads
-            .update_state_at(&self.primary_name(), None, 1, |state| {
+            .update_state_at(&self.primary_name(), held, 1, |state| {
                 if let Some(l) = &state.lease
                     && let Some(why) = refusal(l, &self.settings.holder, &id, now())
                 {

@@ -2,8 +2,8 @@
 //! executes, persists, reports and waits, until a verdict.
 //!
 //! Each round reads the target, the primary (with the state annotation)
-//! and the router's routing (`observe.rs`; the two Deployments from
-//! watches kept while driving, `cluster::cache`), asks the engine what to do,
+//! and the router's routing (`observe.rs`; the two Deployments and the
+//! router's object from watches kept while driving, `cluster::cache`), asks the engine what to do,
 //! answering its questions by calling webhooks and querying metrics
 //! (`answer.rs`), applies the actions in order and writes the new state
 //! guarded by the primary's resourceVersion (`execute.rs`). A conflict
@@ -361,6 +361,7 @@ impl<'a> Driver<'a> {
         // Deployments; a DaemonSet's rounds read as before.
         self.watched = (self.workloads.kind == crate::cluster::workload::Kind::Deployment)
             .then(|| observe::WatchedPair::start(self));
+        self.router.watch(&self.canary);
         let mut rounds = Rounds {
             wake: self.wake(),
             waited_since: None,

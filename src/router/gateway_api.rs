@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use super::Router;
 use super::affinity::{self, COOKIE, Cookies, SET_COOKIE};
+use crate::cluster::cache::{self, Watched};
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::{Routing, TOTAL_WEIGHT};
@@ -38,11 +39,17 @@ pub(crate) const GROUP: &str = "gateway.networking.k8s.io";
 pub(crate) struct GatewayApiRouter {
     client: kube::Client,
     version: GatewayApiVersion,
+    /// The HTTPRoute, watched while a driver drives.
+    watched: std::sync::OnceLock<Watched<DynamicObject>>,
 }
 
 impl GatewayApiRouter {
     pub(crate) fn new(client: kube::Client, version: GatewayApiVersion) -> Self {
-        GatewayApiRouter { client, version }
+        GatewayApiRouter {
+            client,
+            version,
+            watched: std::sync::OnceLock::new(),
+        }
     }
 
     fn resource(&self) -> ApiResource {
@@ -546,17 +553,23 @@ impl Router for GatewayApiRouter {
             o.remove("hostnames");
         }
         route.data = json!({ "spec": spec });
-        api.create(&PostParams::default(), &route)
+        let created = api
+            .create(&PostParams::default(), &route)
             .await
             .map_err(|e| ClusterError::api("create", &object, e))?;
+        super::saw(self.watched.get(), &created);
         Ok(())
+    }
+
+    fn watch(&self, c: &ResolvedCanary) {
+        self.watched.get_or_init(|| {
+            Watched::start_with(&self.api(&c.namespace), &c.service, self.resource())
+        });
     }
 
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         let object = self.object(c);
-        let Some(route) = self
-            .api(&c.namespace)
-            .get_opt(&c.service)
+        let Some(route) = cache::get_opt(self.watched.get(), &self.api(&c.namespace), &c.service)
             .await
             .map_err(|e| ClusterError::api("read", &object, e))?
         else {
@@ -579,9 +592,7 @@ impl Router for GatewayApiRouter {
         if affinity::applies(c) {
             // The cookies of the release in progress are the live
             // route's.
-            let live = self
-                .api(&c.namespace)
-                .get_opt(&c.service)
+            let live = cache::get_opt(self.watched.get(), &self.api(&c.namespace), &c.service)
                 .await
                 .map_err(|e| ClusterError::api("read", self.object(c), e))?
                 .map(|r| live_cookies(c, &r.data["spec"]))
@@ -591,10 +602,12 @@ impl Router for GatewayApiRouter {
             spec["rules"] = json!(sticky_rules(c, rules, &cookies).map_err(refused)?);
         }
         let patch = json!({ "spec": spec });
-        self.api(&c.namespace)
+        let patched = self
+            .api(&c.namespace)
             .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| ClusterError::api("update", self.object(c), e))?;
+        super::saw(self.watched.get(), &patched);
         Ok(())
     }
 

@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 
 use super::Router;
 use super::affinity::{self, COOKIE, Cookies, SET_COOKIE};
+use crate::cluster::cache::{self, Watched};
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::{Routing, TOTAL_WEIGHT};
@@ -43,6 +44,8 @@ const CONFIG_ANNOTATION: &str = "flagger.kubernetes.app/original-configuration";
 
 pub(crate) struct IstioRouter {
     client: kube::Client,
+    /// The VirtualService, watched while a driver drives.
+    watched: std::sync::OnceLock<Watched<DynamicObject>>,
 }
 
 fn resource(kind: &str, plural: &str) -> ApiResource {
@@ -557,7 +560,10 @@ fn shape(spec: &Value) -> Value {
 
 impl IstioRouter {
     pub(crate) fn new(client: kube::Client) -> Self {
-        IstioRouter { client }
+        IstioRouter {
+            client,
+            watched: std::sync::OnceLock::new(),
+        }
     }
 
     fn vs_api(&self, ns: &str) -> Api<DynamicObject> {
@@ -627,9 +633,11 @@ impl IstioRouter {
                 vs.metadata.annotations = Some(apex.annotations.clone());
             }
             vs.data = json!({"spec": spec});
-            api.create(&PostParams::default(), &vs)
+            let created = api
+                .create(&PostParams::default(), &vs)
                 .await
                 .map_err(|e| ClusterError::api("create", &object, e))?;
+            super::saw(self.watched.get(), &created);
             return Ok(());
         };
         // Keep the routing in place (the router is its truth) while the
@@ -677,9 +685,11 @@ impl IstioRouter {
         live.data["spec"] = spec;
         live.metadata.labels = Some(labels);
         live.metadata.annotations = Some(annotations);
-        api.replace(&c.service, &PostParams::default(), &live)
+        let replaced = api
+            .replace(&c.service, &PostParams::default(), &live)
             .await
             .map_err(|e| ClusterError::api("update", &object, e))?;
+        super::saw(self.watched.get(), &replaced);
         Ok(())
     }
 }
@@ -693,11 +703,15 @@ impl Router for IstioRouter {
         self.reconcile_virtual_service(c).await
     }
 
+    fn watch(&self, c: &ResolvedCanary) {
+        self.watched.get_or_init(|| {
+            Watched::start_with(&self.vs_api(&c.namespace), &c.service, virtual_services())
+        });
+    }
+
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         let object = Self::vs_object(c);
-        let Some(vs) = self
-            .vs_api(&c.namespace)
-            .get_opt(&c.service)
+        let Some(vs) = cache::get_opt(self.watched.get(), &self.vs_api(&c.namespace), &c.service)
             .await
             .map_err(|e| ClusterError::api("read", &object, e))?
         else {
@@ -717,9 +731,7 @@ impl Router for IstioRouter {
         if affinity::applies(c) {
             // The cookies of the release in progress are the live
             // object's.
-            let live = self
-                .vs_api(&c.namespace)
-                .get_opt(&c.service)
+            let live = cache::get_opt(self.watched.get(), &self.vs_api(&c.namespace), &c.service)
                 .await
                 .map_err(|e| ClusterError::api("read", &object, e))?;
             let live = live
@@ -730,10 +742,12 @@ impl Router for IstioRouter {
         }
         // Only the HTTP routes change, as with Flagger's `SetRoutes`.
         let patch = json!({"spec": {"http": http}});
-        self.vs_api(&c.namespace)
+        let patched = self
+            .vs_api(&c.namespace)
             .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| ClusterError::api("update", &object, e))?;
+        super::saw(self.watched.get(), &patched);
         Ok(())
     }
 

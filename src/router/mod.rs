@@ -27,6 +27,11 @@ use canary_core::spec::resolve::ResolvedCanary;
 pub(crate) trait Router {
     /// Creates the routing object at 100/0 when missing.
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()>;
+    /// Follows the object that carries the routing with a watch, so that
+    /// [`Router::current_routing`] reads it without a request while the
+    /// watch's copy is as new as the router's own last write (see
+    /// [`crate::cluster::cache`]). For a driver: one-shot commands read.
+    fn watch(&self, _c: &ResolvedCanary) {}
     /// What the router does now; `None` when the object does not exist.
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>>;
     /// Makes the router do `routing`, or fails when it cannot.
@@ -41,6 +46,18 @@ pub(crate) trait Router {
     /// what became of it; none for a router without objects. Running it
     /// again is harmless.
     async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>>;
+}
+
+/// Notes the version of a router object this process wrote, so that its
+/// watch's copy is not trusted until it is as new.
+pub(crate) fn saw(
+    watched: Option<&crate::cluster::cache::Watched<kube::api::DynamicObject>>,
+    written: &kube::api::DynamicObject,
+) {
+    use kube::Resource as _;
+    if let Some(w) = watched {
+        w.saw(written.meta().resource_version.as_deref());
+    }
 }
 
 /// The router for a provider, or why there is none.
@@ -91,6 +108,16 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.reconcile(c).await,
             AnyRouter::Nginx(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
+        }
+    }
+
+    fn watch(&self, c: &ResolvedCanary) {
+        match self {
+            AnyRouter::Smi(r) => r.watch(c),
+            AnyRouter::Istio(r) => r.watch(c),
+            AnyRouter::GatewayApi(r) => r.watch(c),
+            AnyRouter::Nginx(r) => r.watch(c),
+            AnyRouter::None => {}
         }
     }
 

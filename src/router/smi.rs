@@ -10,6 +10,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::json;
 
 use super::Router;
+use crate::cluster::cache::{self, Watched};
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::MANAGED_BY;
 use crate::cluster::managed::{self, Removal};
@@ -20,6 +21,8 @@ use canary_core::spec::resolve::ResolvedCanary;
 pub(crate) struct SmiRouter {
     client: kube::Client,
     version: String,
+    /// The TrafficSplit, watched while a driver drives.
+    watched: std::sync::OnceLock<Watched<DynamicObject>>,
 }
 
 impl SmiRouter {
@@ -27,6 +30,7 @@ impl SmiRouter {
         SmiRouter {
             client,
             version: version.to_string(),
+            watched: std::sync::OnceLock::new(),
         }
     }
 
@@ -118,17 +122,23 @@ impl Router for SmiRouter {
                 "backends": self.backends(c, (100, 0)),
             }
         });
-        api.create(&PostParams::default(), &ts)
+        let created = api
+            .create(&PostParams::default(), &ts)
             .await
             .map_err(|e| ClusterError::api("create", &object, e))?;
+        super::saw(self.watched.get(), &created);
         Ok(())
+    }
+
+    fn watch(&self, c: &ResolvedCanary) {
+        self.watched.get_or_init(|| {
+            Watched::start_with(&self.api(&c.namespace), &c.service, self.resource())
+        });
     }
 
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         let object = self.object(c);
-        let Some(ts) = self
-            .api(&c.namespace)
-            .get_opt(&c.service)
+        let Some(ts) = cache::get_opt(self.watched.get(), &self.api(&c.namespace), &c.service)
             .await
             .map_err(|e| ClusterError::api("read", &object, e))?
         else {
@@ -159,10 +169,12 @@ impl Router for SmiRouter {
         let weights = weights_of(routing)
             .map_err(|why| ClusterError::Refused(format!("{} cannot {why}", self.object(c))))?;
         let patch = json!({"spec": {"backends": self.backends(c, weights)}});
-        self.api(&c.namespace)
+        let patched = self
+            .api(&c.namespace)
             .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| ClusterError::api("update", self.object(c), e))?;
+        super::saw(self.watched.get(), &patched);
         Ok(())
     }
 

@@ -265,6 +265,19 @@ pub fn router_resources(
     }
 }
 
+/// The object of a provider's router that a driver watches, named after
+/// the apex Service: (API group, resource).
+pub fn router_watched(p: Provider) -> Option<(&'static str, &'static str)> {
+    match p {
+        Provider::Linkerd | Provider::Osm | Provider::Smi(_) => {
+            Some(("split.smi-spec.io", "trafficsplits"))
+        }
+        Provider::Istio => Some(("networking.istio.io", "virtualservices")),
+        Provider::GatewayApi(_) => Some(("gateway.networking.k8s.io", "httproutes")),
+        _ => None,
+    }
+}
+
 /// Every request `canary run` makes for `c`, given what it will touch.
 ///
 /// Creates are left out once the canary is initialised (the objects
@@ -493,6 +506,18 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
                     verb,
                     None,
                     "to route traffic between primary and canary",
+                );
+            }
+        }
+        if let Some((group, resource)) = router_watched(p) {
+            for verb in ["list", "watch"] {
+                add(
+                    ns,
+                    group,
+                    resource,
+                    verb,
+                    Some(&c.service),
+                    "to watch the routing",
                 );
             }
         }
@@ -764,6 +789,7 @@ spec:
             "update services \"podinfo-canary\" in namespace prod",
             "create trafficsplits.split.smi-spec.io in namespace prod",
             "patch trafficsplits.split.smi-spec.io in namespace prod",
+            "watch trafficsplits.split.smi-spec.io \"podinfo\" in namespace prod",
         ] {
             assert!(said.iter().any(|s| s == want), "{want} in {said:#?}");
         }

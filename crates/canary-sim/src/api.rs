@@ -804,6 +804,25 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
             let answer = rbac::review(rules.as_deref(), &body)?;
             Ok(json_response(201, &answer))
         }
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectrulesreviews",
+        ] => {
+            if req.method() != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let headers = req.headers().clone();
+            let body = decode_review(&headers, &read_body(req.into_body()).await?)?;
+            let rules = state
+                .rules
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let answer = rbac::rules_review(rules.as_deref(), &body)?;
+            Ok(json_response(201, &answer))
+        }
         ["openapi", "v2"] => {
             get_only(req.method())?;
             if !accepts_json(req.headers()) {

@@ -28,8 +28,8 @@
 //! keep it open to every authenticated user; so does asking what the token
 //! may do (creating a `SelfSubjectAccessReview` or
 //! `SelfSubjectRulesReview`), as the built-in `system:basic-user` role
-//! allows every authenticated user. [`review`] answers such a review with
-//! the same rules.
+//! allows every authenticated user. [`review`] answers an access review
+//! and [`rules_review`] a rules review with the same rules.
 
 use std::fmt;
 
@@ -781,6 +781,101 @@ pub fn review(rules: Option<&Rules>, body: &Value) -> Result<Value, ApiError> {
     }))
 }
 
+// ---------------------------------------------------------------------------
+// SelfSubjectRulesReview.
+// ---------------------------------------------------------------------------
+
+/// Answers a `SelfSubjectRulesReview` (`authorization.k8s.io/v1`, what
+/// `kubectl auth can-i --list` asks) as the API server's RBAC authorizer
+/// does: every rule that applies in `spec.namespace` (the namespace's
+/// Roles and the ClusterRoles bound cluster-wide or in it), with the rules
+/// every user has for discovery and self reviews, and `incomplete: false`,
+/// since RBAC can list all it grants. With no rules enforced (`None`) one
+/// rule grants everything. A review without a namespace is refused with
+/// 422 as the server refuses it.
+pub fn rules_review(rules: Option<&Rules>, body: &Value) -> Result<Value, ApiError> {
+    let spec = &body["spec"];
+    let namespace = spec["namespace"].as_str().unwrap_or_default();
+    if namespace.is_empty() {
+        return Err(ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: "SelfSubjectRulesReview.authorization.k8s.io \"\" is invalid: \
+                      spec.namespace: Required value: no namespace on request"
+                .to_string(),
+            details: Some(json!({
+                "group": "authorization.k8s.io",
+                "kind": "SelfSubjectRulesReview",
+            })),
+        });
+    }
+    let (resource_rules, mut non_resource_rules) = match rules {
+        None => (
+            vec![json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})],
+            vec![json!({"verbs": ["*"], "nonResourceURLs": ["*"]})],
+        ),
+        Some(r) => {
+            let mut resource_rules = vec![json!({
+                "verbs": ["create"],
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+            })];
+            let mut non_resource_rules = Vec::new();
+            for g in &r.grants {
+                let applies = match &g.scope {
+                    Scope::Cluster => true,
+                    Scope::Namespace(ns) => ns == namespace,
+                };
+                if !applies {
+                    continue;
+                }
+                let rule = &g.rule;
+                if rule
+                    .non_resource_urls
+                    .as_ref()
+                    .is_some_and(|u| !u.is_empty())
+                {
+                    // Non-resource URLs are granted cluster-wide only.
+                    if g.scope == Scope::Cluster {
+                        non_resource_rules.push(json!({
+                            "verbs": rule.verbs,
+                            "nonResourceURLs": rule.non_resource_urls,
+                        }));
+                    }
+                    continue;
+                }
+                let mut out = json!({
+                    "verbs": rule.verbs,
+                    "apiGroups": rule.api_groups.clone().unwrap_or_default(),
+                    "resources": rule.resources.clone().unwrap_or_default(),
+                });
+                if let Some(names) = rule.resource_names.as_ref().filter(|n| !n.is_empty()) {
+                    out["resourceNames"] = json!(names);
+                }
+                resource_rules.push(out);
+            }
+            (resource_rules, non_resource_rules)
+        }
+    };
+    if rules.is_some() {
+        non_resource_rules.insert(
+            0,
+            json!({"verbs": ["get"], "nonResourceURLs": DISCOVERY_URLS}),
+        );
+    }
+    Ok(json!({
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": null},
+        "spec": spec,
+        "status": {
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": false,
+        },
+    }))
+}
+
 fn review_invalid(cause: &str) -> ApiError {
     ApiError {
         code: 422,
@@ -1283,6 +1378,78 @@ rules:
         )
         .unwrap();
         assert_eq!(path["status"]["allowed"], true);
+    }
+
+    #[test]
+    fn a_rules_review_lists_the_rules_that_apply_in_the_namespace() {
+        let rules = Rules::from_yaml(
+            "kind: Role
+metadata: {name: r, namespace: prod}
+rules:
+  - {apiGroups: [apps], resources: [deployments], resourceNames: [podinfo], verbs: [get, patch]}
+---
+kind: Role
+metadata: {name: t, namespace: test}
+rules:
+  - {apiGroups: [''], resources: [pods], verbs: [list]}
+---
+kind: ClusterRole
+metadata: {name: c}
+rules:
+  - {apiGroups: [''], resources: [namespaces], verbs: [get]}
+  - {nonResourceURLs: [/metrics], verbs: [get]}
+",
+        )
+        .unwrap();
+        let status =
+            rules_review(Some(&rules), &json!({"spec": {"namespace": "prod"}})).unwrap()["status"]
+                .clone();
+        assert_eq!(status["incomplete"], false);
+        let resource = status["resourceRules"].as_array().unwrap();
+        assert!(
+            resource.contains(&json!({"verbs": ["get", "patch"], "apiGroups": ["apps"],
+            "resources": ["deployments"], "resourceNames": ["podinfo"]}))
+        );
+        assert!(
+            resource.contains(
+                &json!({"verbs": ["get"], "apiGroups": [""], "resources": ["namespaces"]})
+            )
+        );
+        // Another namespace's Role does not apply.
+        assert!(!resource.iter().any(|r| r["resources"] == json!(["pods"])));
+        assert!(
+            resource
+                .iter()
+                .any(|r| r["resources"][0] == "selfsubjectaccessreviews")
+        );
+        let urls = status["nonResourceRules"].as_array().unwrap();
+        assert!(urls.contains(&json!({"verbs": ["get"], "nonResourceURLs": ["/metrics"]})));
+        // Every rule it lists is one the access review allows, and no more.
+        for (verb, resource, name, allowed) in [
+            ("get", "deployments", "podinfo", true),
+            ("patch", "deployments", "other", false),
+            ("list", "pods", "", false),
+        ] {
+            let group = if resource == "deployments" {
+                "apps"
+            } else {
+                ""
+            };
+            let asked = review(
+                Some(&rules),
+                &json!({"spec": {"resourceAttributes": {"namespace": "prod", "verb": verb,
+                    "group": group, "resource": resource, "name": name}}}),
+            )
+            .unwrap();
+            assert_eq!(
+                asked["status"]["allowed"], allowed,
+                "{verb} {resource} {name}"
+            );
+        }
+        let e = rules_review(Some(&rules), &json!({"spec": {}})).unwrap_err();
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        let open = rules_review(None, &json!({"spec": {"namespace": "prod"}})).unwrap();
+        assert_eq!(open["status"]["resourceRules"][0]["verbs"], json!(["*"]));
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! One schema-versioned JSON document holds everything a later run needs to
 //! resume: phase, weight, failed checks, iterations, the schedule step in
 //! place, which revision is under analysis and which was last promoted,
-//! when the phase last changed, and the lease of the driver currently
-//! acting on it. The bounded history of steps with their metric values is
-//! kept beside it, one entry an annotation in a ring of [`HISTORY_LIMIT`]
-//! slots ([`State::to_annotations`]), so that a step's write carries the
-//! entries it adds and not the whole history again. Documents written
-//! before that, with the history inside, are still read.
+//! and when the phase last changed. The lease of the driver currently
+//! acting on it is kept beside it in an annotation of its own
+//! ([`LEASE_ANNOTATION`]), so that renewing it rewrites a few fields and
+//! not the document. The bounded history of steps with their metric
+//! values is kept beside it too, one entry an annotation in a ring of
+//! [`HISTORY_LIMIT`] slots ([`State::to_annotations`]), so that a step's
+//! write carries the entries it adds and not the whole history again.
+//! Documents written before either, with the history or the lease inside,
+//! are still read.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,9 @@ use crate::time::Time;
 
 /// The annotation holding the state document.
 pub const ANNOTATION: &str = "canary.flagger.app/state";
+
+/// The annotation holding the lease of the driver acting on the canary.
+pub const LEASE_ANNOTATION: &str = "canary.flagger.app/lease";
 
 /// Version of the state document's schema.
 pub const SCHEMA: u32 = 1;
@@ -201,6 +207,8 @@ pub struct HistoryEntry {
     pub time: Time,
     pub phase: Phase,
     pub canary_weight: u32,
+    /// Left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub failed_checks: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricRecord>,
@@ -226,7 +234,10 @@ pub struct State {
     pub canary: Option<String>,
     pub phase: Phase,
     pub canary_weight: u32,
+    /// Left out when 0, as `iterations` is, to keep a step's write small.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub failed_checks: u32,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub iterations: u32,
     /// The number of the schedule step whose routing is in place (1-based;
     /// 0 before the first). Absent from documents written before it was
@@ -289,6 +300,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 impl State {
     /// The state of a canary being initialised.
     pub fn new(now: Time) -> State {
@@ -341,15 +356,29 @@ impl State {
         serde_json::to_string(self).expect("state serializes")
     }
 
-    /// Reads the state annotation `text` and, unless the document holds its
-    /// history itself, the history slots, which `slot` gives by annotation
-    /// name. A slot that is missing, unreadable or holds another entry
-    /// number (left by an earlier write) is left out.
+    /// Reads the state annotation `text`, the lease annotation and, unless
+    /// the document holds its history itself, the history slots, which
+    /// `slot` gives by annotation name. A slot that is missing, unreadable
+    /// or holds another entry number (left by an earlier write) is left
+    /// out. A lease inside the document (written before the lease had its
+    /// own annotation) counts when the annotation holds none, or an older
+    /// one.
     pub fn from_annotations<'a>(
         text: &str,
         slot: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<State, String> {
         let mut state = State::from_annotation(text)?;
+        if let Some(lease) = slot(LEASE_ANNOTATION)
+            .map(serde_json::from_str::<Lease>)
+            .transpose()
+            .map_err(|e| format!("unreadable lease in {LEASE_ANNOTATION}: {e}"))?
+            && state
+                .lease
+                .as_ref()
+                .is_none_or(|inside| inside.renew_time <= lease.renew_time)
+        {
+            state.lease = Some(lease);
+        }
         if state.history.is_empty() && state.recorded > 0 {
             let kept = state.recorded.min(HISTORY_LIMIT as u64);
             for n in state.recorded - kept..state.recorded {
@@ -365,13 +394,22 @@ impl State {
     }
 
     /// The annotations that store the state: the document without its
-    /// history first, then one slot an entry of the history.
+    /// history and lease first, then the lease when there is one, then one
+    /// slot an entry of the history. A state without a lease has no lease
+    /// annotation: its writer removes one that is there.
     pub fn to_annotations(&self) -> Vec<(String, String)> {
         let mut bare = self.clone();
         bare.history = Vec::new();
+        bare.lease = None;
         bare.recorded = self.recorded.max(self.history.len() as u64);
         let first = bare.recorded - self.history.len() as u64;
         let mut out = vec![(ANNOTATION.to_string(), bare.to_annotation())];
+        if let Some(lease) = &self.lease {
+            out.push((
+                LEASE_ANNOTATION.to_string(),
+                serde_json::to_string(lease).expect("leases serialize"),
+            ));
+        }
         for (i, entry) in self.history.iter().enumerate() {
             let n = first + i as u64;
             let slot = Slot {
@@ -435,6 +473,87 @@ mod tests {
             "{text}"
         );
         assert_eq!(State::from_annotation(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn the_lease_is_stored_beside_the_document_and_read_from_either() {
+        let mut s = State::new(Time(0));
+        let lease = Lease {
+            holder: "ci".into(),
+            renew_time: Time(5_000),
+            duration_seconds: 15,
+            token: Some("5f0c".into()),
+            host: None,
+            pid: None,
+        };
+        s.lease = Some(lease.clone());
+        let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
+        assert!(
+            !stored[ANNOTATION].contains("lease"),
+            "{}",
+            stored[ANNOTATION]
+        );
+        assert!(stored[LEASE_ANNOTATION].contains("\"holder\":\"ci\""));
+        let read =
+            State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
+                .unwrap();
+        assert_eq!(read, s);
+        // Renewing changes the lease annotation only.
+        let mut renewed = s.clone();
+        renewed.lease.as_mut().unwrap().renew_time = Time(10_000);
+        let changed: Vec<String> = renewed
+            .to_annotations()
+            .into_iter()
+            .filter(|(k, v)| stored.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(changed, [LEASE_ANNOTATION.to_string()]);
+        // No lease, no annotation.
+        s.lease = None;
+        assert!(
+            s.to_annotations()
+                .iter()
+                .all(|(k, _)| k != LEASE_ANNOTATION)
+        );
+        // A document written with the lease inside is read with it, unless
+        // the annotation holds a newer one.
+        let mut old = State::new(Time(0));
+        old.lease = Some(lease.clone());
+        let inside = old.to_annotation();
+        assert_eq!(
+            State::from_annotations(&inside, |_| None).unwrap().lease,
+            Some(lease.clone())
+        );
+        let newer = serde_json::to_string(&Lease {
+            renew_time: Time(9_000),
+            ..lease.clone()
+        })
+        .unwrap();
+        let read = State::from_annotations(&inside, |k| {
+            (k == LEASE_ANNOTATION).then_some(newer.as_str())
+        })
+        .unwrap();
+        assert_eq!(read.lease.unwrap().renew_time, Time(9_000));
+        let e = State::from_annotations(&inside, |k| (k == LEASE_ANNOTATION).then_some("{"))
+            .unwrap_err();
+        assert!(e.contains(LEASE_ANNOTATION), "{e}");
+    }
+
+    #[test]
+    fn counts_of_zero_are_left_out_and_read_back_as_zero() {
+        let mut s = State::new(Time(0));
+        s.record(Time(1), "checks passed", Vec::new());
+        let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
+        for text in stored.values() {
+            assert!(!text.contains("failedChecks"), "{text}");
+            assert!(!text.contains("iterations"), "{text}");
+        }
+        let read =
+            State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
+                .unwrap();
+        assert_eq!(read, s);
+        s.failed_checks = 2;
+        assert!(s.to_annotation().contains("\"failedChecks\":2"));
     }
 
     #[test]
