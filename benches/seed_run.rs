@@ -1,14 +1,16 @@
 //! What an analysis costs, measured on the simulated cluster started in
 //! this process, with the `canary` binary as it is built for `cargo bench`
 //! (release): the seed's canary (examples/podinfo.yaml: 20 steps, two
-//! Prometheus metrics, one rollout webhook) at a 1 s interval, then 10 and
-//! 50 such canaries in one `canary run --max-parallel N`, then the same
-//! steps done by `scripts/kubectl-curl-canary.sh`.
+//! Prometheus metrics, one rollout webhook) at a 1 s interval, then 10, 50
+//! and 100 such canaries in one `canary run --max-parallel N`, then the
+//! same steps done by `scripts/kubectl-curl-canary.sh`.
 //!
 //! Printed: API requests per step by kind, from the simulated API server's
 //! request log; request bytes written; the child's CPU time (user + system)
-//! and peak RSS; and the wall time before the first weight, during the
-//! analysis and after the last check. Flagger's own figures stand beside.
+//! and peak RSS; the simulated cluster's CPU time (this process, less the
+//! child); the verdicts; and the wall time before the first weight, during
+//! the analysis and after the last check. Flagger's own figures stand
+//! beside.
 //!
 //! Run with `cargo bench --bench seed_run`; `-- 1` (or `-- 1 10`) limits the
 //! canary counts.
@@ -32,7 +34,7 @@ fn main() {
             .filter_map(|a| a.parse().ok())
             .collect();
         if args.is_empty() {
-            vec![1, 10, 50]
+            vec![1, 10, 50, 100]
         } else {
             args
         }
@@ -169,6 +171,19 @@ fn canary(args: &[&str], spec: &Path, kubeconfig: &Path) -> Command {
     cmd
 }
 
+/// This process's CPU time so far (all its threads, not its children):
+/// with the child measured apart, what the simulated cluster spent.
+fn own_cpu() -> Duration {
+    // SAFETY: rusage is plain data, written by the kernel.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -273,7 +288,9 @@ async fn bench(n: usize) {
         &spec_path,
         &kubeconfig,
     );
+    let sim_cpu_before = own_cpu();
     let run = blocking(move || measure(run)).await;
+    let sim_cpu = own_cpu().saturating_sub(sim_cpu_before);
     let log = world.sim().request_log();
     world.shutdown().await;
 
@@ -286,6 +303,10 @@ async fn bench(n: usize) {
         .iter()
         .filter(|e| e.outcome.as_ref().is_some_and(|o| o.result == "promoted"))
         .count();
+    let mut verdicts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for o in events.iter().filter_map(|e| e.outcome.as_ref()) {
+        *verdicts.entry(o.result.as_str()).or_default() += 1;
+    }
     let start = ms(run.started);
     let end = ms(run.ended);
     let first_weight = events
@@ -325,10 +346,13 @@ async fn bench(n: usize) {
 
     println!();
     println!(
-        "{n} canar{} of the seed (20 steps at 1 s), one `canary run --max-parallel {n}`: {promoted} promoted, exit {}",
+        "{n} canar{} of the seed (20 steps at 1 s), one `canary run --max-parallel {n}`: {promoted}/{n} promoted, exit {}",
         if n == 1 { "y" } else { "ies" },
         run.status
     );
+    if promoted != n {
+        println!("  verdicts: {verdicts:?}");
+    }
     println!(
         "  {:<34} {:>8} {:>10}",
         "API requests", "in all", "per step"
@@ -355,10 +379,16 @@ async fn bench(n: usize) {
         run.cpu.as_secs_f64() * 1000.0 / steps,
         run.max_rss_kib as f64 / 1024.0
     );
+    let wall = secs(start, end);
+    println!(
+        "  simulated cluster (API server, controllers, traffic, Prometheus): {:.0} ms CPU, {:.0}% of a core over the run",
+        sim_cpu.as_secs_f64() * 1000.0,
+        sim_cpu.as_secs_f64() * 100.0 / wall.max(0.001)
+    );
     println!(
         "  wall: {:.1} s = {:.1} s before the first weight + {:.1} s analysis + {:.1} s after the last check\n        \
          (ideal analysis {} s; the first check waits for the metrics' 1 m window to clear)",
-        secs(start, end),
+        wall,
         secs(start, first_weight),
         secs(first_weight, last_check),
         secs(last_check, end),

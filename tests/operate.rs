@@ -652,3 +652,80 @@ async fn a_request_to_a_driver_that_died_is_carried_out_when_its_lease_runs_out(
     );
     c.world.shutdown().await;
 }
+
+/// The seed world with `n` apps (podinfo, app-01, ...), each with its own
+/// traffic.
+fn many_apps(n: usize) -> Scenario {
+    let mut text = canary_sim::scenario::SEED.to_string();
+    let mut deployments = String::new();
+    let mut traffic = String::new();
+    for i in 1..n {
+        deployments.push_str(&format!(
+            "  - name: app-{i:02}\n    namespace: prod\n    image: ghcr.io/stefanprodan/podinfo:3.1.0\n    \
+             container: podinfod\n    replicas: 1\n    labels: {{app: app-{i:02}}}\n    ports:\n      \
+             - {{name: http, containerPort: 9898}}\n"
+        ));
+        traffic.push_str(&format!(
+            "  - service: app-{i:02}\n    namespace: prod\n    port: 9898\n    rps: 10\n"
+        ));
+    }
+    text = text.replacen("\nbehaviours:", &format!("{deployments}\nbehaviours:"), 1);
+    text.push_str(&traffic);
+    Scenario::from_yaml("many-apps.yaml", &text).expect("scenario parses")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_healthy_canaries_in_one_run_are_all_promoted() {
+    // The simulated cluster carries twenty apps at 10 requests a second
+    // and twenty analyses at once: every check sees values, every healthy
+    // release is promoted.
+    const N: usize = 20;
+    let names: Vec<String> = (0..N)
+        .map(|i| {
+            if i == 0 {
+                "podinfo".to_string()
+            } else {
+                format!("app-{i:02}")
+            }
+        })
+        .collect();
+    let spec = names
+        .iter()
+        .map(|name| FAST.replace("podinfo", name))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let c = Cluster::start_in(many_apps(N), &spec).await;
+    let parallel = N.to_string();
+    assert_exit(&c.run(&["-q", "--max-parallel", &parallel]).await, 0);
+    for name in &names {
+        c.world
+            .set_image(
+                "prod",
+                name,
+                "podinfod",
+                "ghcr.io/stefanprodan/podinfo:3.1.1",
+            )
+            .unwrap();
+    }
+    let out = c.run(&["-o", "json", "--max-parallel", &parallel]).await;
+    let mut verdicts: Vec<(String, String)> = crate::output::events(&out)
+        .into_iter()
+        .filter_map(|e| e.outcome.map(|o| (e.canary, o.result)))
+        .collect();
+    verdicts.sort();
+    let mut expected: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.clone(), "promoted".to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(verdicts, expected, "{}", stderr(&out));
+    assert_exit(&out, 0);
+    for name in &names {
+        assert_eq!(
+            c.image(&format!("{name}-primary")).await,
+            "ghcr.io/stefanprodan/podinfo:3.1.1",
+            "{name}"
+        );
+    }
+    c.world.shutdown().await;
+}

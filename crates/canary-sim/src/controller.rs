@@ -19,18 +19,28 @@
 //! Status is written through the status subresource with the object's
 //! resourceVersion as precondition, so a spec change racing with a status
 //! write conflicts and is re-read on the next pass, as with the real
-//! controller. A pass runs on every store change and every `resync`.
+//! controller.
+//!
+//! Like the real controllers it works from changes, not by polling: each
+//! committed change names the object to look at (a pod also names the
+//! Deployment or DaemonSet owning it), and a pass looks only at those and
+//! at the objects due at that moment — a pod reaching its next stage, a pod
+//! turning available after `minReadySeconds`, a progress deadline, the
+//! retry of a write that conflicted. Between them it sleeps. Missed changes
+//! (a lagging subscription) make the next pass look at everything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
 
 use crate::scenario::{Behaviours, Rng, SAFE_ALPHABET};
 use crate::store::{
-    ApiError, DeleteOptions, Store, Subresource, WriteOptions, fnv64, now_rfc3339, stable_uid,
+    ApiError, Change, ChangeType, DeleteOptions, Store, Subresource, WriteOptions, fnv64,
+    now_rfc3339, stable_uid,
 };
 
 /// How the controller behaves.
@@ -39,8 +49,9 @@ pub struct ControllerConfig {
     /// How long a new pod takes to turn Ready (per-image overrides come
     /// from the behaviours).
     pub readiness_delay: Duration,
-    /// How often a pass runs without store changes (readiness is timed).
-    pub resync: Duration,
+    /// How soon an object whose write failed (a conflict) is looked at
+    /// again.
+    pub retry: Duration,
     /// Seed of pod name suffixes.
     pub seed: u64,
     /// The node every Deployment's pod runs on.
@@ -54,7 +65,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             readiness_delay: Duration::from_secs(2),
-            resync: Duration::from_millis(50),
+            retry: Duration::from_millis(50),
             seed: 1,
             node_name: "sim-node-1".to_string(),
             nodes: 3,
@@ -79,6 +90,49 @@ struct State {
     /// By (namespace, pod name).
     pods: HashMap<(String, String), PodRt>,
     next_ip: u32,
+    /// The Deployment (namespace, name) of each ReplicaSet uid: pods name
+    /// their ReplicaSet as owner.
+    rs_owner: HashMap<String, ObjKey>,
+    /// What the next pass looks at.
+    work: Work,
+    /// When an object is next due for a look without a change: a pod's
+    /// next stage, a pod turning available after `minReadySeconds`, a
+    /// progress deadline, the retry of a failed write.
+    due: HashMap<Key, Instant>,
+}
+
+type ObjKey = (String, String);
+
+/// An object the controller looks after.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Pod(ObjKey),
+    Deployment(ObjKey),
+    DaemonSet(ObjKey),
+}
+
+/// The objects a pass looks at: those changed since the last pass and
+/// those due.
+#[derive(Default)]
+struct Work {
+    /// Everything (the first pass, and after changes were missed).
+    all: bool,
+    pods: HashSet<ObjKey>,
+    deployments: HashSet<ObjKey>,
+    daemonsets: HashSet<ObjKey>,
+    /// Deleted Deployments, (namespace, uid): their pods go.
+    gone: Vec<(String, String)>,
+    scaled_objects: bool,
+}
+
+impl Work {
+    fn add(&mut self, key: Key) {
+        match key {
+            Key::Pod(k) => self.pods.insert(k),
+            Key::Deployment(k) => self.deployments.insert(k),
+            Key::DaemonSet(k) => self.daemonsets.insert(k),
+        };
+    }
 }
 
 struct DeployState {
@@ -131,6 +185,26 @@ struct PodView {
     created: Instant,
     ready: bool,
     available: bool,
+    ready_since: Option<Instant>,
+}
+
+impl PodView {
+    /// When a Ready pod turns available (`None` once it is, or while it
+    /// is not Ready).
+    fn available_at(&self, min_ready: Duration) -> Option<Instant> {
+        match self.ready_since {
+            Some(s) if !self.available => Some(s + min_ready),
+            _ => None,
+        }
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 const APPS: &str = "apps/v1";
@@ -162,45 +236,151 @@ impl Controller {
                 daemonsets: HashMap::new(),
                 pods: HashMap::new(),
                 next_ip: 10,
+                rs_owner: HashMap::new(),
+                work: Work {
+                    all: true,
+                    ..Work::default()
+                },
+                due: HashMap::new(),
             }),
         })
     }
 
-    /// Runs passes until `shutdown` turns true: after every store change
-    /// (coalesced) and every `resync`.
+    /// Runs passes until `shutdown` turns true: after store changes
+    /// (coalesced), on the objects they touch, and whenever an object is
+    /// due. Nothing runs while nothing changes and nothing is due.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut rx = self.store.subscribe();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            self.sync();
+            let next = self.pass();
+            let wait = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(self.config.resync) => {}
-                r = rx.recv() => match r {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Let a burst of writes land, then take them all.
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                        while rx.try_recv().is_ok() {}
+                _ = wait => {}
+                r = rx.recv() => {
+                    match r {
+                        Ok(c) => self.note(&c),
+                        Err(RecvError::Lagged(_)) => self.note_missed(),
+                        Err(RecvError::Closed) => return,
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
+                    // Let a burst of writes land, then take them all.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(c) => self.note(&c),
+                            Err(TryRecvError::Lagged(_)) => self.note_missed(),
+                            Err(_) => break,
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// One pass over every pod, Deployment and DaemonSet.
-    pub fn sync(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes were lost (the receiver lagged): the next pass looks at
+    /// everything.
+    fn note_missed(&self) {
+        self.lock().work.all = true;
+    }
+
+    /// Notes what a committed change gives the next pass to look at.
+    fn note(&self, c: &Change) {
+        let key = || (c.namespace.clone(), c.name.clone());
+        let mut st = self.lock();
+        match (c.kind.group, c.kind.kind) {
+            ("", "Pod") => {
+                st.work.pods.insert(key());
+                // The workload owning the pod recounts.
+                for o in std::iter::once(&c.object).chain(&c.old) {
+                    let Some(r) = controller_ref(o) else { continue };
+                    match r["kind"].as_str() {
+                        Some("ReplicaSet") => {
+                            let owner = r["uid"].as_str().and_then(|u| st.rs_owner.get(u)).cloned();
+                            if let Some(d) = owner {
+                                st.work.deployments.insert(d);
+                            }
+                        }
+                        Some("DaemonSet") => {
+                            let name = r["name"].as_str().unwrap_or("").to_string();
+                            st.work.daemonsets.insert((c.namespace.clone(), name));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ("apps", "Deployment") => {
+                if c.change == ChangeType::Deleted {
+                    let uid = uid_of(&c.object).to_string();
+                    st.work.gone.push((c.namespace.clone(), uid));
+                }
+                st.work.deployments.insert(key());
+                st.work.scaled_objects = true;
+            }
+            ("apps", "DaemonSet") => {
+                if c.change == ChangeType::Deleted {
+                    st.daemonsets.remove(uid_of(&c.object));
+                }
+                st.work.daemonsets.insert(key());
+            }
+            ("keda.sh", "ScaledObject") => st.work.scaled_objects = true,
+            _ => {}
+        }
+    }
+
+    /// One pass over what changed since the last one and what is due now;
+    /// returns when the next object is due.
+    fn pass(&self) -> Option<Instant> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let now = Instant::now();
-        self.sync_kubelet(&mut st, now);
+        let due: Vec<Key> = st
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            st.due.remove(&k);
+            st.work.add(k);
+        }
+        let work = std::mem::take(&mut st.work);
+        if work.all {
+            self.sync_all(st, now);
+        } else {
+            self.sync_some(st, work, now);
+        }
+        st.due.values().min().copied()
+    }
+
+    fn sync_all(&self, st: &mut State, now: Instant) {
+        let pods = self.store.list("v1", "Pod", None);
+        let mut seen = HashSet::new();
+        for pod in &pods {
+            seen.insert((ns_of(pod).to_string(), name_of(pod).to_string()));
+            self.kubelet_pod(st, pod, now);
+        }
+        st.pods.retain(|k, _| seen.contains(k));
+        st.due.retain(|k, _| match k {
+            Key::Pod(p) => seen.contains(p),
+            _ => true,
+        });
         let deployments = self.store.list(APPS, "Deployment", None);
-        let mut live = std::collections::HashSet::new();
+        let mut live = HashSet::new();
         for d in &deployments {
             live.insert(uid_of(d).to_string());
-            // A conflict or a vanished object is retried on the next pass.
-            let _ = self.sync_deployment(&mut st, d, now);
+            self.deployment(st, d, now);
         }
         let gone: Vec<String> = st
             .deployments
@@ -209,23 +389,95 @@ impl Controller {
             .cloned()
             .collect();
         for uid in gone {
-            if let Some(ds) = st.deployments.remove(&uid) {
-                // What garbage collection of the ReplicaSets would do.
-                let owners: Vec<String> = ds.rss.iter().map(|r| r.uid.clone()).collect();
-                for p in self.store.list("v1", "Pod", Some(&ds.namespace)) {
-                    if owners.iter().any(|o| o == owner_uid(&p)) {
-                        let _ = self.delete_pod(&ds.namespace, name_of(&p));
-                    }
+            self.collect_garbage(st, &uid);
+        }
+        let daemonsets = self.store.list(APPS, "DaemonSet", None);
+        let live: HashSet<String> = daemonsets.iter().map(|d| uid_of(d).to_string()).collect();
+        st.daemonsets.retain(|u, _| live.contains(u));
+        for d in &daemonsets {
+            self.daemonset(st, d, now);
+        }
+        self.sync_scaled_objects();
+    }
+
+    fn sync_some(&self, st: &mut State, work: Work, now: Instant) {
+        for key in &work.pods {
+            match self.store.get("v1", "Pod", &key.0, &key.1) {
+                Some(pod) => self.kubelet_pod(st, &pod, now),
+                None => {
+                    st.pods.remove(key);
+                    st.due.remove(&Key::Pod(key.clone()));
                 }
             }
         }
-        let daemonsets = self.store.list(APPS, "DaemonSet", None);
-        let live: std::collections::HashSet<String> =
-            daemonsets.iter().map(|d| uid_of(d).to_string()).collect();
-        st.daemonsets.retain(|u, _| live.contains(u));
-        for d in &daemonsets {
-            let _ = self.sync_daemonset(&mut st, d, now);
+        for (_, uid) in &work.gone {
+            self.collect_garbage(st, uid);
         }
+        for key in &work.deployments {
+            match self.store.get(APPS, "Deployment", &key.0, &key.1) {
+                Some(d) => self.deployment(st, &d, now),
+                None => {
+                    st.due.remove(&Key::Deployment(key.clone()));
+                }
+            }
+        }
+        for key in &work.daemonsets {
+            match self.store.get(APPS, "DaemonSet", &key.0, &key.1) {
+                Some(d) => self.daemonset(st, &d, now),
+                None => {
+                    st.due.remove(&Key::DaemonSet(key.clone()));
+                }
+            }
+        }
+        if work.scaled_objects {
+            self.sync_scaled_objects();
+        }
+    }
+
+    /// Notes when an object is next due (`None`: only on a change).
+    fn set_due(st: &mut State, key: Key, at: Option<Instant>) {
+        match at {
+            Some(at) => st.due.insert(key, at),
+            None => st.due.remove(&key),
+        };
+    }
+
+    fn deployment(&self, st: &mut State, d: &Value, now: Instant) {
+        let key = Key::Deployment((ns_of(d).to_string(), name_of(d).to_string()));
+        // A conflict is looked at again shortly.
+        let at = self
+            .sync_deployment(st, d, now)
+            .unwrap_or_else(|_| Some(now + self.config.retry));
+        Self::set_due(st, key, at);
+    }
+
+    fn daemonset(&self, st: &mut State, d: &Value, now: Instant) {
+        let key = Key::DaemonSet((ns_of(d).to_string(), name_of(d).to_string()));
+        let at = self
+            .sync_daemonset(st, d, now)
+            .unwrap_or_else(|_| Some(now + self.config.retry));
+        Self::set_due(st, key, at);
+    }
+
+    /// What garbage collection of a deleted Deployment's ReplicaSets does:
+    /// their pods go.
+    fn collect_garbage(&self, st: &mut State, uid: &str) {
+        let Some(ds) = st.deployments.remove(uid) else {
+            return;
+        };
+        let owners: Vec<String> = ds.rss.iter().map(|r| r.uid.clone()).collect();
+        for o in &owners {
+            st.rs_owner.remove(o);
+        }
+        let pods = self.store.list_where("v1", "Pod", &ds.namespace, |p| {
+            owners.iter().any(|o| o == owner_uid(p))
+        });
+        for p in pods {
+            let _ = self.delete_pod(&ds.namespace, name_of(&p));
+        }
+    }
+
+    fn sync_scaled_objects(&self) {
         for so in self.store.list("keda.sh/v1alpha1", "ScaledObject", None) {
             let _ = self.sync_scaled_object(&so);
         }
@@ -279,80 +531,87 @@ impl Controller {
 
     // -- kubelet -----------------------------------------------------------
 
-    fn sync_kubelet(&self, st: &mut State, now: Instant) {
-        let pods = self.store.list("v1", "Pod", None);
-        let mut seen = std::collections::HashSet::new();
-        for pod in &pods {
-            let key = (ns_of(pod).to_string(), name_of(pod).to_string());
-            seen.insert(key.clone());
-            if !pod["metadata"]["deletionTimestamp"].is_null() {
-                continue;
-            }
-            let uid = uid_of(pod).to_string();
-            if st.pods.get(&key).is_some_and(|rt| rt.uid != uid) {
-                st.pods.remove(&key);
-            }
-            if !st.pods.contains_key(&key) {
-                let (delay, broken) = self.readiness_of(pod);
-                let ip = next_ip(st);
-                st.pods.insert(
-                    key.clone(),
-                    PodRt {
-                        uid,
-                        created: now,
-                        delay,
-                        broken,
-                        ip,
-                        scheduled_at: now_rfc3339(),
-                        started_at: None,
-                        ready_at: None,
-                        ready_since: None,
-                        written: None,
-                    },
-                );
-            }
-            let rt = st.pods.get_mut(&key).expect("just inserted");
-            let elapsed = now.duration_since(rt.created);
-            let (stage, restarts) = if elapsed < rt.delay / 2 {
-                (Stage::Pending, 0)
-            } else if rt.broken {
-                let period = rt.delay.max(Duration::from_secs(1));
-                let n = ((elapsed - rt.delay / 2).as_secs_f64() / period.as_secs_f64()) as u32 + 1;
-                (Stage::CrashLoop, n)
-            } else if elapsed < rt.delay {
-                (Stage::Running, 0)
-            } else {
-                (Stage::Ready, 0)
-            };
-            if stage != Stage::Pending && rt.started_at.is_none() {
-                rt.started_at = Some(now_rfc3339());
-            }
-            if stage == Stage::Ready && rt.ready_since.is_none() {
-                rt.ready_since = Some(now);
-                rt.ready_at = Some(now_rfc3339());
-            }
-            if rt.written == Some((stage, restarts)) {
-                continue;
-            }
+    /// What the kubelet does for one pod: moves it through its stages as
+    /// time passes and writes its status when the stage changes.
+    fn kubelet_pod(&self, st: &mut State, pod: &Value, now: Instant) {
+        let key = (ns_of(pod).to_string(), name_of(pod).to_string());
+        if !pod["metadata"]["deletionTimestamp"].is_null() {
+            st.due.remove(&Key::Pod(key));
+            return;
+        }
+        let uid = uid_of(pod).to_string();
+        if st.pods.get(&key).is_some_and(|rt| rt.uid != uid) {
+            st.pods.remove(&key);
+        }
+        if !st.pods.contains_key(&key) {
+            let (delay, broken) = self.readiness_of(pod);
+            let ip = next_ip(st);
+            st.pods.insert(
+                key.clone(),
+                PodRt {
+                    uid,
+                    created: now,
+                    delay,
+                    broken,
+                    ip,
+                    scheduled_at: now_rfc3339(),
+                    started_at: None,
+                    ready_at: None,
+                    ready_since: None,
+                    written: None,
+                },
+            );
+        }
+        let rt = st.pods.get_mut(&key).expect("just inserted");
+        let elapsed = now.duration_since(rt.created);
+        let period = rt.delay.max(Duration::from_secs(1));
+        let (stage, restarts) = if elapsed < rt.delay / 2 {
+            (Stage::Pending, 0)
+        } else if rt.broken {
+            let n = ((elapsed - rt.delay / 2).as_secs_f64() / period.as_secs_f64()) as u32 + 1;
+            (Stage::CrashLoop, n)
+        } else if elapsed < rt.delay {
+            (Stage::Running, 0)
+        } else {
+            (Stage::Ready, 0)
+        };
+        // When the stage (or the restart count) changes next.
+        let mut next = match stage {
+            Stage::Pending => Some(rt.created + rt.delay / 2),
+            Stage::Running => Some(rt.created + rt.delay),
+            Stage::CrashLoop => Some(rt.created + rt.delay / 2 + period * restarts),
+            Stage::Ready => None,
+        };
+        if stage != Stage::Pending && rt.started_at.is_none() {
+            rt.started_at = Some(now_rfc3339());
+        }
+        if stage == Stage::Ready && rt.ready_since.is_none() {
+            rt.ready_since = Some(now);
+            rt.ready_at = Some(now_rfc3339());
+        }
+        if rt.written != Some((stage, restarts)) {
             let status = pod_status(pod, rt, stage, restarts);
             let mut obj = pod.clone();
             obj["status"] = status;
-            let Ok(k) = self.store.kind("v1", "Pod") else {
-                continue;
-            };
-            match self.store.update_in(
-                k,
-                &key.0,
-                &key.1,
-                obj,
-                Subresource::Status,
-                &opts("kubelet"),
-            ) {
+            let written = self.store.kind("v1", "Pod").and_then(|k| {
+                self.store.update_in(
+                    k,
+                    &key.0,
+                    &key.1,
+                    obj,
+                    Subresource::Status,
+                    &opts("kubelet"),
+                )
+            });
+            match written {
                 Ok(_) => rt.written = Some((stage, restarts)),
-                Err(_) => rt.written = None,
+                Err(_) => {
+                    rt.written = None;
+                    next = Some(now + self.config.retry);
+                }
             }
         }
-        st.pods.retain(|k, _| seen.contains(k));
+        Self::set_due(st, Key::Pod(key), next);
     }
 
     /// The readiness delay and brokenness of a pod's images.
@@ -377,7 +636,15 @@ impl Controller {
 
     // -- Deployments ---------------------------------------------------------
 
-    fn sync_deployment(&self, st: &mut State, d: &Value, now: Instant) -> Result<(), ApiError> {
+    /// Brings a Deployment's ReplicaSets, pods and status up to date;
+    /// returns when it is next due without a change (a pod turning
+    /// available, the progress deadline).
+    fn sync_deployment(
+        &self,
+        st: &mut State,
+        d: &Value,
+        now: Instant,
+    ) -> Result<Option<Instant>, ApiError> {
         let ns = ns_of(d).to_string();
         let name = name_of(d).to_string();
         let uid = uid_of(d).to_string();
@@ -424,8 +691,11 @@ impl Controller {
                 None => {
                     ds.revision += 1;
                     let rs_name = format!("{name}-{hash}");
+                    let rs_uid = stable_uid(&format!("{uid}/{rs_name}"));
+                    st.rs_owner
+                        .insert(rs_uid.clone(), (ns.clone(), name.clone()));
                     ds.rss.push(Rs {
-                        uid: stable_uid(&format!("{uid}/{rs_name}")),
+                        uid: rs_uid,
                         name: rs_name,
                         hash: hash.clone(),
                         replicas: 0,
@@ -713,6 +983,23 @@ impl Controller {
         if let Some(ds) = st.deployments.get_mut(&uid) {
             ds.progress_at = progress_at;
         }
+        let mut next = pods.iter().filter_map(|p| p.available_at(min_ready)).min();
+        if let Some(dl) = deadline
+            && !paused
+        {
+            let reason = conds
+                .iter()
+                .find(|c| c["type"] == "Progressing")
+                .and_then(|c| c["reason"].as_str())
+                .unwrap_or("");
+            if !matches!(
+                reason,
+                "" | "ProgressDeadlineExceeded" | "NewReplicaSetAvailable"
+            ) {
+                let at = progress_at + dl + Duration::from_millis(1);
+                next = earliest(next, Some(at));
+            }
+        }
 
         // Zero counts are left out, as the real server's JSON does.
         let mut status = json!({"observedGeneration": generation});
@@ -734,7 +1021,7 @@ impl Controller {
             status["collisionCount"] = old["collisionCount"].clone();
         }
         if status_equal(old, &status) {
-            return Ok(());
+            return Ok(next);
         }
         let mut obj = d.clone();
         obj["status"] = status;
@@ -747,7 +1034,7 @@ impl Controller {
             Subresource::Status,
             &opts("kube-controller-manager"),
         )?;
-        Ok(())
+        Ok(next)
     }
 
     /// The live pods owned by any of `owners`.
@@ -761,10 +1048,10 @@ impl Controller {
     ) -> Vec<PodView> {
         let owners: Vec<&str> = owners.collect();
         self.store
-            .list("v1", "Pod", Some(ns))
+            .list_where("v1", "Pod", ns, |p| {
+                p["metadata"]["deletionTimestamp"].is_null() && owners.contains(&owner_uid(p))
+            })
             .into_iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .filter(|p| owners.contains(&owner_uid(p)))
             .map(|p| {
                 let name = name_of(&p).to_string();
                 let since = self.ready_since(st, ns, &name);
@@ -778,6 +1065,7 @@ impl Controller {
                     created,
                     ready: since.is_some(),
                     available: since.is_some_and(|s| now.duration_since(s) >= min_ready),
+                    ready_since: since,
                 }
             })
             .collect()
@@ -841,7 +1129,14 @@ impl Controller {
 
     // -- DaemonSets ----------------------------------------------------------
 
-    fn sync_daemonset(&self, st: &mut State, d: &Value, now: Instant) -> Result<(), ApiError> {
+    /// Brings a DaemonSet's pods and status up to date; returns when it is
+    /// next due without a change (a pod turning available).
+    fn sync_daemonset(
+        &self,
+        st: &mut State,
+        d: &Value,
+        now: Instant,
+    ) -> Result<Option<Instant>, ApiError> {
         let ns = ns_of(d).to_string();
         let name = name_of(d).to_string();
         let uid = uid_of(d).to_string();
@@ -920,6 +1215,7 @@ impl Controller {
         let updated = pods.iter().filter(|p| pod_of(p).0 == hash).count() as i64;
         let ready = pods.iter().filter(|p| p.ready).count() as i64;
         let available = pods.iter().filter(|p| p.available).count() as i64;
+        let next = pods.iter().filter_map(|p| p.available_at(min_ready)).min();
         let mut status = json!({
             "currentNumberScheduled": (pods.len() as i64).min(desired),
             "desiredNumberScheduled": desired,
@@ -937,7 +1233,7 @@ impl Controller {
             status["numberUnavailable"] = json!(desired - available);
         }
         if status_equal(&d["status"], &status) {
-            return Ok(());
+            return Ok(next);
         }
         let mut obj = d.clone();
         obj["status"] = status;
@@ -950,7 +1246,7 @@ impl Controller {
             Subresource::Status,
             &opts("kube-controller-manager"),
         )?;
-        Ok(())
+        Ok(next)
     }
 }
 
@@ -999,7 +1295,8 @@ fn uid_of(o: &Value) -> &str {
     o["metadata"]["uid"].as_str().unwrap_or("")
 }
 
-fn owner_uid(o: &Value) -> &str {
+/// The owner reference marked `controller` (or the first one).
+fn controller_ref(o: &Value) -> Option<&Value> {
     o["metadata"]["ownerReferences"]
         .as_array()
         .and_then(|refs| {
@@ -1007,6 +1304,10 @@ fn owner_uid(o: &Value) -> &str {
                 .find(|r| r["controller"] == true)
                 .or(refs.first())
         })
+}
+
+fn owner_uid(o: &Value) -> &str {
+    controller_ref(o)
         .and_then(|r| r["uid"].as_str())
         .unwrap_or("")
 }

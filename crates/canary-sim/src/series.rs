@@ -26,8 +26,9 @@
 //! (up to where series are sampled) is the latest time written or passed to
 //! [`SeriesStore::advance_to`], or the wall clock with [`Clock::Wall`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -230,6 +231,23 @@ impl Matcher {
     pub fn matches_labels(&self, labels: &Labels) -> bool {
         self.matches(labels.value(&self.name))
     }
+
+    /// The one non-empty value this matcher accepts, if there is one: an
+    /// equality, or a regular expression that is a plain string (as
+    /// `deployment=~"podinfo"` in Flagger's queries).
+    fn single_value(&self) -> Option<&str> {
+        let plain = |v: &str| {
+            !v.is_empty()
+                && !v.contains([
+                    '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+                ])
+        };
+        match &self.op {
+            MatchOp::Equal if !self.value.is_empty() => Some(&self.value),
+            MatchOp::Regex(_) if plain(&self.value) => Some(&self.value),
+            _ => None,
+        }
+    }
 }
 
 fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
@@ -348,8 +366,17 @@ pub struct SeriesStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// metric name -> label set -> series.
-    series: BTreeMap<String, BTreeMap<Labels, Series>>,
+    /// Every series held.
+    series: Vec<Series>,
+    /// Positions in `series` by metric name.
+    by_name: BTreeMap<String, Vec<usize>>,
+    /// Positions in `series` by the hash of the label set ([`pairs_hash`]):
+    /// a write finds its series from name/value pairs without building a
+    /// label set.
+    by_hash: HashMap<u64, Vec<usize>>,
+    /// Positions in `series` by label name and value (metric name
+    /// excepted): what an equality matcher selects.
+    postings: HashMap<String, HashMap<String, Vec<usize>>>,
     families: BTreeMap<String, Family>,
     clock: i64,
     last_prune: i64,
@@ -367,6 +394,7 @@ struct Series {
     /// Creation order: Prometheus' head block hands series to queries in
     /// this order, which decides the order of floating point sums.
     id: u64,
+    labels: Labels,
     family: String,
     /// Change points, oldest first. With [`Sampling::Scrape`] on multiples
     /// of the interval; staleness markers included.
@@ -510,7 +538,7 @@ impl SeriesStore {
 
     /// The number of series held (live or not yet expired).
     pub fn series_count(&self) -> usize {
-        self.read().series.values().map(BTreeMap::len).sum()
+        self.read().series.len()
     }
 
     /// The samples of every series matching all `matchers` with
@@ -522,13 +550,12 @@ impl SeriesStore {
         let clock = self.effective_clock(inner.clock);
         let start = start.max(clock - self.config.retention_ms);
         let mut out: Vec<(u64, SeriesData)> = inner
-            .candidates(matchers)
-            .filter(|(labels, _)| matchers.iter().all(|m| m.matches_labels(labels)))
-            .filter_map(|(labels, s)| {
+            .matching(matchers)
+            .filter_map(|s| {
                 let mut samples = Vec::new();
                 self.expand(&s.points, start, end, clock, &mut samples);
                 (!samples.is_empty()).then(|| {
-                    let labels = labels.clone();
+                    let labels = s.labels.clone();
                     (s.id, SeriesData { labels, samples })
                 })
             })
@@ -550,11 +577,10 @@ impl SeriesStore {
         let clock = self.effective_clock(inner.clock);
         let start = start.max(clock - self.config.retention_ms);
         let mut out: Vec<(u64, Labels, Sample)> = inner
-            .candidates(matchers)
-            .filter(|(labels, _)| matchers.iter().all(|m| m.matches_labels(labels)))
-            .filter_map(|(labels, s)| {
+            .matching(matchers)
+            .filter_map(|s| {
                 self.latest(&s.points, start, end, clock)
-                    .map(|sample| (s.id, labels.clone(), sample))
+                    .map(|sample| (s.id, s.labels.clone(), sample))
             })
             .collect();
         out.sort_by_key(|(id, _, _)| *id);
@@ -569,7 +595,7 @@ impl SeriesStore {
             Sampling::Scrape { interval_ms } => ceil_to(at, interval_ms),
         };
         let mut by_family: BTreeMap<&str, Vec<(Labels, f64)>> = BTreeMap::new();
-        for (labels, s) in inner.series.values().flatten() {
+        for s in inner.by_name.values().flatten().map(|&i| &inner.series[i]) {
             let i = s.points.partition_point(|p| p.0 <= limit);
             if i == 0 || is_stale_marker(s.points[i - 1].1) {
                 continue;
@@ -577,7 +603,7 @@ impl SeriesStore {
             by_family
                 .entry(s.family.as_str())
                 .or_default()
-                .push((labels.clone(), s.points[i - 1].1));
+                .push((s.labels.clone(), s.points[i - 1].1));
         }
         by_family
             .into_iter()
@@ -609,28 +635,14 @@ impl SeriesStore {
         }
     }
 
-    fn apply(&self, inner: &mut Inner, family: &str, key: Labels, op: Op, at: i64) {
+    /// Writes to series `index` of `inner.series`.
+    fn apply(&self, inner: &mut Inner, index: usize, op: Op, at: i64) {
         let t = match self.config.sampling {
             Sampling::OnChange => at,
             Sampling::Scrape { interval_ms } => ceil_to(at, interval_ms),
         };
         inner.clock = inner.clock.max(at);
-        let name = key.metric_name().unwrap_or_default().to_string();
-        let id = inner.next_id;
-        let series = inner
-            .series
-            .entry(name)
-            .or_default()
-            .entry(key)
-            .or_insert_with(|| Series {
-                id,
-                family: family.to_string(),
-                points: Vec::new(),
-                value: 0.0,
-            });
-        if series.id == id {
-            inner.next_id += 1;
-        }
+        let series = &mut inner.series[index];
         let last = series.points.last().copied();
         // Late writes land on the latest sample: samples never move back.
         let t = last.map_or(t, |(lt, _)| t.max(lt));
@@ -655,7 +667,6 @@ impl SeriesStore {
             Some(p) if p.0 == t => p.1 = value,
             _ => series.points.push((t, value)),
         }
-        self.maybe_prune(inner);
     }
 
     fn maybe_prune(&self, inner: &mut Inner) {
@@ -665,18 +676,19 @@ impl SeriesStore {
         }
         inner.last_prune = inner.clock;
         let cutoff = inner.clock - retention;
-        for by_labels in inner.series.values_mut() {
-            by_labels.retain(|_, s| {
-                // Keep the last sample before the cutoff: it still gives
-                // the value at the cutoff.
-                let i = s.points.partition_point(|p| p.0 < cutoff);
-                if i > 1 {
-                    s.points.drain(..i - 1);
-                }
-                !(s.points.len() == 1 && is_stale_marker(s.points[0].1) && s.points[0].0 < cutoff)
-            });
+        let before = inner.series.len();
+        inner.series.retain_mut(|s| {
+            // Keep the last sample before the cutoff: it still gives the
+            // value at the cutoff.
+            let i = s.points.partition_point(|p| p.0 < cutoff);
+            if i > 1 {
+                s.points.drain(..i - 1);
+            }
+            !(s.points.len() == 1 && is_stale_marker(s.points[0].1) && s.points[0].0 < cutoff)
+        });
+        if inner.series.len() != before {
+            inner.reindex();
         }
-        inner.series.retain(|_, by_labels| !by_labels.is_empty());
     }
 
     /// Appends the samples of a series with change points `points` in
@@ -771,17 +783,15 @@ impl Batch<'_> {
     pub fn counter_add(&mut self, name: &str, labels: &[(&str, &str)], delta: f64, at: i64) {
         debug_assert!(delta >= 0.0, "counters only go up: {name} += {delta}");
         self.inner.register(name, MetricKind::Counter);
-        let key = Labels::metric(name, labels);
-        self.store
-            .apply(&mut self.inner, name, key, Op::Add(delta), at);
+        let i = self.inner.series_of(name, name, labels);
+        self.store.apply(&mut self.inner, i, Op::Add(delta), at);
     }
 
     /// Sets a gauge.
     pub fn gauge_set(&mut self, name: &str, labels: &[(&str, &str)], value: f64, at: i64) {
         self.inner.register(name, MetricKind::Gauge);
-        let key = Labels::metric(name, labels);
-        self.store
-            .apply(&mut self.inner, name, key, Op::Set(value), at);
+        let i = self.inner.series_of(name, name, labels);
+        self.store.apply(&mut self.inner, i, Op::Set(value), at);
     }
 
     /// Records `(value, count)` observations in a classic histogram
@@ -801,16 +811,19 @@ impl Batch<'_> {
         if bounds.last() != Some(&f64::INFINITY) {
             bounds.push(f64::INFINITY);
         }
-        for bound in bounds {
+        let les: Vec<String> = bounds.iter().map(|b| format_go_float(*b)).collect();
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(labels.len() + 1);
+        for (bound, le) in bounds.iter().zip(&les) {
             let n: u64 = observations
                 .iter()
-                .filter(|(v, _)| *v <= bound)
+                .filter(|(v, _)| *v <= *bound)
                 .map(|(_, n)| n)
                 .sum();
-            let mut key = Labels::metric(&bucket_name, labels);
-            key.set(BUCKET_LABEL, format_go_float(bound));
-            self.store
-                .apply(&mut self.inner, name, key, Op::Add(n as f64), at);
+            pairs.clear();
+            pairs.extend_from_slice(labels);
+            pairs.push((BUCKET_LABEL, le));
+            let i = self.inner.series_of(name, &bucket_name, &pairs);
+            self.store.apply(&mut self.inner, i, Op::Add(n as f64), at);
         }
         self.sum_and_count(name, labels, observations, at);
     }
@@ -837,12 +850,11 @@ impl Batch<'_> {
     ) {
         let sum: f64 = observations.iter().map(|(v, n)| v * *n as f64).sum();
         let count: u64 = observations.iter().map(|(_, n)| n).sum();
-        let key = Labels::metric(&format!("{name}_sum"), labels);
+        let i = self.inner.series_of(name, &format!("{name}_sum"), labels);
+        self.store.apply(&mut self.inner, i, Op::Add(sum), at);
+        let i = self.inner.series_of(name, &format!("{name}_count"), labels);
         self.store
-            .apply(&mut self.inner, name, key, Op::Add(sum), at);
-        let key = Labels::metric(&format!("{name}_count"), labels);
-        self.store
-            .apply(&mut self.inner, name, key, Op::Add(count as f64), at);
+            .apply(&mut self.inner, i, Op::Add(count as f64), at);
     }
 
     /// Writes a raw sample (a gauge-like set) into series `labels`, which
@@ -855,8 +867,9 @@ impl Batch<'_> {
         } else {
             Op::Set(v)
         };
-        self.store
-            .apply(&mut self.inner, &name, labels.clone(), op, t);
+        let pairs: Vec<(&str, &str)> = labels.iter().filter(|(k, _)| *k != METRIC_NAME).collect();
+        let i = self.inner.series_of(&name, &name, &pairs);
+        self.store.apply(&mut self.inner, i, op, t);
     }
 
     /// Resets every live series matching `matchers` to 0, as a restarted
@@ -872,18 +885,27 @@ impl Batch<'_> {
     }
 
     fn for_matching(&mut self, matchers: &[Matcher], at: i64, op: impl Fn() -> Op) {
-        let keys: Vec<(String, Labels)> = self
+        let mut found: Vec<(u64, usize)> = self
             .inner
-            .candidates(matchers)
-            .filter(|(labels, s)| {
-                matchers.iter().all(|m| m.matches_labels(labels))
-                    && s.points.last().is_some_and(|p| !is_stale_marker(p.1))
+            .matching_positions(matchers)
+            .filter(|&i| {
+                let s = &self.inner.series[i];
+                s.points.last().is_some_and(|p| !is_stale_marker(p.1))
             })
-            .map(|(labels, s)| (s.family.clone(), labels.clone()))
+            .map(|i| (self.inner.series[i].id, i))
             .collect();
-        for (family, key) in keys {
-            self.store.apply(&mut self.inner, &family, key, op(), at);
+        found.sort_unstable();
+        for (_, i) in found {
+            self.store.apply(&mut self.inner, i, op(), at);
         }
+    }
+}
+
+impl Drop for Batch<'_> {
+    /// Old samples go once the writes are done (never between them: they
+    /// hold positions in the store).
+    fn drop(&mut self) {
+        self.store.maybe_prune(&mut self.inner);
     }
 }
 
@@ -898,20 +920,127 @@ impl Inner {
         }
     }
 
-    /// Series that may match: those of one name when a matcher fixes it.
-    fn candidates<'a>(
-        &'a self,
-        matchers: &[Matcher],
-    ) -> Box<dyn Iterator<Item = (&'a Labels, &'a Series)> + 'a> {
-        let name = matchers.iter().find_map(|m| match m.op {
-            MatchOp::Equal if m.name == METRIC_NAME => Some(m.value.clone()),
-            _ => None,
+    /// The position of series `name{pairs}` (of family `family`),
+    /// created if new. Empty values are absent labels; of a label given
+    /// twice the last value counts. Nothing is allocated for a series that
+    /// exists but the sorted list of pairs.
+    fn series_of(&mut self, family: &str, name: &str, pairs: &[(&str, &str)]) -> usize {
+        let mut sorted: Vec<(&str, &str)> = Vec::with_capacity(pairs.len() + 1);
+        for &(k, v) in std::iter::once(&(METRIC_NAME, name)).chain(pairs) {
+            sorted.retain(|(x, _)| *x != k);
+            if !v.is_empty() {
+                sorted.push((k, v));
+            }
+        }
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let hash = pairs_hash(sorted.iter().copied());
+        if let Some(&i) = self.by_hash.get(&hash).and_then(|found| {
+            found
+                .iter()
+                .find(|&&i| self.series[i].labels.iter().eq(sorted.iter().copied()))
+        }) {
+            return i;
+        }
+        let labels = Labels(
+            sorted
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let id = self.next_id;
+        self.next_id += 1;
+        self.series.push(Series {
+            id,
+            labels,
+            family: family.to_string(),
+            points: Vec::new(),
+            value: 0.0,
         });
-        match name {
-            Some(name) => Box::new(self.series.get(&name).into_iter().flatten()),
-            None => Box::new(self.series.values().flatten()),
+        let i = self.series.len() - 1;
+        self.index(i, hash);
+        i
+    }
+
+    /// Adds series `i` (whose label set hashes to `hash`) to the indexes.
+    fn index(&mut self, i: usize, hash: u64) {
+        let labels = &self.series[i].labels;
+        self.by_hash.entry(hash).or_default().push(i);
+        self.by_name
+            .entry(labels.value(METRIC_NAME).to_string())
+            .or_default()
+            .push(i);
+        for (k, v) in labels.iter().filter(|(k, _)| *k != METRIC_NAME) {
+            self.postings
+                .entry(k.to_string())
+                .or_default()
+                .entry(v.to_string())
+                .or_default()
+                .push(i);
         }
     }
+
+    /// Builds the indexes again (after series were dropped).
+    fn reindex(&mut self) {
+        self.by_hash.clear();
+        self.by_name.clear();
+        self.postings.clear();
+        for i in 0..self.series.len() {
+            let hash = pairs_hash(self.series[i].labels.iter());
+            self.index(i, hash);
+        }
+    }
+
+    /// The positions of the series matching all `matchers`. The most
+    /// selective matcher that names one label value (the metric name, an
+    /// equality, a regular expression that is a plain string) picks the
+    /// candidates through the indexes; every matcher then checks them.
+    fn matching_positions<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+    ) -> Box<dyn Iterator<Item = usize> + 'a> {
+        const NONE: &[usize] = &[];
+        let mut best: Option<&[usize]> = None;
+        for m in matchers {
+            let Some(value) = m.single_value() else {
+                continue;
+            };
+            let list = if m.name == METRIC_NAME {
+                self.by_name.get(value).map_or(NONE, Vec::as_slice)
+            } else {
+                self.postings
+                    .get(&m.name)
+                    .and_then(|p| p.get(value))
+                    .map_or(NONE, Vec::as_slice)
+            };
+            if best.is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        }
+        let all = |i: &usize| {
+            let labels = &self.series[*i].labels;
+            matchers.iter().all(|m| m.matches_labels(labels))
+        };
+        match best {
+            Some(list) => Box::new(list.iter().copied().filter(all)),
+            None => Box::new((0..self.series.len()).filter(all)),
+        }
+    }
+
+    /// The series matching all `matchers`.
+    fn matching<'a>(&'a self, matchers: &'a [Matcher]) -> impl Iterator<Item = &'a Series> + 'a {
+        self.matching_positions(matchers).map(|i| &self.series[i])
+    }
+}
+
+/// The hash of a label set given as sorted name/value pairs (metric name
+/// included), as [`Inner::by_hash`] keys it.
+fn pairs_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = DefaultHasher::new();
+    for (k, v) in pairs {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn floor_to(t: i64, step: i64) -> i64 {

@@ -1064,6 +1064,34 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The objects of a kind in namespace `namespace` that `keep` accepts.
+    /// Only those are copied out: what a controller reads to find the few
+    /// objects it owns among many.
+    pub fn list_where(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let Ok(k) = self.kind(api_version, kind) else {
+            return Vec::new();
+        };
+        if k.read_only {
+            return Vec::new();
+        }
+        let (_, version) = kinds::split_api_version(api_version);
+        let g = self.lock();
+        let Some(m) = g.kind_map(kinds::storage_kind(k)) else {
+            return Vec::new();
+        };
+        m.range((namespace.to_string(), String::new())..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .filter(|(_, o)| keep(o))
+            .map(|(_, o)| convert(k, version, o.clone()))
+            .collect()
+    }
+
     fn kind_of(&self, obj: &Value) -> Result<(&'static KindInfo, String), ApiError> {
         let k = self.kind(
             obj["apiVersion"].as_str().unwrap_or(""),

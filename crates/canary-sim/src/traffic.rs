@@ -36,11 +36,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio::sync::watch;
 
 use crate::scenario::{Behaviours, Rng, TrafficSpec};
 use crate::series::{Matcher, SeriesStore, now_ms};
-use crate::store::Store;
+use crate::store::{Change, ChangeType, Store};
 
 /// Linkerd proxy's latency histogram bounds (ms).
 pub const LINKERD_BUCKETS: &[f64] = &[
@@ -313,9 +314,14 @@ pub struct Traffic {
     series: Arc<SeriesStore>,
     behaviours: Arc<Behaviours>,
     inner: Mutex<Inner>,
-    /// The last view of the cluster, with the store's resource version it
-    /// was read at: a tick reads the objects again only when one changed.
-    view: Mutex<Option<(u64, Arc<Cluster>)>>,
+    /// The cluster as the routing sees it, kept up to date from the
+    /// store's changes: a tick reads nothing that did not change.
+    view: Mutex<View>,
+}
+
+struct View {
+    cluster: Option<Arc<Cluster>>,
+    changes: broadcast::Receiver<Arc<Change>>,
 }
 
 struct Inner {
@@ -363,11 +369,15 @@ impl Traffic {
         ] {
             series.set_help(name, help);
         }
+        let changes = store.subscribe();
         Arc::new(Traffic {
             store,
             series,
             behaviours,
-            view: Mutex::new(None),
+            view: Mutex::new(View {
+                cluster: None,
+                changes,
+            }),
             inner: Mutex::new(Inner {
                 rng: Rng::derive(seed, "traffic"),
                 flows: Vec::new(),
@@ -383,20 +393,32 @@ impl Traffic {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cluster as the routing sees it, read again only when an object
-    /// changed since the last read.
+    /// The cluster as the routing sees it, with every change committed so
+    /// far: the changed objects are applied to the last view (read whole
+    /// the first time, after a Namespace change, or when changes were
+    /// missed).
     fn cluster(&self) -> Arc<Cluster> {
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        // The version first: a write after it makes the next call read.
-        let rv = self.store.resource_version();
-        match &*view {
-            Some((at, cluster)) if *at == rv => cluster.clone(),
-            _ => {
-                let cluster = Arc::new(Cluster::read(&self.store));
-                *view = Some((rv, cluster.clone()));
-                cluster
+        let mut whole = view.cluster.is_none();
+        let mut changes = Vec::new();
+        loop {
+            match view.changes.try_recv() {
+                Ok(c) => changes.push(c),
+                Err(TryRecvError::Lagged(_)) => whole = true,
+                Err(_) => break,
             }
         }
+        if !whole && !changes.is_empty() {
+            let cluster = view.cluster.as_mut().expect("read before");
+            whole = !Arc::make_mut(cluster).apply(&self.store, &changes);
+        }
+        if whole {
+            // Changes committed from here on are applied on top again,
+            // which leaves each object as it last was.
+            while view.changes.try_recv().is_ok() {}
+            view.cluster = Some(Arc::new(Cluster::read(&self.store)));
+        }
+        view.cluster.clone().expect("read")
     }
 
     /// Adds a steady flow.
@@ -543,16 +565,10 @@ impl Traffic {
         g.loads = jobs;
         // Pods that went away: their series end, as when Prometheus loses
         // a scrape target.
-        let live: HashSet<(String, String)> = cluster
-            .pods
-            .values()
-            .flatten()
-            .map(|p| (p.namespace.clone(), p.name.clone()))
-            .collect();
         let gone: Vec<(String, String)> = g
             .pods_with_series
             .iter()
-            .filter(|k| !live.contains(*k))
+            .filter(|(ns, name)| cluster.pods.get(ns).is_none_or(|m| !m.contains_key(name)))
             .cloned()
             .collect();
         let at = now_ms();
@@ -571,34 +587,28 @@ impl Traffic {
         self.series.advance_to(at);
     }
 
+    /// Records what a tick (or a request) sent, in one batch.
     fn flush(&self, g: &mut Inner, rec: Recorder) {
         let at = now_ms();
-        for key in rec.pods {
+        for (_, key) in rec.pods {
             g.pods_with_series.insert(key);
         }
-        for ((name, labels), v) in rec.counters {
-            let l: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            self.series.counter_add(&name, &l, v, at);
-        }
-        for ((name, labels), (buckets, obs)) in rec.histograms {
-            let l: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let obs: Vec<(f64, u64)> = obs.into_iter().map(|v| (v, 1)).collect();
-            self.series
-                .histogram_observe_many(&name, &l, &obs, buckets, at);
-        }
-        for ((name, labels), obs) in rec.summaries {
-            let l: Vec<(&str, &str)> = labels
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            for v in obs {
-                self.series.summary_observe_n(&name, &l, v, 1, at);
+        let mut batch = self.series.batch();
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for e in &rec.entries {
+            pairs.clear();
+            pairs.extend(e.labels.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+            match &e.what {
+                Record::Count(n) => batch.counter_add(e.name, &pairs, *n, at),
+                Record::Histogram(buckets, obs) => {
+                    let obs: Vec<(f64, u64)> = obs.iter().map(|v| (*v, 1)).collect();
+                    batch.histogram_observe_many(e.name, &pairs, &obs, buckets, at);
+                }
+                Record::Summary(obs) => {
+                    for v in obs {
+                        batch.summary_observe_many(e.name, &pairs, &[(*v, 1)], at);
+                    }
+                }
             }
         }
     }
@@ -866,7 +876,7 @@ impl Traffic {
             }
             return Response::failed(refused(c, ns, svc_name, port.unwrap_or(80)));
         };
-        let endpoints = c.endpoints(ns, &svc);
+        let endpoints = c.endpoints(ns, svc);
         if endpoints.is_empty() {
             if let Some(n) = &nginx {
                 rec.nginx(n, req, 503, 0.0);
@@ -882,10 +892,10 @@ impl Traffic {
             .ready_seen
             .get(&pod.uid)
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t));
-        let image = pod.image_for_port(target_port(&svc, port)).to_string();
+        let image = pod.image_for_port(target_port(svc, port)).to_string();
         let answer = self.behaviours.for_image(&image).at(ready_for);
         let (status, latency_ms, body) = serve(pod, &image, req, answer, &mut g.rng);
-        let target_port = pod_port(pod, &svc, port);
+        let target_port = pod_port(pod, svc, port);
         let fqdn = format!("{svc_name}.{ns}.svc.cluster.local");
         if pod.linkerd {
             rec.linkerd(pod, authority, target_port, status, latency_ms);
@@ -905,7 +915,7 @@ impl Traffic {
         if let Some(n) = &nginx {
             rec.nginx(n, req, status, latency_ms);
         }
-        rec.pods.insert((pod.namespace.clone(), pod.name.clone()));
+        rec.pod(pod);
         Response {
             status,
             latency: Duration::from_secs_f64(latency_ms / 1000.0),
@@ -977,9 +987,9 @@ fn describe_url(req: &Request) -> String {
 }
 
 fn note_ready(g: &mut Inner, c: &Cluster, now: Instant) {
-    for p in c.pods.values().flatten() {
-        if p.ready {
-            g.ready_seen.entry(p.uid.clone()).or_insert(now);
+    for p in c.pods.values().flat_map(BTreeMap::values) {
+        if p.ready && !g.ready_seen.contains_key(&p.uid) {
+            g.ready_seen.insert(p.uid.clone(), now);
         }
     }
 }
@@ -988,6 +998,7 @@ fn note_ready(g: &mut Inner, c: &Cluster, now: Instant) {
 // The cluster as one tick sees it.
 // ---------------------------------------------------------------------------
 
+#[derive(Clone)]
 struct PodInfo {
     name: String,
     namespace: String,
@@ -1026,10 +1037,48 @@ impl PodInfo {
     }
 }
 
+/// The kinds of router the traffic follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Router {
+    TrafficSplit,
+    HttpRoute,
+    VirtualService,
+    Ingress,
+}
+
+impl Router {
+    const ALL: [Router; 4] = [
+        Router::TrafficSplit,
+        Router::HttpRoute,
+        Router::VirtualService,
+        Router::Ingress,
+    ];
+
+    /// Group, versions (preferred first) and kind.
+    fn kind(self) -> (&'static str, &'static [&'static str], &'static str) {
+        match self {
+            Router::TrafficSplit => (
+                "split.smi-spec.io",
+                &["v1alpha3", "v1alpha2", "v1alpha1"],
+                "TrafficSplit",
+            ),
+            Router::HttpRoute => ("gateway.networking.k8s.io", &["v1", "v1beta1"], "HTTPRoute"),
+            Router::VirtualService => (
+                "networking.istio.io",
+                &["v1", "v1beta1", "v1alpha3"],
+                "VirtualService",
+            ),
+            Router::Ingress => ("networking.k8s.io", &["v1"], "Ingress"),
+        }
+    }
+}
+
+#[derive(Clone)]
 struct Cluster {
     namespaces: HashMap<String, Value>,
     services: HashMap<(String, String), Value>,
-    pods: HashMap<String, Vec<PodInfo>>,
+    /// By namespace, then name.
+    pods: HashMap<String, BTreeMap<String, PodInfo>>,
     pod_uids: HashSet<String>,
     splits: Vec<Value>,
     httproutes: Vec<Value>,
@@ -1060,43 +1109,95 @@ impl Cluster {
                 )
             })
             .collect();
-        let mut pods: HashMap<String, Vec<PodInfo>> = HashMap::new();
+        let mut pods: HashMap<String, BTreeMap<String, PodInfo>> = HashMap::new();
         let mut pod_uids = HashSet::new();
         for p in store.list("v1", "Pod", None) {
             let info = pod_info(&p, &namespaces);
             pod_uids.insert(info.uid.clone());
-            pods.entry(info.namespace.clone()).or_default().push(info);
+            pods.entry(info.namespace.clone())
+                .or_default()
+                .insert(info.name.clone(), info);
         }
-        let list_any = |group: &str, versions: &[&str], kind: &str| -> Vec<Value> {
-            versions
-                .iter()
-                .find_map(|v| {
-                    let av = format!("{group}/{v}");
-                    store
-                        .kind(&av, kind)
-                        .ok()
-                        .map(|_| store.list(&av, kind, None))
-                })
-                .unwrap_or_default()
-        };
-        Cluster {
+        let mut c = Cluster {
             namespaces,
             services,
             pods,
             pod_uids,
-            splits: list_any(
-                "split.smi-spec.io",
-                &["v1alpha3", "v1alpha2", "v1alpha1"],
-                "TrafficSplit",
-            ),
-            httproutes: list_any("gateway.networking.k8s.io", &["v1", "v1beta1"], "HTTPRoute"),
-            virtualservices: list_any(
-                "networking.istio.io",
-                &["v1", "v1beta1", "v1alpha3"],
-                "VirtualService",
-            ),
-            ingresses: store.list("networking.k8s.io/v1", "Ingress", None),
+            splits: Vec::new(),
+            httproutes: Vec::new(),
+            virtualservices: Vec::new(),
+            ingresses: Vec::new(),
+        };
+        for r in Router::ALL {
+            c.relist(store, r);
         }
+        c
+    }
+
+    /// Reads the routers of one kind again.
+    fn relist(&mut self, store: &Store, router: Router) {
+        let (group, versions, kind) = router.kind();
+        let items = versions
+            .iter()
+            .find_map(|v| {
+                let av = format!("{group}/{v}");
+                store
+                    .kind(&av, kind)
+                    .ok()
+                    .map(|_| store.list(&av, kind, None))
+            })
+            .unwrap_or_default();
+        *match router {
+            Router::TrafficSplit => &mut self.splits,
+            Router::HttpRoute => &mut self.httproutes,
+            Router::VirtualService => &mut self.virtualservices,
+            Router::Ingress => &mut self.ingresses,
+        } = items;
+    }
+
+    /// Brings the view up to date with committed changes, in order; false
+    /// when it has to be read whole (a Namespace changed: every pod's mesh
+    /// labels may have).
+    fn apply(&mut self, store: &Store, changes: &[Arc<Change>]) -> bool {
+        let mut relist = Vec::new();
+        for c in changes {
+            let key = (c.namespace.clone(), c.name.clone());
+            let deleted = c.change == ChangeType::Deleted;
+            match (c.kind.group, c.kind.kind) {
+                ("", "Namespace") => return false,
+                ("", "Service") => {
+                    if deleted {
+                        self.services.remove(&key);
+                    } else {
+                        self.services.insert(key, c.object.clone());
+                    }
+                }
+                ("", "Pod") => {
+                    let pods = self.pods.entry(c.namespace.clone()).or_default();
+                    if let Some(old) = pods.remove(&c.name) {
+                        self.pod_uids.remove(&old.uid);
+                    }
+                    if !deleted {
+                        let info = pod_info(&c.object, &self.namespaces);
+                        self.pod_uids.insert(info.uid.clone());
+                        pods.insert(c.name.clone(), info);
+                    }
+                }
+                (group, kind) => {
+                    if let Some(r) = Router::ALL.into_iter().find(|r| {
+                        let (g, _, k) = r.kind();
+                        (g, k) == (group, kind)
+                    }) && !relist.contains(&r)
+                    {
+                        relist.push(r);
+                    }
+                }
+            }
+        }
+        for r in relist {
+            self.relist(store, r);
+        }
+        true
     }
 
     fn meshed(&self, ns: &str) -> bool {
@@ -1118,7 +1219,7 @@ impl Cluster {
 
     /// The Service and the port asked for (its first when `None`), if both
     /// exist.
-    fn service_port(&self, ns: &str, name: &str, port: Option<u16>) -> Option<(Value, u16)> {
+    fn service_port(&self, ns: &str, name: &str, port: Option<u16>) -> Option<(&Value, u16)> {
         let svc = self.services.get(&(ns.to_string(), name.to_string()))?;
         let ports = svc["spec"]["ports"].as_array()?;
         let chosen = match port {
@@ -1127,7 +1228,7 @@ impl Cluster {
                 .find(|x| x["port"].as_u64() == Some(u64::from(p)))?,
             None => ports.first()?,
         };
-        Some((svc.clone(), chosen["port"].as_u64()? as u16))
+        Some((svc, chosen["port"].as_u64()? as u16))
     }
 
     /// Ready pods the Service selects.
@@ -1141,7 +1242,7 @@ impl Cluster {
         self.pods
             .get(ns)
             .into_iter()
-            .flatten()
+            .flat_map(BTreeMap::values)
             .filter(|p| p.ready && sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
             .collect()
     }
@@ -1872,7 +1973,7 @@ fn istio_match(c: &Cluster, m: &Value, req: &Request) -> bool {
         c.pods
             .get(&req.source.namespace)
             .into_iter()
-            .flatten()
+            .flat_map(BTreeMap::values)
             .find(|p| p.workload_name() == req.source.workload)
             .is_some_and(|p| want.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
     });
@@ -2132,13 +2233,38 @@ fn serve(
 type LabelVec = Vec<(String, String)>;
 type Buckets = &'static [f64];
 
-/// One tick's observations, written to the series store at once.
+/// What one tick sent, summed per series before it is recorded: a
+/// request adds to an entry found by the hash of its name and labels,
+/// allocating nothing when the entry exists.
 #[derive(Default)]
 struct Recorder {
-    counters: HashMap<(String, LabelVec), f64>,
-    histograms: HashMap<(String, LabelVec), (Buckets, Vec<f64>)>,
-    summaries: HashMap<(String, LabelVec), Vec<f64>>,
-    pods: HashSet<(String, String)>,
+    entries: Vec<Recorded>,
+    /// Positions in `entries` by [`Recorder::hash`].
+    index: HashMap<u64, Vec<usize>>,
+    /// Pods that answered, by uid: (namespace, name).
+    pods: HashMap<String, (String, String)>,
+}
+
+struct Recorded {
+    name: &'static str,
+    labels: LabelVec,
+    what: Record,
+}
+
+enum Record {
+    Count(f64),
+    Histogram(Buckets, Vec<f64>),
+    Summary(Vec<f64>),
+}
+
+impl Record {
+    fn tag(&self) -> u8 {
+        match self {
+            Record::Count(_) => 0,
+            Record::Histogram(..) => 1,
+            Record::Summary(_) => 2,
+        }
+    }
 }
 
 fn lv(pairs: &[(&str, &str)]) -> LabelVec {
@@ -2150,16 +2276,89 @@ fn lv(pairs: &[(&str, &str)]) -> LabelVec {
 }
 
 impl Recorder {
-    fn count(&mut self, name: &str, labels: LabelVec) {
-        *self.counters.entry((name.to_string(), labels)).or_default() += 1.0;
+    fn hash(tag: u8, name: &str, pairs: &[(&str, &str)]) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        tag.hash(&mut h);
+        name.hash(&mut h);
+        for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        h.finish()
     }
 
-    fn observe(&mut self, name: &str, labels: LabelVec, buckets: &'static [f64], v: f64) {
-        self.histograms
-            .entry((name.to_string(), labels))
-            .or_insert_with(|| (buckets, Vec::new()))
-            .1
-            .push(v);
+    /// The entry of series `name{pairs}` of the kind of `new`, created
+    /// from `new` if missing.
+    fn entry(
+        &mut self,
+        name: &'static str,
+        pairs: &[(&str, &str)],
+        new: impl FnOnce() -> Record,
+    ) -> &mut Record {
+        let new = new();
+        let tag = new.tag();
+        let hash = Self::hash(tag, name, pairs);
+        let same = |e: &Recorded| {
+            e.name == name
+                && e.what.tag() == tag
+                && e.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .eq(pairs.iter().copied().filter(|(_, v)| !v.is_empty()))
+        };
+        let found = self
+            .index
+            .get(&hash)
+            .and_then(|list| list.iter().copied().find(|&i| same(&self.entries[i])));
+        let i = match found {
+            Some(i) => i,
+            None => {
+                self.entries.push(Recorded {
+                    name,
+                    labels: lv(pairs),
+                    what: new,
+                });
+                let i = self.entries.len() - 1;
+                self.index.entry(hash).or_default().push(i);
+                i
+            }
+        };
+        &mut self.entries[i].what
+    }
+
+    fn count(&mut self, name: &'static str, pairs: &[(&str, &str)]) {
+        if let Record::Count(n) = self.entry(name, pairs, || Record::Count(0.0)) {
+            *n += 1.0;
+        }
+    }
+
+    fn observe(
+        &mut self,
+        name: &'static str,
+        pairs: &[(&str, &str)],
+        buckets: &'static [f64],
+        v: f64,
+    ) {
+        if let Record::Histogram(_, obs) =
+            self.entry(name, pairs, || Record::Histogram(buckets, Vec::new()))
+        {
+            obs.push(v);
+        }
+    }
+
+    fn summary(&mut self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
+        if let Record::Summary(obs) = self.entry(name, pairs, || Record::Summary(Vec::new())) {
+            obs.push(v);
+        }
+    }
+
+    /// Notes that `pod` answered.
+    fn pod(&mut self, pod: &PodInfo) {
+        if !self.pods.contains_key(&pod.uid) {
+            self.pods
+                .insert(pod.uid.clone(), (pod.namespace.clone(), pod.name.clone()));
+        }
     }
 
     /// The Linkerd proxy's inbound series, with the labels linkerd-viz's
@@ -2190,17 +2389,12 @@ impl Recorder {
             ("tls", "true"),
         ];
         let base: Vec<(&str, &str)> = base.into_iter().filter(|(k, _)| !k.is_empty()).collect();
-        self.count("request_total", lv(&base));
-        let mut full = base.clone();
+        self.count("request_total", &base);
+        let mut full = base;
         full.push(("status_code", code.as_str()));
         full.push(("classification", class));
-        self.count("response_total", lv(&full));
-        self.observe(
-            "response_latency_ms",
-            lv(&full),
-            LINKERD_BUCKETS,
-            latency_ms,
-        );
+        self.count("response_total", &full);
+        self.observe("response_latency_ms", &full, LINKERD_BUCKETS, latency_ms);
     }
 
     /// Istio's destination-reported series.
@@ -2239,8 +2433,8 @@ impl Recorder {
         } else {
             &source.namespace
         };
-        let labels = lv(&[
-            ("namespace", &pod.namespace),
+        let labels = [
+            ("namespace", pod.namespace.as_str()),
             ("pod", &pod.name),
             ("reporter", "destination"),
             ("source_workload", source_workload),
@@ -2263,11 +2457,11 @@ impl Recorder {
                 "connection_security_policy",
                 if source_in_mesh { "mutual_tls" } else { "none" },
             ),
-        ]);
-        self.count("istio_requests_total", labels.clone());
+        ];
+        self.count("istio_requests_total", &labels);
         self.observe(
             "istio_request_duration_milliseconds",
-            labels,
+            &labels,
             ISTIO_BUCKETS,
             latency_ms,
         );
@@ -2296,19 +2490,17 @@ impl Recorder {
             ("method", req.method.as_str()),
             ("status", code.as_str()),
         ]);
-        self.count("nginx_ingress_controller_requests", lv(&req_labels));
+        self.count("nginx_ingress_controller_requests", &req_labels);
         if status != 503 || latency_ms > 0.0 {
             let secs = latency_ms / 1000.0;
-            self.summaries
-                .entry((
-                    "nginx_ingress_controller_ingress_upstream_latency_seconds".to_string(),
-                    lv(&common),
-                ))
-                .or_default()
-                .push(secs);
+            self.summary(
+                "nginx_ingress_controller_ingress_upstream_latency_seconds",
+                &common,
+                secs,
+            );
             self.observe(
                 "nginx_ingress_controller_response_duration_seconds",
-                lv(&req_labels),
+                &req_labels,
                 NGINX_BUCKETS,
                 secs,
             );
