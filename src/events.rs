@@ -15,6 +15,9 @@
 //! keys its series without the note, which would fold every `Synced`
 //! message into the first; hence this small one.)
 //!
+//! A note is masked by the process's redactor before it is posted, as
+//! every output and the stored state are.
+//!
 //! Recording never holds up the driver: Events are posted in order by a
 //! task of their own. One that cannot be posted is a warning, said once;
 //! a missing permission turns recording off for the run. Recording never
@@ -88,7 +91,9 @@ impl Recorder {
         for m in messages {
             let item = Item {
                 type_: m.severity().as_str(),
-                note: truncate(&m.to_string(), NOTE_LIMIT).to_string(),
+                // Masked as every output and the stored state are: a
+                // message can quote what a server answered.
+                note: truncate(&crate::secrets::redact(&m.to_string()), NOTE_LIMIT).to_string(),
                 regarding: regarding.clone(),
             };
             if tx.send(item).is_err() {
