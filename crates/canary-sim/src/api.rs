@@ -785,15 +785,13 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
             }
             Ok(json_response(200, &kinds.api_resource_list(group, version)))
         }
-        [
-            "apis",
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectaccessreviews",
-        ] => {
+        ["apis", "authorization.k8s.io", "v1", review]
+            if *review == "selfsubjectaccessreviews" || *review == "selfsubjectrulesreviews" =>
+        {
             if req.method() != Method::POST {
                 return Err(ApiError::method_not_allowed());
             }
+            let rules_review = *review == "selfsubjectrulesreviews";
             let headers = req.headers().clone();
             let body = decode_review(&headers, &read_body(req.into_body()).await?)?;
             let rules = state
@@ -801,26 +799,11 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            let answer = rbac::review(rules.as_deref(), &body)?;
-            Ok(json_response(201, &answer))
-        }
-        [
-            "apis",
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectrulesreviews",
-        ] => {
-            if req.method() != Method::POST {
-                return Err(ApiError::method_not_allowed());
-            }
-            let headers = req.headers().clone();
-            let body = decode_review(&headers, &read_body(req.into_body()).await?)?;
-            let rules = state
-                .rules
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let answer = rbac::rules_review(rules.as_deref(), &body)?;
+            let answer = if rules_review {
+                rbac::rules_review(rules.as_deref(), &body)?
+            } else {
+                rbac::review(rules.as_deref(), &body)?
+            };
             Ok(json_response(201, &answer))
         }
         ["openapi", "v2"] => {
