@@ -247,15 +247,25 @@ async fn secret_data(
     Ok(Some(secret_strings(&secret)))
 }
 
-/// A Secret document of `file` named `ns/name` (`kind: Secret`,
-/// `apiVersion: v1`), kept next to the Canary and its AlertProvider.
-pub(crate) fn file_secret(file: &SpecFile, ns: &str, name: &str) -> Option<Secret> {
+/// The Secret documents of `file` (`kind: Secret`, `apiVersion: v1`),
+/// kept next to the Canary, its AlertProviders and MetricTemplates.
+pub(crate) fn file_secrets(file: &SpecFile) -> impl Iterator<Item = Secret> + '_ {
     file.others
         .iter()
-        .filter(|o| o.kind == "Secret" && o.api_version == "v1" && o.name() == name)
+        .filter(|o| o.kind == "Secret" && o.api_version == "v1")
         .filter_map(|o| serde_json::from_value::<Secret>(o.value.clone()).ok())
-        // One without a namespace is in the namespace it is applied to.
-        .find(|s| s.metadata.namespace.as_deref().is_none_or(|n| n == ns))
+}
+
+/// Whether `s` is the Secret `ns/name`: one without a namespace is in the
+/// namespace it is applied to.
+pub(crate) fn is_secret(s: &Secret, ns: &str, name: &str) -> bool {
+    s.metadata.name.as_deref() == Some(name)
+        && s.metadata.namespace.as_deref().is_none_or(|n| n == ns)
+}
+
+/// The Secret document of `file` named `ns/name`.
+pub(crate) fn file_secret(file: &SpecFile, ns: &str, name: &str) -> Option<Secret> {
+    file_secrets(file).find(|s| is_secret(s, ns, name))
 }
 
 /// Every value of `s` as text, `data` decoded and `stringData` as is.

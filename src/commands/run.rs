@@ -98,12 +98,8 @@ async fn run_files(
             .collect();
         // The file's Secrets, which its MetricTemplates' `secretRef` may
         // name.
-        let secrets: Vec<k8s_openapi::api::core::v1::Secret> = file
-            .others
-            .iter()
-            .filter(|o| o.kind == "Secret" && o.api_version == "v1")
-            .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
-            .collect();
+        let secrets: Vec<k8s_openapi::api::core::v1::Secret> =
+            crate::alerts::file_secrets(file).collect();
         for doc in &file.canaries {
             let mut c = resolve::resolve(file, doc, &overrides);
             let mut note = None;

@@ -206,13 +206,10 @@ impl Driver<'_> {
         namespace: &str,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        let in_file = self.secrets.iter().find(|s| {
-            s.metadata.name.as_deref() == Some(name)
-                && s.metadata
-                    .namespace
-                    .as_deref()
-                    .is_none_or(|n| n == namespace)
-        });
+        let in_file = self
+            .secrets
+            .iter()
+            .find(|s| crate::alerts::is_secret(s, namespace, name));
         match in_file {
             Some(s) => Ok(crate::alerts::secret_strings(s)
                 .into_iter()

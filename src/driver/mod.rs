@@ -276,15 +276,12 @@ impl<'a> Driver<'a> {
         let Some(r) = &self.events else { return };
         if !messages.is_empty() {
             use crate::cluster::state::Annotated;
-            let (api_version, kind) = match target {
-                crate::cluster::workload::Object::Deployment(_) => ("apps/v1", "Deployment"),
-                crate::cluster::workload::Object::DaemonSet(_) => ("apps/v1", "DaemonSet"),
-            };
+            let t = &self.canary.target;
             let regarding = crate::events::reference(
-                api_version,
-                kind,
+                &t.api_version,
+                &t.kind,
                 &self.canary.namespace,
-                &self.canary.target.name,
+                &t.name,
                 target.meta().uid.clone(),
             );
             r.record(messages, &regarding);

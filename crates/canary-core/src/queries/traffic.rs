@@ -198,9 +198,9 @@ fn escape(name: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn linkerd_queries_group_both_workloads() {
-        let q = queries(
+    /// The traffic queries of podinfo in `test` on Linkerd, over 1m.
+    fn podinfo_on_linkerd() -> TrafficQueries {
+        queries(
             Provider::parse("linkerd").unwrap(),
             "test",
             "podinfo-primary",
@@ -208,7 +208,12 @@ mod tests {
             "podinfo",
             "1m",
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn linkerd_queries_group_both_workloads() {
+        let q = podinfo_on_linkerd();
         assert_eq!(q.label, "deployment");
         assert_eq!(
             q.request_rate,
@@ -294,15 +299,7 @@ mod tests {
 
     #[test]
     fn one_query_marks_each_figure() {
-        let q = queries(
-            Provider::parse("linkerd").unwrap(),
-            "test",
-            "podinfo-primary",
-            "podinfo",
-            "podinfo",
-            "1m",
-        )
-        .unwrap();
+        let q = podinfo_on_linkerd();
         let one = q.one();
         assert_eq!(one.matches("label_replace(").count(), 3, "{one}");
         for stat in [RATE, SUCCESS, P99] {
