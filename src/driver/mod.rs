@@ -3,14 +3,17 @@
 //!
 //! Each round reads the target, the primary (with the state annotation)
 //! and the router's routing (`observe.rs`; the two Deployments and the
-//! router's object from watches kept while driving, `cluster::cache`), asks the engine what to do,
-//! answering its questions by calling webhooks and querying metrics
+//! router's object from watches kept while driving, `cluster::cache`),
+//! asks the engine what to do, answering its questions by calling webhooks and querying metrics
 //! (`answer.rs`), applies the actions in order and writes the new state
 //! guarded by the primary's resourceVersion (`execute.rs`). A conflict
 //! means someone else wrote in between: the round is thrown away and
 //! decided again from a fresh read. What happened is reported as typed
-//! events ([`canary_core::event`]) to one reporter (`report.rs`). The
-//! driver never prints and never builds a patch: its Kubernetes calls are
+//! events ([`canary_core::event`]) to one reporter (`report.rs`); the
+//! round's messages also go, in the background, to the alert targets
+//! ([`crate::alerts`]) and as Kubernetes Events to the target
+//! ([`crate::events`]), and neither can change a verdict. The driver
+//! never prints and never builds a patch: its Kubernetes calls are
 //! functions of [`crate::cluster`].
 //!
 //! Between rounds the driver sleeps (`lease.rs`) on three things: its
