@@ -26,6 +26,9 @@ pub struct CrdGroups {
     pub flagger: bool,
     /// `keda.sh` ScaledObject: KEDA's autoscaler.
     pub keda: bool,
+    /// `kuma.io` TrafficRoute (cluster-scoped, as Kuma installs it). Off
+    /// by default.
+    pub kuma: bool,
 }
 
 impl Default for CrdGroups {
@@ -36,6 +39,7 @@ impl Default for CrdGroups {
             istio: true,
             flagger: false,
             keda: true,
+            kuma: false,
         }
     }
 }
@@ -48,6 +52,7 @@ pub enum CrdGroup {
     Istio,
     Flagger,
     Keda,
+    Kuma,
 }
 
 /// One served resource.
@@ -327,6 +332,19 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        categories: &["kuma"],
+        namespaced: false,
+        crd: Some(CrdGroup::Kuma),
+        has_generation: true,
+        ..kind!(
+            "kuma.io",
+            &["v1alpha1"],
+            "TrafficRoute",
+            "trafficroutes",
+            "trafficroute"
+        )
+    },
+    KindInfo {
         crd: Some(CrdGroup::Flagger),
         has_generation: true,
         ..kind!(
@@ -505,6 +523,7 @@ impl Kinds {
                 Some(CrdGroup::Istio) => installed.istio,
                 Some(CrdGroup::Flagger) => installed.flagger,
                 Some(CrdGroup::Keda) => installed.keda,
+                Some(CrdGroup::Kuma) => installed.kuma,
             })
             .collect();
         Self { served }

@@ -16,8 +16,14 @@
 //! `nginx_ingress_controller_requests`,
 //! `nginx_ingress_controller_ingress_upstream_latency_seconds` and
 //! `nginx_ingress_controller_response_duration_seconds` (with `canary` set
-//! for the canary ingress's traffic). Label sets are those Flagger's
-//! built-in queries select on, plus the usual neighbours.
+//! for the canary ingress's traffic). Pods in a Kuma namespace (labelled
+//! `kuma.io/sidecar-injection: enabled`) record their sidecar's inbound
+//! `envoy_cluster_upstream_rq` and `envoy_cluster_upstream_rq_time`, with
+//! the `service` label Kuma's Prometheus discovery sets to the Kuma service
+//! (`<svc>_<namespace>_svc_<port>`) the request was sent to; a Kuma
+//! TrafficRoute for a Service's Kuma service splits the traffic aimed at
+//! it. Label sets are those Flagger's built-in queries select on, plus the
+//! usual neighbours.
 //!
 //! The headers a route adds to the answer (Istio's `headers.response` on
 //! the route and the chosen destination, the Gateway API's
@@ -51,6 +57,12 @@ pub const LINKERD_BUCKETS: &[f64] = &[
 
 /// Istio's default `istio_request_duration_milliseconds` bounds.
 pub const ISTIO_BUCKETS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Envoy's default histogram bounds (ms), as Kuma's sidecars export them.
+pub const ENVOY_BUCKETS: &[f64] = &[
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
@@ -366,6 +378,8 @@ impl Traffic {
                 "nginx_ingress_controller_response_duration_seconds",
                 "The time spent on receiving the response from the upstream server",
             ),
+            ("envoy_cluster_upstream_rq", ""),
+            ("envoy_cluster_upstream_rq_time", ""),
         ] {
             series.set_help(name, help);
         }
@@ -915,6 +929,9 @@ impl Traffic {
         if let Some(n) = &nginx {
             rec.nginx(n, req, status, latency_ms);
         }
+        if pod.kuma {
+            rec.kuma(pod, svc_name, port, target_port, status, latency_ms);
+        }
         rec.pod(pod);
         Response {
             status,
@@ -1013,6 +1030,7 @@ struct PodInfo {
     template_hash: String,
     linkerd: bool,
     istio: bool,
+    kuma: bool,
 }
 
 impl PodInfo {
@@ -1044,14 +1062,16 @@ enum Router {
     HttpRoute,
     VirtualService,
     Ingress,
+    TrafficRoute,
 }
 
 impl Router {
-    const ALL: [Router; 4] = [
+    const ALL: [Router; 5] = [
         Router::TrafficSplit,
         Router::HttpRoute,
         Router::VirtualService,
         Router::Ingress,
+        Router::TrafficRoute,
     ];
 
     /// Group, versions (preferred first) and kind.
@@ -1069,6 +1089,7 @@ impl Router {
                 "VirtualService",
             ),
             Router::Ingress => ("networking.k8s.io", &["v1"], "Ingress"),
+            Router::TrafficRoute => ("kuma.io", &["v1alpha1"], "TrafficRoute"),
         }
     }
 }
@@ -1084,6 +1105,7 @@ struct Cluster {
     httproutes: Vec<Value>,
     virtualservices: Vec<Value>,
     ingresses: Vec<Value>,
+    trafficroutes: Vec<Value>,
 }
 
 impl Cluster {
@@ -1127,6 +1149,7 @@ impl Cluster {
             httproutes: Vec::new(),
             virtualservices: Vec::new(),
             ingresses: Vec::new(),
+            trafficroutes: Vec::new(),
         };
         for r in Router::ALL {
             c.relist(store, r);
@@ -1152,6 +1175,7 @@ impl Cluster {
             Router::HttpRoute => &mut self.httproutes,
             Router::VirtualService => &mut self.virtualservices,
             Router::Ingress => &mut self.ingresses,
+            Router::TrafficRoute => &mut self.trafficroutes,
         } = items;
     }
 
@@ -1429,6 +1453,9 @@ fn pod_info(p: &Value, namespaces: &HashMap<String, Value>) -> PodInfo {
             .and_then(Value::as_str)
             == Some("true")
             || ns_obj.is_some_and(ns_istio));
+    let kuma = ann["kuma.io/sidecar-injection"] != "disabled"
+        && ns_obj
+            .is_some_and(|n| n["metadata"]["labels"]["kuma.io/sidecar-injection"] == "enabled");
     PodInfo {
         name: meta["name"].as_str().unwrap_or("").to_string(),
         uid: meta["uid"].as_str().unwrap_or("").to_string(),
@@ -1441,6 +1468,7 @@ fn pod_info(p: &Value, namespaces: &HashMap<String, Value>) -> PodInfo {
         template_hash,
         linkerd,
         istio,
+        kuma,
     }
 }
 
@@ -1751,6 +1779,21 @@ fn mesh_route(
     rng: &mut Rng,
     fx: &mut Effects,
 ) -> Option<Routed> {
+    if let Some(tr) = kuma_route(c, ns, svc) {
+        let backends: Vec<((String, String), f64)> = tr["spec"]["conf"]["split"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let (name, ns) = kuma_service(s["destination"]["kuma.io/service"].as_str()?)?;
+                Some(((ns, name), s["weight"].as_f64().unwrap_or(0.0)))
+            })
+            .collect();
+        return Some(match pick_weighted(&backends, rng) {
+            Some((n, s)) => Routed::To(n, s),
+            None => Routed::Nowhere,
+        });
+    }
     if let Some(ts) = c.splits.iter().find(|t| {
         t["metadata"]["namespace"] == ns
             && t["spec"]["service"]
@@ -1825,6 +1868,29 @@ fn mesh_route(
     // traffic (Istio applies it to the sidecars only with `mesh`), so it
     // has no such fallback.
     None
+}
+
+/// A Kuma service name, `<svc>_<namespace>_svc_<port>`, as (svc,
+/// namespace).
+fn kuma_service(s: &str) -> Option<(String, String)> {
+    let mut parts = s.split('_');
+    let (name, ns, svc, port) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (svc == "svc" && port.parse::<u16>().is_ok() && parts.next().is_none())
+        .then(|| (name.to_string(), ns.to_string()))
+}
+
+/// The Kuma TrafficRoute whose destination is a Kuma service of Service
+/// `ns/svc` (any of its ports).
+fn kuma_route<'a>(c: &'a Cluster, ns: &str, svc: &str) -> Option<&'a Value> {
+    c.trafficroutes.iter().find(|tr| {
+        tr["spec"]["destinations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["match"]["kuma.io/service"].as_str())
+            .filter_map(kuma_service)
+            .any(|(name, n)| name == svc && n == ns)
+    })
 }
 
 /// The VirtualService the sidecars apply to traffic aimed at Service
@@ -2463,6 +2529,46 @@ impl Recorder {
             "istio_request_duration_milliseconds",
             &labels,
             ISTIO_BUCKETS,
+            latency_ms,
+        );
+    }
+
+    /// A Kuma sidecar's inbound series, with the labels Kuma's Prometheus
+    /// discovery adds (`mesh`, `dataplane`, `service`: the Kuma service the
+    /// request was sent to).
+    fn kuma(
+        &mut self,
+        pod: &PodInfo,
+        svc: &str,
+        port: u16,
+        target_port: u16,
+        status: u16,
+        latency_ms: f64,
+    ) {
+        let service = format!("{svc}_{}_svc_{port}", pod.namespace);
+        let dataplane = format!("{}.{}", pod.name, pod.namespace);
+        let cluster = format!("localhost_{target_port}");
+        let code = status.to_string();
+        let class = format!("{}xx", status / 100);
+        let base = [
+            ("namespace", pod.namespace.as_str()),
+            ("pod", pod.name.as_str()),
+            ("mesh", "default"),
+            ("dataplane", dataplane.as_str()),
+            ("service", service.as_str()),
+            ("kuma_io_protocol", "http"),
+            ("envoy_cluster_name", cluster.as_str()),
+        ];
+        let mut with_code = base.to_vec();
+        with_code.extend([
+            ("envoy_response_code", code.as_str()),
+            ("envoy_response_code_class", class.as_str()),
+        ]);
+        self.count("envoy_cluster_upstream_rq", &with_code);
+        self.observe(
+            "envoy_cluster_upstream_rq_time",
+            &base,
+            ENVOY_BUCKETS,
             latency_ms,
         );
     }
