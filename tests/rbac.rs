@@ -273,6 +273,7 @@ namespaces:
   - {name: linkerd}
   - {name: linkerd-viz}
   - {name: istio-system}
+  - {name: kuma-system}
   - {name: ingress-nginx}
 deployments:
   - name: podinfo
@@ -623,9 +624,10 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
-    // The Gateway API and NGINX routers, each in a cluster of its own.
+    // The Gateway API, Kuma and NGINX routers, each in a cluster of its own.
     for (crds, spec, ingress) in [
         ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
+        ("kuma", router_spec("kuma", ""), false),
         (
             "smi",
             router_spec(
