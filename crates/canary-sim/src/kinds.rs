@@ -29,6 +29,8 @@ pub struct CrdGroups {
     /// `kuma.io` TrafficRoute (cluster-scoped, as Kuma installs it). Off
     /// by default.
     pub kuma: bool,
+    /// `apisix.apache.org` ApisixRoute (v2). Off by default.
+    pub apisix: bool,
 }
 
 impl Default for CrdGroups {
@@ -40,6 +42,7 @@ impl Default for CrdGroups {
             flagger: false,
             keda: true,
             kuma: false,
+            apisix: false,
         }
     }
 }
@@ -53,6 +56,7 @@ pub enum CrdGroup {
     Flagger,
     Keda,
     Kuma,
+    Apisix,
 }
 
 /// One served resource.
@@ -332,6 +336,20 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        short_names: &["ar"],
+        categories: &["apisix-ingress-controller"],
+        crd: Some(CrdGroup::Apisix),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "apisix.apache.org",
+            &["v2"],
+            "ApisixRoute",
+            "apisixroutes",
+            "apisixroute"
+        )
+    },
+    KindInfo {
         categories: &["kuma"],
         namespaced: false,
         crd: Some(CrdGroup::Kuma),
@@ -524,6 +542,7 @@ impl Kinds {
                 Some(CrdGroup::Flagger) => installed.flagger,
                 Some(CrdGroup::Keda) => installed.keda,
                 Some(CrdGroup::Kuma) => installed.kuma,
+                Some(CrdGroup::Apisix) => installed.apisix,
             })
             .collect();
         Self { served }

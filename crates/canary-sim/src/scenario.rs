@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -176,6 +176,7 @@ pub enum CrdName {
     Flagger,
     Keda,
     Kuma,
+    Apisix,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -684,6 +685,7 @@ impl Scenario {
                 flagger: list.contains(&CrdName::Flagger),
                 keda: list.contains(&CrdName::Keda),
                 kuma: list.contains(&CrdName::Kuma),
+                apisix: list.contains(&CrdName::Apisix),
             },
         }
     }

@@ -22,8 +22,12 @@
 //! the `service` label Kuma's Prometheus discovery sets to the Kuma service
 //! (`<svc>_<namespace>_svc_<port>`) the request was sent to; a Kuma
 //! TrafficRoute for a Service's Kuma service splits the traffic aimed at
-//! it. Label sets are those Flagger's built-in queries select on, plus the
-//! usual neighbours.
+//! it. Requests for a host an ApisixRoute serves go through the APISIX
+//! gateway: the matching route of highest priority picks a backend by
+//! weight, and APISIX's `apisix_http_status` and `apisix_http_latency`
+//! are recorded with the route's name as the ingress controller sets it
+//! (`<namespace>_<ApisixRoute>_<http route>`). Label sets are those
+//! Flagger's built-in queries select on, plus the usual neighbours.
 //!
 //! The headers a route adds to the answer (Istio's `headers.response` on
 //! the route and the chosen destination, the Gateway API's
@@ -65,6 +69,12 @@ pub const ISTIO_BUCKETS: &[f64] = &[
 pub const ENVOY_BUCKETS: &[f64] = &[
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// APISIX's default `http_latency` bounds (ms).
+pub const APISIX_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
+    60000.0,
 ];
 
 /// ingress-nginx's `response_duration_seconds` bounds (Prometheus' defaults).
@@ -380,6 +390,14 @@ impl Traffic {
             ),
             ("envoy_cluster_upstream_rq", ""),
             ("envoy_cluster_upstream_rq_time", ""),
+            (
+                "apisix_http_status",
+                "HTTP status codes per service in APISIX",
+            ),
+            (
+                "apisix_http_latency",
+                "HTTP request latency in milliseconds per service in APISIX",
+            ),
         ] {
             series.set_help(name, help);
         }
@@ -727,6 +745,16 @@ impl Traffic {
                 answer
             }
             Entry::Ingress(hit) => self.through_ingress(g, c, req, *hit, now, rec),
+            Entry::Apisix(hit) => {
+                let (ns, svc, port) = (hit.namespace.clone(), hit.service.clone(), hit.port);
+                let r = self.to_service(g, c, req, &ns, &svc, port, &hit.host, None, now, rec);
+                let status = if r.error.is_some() { 502 } else { r.status };
+                rec.apisix(&hit, status, r.latency.as_secs_f64() * 1000.0);
+                if r.error.is_some() {
+                    return answer_503("502 Bad Gateway");
+                }
+                r
+            }
             Entry::Routed {
                 ns,
                 name,
@@ -844,6 +872,9 @@ impl Traffic {
                 }
                 if let Some(hit) = c.ingress_for(host, path) {
                     return Ok(Entry::Ingress(Box::new(hit)));
+                }
+                if let Some(hit) = apisix_route(c, host, path, rng) {
+                    return Ok(Entry::Apisix(Box::new(hit)));
                 }
                 if let Some(routed) = gateway_route(c, host, req, rng, fx) {
                     return match routed {
@@ -1063,10 +1094,12 @@ enum Router {
     VirtualService,
     Ingress,
     TrafficRoute,
+    ApisixRoute,
 }
 
 impl Router {
-    const ALL: [Router; 5] = [
+    const ALL: [Router; 6] = [
+        Router::ApisixRoute,
         Router::TrafficSplit,
         Router::HttpRoute,
         Router::VirtualService,
@@ -1090,6 +1123,7 @@ impl Router {
             ),
             Router::Ingress => ("networking.k8s.io", &["v1"], "Ingress"),
             Router::TrafficRoute => ("kuma.io", &["v1alpha1"], "TrafficRoute"),
+            Router::ApisixRoute => ("apisix.apache.org", &["v2"], "ApisixRoute"),
         }
     }
 }
@@ -1106,6 +1140,7 @@ struct Cluster {
     virtualservices: Vec<Value>,
     ingresses: Vec<Value>,
     trafficroutes: Vec<Value>,
+    apisixroutes: Vec<Value>,
 }
 
 impl Cluster {
@@ -1150,6 +1185,7 @@ impl Cluster {
             virtualservices: Vec::new(),
             ingresses: Vec::new(),
             trafficroutes: Vec::new(),
+            apisixroutes: Vec::new(),
         };
         for r in Router::ALL {
             c.relist(store, r);
@@ -1176,6 +1212,7 @@ impl Cluster {
             Router::VirtualService => &mut self.virtualservices,
             Router::Ingress => &mut self.ingresses,
             Router::TrafficRoute => &mut self.trafficroutes,
+            Router::ApisixRoute => &mut self.apisixroutes,
         } = items;
     }
 
@@ -1531,6 +1568,8 @@ enum Entry {
         authority: String,
     },
     Ingress(Box<IngressHit>),
+    /// Through the APISIX gateway.
+    Apisix(Box<ApisixHit>),
     /// Chosen by a gateway's route for a host name.
     Routed {
         ns: String,
@@ -1868,6 +1907,79 @@ fn mesh_route(
     // traffic (Istio applies it to the sidecars only with `mesh`), so it
     // has no such fallback.
     None
+}
+
+/// A request's way through the APISIX gateway.
+struct ApisixHit {
+    namespace: String,
+    /// `<namespace>_<ApisixRoute>_<http route>`.
+    route: String,
+    service: String,
+    port: Option<u16>,
+    host: String,
+    uri: String,
+}
+
+/// Whether an ApisixRoute path (`/*` a prefix wildcard) matches `path`.
+fn apisix_path(rule: &str, path: &str) -> bool {
+    match rule.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => rule == path,
+    }
+}
+
+/// The http route of an ApisixRoute, of the highest priority, serving
+/// `host` and `path`, and the backend its weights pick.
+fn apisix_route(c: &Cluster, host: &str, path: &str, rng: &mut Rng) -> Option<ApisixHit> {
+    let mut best: Option<(i64, &Value, &Value)> = None;
+    for ar in &c.apisixroutes {
+        for http in ar["spec"]["http"].as_array().into_iter().flatten() {
+            let m = &http["match"];
+            let hosts_ok = m["hosts"].as_array().is_none_or(|hs| {
+                hs.iter()
+                    .any(|h| h.as_str().is_some_and(|h| host_matches(h, host)))
+            });
+            let paths_ok = m["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p.as_str().is_some_and(|p| apisix_path(p, path)));
+            let priority = http["priority"].as_i64().unwrap_or(0);
+            if hosts_ok && paths_ok && best.as_ref().is_none_or(|(b, ..)| priority > *b) {
+                best = Some((priority, ar, http));
+            }
+        }
+    }
+    let (_, ar, http) = best?;
+    let ns = ar["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let backends: Vec<((String, Option<u16>), f64)> = http["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            let port = b["servicePort"].as_u64().map(|p| p as u16);
+            Some((
+                (b["serviceName"].as_str()?.to_string(), port),
+                b["weight"].as_f64().unwrap_or(100.0),
+            ))
+        })
+        .collect();
+    let (service, port) = pick_weighted(&backends, rng)?;
+    Some(ApisixHit {
+        route: format!(
+            "{ns}_{}_{}",
+            ar["metadata"]["name"].as_str().unwrap_or(""),
+            http["name"].as_str().unwrap_or("")
+        ),
+        namespace: ns,
+        service,
+        port,
+        host: host.to_string(),
+        uri: path.to_string(),
+    })
 }
 
 /// A Kuma service name, `<svc>_<namespace>_svc_<port>`, as (svc,
@@ -2571,6 +2683,33 @@ impl Recorder {
             ENVOY_BUCKETS,
             latency_ms,
         );
+    }
+
+    /// APISIX's series for a request through the gateway.
+    fn apisix(&mut self, hit: &ApisixHit, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let service = format!(
+            "{}_{}_{}",
+            hit.namespace,
+            hit.service,
+            hit.port.unwrap_or(80)
+        );
+        let common = [
+            ("route", hit.route.as_str()),
+            ("service", service.as_str()),
+            ("consumer", ""),
+            ("node", ""),
+        ];
+        let mut status_labels = common.to_vec();
+        status_labels.extend([
+            ("code", code.as_str()),
+            ("matched_host", hit.host.as_str()),
+            ("matched_uri", hit.uri.as_str()),
+        ]);
+        self.count("apisix_http_status", &status_labels);
+        let mut latency = common.to_vec();
+        latency.push(("type", "request"));
+        self.observe("apisix_http_latency", &latency, APISIX_BUCKETS, latency_ms);
     }
 
     /// The NGINX ingress controller's series for a request through it.
