@@ -1,5 +1,5 @@
-//! The Kuma router end to end, and App Mesh, which `validate` accepts but
-//! `run` and `plan` refuse since AWS ended its support.
+//! The Kuma and APISIX routers end to end, and App Mesh, which `validate`
+//! accepts but `run` and `plan` refuse since AWS ended its support.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -388,4 +388,225 @@ async fn watch_while_running<T: PartialEq + Clone>(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     (finish(child).await, seen)
+}
+
+// ---------------------------------------------------------------------------
+// APISIX
+// ---------------------------------------------------------------------------
+
+/// podinfo in `prod` behind the APISIX gateway, clients calling
+/// `app.example.com`, Prometheus in `ingress-apisix`.
+fn apisix_scenario() -> Scenario {
+    let text = "
+seed: 13
+namespace: prod
+readinessDelay: 200ms
+trafficInterval: 100ms
+crds: [apisix]
+namespaces:
+  - {name: prod}
+  - {name: ingress-apisix}
+deployments:
+  - name: podinfo
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 2
+    labels: {app: podinfo}
+    ports:
+      - {name: http, containerPort: 9898}
+behaviours:
+  \"3.1.0\": {successRate: 100%, latency: {median: 9ms, p99: 35ms}}
+  \"3.1.1\": {successRate: 100%, latency: {median: 8ms, p99: 30ms}}
+  \"3.1.2\": {successRate: 50%, latency: {median: 9ms, p99: 35ms}}
+prometheus: {name: prometheus, namespace: ingress-apisix, port: 9090}
+traffic:
+  - {host: app.example.com, namespace: prod, rps: 40}
+";
+    Scenario::from_yaml("apisix.yaml", text).unwrap()
+}
+
+const APISIX_SPEC: &str = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: apisix
+  metricsServer: http://prometheus.ingress-apisix:9090
+  targetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: podinfo
+  routeRef:
+    apiVersion: apisix.apache.org/v2
+    kind: ApisixRoute
+    name: podinfo
+  service:
+    port: 80
+    targetPort: 9898
+  analysis:
+    interval: 1s
+    threshold: 2
+    stepWeights: [10, 40, 80]
+    metrics:
+      - name: request-success-rate
+        thresholdRange:
+          min: 99
+        interval: 5s
+      - name: request-duration
+        thresholdRange:
+          max: 500
+        interval: 5s
+";
+
+/// The user's ApisixRoute: `app.example.com` to the apex Service.
+fn user_apisix_route() -> Value {
+    json!({
+        "apiVersion": "apisix.apache.org/v2",
+        "kind": "ApisixRoute",
+        "metadata": {"name": "podinfo", "namespace": "prod", "labels": {"app": "podinfo"}},
+        "spec": {"http": [{
+            "name": "rule1",
+            "match": {"hosts": ["app.example.com"], "paths": ["/*"]},
+            "backends": [{"serviceName": "podinfo", "servicePort": 80}]
+        }]}
+    })
+}
+
+fn apisix_copy(c: &Cluster) -> Option<Value> {
+    c.world.store().get(
+        "apisix.apache.org/v2",
+        "ApisixRoute",
+        "prod",
+        "podinfo-podinfo-canary",
+    )
+}
+
+/// The (primary, canary) weights of the copied route.
+fn apisix_weights(c: &Cluster) -> Option<(i64, i64)> {
+    let r = apisix_copy(c)?;
+    let backends = r["spec"]["http"][0]["backends"].as_array()?.clone();
+    let w = |svc: &str| {
+        backends
+            .iter()
+            .find(|b| b["serviceName"] == svc)
+            .and_then(|b| b["weight"].as_i64())
+    };
+    Some((w("podinfo-primary")?, w("podinfo-canary")?))
+}
+
+/// Which version answered each of `n` requests to `app.example.com`:
+/// (primary, canary).
+fn host_answers(c: &Cluster, n: usize) -> (usize, usize) {
+    let mut out = (0, 0);
+    for _ in 0..n {
+        let req = Request::get(
+            Target::Host {
+                host: "app.example.com".into(),
+                port: None,
+                namespace: "prod".into(),
+            },
+            "/",
+        );
+        let pod = c.world.request(&req).pod.unwrap_or_default();
+        if pod.starts_with("podinfo-primary-") {
+            out.0 += 1;
+        } else if pod.starts_with("podinfo-") {
+            out.1 += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apisix_canary_is_promoted_step_by_step_rolled_back_planned_and_reverted() {
+    let c = Cluster::start_in(apisix_scenario(), APISIX_SPEC).await;
+    c.world.store().create(user_apisix_route()).unwrap();
+    let user_before = c
+        .world
+        .store()
+        .get("apisix.apache.org/v2", "ApisixRoute", "prod", "podinfo")
+        .unwrap();
+    c.initialise().await;
+    let copy = apisix_copy(&c).expect("the canary ApisixRoute");
+    assert_eq!(copy["spec"]["http"][0]["priority"], 10000);
+    assert_eq!(copy["spec"]["http"][0]["name"], "rule1");
+    assert_eq!(
+        copy["spec"]["http"][0]["match"],
+        json!({"hosts": ["app.example.com"], "paths": ["/*"]})
+    );
+    assert_eq!(copy["metadata"]["labels"]["app"], "podinfo");
+    assert_eq!(apisix_weights(&c), Some((100, 0)));
+
+    // A healthy release: the copy shows every planned step.
+    c.set_image("3.1.1");
+    let (out, seen) = watch_while_running(&c, c.spawn(&[]), apisix_weights).await;
+    assert_exit(&out, 0);
+    let canary: Vec<i64> = seen.iter().flatten().map(|w| w.1).collect();
+    assert_eq!(canary, [0, 10, 40, 80, 0], "{seen:?}");
+    assert!(seen.iter().flatten().all(|(p, w)| p + w == 100));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    // APISIX recorded the route's traffic under the copy's name.
+    let route = "route=\"prod_podinfo-podinfo-canary_rule1\"";
+    assert!(scraped(&c, "apisix_http_status", &[route, "code=\"200\""]).await > 0.0);
+    assert!(
+        scraped(
+            &c,
+            "apisix_http_latency_bucket",
+            &[route, "type=\"request\""]
+        )
+        .await
+            > 0.0
+    );
+
+    // A failing release: rolled back, the primary untouched.
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("Rolling back podinfo.prod failed checks threshold reached 2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(apisix_weights(&c), Some((100, 0)));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(host_answers(&c, 20), (20, 0));
+    assert!(scraped(&c, "apisix_http_status", &[route, "code=\"500\""]).await > 0.0);
+
+    let plan = crate::util::canary()
+        .arg("plan")
+        .arg(&c.spec)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&plan, 0);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_plan_matches_cluster(
+        &c,
+        &plan,
+        &[("apisix.apache.org/v2", "ApisixRoute", "prod")],
+    );
+
+    // Revert removes the copy; the user's route was never changed.
+    let out = crate::util::canary()
+        .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(apisix_copy(&c).is_none(), "{}", stdout(&out));
+    let user_after = c
+        .world
+        .store()
+        .get("apisix.apache.org/v2", "ApisixRoute", "prod", "podinfo")
+        .unwrap();
+    assert_eq!(user_after["spec"], user_before["spec"]);
+    c.world.shutdown().await;
 }

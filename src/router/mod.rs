@@ -9,6 +9,7 @@
 //! for `canary revert`.
 
 pub(crate) mod affinity;
+pub(crate) mod apisix;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod istio;
@@ -68,6 +69,7 @@ pub(crate) enum AnyRouter {
     GatewayApi(gateway_api::GatewayApiRouter),
     Nginx(nginx::NginxRouter),
     Kuma(kuma::KumaRouter),
+    Apisix(apisix::ApisixRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -91,6 +93,7 @@ impl AnyRouter {
             )),
             Provider::Nginx => Ok(AnyRouter::Nginx(nginx::NginxRouter::new(client.clone()))),
             Provider::Kuma => Ok(AnyRouter::Kuma(kuma::KumaRouter::new(client.clone()))),
+            Provider::Apisix => Ok(AnyRouter::Apisix(apisix::ApisixRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -111,6 +114,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.reconcile(c).await,
             AnyRouter::Nginx(r) => r.reconcile(c).await,
             AnyRouter::Kuma(r) => r.reconcile(c).await,
+            AnyRouter::Apisix(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -122,6 +126,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.watch(c),
             AnyRouter::Nginx(r) => r.watch(c),
             AnyRouter::Kuma(r) => r.watch(c),
+            AnyRouter::Apisix(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -133,6 +138,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.current_routing(c).await,
             AnyRouter::Nginx(r) => r.current_routing(c).await,
             AnyRouter::Kuma(r) => r.current_routing(c).await,
+            AnyRouter::Apisix(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -146,6 +152,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.set_routing(c, routing).await,
             AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
             AnyRouter::Kuma(r) => r.set_routing(c, routing).await,
+            AnyRouter::Apisix(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -159,6 +166,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.finalize(c).await,
             AnyRouter::Nginx(r) => r.finalize(c).await,
             AnyRouter::Kuma(r) => r.finalize(c).await,
+            AnyRouter::Apisix(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

@@ -286,12 +286,12 @@ impl Provider {
                 not_driven: Some(APP_MESH_ENDED),
                 ..flagger(true, true, false, false, false)
             },
-            // Flagger's Kuma router writes weights only.
-            Provider::Kuma => Capabilities {
+            // Flagger's Kuma and APISIX routers write weights only.
+            Provider::Kuma | Provider::Apisix => Capabilities {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::Traefik | Provider::Apisix | Provider::Skipper | Provider::Knative => {
+            Provider::Traefik | Provider::Skipper | Provider::Knative => {
                 flagger(false, false, false, false, false)
             }
         }
@@ -595,6 +595,7 @@ mod tests {
         assert_eq!(
             driven,
             [
+                "apisix",
                 "gatewayapi:v1",
                 "gatewayapi:v1beta1",
                 "istio",
