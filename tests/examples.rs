@@ -977,6 +977,8 @@ const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
     ),
     ("nginx.yaml", "nginx", "canary"),
     ("nginx-ab-testing.yaml", "nginx", "A/B testing"),
+    ("kuma.yaml", "kuma", "canary"),
+    ("apisix.yaml", "apisix", "canary"),
     ("blue-green.yaml", "kubernetes", "blue/green"),
     ("podinfo.yaml", "linkerd", "canary"),
 ];

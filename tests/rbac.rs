@@ -273,6 +273,7 @@ namespaces:
   - {name: linkerd}
   - {name: linkerd-viz}
   - {name: istio-system}
+  - {name: kuma-system}
   - {name: ingress-nginx}
 deployments:
   - name: podinfo
@@ -623,9 +624,18 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
-    // The Gateway API and NGINX routers, each in a cluster of its own.
+    // The Gateway API, Kuma, APISIX and NGINX routers, each in a cluster of its own.
     for (crds, spec, ingress) in [
         ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
+        ("kuma", router_spec("kuma", ""), false),
+        (
+            "apisix",
+            router_spec(
+                "apisix",
+                "  routeRef: {apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: podinfo}\n",
+            ),
+            false,
+        ),
         (
             "smi",
             router_spec(
@@ -728,6 +738,18 @@ traffic:
                     "path": "/", "pathType": "Prefix",
                     "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}
                 }]}}]}
+            }))
+            .unwrap();
+    }
+    if crds == "apisix" {
+        world
+            .store()
+            .create(json!({
+                "apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute",
+                "metadata": {"name": "podinfo", "namespace": "prod"},
+                "spec": {"http": [{"name": "rule1",
+                    "match": {"hosts": ["www.example.com"], "paths": ["/*"]},
+                    "backends": [{"serviceName": "podinfo", "servicePort": 9898}]}]}
             }))
             .unwrap();
     }

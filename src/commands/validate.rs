@@ -66,7 +66,7 @@ async fn validate_files(args: ValidateArgs) -> Outcome {
                 report.alert_providers += file.alert_providers.len();
                 for doc in &file.canaries {
                     let mut r = resolve::resolve(file, doc, &Overrides::default());
-                    let mut refused = support::check(file, doc, &r);
+                    let mut refused = support::check_accepting_retired(file, doc, &r);
                     refused.extend(spec::manifest::check_target(&all, file, doc));
                     // Against the cluster, as `canary run` resolves it: the
                     // context's namespace, the provider detected.
@@ -143,6 +143,7 @@ async fn validate_files(args: ValidateArgs) -> Outcome {
                         steps: steps.len(),
                         weights,
                         notes,
+                        warnings: support::retired_warning(&r).into_iter().collect(),
                         cluster: cluster_checked,
                     });
                 }

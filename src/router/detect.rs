@@ -4,7 +4,8 @@
 //!
 //! Each candidate is found by two things it installs: Linkerd by its
 //! namespace and the SMI TrafficSplit CRD, Istio by its namespace and the
-//! VirtualService CRD, NGINX by the `ingress-nginx` namespace and the
+//! VirtualService CRD, Kuma by the `kuma-system` namespace and the
+//! TrafficRoute CRD, NGINX by the `ingress-nginx` namespace and the
 //! `nginx` IngressClass, the Gateway API by the HTTPRoute CRD (`v1` when
 //! the CRD serves it, else `v1beta1`). Exactly one must be found; with none
 //! or several, the user names one.
@@ -36,6 +37,7 @@ const MESHES: &[(Provider, &str, &str)] = &[
         "istio-system",
         "virtualservices.networking.istio.io",
     ),
+    (Provider::Kuma, "kuma-system", "trafficroutes.kuma.io"),
 ];
 
 /// NGINX: the namespace and IngressClass ingress-nginx installs.
@@ -111,8 +113,8 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, DetectErro
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(DetectError::Ambiguous(
-            "no provider in the spec and none detected (no Linkerd, Istio, NGINX or Gateway \
-             API found); name one with --mesh-provider (or spec.provider)"
+            "no provider in the spec and none detected (no Linkerd, Istio, Kuma, NGINX or \
+             Gateway API found); name one with --mesh-provider (or spec.provider)"
                 .to_string(),
         )),
         _ => Err(DetectError::Ambiguous(format!(

@@ -9,9 +9,11 @@
 //! for `canary revert`.
 
 pub(crate) mod affinity;
+pub(crate) mod apisix;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod istio;
+pub(crate) mod kuma;
 pub(crate) mod nginx;
 pub(crate) mod smi;
 
@@ -66,6 +68,8 @@ pub(crate) enum AnyRouter {
     Istio(istio::IstioRouter),
     GatewayApi(gateway_api::GatewayApiRouter),
     Nginx(nginx::NginxRouter),
+    Kuma(kuma::KumaRouter),
+    Apisix(apisix::ApisixRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -88,6 +92,8 @@ impl AnyRouter {
                 gateway_api::GatewayApiRouter::new(client.clone(), v),
             )),
             Provider::Nginx => Ok(AnyRouter::Nginx(nginx::NginxRouter::new(client.clone()))),
+            Provider::Kuma => Ok(AnyRouter::Kuma(kuma::KumaRouter::new(client.clone()))),
+            Provider::Apisix => Ok(AnyRouter::Apisix(apisix::ApisixRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -107,6 +113,8 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.reconcile(c).await,
             AnyRouter::GatewayApi(r) => r.reconcile(c).await,
             AnyRouter::Nginx(r) => r.reconcile(c).await,
+            AnyRouter::Kuma(r) => r.reconcile(c).await,
+            AnyRouter::Apisix(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -117,6 +125,8 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.watch(c),
             AnyRouter::GatewayApi(r) => r.watch(c),
             AnyRouter::Nginx(r) => r.watch(c),
+            AnyRouter::Kuma(r) => r.watch(c),
+            AnyRouter::Apisix(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -127,6 +137,8 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.current_routing(c).await,
             AnyRouter::GatewayApi(r) => r.current_routing(c).await,
             AnyRouter::Nginx(r) => r.current_routing(c).await,
+            AnyRouter::Kuma(r) => r.current_routing(c).await,
+            AnyRouter::Apisix(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -139,6 +151,8 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.set_routing(c, routing).await,
             AnyRouter::GatewayApi(r) => r.set_routing(c, routing).await,
             AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
+            AnyRouter::Kuma(r) => r.set_routing(c, routing).await,
+            AnyRouter::Apisix(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -151,6 +165,8 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.finalize(c).await,
             AnyRouter::GatewayApi(r) => r.finalize(c).await,
             AnyRouter::Nginx(r) => r.finalize(c).await,
+            AnyRouter::Kuma(r) => r.finalize(c).await,
+            AnyRouter::Apisix(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

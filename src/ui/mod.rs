@@ -45,6 +45,10 @@ pub(crate) struct ValidCanary {
     /// Weights in order, for a progressive canary.
     pub weights: Vec<u32>,
     pub notes: Vec<String>,
+    /// What `validate` accepts but `run` will not carry out (a provider
+    /// past its end of support).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// With `--cluster`: what was checked in the cluster, all passed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Vec<String>>,
@@ -124,6 +128,9 @@ pub(crate) fn validate_report(r: &ValidateReport) {
         );
         for n in &c.notes {
             let _ = writeln!(out, "    note: {n}");
+        }
+        for w in &c.warnings {
+            let _ = writeln!(out, "    warning: {w}");
         }
         if let Some(checked) = &c.cluster {
             let _ = writeln!(out, "    cluster: checked {}", checked.join(", "));

@@ -138,6 +138,10 @@ pub(crate) const DRIVEN_TARGETS: &[&str] = &["Deployment", "DaemonSet"];
 pub const SCALABLE_TARGETS: &[&str] = &["Deployment"];
 pub(crate) const DRIVEN_AUTOSCALERS: &[&str] = &["HorizontalPodAutoscaler", "ScaledObject"];
 const NOT_YET: &str = "`canary run` does not drive its router yet";
+/// Why App Mesh is not driven, and will not be.
+const APP_MESH_ENDED: &str = "AWS ended support for App Mesh on 2026-09-30, so `canary run` does \
+                              not drive it: its controller and Envoy images get no fixes; move the \
+                              workload to a maintained mesh or to the Gateway API";
 
 /// A router that can only split by weight (SMI TrafficSplit), driven.
 const WEIGHTS_ONLY: Capabilities = Capabilities {
@@ -278,13 +282,27 @@ impl Provider {
             },
             Provider::Contour => flagger(true, true, false, false, false),
             Provider::Gloo => flagger(true, true, false, false, false),
-            Provider::AppMesh(_) => flagger(true, true, false, false, false),
-            Provider::Traefik
-            | Provider::Kuma
-            | Provider::Apisix
-            | Provider::Skipper
-            | Provider::Knative => flagger(false, false, false, false, false),
+            Provider::AppMesh(_) => Capabilities {
+                not_driven: Some(APP_MESH_ENDED),
+                ..flagger(true, true, false, false, false)
+            },
+            // Flagger's Kuma and APISIX routers write weights only.
+            Provider::Kuma | Provider::Apisix => Capabilities {
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
+            Provider::Traefik | Provider::Skipper | Provider::Knative => {
+                flagger(false, false, false, false, false)
+            }
         }
+    }
+
+    /// Whether the provider's product has reached its end of support, so
+    /// `validate` accepts a Canary for it (the spec is valid Flagger) with
+    /// a warning saying why it is not driven, while `run` and `plan`
+    /// refuse it.
+    pub fn retired(self) -> bool {
+        matches!(self, Provider::AppMesh(_))
     }
 
     /// Whether the router copies only a share of the requests while
@@ -577,10 +595,12 @@ mod tests {
         assert_eq!(
             driven,
             [
+                "apisix",
                 "gatewayapi:v1",
                 "gatewayapi:v1beta1",
                 "istio",
                 "kubernetes",
+                "kuma",
                 "linkerd",
                 "nginx",
                 "osm",
@@ -593,6 +613,26 @@ mod tests {
             let c = p.capabilities();
             assert_eq!(c.is_driven(), !c.targets.is_empty(), "{p}");
         }
+    }
+
+    #[test]
+    fn app_mesh_is_retired_and_says_why() {
+        for p in [
+            Provider::AppMesh(AppMeshVersion::V1Beta1),
+            Provider::AppMesh(AppMeshVersion::V1Beta2),
+        ] {
+            assert!(p.retired());
+            let why = p.capabilities().not_driven.unwrap();
+            assert!(
+                why.contains("AWS ended support for App Mesh on 2026-09-30"),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            Provider::ALL.iter().filter(|p| p.retired()).count(),
+            2,
+            "only App Mesh is retired"
+        );
     }
 
     #[test]

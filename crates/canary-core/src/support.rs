@@ -25,6 +25,36 @@ use crate::spec::{Diagnostic, Doc, SpecFile};
 /// refused when no provider `canary run` drives has it, whichever is
 /// detected; `run` checks again once it knows.
 pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diagnostic> {
+    check_with(file, doc, c, false)
+}
+
+/// [`check`] for `validate`: a provider that has reached its end of
+/// support ([`Provider::retired`]) is valid Flagger, so it is not refused
+/// here; [`retired_warning`] says why `run` will not drive it.
+pub fn check_accepting_retired(
+    file: &SpecFile,
+    doc: &Doc<Canary>,
+    c: &ResolvedCanary,
+) -> Vec<Diagnostic> {
+    check_with(file, doc, c, true)
+}
+
+/// The warning for a Canary whose provider has reached its end of
+/// support: accepted by `validate`, refused by `run` and `plan`.
+pub fn retired_warning(c: &ResolvedCanary) -> Option<String> {
+    let p = c.provider.filter(|p| p.retired())?;
+    let why = p.capabilities().not_driven?;
+    Some(format!(
+        "provider `{p}` is not driven and `canary run` and `canary plan` refuse it: {why}"
+    ))
+}
+
+fn check_with(
+    file: &SpecFile,
+    doc: &Doc<Canary>,
+    c: &ResolvedCanary,
+    accept_retired: bool,
+) -> Vec<Diagnostic> {
     let mut out = Refusals {
         file,
         doc,
@@ -44,6 +74,9 @@ pub fn check(file: &SpecFile, doc: &Doc<Canary>, c: &ResolvedCanary) -> Vec<Diag
             let caps = p.capabilities();
             let named = provider_words(p, c.provider_source);
             if let Some(why) = caps.not_driven {
+                if accept_retired && p.retired() {
+                    return out.out;
+                }
                 let drivable: Vec<&str> = Provider::driven().iter().map(|p| p.name()).collect();
                 let help = format!("`canary run` drives: {}", drivable.join(", "));
                 match c.provider_source {
@@ -599,11 +632,12 @@ spec:
 
     #[test]
     fn a_provider_canary_does_not_drive_is_refused_at_spec_provider() {
-        let yaml = AB.replace("spec:\n", "spec:\n  provider: kuma\n");
+        let yaml = AB.replace("spec:\n", "spec:\n  provider: appmesh\n");
         let d = refusals(&yaml, None);
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!(d[0].path.as_deref(), Some("spec.provider"));
         assert!(d[0].help.as_deref().unwrap().contains("linkerd"));
+        assert!(d[0].message.contains("AWS ended support for App Mesh"));
     }
 
     #[test]
@@ -670,9 +704,10 @@ spec:
         let weighted = AB.replace("    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n", "    stepWeight: 10\n");
         for p in Provider::ALL {
             let d = refusals(&weighted, Some(p));
-            let refused = d
-                .iter()
-                .any(|d| d.message.contains("does not drive its router"));
+            let refused = d.iter().any(|d| {
+                d.message.contains("does not drive its router")
+                    || d.message.contains("so `canary run` does not drive it")
+            });
             assert_eq!(refused, !p.capabilities().is_driven(), "{p}: {d:#?}");
         }
     }

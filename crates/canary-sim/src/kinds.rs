@@ -26,6 +26,11 @@ pub struct CrdGroups {
     pub flagger: bool,
     /// `keda.sh` ScaledObject: KEDA's autoscaler.
     pub keda: bool,
+    /// `kuma.io` TrafficRoute (cluster-scoped, as Kuma installs it). Off
+    /// by default.
+    pub kuma: bool,
+    /// `apisix.apache.org` ApisixRoute (v2). Off by default.
+    pub apisix: bool,
 }
 
 impl Default for CrdGroups {
@@ -36,6 +41,8 @@ impl Default for CrdGroups {
             istio: true,
             flagger: false,
             keda: true,
+            kuma: false,
+            apisix: false,
         }
     }
 }
@@ -48,6 +55,8 @@ pub enum CrdGroup {
     Istio,
     Flagger,
     Keda,
+    Kuma,
+    Apisix,
 }
 
 /// One served resource.
@@ -327,6 +336,33 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        short_names: &["ar"],
+        categories: &["apisix-ingress-controller"],
+        crd: Some(CrdGroup::Apisix),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "apisix.apache.org",
+            &["v2"],
+            "ApisixRoute",
+            "apisixroutes",
+            "apisixroute"
+        )
+    },
+    KindInfo {
+        categories: &["kuma"],
+        namespaced: false,
+        crd: Some(CrdGroup::Kuma),
+        has_generation: true,
+        ..kind!(
+            "kuma.io",
+            &["v1alpha1"],
+            "TrafficRoute",
+            "trafficroutes",
+            "trafficroute"
+        )
+    },
+    KindInfo {
         crd: Some(CrdGroup::Flagger),
         has_generation: true,
         ..kind!(
@@ -505,6 +541,8 @@ impl Kinds {
                 Some(CrdGroup::Istio) => installed.istio,
                 Some(CrdGroup::Flagger) => installed.flagger,
                 Some(CrdGroup::Keda) => installed.keda,
+                Some(CrdGroup::Kuma) => installed.kuma,
+                Some(CrdGroup::Apisix) => installed.apisix,
             })
             .collect();
         Self { served }

@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -175,6 +175,8 @@ pub enum CrdName {
     Istio,
     Flagger,
     Keda,
+    Kuma,
+    Apisix,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -186,6 +188,8 @@ pub enum Mesh {
     Linkerd,
     /// Label `istio-injection: enabled` on the namespace.
     Istio,
+    /// Label `kuma.io/sidecar-injection: enabled` on the namespace.
+    Kuma,
     #[default]
     None,
 }
@@ -680,6 +684,8 @@ impl Scenario {
                 istio: list.contains(&CrdName::Istio),
                 flagger: list.contains(&CrdName::Flagger),
                 keda: list.contains(&CrdName::Keda),
+                kuma: list.contains(&CrdName::Kuma),
+                apisix: list.contains(&CrdName::Apisix),
             },
         }
     }

@@ -16,8 +16,18 @@
 //! `nginx_ingress_controller_requests`,
 //! `nginx_ingress_controller_ingress_upstream_latency_seconds` and
 //! `nginx_ingress_controller_response_duration_seconds` (with `canary` set
-//! for the canary ingress's traffic). Label sets are those Flagger's
-//! built-in queries select on, plus the usual neighbours.
+//! for the canary ingress's traffic). Pods in a Kuma namespace (labelled
+//! `kuma.io/sidecar-injection: enabled`) record their sidecar's inbound
+//! `envoy_cluster_upstream_rq` and `envoy_cluster_upstream_rq_time`, with
+//! the `service` label Kuma's Prometheus discovery sets to the Kuma service
+//! (`<svc>_<namespace>_svc_<port>`) the request was sent to; a Kuma
+//! TrafficRoute for a Service's Kuma service splits the traffic aimed at
+//! it. Requests for a host an ApisixRoute serves go through the APISIX
+//! gateway: the matching route of highest priority picks a backend by
+//! weight, and APISIX's `apisix_http_status` and `apisix_http_latency`
+//! are recorded with the route's name as the ingress controller sets it
+//! (`<namespace>_<ApisixRoute>_<http route>`). Label sets are those
+//! Flagger's built-in queries select on, plus the usual neighbours.
 //!
 //! The headers a route adds to the answer (Istio's `headers.response` on
 //! the route and the chosen destination, the Gateway API's
@@ -53,6 +63,18 @@ pub const LINKERD_BUCKETS: &[f64] = &[
 pub const ISTIO_BUCKETS: &[f64] = &[
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Envoy's default histogram bounds (ms), as Kuma's sidecars export them.
+pub const ENVOY_BUCKETS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// APISIX's default `http_latency` bounds (ms).
+pub const APISIX_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
+    60000.0,
 ];
 
 /// ingress-nginx's `response_duration_seconds` bounds (Prometheus' defaults).
@@ -365,6 +387,16 @@ impl Traffic {
             (
                 "nginx_ingress_controller_response_duration_seconds",
                 "The time spent on receiving the response from the upstream server",
+            ),
+            ("envoy_cluster_upstream_rq", ""),
+            ("envoy_cluster_upstream_rq_time", ""),
+            (
+                "apisix_http_status",
+                "HTTP status codes per service in APISIX",
+            ),
+            (
+                "apisix_http_latency",
+                "HTTP request latency in milliseconds per service in APISIX",
             ),
         ] {
             series.set_help(name, help);
@@ -713,6 +745,16 @@ impl Traffic {
                 answer
             }
             Entry::Ingress(hit) => self.through_ingress(g, c, req, *hit, now, rec),
+            Entry::Apisix(hit) => {
+                let (ns, svc, port) = (hit.namespace.clone(), hit.service.clone(), hit.port);
+                let r = self.to_service(g, c, req, &ns, &svc, port, &hit.host, None, now, rec);
+                let status = if r.error.is_some() { 502 } else { r.status };
+                rec.apisix(&hit, status, r.latency.as_secs_f64() * 1000.0);
+                if r.error.is_some() {
+                    return answer_503("502 Bad Gateway");
+                }
+                r
+            }
             Entry::Routed {
                 ns,
                 name,
@@ -831,6 +873,9 @@ impl Traffic {
                 if let Some(hit) = c.ingress_for(host, path) {
                     return Ok(Entry::Ingress(Box::new(hit)));
                 }
+                if let Some(hit) = apisix_route(c, host, path, rng) {
+                    return Ok(Entry::Apisix(Box::new(hit)));
+                }
                 if let Some(routed) = gateway_route(c, host, req, rng, fx) {
                     return match routed {
                         (Routed::To(ns, name), p) => Ok(Entry::Routed {
@@ -914,6 +959,9 @@ impl Traffic {
         }
         if let Some(n) = &nginx {
             rec.nginx(n, req, status, latency_ms);
+        }
+        if pod.kuma {
+            rec.kuma(pod, svc_name, port, target_port, status, latency_ms);
         }
         rec.pod(pod);
         Response {
@@ -1013,6 +1061,7 @@ struct PodInfo {
     template_hash: String,
     linkerd: bool,
     istio: bool,
+    kuma: bool,
 }
 
 impl PodInfo {
@@ -1044,14 +1093,18 @@ enum Router {
     HttpRoute,
     VirtualService,
     Ingress,
+    TrafficRoute,
+    ApisixRoute,
 }
 
 impl Router {
-    const ALL: [Router; 4] = [
+    const ALL: [Router; 6] = [
+        Router::ApisixRoute,
         Router::TrafficSplit,
         Router::HttpRoute,
         Router::VirtualService,
         Router::Ingress,
+        Router::TrafficRoute,
     ];
 
     /// Group, versions (preferred first) and kind.
@@ -1069,6 +1122,8 @@ impl Router {
                 "VirtualService",
             ),
             Router::Ingress => ("networking.k8s.io", &["v1"], "Ingress"),
+            Router::TrafficRoute => ("kuma.io", &["v1alpha1"], "TrafficRoute"),
+            Router::ApisixRoute => ("apisix.apache.org", &["v2"], "ApisixRoute"),
         }
     }
 }
@@ -1084,6 +1139,8 @@ struct Cluster {
     httproutes: Vec<Value>,
     virtualservices: Vec<Value>,
     ingresses: Vec<Value>,
+    trafficroutes: Vec<Value>,
+    apisixroutes: Vec<Value>,
 }
 
 impl Cluster {
@@ -1127,6 +1184,8 @@ impl Cluster {
             httproutes: Vec::new(),
             virtualservices: Vec::new(),
             ingresses: Vec::new(),
+            trafficroutes: Vec::new(),
+            apisixroutes: Vec::new(),
         };
         for r in Router::ALL {
             c.relist(store, r);
@@ -1152,6 +1211,8 @@ impl Cluster {
             Router::HttpRoute => &mut self.httproutes,
             Router::VirtualService => &mut self.virtualservices,
             Router::Ingress => &mut self.ingresses,
+            Router::TrafficRoute => &mut self.trafficroutes,
+            Router::ApisixRoute => &mut self.apisixroutes,
         } = items;
     }
 
@@ -1429,6 +1490,9 @@ fn pod_info(p: &Value, namespaces: &HashMap<String, Value>) -> PodInfo {
             .and_then(Value::as_str)
             == Some("true")
             || ns_obj.is_some_and(ns_istio));
+    let kuma = ann["kuma.io/sidecar-injection"] != "disabled"
+        && ns_obj
+            .is_some_and(|n| n["metadata"]["labels"]["kuma.io/sidecar-injection"] == "enabled");
     PodInfo {
         name: meta["name"].as_str().unwrap_or("").to_string(),
         uid: meta["uid"].as_str().unwrap_or("").to_string(),
@@ -1441,6 +1505,7 @@ fn pod_info(p: &Value, namespaces: &HashMap<String, Value>) -> PodInfo {
         template_hash,
         linkerd,
         istio,
+        kuma,
     }
 }
 
@@ -1503,6 +1568,8 @@ enum Entry {
         authority: String,
     },
     Ingress(Box<IngressHit>),
+    /// Through the APISIX gateway.
+    Apisix(Box<ApisixHit>),
     /// Chosen by a gateway's route for a host name.
     Routed {
         ns: String,
@@ -1751,6 +1818,21 @@ fn mesh_route(
     rng: &mut Rng,
     fx: &mut Effects,
 ) -> Option<Routed> {
+    if let Some(tr) = kuma_route(c, ns, svc) {
+        let backends: Vec<((String, String), f64)> = tr["spec"]["conf"]["split"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let (name, ns) = kuma_service(s["destination"]["kuma.io/service"].as_str()?)?;
+                Some(((ns, name), s["weight"].as_f64().unwrap_or(0.0)))
+            })
+            .collect();
+        return Some(match pick_weighted(&backends, rng) {
+            Some((n, s)) => Routed::To(n, s),
+            None => Routed::Nowhere,
+        });
+    }
     if let Some(ts) = c.splits.iter().find(|t| {
         t["metadata"]["namespace"] == ns
             && t["spec"]["service"]
@@ -1825,6 +1907,102 @@ fn mesh_route(
     // traffic (Istio applies it to the sidecars only with `mesh`), so it
     // has no such fallback.
     None
+}
+
+/// A request's way through the APISIX gateway.
+struct ApisixHit {
+    namespace: String,
+    /// `<namespace>_<ApisixRoute>_<http route>`.
+    route: String,
+    service: String,
+    port: Option<u16>,
+    host: String,
+    uri: String,
+}
+
+/// Whether an ApisixRoute path (`/*` a prefix wildcard) matches `path`.
+fn apisix_path(rule: &str, path: &str) -> bool {
+    match rule.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => rule == path,
+    }
+}
+
+/// The http route of an ApisixRoute, of the highest priority, serving
+/// `host` and `path`, and the backend its weights pick.
+fn apisix_route(c: &Cluster, host: &str, path: &str, rng: &mut Rng) -> Option<ApisixHit> {
+    let mut best: Option<(i64, &Value, &Value)> = None;
+    for ar in &c.apisixroutes {
+        for http in ar["spec"]["http"].as_array().into_iter().flatten() {
+            let m = &http["match"];
+            let hosts_ok = m["hosts"].as_array().is_none_or(|hs| {
+                hs.iter()
+                    .any(|h| h.as_str().is_some_and(|h| host_matches(h, host)))
+            });
+            let paths_ok = m["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p.as_str().is_some_and(|p| apisix_path(p, path)));
+            let priority = http["priority"].as_i64().unwrap_or(0);
+            if hosts_ok && paths_ok && best.as_ref().is_none_or(|(b, ..)| priority > *b) {
+                best = Some((priority, ar, http));
+            }
+        }
+    }
+    let (_, ar, http) = best?;
+    let ns = ar["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let backends: Vec<((String, Option<u16>), f64)> = http["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            let port = b["servicePort"].as_u64().map(|p| p as u16);
+            Some((
+                (b["serviceName"].as_str()?.to_string(), port),
+                b["weight"].as_f64().unwrap_or(100.0),
+            ))
+        })
+        .collect();
+    let (service, port) = pick_weighted(&backends, rng)?;
+    Some(ApisixHit {
+        route: format!(
+            "{ns}_{}_{}",
+            ar["metadata"]["name"].as_str().unwrap_or(""),
+            http["name"].as_str().unwrap_or("")
+        ),
+        namespace: ns,
+        service,
+        port,
+        host: host.to_string(),
+        uri: path.to_string(),
+    })
+}
+
+/// A Kuma service name, `<svc>_<namespace>_svc_<port>`, as (svc,
+/// namespace).
+fn kuma_service(s: &str) -> Option<(String, String)> {
+    let mut parts = s.split('_');
+    let (name, ns, svc, port) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (svc == "svc" && port.parse::<u16>().is_ok() && parts.next().is_none())
+        .then(|| (name.to_string(), ns.to_string()))
+}
+
+/// The Kuma TrafficRoute whose destination is a Kuma service of Service
+/// `ns/svc` (any of its ports).
+fn kuma_route<'a>(c: &'a Cluster, ns: &str, svc: &str) -> Option<&'a Value> {
+    c.trafficroutes.iter().find(|tr| {
+        tr["spec"]["destinations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["match"]["kuma.io/service"].as_str())
+            .filter_map(kuma_service)
+            .any(|(name, n)| name == svc && n == ns)
+    })
 }
 
 /// The VirtualService the sidecars apply to traffic aimed at Service
@@ -2465,6 +2643,73 @@ impl Recorder {
             ISTIO_BUCKETS,
             latency_ms,
         );
+    }
+
+    /// A Kuma sidecar's inbound series, with the labels Kuma's Prometheus
+    /// discovery adds (`mesh`, `dataplane`, `service`: the Kuma service the
+    /// request was sent to).
+    fn kuma(
+        &mut self,
+        pod: &PodInfo,
+        svc: &str,
+        port: u16,
+        target_port: u16,
+        status: u16,
+        latency_ms: f64,
+    ) {
+        let service = format!("{svc}_{}_svc_{port}", pod.namespace);
+        let dataplane = format!("{}.{}", pod.name, pod.namespace);
+        let cluster = format!("localhost_{target_port}");
+        let code = status.to_string();
+        let class = format!("{}xx", status / 100);
+        let base = [
+            ("namespace", pod.namespace.as_str()),
+            ("pod", pod.name.as_str()),
+            ("mesh", "default"),
+            ("dataplane", dataplane.as_str()),
+            ("service", service.as_str()),
+            ("kuma_io_protocol", "http"),
+            ("envoy_cluster_name", cluster.as_str()),
+        ];
+        let mut with_code = base.to_vec();
+        with_code.extend([
+            ("envoy_response_code", code.as_str()),
+            ("envoy_response_code_class", class.as_str()),
+        ]);
+        self.count("envoy_cluster_upstream_rq", &with_code);
+        self.observe(
+            "envoy_cluster_upstream_rq_time",
+            &base,
+            ENVOY_BUCKETS,
+            latency_ms,
+        );
+    }
+
+    /// APISIX's series for a request through the gateway.
+    fn apisix(&mut self, hit: &ApisixHit, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let service = format!(
+            "{}_{}_{}",
+            hit.namespace,
+            hit.service,
+            hit.port.unwrap_or(80)
+        );
+        let common = [
+            ("route", hit.route.as_str()),
+            ("service", service.as_str()),
+            ("consumer", ""),
+            ("node", ""),
+        ];
+        let mut status_labels = common.to_vec();
+        status_labels.extend([
+            ("code", code.as_str()),
+            ("matched_host", hit.host.as_str()),
+            ("matched_uri", hit.uri.as_str()),
+        ]);
+        self.count("apisix_http_status", &status_labels);
+        let mut latency = common.to_vec();
+        latency.push(("type", "request"));
+        self.observe("apisix_http_latency", &latency, APISIX_BUCKETS, latency_ms);
     }
 
     /// The NGINX ingress controller's series for a request through it.

@@ -451,6 +451,7 @@ fn seed_objects(store: &Store, s: &Scenario) -> Result<(), ApiError> {
         match mesh {
             Mesh::Linkerd => annotations["linkerd.io/inject"] = json!("enabled"),
             Mesh::Istio => labels["istio-injection"] = json!("enabled"),
+            Mesh::Kuma => labels["kuma.io/sidecar-injection"] = json!("enabled"),
             Mesh::None => {}
         }
         let exists = store.get("v1", "Namespace", "", &name).is_some();

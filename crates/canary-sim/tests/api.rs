@@ -465,6 +465,8 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             istio: false,
             flagger: false,
             keda: false,
+            kuma: false,
+            apisix: false,
         },
         ..Default::default()
     })

@@ -24,6 +24,15 @@ const LINKERD_BUCKETS: &[f64] = &[
 const NGINX_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// APISIX's default `http_latency` bounds (ms).
+const APISIX_BUCKETS: &[f64] = &[
+    1., 2., 5., 10., 20., 50., 100., 200., 500., 1000., 2000., 5000., 10000., 30000., 60000.,
+];
+/// Envoy's default histogram bounds (Kuma's sidecars).
+const ENVOY_BUCKETS: &[f64] = &[
+    0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000.,
+    300000., 600000., 1800000., 3600000.,
+];
 const ISTIO_BUCKETS: &[f64] = &[
     1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000., 300000.,
     600000., 1800000., 3600000.,
@@ -63,7 +72,9 @@ const CANARY: Profile = Profile {
 };
 
 /// Records one second of traffic of every profile at `at` (ms), as
-/// Linkerd, Istio and the NGINX ingress controller would count it, plus
+/// Linkerd, Istio, the NGINX ingress controller, Kuma's sidecars and APISIX
+/// would
+/// count it, plus
 /// series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
@@ -202,6 +213,90 @@ fn record_second(store: &SeriesStore, at: i64) {
             NGINX_BUCKETS,
             at,
         );
+
+        // Kuma: the Kuma service the request was sent to, plus the same
+        // pods' apex traffic, which the canary's queries must not pick up.
+        let role = if p.canary {
+            "podinfo-canary"
+        } else {
+            "podinfo-primary"
+        };
+        for (service, scale) in [
+            (format!("{role}_prod_svc_9898"), 1),
+            ("podinfo_prod_svc_9898".to_string(), 5),
+        ] {
+            let kuma = [
+                ("mesh", "default"),
+                ("service", service.as_str()),
+                ("envoy_cluster_name", "localhost_9898"),
+            ];
+            let with_code = |code| {
+                let mut l = kuma.to_vec();
+                l.push(("envoy_response_code", code));
+                l
+            };
+            store.counter_add(
+                "envoy_cluster_upstream_rq",
+                &with_code("200"),
+                (ok * scale) as f64,
+                at,
+            );
+            store.counter_add(
+                "envoy_cluster_upstream_rq",
+                &with_code("503"),
+                (p.errors * scale * scale) as f64,
+                at,
+            );
+            let latency: Vec<(f64, u64)> = p
+                .latency_ms
+                .iter()
+                .map(|&(ms, n)| (ms * scale as f64, n))
+                .collect();
+            store.histogram_observe_many(
+                "envoy_cluster_upstream_rq_time",
+                &kuma,
+                &latency,
+                ENVOY_BUCKETS,
+                at,
+            );
+        }
+
+        // APISIX: the canary's traffic through the copied route; the
+        // primary's through the user's route, which the queries must not
+        // pick up.
+        let route = if p.canary {
+            "prod_podinfo-podinfo-canary_rule1"
+        } else {
+            "prod_podinfo_rule1"
+        };
+        let apisix_status = |code| {
+            vec![
+                ("route", route),
+                ("code", code),
+                ("matched_host", "app.example.com"),
+            ]
+        };
+        store.counter_add("apisix_http_status", &apisix_status("200"), ok as f64, at);
+        store.counter_add(
+            "apisix_http_status",
+            &apisix_status("500"),
+            p.errors as f64,
+            at,
+        );
+        for (kind, scale) in [("request", 1.0), ("upstream", 0.5)] {
+            let latency: Vec<(f64, u64)> = p
+                .latency_ms
+                .iter()
+                .map(|&(ms, n)| (ms * scale, n))
+                .collect();
+            store.histogram_observe_many(
+                "apisix_http_latency",
+                &[("route", route), ("type", kind)],
+                &latency,
+                APISIX_BUCKETS,
+                at,
+            );
+        }
     }
 }
 
@@ -221,7 +316,7 @@ fn model(target: &str, interval: &str) -> TemplateModel {
 /// The built-in queries the sim serves traffic for, rendered.
 fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for provider in ["linkerd", "istio", "nginx"] {
+    for provider in ["linkerd", "istio", "nginx", "kuma", "apisix"] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
                 canary_core::provider::Provider::parse(provider).unwrap(),
@@ -251,11 +346,17 @@ fn builtin_queries_measure_the_synthetic_traffic() {
         record_second(&store, start + s * 1000 + 500);
     }
     let at = start + 600 * 1000;
+    let nan = f64::NAN;
     let expected = [
-        ("podinfo", [96.0, 875.0, 96.0, 875.0, 96.0, 49.6]),
+        (
+            "podinfo",
+            [
+                96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0,
+            ],
+        ),
         (
             "podinfo-primary",
-            [99.0, 30.0, 99.0, 50.0, f64::NAN, f64::NAN],
+            [99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan],
         ),
     ];
     for (target, values) in expected {
@@ -268,7 +369,8 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX only measures canary traffic: nothing for the primary.
+                // NGINX, Kuma and APISIX only measure canary traffic:
+                // nothing for the primary.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(
                     (v - want).abs() <= want.abs() * 1e-6,

@@ -875,6 +875,32 @@ mod tests {
         );
     }
 
+    /// The strings `kuma_test.go` and `apisix_test.go` expect on the wire
+    /// (Flagger v1.44), for target, service and route `podinfo` in
+    /// `default`.
+    #[test]
+    fn kuma_and_apisix_match_flagger_wire_format() {
+        let wire = |provider: &str, metric: &str| {
+            collapse_whitespace(&rendered(provider, metric, "default", "podinfo"))
+        };
+        assert_eq!(
+            wire("kuma", "request-success-rate"),
+            r#" sum( rate( envoy_cluster_upstream_rq{ service=~"podinfo-canary_default_svc_[0-9a-zA-Z-]+", envoy_response_code!~"5.*" }[1m] ) ) / sum( rate( envoy_cluster_upstream_rq{ service=~"podinfo-canary_default_svc_[0-9a-zA-Z-]+", }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            wire("kuma", "request-duration"),
+            r#" histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ service=~"podinfo-canary_default_svc_[0-9a-zA-Z-]+", }[1m] ) ) by (le) )"#
+        );
+        assert_eq!(
+            wire("apisix", "request-success-rate"),
+            r#" sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+", code!~"5.." }[1m] ) ) / sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+" }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            wire("apisix", "request-duration"),
+            r#" histogram_quantile( 0.99, sum( rate( apisix_http_latency_bucket{ type=~"request", route=~"default_podinfo-podinfo-canary_.+" }[1m] ) ) by (le) )"#
+        );
+    }
+
     #[test]
     fn provider_strings_map_like_flaggers_factory() {
         for (provider, observer) in [

@@ -199,6 +199,9 @@ pub struct ResolvedCanary {
     pub autoscaler_spec: Option<super::types::AutoscalerReference>,
     pub ingress: Option<String>,
     pub route: Option<String>,
+    /// The Canary's own annotations (Kuma's router reads `kuma.io/mesh`).
+    #[serde(skip)]
+    pub annotations: BTreeMap<String, String>,
     /// Name of the apex Service (`spec.service.name`, else the target's).
     pub service: String,
     pub port: u32,
@@ -563,6 +566,11 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         _ => defaults::READY_THRESHOLD,
     };
     ResolvedCanary {
+        annotations: c
+            .metadata
+            .as_ref()
+            .map(|m| m.annotations.clone())
+            .unwrap_or_default(),
         name: c.name().to_string(),
         namespace,
         target: TargetRef {
