@@ -4,9 +4,10 @@
 //!
 //! Each candidate is found by two things it installs: Linkerd by its
 //! namespace and the SMI TrafficSplit CRD, Istio by its namespace and the
-//! VirtualService CRD, NGINX by the `ingress-nginx` namespace and the
-//! `nginx` IngressClass, the Gateway API by the HTTPRoute CRD (`v1` when
-//! the CRD serves it, else `v1beta1`). Exactly one must be found; with none
+//! VirtualService CRD, Contour by the `projectcontour` namespace and the
+//! HTTPProxy CRD, NGINX by the `ingress-nginx` namespace and the `nginx`
+//! IngressClass, the Gateway API by the HTTPRoute CRD (`v1` when the CRD
+//! serves it, else `v1beta1`). Exactly one must be found; with none
 //! or several, the user names one.
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -35,6 +36,11 @@ const MESHES: &[(Provider, &str, &str)] = &[
         Provider::Istio,
         "istio-system",
         "virtualservices.networking.istio.io",
+    ),
+    (
+        Provider::Contour,
+        "projectcontour",
+        "httpproxies.projectcontour.io",
     ),
 ];
 
@@ -111,8 +117,8 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, DetectErro
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(DetectError::Ambiguous(
-            "no provider in the spec and none detected (no Linkerd, Istio, NGINX or Gateway \
-             API found); name one with --mesh-provider (or spec.provider)"
+            "no provider in the spec and none detected (no Linkerd, Istio, Contour, NGINX or \
+             Gateway API found); name one with --mesh-provider (or spec.provider)"
                 .to_string(),
         )),
         _ => Err(DetectError::Ambiguous(format!(

@@ -9,6 +9,7 @@
 //! for `canary revert`.
 
 pub(crate) mod affinity;
+pub(crate) mod contour;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod istio;
@@ -66,6 +67,7 @@ pub(crate) enum AnyRouter {
     Istio(istio::IstioRouter),
     GatewayApi(gateway_api::GatewayApiRouter),
     Nginx(nginx::NginxRouter),
+    Contour(contour::ContourRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -88,6 +90,9 @@ impl AnyRouter {
                 gateway_api::GatewayApiRouter::new(client.clone(), v),
             )),
             Provider::Nginx => Ok(AnyRouter::Nginx(nginx::NginxRouter::new(client.clone()))),
+            Provider::Contour => Ok(AnyRouter::Contour(contour::ContourRouter::new(
+                client.clone(),
+            ))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -107,6 +112,7 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.reconcile(c).await,
             AnyRouter::GatewayApi(r) => r.reconcile(c).await,
             AnyRouter::Nginx(r) => r.reconcile(c).await,
+            AnyRouter::Contour(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -117,6 +123,7 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.watch(c),
             AnyRouter::GatewayApi(r) => r.watch(c),
             AnyRouter::Nginx(r) => r.watch(c),
+            AnyRouter::Contour(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -127,6 +134,7 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.current_routing(c).await,
             AnyRouter::GatewayApi(r) => r.current_routing(c).await,
             AnyRouter::Nginx(r) => r.current_routing(c).await,
+            AnyRouter::Contour(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -139,6 +147,7 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.set_routing(c, routing).await,
             AnyRouter::GatewayApi(r) => r.set_routing(c, routing).await,
             AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
+            AnyRouter::Contour(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -151,6 +160,7 @@ impl Router for AnyRouter {
             AnyRouter::Istio(r) => r.finalize(c).await,
             AnyRouter::GatewayApi(r) => r.finalize(c).await,
             AnyRouter::Nginx(r) => r.finalize(c).await,
+            AnyRouter::Contour(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

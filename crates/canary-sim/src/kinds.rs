@@ -26,6 +26,8 @@ pub struct CrdGroups {
     pub flagger: bool,
     /// `keda.sh` ScaledObject: KEDA's autoscaler.
     pub keda: bool,
+    /// `projectcontour.io` HTTPProxy: Contour. Off by default.
+    pub contour: bool,
 }
 
 impl Default for CrdGroups {
@@ -36,6 +38,7 @@ impl Default for CrdGroups {
             istio: true,
             flagger: false,
             keda: true,
+            contour: false,
         }
     }
 }
@@ -48,6 +51,7 @@ pub enum CrdGroup {
     Istio,
     Flagger,
     Keda,
+    Contour,
 }
 
 /// One served resource.
@@ -295,6 +299,19 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        short_names: &["proxy", "proxies"],
+        crd: Some(CrdGroup::Contour),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "projectcontour.io",
+            &["v1"],
+            "HTTPProxy",
+            "httpproxies",
+            "httpproxy"
+        )
+    },
+    KindInfo {
         categories: &["all"],
         crd: Some(CrdGroup::Flagger),
         status_subresource: true,
@@ -505,6 +522,7 @@ impl Kinds {
                 Some(CrdGroup::Istio) => installed.istio,
                 Some(CrdGroup::Flagger) => installed.flagger,
                 Some(CrdGroup::Keda) => installed.keda,
+                Some(CrdGroup::Contour) => installed.contour,
             })
             .collect();
         Self { served }

@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, contour
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -127,7 +127,7 @@ pub struct Scenario {
     /// How often the traffic model sends its requests.
     #[serde(default = "default_traffic_interval")]
     pub traffic_interval: Dur,
-    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`. When
+    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`, `keda`, `contour`. When
     /// absent: SMI, Gateway API and Istio (the API server's default).
     #[serde(default)]
     pub crds: Option<Vec<CrdName>>,
@@ -175,6 +175,7 @@ pub enum CrdName {
     Istio,
     Flagger,
     Keda,
+    Contour,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -680,6 +681,7 @@ impl Scenario {
                 istio: list.contains(&CrdName::Istio),
                 flagger: list.contains(&CrdName::Flagger),
                 keda: list.contains(&CrdName::Keda),
+                contour: list.contains(&CrdName::Contour),
             },
         }
     }

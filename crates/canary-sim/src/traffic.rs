@@ -43,6 +43,9 @@ use crate::scenario::{Behaviours, Rng, TrafficSpec};
 use crate::series::{Matcher, SeriesStore, now_ms};
 use crate::store::{Change, ChangeType, Store};
 
+mod edge;
+use edge::EdgeKind;
+
 /// Linkerd proxy's latency histogram bounds (ms).
 pub const LINKERD_BUCKETS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
@@ -366,7 +369,10 @@ impl Traffic {
                 "nginx_ingress_controller_response_duration_seconds",
                 "The time spent on receiving the response from the upstream server",
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(edge::HELP.iter().copied())
+        {
             series.set_help(name, help);
         }
         let changes = store.subscribe();
@@ -719,6 +725,7 @@ impl Traffic {
                 port,
                 authority,
             } => self.to_service(g, c, req, &ns, &name, port, &authority, None, now, rec),
+            Entry::Edge(hit) => self.through_edge(g, c, req, *hit, now, rec),
         }
     }
 
@@ -830,6 +837,9 @@ impl Traffic {
                 }
                 if let Some(hit) = c.ingress_for(host, path) {
                     return Ok(Entry::Ingress(Box::new(hit)));
+                }
+                if let Some(routed) = edge::contour_route(c, host, req, rng) {
+                    return Ok(Entry::Edge(Box::new(routed)));
                 }
                 if let Some(routed) = gateway_route(c, host, req, rng, fx) {
                     return match routed {
@@ -1084,6 +1094,8 @@ struct Cluster {
     httproutes: Vec<Value>,
     virtualservices: Vec<Value>,
     ingresses: Vec<Value>,
+    /// Edge proxies' resources, by kind.
+    edge: BTreeMap<EdgeKind, Vec<Value>>,
 }
 
 impl Cluster {
@@ -1127,11 +1139,36 @@ impl Cluster {
             httproutes: Vec::new(),
             virtualservices: Vec::new(),
             ingresses: Vec::new(),
+            edge: BTreeMap::new(),
         };
         for r in Router::ALL {
             c.relist(store, r);
         }
+        for k in EdgeKind::ALL {
+            c.relist_edge(store, k);
+        }
         c
+    }
+
+    /// Reads an edge proxy's resources of one kind again.
+    fn relist_edge(&mut self, store: &Store, k: EdgeKind) {
+        let (group, versions, kind) = k.kind();
+        let items = versions
+            .iter()
+            .find_map(|v| {
+                let av = format!("{group}/{v}");
+                store
+                    .kind(&av, kind)
+                    .ok()
+                    .map(|_| store.list(&av, kind, None))
+            })
+            .unwrap_or_default();
+        self.edge.insert(k, items);
+    }
+
+    /// The edge proxy resources of one kind.
+    fn edge(&self, k: EdgeKind) -> &[Value] {
+        self.edge.get(&k).map_or(&[], Vec::as_slice)
     }
 
     /// Reads the routers of one kind again.
@@ -1160,6 +1197,7 @@ impl Cluster {
     /// labels may have).
     fn apply(&mut self, store: &Store, changes: &[Arc<Change>]) -> bool {
         let mut relist = Vec::new();
+        let mut relist_edge = Vec::new();
         for c in changes {
             let key = (c.namespace.clone(), c.name.clone());
             let deleted = c.change == ChangeType::Deleted;
@@ -1184,6 +1222,13 @@ impl Cluster {
                     }
                 }
                 (group, kind) => {
+                    if let Some(k) = EdgeKind::ALL.into_iter().find(|k| {
+                        let (g, _, n) = k.kind();
+                        (g, n) == (group, kind)
+                    }) && !relist_edge.contains(&k)
+                    {
+                        relist_edge.push(k);
+                    }
                     if let Some(r) = Router::ALL.into_iter().find(|r| {
                         let (g, _, k) = r.kind();
                         (g, k) == (group, kind)
@@ -1196,6 +1241,9 @@ impl Cluster {
         }
         for r in relist {
             self.relist(store, r);
+        }
+        for k in relist_edge {
+            self.relist_edge(store, k);
         }
         true
     }
@@ -1510,6 +1558,9 @@ enum Entry {
         port: Option<u16>,
         authority: String,
     },
+    /// Chosen by an edge proxy's resources for a host name, or the status
+    /// the proxy answers itself.
+    Edge(Box<Result<edge::EdgeHit, u16>>),
 }
 
 enum Routed {

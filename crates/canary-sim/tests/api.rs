@@ -465,6 +465,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             istio: false,
             flagger: false,
             keda: false,
+            contour: false,
         },
         ..Default::default()
     })

@@ -1,0 +1,287 @@
+//! Edge proxies configured by their own custom resources: Contour's
+//! Envoy, driven by `projectcontour.io/v1` HTTPProxy objects.
+//!
+//! A request for a host name reaches Contour when a root HTTPProxy (one
+//! with `spec.virtualhost.fqdn`) names that host. Its routes, and those of
+//! the HTTPProxies it includes (with the include's conditions put before
+//! theirs), are the candidates; the matching route with the longest path
+//! prefix wins, then the one with more header conditions, as Contour
+//! orders Envoy's routes. The route's Services share its requests by
+//! weight (all equally when none has a weight). An HTTPProxy that no root
+//! includes serves nothing, as in Contour.
+//!
+//! Envoy's upstream series are recorded for each answer:
+//! `envoy_cluster_upstream_rq` (by `envoy_response_code`) and the
+//! `envoy_cluster_upstream_rq_time` histogram (milliseconds), with
+//! Contour's cluster name `<namespace>_<service>_<port>` in
+//! `envoy_cluster_name`, the label Flagger's Contour queries select on.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::{
+    Cluster, ISTIO_BUCKETS, Inner, Recorder, Request, Response, Rng, Traffic, answer_503,
+    pick_weighted,
+};
+
+/// The Envoy of an edge proxy, where its series come from.
+const ENVOY_POD: (&str, &str) = ("projectcontour", "envoy-sim01");
+
+/// A request an edge proxy sends to a Service.
+pub(super) struct EdgeHit {
+    namespace: String,
+    service: String,
+    port: u16,
+    host: String,
+}
+
+/// How many levels of includes are followed (Contour refuses cycles).
+const MAX_INCLUDE_DEPTH: usize = 4;
+
+/// One route as the root sees it: the conditions of the includes on the
+/// way and its own, and its Services.
+struct Candidate<'a> {
+    namespace: &'a str,
+    conditions: Vec<&'a Value>,
+    services: &'a [Value],
+}
+
+fn proxy<'a>(c: &'a Cluster, ns: &str, name: &str) -> Option<&'a Value> {
+    c.edge(EdgeKind::HttpProxy)
+        .iter()
+        .find(|p| p["metadata"]["namespace"] == ns && p["metadata"]["name"] == name)
+}
+
+fn collect<'a>(
+    c: &'a Cluster,
+    p: &'a Value,
+    inherited: Vec<&'a Value>,
+    depth: usize,
+    out: &mut Vec<Candidate<'a>>,
+) {
+    let ns = p["metadata"]["namespace"].as_str().unwrap_or("");
+    for r in p["spec"]["routes"].as_array().into_iter().flatten() {
+        let mut conditions = inherited.clone();
+        conditions.extend(r["conditions"].as_array().into_iter().flatten());
+        if let Some(services) = r["services"].as_array() {
+            out.push(Candidate {
+                namespace: ns,
+                conditions,
+                services,
+            });
+        }
+    }
+    if depth >= MAX_INCLUDE_DEPTH {
+        return;
+    }
+    for inc in p["spec"]["includes"].as_array().into_iter().flatten() {
+        let name = inc["name"].as_str().unwrap_or("");
+        let inc_ns = inc["namespace"].as_str().unwrap_or(ns);
+        if let Some(child) = proxy(c, inc_ns, name) {
+            let mut conditions = inherited.clone();
+            conditions.extend(inc["conditions"].as_array().into_iter().flatten());
+            collect(c, child, conditions, depth + 1, out);
+        }
+    }
+}
+
+/// The path prefix of a route's conditions (concatenated along includes,
+/// as Contour joins them) and its header conditions, if the request
+/// matches them all.
+fn matches(conditions: &[&Value], req: &Request, path: &str) -> Option<(usize, usize)> {
+    let mut prefix = String::new();
+    let mut headers = 0;
+    for cond in conditions {
+        if let Some(p) = cond["prefix"].as_str() {
+            let joined = format!(
+                "{}/{}",
+                prefix.trim_end_matches('/'),
+                p.trim_start_matches('/')
+            );
+            prefix = joined;
+        }
+        if cond["header"].is_object() {
+            headers += 1;
+            if !header_matches(&cond["header"], req) {
+                return None;
+            }
+        }
+    }
+    let prefix = if prefix.is_empty() { "/" } else { &prefix };
+    path.starts_with(prefix).then_some((prefix.len(), headers))
+}
+
+/// A Contour header condition.
+fn header_matches(h: &Value, req: &Request) -> bool {
+    let value = req.header(h["name"].as_str().unwrap_or(""));
+    let s = |k: &str| h[k].as_str().filter(|v| !v.is_empty());
+    if let Some(v) = s("exact") {
+        return value == Some(v);
+    }
+    if let Some(v) = s("notexact") {
+        return value != Some(v);
+    }
+    if let Some(v) = s("contains") {
+        return value.is_some_and(|x| x.contains(v));
+    }
+    if let Some(v) = s("notcontains") {
+        return !value.is_some_and(|x| x.contains(v));
+    }
+    if h["present"] == true {
+        return value.is_some();
+    }
+    // A condition without a test matches nothing Contour would accept.
+    false
+}
+
+/// Where Contour sends a request for `host`: `None` when no root HTTPProxy
+/// names the host; `Some(Err)` when one does but no route matches (Envoy's
+/// 404) or every weight is 0.
+pub(super) fn contour_route(
+    c: &Cluster,
+    host: &str,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<Result<EdgeHit, u16>> {
+    let root = c.edge(EdgeKind::HttpProxy).iter().find(|p| {
+        p["spec"]["virtualhost"]["fqdn"]
+            .as_str()
+            .is_some_and(|f| f.eq_ignore_ascii_case(host))
+    })?;
+    let mut candidates = Vec::new();
+    collect(c, root, Vec::new(), 0, &mut candidates);
+    let path = req.path.split('?').next().unwrap_or("/");
+    let best = candidates
+        .iter()
+        .filter_map(|cand| matches(&cand.conditions, req, path).map(|rank| (rank, cand)))
+        .max_by_key(|(rank, _)| *rank);
+    let Some((_, route)) = best else {
+        return Some(Err(404));
+    };
+    let any_weight = route.services.iter().any(|s| s["weight"].is_number());
+    let weighted: Vec<(&Value, f64)> = route
+        .services
+        .iter()
+        .map(|s| {
+            let w = if any_weight {
+                s["weight"].as_f64().unwrap_or(0.0)
+            } else {
+                1.0
+            };
+            (s, w)
+        })
+        .collect();
+    let Some(chosen) = pick_weighted(&weighted, rng) else {
+        return Some(Err(503));
+    };
+    Some(Ok(EdgeHit {
+        namespace: route.namespace.to_string(),
+        service: chosen["name"].as_str().unwrap_or("").to_string(),
+        port: chosen["port"].as_u64().unwrap_or(80) as u16,
+        host: host.to_string(),
+    }))
+}
+
+/// The custom resources of the edge proxies the traffic follows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub(super) enum EdgeKind {
+    HttpProxy,
+}
+
+impl EdgeKind {
+    pub(super) const ALL: [EdgeKind; 1] = [EdgeKind::HttpProxy];
+
+    /// Group, versions (preferred first) and kind.
+    pub(super) fn kind(self) -> (&'static str, &'static [&'static str], &'static str) {
+        match self {
+            EdgeKind::HttpProxy => ("projectcontour.io", &["v1"], "HTTPProxy"),
+        }
+    }
+}
+
+/// The series' help texts.
+pub(super) const HELP: &[(&str, &str)] = &[
+    (
+        "envoy_cluster_upstream_rq",
+        "Total upstream requests by response code",
+    ),
+    (
+        "envoy_cluster_upstream_rq_time",
+        "Upstream request time in milliseconds",
+    ),
+];
+
+impl Traffic {
+    /// A request an edge proxy routed: the Service's pods answer, and the
+    /// proxy records its series.
+    pub(super) fn through_edge(
+        &self,
+        g: &mut Inner,
+        c: &Cluster,
+        req: &Request,
+        hit: Result<EdgeHit, u16>,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Response {
+        let hit = match hit {
+            Ok(hit) => hit,
+            // No route matched (404) or every weight is 0 (503): Envoy
+            // answers itself.
+            Err(status) => {
+                return Response {
+                    status,
+                    ..answer_503("")
+                };
+            }
+        };
+        let has_pods = c
+            .service_port(&hit.namespace, &hit.service, Some(hit.port))
+            .is_some_and(|(svc, _)| !c.endpoints(&hit.namespace, svc).is_empty());
+        if !has_pods {
+            return answer_503("no healthy upstream");
+        }
+        let answer = self.to_service(
+            g,
+            c,
+            req,
+            &hit.namespace,
+            &hit.service,
+            Some(hit.port),
+            &hit.host,
+            None,
+            now,
+            rec,
+        );
+        if answer.error.is_none() {
+            let cluster = format!("{}_{}_{}", hit.namespace, hit.service, hit.port);
+            rec.envoy(
+                &cluster,
+                answer.status,
+                answer.latency.as_secs_f64() * 1000.0,
+            );
+        }
+        answer
+    }
+}
+
+impl Recorder {
+    /// Envoy's upstream cluster series for one answer.
+    fn envoy(&mut self, cluster: &str, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let base = [
+            ("namespace", ENVOY_POD.0),
+            ("pod", ENVOY_POD.1),
+            ("envoy_cluster_name", cluster),
+        ];
+        let mut with_code = base.to_vec();
+        with_code.push(("envoy_response_code", code.as_str()));
+        self.count("envoy_cluster_upstream_rq", &with_code);
+        self.observe(
+            "envoy_cluster_upstream_rq_time",
+            &base,
+            ISTIO_BUCKETS,
+            latency_ms,
+        );
+    }
+}
