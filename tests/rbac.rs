@@ -623,7 +623,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
-    // The Gateway API and NGINX routers, each in a cluster of its own.
+    // The Gateway API, NGINX and Contour routers, each in a cluster of its
+    // own.
     for (crds, spec, ingress) in [
         ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
         (
@@ -633,6 +634,12 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
                 "  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}\n",
             ),
             true,
+        ),
+        // Contour detected by its namespace and CRD.
+        (
+            "contour",
+            router_spec("contour", "").replace("  provider: contour\n", ""),
+            false,
         ),
     ] {
         asked.extend(router_lifecycle(&rules, crds, &spec, ingress).await);
@@ -704,6 +711,7 @@ readinessDelay: 200ms
 crds: [{crds}]
 namespaces:
   - {{name: prod}}
+  - {{name: projectcontour}}
 deployments:
   - name: podinfo
     namespace: prod
