@@ -63,7 +63,7 @@ const CANARY: Profile = Profile {
 };
 
 /// Records one second of traffic of every profile at `at` (ms), as
-/// Linkerd, Istio and the NGINX ingress controller would count it, plus
+/// Linkerd, Istio, the NGINX ingress controller and Contour's Envoy would count it, plus
 /// series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
@@ -202,6 +202,42 @@ fn record_second(store: &SeriesStore, at: i64) {
             NGINX_BUCKETS,
             at,
         );
+
+        // Contour's Envoy: the upstream cluster of each Service.
+        let service = if p.canary {
+            "podinfo-canary"
+        } else {
+            "podinfo-primary"
+        };
+        let cluster = format!("prod_{service}_9898");
+        let envoy = [
+            ("namespace", "projectcontour"),
+            ("envoy_cluster_name", cluster.as_str()),
+        ];
+        let with_code = |code| {
+            let mut l = envoy.to_vec();
+            l.push(("envoy_response_code", code));
+            l
+        };
+        store.counter_add(
+            "envoy_cluster_upstream_rq",
+            &with_code("200"),
+            ok as f64,
+            at,
+        );
+        store.counter_add(
+            "envoy_cluster_upstream_rq",
+            &with_code("503"),
+            p.errors as f64,
+            at,
+        );
+        store.histogram_observe_many(
+            "envoy_cluster_upstream_rq_time",
+            &envoy,
+            p.latency_ms,
+            ISTIO_BUCKETS,
+            at,
+        );
     }
 }
 
@@ -221,7 +257,7 @@ fn model(target: &str, interval: &str) -> TemplateModel {
 /// The built-in queries the sim serves traffic for, rendered.
 fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for provider in ["linkerd", "istio", "nginx"] {
+    for provider in ["linkerd", "istio", "nginx", "contour"] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
                 canary_core::provider::Provider::parse(provider).unwrap(),
@@ -252,10 +288,22 @@ fn builtin_queries_measure_the_synthetic_traffic() {
     }
     let at = start + 600 * 1000;
     let expected = [
-        ("podinfo", [96.0, 875.0, 96.0, 875.0, 96.0, 49.6]),
+        (
+            "podinfo",
+            [96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0],
+        ),
         (
             "podinfo-primary",
-            [99.0, 30.0, 99.0, 50.0, f64::NAN, f64::NAN],
+            [
+                99.0,
+                30.0,
+                99.0,
+                50.0,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+            ],
         ),
     ];
     for (target, values) in expected {
@@ -268,7 +316,8 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX only measures canary traffic: nothing for the primary.
+                // NGINX and Contour only measure the canary's traffic:
+                // nothing for the primary.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(
                     (v - want).abs() <= want.abs() * 1e-6,
