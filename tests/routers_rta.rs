@@ -283,3 +283,157 @@ async fn contour_is_detected_by_its_namespace_and_crd() {
     assert_eq!(contour_weight(&c), Some(0));
     c.world.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// Traefik
+// ---------------------------------------------------------------------------
+
+/// The user's IngressRoute: `www.example.com` to the TraefikService
+/// `podinfo` that `canary` writes.
+fn ingress_route() -> Value {
+    json!({
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "IngressRoute",
+        "metadata": {"name": "podinfo", "namespace": "prod"},
+        "spec": {
+            "entryPoints": ["web"],
+            "routes": [{
+                "match": "Host(`www.example.com`)",
+                "kind": "Rule",
+                "services": [{"name": "podinfo", "kind": "TraefikService"}]
+            }]
+        }
+    })
+}
+
+fn traefik_service(c: &Cluster) -> Option<Value> {
+    c.world
+        .store()
+        .get("traefik.io/v1alpha1", "TraefikService", "prod", "podinfo")
+}
+
+/// The canary's weight in the TraefikService (0 while it is not listed).
+fn traefik_weight(c: &Cluster) -> Option<i64> {
+    let ts = traefik_service(c)?;
+    let services = ts["spec"]["weighted"]["services"].as_array()?.clone();
+    Some(
+        services
+            .iter()
+            .find(|s| s["name"] == "podinfo-canary")
+            .map_or(0, |s| s["weight"].as_i64().unwrap_or(0)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traefik_canary_is_promoted_step_by_step_by_traefiks_series_and_rolled_back() {
+    let c = Cluster::start_in(
+        scenario("traefik", "traefik"),
+        &spec("traefik", "traefik", STEPS),
+    )
+    .await;
+    c.world.store().create(ingress_route()).unwrap();
+    c.initialise().await;
+    let ts = traefik_service(&c).expect("the TraefikService");
+    assert_eq!(
+        ts["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "canary"
+    );
+    assert_eq!(
+        ts["spec"],
+        json!({"weighted": {"services": [
+            {"name": "podinfo-primary", "namespace": "prod", "port": 9898, "weight": 100}
+        ]}})
+    );
+    assert_eq!(answers(&c, "www.example.com", &[], 20), (20, 0));
+
+    c.set_image("3.1.1");
+    let (out, seen) = watch_while_running(&c, c.spawn(&[]), traefik_weight).await;
+    assert_exit(&out, 0);
+    let weights: Vec<i64> = seen.iter().flatten().copied().collect();
+    assert_eq!(weights, [0, 10, 40, 80, 0], "{seen:?}");
+    assert!(
+        stdout(&out).contains("podinfo.prod: promoted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    let metrics = reqwest::get(c.world.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("traefik_service_request_duration_seconds_bucket{")
+                && l.contains("service=\"prod-podinfo-canary-9898@kubernetescrd\"")
+        ),
+        "no Traefik series for the canary service"
+    );
+
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("success rate"),
+        "the rollback names the failed check:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(traefik_weight(&c), Some(0));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(answers(&c, "www.example.com", &[], 20), (20, 0));
+
+    let plan = crate::util::canary()
+        .arg("plan")
+        .arg(&c.spec)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&plan, 0);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_plan_matches_cluster(&c, &plan, &[("traefik.io/v1alpha1", "TraefikService")]);
+
+    let revert = crate::util::canary()
+        .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&revert, 0);
+    assert!(
+        traefik_service(&c).is_none(),
+        "revert leaves the TraefikService"
+    );
+    c.world.shutdown().await;
+}
+
+#[test]
+fn a_traefik_ab_canary_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ab.yaml");
+    std::fs::write(
+        &path,
+        spec(
+            "traefik",
+            "traefik",
+            "    iterations: 4\n    match:\n      - headers:\n          x-canary:\n            exact: insider\n",
+        ),
+    )
+    .unwrap();
+    let out = crate::util::canary()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("spec.analysis.match"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -15,6 +15,7 @@ pub(crate) mod gateway_api;
 pub(crate) mod istio;
 pub(crate) mod nginx;
 pub(crate) mod smi;
+pub(crate) mod traefik;
 
 use crate::cluster::error::Result;
 use crate::cluster::managed::Removal;
@@ -68,6 +69,7 @@ pub(crate) enum AnyRouter {
     GatewayApi(gateway_api::GatewayApiRouter),
     Nginx(nginx::NginxRouter),
     Contour(contour::ContourRouter),
+    Traefik(traefik::TraefikRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -93,6 +95,9 @@ impl AnyRouter {
             Provider::Contour => Ok(AnyRouter::Contour(contour::ContourRouter::new(
                 client.clone(),
             ))),
+            Provider::Traefik => Ok(AnyRouter::Traefik(traefik::TraefikRouter::new(
+                client.clone(),
+            ))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -113,6 +118,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.reconcile(c).await,
             AnyRouter::Nginx(r) => r.reconcile(c).await,
             AnyRouter::Contour(r) => r.reconcile(c).await,
+            AnyRouter::Traefik(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -124,6 +130,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.watch(c),
             AnyRouter::Nginx(r) => r.watch(c),
             AnyRouter::Contour(r) => r.watch(c),
+            AnyRouter::Traefik(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -135,6 +142,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.current_routing(c).await,
             AnyRouter::Nginx(r) => r.current_routing(c).await,
             AnyRouter::Contour(r) => r.current_routing(c).await,
+            AnyRouter::Traefik(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -148,6 +156,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.set_routing(c, routing).await,
             AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
             AnyRouter::Contour(r) => r.set_routing(c, routing).await,
+            AnyRouter::Traefik(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -161,6 +170,7 @@ impl Router for AnyRouter {
             AnyRouter::GatewayApi(r) => r.finalize(c).await,
             AnyRouter::Nginx(r) => r.finalize(c).await,
             AnyRouter::Contour(r) => r.finalize(c).await,
+            AnyRouter::Traefik(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

@@ -291,11 +291,15 @@ impl Provider {
             },
             Provider::Gloo => flagger(true, true, false, false, false),
             Provider::AppMesh(_) => flagger(true, true, false, false, false),
-            Provider::Traefik
-            | Provider::Kuma
-            | Provider::Apisix
-            | Provider::Skipper
-            | Provider::Knative => flagger(false, false, false, false, false),
+            // A TraefikService splits by weight only (Flagger's Traefik
+            // router has no A/B testing nor mirroring).
+            Provider::Traefik => Capabilities {
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
+            Provider::Kuma | Provider::Apisix | Provider::Skipper | Provider::Knative => {
+                flagger(false, false, false, false, false)
+            }
         }
     }
 
@@ -613,7 +617,8 @@ mod tests {
                 "osm",
                 "smi:v1alpha1",
                 "smi:v1alpha2",
-                "smi:v1alpha3"
+                "smi:v1alpha3",
+                "traefik"
             ]
         );
         for p in Provider::ALL {

@@ -28,6 +28,9 @@ pub struct CrdGroups {
     pub keda: bool,
     /// `projectcontour.io` HTTPProxy: Contour. Off by default.
     pub contour: bool,
+    /// `traefik.io` IngressRoute and TraefikService: Traefik. Off by
+    /// default.
+    pub traefik: bool,
 }
 
 impl Default for CrdGroups {
@@ -39,6 +42,7 @@ impl Default for CrdGroups {
             flagger: false,
             keda: true,
             contour: false,
+            traefik: false,
         }
     }
 }
@@ -52,6 +56,7 @@ pub enum CrdGroup {
     Flagger,
     Keda,
     Contour,
+    Traefik,
 }
 
 /// One served resource.
@@ -312,6 +317,28 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        crd: Some(CrdGroup::Traefik),
+        has_generation: true,
+        ..kind!(
+            "traefik.io",
+            &["v1alpha1"],
+            "IngressRoute",
+            "ingressroutes",
+            "ingressroute"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Traefik),
+        has_generation: true,
+        ..kind!(
+            "traefik.io",
+            &["v1alpha1"],
+            "TraefikService",
+            "traefikservices",
+            "traefikservice"
+        )
+    },
+    KindInfo {
         categories: &["all"],
         crd: Some(CrdGroup::Flagger),
         status_subresource: true,
@@ -523,6 +550,7 @@ impl Kinds {
                 Some(CrdGroup::Flagger) => installed.flagger,
                 Some(CrdGroup::Keda) => installed.keda,
                 Some(CrdGroup::Contour) => installed.contour,
+                Some(CrdGroup::Traefik) => installed.traefik,
             })
             .collect();
         Self { served }

@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, contour
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, contour, traefik
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -127,7 +127,7 @@ pub struct Scenario {
     /// How often the traffic model sends its requests.
     #[serde(default = "default_traffic_interval")]
     pub traffic_interval: Dur,
-    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`, `keda`, `contour`. When
+    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`, `keda`, `contour`, `traefik`. When
     /// absent: SMI, Gateway API and Istio (the API server's default).
     #[serde(default)]
     pub crds: Option<Vec<CrdName>>,
@@ -176,6 +176,7 @@ pub enum CrdName {
     Flagger,
     Keda,
     Contour,
+    Traefik,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -682,6 +683,7 @@ impl Scenario {
                 flagger: list.contains(&CrdName::Flagger),
                 keda: list.contains(&CrdName::Keda),
                 contour: list.contains(&CrdName::Contour),
+                traefik: list.contains(&CrdName::Traefik),
             },
         }
     }

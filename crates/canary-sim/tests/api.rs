@@ -466,6 +466,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             flagger: false,
             keda: false,
             contour: false,
+            traefik: false,
         },
         ..Default::default()
     })

@@ -1,5 +1,6 @@
 //! Edge proxies configured by their own custom resources: Contour's
-//! Envoy, driven by `projectcontour.io/v1` HTTPProxy objects.
+//! Envoy, driven by `projectcontour.io/v1` HTTPProxy objects, and Traefik,
+//! driven by `traefik.io/v1alpha1` IngressRoutes and TraefikServices.
 //!
 //! A request for a host name reaches Contour when a root HTTPProxy (one
 //! with `spec.virtualhost.fqdn`) names that host. Its routes, and those of
@@ -15,6 +16,15 @@
 //! `envoy_cluster_upstream_rq_time` histogram (milliseconds), with
 //! Contour's cluster name `<namespace>_<service>_<port>` in
 //! `envoy_cluster_name`, the label Flagger's Contour queries select on.
+//!
+//! Traefik serves a host named by an IngressRoute rule's `Host(...)` (with
+//! an optional `PathPrefix(...)`); the route's services are Kubernetes
+//! Services or TraefikServices, whose weighted round robin picks one of
+//! their Services (weight 1 when none is written). Traefik records
+//! `traefik_service_requests_total` and the
+//! `traefik_service_request_duration_seconds` histogram (its default
+//! buckets) with `service` `<namespace>-<service>-<port>@kubernetescrd`,
+//! as Flagger's Traefik queries select it.
 
 use std::time::Instant;
 
@@ -34,7 +44,18 @@ pub(super) struct EdgeHit {
     service: String,
     port: u16,
     host: String,
+    proxy: Proxy,
 }
+
+/// Which proxy sent it, for its series.
+#[derive(Clone, Copy)]
+enum Proxy {
+    Envoy,
+    Traefik,
+}
+
+/// Traefik's default request duration buckets (seconds).
+const TRAEFIK_BUCKETS: &[f64] = &[0.1, 0.3, 1.2, 5.0];
 
 /// How many levels of includes are followed (Contour refuses cycles).
 const MAX_INCLUDE_DEPTH: usize = 4;
@@ -180,6 +201,110 @@ pub(super) fn contour_route(
         service: chosen["name"].as_str().unwrap_or("").to_string(),
         port: chosen["port"].as_u64().unwrap_or(80) as u16,
         host: host.to_string(),
+        proxy: Proxy::Envoy,
+    }))
+}
+
+/// The arguments of each `Name(`...`)` in a Traefik rule.
+fn rule_args<'a>(rule: &'a str, name: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut rest = rule;
+    let open = format!("{name}(");
+    while let Some(i) = rest.find(&open) {
+        rest = &rest[i + open.len()..];
+        let Some(end) = rest.find(')') else { break };
+        for arg in rest[..end].split(',') {
+            out.push(arg.trim().trim_matches(|c| c == '`' || c == '"'));
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Where Traefik sends a request for `host`: `None` when no IngressRoute
+/// names the host; `Some(Err)` when one does but no route matches (404)
+/// or no service has a weight (503).
+pub(super) fn traefik_route(
+    c: &Cluster,
+    host: &str,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<Result<EdgeHit, u16>> {
+    let path = req.path.split('?').next().unwrap_or("/");
+    let mut host_known = false;
+    let mut best: Option<(usize, &Value, &str)> = None;
+    for ir in c.edge(EdgeKind::IngressRoute) {
+        let ns = ir["metadata"]["namespace"].as_str().unwrap_or("");
+        for r in ir["spec"]["routes"].as_array().into_iter().flatten() {
+            let rule = r["match"].as_str().unwrap_or("");
+            if !rule_args(rule, "Host")
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+            {
+                continue;
+            }
+            host_known = true;
+            let prefixes = rule_args(rule, "PathPrefix");
+            let len = if prefixes.is_empty() {
+                Some(0)
+            } else {
+                prefixes
+                    .iter()
+                    .filter(|p| path.starts_with(**p))
+                    .map(|p| p.len())
+                    .max()
+            };
+            if let Some(len) = len
+                && best.is_none_or(|(l, _, _)| len > l)
+            {
+                best = Some((len, r, ns));
+            }
+        }
+    }
+    if !host_known {
+        return None;
+    }
+    let Some((_, route, ns)) = best else {
+        return Some(Err(404));
+    };
+    let weighted = |services: &[Value], default_ns: &str| -> Vec<((String, Value), f64)> {
+        services
+            .iter()
+            .map(|s| {
+                let ns = s["namespace"].as_str().unwrap_or(default_ns).to_string();
+                ((ns, s.clone()), s["weight"].as_f64().unwrap_or(1.0))
+            })
+            .collect()
+    };
+    let Some((svc_ns, chosen)) = pick_weighted(
+        &weighted(route["services"].as_array().map_or(&[], Vec::as_slice), ns),
+        rng,
+    ) else {
+        return Some(Err(503));
+    };
+    let (svc_ns, chosen) = if chosen["kind"] == "TraefikService" {
+        let name = chosen["name"].as_str().unwrap_or("");
+        let Some(ts) = c.edge(EdgeKind::TraefikService).iter().find(|t| {
+            t["metadata"]["namespace"] == svc_ns.as_str() && t["metadata"]["name"] == name
+        }) else {
+            return Some(Err(404));
+        };
+        let services = ts["spec"]["weighted"]["services"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        match pick_weighted(&weighted(services, &svc_ns), rng) {
+            Some(x) => x,
+            None => return Some(Err(503)),
+        }
+    } else {
+        (svc_ns, chosen)
+    };
+    Some(Ok(EdgeHit {
+        namespace: svc_ns,
+        service: chosen["name"].as_str().unwrap_or("").to_string(),
+        port: chosen["port"].as_u64().unwrap_or(80) as u16,
+        host: host.to_string(),
+        proxy: Proxy::Traefik,
     }))
 }
 
@@ -187,15 +312,23 @@ pub(super) fn contour_route(
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub(super) enum EdgeKind {
     HttpProxy,
+    IngressRoute,
+    TraefikService,
 }
 
 impl EdgeKind {
-    pub(super) const ALL: [EdgeKind; 1] = [EdgeKind::HttpProxy];
+    pub(super) const ALL: [EdgeKind; 3] = [
+        EdgeKind::HttpProxy,
+        EdgeKind::IngressRoute,
+        EdgeKind::TraefikService,
+    ];
 
     /// Group, versions (preferred first) and kind.
     pub(super) fn kind(self) -> (&'static str, &'static [&'static str], &'static str) {
         match self {
             EdgeKind::HttpProxy => ("projectcontour.io", &["v1"], "HTTPProxy"),
+            EdgeKind::IngressRoute => ("traefik.io", &["v1alpha1"], "IngressRoute"),
+            EdgeKind::TraefikService => ("traefik.io", &["v1alpha1"], "TraefikService"),
         }
     }
 }
@@ -209,6 +342,14 @@ pub(super) const HELP: &[(&str, &str)] = &[
     (
         "envoy_cluster_upstream_rq_time",
         "Upstream request time in milliseconds",
+    ),
+    (
+        "traefik_service_requests_total",
+        "How many HTTP requests processed on a service, partitioned by status code, protocol, and method.",
+    ),
+    (
+        "traefik_service_request_duration_seconds",
+        "How long it took to process the request on a service, partitioned by status code, protocol, and method.",
     ),
 ];
 
@@ -254,18 +395,46 @@ impl Traffic {
             rec,
         );
         if answer.error.is_none() {
-            let cluster = format!("{}_{}_{}", hit.namespace, hit.service, hit.port);
-            rec.envoy(
-                &cluster,
-                answer.status,
-                answer.latency.as_secs_f64() * 1000.0,
-            );
+            let ms = answer.latency.as_secs_f64() * 1000.0;
+            match hit.proxy {
+                Proxy::Envoy => {
+                    let cluster = format!("{}_{}_{}", hit.namespace, hit.service, hit.port);
+                    rec.envoy(&cluster, answer.status, ms);
+                }
+                Proxy::Traefik => {
+                    let service = format!(
+                        "{}-{}-{}@kubernetescrd",
+                        hit.namespace, hit.service, hit.port
+                    );
+                    rec.traefik(&service, &req.method, answer.status, ms);
+                }
+            }
         }
         answer
     }
 }
 
 impl Recorder {
+    /// Traefik's service series for one answer.
+    fn traefik(&mut self, service: &str, method: &str, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let labels = [
+            ("namespace", "traefik"),
+            ("pod", "traefik-sim01"),
+            ("service", service),
+            ("code", code.as_str()),
+            ("method", method),
+            ("protocol", "http"),
+        ];
+        self.count("traefik_service_requests_total", &labels);
+        self.observe(
+            "traefik_service_request_duration_seconds",
+            &labels,
+            TRAEFIK_BUCKETS,
+            latency_ms / 1000.0,
+        );
+    }
+
     /// Envoy's upstream cluster series for one answer.
     fn envoy(&mut self, cluster: &str, status: u16, latency_ms: f64) {
         let code = status.to_string();
