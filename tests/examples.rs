@@ -978,6 +978,7 @@ const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
     ("nginx.yaml", "nginx", "canary"),
     ("nginx-ab-testing.yaml", "nginx", "A/B testing"),
     ("contour.yaml", "contour", "canary"),
+    ("traefik.yaml", "traefik", "canary"),
     ("blue-green.yaml", "kubernetes", "blue/green"),
     ("podinfo.yaml", "linkerd", "canary"),
 ];

@@ -623,8 +623,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
-    // The Gateway API, NGINX and Contour routers, each in a cluster of its
-    // own.
+    // The Gateway API, NGINX, Contour and Traefik routers, each in a
+    // cluster of its own.
     for (crds, spec, ingress) in [
         ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
         (
@@ -641,6 +641,7 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
             router_spec("contour", "").replace("  provider: contour\n", ""),
             false,
         ),
+        ("traefik", router_spec("traefik", ""), false),
     ] {
         asked.extend(router_lifecycle(&rules, crds, &spec, ingress).await);
     }
