@@ -24,6 +24,8 @@ const LINKERD_BUCKETS: &[f64] = &[
 const NGINX_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Traefik's default request duration buckets (seconds).
+const TRAEFIK_BUCKETS: &[f64] = &[0.1, 0.3, 1.2, 5.0];
 const ISTIO_BUCKETS: &[f64] = &[
     1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000., 300000.,
     600000., 1800000., 3600000.,
@@ -63,8 +65,8 @@ const CANARY: Profile = Profile {
 };
 
 /// Records one second of traffic of every profile at `at` (ms), as
-/// Linkerd, Istio, the NGINX ingress controller and Contour's Envoy would count it, plus
-/// series the built-in queries must not pick up (outbound, source
+/// Linkerd, Istio, the NGINX ingress controller, Contour's Envoy and
+/// Traefik would count it, plus series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
     // One batch: a scrape sees the whole second or none of it.
@@ -238,6 +240,43 @@ fn record_second(store: &SeriesStore, at: i64) {
             ISTIO_BUCKETS,
             at,
         );
+
+        // Traefik: the service of each Kubernetes Service, its duration
+        // histogram by status code (the success rate counts its `+Inf`
+        // buckets).
+        let traefik_service = format!("prod-{service}-9898@kubernetescrd");
+        let traefik = |code| {
+            vec![
+                ("service", traefik_service.as_str()),
+                ("code", code),
+                ("method", "GET"),
+                ("protocol", "http"),
+            ]
+        };
+        let failed: Vec<(f64, u64)> = vec![(p.latency_ms[0].0 / 1000.0, p.errors)];
+        let mut served: Vec<(f64, u64)> = Vec::new();
+        let mut left = p.errors;
+        for &(ms, n) in p.latency_ms {
+            let take = left.min(n);
+            left -= take;
+            if n > take {
+                served.push((ms / 1000.0, n - take));
+            }
+        }
+        store.histogram_observe_many(
+            "traefik_service_request_duration_seconds",
+            &traefik("200"),
+            &served,
+            TRAEFIK_BUCKETS,
+            at,
+        );
+        store.histogram_observe_many(
+            "traefik_service_request_duration_seconds",
+            &traefik("500"),
+            &failed,
+            TRAEFIK_BUCKETS,
+            at,
+        );
     }
 }
 
@@ -257,7 +296,7 @@ fn model(target: &str, interval: &str) -> TemplateModel {
 /// The built-in queries the sim serves traffic for, rendered.
 fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for provider in ["linkerd", "istio", "nginx", "contour"] {
+    for provider in ["linkerd", "istio", "nginx", "contour", "traefik"] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
                 canary_core::provider::Provider::parse(provider).unwrap(),
@@ -290,7 +329,9 @@ fn builtin_queries_measure_the_synthetic_traffic() {
     let expected = [
         (
             "podinfo",
-            [96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0],
+            [
+                96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 975.0,
+            ],
         ),
         (
             "podinfo-primary",
@@ -299,6 +340,8 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 30.0,
                 99.0,
                 50.0,
+                f64::NAN,
+                f64::NAN,
                 f64::NAN,
                 f64::NAN,
                 f64::NAN,
@@ -316,8 +359,8 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX and Contour only measure the canary's traffic:
-                // nothing for the primary.
+                // NGINX, Contour and Traefik only measure the canary's
+                // traffic: nothing for the primary.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(
                     (v - want).abs() <= want.abs() * 1e-6,
