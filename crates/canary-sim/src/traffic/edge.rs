@@ -115,12 +115,11 @@ fn matches(conditions: &[&Value], req: &Request, path: &str) -> Option<(usize, u
     let mut headers = 0;
     for cond in conditions {
         if let Some(p) = cond["prefix"].as_str() {
-            let joined = format!(
-                "{}/{}",
-                prefix.trim_end_matches('/'),
-                p.trim_start_matches('/')
-            );
-            prefix = joined;
+            // A `/` below an include keeps the include's prefix.
+            let p = p.trim_start_matches('/');
+            if !p.is_empty() {
+                prefix = format!("{}/{p}", prefix.trim_end_matches('/'));
+            }
         }
         if cond["header"].is_object() {
             headers += 1;
@@ -452,5 +451,147 @@ impl Recorder {
             ISTIO_BUCKETS,
             latency_ms,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::Target;
+    use serde_json::json;
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    fn cluster(kind: EdgeKind, objects: Vec<Value>) -> Cluster {
+        Cluster {
+            namespaces: HashMap::new(),
+            services: HashMap::new(),
+            pods: HashMap::new(),
+            pod_uids: HashSet::new(),
+            splits: Vec::new(),
+            httproutes: Vec::new(),
+            virtualservices: Vec::new(),
+            ingresses: Vec::new(),
+            edge: BTreeMap::from([(kind, objects)]),
+        }
+    }
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> Request {
+        let mut r = Request::get(
+            Target::Host {
+                host: "www.example.com".into(),
+                port: None,
+                namespace: "prod".into(),
+            },
+            path,
+        );
+        r.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        r
+    }
+
+    fn proxy(name: &str, spec: Value) -> Value {
+        json!({"metadata": {"name": name, "namespace": "prod"}, "spec": spec})
+    }
+
+    /// The Service a request for `www.example.com` reaches, or the status
+    /// the proxy answers.
+    fn reached(c: &Cluster, route: RouteFn, req: &Request) -> Option<Result<String, u16>> {
+        let mut rng = Rng::new(3);
+        route(c, "www.example.com", req, &mut rng).map(|r| r.map(|h| h.service))
+    }
+
+    type RouteFn = fn(&Cluster, &str, &Request, &mut Rng) -> Option<Result<EdgeHit, u16>>;
+
+    #[test]
+    fn contour_follows_the_root_includes_prefixes_and_header_conditions() {
+        let c = cluster(
+            EdgeKind::HttpProxy,
+            vec![
+                proxy(
+                    "www",
+                    json!({
+                        "virtualhost": {"fqdn": "www.example.com"},
+                        "includes": [{"name": "podinfo", "conditions": [{"prefix": "/api"}]}]
+                    }),
+                ),
+                proxy(
+                    "podinfo",
+                    json!({"routes": [
+                        {
+                            "conditions": [{"prefix": "/", "header": {"name": "x-canary", "exact": "insider"}}],
+                            "services": [
+                                {"name": "podinfo-primary", "port": 9898},
+                                {"name": "podinfo-canary", "port": 9898, "weight": 100}
+                            ]
+                        },
+                        {
+                            "conditions": [{"prefix": "/"}],
+                            "services": [
+                                {"name": "podinfo-primary", "port": 9898, "weight": 100},
+                                {"name": "podinfo-canary", "port": 9898}
+                            ]
+                        }
+                    ]}),
+                ),
+            ],
+        );
+        let route: RouteFn = contour_route;
+        assert_eq!(
+            reached(&c, route, &request("/api/info", &[("x-canary", "insider")])),
+            Some(Ok("podinfo-canary".into()))
+        );
+        assert_eq!(
+            reached(&c, route, &request("/api/info", &[("x-canary", "other")])),
+            Some(Ok("podinfo-primary".into()))
+        );
+        assert_eq!(
+            reached(&c, route, &request("/api", &[])),
+            Some(Ok("podinfo-primary".into()))
+        );
+        assert_eq!(reached(&c, route, &request("/", &[])), Some(Err(404)));
+        let mut rng = Rng::new(3);
+        assert!(contour_route(&c, "other.example.com", &request("/", &[]), &mut rng).is_none());
+    }
+
+    #[test]
+    fn traefik_reads_host_and_prefix_rules_and_weighs_a_traefikservice() {
+        assert_eq!(
+            rule_args(
+                "Host(`a.example.com`, `b.example.com`) && PathPrefix(`/api`)",
+                "Host"
+            ),
+            ["a.example.com", "b.example.com"]
+        );
+        let mut c = cluster(
+            EdgeKind::IngressRoute,
+            vec![proxy(
+                "podinfo",
+                json!({"routes": [{
+                    "match": "Host(`www.example.com`) && PathPrefix(`/`)",
+                    "kind": "Rule",
+                    "services": [{"name": "podinfo", "kind": "TraefikService"}]
+                }]}),
+            )],
+        );
+        c.edge.insert(
+            EdgeKind::TraefikService,
+            vec![proxy(
+                "podinfo",
+                json!({"weighted": {"services": [
+                    {"name": "podinfo-primary", "namespace": "prod", "port": 80, "weight": 100}
+                ]}}),
+            )],
+        );
+        let route: RouteFn = traefik_route;
+        for _ in 0..20 {
+            assert_eq!(
+                reached(&c, route, &request("/", &[])),
+                Some(Ok("podinfo-primary".into()))
+            );
+        }
+        c.edge.insert(EdgeKind::TraefikService, Vec::new());
+        assert_eq!(reached(&c, route, &request("/", &[])), Some(Err(404)));
     }
 }
