@@ -979,6 +979,8 @@ const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
     ("nginx-ab-testing.yaml", "nginx", "A/B testing"),
     ("kuma.yaml", "kuma", "canary"),
     ("apisix.yaml", "apisix", "canary"),
+    ("contour.yaml", "contour", "canary"),
+    ("traefik.yaml", "traefik", "canary"),
     ("blue-green.yaml", "kubernetes", "blue/green"),
     ("podinfo.yaml", "linkerd", "canary"),
 ];

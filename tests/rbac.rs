@@ -624,7 +624,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
-    // The Gateway API, Kuma, APISIX and NGINX routers, each in a cluster of its own.
+    // The Gateway API, Kuma, APISIX, NGINX, Contour and Traefik routers,
+    // each in a cluster of its own.
     for (crds, spec, ingress) in [
         ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
         ("kuma", router_spec("kuma", ""), false),
@@ -644,6 +645,13 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
             ),
             true,
         ),
+        // Contour detected by its namespace and CRD.
+        (
+            "contour",
+            router_spec("contour", "").replace("  provider: contour\n", ""),
+            false,
+        ),
+        ("traefik", router_spec("traefik", ""), false),
     ] {
         asked.extend(router_lifecycle(&rules, crds, &spec, ingress).await);
     }
@@ -714,6 +722,7 @@ readinessDelay: 200ms
 crds: [{crds}]
 namespaces:
   - {{name: prod}}
+  - {{name: projectcontour}}
 deployments:
   - name: podinfo
     namespace: prod

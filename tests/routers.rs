@@ -132,7 +132,7 @@ fn route_weights(c: &Cluster, version: &str) -> Option<(i64, i64)> {
 
 /// Polls `read` until the run ends, collecting each distinct value it saw,
 /// in order.
-async fn watch_while_running<T: PartialEq + Clone>(
+pub(crate) async fn watch_while_running<T: PartialEq + Clone>(
     c: &Cluster,
     child: std::process::Child,
     read: impl Fn(&Cluster) -> T,
@@ -154,7 +154,7 @@ async fn watch_while_running<T: PartialEq + Clone>(
 
 /// Waits until `done` holds while the run `child` goes on; fails with the
 /// run's output if it ends first or nothing happens in two minutes.
-async fn wait_during_run(
+pub(crate) async fn wait_during_run(
     c: &Cluster,
     child: &mut std::process::Child,
     what: &str,
@@ -177,7 +177,12 @@ async fn wait_during_run(
 
 /// Which version answered each of `n` requests to `www.example.com` (or
 /// `app.example.com`) with `headers`: (primary, canary).
-fn answers(c: &Cluster, host: &str, headers: &[(&str, &str)], n: usize) -> (usize, usize) {
+pub(crate) fn answers(
+    c: &Cluster,
+    host: &str,
+    headers: &[(&str, &str)],
+    n: usize,
+) -> (usize, usize) {
     let mut primary = 0;
     let mut canary = 0;
     for _ in 0..n {
@@ -432,7 +437,11 @@ async fn the_gateway_api_is_detected_and_plan_lists_exactly_the_objects_run_crea
 
 /// Every object the plan lists by name exists, and every object the run
 /// created (its managed-by label) is in the plan.
-fn assert_plan_matches_cluster(c: &Cluster, plan: &Value, router_kinds: &[(&str, &str)]) {
+pub(crate) fn assert_plan_matches_cluster(
+    c: &Cluster,
+    plan: &Value,
+    router_kinds: &[(&str, &str)],
+) {
     let planned: BTreeSet<(String, String)> = plan["objects"]
         .as_array()
         .unwrap()

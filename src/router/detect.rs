@@ -5,9 +5,10 @@
 //! Each candidate is found by two things it installs: Linkerd by its
 //! namespace and the SMI TrafficSplit CRD, Istio by its namespace and the
 //! VirtualService CRD, Kuma by the `kuma-system` namespace and the
-//! TrafficRoute CRD, NGINX by the `ingress-nginx` namespace and the
-//! `nginx` IngressClass, the Gateway API by the HTTPRoute CRD (`v1` when
-//! the CRD serves it, else `v1beta1`). Exactly one must be found; with none
+//! TrafficRoute CRD, Contour by the `projectcontour` namespace and the
+//! HTTPProxy CRD, NGINX by the `ingress-nginx` namespace and the `nginx`
+//! IngressClass, the Gateway API by the HTTPRoute CRD (`v1` when the CRD
+//! serves it, else `v1beta1`). Exactly one must be found; with none
 //! or several, the user names one.
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -38,6 +39,11 @@ const MESHES: &[(Provider, &str, &str)] = &[
         "virtualservices.networking.istio.io",
     ),
     (Provider::Kuma, "kuma-system", "trafficroutes.kuma.io"),
+    (
+        Provider::Contour,
+        "projectcontour",
+        "httpproxies.projectcontour.io",
+    ),
 ];
 
 /// NGINX: the namespace and IngressClass ingress-nginx installs.
@@ -113,7 +119,7 @@ pub(crate) async fn detect(client: &kube::Client) -> Result<Detected, DetectErro
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(DetectError::Ambiguous(
-            "no provider in the spec and none detected (no Linkerd, Istio, Kuma, NGINX or \
+            "no provider in the spec and none detected (no Linkerd, Istio, Kuma, Contour, NGINX or \
              Gateway API found); name one with --mesh-provider (or spec.provider)"
                 .to_string(),
         )),

@@ -10,12 +10,14 @@
 
 pub(crate) mod affinity;
 pub(crate) mod apisix;
+pub(crate) mod contour;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod istio;
 pub(crate) mod kuma;
 pub(crate) mod nginx;
 pub(crate) mod smi;
+pub(crate) mod traefik;
 
 use crate::cluster::error::Result;
 use crate::cluster::managed::Removal;
@@ -70,6 +72,8 @@ pub(crate) enum AnyRouter {
     Nginx(nginx::NginxRouter),
     Kuma(kuma::KumaRouter),
     Apisix(apisix::ApisixRouter),
+    Contour(contour::ContourRouter),
+    Traefik(traefik::TraefikRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -94,6 +98,12 @@ impl AnyRouter {
             Provider::Nginx => Ok(AnyRouter::Nginx(nginx::NginxRouter::new(client.clone()))),
             Provider::Kuma => Ok(AnyRouter::Kuma(kuma::KumaRouter::new(client.clone()))),
             Provider::Apisix => Ok(AnyRouter::Apisix(apisix::ApisixRouter::new(client.clone()))),
+            Provider::Contour => Ok(AnyRouter::Contour(contour::ContourRouter::new(
+                client.clone(),
+            ))),
+            Provider::Traefik => Ok(AnyRouter::Traefik(traefik::TraefikRouter::new(
+                client.clone(),
+            ))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -115,6 +125,8 @@ impl Router for AnyRouter {
             AnyRouter::Nginx(r) => r.reconcile(c).await,
             AnyRouter::Kuma(r) => r.reconcile(c).await,
             AnyRouter::Apisix(r) => r.reconcile(c).await,
+            AnyRouter::Contour(r) => r.reconcile(c).await,
+            AnyRouter::Traefik(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -127,6 +139,8 @@ impl Router for AnyRouter {
             AnyRouter::Nginx(r) => r.watch(c),
             AnyRouter::Kuma(r) => r.watch(c),
             AnyRouter::Apisix(r) => r.watch(c),
+            AnyRouter::Contour(r) => r.watch(c),
+            AnyRouter::Traefik(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -139,6 +153,8 @@ impl Router for AnyRouter {
             AnyRouter::Nginx(r) => r.current_routing(c).await,
             AnyRouter::Kuma(r) => r.current_routing(c).await,
             AnyRouter::Apisix(r) => r.current_routing(c).await,
+            AnyRouter::Contour(r) => r.current_routing(c).await,
+            AnyRouter::Traefik(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -153,6 +169,8 @@ impl Router for AnyRouter {
             AnyRouter::Nginx(r) => r.set_routing(c, routing).await,
             AnyRouter::Kuma(r) => r.set_routing(c, routing).await,
             AnyRouter::Apisix(r) => r.set_routing(c, routing).await,
+            AnyRouter::Contour(r) => r.set_routing(c, routing).await,
+            AnyRouter::Traefik(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -167,6 +185,8 @@ impl Router for AnyRouter {
             AnyRouter::Nginx(r) => r.finalize(c).await,
             AnyRouter::Kuma(r) => r.finalize(c).await,
             AnyRouter::Apisix(r) => r.finalize(c).await,
+            AnyRouter::Contour(r) => r.finalize(c).await,
+            AnyRouter::Traefik(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

@@ -128,6 +128,10 @@ pub struct MatchSupport {
     /// At most one header and one cookie over all matches, each in a match
     /// of its own (the router cannot require both at once).
     pub one_header: bool,
+    /// At most one header or cookie over all matches: the router repeats
+    /// the route's path prefix in each header condition, and a route with
+    /// more than one prefix is invalid.
+    pub only_one: bool,
 }
 
 /// The targets and autoscalers `canary run` drives with every provider it
@@ -280,20 +284,28 @@ impl Provider {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::Contour => flagger(true, true, false, false, false),
+            // Weights and A/B matching by one header or the Cookie header
+            // (HTTPProxy header conditions); no mirroring nor session
+            // affinity in Flagger's Contour router.
+            Provider::Contour => Capabilities {
+                header_match: true,
+                cookie_match: true,
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
             Provider::Gloo => flagger(true, true, false, false, false),
             Provider::AppMesh(_) => Capabilities {
                 not_driven: Some(APP_MESH_ENDED),
                 ..flagger(true, true, false, false, false)
             },
-            // Flagger's Kuma and APISIX routers write weights only.
-            Provider::Kuma | Provider::Apisix => Capabilities {
+            // Flagger's Kuma and APISIX routers write weights only, and a
+            // TraefikService splits by weight only (Flagger's Traefik
+            // router has no A/B testing nor mirroring).
+            Provider::Kuma | Provider::Apisix | Provider::Traefik => Capabilities {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::Traefik | Provider::Skipper | Provider::Knative => {
-                flagger(false, false, false, false, false)
-            }
+            Provider::Skipper | Provider::Knative => flagger(false, false, false, false, false),
         }
     }
 
@@ -329,6 +341,7 @@ impl Provider {
                 cookie_kinds: &["exact", "regex"],
                 query_params: true,
                 one_header: false,
+                only_one: false,
             }),
             // Its NGINX router writes one `canary-by-header` (with its
             // `exact` value or `regex` pattern) and one `canary-by-cookie`
@@ -339,6 +352,19 @@ impl Provider {
                 cookie_kinds: &["exact"],
                 query_params: false,
                 one_header: true,
+                only_one: false,
+            }),
+            // Its Contour router turns each header of the match into a
+            // condition of one route (`exact`; `prefix` and `suffix` become
+            // a looser `contains`, regular expressions are dropped), each
+            // with the route's path prefix: Contour takes one such
+            // condition only, and only the exact kind matches as asked.
+            Provider::Contour => Some(MatchSupport {
+                header_kinds: &["exact"],
+                cookie_kinds: &["exact"],
+                query_params: false,
+                one_header: false,
+                only_one: true,
             }),
             _ => None,
         }
@@ -596,6 +622,7 @@ mod tests {
             driven,
             [
                 "apisix",
+                "contour",
                 "gatewayapi:v1",
                 "gatewayapi:v1beta1",
                 "istio",
@@ -606,7 +633,8 @@ mod tests {
                 "osm",
                 "smi:v1alpha1",
                 "smi:v1alpha2",
-                "smi:v1alpha3"
+                "smi:v1alpha3",
+                "traefik"
             ]
         );
         for p in Provider::ALL {

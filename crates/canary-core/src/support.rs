@@ -350,6 +350,13 @@ fn partial_match(p: Provider, matches: &[HttpMatchRequest]) -> Option<(usize, St
                 ));
             }
         }
+        if support.only_one && headers + cookies > 1 {
+            return Some((
+                i,
+                "route by more than one header or cookie: it writes one header condition"
+                    .to_string(),
+            ));
+        }
     }
     None
 }
@@ -685,6 +692,18 @@ spec:
         assert_eq!(d.len(), 1, "{d:#?}");
         assert!(d[0].message.contains("in one match"), "{}", d[0].message);
         assert!(refusals(AB, Some(Provider::Nginx)).is_empty());
+        // Contour: one header condition, matched exactly.
+        assert!(refusals(AB, Some(Provider::Contour)).is_empty());
+        let d = refusals(&two, Some(Provider::Contour));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(
+            d[0].message.contains("one header condition"),
+            "{}",
+            d[0].message
+        );
+        let d = refusals(&prefix, Some(Provider::Contour));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("only by `exact`"), "{}", d[0].message);
         let mirror = AB.replace(
             "    iterations: 10\n    match:\n      - headers:\n          x-canary: {exact: insider}\n",
             "    iterations: 10\n    mirror: true\n    mirrorWeight: 50\n",

@@ -31,6 +31,11 @@ pub struct CrdGroups {
     pub kuma: bool,
     /// `apisix.apache.org` ApisixRoute (v2). Off by default.
     pub apisix: bool,
+    /// `projectcontour.io` HTTPProxy: Contour. Off by default.
+    pub contour: bool,
+    /// `traefik.io` IngressRoute and TraefikService: Traefik. Off by
+    /// default.
+    pub traefik: bool,
 }
 
 impl Default for CrdGroups {
@@ -43,6 +48,8 @@ impl Default for CrdGroups {
             keda: true,
             kuma: false,
             apisix: false,
+            contour: false,
+            traefik: false,
         }
     }
 }
@@ -57,6 +64,8 @@ pub enum CrdGroup {
     Keda,
     Kuma,
     Apisix,
+    Contour,
+    Traefik,
 }
 
 /// One served resource.
@@ -304,6 +313,41 @@ pub static ALL_KINDS: &[KindInfo] = &[
         )
     },
     KindInfo {
+        short_names: &["proxy", "proxies"],
+        crd: Some(CrdGroup::Contour),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "projectcontour.io",
+            &["v1"],
+            "HTTPProxy",
+            "httpproxies",
+            "httpproxy"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Traefik),
+        has_generation: true,
+        ..kind!(
+            "traefik.io",
+            &["v1alpha1"],
+            "IngressRoute",
+            "ingressroutes",
+            "ingressroute"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Traefik),
+        has_generation: true,
+        ..kind!(
+            "traefik.io",
+            &["v1alpha1"],
+            "TraefikService",
+            "traefikservices",
+            "traefikservice"
+        )
+    },
+    KindInfo {
         categories: &["all"],
         crd: Some(CrdGroup::Flagger),
         status_subresource: true,
@@ -543,6 +587,8 @@ impl Kinds {
                 Some(CrdGroup::Keda) => installed.keda,
                 Some(CrdGroup::Kuma) => installed.kuma,
                 Some(CrdGroup::Apisix) => installed.apisix,
+                Some(CrdGroup::Contour) => installed.contour,
+                Some(CrdGroup::Traefik) => installed.traefik,
             })
             .collect();
         Self { served }

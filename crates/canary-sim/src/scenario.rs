@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -127,7 +127,7 @@ pub struct Scenario {
     /// How often the traffic model sends its requests.
     #[serde(default = "default_traffic_interval")]
     pub traffic_interval: Dur,
-    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`. When
+    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`, `keda`, `contour`, `traefik`. When
     /// absent: SMI, Gateway API and Istio (the API server's default).
     #[serde(default)]
     pub crds: Option<Vec<CrdName>>,
@@ -177,6 +177,8 @@ pub enum CrdName {
     Keda,
     Kuma,
     Apisix,
+    Contour,
+    Traefik,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -686,6 +688,8 @@ impl Scenario {
                 keda: list.contains(&CrdName::Keda),
                 kuma: list.contains(&CrdName::Kuma),
                 apisix: list.contains(&CrdName::Apisix),
+                contour: list.contains(&CrdName::Contour),
+                traefik: list.contains(&CrdName::Traefik),
             },
         }
     }

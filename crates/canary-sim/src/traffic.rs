@@ -53,6 +53,9 @@ use crate::scenario::{Behaviours, Rng, TrafficSpec};
 use crate::series::{Matcher, SeriesStore, now_ms};
 use crate::store::{Change, ChangeType, Store};
 
+mod edge;
+use edge::EdgeKind;
+
 /// Linkerd proxy's latency histogram bounds (ms).
 pub const LINKERD_BUCKETS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
@@ -388,8 +391,6 @@ impl Traffic {
                 "nginx_ingress_controller_response_duration_seconds",
                 "The time spent on receiving the response from the upstream server",
             ),
-            ("envoy_cluster_upstream_rq", ""),
-            ("envoy_cluster_upstream_rq_time", ""),
             (
                 "apisix_http_status",
                 "HTTP status codes per service in APISIX",
@@ -398,7 +399,10 @@ impl Traffic {
                 "apisix_http_latency",
                 "HTTP request latency in milliseconds per service in APISIX",
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(edge::HELP.iter().copied())
+        {
             series.set_help(name, help);
         }
         let changes = store.subscribe();
@@ -761,6 +765,7 @@ impl Traffic {
                 port,
                 authority,
             } => self.to_service(g, c, req, &ns, &name, port, &authority, None, now, rec),
+            Entry::Edge(hit) => self.through_edge(g, c, req, *hit, now, rec),
         }
     }
 
@@ -875,6 +880,12 @@ impl Traffic {
                 }
                 if let Some(hit) = apisix_route(c, host, path, rng) {
                     return Ok(Entry::Apisix(Box::new(hit)));
+                }
+                if let Some(routed) = edge::contour_route(c, host, req, rng) {
+                    return Ok(Entry::Edge(Box::new(routed)));
+                }
+                if let Some(routed) = edge::traefik_route(c, host, req, rng) {
+                    return Ok(Entry::Edge(Box::new(routed)));
                 }
                 if let Some(routed) = gateway_route(c, host, req, rng, fx) {
                     return match routed {
@@ -1141,6 +1152,8 @@ struct Cluster {
     ingresses: Vec<Value>,
     trafficroutes: Vec<Value>,
     apisixroutes: Vec<Value>,
+    /// Edge proxies' resources, by kind.
+    edge: BTreeMap<EdgeKind, Vec<Value>>,
 }
 
 impl Cluster {
@@ -1186,11 +1199,36 @@ impl Cluster {
             ingresses: Vec::new(),
             trafficroutes: Vec::new(),
             apisixroutes: Vec::new(),
+            edge: BTreeMap::new(),
         };
         for r in Router::ALL {
             c.relist(store, r);
         }
+        for k in EdgeKind::ALL {
+            c.relist_edge(store, k);
+        }
         c
+    }
+
+    /// Reads an edge proxy's resources of one kind again.
+    fn relist_edge(&mut self, store: &Store, k: EdgeKind) {
+        let (group, versions, kind) = k.kind();
+        let items = versions
+            .iter()
+            .find_map(|v| {
+                let av = format!("{group}/{v}");
+                store
+                    .kind(&av, kind)
+                    .ok()
+                    .map(|_| store.list(&av, kind, None))
+            })
+            .unwrap_or_default();
+        self.edge.insert(k, items);
+    }
+
+    /// The edge proxy resources of one kind.
+    fn edge(&self, k: EdgeKind) -> &[Value] {
+        self.edge.get(&k).map_or(&[], Vec::as_slice)
     }
 
     /// Reads the routers of one kind again.
@@ -1221,6 +1259,7 @@ impl Cluster {
     /// labels may have).
     fn apply(&mut self, store: &Store, changes: &[Arc<Change>]) -> bool {
         let mut relist = Vec::new();
+        let mut relist_edge = Vec::new();
         for c in changes {
             let key = (c.namespace.clone(), c.name.clone());
             let deleted = c.change == ChangeType::Deleted;
@@ -1245,6 +1284,13 @@ impl Cluster {
                     }
                 }
                 (group, kind) => {
+                    if let Some(k) = EdgeKind::ALL.into_iter().find(|k| {
+                        let (g, _, n) = k.kind();
+                        (g, n) == (group, kind)
+                    }) && !relist_edge.contains(&k)
+                    {
+                        relist_edge.push(k);
+                    }
                     if let Some(r) = Router::ALL.into_iter().find(|r| {
                         let (g, _, k) = r.kind();
                         (g, k) == (group, kind)
@@ -1257,6 +1303,9 @@ impl Cluster {
         }
         for r in relist {
             self.relist(store, r);
+        }
+        for k in relist_edge {
+            self.relist_edge(store, k);
         }
         true
     }
@@ -1577,6 +1626,9 @@ enum Entry {
         port: Option<u16>,
         authority: String,
     },
+    /// Chosen by an edge proxy's resources for a host name, or the status
+    /// the proxy answers itself.
+    Edge(Box<Result<edge::EdgeHit, u16>>),
 }
 
 enum Routed {

@@ -467,6 +467,8 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             keda: false,
             kuma: false,
             apisix: false,
+            contour: false,
+            traefik: false,
         },
         ..Default::default()
     })

@@ -33,6 +33,8 @@ const ENVOY_BUCKETS: &[f64] = &[
     0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000.,
     300000., 600000., 1800000., 3600000.,
 ];
+/// Traefik's default request duration buckets (seconds).
+const TRAEFIK_BUCKETS: &[f64] = &[0.1, 0.3, 1.2, 5.0];
 const ISTIO_BUCKETS: &[f64] = &[
     1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000., 300000.,
     600000., 1800000., 3600000.,
@@ -72,9 +74,8 @@ const CANARY: Profile = Profile {
 };
 
 /// Records one second of traffic of every profile at `at` (ms), as
-/// Linkerd, Istio, the NGINX ingress controller, Kuma's sidecars and APISIX
-/// would
-/// count it, plus
+/// Linkerd, Istio, the NGINX ingress controller, Kuma's sidecars, APISIX,
+/// Contour's Envoy and Traefik would count it, plus
 /// series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
@@ -297,6 +298,75 @@ fn record_second(store: &SeriesStore, at: i64) {
                 at,
             );
         }
+
+        // Contour's Envoy: the upstream cluster of each Service.
+        let service = role;
+        let cluster = format!("prod_{service}_9898");
+        let envoy = [
+            ("namespace", "projectcontour"),
+            ("envoy_cluster_name", cluster.as_str()),
+        ];
+        let with_code = |code| {
+            let mut l = envoy.to_vec();
+            l.push(("envoy_response_code", code));
+            l
+        };
+        store.counter_add(
+            "envoy_cluster_upstream_rq",
+            &with_code("200"),
+            ok as f64,
+            at,
+        );
+        store.counter_add(
+            "envoy_cluster_upstream_rq",
+            &with_code("503"),
+            p.errors as f64,
+            at,
+        );
+        store.histogram_observe_many(
+            "envoy_cluster_upstream_rq_time",
+            &envoy,
+            p.latency_ms,
+            ISTIO_BUCKETS,
+            at,
+        );
+
+        // Traefik: the service of each Kubernetes Service, its duration
+        // histogram by status code (the success rate counts its `+Inf`
+        // buckets).
+        let traefik_service = format!("prod-{service}-9898@kubernetescrd");
+        let traefik = |code| {
+            vec![
+                ("service", traefik_service.as_str()),
+                ("code", code),
+                ("method", "GET"),
+                ("protocol", "http"),
+            ]
+        };
+        let failed: Vec<(f64, u64)> = vec![(p.latency_ms[0].0 / 1000.0, p.errors)];
+        let mut served: Vec<(f64, u64)> = Vec::new();
+        let mut left = p.errors;
+        for &(ms, n) in p.latency_ms {
+            let take = left.min(n);
+            left -= take;
+            if n > take {
+                served.push((ms / 1000.0, n - take));
+            }
+        }
+        store.histogram_observe_many(
+            "traefik_service_request_duration_seconds",
+            &traefik("200"),
+            &served,
+            TRAEFIK_BUCKETS,
+            at,
+        );
+        store.histogram_observe_many(
+            "traefik_service_request_duration_seconds",
+            &traefik("500"),
+            &failed,
+            TRAEFIK_BUCKETS,
+            at,
+        );
     }
 }
 
@@ -316,7 +386,9 @@ fn model(target: &str, interval: &str) -> TemplateModel {
 /// The built-in queries the sim serves traffic for, rendered.
 fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for provider in ["linkerd", "istio", "nginx", "kuma", "apisix"] {
+    for provider in [
+        "linkerd", "istio", "nginx", "kuma", "apisix", "contour", "traefik",
+    ] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
                 canary_core::provider::Provider::parse(provider).unwrap(),
@@ -351,12 +423,15 @@ fn builtin_queries_measure_the_synthetic_traffic() {
         (
             "podinfo",
             [
-                96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0,
+                96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0, 96.0, 875.0, 96.0,
+                975.0,
             ],
         ),
         (
             "podinfo-primary",
-            [99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan],
+            [
+                99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
+            ],
         ),
     ];
     for (target, values) in expected {
@@ -369,8 +444,8 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX, Kuma and APISIX only measure canary traffic:
-                // nothing for the primary.
+                // NGINX, Kuma, APISIX, Contour and Traefik only measure the
+                // canary's traffic: nothing for the primary.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(
                     (v - want).abs() <= want.abs() * 1e-6,

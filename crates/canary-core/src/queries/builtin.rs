@@ -840,6 +840,30 @@ mod tests {
         );
     }
 
+    /// `contour_test.go`: the canary Service's Envoy clusters,
+    /// `<namespace>_<target>-canary_<port>`.
+    #[test]
+    fn contour_matches_flagger_wire_format() {
+        assert_eq!(
+            collapse_whitespace(&rendered(
+                "contour",
+                "request-success-rate",
+                "default",
+                "podinfo"
+            )),
+            r#" sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"default_podinfo-canary_[0-9a-zA-Z-]+", envoy_response_code!~"5.*" }[1m] ) ) / sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"default_podinfo-canary_[0-9a-zA-Z-]+", }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            collapse_whitespace(&rendered(
+                "contour",
+                "request-duration",
+                "default",
+                "podinfo"
+            )),
+            r#" histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ envoy_cluster_name=~"default_podinfo-canary_[0-9a-zA-Z-]+", }[1m] ) ) by (le) )"#
+        );
+    }
+
     #[test]
     fn gloo_and_traefik_match_flagger_wire_format() {
         assert_eq!(

@@ -443,6 +443,28 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         );
     }
 
+    // Flagger's built-in Contour queries select the Envoy clusters of
+    // `<target>-canary`, while its router sends the canary's traffic to
+    // `<service.name>-canary`: with another apex name they find nothing.
+    if provider == Some(Provider::Contour)
+        && let Some(name) = service.name.as_deref()
+        && let Some(target) = target_ref.name.as_deref()
+        && name != target
+        && analysis.metrics.iter().any(|m| {
+            m.template_ref.is_none()
+                && m.name
+                    .as_deref()
+                    .is_some_and(|n| ["request-success-rate", "request-duration"].contains(&n))
+        })
+    {
+        notes.push(format!(
+            "Contour's built-in metrics read the Envoy clusters of `{}-canary` (targetRef.name), \
+             but the canary's traffic goes to `{name}-canary` (service.name): they find no \
+             values; drop service.name or use a MetricTemplate",
+            target
+        ));
+    }
+
     // Only an A/B analysis routes by request; Flagger drops the match
     // everywhere else (the kubernetes provider included).
     let matches = match strategy {
@@ -676,6 +698,34 @@ spec:
         let c = resolve(&file, &file.canaries[0], &Overrides::default());
         assert!(c.notes.is_empty(), "{:?}", c.notes);
         assert!(c.session_affinity.is_some());
+    }
+
+    #[test]
+    fn contour_builtin_metrics_under_another_service_name_are_noted() {
+        let yaml = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: prod}
+spec:
+  provider: contour
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {name: frontend, port: 9898}
+  analysis:
+    interval: 1m
+    stepWeight: 10
+    metrics:
+      - {name: request-success-rate, thresholdRange: {min: 99}}
+";
+        let file = crate::spec::load_str("c.yaml", yaml).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        assert!(
+            c.notes.iter().any(|n| n.contains("`frontend-canary`")),
+            "{:?}",
+            c.notes
+        );
+        let same = yaml.replace("name: frontend, ", "");
+        let file = crate::spec::load_str("c.yaml", &same).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
     }
 
     #[test]
