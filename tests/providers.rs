@@ -346,3 +346,123 @@ async fn a_secret_kept_in_the_spec_file_is_read_from_there() {
     );
     cluster.world.shutdown().await;
 }
+
+/// Keptn's resources the keptn tests read: a Prometheus provider, a
+/// KeptnMetric fetching the canary's latency every second, and an
+/// AnalysisDefinition failing when that latency exceeds 500 ms.
+fn keptn_objects() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let v = "metrics.keptn.sh/v1beta1";
+    let meta = |name: &str| json!({"name": name, "namespace": "prod"});
+    vec![
+        json!({"apiVersion": v, "kind": "KeptnMetricsProvider", "metadata": meta("prometheus"),
+            "spec": {"type": "prometheus", "targetServer": "http://prometheus.monitoring:9090"}}),
+        json!({"apiVersion": v, "kind": "KeptnMetric", "metadata": meta("podinfo-latency"),
+            "spec": {"provider": {"name": "prometheus"}, "query": LATENCY,
+                "fetchIntervalSeconds": 1}}),
+        json!({"apiVersion": v, "kind": "AnalysisValueTemplate", "metadata": meta("latency"),
+            "spec": {"provider": {"name": "prometheus"},
+                "query": LATENCY.replace("deployment=\"podinfo\"", "deployment=\"{{.workload}}\"")}}),
+        json!({"apiVersion": v, "kind": "AnalysisDefinition", "metadata": meta("podinfo-latency"),
+            "spec": {"objectives": [{"analysisValueTemplateRef": {"name": "latency"},
+                "target": {"failure": {"greaterThan": {"fixedValue": "500"}}},
+                "keyObjective": true}],
+                "totalScore": {"passPercentage": 100, "warningPercentage": 50}}}),
+    ]
+}
+
+/// A release of `tag` checked by a `keptn` template with `query`.
+/// `range` replaces the template's threshold range when set.
+async fn keptn_release(
+    tag: &str,
+    query: &str,
+    range: Option<&str>,
+) -> (Cluster, std::process::Output) {
+    let mut scenario = Scenario::seed();
+    scenario.crds = Some(vec![
+        canary_sim::scenario::CrdName::Smi,
+        canary_sim::scenario::CrdName::Keptn,
+    ]);
+    let scratch = Cluster::start_in(scenario, "").await;
+    let mut text = spec("    type: keptn\n", query)
+        .replace("    secretRef:\n      name: metrics-credentials\n", "");
+    if let Some(r) = range {
+        text = text.replace("max: 500", r);
+    }
+    std::fs::write(&scratch.spec, text).unwrap();
+    let client = scratch.world.client().await.unwrap();
+    for o in keptn_objects() {
+        let (kind, plural) = match o["kind"].as_str().unwrap() {
+            "KeptnMetricsProvider" => ("KeptnMetricsProvider", "keptnmetricsproviders"),
+            "KeptnMetric" => ("KeptnMetric", "keptnmetrics"),
+            "AnalysisValueTemplate" => ("AnalysisValueTemplate", "analysisvaluetemplates"),
+            _ => ("AnalysisDefinition", "analysisdefinitions"),
+        };
+        let ar = kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("metrics.keptn.sh", "v1beta1", kind),
+            plural,
+        );
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "prod", &ar);
+        api.create(&PostParams::default(), &serde_json::from_value(o).unwrap())
+            .await
+            .unwrap();
+    }
+    scratch.initialise().await;
+    quiet(&scratch).await;
+    scratch.set_image(tag);
+    let out = scratch.run(&[]).await;
+    (scratch, out)
+}
+
+async fn keptn_promotes_the_healthy_and_rolls_back_the_faulty(query: &str, range: Option<&str>) {
+    let ((good, promoted), (bad, rolled_back)) = tokio::join!(
+        keptn_release("3.1.1", query, range),
+        keptn_release("3.1.2", query, range)
+    );
+    assert_exit(&promoted, 0);
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)?").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    for c in [&good, &bad] {
+        // Every Analysis created for a check was deleted after it.
+        let analyses = c
+            .world
+            .store()
+            .list("metrics.keptn.sh/v1beta1", "Analysis", None);
+        assert!(analyses.is_empty(), "{analyses:?}");
+    }
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_metric_promotes_the_healthy_and_rolls_back_the_faulty() {
+    keptn_promotes_the_healthy_and_rolls_back_the_faulty(
+        "keptnmetric/{{ namespace }}/{{ target }}-latency",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_analysis_promotes_the_healthy_and_rolls_back_the_faulty() {
+    // Keptn's value is 1 when the Analysis passed: the threshold is a minimum.
+    keptn_promotes_the_healthy_and_rolls_back_the_faulty(
+        "analysis/{{ namespace }}/{{ target }}-latency/3s/workload={{ target }}",
+        Some("min: 1"),
+    )
+    .await;
+}

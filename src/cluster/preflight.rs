@@ -340,6 +340,18 @@ pub(crate) async fn check(
             .as_deref()
             .and_then(MetricProvider::parse)
             .unwrap_or(MetricProvider::Prometheus);
+        if kind == MetricProvider::Keptn {
+            let query = t
+                .spec
+                .as_ref()
+                .and_then(|s| s.query.as_deref())
+                .unwrap_or("");
+            if let Ok(q) = canary_core::queries::template::render(query, &c.template_model(m)) {
+                needs
+                    .metric_objects
+                    .extend(crate::metrics::keptn::permissions(&q, &m.name));
+            }
+        }
         match provider.address.clone().filter(|a| !a.is_empty()) {
             Some(a) => servers.push((a, format!("to query metric {}", m.name), false)),
             // Only Prometheus falls back to the canary's metrics server;

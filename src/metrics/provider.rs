@@ -22,7 +22,7 @@ use http::Method;
 use http::header::{HeaderName, HeaderValue};
 
 use super::prometheus::MetricError;
-use super::{datadog, dynatrace, graphite, influxdb, newrelic};
+use super::{datadog, dynatrace, graphite, influxdb, keptn, newrelic};
 use crate::cluster::proxy::{
     EXCERPT_LEN, EdgeError, HttpEdge, HttpRequest, display_url_str, excerpt,
 };
@@ -170,6 +170,31 @@ pub(crate) async fn query(
         .into());
     }
     parse(kind, &reply.body)
+}
+
+/// Whether `kind` is read through the Kubernetes API (objects or an
+/// aggregated API of the cluster) rather than a service's own HTTP API.
+pub(crate) fn through_cluster(kind: MetricProvider) -> bool {
+    matches!(kind, MetricProvider::Keptn)
+}
+
+/// Runs `query` on a provider read through the Kubernetes API
+/// ([`through_cluster`]) and returns its value.
+pub(crate) async fn query_cluster(
+    client: &kube::Client,
+    kind: MetricProvider,
+    query: &str,
+) -> Result<f64, MetricError> {
+    let v = match kind {
+        MetricProvider::Keptn => keptn::query(client, query).await,
+        other => Err(MetricError::Query(format!(
+            "metric provider `{other}` is not queried by this version"
+        ))),
+    }?;
+    if v.is_nan() {
+        return Err(MetricError::NoValues);
+    }
+    Ok(v)
 }
 
 /// The error of an answer that is not the service's JSON.

@@ -478,7 +478,8 @@ impl MetricProvider {
             | MetricProvider::Newrelic
             | MetricProvider::Graphite
             | MetricProvider::Dynatrace
-            | MetricProvider::Influxdb => Ok(()),
+            | MetricProvider::Influxdb
+            | MetricProvider::Keptn => Ok(()),
             MetricProvider::Splunk => Err(
                 "`canary run` does not query this metric provider yet (Flagger reads it through \
                  SignalFlow streamed over a WebSocket)",
@@ -618,7 +619,8 @@ mod tests {
                 "datadog",
                 "newrelic",
                 "graphite",
-                "dynatrace"
+                "dynatrace",
+                "keptn"
             ]
         );
         for m in MetricProvider::ALL {

@@ -26,6 +26,9 @@ pub struct CrdGroups {
     pub flagger: bool,
     /// `keda.sh` ScaledObject: KEDA's autoscaler.
     pub keda: bool,
+    /// `metrics.keptn.sh` KeptnMetric, Analysis and what an Analysis reads:
+    /// Keptn's metrics operator (see [`crate::providers::keptn`]).
+    pub keptn: bool,
 }
 
 impl Default for CrdGroups {
@@ -36,6 +39,7 @@ impl Default for CrdGroups {
             istio: true,
             flagger: false,
             keda: true,
+            keptn: true,
         }
     }
 }
@@ -48,6 +52,7 @@ pub enum CrdGroup {
     Istio,
     Flagger,
     Keda,
+    Keptn,
 }
 
 /// One served resource.
@@ -337,6 +342,66 @@ pub static ALL_KINDS: &[KindInfo] = &[
             "alertprovider"
         )
     },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "KeptnMetricsProvider",
+            "keptnmetricsproviders",
+            "keptnmetricsprovider"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "KeptnMetric",
+            "keptnmetrics",
+            "keptnmetric"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "AnalysisValueTemplate",
+            "analysisvaluetemplates",
+            "analysisvaluetemplate"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "AnalysisDefinition",
+            "analysisdefinitions",
+            "analysisdefinition"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "Analysis",
+            "analyses",
+            "analysis"
+        )
+    },
 ];
 
 impl KindInfo {
@@ -505,6 +570,7 @@ impl Kinds {
                 Some(CrdGroup::Istio) => installed.istio,
                 Some(CrdGroup::Flagger) => installed.flagger,
                 Some(CrdGroup::Keda) => installed.keda,
+                Some(CrdGroup::Keptn) => installed.keptn,
             })
             .collect();
         Self { served }

@@ -175,6 +175,7 @@ pub enum CrdName {
     Istio,
     Flagger,
     Keda,
+    Keptn,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -680,6 +681,7 @@ impl Scenario {
                 istio: list.contains(&CrdName::Istio),
                 flagger: list.contains(&CrdName::Flagger),
                 keda: list.contains(&CrdName::Keda),
+                keptn: list.contains(&CrdName::Keptn),
             },
         }
     }

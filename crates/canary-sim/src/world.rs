@@ -74,6 +74,12 @@ impl World {
             shutdown_rx.clone(),
         ));
 
+        tasks.push(crate::providers::keptn::spawn(
+            sim.store().clone(),
+            series.clone(),
+            shutdown_rx.clone(),
+        ));
+
         let traffic = Traffic::new(
             sim.store().clone(),
             series.clone(),

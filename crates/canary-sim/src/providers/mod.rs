@@ -32,6 +32,7 @@ mod datadog;
 mod dynatrace;
 mod graphite;
 mod influxdb;
+pub mod keptn;
 mod newrelic;
 
 use std::collections::BTreeMap;
