@@ -466,3 +466,97 @@ async fn keptn_analysis_promotes_the_healthy_and_rolls_back_the_faulty() {
     )
     .await;
 }
+
+/// A release of `tag` checked by an `externalmetrics` template: through
+/// the cluster connection, or (`direct`) at the API server's address with
+/// the token of the template's Secret.
+async fn external_release(tag: &str, direct: bool) -> (Cluster, std::process::Output, String) {
+    let scratch = Cluster::start_in(Scenario::seed(), "").await;
+    let query = "{{ namespace }}/podinfo_latency_ms?labelSelector=app%3D{{ target }}";
+    let token = scratch.world.sim().token().to_string();
+    let text = if direct {
+        let provider = format!(
+            "    type: externalmetrics\n    address: {}\n    insecureSkipVerify: true\n",
+            scratch.world.sim().https_url()
+        );
+        let secret = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+            "stringData": {"token": token},
+        });
+        format!(
+            "{}---\n{}",
+            spec(&provider, query),
+            serde_yaml::to_string(&secret).unwrap()
+        )
+    } else {
+        spec("    type: externalmetrics\n", query)
+            .replace("    secretRef:\n      name: metrics-credentials\n", "")
+    };
+    std::fs::write(&scratch.spec, text).unwrap();
+    scratch.world.metric_providers().map_external_metric(
+        "prod",
+        "podinfo_latency_ms",
+        "app=podinfo",
+        LATENCY,
+    );
+    scratch.initialise().await;
+    quiet(&scratch).await;
+    scratch.set_image(tag);
+    let out = scratch.run(&[]).await;
+    (scratch, out, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externalmetrics_promotes_the_healthy_and_rolls_back_the_faulty() {
+    let ((good, promoted, _), (bad, rolled_back, token)) = tokio::join!(
+        external_release("3.1.1", false),
+        external_release("3.1.2", true)
+    );
+    assert_exit(&promoted, 0);
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    let asked = |c: &Cluster| {
+        c.world
+            .sim()
+            .request_log()
+            .into_iter()
+            .filter(|r| {
+                r.path.starts_with(
+                    "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/podinfo_latency_ms?labelSelector=app%3Dpodinfo",
+                )
+            })
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    let statuses = asked(&good);
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let statuses = asked(&bad);
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)? \(max 500\)").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    for text in [stdout(&rolled_back), stderr(&rolled_back)] {
+        assert!(!text.contains(&token), "the token is shown:\n{text}");
+    }
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}

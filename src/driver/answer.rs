@@ -78,7 +78,7 @@ impl Driver<'_> {
                     now_ms: crate::clock::now().0,
                 };
                 if provider::through_cluster(kind) {
-                    provider::query_cluster(&self.conn.client, kind, &query).await
+                    provider::query_cluster(&self.conn.client, &self.edge, kind, &src, &query).await
                 } else {
                     provider::query(&self.edge, kind, &src, &query).await
                 }

@@ -266,7 +266,7 @@ pub(crate) fn permissions(query: &str, metric: &str) -> Vec<MetricObject> {
         Ok(KeptnQuery::Metric { namespace, name }) => vec![MetricObject {
             namespace,
             group: GROUP,
-            resource: "keptnmetrics",
+            resource: "keptnmetrics".to_string(),
             verb: "get",
             name: Some(name),
             why,
@@ -276,7 +276,7 @@ pub(crate) fn permissions(query: &str, metric: &str) -> Vec<MetricObject> {
             .map(|verb| MetricObject {
                 namespace: namespace.clone(),
                 group: GROUP,
-                resource: "analyses",
+                resource: "analyses".to_string(),
                 verb,
                 name: None,
                 why: why.clone(),
@@ -400,7 +400,7 @@ mod tests {
         let p = permissions("keptnmetric/prod/latency", "latency");
         assert_eq!(p.len(), 1);
         assert_eq!(
-            (p[0].resource, p[0].verb, p[0].name.as_deref()),
+            (p[0].resource.as_str(), p[0].verb, p[0].name.as_deref()),
             ("keptnmetrics", "get", Some("latency"))
         );
         let p = permissions("analysis/prod/check/1m", "latency");

@@ -8,6 +8,7 @@
 
 pub(crate) mod datadog;
 pub(crate) mod dynatrace;
+pub(crate) mod externalmetrics;
 pub(crate) mod graphite;
 pub(crate) mod influxdb;
 pub(crate) mod keptn;

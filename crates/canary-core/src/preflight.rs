@@ -236,7 +236,9 @@ pub struct Needs {
 pub struct MetricObject {
     pub namespace: String,
     pub group: &'static str,
-    pub resource: &'static str,
+    /// The resource as the API server's authorizer sees it (for the
+    /// external metrics API: the metric's name).
+    pub resource: String,
     pub verb: &'static str,
     /// The object's name, when the query names it.
     pub name: Option<String>,
@@ -563,7 +565,7 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
         add(
             &o.namespace,
             o.group,
-            o.resource,
+            &o.resource,
             o.verb,
             o.name.as_deref(),
             &o.why,

@@ -479,7 +479,8 @@ impl MetricProvider {
             | MetricProvider::Graphite
             | MetricProvider::Dynatrace
             | MetricProvider::Influxdb
-            | MetricProvider::Keptn => Ok(()),
+            | MetricProvider::Keptn
+            | MetricProvider::ExternalMetrics => Ok(()),
             MetricProvider::Splunk => Err(
                 "`canary run` does not query this metric provider yet (Flagger reads it through \
                  SignalFlow streamed over a WebSocket)",
@@ -617,6 +618,7 @@ mod tests {
                 "prometheus",
                 "influxdb",
                 "datadog",
+                "externalmetrics",
                 "newrelic",
                 "graphite",
                 "dynatrace",

@@ -155,6 +155,7 @@ impl World {
         // The metric services besides Prometheus, on a loopback port of
         // their own too, answering from the same series.
         let providers = MetricProviders::new(series.clone());
+        sim.serve_external_metrics(providers.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let providers_addr = listener.local_addr()?;
         let mut rx = shutdown_rx.clone();
