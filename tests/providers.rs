@@ -560,3 +560,50 @@ async fn externalmetrics_promotes_the_healthy_and_rolls_back_the_faulty() {
     good.world.shutdown().await;
     bad.world.shutdown().await;
 }
+
+/// Every example MetricTemplate of a simulated service, rendered for its
+/// Canary as `canary run` renders it, has an entry in the tables
+/// `canary demo --serve` gives the services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_answers_the_example_templates_queries() {
+    use canary_core::queries::template;
+    use canary_core::spec::resolve::{MetricSource, Overrides, resolve};
+    let world = canary_sim::world::World::start(Scenario::seed())
+        .await
+        .unwrap();
+    let services = world.metric_providers();
+    services.map_demo_queries();
+    for kind in Kind::ALL {
+        let path = crate::util::root().join(format!("examples/{}.yaml", kind.name()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = canary_core::spec::load_str(&path.display().to_string(), &text).unwrap();
+        let doc = &file.canaries[0];
+        let c = resolve(&file, doc, &Overrides::default());
+        let m = &c.metrics[0];
+        let MetricSource::Template { name, .. } = &m.source else {
+            panic!("{kind:?}: the example's metric has a templateRef");
+        };
+        let t = file
+            .metric_templates
+            .iter()
+            .find(|t| t.value.name() == name.as_str())
+            .unwrap();
+        let query = t.value.spec.as_ref().unwrap().query.clone().unwrap();
+        let mut rendered = template::render(&query, &c.template_model(m)).unwrap();
+        if kind == Kind::Graphite {
+            // Graphite's table is keyed by the `target` parameter.
+            rendered = rendered
+                .trim()
+                .trim_start_matches("target=")
+                .split("&from=")
+                .next()
+                .unwrap()
+                .to_string();
+        }
+        assert!(
+            services.answers(kind, &rendered),
+            "{kind:?} has no entry for {rendered}"
+        );
+    }
+    world.shutdown().await;
+}

@@ -698,6 +698,13 @@ pub fn demo_banner(world: &World, kubeconfig: &Path) -> String {
     }
     rows.push(("kubeconfig".to_string(), kc.to_string()));
     rows.push((
+        "metric services".to_string(),
+        format!(
+            "{}/TYPE (datadog, newrelic, graphite, dynatrace, influxdb: a MetricTemplate's address)",
+            world.providers_url()
+        ),
+    ));
+    rows.push((
         "metrics".to_string(),
         format!("{} (for a real Prometheus)", world.metrics_url()),
     ));

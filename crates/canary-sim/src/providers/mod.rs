@@ -29,6 +29,7 @@
 //! service answers for an unknown metric: no series.
 
 mod datadog;
+pub mod demo;
 mod dynatrace;
 pub mod externalmetrics;
 mod graphite;
