@@ -346,3 +346,264 @@ async fn a_secret_kept_in_the_spec_file_is_read_from_there() {
     );
     cluster.world.shutdown().await;
 }
+
+/// Keptn's resources the keptn tests read: a Prometheus provider, a
+/// KeptnMetric fetching the canary's latency every second, and an
+/// AnalysisDefinition failing when that latency exceeds 500 ms.
+fn keptn_objects() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let v = "metrics.keptn.sh/v1beta1";
+    let meta = |name: &str| json!({"name": name, "namespace": "prod"});
+    vec![
+        json!({"apiVersion": v, "kind": "KeptnMetricsProvider", "metadata": meta("prometheus"),
+            "spec": {"type": "prometheus", "targetServer": "http://prometheus.monitoring:9090"}}),
+        json!({"apiVersion": v, "kind": "KeptnMetric", "metadata": meta("podinfo-latency"),
+            "spec": {"provider": {"name": "prometheus"}, "query": LATENCY,
+                "fetchIntervalSeconds": 1}}),
+        json!({"apiVersion": v, "kind": "AnalysisValueTemplate", "metadata": meta("latency"),
+            "spec": {"provider": {"name": "prometheus"},
+                "query": LATENCY.replace("deployment=\"podinfo\"", "deployment=\"{{.workload}}\"")}}),
+        json!({"apiVersion": v, "kind": "AnalysisDefinition", "metadata": meta("podinfo-latency"),
+            "spec": {"objectives": [{"analysisValueTemplateRef": {"name": "latency"},
+                "target": {"failure": {"greaterThan": {"fixedValue": "500"}}},
+                "keyObjective": true}],
+                "totalScore": {"passPercentage": 100, "warningPercentage": 50}}}),
+    ]
+}
+
+/// A release of `tag` checked by a `keptn` template with `query`.
+/// `range` replaces the template's threshold range when set.
+async fn keptn_release(
+    tag: &str,
+    query: &str,
+    range: Option<&str>,
+) -> (Cluster, std::process::Output) {
+    let mut scenario = Scenario::seed();
+    scenario.crds = Some(vec![
+        canary_sim::scenario::CrdName::Smi,
+        canary_sim::scenario::CrdName::Keptn,
+    ]);
+    let scratch = Cluster::start_in(scenario, "").await;
+    let mut text = spec("    type: keptn\n", query)
+        .replace("    secretRef:\n      name: metrics-credentials\n", "");
+    if let Some(r) = range {
+        text = text.replace("max: 500", r);
+    }
+    std::fs::write(&scratch.spec, text).unwrap();
+    let client = scratch.world.client().await.unwrap();
+    for o in keptn_objects() {
+        let (kind, plural) = match o["kind"].as_str().unwrap() {
+            "KeptnMetricsProvider" => ("KeptnMetricsProvider", "keptnmetricsproviders"),
+            "KeptnMetric" => ("KeptnMetric", "keptnmetrics"),
+            "AnalysisValueTemplate" => ("AnalysisValueTemplate", "analysisvaluetemplates"),
+            _ => ("AnalysisDefinition", "analysisdefinitions"),
+        };
+        let ar = kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("metrics.keptn.sh", "v1beta1", kind),
+            plural,
+        );
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "prod", &ar);
+        api.create(&PostParams::default(), &serde_json::from_value(o).unwrap())
+            .await
+            .unwrap();
+    }
+    scratch.initialise().await;
+    quiet(&scratch).await;
+    scratch.set_image(tag);
+    let out = scratch.run(&[]).await;
+    (scratch, out)
+}
+
+async fn keptn_promotes_the_healthy_and_rolls_back_the_faulty(query: &str, range: Option<&str>) {
+    let ((good, promoted), (bad, rolled_back)) = tokio::join!(
+        keptn_release("3.1.1", query, range),
+        keptn_release("3.1.2", query, range)
+    );
+    assert_exit(&promoted, 0);
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)?").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    for c in [&good, &bad] {
+        // Every Analysis created for a check was deleted after it.
+        let analyses = c
+            .world
+            .store()
+            .list("metrics.keptn.sh/v1beta1", "Analysis", None);
+        assert!(analyses.is_empty(), "{analyses:?}");
+    }
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_metric_promotes_the_healthy_and_rolls_back_the_faulty() {
+    keptn_promotes_the_healthy_and_rolls_back_the_faulty(
+        "keptnmetric/{{ namespace }}/{{ target }}-latency",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_analysis_promotes_the_healthy_and_rolls_back_the_faulty() {
+    // Keptn's value is 1 when the Analysis passed: the threshold is a minimum.
+    keptn_promotes_the_healthy_and_rolls_back_the_faulty(
+        "analysis/{{ namespace }}/{{ target }}-latency/3s/workload={{ target }}",
+        Some("min: 1"),
+    )
+    .await;
+}
+
+/// A release of `tag` checked by an `externalmetrics` template: through
+/// the cluster connection, or (`direct`) at the API server's address with
+/// the token of the template's Secret.
+async fn external_release(tag: &str, direct: bool) -> (Cluster, std::process::Output, String) {
+    let scratch = Cluster::start_in(Scenario::seed(), "").await;
+    let query = "{{ namespace }}/podinfo_latency_ms?labelSelector=app%3D{{ target }}";
+    let token = scratch.world.sim().token().to_string();
+    let text = if direct {
+        let provider = format!(
+            "    type: externalmetrics\n    address: {}\n    insecureSkipVerify: true\n",
+            scratch.world.sim().https_url()
+        );
+        let secret = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+            "stringData": {"token": token},
+        });
+        format!(
+            "{}---\n{}",
+            spec(&provider, query),
+            serde_yaml::to_string(&secret).unwrap()
+        )
+    } else {
+        spec("    type: externalmetrics\n", query)
+            .replace("    secretRef:\n      name: metrics-credentials\n", "")
+    };
+    std::fs::write(&scratch.spec, text).unwrap();
+    scratch.world.metric_providers().map_external_metric(
+        "prod",
+        "podinfo_latency_ms",
+        "app=podinfo",
+        LATENCY,
+    );
+    scratch.initialise().await;
+    quiet(&scratch).await;
+    scratch.set_image(tag);
+    let out = scratch.run(&[]).await;
+    (scratch, out, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externalmetrics_promotes_the_healthy_and_rolls_back_the_faulty() {
+    let ((good, promoted, _), (bad, rolled_back, token)) = tokio::join!(
+        external_release("3.1.1", false),
+        external_release("3.1.2", true)
+    );
+    assert_exit(&promoted, 0);
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    let asked = |c: &Cluster| {
+        c.world
+            .sim()
+            .request_log()
+            .into_iter()
+            .filter(|r| {
+                r.path.starts_with(
+                    "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/podinfo_latency_ms?labelSelector=app%3Dpodinfo",
+                )
+            })
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    let statuses = asked(&good);
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let statuses = asked(&bad);
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)? \(max 500\)").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    for text in [stdout(&rolled_back), stderr(&rolled_back)] {
+        assert!(!text.contains(&token), "the token is shown:\n{text}");
+    }
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+/// Every example MetricTemplate of a simulated service, rendered for its
+/// Canary as `canary run` renders it, has an entry in the tables
+/// `canary demo --serve` gives the services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_answers_the_example_templates_queries() {
+    use canary_core::queries::template;
+    use canary_core::spec::resolve::{MetricSource, Overrides, resolve};
+    let world = canary_sim::world::World::start(Scenario::seed())
+        .await
+        .unwrap();
+    let services = world.metric_providers();
+    services.map_demo_queries();
+    for kind in Kind::ALL {
+        let path = crate::util::root().join(format!("examples/{}.yaml", kind.name()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = canary_core::spec::load_str(&path.display().to_string(), &text).unwrap();
+        let doc = &file.canaries[0];
+        let c = resolve(&file, doc, &Overrides::default());
+        let m = &c.metrics[0];
+        let MetricSource::Template { name, .. } = &m.source else {
+            panic!("{kind:?}: the example's metric has a templateRef");
+        };
+        let t = file
+            .metric_templates
+            .iter()
+            .find(|t| t.value.name() == name.as_str())
+            .unwrap();
+        let query = t.value.spec.as_ref().unwrap().query.clone().unwrap();
+        let mut rendered = template::render(&query, &c.template_model(m)).unwrap();
+        if kind == Kind::Graphite {
+            // Graphite's table is keyed by the `target` parameter.
+            rendered = rendered
+                .trim()
+                .trim_start_matches("target=")
+                .split("&from=")
+                .next()
+                .unwrap()
+                .to_string();
+        }
+        assert!(
+            services.answers(kind, &rendered),
+            "{kind:?} has no entry for {rendered}"
+        );
+    }
+    world.shutdown().await;
+}

@@ -340,6 +340,39 @@ pub(crate) async fn check(
             .as_deref()
             .and_then(MetricProvider::parse)
             .unwrap_or(MetricProvider::Prometheus);
+        if kind == MetricProvider::ExternalMetrics
+            && provider.address.as_deref().is_none_or(str::is_empty)
+        {
+            let query = t
+                .spec
+                .as_ref()
+                .and_then(|s| s.query.as_deref())
+                .unwrap_or("");
+            if let Ok(q) = canary_core::queries::template::render(query, &c.template_model(m))
+                && let Ok(q) = crate::metrics::externalmetrics::parse_query(&q)
+            {
+                needs.metric_objects.push(core::MetricObject {
+                    namespace: q.namespace,
+                    group: "external.metrics.k8s.io",
+                    resource: q.metric,
+                    verb: "get",
+                    name: None,
+                    why: format!("to query metric {} (external metrics API)", m.name),
+                });
+            }
+        }
+        if kind == MetricProvider::Keptn {
+            let query = t
+                .spec
+                .as_ref()
+                .and_then(|s| s.query.as_deref())
+                .unwrap_or("");
+            if let Ok(q) = canary_core::queries::template::render(query, &c.template_model(m)) {
+                needs
+                    .metric_objects
+                    .extend(crate::metrics::keptn::permissions(&q, &m.name));
+            }
+        }
         match provider.address.clone().filter(|a| !a.is_empty()) {
             Some(a) => servers.push((a, format!("to query metric {}", m.name), false)),
             // Only Prometheus falls back to the canary's metrics server;

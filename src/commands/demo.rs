@@ -221,6 +221,8 @@ async fn keep_serving(scenario: Scenario, kubeconfig: PathBuf) -> Outcome {
         Ok(w) => w,
         Err(e) => return failed(&DemoError::Start(e)),
     };
+    // The example MetricTemplates' queries answer from the demo's traffic.
+    world.metric_providers().map_demo_queries();
     let path = std::path::absolute(&kubeconfig).unwrap_or(kubeconfig);
     let yaml = world.kubeconfig_yaml();
     if let Err(source) = write_atomically(&path, &yaml) {

@@ -77,7 +77,11 @@ impl Driver<'_> {
                     interval,
                     now_ms: crate::clock::now().0,
                 };
-                provider::query(&self.edge, kind, &src, &query).await
+                if provider::through_cluster(kind) {
+                    provider::query_cluster(&self.conn.client, &self.edge, kind, &src, &query).await
+                } else {
+                    provider::query(&self.edge, kind, &src, &query).await
+                }
             }
         };
         match result {

@@ -8,8 +8,10 @@
 
 pub(crate) mod datadog;
 pub(crate) mod dynatrace;
+pub(crate) mod externalmetrics;
 pub(crate) mod graphite;
 pub(crate) mod influxdb;
+pub(crate) mod keptn;
 pub(crate) mod newrelic;
 pub(crate) mod prometheus;
 pub(crate) mod provider;

@@ -22,7 +22,7 @@ use http::Method;
 use http::header::{HeaderName, HeaderValue};
 
 use super::prometheus::MetricError;
-use super::{datadog, dynatrace, graphite, influxdb, newrelic};
+use super::{datadog, dynatrace, externalmetrics, graphite, influxdb, keptn, newrelic};
 use crate::cluster::proxy::{
     EXCERPT_LEN, EdgeError, HttpEdge, HttpRequest, display_url_str, excerpt,
 };
@@ -147,6 +147,12 @@ pub(crate) async fn query(
     query: &str,
 ) -> Result<f64, MetricError> {
     let out = request(kind, src, query)?;
+    let body = send(edge, src, out).await?;
+    parse(kind, &body)
+}
+
+/// Sends `out` and returns the body of a successful answer.
+async fn send(edge: &HttpEdge, src: &Source<'_>, out: Outgoing) -> Result<String, MetricError> {
     let mut req = HttpRequest::new(out.method.clone(), &out.url, out.timeout);
     req.insecure_skip_verify = src.provider.insecure_skip_verify.unwrap_or(false);
     for (name, value, secret) in &out.headers {
@@ -169,7 +175,44 @@ pub(crate) async fn query(
         }
         .into());
     }
-    parse(kind, &reply.body)
+    Ok(reply.body)
+}
+
+/// Whether `kind` is read through the Kubernetes API (objects or an
+/// aggregated API of the cluster) rather than a service's own HTTP API.
+pub(crate) fn through_cluster(kind: MetricProvider) -> bool {
+    matches!(
+        kind,
+        MetricProvider::Keptn | MetricProvider::ExternalMetrics
+    )
+}
+
+/// Runs `query` on a provider read through the Kubernetes API
+/// ([`through_cluster`]) and returns its value.
+pub(crate) async fn query_cluster(
+    client: &kube::Client,
+    edge: &HttpEdge,
+    kind: MetricProvider,
+    src: &Source<'_>,
+    query: &str,
+) -> Result<f64, MetricError> {
+    let v = match kind {
+        MetricProvider::Keptn => keptn::query(client, query).await,
+        MetricProvider::ExternalMetrics => {
+            let q = externalmetrics::parse_query(query)?;
+            match externalmetrics::request(src, &q) {
+                Some(out) => externalmetrics::parse(&send(edge, src, out).await?),
+                None => externalmetrics::query(client, &q).await,
+            }
+        }
+        other => Err(MetricError::Query(format!(
+            "metric provider `{other}` is not queried by this version"
+        ))),
+    }?;
+    if v.is_nan() {
+        return Err(MetricError::NoValues);
+    }
+    Ok(v)
 }
 
 /// The error of an answer that is not the service's JSON.

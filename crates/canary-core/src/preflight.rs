@@ -226,6 +226,23 @@ pub struct Needs {
     /// MetricTemplate Secrets read for credentials: (namespace, name).
     pub template_secrets: Vec<(String, String)>,
     pub proxied: Vec<Proxied>,
+    /// Objects a metric provider reads or writes through the Kubernetes
+    /// API (Keptn's KeptnMetrics and Analyses).
+    pub metric_objects: Vec<MetricObject>,
+}
+
+/// One permission a metric provider's query needs on cluster objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricObject {
+    pub namespace: String,
+    pub group: &'static str,
+    /// The resource as the API server's authorizer sees it (for the
+    /// external metrics API: the metric's name).
+    pub resource: String,
+    pub verb: &'static str,
+    /// The object's name, when the query names it.
+    pub name: Option<String>,
+    pub why: String,
 }
 
 /// The objects a provider's router reads and writes, with the verbs, as
@@ -542,6 +559,16 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
             "get",
             Some(name),
             "to read the metric server's credentials",
+        );
+    }
+    for o in &needs.metric_objects {
+        add(
+            &o.namespace,
+            o.group,
+            &o.resource,
+            o.verb,
+            o.name.as_deref(),
+            &o.why,
         );
     }
     for p in &needs.proxied {

@@ -522,7 +522,9 @@ impl MetricProvider {
             | MetricProvider::Newrelic
             | MetricProvider::Graphite
             | MetricProvider::Dynatrace
-            | MetricProvider::Influxdb => Ok(()),
+            | MetricProvider::Influxdb
+            | MetricProvider::Keptn
+            | MetricProvider::ExternalMetrics => Ok(()),
             MetricProvider::Splunk => Err(
                 "`canary run` does not query this metric provider yet (Flagger reads it through \
                  SignalFlow streamed over a WebSocket)",
@@ -684,9 +686,11 @@ mod tests {
                 "prometheus",
                 "influxdb",
                 "datadog",
+                "externalmetrics",
                 "newrelic",
                 "graphite",
-                "dynatrace"
+                "dynatrace",
+                "keptn"
             ]
         );
         for m in MetricProvider::ALL {

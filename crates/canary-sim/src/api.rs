@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::providers::externalmetrics;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, header};
@@ -392,6 +393,8 @@ pub struct ApiState {
     pub rules: RwLock<Option<Arc<Rules>>>,
     /// The OpenAPI documents, built on first request.
     pub openapi: openapi::Cache,
+    /// The external metrics API, once registered.
+    pub external_metrics: RwLock<Option<Arc<crate::providers::MetricProviders>>>,
 }
 
 /// Handles one request. `None` means: drop the connection (fault).
@@ -757,10 +760,22 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
         }
         ["apis"] => {
             get_only(req.method())?;
+            let external = external_metrics(state).is_some();
             if accepts_aggregated(req.headers()) {
-                return Ok(aggregated(&kinds.aggregated_discovery(false)));
+                let mut doc = kinds.aggregated_discovery(false);
+                if external && let Some(items) = doc["items"].as_array_mut() {
+                    items.push(externalmetrics::aggregated_group());
+                }
+                return Ok(aggregated(&doc));
             }
-            Ok(json_response(200, &kinds.api_group_list()))
+            let mut list = kinds.api_group_list();
+            if external && let Some(groups) = list["groups"].as_array_mut() {
+                groups.push(externalmetrics::api_group());
+            }
+            Ok(json_response(200, &list))
+        }
+        ["apis", externalmetrics::GROUP, rest @ ..] if external_metrics(state).is_some() => {
+            external_metrics_api(state, rest, &req)
         }
         ["api", "v1"] => {
             get_only(req.method())?;
@@ -857,6 +872,52 @@ async fn route(state: &Arc<ApiState>, req: Request<Body>) -> Result<Response<Bod
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             resource(state, &g, &v, &rest, req).await
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn external_metrics(state: &ApiState) -> Option<Arc<crate::providers::MetricProviders>> {
+    state
+        .external_metrics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// The external metrics API group ([`externalmetrics`]).
+fn external_metrics_api(
+    state: &ApiState,
+    rest: &[&str],
+    req: &Request<Body>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::method_not_allowed());
+    }
+    let Some(p) = external_metrics(state) else {
+        return Err(ApiError::no_route());
+    };
+    match rest {
+        [] => {
+            let mut g = externalmetrics::api_group();
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            Ok(json_response(200, &g))
+        }
+        [externalmetrics::VERSION] => Ok(json_response(200, &externalmetrics::api_resource_list())),
+        [externalmetrics::VERSION, "namespaces", ns, metric] => {
+            let selector = req
+                .uri()
+                .query()
+                .and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "labelSelector")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_default();
+            p.external_metric_list(ns, metric, &selector)
+                .map(|list| json_response(200, &list))
+                .ok_or_else(ApiError::no_route)
         }
         _ => Err(ApiError::no_route()),
     }

@@ -36,6 +36,9 @@ pub struct CrdGroups {
     /// `traefik.io` IngressRoute and TraefikService: Traefik. Off by
     /// default.
     pub traefik: bool,
+    /// `metrics.keptn.sh` KeptnMetric, Analysis and what an Analysis reads:
+    /// Keptn's metrics operator (see [`crate::providers::keptn`]).
+    pub keptn: bool,
 }
 
 impl Default for CrdGroups {
@@ -50,6 +53,7 @@ impl Default for CrdGroups {
             apisix: false,
             contour: false,
             traefik: false,
+            keptn: true,
         }
     }
 }
@@ -66,6 +70,7 @@ pub enum CrdGroup {
     Apisix,
     Contour,
     Traefik,
+    Keptn,
 }
 
 /// One served resource.
@@ -417,6 +422,66 @@ pub static ALL_KINDS: &[KindInfo] = &[
             "alertprovider"
         )
     },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "KeptnMetricsProvider",
+            "keptnmetricsproviders",
+            "keptnmetricsprovider"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "KeptnMetric",
+            "keptnmetrics",
+            "keptnmetric"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "AnalysisValueTemplate",
+            "analysisvaluetemplates",
+            "analysisvaluetemplate"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "AnalysisDefinition",
+            "analysisdefinitions",
+            "analysisdefinition"
+        )
+    },
+    KindInfo {
+        crd: Some(CrdGroup::Keptn),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "metrics.keptn.sh",
+            &["v1beta1"],
+            "Analysis",
+            "analyses",
+            "analysis"
+        )
+    },
 ];
 
 impl KindInfo {
@@ -589,6 +654,7 @@ impl Kinds {
                 Some(CrdGroup::Apisix) => installed.apisix,
                 Some(CrdGroup::Contour) => installed.contour,
                 Some(CrdGroup::Traefik) => installed.traefik,
+                Some(CrdGroup::Keptn) => installed.keptn,
             })
             .collect();
         Self { served }

@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, keptn
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -179,6 +179,7 @@ pub enum CrdName {
     Apisix,
     Contour,
     Traefik,
+    Keptn,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -690,6 +691,7 @@ impl Scenario {
                 apisix: list.contains(&CrdName::Apisix),
                 contour: list.contains(&CrdName::Contour),
                 traefik: list.contains(&CrdName::Traefik),
+                keptn: list.contains(&CrdName::Keptn),
             },
         }
     }

@@ -104,6 +104,7 @@ impl Sim {
             shutdown: shutdown_rx.clone(),
             rules: RwLock::default(),
             openapi: Default::default(),
+            external_metrics: RwLock::default(),
         });
         let (acceptor, ca_pem) = make_tls()?;
         let connections = Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
@@ -257,6 +258,17 @@ impl Sim {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((namespace.to_string(), service.to_string(), port), router);
+    }
+
+    /// Serves the external metrics API group (`external.metrics.k8s.io`)
+    /// from `providers`' table, as an aggregated API server would
+    /// ([`crate::providers::externalmetrics`]).
+    pub fn serve_external_metrics(&self, providers: Arc<crate::providers::MetricProviders>) {
+        *self
+            .state
+            .external_metrics
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(providers);
     }
 
     pub fn unregister_service_backend(&self, namespace: &str, service: &str, port: u16) {

@@ -74,6 +74,12 @@ impl World {
             shutdown_rx.clone(),
         ));
 
+        tasks.push(crate::providers::keptn::spawn(
+            sim.store().clone(),
+            series.clone(),
+            shutdown_rx.clone(),
+        ));
+
         let traffic = Traffic::new(
             sim.store().clone(),
             series.clone(),
@@ -149,6 +155,7 @@ impl World {
         // The metric services besides Prometheus, on a loopback port of
         // their own too, answering from the same series.
         let providers = MetricProviders::new(series.clone());
+        sim.serve_external_metrics(providers.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let providers_addr = listener.local_addr()?;
         let mut rx = shutdown_rx.clone();
@@ -691,6 +698,13 @@ pub fn demo_banner(world: &World, kubeconfig: &Path) -> String {
         rows.push((format!("version {key}"), what));
     }
     rows.push(("kubeconfig".to_string(), kc.to_string()));
+    rows.push((
+        "metric services".to_string(),
+        format!(
+            "{}/TYPE (datadog, newrelic, graphite, dynatrace, influxdb: a MetricTemplate's address)",
+            world.providers_url()
+        ),
+    ));
     rows.push((
         "metrics".to_string(),
         format!("{} (for a real Prometheus)", world.metrics_url()),

@@ -469,6 +469,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             apisix: false,
             contour: false,
             traefik: false,
+            keptn: false,
         },
         ..Default::default()
     })
@@ -515,7 +516,12 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             "httproutes.gateway.networking.k8s.io",
             "virtualservices.networking.istio.io",
             "destinationrules.networking.istio.io",
-            "scaledobjects.keda.sh"
+            "scaledobjects.keda.sh",
+            "keptnmetricsproviders.metrics.keptn.sh",
+            "keptnmetrics.metrics.keptn.sh",
+            "analysisvaluetemplates.metrics.keptn.sh",
+            "analysisdefinitions.metrics.keptn.sh",
+            "analyses.metrics.keptn.sh"
         ]
     );
     let (s, _) = raw(

@@ -449,3 +449,56 @@ spec:
     );
     assert!(!err.contains("content type"), "{err}");
 }
+
+#[tokio::test]
+async fn kubectl_reads_the_external_metrics_api_and_finds_it_in_discovery() {
+    use canary_sim::providers::MetricProviders;
+    use canary_sim::series::{SeriesStore, StoreConfig};
+    let Some((sim, k)) = kubectl_and_sim(CrdGroups::default()).await else {
+        return;
+    };
+    let series = std::sync::Arc::new(SeriesStore::new(StoreConfig::realtime()));
+    let providers = MetricProviders::new(series);
+    providers.map_external_metric("prod", "queue_depth", "app=podinfo", "vector(1.5)");
+    sim.serve_external_metrics(providers);
+    let groups = json_of(&k, &["get", "--raw", "/apis"]).await;
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "external.metrics.k8s.io"),
+        "{groups}"
+    );
+    let out = ok(&k, &["api-versions"]).await;
+    assert!(out.contains("external.metrics.k8s.io/v1beta1"), "{out}");
+    let out = ok(
+        &k,
+        &["api-resources", "--api-group=external.metrics.k8s.io"],
+    )
+    .await;
+    assert!(out.contains("externalmetrics"), "{out}");
+    let list = json_of(
+        &k,
+        &[
+            "get",
+            "--raw",
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/queue_depth?labelSelector=app%3Dpodinfo",
+        ],
+    )
+    .await;
+    assert_eq!(list["kind"], "ExternalMetricValueList");
+    assert_eq!(list["items"][0]["value"], "1500m", "{list}");
+    let (code, _, err) = k
+        .run_with_code(&[
+            "get",
+            "--raw",
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/prod/unknown",
+        ])
+        .await;
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("NotFound") || err.contains("not find"),
+        "{err}"
+    );
+}

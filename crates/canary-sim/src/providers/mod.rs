@@ -29,9 +29,12 @@
 //! service answers for an unknown metric: no series.
 
 mod datadog;
+pub mod demo;
 mod dynatrace;
+pub mod externalmetrics;
 mod graphite;
 mod influxdb;
+pub mod keptn;
 mod newrelic;
 
 use std::collections::BTreeMap;
@@ -118,6 +121,9 @@ struct Tables {
     credentials: BTreeMap<Kind, BTreeMap<String, String>>,
     queries: BTreeMap<(Kind, String), String>,
     requests: Vec<ProviderRequest>,
+    /// The external metrics API's table: (namespace, metric, selector key)
+    /// to PromQL ([`externalmetrics`]).
+    external: BTreeMap<(String, String, String), String>,
 }
 
 /// The simulated metric services.
@@ -232,6 +238,31 @@ impl MetricProviders {
         self.tables()
             .queries
             .insert((kind, collapse(query)), promql.to_string());
+    }
+
+    /// Makes the external metrics API answer `metric` in `namespace`,
+    /// asked with `selector` (a `labelSelector`, `""` for none), with the
+    /// series of the PromQL expression `promql` (see [`externalmetrics`]).
+    pub fn map_external_metric(&self, namespace: &str, metric: &str, selector: &str, promql: &str) {
+        self.tables().external.insert(
+            (
+                namespace.to_string(),
+                metric.to_string(),
+                externalmetrics::selector_key(selector),
+            ),
+            promql.to_string(),
+        );
+    }
+
+    fn external_promql(&self, namespace: &str, metric: &str, selector: &str) -> Option<String> {
+        self.tables()
+            .external
+            .get(&(
+                namespace.to_string(),
+                metric.to_string(),
+                selector.to_string(),
+            ))
+            .cloned()
     }
 
     /// Every request the services received, oldest first.
