@@ -478,7 +478,8 @@ impl MetricProvider {
             | MetricProvider::Newrelic
             | MetricProvider::Graphite
             | MetricProvider::Dynatrace
-            | MetricProvider::Influxdb => Ok(()),
+            | MetricProvider::Influxdb
+            | MetricProvider::Cloudwatch => Ok(()),
             MetricProvider::Splunk => Err(
                 "`canary run` does not query this metric provider yet (Flagger reads it through \
                  SignalFlow streamed over a WebSocket)",
@@ -487,12 +488,12 @@ impl MetricProvider {
         }
     }
 
-    /// How many metric intervals Flagger's query looks back over: Datadog
-    /// and Dynatrace ask for the last ten, the others for one (the query's
-    /// own range).
+    /// How many metric intervals Flagger's query looks back over: Datadog,
+    /// Dynatrace and CloudWatch ask for the last ten, the others for one
+    /// (the query's own range).
     pub fn lookback_intervals(self) -> u32 {
         match self {
-            MetricProvider::Datadog | MetricProvider::Dynatrace => 10,
+            MetricProvider::Datadog | MetricProvider::Dynatrace | MetricProvider::Cloudwatch => 10,
             _ => 1,
         }
     }
@@ -616,6 +617,7 @@ mod tests {
                 "prometheus",
                 "influxdb",
                 "datadog",
+                "cloudwatch",
                 "newrelic",
                 "graphite",
                 "dynatrace"
