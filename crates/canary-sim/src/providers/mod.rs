@@ -11,6 +11,7 @@
 //! | Dynatrace | `BASE/dynatrace`        | `GET /api/v2/metrics/query`, `/api/v2/metrics` |
 //! | InfluxDB  | `BASE/influxdb`         | `POST /api/v2/query`                  |
 //! | CloudWatch | `BASE/cloudwatch`      | `POST /` (`GetMetricData`, JSON 1.0), STS at `/sts` |
+//! | Stackdriver | `BASE/stackdriver`    | `POST /v3/projects/P/timeSeries:query`, OAuth at `/token` |
 //!
 //! Each checks what the real service checks (its credentials, in the header
 //! it reads them from; the method, path, parameters and body it needs) and
@@ -35,6 +36,9 @@ mod dynatrace;
 mod graphite;
 mod influxdb;
 mod newrelic;
+mod stackdriver;
+
+pub use stackdriver::{service_account_key, stackdriver_private_key_lines};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -57,16 +61,18 @@ pub enum Kind {
     Dynatrace,
     Influxdb,
     Cloudwatch,
+    Stackdriver,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Datadog,
         Kind::Newrelic,
         Kind::Graphite,
         Kind::Dynatrace,
         Kind::Influxdb,
         Kind::Cloudwatch,
+        Kind::Stackdriver,
     ];
 
     /// The MetricTemplate provider type, which is also its path prefix.
@@ -78,6 +84,7 @@ impl Kind {
             Kind::Dynatrace => "dynatrace",
             Kind::Influxdb => "influxdb",
             Kind::Cloudwatch => "cloudwatch",
+            Kind::Stackdriver => "stackdriver",
         }
     }
 
@@ -105,6 +112,15 @@ impl Kind {
                 (
                     "web_identity_token",
                     "eyJhbGciOiJSUzI1NiJ9.sim-projected-token.c2ln",
+                ),
+            ],
+            // The Secret's `project`; the service account whose key
+            // ([`service_account_key`]) the token endpoint accepts.
+            Kind::Stackdriver => &[
+                ("project", "canary-sim-4711"),
+                (
+                    "client_email",
+                    "canary-metrics@canary-sim-4711.iam.gserviceaccount.com",
                 ),
             ],
         };
@@ -370,6 +386,7 @@ async fn handle(
         Kind::Dynatrace => dynatrace::answer(&p2, &call),
         Kind::Influxdb => influxdb::answer(&p2, &call),
         Kind::Cloudwatch => cloudwatch::answer(&p2, &call),
+        Kind::Stackdriver => stackdriver::answer(&p2, &call),
     };
     p.tables().requests.push(ProviderRequest {
         kind,

@@ -440,3 +440,112 @@ async fn sts_exchanges_a_web_identity_for_credentials_cloudwatch_accepts() {
     let (s, _) = send(&p, cloudwatch_request(&id, &secret, None, now, CW_QUERY)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// A JWT bearer assertion of the test service account, signed with its
+/// key unless `forge`.
+fn assertion(p: &MetricProviders, scope: &str, forge: bool) -> String {
+    use base64::prelude::BASE64_URL_SAFE_NO_PAD;
+    let pem: String = super::stackdriver::PRIVATE_KEY
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = BASE64_STANDARD.decode(pem).unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    let now = now_s();
+    let claims = json!({
+        "iss": p.credentials(Kind::Stackdriver)["client_email"],
+        "aud": "http://sim.local/stackdriver/token",
+        "scope": scope,
+        "iat": now,
+        "exp": now + 3595,
+    });
+    let signed = format!(
+        "{}.{}",
+        BASE64_URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        BASE64_URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signed.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    if forge {
+        sig[0] ^= 1;
+    }
+    format!("{signed}.{}", BASE64_URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[tokio::test]
+async fn stackdriver_issues_tokens_for_signed_assertions_and_requires_them() {
+    let p = providers();
+    let q = "fetch k8s_container | metric 'x' | every 1m";
+    p.map_query(Kind::Stackdriver, q, "vector(42)");
+    let project = p.credentials(Kind::Stackdriver)["project"].clone();
+    let grant = |assertion: String| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+            .append_pair("assertion", &assertion)
+            .finish();
+        Request::post("/stackdriver/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let scope = "https://www.googleapis.com/auth/monitoring.read";
+    let (s, body) = send(&p, grant(assertion(&p, scope, true))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("Invalid JWT Signature"), "{body}");
+    let (s, body) = send(
+        &p,
+        grant(assertion(
+            &p,
+            "https://www.googleapis.com/auth/drive",
+            false,
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("invalid_scope"), "{body}");
+    let (s, body) = send(&p, grant(assertion(&p, scope, false))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = serde_json::from_str::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let query = |project: &str, bearer: Option<&str>, q: &str| {
+        let mut b = Request::post(format!(
+            "/stackdriver/v3/projects/{project}/timeSeries:query"
+        ))
+        .header("content-type", "application/json");
+        if let Some(t) = bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from(json!({ "query": q }).to_string()))
+            .unwrap()
+    };
+    let (s, body) = send(&p, query(&project, Some(&token), q)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["timeSeriesData"][0]["pointData"][0]["values"][0]["doubleValue"],
+        42.0
+    );
+    let (s, body) = send(&p, query(&project, Some(&token), "fetch other")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!body.contains("timeSeriesData"), "{body}");
+    let (s, body) = send(&p, query(&project, Some("ya29.forged"), q)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("UNAUTHENTICATED"), "{body}");
+    let (s, _) = send(&p, query(&project, None, q)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, body) = send(&p, query("someone-else", Some(&token), q)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("PERMISSION_DENIED"), "{body}");
+    let (s, body) = send(&p, query(&project, Some(&token), "")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("INVALID_ARGUMENT"), "{body}");
+}
