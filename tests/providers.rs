@@ -127,6 +127,12 @@ fn case(kind: Kind) -> Case {
             query: CLOUDWATCH_QUERY,
             rendered: CLOUDWATCH_RENDERED,
         },
+        Kind::Stackdriver => Case {
+            kind,
+            provider: |a| format!("    type: stackdriver\n    address: {a}\n"),
+            query: "fetch k8s_container | metric 'linkerd.io/response_latency_ms' | filter resource.namespace_name == '{{ namespace }}' && resource.container_name == '{{ target }}' | align mean(1s) | every 1s",
+            rendered: "fetch k8s_container | metric 'linkerd.io/response_latency_ms' | filter resource.namespace_name == 'prod' && resource.container_name == 'podinfo' | align mean(1s) | every 1s",
+        },
     }
 }
 
@@ -551,5 +557,136 @@ async fn cloudwatch_refuses_a_wrong_secret_key_and_the_release_rolls_back() {
         cluster.image("podinfo-primary").await,
         "ghcr.io/stefanprodan/podinfo:3.1.0"
     );
+    cluster.world.shutdown().await;
+}
+
+/// How a Stackdriver run finds its Google credentials.
+#[derive(Clone, Copy, Debug)]
+enum GoogleCredentials {
+    /// The Secret's `serviceAccountKey`, as Flagger reads it.
+    SecretKey,
+    /// A key file named by `GOOGLE_APPLICATION_CREDENTIALS`, the Secret
+    /// holding only the `project`.
+    ApplicationDefault,
+}
+
+/// A release of `tag` checked by a Stackdriver template.
+async fn stackdriver_release(tag: &str, how: GoogleCredentials) -> (Cluster, std::process::Output) {
+    let c = case(Kind::Stackdriver);
+    let cluster = Cluster::start_in(Scenario::seed(), "").await;
+    let base = cluster.world.providers_url();
+    let address = format!("{base}/stackdriver");
+    std::fs::write(&cluster.spec, spec(&(c.provider)(&address), c.query)).unwrap();
+    let services = cluster.world.metric_providers();
+    services.map_query(Kind::Stackdriver, c.rendered, LATENCY);
+    let key =
+        canary_sim::providers::service_account_key(services, &format!("{base}/stackdriver/token"));
+    let project = services.credentials(Kind::Stackdriver)["project"].clone();
+    let mut data = serde_json::json!({ "project": project });
+    if matches!(how, GoogleCredentials::SecretKey) {
+        data["serviceAccountKey"] = key.clone().into();
+    }
+    let secrets: Api<Secret> = Api::namespaced(cluster.world.client().await.unwrap(), "prod");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+        "stringData": data,
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    cluster.initialise().await;
+    quiet(&cluster).await;
+    cluster.set_image(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    let mut cmd = crate::util::canary();
+    cmd.env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env("HOME", dir.path())
+        .env("CLOUDSDK_CONFIG", dir.path().join("gcloud"));
+    if matches!(how, GoogleCredentials::ApplicationDefault) {
+        std::fs::write(&key_file, &key).unwrap();
+        cmd.env("GOOGLE_APPLICATION_CREDENTIALS", &key_file);
+    }
+    cmd.arg("run")
+        .arg(&cluster.spec)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .timeout(std::time::Duration::from_secs(120));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let private: Vec<&str> = canary_sim::providers::stackdriver_private_key_lines();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    for line in private {
+        assert!(
+            !text.contains(line),
+            "a line of the private key in the output:\n{text}"
+        );
+    }
+    let issued: BTreeMap<String, String> = services
+        .credentials(Kind::Stackdriver)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("issued:"))
+        .map(|(k, _)| (k.clone(), k.trim_start_matches("issued:").to_string()))
+        .collect();
+    assert_never_shown(&out, &issued);
+    (cluster, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stackdriver_promotes_the_healthy_and_rolls_back_the_faulty() {
+    let ((good, promoted), (bad, rolled_back)) = tokio::join!(
+        stackdriver_release("3.1.1", GoogleCredentials::SecretKey),
+        stackdriver_release("3.1.2", GoogleCredentials::SecretKey)
+    );
+    assert_exit(&promoted, 0);
+    let answered = good.world.metric_providers().requests();
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.path == "/token" && r.status == 200),
+        "no token was asked for: {answered:?}"
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.path.ends_with("timeSeries:query") && r.status == 200),
+        "Cloud Monitoring was not asked: {answered:?}"
+    );
+    assert!(answered.iter().all(|r| r.refused.is_none()), "{answered:?}");
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)? \(max 500\)").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stackdriver_takes_application_default_credentials_without_a_key_in_the_secret() {
+    let (cluster, out) = stackdriver_release("3.1.1", GoogleCredentials::ApplicationDefault).await;
+    assert_exit(&out, 0);
+    let answered = cluster.world.metric_providers().requests();
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.path == "/token" && r.status == 200),
+        "{answered:?}"
+    );
+    assert!(answered.iter().all(|r| r.refused.is_none()), "{answered:?}");
     cluster.world.shutdown().await;
 }

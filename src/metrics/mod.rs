@@ -3,7 +3,7 @@
 //! server's service proxy; [`provider`] runs one against the other
 //! services a MetricTemplate can name ([`datadog`], [`newrelic`],
 //! [`graphite`], [`dynatrace`], [`influxdb`], [`cloudwatch`] with the AWS
-//! credential chain of [`aws`]); [`templates`] reads the
+//! credential chain of [`aws`], [`stackdriver`]); [`templates`] reads the
 //! MetricTemplates a spec file does not hold. The queries themselves and
 //! their rendering are in `canary_core::queries`.
 
@@ -16,4 +16,5 @@ pub(crate) mod influxdb;
 pub(crate) mod newrelic;
 pub(crate) mod prometheus;
 pub(crate) mod provider;
+pub(crate) mod stackdriver;
 pub(crate) mod templates;

@@ -479,7 +479,8 @@ impl MetricProvider {
             | MetricProvider::Graphite
             | MetricProvider::Dynatrace
             | MetricProvider::Influxdb
-            | MetricProvider::Cloudwatch => Ok(()),
+            | MetricProvider::Cloudwatch
+            | MetricProvider::Stackdriver => Ok(()),
             MetricProvider::Splunk => Err(
                 "`canary run` does not query this metric provider yet (Flagger reads it through \
                  SignalFlow streamed over a WebSocket)",
@@ -531,6 +532,9 @@ impl MetricProvider {
             MetricProvider::Splunk => (&["sf_token_key"], true),
             MetricProvider::Graphite => (&["username", "password"], false),
             MetricProvider::Influxdb => (&["token", "org"], false),
+            // `serviceAccountKey` is optional: without it, the application
+            // default credentials.
+            MetricProvider::Stackdriver => (&["project"], false),
             _ => (&[], false),
         }
     }
@@ -617,6 +621,7 @@ mod tests {
                 "prometheus",
                 "influxdb",
                 "datadog",
+                "stackdriver",
                 "cloudwatch",
                 "newrelic",
                 "graphite",
