@@ -119,6 +119,20 @@ fn case(kind: Kind) -> Case {
             query: "from(bucket: \"linkerd\") |> range(start: -10s) |> filter(fn: (r) => r._measurement == \"latency_ms\" and r.deployment == \"{{ target }}\") |> mean()",
             rendered: "from(bucket: \"linkerd\") |> range(start: -10s) |> filter(fn: (r) => r._measurement == \"latency_ms\" and r.deployment == \"podinfo\") |> mean()",
         },
+        Kind::Cloudwatch => Case {
+            kind,
+            provider: |a| {
+                format!("    type: cloudwatch\n    address: {a}\n    region: us-east-1\n")
+            },
+            query: CLOUDWATCH_QUERY,
+            rendered: CLOUDWATCH_RENDERED,
+        },
+        Kind::Stackdriver => Case {
+            kind,
+            provider: |a| format!("    type: stackdriver\n    address: {a}\n"),
+            query: "fetch k8s_container | metric 'linkerd.io/response_latency_ms' | filter resource.namespace_name == '{{ namespace }}' && resource.container_name == '{{ target }}' | align mean(1s) | every 1s",
+            rendered: "fetch k8s_container | metric 'linkerd.io/response_latency_ms' | filter resource.namespace_name == 'prod' && resource.container_name == 'podinfo' | align mean(1s) | every 1s",
+        },
     }
 }
 
@@ -606,4 +620,334 @@ async fn the_demo_answers_the_example_templates_queries() {
         );
     }
     world.shutdown().await;
+}
+
+/// A CloudWatch query as Flagger's examples write it: one metric, a
+/// one-second period (CloudWatch's high resolution).
+const CLOUDWATCH_QUERY: &str = "[{\"Id\": \"latency\", \"MetricStat\": {\"Metric\": {\"Namespace\": \"Linkerd\", \"MetricName\": \"response_latency_ms\", \"Dimensions\": [{\"Name\": \"deployment\", \"Value\": \"{{ target }}\"}, {\"Name\": \"namespace\", \"Value\": \"{{ namespace }}\"}]}, \"Period\": 1, \"Stat\": \"Average\"}}]";
+const CLOUDWATCH_RENDERED: &str = "[{\"Id\": \"latency\", \"MetricStat\": {\"Metric\": {\"Namespace\": \"Linkerd\", \"MetricName\": \"response_latency_ms\", \"Dimensions\": [{\"Name\": \"deployment\", \"Value\": \"podinfo\"}, {\"Name\": \"namespace\", \"Value\": \"prod\"}]}, \"Period\": 1, \"Stat\": \"Average\"}}]";
+
+/// How a CloudWatch run finds its AWS credentials.
+#[derive(Clone, Copy, Debug)]
+enum AwsChain {
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    Environment,
+    /// A profile of a shared credentials file, named by `AWS_PROFILE`.
+    Profile,
+    /// A projected token file and a role, exchanged at the simulated STS.
+    WebIdentity,
+}
+
+/// `canary run` with the AWS environment of `chain` (and nothing of the
+/// caller's own), its files in `dir`.
+async fn run_with_aws(
+    c: &Cluster,
+    chain: AwsChain,
+    keys: &BTreeMap<String, String>,
+    dir: &std::path::Path,
+) -> std::process::Output {
+    let mut cmd = crate::util::canary();
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"))
+        .env("AWS_CONFIG_FILE", dir.join("config"));
+    match chain {
+        AwsChain::Environment => {
+            cmd.env("AWS_ACCESS_KEY_ID", &keys["aws_access_key_id"])
+                .env("AWS_SECRET_ACCESS_KEY", &keys["aws_secret_access_key"]);
+        }
+        AwsChain::Profile => {
+            std::fs::write(
+                dir.join("credentials"),
+                format!(
+                    "[default]\naws_access_key_id = AKIANOTTHISONE000000\n\
+                     aws_secret_access_key = wrong\n\n[metrics]\naws_access_key_id = {}\n\
+                     aws_secret_access_key = {}\n",
+                    keys["aws_access_key_id"], keys["aws_secret_access_key"]
+                ),
+            )
+            .unwrap();
+            cmd.env("AWS_PROFILE", "metrics");
+        }
+        AwsChain::WebIdentity => {
+            let token = dir.join("token");
+            std::fs::write(&token, format!("{}\n", keys["web_identity_token"])).unwrap();
+            cmd.env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+                .env("AWS_ROLE_ARN", &keys["role_arn"])
+                .env(
+                    "AWS_ENDPOINT_URL_STS",
+                    format!("{}/cloudwatch/sts", c.world.providers_url()),
+                );
+        }
+    }
+    cmd.arg("run")
+        .arg(&c.spec)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .timeout(std::time::Duration::from_secs(120));
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A release of `tag` checked by a CloudWatch template, whose template
+/// names no Secret (Flagger's CloudWatch reads none).
+async fn cloudwatch_release(
+    tag: &str,
+    chain: AwsChain,
+    wrong_secret: bool,
+) -> (Cluster, std::process::Output) {
+    let c = case(Kind::Cloudwatch);
+    let cluster = Cluster::start_in(Scenario::seed(), "").await;
+    let address = format!("{}/cloudwatch", cluster.world.providers_url());
+    let text = spec(&(c.provider)(&address), c.query)
+        .replace("    secretRef:\n      name: metrics-credentials\n", "");
+    std::fs::write(&cluster.spec, text).unwrap();
+    let services = cluster.world.metric_providers();
+    services.map_query(Kind::Cloudwatch, c.rendered, LATENCY);
+    let keys = services.credentials(Kind::Cloudwatch);
+    let mut given = keys.clone();
+    if wrong_secret {
+        given.insert(
+            "aws_secret_access_key".into(),
+            "sim/not-the-secret-key-00000000000".into(),
+        );
+    }
+    cluster.initialise().await;
+    quiet(&cluster).await;
+    cluster.set_image(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_aws(&cluster, chain, &given, dir.path()).await;
+    let mut secrets = keys.clone();
+    secrets.remove("role_arn");
+    assert_never_shown(&out, &secrets);
+    assert_never_shown(&out, &given);
+    (cluster, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_promotes_the_healthy_and_rolls_back_the_faulty() {
+    let ((good, promoted), (bad, rolled_back)) = tokio::join!(
+        cloudwatch_release("3.1.1", AwsChain::Environment, false),
+        cloudwatch_release("3.1.2", AwsChain::Environment, false)
+    );
+    assert_exit(&promoted, 0);
+    let answered = good.world.metric_providers().requests();
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.kind == Kind::Cloudwatch && r.status == 200),
+        "CloudWatch was not asked: {answered:?}"
+    );
+    assert!(
+        answered.iter().all(|r| r.refused.is_none()),
+        "CloudWatch refused a request: {answered:?}"
+    );
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)? \(max 500\)").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_signs_with_a_shared_profile_and_with_a_web_identity() {
+    let ((profile, by_profile), (irsa, by_web_identity)) = tokio::join!(
+        cloudwatch_release("3.1.1", AwsChain::Profile, false),
+        cloudwatch_release("3.1.1", AwsChain::WebIdentity, false)
+    );
+    assert_exit(&by_profile, 0);
+    assert_exit(&by_web_identity, 0);
+    let asked = irsa.world.metric_providers().requests();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.path.starts_with("/sts") && r.status == 200),
+        "STS was not asked: {asked:?}"
+    );
+    assert!(asked.iter().all(|r| r.refused.is_none()), "{asked:?}");
+    // Signed with the temporary credentials STS issued, which CloudWatch
+    // keeps under their access key.
+    let issued = irsa.world.metric_providers().credentials(Kind::Cloudwatch);
+    assert!(
+        issued.keys().any(|k| k.starts_with("issued:ASIA")),
+        "{:?}",
+        issued.keys()
+    );
+    for v in issued.values() {
+        assert!(!stdout(&by_web_identity).contains(v.split(' ').next().unwrap()));
+    }
+    assert_eq!(
+        irsa.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(
+        profile.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    profile.world.shutdown().await;
+    irsa.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_refuses_a_wrong_secret_key_and_the_release_rolls_back() {
+    let (cluster, out) = cloudwatch_release("3.1.1", AwsChain::Environment, true).await;
+    assert_exit(&out, 1);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("HTTP 403"), "{text}");
+    assert!(text.contains("InvalidSignatureException"), "{text}");
+    let refused = cluster.world.metric_providers().requests();
+    assert!(refused.iter().all(|r| r.status == 403), "{refused:?}");
+    assert_eq!(
+        cluster.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0"
+    );
+    cluster.world.shutdown().await;
+}
+
+/// How a Stackdriver run finds its Google credentials.
+#[derive(Clone, Copy, Debug)]
+enum GoogleCredentials {
+    /// The Secret's `serviceAccountKey`, as Flagger reads it.
+    SecretKey,
+    /// A key file named by `GOOGLE_APPLICATION_CREDENTIALS`, the Secret
+    /// holding only the `project`.
+    ApplicationDefault,
+}
+
+/// A release of `tag` checked by a Stackdriver template.
+async fn stackdriver_release(tag: &str, how: GoogleCredentials) -> (Cluster, std::process::Output) {
+    let c = case(Kind::Stackdriver);
+    let cluster = Cluster::start_in(Scenario::seed(), "").await;
+    let base = cluster.world.providers_url();
+    let address = format!("{base}/stackdriver");
+    std::fs::write(&cluster.spec, spec(&(c.provider)(&address), c.query)).unwrap();
+    let services = cluster.world.metric_providers();
+    services.map_query(Kind::Stackdriver, c.rendered, LATENCY);
+    let key =
+        canary_sim::providers::service_account_key(services, &format!("{base}/stackdriver/token"));
+    let project = services.credentials(Kind::Stackdriver)["project"].clone();
+    let mut data = serde_json::json!({ "project": project });
+    if matches!(how, GoogleCredentials::SecretKey) {
+        data["serviceAccountKey"] = key.clone().into();
+    }
+    let secrets: Api<Secret> = Api::namespaced(cluster.world.client().await.unwrap(), "prod");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "metrics-credentials", "namespace": "prod"},
+        "stringData": data,
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    cluster.initialise().await;
+    quiet(&cluster).await;
+    cluster.set_image(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.json");
+    let mut cmd = crate::util::canary();
+    cmd.env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env("HOME", dir.path())
+        .env("CLOUDSDK_CONFIG", dir.path().join("gcloud"));
+    if matches!(how, GoogleCredentials::ApplicationDefault) {
+        std::fs::write(&key_file, &key).unwrap();
+        cmd.env("GOOGLE_APPLICATION_CREDENTIALS", &key_file);
+    }
+    cmd.arg("run")
+        .arg(&cluster.spec)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .timeout(std::time::Duration::from_secs(120));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let private: Vec<&str> = canary_sim::providers::stackdriver_private_key_lines();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    for line in private {
+        assert!(
+            !text.contains(line),
+            "a line of the private key in the output:\n{text}"
+        );
+    }
+    let issued: BTreeMap<String, String> = services
+        .credentials(Kind::Stackdriver)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("issued:"))
+        .map(|(k, _)| (k.clone(), k.trim_start_matches("issued:").to_string()))
+        .collect();
+    assert_never_shown(&out, &issued);
+    (cluster, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stackdriver_promotes_the_healthy_and_rolls_back_the_faulty() {
+    let ((good, promoted), (bad, rolled_back)) = tokio::join!(
+        stackdriver_release("3.1.1", GoogleCredentials::SecretKey),
+        stackdriver_release("3.1.2", GoogleCredentials::SecretKey)
+    );
+    assert_exit(&promoted, 0);
+    let answered = good.world.metric_providers().requests();
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.path == "/token" && r.status == 200),
+        "no token was asked for: {answered:?}"
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.path.ends_with("timeSeries:query") && r.status == 200),
+        "Cloud Monitoring was not asked: {answered:?}"
+    );
+    assert!(answered.iter().all(|r| r.refused.is_none()), "{answered:?}");
+    assert_eq!(
+        good.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_exit(&rolled_back, 1);
+    assert_eq!(
+        bad.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.0",
+        "the primary is untouched"
+    );
+    let measured = regex::Regex::new(r"check failed: latency \d+(\.\d+)? \(max 500\)").unwrap();
+    assert!(
+        measured.is_match(&stderr(&rolled_back)),
+        "{}",
+        stderr(&rolled_back)
+    );
+    good.world.shutdown().await;
+    bad.world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stackdriver_takes_application_default_credentials_without_a_key_in_the_secret() {
+    let (cluster, out) = stackdriver_release("3.1.1", GoogleCredentials::ApplicationDefault).await;
+    assert_exit(&out, 0);
+    let answered = cluster.world.metric_providers().requests();
+    assert!(
+        answered
+            .iter()
+            .any(|r| r.path == "/token" && r.status == 200),
+        "{answered:?}"
+    );
+    assert!(answered.iter().all(|r| r.refused.is_none()), "{answered:?}");
+    cluster.world.shutdown().await;
 }

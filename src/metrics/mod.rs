@@ -2,10 +2,13 @@
 //! Prometheus-compatible server, reached directly or through the API
 //! server's service proxy; [`provider`] runs one against the other
 //! services a MetricTemplate can name ([`datadog`], [`newrelic`],
-//! [`graphite`], [`dynatrace`], [`influxdb`]); [`templates`] reads the
+//! [`graphite`], [`dynatrace`], [`influxdb`], [`cloudwatch`] with the AWS
+//! credential chain of [`aws`], [`stackdriver`]); [`templates`] reads the
 //! MetricTemplates a spec file does not hold. The queries themselves and
 //! their rendering are in `canary_core::queries`.
 
+pub(crate) mod aws;
+pub(crate) mod cloudwatch;
 pub(crate) mod datadog;
 pub(crate) mod dynatrace;
 pub(crate) mod externalmetrics;
@@ -15,4 +18,5 @@ pub(crate) mod keptn;
 pub(crate) mod newrelic;
 pub(crate) mod prometheus;
 pub(crate) mod provider;
+pub(crate) mod stackdriver;
 pub(crate) mod templates;

@@ -1,7 +1,7 @@
 //! The MetricTemplate providers other than Prometheus, queried as
 //! Flagger's `pkg/metrics/providers` queries them: [`super::datadog`],
-//! [`super::newrelic`], [`super::graphite`], [`super::dynatrace`] and
-//! [`super::influxdb`]. Each builds its request from the template's
+//! [`super::newrelic`], [`super::graphite`], [`super::dynatrace`],
+//! [`super::influxdb`], [`super::cloudwatch`] and [`super::stackdriver`]. Each builds its request from the template's
 //! `provider` (address, credentials from its `secretRef` Secret, by
 //! Flagger's keys), the metric's `interval` and the clock, and reads its
 //! service's answer; this module sends the request through the
@@ -22,7 +22,10 @@ use http::Method;
 use http::header::{HeaderName, HeaderValue};
 
 use super::prometheus::MetricError;
-use super::{datadog, dynatrace, externalmetrics, graphite, influxdb, keptn, newrelic};
+use super::{
+    cloudwatch, datadog, dynatrace, externalmetrics, graphite, influxdb, keptn, newrelic,
+    stackdriver,
+};
 use crate::cluster::proxy::{
     EXCERPT_LEN, EdgeError, HttpEdge, HttpRequest, display_url_str, excerpt,
 };
@@ -129,6 +132,8 @@ pub(crate) fn parse(kind: MetricProvider, body: &str) -> Result<f64, MetricError
         MetricProvider::Graphite => graphite::parse(body),
         MetricProvider::Dynatrace => dynatrace::parse(body),
         MetricProvider::Influxdb => influxdb::parse(body),
+        MetricProvider::Cloudwatch => cloudwatch::parse(body),
+        MetricProvider::Stackdriver => stackdriver::parse(body),
         other => Err(MetricError::Query(format!(
             "metric provider `{other}` is not queried by this version"
         ))),
@@ -146,7 +151,12 @@ pub(crate) async fn query(
     src: &Source<'_>,
     query: &str,
 ) -> Result<f64, MetricError> {
-    let out = request(kind, src, query)?;
+    // Signed or authorised requests look their credentials up first.
+    let out = match kind {
+        MetricProvider::Cloudwatch => cloudwatch::request(edge, src, query).await?,
+        MetricProvider::Stackdriver => stackdriver::request(src, query).await?,
+        _ => request(kind, src, query)?,
+    };
     let body = send(edge, src, out).await?;
     parse(kind, &body)
 }

@@ -524,21 +524,22 @@ impl MetricProvider {
             | MetricProvider::Dynatrace
             | MetricProvider::Influxdb
             | MetricProvider::Keptn
-            | MetricProvider::ExternalMetrics => Ok(()),
+            | MetricProvider::ExternalMetrics
+            | MetricProvider::Cloudwatch
+            | MetricProvider::Stackdriver => Ok(()),
             MetricProvider::Splunk => Err(
                 "`canary run` does not query this metric provider yet (Flagger reads it through \
                  SignalFlow streamed over a WebSocket)",
             ),
-            _ => Err("`canary run` does not query this metric provider yet"),
         }
     }
 
-    /// How many metric intervals Flagger's query looks back over: Datadog
-    /// and Dynatrace ask for the last ten, the others for one (the query's
-    /// own range).
+    /// How many metric intervals Flagger's query looks back over: Datadog,
+    /// Dynatrace and CloudWatch ask for the last ten, the others for one
+    /// (the query's own range).
     pub fn lookback_intervals(self) -> u32 {
         match self {
-            MetricProvider::Datadog | MetricProvider::Dynatrace => 10,
+            MetricProvider::Datadog | MetricProvider::Dynatrace | MetricProvider::Cloudwatch => 10,
             _ => 1,
         }
     }
@@ -576,6 +577,9 @@ impl MetricProvider {
             MetricProvider::Splunk => (&["sf_token_key"], true),
             MetricProvider::Graphite => (&["username", "password"], false),
             MetricProvider::Influxdb => (&["token", "org"], false),
+            // `serviceAccountKey` is optional: without it, the application
+            // default credentials.
+            MetricProvider::Stackdriver => (&["project"], false),
             _ => (&[], false),
         }
     }
@@ -687,6 +691,8 @@ mod tests {
                 "influxdb",
                 "datadog",
                 "externalmetrics",
+                "stackdriver",
+                "cloudwatch",
                 "newrelic",
                 "graphite",
                 "dynatrace",

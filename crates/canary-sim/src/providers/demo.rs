@@ -1,7 +1,7 @@
 //! The query tables `canary demo --serve` gives the simulated metric
 //! services: the queries of the MetricTemplates under `examples/`
 //! (`datadog.yaml`, `newrelic.yaml`, `graphite.yaml`, `dynatrace.yaml`,
-//! `influxdb.yaml`) as they render for the demo's `prod/podinfo` canary
+//! `influxdb.yaml`, `cloudwatch.yaml`, `stackdriver.yaml`) as they render for the demo's `prod/podinfo` canary
 //! with a one-minute metric interval, each answered from the Linkerd
 //! series of the demo's traffic with what the query measures.
 
@@ -67,6 +67,21 @@ pub fn demo_tables() -> Vec<(Kind, &'static str, String)> {
             format!(
                 "sum(increase(response_total{{{}}}[$window])) or vector(0)",
                 sel(",status_code=\"404\"")
+            ),
+        ),
+        (
+            Kind::Cloudwatch,
+            "[\n  {\n    \"Id\": \"e1\",\n    \"Expression\": \"100 * m1 / m2\",\n    \"Label\": \"ErrorRate\"\n  },\n  {\n    \"Id\": \"m1\",\n    \"MetricStat\": {\n      \"Metric\": {\n        \"Namespace\": \"AWS/ApplicationELB\",\n        \"MetricName\": \"HTTPCode_Target_5XX_Count\",\n        \"Dimensions\": [\n          {\"Name\": \"TargetGroup\", \"Value\": \"targetgroup/podinfo-canary/0123456789abcdef\"}\n        ]\n      },\n      \"Period\": 60,\n      \"Stat\": \"Sum\"\n    },\n    \"ReturnData\": false\n  },\n  {\n    \"Id\": \"m2\",\n    \"MetricStat\": {\n      \"Metric\": {\n        \"Namespace\": \"AWS/ApplicationELB\",\n        \"MetricName\": \"RequestCount\",\n        \"Dimensions\": [\n          {\"Name\": \"TargetGroup\", \"Value\": \"targetgroup/podinfo-canary/0123456789abcdef\"}\n        ]\n      },\n      \"Period\": 60,\n      \"Stat\": \"Sum\"\n    },\n    \"ReturnData\": false\n  }\n]",
+            percent(",status_code=~\"5..\""),
+        ),
+        (
+            Kind::Stackdriver,
+            "fetch k8s_container\n| metric 'istio.io/service/server/response_latencies'\n| filter\n    (metric.destination_service_name == 'podinfo-canary'\n    && metric.destination_service_namespace == 'prod')\n| align delta(1m)\n| every 1m\n| group_by [],\n    [value_response_latencies_percentile:\n      percentile(value.response_latencies, 99)]",
+            // The MQL aligns over a minute; the service asks for points a
+            // second apart, so the window is the query's own.
+            format!(
+                "histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{{{}}}[1m])) by (le))",
+                sel("")
             ),
         ),
     ]

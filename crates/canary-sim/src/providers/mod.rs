@@ -10,6 +10,8 @@
 //! | Graphite  | `BASE/graphite`         | `GET /render`                         |
 //! | Dynatrace | `BASE/dynatrace`        | `GET /api/v2/metrics/query`, `/api/v2/metrics` |
 //! | InfluxDB  | `BASE/influxdb`         | `POST /api/v2/query`                  |
+//! | CloudWatch | `BASE/cloudwatch`      | `POST /` (`GetMetricData`, JSON 1.0), STS at `/sts` |
+//! | Stackdriver | `BASE/stackdriver`    | `POST /v3/projects/P/timeSeries:query`, OAuth at `/token` |
 //!
 //! Each checks what the real service checks (its credentials, in the header
 //! it reads them from; the method, path, parameters and body it needs) and
@@ -28,6 +30,7 @@
 //! as a PromQL duration. A query with no entry answers what the real
 //! service answers for an unknown metric: no series.
 
+mod cloudwatch;
 mod datadog;
 pub mod demo;
 mod dynatrace;
@@ -36,6 +39,9 @@ mod graphite;
 mod influxdb;
 pub mod keptn;
 mod newrelic;
+mod stackdriver;
+
+pub use stackdriver::{service_account_key, stackdriver_private_key_lines};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -57,15 +63,19 @@ pub enum Kind {
     Graphite,
     Dynatrace,
     Influxdb,
+    Cloudwatch,
+    Stackdriver,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Datadog,
         Kind::Newrelic,
         Kind::Graphite,
         Kind::Dynatrace,
         Kind::Influxdb,
+        Kind::Cloudwatch,
+        Kind::Stackdriver,
     ];
 
     /// The MetricTemplate provider type, which is also its path prefix.
@@ -76,6 +86,8 @@ impl Kind {
             Kind::Graphite => "graphite",
             Kind::Dynatrace => "dynatrace",
             Kind::Influxdb => "influxdb",
+            Kind::Cloudwatch => "cloudwatch",
+            Kind::Stackdriver => "stackdriver",
         }
     }
 
@@ -94,6 +106,26 @@ impl Kind {
             Kind::Graphite => &[("username", "graphite"), ("password", "gr4ph-e83b")],
             Kind::Dynatrace => &[("dynatrace_token", "dt0c01.SIM.4a7e2b")],
             Kind::Influxdb => &[("token", "influx-t0k-6f1d"), ("org", "canary")],
+            // CloudWatch reads no Secret: the AWS credential chain's
+            // access key, and what STS checks for the web identity path.
+            Kind::Cloudwatch => &[
+                ("aws_access_key_id", "AKIASIMCANARY7Q2X4ZP"),
+                ("aws_secret_access_key", "sim/Cw+9kR2vT8qL5mN3pX7bY1dF4hJ6"),
+                ("role_arn", "arn:aws:iam::123456789012:role/canary-metrics"),
+                (
+                    "web_identity_token",
+                    "eyJhbGciOiJSUzI1NiJ9.sim-projected-token.c2ln",
+                ),
+            ],
+            // The Secret's `project`; the service account whose key
+            // ([`service_account_key`]) the token endpoint accepts.
+            Kind::Stackdriver => &[
+                ("project", "canary-sim-4711"),
+                (
+                    "client_email",
+                    "canary-metrics@canary-sim-4711.iam.gserviceaccount.com",
+                ),
+            ],
         };
         pairs
             .iter()
@@ -237,7 +269,7 @@ impl MetricProviders {
     pub fn map_query(&self, kind: Kind, query: &str, promql: &str) {
         self.tables()
             .queries
-            .insert((kind, collapse(query)), promql.to_string());
+            .insert((kind, table_key(kind, query)), promql.to_string());
     }
 
     /// Makes the external metrics API answer `metric` in `namespace`,
@@ -272,7 +304,11 @@ impl MetricProviders {
 
     /// The PromQL mapped to `query` of `kind`, with `$window` replaced.
     pub(crate) fn promql(&self, kind: Kind, query: &str, window_ms: i64) -> Option<String> {
-        let q = self.tables().queries.get(&(kind, collapse(query)))?.clone();
+        let q = self
+            .tables()
+            .queries
+            .get(&(kind, table_key(kind, query)))?
+            .clone();
         Some(q.replace("$window", &format!("{}ms", window_ms.max(1))))
     }
 
@@ -330,6 +366,15 @@ impl MetricProviders {
     }
 }
 
+/// The query table's key of `text`: CloudWatch's JSON compacted, any
+/// other text [`collapse`]d.
+fn table_key(kind: Kind, text: &str) -> String {
+    match kind {
+        Kind::Cloudwatch => cloudwatch::key(text),
+        _ => collapse(text),
+    }
+}
+
 /// `text` with whitespace runs as one space, trimmed.
 fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -371,6 +416,8 @@ async fn handle(
         Kind::Graphite => graphite::answer(&p2, &call),
         Kind::Dynatrace => dynatrace::answer(&p2, &call),
         Kind::Influxdb => influxdb::answer(&p2, &call),
+        Kind::Cloudwatch => cloudwatch::answer(&p2, &call),
+        Kind::Stackdriver => stackdriver::answer(&p2, &call),
     };
     p.tables().requests.push(ProviderRequest {
         kind,
