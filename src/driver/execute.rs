@@ -114,7 +114,14 @@ impl Driver<'_> {
                 };
                 Ok(self
                     .workloads
-                    .promote(&snap.target, label, value, &snap.tracked.refs(), replicas)
+                    .promote(
+                        &snap.target,
+                        label,
+                        value,
+                        &snap.tracked.refs(),
+                        replicas,
+                        snap.primary.as_ref(),
+                    )
                     .await?)
             }
             Action::RunHooks(kind) => {
