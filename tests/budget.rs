@@ -103,7 +103,7 @@ async fn a_promoted_seed_release_stays_within_its_request_and_byte_budget() {
     assert!(queries <= 2 * 21, "{summary}");
     // Per step the weight, the state, two checks and the webhook; the
     // Deployments and the TrafficSplit from watches; besides, the
-    // preflight's rules reviews, the lease renewed every 5 s of the
+    // preflight's rules reviews, the lease renewed every 7.5 s of the
     // minute the first check waits for the metrics window, and the
     // promotion (138 when this was written).
     assert!(log.len() <= 144, "{summary}");
