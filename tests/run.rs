@@ -280,10 +280,10 @@ async fn waiting_for_pods_writes_the_state_only_to_renew_the_lease() {
         .iter()
         .filter(|r| r.method == "PATCH" && r.path.contains("/deployments/podinfo-primary"))
         .count();
-    // The round that starts the analysis, a lease renewal every 5 s of
+    // The round that starts the analysis, a lease renewal every 7.5 s of
     // the wait (however long a busy machine makes it) and the round that
     // sets the first weight; not one per look.
-    let renewals = waited.as_secs() as usize / 5 + 1;
+    let renewals = (waited.as_secs_f64() / 7.5) as usize + 1;
     assert!(
         writes <= 2 + renewals,
         "{writes} writes of the primary in {waited:?} of waiting ({looks} looks)"

@@ -171,8 +171,8 @@ impl Terminal {
 }
 
 /// The state document of a primary (a Deployment as the store holds it),
-/// with the lease, stored in an annotation of its own, put back in as
-/// `lease`: `Null` without a state annotation.
+/// with the progress and the lease, stored in annotations of their own,
+/// put back in (the lease as `lease`): `Null` without a state annotation.
 pub fn stored_state(primary: &serde_json::Value) -> serde_json::Value {
     let annotations = &primary["metadata"]["annotations"];
     let Some(mut state) = annotations["canary.flagger.app/state"]
@@ -181,6 +181,13 @@ pub fn stored_state(primary: &serde_json::Value) -> serde_json::Value {
     else {
         return serde_json::Value::Null;
     };
+    if state.get("canaryWeight").is_none()
+        && let Some(progress) = annotations["canary.flagger.app/progress"].as_str()
+    {
+        let progress: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(progress).unwrap();
+        state.as_object_mut().unwrap().extend(progress);
+    }
     if let Some(lease) = annotations["canary.flagger.app/lease"].as_str() {
         state["lease"] = serde_json::from_str(lease).unwrap();
     }

@@ -98,6 +98,32 @@ where
         }
     }
 
+    /// As [`Watched::current`], waiting up to `limit` for the watch to be
+    /// listed or to bring the version this process last wrote or read: a
+    /// round right after a write, or right after the watch started, finds
+    /// the copy there within milliseconds, and reads nothing. `None`
+    /// after `limit`: read it.
+    pub(crate) async fn current_within(&self, limit: std::time::Duration) -> Option<Option<K>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut latest = self.latest.clone();
+        loop {
+            if let Some(hit) = self.current() {
+                return Some(hit);
+            }
+            let next = async {
+                if self.store.wait_until_ready().now_or_never().is_none() {
+                    self.store.wait_until_ready().await.is_ok()
+                } else {
+                    latest.changed().await.is_ok()
+                }
+            };
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(true) => {}
+                _ => return None,
+            }
+        }
+    }
+
     /// The object each time the watch brings a change of it (the newest
     /// when several came meanwhile), starting with the one it holds;
     /// ends when the watch does.
@@ -151,7 +177,9 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
-    if let Some(hit) = watched.and_then(Watched::current) {
+    if let Some(w) = watched
+        && let Some(hit) = w.current_within(CATCH_UP).await
+    {
         return Ok(hit);
     }
     let read = api.get_opt(name).await?;
@@ -163,6 +191,11 @@ where
     }
     Ok(read)
 }
+
+/// How long a read waits for a watch to catch up before it asks the API
+/// server: a watch delivers a change within milliseconds of the write; a
+/// watch that is broken costs each read this much, and no more.
+pub(crate) const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(300);
 
 fn version(rv: Option<&str>) -> Option<u64> {
     rv?.parse().ok()

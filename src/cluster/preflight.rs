@@ -511,6 +511,9 @@ pub(crate) async fn check(
 
     // Webhooks at in-cluster addresses: the Service and its port.
     let mut hooks = BTreeSet::new();
+    // Several webhooks of one Service (a pre-rollout and a rollout hook of
+    // the load tester) are answered by one read.
+    let mut reached: Vec<((String, String, u16), Reach)> = Vec::new();
     for (i, hook) in c.webhooks.iter().enumerate() {
         let path = join_key(&join_index(&join_key(analysis_path, "webhooks"), i), "url");
         let Ok(Route::Proxy(sp)) =
@@ -518,7 +521,16 @@ pub(crate) async fn check(
         else {
             continue;
         };
-        match webhook_service(client, &sp, ns).await? {
+        let key = (sp.namespace.clone(), sp.service.clone(), sp.port);
+        let reach = match reached.iter().find(|(k, _)| *k == key) {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = webhook_service(client, &sp, ns).await?;
+                reached.push((key, r.clone()));
+                r
+            }
+        };
+        match reach {
             Reach::Serves => {
                 hooks.insert((sp.namespace.clone(), sp.service.clone(), sp.port));
                 needs_proxy(
@@ -631,6 +643,7 @@ fn needs_proxy(
 }
 
 /// Whether an in-cluster address can be reached.
+#[derive(Clone)]
 enum Reach {
     /// The Service exists and has the port.
     Serves,

@@ -6,13 +6,14 @@
 //! of the run in its history and messages ([`crate::secrets`]): anyone
 //! who can read Deployments reads the annotation.
 //!
-//! The state is the document, the lease and the history slots
-//! ([`State::to_annotations`]); a write sends only the annotations that
-//! differ from the primary as it was read, so a step's write stays the
-//! same size however long the history, and a lease renewal sends the
-//! lease alone. When the primary was read at an older version than the
-//! write's precondition (this process wrote it since), the document and
-//! the lease are sent whatever the copy says.
+//! The state is the document, its progress, the lease and the history
+//! slots ([`State::to_annotations`]); a write sends only the annotations
+//! that differ from the primary as it was read, so a step's write is the
+//! progress and the entry it adds however long the history, and a lease
+//! renewal sends the lease alone. When the primary was read at an older
+//! version than the write's precondition (this process wrote it since),
+//! the document, the progress and the lease are sent whatever the copy
+//! says.
 
 use futures::stream::BoxStream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -21,7 +22,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::error::{ClusterError, Result};
-use canary_core::engine::state::{ANNOTATION, LEASE_ANNOTATION, State};
+use canary_core::engine::state::{ANNOTATION, LEASE_ANNOTATION, PROGRESS_ANNOTATION, State};
 use canary_core::time::Time;
 
 /// The annotation holding an operator's request to a rollout
@@ -232,7 +233,8 @@ pub(crate) async fn write<K: Primary>(
         read.is_some_and(|p| p.meta().resource_version.as_deref() == Some(resource_version));
     for (key, text) in self::annotations(state) {
         let held = read.and_then(|p| annotation(p, &key)) == Some(&text);
-        let always = !exact && (key == ANNOTATION || key == LEASE_ANNOTATION);
+        let always =
+            !exact && (key == ANNOTATION || key == LEASE_ANNOTATION || key == PROGRESS_ANNOTATION);
         if always || !held {
             annotations.insert(key, text.into());
         }

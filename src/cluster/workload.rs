@@ -200,7 +200,8 @@ pub(crate) async fn create_primary(
 
 /// Gives the primary of `target` the target's pod template (see
 /// [`primary_template`]) and, when given, `replicas`; returns the primary's
-/// new resourceVersion.
+/// new resourceVersion. Starts from `held`, the primary as a watch holds
+/// it, when given (read first otherwise).
 pub(crate) async fn promote(
     api: &Api<Deployment>,
     target: &Deployment,
@@ -208,6 +209,7 @@ pub(crate) async fn promote(
     label_value: &str,
     tracked: &BTreeSet<ConfigRef>,
     replicas: Option<i32>,
+    mut held: Option<Deployment>,
 ) -> Result<Option<String>> {
     let name = canary_core::names::primary(target.metadata.name.as_deref().unwrap_or_default());
     let template = primary_template(
@@ -219,10 +221,13 @@ pub(crate) async fn promote(
     // Read, modify, replace: the controller's status updates move the
     // resourceVersion, so a conflict is read again.
     for _ in 0..10 {
-        let mut primary = api
-            .get(&name)
-            .await
-            .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?;
+        let mut primary = match held.take() {
+            Some(p) => p,
+            None => api
+                .get(&name)
+                .await
+                .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?,
+        };
         primary.spec.template = template.clone();
         // Left out of an update, the server keeps them: not sent back.
         primary.metadata.managed_fields = None;
@@ -604,10 +609,24 @@ impl Workloads {
         label_value: &str,
         tracked: &BTreeSet<ConfigRef>,
         replicas: Option<i32>,
+        held: Option<&Object>,
     ) -> Result<Option<String>> {
         let d = match target {
             Object::Deployment(d) => {
-                return promote(&self.deployments, d, label, label_value, tracked, replicas).await;
+                let held = match held {
+                    Some(Object::Deployment(p)) => Some(p.clone()),
+                    _ => None,
+                };
+                return promote(
+                    &self.deployments,
+                    d,
+                    label,
+                    label_value,
+                    tracked,
+                    replicas,
+                    held,
+                )
+                .await;
             }
             Object::DaemonSet(d) => d,
         };

@@ -33,7 +33,7 @@ use crate::cluster::managed::{self, Removal};
 use crate::cluster::services::Apex;
 use crate::cluster::workload::{Kind, Object, Workloads};
 use crate::cluster::{autoscaler, configs, services, state as statestore};
-use crate::driver::{LEASE, claim};
+use crate::driver::{RENEW_EVERY, claim};
 use crate::exit::Outcome;
 use crate::router::{AnyRouter, Router};
 use crate::ui;
@@ -528,7 +528,7 @@ impl Revert<'_> {
                     humantime::format_duration(limit)
                 ));
             }
-            if renewed.elapsed() >= LEASE / 3 {
+            if renewed.elapsed() >= RENEW_EVERY {
                 self.claim().await?;
                 renewed = Instant::now();
             }

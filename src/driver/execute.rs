@@ -114,7 +114,14 @@ impl Driver<'_> {
                 };
                 Ok(self
                     .workloads
-                    .promote(&snap.target, label, value, &snap.tracked.refs(), replicas)
+                    .promote(
+                        &snap.target,
+                        label,
+                        value,
+                        &snap.tracked.refs(),
+                        replicas,
+                        snap.primary.as_ref(),
+                    )
                     .await?)
             }
             Action::RunHooks(kind) => {
@@ -204,10 +211,10 @@ impl Driver<'_> {
         };
         // A round that changed nothing (waiting for pods, a gate, the next
         // check) writes nothing: the lease is renewed on its own schedule,
-        // every third of its duration, by the first round after that.
+        // every half of its duration, by the first round after that.
         let fresh_lease = snap.state.lease.as_ref().is_some_and(|l| {
             super::lease::is_mine(l, &self.settings.holder)
-                && crate::clock::now().since(l.renew_time) < super::LEASE / 3
+                && crate::clock::now().since(l.renew_time) < super::lease::RENEW_EVERY
         });
         if extra.spec.is_none()
             && !extra.clear_request
@@ -221,12 +228,12 @@ impl Driver<'_> {
             return Ok(true);
         }
         // A round that changes the state keeps a lease renewed less than a
-        // sixth of its duration ago as it is, so its write does not carry
+        // quarter of its duration ago as it is, so its write does not carry
         // the lease again; an older one is renewed by this write, before
         // the sleep after it would renew it with a write of its own.
         let young_lease = snap.state.lease.as_ref().is_some_and(|l| {
             super::lease::is_mine(l, &self.settings.holder)
-                && crate::clock::now().since(l.renew_time) < super::LEASE / 6
+                && crate::clock::now().since(l.renew_time) < super::lease::RENEW_EVERY / 2
         });
         let mut kept;
         let state = match &snap.state.lease {

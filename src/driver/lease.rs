@@ -12,19 +12,25 @@ use canary_core::engine::state::Lease;
 use canary_core::time::Time;
 
 /// How long a driver's claim on a canary holds without renewal; renewed
-/// every third of it.
+/// every [`RENEW_EVERY`].
 pub(crate) const LEASE: Duration = Duration::from_secs(15);
+
+/// How often a driver renews its lease: every half of [`LEASE`], which
+/// leaves a renewal held up by a slow API server half the lease to land,
+/// and costs a write every 7.5 s while a driver waits (the minute before
+/// the first check, a closed gate).
+pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(LEASE.as_millis() as u64 / 2);
 
 /// How long after its last renewal a lease of this process's holder
 /// name, written by another process (another token) that is not known to
 /// be gone, is still respected:
-/// a live driver renews every third of [`LEASE`], so one that has missed
-/// its renewal by two seconds is taken to be gone. A CI job retried with
+/// a live driver renews every [`RENEW_EVERY`], so one that has missed
+/// its renewal by 2.5 seconds is taken to be gone. A CI job retried with
 /// the same holder resumes after at most this long, not the whole
 /// [`LEASE`]; the price is that a driver stalled longer than this (a
 /// round waiting on a slow webhook) can be taken over by another process
 /// with its name, and stops at its next renewal.
-pub(crate) const SAME_HOLDER_GRACE: Duration = Duration::from_secs(LEASE.as_secs() / 3 + 2);
+pub(crate) const SAME_HOLDER_GRACE: Duration = Duration::from_secs(LEASE.as_secs() / 2 + 3);
 
 /// This process's lease token: random, made once.
 pub(crate) fn token() -> &'static str {
@@ -164,7 +170,7 @@ impl Driver<'_> {
             if left.is_zero() {
                 return Ok(());
             }
-            let until_renewal = (LEASE / 3).saturating_sub(now().since(renewed));
+            let until_renewal = RENEW_EVERY.saturating_sub(now().since(renewed));
             let chunk = left.min(until_renewal);
             // A stop already given was acted on by the round (a promotion
             // under way finishes): only a new one cuts the sleep short.
@@ -187,7 +193,7 @@ impl Driver<'_> {
                 },
                 _ = stop_changed(stop.as_mut()) => return Ok(()),
             }
-            if now().since(renewed) >= LEASE / 3 && !t.since(now()).is_zero() {
+            if now().since(renewed) >= RENEW_EVERY && !t.since(now()).is_zero() {
                 self.renew_lease().await?;
                 renewed = now();
                 self.lease_written(renewed);

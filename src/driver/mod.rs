@@ -55,7 +55,7 @@ use canary_core::spec::types::MetricTemplate;
 use canary_core::time::Time;
 
 pub(crate) use lease::{
-    LEASE, claim, hold, release_all_held, release_lease, release_on_panic, unhold,
+    RENEW_EVERY, claim, hold, release_all_held, release_lease, release_on_panic, unhold,
 };
 
 /// Settings of one `canary run`, resolved by the command from flags and

@@ -58,7 +58,11 @@ impl Driver<'_> {
         name: &str,
         which: fn(&WatchedPair) -> &Watched<Deployment>,
     ) -> Result<Option<Object>, RunError> {
-        if let Some(hit) = self.watched.as_ref().and_then(|w| which(w).current()) {
+        if let Some(w) = &self.watched
+            && let Some(hit) = which(w)
+                .current_within(crate::cluster::cache::CATCH_UP)
+                .await
+        {
             return Ok(hit.map(Object::Deployment));
         }
         let read = self.workloads.get(name).await?;

@@ -7,12 +7,15 @@
 //! and when the phase last changed. The lease of the driver currently
 //! acting on it is kept beside it in an annotation of its own
 //! ([`LEASE_ANNOTATION`]), so that renewing it rewrites a few fields and
-//! not the document. The bounded history of steps with their metric
-//! values is kept beside it too, one entry an annotation in a ring of
-//! [`HISTORY_LIMIT`] slots ([`State::to_annotations`]), so that a step's
-//! write carries the entries it adds and not the whole history again.
-//! Documents written before either, with the history or the lease inside,
-//! are still read.
+//! not the document. What changes at every step (weight, step, its
+//! times, counts) is kept beside it in [`PROGRESS_ANNOTATION`], so that a
+//! step rewrites that and not the document. The bounded history of steps
+//! with their metric values is kept beside it too, one entry an
+//! annotation in a ring of [`HISTORY_LIMIT`] slots
+//! ([`State::to_annotations`]), so that a step's write carries the
+//! entries it adds and not the whole history again. Documents written
+//! before any of these, with the progress, the history or the lease
+//! inside, are still read.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,23 @@ pub const ANNOTATION: &str = "canary.flagger.app/state";
 
 /// The annotation holding the lease of the driver acting on the canary.
 pub const LEASE_ANNOTATION: &str = "canary.flagger.app/lease";
+
+/// The annotation holding what changes at every step (the weight, the
+/// step, its times, the failed checks and iterations, how many history
+/// entries were recorded), beside the document, which then leaves them
+/// out: a step's write sends this small annotation and not the document.
+pub const PROGRESS_ANNOTATION: &str = "canary.flagger.app/progress";
+
+/// The document's fields kept in [`PROGRESS_ANNOTATION`].
+const PROGRESS_FIELDS: [&str; 7] = [
+    "canaryWeight",
+    "step",
+    "failedChecks",
+    "iterations",
+    "stepStarted",
+    "nextCheck",
+    "recorded",
+];
 
 /// Version of the state document's schema.
 pub const SCHEMA: u32 = 1;
@@ -338,6 +358,10 @@ impl State {
     pub fn from_annotation(text: &str) -> Result<State, String> {
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("unreadable state: {e}"))?;
+        State::from_value(v)
+    }
+
+    fn from_value(v: serde_json::Value) -> Result<State, String> {
         let schema = v.get("schema").and_then(|s| s.as_u64()).unwrap_or(0);
         if schema != u64::from(SCHEMA) {
             return Err(format!(
@@ -356,7 +380,8 @@ impl State {
         serde_json::to_string(self).expect("state serializes")
     }
 
-    /// Reads the state annotation `text`, the lease annotation and, unless
+    /// Reads the state annotation `text`, the progress annotation (when the
+    /// document leaves its fields out), the lease annotation and, unless
     /// the document holds its history itself, the history slots, which
     /// `slot` gives by annotation name. A slot that is missing, unreadable
     /// or holds another entry number (left by an earlier write) is left
@@ -367,7 +392,25 @@ impl State {
         text: &str,
         slot: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<State, String> {
-        let mut state = State::from_annotation(text)?;
+        let mut doc: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("unreadable state: {e}"))?;
+        // A document that carries the weight was written whole (before the
+        // progress had its own annotation, or by a writer that kept it
+        // inside): a progress annotation beside it is not its own.
+        if let Some(fields) = doc.as_object_mut()
+            && !fields.contains_key("canaryWeight")
+            && let Some(progress) = slot(PROGRESS_ANNOTATION)
+        {
+            let progress: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(progress)
+                    .map_err(|e| format!("unreadable progress in {PROGRESS_ANNOTATION}: {e}"))?;
+            for (k, v) in progress {
+                if PROGRESS_FIELDS.contains(&k.as_str()) {
+                    fields.insert(k, v);
+                }
+            }
+        }
+        let mut state = State::from_value(doc)?;
         if let Some(lease) = slot(LEASE_ANNOTATION)
             .map(serde_json::from_str::<Lease>)
             .transpose()
@@ -394,16 +437,29 @@ impl State {
     }
 
     /// The annotations that store the state: the document without its
-    /// history and lease first, then the lease when there is one, then one
-    /// slot an entry of the history. A state without a lease has no lease
-    /// annotation: its writer removes one that is there.
+    /// history, lease and progress first, then the progress, then the
+    /// lease when there is one, then one slot an entry of the history. A
+    /// state without a lease has no lease annotation: its writer removes
+    /// one that is there.
     pub fn to_annotations(&self) -> Vec<(String, String)> {
         let mut bare = self.clone();
         bare.history = Vec::new();
         bare.lease = None;
         bare.recorded = self.recorded.max(self.history.len() as u64);
         let first = bare.recorded - self.history.len() as u64;
-        let mut out = vec![(ANNOTATION.to_string(), bare.to_annotation())];
+        let mut doc = serde_json::to_value(&bare).expect("state serializes");
+        let fields = doc.as_object_mut().expect("the state is an object");
+        let progress: serde_json::Map<String, serde_json::Value> = PROGRESS_FIELDS
+            .iter()
+            .filter_map(|k| fields.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let mut out = vec![
+            (ANNOTATION.to_string(), doc.to_string()),
+            (
+                PROGRESS_ANNOTATION.to_string(),
+                serde_json::Value::Object(progress).to_string(),
+            ),
+        ];
         if let Some(lease) = &self.lease {
             out.push((
                 LEASE_ANNOTATION.to_string(),
@@ -473,6 +529,56 @@ mod tests {
             "{text}"
         );
         assert_eq!(State::from_annotation(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn a_step_changes_the_progress_and_a_history_slot_and_not_the_document() {
+        let mut s = State::new(Time(1_700_000_000_000));
+        s.set_phase(Phase::Progressing, Time(1_700_000_010_000));
+        s.last_applied_spec = Some("5c8db2d06a61448d".into());
+        s.last_promoted_spec = Some("0d3f2a7c9b1e4f60".into());
+        s.canary_weight = 15;
+        s.step = Some(3);
+        s.step_started = Some(Time(1_700_000_020_000));
+        s.next_check = Some(Time(1_700_000_030_000));
+        s.record(Time(1_700_000_020_000), "checks passed", Vec::new());
+        let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
+        assert!(
+            !stored[ANNOTATION].contains("canaryWeight"),
+            "{}",
+            stored[ANNOTATION]
+        );
+        let read =
+            State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
+                .unwrap();
+        assert_eq!(read, s);
+        let mut next = s.clone();
+        next.canary_weight = 20;
+        next.step = Some(4);
+        next.step_started = Some(Time(1_700_000_030_000));
+        next.next_check = Some(Time(1_700_000_040_000));
+        next.record(Time(1_700_000_030_000), "checks passed", Vec::new());
+        let changed: Vec<String> = next
+            .to_annotations()
+            .into_iter()
+            .filter(|(k, v)| stored.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            changed,
+            [PROGRESS_ANNOTATION.to_string(), history_annotation(1)]
+        );
+        // A whole document (written before the progress had its own
+        // annotation) is read as it is, whatever progress is beside it.
+        let whole = next.to_annotation();
+        let read = State::from_annotations(&whole, |k| stored.get(k).map(String::as_str)).unwrap();
+        assert_eq!(read.canary_weight, 20);
+        assert_eq!(read.step, Some(4));
+        let e = State::from_annotations(&stored[ANNOTATION], |k| {
+            (k == PROGRESS_ANNOTATION).then_some("[")
+        })
+        .unwrap_err();
+        assert!(e.contains(PROGRESS_ANNOTATION), "{e}");
     }
 
     #[test]
@@ -569,7 +675,7 @@ mod tests {
             s.record(Time(i as i64), format!("step {i}"), Vec::new());
         }
         let stored: BTreeMap<String, String> = s.to_annotations().into_iter().collect();
-        assert_eq!(stored.len(), 1 + HISTORY_LIMIT);
+        assert_eq!(stored.len(), 2 + HISTORY_LIMIT);
         assert!(
             !stored[ANNOTATION].contains("step"),
             "{}",
@@ -582,7 +688,7 @@ mod tests {
                 .unwrap();
         assert_eq!(read, s);
 
-        // One more entry rewrites one slot and the document only.
+        // One more entry rewrites one slot and the progress only.
         let mut next = s.clone();
         next.record(Time(100), "one more", Vec::new());
         let changed: Vec<String> = next
@@ -591,7 +697,10 @@ mod tests {
             .filter(|(k, v)| stored.get(k) != Some(v))
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(changed, [ANNOTATION.to_string(), history_annotation(7)]);
+        assert_eq!(
+            changed,
+            [PROGRESS_ANNOTATION.to_string(), history_annotation(7)]
+        );
     }
 
     #[test]
@@ -609,7 +718,7 @@ mod tests {
         let mut next = read.clone();
         next.record(Time(9), "step 3", Vec::new());
         let stored: BTreeMap<String, String> = next.to_annotations().into_iter().collect();
-        assert_eq!(stored.len(), 5);
+        assert_eq!(stored.len(), 6);
         let again =
             State::from_annotations(&stored[ANNOTATION], |k| stored.get(k).map(String::as_str))
                 .unwrap();
