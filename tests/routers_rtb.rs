@@ -46,8 +46,7 @@ async fn an_app_mesh_canary_is_valid_with_a_warning_and_refused_by_run_and_plan(
     assert!(text.contains("ok  podinfo.prod"), "{text}");
     assert!(
         text.contains(
-            "    warning: provider `appmesh` is not driven and `canary run` and `canary plan` \
-             refuse it: AWS ended support for App Mesh on 2026-09-30"
+            "    warning: provider `appmesh`: AWS ended support for App Mesh on 2026-09-30"
         ),
         "{text}"
     );

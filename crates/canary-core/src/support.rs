@@ -45,7 +45,7 @@ pub fn retired_warning(c: &ResolvedCanary) -> Option<String> {
     let p = c.provider.filter(|p| p.retired())?;
     let why = p.capabilities().not_driven?;
     Some(format!(
-        "provider `{p}` is not driven and `canary run` and `canary plan` refuse it: {why}"
+        "provider `{p}`: {why}; `canary run` and `canary plan` refuse it"
     ))
 }
 
