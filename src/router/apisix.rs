@@ -16,7 +16,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::{Value, json};
 
 use super::Router;
-use crate::cluster::cache::{self, Watched};
+use crate::cluster::cache::Watched;
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::Routing;
@@ -245,19 +245,15 @@ impl Router for ApisixRouter {
 
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
         let copy = canary_route(route_name(c)?, c);
-        let copy_object = object(c, &copy);
-        let Some(ar) = cache::get_opt(self.watched.get(), &self.api(&c.namespace), &copy)
-            .await
-            .map_err(|e| ClusterError::api("read", &copy_object, e))?
-        else {
-            return Ok(None);
-        };
-        routing_of(c, &ar.data["spec"]).map(Some).ok_or_else(|| {
-            ClusterError::Invalid(format!(
-                "{copy_object} has no weighted backend {}; delete it so canary recreates it",
-                names::primary(&c.service)
-            ))
-        })
+        super::watched_routing(
+            self.watched.get(),
+            &self.api(&c.namespace),
+            &copy,
+            &object(c, &copy),
+            |spec| routing_of(c, spec),
+            || format!("weighted backend {}", names::primary(&c.service)),
+        )
+        .await
     }
 
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {

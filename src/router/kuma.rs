@@ -17,7 +17,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::{Value, json};
 
 use super::Router;
-use crate::cluster::cache::{self, Watched};
+use crate::cluster::cache::Watched;
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::Routing;
@@ -199,19 +199,15 @@ impl Router for KumaRouter {
     }
 
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
-        let object = object(c);
-        let Some(tr) = cache::get_opt(self.watched.get(), &self.api(), &c.service)
-            .await
-            .map_err(|e| ClusterError::api("read", &object, e))?
-        else {
-            return Ok(None);
-        };
-        routing_of(c, &tr.data["spec"]).map(Some).ok_or_else(|| {
-            ClusterError::Invalid(format!(
-                "{object} has no split to {}; delete it so canary recreates it",
-                kuma_service(&names::primary(&c.service), c)
-            ))
-        })
+        super::watched_routing(
+            self.watched.get(),
+            &self.api(),
+            &c.service,
+            &object(c),
+            |spec| routing_of(c, spec),
+            || format!("split to {}", kuma_service(&names::primary(&c.service), c)),
+        )
+        .await
     }
 
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {

@@ -64,6 +64,33 @@ pub(crate) fn saw(
     }
 }
 
+/// The routing a router object carries, read from its watch (or the API
+/// server while the watch lags behind the router's own writes): `None`
+/// when the object does not exist, an error naming `what` it lacks when
+/// `routing_of` finds no routing in its spec.
+pub(crate) async fn watched_routing(
+    watched: Option<&crate::cluster::cache::Watched<kube::api::DynamicObject>>,
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    object: &str,
+    routing_of: impl FnOnce(&serde_json::Value) -> Option<Routing>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<Routing>> {
+    use crate::cluster::error::ClusterError;
+    let Some(live) = crate::cluster::cache::get_opt(watched, api, name)
+        .await
+        .map_err(|e| ClusterError::api("read", object, e))?
+    else {
+        return Ok(None);
+    };
+    routing_of(&live.data["spec"]).map(Some).ok_or_else(|| {
+        ClusterError::Invalid(format!(
+            "{object} has no {}; delete it so canary recreates it",
+            what()
+        ))
+    })
+}
+
 /// The router for a provider, or why there is none.
 pub(crate) enum AnyRouter {
     Smi(smi::SmiRouter),

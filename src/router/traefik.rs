@@ -11,7 +11,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::{Value, json};
 
 use super::Router;
-use crate::cluster::cache::{self, Watched};
+use crate::cluster::cache::Watched;
 use crate::cluster::error::{ClusterError, Result};
 use crate::cluster::managed::{self, MANAGED_BY, Removal};
 use canary_core::engine::schedule::Routing;
@@ -163,19 +163,15 @@ impl Router for TraefikRouter {
     }
 
     async fn current_routing(&self, c: &ResolvedCanary) -> Result<Option<Routing>> {
-        let object = object(c);
-        let Some(ts) = cache::get_opt(self.watched.get(), &self.api(&c.namespace), &c.service)
-            .await
-            .map_err(|e| ClusterError::api("read", &object, e))?
-        else {
-            return Ok(None);
-        };
-        routing_of(c, &ts.data["spec"]).map(Some).ok_or_else(|| {
-            ClusterError::Invalid(format!(
-                "{object} has no weighted service {}; delete it so canary recreates it",
-                names::primary(&c.service)
-            ))
-        })
+        super::watched_routing(
+            self.watched.get(),
+            &self.api(&c.namespace),
+            &c.service,
+            &object(c),
+            |spec| routing_of(c, spec),
+            || format!("weighted service {}", names::primary(&c.service)),
+        )
+        .await
     }
 
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
