@@ -431,16 +431,21 @@ async fn the_gateway_api_is_detected_and_plan_lists_exactly_the_objects_run_crea
         .unwrap();
     assert_exit(&plan, 0);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(&c, &plan, &[("gateway.networking.k8s.io/v1", "HTTPRoute")]);
+    assert_plan_matches_cluster(
+        &c,
+        &plan,
+        &[("gateway.networking.k8s.io/v1", "HTTPRoute", "prod")],
+    );
     c.world.shutdown().await;
 }
 
 /// Every object the plan lists by name exists, and every object the run
-/// created (its managed-by label) is in the plan.
+/// created (its managed-by label) is in the plan; router kinds are given
+/// with the namespace they live in ("" for cluster-scoped ones).
 pub(crate) fn assert_plan_matches_cluster(
     c: &Cluster,
     plan: &Value,
-    router_kinds: &[(&str, &str)],
+    router_kinds: &[(&str, &str, &str)],
 ) {
     let planned: BTreeSet<(String, String)> = plan["objects"]
         .as_array()
@@ -453,11 +458,12 @@ pub(crate) fn assert_plan_matches_cluster(
         })
         .filter(|(k, _)| k != "ConfigMap/Secret")
         .collect();
-    let mut kinds = vec![("apps/v1", "Deployment"), ("v1", "Service")];
+    let mut kinds = vec![("apps/v1", "Deployment", "prod"), ("v1", "Service", "prod")];
     kinds.extend_from_slice(router_kinds);
     let mut made = BTreeSet::new();
-    for (api_version, kind) in kinds {
-        for o in c.world.store().list(api_version, kind, Some("prod")) {
+    for (api_version, kind, ns) in kinds {
+        let ns = (!ns.is_empty()).then_some(ns);
+        for o in c.world.store().list(api_version, kind, ns) {
             let name = o["metadata"]["name"].as_str().unwrap().to_string();
             let ours = o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "canary";
             if ours {
@@ -654,7 +660,7 @@ async fn an_nginx_canary_is_promoted_step_by_step_rolled_back_and_aborted() {
         .unwrap();
     assert_exit(&plan, 0);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(&c, &plan, &[("networking.k8s.io/v1", "Ingress")]);
+    assert_plan_matches_cluster(&c, &plan, &[("networking.k8s.io/v1", "Ingress", "prod")]);
     c.world.shutdown().await;
 }
 

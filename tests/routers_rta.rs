@@ -204,7 +204,7 @@ async fn a_contour_canary_is_promoted_step_by_step_by_envoys_series_and_rolled_b
         .unwrap();
     assert_exit(&plan, 0);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(&c, &plan, &[("projectcontour.io/v1", "HTTPProxy")]);
+    assert_plan_matches_cluster(&c, &plan, &[("projectcontour.io/v1", "HTTPProxy", "prod")]);
 
     let revert = crate::util::canary()
         .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
@@ -397,7 +397,11 @@ async fn a_traefik_canary_is_promoted_step_by_step_by_traefiks_series_and_rolled
         .unwrap();
     assert_exit(&plan, 0);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(&c, &plan, &[("traefik.io/v1alpha1", "TraefikService")]);
+    assert_plan_matches_cluster(
+        &c,
+        &plan,
+        &[("traefik.io/v1alpha1", "TraefikService", "prod")],
+    );
 
     let revert = crate::util::canary()
         .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])

@@ -1,13 +1,13 @@
 //! The Kuma and APISIX routers end to end, and App Mesh, which `validate`
 //! accepts but `run` and `plan` refuse since AWS ended its support.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use canary_sim::scenario::Scenario;
 use canary_sim::{Request, Target};
 use serde_json::{Value, json};
 
+use crate::routers::{assert_plan_matches_cluster, watch_while_running};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{finish, stderr, stdout};
 
@@ -332,61 +332,6 @@ async fn a_kuma_canary_is_detected_promoted_step_by_step_rolled_back_planned_and
     assert_exit(&out, 0);
     assert!(traffic_route(&c).is_none(), "{}", stdout(&out));
     c.world.shutdown().await;
-}
-
-/// Every object the plan lists by name exists, and every object the run
-/// created (its managed-by label) is in the plan; router kinds are given
-/// with the namespace they live in ("" for cluster-scoped ones).
-fn assert_plan_matches_cluster(c: &Cluster, plan: &Value, router_kinds: &[(&str, &str, &str)]) {
-    let planned: BTreeSet<(String, String)> = plan["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let kind = o["kind"].as_str().unwrap();
-            let kind = kind.split(' ').next().unwrap().to_string();
-            (kind, o["name"].as_str().unwrap().to_string())
-        })
-        .filter(|(k, _)| k != "ConfigMap/Secret")
-        .collect();
-    let mut kinds = vec![("apps/v1", "Deployment", "prod"), ("v1", "Service", "prod")];
-    kinds.extend_from_slice(router_kinds);
-    let mut made = BTreeSet::new();
-    for (api_version, kind, ns) in kinds {
-        let ns = (!ns.is_empty()).then_some(ns);
-        for o in c.world.store().list(api_version, kind, ns) {
-            let name = o["metadata"]["name"].as_str().unwrap().to_string();
-            let ours = o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "canary";
-            if ours || planned.contains(&(kind.to_string(), name.clone())) {
-                made.insert((kind.to_string(), name));
-            }
-        }
-    }
-    assert_eq!(
-        made, planned,
-        "the plan lists {planned:?}, the run made {made:?}"
-    );
-}
-
-/// Polls `read` until the run ends, collecting each distinct value it saw,
-/// in order.
-async fn watch_while_running<T: PartialEq + Clone>(
-    c: &Cluster,
-    mut child: std::process::Child,
-    read: impl Fn(&Cluster) -> T,
-) -> (std::process::Output, Vec<T>) {
-    let mut seen: Vec<T> = Vec::new();
-    loop {
-        let v = read(c);
-        if seen.last() != Some(&v) {
-            seen.push(v);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    (finish(child).await, seen)
 }
 
 // ---------------------------------------------------------------------------
