@@ -23,7 +23,7 @@
 //! a `service.name` other than `targetRef.name` they find no series.
 
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 use super::Router;
@@ -237,16 +237,7 @@ impl Router for ContourRouter {
         // at the weights the HTTPProxy carries now.
         let routing = routing_of(c, live).unwrap_or_else(Routing::all_primary);
         let spec = spec_for(c, &routing).unwrap_or(at_rest);
-        let patched = api
-            .patch(
-                &c.service,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .map_err(|e| ClusterError::api("update", &object, e))?;
-        super::saw(self.watched.get(), &patched);
-        Ok(())
+        super::merge_spec(self.watched.get(), &api, &c.service, &object, spec).await
     }
 
     fn watch(&self, c: &ResolvedCanary) {
@@ -272,17 +263,14 @@ impl Router for ContourRouter {
         let spec = spec_for(c, routing)
             .map_err(|why| ClusterError::Refused(format!("{object} cannot {why}")))?;
         // A merge patch replaces the routes whole.
-        let patched = self
-            .api(&c.namespace)
-            .patch(
-                &c.service,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .map_err(|e| ClusterError::api("update", &object, e))?;
-        super::saw(self.watched.get(), &patched);
-        Ok(())
+        super::merge_spec(
+            self.watched.get(),
+            &self.api(&c.namespace),
+            &c.service,
+            &object,
+            spec,
+        )
+        .await
     }
 
     /// Deletes the HTTPProxy `canary` created; the user's root HTTPProxy

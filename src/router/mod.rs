@@ -91,6 +91,28 @@ pub(crate) async fn watched_routing(
     })
 }
 
+/// Replaces the spec of the router object `name` with a merge patch and
+/// notes the version written for its watch.
+pub(crate) async fn merge_spec(
+    watched: Option<&crate::cluster::cache::Watched<kube::api::DynamicObject>>,
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    object: &str,
+    spec: serde_json::Value,
+) -> Result<()> {
+    let patch = serde_json::json!({ "spec": spec });
+    let patched = api
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| crate::cluster::error::ClusterError::api("update", object, e))?;
+    saw(watched, &patched);
+    Ok(())
+}
+
 /// The router for a provider, or why there is none.
 pub(crate) enum AnyRouter {
     Smi(smi::SmiRouter),

@@ -7,7 +7,7 @@
 //! rather than written as weights.
 
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 use super::Router;
@@ -144,16 +144,7 @@ impl Router for TraefikRouter {
         // The port or the names changed: rewrite at the current weights.
         let routing = routing_of(c, live).unwrap_or_else(Routing::all_primary);
         let spec = spec_for(c, &routing).unwrap_or(at_rest);
-        let patched = api
-            .patch(
-                &c.service,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .map_err(|e| ClusterError::api("update", &object, e))?;
-        super::saw(self.watched.get(), &patched);
-        Ok(())
+        super::merge_spec(self.watched.get(), &api, &c.service, &object, spec).await
     }
 
     fn watch(&self, c: &ResolvedCanary) {
@@ -178,17 +169,14 @@ impl Router for TraefikRouter {
         let object = object(c);
         let spec = spec_for(c, routing)
             .map_err(|why| ClusterError::Refused(format!("{object} cannot {why}")))?;
-        let patched = self
-            .api(&c.namespace)
-            .patch(
-                &c.service,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .map_err(|e| ClusterError::api("update", &object, e))?;
-        super::saw(self.watched.get(), &patched);
-        Ok(())
+        super::merge_spec(
+            self.watched.get(),
+            &self.api(&c.namespace),
+            &c.service,
+            &object,
+            spec,
+        )
+        .await
     }
 
     /// Deletes the TraefikService `canary` created; the user's
