@@ -221,15 +221,7 @@ impl Router for ApisixRouter {
                         .unwrap_or((100, 0));
                     let spec = canary_spec(c, &user.data["spec"], weights)
                         .map_err(ClusterError::Invalid)?;
-                    let patched = api
-                        .patch(
-                            &copy,
-                            &PatchParams::default(),
-                            &Patch::Merge(&json!({"spec": spec})),
-                        )
-                        .await
-                        .map_err(|e| ClusterError::api("update", &copy_object, e))?;
-                    super::saw(self.watched.get(), &patched);
+                    super::merge_spec(self.watched.get(), &api, &copy, &copy_object, spec).await?;
                 }
             }
         }

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 use super::Router;
@@ -178,15 +178,14 @@ impl Router for KumaRouter {
                     let routing = routing_of(c, &existing.data["spec"])
                         .and_then(|r| r.weights())
                         .unwrap_or((100, 0));
-                    let patched = api
-                        .patch(
-                            &c.service,
-                            &PatchParams::default(),
-                            &Patch::Merge(&json!({"spec": spec(c, routing)})),
-                        )
-                        .await
-                        .map_err(|e| ClusterError::api("update", &object, e))?;
-                    super::saw(self.watched.get(), &patched);
+                    super::merge_spec(
+                        self.watched.get(),
+                        &api,
+                        &c.service,
+                        &object,
+                        spec(c, routing),
+                    )
+                    .await?;
                 }
             }
         }
@@ -213,14 +212,15 @@ impl Router for KumaRouter {
     async fn set_routing(&self, c: &ResolvedCanary, routing: &Routing) -> Result<()> {
         let weights = weights_of(routing)
             .map_err(|why| ClusterError::Refused(format!("{} cannot {why}", object(c))))?;
-        let patch = json!({"spec": {"conf": spec(c, weights)["conf"].clone()}});
-        let patched = self
-            .api()
-            .patch(&c.service, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| ClusterError::api("update", object(c), e))?;
-        super::saw(self.watched.get(), &patched);
-        Ok(())
+        let conf = json!({"conf": spec(c, weights)["conf"].clone()});
+        super::merge_spec(
+            self.watched.get(),
+            &self.api(),
+            &c.service,
+            &object(c),
+            conf,
+        )
+        .await
     }
 
     /// Deletes the TrafficRoute `canary` created; one a user made is left
