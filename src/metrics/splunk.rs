@@ -39,6 +39,10 @@
 //! the channel ending before any data is "no values found" (Flagger's
 //! client would read a closed channel there). Flagger's five-second
 //! timeout applies to connecting and again to waiting for the data.
+//!
+//! The WebSocket goes to the stream host directly or through the HTTP
+//! proxy of the environment ([`proxy_for`], a `CONNECT` tunnel), as
+//! Flagger's dialer does; never through the API server's service proxy.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -369,7 +373,18 @@ async fn connect(url: url::Url, target: &str, insecure: bool) -> Result<Stream, 
         http::HeaderValue::from_static(concat!("canary/", env!("CARGO_PKG_VERSION"))),
     );
     let connector = insecure.then(|| tokio_tungstenite::Connector::Rustls(Arc::new(no_verify())));
-    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector);
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let proxy = proxy_for(url.scheme(), &host, |k| std::env::var(k).ok());
+    let connecting = async {
+        let tcp = match &proxy {
+            Some(p) => tunnel(p, &host, port).await?,
+            None => tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(tungstenite::Error::Io)?,
+        };
+        tokio_tungstenite::client_async_tls_with_config(req, tcp, None, connector).await
+    };
     match tokio::time::timeout(TIMEOUT, connecting).await {
         Err(_) => Err(EdgeError::Timeout {
             target: target.to_string(),
@@ -396,6 +411,119 @@ async fn connect(url: url::Url, target: &str, insecure: bool) -> Result<Stream, 
         }
         .into()),
     }
+}
+
+/// The proxy the WebSocket to `host` goes through, as Go's
+/// `http.ProxyFromEnvironment` (which Flagger's WebSocket dialer uses)
+/// picks it: `HTTPS_PROXY` for `wss`, `HTTP_PROXY` for `ws` (or their
+/// lower-case forms), unless `NO_PROXY` names the host (a domain also
+/// covers its subdomains; `*` covers all) or the host is a loopback one.
+pub(crate) fn proxy_for(
+    scheme: &str,
+    host: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let var = |k: &str| {
+        env(k)
+            .or_else(|| env(&k.to_ascii_lowercase()))
+            .filter(|v| !v.is_empty())
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return None;
+    }
+    let no_proxy = var("NO_PROXY").unwrap_or_default();
+    let excluded = no_proxy.split(',').map(str::trim).any(|n| {
+        let n = n.trim_start_matches('.');
+        n == "*"
+            || (!n.is_empty()
+                && (host.eq_ignore_ascii_case(n)
+                    || host
+                        .to_ascii_lowercase()
+                        .ends_with(&format!(".{}", n.to_ascii_lowercase()))))
+    });
+    if excluded {
+        return None;
+    }
+    var(if scheme == "wss" {
+        "HTTPS_PROXY"
+    } else {
+        "HTTP_PROXY"
+    })
+}
+
+/// A TCP connection to `host:port` through the HTTP proxy `proxy`
+/// (`CONNECT`), with its user and password as basic credentials.
+pub(crate) async fn tunnel(
+    proxy: &str,
+    host: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, tungstenite::Error> {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let refused = |why: String| {
+        tungstenite::Error::Io(std::io::Error::other(format!(
+            "proxy {}: {why}",
+            display_url_str(proxy)
+        )))
+    };
+    let with_scheme = if proxy.contains("://") {
+        proxy.to_string()
+    } else {
+        format!("http://{proxy}")
+    };
+    let p = url::Url::parse(&with_scheme).map_err(|e| refused(e.to_string()))?;
+    if p.scheme() != "http" {
+        return Err(refused(format!(
+            "a {} proxy does not carry the SignalFlow stream; give an http:// proxy",
+            p.scheme()
+        )));
+    }
+    let (phost, pport) = (
+        p.host_str().unwrap_or_default().to_string(),
+        p.port_or_known_default().unwrap_or(80),
+    );
+    let mut tcp = tokio::net::TcpStream::connect((phost.as_str(), pport)).await?;
+    let mut ask = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
+    if !p.username().is_empty() {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let pair = format!(
+            "{}:{}",
+            decode(p.username()),
+            decode(p.password().unwrap_or_default())
+        );
+        ask.push_str(&format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ));
+    }
+    ask.push_str("\r\n");
+    tcp.write_all(ask.as_bytes()).await?;
+    // The proxy's answer, up to the blank line; the tunnel starts after it.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8192 || tcp.read(&mut byte).await? == 0 {
+            return Err(refused(
+                "closed the connection before answering CONNECT".into(),
+            ));
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(refused(format!("refused CONNECT: {status}")));
+    }
+    Ok(tcp)
 }
 
 /// Reads the stream until the channel's first data message and returns
@@ -749,6 +877,105 @@ mod tests {
             computation_error(&json!({"error": 400, "errorType": "ANALYTICS_PROGRAM_ERROR"})),
             "400 (ANALYTICS_PROGRAM_ERROR)"
         );
+    }
+
+    #[test]
+    fn the_proxy_is_gos_choice_from_the_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let both = env(&[
+            ("HTTPS_PROXY", "http://p:3128"),
+            ("http_proxy", "http://q:8080"),
+        ]);
+        let host = "stream.us1.signalfx.com";
+        assert_eq!(
+            proxy_for("wss", host, both).as_deref(),
+            Some("http://p:3128")
+        );
+        assert_eq!(
+            proxy_for("ws", host, both).as_deref(),
+            Some("http://q:8080")
+        );
+        assert_eq!(proxy_for("wss", "127.0.0.1", both), None);
+        assert_eq!(proxy_for("wss", "localhost", both), None);
+        for no in [
+            "signalfx.com",
+            ".signalfx.com",
+            "*",
+            "x.org, stream.us1.signalfx.com",
+        ] {
+            let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+                ("HTTPS_PROXY", "http://p:3128"),
+                ("NO_PROXY", no),
+            ]));
+            assert_eq!(proxy_for("wss", host, env(vars)), None, "{no}");
+        }
+        assert_eq!(proxy_for("wss", host, env(&[("NO_PROXY", "x")])), None);
+    }
+
+    /// The stream through a `CONNECT` proxy that checks its credentials.
+    #[tokio::test]
+    async fn the_stream_passes_an_http_proxy_with_credentials() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (services, address, token, store) = simulated().await;
+        services.map_query(
+            canary_sim::providers::Kind::Splunk,
+            "data('x').publish()",
+            "vector(7)",
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let proxy = format!("http://us%40er:p%3Ass@{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                c.read_exact(&mut b).await.unwrap();
+                head.push(b[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let target = head.split_whitespace().nth(1).unwrap().to_string();
+            // "us@er:p:ss", base64.
+            if !head.contains("Proxy-Authorization: Basic dXNAZXI6cDpzcw==") {
+                c.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                    .await
+                    .unwrap();
+                return;
+            }
+            let mut up = tokio::net::TcpStream::connect(target).await.unwrap();
+            c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+        });
+        let url = connect_url(&stream_url(&address)).unwrap();
+        let tcp = tunnel(&proxy, url.host_str().unwrap(), url.port().unwrap())
+            .await
+            .unwrap();
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_tls_with_config(url.as_str(), tcp, None, None)
+                .await
+                .unwrap();
+        ws.send(Message::text(authenticate(&token))).await.unwrap();
+        ws.send(Message::text(execute(
+            "data('x').publish()",
+            Duration::from_secs(10),
+            store.now(),
+        )))
+        .await
+        .unwrap();
+        assert_eq!(first_data(&mut ws, "sim").await.unwrap(), 7.0);
+        let e = tunnel("http://nobody@127.0.0.1:9", "h", 1)
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("nobody"), "{e}");
     }
 
     /// The simulated Splunk on a loopback port, answering from a store
