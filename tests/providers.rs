@@ -22,7 +22,7 @@ use crate::util::{stderr, stdout};
 /// a success rate: Datadog's value is the oldest point of its window, made
 /// of the canary's first few requests, which at the faulty release's 60%
 /// success rate may all have succeeded; every one of them is slow.)
-const LATENCY: &str = "sum(rate(response_latency_ms_sum{namespace=\"prod\",deployment=\"podinfo\",\
+pub(crate) const LATENCY: &str = "sum(rate(response_latency_ms_sum{namespace=\"prod\",deployment=\"podinfo\",\
 direction=\"inbound\"}[3s])) / \
 sum(rate(response_latency_ms_count{namespace=\"prod\",deployment=\"podinfo\",direction=\"inbound\"}[3s]))";
 
@@ -30,7 +30,7 @@ sum(rate(response_latency_ms_count{namespace=\"prod\",deployment=\"podinfo\",dir
 /// `latency` (with the given provider section and query). The threshold
 /// leaves room for the checks made before the canary's first requests
 /// are counted (no values), as a real service would also answer.
-fn spec(provider: &str, query: &str) -> String {
+pub(crate) fn spec(provider: &str, query: &str) -> String {
     format!(
         "apiVersion: flagger.app/v1beta1
 kind: Canary
@@ -80,14 +80,14 @@ spec:
 
 /// What a provider's test needs: the template's provider section (given
 /// the service's address), its query as written and as rendered.
-struct Case {
+pub(crate) struct Case {
     kind: Kind,
     provider: fn(&str) -> String,
     query: &'static str,
-    rendered: &'static str,
+    pub(crate) rendered: &'static str,
 }
 
-fn case(kind: Kind) -> Case {
+pub(crate) fn case(kind: Kind) -> Case {
     match kind {
         Kind::Datadog => Case {
             kind,
@@ -133,13 +133,19 @@ fn case(kind: Kind) -> Case {
             query: "fetch k8s_container | metric 'linkerd.io/response_latency_ms' | filter resource.namespace_name == '{{ namespace }}' && resource.container_name == '{{ target }}' | align mean(1s) | every 1s",
             rendered: "fetch k8s_container | metric 'linkerd.io/response_latency_ms' | filter resource.namespace_name == 'prod' && resource.container_name == 'podinfo' | align mean(1s) | every 1s",
         },
+        Kind::Splunk => Case {
+            kind,
+            provider: |a| format!("    type: splunk\n    address: {a}\n"),
+            query: "data('response_latency_ms', filter=filter('deployment', '{{ target }}') and filter('namespace', '{{ namespace }}')).mean().publish()",
+            rendered: "data('response_latency_ms', filter=filter('deployment', 'podinfo') and filter('namespace', 'prod')).mean().publish()",
+        },
     }
 }
 
 /// A cluster whose `kind` service answers the case's query with the
 /// canary's success rate, and holds its credentials in the Secret the
 /// template names.
-async fn cluster(c: &Case) -> (Cluster, BTreeMap<String, String>) {
+pub(crate) async fn cluster(c: &Case) -> (Cluster, BTreeMap<String, String>) {
     let scratch = Cluster::start_in(Scenario::seed(), "").await;
     let address = format!("{}/{}", scratch.world.providers_url(), c.kind.name());
     std::fs::write(&scratch.spec, spec(&(c.provider)(&address), c.query)).unwrap();
@@ -159,7 +165,10 @@ async fn cluster(c: &Case) -> (Cluster, BTreeMap<String, String>) {
     (scratch, credentials)
 }
 
-fn assert_never_shown(out: &std::process::Output, credentials: &BTreeMap<String, String>) {
+pub(crate) fn assert_never_shown(
+    out: &std::process::Output,
+    credentials: &BTreeMap<String, String>,
+) {
     for v in credentials.values().filter(|v| v.len() > 7) {
         for (name, text) in [("stdout", stdout(out)), ("stderr", stderr(out))] {
             assert!(!text.contains(v.as_str()), "`{v}` in {name}:\n{text}");
@@ -169,7 +178,7 @@ fn assert_never_shown(out: &std::process::Output, credentials: &BTreeMap<String,
 
 /// A release of `tag` through `kind`'s template: the run's output, and
 /// the requests the service answered.
-async fn release(
+pub(crate) async fn release(
     kind: Kind,
     tag: &str,
 ) -> (Cluster, std::process::Output, BTreeMap<String, String>) {
@@ -187,7 +196,7 @@ async fn release(
 /// longest window a service looks back over (Datadog's ten intervals and
 /// the query's 3 s): the pods the first run scaled down served some, and
 /// Datadog's value is the oldest point of the window, as in Flagger.
-async fn quiet(c: &Cluster) {
+pub(crate) async fn quiet(c: &Cluster) {
     let services = c.world.metric_providers().clone();
     c.wait_until(
         "the canary's old requests never left the window",
@@ -197,7 +206,7 @@ async fn quiet(c: &Cluster) {
     .await;
 }
 
-async fn promotes_the_healthy_and_rolls_back_the_faulty(kind: Kind) {
+pub(crate) async fn promotes_the_healthy_and_rolls_back_the_faulty(kind: Kind) {
     let ((good, promoted, _), (bad, rolled_back, _)) =
         tokio::join!(release(kind, "3.1.1"), release(kind, "3.1.2"));
     assert_exit(&promoted, 0);

@@ -26,6 +26,7 @@ mod output;
 mod plan;
 mod preflight;
 mod providers;
+mod providers_splunk;
 mod rbac;
 mod revert;
 mod routers;

@@ -3,7 +3,8 @@
 //! server's service proxy; [`provider`] runs one against the other
 //! services a MetricTemplate can name ([`datadog`], [`newrelic`],
 //! [`graphite`], [`dynatrace`], [`influxdb`], [`cloudwatch`] with the AWS
-//! credential chain of [`aws`], [`stackdriver`]); [`templates`] reads the
+//! credential chain of [`aws`], [`stackdriver`], [`splunk`] over a
+//! SignalFlow WebSocket); [`templates`] reads the
 //! MetricTemplates a spec file does not hold. The queries themselves and
 //! their rendering are in `canary_core::queries`.
 
@@ -18,5 +19,6 @@ pub(crate) mod keptn;
 pub(crate) mod newrelic;
 pub(crate) mod prometheus;
 pub(crate) mod provider;
+pub(crate) mod splunk;
 pub(crate) mod stackdriver;
 pub(crate) mod templates;

@@ -1,7 +1,8 @@
 //! The MetricTemplate providers other than Prometheus, queried as
 //! Flagger's `pkg/metrics/providers` queries them: [`super::datadog`],
 //! [`super::newrelic`], [`super::graphite`], [`super::dynatrace`],
-//! [`super::influxdb`], [`super::cloudwatch`] and [`super::stackdriver`]. Each builds its request from the template's
+//! [`super::influxdb`], [`super::cloudwatch`], [`super::stackdriver`] and
+//! [`super::splunk`]. Each builds its request from the template's
 //! `provider` (address, credentials from its `secretRef` Secret, by
 //! Flagger's keys), the metric's `interval` and the clock, and reads its
 //! service's answer; this module sends the request through the
@@ -23,7 +24,7 @@ use http::header::{HeaderName, HeaderValue};
 
 use super::prometheus::MetricError;
 use super::{
-    cloudwatch, datadog, dynatrace, externalmetrics, graphite, influxdb, keptn, newrelic,
+    cloudwatch, datadog, dynatrace, externalmetrics, graphite, influxdb, keptn, newrelic, splunk,
     stackdriver,
 };
 use crate::cluster::proxy::{
@@ -151,6 +152,12 @@ pub(crate) async fn query(
     src: &Source<'_>,
     query: &str,
 ) -> Result<f64, MetricError> {
+    if kind == MetricProvider::Splunk {
+        // Flagger checks the API answers (`IsOnline`) before each query,
+        // which streams over a WebSocket rather than one request.
+        send(edge, src, splunk::online_request(src)?).await?;
+        return splunk::run(edge, src, query).await;
+    }
     // Signed or authorised requests look their credentials up first.
     let out = match kind {
         MetricProvider::Cloudwatch => cloudwatch::request(edge, src, query).await?,

@@ -526,20 +526,20 @@ impl MetricProvider {
             | MetricProvider::Keptn
             | MetricProvider::ExternalMetrics
             | MetricProvider::Cloudwatch
-            | MetricProvider::Stackdriver => Ok(()),
-            MetricProvider::Splunk => Err(
-                "`canary run` does not query this metric provider yet (Flagger reads it through \
-                 SignalFlow streamed over a WebSocket)",
-            ),
+            | MetricProvider::Stackdriver
+            | MetricProvider::Splunk => Ok(()),
         }
     }
 
     /// How many metric intervals Flagger's query looks back over: Datadog,
-    /// Dynatrace and CloudWatch ask for the last ten, the others for one
-    /// (the query's own range).
+    /// Dynatrace, CloudWatch and Splunk ask for the last ten, the others
+    /// for one (the query's own range).
     pub fn lookback_intervals(self) -> u32 {
         match self {
-            MetricProvider::Datadog | MetricProvider::Dynatrace | MetricProvider::Cloudwatch => 10,
+            MetricProvider::Datadog
+            | MetricProvider::Dynatrace
+            | MetricProvider::Cloudwatch
+            | MetricProvider::Splunk => 10,
             _ => 1,
         }
     }
@@ -696,7 +696,8 @@ mod tests {
                 "newrelic",
                 "graphite",
                 "dynatrace",
-                "keptn"
+                "keptn",
+                "splunk"
             ]
         );
         for m in MetricProvider::ALL {

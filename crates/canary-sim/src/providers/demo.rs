@@ -1,7 +1,7 @@
 //! The query tables `canary demo --serve` gives the simulated metric
 //! services: the queries of the MetricTemplates under `examples/`
 //! (`datadog.yaml`, `newrelic.yaml`, `graphite.yaml`, `dynatrace.yaml`,
-//! `influxdb.yaml`, `cloudwatch.yaml`, `stackdriver.yaml`) as they render for the demo's `prod/podinfo` canary
+//! `influxdb.yaml`, `cloudwatch.yaml`, `stackdriver.yaml`, `splunk.yaml`) as they render for the demo's `prod/podinfo` canary
 //! with a one-minute metric interval, each answered from the Linkerd
 //! series of the demo's traffic with what the query measures.
 
@@ -83,6 +83,13 @@ pub fn demo_tables() -> Vec<(Kind, &'static str, String)> {
                 "histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{{{}}}[1m])) by (le))",
                 sel("")
             ),
+        ),
+        (
+            Kind::Splunk,
+            "total = data('traces.count', filter=filter('sf_service', 'podinfo')).sum().publish(enable=False)\n\
+             success = data('traces.count', filter=filter('sf_service', 'podinfo') and filter('sf_error', 'false')).sum().publish(enable=False)\n\
+             ((success / total) * 100).publish()",
+            percent(",status_code!~\"5..\""),
         ),
     ]
 }

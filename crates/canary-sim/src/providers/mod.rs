@@ -1,5 +1,6 @@
 //! The metric services a MetricTemplate can name besides Prometheus:
-//! Datadog, New Relic, Graphite, Dynatrace and InfluxDB, each under a path
+//! Datadog, New Relic, Graphite, Dynatrace, InfluxDB, CloudWatch,
+//! Stackdriver and Splunk, each under a path
 //! of its own on one loopback port ([`crate::world::World::providers_url`]),
 //! as public services are reached:
 //!
@@ -12,6 +13,7 @@
 //! | InfluxDB  | `BASE/influxdb`         | `POST /api/v2/query`                  |
 //! | CloudWatch | `BASE/cloudwatch`      | `POST /` (`GetMetricData`, JSON 1.0), STS at `/sts` |
 //! | Stackdriver | `BASE/stackdriver`    | `POST /v3/projects/P/timeSeries:query`, OAuth at `/token` |
+//! | Splunk    | `BASE/splunk`           | `GET /v2/metric`, the SignalFlow WebSocket at `/v2/signalflow/connect` |
 //!
 //! Each checks what the real service checks (its credentials, in the header
 //! it reads them from; the method, path, parameters and body it needs) and
@@ -26,7 +28,8 @@
 //! ([`MetricProviders::map_query`]), evaluated by the simulated Prometheus'
 //! engine at the time the request asks about. `$window` in an expression
 //! is replaced by the window the request names (Datadog's and Dynatrace's
-//! `from`/`to`, New Relic's `SINCE`, Graphite's `from`, a Flux `range`),
+//! `from`/`to`, New Relic's `SINCE`, Graphite's `from`, a Flux `range`,
+//! a SignalFlow resolution),
 //! as a PromQL duration. A query with no entry answers what the real
 //! service answers for an unknown metric: no series.
 
@@ -39,6 +42,7 @@ mod graphite;
 mod influxdb;
 pub mod keptn;
 mod newrelic;
+pub mod splunk;
 mod stackdriver;
 
 pub use stackdriver::{service_account_key, stackdriver_private_key_lines};
@@ -65,10 +69,11 @@ pub enum Kind {
     Influxdb,
     Cloudwatch,
     Stackdriver,
+    Splunk,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Datadog,
         Kind::Newrelic,
         Kind::Graphite,
@@ -76,6 +81,7 @@ impl Kind {
         Kind::Influxdb,
         Kind::Cloudwatch,
         Kind::Stackdriver,
+        Kind::Splunk,
     ];
 
     /// The MetricTemplate provider type, which is also its path prefix.
@@ -88,6 +94,7 @@ impl Kind {
             Kind::Influxdb => "influxdb",
             Kind::Cloudwatch => "cloudwatch",
             Kind::Stackdriver => "stackdriver",
+            Kind::Splunk => "splunk",
         }
     }
 
@@ -126,6 +133,7 @@ impl Kind {
                     "canary-metrics@canary-sim-4711.iam.gserviceaccount.com",
                 ),
             ],
+            Kind::Splunk => &[("sf_token_key", "sfx-sim-3c9e71d2a4b8")],
         };
         pairs
             .iter()
@@ -246,7 +254,11 @@ impl MetricProviders {
 
     /// The HTTP face of every service.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new().fallback(handle).with_state(self.clone())
+        let signalflow = format!("/{}{}", Kind::Splunk.name(), splunk::CONNECT_PATH);
+        Router::new()
+            .route(&signalflow, axum::routing::get(splunk::upgrade))
+            .fallback(handle)
+            .with_state(self.clone())
     }
 
     /// The credentials `kind` accepts, by the keys of the Secret a
@@ -418,6 +430,7 @@ async fn handle(
         Kind::Influxdb => influxdb::answer(&p2, &call),
         Kind::Cloudwatch => cloudwatch::answer(&p2, &call),
         Kind::Stackdriver => stackdriver::answer(&p2, &call),
+        Kind::Splunk => splunk::answer(&p2, &call),
     };
     p.tables().requests.push(ProviderRequest {
         kind,
