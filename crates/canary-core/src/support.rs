@@ -444,25 +444,19 @@ pub fn template_refusal(t: &MetricTemplate) -> Option<(String, String)> {
         .and_then(|s| s.provider.as_ref())
         .and_then(|p| p.r#type.as_deref())
         .unwrap_or("prometheus");
-    let why = match MetricProvider::parse(kind) {
-        Some(m) => match m.driven() {
-            Err(why) => why,
-            Ok(()) => return template_requirement(t, m),
-        },
-        None => "it is not a metric provider Flagger knows",
-    };
-    let drivable: Vec<&str> = MetricProvider::ALL
-        .into_iter()
-        .filter(|m| m.driven().is_ok())
-        .map(MetricProvider::name)
-        .collect();
+    if let Some(m) = MetricProvider::parse(kind) {
+        return template_requirement(t, m);
+    }
     Some((
         format!(
-            "MetricTemplate {}/{}: metric provider `{kind}`: {why}",
+            "MetricTemplate {}/{}: metric provider `{kind}`: it is not a metric provider Flagger knows",
             t.namespace(),
             t.name()
         ),
-        format!("metric providers canary queries: {}", drivable.join(", ")),
+        format!(
+            "metric providers canary queries: {}",
+            MetricProvider::names().join(", ")
+        ),
     ))
 }
 
