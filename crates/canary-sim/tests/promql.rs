@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use canary_core::queries::builtin::builtin_query;
-use canary_core::queries::template::{TemplateModel, render};
+use canary_core::queries::template::TemplateModel;
 use canary_sim::exposition;
 use canary_sim::promql::{PrometheusApi, Value, instant_query};
 use canary_sim::series::{SeriesStore, StoreConfig, now_ms};
@@ -395,7 +395,7 @@ fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
                 metric,
             )
             .unwrap();
-            let query = render(q.template, &model(target, interval)).unwrap();
+            let query = q.render(&model(target, interval)).unwrap();
             out.push((format!("{provider} {metric}"), query));
         }
     }
