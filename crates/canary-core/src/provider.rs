@@ -643,6 +643,7 @@ mod tests {
                 "linkerd",
                 "nginx",
                 "osm",
+                "skipper",
                 "smi:v1alpha1",
                 "smi:v1alpha2",
                 "smi:v1alpha3",
