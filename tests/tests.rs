@@ -32,6 +32,7 @@ mod revert;
 mod routers;
 mod routers_rta;
 mod routers_rtb;
+mod routers_skipper;
 mod run;
 mod secrets;
 mod soak;

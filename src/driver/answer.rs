@@ -115,7 +115,7 @@ impl Driver<'_> {
                     .and_then(|p| builtin::builtin_query(p, &m.name))
                     .ok_or_else(|| format!("no built-in metric `{}` for this provider", m.name))?;
                 Ok((
-                    render(b.template)?,
+                    b.render(&model).map_err(|e| e.to_string())?,
                     Backend::Prometheus(MetricServer::new(self.default_server()?)),
                 ))
             }

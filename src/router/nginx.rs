@@ -48,14 +48,36 @@ impl NginxRouter {
     }
 }
 
-/// The user's Ingress named by `spec.ingressRef`.
-fn ingress_name(c: &ResolvedCanary) -> Result<&str> {
+/// The user's Ingress named by `spec.ingressRef` (for the Ingress
+/// routers: NGINX and Skipper).
+pub(crate) fn ingress_name(c: &ResolvedCanary) -> Result<&str> {
     c.ingress.as_deref().ok_or_else(|| {
         ClusterError::Invalid(format!(
-            "canary {}.{} has no spec.ingressRef, which the nginx provider needs",
-            c.name, c.namespace
+            "canary {}.{} has no spec.ingressRef, which the {} provider needs",
+            c.name,
+            c.namespace,
+            c.provider.map_or("nginx", |p| p.name())
         ))
     })
+}
+
+/// The user's Ingress `name`, which must exist, and how messages name it.
+pub(crate) async fn user_ingress(
+    api: &Api<Ingress>,
+    c: &ResolvedCanary,
+    name: &str,
+) -> Result<(Ingress, String)> {
+    let user_object = format!("ingress/{name} in {}", c.namespace);
+    let user = api
+        .get_opt(name)
+        .await
+        .map_err(|e| ClusterError::api("read", &user_object, e))?
+        .ok_or_else(|| {
+            ClusterError::Invalid(format!(
+                "{user_object} (spec.ingressRef) does not exist; create it first"
+            ))
+        })?;
+    Ok((user, user_object))
 }
 
 fn canary_object(c: &ResolvedCanary, ingress: &str) -> String {
@@ -170,16 +192,7 @@ impl Router for NginxRouter {
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()> {
         let name = ingress_name(c)?;
         let api = self.api(&c.namespace);
-        let user_object = format!("ingress/{name} in {}", c.namespace);
-        let user = api
-            .get_opt(name)
-            .await
-            .map_err(|e| ClusterError::api("read", &user_object, e))?
-            .ok_or_else(|| {
-                ClusterError::Invalid(format!(
-                    "{user_object} (spec.ingressRef) does not exist; create it first"
-                ))
-            })?;
+        let (user, user_object) = user_ingress(&api, c, name).await?;
         let user_spec = serde_json::to_value(&user.spec).unwrap_or(Value::Null);
         let spec = canary_spec(c, &user_spec).ok_or_else(|| {
             ClusterError::Invalid(format!(

@@ -305,7 +305,12 @@ impl Provider {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::Skipper | Provider::Knative => flagger(false, false, false, false, false),
+            // Flagger's Skipper router writes backend weights only.
+            Provider::Skipper => Capabilities {
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
+            Provider::Knative => flagger(false, false, false, false, false),
         }
     }
 
@@ -378,7 +383,7 @@ impl Provider {
 
     /// The observer whose built-in queries Flagger runs for this provider
     /// (`pkg/metrics/observers/factory.go`), when there are queries for it
-    /// here: `smi:*` and `skipper` have none (see `queries::builtin`).
+    /// here: `smi:*` have none (see `queries::builtin`).
     pub fn observer(self) -> Option<&'static str> {
         match self {
             Provider::Linkerd => Some("linkerd"),
@@ -393,7 +398,8 @@ impl Provider {
             Provider::Apisix => Some("apisix"),
             Provider::Knative => Some("knative"),
             Provider::AppMesh(_) => Some("appmesh"),
-            Provider::Smi(_) | Provider::Skipper => None,
+            Provider::Skipper => Some("skipper"),
+            Provider::Smi(_) => None,
         }
     }
 
@@ -620,6 +626,7 @@ mod tests {
                 "linkerd",
                 "nginx",
                 "osm",
+                "skipper",
                 "smi:v1alpha1",
                 "smi:v1alpha2",
                 "smi:v1alpha3",

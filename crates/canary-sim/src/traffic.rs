@@ -26,7 +26,8 @@
 //! gateway: the matching route of highest priority picks a backend by
 //! weight, and APISIX's `apisix_http_status` and `apisix_http_latency`
 //! are recorded with the route's name as the ingress controller sets it
-//! (`<namespace>_<ApisixRoute>_<http route>`). Label sets are those
+//! (`<namespace>_<ApisixRoute>_<http route>`). Skipper serves the
+//! Ingresses of its class by host (see [`edge`]). Label sets are those
 //! Flagger's built-in queries select on, plus the usual neighbours.
 //!
 //! The headers a route adds to the answer (Istio's `headers.response` on
@@ -875,6 +876,9 @@ impl Traffic {
                         port: Some(p),
                     });
                 }
+                if let Some(routed) = edge::skipper_route(c, host, req, rng) {
+                    return Ok(Entry::Edge(Box::new(routed)));
+                }
                 if let Some(hit) = c.ingress_for(host, path) {
                     return Ok(Entry::Ingress(Box::new(hit)));
                 }
@@ -1379,7 +1383,7 @@ impl Cluster {
     /// The Ingress (and NGINX canary Ingress) serving `host` + `path`.
     fn ingress_for(&self, host: &str, path: &str) -> Option<IngressHit> {
         let mut best: Option<(usize, IngressHit)> = None;
-        for ing in self.ingresses.iter().filter(|i| !is_canary_ingress(i)) {
+        for ing in self.ingresses.iter().filter(|i| is_nginx_main_ingress(i)) {
             let ns = ing["metadata"]["namespace"].as_str().unwrap_or("");
             let name = ing["metadata"]["name"].as_str().unwrap_or("");
             for (rule_host, rule_path, backend) in ingress_paths(ing) {
@@ -1415,7 +1419,7 @@ impl Cluster {
     fn ingress_to_service(&self, ns: &str, svc: &str) -> Option<IngressHit> {
         self.ingresses
             .iter()
-            .filter(|i| !is_canary_ingress(i) && i["metadata"]["namespace"] == ns)
+            .filter(|i| is_nginx_main_ingress(i) && i["metadata"]["namespace"] == ns)
             .find_map(|ing| {
                 ingress_paths(ing)
                     .into_iter()
@@ -1675,6 +1679,13 @@ struct NginxHit {
 
 fn is_canary_ingress(i: &Value) -> bool {
     i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] == "true"
+        && !edge::is_skipper_ingress(i)
+}
+
+/// An Ingress the NGINX model serves that is not an NGINX canary Ingress
+/// (Skipper's class is Skipper's).
+fn is_nginx_main_ingress(i: &Value) -> bool {
+    !is_canary_ingress(i) && !edge::is_skipper_ingress(i)
 }
 
 type IngressPath = (String, (String, String), Option<(String, PortRef)>);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use canary_core::queries::builtin::builtin_query;
-use canary_core::queries::template::{TemplateModel, render};
+use canary_core::queries::template::TemplateModel;
 use canary_sim::exposition;
 use canary_sim::promql::{PrometheusApi, Value, instant_query};
 use canary_sim::series::{SeriesStore, StoreConfig, now_ms};
@@ -75,7 +75,7 @@ const CANARY: Profile = Profile {
 
 /// Records one second of traffic of every profile at `at` (ms), as
 /// Linkerd, Istio, the NGINX ingress controller, Kuma's sidecars, APISIX,
-/// Contour's Envoy and Traefik would count it, plus
+/// Contour's Envoy, Traefik and Skipper would count it, plus
 /// series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
@@ -367,6 +367,28 @@ fn record_second(store: &SeriesStore, at: i64) {
             TRAEFIK_BUCKETS,
             at,
         );
+
+        // Skipper: the canary Ingress's route to each Service (the
+        // primary's must not be picked up), both duration histograms by
+        // status code.
+        let route = format!(
+            "kube_prod__podinfo_canary__app_example_com_____{}",
+            service.replace('-', "_")
+        );
+        for family in [
+            "skipper_serve_route_duration_seconds",
+            "skipper_response_duration_seconds",
+        ] {
+            for (code, observed) in [("200", &served), ("500", &failed)] {
+                store.histogram_observe_many(
+                    family,
+                    &[("route", route.as_str()), ("code", code), ("method", "GET")],
+                    observed,
+                    NGINX_BUCKETS,
+                    at,
+                );
+            }
+        }
     }
 }
 
@@ -387,7 +409,7 @@ fn model(target: &str, interval: &str) -> TemplateModel {
 fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for provider in [
-        "linkerd", "istio", "nginx", "kuma", "apisix", "contour", "traefik",
+        "linkerd", "istio", "nginx", "kuma", "apisix", "contour", "traefik", "skipper",
     ] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
@@ -395,7 +417,7 @@ fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
                 metric,
             )
             .unwrap();
-            let query = render(q.template, &model(target, interval)).unwrap();
+            let query = q.render(&model(target, interval)).unwrap();
             out.push((format!("{provider} {metric}"), query));
         }
     }
@@ -424,13 +446,13 @@ fn builtin_queries_measure_the_synthetic_traffic() {
             "podinfo",
             [
                 96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0, 96.0, 875.0, 96.0,
-                975.0,
+                975.0, 96.0, 49.6,
             ],
         ),
         (
             "podinfo-primary",
             [
-                99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
+                99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
             ],
         ),
     ];
@@ -444,7 +466,7 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX, Kuma, APISIX, Contour and Traefik only measure the
+                // NGINX, Kuma, APISIX, Contour, Traefik and Skipper only measure the
                 // canary's traffic: nothing for the primary.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(

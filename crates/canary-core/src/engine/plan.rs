@@ -369,7 +369,13 @@ fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) 
                 ),
             ),
             Some(p) => match builtin::builtin_query(p, &m.name) {
-                Some(b) => (format!("built-in {}", b.provider), render(b.template)),
+                Some(b) => (
+                    format!("built-in {}", b.provider),
+                    match b.render(&model) {
+                        Ok(q) => (Some(template::compact(&q)), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                ),
                 None => (
                     format!("built-in {p}"),
                     (

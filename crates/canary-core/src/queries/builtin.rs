@@ -23,6 +23,7 @@
 //! | `appmesh` | anything starting with `appmesh`       | `appmesh.go` @ 1535f7aa       |
 //! | `http`    | `kubernetes`, anything starting with `gatewayapi` | `http.go` @ 1535f7aa |
 //! | `knative` | `knative`                              | `knative.go` @ f1c8807c       |
+//! | `skipper` | `skipper`                              | `skipper.go` @ cd75c5fa       |
 //!
 //! The factory version followed is the one at f1c8807c (it knows `knative`);
 //! `crossover`, which older factories had, is gone from it and is not here.
@@ -40,11 +41,21 @@
 //! one: the same mean (rate of the sum over rate of the count, times 1000)
 //! over the histogram's `_sum` and `_count`.
 //!
+//! Skipper: the template declares a Go template variable holding a
+//! `printf` of the namespace, ingress and service, the route id pattern
+//! Skipper gives the canary Ingress's routes to the canary Service
+//! (`kube_<namespace>__<ingress>-canary__<host>__<path>__<service>-canary`,
+//! every non-word character written `_`; `kubeew_` for its east-west
+//! copies; `_<n>` after the backend when it splits by weight). Flagger
+//! rewrites the model for it the same way before rendering (non-word
+//! characters of the name, namespace, target, service and ingress to `_`,
+//! `encodeModelForSkipper`): [`BuiltinQuery::render`] does both.
+//! `request-duration` is a mean, like NGINX's: the rate of
+//! `skipper_serve_route_duration_seconds_sum` over that of its `_count`,
+//! times 1000.
+//!
 //! Not reproduced, and so reported as having no built-in queries:
 //!
-//! * `skipper`: its template declares a Go template variable with `printf`
-//!   and Flagger rewrites the model (non-word characters to `_`) before
-//!   rendering, both outside what [`super::template`] renders;
 //! * `smi:*` providers: the factory has no case for them, so Flagger falls
 //!   through to its default, the Istio observer. (Flagger's controller also
 //!   replaces any `spec.provider` with `linkerd` when its own
@@ -102,11 +113,47 @@ pub struct BuiltinQuery {
     pub scale: f64,
     /// What the query measures, for people.
     pub description: &'static str,
+    /// Whether Flagger writes every non-word character of the model's
+    /// names as `_` before rendering (its Skipper observer).
+    pub word_model: bool,
 }
 
 impl BuiltinQuery {
     /// The value Flagger compares against the thresholds for a raw query
     /// result: scaled, and for `"ms"` truncated to whole milliseconds.
+    /// The query Flagger sends for `model`: the template rendered after
+    /// the observer's own rewrite of the model, if it has one. Go's `\W`
+    /// is every byte but ASCII letters, digits and `_`; a character of
+    /// several bytes becomes several `_`, as there.
+    pub fn render(
+        &self,
+        model: &super::template::TemplateModel,
+    ) -> Result<String, super::template::TemplateError> {
+        if !self.word_model {
+            return super::template::render(self.template, model);
+        }
+        let word = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        let encoded = super::template::TemplateModel {
+            name: word(&model.name),
+            namespace: word(&model.namespace),
+            target: word(&model.target),
+            service: word(&model.service),
+            ingress: word(&model.ingress),
+            ..model.clone()
+        };
+        super::template::render(self.template, &encoded)
+    }
+
     pub fn value_in_unit(&self, raw: f64) -> f64 {
         let value = raw * self.scale;
         if self.unit == "ms" {
@@ -129,7 +176,7 @@ pub const BUILTIN_METRICS: &[&str] = &["request-success-rate", "request-duration
 /// Every observer with queries here, in table order.
 pub const OBSERVERS: &[&str] = &[
     "linkerd", "istio", "nginx", "contour", "gloo", "traefik", "osm", "kuma", "apisix", "appmesh",
-    "http", "knative",
+    "http", "knative", "skipper",
 ];
 
 /// Flagger's built-in `metric` for `provider`, if there is one.
@@ -160,6 +207,7 @@ const fn rate(
         unit: "%",
         scale: 1.0,
         description,
+        word_model: false,
     }
 }
 
@@ -176,6 +224,7 @@ const fn latency(
         unit: "ms",
         scale,
         description,
+        word_model: false,
     }
 }
 
@@ -314,6 +363,25 @@ static QUERIES: &[BuiltinQuery] = &[
         1.0,
         "p99 upstream request time of the latest Knative revision in Envoy, ms",
     ),
+    BuiltinQuery {
+        word_model: true,
+        ..rate(
+            "skipper",
+            SKIPPER_SUCCESS_RATE,
+            "non-5xx responses on the canary Ingress's routes to the canary Service in \
+             Skipper, percent",
+        )
+    },
+    BuiltinQuery {
+        word_model: true,
+        ..latency(
+            "skipper",
+            SKIPPER_DURATION,
+            1.0,
+            "mean time Skipper served the canary Ingress's routes to the canary Service \
+             (not a p99), ms",
+        )
+    },
 ];
 
 // Query templates. Whitespace is Flagger's, tabs and trailing spaces
@@ -730,6 +798,28 @@ const KNATIVE_DURATION: &str = "\n\
 \t\t) by (le)\n\
 \t)";
 
+/// Skipper's route ids for the canary Ingress's paths to the canary
+/// Service, declared at the start of each query.
+macro_rules! skipper_route {
+    () => {
+        "{{- $route := printf \"kube(ew)?_%s__%s_canary__.*__%s_canary(_[0-9]+)?\" namespace ingress service }}"
+    };
+}
+
+const SKIPPER_SUCCESS_RATE: &str = concat!(
+    skipper_route!(),
+    "\n\
+\tsum(rate(skipper_response_duration_seconds_bucket{route=~\"{{ $route }}\",code!~\"5..\",le=\"+Inf\"}[{{ interval }}])) / \n\
+\tsum(rate(skipper_response_duration_seconds_bucket{route=~\"{{ $route }}\",le=\"+Inf\"}[{{ interval }}])) * 100"
+);
+
+const SKIPPER_DURATION: &str = concat!(
+    skipper_route!(),
+    "\n\
+\tsum(rate(skipper_serve_route_duration_seconds_sum{route=~\"{{ $route }}\"}[{{ interval }}])) / \n\
+\tsum(rate(skipper_serve_route_duration_seconds_count{route=~\"{{ $route }}\"}[{{ interval }}])) * 1000"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,7 +827,7 @@ mod tests {
     fn p(name: &str) -> Provider {
         Provider::parse(name).unwrap()
     }
-    use crate::queries::template::{TemplateModel, collapse_whitespace, render};
+    use crate::queries::template::{TemplateModel, collapse_whitespace};
 
     fn model(namespace: &str, target: &str) -> TemplateModel {
         TemplateModel {
@@ -755,7 +845,7 @@ mod tests {
     fn rendered(provider: &str, metric: &str, namespace: &str, target: &str) -> String {
         let q = builtin_query(p(provider), metric)
             .unwrap_or_else(|| panic!("no {metric} for {provider}"));
-        render(q.template, &model(namespace, target)).unwrap()
+        q.render(&model(namespace, target)).unwrap()
     }
 
     #[test]
@@ -790,7 +880,7 @@ mod tests {
                     .iter()
                     .find(|q| q.provider == *observer && q.metric == *metric)
                     .unwrap_or_else(|| panic!("{observer} lacks {metric}"));
-                let out = render(q.template, &model("prod", "podinfo")).unwrap();
+                let out = q.render(&model("prod", "podinfo")).unwrap();
                 assert!(!out.contains("{{"), "{observer} {metric}: {out}");
                 assert!(out.contains("[1m]"), "{observer} {metric}: {out}");
                 let unit = if *metric == "request-duration" {
@@ -807,8 +897,9 @@ mod tests {
     fn durations_are_p99_except_nginx() {
         for q in all().iter().filter(|q| q.metric == "request-duration") {
             let one_line = crate::queries::template::compact(q.template);
-            if q.provider == "nginx" {
-                // Flagger's NGINX query is a mean latency, not a quantile.
+            if q.provider == "nginx" || q.provider == "skipper" {
+                // Flagger's NGINX and Skipper queries are a mean latency,
+                // not a quantile.
                 assert!(!one_line.contains("histogram_quantile"), "{one_line}");
                 assert!(one_line.ends_with("* 1000"), "{one_line}");
             } else {
@@ -925,6 +1016,53 @@ mod tests {
         );
     }
 
+    /// `skipper_test.go`: namespace `skipper`, service `backend`, ingress
+    /// `skipper-ingress`, whose `-` Flagger writes `_` before rendering.
+    #[test]
+    fn skipper_matches_flagger_wire_format() {
+        let m = TemplateModel {
+            namespace: "skipper".into(),
+            service: "backend".into(),
+            ingress: "skipper-ingress".into(),
+            interval: "1m".into(),
+            ..TemplateModel::default()
+        };
+        let wire = |metric: &str| {
+            collapse_whitespace(
+                &builtin_query(p("skipper"), metric)
+                    .unwrap()
+                    .render(&m)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(
+            wire("request-success-rate"),
+            r#" sum(rate(skipper_response_duration_seconds_bucket{route=~"kube(ew)?_skipper__skipper_ingress_canary__.*__backend_canary(_[0-9]+)?",code!~"5..",le="+Inf"}[1m])) / sum(rate(skipper_response_duration_seconds_bucket{route=~"kube(ew)?_skipper__skipper_ingress_canary__.*__backend_canary(_[0-9]+)?",le="+Inf"}[1m])) * 100"#
+        );
+        assert_eq!(
+            wire("request-duration"),
+            r#" sum(rate(skipper_serve_route_duration_seconds_sum{route=~"kube(ew)?_skipper__skipper_ingress_canary__.*__backend_canary(_[0-9]+)?"}[1m])) / sum(rate(skipper_serve_route_duration_seconds_count{route=~"kube(ew)?_skipper__skipper_ingress_canary__.*__backend_canary(_[0-9]+)?"}[1m])) * 1000"#
+        );
+        // Only the Skipper observer rewrites the model; the interval and
+        // the route are left as they are.
+        let dotted = TemplateModel {
+            namespace: "a.b".into(),
+            interval: "1m30s".into(),
+            ..m.clone()
+        };
+        let q = builtin_query(p("skipper"), "request-duration")
+            .unwrap()
+            .render(&dotted)
+            .unwrap();
+        assert!(q.contains("kube(ew)?_a_b__skipper_ingress_canary__"), "{q}");
+        assert!(q.contains("[1m30s]"), "{q}");
+        let nginx = builtin_query(p("nginx"), "request-duration")
+            .unwrap()
+            .render(&dotted)
+            .unwrap();
+        assert!(nginx.contains(r#"namespace="a.b""#), "{nginx}");
+    }
+
     #[test]
     fn provider_strings_map_like_flaggers_factory() {
         for (provider, observer) in [
@@ -938,7 +1076,7 @@ mod tests {
             ("gatewayapi:v1", Some("http")),
             ("gatewayapi:v1beta1", Some("http")),
             ("knative", Some("knative")),
-            ("skipper", None),
+            ("skipper", Some("skipper")),
             ("smi:v1alpha3", None),
             ("", None),
             ("Istio", None),
@@ -973,7 +1111,15 @@ mod tests {
         for q in all() {
             for p in placeholders(q.template).unwrap() {
                 assert!(
-                    ["namespace", "target", "ingress", "route", "interval"].contains(&p.as_str()),
+                    [
+                        "namespace",
+                        "target",
+                        "service",
+                        "ingress",
+                        "route",
+                        "interval"
+                    ]
+                    .contains(&p.as_str()),
                     "{} {}: {p}",
                     q.provider,
                     q.metric

@@ -30,8 +30,8 @@
 //!
 //! # What this renderer accepts
 //!
-//! Go's engine accepts far more than the above (pipelines, `printf`, `if`,
-//! `$x := ...`). Flagger's templates need only this subset, so that is all
+//! Go's engine accepts far more than the above (pipelines, `if`, `range`,
+//! every `fmt` verb). Flagger's templates need only this subset, so that is all
 //! [`render`] implements:
 //!
 //! * `{{ name }}` ... `{{ interval }}`, with or without inner spaces;
@@ -40,7 +40,15 @@
 //! * trim markers `{{- ` and ` -}}`, which like Go's drop all spaces, tabs
 //!   and line breaks before or after the action (the dash must be separated
 //!   from the action by whitespace, as in Go; `{{-3}}` is not a trim);
-//! * comments `{{/* ... */}}`, also with trim markers.
+//! * comments `{{/* ... */}}`, also with trim markers;
+//! * a template variable holding a `printf` of the string functions,
+//!   `{{ $route := printf "kube_%s__%s" namespace ingress }}`, then
+//!   `{{ $route }}` where its value is wanted. The declaration prints
+//!   nothing; the format takes `%s` and `%%` only, with exactly one
+//!   argument (a string function or a quoted string) per `%s`, so the
+//!   result is what Go's `fmt.Sprintf` gives. A variable is used after its
+//!   declaration, as Go's parser requires. Flagger's Skipper queries are
+//!   written this way.
 //!
 //! Anything else is refused with [`TemplateError::Unsupported`] rather than
 //! rendered differently from Flagger. One deliberate difference: Go's
@@ -171,11 +179,30 @@ impl TemplateError {
 /// Renders `template` with the values in `model`.
 pub fn render(template: &str, model: &TemplateModel) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len());
+    let mut locals: Vec<(String, String)> = Vec::new();
     for node in parse(template)? {
         match node {
             Node::Text(text) => out.push_str(text),
             Node::Action(action) => match action.kind {
                 Kind::Function(f) => out.push_str(model.value(f)),
+                Kind::Declare { name, pieces } => {
+                    let value = pieces
+                        .iter()
+                        .map(|p| match p {
+                            Piece::Text(t) => t.as_str(),
+                            Piece::Function(f) => model.value(f),
+                        })
+                        .collect();
+                    // A later declaration of the same name shadows it.
+                    locals.retain(|(n, _)| *n != name);
+                    locals.push((name, value));
+                }
+                Kind::Local(name) => {
+                    // `parse` only lets through variables declared earlier.
+                    if let Some((_, v)) = locals.iter().find(|(n, _)| *n == name) {
+                        out.push_str(v);
+                    }
+                }
                 Kind::Variable(key) => match model.variables.get(&key) {
                     Some(v) => out.push_str(v),
                     None => {
@@ -199,6 +226,11 @@ pub fn render(template: &str, model: &TemplateModel) -> Result<String, TemplateE
 /// variables, since no model is involved.
 pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
     let mut names: Vec<String> = Vec::new();
+    let mut push = |name: String| {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    };
     for node in parse(template)? {
         let name = match node {
             Node::Action(Action {
@@ -206,14 +238,23 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
                 ..
             }) => f.to_string(),
             Node::Action(Action {
+                kind: Kind::Declare { pieces, .. },
+                ..
+            }) => {
+                for p in pieces {
+                    if let Piece::Function(f) = p {
+                        push(f.to_string());
+                    }
+                }
+                continue;
+            }
+            Node::Action(Action {
                 kind: Kind::Variable(key),
                 ..
             }) => format!("variables.{key}"),
             _ => continue,
         };
-        if !names.contains(&name) {
-            names.push(name);
-        }
+        push(name);
     }
     Ok(names)
 }
@@ -303,6 +344,19 @@ enum Kind {
     Function(&'static str),
     Variable(String),
     Comment,
+    /// `$name := printf "..." args...`: the format split at its verbs.
+    Declare {
+        name: String,
+        pieces: Vec<Piece>,
+    },
+    /// `$name`, declared by an earlier action.
+    Local(String),
+}
+
+/// A part of a `printf` result: literal text or a function's value.
+enum Piece {
+    Text(String),
+    Function(&'static str),
 }
 
 /// The whitespace Go's template lexer trims and accepts around trim markers.
@@ -318,6 +372,8 @@ fn parse(template: &str) -> Result<Vec<Node<'_>>, TemplateError> {
     let mut pos = 0;
     // Set by a ` -}}`: the next text loses its leading whitespace.
     let mut trim_next = false;
+    // Template variables declared so far.
+    let mut declared: Vec<String> = Vec::new();
     while let Some(found) = template[pos..].find("{{") {
         let start = pos + found;
         let mut text = &template[pos..start];
@@ -377,7 +433,19 @@ fn parse(template: &str) -> Result<Vec<Node<'_>>, TemplateError> {
                 body
             };
             let source = &template[start..end + 2];
-            (end, trim_right, interpret(body, source, start)?)
+            let kind = interpret(body, source, start)?;
+            match &kind {
+                Kind::Declare { name, .. } => declared.push(name.clone()),
+                Kind::Local(name) if !declared.contains(name) => {
+                    return Err(TemplateError::Unsupported {
+                        action: source.to_string(),
+                        offset: start,
+                        reason: format!("undefined variable `{name}`"),
+                    });
+                }
+                _ => {}
+            }
+            (end, trim_right, kind)
         };
         nodes.push(Node::Action(Action {
             kind,
@@ -552,7 +620,29 @@ fn interpret(body: &str, source: &str, offset: usize) -> Result<Kind, TemplateEr
         _ if tokens.iter().any(|t| matches!(t, Token::Other('|'))) => {
             Err(unsupported("pipelines are not supported".to_string()))
         }
+        [Token::Word(word)] if word.starts_with('$') => {
+            if is_local_name(word) {
+                Ok(Kind::Local(word.clone()))
+            } else {
+                Err(unsupported(format!("`{word}` is not a variable name")))
+            }
+        }
         [Token::Word(word)] => interpret_word(word, source, offset),
+        [
+            Token::Word(name),
+            Token::Other(':'),
+            Token::Other('='),
+            rest @ ..,
+        ] if name.starts_with('$') => {
+            if !is_local_name(name) {
+                return Err(unsupported(format!("`{name}` is not a variable name")));
+            }
+            let pieces = declaration(rest).map_err(unsupported)?;
+            Ok(Kind::Declare {
+                name: name.clone(),
+                pieces,
+            })
+        }
         [Token::Word(f), Token::Word(v), Token::Str(key)] if f == "index" && v == "variables" => {
             Ok(Kind::Variable(key.clone()))
         }
@@ -579,6 +669,68 @@ fn interpret(body: &str, source: &str, offset: usize) -> Result<Kind, TemplateEr
             "expected a function such as {{ namespace }}".to_string(),
         )),
     }
+}
+
+/// Whether `word` is a Go variable name: `$` and an identifier.
+fn is_local_name(word: &str) -> bool {
+    word.strip_prefix('$').is_some_and(|id| {
+        !id.is_empty()
+            && !id.starts_with(|c: char| c.is_ascii_digit())
+            && id.chars().all(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// The value of a variable declaration after `:=`: `printf` with a format
+/// of `%s` and `%%` verbs and one string argument per `%s`.
+fn declaration(tokens: &[Token]) -> Result<Vec<Piece>, String> {
+    let [Token::Word(printf), Token::Str(format), args @ ..] = tokens else {
+        return Err("a variable holds `printf \"format\" args...` only".to_string());
+    };
+    if printf != "printf" {
+        return Err("a variable holds `printf \"format\" args...` only".to_string());
+    }
+    let mut args = args.iter();
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            text.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => text.push('%'),
+            Some('s') => {
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(match args.next() {
+                    Some(Token::Str(s)) => Piece::Text(s.clone()),
+                    Some(Token::Word(w)) => match STRING_FUNCTIONS.iter().find(|f| **f == w) {
+                        Some(f) => Piece::Function(f),
+                        None => {
+                            return Err(format!(
+                                "printf takes string functions or quoted strings, not `{w}`"
+                            ));
+                        }
+                    },
+                    Some(Token::Other(o)) => {
+                        return Err(format!("unexpected `{o}` in printf's arguments"));
+                    }
+                    None => return Err("printf has fewer arguments than `%s` verbs".to_string()),
+                });
+            }
+            Some(v) => return Err(format!("printf verb `%{v}` is not supported, only `%s`")),
+            None => return Err("printf format ends with `%`".to_string()),
+        }
+    }
+    if args.next().is_some() {
+        return Err("printf has more arguments than `%s` verbs".to_string());
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
 }
 
 fn interpret_word(word: &str, source: &str, offset: usize) -> Result<Kind, TemplateError> {
@@ -740,6 +892,12 @@ mod tests {
             "{{ variables }}",
             "{{ .Name }}",
             "{{ $x }}",
+            "{{ $x := namespace }}{{ $x }}",
+            "{{ $x := printf \"%d\" namespace }}",
+            "{{ $x := printf \"%s\" }}",
+            "{{ $x := printf \"%s\" namespace name }}",
+            "{{ $x := printf \"%s\" foo }}",
+            "{{ $x }}{{ $x := printf \"a\" }}",
             "{{ printf \"%s\" namespace }}",
             "{{ namespace | printf \"%s\" }}",
             "{{ if true }}",
@@ -760,6 +918,22 @@ mod tests {
             render(r#"{{ index variables "a\q" }}"#, &model()),
             Err(TemplateError::BadString { .. })
         ));
+    }
+
+    #[test]
+    fn a_printf_variable_is_declared_then_used() {
+        let t = "{{- $r := printf \"kube_%s__%s_%%_%s\" namespace ingress \"x\" }}\n\ta=\"{{ $r }}\",b=\"{{$r}}\"";
+        assert_eq!(
+            render(t, &model()).unwrap(),
+            "\n\ta=\"kube_prod__podinfo-ing_%_x\",b=\"kube_prod__podinfo-ing_%_x\""
+        );
+        assert_eq!(
+            placeholders(t).unwrap(),
+            vec!["namespace".to_string(), "ingress".to_string()]
+        );
+        // A later declaration of the same name replaces the value.
+        let t = r#"{{ $a := printf "1" }}{{ $a }}{{ $a := printf "%s" name }}{{ $a }}"#;
+        assert_eq!(render(t, &model()).unwrap(), "1podinfo");
     }
 
     #[test]

@@ -25,14 +25,30 @@
 //! `traefik_service_request_duration_seconds` histogram (its default
 //! buckets) with `service` `<namespace>-<service>-<port>@kubernetescrd`,
 //! as Flagger's Traefik queries select it.
+//!
+//! Skipper serves the Ingresses of its class (`spec.ingressClassName` or
+//! the `kubernetes.io/ingress.class` annotation `skipper`; the NGINX model
+//! leaves them alone). Each path of such an Ingress is a route for its
+//! host; the route whose path matches longest wins, then the one whose
+//! Ingress's `zalando.org/skipper-predicate` carries the heavier
+//! `Weight(n)`. A predicate with `False()` switches the Ingress's routes
+//! off. The paths of the winning Ingress with the same host and path share
+//! the requests by its `zalando.org/backend-weights` (ratios; a backend
+//! missing from it gets none, all equally when none is listed). Skipper
+//! records `skipper_serve_route_duration_seconds` and
+//! `skipper_response_duration_seconds` (Prometheus' default buckets) by
+//! `code`, `method` and `route`, the route id Skipper derives from the
+//! Ingress, `kube_<namespace>__<ingress>__<host>__<path>__<service>` with
+//! every non-word character written `_`, which Flagger's Skipper queries
+//! select on.
 
 use std::time::Instant;
 
 use serde_json::Value;
 
 use super::{
-    Cluster, ISTIO_BUCKETS, Inner, Recorder, Request, Response, Rng, Traffic, answer_503,
-    pick_weighted,
+    Cluster, ISTIO_BUCKETS, Inner, NGINX_BUCKETS, PortRef, Recorder, Request, Response, Rng,
+    Traffic, answer_503, host_matches, ingress_paths, path_match, pick_weighted,
 };
 
 /// The Envoy of an edge proxy, where its series come from.
@@ -45,6 +61,8 @@ pub(super) struct EdgeHit {
     port: u16,
     host: String,
     proxy: Proxy,
+    /// Skipper's route id; empty for the other proxies.
+    route: String,
 }
 
 /// Which proxy sent it, for its series.
@@ -52,7 +70,11 @@ pub(super) struct EdgeHit {
 enum Proxy {
     Envoy,
     Traefik,
+    Skipper,
 }
+
+/// Where Skipper's series come from.
+const SKIPPER_POD: (&str, &str) = ("kube-system", "skipper-ingress-sim01");
 
 /// Traefik's default request duration buckets (seconds).
 const TRAEFIK_BUCKETS: &[f64] = &[0.1, 0.3, 1.2, 5.0];
@@ -201,6 +223,7 @@ pub(super) fn contour_route(
         port: chosen["port"].as_u64().unwrap_or(80) as u16,
         host: host.to_string(),
         proxy: Proxy::Envoy,
+        route: String::new(),
     }))
 }
 
@@ -304,6 +327,139 @@ pub(super) fn traefik_route(
         port: chosen["port"].as_u64().unwrap_or(80) as u16,
         host: host.to_string(),
         proxy: Proxy::Traefik,
+        route: String::new(),
+    }))
+}
+
+/// Whether Skipper serves the Ingress `i`.
+pub(super) fn is_skipper_ingress(i: &Value) -> bool {
+    i["spec"]["ingressClassName"] == "skipper"
+        || i["metadata"]["annotations"]["kubernetes.io/ingress.class"] == "skipper"
+}
+
+/// Skipper's route id part: every non-word character written `_`.
+fn route_word(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The `Weight(n)` of a Skipper predicate, and whether it has `False()`.
+fn predicate_of(i: &Value) -> (u64, bool) {
+    let raw = i["metadata"]["annotations"]["zalando.org/skipper-predicate"]
+        .as_str()
+        .unwrap_or("");
+    let mut weight = 0;
+    let mut off = false;
+    for p in raw.split("&&").map(str::trim) {
+        if p.replace(' ', "") == "False()" {
+            off = true;
+        } else if let Some(n) = p
+            .strip_prefix("Weight(")
+            .and_then(|r| r.strip_suffix(')'))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+        {
+            weight += n;
+        }
+    }
+    (weight, off)
+}
+
+/// Where Skipper sends a request for `host`: `None` when no Skipper
+/// Ingress names the host; `Some(Err)` when one does but no route matches
+/// (404) or no backend of the route has a weight (503).
+pub(super) fn skipper_route(
+    c: &Cluster,
+    host: &str,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<Result<EdgeHit, u16>> {
+    let path = req.path.split('?').next().unwrap_or("/");
+    let mut host_known = false;
+    // (path match, predicate weight), the Ingress, the rule host and path.
+    let mut best: Option<((usize, u64), &Value, String, String)> = None;
+    for ing in c.ingresses.iter().filter(|i| is_skipper_ingress(i)) {
+        let (weight, off) = predicate_of(ing);
+        for (rule_host, rule_path, _) in ingress_paths(ing) {
+            if rule_host.is_empty() || !host_matches(&rule_host, host) {
+                continue;
+            }
+            host_known = true;
+            if off {
+                continue;
+            }
+            let Some(len) = path_match(&rule_path.0, &rule_path.1, path) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|(rank, ..)| (len, weight) > *rank) {
+                best = Some(((len, weight), ing, rule_host, rule_path.0));
+            }
+        }
+    }
+    if !host_known {
+        return None;
+    }
+    let Some((_, ing, rule_host, rule_path)) = best else {
+        return Some(Err(404));
+    };
+    let ns = ing["metadata"]["namespace"].as_str().unwrap_or("");
+    let name = ing["metadata"]["name"].as_str().unwrap_or("");
+    let weights: serde_json::Map<String, Value> =
+        ing["metadata"]["annotations"]["zalando.org/backend-weights"]
+            .as_str()
+            .and_then(|w| serde_json::from_str(w).ok())
+            .unwrap_or_default();
+    let backends: Vec<((String, PortRef), f64)> = ingress_paths(ing)
+        .into_iter()
+        .filter(|(h, p, _)| *h == rule_host && p.0 == rule_path)
+        .filter_map(|(_, _, backend)| backend)
+        .map(|(svc, port)| {
+            let w = if weights.is_empty() {
+                1.0
+            } else {
+                weights.get(&svc).and_then(Value::as_f64).unwrap_or(0.0)
+            };
+            ((svc, port), w)
+        })
+        .collect();
+    let Some((svc, port)) = pick_weighted(&backends, rng) else {
+        return Some(Err(503));
+    };
+    let port = match port {
+        PortRef::Number(n) => n,
+        PortRef::Name(pn) => c
+            .services
+            .get(&(ns.to_string(), svc.clone()))
+            .and_then(|s| {
+                s["spec"]["ports"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["name"] == pn.as_str())?["port"]
+                    .as_u64()
+            })
+            .unwrap_or(80) as u16,
+    };
+    let route = format!(
+        "kube_{}__{}__{}__{}__{}",
+        route_word(ns),
+        route_word(name),
+        route_word(&rule_host),
+        route_word(&rule_path),
+        route_word(&svc)
+    );
+    Some(Ok(EdgeHit {
+        namespace: ns.to_string(),
+        service: svc,
+        port,
+        host: host.to_string(),
+        proxy: Proxy::Skipper,
+        route,
     }))
 }
 
@@ -345,6 +501,14 @@ pub(super) const HELP: &[(&str, &str)] = &[
     (
         "traefik_service_requests_total",
         "How many HTTP requests processed on a service, partitioned by status code, protocol, and method.",
+    ),
+    (
+        "skipper_serve_route_duration_seconds",
+        "Duration in seconds of serving a route.",
+    ),
+    (
+        "skipper_response_duration_seconds",
+        "Duration in seconds of a response.",
     ),
     (
         "traefik_service_request_duration_seconds",
@@ -407,6 +571,7 @@ impl Traffic {
                     );
                     rec.traefik(&service, &req.method, answer.status, ms);
                 }
+                Proxy::Skipper => rec.skipper(&hit.route, &req.method, answer.status, ms),
             }
         }
         answer
@@ -414,6 +579,24 @@ impl Traffic {
 }
 
 impl Recorder {
+    /// Skipper's route series for one answer.
+    fn skipper(&mut self, route: &str, method: &str, status: u16, latency_ms: f64) {
+        let code = status.to_string();
+        let labels = [
+            ("namespace", SKIPPER_POD.0),
+            ("pod", SKIPPER_POD.1),
+            ("route", route),
+            ("code", code.as_str()),
+            ("method", method),
+        ];
+        for family in [
+            "skipper_serve_route_duration_seconds",
+            "skipper_response_duration_seconds",
+        ] {
+            self.observe(family, &labels, NGINX_BUCKETS, latency_ms / 1000.0);
+        }
+    }
+
     /// Traefik's service series for one answer.
     fn traefik(&mut self, service: &str, method: &str, status: u16, latency_ms: f64) {
         let code = status.to_string();
@@ -505,6 +688,73 @@ mod tests {
     }
 
     type RouteFn = fn(&Cluster, &str, &Request, &mut Rng) -> Option<Result<EdgeHit, u16>>;
+
+    #[test]
+    fn skipper_prefers_the_weighted_copy_splits_it_and_names_its_routes() {
+        let ingress = |name: &str, annotations: Value, backends: &[&str]| {
+            let paths: Vec<Value> = backends
+                .iter()
+                .map(|b| {
+                    json!({"path": "/", "pathType": "Prefix",
+                           "backend": {"service": {"name": b, "port": {"number": 80}}}})
+                })
+                .collect();
+            json!({
+                "metadata": {"name": name, "namespace": "prod", "annotations": annotations},
+                "spec": {"ingressClassName": "skipper",
+                         "rules": [{"host": "www.example.com", "http": {"paths": paths}}]},
+            })
+        };
+        let apex = ingress("podinfo", json!({}), &["podinfo"]);
+        let copy = |weights: &str, predicate: &str| {
+            ingress(
+                "podinfo-canary",
+                json!({"zalando.org/backend-weights": weights,
+                       "zalando.org/skipper-predicate": predicate}),
+                &["podinfo-primary", "podinfo-canary"],
+            )
+        };
+        let mut c = cluster(EdgeKind::HttpProxy, Vec::new());
+        let req = request("/", &[]);
+        let mut rng = Rng::new(3);
+        let mut share = |c: &Cluster| {
+            let mut n = BTreeMap::<String, usize>::new();
+            for _ in 0..1000 {
+                let hit = skipper_route(c, "www.example.com", &req, &mut rng)
+                    .unwrap()
+                    .ok()
+                    .unwrap();
+                *n.entry(hit.route).or_default() += 1;
+            }
+            n
+        };
+        c.ingresses = vec![
+            apex.clone(),
+            copy(
+                r#"{"podinfo-canary":30,"podinfo-primary":70}"#,
+                "Weight(100)",
+            ),
+        ];
+        let n = share(&c);
+        let canary = n["kube_prod__podinfo_canary__www_example_com_____podinfo_canary"];
+        assert!((250..350).contains(&canary), "{n:?}");
+        assert_eq!(n.len(), 2, "{n:?}");
+        // Switched off: the user's Ingress serves everything.
+        c.ingresses = vec![
+            apex.clone(),
+            copy(r#"{"podinfo-canary":0,"podinfo-primary":100}"#, "False()"),
+        ];
+        let n = share(&c);
+        assert_eq!(
+            n.keys().collect::<Vec<_>>(),
+            ["kube_prod__podinfo__www_example_com_____podinfo"]
+        );
+        // Another class is not Skipper's.
+        let mut nginx = apex.clone();
+        nginx["spec"]["ingressClassName"] = json!("nginx");
+        c.ingresses = vec![nginx];
+        assert!(skipper_route(&c, "www.example.com", &req, &mut Rng::new(1)).is_none());
+    }
 
     #[test]
     fn contour_follows_the_root_includes_prefixes_and_header_conditions() {
