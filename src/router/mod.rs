@@ -13,6 +13,7 @@ pub(crate) mod apisix;
 pub(crate) mod contour;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
+pub(crate) mod gloo;
 pub(crate) mod istio;
 pub(crate) mod kuma;
 pub(crate) mod nginx;
@@ -123,6 +124,7 @@ pub(crate) enum AnyRouter {
     Apisix(apisix::ApisixRouter),
     Contour(contour::ContourRouter),
     Traefik(traefik::TraefikRouter),
+    Gloo(gloo::GlooRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -153,6 +155,7 @@ impl AnyRouter {
             Provider::Traefik => Ok(AnyRouter::Traefik(traefik::TraefikRouter::new(
                 client.clone(),
             ))),
+            Provider::Gloo => Ok(AnyRouter::Gloo(gloo::GlooRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -176,6 +179,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.reconcile(c).await,
             AnyRouter::Contour(r) => r.reconcile(c).await,
             AnyRouter::Traefik(r) => r.reconcile(c).await,
+            AnyRouter::Gloo(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -190,6 +194,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.watch(c),
             AnyRouter::Contour(r) => r.watch(c),
             AnyRouter::Traefik(r) => r.watch(c),
+            AnyRouter::Gloo(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -204,6 +209,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.current_routing(c).await,
             AnyRouter::Contour(r) => r.current_routing(c).await,
             AnyRouter::Traefik(r) => r.current_routing(c).await,
+            AnyRouter::Gloo(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -220,6 +226,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.set_routing(c, routing).await,
             AnyRouter::Contour(r) => r.set_routing(c, routing).await,
             AnyRouter::Traefik(r) => r.set_routing(c, routing).await,
+            AnyRouter::Gloo(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -236,6 +243,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.finalize(c).await,
             AnyRouter::Contour(r) => r.finalize(c).await,
             AnyRouter::Traefik(r) => r.finalize(c).await,
+            AnyRouter::Gloo(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }
