@@ -790,4 +790,75 @@ mod tests {
         c.edge.insert(EdgeKind::TraefikService, Vec::new());
         assert_eq!(reached(&c, route, &request("/", &[])), Some(Err(404)));
     }
+
+    #[test]
+    fn gloo_delegates_to_the_route_table_then_falls_through_to_the_next_route() {
+        let upstream = |name: &str, service: &str| {
+            proxy(
+                name,
+                json!({"kube": {"serviceName": service, "serviceNamespace": "prod", "servicePort": 9898}}),
+            )
+        };
+        let mut c = cluster(
+            EdgeKind::GlooVirtualService,
+            vec![proxy(
+                "www",
+                json!({"virtualHost": {"domains": ["www.example.com"], "routes": [
+                    {"matchers": [{"prefix": "/api"}],
+                     "delegateAction": {"ref": {"name": "podinfo", "namespace": "prod"}}},
+                    {"matchers": [{"prefix": "/"}],
+                     "routeAction": {"single": {"upstream": {"name": "apex", "namespace": "prod"}}}}
+                ]}}),
+            )],
+        );
+        c.edge.insert(
+            EdgeKind::RouteTable,
+            vec![proxy(
+                "podinfo",
+                json!({"routes": [{
+                    "inheritablePathMatchers": true,
+                    "matchers": [{"headers": [
+                        {"name": "x-canary", "value": "insider"},
+                        {"name": "cookie", "value": "^(.*?;)?(canary=always)(;.*)?$", "regex": true}
+                    ]}],
+                    "routeAction": {"multi": {"destinations": [
+                        {"destination": {"upstream": {"name": "primary", "namespace": "prod"}}},
+                        {"destination": {"upstream": {"name": "canary", "namespace": "prod"}}, "weight": 100}
+                    ]}}
+                }]}),
+            )],
+        );
+        c.edge.insert(
+            EdgeKind::GlooUpstream,
+            vec![
+                upstream("apex", "podinfo"),
+                upstream("primary", "podinfo-primary"),
+                upstream("canary", "podinfo-canary"),
+            ],
+        );
+        let route: RouteFn = gloo_route;
+        let both = [("x-canary", "insider"), ("cookie", "a=b;canary=always")];
+        assert_eq!(
+            reached(&c, route, &request("/api/info", &both)),
+            Some(Ok("podinfo-canary".into()))
+        );
+        // The headers are all required, the path comes from the parent.
+        assert_eq!(
+            reached(&c, route, &request("/api/info", &both[..1])),
+            Some(Ok("podinfo".into()))
+        );
+        assert_eq!(
+            reached(&c, route, &request("/other", &both)),
+            Some(Ok("podinfo".into()))
+        );
+        let mut rng = Rng::new(3);
+        match gloo_route(&c, "www.example.com", &request("/api", &both), &mut rng) {
+            Some(Ok(hit)) => assert!(matches!(&hit.proxy, Proxy::Gloo(n) if n == "canary_prod")),
+            _ => panic!("routed to the canary upstream"),
+        }
+        assert!(gloo_route(&c, "other.example.com", &request("/", &[]), &mut rng).is_none());
+        // A destination whose Upstream does not exist cannot be reached.
+        c.edge.insert(EdgeKind::GlooUpstream, Vec::new());
+        assert_eq!(reached(&c, route, &request("/", &[])), Some(Err(503)));
+    }
 }
