@@ -982,6 +982,7 @@ const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
     ("contour.yaml", "contour", "canary"),
     ("traefik.yaml", "traefik", "canary"),
     ("skipper.yaml", "skipper", "canary"),
+    ("gloo.yaml", "gloo", "canary"),
     ("blue-green.yaml", "kubernetes", "blue/green"),
     ("podinfo.yaml", "linkerd", "canary"),
 ];

@@ -624,7 +624,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     world.shutdown().await;
     // The same rules drive a canary on Istio.
     asked.extend(istio_requests(&rules).await);
-    // The Gateway API, Kuma, APISIX, NGINX, Contour, Traefik and Skipper routers,
+    // The Gateway API, Kuma, APISIX, NGINX, Contour, Traefik, Skipper and Gloo
+    // routers,
     // each in a cluster of its own.
     for (crds, spec, ingress) in [
         ("gatewayApi", router_spec("gatewayapi:v1", ""), false),
@@ -660,6 +661,7 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
             ),
             true,
         ),
+        ("gloo", router_spec("gloo", ""), false),
     ] {
         asked.extend(router_lifecycle(&rules, crds, &spec, ingress).await);
     }

@@ -155,7 +155,7 @@ async fn every_provider_the_table_does_not_drive_is_refused_before_anything_is_w
         .into_iter()
         .filter(|p| !p.capabilities().is_driven() && !p.retired())
         .collect();
-    assert!(not_driven.contains(&Provider::Gloo));
+    assert!(not_driven.contains(&Provider::Knative));
     for p in not_driven {
         let file = sim.write(
             "in-spec.yaml",

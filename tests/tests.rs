@@ -30,6 +30,7 @@ mod providers_splunk;
 mod rbac;
 mod revert;
 mod routers;
+mod routers_gloo;
 mod routers_rta;
 mod routers_rtb;
 mod routers_skipper;

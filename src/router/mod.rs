@@ -13,6 +13,7 @@ pub(crate) mod apisix;
 pub(crate) mod contour;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
+pub(crate) mod gloo;
 pub(crate) mod istio;
 pub(crate) mod kuma;
 pub(crate) mod nginx;
@@ -125,6 +126,7 @@ pub(crate) enum AnyRouter {
     Contour(contour::ContourRouter),
     Traefik(traefik::TraefikRouter),
     Skipper(skipper::SkipperRouter),
+    Gloo(gloo::GlooRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -158,6 +160,7 @@ impl AnyRouter {
             Provider::Skipper => Ok(AnyRouter::Skipper(skipper::SkipperRouter::new(
                 client.clone(),
             ))),
+            Provider::Gloo => Ok(AnyRouter::Gloo(gloo::GlooRouter::new(client.clone()))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -182,6 +185,7 @@ impl Router for AnyRouter {
             AnyRouter::Contour(r) => r.reconcile(c).await,
             AnyRouter::Traefik(r) => r.reconcile(c).await,
             AnyRouter::Skipper(r) => r.reconcile(c).await,
+            AnyRouter::Gloo(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -197,6 +201,7 @@ impl Router for AnyRouter {
             AnyRouter::Contour(r) => r.watch(c),
             AnyRouter::Traefik(r) => r.watch(c),
             AnyRouter::Skipper(r) => r.watch(c),
+            AnyRouter::Gloo(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -212,6 +217,7 @@ impl Router for AnyRouter {
             AnyRouter::Contour(r) => r.current_routing(c).await,
             AnyRouter::Traefik(r) => r.current_routing(c).await,
             AnyRouter::Skipper(r) => r.current_routing(c).await,
+            AnyRouter::Gloo(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -229,6 +235,7 @@ impl Router for AnyRouter {
             AnyRouter::Contour(r) => r.set_routing(c, routing).await,
             AnyRouter::Traefik(r) => r.set_routing(c, routing).await,
             AnyRouter::Skipper(r) => r.set_routing(c, routing).await,
+            AnyRouter::Gloo(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -246,6 +253,7 @@ impl Router for AnyRouter {
             AnyRouter::Contour(r) => r.finalize(c).await,
             AnyRouter::Traefik(r) => r.finalize(c).await,
             AnyRouter::Skipper(r) => r.finalize(c).await,
+            AnyRouter::Gloo(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

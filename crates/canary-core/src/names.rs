@@ -65,7 +65,11 @@ pub fn router_objects(provider: Provider, c: &ResolvedCanary) -> Vec<RouterObjec
             vec![o("networking.k8s.io/v1", "Ingress", canary(&ing))]
         }
         Provider::Contour => vec![o("projectcontour.io/v1", "HTTPProxy", svc.clone())],
-        Provider::Gloo => vec![o("gateway.solo.io/v1", "RouteTable", svc.clone())],
+        Provider::Gloo => vec![
+            o("gloo.solo.io/v1", "Upstream", gloo_upstream(c, "primary")),
+            o("gloo.solo.io/v1", "Upstream", gloo_upstream(c, "canary")),
+            o("gateway.solo.io/v1", "RouteTable", svc.clone()),
+        ],
         Provider::Traefik => vec![o("traefik.io/v1alpha1", "TraefikService", svc.clone())],
         Provider::Kuma => vec![o("kuma.io/v1alpha1", "TrafficRoute", svc.clone())],
         Provider::Apisix => {
@@ -94,6 +98,14 @@ pub fn router_objects(provider: Provider, c: &ResolvedCanary) -> Vec<RouterObjec
             ]
         }
     }
+}
+
+/// `<namespace>-<service>-<role>upstream-<port>`: the Gloo Upstream
+/// Flagger generates for the primary (`role` `primary`) or canary Service.
+/// Gloo's Envoy names its cluster `<upstream>_<namespace>`, which the
+/// built-in Gloo queries select.
+pub fn gloo_upstream(c: &ResolvedCanary, role: &str) -> String {
+    format!("{}-{}-{role}upstream-{}", c.namespace, c.service, c.port)
 }
 
 /// The TrafficSplit version Flagger writes for an SMI provider: v1alpha2

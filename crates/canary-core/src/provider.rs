@@ -238,12 +238,15 @@ impl Provider {
         Provider::ALL.iter().map(|p| p.name()).collect()
     }
 
-    /// Reads a provider by Flagger's name (its CRD's enum).
+    /// Reads a provider by Flagger's name (its CRD's enum). As in
+    /// Flagger's router and observer factories, any name starting with
+    /// `gloo` is Gloo.
     pub fn parse(s: &str) -> Result<Provider, UnknownProvider> {
         let s = s.trim();
         Provider::ALL
             .into_iter()
             .find(|p| p.name() == s)
+            .or_else(|| s.starts_with("gloo").then_some(Provider::Gloo))
             .ok_or_else(|| UnknownProvider(s.to_string()))
     }
 
@@ -293,7 +296,15 @@ impl Provider {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::Gloo => flagger(true, true, false, false, false),
+            // Weights, and A/B matching by headers (the Cookie header
+            // included) on the RouteTable's one route; no mirroring nor
+            // session affinity in Flagger's Gloo router.
+            Provider::Gloo => Capabilities {
+                header_match: true,
+                cookie_match: true,
+                tcp: false,
+                ..WEIGHTS_ONLY
+            },
             Provider::AppMesh(_) => Capabilities {
                 not_driven: Some(APP_MESH_ENDED),
                 ..flagger(true, true, false, false, false)
@@ -367,6 +378,18 @@ impl Provider {
             Provider::Contour => Some(MatchSupport {
                 header_kinds: &["exact"],
                 cookie_kinds: &["exact"],
+                query_params: false,
+                one_header: false,
+                only_one: true,
+            }),
+            // Its Gloo router puts the headers of every match into the one
+            // matcher of its route, `exact` as a value and `regex` as a
+            // regular expression (`prefix` and `suffix` become a bare
+            // presence test); several matches would be required all at
+            // once instead of any one, so one header or cookie is taken.
+            Provider::Gloo => Some(MatchSupport {
+                header_kinds: &["exact", "regex"],
+                cookie_kinds: &["exact", "regex"],
                 query_params: false,
                 one_header: false,
                 only_one: true,
@@ -593,6 +616,9 @@ mod tests {
         let mut names = Provider::names();
         names.dedup();
         assert_eq!(names.len(), Provider::ALL.len());
+        // Flagger's factories take any name starting with `gloo`.
+        assert_eq!(Provider::parse("gloo-edge"), Ok(Provider::Gloo));
+        assert!(Provider::parse("glo").is_err());
     }
 
     #[test]
@@ -620,6 +646,7 @@ mod tests {
                 "contour",
                 "gatewayapi:v1",
                 "gatewayapi:v1beta1",
+                "gloo",
                 "istio",
                 "kubernetes",
                 "kuma",

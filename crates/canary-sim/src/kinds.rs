@@ -36,6 +36,9 @@ pub struct CrdGroups {
     /// `traefik.io` IngressRoute and TraefikService: Traefik. Off by
     /// default.
     pub traefik: bool,
+    /// `gateway.solo.io` VirtualService and RouteTable, `gloo.solo.io`
+    /// Upstream: Gloo Edge. Off by default.
+    pub gloo: bool,
     /// `metrics.keptn.sh` KeptnMetric, Analysis and what an Analysis reads:
     /// Keptn's metrics operator (see [`crate::providers::keptn`]).
     pub keptn: bool,
@@ -53,6 +56,7 @@ impl Default for CrdGroups {
             apisix: false,
             contour: false,
             traefik: false,
+            gloo: false,
             keptn: true,
         }
     }
@@ -70,6 +74,7 @@ pub enum CrdGroup {
     Apisix,
     Contour,
     Traefik,
+    Gloo,
     Keptn,
 }
 
@@ -351,6 +356,40 @@ pub static ALL_KINDS: &[KindInfo] = &[
             "traefikservices",
             "traefikservice"
         )
+    },
+    // Gloo Edge's VirtualService is served without Istio's `vs` short
+    // name, which the simulated cluster gives Istio's.
+    KindInfo {
+        crd: Some(CrdGroup::Gloo),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "gateway.solo.io",
+            &["v1"],
+            "VirtualService",
+            "virtualservices",
+            "virtualservice"
+        )
+    },
+    KindInfo {
+        short_names: &["rt"],
+        crd: Some(CrdGroup::Gloo),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "gateway.solo.io",
+            &["v1"],
+            "RouteTable",
+            "routetables",
+            "routetable"
+        )
+    },
+    KindInfo {
+        short_names: &["us"],
+        crd: Some(CrdGroup::Gloo),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!("gloo.solo.io", &["v1"], "Upstream", "upstreams", "upstream")
     },
     KindInfo {
         categories: &["all"],
@@ -654,6 +693,7 @@ impl Kinds {
                 Some(CrdGroup::Apisix) => installed.apisix,
                 Some(CrdGroup::Contour) => installed.contour,
                 Some(CrdGroup::Traefik) => installed.traefik,
+                Some(CrdGroup::Gloo) => installed.gloo,
                 Some(CrdGroup::Keptn) => installed.keptn,
             })
             .collect();

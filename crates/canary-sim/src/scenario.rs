@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, keptn
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, gloo, keptn
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -127,7 +127,7 @@ pub struct Scenario {
     /// How often the traffic model sends its requests.
     #[serde(default = "default_traffic_interval")]
     pub traffic_interval: Dur,
-    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`, `keda`, `contour`, `traefik`. When
+    /// Installed CRD groups: `smi`, `gatewayApi`, `istio`, `flagger`, `keda`, `contour`, `traefik`, `gloo`. When
     /// absent: SMI, Gateway API and Istio (the API server's default).
     #[serde(default)]
     pub crds: Option<Vec<CrdName>>,
@@ -179,6 +179,7 @@ pub enum CrdName {
     Apisix,
     Contour,
     Traefik,
+    Gloo,
     Keptn,
 }
 
@@ -691,6 +692,7 @@ impl Scenario {
                 apisix: list.contains(&CrdName::Apisix),
                 contour: list.contains(&CrdName::Contour),
                 traefik: list.contains(&CrdName::Traefik),
+                gloo: list.contains(&CrdName::Gloo),
                 keptn: list.contains(&CrdName::Keptn),
             },
         }

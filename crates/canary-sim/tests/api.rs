@@ -469,6 +469,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             apisix: false,
             contour: false,
             traefik: false,
+            gloo: false,
             keptn: false,
         },
         ..Default::default()

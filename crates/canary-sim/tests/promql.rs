@@ -75,7 +75,7 @@ const CANARY: Profile = Profile {
 
 /// Records one second of traffic of every profile at `at` (ms), as
 /// Linkerd, Istio, the NGINX ingress controller, Kuma's sidecars, APISIX,
-/// Contour's Envoy, Traefik and Skipper would count it, plus
+/// Contour's Envoy, Traefik, Skipper and Gloo's Envoy would count it, plus
 /// series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
@@ -331,6 +331,31 @@ fn record_second(store: &SeriesStore, at: i64) {
             at,
         );
 
+        // Gloo's Envoy: the cluster of the Upstream canary generates for
+        // each Service, `<upstream>_<namespace>`.
+        let upstream = if p.canary {
+            "canaryupstream"
+        } else {
+            "primaryupstream"
+        };
+        let gloo_cluster = format!("prod-podinfo-{upstream}-9898_prod");
+        let gloo = [
+            ("namespace", "gloo-system"),
+            ("envoy_cluster_name", gloo_cluster.as_str()),
+        ];
+        for (code, n) in [("200", ok), ("503", p.errors)] {
+            let mut l = gloo.to_vec();
+            l.push(("envoy_response_code", code));
+            store.counter_add("envoy_cluster_upstream_rq", &l, n as f64, at);
+        }
+        store.histogram_observe_many(
+            "envoy_cluster_upstream_rq_time",
+            &gloo,
+            p.latency_ms,
+            ISTIO_BUCKETS,
+            at,
+        );
+
         // Traefik: the service of each Kubernetes Service, its duration
         // histogram by status code (the success rate counts its `+Inf`
         // buckets).
@@ -409,7 +434,7 @@ fn model(target: &str, interval: &str) -> TemplateModel {
 fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for provider in [
-        "linkerd", "istio", "nginx", "kuma", "apisix", "contour", "traefik", "skipper",
+        "linkerd", "istio", "nginx", "kuma", "apisix", "contour", "traefik", "skipper", "gloo",
     ] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
@@ -446,13 +471,14 @@ fn builtin_queries_measure_the_synthetic_traffic() {
             "podinfo",
             [
                 96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0, 96.0, 875.0, 96.0,
-                975.0, 96.0, 49.6,
+                975.0, 96.0, 49.6, 96.0, 875.0,
             ],
         ),
         (
             "podinfo-primary",
             [
                 99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
+                nan, nan,
             ],
         ),
     ];
@@ -466,7 +492,7 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX, Kuma, APISIX, Contour, Traefik and Skipper only measure the
+                // NGINX, Kuma, APISIX, Contour, Traefik, Skipper and Gloo only measure the
                 // canary's traffic: nothing for the primary.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(

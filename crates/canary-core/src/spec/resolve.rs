@@ -199,6 +199,10 @@ pub struct ResolvedCanary {
     pub autoscaler_spec: Option<super::types::AutoscalerReference>,
     pub ingress: Option<String>,
     pub route: Option<String>,
+    /// `spec.upstreamRef`: the Gloo Upstream whose settings the generated
+    /// upstreams copy.
+    #[serde(skip)]
+    pub upstream_ref: Option<super::types::CrossNamespaceObjectReference>,
     /// The Canary's own annotations (Kuma's router reads `kuma.io/mesh`).
     #[serde(skip)]
     pub annotations: BTreeMap<String, String>,
@@ -608,6 +612,7 @@ pub fn resolve(file: &SpecFile, doc: &Doc<Canary>, overrides: &Overrides) -> Res
         autoscaler_spec: spec.autoscaler_ref.clone(),
         ingress: spec.ingress_ref.as_ref().and_then(|r| r.name.clone()),
         route: spec.route_ref.as_ref().and_then(|r| r.name.clone()),
+        upstream_ref: spec.upstream_ref.clone(),
         service: service
             .name
             .clone()

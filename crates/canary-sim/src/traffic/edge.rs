@@ -41,6 +41,20 @@
 //! Ingress, `kube_<namespace>__<ingress>__<host>__<path>__<service>` with
 //! every non-word character written `_`, which Flagger's Skipper queries
 //! select on.
+//! Gloo Edge serves a host named in a `gateway.solo.io/v1` VirtualService's
+//! `virtualHost.domains` (`*` for any). Its routes are tried in order, as
+//! Gloo hands them to Envoy; a route delegating to a RouteTable
+//! (`delegateAction`) stands for the RouteTable's routes, in their order.
+//! A delegated route inherits the parent's path matcher when it sets
+//! `inheritablePathMatchers`, and otherwise must match a path under the
+//! parent's prefix; its header and method matchers are its own (plus the
+//! parent's with `inheritableMatchers`). The first route whose matchers
+//! match wins; a request no route matches gets Envoy's 404. A route sends
+//! to one `gloo.solo.io/v1` Upstream (`single`) or to several by weight
+//! (`multi`; a destination without a weight has 0), and a Kubernetes
+//! Upstream (`spec.kube`) to its Service's port. Envoy's upstream series
+//! are recorded as for Contour, with Gloo's cluster name
+//! `<upstream>_<namespace>`, which Flagger's Gloo queries select.
 
 use std::time::Instant;
 
@@ -51,8 +65,11 @@ use super::{
     Traffic, answer_503, host_matches, ingress_paths, path_match, pick_weighted,
 };
 
-/// The Envoy of an edge proxy, where its series come from.
+/// Contour's Envoy, where its series come from.
 const ENVOY_POD: (&str, &str) = ("projectcontour", "envoy-sim01");
+
+/// Gloo's gateway proxy (an Envoy), where its series come from.
+const GLOO_POD: (&str, &str) = ("gloo-system", "gateway-proxy-sim01");
 
 /// A request an edge proxy sends to a Service.
 pub(super) struct EdgeHit {
@@ -66,11 +83,13 @@ pub(super) struct EdgeHit {
 }
 
 /// Which proxy sent it, for its series.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Proxy {
     Envoy,
     Traefik,
     Skipper,
+    /// Gloo's Envoy, with the cluster name of the Upstream.
+    Gloo(String),
 }
 
 /// Where Skipper's series come from.
@@ -463,19 +482,190 @@ pub(super) fn skipper_route(
     }))
 }
 
+/// One Gloo matcher (`matchers[]` of a route), against the request: the
+/// path (`prefix`, `exact` or `regex`; `/` when none), the headers (a
+/// `value`, a full-match `regex`, or presence without a value;
+/// `invertMatch` turns the test around) and the methods.
+fn gloo_matches(m: &Value, path_from: &Value, req: &Request, path: &str) -> bool {
+    let s = |v: &Value, k: &str| v[k].as_str().map(str::to_string);
+    let path_ok = if let Some(e) = s(path_from, "exact") {
+        path == e
+    } else if let Some(re) = s(path_from, "regex") {
+        regex::Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(path))
+    } else {
+        path.starts_with(s(path_from, "prefix").as_deref().unwrap_or("/"))
+    };
+    let headers_ok = m["headers"].as_array().into_iter().flatten().all(|h| {
+        let value = req.header(h["name"].as_str().unwrap_or(""));
+        let found = match (h["value"].as_str().filter(|v| !v.is_empty()), value) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(want), Some(got)) if h["regex"] == true => {
+                regex::Regex::new(&format!("^(?:{want})$")).is_ok_and(|r| r.is_match(got))
+            }
+            (Some(want), Some(got)) => want == got,
+        };
+        found != (h["invertMatch"] == true)
+    });
+    let methods_ok = m["methods"].as_array().is_none_or(|ms| {
+        ms.is_empty()
+            || ms.iter().any(|x| {
+                x.as_str()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(&req.method))
+            })
+    });
+    path_ok && headers_ok && methods_ok
+}
+
+/// The matchers of a Gloo route; a route without any matches everything
+/// (a `/` prefix).
+fn gloo_matchers(route: &Value) -> Vec<Value> {
+    match route["matchers"].as_array() {
+        Some(ms) if !ms.is_empty() => ms.clone(),
+        _ => vec![serde_json::json!({"prefix": "/"})],
+    }
+}
+
+/// The RouteTable a VirtualService route delegates to: `delegateAction.ref`
+/// or the older `delegateAction.{name,namespace}`.
+fn gloo_delegate<'a>(c: &'a Cluster, route: &Value, ns: &str) -> Option<&'a Value> {
+    let d = &route["delegateAction"];
+    let r = if d["ref"].is_object() { &d["ref"] } else { d };
+    let name = r["name"].as_str()?;
+    let rns = r["namespace"].as_str().unwrap_or(ns);
+    c.edge(EdgeKind::RouteTable)
+        .iter()
+        .find(|t| t["metadata"]["namespace"] == rns && t["metadata"]["name"] == name)
+}
+
+/// Where Gloo's gateway sends a request for `host`: `None` when no
+/// VirtualService names the host; `Some(Err)` when one does but no route
+/// matches (404) or the route's upstream cannot be reached (503).
+pub(super) fn gloo_route(
+    c: &Cluster,
+    host: &str,
+    req: &Request,
+    rng: &mut Rng,
+) -> Option<Result<EdgeHit, u16>> {
+    let vs = c.edge(EdgeKind::GlooVirtualService).iter().find(|v| {
+        v["spec"]["virtualHost"]["domains"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d == "*" || d.as_str().is_some_and(|d| d.eq_ignore_ascii_case(host)))
+    })?;
+    let vs_ns = vs["metadata"]["namespace"].as_str().unwrap_or("");
+    let path = req.path.split('?').next().unwrap_or("/");
+    // The first route, delegated ones in place, whose matchers match, and
+    // the namespace its upstream references default to.
+    let mut chosen: Option<(&Value, &str)> = None;
+    'routes: for route in vs["spec"]["virtualHost"]["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let parents = gloo_matchers(route);
+        if route["delegateAction"].is_object() {
+            let Some(table) = gloo_delegate(c, route, vs_ns) else {
+                continue;
+            };
+            let rt_ns = table["metadata"]["namespace"].as_str().unwrap_or(vs_ns);
+            for child in table["spec"]["routes"].as_array().into_iter().flatten() {
+                let inherit_path = child["inheritablePathMatchers"] == true;
+                let inherit_rest = child["inheritableMatchers"] == true;
+                let hit = parents.iter().any(|p| {
+                    gloo_matchers(child).iter().any(|m| {
+                        let path_from = if inherit_path { p } else { m };
+                        let parent_prefix = p["prefix"].as_str().unwrap_or("/");
+                        let under_parent = inherit_path
+                            || m["prefix"]
+                                .as_str()
+                                .or(m["exact"].as_str())
+                                .unwrap_or("/")
+                                .starts_with(parent_prefix);
+                        under_parent
+                            && gloo_matches(m, path_from, req, path)
+                            && (!inherit_rest || gloo_matches(p, p, req, path))
+                    })
+                });
+                if hit {
+                    chosen = Some((child, rt_ns));
+                    break 'routes;
+                }
+            }
+        } else if parents.iter().any(|m| gloo_matches(m, m, req, path)) {
+            chosen = Some((route, vs_ns));
+            break;
+        }
+    }
+    let Some((route, ns)) = chosen else {
+        return Some(Err(404));
+    };
+    let action = &route["routeAction"];
+    let upstream = if action["single"].is_object() {
+        action["single"]["upstream"].clone()
+    } else {
+        let weighted: Vec<(&Value, f64)> = action["multi"]["destinations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                (
+                    &d["destination"]["upstream"],
+                    d["weight"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        match pick_weighted(&weighted, rng) {
+            Some(u) => u.clone(),
+            None => return Some(Err(503)),
+        }
+    };
+    let us_name = upstream["name"].as_str().unwrap_or("");
+    let us_ns = upstream["namespace"].as_str().unwrap_or(ns);
+    let Some(us) = c
+        .edge(EdgeKind::GlooUpstream)
+        .iter()
+        .find(|u| u["metadata"]["namespace"] == us_ns && u["metadata"]["name"] == us_name)
+    else {
+        return Some(Err(503));
+    };
+    let kube = &us["spec"]["kube"];
+    let Some(service) = kube["serviceName"].as_str() else {
+        return Some(Err(503));
+    };
+    Some(Ok(EdgeHit {
+        namespace: kube["serviceNamespace"]
+            .as_str()
+            .unwrap_or(us_ns)
+            .to_string(),
+        service: service.to_string(),
+        port: kube["servicePort"].as_u64().unwrap_or(80) as u16,
+        host: host.to_string(),
+        proxy: Proxy::Gloo(format!("{us_name}_{us_ns}")),
+        route: String::new(),
+    }))
+}
+
 /// The custom resources of the edge proxies the traffic follows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub(super) enum EdgeKind {
     HttpProxy,
     IngressRoute,
     TraefikService,
+    GlooVirtualService,
+    RouteTable,
+    GlooUpstream,
 }
 
 impl EdgeKind {
-    pub(super) const ALL: [EdgeKind; 3] = [
+    pub(super) const ALL: [EdgeKind; 6] = [
         EdgeKind::HttpProxy,
         EdgeKind::IngressRoute,
         EdgeKind::TraefikService,
+        EdgeKind::GlooVirtualService,
+        EdgeKind::RouteTable,
+        EdgeKind::GlooUpstream,
     ];
 
     /// Group, versions (preferred first) and kind.
@@ -484,6 +674,9 @@ impl EdgeKind {
             EdgeKind::HttpProxy => ("projectcontour.io", &["v1"], "HTTPProxy"),
             EdgeKind::IngressRoute => ("traefik.io", &["v1alpha1"], "IngressRoute"),
             EdgeKind::TraefikService => ("traefik.io", &["v1alpha1"], "TraefikService"),
+            EdgeKind::GlooVirtualService => ("gateway.solo.io", &["v1"], "VirtualService"),
+            EdgeKind::RouteTable => ("gateway.solo.io", &["v1"], "RouteTable"),
+            EdgeKind::GlooUpstream => ("gloo.solo.io", &["v1"], "Upstream"),
         }
     }
 }
@@ -559,11 +752,12 @@ impl Traffic {
         );
         if answer.error.is_none() {
             let ms = answer.latency.as_secs_f64() * 1000.0;
-            match hit.proxy {
+            match &hit.proxy {
                 Proxy::Envoy => {
                     let cluster = format!("{}_{}_{}", hit.namespace, hit.service, hit.port);
-                    rec.envoy(&cluster, answer.status, ms);
+                    rec.envoy(ENVOY_POD, &cluster, answer.status, ms);
                 }
+                Proxy::Gloo(cluster) => rec.envoy(GLOO_POD, cluster, answer.status, ms),
                 Proxy::Traefik => {
                     let service = format!(
                         "{}-{}-{}@kubernetescrd",
@@ -618,11 +812,11 @@ impl Recorder {
     }
 
     /// Envoy's upstream cluster series for one answer.
-    fn envoy(&mut self, cluster: &str, status: u16, latency_ms: f64) {
+    fn envoy(&mut self, pod: (&str, &str), cluster: &str, status: u16, latency_ms: f64) {
         let code = status.to_string();
         let base = [
-            ("namespace", ENVOY_POD.0),
-            ("pod", ENVOY_POD.1),
+            ("namespace", pod.0),
+            ("pod", pod.1),
             ("envoy_cluster_name", cluster),
         ];
         let mut with_code = base.to_vec();
@@ -845,5 +1039,76 @@ mod tests {
         }
         c.edge.insert(EdgeKind::TraefikService, Vec::new());
         assert_eq!(reached(&c, route, &request("/", &[])), Some(Err(404)));
+    }
+
+    #[test]
+    fn gloo_delegates_to_the_route_table_then_falls_through_to_the_next_route() {
+        let upstream = |name: &str, service: &str| {
+            proxy(
+                name,
+                json!({"kube": {"serviceName": service, "serviceNamespace": "prod", "servicePort": 9898}}),
+            )
+        };
+        let mut c = cluster(
+            EdgeKind::GlooVirtualService,
+            vec![proxy(
+                "www",
+                json!({"virtualHost": {"domains": ["www.example.com"], "routes": [
+                    {"matchers": [{"prefix": "/api"}],
+                     "delegateAction": {"ref": {"name": "podinfo", "namespace": "prod"}}},
+                    {"matchers": [{"prefix": "/"}],
+                     "routeAction": {"single": {"upstream": {"name": "apex", "namespace": "prod"}}}}
+                ]}}),
+            )],
+        );
+        c.edge.insert(
+            EdgeKind::RouteTable,
+            vec![proxy(
+                "podinfo",
+                json!({"routes": [{
+                    "inheritablePathMatchers": true,
+                    "matchers": [{"headers": [
+                        {"name": "x-canary", "value": "insider"},
+                        {"name": "cookie", "value": "^(.*?;)?(canary=always)(;.*)?$", "regex": true}
+                    ]}],
+                    "routeAction": {"multi": {"destinations": [
+                        {"destination": {"upstream": {"name": "primary", "namespace": "prod"}}},
+                        {"destination": {"upstream": {"name": "canary", "namespace": "prod"}}, "weight": 100}
+                    ]}}
+                }]}),
+            )],
+        );
+        c.edge.insert(
+            EdgeKind::GlooUpstream,
+            vec![
+                upstream("apex", "podinfo"),
+                upstream("primary", "podinfo-primary"),
+                upstream("canary", "podinfo-canary"),
+            ],
+        );
+        let route: RouteFn = gloo_route;
+        let both = [("x-canary", "insider"), ("cookie", "a=b;canary=always")];
+        assert_eq!(
+            reached(&c, route, &request("/api/info", &both)),
+            Some(Ok("podinfo-canary".into()))
+        );
+        // The headers are all required, the path comes from the parent.
+        assert_eq!(
+            reached(&c, route, &request("/api/info", &both[..1])),
+            Some(Ok("podinfo".into()))
+        );
+        assert_eq!(
+            reached(&c, route, &request("/other", &both)),
+            Some(Ok("podinfo".into()))
+        );
+        let mut rng = Rng::new(3);
+        match gloo_route(&c, "www.example.com", &request("/api", &both), &mut rng) {
+            Some(Ok(hit)) => assert!(matches!(&hit.proxy, Proxy::Gloo(n) if n == "canary_prod")),
+            _ => panic!("routed to the canary upstream"),
+        }
+        assert!(gloo_route(&c, "other.example.com", &request("/", &[]), &mut rng).is_none());
+        // A destination whose Upstream does not exist cannot be reached.
+        c.edge.insert(EdgeKind::GlooUpstream, Vec::new());
+        assert_eq!(reached(&c, route, &request("/", &[])), Some(Err(503)));
     }
 }
