@@ -103,10 +103,10 @@ async fn a_promoted_seed_release_stays_within_its_request_and_byte_budget() {
     assert!(queries <= 2 * 21, "{summary}");
     // Per step the weight, the state, two checks and the webhook; the
     // Deployments and the TrafficSplit from watches; besides, the
-    // preflight's rules reviews, the lease renewed every 7.5 s of the
+    // preflight's rules reviews, the lease renewed every 20 s of the
     // minute the first check waits for the metrics window, and the
-    // promotion (132 when this was written).
-    assert!(log.len() <= 137, "{summary}");
+    // promotion (120 when this was written).
+    assert!(log.len() <= 120, "{summary}");
     // The permissions are asked for with one rules review a namespace
     // (prod, and linkerd-viz of the Prometheus proxied to).
     let reviews = log
@@ -153,7 +153,7 @@ async fn a_promoted_seed_release_stays_within_its_request_and_byte_budget() {
     );
     let renewals = state_writes.iter().filter(|&&b| b <= 400).count();
     assert!(
-        renewals >= 5,
+        renewals >= 2,
         "{renewals} lease-only writes among {state_writes:?}"
     );
 }

@@ -815,7 +815,7 @@ async fn status_shows_each_canary_its_driver_and_its_history() {
 }
 
 /// How long to wait for a killed driver's lease to run out.
-pub const LEASE_FOR_TESTS: Duration = Duration::from_secs(16);
+pub const LEASE_FOR_TESTS: Duration = Duration::from_secs(61);
 
 /// Stores `state` (with a lease inside, as documents were written before
 /// the lease had its own annotation) on podinfo's primary, and no lease

@@ -87,6 +87,12 @@ pub struct Connection {
     pub server: String,
     /// The kubeconfig's user, for messages.
     pub user: Option<String>,
+    /// The clients of the HTTP edge (`proxy::HttpEdge`), built once and
+    /// shared by every edge of this connection: each driver of a run has
+    /// an edge, and clients of their own would each keep connections and
+    /// TLS settings of their own.
+    pub(crate) edge_clients:
+        std::sync::Arc<std::sync::Mutex<Option<(kube::Client, reqwest::Client)>>>,
 }
 
 /// How long connecting may take unless `--request-timeout` says otherwise:
@@ -408,6 +414,7 @@ async fn load(
         namespace,
         server,
         user,
+        edge_clients: Default::default(),
     })
 }
 

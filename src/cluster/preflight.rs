@@ -99,11 +99,26 @@ impl<T> Read<T> {
     }
 }
 
+/// How long the preflight waits for a watch that was just started to be
+/// listed before it reads for itself.
+const WATCH_LISTED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The workload `name` of the kind of `api`, as [`read`] reads.
 async fn read_workload(
     api: &super::workload::Workloads,
     name: &str,
 ) -> Result<Read<super::workload::Object>> {
+    // `canary run` keeps a watch of the namespace's Deployments going
+    // (its drivers read from it): from there, once it is listed.
+    if api.kind == super::workload::Kind::Deployment
+        && let Some(w) = super::cache::Watched::join(api.deployments(), name)
+        && let Some(hit) = w.current_within(WATCH_LISTED).await
+    {
+        return Ok(match hit {
+            Some(d) => Read::Found(super::workload::Object::Deployment(d)),
+            None => Read::Missing,
+        });
+    }
     match api.get(name).await {
         Ok(Some(o)) => Ok(Read::Found(o)),
         Ok(None) | Err(ClusterError::NotFound { .. }) => Ok(Read::Missing),

@@ -397,14 +397,25 @@ impl HttpEdge {
 
     /// The edge of a command's connection: [`Self::from_config`], reaching
     /// Services the way [`Via::choose`] picks for that connection and
-    /// what was `asked` for.
+    /// what was `asked` for. Its clients are built with the first edge of
+    /// the connection and shared by the others (one per driver of a run),
+    /// with their connection pools.
     pub fn for_connection(
         conn: &super::connect::Connection,
         default_namespace: impl Into<String>,
         asked: Option<Via>,
     ) -> Result<Self, EdgeError> {
         let via = Via::choose(asked, conn.source.is_in_cluster());
-        Ok(Self::from_config(conn.config.clone(), default_namespace)?.with_via(via))
+        let mut shared = conn.edge_clients.lock().unwrap_or_else(|e| e.into_inner());
+        let (kube, direct) = match &*shared {
+            Some(clients) => clients.clone(),
+            None => {
+                let built = Self::from_config(conn.config.clone(), "")?;
+                let clients = (built.kube.clone().expect("a cluster client"), built.direct);
+                shared.insert(clients).clone()
+            }
+        };
+        Ok(Self::with_clients(Some(kube), direct, default_namespace.into()).with_via(via))
     }
 
     /// An edge over an existing client. If that client was built with
@@ -426,16 +437,28 @@ impl HttpEdge {
     }
 
     fn build(kube: Option<kube::Client>, default_namespace: String) -> Result<Self, EdgeError> {
-        Ok(HttpEdge {
+        Ok(Self::with_clients(
             kube,
-            direct: http_client(false)?,
+            http_client(false)?,
+            default_namespace,
+        ))
+    }
+
+    fn with_clients(
+        kube: Option<kube::Client>,
+        direct: reqwest::Client,
+        default_namespace: String,
+    ) -> Self {
+        HttpEdge {
+            kube,
+            direct,
             insecure: OnceLock::new(),
             default_namespace,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             via: Via::ServiceProxy,
             public_hosts: Mutex::new(HashSet::new()),
             allow: None,
-        })
+        }
     }
 
     /// Reaches only the Services of the default namespace and of `allow`

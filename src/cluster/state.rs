@@ -283,6 +283,7 @@ pub(crate) async fn write_decided<K: Primary>(
     request_seen: Option<&str>,
     state: &State,
     extra: &Extra<'_>,
+    watched: Option<&super::cache::Watched<K>>,
 ) -> Result<Option<String>> {
     let mut rv = resource_version.to_string();
     let mut fresh_read: Option<K> = None;
@@ -291,10 +292,29 @@ pub(crate) async fn write_decided<K: Primary>(
         match write(api, primary, &rv, held, state, extra).await {
             Ok(rv) => return Ok(Some(rv)),
             Err(e) if e.is_conflict() => {
-                let fresh = api
-                    .get(primary)
-                    .await
-                    .map_err(|e| ClusterError::api("read", object::<K>(primary), e))?;
+                // The primary moved past `rv` (most often the controller's
+                // status update after a promotion): its watch brings the
+                // newer copy within milliseconds, else it is read.
+                let watched_copy = match watched {
+                    Some(w) => {
+                        w.newer_than(&rv);
+                        w.current_within(super::cache::CATCH_UP).await.flatten()
+                    }
+                    None => None,
+                };
+                let fresh = match watched_copy {
+                    Some(fresh) => fresh,
+                    None => {
+                        let fresh = api
+                            .get(primary)
+                            .await
+                            .map_err(|e| ClusterError::api("read", object::<K>(primary), e))?;
+                        if let Some(w) = watched {
+                            w.saw(fresh.meta().resource_version.as_deref());
+                        }
+                        fresh
+                    }
+                };
                 let current = read(&fresh)?;
                 // A request written since the driver read the primary must
                 // not be cleared unseen.

@@ -200,8 +200,10 @@ pub(crate) async fn create_primary(
 
 /// Gives the primary of `target` the target's pod template (see
 /// [`primary_template`]) and, when given, `replicas`; returns the primary's
-/// new resourceVersion. Starts from `held`, the primary as a watch holds
-/// it, when given (read first otherwise).
+/// new resourceVersion. One strategic merge patch that replaces the
+/// template whole (`$patch: replace`, as an update would): no read, and
+/// no conflict with the controller's status updates, which a
+/// read-modify-replace meets whenever one lands in between.
 pub(crate) async fn promote(
     api: &Api<Deployment>,
     target: &Deployment,
@@ -209,7 +211,6 @@ pub(crate) async fn promote(
     label_value: &str,
     tracked: &BTreeSet<ConfigRef>,
     replicas: Option<i32>,
-    mut held: Option<Deployment>,
 ) -> Result<Option<String>> {
     let name = canary_core::names::primary(target.metadata.name.as_deref().unwrap_or_default());
     let template = primary_template(
@@ -218,35 +219,21 @@ pub(crate) async fn promote(
         &canary_core::names::primary(label_value),
         tracked,
     );
-    // Read, modify, replace: the controller's status updates move the
-    // resourceVersion, so a conflict is read again.
-    for _ in 0..10 {
-        let mut primary = match held.take() {
-            Some(p) => p,
-            None => api
-                .get(&name)
-                .await
-                .map_err(|e| ClusterError::api("read", format!("deployment/{name}"), e))?,
-        };
-        primary.spec.template = template.clone();
-        // Left out of an update, the server keeps them: not sent back.
-        primary.metadata.managed_fields = None;
-        if let Some(r) = replicas {
-            primary.spec.replicas = Some(r);
-        }
-        match api.replace(&name, &PostParams::default(), &primary).await {
-            Ok(updated) => return Ok(updated.metadata.resource_version),
-            Err(e) => {
-                let e = ClusterError::api("promote to", format!("deployment/{name}"), e);
-                if !e.is_conflict() {
-                    return Err(e);
-                }
-            }
-        }
+    let mut template = serde_json::to_value(&template).map_err(|e| {
+        ClusterError::Config(format!(
+            "the template of deployment/{name} does not serialise: {e}"
+        ))
+    })?;
+    template["$patch"] = json!("replace");
+    let mut patch = json!({"spec": {"template": template}});
+    if let Some(r) = replicas {
+        patch["spec"]["replicas"] = json!(r);
     }
-    Err(ClusterError::Conflict {
-        object: format!("deployment/{name}"),
-    })
+    let updated = api
+        .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map_err(|e| ClusterError::api("promote to", format!("deployment/{name}"), e))?;
+    Ok(updated.metadata.resource_version)
 }
 
 /// Sets the replicas of a Deployment, and nothing else; returns its new
@@ -609,24 +596,10 @@ impl Workloads {
         label_value: &str,
         tracked: &BTreeSet<ConfigRef>,
         replicas: Option<i32>,
-        held: Option<&Object>,
     ) -> Result<Option<String>> {
         let d = match target {
             Object::Deployment(d) => {
-                let held = match held {
-                    Some(Object::Deployment(p)) => Some(p.clone()),
-                    _ => None,
-                };
-                return promote(
-                    &self.deployments,
-                    d,
-                    label,
-                    label_value,
-                    tracked,
-                    replicas,
-                    held,
-                )
-                .await;
+                return promote(&self.deployments, d, label, label_value, tracked, replicas).await;
             }
             Object::DaemonSet(d) => d,
         };
@@ -793,6 +766,7 @@ impl Workloads {
         request_seen: Option<&str>,
         state: &State,
         extra: &super::state::Extra<'_>,
+        watched: Option<&super::cache::Watched<Deployment>>,
     ) -> Result<Option<String>> {
         match self.kind {
             Kind::Deployment => {
@@ -808,6 +782,7 @@ impl Workloads {
                     request_seen,
                     state,
                     extra,
+                    watched,
                 )
                 .await
             }
@@ -824,6 +799,7 @@ impl Workloads {
                     request_seen,
                     state,
                     extra,
+                    None,
                 )
                 .await
             }

@@ -83,6 +83,10 @@ async fn run_files(
     // that cannot be carried out changes nothing, not even for the other
     // canaries of the run.
     let mut drives = Vec::new();
+    // The watch of each namespace's Deployments, started before the
+    // preflight reads the target and the primary from it, and kept for
+    // the drivers, which read from it too (`cluster::cache`).
+    let mut watching = Vec::new();
     // Canaries that name no namespace land in the context's: only now is
     // it known whether one of them is another of the run.
     let mut refused = spec::validate::duplicates(
@@ -123,6 +127,17 @@ async fn run_files(
                 &c,
                 settings.proxy_allow.as_deref(),
             ));
+            if !c.suspended
+                && crate::cluster::workload::Kind::of(&c.target.kind)
+                    == Some(crate::cluster::workload::Kind::Deployment)
+            {
+                watching.push(crate::cluster::cache::Watching::start(&kube::Api::<
+                    k8s_openapi::api::apps::v1::Deployment,
+                >::namespaced(
+                    conn.client.clone(),
+                    &c.namespace,
+                )));
+            }
             // What the cluster holds: read only, every problem collected.
             match crate::cluster::preflight::check(&conn, file, doc, &c, settings.route_via).await {
                 Ok(found) => refused.extend(found.problems),

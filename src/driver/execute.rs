@@ -112,17 +112,14 @@ impl Driver<'_> {
                 } else {
                     None
                 };
-                Ok(self
+                let rv = self
                     .workloads
-                    .promote(
-                        &snap.target,
-                        label,
-                        value,
-                        &snap.tracked.refs(),
-                        replicas,
-                        snap.primary.as_ref(),
-                    )
-                    .await?)
+                    .promote(&snap.target, label, value, &snap.tracked.refs(), replicas)
+                    .await?;
+                Ok(match rv {
+                    Some(rv) => Some(self.after_promotion(rv, snap).await),
+                    None => None,
+                })
             }
             Action::RunHooks(kind) => {
                 let hooks = Hooks::new(&self.edge, c);
@@ -211,7 +208,7 @@ impl Driver<'_> {
         };
         // A round that changed nothing (waiting for pods, a gate, the next
         // check) writes nothing: the lease is renewed on its own schedule,
-        // every half of its duration, by the first round after that.
+        // every third of its duration, by the first round after that.
         let fresh_lease = snap.state.lease.as_ref().is_some_and(|l| {
             super::lease::is_mine(l, &self.settings.holder)
                 && crate::clock::now().since(l.renew_time) < super::lease::RENEW_EVERY
@@ -228,7 +225,7 @@ impl Driver<'_> {
             return Ok(true);
         }
         // A round that changes the state keeps a lease renewed less than a
-        // quarter of its duration ago as it is, so its write does not carry
+        // sixth of its duration ago as it is, so its write does not carry
         // the lease again; an older one is renewed by this write, before
         // the sleep after it would renew it with a write of its own.
         let young_lease = snap.state.lease.as_ref().is_some_and(|l| {
@@ -254,6 +251,7 @@ impl Driver<'_> {
                 snap.raw_request.as_deref(),
                 state,
                 &extra,
+                self.watched.as_ref().map(|w| &w.primary),
             )
             .await?;
         if let (Some(rv), Some(w)) = (&written, &self.watched) {
@@ -265,6 +263,36 @@ impl Driver<'_> {
             self.lease_written(lease.renew_time);
         }
         Ok(written.is_some())
+    }
+
+    /// The primary's resourceVersion to guard the round's state write
+    /// with after the promotion wrote `rv`: a new template is a new
+    /// generation, which the Deployment controller answers at once with a
+    /// status update, and a write guarded by `rv` would meet that and be
+    /// refused. The version of that update is taken instead, from the
+    /// primary's watch, when it is there within moments and nothing else
+    /// changed meanwhile: the state and the request annotation are still
+    /// those the round read. Otherwise `rv`, as the write's own conflict
+    /// handling expects.
+    async fn after_promotion(&self, rv: String, snap: &Snapshot) -> String {
+        let Some(w) = &self.watched else { return rv };
+        let written: Option<u64> = rv.parse().ok();
+        let settled = w
+            .primary
+            .settled_within(crate::cluster::cache::CATCH_UP, |p| {
+                let version = p.metadata.resource_version.as_deref();
+                let newer = version.and_then(|v| v.parse::<u64>().ok()) >= written;
+                let observed =
+                    p.status.as_ref().and_then(|s| s.observed_generation) >= p.metadata.generation;
+                newer
+                    && observed
+                    && statestore::raw_request(p) == snap.raw_request
+                    && statestore::read(p).ok().flatten().as_ref() == Some(&snap.state)
+            })
+            .await;
+        settled
+            .and_then(|p| p.metadata.resource_version)
+            .unwrap_or(rv)
     }
 
     /// Sends the round's messages to the `event` webhooks.

@@ -11,26 +11,28 @@ use crate::cluster::workload;
 use canary_core::engine::state::Lease;
 use canary_core::time::Time;
 
-/// How long a driver's claim on a canary holds without renewal; renewed
-/// every [`RENEW_EVERY`].
-pub(crate) const LEASE: Duration = Duration::from_secs(15);
+/// How long a driver's claim on a canary holds without renewal: three
+/// renewal periods, as Kubernetes' own leases leave a holder several
+/// chances to renew before another takes over. Renewed every
+/// [`RENEW_EVERY`].
+pub(crate) const LEASE: Duration = Duration::from_secs(60);
 
-/// How often a driver renews its lease: every half of [`LEASE`], which
-/// leaves a renewal held up by a slow API server half the lease to land,
-/// and costs a write every 7.5 s while a driver waits (the minute before
-/// the first check, a closed gate).
-pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(LEASE.as_millis() as u64 / 2);
+/// How often a driver renews its lease: every third of [`LEASE`], which
+/// leaves two renewals held up by a slow API server before the lease runs
+/// out, and costs a write every 20 s while a driver waits (the minute
+/// before the first check, a closed gate).
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(LEASE.as_secs() / 3);
 
 /// How long after its last renewal a lease of this process's holder
 /// name, written by another process (another token) that is not known to
 /// be gone, is still respected:
 /// a live driver renews every [`RENEW_EVERY`], so one that has missed
-/// its renewal by 2.5 seconds is taken to be gone. A CI job retried with
+/// its renewal by 5 seconds is taken to be gone. A CI job retried with
 /// the same holder resumes after at most this long, not the whole
 /// [`LEASE`]; the price is that a driver stalled longer than this (a
 /// round waiting on a slow webhook) can be taken over by another process
 /// with its name, and stops at its next renewal.
-pub(crate) const SAME_HOLDER_GRACE: Duration = Duration::from_secs(LEASE.as_secs() / 2 + 3);
+pub(crate) const SAME_HOLDER_GRACE: Duration = Duration::from_secs(RENEW_EVERY.as_secs() + 5);
 
 /// This process's lease token: random, made once.
 pub(crate) fn token() -> &'static str {

@@ -102,8 +102,9 @@ impl Router for SmiRouter {
     async fn reconcile(&self, c: &ResolvedCanary) -> Result<()> {
         let api = self.api(&c.namespace);
         let object = self.object(c);
-        if api
-            .get_opt(&c.service)
+        // From the watch, when it is listed by now: the first round reads
+        // the routing from it anyway.
+        if cache::get_opt(self.watched.get(), &api, &c.service)
             .await
             .map_err(|e| ClusterError::api("read", &object, e))?
             .is_some()
