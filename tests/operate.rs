@@ -638,7 +638,8 @@ async fn a_request_to_a_driver_that_died_is_carried_out_when_its_lease_runs_out(
         "{}",
         stdout(&out)
     );
-    assert!(took <= Duration::from_secs(30), "{took:?}");
+    // Within the 30 s lease, and a poll of the lease every 2 s.
+    assert!(took <= Duration::from_secs(33), "{took:?}");
     assert_eq!(c.phase(), "Aborted");
     assert_eq!(c.weights(), (100, 0));
     let primary = c

@@ -208,6 +208,21 @@ pub(crate) fn answers(
     (primary, canary)
 }
 
+/// The sim's `/metrics` lines of `family` whose labels include `labels`,
+/// summed.
+pub(crate) async fn scraped(c: &Cluster, family: &str, labels: &[&str]) -> f64 {
+    let text = reqwest::get(c.world.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|x| l.contains(x)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap_or(0.0))
+        .sum()
+}
+
 /// Requests podinfo's canary pods (deployment `podinfo`) and primary pods
 /// answered so far, by Linkerd's `response_total`: (primary, canary).
 async fn served(c: &Cluster) -> (f64, f64) {

@@ -203,21 +203,6 @@ fn apex_answers(c: &Cluster, n: usize) -> (usize, usize) {
     out
 }
 
-/// The sim's `/metrics` lines of `family` whose labels include `labels`,
-/// summed.
-async fn scraped(c: &Cluster, family: &str, labels: &[&str]) -> f64 {
-    let text = reqwest::get(c.world.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|x| l.contains(x)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap_or(0.0))
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kuma_canary_is_detected_promoted_step_by_step_rolled_back_planned_and_reverted() {
     let c = Cluster::start_in(kuma_scenario(), KUMA_SPEC).await;
@@ -275,7 +260,7 @@ async fn a_kuma_canary_is_detected_promoted_step_by_step_rolled_back_planned_and
     let canary_series = "service=\"podinfo-canary_prod_svc_9898\"";
     let mut failed = 0.0;
     while failed == 0.0 && child.try_wait().unwrap().is_none() {
-        failed = scraped(
+        failed = crate::routers::scraped(
             &c,
             "envoy_cluster_upstream_rq",
             &[canary_series, "envoy_response_code=\"5"],
@@ -285,7 +270,7 @@ async fn a_kuma_canary_is_detected_promoted_step_by_step_rolled_back_planned_and
     }
     assert!(failed > 0.0, "no failed requests recorded for the canary");
     assert!(
-        scraped(
+        crate::routers::scraped(
             &c,
             "envoy_cluster_upstream_rq_time_bucket",
             &[canary_series]
@@ -440,29 +425,6 @@ fn apisix_weights(c: &Cluster) -> Option<(i64, i64)> {
     Some((w("podinfo-primary")?, w("podinfo-canary")?))
 }
 
-/// Which version answered each of `n` requests to `app.example.com`:
-/// (primary, canary).
-fn host_answers(c: &Cluster, n: usize) -> (usize, usize) {
-    let mut out = (0, 0);
-    for _ in 0..n {
-        let req = Request::get(
-            Target::Host {
-                host: "app.example.com".into(),
-                port: None,
-                namespace: "prod".into(),
-            },
-            "/",
-        );
-        let pod = c.world.request(&req).pod.unwrap_or_default();
-        if pod.starts_with("podinfo-primary-") {
-            out.0 += 1;
-        } else if pod.starts_with("podinfo-") {
-            out.1 += 1;
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apisix_canary_is_promoted_step_by_step_rolled_back_planned_and_reverted() {
     let c = Cluster::start_in(apisix_scenario(), APISIX_SPEC).await;
@@ -496,9 +458,11 @@ async fn an_apisix_canary_is_promoted_step_by_step_rolled_back_planned_and_rever
     );
     // APISIX recorded the route's traffic under the copy's name.
     let route = "route=\"prod_podinfo-podinfo-canary_rule1\"";
-    assert!(scraped(&c, "apisix_http_status", &[route, "code=\"200\""]).await > 0.0);
     assert!(
-        scraped(
+        crate::routers::scraped(&c, "apisix_http_status", &[route, "code=\"200\""]).await > 0.0
+    );
+    assert!(
+        crate::routers::scraped(
             &c,
             "apisix_http_latency_bucket",
             &[route, "type=\"request\""]
@@ -521,8 +485,13 @@ async fn an_apisix_canary_is_promoted_step_by_step_rolled_back_planned_and_rever
         c.image("podinfo-primary").await,
         "ghcr.io/stefanprodan/podinfo:3.1.1"
     );
-    assert_eq!(host_answers(&c, 20), (20, 0));
-    assert!(scraped(&c, "apisix_http_status", &[route, "code=\"500\""]).await > 0.0);
+    assert_eq!(
+        crate::routers::answers(&c, "app.example.com", &[], 20),
+        (20, 0)
+    );
+    assert!(
+        crate::routers::scraped(&c, "apisix_http_status", &[route, "code=\"500\""]).await > 0.0
+    );
 
     let plan = crate::util::canary()
         .arg("plan")

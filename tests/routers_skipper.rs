@@ -3,10 +3,9 @@
 //! metrics, rollback, plan and revert.
 
 use canary_sim::scenario::Scenario;
-use canary_sim::{Request, Target};
 use serde_json::{Value, json};
 
-use crate::routers::{assert_plan_matches_cluster, watch_while_running};
+use crate::routers::{answers, assert_plan_matches_cluster, scraped, watch_while_running};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{stderr, stdout};
 
@@ -121,44 +120,6 @@ fn weights(c: &Cluster) -> Option<(i64, i64, bool)> {
     ))
 }
 
-/// Which version answered each of `n` requests to `app.example.com`:
-/// (primary, canary).
-fn host_answers(c: &Cluster, n: usize) -> (usize, usize) {
-    let mut out = (0, 0);
-    for _ in 0..n {
-        let req = Request::get(
-            Target::Host {
-                host: "app.example.com".into(),
-                port: None,
-                namespace: "prod".into(),
-            },
-            "/",
-        );
-        let pod = c.world.request(&req).pod.unwrap_or_default();
-        if pod.starts_with("podinfo-primary-") {
-            out.0 += 1;
-        } else if pod.starts_with("podinfo-") {
-            out.1 += 1;
-        }
-    }
-    out
-}
-
-/// The sim's `/metrics` lines of `family` whose labels include `labels`,
-/// summed.
-async fn scraped(c: &Cluster, family: &str, labels: &[&str]) -> f64 {
-    let text = reqwest::get(c.world.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|x| l.contains(x)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap_or(0.0))
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skipper_canary_is_promoted_step_by_step_rolled_back_planned_and_reverted() {
     let c = Cluster::start_in(scenario(), SPEC).await;
@@ -187,7 +148,7 @@ async fn a_skipper_canary_is_promoted_step_by_step_rolled_back_planned_and_rever
         made["metadata"]["annotations"]["zalando.org/skipper-predicate"],
         "Weight(100) && Method(\"GET\")"
     );
-    assert_eq!(host_answers(&c, 20), (20, 0));
+    assert_eq!(answers(&c, "app.example.com", &[], 20), (20, 0));
 
     // A healthy release: the copy shows every planned step, then is
     // switched off with all weight on the primary.
@@ -249,7 +210,7 @@ async fn a_skipper_canary_is_promoted_step_by_step_rolled_back_planned_and_rever
         c.image("podinfo-primary").await,
         "ghcr.io/stefanprodan/podinfo:3.1.1"
     );
-    assert_eq!(host_answers(&c, 20), (20, 0));
+    assert_eq!(answers(&c, "app.example.com", &[], 20), (20, 0));
     assert!(
         scraped(
             &c,

@@ -253,20 +253,23 @@ pub(crate) async fn scale(
 
 /// Sets the image of containers by name, with the strategic merge patch
 /// `kubectl set image` sends.
+/// Sets container images of Deployment `name`; returns the
+/// resourceVersion the change was written at.
 pub(crate) async fn set_images(
     api: &Api<Deployment>,
     name: &str,
     images: &[(String, String)],
-) -> Result<()> {
+) -> Result<Option<String>> {
     let containers: Vec<_> = images
         .iter()
         .map(|(container, image)| json!({"name": container, "image": image}))
         .collect();
     let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+    let written = api
+        .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .map_err(|e| ClusterError::api("set the image of", format!("deployment/{name}"), e))?;
-    Ok(())
+    Ok(written.metadata.resource_version)
 }
 
 /// The Deployments carrying `canary`'s managed-by label in the namespace
@@ -679,7 +682,13 @@ impl Workloads {
     }
 
     /// Sets the image of containers by name.
-    pub(crate) async fn set_images(&self, name: &str, images: &[(String, String)]) -> Result<()> {
+    /// Sets container images of the workload `name`; returns the
+    /// resourceVersion the change was written at.
+    pub(crate) async fn set_images(
+        &self,
+        name: &str,
+        images: &[(String, String)],
+    ) -> Result<Option<String>> {
         match self.kind {
             Kind::Deployment => set_images(&self.deployments, name, images).await,
             Kind::DaemonSet => {
@@ -688,11 +697,12 @@ impl Workloads {
                     .map(|(container, image)| json!({"name": container, "image": image}))
                     .collect();
                 let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
-                self.daemonsets
+                let written = self
+                    .daemonsets
                     .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
                     .await
                     .map_err(|e| ClusterError::api("set the image of", self.object(name), e))?;
-                Ok(())
+                Ok(written.metadata.resource_version)
             }
         }
     }

@@ -69,8 +69,9 @@ impl Request {
     }
 }
 
-/// How long to wait for a live driver to act before saying so.
-const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a live driver to act before saying so: past the
+/// end of its lease, so that a driver that is gone is found out first.
+const ACK_TIMEOUT: Duration = Duration::from_secs(crate::driver::lease::LEASE.as_secs() + 5);
 
 /// Why a request could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -17,8 +17,10 @@ use canary_core::spec::resolve::HookType;
 
 impl Driver<'_> {
     /// `--set-image`: a new revision of the target, before the first
-    /// round sees it.
-    pub(super) async fn set_image(&self) -> Result<(), RunError> {
+    /// round sees it; returns the target's resourceVersion with it, which
+    /// the target's watch must bring before a round trusts its copy (the
+    /// namespace's watch may have started before the change).
+    pub(super) async fn set_image(&self) -> Result<Option<String>, RunError> {
         let target = &self.canary.target.name;
         let containers = self.workloads.containers(target).await?;
         for (name, _) in &self.settings.set_image {
@@ -30,13 +32,14 @@ impl Driver<'_> {
                 )));
             }
         }
-        self.workloads
+        let written = self
+            .workloads
             .set_images(target, &self.settings.set_image)
             .await?;
         for (name, image) in &self.settings.set_image {
             self.report_progress(&format!("Set image of {target}/{name} to {image}"));
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Applies one effect; returns the primary's new resourceVersion when

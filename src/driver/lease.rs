@@ -11,17 +11,16 @@ use crate::cluster::workload;
 use canary_core::engine::state::Lease;
 use canary_core::time::Time;
 
-/// How long a driver's claim on a canary holds without renewal: three
-/// renewal periods, as Kubernetes' own leases leave a holder several
-/// chances to renew before another takes over. Renewed every
-/// [`RENEW_EVERY`].
-pub(crate) const LEASE: Duration = Duration::from_secs(60);
+/// How long a driver's claim on a canary holds without renewal. Renewed
+/// every [`RENEW_EVERY`], which leaves a renewal held up by a slow API
+/// server 10 s to land; a driver that is gone keeps others off the canary
+/// for at most this long.
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-/// How often a driver renews its lease: every third of [`LEASE`], which
-/// leaves two renewals held up by a slow API server before the lease runs
-/// out, and costs a write every 20 s while a driver waits (the minute
-/// before the first check, a closed gate).
-pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(LEASE.as_secs() / 3);
+/// How often a driver renews its lease: every two thirds of [`LEASE`],
+/// which costs a write every 20 s while a driver waits (the minute before
+/// the first check, a closed gate).
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(LEASE.as_secs() * 2 / 3);
 
 /// How long after its last renewal a lease of this process's holder
 /// name, written by another process (another token) that is not known to

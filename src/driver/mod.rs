@@ -35,7 +35,7 @@
 
 mod answer;
 mod execute;
-mod lease;
+pub(crate) mod lease;
 mod observe;
 mod report;
 pub(crate) use report::run_info;
@@ -347,13 +347,14 @@ impl<'a> Driver<'a> {
     /// Drives the canary to a verdict.
     pub async fn drive(&mut self) -> Result<Verdict, RunError> {
         self.learn_lookbacks().await;
+        let mut image_written = None;
         if !self.settings.set_image.is_empty() {
             if self.canary.suspended {
                 // A suspended canary is not touched at all, its target
                 // included.
                 self.report_warning("spec.suspend is set: --set-image was not applied");
             } else {
-                self.set_image().await?;
+                image_written = self.set_image().await?;
             }
         }
         // From here on the target and the primary are read from watches,
@@ -361,6 +362,9 @@ impl<'a> Driver<'a> {
         // Deployments; a DaemonSet's rounds read as before.
         self.watched = (self.workloads.kind == crate::cluster::workload::Kind::Deployment)
             .then(|| observe::WatchedPair::start(self));
+        if let (Some(w), Some(rv)) = (&self.watched, &image_written) {
+            w.target.saw(Some(rv));
+        }
         self.router.watch(&self.canary);
         let mut rounds = Rounds {
             wake: self.wake(),

@@ -377,11 +377,17 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
             "to create the primary",
         );
     }
+    // A Deployment's template is promoted with a patch replacing it whole;
+    // a DaemonSet's by writing the primary back.
     add(
         ns,
         "apps",
         workloads,
-        "update",
+        if workloads == "deployments" {
+            "patch"
+        } else {
+            "update"
+        },
         Some(&primary),
         "to promote the target to the primary",
     );
