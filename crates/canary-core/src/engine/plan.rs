@@ -332,7 +332,10 @@ fn condition(m: &ResolvedMetric) -> String {
 }
 
 fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) -> PlanCheck {
-    let model = c.template_model(m);
+    let mut model = c.template_model(m);
+    if c.provider == Some(crate::provider::Provider::Knative) {
+        model.route = KNATIVE_ROUTE.to_string();
+    }
     let render = |t: &str| match template::render(t, &model) {
         Ok(q) => (Some(template::compact(&q)), None),
         Err(e) => (None, Some(e.to_string())),
@@ -390,6 +393,14 @@ fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) 
     }
 }
 
+/// What a run does to the Knative Service of a Knative Canary.
+pub const KNATIVE_ACTION: &str = "update: annotation flagger.app/primary-revision names the \
+     primary revision; spec.traffic splits between it and the latest revision; revisions kept";
+
+/// The placeholder for `{{ route }}` of a Knative Canary in a plan: the
+/// run reads the latest created revision of the Knative Service.
+pub const KNATIVE_ROUTE: &str = "<latest revision>";
+
 /// The objects a run creates or changes, named as Flagger names them.
 fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
     let o = |kind: &str, name: String, action: &str| PlanObject {
@@ -400,6 +411,20 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
     let kind = c.target.kind.clone();
     let t = &c.target.name;
     let svc = &c.service;
+    if c.provider == Some(crate::provider::Provider::Knative) {
+        // The Knative Service splits the traffic between its own revisions:
+        // nothing is created, no primary, no Services, no config copies.
+        return names::router_objects(crate::provider::Provider::Knative, c)
+            .into_iter()
+            .map(|r| {
+                o(
+                    &format!("{} ({})", r.kind, r.api_version),
+                    r.name,
+                    KNATIVE_ACTION,
+                )
+            })
+            .collect();
+    }
     let mut out = vec![
         o(
             &kind,
@@ -446,4 +471,49 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
         })),
     }
     out
+}
+
+#[cfg(test)]
+mod knative_tests {
+    use super::*;
+    use crate::spec::resolve::{Overrides, resolve};
+
+    #[test]
+    fn a_knative_plan_changes_the_knative_service_only() {
+        let yaml = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: prod}
+spec:
+  provider: knative
+  targetRef: {apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}
+  analysis:
+    interval: 1m
+    threshold: 5
+    stepWeight: 10
+    maxWeight: 50
+    metrics:
+      - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}
+";
+        let file = crate::spec::load_str("c.yaml", yaml).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        let p = plan(&c, &[]);
+        let objects: Vec<_> = p
+            .objects
+            .iter()
+            .map(|o| (o.kind.as_str(), o.name.as_str(), o.action.as_str()))
+            .collect();
+        assert_eq!(
+            objects,
+            [(
+                "Service (serving.knative.dev/v1)",
+                "podinfo",
+                KNATIVE_ACTION
+            )]
+        );
+        let q = p.checks[0].query.as_deref().unwrap();
+        assert!(
+            q.contains(r#"envoy_cluster_name=~"prod/<latest revision>""#),
+            "{q}"
+        );
+    }
 }
