@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, keptn
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, keptn, knative
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -180,6 +180,7 @@ pub enum CrdName {
     Contour,
     Traefik,
     Keptn,
+    Knative,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -692,6 +693,7 @@ impl Scenario {
                 contour: list.contains(&CrdName::Contour),
                 traefik: list.contains(&CrdName::Traefik),
                 keptn: list.contains(&CrdName::Keptn),
+                knative: list.contains(&CrdName::Knative),
             },
         }
     }

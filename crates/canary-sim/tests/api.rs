@@ -470,6 +470,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             contour: false,
             traefik: false,
             keptn: false,
+            knative: false,
         },
         ..Default::default()
     })

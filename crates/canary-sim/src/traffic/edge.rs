@@ -25,6 +25,15 @@
 //! `traefik_service_request_duration_seconds` histogram (its default
 //! buckets) with `service` `<namespace>-<service>-<port>@kubernetescrd`,
 //! as Flagger's Traefik queries select it.
+//!
+//! Knative Serving answers for the host of a `serving.knative.dev/v1`
+//! Service (`<name>.<namespace>.svc.cluster.local`, the shorter cluster
+//! forms, and the external `<name>.<namespace>.example.com` of its
+//! `status.url`): Kourier's Envoy picks a revision by the percents of the
+//! Service's `status.traffic` (what Knative's controller made of
+//! `spec.traffic`, see [`crate::knative`]) and sends the request to the
+//! revision's pods. Envoy's series name the revision's cluster
+//! `<namespace>/<revision>`, as Flagger's Knative queries select it.
 
 use std::time::Instant;
 
@@ -37,6 +46,9 @@ use super::{
 
 /// The Envoy of an edge proxy, where its series come from.
 const ENVOY_POD: (&str, &str) = ("projectcontour", "envoy-sim01");
+
+/// The Envoy of Knative's ingress (Kourier).
+const KOURIER_POD: (&str, &str) = ("kourier-system", "3scale-kourier-gateway-sim01");
 
 /// A request an edge proxy sends to a Service.
 pub(super) struct EdgeHit {
@@ -52,6 +64,8 @@ pub(super) struct EdgeHit {
 enum Proxy {
     Envoy,
     Traefik,
+    /// Kourier, Knative's Envoy: the Service is a revision's.
+    Kourier,
 }
 
 /// Traefik's default request duration buckets (seconds).
@@ -307,19 +321,67 @@ pub(super) fn traefik_route(
     }))
 }
 
-/// The custom resources of the edge proxies the traffic follows.
+/// The host names a Knative Service answers for, in the cluster and out.
+fn knative_hosts(ns: &str, name: &str) -> [String; 4] {
+    [
+        format!("{name}.{ns}.svc.cluster.local"),
+        format!("{name}.{ns}.svc"),
+        format!("{name}.{ns}"),
+        format!("{name}.{ns}.example.com"),
+    ]
+}
+
+/// Where Knative sends a request for `host`: `None` when no Knative
+/// Service answers for it; 503 when it routes to no revision yet (no
+/// revision ready, every percent 0).
+pub(super) fn knative_route(
+    c: &Cluster,
+    host: &str,
+    rng: &mut Rng,
+) -> Option<Result<EdgeHit, u16>> {
+    let ksvc = c.edge(EdgeKind::KnativeService).iter().find(|s| {
+        let ns = s["metadata"]["namespace"].as_str().unwrap_or("");
+        let name = s["metadata"]["name"].as_str().unwrap_or("");
+        knative_hosts(ns, name).iter().any(|h| h == host)
+    })?;
+    let ns = ksvc["metadata"]["namespace"].as_str().unwrap_or("");
+    let targets: Vec<(String, f64)> = ksvc["status"]["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let rev = t["revisionName"].as_str()?;
+            let pct = t["percent"].as_f64().unwrap_or(0.0);
+            (pct > 0.0).then(|| (rev.to_string(), pct))
+        })
+        .collect();
+    let Some(revision) = pick_weighted(&targets, rng) else {
+        return Some(Err(503));
+    };
+    Some(Ok(EdgeHit {
+        namespace: ns.to_string(),
+        service: revision,
+        port: crate::knative::REVISION_PORT,
+        host: host.to_string(),
+        proxy: Proxy::Kourier,
+    }))
+}
+
+/// The custom resources of the edge proxies the traffic follows./// The custom resources of the edge proxies the traffic follows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub(super) enum EdgeKind {
     HttpProxy,
     IngressRoute,
     TraefikService,
+    KnativeService,
 }
 
 impl EdgeKind {
-    pub(super) const ALL: [EdgeKind; 3] = [
+    pub(super) const ALL: [EdgeKind; 4] = [
         EdgeKind::HttpProxy,
         EdgeKind::IngressRoute,
         EdgeKind::TraefikService,
+        EdgeKind::KnativeService,
     ];
 
     /// Group, versions (preferred first) and kind.
@@ -328,6 +390,7 @@ impl EdgeKind {
             EdgeKind::HttpProxy => ("projectcontour.io", &["v1"], "HTTPProxy"),
             EdgeKind::IngressRoute => ("traefik.io", &["v1alpha1"], "IngressRoute"),
             EdgeKind::TraefikService => ("traefik.io", &["v1alpha1"], "TraefikService"),
+            EdgeKind::KnativeService => ("serving.knative.dev", &["v1"], "Service"),
         }
     }
 }
@@ -398,7 +461,11 @@ impl Traffic {
             match hit.proxy {
                 Proxy::Envoy => {
                     let cluster = format!("{}_{}_{}", hit.namespace, hit.service, hit.port);
-                    rec.envoy(&cluster, answer.status, ms);
+                    rec.envoy(ENVOY_POD, &cluster, answer.status, ms);
+                }
+                Proxy::Kourier => {
+                    let cluster = format!("{}/{}", hit.namespace, hit.service);
+                    rec.envoy(KOURIER_POD, &cluster, answer.status, ms);
                 }
                 Proxy::Traefik => {
                     let service = format!(
@@ -435,11 +502,11 @@ impl Recorder {
     }
 
     /// Envoy's upstream cluster series for one answer.
-    fn envoy(&mut self, cluster: &str, status: u16, latency_ms: f64) {
+    fn envoy(&mut self, pod: (&str, &str), cluster: &str, status: u16, latency_ms: f64) {
         let code = status.to_string();
         let base = [
-            ("namespace", ENVOY_POD.0),
-            ("pod", ENVOY_POD.1),
+            ("namespace", pod.0),
+            ("pod", pod.1),
             ("envoy_cluster_name", cluster),
         ];
         let mut with_code = base.to_vec();
