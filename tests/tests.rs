@@ -29,6 +29,7 @@ mod providers;
 mod rbac;
 mod revert;
 mod routers;
+mod routers_knative;
 mod routers_rta;
 mod routers_rtb;
 mod run;

@@ -23,6 +23,9 @@
 //! on: every write here returns the version it produced, for the caller
 //! to carry forward.
 
+use std::borrow::Cow;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -106,6 +109,53 @@ pub(crate) fn finalize_patch() -> Value {
         "metadata": {"annotations": {PRIMARY_REVISION: null}},
         "spec": {"traffic": null},
     })
+}
+
+/// A Knative Service as the API serves it: its metadata typed (where the
+/// state annotations live), its spec and status as JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KnativeService {
+    #[serde(rename = "apiVersion", default)]
+    pub(crate) api_version: String,
+    #[serde(default)]
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) metadata: ObjectMeta,
+    #[serde(default)]
+    pub(crate) spec: Value,
+    #[serde(default)]
+    pub(crate) status: Value,
+}
+
+impl kube::Resource for KnativeService {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Service".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        SERVING.0.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        SERVING.1.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "services".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl KnativeService {
+    /// The Service as JSON, as the functions above read it.
+    pub(crate) fn value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// The Kubernetes calls on a Knative Service target and its revisions.

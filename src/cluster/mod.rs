@@ -14,10 +14,6 @@ pub(crate) mod connect;
 pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod hash;
-// A Knative Service as a target, as Flagger's Knative controller reads and
-// writes it; `canary run` refuses `knative` (see the capability table)
-// until the driver takes it as a kind of target.
-#[allow(dead_code)]
 pub(crate) mod knative;
 pub(crate) mod managed;
 pub(crate) mod preflight;

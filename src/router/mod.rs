@@ -14,10 +14,6 @@ pub(crate) mod contour;
 pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod istio;
-// The Knative Service's traffic as Flagger writes and reads it; `canary run`
-// refuses `knative` (see the capability table) until its Knative Service
-// target is driven.
-#[allow(dead_code)]
 pub(crate) mod knative;
 pub(crate) mod kuma;
 pub(crate) mod nginx;
@@ -128,6 +124,7 @@ pub(crate) enum AnyRouter {
     Apisix(apisix::ApisixRouter),
     Contour(contour::ContourRouter),
     Traefik(traefik::TraefikRouter),
+    Knative(knative::KnativeRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -158,6 +155,9 @@ impl AnyRouter {
             Provider::Traefik => Ok(AnyRouter::Traefik(traefik::TraefikRouter::new(
                 client.clone(),
             ))),
+            Provider::Knative => Ok(AnyRouter::Knative(knative::KnativeRouter::new(
+                client.clone(),
+            ))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -181,6 +181,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.reconcile(c).await,
             AnyRouter::Contour(r) => r.reconcile(c).await,
             AnyRouter::Traefik(r) => r.reconcile(c).await,
+            AnyRouter::Knative(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -195,6 +196,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.watch(c),
             AnyRouter::Contour(r) => r.watch(c),
             AnyRouter::Traefik(r) => r.watch(c),
+            AnyRouter::Knative(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -209,6 +211,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.current_routing(c).await,
             AnyRouter::Contour(r) => r.current_routing(c).await,
             AnyRouter::Traefik(r) => r.current_routing(c).await,
+            AnyRouter::Knative(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -225,6 +228,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.set_routing(c, routing).await,
             AnyRouter::Contour(r) => r.set_routing(c, routing).await,
             AnyRouter::Traefik(r) => r.set_routing(c, routing).await,
+            AnyRouter::Knative(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -241,6 +245,7 @@ impl Router for AnyRouter {
             AnyRouter::Apisix(r) => r.finalize(c).await,
             AnyRouter::Contour(r) => r.finalize(c).await,
             AnyRouter::Traefik(r) => r.finalize(c).await,
+            AnyRouter::Knative(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }
