@@ -981,6 +981,7 @@ const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
     ("apisix.yaml", "apisix", "canary"),
     ("contour.yaml", "contour", "canary"),
     ("traefik.yaml", "traefik", "canary"),
+    ("knative.yaml", "knative", "canary"),
     ("blue-green.yaml", "kubernetes", "blue/green"),
     ("podinfo.yaml", "linkerd", "canary"),
 ];
