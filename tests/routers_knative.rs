@@ -8,7 +8,7 @@ use canary_sim::scenario::Scenario;
 use canary_sim::store::Subresource;
 use serde_json::{Value, json};
 
-use crate::routers::watch_while_running;
+use crate::routers::{assert_plan_matches_cluster, watch_while_running};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{finish, stderr, stdout};
 
@@ -180,30 +180,8 @@ async fn a_knative_service_is_initialised_promoted_step_by_step_rolled_back_plan
         .unwrap();
     assert_exit(&plan, 0);
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let names: Vec<(String, String)> = plan["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap().to_string(),
-                o["name"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    assert!(
-        names
-            .iter()
-            .any(|(k, n)| k.contains("Service") && n == "podinfo"),
-        "{plan}"
-    );
-    assert!(
-        c.world
-            .store()
-            .list("apps/v1", "Deployment", Some("prod"))
-            .iter()
-            .all(|d| d["metadata"]["labels"]["app.kubernetes.io/managed-by"] != "canary")
-    );
+    assert_plan_matches_cluster(&c, &plan, &[(SERVING, "Service", "prod")]);
+    assert_eq!(plan["objects"].as_array().unwrap().len(), 1, "{plan}");
 
     // Revert removes the annotation, the traffic split and the state.
     let out = crate::util::canary()
