@@ -183,11 +183,24 @@ async fn a_knative_service_is_initialised_promoted_step_by_step_rolled_back_plan
     assert_plan_matches_cluster(&c, &plan, &[(SERVING, "Service", "prod")]);
     assert_eq!(plan["objects"].as_array().unwrap().len(), 1, "{plan}");
 
-    // Revert removes the annotation, the traffic split and the state.
+    // `status` lists the canary of the Knative Service.
     let out = crate::util::canary()
-        .args(["revert", "-f"])
-        .arg(&c.spec)
-        .arg("--kubeconfig")
+        .args(["status", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    // Exit 1: the last release failed.
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("podinfo   Failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Revert, by name, removes the annotation, the traffic split and the
+    // state.
+    let out = crate::util::canary()
+        .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
         .arg(&c.kubeconfig)
         .output()
         .unwrap();

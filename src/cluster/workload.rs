@@ -425,6 +425,17 @@ impl super::state::Annotated for Object {
 }
 
 impl Object {
+    /// A Knative Service as a listing shows it: its revisions' readiness
+    /// not read.
+    pub(crate) fn knative_unobserved(service: KnativeService) -> Object {
+        Object::Knative(Box::new(KnativeTarget {
+            service,
+            latest: Workload::default(),
+            primary: Workload::default(),
+            no_template: PodTemplateSpec::default(),
+        }))
+    }
+
     fn metadata(&self) -> &ObjectMeta {
         super::state::Annotated::meta(self)
     }
