@@ -983,6 +983,7 @@ const EXAMPLE_PER_ROUTER: &[(&str, &str, &str)] = &[
     ("traefik.yaml", "traefik", "canary"),
     ("skipper.yaml", "skipper", "canary"),
     ("gloo.yaml", "gloo", "canary"),
+    ("knative.yaml", "knative", "canary"),
     ("blue-green.yaml", "kubernetes", "blue/green"),
     ("podinfo.yaml", "linkerd", "canary"),
 ];

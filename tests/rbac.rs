@@ -667,6 +667,8 @@ async fn canary_needs_exactly_the_permissions_of_the_rbac_example() {
     }
     // A DaemonSet target: its primary DaemonSet, from first run to revert.
     asked.extend(daemonset_lifecycle(&rules).await);
+    // A Knative Service target, from first run to revert.
+    asked.extend(knative_lifecycle(&rules).await);
     // A gate held closed: the message said at every round is one Event
     // whose series is counted up.
     asked.extend(closed_gate(&rules).await);
@@ -858,6 +860,91 @@ namespaces:
     assert!(
         refused.is_empty(),
         "examples/rbac.yaml is missing permissions for a DaemonSet:\n{}",
+        refused.join("\n")
+    );
+    world.shutdown().await;
+    log.iter().map(|r| r.attributes.clone()).collect()
+}
+
+/// A Knative Service canary under the example's rules, from the first run
+/// through a promoted release to its revert; the requests it made.
+async fn knative_lifecycle(rules: &Rules) -> Vec<Attributes> {
+    let scenario = Scenario::from_yaml(
+        "rbac-knative.yaml",
+        "
+namespace: prod
+readinessDelay: 200ms
+crds: [knative]
+namespaces:
+  - {name: prod}
+",
+    )
+    .unwrap();
+    let world = World::start(scenario).await.unwrap();
+    world
+        .store()
+        .create(json!({
+            "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "podinfo", "namespace": "prod"},
+            "spec": {"template": {"spec": {"containers": [{"name": "podinfod",
+                "image": "ghcr.io/stefanprodan/podinfo:3.1.0",
+                "ports": [{"containerPort": 9898}]}]}}},
+        }))
+        .unwrap();
+    let f = files(&world);
+    std::fs::write(
+        &f.spec,
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: prod
+spec:
+  provider: knative
+  targetRef: {apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}
+  analysis:
+    interval: 1s
+    threshold: 2
+    stepWeight: 50
+    maxWeight: 50
+",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while world
+        .store()
+        .get("serving.knative.dev/v1", "Service", "prod", "podinfo")
+        .is_none_or(|s| s["status"]["latestReadyRevisionName"] != "podinfo-00001")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revision 1 never ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    world.restrict(Some(rules.clone()));
+    world.sim().clear_request_log();
+    let spec = f.spec.to_str().unwrap();
+    assert_exit(&canary(&f, &["run", spec]).await, 0);
+    let image = "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1";
+    let out = canary(&f, &["run", spec, "--set-image", image]).await;
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("promoted"), "{}", stdout(&out));
+    let out = canary(&f, &["revert", "-f", spec]).await;
+    assert_exit(&out, 0);
+    let s = world
+        .store()
+        .get("serving.knative.dev/v1", "Service", "prod", "podinfo")
+        .unwrap();
+    assert!(
+        s["metadata"]["annotations"]["flagger.app/primary-revision"].is_null(),
+        "{s}"
+    );
+    let log = world.sim().request_log();
+    let refused = refused(&log);
+    assert!(
+        refused.is_empty(),
+        "examples/rbac.yaml is missing permissions for a Knative Service:\n{}",
         refused.join("\n")
     );
     world.shutdown().await;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use canary_core::provider::{MetricProvider, Provider};
+use canary_core::provider::MetricProvider;
 use canary_sim::scenario::Scenario;
 use canary_sim::world::World;
 
@@ -144,51 +144,6 @@ async fn refused_everywhere(sim: &Sim, file: &Path, args: &[&str], path: &str, w
         assert!(err.contains("nothing was changed"), "{argv:?}: {err}");
     }
     assert_eq!(sim.writes(), Vec::<String>::new(), "nothing is written");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_provider_the_table_does_not_drive_is_refused_before_anything_is_written() {
-    let sim = Sim::start().await;
-    // A provider past its end of support (App Mesh) is valid for
-    // `validate`, with a warning; see routers_rtb.rs.
-    let not_driven: Vec<Provider> = Provider::ALL
-        .into_iter()
-        .filter(|p| !p.capabilities().is_driven() && !p.retired())
-        .collect();
-    assert!(not_driven.contains(&Provider::Knative));
-    for p in not_driven {
-        let file = sim.write(
-            "in-spec.yaml",
-            &spec(&format!("  provider: \"{p}\"\n"), WEIGHTED),
-        );
-        refused_everywhere(
-            &sim,
-            &file,
-            &[],
-            "spec.provider",
-            "does not drive its router",
-        )
-        .await;
-
-        // The same provider from the command line.
-        let file = sim.write("from-flag.yaml", &spec("", WEIGHTED));
-        let out = sim
-            .canary(vec!["validate".into(), file.display().to_string()])
-            .await;
-        assert!(out.status.success(), "{}", stderr(&out));
-        let refused = canary()
-            .args(["plan", "--mesh-provider", p.name()])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_eq!(refused.status.code(), Some(2), "{p}: {}", stderr(&refused));
-        assert!(
-            stderr(&refused).contains(&format!("provider `{p}` (from --mesh-provider)")),
-            "{}",
-            stderr(&refused)
-        );
-    }
-    sim.world.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ mod rbac;
 mod revert;
 mod routers;
 mod routers_gloo;
+mod routers_knative;
 mod routers_rta;
 mod routers_rtb;
 mod routers_skipper;

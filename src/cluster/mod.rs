@@ -14,6 +14,7 @@ pub(crate) mod connect;
 pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod hash;
+pub(crate) mod knative;
 pub(crate) mod managed;
 pub(crate) mod preflight;
 pub(crate) mod proxy;

@@ -248,7 +248,7 @@ pub(crate) async fn check(
             }
         }
     }
-    let primary = canary_core::names::primary(target);
+    let primary = workloads.kind.primary_name(target);
     if let Read::Found(_) = read_workload(&workloads, &primary).await? {
         needs.initialised = true;
     }

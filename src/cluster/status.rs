@@ -156,8 +156,9 @@ fn status_of(primary: &Object, state: State, now: Time) -> CanaryStatus {
 }
 
 /// Every canary in `namespace` (all namespaces when `None`), by name:
-/// the managed Deployments and DaemonSets. DaemonSets that may not be
-/// listed (a role granting only Deployments) are left out.
+/// the managed Deployments and DaemonSets, and the Knative Services that
+/// carry a state. DaemonSets and Knative Services that may not be listed
+/// (a role granting only Deployments) are left out.
 pub(crate) async fn list(
     conn: &Connection,
     namespace: Option<&str>,
@@ -187,6 +188,23 @@ pub(crate) async fn list(
         Ok(list) => primaries.extend(list.items.into_iter().map(Object::DaemonSet)),
         Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {}
         Err(e) => return Err(ClusterError::api("list daemonsets in", &where_, e)),
+    }
+    // Knative Services are the user's own, without canary's label: those
+    // carrying canary's state are its canaries. Where Knative is not
+    // installed, or may not be listed, there are none.
+    let knative: Api<crate::cluster::knative::KnativeService> = match namespace {
+        Some(ns) => Api::namespaced(conn.client.clone(), ns),
+        None => Api::all(conn.client.clone()),
+    };
+    let user = labels.map(str::trim).filter(|u| !u.is_empty());
+    let knative_params = match user {
+        Some(u) => ListParams::default().labels(u),
+        None => ListParams::default(),
+    };
+    match knative.list(&knative_params).await {
+        Ok(list) => primaries.extend(list.items.into_iter().map(Object::knative_unobserved)),
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {}
+        Err(e) => return Err(ClusterError::api("list ksvc in", &where_, e)),
     }
     let now = now();
     let mut out: Vec<CanaryStatus> = primaries

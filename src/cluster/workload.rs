@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::configs::{ConfigRef, rewrite_refs};
 use super::error::{ClusterError, Result};
+use super::knative::{KnativeService, KnativeServices};
 use super::managed::MANAGED_BY;
 use canary_core::engine::decide::Workload;
 use canary_core::engine::state::State;
@@ -338,6 +339,9 @@ pub(crate) const SCALE_TO_ZERO: (&str, &str) = ("flagger.app/scale-to-zero", "tr
 pub(crate) enum Kind {
     Deployment,
     DaemonSet,
+    /// A Knative Service (`serving.knative.dev/v1`): its own primary, by
+    /// the revision its annotation names (see [`super::knative`]).
+    Knative,
 }
 
 impl Kind {
@@ -347,6 +351,7 @@ impl Kind {
         match kind {
             "Deployment" => Some(Kind::Deployment),
             "DaemonSet" => Some(Kind::DaemonSet),
+            "Service" => Some(Kind::Knative),
             _ => None,
         }
     }
@@ -356,6 +361,7 @@ impl Kind {
         match self {
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::Knative => "Service",
         }
     }
 
@@ -364,8 +370,30 @@ impl Kind {
         match self {
             Kind::Deployment => "deployment",
             Kind::DaemonSet => "daemonset",
+            Kind::Knative => "ksvc",
         }
     }
+
+    /// The object that holds the state of the canary of `target`: its
+    /// `-primary` copy, or a Knative Service itself.
+    pub(crate) fn primary_name(self, target: &str) -> String {
+        match self {
+            Kind::Knative => target.to_string(),
+            _ => canary_core::names::primary(target),
+        }
+    }
+}
+
+/// A Knative Service target as read: the Service, and the readiness of
+/// its latest created revision and of its primary revision.
+#[derive(Debug, Clone)]
+pub(crate) struct KnativeTarget {
+    pub(crate) service: KnativeService,
+    pub(crate) latest: Workload,
+    pub(crate) primary: Workload,
+    /// A Knative Service's pods are its revisions', out of `canary`'s
+    /// reach: no template of its own to track configs in.
+    no_template: PodTemplateSpec,
 }
 
 /// A target or primary of either kind.
@@ -373,6 +401,7 @@ impl Kind {
 pub(crate) enum Object {
     Deployment(Deployment),
     DaemonSet(DaemonSet),
+    Knative(Box<KnativeTarget>),
 }
 
 impl super::state::Annotated for Object {
@@ -380,11 +409,23 @@ impl super::state::Annotated for Object {
         match self {
             Object::Deployment(d) => &d.metadata,
             Object::DaemonSet(d) => &d.metadata,
+            Object::Knative(k) => &k.service.metadata,
         }
     }
 }
 
 impl Object {
+    /// A Knative Service as a listing shows it: its revisions' readiness
+    /// not read.
+    pub(crate) fn knative_unobserved(service: KnativeService) -> Object {
+        Object::Knative(Box::new(KnativeTarget {
+            service,
+            latest: Workload::default(),
+            primary: Workload::default(),
+            no_template: PodTemplateSpec::default(),
+        }))
+    }
+
     fn metadata(&self) -> &ObjectMeta {
         super::state::Annotated::meta(self)
     }
@@ -404,6 +445,7 @@ impl Object {
                 without_scale_to_zero(&mut t);
                 t
             }
+            Object::Knative(k) => k.no_template.clone(),
         }
     }
 
@@ -411,7 +453,7 @@ impl Object {
     pub(crate) fn replicas(&self) -> Option<i32> {
         match self {
             Object::Deployment(d) => d.spec.replicas,
-            Object::DaemonSet(_) => None,
+            Object::DaemonSet(_) | Object::Knative(_) => None,
         }
     }
 
@@ -429,6 +471,7 @@ impl Object {
                 .is_some_and(|n| {
                     n.get(SCALE_TO_ZERO.0).map(String::as_str) == Some(SCALE_TO_ZERO.1)
                 }),
+            Object::Knative(_) => false,
         }
     }
 
@@ -441,14 +484,30 @@ impl Object {
                 let labels = d.spec.selector.match_labels.clone().unwrap_or_default();
                 find_selector_label(&labels, &format!("daemonset/{name}"))
             }
+            // The label Knative gives the pods of every revision.
+            Object::Knative(k) => Ok((
+                "serving.knative.dev/service".to_string(),
+                k.service.metadata.name.clone().unwrap_or_default(),
+            )),
         }
     }
 
-    /// Readiness as the engine sees it.
+    /// Readiness as the engine sees it; a Knative Service's is that of its
+    /// latest created revision.
     pub(crate) fn observe(&self) -> Workload {
         match self {
             Object::Deployment(d) => observe(d),
             Object::DaemonSet(d) => observe_daemonset(d),
+            Object::Knative(k) => k.latest.clone(),
+        }
+    }
+
+    /// Readiness of a primary as the engine sees it; a Knative Service's
+    /// is that of the revision its annotation names.
+    pub(crate) fn observe_primary(&self) -> Workload {
+        match self {
+            Object::Knative(k) => k.primary.clone(),
+            _ => self.observe(),
         }
     }
 
@@ -460,6 +519,10 @@ impl Object {
                 let template = serde_json::to_value(self.template()).unwrap_or_default();
                 super::hash::canonical_hash(&template, configs)
             }
+            // Flagger's: the name of the latest created revision.
+            Object::Knative(k) => super::knative::latest_created_revision(&k.service.value())
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 
@@ -468,6 +531,7 @@ impl Object {
         match self {
             Object::Deployment(_) => Kind::Deployment,
             Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::Knative(_) => Kind::Knative,
         }
     }
 
@@ -481,6 +545,7 @@ impl Object {
         match self {
             Object::Deployment(d) => &d.spec.template,
             Object::DaemonSet(d) => &d.spec.template,
+            Object::Knative(k) => &k.no_template,
         }
     }
 
@@ -528,6 +593,8 @@ pub(crate) struct Workloads {
     pub(crate) kind: Kind,
     deployments: Api<Deployment>,
     daemonsets: Api<DaemonSet>,
+    knative: Api<KnativeService>,
+    revisions: KnativeServices,
 }
 
 impl Workloads {
@@ -536,6 +603,8 @@ impl Workloads {
             kind,
             deployments: Api::namespaced(client.clone(), namespace),
             daemonsets: Api::namespaced(client.clone(), namespace),
+            knative: Api::namespaced(client.clone(), namespace),
+            revisions: KnativeServices::new(client, namespace),
         }
     }
 
@@ -554,7 +623,55 @@ impl Workloads {
                 .await
                 .map_err(|e| ClusterError::api("read", self.object(name), e))?
                 .map(Object::DaemonSet)),
+            Kind::Knative => {
+                let Some(service) = self
+                    .knative
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| ClusterError::api("read", self.object(name), e))?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(self.knative_target(service).await?))
+            }
         }
+    }
+
+    /// A Knative Service with the readiness of its two revisions.
+    async fn knative_target(&self, service: KnativeService) -> Result<Object> {
+        let value = service.value();
+        let latest = self
+            .revisions
+            .observe_revision(super::knative::latest_created_revision(&value))
+            .await?;
+        let primary = self
+            .revisions
+            .observe_revision(super::knative::primary_revision(&value))
+            .await?;
+        Ok(Object::Knative(Box::new(KnativeTarget {
+            service,
+            latest,
+            primary,
+            no_template: PodTemplateSpec::default(),
+        })))
+    }
+
+    /// The object holding the state of the canary of `target` (see
+    /// [`Kind::primary_name`]); `None` before it is initialised. A Knative
+    /// Service is its own primary once its annotation names a revision (or
+    /// while it carries `canary`'s state).
+    pub(crate) async fn get_primary(&self, target: &str) -> Result<Option<Object>> {
+        let found = self.get(&self.kind.primary_name(target)).await?;
+        Ok(found.filter(|o| match o {
+            Object::Knative(k) => {
+                super::knative::primary_revision(&k.service.value()).is_some()
+                    || super::state::Annotated::meta(o)
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(canary_core::engine::state::ANNOTATION))
+            }
+            _ => true,
+        }))
     }
 
     /// Creates the primary of `target` carrying `state`; returns its
@@ -587,6 +704,24 @@ impl Workloads {
                     .map_err(|e| ClusterError::api("create", self.object(&name), e))?;
                 Ok(created.metadata.resource_version)
             }
+            // The annotation names the latest created revision, which takes
+            // all the traffic, and the state is stored beside it.
+            Object::Knative(k) => {
+                let name = target.name();
+                let latest = super::knative::latest_created_revision(&k.service.value())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ClusterError::Invalid(format!(
+                            "{} has no revision yet (status.latestCreatedRevisionName)",
+                            self.object(&name)
+                        ))
+                    })?;
+                let mut patch = super::knative::initialise_patch(&latest);
+                for (k, v) in super::state::annotations(state) {
+                    patch["metadata"]["annotations"][k] = json!(v);
+                }
+                self.revisions.patch(&name, &patch).await
+            }
         }
     }
 
@@ -605,6 +740,22 @@ impl Workloads {
                 return promote(&self.deployments, d, label, label_value, tracked, replicas).await;
             }
             Object::DaemonSet(d) => d,
+            // The annotation moves to the latest created revision.
+            Object::Knative(k) => {
+                let name = target.name();
+                let Some(latest) =
+                    super::knative::latest_created_revision(&k.service.value()).map(str::to_string)
+                else {
+                    return Err(ClusterError::Invalid(format!(
+                        "{} has no revision to promote",
+                        self.object(&name)
+                    )));
+                };
+                return self
+                    .revisions
+                    .patch(&name, &super::knative::promote_patch(&latest))
+                    .await;
+            }
         };
         let name = canary_core::names::primary(d.metadata.name.as_deref().unwrap_or_default());
         let spec = d.spec.clone();
@@ -665,6 +816,8 @@ impl Workloads {
                     .map_err(|e| ClusterError::api("scale", self.object(name), e))?;
                 Ok(updated.metadata.resource_version)
             }
+            // Knative scales its revisions itself; Flagger leaves them.
+            Kind::Knative => Ok(None),
         }
     }
 
@@ -675,6 +828,14 @@ impl Workloads {
                 object: self.object(name),
             });
         };
+        if let Object::Knative(k) = &o {
+            return Ok(k.service.spec["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c["name"].as_str().unwrap_or("user-container").to_string())
+                .collect());
+        }
         Ok(o.template()
             .spec
             .map(|s| s.containers.into_iter().map(|c| c.name).collect())
@@ -704,6 +865,24 @@ impl Workloads {
                     .map_err(|e| ClusterError::api("set the image of", self.object(name), e))?;
                 Ok(written.metadata.resource_version)
             }
+            // A merge patch replaces the containers whole: they are read,
+            // changed and written back.
+            Kind::Knative => {
+                let Some(Object::Knative(k)) = self.get(name).await? else {
+                    return Err(ClusterError::NotFound {
+                        object: self.object(name),
+                    });
+                };
+                let mut containers = k.service.spec["template"]["spec"]["containers"].clone();
+                for c in containers.as_array_mut().into_iter().flatten() {
+                    let cname = c["name"].as_str().unwrap_or("user-container").to_string();
+                    if let Some((_, image)) = images.iter().find(|(n, _)| *n == cname) {
+                        c["image"] = json!(image);
+                    }
+                }
+                let patch = json!({"spec": {"template": {"spec": {"containers": containers}}}});
+                self.revisions.patch(name, &patch).await
+            }
         }
     }
 
@@ -713,6 +892,7 @@ impl Workloads {
         match self.kind {
             Kind::Deployment => watch_changes(&self.deployments, name),
             Kind::DaemonSet => watch_one(&self.daemonsets, name).map(|_| ()).boxed(),
+            Kind::Knative => watch_one(&self.knative, name).map(|_| ()).boxed(),
         }
     }
 
@@ -730,6 +910,7 @@ impl Workloads {
         match self.kind {
             Kind::Deployment => super::state::watch_requests(&self.deployments, name),
             Kind::DaemonSet => super::state::watch_requests(&self.daemonsets, name),
+            Kind::Knative => super::state::watch_requests(&self.knative, name),
         }
     }
 
@@ -761,6 +942,9 @@ impl Workloads {
             }
             Kind::DaemonSet => {
                 super::state::update_at(&self.daemonsets, name, None, tries, change).await
+            }
+            Kind::Knative => {
+                super::state::update_at(&self.knative, name, None, tries, change).await
             }
         }
     }
@@ -813,6 +997,23 @@ impl Workloads {
                 )
                 .await
             }
+            Kind::Knative => {
+                super::state::write_decided(
+                    &self.knative,
+                    name,
+                    resource_version,
+                    match read {
+                        Some(Object::Knative(k)) => Some(&k.service),
+                        _ => None,
+                    },
+                    decided_from,
+                    request_seen,
+                    state,
+                    extra,
+                    None,
+                )
+                .await
+            }
         }
     }
 
@@ -822,6 +1023,33 @@ impl Workloads {
             Kind::Deployment => delete_primary(&self.deployments, name).await,
             Kind::DaemonSet => {
                 super::managed::delete(&self.daemonsets, name, &self.object(name)).await
+            }
+            // The Knative Service is the user's: only what `canary` wrote
+            // on it goes (the state here, the traffic with the router).
+            Kind::Knative => {
+                let Some(Object::Knative(k)) = self.get(name).await? else {
+                    return Ok(super::managed::Removal::Absent);
+                };
+                let ours: Vec<String> = k
+                    .service
+                    .metadata
+                    .annotations
+                    .iter()
+                    .flatten()
+                    .map(|(key, _)| key.clone())
+                    .filter(|key| key.starts_with("canary.flagger.app/"))
+                    .collect();
+                if ours.is_empty() {
+                    return Ok(super::managed::Removal::Absent);
+                }
+                let nulls: serde_json::Map<String, serde_json::Value> = ours
+                    .into_iter()
+                    .map(|key| (key, serde_json::Value::Null))
+                    .collect();
+                self.revisions
+                    .patch(name, &json!({"metadata": {"annotations": nulls}}))
+                    .await?;
+                Ok(super::managed::Removal::Deleted)
             }
         }
     }
@@ -835,6 +1063,7 @@ impl Workloads {
         match self.kind {
             Kind::Deployment => super::state::write_request(&self.deployments, name, request).await,
             Kind::DaemonSet => super::state::write_request(&self.daemonsets, name, request).await,
+            Kind::Knative => super::state::write_request(&self.knative, name, request).await,
         }
     }
 
@@ -843,6 +1072,7 @@ impl Workloads {
         match self.kind {
             Kind::Deployment => super::state::clear_request(&self.deployments, name).await,
             Kind::DaemonSet => super::state::clear_request(&self.daemonsets, name).await,
+            Kind::Knative => super::state::clear_request(&self.knative, name).await,
         }
     }
 
@@ -868,6 +1098,23 @@ impl Workloads {
                     _ => None,
                 })
                 .boxed(),
+            // The revisions' readiness is read along with the Service.
+            Kind::Knative => {
+                let me = self.clone();
+                watch_one(&self.knative, name)
+                    .then(move |e| {
+                        let me = me.clone();
+                        async move {
+                            match e {
+                                Ok(Event::Apply(s) | Event::InitApply(s)) => {
+                                    me.knative_target(s).await.ok()
+                                }
+                                _ => None,
+                            }
+                        }
+                    })
+                    .boxed()
+            }
         }
     }
 
@@ -888,6 +1135,21 @@ impl Workloads {
                     .await
                     .map_err(|e| ClusterError::api("list", "daemonsets", e))?;
                 Ok(list.items.into_iter().map(Object::DaemonSet).collect())
+            }
+            // The Knative Services whose annotation names a primary revision.
+            Kind::Knative => {
+                let list = self
+                    .knative
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| ClusterError::api("list", "ksvc", e))?;
+                let mut out = Vec::new();
+                for s in list.items {
+                    if super::knative::primary_revision(&s.value()).is_some() {
+                        out.push(self.knative_target(s).await?);
+                    }
+                }
+                Ok(out)
             }
         }
     }

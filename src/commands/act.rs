@@ -228,8 +228,8 @@ async fn act_inner(request: Request, args: ActArgs) -> Result<Outcome, ActError>
     let named = find(&conn, &args, from_file).await?;
     let id = format!("{}.{}", named.name, named.namespace);
     let api = named.workloads(&conn);
-    let primary_name = canary_core::names::primary(&named.target);
-    let Some(primary) = api.get(&primary_name).await? else {
+    let primary_name = named.kind.primary_name(&named.target);
+    let Some(primary) = api.get_primary(&named.target).await? else {
         return Err(ActError::Usage(format!(
             "{id} is not initialised (no {}); `canary run` initialises it",
             api.object(&primary_name)
@@ -345,7 +345,7 @@ async fn direct(
     route: &crate::cli::RouteArgs,
 ) -> Result<Outcome, ActError> {
     let api = named.workloads(conn);
-    let primary_name = canary_core::names::primary(&named.target);
+    let primary_name = named.kind.primary_name(&named.target);
     match request {
         Request::Pause | Request::Resume => {
             set_paused(&api, &primary_name, request, me).await?;
@@ -410,7 +410,7 @@ pub(super) async fn stored_canary(
     id: &str,
     why: &str,
 ) -> Result<(ResolvedCanary, Vec<MetricTemplate>), ActError> {
-    let primary_name = canary_core::names::primary(&named.target);
+    let primary_name = named.kind.primary_name(&named.target);
     let text = match &named.spec {
         Some(t) => t.clone(),
         None => {

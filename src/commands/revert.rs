@@ -100,7 +100,7 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     };
     let id = format!("{}.{}", named.name, named.namespace);
     let mut named = named;
-    let primary_name = names::primary(&named.target);
+    let primary_name = named.kind.primary_name(&named.target);
 
     // Everything is checked before the first write.
     let Some(primary) = find_primary(&conn, &mut named, &id).await? else {
@@ -117,6 +117,8 @@ async fn revert_inner(args: ActArgs) -> Result<Outcome, RevertError> {
     let managed = match &primary {
         Object::Deployment(d) => managed::is_managed(d),
         Object::DaemonSet(d) => managed::is_managed(d),
+        // The user's own object: canary's state on it is what counts.
+        Object::Knative(_) => true,
     };
     let state = statestore::read(&primary)?
         .filter(|_| managed)
@@ -271,7 +273,7 @@ async fn find_primary(
     named: &mut Named,
     id: &str,
 ) -> Result<Option<Object>, RevertError> {
-    let primary_name = names::primary(&named.target);
+    let primary_name = named.kind.primary_name(&named.target);
     let kinds = if named.spec.is_none() && named.kind == Kind::Deployment {
         vec![Kind::Deployment, Kind::DaemonSet]
     } else {
@@ -280,7 +282,7 @@ async fn find_primary(
     let mut target = None;
     for kind in &kinds {
         let api = Workloads::new(&conn.client, &named.namespace, *kind);
-        let found = match api.get(&primary_name).await {
+        let found = match api.get_primary(&named.target).await {
             Ok(p) => p,
             // A role without DaemonSets has no DaemonSet canaries.
             Err(ClusterError::Forbidden { .. }) if *kind == Kind::DaemonSet => continue,
@@ -375,6 +377,21 @@ impl Revert<'_> {
         router: &AnyRouter,
     ) -> Result<String, RevertError> {
         let c = self.c;
+        if let Object::Knative(_) = target {
+            // A Knative Service keeps its revisions and Services, which are
+            // Knative's: only the state, the annotation and the traffic
+            // split go, and Knative routes to its latest ready revision.
+            self.mark_terminating().await?;
+            for (object, removal) in router.finalize(c).await? {
+                self.removed(&object, removal);
+            }
+            let removal = self.api.delete_primary(self.primary_name).await?;
+            self.removed(
+                &format!("{} state annotations", self.api.object(self.primary_name)),
+                removal,
+            );
+            return Ok("its latest ready revision".to_string());
+        }
         // KEDA would hold the target at zero: its ScaledObject is resumed
         // first, so that it scales the target again.
         if let Some(a) = &c.autoscaler {

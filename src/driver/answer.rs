@@ -38,11 +38,12 @@ impl Driver<'_> {
             Question::Analysis => {
                 let outcome = hooks.run(HookType::Rollout, phase, checksum).await;
                 let metrics = if outcome == HookOutcome::Passed {
+                    let route = self.revision_route(snap);
                     let mut out = Vec::new();
                     for m in &self.canary.metrics {
                         out.push(MetricValue {
                             name: m.name.clone(),
-                            value: self.measure(m).await,
+                            value: self.measure(m, route).await,
                         });
                     }
                     out
@@ -57,9 +58,22 @@ impl Driver<'_> {
         }
     }
 
-    /// Renders and runs one metric's query.
-    async fn measure(&self, m: &ResolvedMetric) -> Result<f64, MetricFailure> {
-        let (query, backend) = self.query_for(m).await.map_err(MetricFailure::Query)?;
+    /// The `route` of the queries when it is a revision rather than a
+    /// name of the spec: for Knative, as in Flagger, the latest created
+    /// revision, which is what the observed revision of a Knative Service
+    /// target is.
+    fn revision_route<'s>(&self, snap: &'s Snapshot) -> Option<&'s str> {
+        (self.canary.provider == Some(canary_core::provider::Provider::Knative))
+            .then_some(snap.observed.revision.as_str())
+    }
+
+    /// Renders and runs one metric's query; `route`, when given, replaces
+    /// the spec's (see [`Self::revision_route`]).
+    async fn measure(&self, m: &ResolvedMetric, route: Option<&str>) -> Result<f64, MetricFailure> {
+        let (query, backend) = self
+            .query_for(m, route)
+            .await
+            .map_err(MetricFailure::Query)?;
         let result = match backend {
             Backend::Prometheus(server) => {
                 prometheus::query(&self.edge, &server, &query, None).await
@@ -104,9 +118,16 @@ impl Driver<'_> {
     }
 
     /// A metric's query, rendered, and the server to ask.
-    async fn query_for(&self, m: &ResolvedMetric) -> Result<(String, Backend), String> {
+    async fn query_for(
+        &self,
+        m: &ResolvedMetric,
+        route: Option<&str>,
+    ) -> Result<(String, Backend), String> {
         let c = &self.canary;
-        let model = c.template_model(m);
+        let mut model = c.template_model(m);
+        if let Some(route) = route {
+            model.route = route.to_string();
+        }
         let render = |t: &str| template::render(t, &model).map_err(|e| e.to_string());
         match &m.source {
             MetricSource::Builtin => {

@@ -57,8 +57,10 @@ impl Driver<'_> {
             Action::Initialize => {
                 let mut rv = None;
                 if snap.primary.is_none() {
-                    configs::copy_to_primary(&self.conn.client, &c.namespace, &snap.tracked)
-                        .await?;
+                    if !self.knative() {
+                        configs::copy_to_primary(&self.conn.client, &c.namespace, &snap.tracked)
+                            .await?;
+                    }
                     let mut state = next_state.clone();
                     state.lease = Some(self.lease());
                     state.canary = Some(c.name.clone());
@@ -67,12 +69,18 @@ impl Driver<'_> {
                         .create_primary(&snap.target, label, value, &snap.tracked.refs(), &state)
                         .await?;
                 }
-                services::reconcile(&self.conn.client, c, label, value, Which::Backends).await?;
+                // A Knative Service's revisions have Services of Knative's.
+                if !self.knative() {
+                    services::reconcile(&self.conn.client, c, label, value, Which::Backends)
+                        .await?;
+                }
                 self.reconcile_autoscaler().await?;
                 Ok(rv)
             }
             Action::Expose => {
-                services::reconcile(&self.conn.client, c, label, value, Which::All).await?;
+                if !self.knative() {
+                    services::reconcile(&self.conn.client, c, label, value, Which::All).await?;
+                }
                 self.reconcile_autoscaler().await?;
                 self.router.reconcile(c).await?;
                 Ok(None)
@@ -106,10 +114,18 @@ impl Driver<'_> {
             }
             Action::SetRouting(r) => {
                 self.router.set_routing(c, r).await?;
-                Ok(None)
+                // The traffic of a Knative Service is written on the object
+                // holding the state: its new version is carried forward.
+                Ok(match &self.router {
+                    crate::router::AnyRouter::Knative(k) => k.take_written(),
+                    _ => None,
+                })
             }
             Action::Promote => {
-                configs::copy_to_primary(&self.conn.client, &c.namespace, &snap.tracked).await?;
+                if !self.knative() {
+                    configs::copy_to_primary(&self.conn.client, &c.namespace, &snap.tracked)
+                        .await?;
+                }
                 let replicas = if c.autoscaler.is_none() {
                     snap.target.replicas().filter(|r| *r > 0)
                 } else {

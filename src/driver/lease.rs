@@ -426,7 +426,7 @@ async fn release_with(
         return Ok(());
     };
     let workloads = workload::Workloads::new(client, namespace, kind);
-    let name = canary_core::names::primary(target);
+    let name = kind.primary_name(target);
     let released = workloads
         .update_state(&name, 5, |state| {
             if state.lease.as_ref().is_none_or(|l| !is_mine(l, holder)) {

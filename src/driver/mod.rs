@@ -341,7 +341,12 @@ impl<'a> Driver<'a> {
     }
 
     fn primary_name(&self) -> String {
-        canary_core::names::primary(&self.canary.target.name)
+        self.workloads.kind.primary_name(&self.canary.target.name)
+    }
+
+    /// Whether the target is a Knative Service, its own primary.
+    fn knative(&self) -> bool {
+        self.workloads.kind == crate::cluster::workload::Kind::Knative
     }
 
     /// Drives the canary to a verdict.

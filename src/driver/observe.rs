@@ -94,7 +94,13 @@ impl Driver<'_> {
             })?;
         let label = target.selector_label()?;
         let primary_name = self.primary_name();
-        let primary = self.workload(&primary_name, |w| &w.primary).await?;
+        let primary = if self.knative() {
+            // The Knative Service read again, as a primary once its
+            // annotation names a revision.
+            self.workloads.get_primary(target_name).await?
+        } else {
+            self.workload(&primary_name, |w| &w.primary).await?
+        };
         let now = now();
         let mut state = State::new(now);
         let mut primary_rv = None;
@@ -148,7 +154,7 @@ impl Driver<'_> {
             now,
             revision,
             target: target.observe(),
-            primary: primary.as_ref().map(Object::observe),
+            primary: primary.as_ref().map(Object::observe_primary),
             routing,
             retry: self.settings.retry,
             request: None,

@@ -15,6 +15,7 @@ pub(crate) mod detect;
 pub(crate) mod gateway_api;
 pub(crate) mod gloo;
 pub(crate) mod istio;
+pub(crate) mod knative;
 pub(crate) mod kuma;
 pub(crate) mod nginx;
 pub(crate) mod skipper;
@@ -127,6 +128,7 @@ pub(crate) enum AnyRouter {
     Traefik(traefik::TraefikRouter),
     Skipper(skipper::SkipperRouter),
     Gloo(gloo::GlooRouter),
+    Knative(knative::KnativeRouter),
     /// The `kubernetes` provider: no traffic split, only Service selectors.
     None,
 }
@@ -161,6 +163,9 @@ impl AnyRouter {
                 client.clone(),
             ))),
             Provider::Gloo => Ok(AnyRouter::Gloo(gloo::GlooRouter::new(client.clone()))),
+            Provider::Knative => Ok(AnyRouter::Knative(knative::KnativeRouter::new(
+                client.clone(),
+            ))),
             Provider::Kubernetes => Ok(AnyRouter::None),
             other => Err(format!(
                 "provider `{other}`: {}",
@@ -186,6 +191,7 @@ impl Router for AnyRouter {
             AnyRouter::Traefik(r) => r.reconcile(c).await,
             AnyRouter::Skipper(r) => r.reconcile(c).await,
             AnyRouter::Gloo(r) => r.reconcile(c).await,
+            AnyRouter::Knative(r) => r.reconcile(c).await,
             AnyRouter::None => Ok(()),
         }
     }
@@ -202,6 +208,7 @@ impl Router for AnyRouter {
             AnyRouter::Traefik(r) => r.watch(c),
             AnyRouter::Skipper(r) => r.watch(c),
             AnyRouter::Gloo(r) => r.watch(c),
+            AnyRouter::Knative(r) => r.watch(c),
             AnyRouter::None => {}
         }
     }
@@ -218,6 +225,7 @@ impl Router for AnyRouter {
             AnyRouter::Traefik(r) => r.current_routing(c).await,
             AnyRouter::Skipper(r) => r.current_routing(c).await,
             AnyRouter::Gloo(r) => r.current_routing(c).await,
+            AnyRouter::Knative(r) => r.current_routing(c).await,
             // Without a router all traffic reaches the primary through the
             // apex Service.
             AnyRouter::None => Ok(Some(Routing::all_primary())),
@@ -236,6 +244,7 @@ impl Router for AnyRouter {
             AnyRouter::Traefik(r) => r.set_routing(c, routing).await,
             AnyRouter::Skipper(r) => r.set_routing(c, routing).await,
             AnyRouter::Gloo(r) => r.set_routing(c, routing).await,
+            AnyRouter::Knative(r) => r.set_routing(c, routing).await,
             // The apex Service keeps selecting the primary; the checks of a
             // blue/green step reach the canary through its own Service.
             AnyRouter::None => Ok(()),
@@ -254,6 +263,7 @@ impl Router for AnyRouter {
             AnyRouter::Traefik(r) => r.finalize(c).await,
             AnyRouter::Skipper(r) => r.finalize(c).await,
             AnyRouter::Gloo(r) => r.finalize(c).await,
+            AnyRouter::Knative(r) => r.finalize(c).await,
             // Only Service selectors, which the revert has already set.
             AnyRouter::None => Ok(Vec::new()),
         }

@@ -321,197 +321,227 @@ pub fn permissions(c: &ResolvedCanary, needs: &Needs) -> Vec<Access> {
     let target = c.target.name.as_str();
     let primary = names::primary(target);
 
-    // The target and the primary, of the target's kind.
-    let workloads = if c.target.kind == "DaemonSet" {
-        "daemonsets"
-    } else {
-        "deployments"
-    };
-    add(
-        ns,
-        "apps",
-        workloads,
-        "get",
-        Some(target),
-        "to read the target",
-    );
-    add(
-        ns,
-        "apps",
-        workloads,
-        "patch",
-        Some(target),
-        "to scale the target",
-    );
-    add(
-        ns,
-        "apps",
-        workloads,
-        "get",
-        Some(&primary),
-        "to read the primary and the rollout's state",
-    );
-    add(
-        ns,
-        "apps",
-        workloads,
-        "list",
-        Some(&primary),
-        "to watch the primary for requests",
-    );
-    add(
-        ns,
-        "apps",
-        workloads,
-        "watch",
-        Some(&primary),
-        "to watch the primary for requests",
-    );
-    if create {
+    let knative = c.provider == Some(Provider::Knative);
+    if knative {
+        // The Knative Service is the target, the primary and the router:
+        // read, watched for requests, and patched (the annotation naming
+        // the primary revision, the traffic, the state); its revisions
+        // are read for their readiness. Nothing is created.
+        const SERVING: &str = "serving.knative.dev";
+        for (verb, why) in [
+            ("get", "to read the Knative Service and the rollout's state"),
+            ("list", "to watch the Knative Service for requests"),
+            ("watch", "to watch the Knative Service for requests"),
+            (
+                "patch",
+                "to name the primary revision, split the traffic and store the state",
+            ),
+        ] {
+            add(ns, SERVING, "services", verb, Some(target), why);
+        }
+        add(
+            ns,
+            SERVING,
+            "revisions",
+            "get",
+            None,
+            "to read whether the revisions are ready",
+        );
+    }
+
+    if !knative {
+        // The target and the primary, of the target's kind.
+        let workloads = if c.target.kind == "DaemonSet" {
+            "daemonsets"
+        } else {
+            "deployments"
+        };
         add(
             ns,
             "apps",
             workloads,
-            "create",
-            None,
-            "to create the primary",
-        );
-    }
-    // A Deployment's template is promoted with a patch replacing it whole;
-    // a DaemonSet's by writing the primary back.
-    add(
-        ns,
-        "apps",
-        workloads,
-        if workloads == "deployments" {
-            "patch"
-        } else {
-            "update"
-        },
-        Some(&primary),
-        "to promote the target to the primary",
-    );
-    add(
-        ns,
-        "apps",
-        workloads,
-        "patch",
-        Some(&primary),
-        "to store the rollout's state and scale the primary",
-    );
-
-    // The apex, primary and canary Services.
-    for svc in [
-        c.service.clone(),
-        names::primary(&c.service),
-        names::canary(&c.service),
-    ] {
-        add(
-            ns,
-            "",
-            "services",
             "get",
-            Some(&svc),
-            "to read the Services",
+            Some(target),
+            "to read the target",
         );
         add(
             ns,
-            "",
-            "services",
-            "update",
-            Some(&svc),
-            "to point the Services at their pods",
+            "apps",
+            workloads,
+            "patch",
+            Some(target),
+            "to scale the target",
         );
-    }
-    if create {
-        add(ns, "", "services", "create", None, "to create the Services");
-    }
-
-    // ConfigMaps and Secrets copied for the primary.
-    for config in &needs.configs {
-        let (resource, name) = match config {
-            Config::ConfigMap(n) => ("configmaps", n),
-            Config::Secret(n) => ("secrets", n),
-        };
         add(
             ns,
-            "",
-            resource,
+            "apps",
+            workloads,
             "get",
-            Some(name),
-            "to copy what the target uses for the primary",
+            Some(&primary),
+            "to read the primary and the rollout's state",
         );
         add(
             ns,
-            "",
-            resource,
-            "update",
-            Some(&names::primary(name)),
-            "to update the primary's copy",
+            "apps",
+            workloads,
+            "list",
+            Some(&primary),
+            "to watch the primary for requests",
+        );
+        add(
+            ns,
+            "apps",
+            workloads,
+            "watch",
+            Some(&primary),
+            "to watch the primary for requests",
         );
         if create {
+            add(
+                ns,
+                "apps",
+                workloads,
+                "create",
+                None,
+                "to create the primary",
+            );
+        }
+        // A Deployment's template is promoted with a patch replacing it
+        // whole; a DaemonSet's by writing the primary back.
+        add(
+            ns,
+            "apps",
+            workloads,
+            if workloads == "deployments" {
+                "patch"
+            } else {
+                "update"
+            },
+            Some(&primary),
+            "to promote the target to the primary",
+        );
+        add(
+            ns,
+            "apps",
+            workloads,
+            "patch",
+            Some(&primary),
+            "to store the rollout's state and scale the primary",
+        );
+
+        // The apex, primary and canary Services.
+        for svc in [
+            c.service.clone(),
+            names::primary(&c.service),
+            names::canary(&c.service),
+        ] {
+            add(
+                ns,
+                "",
+                "services",
+                "get",
+                Some(&svc),
+                "to read the Services",
+            );
+            add(
+                ns,
+                "",
+                "services",
+                "update",
+                Some(&svc),
+                "to point the Services at their pods",
+            );
+        }
+        if create {
+            add(ns, "", "services", "create", None, "to create the Services");
+        }
+
+        // ConfigMaps and Secrets copied for the primary.
+        for config in &needs.configs {
+            let (resource, name) = match config {
+                Config::ConfigMap(n) => ("configmaps", n),
+                Config::Secret(n) => ("secrets", n),
+            };
             add(
                 ns,
                 "",
                 resource,
-                "create",
-                None,
+                "get",
+                Some(name),
                 "to copy what the target uses for the primary",
             );
+            add(
+                ns,
+                "",
+                resource,
+                "update",
+                Some(&names::primary(name)),
+                "to update the primary's copy",
+            );
+            if create {
+                add(
+                    ns,
+                    "",
+                    resource,
+                    "create",
+                    None,
+                    "to copy what the target uses for the primary",
+                );
+            }
         }
-    }
 
-    // The autoscaler and its copy for the primary.
-    if let Some(hpa) = &c.autoscaler {
-        let (group, scalers) = if hpa.kind == "ScaledObject" {
-            ("keda.sh", "scaledobjects")
-        } else {
-            ("autoscaling", "horizontalpodautoscalers")
-        };
-        add(
-            ns,
-            group,
-            scalers,
-            "get",
-            Some(&hpa.name),
-            "to copy the autoscaler for the primary",
-        );
-        let copy = names::primary(&hpa.name);
-        add(
-            ns,
-            group,
-            scalers,
-            "get",
-            Some(&copy),
-            "to read the primary's autoscaler",
-        );
-        add(
-            ns,
-            group,
-            scalers,
-            "update",
-            Some(&copy),
-            "to update the primary's autoscaler",
-        );
-        if create {
+        // The autoscaler and its copy for the primary.
+        if let Some(hpa) = &c.autoscaler {
+            let (group, scalers) = if hpa.kind == "ScaledObject" {
+                ("keda.sh", "scaledobjects")
+            } else {
+                ("autoscaling", "horizontalpodautoscalers")
+            };
             add(
                 ns,
                 group,
                 scalers,
-                "create",
-                None,
-                "to create the primary's autoscaler",
-            );
-        }
-        if hpa.kind == "ScaledObject" {
-            add(
-                ns,
-                group,
-                scalers,
-                "patch",
+                "get",
                 Some(&hpa.name),
-                "to pause the target's autoscaler while the target has no pods",
+                "to copy the autoscaler for the primary",
             );
+            let copy = names::primary(&hpa.name);
+            add(
+                ns,
+                group,
+                scalers,
+                "get",
+                Some(&copy),
+                "to read the primary's autoscaler",
+            );
+            add(
+                ns,
+                group,
+                scalers,
+                "update",
+                Some(&copy),
+                "to update the primary's autoscaler",
+            );
+            if create {
+                add(
+                    ns,
+                    group,
+                    scalers,
+                    "create",
+                    None,
+                    "to create the primary's autoscaler",
+                );
+            }
+            if hpa.kind == "ScaledObject" {
+                add(
+                    ns,
+                    group,
+                    scalers,
+                    "patch",
+                    Some(&hpa.name),
+                    "to pause the target's autoscaler while the target has no pods",
+                );
+            }
         }
     }
 

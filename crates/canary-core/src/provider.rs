@@ -137,6 +137,8 @@ pub struct MatchSupport {
 /// The targets and autoscalers `canary run` drives with every provider it
 /// drives.
 pub(crate) const DRIVEN_TARGETS: &[&str] = &["Deployment", "DaemonSet"];
+/// The target of a Knative canary: a `serving.knative.dev/v1` Service.
+const KNATIVE_TARGETS: &[&str] = &["Service"];
 /// Targets with replicas, which an autoscaler can scale: a DaemonSet runs
 /// one pod per node, so Flagger gives it no autoscaler.
 pub const SCALABLE_TARGETS: &[&str] = &["Deployment"];
@@ -321,7 +323,15 @@ impl Provider {
                 tcp: false,
                 ..WEIGHTS_ONLY
             },
-            Provider::Knative => flagger(false, false, false, false, false),
+            // The Knative Service is the target and the router: its
+            // revisions split the traffic by percent, nothing else; Knative
+            // scales the revisions itself.
+            Provider::Knative => Capabilities {
+                tcp: false,
+                targets: KNATIVE_TARGETS,
+                autoscalers: &[],
+                ..WEIGHTS_ONLY
+            },
         }
     }
 
@@ -648,6 +658,7 @@ mod tests {
                 "gatewayapi:v1beta1",
                 "gloo",
                 "istio",
+                "knative",
                 "kubernetes",
                 "kuma",
                 "linkerd",

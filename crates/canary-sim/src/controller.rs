@@ -123,6 +123,8 @@ struct Work {
     /// Deleted Deployments, (namespace, uid): their pods go.
     gone: Vec<(String, String)>,
     scaled_objects: bool,
+    /// A Knative Service, Revision or Revision Deployment changed.
+    knative: bool,
 }
 
 impl Work {
@@ -299,6 +301,9 @@ impl Controller {
     fn note(&self, c: &Change) {
         let key = || (c.namespace.clone(), c.name.clone());
         let mut st = self.lock();
+        if crate::knative::concerns(c.kind.group, c.kind.kind, &c.object) {
+            st.work.knative = true;
+        }
         match (c.kind.group, c.kind.kind) {
             ("", "Pod") => {
                 st.work.pods.insert(key());
@@ -398,6 +403,7 @@ impl Controller {
             self.daemonset(st, d, now);
         }
         self.sync_scaled_objects();
+        crate::knative::sync(&self.store);
     }
 
     fn sync_some(&self, st: &mut State, work: Work, now: Instant) {
@@ -431,6 +437,9 @@ impl Controller {
         }
         if work.scaled_objects {
             self.sync_scaled_objects();
+        }
+        if work.knative {
+            crate::knative::sync(&self.store);
         }
     }
 

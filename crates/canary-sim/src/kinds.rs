@@ -42,6 +42,11 @@ pub struct CrdGroups {
     /// `metrics.keptn.sh` KeptnMetric, Analysis and what an Analysis reads:
     /// Keptn's metrics operator (see [`crate::providers::keptn`]).
     pub keptn: bool,
+    /// `serving.knative.dev` Service and Revision: Knative Serving, whose
+    /// controller makes a Revision for each template and routes the
+    /// Service's host between them (see [`crate::controller`]). Off by
+    /// default.
+    pub knative: bool,
 }
 
 impl Default for CrdGroups {
@@ -58,6 +63,7 @@ impl Default for CrdGroups {
             traefik: false,
             gloo: false,
             keptn: true,
+            knative: false,
         }
     }
 }
@@ -76,6 +82,7 @@ pub enum CrdGroup {
     Traefik,
     Gloo,
     Keptn,
+    Knative,
 }
 
 /// One served resource.
@@ -320,6 +327,34 @@ pub static ALL_KINDS: &[KindInfo] = &[
             "DestinationRule",
             "destinationrules",
             "destinationrule"
+        )
+    },
+    KindInfo {
+        short_names: &["kservice", "ksvc"],
+        categories: &["all", "knative", "serving"],
+        crd: Some(CrdGroup::Knative),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "serving.knative.dev",
+            &["v1"],
+            "Service",
+            "services",
+            "service"
+        )
+    },
+    KindInfo {
+        short_names: &["rev"],
+        categories: &["all", "knative", "serving"],
+        crd: Some(CrdGroup::Knative),
+        status_subresource: true,
+        has_generation: true,
+        ..kind!(
+            "serving.knative.dev",
+            &["v1"],
+            "Revision",
+            "revisions",
+            "revision"
         )
     },
     KindInfo {
@@ -695,6 +730,7 @@ impl Kinds {
                 Some(CrdGroup::Traefik) => installed.traefik,
                 Some(CrdGroup::Gloo) => installed.gloo,
                 Some(CrdGroup::Keptn) => installed.keptn,
+                Some(CrdGroup::Knative) => installed.knative,
             })
             .collect();
         Self { served }
@@ -1728,6 +1764,15 @@ pub fn validate(k: &KindInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldErro
             errs.push(FieldError::required("spec.service", ""));
         }
         ("gateway.networking.k8s.io", "HTTPRoute") => validate_http_route(obj, &mut errs),
+        ("serving.knative.dev", "Service") => {
+            if let Some((field, why)) = crate::knative::validate_traffic(obj) {
+                errs.push(FieldError {
+                    reason: "FieldValueInvalid",
+                    field,
+                    message: format!("Invalid value: {why}"),
+                });
+            }
+        }
         ("networking.istio.io", "VirtualService") => validate_virtual_service(obj, &mut errs),
         ("networking.istio.io", "DestinationRule")
             if obj["spec"]["host"].as_str().is_none_or(str::is_empty) =>

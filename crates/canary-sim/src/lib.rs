@@ -50,6 +50,7 @@ mod api;
 mod controller;
 pub mod exposition;
 mod kinds;
+mod knative;
 mod kubeconfig;
 pub mod kubectl;
 mod loadtester;

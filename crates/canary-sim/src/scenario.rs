@@ -11,7 +11,7 @@
 //! seed: 7
 //! namespace: prod              # the kubeconfig's default namespace
 //! readinessDelay: 2s           # a new pod turns Ready after this
-//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, gloo, keptn
+//! crds: [smi]                  # smi, gatewayApi, istio, flagger, keda, kuma, apisix, contour, traefik, gloo, keptn, knative
 //! namespaces:
 //!   - {name: prod, mesh: linkerd}
 //! deployments:
@@ -181,6 +181,7 @@ pub enum CrdName {
     Traefik,
     Gloo,
     Keptn,
+    Knative,
 }
 
 /// Which mesh injects the namespace's pods (decides which series the
@@ -694,6 +695,7 @@ impl Scenario {
                 traefik: list.contains(&CrdName::Traefik),
                 gloo: list.contains(&CrdName::Gloo),
                 keptn: list.contains(&CrdName::Keptn),
+                knative: list.contains(&CrdName::Knative),
             },
         }
     }

@@ -894,6 +894,9 @@ impl Traffic {
                 if let Some(routed) = edge::gloo_route(c, host, req, rng) {
                     return Ok(Entry::Edge(Box::new(routed)));
                 }
+                if let Some(routed) = edge::knative_route(c, host, rng) {
+                    return Ok(Entry::Edge(Box::new(routed)));
+                }
                 if let Some(routed) = gateway_route(c, host, req, rng, fx) {
                     return match routed {
                         (Routed::To(ns, name), p) => Ok(Entry::Routed {

@@ -471,6 +471,7 @@ async fn discovery_lists_exactly_the_installed_kinds() {
             traefik: false,
             gloo: false,
             keptn: false,
+            knative: false,
         },
         ..Default::default()
     })

@@ -75,7 +75,7 @@ const CANARY: Profile = Profile {
 
 /// Records one second of traffic of every profile at `at` (ms), as
 /// Linkerd, Istio, the NGINX ingress controller, Kuma's sidecars, APISIX,
-/// Contour's Envoy, Traefik, Skipper and Gloo's Envoy would count it, plus
+/// Contour's Envoy, Traefik, Skipper, Gloo's Envoy and Knative's Kourier would count it, plus
 /// series the built-in queries must not pick up (outbound, source
 /// reporter, primary traffic through the main ingress).
 fn record_second(store: &SeriesStore, at: i64) {
@@ -356,6 +356,26 @@ fn record_second(store: &SeriesStore, at: i64) {
             at,
         );
 
+        // Knative through Kourier's Envoy: the cluster of each revision,
+        // `<namespace>/<revision>`.
+        let kourier_cluster = format!("prod/{}", revision(p.deployment, p.canary));
+        let kourier = [
+            ("namespace", "kourier-system"),
+            ("envoy_cluster_name", kourier_cluster.as_str()),
+        ];
+        for (code, n) in [("200", ok), ("503", p.errors)] {
+            let mut l = kourier.to_vec();
+            l.push(("envoy_response_code", code));
+            store.counter_add("envoy_cluster_upstream_rq", &l, n as f64, at);
+        }
+        store.histogram_observe_many(
+            "envoy_cluster_upstream_rq_time",
+            &kourier,
+            p.latency_ms,
+            ISTIO_BUCKETS,
+            at,
+        );
+
         // Traefik: the service of each Kubernetes Service, its duration
         // histogram by status code (the success rate counts its `+Inf`
         // buckets).
@@ -417,6 +437,12 @@ fn record_second(store: &SeriesStore, at: i64) {
     }
 }
 
+/// The Knative revision of a profile: the canary's is the latest one.
+fn revision(deployment: &str, canary: bool) -> String {
+    let base = deployment.trim_end_matches("-primary");
+    format!("{base}-0000{}", if canary { 2 } else { 1 })
+}
+
 fn model(target: &str, interval: &str) -> TemplateModel {
     TemplateModel {
         name: target.into(),
@@ -435,6 +461,7 @@ fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for provider in [
         "linkerd", "istio", "nginx", "kuma", "apisix", "contour", "traefik", "skipper", "gloo",
+        "knative",
     ] {
         for metric in ["request-success-rate", "request-duration"] {
             let q = builtin_query(
@@ -442,7 +469,16 @@ fn builtins(target: &str, interval: &str) -> Vec<(String, String)> {
                 metric,
             )
             .unwrap();
-            let query = q.render(&model(target, interval)).unwrap();
+            let mut m = model(target, interval);
+            if provider == "knative" {
+                // Flagger's route for Knative: the revision, not the target.
+                m.route = match target {
+                    "podinfo" => revision(target, true),
+                    "podinfo-primary" => revision(target, false),
+                    other => other.to_string(),
+                };
+            }
+            let query = q.render(&m).unwrap();
             out.push((format!("{provider} {metric}"), query));
         }
     }
@@ -471,14 +507,14 @@ fn builtin_queries_measure_the_synthetic_traffic() {
             "podinfo",
             [
                 96.0, 875.0, 96.0, 875.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0, 96.0, 875.0, 96.0,
-                975.0, 96.0, 49.6, 96.0, 875.0,
+                975.0, 96.0, 49.6, 96.0, 875.0, 96.0, 875.0,
             ],
         ),
         (
             "podinfo-primary",
             [
                 99.0, 30.0, 99.0, 50.0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan,
-                nan, nan,
+                nan, nan, 99.0, 50.0,
             ],
         ),
     ];
@@ -492,8 +528,9 @@ fn builtin_queries_measure_the_synthetic_traffic() {
                 one_value(&got)
             );
             match one_value(&got) {
-                // NGINX, Kuma, APISIX, Contour, Traefik, Skipper and Gloo only measure the
-                // canary's traffic: nothing for the primary.
+                // NGINX, Kuma, APISIX, Contour, Traefik, Skipper and Gloo only
+                // measure the canary's traffic: nothing for the primary. Knative
+                // measures each revision, the primary's too.
                 None => assert!(want.is_nan(), "{target} {name}: empty result\n{query}"),
                 Some(v) => assert!(
                     (v - want).abs() <= want.abs() * 1e-6,

@@ -1277,3 +1277,166 @@ async fn a_scaled_object_keeps_its_deployment_within_its_bounds_and_holds_it_whe
     .await;
     world.shutdown().await;
 }
+
+const KNATIVE: &str = "
+namespace: prod
+readinessDelay: 100ms
+trafficInterval: 100ms
+crds: [knative]
+namespaces: [{name: prod}, {name: monitoring}]
+behaviours:
+  '6.6.6': {successRate: 50%}
+prometheus: {name: prometheus, namespace: monitoring, port: 9090}
+traffic:
+  - {host: podinfo.prod.svc.cluster.local, namespace: prod, port: 80, rps: 100}
+";
+
+fn ksvc_with(image: &str) -> Value {
+    json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+        "metadata": {"name": "podinfo", "namespace": "prod"},
+        "spec": {"template": {"spec": {"containers": [
+            {"image": image, "ports": [{"containerPort": 9898}]}
+        ]}}},
+    })
+}
+
+/// Knative's built-in query of Flagger's for the revision `route`.
+async fn knative_builtin(world: &World, client: &Client, metric: &str, route: &str) -> Option<f64> {
+    let q = builtin_query(canary_core::provider::Provider::Knative, metric).unwrap();
+    let model = TemplateModel {
+        name: "podinfo".into(),
+        namespace: "prod".into(),
+        target: "podinfo".into(),
+        service: "podinfo".into(),
+        ingress: "podinfo".into(),
+        route: route.into(),
+        interval: "1m".into(),
+        variables: Default::default(),
+    };
+    let rendered = render(q.template, &model).unwrap();
+    query(world, client, &rendered)
+        .await
+        .first()
+        .map(|(_, v)| *v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knative_service_makes_a_revision_per_template_and_splits_by_percent() {
+    let (world, client) = world(KNATIVE).await;
+    let base = "/apis/serving.knative.dev/v1/namespaces/prod/services";
+    let (code, body) = raw(
+        &client,
+        "POST",
+        base,
+        &ksvc_with("podinfo:6.0.0").to_string(),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let get = |client: Client| async move {
+        let (_, body) = raw(&client, "GET", &format!("{base}/podinfo"), "").await;
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let ready = |want: &'static str| {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                let s = get(client).await;
+                (s["status"]["latestReadyRevisionName"] == want).then_some(s)
+            }
+        }
+    };
+    let s = eventually(
+        "revision 1 ready",
+        Duration::from_secs(10),
+        ready("podinfo-00001"),
+    )
+    .await;
+    assert_eq!(s["status"]["latestCreatedRevisionName"], "podinfo-00001");
+    assert_eq!(
+        s["status"]["traffic"],
+        json!([{"revisionName": "podinfo-00001", "latestRevision": true, "percent": 100}])
+    );
+
+    // Flagger's split before the new template: all to the first revision.
+    let traffic = |canary: i64, primary: i64| {
+        json!({"spec": {"traffic": [
+            {"latestRevision": true, "percent": canary},
+            {"revisionName": "podinfo-00001", "percent": primary},
+        ]}})
+        .to_string()
+    };
+    let merge = |client: Client, body: String| async move {
+        let req = http::Request::builder()
+            .method("PATCH")
+            .uri(format!("{base}/podinfo"))
+            .header("Content-Type", "application/merge-patch+json")
+            .body(kube::client::Body::from(body.into_bytes()))
+            .unwrap();
+        client.send(req).await.unwrap().status().as_u16()
+    };
+    assert_eq!(merge(client.clone(), traffic(0, 100)).await, 200);
+    // Knative's webhook: percents add up to 100.
+    assert_eq!(merge(client.clone(), traffic(10, 80)).await, 422);
+
+    // A new template: a second revision, which gets its share once Ready.
+    let image = json!({"spec": {"template": {"spec": {"containers": [
+        {"image": "podinfo:6.6.6", "ports": [{"containerPort": 9898}]}
+    ]}}}});
+    assert_eq!(merge(client.clone(), image.to_string()).await, 200);
+    let s = eventually(
+        "revision 2 ready",
+        Duration::from_secs(10),
+        ready("podinfo-00002"),
+    )
+    .await;
+    assert_eq!(s["status"]["latestCreatedRevisionName"], "podinfo-00002");
+    assert_eq!(merge(client.clone(), traffic(40, 60)).await, 200);
+    let s = eventually("the split in the status", Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            let s = get(client).await;
+            (s["status"]["traffic"][0]["percent"] == 40).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(
+        s["status"]["traffic"],
+        json!([
+            {"revisionName": "podinfo-00002", "latestRevision": true, "percent": 40},
+            {"revisionName": "podinfo-00001", "latestRevision": false, "percent": 60},
+        ])
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let good = knative_builtin(&world, &client, "request-success-rate", "podinfo-00001")
+        .await
+        .expect("the first revision has traffic");
+    let bad = knative_builtin(&world, &client, "request-success-rate", "podinfo-00002")
+        .await
+        .expect("the second revision has traffic");
+    assert!(good > 99.9, "revision 1 success rate {good}");
+    assert!((30.0..70.0).contains(&bad), "revision 2 success rate {bad}");
+    let p99 = knative_builtin(&world, &client, "request-duration", "podinfo-00001")
+        .await
+        .unwrap();
+    assert!(p99 > 0.0 && p99 < 1000.0, "revision 1 p99 {p99} ms");
+    // Both revisions and their workloads stay.
+    let revs = raw(
+        &client,
+        "GET",
+        "/apis/serving.knative.dev/v1/namespaces/prod/revisions",
+        "",
+    )
+    .await
+    .1;
+    let revs: Value = serde_json::from_str(&revs).unwrap();
+    let names: Vec<_> = revs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["podinfo-00001", "podinfo-00002"]);
+    world.shutdown().await;
+}

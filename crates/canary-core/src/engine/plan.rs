@@ -157,6 +157,9 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         );
     }
 
+    // A Knative Service is its own primary: its revisions run side by
+    // side, Knative scales them, and promotion names the latest one.
+    let knative = c.provider == Some(crate::provider::Provider::Knative);
     let mut start = Vec::new();
     for g in c.hooks(HookType::ConfirmRollout) {
         start.push(format!(
@@ -165,10 +168,14 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
             redact_url(&g.url)
         ));
     }
-    start.push(format!(
-        "scale {target} up and wait until {}% of its pods are ready (deadline {}s)",
-        c.canary_ready_threshold, c.progress_deadline_seconds
-    ));
+    start.push(if knative {
+        format!("wait until the latest revision of {target} is ready")
+    } else {
+        format!(
+            "scale {target} up and wait until {}% of its pods are ready (deadline {}s)",
+            c.canary_ready_threshold, c.progress_deadline_seconds
+        )
+    });
     for h in c.hooks(HookType::PreRollout) {
         start.push(format!(
             "call {} ({}, timeout {}); a failure counts as a failed check",
@@ -225,14 +232,22 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
             ));
         }
     }
-    promotion.push(format!(
-        "copy the pod template of {target} (and the ConfigMaps/Secrets it uses) to {}-primary",
-        target
-    ));
-    promotion.push(format!(
-        "wait until {}% of the primary's pods are ready",
-        c.primary_ready_threshold
-    ));
+    if knative {
+        promotion.push(format!(
+            "name the latest revision of {target} the primary revision \
+             (annotation flagger.app/primary-revision)"
+        ));
+        promotion.push("wait until the primary revision is ready".to_string());
+    } else {
+        promotion.push(format!(
+            "copy the pod template of {target} (and the ConfigMaps/Secrets it uses) to {}-primary",
+            target
+        ));
+        promotion.push(format!(
+            "wait until {}% of the primary's pods are ready",
+            c.primary_ready_threshold
+        ));
+    }
     let gradual = &schedule.promotion_weights;
     if !c.routes_traffic() {
         promotion.push("point the apex service back at the primary".to_string());
@@ -247,7 +262,9 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
             "route all traffic to the primary ({TOTAL_WEIGHT}/0)"
         ));
     }
-    promotion.push(format!("scale {target} to 0"));
+    if !knative {
+        promotion.push(format!("scale {target} to 0"));
+    }
     for h in c.hooks(HookType::PostRollout) {
         promotion.push(format!(
             "call {}",
@@ -258,9 +275,14 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
 
     let mut rollback = vec![format!(
         "after {} failed check{} (a failed metric, a query error or no data each count one), \
-         route all traffic to the primary and scale {target} to 0",
+         route all traffic to the primary{}",
         c.threshold,
-        if c.threshold == 1 { "" } else { "s" }
+        if c.threshold == 1 { "" } else { "s" },
+        if knative {
+            " revision, which kept running".to_string()
+        } else {
+            format!(" and scale {target} to 0")
+        }
     )];
     for h in c.hooks(HookType::Rollback) {
         rollback.push(format!(
@@ -288,7 +310,11 @@ pub fn plan(c: &ResolvedCanary, templates: &[&MetricTemplate]) -> Plan {
         namespace: c.namespace.clone(),
         strategy: c.strategy.label().to_string(),
         target,
-        service: format!("{}:{}", c.service, c.port),
+        service: if knative {
+            "none: Knative routes to the revisions".to_string()
+        } else {
+            format!("{}:{}", c.service, c.port)
+        },
         provider: c.provider,
         provider_source: c.provider_source,
         metrics_server: c.metrics_server_or_default().map(|u| redact_url(&u)),
@@ -332,7 +358,10 @@ fn condition(m: &ResolvedMetric) -> String {
 }
 
 fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) -> PlanCheck {
-    let model = c.template_model(m);
+    let mut model = c.template_model(m);
+    if c.provider == Some(crate::provider::Provider::Knative) {
+        model.route = KNATIVE_ROUTE.to_string();
+    }
     let render = |t: &str| match template::render(t, &model) {
         Ok(q) => (Some(template::compact(&q)), None),
         Err(e) => (None, Some(e.to_string())),
@@ -396,6 +425,14 @@ fn check(c: &ResolvedCanary, m: &ResolvedMetric, templates: &[&MetricTemplate]) 
     }
 }
 
+/// What a run does to the Knative Service of a Knative Canary.
+pub const KNATIVE_ACTION: &str = "update: annotation flagger.app/primary-revision names the \
+     primary revision; spec.traffic splits between it and the latest revision; revisions kept";
+
+/// The placeholder for `{{ route }}` of a Knative Canary in a plan: the
+/// run reads the latest created revision of the Knative Service.
+pub const KNATIVE_ROUTE: &str = "<latest revision>";
+
 /// The objects a run creates or changes, named as Flagger names them.
 fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
     let o = |kind: &str, name: String, action: &str| PlanObject {
@@ -406,6 +443,20 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
     let kind = c.target.kind.clone();
     let t = &c.target.name;
     let svc = &c.service;
+    if c.provider == Some(crate::provider::Provider::Knative) {
+        // The Knative Service splits the traffic between its own revisions:
+        // nothing is created, no primary, no Services, no config copies.
+        return names::router_objects(crate::provider::Provider::Knative, c)
+            .into_iter()
+            .map(|r| {
+                o(
+                    &format!("{} ({})", r.kind, r.api_version),
+                    r.name,
+                    KNATIVE_ACTION,
+                )
+            })
+            .collect();
+    }
     let mut out = vec![
         o(
             &kind,
@@ -452,4 +503,63 @@ fn objects(c: &ResolvedCanary) -> Vec<PlanObject> {
         })),
     }
     out
+}
+
+#[cfg(test)]
+mod knative_tests {
+    use super::*;
+    use crate::spec::resolve::{Overrides, resolve};
+
+    #[test]
+    fn a_knative_plan_changes_the_knative_service_only() {
+        let yaml = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: prod}
+spec:
+  provider: knative
+  targetRef: {apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}
+  analysis:
+    interval: 1m
+    threshold: 5
+    stepWeight: 10
+    maxWeight: 50
+    metrics:
+      - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}
+";
+        let file = crate::spec::load_str("c.yaml", yaml).unwrap();
+        let c = resolve(&file, &file.canaries[0], &Overrides::default());
+        let p = plan(&c, &[]);
+        let objects: Vec<_> = p
+            .objects
+            .iter()
+            .map(|o| (o.kind.as_str(), o.name.as_str(), o.action.as_str()))
+            .collect();
+        assert_eq!(
+            objects,
+            [(
+                "Service (serving.knative.dev/v1)",
+                "podinfo",
+                KNATIVE_ACTION
+            )]
+        );
+        let q = p.checks[0].query.as_deref().unwrap();
+        assert!(
+            q.contains(r#"envoy_cluster_name=~"prod/<latest revision>""#),
+            "{q}"
+        );
+        // Nothing is copied nor scaled: the revisions run side by side.
+        let said = [&p.start[..], &p.promotion[..], &p.rollback[..]].concat();
+        assert!(
+            said.iter()
+                .all(|l| !l.contains("scale") && !l.contains("-primary")),
+            "{said:?}"
+        );
+        assert!(
+            p.promotion
+                .iter()
+                .any(|l| l.contains("flagger.app/primary-revision")),
+            "{:?}",
+            p.promotion
+        );
+    }
 }

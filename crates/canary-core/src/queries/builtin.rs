@@ -1063,6 +1063,31 @@ mod tests {
         assert!(nginx.contains(r#"namespace="a.b""#), "{nginx}");
     }
 
+    /// The strings `knative_test.go` (Flagger v1.44) expects on the wire:
+    /// the route is the latest created revision, `podinfo-00001`, in
+    /// `default`.
+    #[test]
+    fn knative_matches_flagger_wire_format() {
+        let q = |metric: &str| {
+            let mut m = model("default", "podinfo");
+            m.route = "podinfo-00001".into();
+            collapse_whitespace(
+                &builtin_query(p("knative"), metric)
+                    .unwrap()
+                    .render(&m)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(
+            q("request-success-rate"),
+            r#" sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"default/podinfo-00001", envoy_response_code!~"5.*" }[1m] ) ) / sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"default/podinfo-00001", }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            q("request-duration"),
+            r#" histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ envoy_cluster_name=~"default/podinfo-00001", }[1m] ) ) by (le) )"#
+        );
+    }
+
     #[test]
     fn provider_strings_map_like_flaggers_factory() {
         for (provider, observer) in [

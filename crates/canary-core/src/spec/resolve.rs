@@ -770,3 +770,43 @@ spec:
         }
     }
 }
+
+#[cfg(test)]
+mod knative_tests {
+    const KNATIVE: &str = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: prod}
+spec:
+  provider: knative
+  targetRef: {apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}
+  analysis: {interval: 1m, threshold: 5, stepWeight: 10, maxWeight: 50}
+";
+
+    fn paths(yaml: &str) -> Vec<String> {
+        let diagnostics = match crate::spec::load_str("c.yaml", yaml) {
+            Ok(file) => crate::spec::validate::file(&file),
+            Err(refused) => refused,
+        };
+        diagnostics
+            .into_iter()
+            .map(|d| d.path.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn a_knative_canary_needs_no_service() {
+        assert!(paths(KNATIVE).is_empty(), "{:?}", paths(KNATIVE));
+        // Named by the target's API version alone, as with the provider
+        // given on the command line.
+        let by_target = KNATIVE.replace("  provider: knative\n", "");
+        assert!(paths(&by_target).is_empty(), "{:?}", paths(&by_target));
+        // Every other Canary still needs it, at the same place.
+        let deployment = KNATIVE
+            .replace("provider: knative", "provider: istio")
+            .replace(
+                "{apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}",
+                "{apiVersion: apps/v1, kind: Deployment, name: podinfo}",
+            );
+        assert_eq!(paths(&deployment), ["spec.service"]);
+    }
+}

@@ -573,7 +573,17 @@ fn canary(c: &mut Checker<'_, Canary>, file: &SpecFile) {
         );
     }
 
+    // A Knative Canary's traffic is split by the Knative Service itself,
+    // between its revisions: there are no primary and canary Services to
+    // describe, so Flagger does not ask for `spec.service`.
+    let knative = provider == Some("knative")
+        || spec
+            .target_ref
+            .as_ref()
+            .and_then(|t| t.api_version.as_deref())
+            .is_some_and(|v| v.starts_with("serving.knative.dev/"));
     match &spec.service {
+        None if knative => {}
         None => c.missing("spec", "service"),
         Some(s) => {
             c.name("spec.service.name", s.name.as_deref(), NameKind::Service);

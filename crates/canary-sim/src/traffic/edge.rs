@@ -55,6 +55,15 @@
 //! Upstream (`spec.kube`) to its Service's port. Envoy's upstream series
 //! are recorded as for Contour, with Gloo's cluster name
 //! `<upstream>_<namespace>`, which Flagger's Gloo queries select.
+//!
+//! Knative Serving answers for the host of a `serving.knative.dev/v1`
+//! Service (`<name>.<namespace>.svc.cluster.local`, the shorter cluster
+//! forms, and the external `<name>.<namespace>.example.com` of its
+//! `status.url`): Kourier's Envoy picks a revision by the percents of the
+//! Service's `status.traffic` (what Knative's controller made of
+//! `spec.traffic`, see [`crate::knative`]) and sends the request to the
+//! revision's pods. Envoy's series name the revision's cluster
+//! `<namespace>/<revision>`, as Flagger's Knative queries select it.
 
 use std::time::Instant;
 
@@ -70,6 +79,8 @@ const ENVOY_POD: (&str, &str) = ("projectcontour", "envoy-sim01");
 
 /// Gloo's gateway proxy (an Envoy), where its series come from.
 const GLOO_POD: (&str, &str) = ("gloo-system", "gateway-proxy-sim01");
+/// The Envoy of Knative's ingress (Kourier).
+const KOURIER_POD: (&str, &str) = ("kourier-system", "3scale-kourier-gateway-sim01");
 
 /// A request an edge proxy sends to a Service.
 pub(super) struct EdgeHit {
@@ -90,6 +101,8 @@ enum Proxy {
     Skipper,
     /// Gloo's Envoy, with the cluster name of the Upstream.
     Gloo(String),
+    /// Kourier, Knative's Envoy: the Service is a revision's.
+    Kourier,
 }
 
 /// Where Skipper's series come from.
@@ -647,6 +660,53 @@ pub(super) fn gloo_route(
     }))
 }
 
+/// The host names a Knative Service answers for, in the cluster and out.
+fn knative_hosts(ns: &str, name: &str) -> [String; 4] {
+    [
+        format!("{name}.{ns}.svc.cluster.local"),
+        format!("{name}.{ns}.svc"),
+        format!("{name}.{ns}"),
+        format!("{name}.{ns}.example.com"),
+    ]
+}
+
+/// Where Knative sends a request for `host`: `None` when no Knative
+/// Service answers for it; 503 when it routes to no revision yet (no
+/// revision ready, every percent 0).
+pub(super) fn knative_route(
+    c: &Cluster,
+    host: &str,
+    rng: &mut Rng,
+) -> Option<Result<EdgeHit, u16>> {
+    let ksvc = c.edge(EdgeKind::KnativeService).iter().find(|s| {
+        let ns = s["metadata"]["namespace"].as_str().unwrap_or("");
+        let name = s["metadata"]["name"].as_str().unwrap_or("");
+        knative_hosts(ns, name).iter().any(|h| h == host)
+    })?;
+    let ns = ksvc["metadata"]["namespace"].as_str().unwrap_or("");
+    let targets: Vec<(String, f64)> = ksvc["status"]["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let rev = t["revisionName"].as_str()?;
+            let pct = t["percent"].as_f64().unwrap_or(0.0);
+            (pct > 0.0).then(|| (rev.to_string(), pct))
+        })
+        .collect();
+    let Some(revision) = pick_weighted(&targets, rng) else {
+        return Some(Err(503));
+    };
+    Some(Ok(EdgeHit {
+        namespace: ns.to_string(),
+        service: revision,
+        port: crate::knative::REVISION_PORT,
+        host: host.to_string(),
+        proxy: Proxy::Kourier,
+        route: String::new(),
+    }))
+}
+
 /// The custom resources of the edge proxies the traffic follows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub(super) enum EdgeKind {
@@ -656,16 +716,18 @@ pub(super) enum EdgeKind {
     GlooVirtualService,
     RouteTable,
     GlooUpstream,
+    KnativeService,
 }
 
 impl EdgeKind {
-    pub(super) const ALL: [EdgeKind; 6] = [
+    pub(super) const ALL: [EdgeKind; 7] = [
         EdgeKind::HttpProxy,
         EdgeKind::IngressRoute,
         EdgeKind::TraefikService,
         EdgeKind::GlooVirtualService,
         EdgeKind::RouteTable,
         EdgeKind::GlooUpstream,
+        EdgeKind::KnativeService,
     ];
 
     /// Group, versions (preferred first) and kind.
@@ -677,6 +739,7 @@ impl EdgeKind {
             EdgeKind::GlooVirtualService => ("gateway.solo.io", &["v1"], "VirtualService"),
             EdgeKind::RouteTable => ("gateway.solo.io", &["v1"], "RouteTable"),
             EdgeKind::GlooUpstream => ("gloo.solo.io", &["v1"], "Upstream"),
+            EdgeKind::KnativeService => ("serving.knative.dev", &["v1"], "Service"),
         }
     }
 }
@@ -756,6 +819,10 @@ impl Traffic {
                 Proxy::Envoy => {
                     let cluster = format!("{}_{}_{}", hit.namespace, hit.service, hit.port);
                     rec.envoy(ENVOY_POD, &cluster, answer.status, ms);
+                }
+                Proxy::Kourier => {
+                    let cluster = format!("{}/{}", hit.namespace, hit.service);
+                    rec.envoy(KOURIER_POD, &cluster, answer.status, ms);
                 }
                 Proxy::Gloo(cluster) => rec.envoy(GLOO_POD, cluster, answer.status, ms),
                 Proxy::Traefik => {
