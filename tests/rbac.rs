@@ -926,6 +926,11 @@ spec:
     world.sim().clear_request_log();
     let spec = f.spec.to_str().unwrap();
     assert_exit(&canary(&f, &["run", spec]).await, 0);
+    // Nothing changed: the run watches the Knative Service briefly.
+    assert_exit(
+        &canary(&f, &["run", spec, "--wait-for-change", "1s"]).await,
+        0,
+    );
     let image = "podinfod=ghcr.io/stefanprodan/podinfo:3.1.1";
     let out = canary(&f, &["run", spec, "--set-image", image]).await;
     assert_exit(&out, 0);
