@@ -80,8 +80,21 @@ pub(crate) async fn user_ingress(
     Ok((user, user_object))
 }
 
-fn canary_object(c: &ResolvedCanary, ingress: &str) -> String {
+/// How messages name the canary copy of the user's Ingress `ingress`.
+pub(crate) fn canary_object(c: &ResolvedCanary, ingress: &str) -> String {
     format!("ingress/{} in {}", names::canary(ingress), c.namespace)
+}
+
+/// Deletes the canary copy of the user's Ingress if `canary` made it (the
+/// Ingress routers' revert); the user's Ingress is left as it is.
+pub(crate) async fn delete_canary_ingress(
+    api: &Api<Ingress>,
+    c: &ResolvedCanary,
+) -> Result<Vec<(String, Removal)>> {
+    let name = ingress_name(c)?;
+    let canary_name = names::canary(name);
+    let removal = managed::delete(api, &canary_name, &canary_object(c, name)).await?;
+    Ok(vec![(format!("ingress/{canary_name}"), removal)])
 }
 
 /// The user's Ingress spec with its paths to the apex Service sent to the
@@ -301,15 +314,7 @@ impl Router for NginxRouter {
     /// Deletes the canary Ingress `canary` created; the user's Ingress is
     /// left as it is.
     async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
-        let name = ingress_name(c)?;
-        let canary_name = names::canary(name);
-        let removal = managed::delete(
-            &self.api(&c.namespace),
-            &canary_name,
-            &canary_object(c, name),
-        )
-        .await?;
-        Ok(vec![(format!("ingress/{canary_name}"), removal)])
+        delete_canary_ingress(&self.api(&c.namespace), c).await
     }
 }
 

@@ -27,10 +27,10 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::Router;
-use super::nginx::{ingress_name, user_ingress};
+use super::nginx::{canary_object, ingress_name, user_ingress};
 use crate::cluster::cache::Watched;
 use crate::cluster::error::{ClusterError, Result};
-use crate::cluster::managed::{self, MANAGED_BY, Removal};
+use crate::cluster::managed::{MANAGED_BY, Removal};
 use canary_core::engine::schedule::Routing;
 use canary_core::names;
 use canary_core::spec::resolve::ResolvedCanary;
@@ -67,10 +67,6 @@ impl SkipperRouter {
             w.saw(written.metadata.resource_version.as_deref());
         }
     }
-}
-
-fn canary_object(c: &ResolvedCanary, ingress: &str) -> String {
-    format!("ingress/{} in {}", names::canary(ingress), c.namespace)
 }
 
 /// The user's Ingress spec with each path to the apex Service sent to the
@@ -328,15 +324,7 @@ impl Router for SkipperRouter {
     /// Deletes the canary Ingress `canary` created; the user's Ingress is
     /// left as it is.
     async fn finalize(&self, c: &ResolvedCanary) -> Result<Vec<(String, Removal)>> {
-        let name = ingress_name(c)?;
-        let canary_name = names::canary(name);
-        let removal = managed::delete(
-            &self.api(&c.namespace),
-            &canary_name,
-            &canary_object(c, name),
-        )
-        .await?;
-        Ok(vec![(format!("ingress/{canary_name}"), removal)])
+        super::nginx::delete_canary_ingress(&self.api(&c.namespace), c).await
     }
 }
 
