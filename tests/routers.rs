@@ -208,6 +208,42 @@ pub(crate) fn answers(
     (primary, canary)
 }
 
+/// podinfo in `prod` behind an edge proxy whose CRDs are `crds`, in
+/// namespace `edge_ns` (with the Prometheus that scrapes it), and clients
+/// calling `www.example.com` (plus `x-canary: insider` ones).
+pub(crate) fn edge_scenario(crds: &str, edge_ns: &str) -> Scenario {
+    let text = format!(
+        "
+seed: 11
+namespace: prod
+readinessDelay: 200ms
+trafficInterval: 100ms
+crds: [{crds}]
+namespaces:
+  - {{name: prod}}
+  - {{name: {edge_ns}}}
+deployments:
+  - name: podinfo
+    namespace: prod
+    image: ghcr.io/stefanprodan/podinfo:3.1.0
+    container: podinfod
+    replicas: 2
+    labels: {{app: podinfo}}
+    ports:
+      - {{name: http, containerPort: 9898}}
+behaviours:
+  \"3.1.0\": {{successRate: 100%, latency: {{median: 9ms, p99: 35ms}}}}
+  \"3.1.1\": {{successRate: 100%, latency: {{median: 8ms, p99: 30ms}}}}
+  \"3.1.2\": {{successRate: 50%, latency: {{median: 9ms, p99: 35ms}}}}
+prometheus: {{name: prometheus, namespace: {edge_ns}, port: 9090}}
+traffic:
+  - {{host: www.example.com, namespace: prod, rps: 40}}
+  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{x-canary: insider}}}}
+"
+    );
+    Scenario::from_yaml("routers-edge.yaml", &text).unwrap()
+}
+
 /// The sim's `/metrics` lines of `family` whose labels include `labels`,
 /// summed.
 pub(crate) async fn scraped(c: &Cluster, family: &str, labels: &[&str]) -> f64 {

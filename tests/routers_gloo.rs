@@ -5,46 +5,13 @@
 //! creates, and records Envoy's upstream series, which the built-in
 //! metrics read.
 
-use canary_sim::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::routers::{answers, assert_plan_matches_cluster, wait_during_run, watch_while_running};
+use crate::routers::{
+    answers, assert_plan_matches_cluster, edge_scenario, wait_during_run, watch_while_running,
+};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{finish, stderr, stdout};
-
-/// podinfo in `prod` behind Gloo (with the Prometheus that scrapes its
-/// Envoy in `gloo-system`), and clients calling `www.example.com` (plus
-/// `x-canary: insider` ones).
-fn scenario() -> Scenario {
-    let text = "
-seed: 13
-namespace: prod
-readinessDelay: 200ms
-trafficInterval: 100ms
-crds: [gloo]
-namespaces:
-  - {name: prod}
-  - {name: gloo-system}
-deployments:
-  - name: podinfo
-    namespace: prod
-    image: ghcr.io/stefanprodan/podinfo:3.1.0
-    container: podinfod
-    replicas: 2
-    labels: {app: podinfo}
-    ports:
-      - {name: http, containerPort: 9898}
-behaviours:
-  \"3.1.0\": {successRate: 100%, latency: {median: 9ms, p99: 35ms}}
-  \"3.1.1\": {successRate: 100%, latency: {median: 8ms, p99: 30ms}}
-  \"3.1.2\": {successRate: 50%, latency: {median: 9ms, p99: 35ms}}
-prometheus: {name: prometheus, namespace: gloo-system, port: 9090}
-traffic:
-  - {host: www.example.com, namespace: prod, rps: 40}
-  - {host: www.example.com, namespace: prod, rps: 10, headers: {x-canary: insider}}
-";
-    Scenario::from_yaml("routers-gloo.yaml", text).unwrap()
-}
 
 /// A Canary of podinfo on Gloo judged by the built-in metrics, read from
 /// the Prometheus in `gloo-system`.
@@ -119,7 +86,7 @@ fn user_objects() -> Vec<Value> {
 }
 
 async fn gloo_cluster(extra: &str, analysis: &str) -> Cluster {
-    let c = Cluster::start_in(scenario(), &spec(extra, analysis)).await;
+    let c = Cluster::start_in(edge_scenario("gloo", "gloo-system"), &spec(extra, analysis)).await;
     for o in user_objects() {
         c.world.store().create(o).unwrap();
     }

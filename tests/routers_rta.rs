@@ -4,48 +4,13 @@
 //! HTTPProxy the run writes, and records Envoy's upstream series, which the
 //! built-in metrics read.
 
-use canary_sim::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::routers::{answers, assert_plan_matches_cluster, wait_during_run, watch_while_running};
+use crate::routers::{
+    answers, assert_plan_matches_cluster, edge_scenario, wait_during_run, watch_while_running,
+};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{finish, stderr, stdout};
-
-/// podinfo in `prod` behind an edge proxy whose CRDs are `crds`, in
-/// namespace `edge_ns` (with the Prometheus that scrapes it), and clients
-/// calling `www.example.com` (plus `x-canary: insider` ones).
-fn scenario(crds: &str, edge_ns: &str) -> Scenario {
-    let text = format!(
-        "
-seed: 11
-namespace: prod
-readinessDelay: 200ms
-trafficInterval: 100ms
-crds: [{crds}]
-namespaces:
-  - {{name: prod}}
-  - {{name: {edge_ns}}}
-deployments:
-  - name: podinfo
-    namespace: prod
-    image: ghcr.io/stefanprodan/podinfo:3.1.0
-    container: podinfod
-    replicas: 2
-    labels: {{app: podinfo}}
-    ports:
-      - {{name: http, containerPort: 9898}}
-behaviours:
-  \"3.1.0\": {{successRate: 100%, latency: {{median: 9ms, p99: 35ms}}}}
-  \"3.1.1\": {{successRate: 100%, latency: {{median: 8ms, p99: 30ms}}}}
-  \"3.1.2\": {{successRate: 50%, latency: {{median: 9ms, p99: 35ms}}}}
-prometheus: {{name: prometheus, namespace: {edge_ns}, port: 9090}}
-traffic:
-  - {{host: www.example.com, namespace: prod, rps: 40}}
-  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{x-canary: insider}}}}
-"
-    );
-    Scenario::from_yaml("routers-rta.yaml", &text).unwrap()
-}
 
 /// A Canary of podinfo on `provider` judged by the provider's built-in
 /// metrics, read from the Prometheus in `edge_ns`.
@@ -105,7 +70,7 @@ fn root_proxy() -> Value {
 
 async fn contour_cluster(analysis: &str) -> Cluster {
     let c = Cluster::start_in(
-        scenario("contour", "projectcontour"),
+        edge_scenario("contour", "projectcontour"),
         &spec("contour", "projectcontour", analysis),
     )
     .await;
@@ -327,7 +292,7 @@ fn traefik_weight(c: &Cluster) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traefik_canary_is_promoted_step_by_step_by_traefiks_series_and_rolled_back() {
     let c = Cluster::start_in(
-        scenario("traefik", "traefik"),
+        edge_scenario("traefik", "traefik"),
         &spec("traefik", "traefik", STEPS),
     )
     .await;
