@@ -153,12 +153,20 @@ pub(crate) fn reference(
 struct Worker {
     client: kube::Client,
     instance: String,
-    /// The Event last posted for each (namespace, type, note, regarded
+    /// What was last posted for each (namespace, type, note, regarded
     /// object), for counting repeats.
-    series: HashMap<(String, &'static str, String, String), Event>,
+    series: HashMap<(String, &'static str, String, String), Posted>,
     warnings: Arc<Mutex<Vec<String>>>,
     failed: bool,
     forbidden: bool,
+}
+
+/// What is kept of a posted Event to count its repeats: its name, its
+/// series' count and when it was last seen.
+struct Posted {
+    name: String,
+    count: i32,
+    last_seen: Timestamp,
 }
 
 impl Worker {
@@ -183,24 +191,33 @@ impl Worker {
             item.regarding.uid.clone().unwrap_or_default(),
         );
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        self.series
-            .retain(|_, e| last_seen(e).is_some_and(|t| t + SERIES_WINDOW > now));
+        self.series.retain(|_, p| p.last_seen + SERIES_WINDOW > now);
         if let Some(previous) = self.series.get_mut(&key) {
-            let count = previous.series.as_ref().map_or(2, |s| s.count + 1);
+            // A first repeat makes a series of two.
+            let count = previous.count + 1;
             let series = EventSeries {
                 count,
                 last_observed_time: MicroTime(now),
             };
             let patch = serde_json::json!({ "series": series });
-            let name = previous.metadata.name.clone().unwrap_or_default();
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            previous.series = Some(series);
+            api.patch(
+                &previous.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+            previous.count = count;
+            previous.last_seen = now;
             return Ok(());
         }
         let event = self.event(item, now);
         api.create(&PostParams::default(), &event).await?;
-        self.series.insert(key, event);
+        let posted = Posted {
+            name: event.metadata.name.unwrap_or_default(),
+            count: 1,
+            last_seen: now,
+        };
+        self.series.insert(key, posted);
         Ok(())
     }
 
@@ -247,14 +264,6 @@ impl Worker {
             w.push(said);
         }
     }
-}
-
-/// When an Event was last seen: its series' last observation, or its time.
-fn last_seen(e: &Event) -> Option<Timestamp> {
-    e.series
-        .as_ref()
-        .map(|s| s.last_observed_time.0)
-        .or(e.event_time.as_ref().map(|t| t.0))
 }
 
 /// The Event's action: what the rollout was doing, from the message's

@@ -205,6 +205,7 @@ impl<'a> Hooks<'a> {
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             req.body = Some(body.clone());
             req.insecure_skip_verify = hook.disable_tls;
+            req.long = true;
             let (reason, retryable, retry_after, unreachable) = match self.edge.send(req).await {
                 Ok(reply) if reply.status <= 202 => return Ok(()),
                 Ok(reply) => {

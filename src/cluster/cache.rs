@@ -44,8 +44,9 @@ where
 {
     shared: Arc<Shared<K>>,
     name: String,
-    /// The object as each event of the watch brought it.
-    latest: tokio::sync::watch::Receiver<Option<K>>,
+    /// The object as each event of the watch brought it: the store's own
+    /// copy, not one more.
+    latest: tokio::sync::watch::Receiver<Option<Arc<K>>>,
     /// The newest resourceVersion this process wrote or read; `None`
     /// after it read that the object does not exist.
     newest: Mutex<Option<u64>>,
@@ -63,8 +64,11 @@ where
     /// The namespace and kind of the objects, for the store's keys.
     namespace: Option<String>,
     dyntype: K::DynamicType,
-    names: Arc<Mutex<HashMap<String, tokio::sync::watch::Sender<Option<K>>>>>,
+    names: Arc<Mutex<HashMap<String, Tell<K>>>>,
 }
+
+/// Where the watch tells the readers of one object of each change.
+type Tell<K> = tokio::sync::watch::Sender<Option<Arc<K>>>;
 
 impl<K: Resource + 'static> Drop for Shared<K>
 where
@@ -103,7 +107,7 @@ where
         let latest = {
             let mut names = shared.names.lock().unwrap_or_else(|e| e.into_inner());
             let tell = names.entry(name.to_string()).or_insert_with(|| {
-                let held = shared.get(name);
+                let held = shared.get_arc(name);
                 tokio::sync::watch::channel(held).0
             });
             let mut latest = tell.subscribe();
@@ -196,7 +200,7 @@ where
                 latest.changed().await.ok()?;
                 let held = latest.borrow_and_update().clone();
                 if let Some(o) = held {
-                    return Some((o, latest));
+                    return Some(((*o).clone(), latest));
                 }
             }
         })
@@ -294,21 +298,42 @@ where
         let events = watcher::watcher(api.clone(), watcher::Config::default())
             .default_backoff()
             .modify(|o| o.meta_mut().managed_fields = None);
-        let names: Arc<Mutex<HashMap<String, tokio::sync::watch::Sender<Option<K>>>>> =
-            Arc::default();
+        let names: Arc<Mutex<HashMap<String, Tell<K>>>> = Arc::default();
         let tell = names.clone();
+        let held = store.clone();
+        let namespace = api.namespace().map(str::to_string);
+        let key = {
+            let (dyntype, namespace) = (dyntype.clone(), namespace.clone());
+            move |name: &str| {
+                let key = ObjectRef::new_with(name, dyntype.clone());
+                match &namespace {
+                    Some(ns) => key.within(ns),
+                    None => key,
+                }
+            }
+        };
         let task = tokio::spawn(async move {
             // The stream only ends with the process; an error is retried
             // by the backoff, and the copies kept meanwhile.
             reflector::reflector(writer, events)
                 .for_each(|event| {
-                    if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event {
-                        let names = tell.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(name) = o.meta().name.as_deref()
-                            && let Some(t) = names.get(name)
-                        {
-                            t.send_replace(Some(o));
-                        }
+                    let brought = match event {
+                        Ok(watcher::Event::Apply(o)) => Some((o, false)),
+                        Ok(watcher::Event::InitApply(o)) => Some((o, true)),
+                        _ => None,
+                    };
+                    let names = tell.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some((o, listed)) = brought
+                        && let Some(name) = o.meta().name.as_deref()
+                        && let Some(t) = names.get(name)
+                    {
+                        // The readers get the copy the store keeps; a
+                        // (re)list fills the store only once it is done.
+                        let copy = match listed {
+                            false => held.get(&key(name)),
+                            true => None,
+                        };
+                        t.send_replace(Some(copy.unwrap_or_else(|| Arc::new(o))));
                     }
                     async {}
                 })
@@ -317,7 +342,7 @@ where
         Shared {
             store,
             task,
-            namespace: api.namespace().map(str::to_string),
+            namespace,
             dyntype,
             names,
         }
@@ -325,11 +350,16 @@ where
 
     /// The object `name` as the watch holds it.
     fn get(&self, name: &str) -> Option<K> {
+        self.get_arc(name).map(|o| (*o).clone())
+    }
+
+    /// The watch's own copy of the object `name`.
+    fn get_arc(&self, name: &str) -> Option<Arc<K>> {
         let mut key = ObjectRef::new_with(name, self.dyntype.clone());
         if let Some(ns) = &self.namespace {
             key = key.within(ns);
         }
-        self.store.get(&key).map(|o| (*o).clone())
+        self.store.get(&key)
     }
 }
 

@@ -91,9 +91,23 @@ pub struct Connection {
     /// shared by every edge of this connection: each driver of a run has
     /// an edge, and clients of their own would each keep connections and
     /// TLS settings of their own.
-    pub(crate) edge_clients:
-        std::sync::Arc<std::sync::Mutex<Option<(kube::Client, reqwest::Client)>>>,
+    pub(crate) edge_clients: std::sync::Arc<std::sync::Mutex<Option<super::proxy::EdgeClients>>>,
 }
+
+/// The requests one client has in flight at once: the API server's, and
+/// the HTTP edge's metric queries and notifications (webhooks, which may
+/// take as long as their `timeout`, are not counted).
+///
+/// kube's client and reqwest speak HTTP/1.1 from a pool of connections,
+/// where a request that finds no idle connection opens one more, with its
+/// TLS session and buffers, kept for a minute and a half. A run driving a
+/// hundred canaries on one interval sends each round's requests in one
+/// burst; unbounded, every burst would open a connection per canary, a few
+/// hundred in all. With this bound a burst waits its turn by milliseconds:
+/// at an API server's usual latency that is still hundreds of requests a
+/// second, more than Flagger's own client allows itself (100 a second).
+/// A watch holds its place only until its answer starts.
+pub(crate) const IN_FLIGHT: usize = 32;
 
 /// How long connecting may take unless `--request-timeout` says otherwise:
 /// kube's own connect timeout, and the first failure reported within it.
@@ -399,6 +413,8 @@ async fn load(
             .with_layer(&super::credentials::Learn::default())
             // kube's token refresh sends through a cloneable service.
             .with_layer(&tower::buffer::BufferLayer::new(1024))
+            // Each try of a request waits for its place.
+            .with_layer(&tower::limit::ConcurrencyLimitLayer::new(IN_FLIGHT))
             .with_layer(&tower::util::option_layer(auth))
             // A request is sent again through a cloneable service.
             .with_layer(&tower::buffer::BufferLayer::new(1024))

@@ -56,13 +56,14 @@
 //! header value.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, HeaderMap, PROXY_AUTHORIZATION, RETRY_AFTER};
 use http::{Method, Request};
 use http_body_util::BodyExt;
 use reqwest::Url;
+use tokio::sync::Semaphore;
 
 /// The cluster domain Kubernetes uses unless configured otherwise.
 pub(crate) const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
@@ -330,6 +331,11 @@ pub struct HttpRequest<'a> {
     /// Skip TLS verification of a direct `https` target (`disableTLS`,
     /// `insecureSkipVerify`). The API server connection is never affected.
     pub insecure_skip_verify: bool,
+    /// A webhook's call, which may take its whole `timeout` (a load
+    /// test): not counted against the edge's requests in flight
+    /// ([`super::connect::IN_FLIGHT`]), so that it keeps no metric query
+    /// waiting, nor waits for them.
+    pub long: bool,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -342,14 +348,28 @@ impl<'a> HttpRequest<'a> {
             body: None,
             timeout,
             insecure_skip_verify: false,
+            long: false,
         }
     }
+}
+
+/// The clients an edge sends with, and the places of the requests they
+/// have in flight ([`super::connect::IN_FLIGHT`]): shared by every edge of
+/// a connection.
+#[derive(Clone)]
+pub(crate) struct EdgeClients {
+    kube: kube::Client,
+    direct: reqwest::Client,
+    in_flight: Arc<Semaphore>,
 }
 
 /// Sends requests to in-cluster and public URLs alike.
 pub struct HttpEdge {
     kube: Option<kube::Client>,
     direct: reqwest::Client,
+    /// The places of the requests in flight, shared with the other edges
+    /// of the connection.
+    in_flight: Arc<Semaphore>,
     insecure: OnceLock<reqwest::Client>,
     default_namespace: String,
     cluster_domain: String,
@@ -407,15 +427,25 @@ impl HttpEdge {
     ) -> Result<Self, EdgeError> {
         let via = Via::choose(asked, conn.source.is_in_cluster());
         let mut shared = conn.edge_clients.lock().unwrap_or_else(|e| e.into_inner());
-        let (kube, direct) = match &*shared {
+        let clients = match &*shared {
             Some(clients) => clients.clone(),
             None => {
                 let built = Self::from_config(conn.config.clone(), "")?;
-                let clients = (built.kube.clone().expect("a cluster client"), built.direct);
+                let clients = EdgeClients {
+                    kube: built.kube.clone().expect("a cluster client"),
+                    direct: built.direct,
+                    in_flight: built.in_flight,
+                };
                 shared.insert(clients).clone()
             }
         };
-        Ok(Self::with_clients(Some(kube), direct, default_namespace.into()).with_via(via))
+        Ok(Self::with_clients(
+            Some(clients.kube),
+            clients.direct,
+            clients.in_flight,
+            default_namespace.into(),
+        )
+        .with_via(via))
     }
 
     /// An edge over an existing client. If that client was built with
@@ -440,6 +470,7 @@ impl HttpEdge {
         Ok(Self::with_clients(
             kube,
             http_client(false)?,
+            Arc::new(Semaphore::new(super::connect::IN_FLIGHT)),
             default_namespace,
         ))
     }
@@ -447,11 +478,13 @@ impl HttpEdge {
     fn with_clients(
         kube: Option<kube::Client>,
         direct: reqwest::Client,
+        in_flight: Arc<Semaphore>,
         default_namespace: String,
     ) -> Self {
         HttpEdge {
             kube,
             direct,
+            in_flight,
             insecure: OnceLock::new(),
             default_namespace,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
@@ -560,8 +593,26 @@ impl HttpEdge {
         }
     }
 
-    /// One attempt of [`Self::send`].
+    /// One attempt of [`Self::send`], once the request has its place
+    /// among those in flight (a webhook's call needs none); the wait for
+    /// it counts in the request's time limit.
     async fn send_once(&self, req: HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
+        let _place = match req.long {
+            true => None,
+            // The semaphore is never closed.
+            false => {
+                let place = self.in_flight.acquire();
+                match tokio::time::timeout(req.timeout, place).await {
+                    Ok(place) => place.ok(),
+                    Err(_) => {
+                        return Err(EdgeError::Timeout {
+                            target: display_url_str(req.url),
+                            timeout: req.timeout,
+                        });
+                    }
+                }
+            }
+        };
         let route = self.route(req.url, req.namespace)?;
         let proxy = match route {
             Route::Direct(url) => return self.send_direct(&url, &req).await,

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::lines::Lines;
 use super::live::Live;
-use super::summary;
+use super::summary::{self, CanarySummary, Summaries};
 use crate::secrets::Redacting;
 use canary_core::event::{Event, Kind, Reporter};
 
@@ -107,7 +107,8 @@ type Sink = Mutex<Box<dyn Write + Send>>;
 pub(crate) struct RunOutput {
     mode: Mode,
     options: Options,
-    events: Mutex<Vec<Event>>,
+    /// What the verdict lines and the summary need of the events so far.
+    summaries: Mutex<Summaries>,
     lines: Mutex<Lines>,
     live: Option<Live>,
     out: Sink,
@@ -162,18 +163,13 @@ impl RunOutput {
         RunOutput {
             mode,
             options,
-            events: Mutex::new(Vec::new()),
+            summaries: Mutex::new(Summaries::default()),
             lines: Mutex::new(Lines::new()),
             live,
             out: Mutex::new(Box::new(Redacting::new(out))),
             err: Mutex::new(Box::new(Redacting::new(err))),
             finished: AtomicBool::new(false),
         }
-    }
-
-    /// Every event so far, in the order they were emitted.
-    pub(crate) fn events(&self) -> Vec<Event> {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     /// `error: msg` on stderr, in every mode, above the live view.
@@ -222,10 +218,14 @@ impl RunOutput {
         if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }
-        let events = self.events();
+        let summaries = match self.summaries.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => Summaries::default(),
+        };
+        let summaries = summaries.all();
         if let Some(live) = &self.live {
             live.finish();
-            if !events.is_empty()
+            if !summaries.is_empty()
                 && let Ok(mut err) = self.err.lock()
             {
                 // indicatif leaves the cursor at the end of the last frame
@@ -234,7 +234,7 @@ impl RunOutput {
                 let _ = writeln!(err);
             }
         }
-        if events.is_empty() {
+        if summaries.is_empty() {
             return;
         }
         if matches!(self.mode, Mode::Live | Mode::Lines) {
@@ -243,7 +243,7 @@ impl RunOutput {
                 .width
                 .map(|w| w as u16)
                 .unwrap_or_else(stdout_width);
-            let table = summary::table_with(&events, width, self.options.full_summary);
+            let table = summary::tables(summaries, width, self.options.full_summary);
             if !table.is_empty()
                 && let Ok(mut out) = self.out.lock()
             {
@@ -252,7 +252,7 @@ impl RunOutput {
             }
         }
         if let Some(path) = &self.options.step_summary
-            && let Err(e) = append(path, &summary::markdown(&events))
+            && let Err(e) = append(path, &summary::markdown_of(summaries))
         {
             self.error(&format!(
                 "failed to write the step summary to {}: {e}",
@@ -263,18 +263,14 @@ impl RunOutput {
 
     /// The stdout line of a verdict, with the target of its canary's
     /// `started` event; a promotion or a rollback says how long it took.
-    fn verdict_line(&self, e: &Event, events: &[Event]) -> Option<String> {
-        let id = e.id();
+    /// `mine` is the canary's summary, the verdict folded in.
+    fn verdict_line(&self, e: &Event, mine: Option<&CanarySummary>) -> Option<String> {
         let outcome = e.outcome.as_ref()?;
-        let mine: Vec<Event> = events.iter().filter(|x| x.id() == id).cloned().collect();
         if matches!(outcome.result.as_str(), "promoted" | "rolledBack") {
-            return summary::summarize(&mine).first().map(summary::heading);
+            return mine.map(summary::heading);
         }
-        let target = mine
-            .iter()
-            .rev()
-            .find_map(|x| x.run.as_ref().map(|r| r.target.clone()));
-        super::outcome_line(&id, target.as_deref(), outcome)
+        let target = mine.and_then(|s| s.run.as_ref()).map(|r| r.target.as_str());
+        super::outcome_line(&e.id(), target, outcome)
     }
 
     fn write_out(&self, line: &str, flush: bool) {
@@ -306,17 +302,15 @@ impl Reporter for RunOutput {
         // Every message may quote a server's answer: masked before it is
         // kept, rendered, summarised or written as JSON.
         let e = &crate::secrets::redactor().redact_value(e);
-        let events = match self.events.lock() {
+        // Only a verdict needs its canary's summary (for its line).
+        let mine = match self.summaries.lock() {
             Ok(mut all) => {
-                all.push(e.clone());
-                // Only a verdict needs the history (for its target).
-                if e.kind == Kind::Verdict {
-                    all.clone()
-                } else {
-                    Vec::new()
-                }
+                all.add(e);
+                (e.kind == Kind::Verdict)
+                    .then(|| all.get(&e.id()).cloned())
+                    .flatten()
             }
-            Err(_) => Vec::new(),
+            Err(_) => None,
         };
         match self.mode {
             Mode::Quiet => {}
@@ -333,7 +327,7 @@ impl Reporter for RunOutput {
                     let _ = writeln!(err, "{line}");
                 }
                 if e.kind == Kind::Verdict
-                    && let Some(v) = self.verdict_line(e, &events)
+                    && let Some(v) = self.verdict_line(e, mine.as_ref())
                 {
                     self.write_out(&v, true);
                 }
@@ -353,7 +347,7 @@ impl Reporter for RunOutput {
                     live.println(&w);
                 }
                 if e.kind == Kind::Verdict
-                    && let Some(v) = self.verdict_line(e, &events)
+                    && let Some(v) = self.verdict_line(e, mine.as_ref())
                 {
                     live.suspend(|| self.write_out(&v, true));
                 }

@@ -69,14 +69,43 @@ pub(crate) struct Folded {
 
 /// The canaries of `events`, in the order they first appear.
 pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
-    let mut all: Vec<CanarySummary> = Vec::new();
+    let mut all = Summaries::default();
     for e in events {
+        all.add(e);
+    }
+    all.all
+}
+
+/// Each canary's summary, folded event by event as a run goes: what a
+/// run keeps of its events for the verdict lines and the summary, so a
+/// long run or a hundred canaries do not keep every event.
+#[derive(Debug, Default)]
+pub(crate) struct Summaries {
+    /// In the order the canaries first appeared.
+    all: Vec<CanarySummary>,
+    /// `name.namespace` to its place in `all`.
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Summaries {
+    /// The summaries, in the order the canaries first appeared.
+    pub(crate) fn all(&self) -> &[CanarySummary] {
+        &self.all
+    }
+
+    /// The summary of the canary `id` (`name.namespace`).
+    pub(crate) fn get(&self, id: &str) -> Option<&CanarySummary> {
+        self.index.get(id).map(|&i| &self.all[i])
+    }
+
+    /// Folds one more event into its canary's summary.
+    pub(crate) fn add(&mut self, e: &Event) {
         let id = e.id();
-        let s = match all.iter().position(|s| s.id == id) {
-            Some(i) => &mut all[i],
+        let i = match self.index.get(&id) {
+            Some(&i) => i,
             None => {
-                all.push(CanarySummary {
-                    id,
+                self.all.push(CanarySummary {
+                    id: id.clone(),
                     run: None,
                     start: e.time,
                     end: e.time,
@@ -86,9 +115,11 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
                     failed_checks: e.failed_checks,
                     rows: Vec::new(),
                 });
-                all.last_mut().expect("just pushed")
+                self.index.insert(id, self.all.len() - 1);
+                self.all.len() - 1
             }
         };
+        let s = &mut self.all[i];
         s.end = s.end.max(e.time);
         s.phase = e.phase;
         s.canary_weight = e.canary_weight;
@@ -113,7 +144,7 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
             }
             Kind::Progress => {
                 let Some(m) = e.message.clone() else {
-                    continue;
+                    return;
                 };
                 match s.rows.last_mut() {
                     Some(r) if r.joinable && r.offset == offset => {
@@ -155,7 +186,7 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
                     // Not counted (no values yet): the message that says
                     // so joins the row.
                     s.rows.push(row);
-                    continue;
+                    return;
                 }
                 row.notes.push(if passed {
                     "checks passed".to_string()
@@ -207,7 +238,6 @@ pub(crate) fn summarize(events: &[Event]) -> Vec<CanarySummary> {
             Kind::Traffic | Kind::Waiting => {}
         }
     }
-    all
 }
 
 /// Whether the run left this canary as it found it: nothing to do, a
@@ -374,10 +404,16 @@ pub fn table(events: &[Event], width: u16) -> String {
 /// several canaries each table is titled by its canary's name and the time
 /// it took; a canary without steps (nothing to do) has no table.
 pub(crate) fn table_with(events: &[Event], width: u16, full: bool) -> String {
+    tables(&summarize(events), width, full)
+}
+
+/// [`table_with`] of summaries folded as the run went.
+pub(crate) fn tables(summaries: &[CanarySummary], width: u16, full: bool) -> String {
     let mut out = String::new();
-    let all: Vec<CanarySummary> = summarize(events)
-        .into_iter()
+    let all: Vec<CanarySummary> = summaries
+        .iter()
         .filter(|s| !s.rows.is_empty() && !did_nothing(s))
+        .cloned()
         .collect();
     // One canary's table needs no title: its verdict line is just above.
     let titled = all.len() > 1;
@@ -603,13 +639,18 @@ fn by_magnitude(values: &[String]) -> Vec<&String> {
 /// The summary as GitHub-flavoured Markdown: a heading and a table per
 /// canary.
 pub fn markdown(events: &[Event]) -> String {
+    markdown_of(&summarize(events))
+}
+
+/// [`markdown`] of summaries folded as the run went.
+pub(crate) fn markdown_of(summaries: &[CanarySummary]) -> String {
     let mut out = String::new();
-    for s in summarize(events) {
-        out.push_str(&format!("### {}\n\n", md_escape(&heading(&s))));
+    for s in summaries {
+        out.push_str(&format!("### {}\n\n", md_escape(&heading(s))));
         if s.rows.is_empty() {
             continue;
         }
-        let g = grid(&s);
+        let g = grid(s);
         let header: Vec<String> = g.header.iter().map(|h| md_escape(h)).collect();
         out.push_str(&format!("| {} |\n", header.join(" | ")));
         let align: Vec<&str> = (0..header.len())
