@@ -13,7 +13,8 @@
 //! beside.
 //!
 //! Run with `cargo bench --bench seed_run`; `-- 1` (or `-- 1 10`) limits the
-//! canary counts.
+//! canary counts, and `CANARY_BENCH_WRAP` names a profiler to run the
+//! `canary` child under (`CANARY_BENCH_WRAP=heaptrack`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +29,11 @@ const CANARY: &str = env!("CARGO_BIN_EXE_canary");
 const STEPS: u64 = 20;
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--measure-child") {
+        measure_child(&argv[2..]);
+        return;
+    }
     let counts: Vec<usize> = {
         let args: Vec<usize> = std::env::args()
             .skip(1)
@@ -122,20 +128,75 @@ struct Child {
     stdout: String,
 }
 
-/// Runs `cmd` to its end and measures it with `wait4`: its CPU time and
-/// peak RSS include the children it waited for (kubectl, curl).
-// `wait4` reaps the child; `Child::wait` would not give its usage.
-#[allow(clippy::zombie_processes)]
-fn measure(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+/// Runs `cmd` to its end and measures it: its CPU time and peak RSS,
+/// including the children it waited for (kubectl, curl).
+///
+/// The figures come from `wait4` in a small process of their own, this
+/// benchmark started again as `--measure-child`: a child spawned straight
+/// from this process would report this process's peak RSS as its own
+/// (Linux carries the memory high-water mark of the image a process had
+/// before `exec` into its `ru_maxrss`, and this process holds the
+/// simulated cluster), so a hundred canaries' driver would seem to use
+/// what the cluster uses.
+fn measure(cmd: Command) -> Child {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut wrapper = Command::new(std::env::current_exe().unwrap());
+    wrapper
+        .arg("--measure-child")
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    wrapper.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let started = SystemTime::now();
-    let mut child = cmd.spawn().expect("the command starts");
+    let mut child = wrapper.spawn().expect("the command starts");
     let mut out = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut out, &mut s);
         s
     });
+    assert!(
+        child.wait().unwrap().success(),
+        "the measuring process failed"
+    );
+    let ended = SystemTime::now();
+    let figures: Vec<i64> = std::fs::read_to_string(report.path())
+        .unwrap()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let [cpu_us, max_rss_kib, status] = figures[..] else {
+        panic!("the measuring process reported {figures:?}")
+    };
+    Child {
+        cpu: Duration::from_micros(cpu_us as u64),
+        max_rss_kib,
+        started,
+        ended,
+        status: status as i32,
+        stdout: reader.join().unwrap(),
+    }
+}
+
+/// `--measure-child REPORT PROGRAM ARGS...`: runs the program with this
+/// process's standard streams, waits for it with `wait4` and writes its
+/// CPU time (µs), peak RSS (KiB) and exit code to REPORT.
+// `wait4` reaps the child; `Child::wait` would not give its usage.
+#[allow(clippy::zombie_processes)]
+fn measure_child(args: &[String]) {
+    let [report, program, args @ ..] = args else {
+        panic!("--measure-child REPORT PROGRAM ARGS...")
+    };
+    let child = Command::new(program)
+        .args(args)
+        .spawn()
+        .expect("the command starts");
     let mut status = 0;
     // SAFETY: rusage is plain data, written by the kernel; the pid is this
     // process's own child, not yet waited for.
@@ -145,20 +206,32 @@ fn measure(mut cmd: Command) -> Child {
         assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
         usage
     };
-    let ended = SystemTime::now();
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Child {
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss,
-        started,
-        ended,
-        status: libc::WEXITSTATUS(status),
-        stdout: reader.join().unwrap(),
-    }
+    let us = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
+    std::fs::write(
+        report,
+        format!(
+            "{} {} {}",
+            us(usage.ru_utime) + us(usage.ru_stime),
+            usage.ru_maxrss,
+            libc::WEXITSTATUS(status)
+        ),
+    )
+    .unwrap();
 }
 
 fn canary(args: &[&str], spec: &Path, kubeconfig: &Path) -> Command {
-    let mut cmd = Command::new(CANARY);
+    // `CANARY_BENCH_WRAP="heaptrack -o /tmp/run"` runs the child under a
+    // profiler; its figures then include the profiler's own.
+    let wrap = std::env::var("CANARY_BENCH_WRAP").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let mut cmd = match wrap.next() {
+        Some(tool) => {
+            let mut cmd = Command::new(tool);
+            cmd.args(wrap).arg(CANARY);
+            cmd
+        }
+        None => Command::new(CANARY),
+    };
     cmd.arg("run")
         .arg(spec)
         .arg("--kubeconfig")
