@@ -304,13 +304,7 @@ where
         let namespace = api.namespace().map(str::to_string);
         let key = {
             let (dyntype, namespace) = (dyntype.clone(), namespace.clone());
-            move |name: &str| {
-                let key = ObjectRef::new_with(name, dyntype.clone());
-                match &namespace {
-                    Some(ns) => key.within(ns),
-                    None => key,
-                }
-            }
+            move |name: &str| object_ref::<K>(name, &dyntype, namespace.as_deref())
         };
         let task = tokio::spawn(async move {
             // The stream only ends with the process; an error is retried
@@ -355,11 +349,21 @@ where
 
     /// The watch's own copy of the object `name`.
     fn get_arc(&self, name: &str) -> Option<Arc<K>> {
-        let mut key = ObjectRef::new_with(name, self.dyntype.clone());
-        if let Some(ns) = &self.namespace {
-            key = key.within(ns);
-        }
+        let key = object_ref::<K>(name, &self.dyntype, self.namespace.as_deref());
         self.store.get(&key)
+    }
+}
+
+/// The store's key of the object `name` of the kind `dyntype` describes.
+fn object_ref<K>(name: &str, dyntype: &K::DynamicType, namespace: Option<&str>) -> ObjectRef<K>
+where
+    K: Resource,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let key = ObjectRef::new_with(name, dyntype.clone());
+    match namespace {
+        Some(ns) => key.within(ns),
+        None => key,
     }
 }
 
