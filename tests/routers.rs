@@ -17,18 +17,35 @@ use crate::util::{finish, stderr, stdout};
 /// a gateway or ingress controller in front of it, clients calling
 /// `www.example.com` (plus `x-canary: insider` and `canary=always` ones).
 fn scenario(crds: &str, extra_namespaces: &str) -> Scenario {
+    podinfo_scenario(
+        "routers.yaml",
+        &format!(
+            "seed: 7\ncrds: [{crds}]\nnamespaces:\n  - {{name: prod, mesh: linkerd}}\n  \
+             - {{name: linkerd-viz}}\n{extra_namespaces}"
+        ),
+        "linkerd-viz",
+        "  - {host: www.example.com, namespace: prod, rps: 30}
+  - {host: www.example.com, namespace: prod, rps: 10, headers: {x-canary: insider}}
+  - {host: www.example.com, namespace: prod, rps: 10, headers: {cookie: \"canary=always\"}}
+",
+    )
+}
+
+/// podinfo 3.1.0 (two replicas) in `prod`, whose 3.1.1 is healthy and
+/// 3.1.2 fails half its requests, with the Prometheus of `prometheus_ns`:
+/// `head` gives the seed, CRDs and namespaces, `traffic` the clients.
+pub(crate) fn podinfo_scenario(
+    file: &str,
+    head: &str,
+    prometheus_ns: &str,
+    traffic: &str,
+) -> Scenario {
     let text = format!(
         "
-seed: 7
 namespace: prod
 readinessDelay: 200ms
 trafficInterval: 100ms
-crds: [{crds}]
-namespaces:
-  - {{name: prod, mesh: linkerd}}
-  - {{name: linkerd-viz}}
-{extra_namespaces}
-deployments:
+{head}deployments:
   - name: podinfo
     namespace: prod
     image: ghcr.io/stefanprodan/podinfo:3.1.0
@@ -41,14 +58,11 @@ behaviours:
   \"3.1.0\": {{successRate: 100%, latency: {{median: 9ms, p99: 35ms}}}}
   \"3.1.1\": {{successRate: 100%, latency: {{median: 8ms, p99: 30ms}}}}
   \"3.1.2\": {{successRate: 50%, latency: {{median: 9ms, p99: 35ms}}}}
-prometheus: {{name: prometheus, namespace: linkerd-viz, port: 9090}}
+prometheus: {{name: prometheus, namespace: {prometheus_ns}, port: 9090}}
 traffic:
-  - {{host: www.example.com, namespace: prod, rps: 30}}
-  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{x-canary: insider}}}}
-  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{cookie: \"canary=always\"}}}}
-"
+{traffic}"
     );
-    Scenario::from_yaml("routers.yaml", &text).unwrap()
+    Scenario::from_yaml(file, &text).unwrap()
 }
 
 /// The success rate of the target's pods, from Linkerd's series.
@@ -212,36 +226,59 @@ pub(crate) fn answers(
 /// namespace `edge_ns` (with the Prometheus that scrapes it), and clients
 /// calling `www.example.com` (plus `x-canary: insider` ones).
 pub(crate) fn edge_scenario(crds: &str, edge_ns: &str) -> Scenario {
-    let text = format!(
-        "
-seed: 11
-namespace: prod
-readinessDelay: 200ms
-trafficInterval: 100ms
-crds: [{crds}]
-namespaces:
-  - {{name: prod}}
-  - {{name: {edge_ns}}}
-deployments:
-  - name: podinfo
-    namespace: prod
-    image: ghcr.io/stefanprodan/podinfo:3.1.0
-    container: podinfod
-    replicas: 2
-    labels: {{app: podinfo}}
-    ports:
-      - {{name: http, containerPort: 9898}}
-behaviours:
-  \"3.1.0\": {{successRate: 100%, latency: {{median: 9ms, p99: 35ms}}}}
-  \"3.1.1\": {{successRate: 100%, latency: {{median: 8ms, p99: 30ms}}}}
-  \"3.1.2\": {{successRate: 50%, latency: {{median: 9ms, p99: 35ms}}}}
-prometheus: {{name: prometheus, namespace: {edge_ns}, port: 9090}}
-traffic:
-  - {{host: www.example.com, namespace: prod, rps: 40}}
-  - {{host: www.example.com, namespace: prod, rps: 10, headers: {{x-canary: insider}}}}
-"
+    podinfo_scenario(
+        "routers-edge.yaml",
+        &format!(
+            "seed: 11\ncrds: [{crds}]\nnamespaces:\n  - {{name: prod}}\n  - {{name: {edge_ns}}}\n"
+        ),
+        edge_ns,
+        "  - {host: www.example.com, namespace: prod, rps: 40}
+  - {host: www.example.com, namespace: prod, rps: 10, headers: {x-canary: insider}}
+",
+    )
+}
+
+/// The end of an edge router's test, after a promotion to 3.1.1: 3.1.2
+/// fails its success rate and is rolled back (`weight`, the router's
+/// canary weight, back to 0; the primary keeps 3.1.1 and answers every
+/// request), `plan` names the router's objects as they stand in the
+/// cluster (`kinds`), and `revert` exits 0.
+pub(crate) async fn rolls_back_plans_and_reverts(
+    c: &Cluster,
+    weight: fn(&Cluster) -> Option<i64>,
+    kinds: &[(&str, &str, &str)],
+) {
+    c.set_image("3.1.2");
+    let out = c.run(&[]).await;
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("success rate"),
+        "the rollback names the failed check:\n{}",
+        stderr(&out)
     );
-    Scenario::from_yaml("routers-edge.yaml", &text).unwrap()
+    assert_eq!(weight(c), Some(0));
+    assert_eq!(
+        c.image("podinfo-primary").await,
+        "ghcr.io/stefanprodan/podinfo:3.1.1"
+    );
+    assert_eq!(answers(c, "www.example.com", &[], 20), (20, 0));
+
+    let plan = crate::util::canary()
+        .arg("plan")
+        .arg(&c.spec)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&plan, 0);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_plan_matches_cluster(c, &plan, kinds);
+
+    let revert = crate::util::canary()
+        .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .output()
+        .unwrap();
+    assert_exit(&revert, 0);
 }
 
 /// The sim's `/metrics` lines of `family` whose labels include `labels`,

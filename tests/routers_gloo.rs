@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::routers::{
-    answers, assert_plan_matches_cluster, edge_scenario, wait_during_run, watch_while_running,
+    answers, edge_scenario, rolls_back_plans_and_reverts, wait_during_run, watch_while_running,
 };
 use crate::run::{Cluster, assert_exit};
 use crate::util::{finish, stderr, stdout};
@@ -189,44 +189,15 @@ async fn a_gloo_canary_is_promoted_step_by_step_by_envoys_series_and_rolled_back
         "no Envoy series for the canary upstream"
     );
 
-    c.set_image("3.1.2");
-    let out = c.run(&[]).await;
-    assert_exit(&out, 1);
-    assert!(
-        stderr(&out).contains("success rate"),
-        "the rollback names the failed check:\n{}",
-        stderr(&out)
-    );
-    assert_eq!(gloo_weight(&c), Some(0));
-    assert_eq!(
-        c.image("podinfo-primary").await,
-        "ghcr.io/stefanprodan/podinfo:3.1.1"
-    );
-    assert_eq!(answers(&c, "www.example.com", &[], 20), (20, 0));
-
-    let plan = crate::util::canary()
-        .arg("plan")
-        .arg(&c.spec)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    assert_exit(&plan, 0);
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(
+    rolls_back_plans_and_reverts(
         &c,
-        &plan,
+        gloo_weight,
         &[
             ("gateway.solo.io/v1", "RouteTable", "prod"),
             ("gloo.solo.io/v1", "Upstream", "prod"),
         ],
-    );
-
-    let revert = crate::util::canary()
-        .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
-        .arg(&c.kubeconfig)
-        .output()
-        .unwrap();
-    assert_exit(&revert, 0);
+    )
+    .await;
     assert!(route_table(&c).is_none(), "revert leaves the RouteTable");
     assert!(upstream(&c, PRIMARY_UPSTREAM).is_none());
     assert!(upstream(&c, CANARY_UPSTREAM).is_none());

@@ -7,7 +7,7 @@ use canary_sim::scenario::Scenario;
 use canary_sim::{Request, Target};
 use serde_json::{Value, json};
 
-use crate::routers::{assert_plan_matches_cluster, watch_while_running};
+use crate::routers::{assert_plan_matches_cluster, podinfo_scenario, watch_while_running};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{finish, stderr, stdout};
 
@@ -98,34 +98,13 @@ async fn an_app_mesh_canary_is_valid_with_a_warning_and_refused_by_run_and_plan(
 /// podinfo in `prod`, a Kuma mesh (its namespace and TrafficRoute CRD),
 /// clients calling the apex Service, Prometheus in `mesh-observability`.
 fn kuma_scenario() -> Scenario {
-    let text = "
-seed: 11
-namespace: prod
-readinessDelay: 200ms
-trafficInterval: 100ms
-crds: [kuma]
-namespaces:
-  - {name: prod, mesh: kuma}
-  - {name: kuma-system}
-  - {name: mesh-observability}
-deployments:
-  - name: podinfo
-    namespace: prod
-    image: ghcr.io/stefanprodan/podinfo:3.1.0
-    container: podinfod
-    replicas: 2
-    labels: {app: podinfo}
-    ports:
-      - {name: http, containerPort: 9898}
-behaviours:
-  \"3.1.0\": {successRate: 100%, latency: {median: 9ms, p99: 35ms}}
-  \"3.1.1\": {successRate: 100%, latency: {median: 8ms, p99: 30ms}}
-  \"3.1.2\": {successRate: 50%, latency: {median: 9ms, p99: 35ms}}
-prometheus: {name: prometheus, namespace: mesh-observability, port: 9090}
-traffic:
-  - {service: podinfo, namespace: prod, port: 9898, rps: 40}
-";
-    Scenario::from_yaml("kuma.yaml", text).unwrap()
+    podinfo_scenario(
+        "kuma.yaml",
+        "seed: 11\ncrds: [kuma]\nnamespaces:\n  - {name: prod, mesh: kuma}\n  - {name: kuma-system}\n  \
+         - {name: mesh-observability}\n",
+        "mesh-observability",
+        "  - {service: podinfo, namespace: prod, port: 9898, rps: 40}\n",
+    )
 }
 
 /// The Kuma Canary with the built-in metrics; no provider named, so `run`
@@ -326,33 +305,12 @@ async fn a_kuma_canary_is_detected_promoted_step_by_step_rolled_back_planned_and
 /// podinfo in `prod` behind the APISIX gateway, clients calling
 /// `app.example.com`, Prometheus in `ingress-apisix`.
 fn apisix_scenario() -> Scenario {
-    let text = "
-seed: 13
-namespace: prod
-readinessDelay: 200ms
-trafficInterval: 100ms
-crds: [apisix]
-namespaces:
-  - {name: prod}
-  - {name: ingress-apisix}
-deployments:
-  - name: podinfo
-    namespace: prod
-    image: ghcr.io/stefanprodan/podinfo:3.1.0
-    container: podinfod
-    replicas: 2
-    labels: {app: podinfo}
-    ports:
-      - {name: http, containerPort: 9898}
-behaviours:
-  \"3.1.0\": {successRate: 100%, latency: {median: 9ms, p99: 35ms}}
-  \"3.1.1\": {successRate: 100%, latency: {median: 8ms, p99: 30ms}}
-  \"3.1.2\": {successRate: 50%, latency: {median: 9ms, p99: 35ms}}
-prometheus: {name: prometheus, namespace: ingress-apisix, port: 9090}
-traffic:
-  - {host: app.example.com, namespace: prod, rps: 40}
-";
-    Scenario::from_yaml("apisix.yaml", text).unwrap()
+    podinfo_scenario(
+        "apisix.yaml",
+        "seed: 13\ncrds: [apisix]\nnamespaces:\n  - {name: prod}\n  - {name: ingress-apisix}\n",
+        "ingress-apisix",
+        "  - {host: app.example.com, namespace: prod, rps: 40}\n",
+    )
 }
 
 const APISIX_SPEC: &str = "apiVersion: flagger.app/v1beta1

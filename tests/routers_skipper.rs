@@ -5,39 +5,21 @@
 use canary_sim::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::routers::{answers, assert_plan_matches_cluster, scraped, watch_while_running};
+use crate::routers::{
+    answers, assert_plan_matches_cluster, podinfo_scenario, scraped, watch_while_running,
+};
 use crate::run::{Cluster, assert_exit};
 use crate::util::{stderr, stdout};
 
 /// podinfo in `prod` behind Skipper, clients calling `app.example.com`,
 /// Prometheus in `kube-system`.
 fn scenario() -> Scenario {
-    let text = "
-seed: 17
-namespace: prod
-readinessDelay: 200ms
-trafficInterval: 100ms
-namespaces:
-  - {name: prod}
-  - {name: kube-system}
-deployments:
-  - name: podinfo
-    namespace: prod
-    image: ghcr.io/stefanprodan/podinfo:3.1.0
-    container: podinfod
-    replicas: 2
-    labels: {app: podinfo}
-    ports:
-      - {name: http, containerPort: 9898}
-behaviours:
-  \"3.1.0\": {successRate: 100%, latency: {median: 9ms, p99: 35ms}}
-  \"3.1.1\": {successRate: 100%, latency: {median: 8ms, p99: 30ms}}
-  \"3.1.2\": {successRate: 50%, latency: {median: 9ms, p99: 35ms}}
-prometheus: {name: prometheus, namespace: kube-system, port: 9090}
-traffic:
-  - {host: app.example.com, namespace: prod, rps: 40}
-";
-    Scenario::from_yaml("skipper.yaml", text).unwrap()
+    podinfo_scenario(
+        "skipper.yaml",
+        "seed: 17\nnamespaces:\n  - {name: prod}\n  - {name: kube-system}\n",
+        "kube-system",
+        "  - {host: app.example.com, namespace: prod, rps: 40}\n",
+    )
 }
 
 const SPEC: &str = "apiVersion: flagger.app/v1beta1

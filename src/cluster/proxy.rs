@@ -596,14 +596,18 @@ impl HttpEdge {
     /// One attempt of [`Self::send`], once the request has its place
     /// among those in flight (a webhook's call needs none); the wait for
     /// it counts in the request's time limit.
-    async fn send_once(&self, req: HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
+    async fn send_once(&self, mut req: HttpRequest<'_>) -> Result<HttpReply, EdgeError> {
         let _place = match req.long {
             true => None,
             // The semaphore is never closed.
             false => {
+                let asked = tokio::time::Instant::now();
                 let place = self.in_flight.acquire();
                 match tokio::time::timeout(req.timeout, place).await {
-                    Ok(place) => place.ok(),
+                    Ok(place) => {
+                        req.timeout = req.timeout.saturating_sub(asked.elapsed());
+                        place.ok()
+                    }
                     Err(_) => {
                         return Err(EdgeError::Timeout {
                             target: display_url_str(req.url),
@@ -1387,6 +1391,85 @@ mod tests {
         let long = "x".repeat(300);
         let e = excerpt(&long, 10);
         assert_eq!(e, format!("{}…", "x".repeat(10)));
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_are_bounded_and_a_webhook_does_not_wait_for_a_place() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // `/hold` answers when the gate opens; `/free` at once.
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let app = {
+            let (now, most) = (now.clone(), most.clone());
+            axum::Router::new()
+                .route(
+                    "/hold",
+                    axum::routing::get(move || {
+                        let (now, most, mut gate) = (now.clone(), most.clone(), gate.clone());
+                        async move {
+                            most.fetch_max(
+                                now.fetch_add(1, Ordering::SeqCst) + 1,
+                                Ordering::SeqCst,
+                            );
+                            let _ = gate.wait_for(|open| *open).await;
+                            now.fetch_sub(1, Ordering::SeqCst);
+                            "held"
+                        }
+                    }),
+                )
+                .route("/free", axum::routing::get(|| async { "free" }))
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let edge = Arc::new(HttpEdge::direct_only("test").unwrap());
+        let hold = format!("http://{addr}/hold");
+        let held: Vec<_> = (0..2 * super::super::connect::IN_FLIGHT)
+            .map(|_| {
+                let (edge, url) = (edge.clone(), hold.clone());
+                tokio::spawn(async move {
+                    edge.send(HttpRequest::new(Method::GET, &url, Duration::from_secs(30)))
+                        .await
+                })
+            })
+            .collect();
+        let full = tokio::time::Instant::now() + Duration::from_secs(10);
+        while now.load(Ordering::SeqCst) < super::super::connect::IN_FLIGHT {
+            assert!(
+                tokio::time::Instant::now() < full,
+                "the places never filled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(now.load(Ordering::SeqCst), super::super::connect::IN_FLIGHT);
+
+        // Every place taken: a query waits, and its wait is its time limit;
+        // a webhook's call goes through.
+        let free = format!("http://{addr}/free");
+        let e = edge
+            .send(HttpRequest::new(
+                Method::GET,
+                &free,
+                Duration::from_millis(200),
+            ))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        let mut hook = HttpRequest::new(Method::GET, &free, Duration::from_secs(5));
+        hook.long = true;
+        assert_eq!(edge.send(hook).await.unwrap().body, "free");
+
+        open.send(true).unwrap();
+        for h in held {
+            assert_eq!(h.await.unwrap().unwrap().body, "held");
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            super::super::connect::IN_FLIGHT
+        );
     }
 
     /// A server that answers 200 with the `Authorization` header it got.
