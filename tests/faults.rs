@@ -59,13 +59,14 @@ async fn with_proxy_faults(fault: impl Fn(&canary_sim::server::Faults)) -> Clust
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_releases_are_promoted_through_a_throttling_service_proxy() {
+    // A tenth of the requests at random, and the first one for certain:
+    // a short run makes few enough that chance alone may throttle none.
     let c = with_proxy_faults(|f| {
-        f.set_error_rate(
-            0.1,
-            FaultStatus::TooManyRequests {
-                retry_after_secs: 1,
-            },
-        )
+        let throttle = FaultStatus::TooManyRequests {
+            retry_after_secs: 1,
+        };
+        f.set_error_rate(0.1, throttle);
+        f.fail_next(1, throttle);
     })
     .await;
     healthy_releases_promote(&c, 3).await;

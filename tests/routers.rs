@@ -263,15 +263,7 @@ pub(crate) async fn rolls_back_plans_and_reverts(
     );
     assert_eq!(answers(c, "www.example.com", &[], 20), (20, 0));
 
-    let plan = crate::util::canary()
-        .arg("plan")
-        .arg(&c.spec)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    assert_exit(&plan, 0);
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(c, &plan, kinds);
+    assert_plan_matches_cluster(c, &[], kinds);
 
     let revert = crate::util::canary()
         .args(["revert", "podinfo", "-n", "prod", "--kubeconfig"])
@@ -511,30 +503,32 @@ async fn the_gateway_api_is_detected_and_plan_lists_exactly_the_objects_run_crea
         "{}",
         stderr(&out)
     );
-    let plan = crate::util::canary()
-        .arg("plan")
-        .arg(&c.spec)
-        .args(["--mesh-provider", "gatewayapi:v1", "-o", "json"])
-        .output()
-        .unwrap();
-    assert_exit(&plan, 0);
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_plan_matches_cluster(
         &c,
-        &plan,
+        &["--mesh-provider", "gatewayapi:v1"],
         &[("gateway.networking.k8s.io/v1", "HTTPRoute", "prod")],
     );
     c.world.shutdown().await;
 }
 
-/// Every object the plan lists by name exists, and every object the run
-/// created (its managed-by label) is in the plan; router kinds are given
-/// with the namespace they live in ("" for cluster-scoped ones).
+/// `canary plan` of the cluster's spec (with `plan_args`) exits 0, every
+/// object it lists by name exists, and every object the run created (its
+/// managed-by label) is in it; router kinds are given with the namespace
+/// they live in ("" for cluster-scoped ones). Returns the plan.
 pub(crate) fn assert_plan_matches_cluster(
     c: &Cluster,
-    plan: &Value,
+    plan_args: &[&str],
     router_kinds: &[(&str, &str, &str)],
-) {
+) -> Value {
+    let plan = crate::util::canary()
+        .arg("plan")
+        .arg(&c.spec)
+        .args(plan_args)
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&plan, 0);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     let planned: BTreeSet<(String, String)> = plan["objects"]
         .as_array()
         .unwrap()
@@ -566,6 +560,7 @@ pub(crate) fn assert_plan_matches_cluster(
         made, planned,
         "the plan lists {planned:?}, the run made {made:?}"
     );
+    plan
 }
 
 // ---------------------------------------------------------------------------
@@ -740,15 +735,7 @@ async fn an_nginx_canary_is_promoted_step_by_step_rolled_back_and_aborted() {
         user_before["metadata"]["annotations"]
     );
 
-    let plan = crate::util::canary()
-        .arg("plan")
-        .arg(&c.spec)
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    assert_exit(&plan, 0);
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    assert_plan_matches_cluster(&c, &plan, &[("networking.k8s.io/v1", "Ingress", "prod")]);
+    assert_plan_matches_cluster(&c, &[], &[("networking.k8s.io/v1", "Ingress", "prod")]);
     c.world.shutdown().await;
 }
 
